@@ -1,0 +1,27 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects: `unit` is the fast inner loop (no Python, no servers); `integration` runs the
+// real parts (SeaweedFS, the callback receiver, the CLI as a child process, real training).
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 300_000,
+          // The machine has 2 cores and each integration file may start Python and a server.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
