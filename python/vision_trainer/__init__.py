@@ -1,0 +1,6 @@
+"""Python side of vision-trainer, imported by the TypeScript runtime through pythonia.
+
+Everything here is called from Node's bridge on Python's main thread. Values sent to JavaScript
+are plain dicts of finite numbers and strings (see `support.plain`): NaN/Infinity crash Node's
+IPC parser, and objects passed to JS are never freed on the Python side.
+"""

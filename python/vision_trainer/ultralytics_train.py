@@ -1,0 +1,298 @@
+"""Training with ultralytics, driven from TypeScript.
+
+`train(params, emit)` builds the model, registers ultralytics callbacks that turn trainer state
+into plain dicts, and calls `emit(kind, payload)` (a JS function) from the trainer's main thread.
+When `emit` answers "stop", training stops at the end of the current batch; ultralytics then
+validates, saves last.pt and fires on_model_save, so a stopped run still leaves a checkpoint.
+
+Event kinds (shared with the timm/transformers trainers): start, batch, epoch, checkpoint, end.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .support import entry, guarded_js_call, plain, shield_from_terminal_interrupt
+
+PR_CURVE_POINTS = 101
+
+# Which ultralytics metric suffix holds a task's primary metrics, and how to name the others.
+TASK_METRIC_SUFFIX = {"detect": "B", "segment": "M", "pose": "P"}
+TASK_BY_PLATFORM = {
+    "object_detection": "detect",
+    "instance_segmentation": "segment",
+    "pose_estimation": "pose",
+    "image_classification": "classify",
+}
+
+
+def configure_offline(config_dir: str) -> None:
+    """No hub, no pip, no telemetry at run time (see shared/notes/offline-ml.md)."""
+    from ultralytics.utils import SETTINGS
+
+    Path(config_dir).mkdir(parents=True, exist_ok=True)
+    SETTINGS.update({"sync": False})
+
+
+def _standard_metrics(raw: dict, task: str) -> dict:
+    """ultralytics keys (metrics/mAP50-95(B), val/box_loss) -> the platform's names."""
+    out: dict[str, Any] = {}
+    primary_suffix = TASK_METRIC_SUFFIX.get(task)
+    val_loss = 0.0
+    has_val_loss = False
+    for key, value in raw.items():
+        if key.startswith("metrics/"):
+            name = key[len("metrics/") :]
+            if name == "accuracy_top1":
+                out["accuracy"] = value
+                continue
+            if name == "accuracy_top5":
+                out["top5_accuracy"] = value
+                continue
+            if name.endswith(")") and "(" in name:
+                base, suffix = name[:-1].split("(")
+                out[base if suffix == primary_suffix else f"{ {'B': 'box', 'M': 'mask', 'P': 'pose'}.get(suffix, suffix)}_{base}"] = value
+            else:
+                out[name] = value
+        elif key.startswith("val/"):
+            out[f"val_{key[4:]}"] = value
+            if value is not None:
+                val_loss += float(value)
+                has_val_loss = True
+    if has_val_loss:
+        out["loss"] = val_loss
+    return out
+
+
+def _downsample(xs, ys) -> tuple[list, list]:
+    idx = np.linspace(0, len(xs) - 1, min(PR_CURVE_POINTS, len(xs))).round().astype(int)
+    return [float(xs[i]) for i in idx], [float(ys[i]) for i in idx]
+
+
+def _detection_details(validator, task: str, names: dict) -> dict:
+    metrics = validator.metrics
+    part = {"detect": metrics.box, "segment": getattr(metrics, "seg", None), "pose": getattr(metrics, "pose", None)}[task]
+    support = getattr(metrics, "nt_per_class", None)
+    index = list(getattr(part, "ap_class_index", []) or [])
+    per_class = []
+    for class_id, class_name in names.items():
+        n = int(support[class_id]) if support is not None and class_id < len(support) else 0
+        row = {"class_id": int(class_id), "class_name": str(class_name), "precision": None, "recall": None, "ap": None, "ap50": None, "support": n}
+        if class_id in index:
+            i = index.index(class_id)
+            row.update(precision=part.p[i], recall=part.r[i], ap=part.ap[i], ap50=part.ap50[i])
+        per_class.append(row)
+    pr_curves = {}
+    px, prec_values = part.px, part.prec_values
+    for i, class_id in enumerate(index):
+        if i < len(prec_values):
+            recall, precision = _downsample(px, prec_values[i])
+            pr_curves[str(names.get(class_id, class_id))] = {"precision": precision, "recall": recall}
+    return {"per_class_metrics": per_class, "pr_curves": pr_curves}
+
+
+def _classification_details(validator, names: dict) -> dict:
+    # ultralytics counts matrix[predicted][true]; the platform reads rows as the true class.
+    matrix = np.asarray(validator.confusion_matrix.matrix)[: len(names), : len(names)].T
+    per_class = []
+    for class_id, class_name in names.items():
+        tp = float(matrix[class_id, class_id])
+        actual = float(matrix[class_id].sum())
+        predicted = float(matrix[:, class_id].sum())
+        precision = tp / predicted if predicted else None
+        recall = tp / actual if actual else None
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if actual else None)
+        per_class.append({"class_id": int(class_id), "class_name": str(class_name), "precision": precision, "recall": recall, "f1": f1, "ap": None, "support": int(actual)})
+    return {"per_class_metrics": per_class, "confusion_matrix": matrix.astype(int).tolist()}
+
+
+def _macro(per_class: list, key: str):
+    values = [row[key] for row in per_class if row.get(key) is not None and row.get("support", 0) > 0]
+    return float(np.mean(values)) if values else None
+
+
+class _Reporter:
+    """Turns trainer state into the shared event dicts; keeps only plain Python state."""
+
+    def __init__(self, emit: Callable, task: str, primary: str, epochs: int):
+        self.emit = emit
+        self.task = task
+        self.primary = primary
+        self.epochs = epochs
+        self.batch_index = 0
+        self.val_started = 0.0
+        self.val_seconds = None
+        self.best_epoch = None
+        self.saved_epoch = None
+
+    def send(self, trainer, kind: str, payload: dict) -> None:
+        answer = guarded_js_call(self.emit, {"kind": kind, **payload})
+        if answer == "stop":
+            trainer.stop = True
+
+    def on_train_start(self, trainer):
+        self.send(trainer, "start", {
+            "epochs": int(trainer.epochs),
+            "start_epoch": int(trainer.start_epoch),
+            "batches_per_epoch": len(trainer.train_loader),
+            "device": str(trainer.device),
+            "save_dir": str(trainer.save_dir),
+        })
+
+    def on_train_epoch_start(self, trainer):
+        self.batch_index = 0
+
+    def on_train_batch_end(self, trainer):
+        self.batch_index += 1
+        losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()}
+        self.send(trainer, "batch", {
+            "epoch": int(trainer.epoch) + 1,
+            "epochs": int(trainer.epochs),
+            "batch": self.batch_index,
+            "batches": len(trainer.train_loader),
+            "losses": losses,
+        })
+
+    def on_train_epoch_end(self, trainer):
+        self.val_started = time.perf_counter()
+        self.val_seconds = None
+
+    def _close_validation_clock(self):
+        if self.val_seconds is None and self.val_started:
+            self.val_seconds = time.perf_counter() - self.val_started
+
+    def on_model_save(self, trainer):
+        self._close_validation_clock()
+        epoch = int(trainer.epoch) + 1
+        is_best = trainer.best_fitness is not None and trainer.fitness is not None and trainer.best_fitness == trainer.fitness
+        if is_best:
+            self.best_epoch = epoch
+        self.saved_epoch = epoch
+        self.send(trainer, "checkpoint", {"epoch": epoch, "last_path": str(trainer.last), "best_path": str(trainer.best), "is_best": bool(is_best)})
+
+    def on_fit_epoch_end(self, trainer):
+        self._close_validation_clock()
+        epoch = int(trainer.epoch) + 1
+        losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()} if trainer.tloss else {}
+        if losses:
+            losses["loss"] = float(sum(v for v in losses.values() if v is not None and np.isfinite(v)))
+        lr = trainer.lr or {}
+        validation = None
+        metrics = _standard_metrics(trainer.metrics or {}, self.task)
+        validator = getattr(trainer, "validator", None)
+        if trainer.metrics and validator is not None and getattr(validator, "metrics", None) is not None:
+            names = dict(trainer.data["names"])
+            try:
+                details = _classification_details(validator, names) if self.task == "classify" else _detection_details(validator, self.task, names)
+            except Exception as exc:  # metric details are best effort; the core metrics still go out
+                logging.getLogger("vision_trainer").warning("per-class metrics unavailable: %s", exc)
+                details = {"per_class_metrics": []}
+            per_class = details["per_class_metrics"]
+            if self.task == "classify":
+                metrics.update(precision=_macro(per_class, "precision"), recall=_macro(per_class, "recall"), f1=_macro(per_class, "f1"))
+            dataset = getattr(getattr(validator, "dataloader", None), "dataset", None)
+            validation = {
+                "primary_metric_name": self.primary,
+                "primary_metric_value": metrics.get(self.primary),
+                "metrics": metrics,
+                **details,
+                "num_images_validated": int(len(dataset)) if dataset is not None else int(getattr(validator, "seen", 0)),
+                "validation_time_seconds": self.val_seconds,
+            }
+        self.send(trainer, "epoch", {
+            "epoch": epoch,
+            "epochs": int(trainer.epochs),
+            "losses": losses,
+            "learning_rate": max(lr.values()) if lr else None,
+            "metrics": metrics,
+            "validation": validation,
+            "fitness": trainer.fitness,
+            "is_best": self.best_epoch == epoch,
+            "epoch_time_seconds": getattr(trainer, "epoch_time", None),
+        })
+
+    def on_train_end(self, trainer):
+        self.send(trainer, "end", {
+            "best_epoch": self.best_epoch,
+            "last_epoch": self.saved_epoch,
+            "best_path": str(trainer.best) if Path(trainer.best).exists() else None,
+            "last_path": str(trainer.last) if Path(trainer.last).exists() else None,
+        })
+
+    def callbacks(self) -> dict:
+        return {
+            "on_train_start": self.on_train_start,
+            "on_train_epoch_start": self.on_train_epoch_start,
+            "on_train_batch_end": self.on_train_batch_end,
+            "on_train_epoch_end": self.on_train_epoch_end,
+            "on_model_save": self.on_model_save,
+            "on_fit_epoch_end": self.on_fit_epoch_end,
+            "on_train_end": self.on_train_end,
+        }
+
+
+def _attach_log_file(log_file: str | None) -> None:
+    if not log_file:
+        return
+    from ultralytics.utils import LOGGER
+
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s PY    %(message)s"))
+    LOGGER.addHandler(handler)
+
+
+@entry
+def train(params: dict, emit) -> dict:
+    """params: model_name, task_type, data, epochs, batch, imgsz, device, workers, project,
+    weights (optional local path), lr0 (optional), config_dir, log_file, primary_metric."""
+    shield_from_terminal_interrupt()
+    configure_offline(params["config_dir"])
+    _attach_log_file(params.get("log_file"))
+    from ultralytics import YOLO
+
+    task = TASK_BY_PLATFORM[params["task_type"]]
+    weights = params.get("weights")
+    if weights:
+        model = YOLO(weights)
+        if model.task != task:
+            raise ValueError(
+                f"PRETRAINED_WEIGHT_URL holds a {model.task} model, but TASK_TYPE={params['task_type']} needs a {task} model"
+            )
+    else:
+        model = YOLO(f"{params['model_name']}.yaml", task=task)
+
+    reporter = _Reporter(emit, task, params["primary_metric"], int(params["epochs"]))
+    for event, fn in reporter.callbacks().items():
+        model.add_callback(event, fn)
+
+    args: dict[str, Any] = {
+        "data": params["data"],
+        "epochs": int(params["epochs"]),
+        "batch": int(params["batch"]),
+        "imgsz": int(params["imgsz"]),
+        "workers": int(params["workers"]),
+        "project": params["project"],
+        "name": "train",
+        "exist_ok": True,
+        "plots": False,
+        "save_period": -1,
+        "val": True,
+        "verbose": bool(params.get("verbose", False)),
+    }
+    if params.get("device") not in (None, "", "auto"):
+        args["device"] = params["device"]
+    if params.get("lr0") is not None:
+        args["lr0"] = float(params["lr0"])
+    args.update(params.get("extra_args") or {})
+    model.train(**args)
+    trainer = model.trainer
+    return {
+        "best_epoch": reporter.best_epoch,
+        "best_path": str(trainer.best) if Path(trainer.best).exists() else None,
+        "last_path": str(trainer.last) if Path(trainer.last).exists() else None,
+        "stopped_early": bool(trainer.stop) and int(trainer.epoch) + 1 < int(trainer.epochs),
+    }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what is missing and nothing else, so it is fast when nothing changed:
+#   1. npm packages (npm ci when package-lock.json changed),
+#   2. the Python venv, kept in a cache folder keyed by python/requirements.txt's hash
+#      (a fresh clone reuses it; a changed requirement builds a new one beside it),
+#   3. the TypeScript build (incremental).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- 1. npm -----------------------------------------------------------------------------
+# onnxruntime-node's install script fetches CUDA providers from a feed we cannot reach; its
+# CPU binaries ship inside the package.
+export ONNXRUNTIME_NODE_INSTALL=skip
+lock_hash=$(sha256sum package-lock.json package.json | sha256sum | cut -c1-16)
+if [[ ! -f node_modules/.vision-trainer-stamp || "$(cat node_modules/.vision-trainer-stamp)" != "$lock_hash" ]]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$lock_hash" > node_modules/.vision-trainer-stamp
+fi
+
+# --- 2. Python venv -------------------------------------------------------------------
+cache_root="${VISION_TRAINER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vision-trainer}"
+req_hash=$(sha256sum python/requirements.txt | cut -c1-12)
+venv="$cache_root/venv-$req_hash"
+if [[ -n "${PYTHON_BIN:-}" ]]; then
+  say "PYTHON_BIN is set ($PYTHON_BIN): not building a venv"
+elif [[ ! -f "$venv/.complete" ]]; then
+  python=${PYTHON:-python3}
+  if ! "$python" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)' 2>/dev/null; then
+    say "need Python 3.10-3.13 for torch 2.14.1 (set PYTHON=/path/to/python3.11); found: $("$python" --version 2>&1 || echo none)"
+    exit 1
+  fi
+  say "building Python venv $venv (torch, ultralytics, timm, transformers: several minutes the first time)"
+  rm -rf "$venv"
+  mkdir -p "$cache_root"
+  "$python" -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet -r python/requirements.txt
+  # The marker is written last: an interrupted install is rebuilt next time, never half-used.
+  touch "$venv/.complete"
+fi
+
+# --- 3. TypeScript build ----------------------------------------------------------------
+npx tsc -p tsconfig.json

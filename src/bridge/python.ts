@@ -1,0 +1,219 @@
+/**
+ * The one typed wrapper around pythonia. Everything that talks to Python goes through here,
+ * and every trap in shared/notes/python-bridge.md is handled in this file:
+ *  - pythonia spawns its interpreter when first imported and reads PYTHON_BIN/REQ_TIMEOUT then:
+ *    it is imported lazily, after the environment is set and the interpreter checked;
+ *  - calls time out after 100 s: only the framework's long calls get `$timeout: Infinity`;
+ *  - a Python crash leaves pending promises unsettled: every call races the child's exit;
+ *  - Python exceptions lose their type and message on the way: our entry points return a JSON
+ *    envelope instead (python/vision_trainer/support.py) which becomes a typed PythonError;
+ *  - NaN/Infinity crash Node's IPC parser: the Python side converts them to null;
+ *  - Node never exits while the bridge is open: `close()` ends it, also on errors and signals.
+ */
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { FrameworkError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
+import { log, type Logger } from '../log.js';
+import { PYTHON_DIR } from '../paths.js';
+
+/** Values that cross the bridge: plain JSON. */
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+/** A JS function Python may call with a plain dict; its answer goes back to Python. */
+export type JsCallback = (payload: Record<string, Json>) => unknown;
+
+interface PythoniaModule {
+  python: ((name: string) => Promise<PyProxy>) & { exit(): void; setFastMode(on: boolean): void };
+  com: { proc: ChildProcess | null };
+}
+// pythonia is CommonJS and typed `any`; this is the only place that knows its shape.
+type PyProxy = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface BridgeOptions {
+  pythonBin: string;
+  /** Extra environment for the interpreter (set before it starts). */
+  env?: Record<string, string>;
+  logger?: Logger;
+}
+
+export interface CallOptions {
+  /** Framework train/val/export calls may run for hours: no bridge timeout for them. */
+  long?: boolean;
+}
+
+interface Envelope {
+  ok?: Json;
+  __error__?: { type: string; module: string; message: string; traceback: string; out_of_memory: boolean };
+}
+
+const KILL_GRACE_MS = 5_000;
+
+let active: PythonBridge | undefined;
+
+/** Checks the interpreter before pythonia spawns it: a wrong PYTHON_BIN crashes Node otherwise. */
+export function checkInterpreter(pythonBin: string): string {
+  const advice = 'Run `npm run setup` to build the venv, or set PYTHON_BIN to a Python with python/requirements.txt installed.';
+  try {
+    if (!statSync(pythonBin).isFile()) throw new Error('not a file');
+    accessSync(pythonBin, constants.X_OK);
+  } catch {
+    throw new FrameworkError(`Python interpreter not found or not executable: ${pythonBin}`, { hint: advice });
+  }
+  const probe = spawnSync(pythonBin, ['-c', 'import sys; print("%d.%d.%d" % sys.version_info[:3])'], { encoding: 'utf8', timeout: 30_000 });
+  if (probe.status !== 0) {
+    throw new FrameworkError(`Python interpreter ${pythonBin} does not run: ${(probe.stderr || probe.error?.message || '').trim()}`, { hint: advice });
+  }
+  return probe.stdout.trim();
+}
+
+export class PythonBridge {
+  private closed = false;
+  private readonly exited: Promise<{ code: number | null; signal: string | null }>;
+  private readonly modules = new Map<string, Promise<PyProxy>>();
+
+  private constructor(
+    private readonly pythonia: PythoniaModule,
+    private readonly proc: ChildProcess,
+    private readonly logger: Logger,
+    readonly pythonVersion: string,
+  ) {
+    this.exited = new Promise((resolve) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) resolve({ code: proc.exitCode, signal: proc.signalCode });
+      else proc.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+  }
+
+  /**
+   * Starts the Python child. One bridge at a time per Node process (pythonia is a singleton);
+   * after `close()` a new one may be opened, so a script can run several jobs in sequence.
+   */
+  static async open(options: BridgeOptions): Promise<PythonBridge> {
+    if (active && !active.closed) throw new FrameworkError('A Python bridge is already open in this process; close it first.');
+    const logger = options.logger ?? log();
+    const version = checkInterpreter(options.pythonBin);
+
+    // pythonia reads these from process.env when it spawns the child.
+    Object.assign(process.env, {
+      PYTHON_BIN: options.pythonBin,
+      PYTHONUNBUFFERED: '1',
+      PYTHONPATH: [PYTHON_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'),
+      ...options.env,
+    });
+    const require = createRequire(import.meta.url);
+    const pythonia = require('pythonia') as PythoniaModule;
+    // A second bridge in the same process: pythonia restarts its child on the next import.
+    const started = pythonia.python('vision_trainer.support');
+    const proc = pythonia.com.proc;
+    if (!proc) throw new FrameworkError('pythonia did not start a Python process');
+    const bridge = new PythonBridge(pythonia, proc, logger, version);
+    active = bridge;
+    // Node must not keep running a Python child after it exits for any reason.
+    const killOnExit = () => proc.exitCode === null && proc.kill('SIGKILL');
+    process.once('exit', killOnExit);
+    void bridge.exited.then(() => process.removeListener('exit', killOnExit));
+
+    bridge.modules.set('vision_trainer.support', bridge.raceExit(started, 'starting Python'));
+    await bridge.modules.get('vision_trainer.support');
+    pythonia.python.setFastMode(true);
+    logger.debug('python bridge open', { python: version, pid: proc.pid });
+    return bridge;
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  get isOpen(): boolean {
+    return !this.closed && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /**
+   * Calls `module.fn(...args, kwargs)` where fn is decorated with `@entry`. Returns its result
+   * or throws PythonError (OutOfMemoryError for CUDA OOM) with the Python type and traceback.
+   */
+  async call<T = Json>(module: string, fn: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
+    if (!this.isOpen) throw new FrameworkError(`Python bridge is closed; cannot call ${module}.${fn}`);
+    const mod = await this.module(module);
+    const callKwargs = options.long ? { ...kwargs, $timeout: Infinity } : kwargs;
+    let raw: unknown;
+    try {
+      raw = await this.raceExit(mod[`${fn}$`](...args, callKwargs), `${module}.${fn}`);
+    } catch (err) {
+      throw toTypedError(err, `${module}.${fn}`);
+    }
+    if (typeof raw !== 'string') throw new FrameworkError(`${module}.${fn} is not a bridge entry point (it returned ${typeof raw}, not a JSON envelope)`);
+    const envelope = JSON.parse(raw) as Envelope;
+    if (envelope.__error__) throw pythonError(envelope.__error__);
+    return envelope.ok as T;
+  }
+
+  /** Closes the child: SIGTERM, then SIGKILL after a grace period. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.proc.exitCode === null && this.proc.signalCode === null) {
+      this.pythonia.python.exit();
+      const timer = setTimeout(() => this.proc.kill('SIGKILL'), KILL_GRACE_MS);
+      await this.exited;
+      clearTimeout(timer);
+    } else {
+      // pythonia must forget the dead child so a later bridge starts a new one.
+      this.pythonia.python.exit();
+    }
+    if (active === this) active = undefined;
+  }
+
+  /** Resolves when the Python process exits, with how it ended. */
+  whenExited(): Promise<{ code: number | null; signal: string | null }> {
+    return this.exited;
+  }
+
+  private module(name: string): Promise<PyProxy> {
+    let mod = this.modules.get(name);
+    if (!mod) {
+      mod = this.raceExit(this.pythonia.python(name), `importing ${name}`).catch((err: unknown) => {
+        this.modules.delete(name);
+        throw toTypedError(err, `import ${name}`);
+      });
+      this.modules.set(name, mod);
+    }
+    return mod;
+  }
+
+  private raceExit<T>(promise: Promise<T>, what: string): Promise<T> {
+    return Promise.race([
+      promise,
+      this.exited.then(({ code, signal }) => {
+        throw new FrameworkError(
+          `The Python process exited during ${what} (${signal ? `signal ${signal}` : `exit code ${code}`})` +
+            (signal === 'SIGKILL' ? ': it may have been killed for using too much memory; try a smaller BATCH_SIZE or IMAGE_SIZE' : ''),
+        );
+      }),
+    ]);
+  }
+}
+
+function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {
+  if (e.out_of_memory) {
+    return new OutOfMemoryError(`Out of memory in training: ${e.type}: ${e.message.split('\n')[0]}`, 'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.');
+  }
+  return new PythonError(e.type, e.message, e.traceback);
+}
+
+const ANSI = /\u001b\[[0-9;]*m/g;
+
+/** pythonia's own errors (import failures, attribute lookups) carry the Python error only in `.stack`. */
+function toTypedError(err: unknown, what: string): VisionTrainerError {
+  if (err instanceof VisionTrainerError) return err;
+  const stack = err instanceof Error ? (err.stack ?? '').replace(ANSI, '') : String(err);
+  if (err instanceof Error && /Python didn't respond in time/.test(err.message)) {
+    return new FrameworkError(`Python did not answer ${what} in time (bridge timeout)`, { cause: err });
+  }
+  // The last "Type: message" line after the bridge marker is the Python exception.
+  const lines = stack.split('\n').map((l) => l.trim()).filter(Boolean);
+  const marker = lines.findIndex((l) => l.startsWith('🌉') || l.startsWith('*** JS ***'));
+  const pyLine = marker >= 0 ? lines[marker]!.replace(/^(🌉|\*\*\* JS \*\*\*)\s*/, '') : (lines.find((l) => /^[A-Z]\w*(Error|Exception):/.test(l)) ?? '');
+  const m = /^([A-Za-z_][\w.]*):\s*(.*)$/.exec(pyLine);
+  if (m) return new PythonError(m[1]!, m[2]!, stack);
+  return new FrameworkError(`Python call ${what} failed: ${err instanceof Error ? err.message || stack.split('\n')[0] : String(err)}`, { cause: err });
+}

@@ -1,0 +1,317 @@
+/**
+ * The callback client jobs use to tell the backend what they are doing.
+ *
+ * Two kinds of call, as CONTRACT_NOTES requires:
+ * - progress (heartbeat, event, validation, inference and export progress) never throws and
+ *   never waits: the body is validated, queued, and delivered in order in the background with
+ *   a short retry; when it cannot be delivered it is dropped with a warning.
+ * - completion (training, test-run, inference-job and export done) first lets queued progress
+ *   drain, then is retried until delivered; if it never is, CallbackDeliveryError, the one
+ *   callback failure that fails the process.
+ *
+ * Every request carries the bearer token, X-Trace-ID and an Idempotency-Key that stays the
+ * same for all attempts of one callback, so a backend can discard a retried duplicate.
+ */
+import { randomUUID } from 'node:crypto';
+import { Agent, type Dispatcher } from 'undici';
+import { CallbackDeliveryError, VisionTrainerError } from '../errors.js';
+import { log, type Logger } from '../log.js';
+import { describeUrl, registerSecret } from '../redact.js';
+import { buildPayload } from './payload.js';
+import { ProgressQueue, type DropReason } from './progress-queue.js';
+import {
+  callbackPath,
+  ValidationResponseSchema,
+  type CallbackInput,
+  type CallbackKind,
+  type ValidationResponse,
+} from './schemas.js';
+import {
+  CallbackAbortedError,
+  CallbackHttpError,
+  CallbackTransport,
+  COMPLETION_RETRY_POLICY,
+  PROGRESS_RETRY_POLICY,
+  type CallbackTransportError,
+  type FetchLike,
+  type RetryNotice,
+  type RetryPolicy,
+  type TransportRequest,
+} from './transport.js';
+
+export interface CallbackClientOptions {
+  /** BACKEND_BASE_URL, e.g. `https://api.example.com`; callback paths are appended to it. */
+  baseUrl: string;
+  /** CALLBACK_TOKEN, sent as `Authorization: Bearer …` and never logged. */
+  token: string;
+  jobId: string;
+  traceId: string;
+  /** Replaces undici's fetch (tests, or a runtime with its own). */
+  fetch?: FetchLike;
+  /** The undici dispatcher to send through; by default the client owns an Agent it closes. */
+  dispatcher?: Dispatcher;
+  /** Defaults to the process logger at the time of each message. */
+  logger?: Logger;
+  /** Progress callbacks waiting before the oldest is dropped (default 200). */
+  queueLimit?: number;
+  retry?: { progress?: Partial<RetryPolicy>; completion?: Partial<RetryPolicy> };
+  /** How long a completion waits for queued progress to be delivered before it goes anyway (default 15 s). */
+  flushTimeoutMs?: number;
+}
+
+export interface CallbackClientStats {
+  /** Progress callbacks delivered (2xx). */
+  delivered: number;
+  /** Progress callbacks given up: overflow, failed delivery, or abandoned for a completion. */
+  dropped: number;
+  /** Waiting or in flight. */
+  queued: number;
+}
+
+interface QueuedCallback {
+  kind: CallbackKind;
+  request: TransportRequest;
+  settle: (response: ValidationResponse | undefined) => void;
+}
+
+const LABELS: Record<CallbackKind, string> = {
+  heartbeat: 'heartbeat',
+  event: 'event',
+  validation: 'validation',
+  trainingDone: 'training completion',
+  inferenceProgress: 'inference progress',
+  testRunDone: 'test-run completion',
+  inferenceJobDone: 'inference-job completion',
+  exportProgress: 'export progress',
+  exportDone: 'export completion',
+};
+
+const DEFAULT_QUEUE_LIMIT = 200;
+const DEFAULT_FLUSH_TIMEOUT_MS = 15_000;
+
+export class CallbackClient {
+  readonly jobId: string;
+  private readonly baseUrl: string;
+  private readonly headers: Readonly<Record<string, string>>;
+  private readonly transport: CallbackTransport;
+  private readonly ownedAgent: Agent | undefined;
+  private readonly progressPolicy: RetryPolicy;
+  private readonly completionPolicy: RetryPolicy;
+  private readonly flushTimeoutMs: number;
+  private readonly queue: ProgressQueue<QueuedCallback>;
+  private readonly injectedLogger: Logger | undefined;
+  private readonly counts = { delivered: 0, dropped: 0 };
+  private closed = false;
+
+  constructor(options: CallbackClientOptions) {
+    registerSecret(options.token);
+    this.jobId = options.jobId;
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    this.headers = Object.freeze({
+      Authorization: `Bearer ${options.token}`,
+      'X-Trace-ID': options.traceId,
+      'Content-Type': 'application/json',
+      'User-Agent': 'vision-trainer',
+    });
+    this.injectedLogger = options.logger;
+    this.ownedAgent = options.dispatcher || options.fetch ? undefined : new Agent();
+    const dispatcher = options.dispatcher ?? this.ownedAgent;
+    this.transport = new CallbackTransport({ ...(options.fetch ? { fetch: options.fetch } : {}), ...(dispatcher ? { dispatcher } : {}) });
+    this.progressPolicy = { ...PROGRESS_RETRY_POLICY, ...options.retry?.progress };
+    this.completionPolicy = { ...COMPLETION_RETRY_POLICY, ...options.retry?.completion };
+    this.flushTimeoutMs = options.flushTimeoutMs ?? DEFAULT_FLUSH_TIMEOUT_MS;
+    this.queue = new ProgressQueue<QueuedCallback>({
+      limit: options.queueLimit ?? DEFAULT_QUEUE_LIMIT,
+      deliver: (item, signal) => this.deliverProgress(item, signal),
+      onDropped: (item, reason) => this.onDropped(item, reason),
+    });
+  }
+
+  // --- progress: never throw, never wait ------------------------------------------------
+
+  /** Per-epoch training progress with the real losses and the latest validation metrics. */
+  heartbeat(input: CallbackInput<'heartbeat'>): void {
+    void this.enqueue('heartbeat', input);
+  }
+
+  /** A milestone: `dataset_downloaded`, `checkpoint_saved`, … */
+  event(input: CallbackInput<'event'>): void {
+    void this.enqueue('event', input);
+  }
+
+  /**
+   * One validated epoch. The promise resolves with the backend's answer (whether this epoch
+   * is the new best), or undefined when it was not delivered; it never rejects, so callers
+   * need not await it.
+   */
+  validation(input: CallbackInput<'validation'>): Promise<ValidationResponse | undefined> {
+    return this.enqueue('validation', input);
+  }
+
+  inferenceProgress(input: CallbackInput<'inferenceProgress'>): void {
+    void this.enqueue('inferenceProgress', input);
+  }
+
+  exportProgress(input: CallbackInput<'exportProgress'>): void {
+    void this.enqueue('exportProgress', input);
+  }
+
+  // --- completion: delivered or CallbackDeliveryError -------------------------------------
+
+  trainingDone(input: CallbackInput<'trainingDone'>): Promise<void> {
+    return this.complete('trainingDone', input);
+  }
+
+  testRunDone(input: CallbackInput<'testRunDone'>): Promise<void> {
+    return this.complete('testRunDone', input);
+  }
+
+  inferenceJobDone(input: CallbackInput<'inferenceJobDone'>): Promise<void> {
+    return this.complete('inferenceJobDone', input);
+  }
+
+  exportDone(input: CallbackInput<'exportDone'>): Promise<void> {
+    return this.complete('exportDone', input);
+  }
+
+  // --- lifecycle ------------------------------------------------------------------------
+
+  /** Waits until queued progress callbacks are delivered or dropped; false when timeoutMs ran out first. */
+  flush(timeoutMs: number = this.flushTimeoutMs): Promise<boolean> {
+    return this.queue.flush(timeoutMs);
+  }
+
+  /**
+   * Gives queued progress up to timeoutMs, drops what is left, and releases connections.
+   * Progress calls after this are ignored; completions are refused.
+   */
+  async close(timeoutMs: number = this.flushTimeoutMs): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (!(await this.queue.flush(timeoutMs))) this.abandonQueue('the client is closing');
+    await this.ownedAgent?.destroy();
+  }
+
+  stats(): CallbackClientStats {
+    return { ...this.counts, queued: this.queue.size };
+  }
+
+  // --- internals ------------------------------------------------------------------------
+
+  private get logger(): Logger {
+    return this.injectedLogger ?? log();
+  }
+
+  private enqueue<K extends CallbackKind>(kind: K, input: CallbackInput<K>): Promise<ValidationResponse | undefined> {
+    try {
+      if (this.closed) {
+        this.logger.warn(`Callback client is closed: ${LABELS[kind]} callback not sent`, { callback: kind });
+        return Promise.resolve(undefined);
+      }
+      const body = this.buildBody(kind, input);
+      return new Promise((settle) => this.queue.push({ kind, request: this.request(kind, body), settle }));
+    } catch (err) {
+      // A progress callback must not stop the work, not even when the code building it is wrong.
+      const message = err instanceof VisionTrainerError ? err.describe() : String(err);
+      this.logger.error(`${LABELS[kind]} callback not sent: ${message}`, { callback: kind });
+      return Promise.resolve(undefined);
+    }
+  }
+
+  private async deliverProgress(item: QueuedCallback, signal: AbortSignal): Promise<void> {
+    const label = LABELS[item.kind];
+    try {
+      const response = await this.transport.send(item.request, this.progressPolicy, {
+        signal,
+        onRetry: (notice) => this.logger.debug(retryLine(label, notice), { callback: item.kind }),
+      });
+      this.counts.delivered++;
+      item.settle(item.kind === 'validation' ? this.parseValidationResponse(response.body) : undefined);
+    } catch (err) {
+      const error = err as CallbackTransportError;
+      if (!(error instanceof CallbackAbortedError)) {
+        this.counts.dropped++;
+        this.logger.warn(`${label} callback dropped after ${attemptsText(error.attempts)}: ${error.message}`, { callback: item.kind });
+      } else {
+        this.onDropped(item, 'abandoned');
+      }
+      item.settle(undefined);
+    }
+  }
+
+  private parseValidationResponse(body: string): ValidationResponse | undefined {
+    try {
+      const parsed = ValidationResponseSchema.safeParse(JSON.parse(body));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // fall through: a backend that accepts the callback but answers oddly is not fatal
+    }
+    this.logger.debug('Validation callback accepted, but the answer is not {status, is_best}', { body: body.slice(0, 200) });
+    return undefined;
+  }
+
+  private onDropped(item: QueuedCallback, reason: DropReason): void {
+    this.counts.dropped++;
+    item.settle(undefined);
+    if (reason === 'overflow') {
+      this.logger.warn(`Progress callback queue is full: dropped the oldest queued ${LABELS[item.kind]} callback`, { callback: item.kind });
+    } else if (reason === 'failed') {
+      this.logger.warn(`${LABELS[item.kind]} callback dropped: its delivery failed unexpectedly`, { callback: item.kind });
+    }
+  }
+
+  private abandonQueue(why: string): void {
+    const dropped = this.queue.abandon();
+    this.logger.warn(`Gave up on ${dropped} queued progress callback${dropped === 1 ? '' : 's'} (and any in flight): ${why}`);
+  }
+
+  private async complete<K extends CallbackKind>(kind: K, input: CallbackInput<K>): Promise<void> {
+    const label = LABELS[kind];
+    if (this.closed) throw new VisionTrainerError(`The ${label} callback was sent after CallbackClient.close(); send completions before closing.`);
+    const body = this.buildBody(kind, input);
+    if (!(await this.queue.flush(this.flushTimeoutMs))) {
+      this.abandonQueue(`the ${label} is due and progress was not delivered within ${this.flushTimeoutMs} ms`);
+    }
+    const request = this.request(kind, body);
+    try {
+      const response = await this.transport.send(request, this.completionPolicy, {
+        onRetry: (notice) => this.logger.warn(retryLine(label, notice), { callback: kind }),
+      });
+      this.logger.info(`Delivered the ${label} callback (status ${(body as { status: string }).status}) after ${attemptsText(response.attempts)}`, {
+        callback: kind,
+      });
+    } catch (err) {
+      const error = err as CallbackTransportError;
+      throw new CallbackDeliveryError(
+        `Could not deliver the ${label} callback to ${describeUrl(request.url)} after ${attemptsText(error.attempts)}: ${error.message}. ` +
+          'The work itself finished. Check that BACKEND_BASE_URL is reachable from the job and that CALLBACK_TOKEN is valid; the job can be retried.',
+        { ...(error instanceof CallbackHttpError ? { status: error.status } : {}), cause: error },
+      );
+    }
+  }
+
+  /** Validated wire body; NaN/Infinity metrics are sent as null with a warning naming them. */
+  private buildBody<K extends CallbackKind>(kind: K, input: CallbackInput<K>): unknown {
+    const { body, nonFinite } = buildPayload(kind, input);
+    if (nonFinite.length > 0) {
+      this.logger.warn(`${LABELS[kind]} callback: non-finite numbers sent as null: ${nonFinite.join(', ')}`, { callback: kind });
+    }
+    return body;
+  }
+
+  private request(kind: CallbackKind, body: unknown): TransportRequest {
+    return {
+      url: `${this.baseUrl}${callbackPath(kind, this.jobId)}`,
+      headers: { ...this.headers, 'Idempotency-Key': randomUUID() },
+      body: JSON.stringify(body),
+    };
+  }
+}
+
+function attemptsText(attempts: number): string {
+  return `${attempts} attempt${attempts === 1 ? '' : 's'}`;
+}
+
+function retryLine(label: string, notice: RetryNotice): string {
+  return `${label} callback attempt ${notice.attempt}/${notice.maxAttempts} failed (${notice.error.message}); retrying in ${(notice.delayMs / 1000).toFixed(1)} s`;
+}

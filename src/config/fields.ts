@@ -1,0 +1,84 @@
+/**
+ * Building blocks for configuration schemas. Each field schema accepts both what an
+ * environment variable holds (a string) and the native value a TypeScript caller passes,
+ * so the env parser and `train(config)` go through the very same zod schema.
+ */
+import { z } from 'zod';
+
+const TRUE_WORDS = new Set(['true', '1', 'yes', 'on']);
+const FALSE_WORDS = new Set(['false', '0', 'no', 'off']);
+
+export function int(opts: { min?: number; max?: number } = {}) {
+  let inner = z.number({ error: 'must be a whole number' }).int({ error: 'must be a whole number' });
+  if (opts.min !== undefined) inner = inner.min(opts.min, `must be at least ${opts.min}`);
+  if (opts.max !== undefined) inner = inner.max(opts.max, `must be at most ${opts.max}`);
+  return z.preprocess((v) => (typeof v === 'string' && /^\s*[-+]?\d+\s*$/.test(v) ? Number(v) : v), inner);
+}
+
+export function num(opts: { min?: number; max?: number; gt?: number } = {}) {
+  let inner = z.number({ error: 'must be a number' }).refine(Number.isFinite, 'must be a finite number');
+  if (opts.min !== undefined) inner = inner.refine((v) => v >= opts.min!, `must be at least ${opts.min}`);
+  if (opts.gt !== undefined) inner = inner.refine((v) => v > opts.gt!, `must be greater than ${opts.gt}`);
+  if (opts.max !== undefined) inner = inner.refine((v) => v <= opts.max!, `must be at most ${opts.max}`);
+  return z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v)) ? Number(v) : v), inner);
+}
+
+export function bool() {
+  return z.preprocess(
+    (v) => {
+      if (typeof v !== 'string') return v;
+      const w = v.trim().toLowerCase();
+      return TRUE_WORDS.has(w) ? true : FALSE_WORDS.has(w) ? false : v;
+    },
+    z.boolean({ error: 'must be true or false' }),
+  );
+}
+
+export function str(opts: { min?: number; pattern?: RegExp; patternMessage?: string } = {}) {
+  let inner = z.string({ error: 'must be text' }).trim().min(opts.min ?? 1, 'must not be empty');
+  if (opts.pattern) inner = inner.regex(opts.pattern, opts.patternMessage ?? `must match ${opts.pattern}`);
+  return inner;
+}
+
+export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.preprocess(
+    (v) => (typeof v === 'string' ? v.trim() : v),
+    z.enum(values, { error: () => `must be one of: ${values.join(', ')}` }),
+  );
+}
+
+export function httpUrl() {
+  return z
+    .string({ error: 'must be a URL' })
+    .trim()
+    .refine((v) => {
+      try {
+        const u = new URL(v);
+        return u.protocol === 'http:' || u.protocol === 'https:';
+      } catch {
+        return false;
+      }
+    }, 'must be an http(s) URL, e.g. https://api.example.com');
+}
+
+/** A JSON value in an env var (or the parsed value from TypeScript), validated by `inner`. */
+export function json<T extends z.ZodType>(inner: T, example: string) {
+  return z.preprocess((v, ctx) => {
+    if (typeof v !== 'string') return v;
+    try {
+      return JSON.parse(v);
+    } catch (e) {
+      ctx.issues.push({
+        code: 'custom',
+        message: `is not valid JSON (${(e as Error).message}); expected e.g. ${example}`,
+        input: v,
+      });
+      return z.NEVER;
+    }
+  }, inner);
+}
+
+/** Blank env vars mean "unset": `FOO=` in a manifest must not count as a value. */
+export function blankToUndefined(v: string | undefined): string | undefined {
+  return v === undefined || v.trim() === '' ? undefined : v;
+}

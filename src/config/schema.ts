@@ -1,0 +1,232 @@
+/**
+ * Zod schemas of the three job configurations, built from the variable table. These are the
+ * single source of the config types: the env parser and TypeScript callers (`train(config)`)
+ * both go through them.
+ */
+import { z } from 'zod';
+import { type Mode, type Variable, variablesFor } from './variables.js';
+import { checkModelForTask, type Framework, inferFramework, type TaskType } from './tasks.js';
+
+type Shape = Record<string, z.ZodType>;
+
+function buildShape(vars: Variable[]): Shape {
+  const root: Shape = {};
+  const groups: Record<string, Shape> = {};
+  for (const v of vars) {
+    const [head, leaf] = v.path.split('.') as [string, string | undefined];
+    if (leaf === undefined) root[head] = v.schema;
+    else (groups[head] ??= {})[leaf] = v.schema;
+  }
+  for (const [name, shape] of Object.entries(groups)) {
+    // Groups whose fields are all optional (openai) may be omitted by TypeScript callers.
+    // prefault (not default) so the group's own field defaults are applied when it is omitted.
+    root[name] = z.object(shape).prefault({});
+  }
+  return root;
+}
+
+type Ctx = z.RefinementCtx;
+const problem = (ctx: Ctx, path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+
+interface RawBackend {
+  baseUrl?: string;
+  token?: string;
+}
+
+interface RawStorage {
+  type: 's3' | 'r2' | 'minio' | 'local';
+  endpoint?: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  bucket: string;
+  region?: string;
+  root: string;
+  datasetPath?: string;
+}
+
+function checkStorage(storage: RawStorage, ctx: Ctx): void {
+  if (storage.type === 'local') return;
+  if (!storage.accessKeyId) problem(ctx, ['storage', 'accessKeyId'], `is required for STORAGE_TYPE=${storage.type}`);
+  if (!storage.secretAccessKey) problem(ctx, ['storage', 'secretAccessKey'], `is required for STORAGE_TYPE=${storage.type}`);
+  if ((storage.type === 'r2' || storage.type === 'minio') && !storage.endpoint) {
+    problem(ctx, ['storage', 'endpoint'], `is required for STORAGE_TYPE=${storage.type} (there is no default endpoint)`);
+  }
+}
+
+/** The storage section as the storage layer takes it. */
+export type StorageConfig =
+  | { type: 's3' | 'r2' | 'minio'; endpoint?: string; accessKeyId: string; secretAccessKey: string; bucket: string; region?: string }
+  | { type: 'local'; root: string; bucket: string; datasetPath?: string };
+
+function toStorageConfig(s: RawStorage): StorageConfig {
+  if (s.type === 'local') return { type: 'local', root: s.root, bucket: s.bucket, ...(s.datasetPath ? { datasetPath: s.datasetPath } : {}) };
+  return {
+    type: s.type,
+    accessKeyId: s.accessKeyId!,
+    secretAccessKey: s.secretAccessKey!,
+    bucket: s.bucket,
+    ...(s.endpoint ? { endpoint: s.endpoint } : {}),
+    ...(s.region ? { region: s.region } : {}),
+  };
+}
+
+function checkBackend(backend: { baseUrl?: string; token?: string }, ctx: Ctx): void {
+  if (backend.baseUrl && !backend.token) problem(ctx, ['backend', 'token'], 'is required when BACKEND_BASE_URL is set');
+  if (backend.token && !backend.baseUrl) problem(ctx, ['backend', 'baseUrl'], 'is required when CALLBACK_TOKEN is set');
+}
+
+/** An absent backend means "no HTTP callbacks" (TypeScript scripts); the CLI requires one. */
+function toBackend(b: { baseUrl?: string; token?: string }): { baseUrl: string; token: string } | undefined {
+  return b.baseUrl && b.token ? { baseUrl: b.baseUrl, token: b.token } : undefined;
+}
+
+function resolveFramework(v: { framework?: Framework; modelName?: string }): Framework | undefined {
+  return v.framework ?? (v.modelName ? inferFramework(v.modelName) : undefined);
+}
+
+function checkModel(v: { framework?: Framework; modelName?: string; taskType: TaskType }, ctx: Ctx): void {
+  const framework = resolveFramework(v);
+  if (!framework || !v.modelName) return;
+  const why = checkModelForTask(framework, v.taskType, v.modelName);
+  if (why) problem(ctx, ['modelName'], why);
+}
+
+const shapeOf = (mode: Mode) => buildShape(variablesFor(mode));
+
+// Output types are spelled out once here; `satisfies` below keeps them in step with the table.
+export const TrainConfigSchema = z
+  .object(shapeOf('train'))
+  .superRefine((v, ctx) => {
+    const c = v as unknown as RawTrain;
+    checkStorage(c.storage, ctx);
+    checkBackend(c.backend, ctx);
+    checkModel(c, ctx);
+  })
+  .transform((v) => {
+    const c = v as unknown as RawTrain;
+    return { ...c, framework: resolveFramework(c)!, backend: toBackend(c.backend), storage: toStorageConfig(c.storage) } as TrainConfig;
+  });
+
+export const InferConfigSchema = z
+  .object(shapeOf('infer'))
+  .superRefine((v, ctx) => {
+    const c = v as unknown as RawInfer;
+    checkStorage(c.storage, ctx);
+    checkBackend(c.backend, ctx);
+    if (c.inferenceType === 'test_run' && !c.datasetId) problem(ctx, ['datasetId'], 'is required for INFERENCE_TYPE=test_run (the labelled dataset to evaluate)');
+    if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
+      problem(ctx, ['imagePaths'], 'INFERENCE_TYPE=inference_job needs IMAGE_PATHS (JSON list of s3:// paths) or DATASET_ID');
+    }
+  })
+  .transform((v) => {
+    const c = v as unknown as RawInfer;
+    return { ...c, backend: toBackend(c.backend), storage: toStorageConfig(c.storage) } as InferConfig;
+  });
+
+export const ExportConfigSchema = z
+  .object(shapeOf('export'))
+  .superRefine((v, ctx) => {
+    const c = v as unknown as RawExport;
+    checkStorage(c.storage, ctx);
+    checkBackend(c.backend, ctx);
+    if (c.modelName) checkModel(c, ctx);
+    if (c.enableValidation && !c.validationDatasetId) problem(ctx, ['validationDatasetId'], 'is required when ENABLE_VALIDATION=true');
+    if (c.quantizationType === 'static' && !c.validationDatasetId) {
+      problem(ctx, ['validationDatasetId'], 'is required for QUANTIZATION_TYPE=static (its images calibrate the quantizer)');
+    }
+  })
+  .transform((v) => {
+    const c = v as unknown as RawExport;
+    return { ...c, backend: toBackend(c.backend), storage: toStorageConfig(c.storage) } as ExportConfig;
+  });
+
+interface Common {
+  jobId: string;
+  traceId: string;
+  /** Where callbacks go; absent for TypeScript scripts that only consume the event stream. */
+  backend?: { baseUrl: string; token: string } | undefined;
+  taskType: TaskType;
+  device: string;
+  numWorkers: number;
+  workDir?: string;
+  keepWorkDir: boolean;
+  pythonBin?: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  logFormat: 'auto' | 'json' | 'text';
+}
+type SplitStrategy = z.infer<typeof import('../datasets/splits.js').SplitStrategySchema>;
+
+export interface TrainConfig extends Common {
+  framework: Framework;
+  modelName: string;
+  datasetId: string;
+  snapshotId?: string;
+  epochs: number;
+  batchSize: number;
+  learningRate?: number;
+  imageSize: number;
+  splitStrategy?: SplitStrategy;
+  pretrainedWeightUrl?: string;
+  checkpointFrequency: number;
+  maxTrainingTimeSeconds: number;
+  resumeCheckpointPath?: string;
+  storage: StorageConfig;
+}
+type RawTrain = Omit<TrainConfig, 'storage' | 'backend' | 'framework'> & { framework?: Framework; storage: RawStorage; backend: RawBackend };
+
+export interface InferConfig extends Common {
+  inferenceType: 'test_run' | 'inference_job';
+  framework?: Framework;
+  checkpointPath: string;
+  datasetId?: string;
+  snapshotId?: string;
+  testSplit: 'train' | 'val' | 'test';
+  imagePaths?: string[];
+  batchSize: number;
+  imageSize: number;
+  confidenceThreshold: number;
+  iouThreshold: number;
+  saveVisualizations: boolean;
+  maxVisualizations: number;
+  enableXai: boolean;
+  xaiMethod: 'gradcam' | 'gradcam++' | 'eigencam' | 'scorecam' | 'layercam';
+  xaiTargetLayers?: string[];
+  enableLlmExplanation: boolean;
+  openai: { apiKey?: string; baseUrl?: string; model: string };
+  storage: StorageConfig;
+}
+type RawInfer = Omit<InferConfig, 'storage' | 'backend'> & { storage: RawStorage; backend: RawBackend };
+
+export interface ExportConfig extends Common {
+  exportFormat: 'onnx' | 'torchscript' | 'openvino' | 'coreml' | 'tflite' | 'tensorrt';
+  framework?: Framework;
+  checkpointPath: string;
+  modelName?: string;
+  inputSize?: [number, number];
+  optimizationLevel: number;
+  includePreprocessing: boolean;
+  includePostprocessing: boolean;
+  quantizationType: 'none' | 'dynamic' | 'static';
+  quantizationDtype: 'int8' | 'int16' | 'float16';
+  enableValidation: boolean;
+  validationDatasetId?: string;
+  accuracyDropMax: number;
+  batchSize: number;
+  storage: StorageConfig;
+}
+type RawExport = Omit<ExportConfig, 'storage' | 'backend'> & { storage: RawStorage; backend: RawBackend };
+
+export type JobConfig = TrainConfig | InferConfig | ExportConfig;
+export const SCHEMAS = { train: TrainConfigSchema, infer: InferConfigSchema, export: ExportConfigSchema } as const;
+export type ConfigFor<M extends Mode> = M extends 'train' ? TrainConfig : M extends 'infer' ? InferConfig : ExportConfig;
+type Loose<T> = { [K in keyof T]?: T[K] | string };
+/**
+ * What a TypeScript caller passes to `train()`: the same fields as TrainConfig, native values or
+ * env-style strings, with everything that has a default optional.
+ */
+export type TrainConfigInput = Loose<Omit<TrainConfig, 'storage' | 'backend'>> &
+  Pick<TrainConfig, 'jobId' | 'taskType' | 'modelName' | 'datasetId' | 'epochs'> & {
+    traceId?: string;
+    storage?: Partial<RawStorage>;
+    backend?: RawBackend;
+  };

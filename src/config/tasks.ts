@@ -1,0 +1,71 @@
+/**
+ * Which framework trains which task with which model names. Config validation uses this to
+ * turn an impossible TASK_TYPE/MODEL_NAME/FRAMEWORK combination into a readable error.
+ */
+export const TASK_TYPES = [
+  'object_detection',
+  'instance_segmentation',
+  'pose_estimation',
+  'image_classification',
+  'zero_shot_classification',
+  'semantic_segmentation',
+] as const;
+export type TaskType = (typeof TASK_TYPES)[number];
+
+export const FRAMEWORKS = ['ultralytics', 'timm', 'huggingface'] as const;
+export type Framework = (typeof FRAMEWORKS)[number];
+
+export const FRAMEWORK_TASKS: Record<Framework, readonly TaskType[]> = {
+  ultralytics: ['object_detection', 'instance_segmentation', 'pose_estimation', 'image_classification'],
+  timm: ['image_classification'],
+  huggingface: ['image_classification', 'zero_shot_classification'],
+};
+
+/** The design's ultralytics family: yolo11n..x plus -seg/-pose/-cls; yolov8 and yolo12 share the layout. */
+const YOLO_NAME = /^(yolo(?:v8|11|12)[nsmlx])(-seg|-pose|-cls)?$/;
+const YOLO_SUFFIX_TASK: Record<string, TaskType> = {
+  '': 'object_detection',
+  '-seg': 'instance_segmentation',
+  '-pose': 'pose_estimation',
+  '-cls': 'image_classification',
+};
+const YOLO_TASK_SUFFIX: Partial<Record<TaskType, string>> = Object.fromEntries(
+  Object.entries(YOLO_SUFFIX_TASK).map(([s, t]) => [t, s]),
+);
+
+/** HuggingFace names from the design plus families whose checkpoint names use dashes. */
+const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-)[-\w.]*$/i;
+
+export function inferFramework(modelName: string): Framework {
+  if (/^yolo/i.test(modelName)) return 'ultralytics';
+  if (HF_NAME.test(modelName) && modelName.includes('-')) return 'huggingface';
+  return 'timm';
+}
+
+/** Returns a problem description, or undefined when the combination can be trained. */
+export function checkModelForTask(framework: Framework, taskType: TaskType, modelName: string): string | undefined {
+  if (!FRAMEWORK_TASKS[framework].includes(taskType)) {
+    const able = (Object.keys(FRAMEWORK_TASKS) as Framework[]).filter((f) => FRAMEWORK_TASKS[f].includes(taskType));
+    return able.length
+      ? `${framework} does not train ${taskType}; use FRAMEWORK=${able.join(' or ')} (supported by ${framework}: ${FRAMEWORK_TASKS[framework].join(', ')})`
+      : `no supported framework trains ${taskType} yet; supported tasks: ${[...new Set(Object.values(FRAMEWORK_TASKS).flat())].join(', ')}`;
+  }
+  if (framework === 'ultralytics') {
+    if (/^(yolo_world|yolo-world|sam)/i.test(modelName)) {
+      return `${modelName} is an open-vocabulary/segment-anything model, which this runtime does not fine-tune; use a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
+    }
+    const m = YOLO_NAME.exec(modelName);
+    if (!m) return `unknown ultralytics model; expected yolo11n|s|m|l|x (also yolov8*/yolo12*) with -seg, -pose or -cls for those tasks, e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''}`;
+    const modelTask = YOLO_SUFFIX_TASK[m[2] ?? ''];
+    if (modelTask !== taskType) return `${modelName} is a ${modelTask} model; for ${taskType} use ${m[1]}${YOLO_TASK_SUFFIX[taskType] ?? ''}`;
+  }
+  if (framework === 'huggingface' && taskType === 'zero_shot_classification' && !/clip|siglip/i.test(modelName)) {
+    return `zero_shot_classification needs a CLIP-style model (e.g. clip-vit-base-patch32), not ${modelName}`;
+  }
+  return undefined;
+}
+
+/** The metric that decides the best epoch/checkpoint for a task. */
+export function primaryMetric(taskType: TaskType): string {
+  return taskType === 'image_classification' || taskType === 'zero_shot_classification' ? 'accuracy' : 'mAP50-95';
+}

@@ -1,0 +1,129 @@
+/**
+ * The environment contract of all three job modes, in one table. Each variable names the
+ * config field it fills (a dotted path), its schema (which accepts the env string and the
+ * native value alike), whether it is a secret, and its help text. The zod schemas, the env
+ * parser, the error messages and `--help` are all derived from this table.
+ */
+import { z } from 'zod';
+import { SplitStrategySchema } from '../datasets/splits.js';
+import { bool, httpUrl, int, json, num, oneOf, str } from './fields.js';
+import { FRAMEWORKS, TASK_TYPES } from './tasks.js';
+
+export type Mode = 'train' | 'infer' | 'export';
+
+export interface Variable {
+  /** Canonical name first; later names are accepted spellings of the same setting. */
+  env: readonly string[];
+  /** Field in the parsed config, e.g. `storage.endpoint`. */
+  path: string;
+  schema: z.ZodType;
+  modes: readonly Mode[];
+  help: string;
+  /** Shown in --help; the schema holds the real default. */
+  defaultText?: string;
+  required?: boolean;
+  secret?: boolean;
+  group: string;
+}
+
+const ALL: readonly Mode[] = ['train', 'infer', 'export'];
+const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam'] as const;
+export const EXPORT_FORMATS = ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'] as const;
+
+const imagePaths = json(z.array(z.string().min(1), { error: 'must be a JSON list of s3:// paths' }).min(1, 'must list at least one image'), '["s3://bucket/in/img1.jpg"]');
+const layerList = json(z.array(z.string().min(1), { error: 'must be a JSON list of layer paths' }).min(1, 'must name at least one layer'), '["model.24"]');
+const inputSize = z.preprocess(
+  (v) => {
+    if (typeof v === 'string' && /^\s*\d+\s*$/.test(v)) return [Number(v), Number(v)];
+    if (typeof v === 'string') {
+      try {
+        return JSON.parse(v);
+      } catch {
+        return v;
+      }
+    }
+    if (typeof v === 'number') return [v, v];
+    return v;
+  },
+  z.tuple([z.number().int().min(16).max(8192), z.number().int().min(16).max(8192)], {
+    error: 'must be [height, width] (JSON) or one number, each between 16 and 8192',
+  }),
+);
+
+export const VARIABLES: readonly Variable[] = [
+  // Job identity and backend
+  { group: 'Job', env: ['JOB_ID'], path: 'jobId', schema: str({ pattern: /^[\w.-]{1,128}$/, patternMessage: 'must be 1-128 letters, digits, ".", "_" or "-" (it becomes part of storage keys)' }), modes: ALL, required: true, help: 'Job identifier; used in callback paths and storage keys.' },
+  { group: 'Job', env: ['TRACE_ID'], path: 'traceId', schema: str(), modes: ALL, required: true, help: 'Distributed-tracing id, sent as X-Trace-ID on every callback and in every log line.' },
+  { group: 'Job', env: ['BACKEND_BASE_URL'], path: 'backend.baseUrl', schema: httpUrl().optional(), modes: ALL, required: true, help: 'Backend that receives the HTTP callbacks.' },
+  { group: 'Job', env: ['CALLBACK_TOKEN'], path: 'backend.token', schema: str().optional(), modes: ALL, required: true, secret: true, help: 'Bearer token for the callbacks.' },
+
+  // Training
+  { group: 'Training', env: ['TASK_TYPE'], path: 'taskType', schema: oneOf(TASK_TYPES), modes: ALL, required: true, help: `Task: ${TASK_TYPES.join(', ')}.` },
+  { group: 'Training', env: ['MODEL_NAME'], path: 'modelName', schema: str(), modes: ['train', 'export'], required: true, help: 'Model, e.g. yolo11n, yolo11n-seg, resnet18, vit-base-patch16-224, clip-vit-base-patch32 (export: optional, read from the checkpoint).' },
+  { group: 'Training', env: ['FRAMEWORK'], path: 'framework', schema: oneOf(FRAMEWORKS).optional(), modes: ALL, help: 'ultralytics, timm or huggingface; inferred from MODEL_NAME (training) or the checkpoint when unset.' },
+  { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: str({ pattern: /^[\w.-]{1,200}$/, patternMessage: 'must be letters, digits, ".", "_" or "-" (it is part of the key datasets/{DATASET_ID}.zip)' }), modes: ['train'], required: true, help: 'Dataset: datasets/{DATASET_ID}.zip or the prefix datasets/{DATASET_ID}/.' },
+  { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: str({ pattern: /^[\w.-]{1,200}$/, patternMessage: 'must be letters, digits, ".", "_" or "-" (it is part of the key datasets/{DATASET_ID}.zip)' }).optional(), modes: ['infer'], help: 'Labelled dataset of a test run, or the images of a dataset-based inference job.' },
+  { group: 'Training', env: ['SNAPSHOT_ID'], path: 'snapshotId', schema: str({ pattern: /^[\w.-]{1,200}$/, patternMessage: 'must be letters, digits, ".", "_" or "-"' }).optional(), modes: ['train', 'infer'], help: 'Annotations snapshot datasets/{DATASET_ID}/snapshots/{SNAPSHOT_ID}.json; wins over annotations.json.' },
+  { group: 'Training', env: ['EPOCHS'], path: 'epochs', schema: int({ min: 1, max: 100000 }), modes: ['train'], required: true, help: 'Number of training epochs (at least 1).' },
+  { group: 'Training', env: ['BATCH_SIZE'], path: 'batchSize', schema: int({ min: 1, max: 65536 }).default(16), modes: ['train', 'infer'], defaultText: '16', help: 'Batch size.' },
+  { group: 'Training', env: ['BATCH_SIZE'], path: 'batchSize', schema: int({ min: 1, max: 65536 }).default(1), modes: ['export'], defaultText: '1', help: 'Batch size for validation and the exported input shape.' },
+  { group: 'Training', env: ['LEARNING_RATE'], path: 'learningRate', schema: num({ gt: 0, max: 10 }).optional(), modes: ['train'], defaultText: "the framework's default", help: 'Initial learning rate (ultralytics lr0).' },
+  { group: 'Training', env: ['IMAGE_SIZE'], path: 'imageSize', schema: int({ min: 16, max: 8192 }).default(640), modes: ['train', 'infer'], defaultText: '640', help: 'Training/inference image size in pixels.' },
+  { group: 'Training', env: ['SPLIT_STRATEGY'], path: 'splitStrategy', schema: json(SplitStrategySchema, '{"method":"auto","ratio":[0.8,0.2],"seed":42}').optional(), modes: ['train'], defaultText: "the dataset's split_config, else auto 0.8/0.2 seed 42", help: 'Train/val split: {"method":"auto","ratio":[0.8,0.2],"seed":42}, {"method":"custom","custom_splits":{...}} or {"method":"use_dataset"}.' },
+  { group: 'Training', env: ['PRETRAINED_WEIGHT_URL'], path: 'pretrainedWeightUrl', schema: httpUrl().optional(), modes: ['train'], secret: true, help: 'Presigned http(s) URL of pretrained weights; without it the model is built from scratch.' },
+  { group: 'Training', env: ['CHECKPOINT_FREQUENCY'], path: 'checkpointFrequency', schema: int({ min: 1 }).default(5), modes: ['train'], defaultText: '5', help: 'Upload checkpoints/job-{JOB_ID}/epoch-{N}.pt every N epochs.' },
+  { group: 'Training', env: ['MAX_TRAINING_TIME_SECONDS'], path: 'maxTrainingTimeSeconds', schema: int({ min: 1 }).default(86400), modes: ['train'], defaultText: '86400', help: 'Stop after this many seconds: the last checkpoint is uploaded and the job fails with a time-limit message.' },
+  { group: 'Training', env: ['RESUME_CHECKPOINT_PATH'], path: 'resumeCheckpointPath', schema: str({ pattern: /^(s3|file):\/\//, patternMessage: 'must be an s3:// (or file:// for local storage) path of one of our checkpoints' }).optional(), modes: ['train'], help: 'Continue a preempted job from this checkpoint (same model and classes).' },
+
+  // Inference
+  { group: 'Inference', env: ['INFERENCE_TYPE'], path: 'inferenceType', schema: oneOf(['test_run', 'inference_job'] as const), modes: ['infer'], required: true, help: 'test_run (labelled dataset, metrics) or inference_job (predictions only).' },
+  { group: 'Inference', env: ['CHECKPOINT_PATH'], path: 'checkpointPath', schema: str({ pattern: /^(s3|file):\/\//, patternMessage: 'must be an s3:// path (or file:// for local storage), e.g. s3://bucket/checkpoints/job-1/best.pt' }), modes: ['infer', 'export'], required: true, help: 'Checkpoint to load.' },
+  { group: 'Inference', env: ['TEST_SPLIT'], path: 'testSplit', schema: oneOf(['train', 'val', 'test'] as const).default('val'), modes: ['infer'], defaultText: 'val', help: 'Split of DATASET_ID evaluated by a test run (resolved exactly as in training).' },
+  { group: 'Inference', env: ['IMAGE_PATHS'], path: 'imagePaths', schema: imagePaths.optional(), modes: ['infer'], help: 'Inference jobs: JSON list of s3:// image paths (or use DATASET_ID).' },
+  { group: 'Inference', env: ['CONFIDENCE_THRESHOLD'], path: 'confidenceThreshold', schema: num({ min: 0, max: 1 }).default(0.25), modes: ['infer'], defaultText: '0.25', help: 'Minimum confidence of a reported detection.' },
+  { group: 'Inference', env: ['IOU_THRESHOLD'], path: 'iouThreshold', schema: num({ min: 0, max: 1 }).default(0.45), modes: ['infer'], defaultText: '0.45', help: 'IoU threshold for NMS.' },
+  { group: 'Inference', env: ['SAVE_VISUALIZATIONS'], path: 'saveVisualizations', schema: bool().default(true), modes: ['infer'], defaultText: 'true', help: 'Upload annotated images under visualizations/.' },
+  { group: 'Inference', env: ['MAX_VISUALIZATIONS'], path: 'maxVisualizations', schema: int({ min: 0 }).default(200), modes: ['infer'], defaultText: '200', help: 'At most this many annotated images (a deterministic sample).' },
+  { group: 'Inference', env: ['ENABLE_XAI'], path: 'enableXai', schema: bool().default(false), modes: ['infer'], defaultText: 'false', help: 'Compute Grad-CAM style heatmaps, uploaded under xai/.' },
+  { group: 'Inference', env: ['XAI_METHOD'], path: 'xaiMethod', schema: oneOf(XAI_METHODS).default('gradcam'), modes: ['infer'], defaultText: 'gradcam', help: `XAI method: ${XAI_METHODS.join(', ')}.` },
+  { group: 'Inference', env: ['XAI_TARGET_LAYERS'], path: 'xaiTargetLayers', schema: layerList.optional(), modes: ['infer'], defaultText: 'per architecture', help: 'JSON list of layer paths, e.g. ["model.9"] or ["layer4"]; resolved by attribute/index lookup, never evaluated.' },
+  { group: 'Inference', env: ['ENABLE_LLM_EXPLANATION'], path: 'enableLlmExplanation', schema: bool().default(false), modes: ['infer'], defaultText: 'false', help: 'Ask an OpenAI-compatible model for a natural-language explanation per image.' },
+  { group: 'Inference', env: ['OPENAI_API_KEY'], path: 'openai.apiKey', schema: str().optional(), modes: ['infer'], secret: true, help: 'API key for LLM explanations.' },
+  { group: 'Inference', env: ['OPENAI_BASE_URL'], path: 'openai.baseUrl', schema: httpUrl().optional(), modes: ['infer'], defaultText: "the SDK's default", help: 'Any OpenAI-compatible server.' },
+  { group: 'Inference', env: ['OPENAI_MODEL'], path: 'openai.model', schema: str().default('gpt-4o-mini'), modes: ['infer'], defaultText: 'gpt-4o-mini', help: 'Model for LLM explanations.' },
+
+  // Export
+  { group: 'Export', env: ['EXPORT_FORMAT'], path: 'exportFormat', schema: oneOf(EXPORT_FORMATS), modes: ['export'], required: true, help: `Format: ${EXPORT_FORMATS.join(', ')}.` },
+  { group: 'Export', env: ['INPUT_SIZE'], path: 'inputSize', schema: inputSize.optional(), modes: ['export'], defaultText: "the checkpoint's training size", help: 'Model input size as [height, width] or one number.' },
+  { group: 'Export', env: ['OPTIMIZATION_LEVEL'], path: 'optimizationLevel', schema: int({ min: 0, max: 3 }).default(1), modes: ['export'], defaultText: '1', help: '0-3: graph simplification/optimisation effort (framework-specific).' },
+  { group: 'Export', env: ['INCLUDE_PREPROCESSING'], path: 'includePreprocessing', schema: bool().default(true), modes: ['export'], defaultText: 'true', help: 'Ship preprocessing (letterbox/resize, normalisation) in the package.' },
+  { group: 'Export', env: ['INCLUDE_POSTPROCESSING'], path: 'includePostprocessing', schema: bool().default(true), modes: ['export'], defaultText: 'true', help: 'Ship postprocessing (NMS, masks, keypoints, softmax top-k) in the package.' },
+  { group: 'Export', env: ['QUANTIZATION_TYPE'], path: 'quantizationType', schema: oneOf(['none', 'dynamic', 'static'] as const).default('none'), modes: ['export'], defaultText: 'none', help: 'none, dynamic, or static (static calibrates on VALIDATION_DATASET_ID).' },
+  { group: 'Export', env: ['QUANTIZATION_DTYPE'], path: 'quantizationDtype', schema: oneOf(['int8', 'int16', 'float16'] as const).default('int8'), modes: ['export'], defaultText: 'int8', help: 'int8, int16 or float16.' },
+  { group: 'Export', env: ['ENABLE_VALIDATION'], path: 'enableValidation', schema: bool().default(false), modes: ['export'], defaultText: 'false', help: 'Compare the exported model with the original on VALIDATION_DATASET_ID.' },
+  { group: 'Export', env: ['VALIDATION_DATASET_ID'], path: 'validationDatasetId', schema: str().optional(), modes: ['export'], help: 'Dataset for validation and static-quantization calibration.' },
+  { group: 'Export', env: ['ACCURACY_DROP_MAX'], path: 'accuracyDropMax', schema: num({ min: 0, max: 1 }).default(0.02), modes: ['export'], defaultText: '0.02', help: 'Fail when the primary metric drops by more than this.' },
+
+  // Storage (both spellings of the design)
+  { group: 'Storage', env: ['STORAGE_TYPE'], path: 'storage.type', schema: oneOf(['s3', 'r2', 'minio', 'local'] as const).default('s3'), modes: ALL, defaultText: 's3', help: 's3, r2, minio (S3-compatible) or local (a folder with the same keys).' },
+  { group: 'Storage', env: ['S3_ENDPOINT', 'R2_ENDPOINT'], path: 'storage.endpoint', schema: httpUrl().optional(), modes: ALL, defaultText: 'AWS S3', help: 'S3-compatible endpoint URL.' },
+  { group: 'Storage', env: ['AWS_ACCESS_KEY_ID', 'R2_ACCESS_KEY_ID'], path: 'storage.accessKeyId', schema: str().optional(), modes: ALL, secret: true, help: 'Access key id (required unless STORAGE_TYPE=local).' },
+  { group: 'Storage', env: ['AWS_SECRET_ACCESS_KEY', 'R2_SECRET_ACCESS_KEY'], path: 'storage.secretAccessKey', schema: str().optional(), modes: ALL, secret: true, help: 'Secret access key (required unless STORAGE_TYPE=local).' },
+  { group: 'Storage', env: ['BUCKET_NAME'], path: 'storage.bucket', schema: str({ pattern: /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, patternMessage: 'must be a valid bucket name (3-63 lowercase letters, digits, "." or "-")' }).default('vision-platform'), modes: ALL, defaultText: 'vision-platform', help: 'Bucket holding datasets, checkpoints, logs and results.' },
+  { group: 'Storage', env: ['AWS_REGION', 'S3_REGION'], path: 'storage.region', schema: str().optional(), modes: ALL, defaultText: 'auto for r2, else us-east-1', help: 'Region for request signing.' },
+  { group: 'Storage', env: ['LOCAL_STORAGE_PATH'], path: 'storage.root', schema: str().default('./storage'), modes: ALL, defaultText: './storage', help: 'STORAGE_TYPE=local: folder that holds the object keys.' },
+  { group: 'Storage', env: ['DATASET_PATH'], path: 'storage.datasetPath', schema: str().optional(), modes: ALL, help: 'STORAGE_TYPE=local: use this dataset folder (annotations.json + images/) directly.' },
+
+  // Runtime
+  { group: 'Runtime', env: ['DEVICE'], path: 'device', schema: str({ pattern: /^(auto|cpu|mps|cuda(:\d+)?|\d+(,\d+)*)$/, patternMessage: 'must be auto, cpu, mps, cuda, cuda:N or GPU indices like 0 or 0,1' }).default('auto'), modes: ALL, defaultText: 'auto (GPU 0 if present, else cpu)', help: 'Device; several GPU indices (0,1) train on several GPUs (ultralytics).' },
+  { group: 'Runtime', env: ['NUM_WORKERS'], path: 'numWorkers', schema: int({ min: 0, max: 256 }).default(4), modes: ALL, defaultText: '4', help: 'Data-loader worker processes.' },
+  { group: 'Runtime', env: ['WORK_DIR'], path: 'workDir', schema: str().optional(), modes: ALL, defaultText: 'a new temp folder', help: 'Parent folder of the job work folder.' },
+  { group: 'Runtime', env: ['KEEP_WORK_DIR'], path: 'keepWorkDir', schema: bool().default(false), modes: ALL, defaultText: 'false', help: 'Keep the job work folder after the job (for debugging).' },
+  { group: 'Runtime', env: ['PYTHON_BIN'], path: 'pythonBin', schema: str().optional(), modes: ALL, defaultText: 'the venv built by npm run setup', help: 'Python interpreter with the pinned requirements.' },
+  { group: 'Runtime', env: ['LOG_LEVEL'], path: 'logLevel', schema: oneOf(['debug', 'info', 'warn', 'error'] as const).default('info'), modes: ALL, defaultText: 'info', help: 'debug, info, warn or error.' },
+  { group: 'Runtime', env: ['LOG_FORMAT'], path: 'logFormat', schema: oneOf(['auto', 'json', 'text'] as const).default('auto'), modes: ALL, defaultText: 'auto', help: 'auto: JSON lines unless stdout is a terminal.' },
+];
+
+export function variablesFor(mode: Mode): Variable[] {
+  return VARIABLES.filter((v) => v.modes.includes(mode));
+}

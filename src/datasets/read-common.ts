@@ -1,0 +1,85 @@
+/**
+ * What reading a Platform Format file and reading a COCO file have in common: the context
+ * they run in, what they hand back, and the class and image-entry rules both apply.
+ */
+import { join, resolve, sep } from 'node:path';
+import type { z } from 'zod';
+import type { DatasetClass, DatasetImage } from './model.js';
+import { addZodProblems, pathEscapeReason, preview, type ProblemList } from './checks.js';
+import type { DatasetSplitConfig, LabelKind, TaskType } from './schema.js';
+
+export interface ReadContext {
+  root: string;
+  imagesDir: string;
+  taskType: TaskType;
+  kind: LabelKind;
+  problems: ProblemList;
+}
+
+/** The model's fields a reader fills; `load.ts` adds the rest. */
+export interface ReadResult {
+  classes: DatasetClass[];
+  images: DatasetImage[];
+  datasetId?: string;
+  name?: string;
+  splitConfig?: DatasetSplitConfig;
+  keypointCount?: number;
+  keypointNames?: string[];
+}
+
+type ClassEntrySchema = z.ZodType<{ id: number; name: string; color?: string | undefined; supercategory?: string | undefined }>;
+
+/** Parses `classes` / `categories`, reporting bad entries and duplicate ids. */
+export function readClasses(raw: readonly unknown[], schema: ClassEntrySchema, field: string, problems: ProblemList): DatasetClass[] {
+  const classes: DatasetClass[] = [];
+  const seen = new Map<number, number>();
+  raw.forEach((entry, index) => {
+    const parsed = schema.safeParse(entry);
+    if (!parsed.success) {
+      addZodProblems(problems, parsed.error, undefined, [field, index]);
+      return;
+    }
+    const { id, name, color, supercategory } = parsed.data;
+    const first = seen.get(id);
+    if (first !== undefined) {
+      problems.add(undefined, `${field}[${index}].id`, `class id ${id} is declared twice (also ${field}[${first}]); give every class its own id`);
+      return;
+    }
+    seen.set(id, index);
+    classes.push({ id, name, ...(color === undefined ? {} : { color }), ...(supercategory === undefined ? {} : { supercategory }) });
+  });
+  return classes;
+}
+
+/** Remembers image ids (as strings) to report duplicates, naming the first entry. */
+export class ImageIdRegistry {
+  private readonly firstIndex = new Map<string, number>();
+
+  constructor(private readonly field: string) {}
+
+  /** True when the id is new. */
+  register(id: string, index: number, problems: ProblemList, label: string): boolean {
+    const first = this.firstIndex.get(id);
+    if (first !== undefined) {
+      problems.add(label, `${this.field}[${index}].id`, `image id ${preview(id)} is used twice (also ${this.field}[${first}]); ids are compared as strings, so 7 and "7" are the same id`);
+      return false;
+    }
+    this.firstIndex.set(id, index);
+    return true;
+  }
+}
+
+/**
+ * The absolute path of a file named in the annotations, or undefined after reporting a name
+ * that would reach outside `base` (`..`, absolute paths).
+ */
+export function resolveInside(base: string, relativePath: string, place: { image: string; field: string }, problems: ProblemList): string | undefined {
+  const reason = pathEscapeReason(relativePath);
+  const path = reason === undefined ? resolve(join(base, relativePath)) : undefined;
+  // The textual check above covers every case; this guards against a rule it missed.
+  if (path === undefined || !(path + sep).startsWith(resolve(base) + sep)) {
+    problems.add(place.image, place.field, reason ?? `${preview(relativePath)} resolves outside the dataset folder`);
+    return undefined;
+  }
+  return path;
+}

@@ -1,0 +1,80 @@
+/**
+ * Local file helpers shared by the storage backends: every file we produce appears at its
+ * final path complete or not at all (written under a temporary name, then renamed).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+const TEMP_MARK = '.partial-';
+
+/** A hidden temporary path beside `dest`, so the final rename never crosses filesystems. */
+export function tempPathBeside(dest: string): string {
+  return join(dirname(dest), `.${basename(dest)}${TEMP_MARK}${randomBytes(4).toString('hex')}`);
+}
+
+/** True for names made by tempPathBeside (local listings skip them). */
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && /\.partial-[0-9a-f]{8}$/.test(name);
+}
+
+/**
+ * Runs `write` against a temporary path beside dest and renames it onto dest when write
+ * succeeds; on failure the temporary file is removed and dest is left as it was.
+ */
+export async function writeAtomically<T>(dest: string, write: (tempPath: string) => Promise<T>): Promise<T> {
+  await mkdir(dirname(dest), { recursive: true });
+  const temp = tempPathBeside(dest);
+  try {
+    const result = await write(temp);
+    await rename(temp, dest);
+    return result;
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+}
+
+/** Runs `fn` with at most `limit` calls in flight; rejects with the first failure (after in-flight calls settle). */
+export async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await fn(items[index] as T, index);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, () => worker());
+  const settled = await Promise.allSettled(workers);
+  const rejection = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (rejection) throw rejection.reason;
+  return results;
+}
+
+/** Every regular file under dir as a slash-separated relative path, sorted; symlinks are not followed. Missing dir: []. */
+export async function listFilesRecursive(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (abs: string, rel: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(abs, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const childRel = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (entry.isDirectory()) await walk(join(abs, entry.name), childRel);
+      else if (entry.isFile()) out.push(childRel);
+    }
+  };
+  await walk(dir, '');
+  return out.sort();
+}

@@ -1,0 +1,98 @@
+/**
+ * The storage contract every job uses. One interface, two backends: S3-compatible object
+ * storage (AWS S3, Cloudflare R2, MinIO, SeaweedFS) and a local folder that holds the same
+ * object keys as files (STORAGE_TYPE=local). Jobs never talk to the AWS SDK directly.
+ */
+
+export type StorageConfig =
+  | {
+      type: 's3' | 'r2' | 'minio';
+      /** Omitted for AWS S3; required for every other provider. */
+      endpoint?: string;
+      accessKeyId: string;
+      secretAccessKey: string;
+      bucket: string;
+      /** Default: `auto` for R2, `us-east-1` otherwise. */
+      region?: string;
+      /** Default: true for any endpoint that is not AWS (MinIO, SeaweedFS and most self-hosted stores need it). */
+      forcePathStyle?: boolean;
+    }
+  | {
+      type: 'local';
+      /** The folder standing in for the bucket: key `a/b.json` lives at `{root}/a/b.json`. */
+      root: string;
+      /** When set, `s3://{bucket}/{key}` URIs (as the platform writes them) resolve into root. */
+      bucket?: string;
+    };
+
+/** Knobs that are not part of the job's configuration: tests and benchmarks turn them. */
+export interface StorageOptions {
+  /** Keys per ListObjectsV2 page (S3 caps it at 1000). Default 1000. */
+  listPageSize?: number;
+  /** Multipart part size for uploads, at least 5 MiB (the S3 minimum). Default 8 MiB. */
+  multipartPartSize?: number;
+  /** Total attempts per S3 request (the SDK's retry with backoff). Default 5. */
+  maxAttempts?: number;
+  /** Objects downloaded at once when a dataset is a folder prefix. Default 8. */
+  downloadConcurrency?: number;
+  /** Where `uploadSnapshot` puts its private copies. Default: the OS temp folder. */
+  scratchDir?: string;
+  /** Bounds applied when a dataset zip is extracted. */
+  zipLimits?: { maxTotalBytes?: number; maxEntries?: number };
+}
+
+export interface StorageObject {
+  key: string;
+  size: number;
+}
+
+export interface UploadOptions {
+  /** MIME type stored with the object; guessed from the file extension when omitted. */
+  contentType?: string;
+}
+
+export interface DatasetDownloadOptions {
+  /** Names `datasets/{id}/snapshots/{snapshotId}.json`, which then replaces annotations.json. */
+  snapshotId?: string;
+}
+
+export interface DatasetDownload {
+  /** The folder holding annotations.json and images/ (a subfolder of destDir when the zip wraps everything in one folder). */
+  root: string;
+  source: 'zip' | 'prefix';
+  /** Dataset files on disk after download/extraction (the snapshot file not counted). */
+  files: number;
+  /** Their total size in bytes. */
+  bytes: number;
+  /** The snapshot key applied, when SNAPSHOT_ID was set. */
+  snapshotKey?: string;
+}
+
+export interface Storage {
+  readonly type: StorageConfig['type'];
+  /** The bucket that `uri()` names; for local storage without a bucket, undefined. */
+  readonly bucket: string | undefined;
+  /** A one-line description for logs, e.g. `s3://my-bucket at https://x.r2.cloudflarestorage.com`. Never holds credentials. */
+  describe(): string;
+
+  exists(key: string): Promise<boolean>;
+  /** Every object whose key starts with prefix (all pages), sorted by key. */
+  list(prefix: string): Promise<StorageObject[]>;
+  /** Streams the object to destPath (through a temporary file renamed at the end). Returns the bytes written. */
+  downloadFile(key: string, destPath: string): Promise<number>;
+  /** Uploads a file (multipart when large) and returns its URI. */
+  uploadFile(localPath: string, key: string, options?: UploadOptions): Promise<string>;
+  /**
+   * Uploads a consistent copy of a file that another process may rewrite meanwhile (a trainer's
+   * last.pt): the file is first copied to a private snapshot, which is uploaded and deleted.
+   */
+  uploadSnapshot(localPath: string, key: string, options?: UploadOptions): Promise<string>;
+  putJson(key: string, value: unknown): Promise<string>;
+  getJson<T = unknown>(key: string): Promise<T>;
+  /** `s3://{bucket}/{key}`, or for local storage `file://{absolute path}`. */
+  uri(key: string): string;
+  /** The key behind a URI of this storage (see `parseStorageUri`); a bare key is returned as is. */
+  parseUri(uri: string): string;
+  /** Fetches a dataset as laid out in CONTRACT_NOTES "Storage layout" into destDir (which must be absent or empty). */
+  downloadDataset(datasetId: string, destDir: string, options?: DatasetDownloadOptions): Promise<DatasetDownload>;
+}

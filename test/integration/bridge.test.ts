@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PythonBridge, checkInterpreter } from '../../src/bridge/python.js';
+import { FrameworkError, OutOfMemoryError, PythonError } from '../../src/errors.js';
+import { defaultPythonBin } from '../../src/paths.js';
+
+describe('python bridge (real interpreter)', () => {
+  let bridge: PythonBridge;
+  beforeAll(async () => {
+    bridge = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+  });
+  afterAll(async () => {
+    await bridge?.close();
+  });
+
+  it('calls an entry point and returns plain data', async () => {
+    expect(await bridge.call('vision_trainer.support', 'ping')).toBe('pong');
+    const env = await bridge.call<{ python: string; torch?: string }>('vision_trainer.support', 'describe_environment');
+    expect(env.python).toMatch(/^3\.\d+/);
+    expect(env.torch).toMatch(/^2\.14/);
+  });
+
+  it('turns a Python exception into a PythonError with type, message and traceback', async () => {
+    const err = await bridge.call('vision_trainer.support', 'fail_for_test', ['value']).catch((e) => e);
+    expect(err).toBeInstanceOf(PythonError);
+    expect(err.pythonType).toBe('ValueError');
+    expect(err.message).toBe('ValueError: bad value from python');
+    expect(err.traceback).toContain('fail_for_test');
+  });
+
+  it('reports CUDA out-of-memory as OutOfMemoryError with advice', async () => {
+    const err = await bridge.call('vision_trainer.support', 'fail_for_test', ['oom']).catch((e) => e);
+    expect(err).toBeInstanceOf(OutOfMemoryError);
+    expect(err.hint).toMatch(/BATCH_SIZE/);
+  });
+
+  it('lets Python call a JS function and see its answer', async () => {
+    const seen: unknown[] = [];
+    const answer = await bridge.call('vision_trainer.support', 'call_js', [(p: unknown) => (seen.push(p), 'stop'), { loss: 0.5, bad: Number.NaN }]);
+    expect(answer).toBe('stop');
+    expect(seen).toEqual([{ loss: 0.5, bad: null }]);
+  });
+
+  it('refuses JS calls from a Python thread instead of hanging', async () => {
+    const result = await bridge.call<string>('vision_trainer.support', 'call_js_from_thread', [() => 'never']);
+    expect(result).toMatch(/OffMainThread: JavaScript callbacks may only be called from Python's main thread/);
+  });
+
+  it('surfaces a JS exception thrown inside a callback as a Python error naming it', async () => {
+    const err = await bridge
+      .call('vision_trainer.support', 'call_js', [() => { throw new Error('handler exploded'); }, {}])
+      .catch((e) => e);
+    expect(err).toBeInstanceOf(PythonError);
+    expect(err.pythonType).toBe('JavaScriptError');
+    expect(err.message).toContain('handler exploded');
+  });
+
+  it('reports an import failure with the Python error', async () => {
+    const err = await bridge.call('vision_trainer.no_such_module', 'x').catch((e) => e);
+    expect(err).toBeInstanceOf(PythonError);
+    expect(err.message).toMatch(/ModuleNotFoundError|No module named/);
+  });
+});
+
+describe('python bridge lifecycle', () => {
+  it('checks the interpreter path with a clear message', () => {
+    let err: unknown;
+    try {
+      checkInterpreter('/nope/python');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FrameworkError);
+    expect((err as FrameworkError).describe()).toMatch(/\/nope\/python[\s\S]*npm run setup/);
+  });
+
+  it('rejects pending calls when Python dies, and can open a new bridge afterwards', async () => {
+    const first = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+    const pending = first.call('vision_trainer.support', 'call_js', [() => new Promise(() => {}), {}]).catch((e) => e);
+    process.kill(first.pid!, 'SIGKILL');
+    const err = await pending;
+    expect(err).toBeInstanceOf(FrameworkError);
+    expect(err.message).toMatch(/Python process exited/);
+    await first.close();
+
+    const second = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+    expect(await second.call('vision_trainer.support', 'ping')).toBe('pong');
+    const pid = second.pid!;
+    await second.close();
+    expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
