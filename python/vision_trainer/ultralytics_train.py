@@ -30,11 +30,11 @@ TASK_BY_PLATFORM = {
 }
 
 
-def configure_offline(config_dir: str) -> None:
-    """No hub, no pip, no telemetry at run time (see shared/notes/offline-ml.md)."""
+def configure_offline() -> None:
+    """No hub, no pip, no telemetry at run time (see shared/notes/offline-ml.md). YOLO_OFFLINE,
+    YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are set by the TypeScript adapter before Python starts."""
     from ultralytics.utils import SETTINGS
 
-    Path(config_dir).mkdir(parents=True, exist_ok=True)
     SETTINGS.update({"sync": False})
 
 
@@ -77,7 +77,7 @@ def _detection_details(validator, task: str, names: dict) -> dict:
     metrics = validator.metrics
     part = {"detect": metrics.box, "segment": getattr(metrics, "seg", None), "pose": getattr(metrics, "pose", None)}[task]
     support = getattr(metrics, "nt_per_class", None)
-    index = list(getattr(part, "ap_class_index", []) or [])
+    index = [int(i) for i in getattr(part, "ap_class_index", [])]
     per_class = []
     for class_id, class_name in names.items():
         n = int(support[class_id]) if support is not None and class_id < len(support) else 0
@@ -128,6 +128,7 @@ class _Reporter:
         self.val_seconds = None
         self.best_epoch = None
         self.saved_epoch = None
+        self.reported_epoch = None
 
     def send(self, trainer, kind: str, payload: dict) -> None:
         answer = guarded_js_call(self.emit, {"kind": kind, **payload})
@@ -177,6 +178,11 @@ class _Reporter:
     def on_fit_epoch_end(self, trainer):
         self._close_validation_clock()
         epoch = int(trainer.epoch) + 1
+        # ultralytics fires on_fit_epoch_end once more after training, for its final validation of
+        # best.pt (final_eval); that is not an epoch, and the epochs were all reported already.
+        if self.reported_epoch is not None and (epoch <= self.reported_epoch or epoch > int(trainer.epochs)):
+            return
+        self.reported_epoch = epoch
         losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()} if trainer.tloss else {}
         if losses:
             losses["loss"] = float(sum(v for v in losses.values() if v is not None and np.isfinite(v)))
@@ -248,9 +254,9 @@ def _attach_log_file(log_file: str | None) -> None:
 @entry
 def train(params: dict, emit) -> dict:
     """params: model_name, task_type, data, epochs, batch, imgsz, device, workers, project,
-    weights (optional local path), lr0 (optional), config_dir, log_file, primary_metric."""
+    weights (optional local path), lr0 (optional), log_file, primary_metric."""
     shield_from_terminal_interrupt()
-    configure_offline(params["config_dir"])
+    configure_offline()
     _attach_log_file(params.get("log_file"))
     from ultralytics import YOLO
 

@@ -169,6 +169,7 @@ export interface TrainConfig extends Common {
   pretrainedWeightUrl?: string;
   checkpointFrequency: number;
   maxTrainingTimeSeconds: number;
+  stopGraceSeconds: number;
   resumeCheckpointPath?: string;
   storage: StorageConfig;
 }

@@ -75,6 +75,8 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Training', env: ['MAX_TRAINING_TIME_SECONDS'], path: 'maxTrainingTimeSeconds', schema: int({ min: 1 }).default(86400), modes: ['train'], defaultText: '86400', help: 'Stop after this many seconds: the last checkpoint is uploaded and the job fails with a time-limit message.' },
   { group: 'Training', env: ['RESUME_CHECKPOINT_PATH'], path: 'resumeCheckpointPath', schema: str({ pattern: /^(s3|file):\/\//, patternMessage: 'must be an s3:// (or file:// for local storage) path of one of our checkpoints' }).optional(), modes: ['train'], help: 'Continue a preempted job from this checkpoint (same model and classes).' },
 
+  { group: 'Training', env: ['STOP_GRACE_SECONDS'], path: 'stopGraceSeconds', schema: int({ min: 1, max: 86400 }).default(120), modes: ['train'], defaultText: '120', help: 'After SIGTERM/SIGINT, how long the current batch, the last checkpoint and its upload may take before Python is killed (keep it below the pod\'s terminationGracePeriodSeconds).' },
+
   // Inference
   { group: 'Inference', env: ['INFERENCE_TYPE'], path: 'inferenceType', schema: oneOf(['test_run', 'inference_job'] as const), modes: ['infer'], required: true, help: 'test_run (labelled dataset, metrics) or inference_job (predictions only).' },
   { group: 'Inference', env: ['CHECKPOINT_PATH'], path: 'checkpointPath', schema: str({ pattern: /^(s3|file):\/\//, patternMessage: 'must be an s3:// path (or file:// for local storage), e.g. s3://bucket/checkpoints/job-1/best.pt' }), modes: ['infer', 'export'], required: true, help: 'Checkpoint to load.' },

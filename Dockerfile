@@ -1,0 +1,44 @@
+# Single-process trainer image: Node (the runtime) + the pinned Python venv it drives.
+# Build:  docker build -t vision-trainer .
+# Run:    docker run --rm --gpus all --env-file job.env vision-trainer train
+FROM node:20-bookworm-slim AS base
+ENV DEBIAN_FRONTEND=noninteractive
+# tini is PID 1: it forwards SIGTERM to Node, which stops training after the current batch,
+# uploads the last checkpoint and reports before exiting. python3.11 matches the pinned torch.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini python3 python3-venv python3-pip libgl1 libglib2.0-0 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM base AS python
+COPY python/requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+FROM base AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# onnxruntime-node's CPU binaries ship in the package; its install script would fetch CUDA ones.
+RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src src
+COPY adapters adapters
+COPY bench bench
+COPY scripts scripts
+COPY examples examples
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+FROM base
+WORKDIR /app
+COPY --from=python /opt/venv /opt/venv
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY package.json ./
+COPY python python
+ENV PYTHON_BIN=/opt/venv/bin/python \
+    NODE_ENV=production \
+    WORK_DIR=/workspace \
+    LOG_FORMAT=json
+RUN mkdir -p /workspace
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/src/cli.js"]
+CMD ["train"]

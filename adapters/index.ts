@@ -1,0 +1,22 @@
+/** Framework adapters by name. */
+import type { Framework } from '../src/config/tasks.js';
+import { FrameworkError } from '../src/errors.js';
+import type { FrameworkAdapter } from './types.js';
+import { ultralyticsAdapter } from './ultralytics.js';
+
+const ADAPTERS: Partial<Record<Framework, FrameworkAdapter>> = {
+  ultralytics: ultralyticsAdapter,
+};
+
+export function adapterFor(framework: Framework): FrameworkAdapter {
+  const adapter = ADAPTERS[framework];
+  if (!adapter) {
+    throw new FrameworkError(`Training with ${framework} is not available in this version`, {
+      hint: `Available: ${Object.keys(ADAPTERS).join(', ')}.`,
+    });
+  }
+  return adapter;
+}
+
+export type { FrameworkAdapter, PreparedDataset, TrainOutcome, TrainRequest } from './types.js';
+export type { TrainerEvent } from './trainer-events.js';

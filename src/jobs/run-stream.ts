@@ -1,0 +1,81 @@
+/**
+ * A run's events, delivered to subscribers as they happen and to async iterators in order.
+ * Subscribers are called synchronously so that an exception in one fails the run at the point
+ * it happened (the training job turns it into a stop request and a failed run).
+ */
+import type { RunEvent, RunSubscriber } from '../events.js';
+
+const MAX_BUFFERED = 10_000;
+
+export class RunStream implements AsyncIterable<RunEvent> {
+  private readonly subscribers: RunSubscriber[] = [];
+  private readonly buffered: RunEvent[] = [];
+  private readonly waiting: Array<(r: IteratorResult<RunEvent>) => void> = [];
+  private ended = false;
+  /** Events are buffered only for an attached iterator, so a run nobody iterates holds no history. */
+  private iterating = false;
+  private iterated = false;
+
+  subscribe(fn: RunSubscriber): () => void {
+    this.subscribers.push(fn);
+    return () => {
+      const i = this.subscribers.indexOf(fn);
+      if (i >= 0) this.subscribers.splice(i, 1);
+    };
+  }
+
+  /** Delivers to every subscriber; returns their promises so callers may await async ones. */
+  emit(event: RunEvent): Promise<unknown> {
+    const pending: Promise<unknown>[] = [];
+    for (const fn of [...this.subscribers]) {
+      const r = fn(event);
+      if (r && typeof (r as Promise<void>).then === 'function') pending.push(r as Promise<void>);
+    }
+    const waiter = this.waiting.shift();
+    if (waiter) waiter({ value: event, done: false });
+    else if (this.iterating && !this.ended) this.buffer(event);
+    if (event.type === 'done') this.end();
+    const all = Promise.all(pending);
+    // Callers may ignore the promise (progress events): its failure then goes to onAsyncError
+    // instead of becoming an unhandled rejection that would kill the process.
+    all.catch((err: unknown) => this.onAsyncError?.(err, event));
+    return all;
+  }
+
+  /** Receives failures of async subscribers; the training job turns them into a stop request. */
+  onAsyncError: ((err: unknown, event: RunEvent) => void) | undefined;
+
+  private buffer(event: RunEvent): void {
+    this.buffered.push(event);
+    // A consumer far behind loses batch events first; epochs, checkpoints and done are kept.
+    if (this.buffered.length > MAX_BUFFERED) {
+      const i = this.buffered.findIndex((e) => e.type === 'batch');
+      this.buffered.splice(i >= 0 ? i : 0, 1);
+    }
+  }
+
+  end(): void {
+    this.ended = true;
+    for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<RunEvent> {
+    if (this.iterated) throw new Error('A run can be iterated once; subscribe() for more consumers.');
+    this.iterated = true;
+    this.iterating = true;
+    return {
+      next: () => {
+        const event = this.buffered.shift();
+        if (event) return Promise.resolve({ value: event, done: false });
+        if (this.ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => this.waiting.push(resolve));
+      },
+      return: () => {
+        // A consumer that stops iterating stops receiving; the run itself goes on.
+        this.iterating = false;
+        this.buffered.length = 0;
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+  }
+}
