@@ -69,7 +69,7 @@ async function runNotYetAvailable(mode: 'infer' | 'export', env: NodeJS.ProcessE
   const message = `vision-trainer ${mode}: the configuration is valid, but ${mode === 'infer' ? 'inference jobs' : 'export jobs'} are not implemented in this version yet`;
   logger.error(message);
   if (config.backend) {
-    const client = new CallbackClient({ baseUrl: config.backend.baseUrl, token: config.backend.token, jobId: config.jobId, traceId: config.traceId, logger });
+    const client = new CallbackClient({ baseUrl: config.backend.baseUrl, token: config.backend.token, jobId: config.jobId, traceId: config.traceId, logger, retry: { completion: { maxAttempts: config.callbackMaxAttempts } } });
     try {
       if (mode === 'export') await client.exportDone({ status: 'failed', error_message: message });
       else if ('inferenceType' in config && config.inferenceType === 'inference_job') await client.inferenceJobDone({ status: 'failed', error_message: message });
@@ -82,6 +82,8 @@ async function runNotYetAvailable(mode: 'infer' | 'export', env: NodeJS.ProcessE
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  // We run on Node 20 with a locked SDK version; the SDK's future-support notice is noise in job logs.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const [command, ...rest] = argv;
   if (!command || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(USAGE);

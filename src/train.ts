@@ -55,7 +55,7 @@ export function train(input: TrainConfigInput | TrainConfig, options: TrainOptio
   if (options.logger !== false) stream.subscribe(consoleReporter(logger));
   const client =
     config.backend && options.callbacks !== false
-      ? new CallbackClient({ baseUrl: config.backend.baseUrl, token: config.backend.token, jobId: config.jobId, traceId: config.traceId, logger })
+      ? new CallbackClient({ baseUrl: config.backend.baseUrl, token: config.backend.token, jobId: config.jobId, traceId: config.traceId, logger, retry: { completion: { maxAttempts: config.callbackMaxAttempts } } })
       : undefined;
   if (client) stream.subscribe(trainingReporter(client, config.taskType));
 

@@ -157,6 +157,12 @@ def call_js_from_thread(fn) -> str:
     return result.get("error") or str(result.get("value"))
 
 
+def failpoint(name: str) -> bool:
+    """Fault injection for the test suite: VISION_TRAINER_FAILPOINTS=nan_loss,... makes the named
+    failure happen on the real code path (a diverging loss is not reproducible on demand)."""
+    return name in {p.strip() for p in os.environ.get("VISION_TRAINER_FAILPOINTS", "").split(",") if p.strip()}
+
+
 class OffMainThread(RuntimeError):
     pass
 

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .support import entry, guarded_js_call, plain, shield_from_terminal_interrupt
+from .support import entry, failpoint, guarded_js_call, plain, shield_from_terminal_interrupt
 
 PR_CURVE_POINTS = 101
 
@@ -149,6 +149,8 @@ class _Reporter:
 
     def on_train_batch_end(self, trainer):
         self.batch_index += 1
+        if failpoint("nan_loss") and trainer.tloss:
+            trainer.tloss = {k: float("nan") for k in trainer.tloss}
         losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()}
         self.send(trainer, "batch", {
             "epoch": int(trainer.epoch) + 1,
@@ -185,7 +187,9 @@ class _Reporter:
         self.reported_epoch = epoch
         losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()} if trainer.tloss else {}
         if losses:
-            losses["loss"] = float(sum(v for v in losses.values() if v is not None and np.isfinite(v)))
+            parts = [v for v in losses.values() if v is not None]
+            # A diverged component makes the total unknown too (sent as null, never NaN).
+            losses["loss"] = float(sum(parts)) if parts and all(np.isfinite(parts)) else None
         lr = trainer.lr or {}
         validation = None
         metrics = _standard_metrics(trainer.metrics or {}, self.task)

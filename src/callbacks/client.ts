@@ -17,13 +17,14 @@ import { Agent, type Dispatcher } from 'undici';
 import { CallbackDeliveryError, VisionTrainerError } from '../errors.js';
 import { log, type Logger } from '../log.js';
 import { describeUrl, registerSecret } from '../redact.js';
-import { buildPayload } from './payload.js';
+import { buildPayload, warmUpProgressPayloads } from './payload.js';
 import { ProgressQueue, type DropReason } from './progress-queue.js';
 import {
   callbackPath,
   ValidationResponseSchema,
   type CallbackInput,
   type CallbackKind,
+  type CompletionStatus,
   type ValidationResponse,
 } from './schemas.js';
 import {
@@ -105,6 +106,7 @@ export class CallbackClient {
 
   constructor(options: CallbackClientOptions) {
     registerSecret(options.token);
+    checkOptions(options);
     this.jobId = options.jobId;
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.headers = Object.freeze({
@@ -125,6 +127,7 @@ export class CallbackClient {
       deliver: (item, signal) => this.deliverProgress(item, signal),
       onDropped: (item, reason) => this.onDropped(item, reason),
     });
+    warmUpProgressPayloads();
   }
 
   // --- progress: never throw, never wait ------------------------------------------------
@@ -229,12 +232,9 @@ export class CallbackClient {
       item.settle(item.kind === 'validation' ? this.parseValidationResponse(response.body) : undefined);
     } catch (err) {
       const error = err as CallbackTransportError;
-      if (!(error instanceof CallbackAbortedError)) {
-        this.counts.dropped++;
-        this.logger.warn(`${label} callback dropped after ${attemptsText(error.attempts)}: ${error.message}`, { callback: item.kind });
-      } else {
-        this.onDropped(item, 'abandoned');
-      }
+      if (error instanceof CallbackAbortedError) return this.onDropped(item, 'abandoned');
+      this.counts.dropped++;
+      this.logger.warn(`${label} callback dropped after ${attemptsText(error.attempts)}: ${error.message}`, { callback: item.kind });
       item.settle(undefined);
     }
   }
@@ -273,18 +273,17 @@ export class CallbackClient {
       this.abandonQueue(`the ${label} is due and progress was not delivered within ${this.flushTimeoutMs} ms`);
     }
     const request = this.request(kind, body);
+    const what = `the ${label} callback (status ${(body as { status: CompletionStatus }).status})`;
     try {
       const response = await this.transport.send(request, this.completionPolicy, {
         onRetry: (notice) => this.logger.warn(retryLine(label, notice), { callback: kind }),
       });
-      this.logger.info(`Delivered the ${label} callback (status ${(body as { status: string }).status}) after ${attemptsText(response.attempts)}`, {
-        callback: kind,
-      });
+      this.logger.info(`Delivered ${what} after ${attemptsText(response.attempts)}`, { callback: kind });
     } catch (err) {
       const error = err as CallbackTransportError;
       throw new CallbackDeliveryError(
-        `Could not deliver the ${label} callback to ${describeUrl(request.url)} after ${attemptsText(error.attempts)}: ${error.message}. ` +
-          'The work itself finished. Check that BACKEND_BASE_URL is reachable from the job and that CALLBACK_TOKEN is valid; the job can be retried.',
+        `Could not deliver ${what} after ${attemptsText(error.attempts)}: ${error.message}. ` +
+          'The backend does not know how this job ended. Check that BACKEND_BASE_URL is reachable from the job and that CALLBACK_TOKEN is valid; a retried job reports again.',
         { ...(error instanceof CallbackHttpError ? { status: error.status } : {}), cause: error },
       );
     }
@@ -306,6 +305,21 @@ export class CallbackClient {
       body: JSON.stringify(body),
     };
   }
+}
+
+/** Config validation normally catches these; a client built by hand gets the same clear words. */
+function checkOptions(options: CallbackClientOptions): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(options.baseUrl).protocol;
+  } catch {
+    // reported below
+  }
+  if (protocol !== 'http:' && protocol !== 'https:') {
+    throw new VisionTrainerError(`Callback base URL ${JSON.stringify(describeUrl(options.baseUrl))} is not an http(s) URL; set BACKEND_BASE_URL to e.g. https://api.example.com`);
+  }
+  if (!options.jobId) throw new VisionTrainerError('CallbackClient needs a jobId (JOB_ID): every callback path contains it');
+  if (!options.token) throw new VisionTrainerError('CallbackClient needs a token (CALLBACK_TOKEN) for the Authorization header');
 }
 
 function attemptsText(attempts: number): string {

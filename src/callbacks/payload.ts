@@ -78,3 +78,33 @@ export function buildPayload<K extends CallbackKind>(kind: K, input: CallbackInp
   if (!parsed.success) throw new CallbackPayloadError(kind, parsed.error);
   return { body: parsed.data as CallbackPayload<K>, nonFinite };
 }
+
+/** The smallest valid body of each progress kind, touching every nested schema once. */
+const WARM_UP_INPUTS: { [K in CallbackKind]?: CallbackInput<K> } = {
+  heartbeat: { epoch: 0, progress: 0, total_epochs: 1, metrics: { loss: 0 } },
+  event: { event_type: 'warm_up', message: '', data: { value: [0, '', true, null, {}] } },
+  validation: {
+    epoch: 0,
+    task_type: 'image_classification',
+    primary_metric_name: 'accuracy',
+    primary_metric_value: 0,
+    metrics: { accuracy: 0 },
+    per_class_metrics: [{ class_id: 0, class_name: 'c', precision: 0, recall: 0, ap: 0, support: 0 }],
+    confusion_matrix: [[0]],
+    pr_curves: { c: { precision: [0], recall: [0] } },
+  },
+  inferenceProgress: { processed_images: 0, total_images: 0, progress_percent: 0, avg_inference_time_ms: 0 },
+  exportProgress: { progress_percent: 0, stage: 'downloading', message: '' },
+};
+
+/**
+ * The first run of each schema costs milliseconds (zod compiles object parsers, V8 compiles
+ * every function on first call), and several times that on a busy CPU. Building one body of
+ * each progress kind when a client is created keeps that cost out of the first heartbeat,
+ * which is called from inside the training loop.
+ */
+export function warmUpProgressPayloads(): void {
+  for (const [kind, input] of Object.entries(WARM_UP_INPUTS) as Array<[CallbackKind, CallbackInput<CallbackKind>]>) {
+    buildPayload(kind, input);
+  }
+}

@@ -50,6 +50,11 @@ export const HeartbeatSchema = z.strictObject({
   metrics: MetricsSchema,
   /** Not in the design's example; lets a reader show "epoch 3/10" without deriving it. */
   total_epochs: Count.optional(),
+  /** Set on heartbeats sent between epochs: the batch reached in the epoch under way. */
+  batch: Count.optional(),
+  total_batches: Count.optional(),
+  /** Estimated seconds until training ends; null when not yet known. */
+  eta_seconds: z.number().nonnegative().nullable().optional(),
   timestamp: TimestampSchema,
 });
 
@@ -73,8 +78,8 @@ export const PerClassMetricSchema = z
     /** Ground-truth instances (or images, for classification) of this class. */
     support: Count.optional(),
   })
-  // Frameworks add their own per-class numbers (f1, ap50, iou): numbers only.
-  .catchall(MetricValueSchema);
+  // Frameworks add their own per-class values (f1, ap50, iou).
+  .catchall(z.json());
 
 export const PrCurveSchema = z
   .strictObject({

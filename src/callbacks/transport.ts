@@ -198,7 +198,8 @@ export function parseRetryAfter(headers: HeadersLike, now: number = Date.now()):
   const value = headers.get('retry-after');
   if (value === null) return undefined;
   if (/^\s*\d+(\.\d+)?\s*$/.test(value)) return Number(value) * 1000;
-  const date = Date.parse(value);
+  // An HTTP-date always names its weekday and month; anything else (e.g. "-5") is ignored.
+  const date = /[a-z]/i.test(value) ? Date.parse(value) : Number.NaN;
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 

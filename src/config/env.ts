@@ -51,7 +51,7 @@ function problemsFrom(error: z.ZodError, vars: Variable[], nameOf: (v: Variable 
     const key = `${name}|${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    const isMissing = issue.code === 'invalid_type' && (issue as { input?: unknown }).input === undefined;
+    const isMissing = issue.code === 'invalid_type' && !rest && valueOf(variable) === undefined;
     problems.push({ variable: name, value: shown(variable, valueOf(variable)), message: isMissing ? `is required: ${variable?.help ?? message}` : message });
   }
   return problems;

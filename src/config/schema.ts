@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { type Mode, type Variable, variablesFor } from './variables.js';
-import { checkModelForTask, type Framework, inferFramework, type TaskType } from './tasks.js';
+import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
 
 type Shape = Record<string, z.ZodType>;
 
@@ -44,8 +44,9 @@ interface RawStorage {
   datasetPath?: string;
 }
 
-function checkStorage(storage: RawStorage, ctx: Ctx): void {
-  if (storage.type === 'local') return;
+function checkStorage(storage: RawStorage | undefined, ctx: Ctx): void {
+  if (!storage || typeof storage !== 'object' || storage.type === 'local') return;
+  if (!['s3', 'r2', 'minio'].includes(storage.type)) return;
   if (!storage.accessKeyId) problem(ctx, ['storage', 'accessKeyId'], `is required for STORAGE_TYPE=${storage.type}`);
   if (!storage.secretAccessKey) problem(ctx, ['storage', 'secretAccessKey'], `is required for STORAGE_TYPE=${storage.type}`);
   if ((storage.type === 'r2' || storage.type === 'minio') && !storage.endpoint) {
@@ -70,7 +71,8 @@ function toStorageConfig(s: RawStorage): StorageConfig {
   };
 }
 
-function checkBackend(backend: { baseUrl?: string; token?: string }, ctx: Ctx): void {
+function checkBackend(backend: { baseUrl?: string; token?: string } | undefined, ctx: Ctx): void {
+  if (!backend || typeof backend !== 'object') return;
   if (backend.baseUrl && !backend.token) problem(ctx, ['backend', 'token'], 'is required when BACKEND_BASE_URL is set');
   if (backend.token && !backend.baseUrl) problem(ctx, ['backend', 'baseUrl'], 'is required when CALLBACK_TOKEN is set');
 }
@@ -85,11 +87,19 @@ function resolveFramework(v: { framework?: Framework; modelName?: string }): Fra
 }
 
 function checkModel(v: { framework?: Framework; modelName?: string; taskType: TaskType }, ctx: Ctx): void {
+  if (typeof v.modelName !== 'string' || !(TASK_TYPES as readonly string[]).includes(v.taskType)) return;
+  if (v.framework !== undefined && !(FRAMEWORKS as readonly string[]).includes(v.framework)) return;
   const framework = resolveFramework(v);
   if (!framework || !v.modelName) return;
   const why = checkModelForTask(framework, v.taskType, v.modelName);
   if (why) problem(ctx, ['modelName'], why);
 }
+
+/**
+ * Cross-field rules run even when single fields failed, so one message lists every problem.
+ * They therefore see unvalidated values and check types before trusting them.
+ */
+const ALWAYS = { when: () => true } as const;
 
 const shapeOf = (mode: Mode) => buildShape(variablesFor(mode));
 
@@ -101,7 +111,7 @@ export const TrainConfigSchema = z
     checkStorage(c.storage, ctx);
     checkBackend(c.backend, ctx);
     checkModel(c, ctx);
-  })
+  }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawTrain;
     return { ...c, framework: resolveFramework(c)!, backend: toBackend(c.backend), storage: toStorageConfig(c.storage) } as TrainConfig;
@@ -117,7 +127,7 @@ export const InferConfigSchema = z
     if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
       problem(ctx, ['imagePaths'], 'INFERENCE_TYPE=inference_job needs IMAGE_PATHS (JSON list of s3:// paths) or DATASET_ID');
     }
-  })
+  }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawInfer;
     return { ...c, backend: toBackend(c.backend), storage: toStorageConfig(c.storage) } as InferConfig;
@@ -134,7 +144,7 @@ export const ExportConfigSchema = z
     if (c.quantizationType === 'static' && !c.validationDatasetId) {
       problem(ctx, ['validationDatasetId'], 'is required for QUANTIZATION_TYPE=static (its images calibrate the quantizer)');
     }
-  })
+  }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawExport;
     return { ...c, backend: toBackend(c.backend), storage: toStorageConfig(c.storage) } as ExportConfig;
@@ -145,6 +155,7 @@ interface Common {
   traceId: string;
   /** Where callbacks go; absent for TypeScript scripts that only consume the event stream. */
   backend?: { baseUrl: string; token: string } | undefined;
+  callbackMaxAttempts: number;
   taskType: TaskType;
   device: string;
   numWorkers: number;

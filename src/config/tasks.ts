@@ -37,7 +37,8 @@ const YOLO_TASK_SUFFIX: Partial<Record<TaskType, string>> = Object.fromEntries(
 const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-)[-\w.]*$/i;
 
 export function inferFramework(modelName: string): Framework {
-  if (/^yolo/i.test(modelName)) return 'ultralytics';
+  // The design lists yolo_world_v2_* and sam2_* under ultralytics too (refused later with a reason).
+  if (/^(yolo|sam\d?_|rtdetr)/i.test(modelName)) return 'ultralytics';
   if (HF_NAME.test(modelName) && modelName.includes('-')) return 'huggingface';
   return 'timm';
 }

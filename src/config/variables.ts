@@ -55,6 +55,7 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Job', env: ['JOB_ID'], path: 'jobId', schema: str({ pattern: /^[\w.-]{1,128}$/, patternMessage: 'must be 1-128 letters, digits, ".", "_" or "-" (it becomes part of storage keys)' }), modes: ALL, required: true, help: 'Job identifier; used in callback paths and storage keys.' },
   { group: 'Job', env: ['TRACE_ID'], path: 'traceId', schema: str(), modes: ALL, required: true, help: 'Distributed-tracing id, sent as X-Trace-ID on every callback and in every log line.' },
   { group: 'Job', env: ['BACKEND_BASE_URL'], path: 'backend.baseUrl', schema: httpUrl().optional(), modes: ALL, required: true, help: 'Backend that receives the HTTP callbacks.' },
+  { group: 'Job', env: ['CALLBACK_MAX_ATTEMPTS'], path: 'callbackMaxAttempts', schema: int({ min: 1, max: 100 }).default(8), modes: ALL, defaultText: '8 (about two minutes with backoff)', help: 'Attempts to deliver the completion callback before the job exits with code 6.' },
   { group: 'Job', env: ['CALLBACK_TOKEN'], path: 'backend.token', schema: str().optional(), modes: ALL, required: true, secret: true, help: 'Bearer token for the callbacks.' },
 
   // Training
@@ -67,7 +68,7 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Training', env: ['EPOCHS'], path: 'epochs', schema: int({ min: 1, max: 100000 }), modes: ['train'], required: true, help: 'Number of training epochs (at least 1).' },
   { group: 'Training', env: ['BATCH_SIZE'], path: 'batchSize', schema: int({ min: 1, max: 65536 }).default(16), modes: ['train', 'infer'], defaultText: '16', help: 'Batch size.' },
   { group: 'Training', env: ['BATCH_SIZE'], path: 'batchSize', schema: int({ min: 1, max: 65536 }).default(1), modes: ['export'], defaultText: '1', help: 'Batch size for validation and the exported input shape.' },
-  { group: 'Training', env: ['LEARNING_RATE'], path: 'learningRate', schema: num({ gt: 0, max: 10 }).optional(), modes: ['train'], defaultText: "the framework's default", help: 'Initial learning rate (ultralytics lr0).' },
+  { group: 'Training', env: ['LEARNING_RATE'], path: 'learningRate', schema: num({ gt: 0, max: 1 }).optional(), modes: ['train'], defaultText: "the framework's default", help: 'Initial learning rate (ultralytics lr0), above 0 and at most 1.' },
   { group: 'Training', env: ['IMAGE_SIZE'], path: 'imageSize', schema: int({ min: 16, max: 8192 }).default(640), modes: ['train', 'infer'], defaultText: '640', help: 'Training/inference image size in pixels.' },
   { group: 'Training', env: ['SPLIT_STRATEGY'], path: 'splitStrategy', schema: json(SplitStrategySchema, '{"method":"auto","ratio":[0.8,0.2],"seed":42}').optional(), modes: ['train'], defaultText: "the dataset's split_config, else auto 0.8/0.2 seed 42", help: 'Train/val split: {"method":"auto","ratio":[0.8,0.2],"seed":42}, {"method":"custom","custom_splits":{...}} or {"method":"use_dataset"}.' },
   { group: 'Training', env: ['PRETRAINED_WEIGHT_URL'], path: 'pretrainedWeightUrl', schema: httpUrl().optional(), modes: ['train'], secret: true, help: 'Presigned http(s) URL of pretrained weights; without it the model is built from scratch.' },

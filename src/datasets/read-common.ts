@@ -16,10 +16,19 @@ export interface ReadContext {
   problems: ProblemList;
 }
 
+/** An image as read, with how problems name it and where it sits in the file. */
+export interface ReadImage {
+  image: DatasetImage;
+  /** Id and file name, e.g. `7 (cats/cat001.jpg)`. */
+  label: string;
+  /** e.g. `images[3]` */
+  field: string;
+}
+
 /** The model's fields a reader fills; `load.ts` adds the rest. */
 export interface ReadResult {
   classes: DatasetClass[];
-  images: DatasetImage[];
+  images: ReadImage[];
   datasetId?: string;
   name?: string;
   splitConfig?: DatasetSplitConfig;

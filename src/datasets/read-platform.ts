@@ -85,7 +85,7 @@ export function readPlatform(doc: unknown, ctx: ReadContext): ReadResult | undef
       : ctx.kind === 'semantic'
         ? readSemanticLabel(entry as PlatformSemanticImage, image, label, field, ctx)
         : readObjects(entry as PlatformSegmentationImage | PlatformPoseImage, image, label, field, rules);
-    if (ok) result.images.push(image);
+    if (ok) result.images.push({ image, label, field });
   });
 
   if (rules.keypointCount.count !== undefined) result.keypointCount = rules.keypointCount.count;

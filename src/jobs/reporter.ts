@@ -36,16 +36,19 @@ export function trainingReporter(client: CallbackClient, taskType: TaskType, opt
         });
         return;
       }
-      case 'epoch':
-        latestValidation = { ...event.metrics };
+      case 'epoch': {
+        // The validation loss is reported as val_loss: `loss` in a heartbeat is the training loss.
+        const { loss: valLoss, ...validation } = event.metrics;
+        latestValidation = valLoss === undefined ? validation : { ...validation, val_loss: valLoss };
         lastBatchBeat = Date.now();
         client.heartbeat({
           epoch: event.epoch,
           progress: event.progress,
-          metrics: { ...event.metrics, ...event.losses, learning_rate: event.learningRate },
+          metrics: { ...latestValidation, ...event.losses, learning_rate: event.learningRate },
           total_epochs: event.epochs,
         });
         return;
+      }
       case 'validation':
         void client.validation({
           epoch: event.epoch,

@@ -3,7 +3,8 @@
  * final path complete or not at all (written under a temporary name, then renamed).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, dirname, join } from 'node:path';
 
 const TEMP_MARK = '.partial-';
@@ -77,4 +78,33 @@ export async function listFilesRecursive(dir: string): Promise<string[]> {
   };
   await walk(dir, '');
   return out.sort();
+}
+
+/**
+ * Copies src to dest and checks that src did not change while it was copied (same inode, size
+ * and mtime before and after), trying again a few times if it did. A trainer rewriting its
+ * checkpoint meanwhile therefore never yields a half-written copy.
+ */
+export async function copyStableFile(src: string, dest: string, attempts = 5): Promise<void> {
+  for (let i = 0; i < attempts; i++) {
+    const before = await stat(src, { bigint: true });
+    await copyFile(src, dest);
+    const [after, copied] = await Promise.all([stat(src, { bigint: true }), stat(dest, { bigint: true })]);
+    if (before.ino === after.ino && before.size === after.size && before.mtimeNs === after.mtimeNs && copied.size === after.size) return;
+    await sleep(200 * (i + 1));
+  }
+  throw new Error(`${src} kept changing while it was being copied (${attempts} tries)`);
+}
+
+/** A byte count for messages: `512 B`, `3.2 MiB`, `50 GiB`. */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }

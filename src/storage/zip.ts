@@ -10,12 +10,12 @@
  */
 import { createWriteStream } from 'node:fs';
 import { mkdir, realpath, stat, statfs } from 'node:fs/promises';
-import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { getFileNameLowLevel, openPromise, validateFileName, type Entry, type ZipFile as ReadableZip } from 'yauzl';
 import { ZipFile as WritableZip } from 'yazl';
 import { DatasetError, StorageError } from '../errors.js';
-import { listFilesRecursive, writeAtomically } from './files.js';
+import { formatBytes, listFilesRecursive, writeAtomically } from './files.js';
 import { resolveInside } from './keys.js';
 
 export interface ZipLimits {
@@ -155,18 +155,6 @@ async function assertDiskSpace(dir: string, needed: number, archive: string): Pr
   }
 }
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
-
 /** One archive member: a file on disk, or bytes given directly. */
 export type ZipInput = { name: string; path: string } | { name: string; data: Buffer | string };
 
@@ -192,7 +180,3 @@ export async function createZip(input: string | readonly ZipInput[], outPath: st
   });
 }
 
-/** Relative path of `path` under `root` with forward slashes (zip and object-key style). */
-export function toPosixRelative(root: string, path: string): string {
-  return relative(root, path).split(sep).join('/');
-}

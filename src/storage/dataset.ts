@@ -1,0 +1,171 @@
+/**
+ * Fetching a dataset as CONTRACT_NOTES "Storage layout" describes it:
+ *   - `datasets/{id}.zip` when it exists (downloaded, then safely extracted), else
+ *   - every object under `datasets/{id}/` (downloaded in parallel, bounded), and
+ *   - with SNAPSHOT_ID, `datasets/{id}/snapshots/{snapshot}.json` replaces annotations.json;
+ *     the dataset's own file is kept beside it as annotations.original.json.
+ *
+ * Everything lands in a staging folder beside destDir that is renamed onto destDir at the end,
+ * so destDir either holds a complete dataset or does not exist; a crashed attempt leaves only
+ * the staging folder, which the next attempt removes.
+ */
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { ConfigError, DatasetError, StorageError } from '../errors.js';
+import { log } from '../log.js';
+import { formatBytes, mapWithConcurrency } from './files.js';
+import { resolveInside } from './keys.js';
+import type { DatasetDownload, Storage, StorageObject } from './types.js';
+import { extractZip, type ZipLimits } from './zip.js';
+
+export const ANNOTATIONS_FILE = 'annotations.json';
+export const ORIGINAL_ANNOTATIONS_FILE = 'annotations.original.json';
+
+/** Names that archivers add and that never make a folder "the dataset's own". */
+const ARCHIVER_LITTER = new Set(['__MACOSX', '.DS_Store', 'Thumbs.db']);
+
+export interface DatasetKeys {
+  zip: string;
+  prefix: string;
+  snapshot: string | undefined;
+}
+
+export function datasetKeys(datasetId: string, snapshotId?: string): DatasetKeys {
+  assertKeySegment(datasetId, 'DATASET_ID');
+  if (snapshotId !== undefined) assertKeySegment(snapshotId, 'SNAPSHOT_ID');
+  const prefix = `datasets/${datasetId}/`;
+  return { zip: `datasets/${datasetId}.zip`, prefix, snapshot: snapshotId === undefined ? undefined : `${prefix}snapshots/${snapshotId}.json` };
+}
+
+function assertKeySegment(value: string, variable: string): void {
+  if (value === '' || value === '.' || value === '..' || /[/\\\0]/.test(value)) {
+    throw new ConfigError([{ variable, value, message: 'must be a plain identifier (no "/", "\\", and not "." or "..")' }]);
+  }
+}
+
+type DatasetSource = Pick<Storage, 'exists' | 'list' | 'downloadFile' | 'uri' | 'describe'>;
+
+export interface DownloadDatasetSettings {
+  snapshotId?: string | undefined;
+  concurrency: number;
+  zipLimits?: ZipLimits | undefined;
+}
+
+export async function downloadDataset(storage: DatasetSource, datasetId: string, destDir: string, settings: DownloadDatasetSettings): Promise<DatasetDownload> {
+  const keys = datasetKeys(datasetId, settings.snapshotId);
+  const dest = resolve(destDir);
+  await assertEmptyOrAbsent(dest);
+  const staging = `${dest}.partial`;
+  const stagingZip = `${dest}.partial.zip`;
+  await rm(staging, { recursive: true, force: true });
+  const started = Date.now();
+
+  try {
+    const zipExists = await storage.exists(keys.zip);
+    const objects = zipExists ? [] : await prefixObjects(storage, keys);
+    if (!zipExists && objects.length === 0) {
+      throw new DatasetError(
+        `Dataset "${datasetId}" not found in ${storage.describe()}: neither ${storage.uri(keys.zip)} nor any object under ${storage.uri(keys.prefix)} exists`,
+        [],
+        `Upload the dataset as ${keys.zip} (a zip of annotations.json and images/) or as files under ${keys.prefix} ` +
+          `(${keys.prefix}annotations.json and ${keys.prefix}images/...), or check DATASET_ID and the bucket name.`,
+      );
+    }
+    if (keys.snapshot !== undefined && !(await storage.exists(keys.snapshot))) {
+      throw new DatasetError(
+        `Snapshot "${settings.snapshotId}" of dataset "${datasetId}" not found: ${storage.uri(keys.snapshot)} does not exist`,
+        [],
+        "Check SNAPSHOT_ID, or leave it unset to use the dataset's own annotations.json.",
+      );
+    }
+
+    await mkdir(staging, { recursive: true });
+    let counts: { files: number; bytes: number };
+    if (zipExists) {
+      log().info(`Downloading dataset ${datasetId} from ${storage.uri(keys.zip)}`);
+      try {
+        await storage.downloadFile(keys.zip, stagingZip);
+        counts = await extractZip(stagingZip, staging, settings.zipLimits);
+      } finally {
+        await rm(stagingZip, { force: true });
+      }
+    } else {
+      log().info(`Downloading dataset ${datasetId} from ${storage.uri(keys.prefix)} (${objects.length} objects)`);
+      counts = await downloadObjects(storage, objects, keys.prefix, staging, settings.concurrency);
+    }
+
+    const rootName = await datasetRootName(staging);
+    if (keys.snapshot !== undefined) await applySnapshot(storage, keys.snapshot, join(staging, rootName));
+
+    await rename(staging, dest); // dest is absent or an empty folder: rename(2) replaces the latter
+    const root = join(dest, rootName);
+    log().info(`Dataset ${datasetId} ready: ${counts.files} files, ${formatBytes(counts.bytes)} in ${((Date.now() - started) / 1000).toFixed(1)} s`, { root });
+    return {
+      root,
+      source: zipExists ? 'zip' : 'prefix',
+      ...counts,
+      ...(keys.snapshot === undefined ? {} : { snapshotKey: keys.snapshot }),
+    };
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** The dataset's files under the prefix: folder markers and other snapshots are not part of it. */
+async function prefixObjects(storage: DatasetSource, keys: DatasetKeys): Promise<StorageObject[]> {
+  const snapshots = `${keys.prefix}snapshots/`;
+  return (await storage.list(keys.prefix)).filter((o) => !o.key.endsWith('/') && !o.key.startsWith(snapshots));
+}
+
+async function downloadObjects(storage: DatasetSource, objects: StorageObject[], prefix: string, staging: string, concurrency: number): Promise<{ files: number; bytes: number }> {
+  const planned = objects.map((object) => {
+    const target = resolveInside(staging, object.key.slice(prefix.length));
+    if (target === undefined) {
+      throw new DatasetError(`Object ${storage.uri(object.key)} cannot be part of the dataset: its name would be written outside the dataset folder`, [], 'Rename or delete that object.');
+    }
+    return { key: object.key, target };
+  });
+  const sizes = await mapWithConcurrency(planned, concurrency, ({ key, target }) => storage.downloadFile(key, target));
+  return { files: sizes.length, bytes: sizes.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * '' when annotations.json sits at the top, else the name of the single folder that wraps
+ * everything (a zip made with `zip -r my-set.zip my-set/`), else '' (the dataset loader will
+ * then say what is missing).
+ */
+async function datasetRootName(dir: string): Promise<string> {
+  const names = (await readdir(dir)).filter((n) => !ARCHIVER_LITTER.has(n));
+  if (names.includes(ANNOTATIONS_FILE) || names.length !== 1) return '';
+  const only = names[0] as string;
+  return (await stat(join(dir, only))).isDirectory() ? only : '';
+}
+
+async function applySnapshot(storage: DatasetSource, snapshotKey: string, root: string): Promise<void> {
+  const annotations = join(root, ANNOTATIONS_FILE);
+  try {
+    await rename(annotations, join(root, ORIGINAL_ANNOTATIONS_FILE));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await storage.downloadFile(snapshotKey, annotations);
+  log().info(`Using annotations snapshot ${storage.uri(snapshotKey)}`);
+}
+
+async function assertEmptyOrAbsent(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new StorageError(`Cannot download a dataset into ${dir}: it is a file`, { hint: 'Pass a new or empty folder.' });
+    throw err;
+  }
+  if (entries.length > 0) {
+    throw new StorageError(`Cannot download a dataset into ${dir}: the folder is not empty`, {
+      hint: 'Pass a new or empty folder; the download never mixes its files with existing ones.',
+    });
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * Downloads a file from an http(s) URL, typically a presigned URL for pretrained weights
+ * (PRETRAINED_WEIGHT_URL). Weights are large and connections drop, so a dropped transfer
+ * continues with a Range request from the bytes already on disk; a server that ignores Range
+ * makes it start over. The URL's query string holds the signature: it never appears in a
+ * message (describeUrl keeps scheme, host and path only).
+ *
+ * undici's RetryAgent resumes too, but it fails outright when a server answers a Range request
+ * with 200, and it cannot stop a body that grows past a size limit; this loop does both.
+ */
+import { createWriteStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pipeline } from 'node:stream/promises';
+import { Agent, interceptors, request, type Dispatcher } from 'undici';
+import { StorageError } from '../errors.js';
+import { describeUrl, redact } from '../redact.js';
+import { formatBytes, writeAtomically } from './files.js';
+
+export interface DownloadUrlOptions {
+  /** Refuse downloads larger than this (checked against Content-Length and while streaming). Default 20 GiB. */
+  maxBytes?: number;
+  /** How long the server may stay silent (connecting, before headers, between body chunks) before the attempt is abandoned. Default 60 s. */
+  timeoutMs?: number;
+  /** Attempts after a failure that brought no new bytes (5xx, 408, 429, network errors). Default 5. */
+  retries?: number;
+  /** First backoff delay; doubles per consecutive failure, capped at 30 s. Default 1 s. */
+  retryDelayMs?: number;
+}
+
+export interface DownloadUrlResult {
+  bytes: number;
+  /** How many times an interrupted transfer continued with a Range request. */
+  resumed: number;
+}
+
+const DEFAULTS = { maxBytes: 20 * 1024 ** 3, timeoutMs: 60_000, retries: 5, retryDelayMs: 1_000 };
+
+/** A failure that another attempt cannot fix (4xx, size limit): thrown straight out of the loop. */
+class PermanentFailure extends Error {
+  constructor(readonly error: StorageError) {
+    super(error.message);
+  }
+}
+
+export async function downloadUrl(url: string, destPath: string, options: DownloadUrlOptions = {}): Promise<DownloadUrlResult> {
+  const { maxBytes, timeoutMs, retries, retryDelayMs } = { ...DEFAULTS, ...options };
+  const shown = describeUrl(url);
+  let protocol: string;
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    throw new StorageError(`Cannot download ${shown}: it is not a valid URL`, { hint: 'Pass a full http(s) URL, e.g. a presigned S3 URL.' });
+  }
+  if (protocol !== 'http:' && protocol !== 'https:') {
+    throw new StorageError(`Cannot download ${shown}: only http:// and https:// URLs are supported, not ${protocol}//`, {
+      hint: 'PRETRAINED_WEIGHT_URL must be an http(s) URL, typically a presigned URL from the platform.',
+    });
+  }
+
+  const agent = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  const dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+  try {
+    return await writeAtomically(destPath, async (temp) => {
+      let written = 0;
+      let highWater = 0;
+      let resumed = 0;
+      let failuresWithoutProgress = 0;
+      for (;;) {
+        const outcome = await attempt(url, shown, temp, written, maxBytes, dispatcher);
+        if (outcome.kind === 'done') return { bytes: outcome.written, resumed };
+        if (outcome.written > highWater) {
+          highWater = outcome.written;
+          failuresWithoutProgress = 0;
+        } else {
+          failuresWithoutProgress += 1;
+        }
+        if (failuresWithoutProgress > retries) {
+          throw new StorageError(`Downloading ${shown} failed after ${retries + 1} attempts without progress: ${outcome.reason}`, {
+            hint: 'The server or the network kept failing; retrying the job later may succeed.',
+          });
+        }
+        if (outcome.written > 0) resumed += 1;
+        written = outcome.written;
+        const delay = failuresWithoutProgress === 0 ? 0 : Math.min(30_000, retryDelayMs * 2 ** (failuresWithoutProgress - 1));
+        if (delay > 0) await sleep(delay * (1 + Math.random() * 0.2));
+      }
+    });
+  } catch (err) {
+    throw err instanceof PermanentFailure ? err.error : err;
+  } finally {
+    await agent.close();
+  }
+}
+
+type AttemptOutcome = { kind: 'done'; written: number } | { kind: 'retry'; written: number; reason: string };
+
+/** One request: continues from `written` bytes when there are any, returns how far it got. */
+async function attempt(url: string, shown: string, temp: string, written: number, maxBytes: number, dispatcher: Dispatcher): Promise<AttemptOutcome> {
+  const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+  if (written > 0) headers.range = `bytes=${written}-`;
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await request(url, { method: 'GET', headers, dispatcher });
+  } catch (err) {
+    return { kind: 'retry', written, reason: networkReason(err) };
+  }
+  const status = response.statusCode;
+  let start: number;
+  let total: number | undefined;
+  if (status === 206 && written > 0) {
+    const range = parseContentRange(header(response.headers, 'content-range'));
+    if (range?.start !== written) {
+      await response.body.dump();
+      return { kind: 'retry', written: 0, reason: 'the server answered the Range request with a different range; starting over' };
+    }
+    start = written;
+    total = range.total;
+  } else if (status === 200) {
+    start = 0; // A fresh transfer, or a server that ignored Range: either way the file starts over.
+    const length = header(response.headers, 'content-length');
+    total = length === undefined ? undefined : Number(length);
+  } else if (status === 416 && written > 0) {
+    await response.body.dump();
+    return { kind: 'retry', written: 0, reason: 'the server refused to continue the transfer (HTTP 416); starting over' };
+  } else {
+    const detail = await errorDetail(response);
+    if (status === 408 || status === 429 || status >= 500) return { kind: 'retry', written, reason: `HTTP ${status}${detail}` };
+    throw new PermanentFailure(httpError(shown, status, detail));
+  }
+
+  if (total !== undefined && Number.isFinite(total) && total > maxBytes) {
+    await response.body.dump();
+    throw new PermanentFailure(tooLarge(shown, total, maxBytes));
+  }
+  let position = start;
+  try {
+    await pipeline(
+      response.body,
+      async function* countBytes(chunks: AsyncIterable<Buffer>) {
+        for await (const chunk of chunks) {
+          position += chunk.length;
+          if (position > maxBytes) throw new PermanentFailure(tooLarge(shown, position, maxBytes));
+          yield chunk;
+        }
+      },
+      createWriteStream(temp, { flags: start > 0 ? 'a' : 'w' }),
+    );
+  } catch (err) {
+    if (err instanceof PermanentFailure) throw err;
+    return { kind: 'retry', written: position, reason: `the connection broke after ${formatBytes(position)} (${networkReason(err)})` };
+  }
+  if (total !== undefined && position < total) {
+    return { kind: 'retry', written: position, reason: `the connection closed after ${formatBytes(position)} of ${formatBytes(total)}` };
+  }
+  return { kind: 'done', written: position };
+}
+
+function httpError(shown: string, status: number, detail: string): StorageError {
+  const secretNote = 'The query string (which holds the signature) is not shown.';
+  if (status === 401 || status === 403) {
+    return new StorageError(`Downloading ${shown} was refused (HTTP ${status}${detail}): the presigned URL is invalid or has expired`, {
+      hint: `Ask the platform for a fresh PRETRAINED_WEIGHT_URL; presigned URLs expire and break when altered. ${secretNote}`,
+    });
+  }
+  if (status === 404) {
+    return new StorageError(`Downloading ${shown} failed (HTTP 404${detail}): the URL is wrong or the file was deleted`, {
+      hint: `Check that the weight file exists and the URL points at it. ${secretNote}`,
+    });
+  }
+  return new StorageError(`Downloading ${shown} was rejected (HTTP ${status}${detail})`, { hint: `Check the URL. ${secretNote}` });
+}
+
+function tooLarge(shown: string, bytes: number, maxBytes: number): StorageError {
+  return new StorageError(`Downloading ${shown} stopped: the file is larger than the limit of ${formatBytes(maxBytes)} (at least ${formatBytes(bytes)})`, {
+    hint: 'Check that the URL points at the intended weight file, or raise the download size limit.',
+  });
+}
+
+/** S3-style XML errors carry <Code> and <Message>; only those are kept (other fields echo the signature). */
+async function errorDetail(response: Dispatcher.ResponseData): Promise<string> {
+  let text = '';
+  try {
+    for await (const chunk of response.body) {
+      text += chunk.toString();
+      if (text.length > 8192) break;
+    }
+  } catch {
+    return '';
+  } finally {
+    response.body.destroy();
+  }
+  const code = /<Code>([^<]{1,100})<\/Code>/.exec(text)?.[1];
+  const message = /<Message>([^<]{1,200})<\/Message>/.exec(text)?.[1];
+  const parts = [code, message].filter((p): p is string => p !== undefined);
+  return parts.length ? ` ${redact(parts.join(': '))}` : '';
+}
+
+function networkReason(err: unknown): string {
+  const e = err as { code?: string; message?: string; cause?: { code?: string } };
+  const code = e.code ?? e.cause?.code;
+  // undici messages do not contain the URL, but pass them through redact all the same.
+  return redact(code ? `${code}: ${e.message ?? ''}`.trim() : (e.message ?? String(err)));
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function parseContentRange(value: string | undefined): { start: number; total: number | undefined } | undefined {
+  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value?.trim() ?? '');
+  if (!match) return undefined;
+  return { start: Number(match[1]), total: match[3] === '*' ? undefined : Number(match[3]) };
+}

@@ -1,0 +1,253 @@
+/**
+ * S3-compatible object storage (AWS S3, Cloudflare R2, MinIO, SeaweedFS) through the AWS SDK v3.
+ * Downloads stream to disk; uploads go through lib-storage's Upload, which switches to
+ * multipart for large files and aborts the multipart upload when it fails.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { extname } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  paginateListObjectsV2,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { ConfigError, StorageError } from '../errors.js';
+import { log } from '../log.js';
+import { describeUrl, redact, registerSecret } from '../redact.js';
+import { StorageBase } from './base.js';
+import { writeAtomically } from './files.js';
+import { assertValidKey, assertValidPrefix, parseStorageUri, s3Uri } from './keys.js';
+import type { StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
+
+export type S3StorageConfig = Extract<StorageConfig, { type: 's3' | 'r2' | 'minio' }>;
+
+const MIB = 1024 * 1024;
+const DEFAULT_PART_SIZE = 8 * MIB;
+/** Whole-object attempts when a download breaks mid-body (the SDK only retries until the headers arrive). */
+const BODY_ATTEMPTS = 3;
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.json': 'application/json',
+  '.zip': 'application/zip',
+  '.log': 'text/plain; charset=utf-8',
+  '.txt': 'text/plain; charset=utf-8',
+  '.yaml': 'application/yaml',
+  '.yml': 'application/yaml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.webp': 'image/webp',
+  '.csv': 'text/csv',
+};
+
+export class S3Storage extends StorageBase {
+  readonly type: S3StorageConfig['type'];
+  readonly bucket: string;
+  private readonly client: S3Client;
+  private readonly endpoint: string | undefined;
+  private readonly region: string;
+
+  constructor(config: S3StorageConfig, options: StorageOptions = {}) {
+    super(options);
+    registerSecret(config.secretAccessKey);
+    this.type = config.type;
+    this.bucket = config.bucket;
+    this.endpoint = config.endpoint;
+    if (this.endpoint === undefined && config.type !== 's3') {
+      throw new ConfigError([{ variable: config.type === 'r2' ? 'R2_ENDPOINT' : 'S3_ENDPOINT', message: `is required for STORAGE_TYPE=${config.type}` }]);
+    }
+    if (this.endpoint !== undefined && !/^https?:\/\/[^/]/.test(this.endpoint)) {
+      throw new ConfigError([{ variable: 'S3_ENDPOINT', value: describeUrl(this.endpoint), message: 'must be an http:// or https:// URL' }]);
+    }
+    if (options.multipartPartSize !== undefined && options.multipartPartSize < 5 * MIB) {
+      throw new ConfigError([{ variable: 'multipartPartSize', value: String(options.multipartPartSize), message: 'must be at least 5 MiB (the S3 minimum part size)' }]);
+    }
+    this.region = config.region ?? (config.type === 'r2' ? 'auto' : 'us-east-1');
+    this.client = new S3Client({
+      region: this.region,
+      ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
+      forcePathStyle: config.forcePathStyle ?? (this.endpoint !== undefined && !isAwsEndpoint(this.endpoint)),
+      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      maxAttempts: options.maxAttempts ?? 5,
+      // Without timeouts a stalled connection would hang the job forever.
+      requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+      // Recent SDKs add CRC checksums (and aws-chunked trailers) to every upload by default;
+      // several S3-compatible stores reject those. Checksums only where an API requires them.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+  }
+
+  describe(): string {
+    return `s3://${this.bucket} at ${this.endpoint === undefined ? `AWS S3 (${this.region})` : describeUrl(this.endpoint).replace(/\/$/, '')}`;
+  }
+
+  uri(key: string): string {
+    assertValidPrefix(key);
+    return s3Uri(this.bucket, key);
+  }
+
+  parseUri(uri: string): string {
+    return parseStorageUri(uri, this.bucket);
+  }
+
+  async exists(key: string): Promise<boolean> {
+    assertValidKey(key);
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (err) {
+      if (httpStatus(err) === 404 && errorName(err) !== 'NoSuchBucket') return false;
+      throw this.failure('check', key, err);
+    }
+  }
+
+  async list(prefix: string): Promise<StorageObject[]> {
+    assertValidPrefix(prefix);
+    const objects: StorageObject[] = [];
+    try {
+      const pages = paginateListObjectsV2(
+        { client: this.client, pageSize: this.options.listPageSize ?? 1000 },
+        { Bucket: this.bucket, ...(prefix === '' ? {} : { Prefix: prefix }) },
+      );
+      for await (const page of pages) {
+        for (const object of page.Contents ?? []) {
+          if (object.Key !== undefined) objects.push({ key: object.Key, size: object.Size ?? 0 });
+        }
+      }
+    } catch (err) {
+      throw this.failure('list', prefix, err);
+    }
+    return objects;
+  }
+
+  async downloadFile(key: string, destPath: string): Promise<number> {
+    assertValidKey(key);
+    for (let attempt = 1; ; attempt++) {
+      let receivingBody = false;
+      try {
+        return await writeAtomically(destPath, async (temp) => {
+          const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+          receivingBody = true;
+          await pipeline(response.Body as Readable, createWriteStream(temp));
+          const size = (await stat(temp)).size;
+          if (response.ContentLength !== undefined && size !== response.ContentLength) {
+            throw new Error(`received ${size} of ${response.ContentLength} bytes`);
+          }
+          return size;
+        });
+      } catch (err) {
+        if (!receivingBody || attempt >= BODY_ATTEMPTS) throw this.failure('download', key, err);
+        log().warn(`Download of ${this.uri(key)} broke off (${redact((err as Error).message)}); trying again (${attempt + 1}/${BODY_ATTEMPTS})`);
+        await sleep(1_000 * attempt);
+      }
+    }
+  }
+
+  async uploadFile(localPath: string, key: string, options: UploadOptions = {}): Promise<string> {
+    assertValidKey(key);
+    try {
+      if (!(await stat(localPath)).isFile()) throw new Error('not a regular file');
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'the file does not exist' : (err as Error).message;
+      throw new StorageError(`Cannot upload ${localPath} to ${this.uri(key)}: ${reason}`, { key, cause: err });
+    }
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: createReadStream(localPath), ContentType: options.contentType ?? guessContentType(localPath) },
+      partSize: this.options.multipartPartSize ?? DEFAULT_PART_SIZE,
+      queueSize: 4,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      throw this.failure('upload', key, err);
+    }
+    return this.uri(key);
+  }
+
+  protected async putBytes(key: string, body: Buffer, contentType: string): Promise<string> {
+    assertValidKey(key);
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }));
+    } catch (err) {
+      throw this.failure('upload', key, err);
+    }
+    return this.uri(key);
+  }
+
+  protected async getBytes(key: string): Promise<Buffer> {
+    assertValidKey(key);
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return Buffer.from(await (response.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+    } catch (err) {
+      throw this.failure('download', key, err);
+    }
+  }
+
+  /** An SDK or network failure as a StorageError that says what to do. Never includes credentials. */
+  private failure(action: 'check' | 'list' | 'download' | 'upload', key: string, err: unknown): StorageError {
+    if (err instanceof StorageError) return err;
+    const name = errorName(err);
+    const status = httpStatus(err);
+    const target = this.uri(key);
+    const what = `Could not ${action} ${target}`;
+    const code = (err as NodeJS.ErrnoException).code;
+    const detail = redact(`${code ?? name}${status ? ` (HTTP ${status})` : ''}: ${(err as Error).message ?? String(err)}`);
+    const keys =
+      this.type === 'r2' ? 'R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY)';
+    const options = { key, cause: err };
+
+    if (name === 'NoSuchKey' || (status === 404 && action !== 'list' && name !== 'NoSuchBucket')) return this.notFound(key, err);
+    if (name === 'NoSuchBucket') {
+      return new StorageError(`${what}: bucket "${this.bucket}" does not exist at ${this.describe()}`, { ...options, hint: 'Create the bucket, or set BUCKET_NAME to an existing one.' });
+    }
+    if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'InvalidToken' || name === 'ExpiredToken') {
+      return new StorageError(`${what}: the storage rejected the credentials (${name})`, { ...options, hint: `Check ${keys} for ${this.describe()}.` });
+    }
+    if (status === 403 || name === 'AccessDenied' || name === 'Forbidden') {
+      const code = name === 'Unknown' || name === 'Forbidden' ? '' : `${name}, `; // HEAD answers carry no error code
+      return new StorageError(`${what}: access denied (${code}HTTP 403)`, {
+        ...options,
+        hint: `Check ${keys}, and that they may ${action === 'upload' ? 'write to' : 'read and list'} bucket "${this.bucket}". (S3 also answers 403 for a missing object when the key may not list the bucket.)`,
+      });
+    }
+    if (!(err instanceof S3ServiceException)) {
+      return new StorageError(`${what}: cannot reach ${this.describe()} (${detail})`, {
+        ...options,
+        hint: 'Check S3_ENDPOINT (or R2_ENDPOINT) and the network; the SDK already retried.',
+      });
+    }
+    return new StorageError(`${what}: ${detail}`, { ...options, hint: status !== undefined && status >= 500 ? 'The storage service failed; retrying the job later may succeed.' : 'See the storage error above.' });
+  }
+}
+
+function isAwsEndpoint(endpoint: string): boolean {
+  try {
+    const host = new URL(endpoint).hostname;
+    return host.endsWith('.amazonaws.com') || host.endsWith('.amazonaws.com.cn');
+  } catch {
+    return false;
+  }
+}
+
+function guessContentType(path: string): string {
+  return CONTENT_TYPES[extname(path).toLowerCase()] ?? 'application/octet-stream';
+}
+
+function errorName(err: unknown): string {
+  return (err as { name?: string; Code?: string }).Code ?? (err as { name?: string }).name ?? 'Error';
+}
+
+function httpStatus(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}

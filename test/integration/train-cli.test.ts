@@ -1,0 +1,155 @@
+/**
+ * Real training through the CLI, as the platform runs it: SeaweedFS for storage, a real HTTP
+ * receiver for callbacks, `vision-trainer train` as a child process, tiny ultralytics models
+ * on generated Platform Format datasets (one per task).
+ */
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, lstatSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { uploadDataset } from '../helpers/datasets.js';
+import { runCli } from '../helpers/cli.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+import { writeSyntheticDataset, type SyntheticTask } from '../helpers/synthetic.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+
+function jobEnv(jobId: string, extra: Record<string, string>) {
+  const c = s3.config;
+  return {
+    ...backend.env(),
+    JOB_ID: jobId,
+    TRACE_ID: `trace-${jobId}`,
+    STORAGE_TYPE: 'minio',
+    S3_ENDPOINT: c.endpoint!,
+    AWS_ACCESS_KEY_ID: c.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
+    BUCKET_NAME: c.bucket,
+    DEVICE: 'cpu',
+    NUM_WORKERS: '0',
+    BATCH_SIZE: '8',
+    IMAGE_SIZE: '32',
+    CHECKPOINT_FREQUENCY: '1',
+    CALLBACK_MAX_ATTEMPTS: '3',
+    ...extra,
+  };
+}
+
+async function trainTask(task: SyntheticTask, model: string, options: { epochs: number; upload: 'zip' | 'prefix'; imageSize?: string }) {
+  const jobId = `cli-${task.replace(/_/g, '-')}`;
+  const datasetId = `ds-${jobId}`;
+  const dir = mkdtempSync(join(tmpdir(), 'vt-ds-'));
+  writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 3 });
+  await uploadDataset(s3.storage(), datasetId, dir, options.upload);
+  const workDir = mkdtempSync(join(tmpdir(), 'vt-work-'));
+  const result = await runCli(['train'], jobEnv(jobId, { TASK_TYPE: task, MODEL_NAME: model, DATASET_ID: datasetId, EPOCHS: String(options.epochs), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', IMAGE_SIZE: options.imageSize ?? '32' }), { timeoutMs: 240_000 });
+  const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
+  const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key);
+  return { jobId, result, callbacks, keys, workDir };
+}
+
+function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epochs: number, primary: string) {
+  const { result, callbacks, keys, jobId } = run;
+  expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
+  // Every callback passed the receiver's schema and token checks.
+  const rejected = backend.receiver.requests.filter((r) => r.status !== 200);
+  expect(rejected).toEqual([]);
+
+  const sequence = callbacks.map((c) => (c.kind === 'event' ? `event:${(c.body as { event_type: string }).event_type}` : c.kind));
+  expect(sequence.slice(0, 3)).toEqual(['event:dataset_downloaded', 'event:dataset_prepared', 'event:training_started']);
+  expect(sequence.at(-1)).toBe('trainingDone');
+
+  const epochBeats = callbacks.filter((c) => c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined);
+  expect(epochBeats.map((c) => (c.body as { epoch: number }).epoch)).toEqual(Array.from({ length: epochs }, (_, i) => i + 1));
+  const lastBeat = epochBeats.at(-1)!.body as { progress: number; metrics: Record<string, number | null> };
+  expect(lastBeat.progress).toBe(100);
+  expect(lastBeat.metrics).toHaveProperty('loss');
+  expect(lastBeat.metrics).toHaveProperty('learning_rate');
+  expect(lastBeat.metrics).toHaveProperty(primary);
+
+  const validations = callbacks.filter((c) => c.kind === 'validation').map((c) => c.body as Record<string, any>);
+  expect(validations.map((v) => v.epoch)).toEqual(Array.from({ length: epochs }, (_, i) => i + 1));
+  for (const v of validations) {
+    expect(v.primary_metric_name).toBe(primary);
+    expect(typeof v.primary_metric_value).toBe('number');
+    expect(v.per_class_metrics.length).toBeGreaterThan(0);
+    expect(v.num_images_validated).toBeGreaterThan(0);
+  }
+
+  const checkpointEvents = callbacks.filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved').map((c) => (c.body as any).data);
+  expect(checkpointEvents.map((d) => d.checkpoint_path).sort()).toEqual(
+    [...Array.from({ length: epochs }, (_, i) => `s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt`].sort(),
+  );
+  expect(keys.sort()).toEqual([...Array.from({ length: epochs }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `checkpoints/job-${jobId}/best.pt`].sort());
+
+  const done = callbacks.at(-1)!.body as Record<string, any>;
+  expect(done.status).toBe('succeeded');
+  expect(done.error_message).toBeNull();
+  expect(done.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt`);
+  expect(done.final_metrics.best_epoch).toBeGreaterThanOrEqual(1);
+  expect(done.final_metrics).toHaveProperty(`best_${primary}`);
+  expect(done.final_metrics.total_time_seconds).toBeGreaterThan(0);
+  return { validations, done };
+}
+
+describe('vision-trainer train (ultralytics, real training)', () => {
+  it('object_detection from a dataset zip: full callback sequence, checkpoints, log, converted YOLO files', async () => {
+    const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip' });
+    const { validations } = expectCompleteRun(run, 2, 'mAP50-95');
+    expect(Object.keys(validations[0]!.pr_curves).length).toBeGreaterThan(0);
+    for (const curve of Object.values(validations[0]!.pr_curves) as Array<{ precision: unknown[]; recall: unknown[] }>) {
+      expect(curve.precision.length).toBeLessThanOrEqual(101);
+      expect(curve.recall.length).toBe(curve.precision.length);
+    }
+    expect(await s3.storage().exists(`logs/job-${run.jobId}/training.log`)).toBe(true);
+
+    // KEEP_WORK_DIR: the converted dataset is left for inspection, file by file.
+    const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
+    const data = parseYaml(readFileSync(join(work!, 'data', 'data.yaml'), 'utf8'));
+    expect(data.path).toBe(join(work!, 'data'));
+    expect(data.names).toEqual({ 0: 'circle', 1: 'square', 2: 'triangle' });
+    const trainList = readFileSync(join(work!, 'data', 'train.txt'), 'utf8').trim().split('\n');
+    const valList = readFileSync(join(work!, 'data', 'val.txt'), 'utf8').trim().split('\n');
+    expect(trainList.length + valList.length).toBe(20);
+    expect(valList.length).toBe(4); // default 0.8/0.2
+    for (const img of [...trainList, ...valList]) {
+      expect(lstatSync(img).isSymbolicLink()).toBe(true);
+      expect(existsSync(readlinkSync(img))).toBe(true);
+      const label = img.replace('/images/', '/labels/').replace(/\.png$/, '.txt');
+      for (const line of readFileSync(label, 'utf8').trim().split('\n').filter(Boolean)) {
+        const [cls, ...coords] = line.split(' ').map(Number);
+        expect([0, 1, 2]).toContain(cls);
+        expect(coords).toHaveLength(4);
+        for (const v of coords) expect(v).toBeGreaterThanOrEqual(0), expect(v).toBeLessThanOrEqual(1);
+      }
+    }
+  });
+
+  it('instance_segmentation from a dataset prefix', async () => {
+    const run = await trainTask('instance_segmentation', 'yolo11n-seg', { epochs: 1, upload: 'prefix' });
+    expectCompleteRun(run, 1, 'mAP50-95');
+    const seg = run.callbacks.find((c) => c.kind === 'validation')!.body as Record<string, any>;
+    expect(seg.metrics).toHaveProperty('box_mAP50-95'); // mask metrics are primary, box metrics kept beside
+  });
+
+  it('pose_estimation', async () => {
+    const run = await trainTask('pose_estimation', 'yolo11n-pose', { epochs: 1, upload: 'zip' });
+    expectCompleteRun(run, 1, 'mAP50-95');
+  });
+
+  it('image_classification: accuracy and a confusion matrix; ImageFolder layout', async () => {
+    const run = await trainTask('image_classification', 'yolo11n-cls', { epochs: 2, upload: 'zip' });
+    const { validations } = expectCompleteRun(run, 2, 'accuracy');
+    const v = validations[0]!;
+    expect(v.confusion_matrix).toHaveLength(3);
+    for (const row of v.confusion_matrix) expect(row).toHaveLength(3);
+    const total = v.confusion_matrix.flat().reduce((a: number, b: number) => a + b, 0);
+    expect(total).toBe(v.num_images_validated);
+    expect(v.per_class_metrics.map((p: any) => p.class_name)).toEqual(['circle', 'square', 'triangle']);
+    const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
+    expect(readdirSync(join(work!, 'data', 'train')).sort()).toEqual(['circle', 'square', 'triangle']);
+  });
+});

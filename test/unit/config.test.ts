@@ -1,0 +1,176 @@
+import { describe, expect, it } from 'vitest';
+import { configFromEnv, parseConfig } from '../../src/config/env.js';
+import { helpText } from '../../src/config/help.js';
+import { VARIABLES } from '../../src/config/variables.js';
+import { ConfigError } from '../../src/errors.js';
+
+const base = {
+  JOB_ID: 'job-1',
+  TRACE_ID: 'trace-1',
+  BACKEND_BASE_URL: 'http://127.0.0.1:9',
+  CALLBACK_TOKEN: 'tok-very-secret-123',
+  TASK_TYPE: 'object_detection',
+  MODEL_NAME: 'yolo11n',
+  DATASET_ID: 'ds-1',
+  EPOCHS: '3',
+  S3_ENDPOINT: 'http://127.0.0.1:8333',
+  AWS_ACCESS_KEY_ID: 'AKIAEXAMPLEKEY',
+  AWS_SECRET_ACCESS_KEY: 'super-secret-storage-key',
+};
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('configFromEnv (train)', () => {
+  it('parses the design example with defaults filled in', () => {
+    const c = configFromEnv('train', base);
+    expect(c).toMatchObject({
+      jobId: 'job-1',
+      framework: 'ultralytics',
+      epochs: 3,
+      batchSize: 16,
+      imageSize: 640,
+      checkpointFrequency: 5,
+      maxTrainingTimeSeconds: 86400,
+      backend: { baseUrl: 'http://127.0.0.1:9', token: 'tok-very-secret-123' },
+      storage: { type: 's3', endpoint: 'http://127.0.0.1:8333', bucket: 'vision-platform', accessKeyId: 'AKIAEXAMPLEKEY' },
+    });
+    expect(c.learningRate).toBeUndefined();
+  });
+
+  it('accepts the R2 spelling of the storage variables', () => {
+    const { S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...rest } = base;
+    const c = configFromEnv('train', { ...rest, STORAGE_TYPE: 'r2', R2_ENDPOINT: S3_ENDPOINT, R2_ACCESS_KEY_ID: AWS_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY: AWS_SECRET_ACCESS_KEY });
+    expect(c.storage).toEqual({ type: 'r2', endpoint: S3_ENDPOINT, accessKeyId: AWS_ACCESS_KEY_ID, secretAccessKey: AWS_SECRET_ACCESS_KEY, bucket: 'vision-platform' });
+  });
+
+  it('refuses both spellings set to different values', () => {
+    const e = configError(() => configFromEnv('train', { ...base, R2_ENDPOINT: 'http://other:1' }));
+    expect(e.message).toMatch(/S3_ENDPOINT \/ R2_ENDPOINT: both spellings are set to different values/);
+  });
+
+  it('reports every problem at once, naming variable, value and what is allowed', () => {
+    const e = configError(() =>
+      configFromEnv('train', { ...base, EPOCHS: '0', BATCH_SIZE: 'lots', TASK_TYPE: 'detect', SPLIT_STRATEGY: '{"method":', JOB_ID: undefined }),
+    );
+    const byVar = Object.fromEntries(e.problems.map((p) => [p.variable, p]));
+    expect(Object.keys(byVar).sort()).toEqual(['BATCH_SIZE', 'EPOCHS', 'JOB_ID', 'SPLIT_STRATEGY', 'TASK_TYPE']);
+    expect(byVar.EPOCHS!.message).toBe('must be at least 1');
+    expect(byVar.EPOCHS!.value).toBe('0');
+    expect(byVar.BATCH_SIZE!.message).toBe('must be a whole number');
+    expect(byVar.TASK_TYPE!.message).toMatch(/must be one of: object_detection, instance_segmentation/);
+    expect(byVar.SPLIT_STRATEGY!.message).toMatch(/is not valid JSON/);
+    expect(byVar.JOB_ID!.message).toMatch(/^is required/);
+    expect(e.exitCode).toBe(2);
+    expect(e.message).not.toMatch(/\n\s+at /); // no stack trace in the message
+  });
+
+  it('never shows secret values, even when they are invalid', () => {
+    const e = configError(() => configFromEnv('train', { ...base, EPOCHS: 'x', PRETRAINED_WEIGHT_URL: 'ftp://host/w.pt?X-Amz-Signature=abcdef123456' }));
+    const text = e.describe();
+    expect(text).toContain('PRETRAINED_WEIGHT_URL="[REDACTED]"');
+    expect(text).not.toContain('abcdef123456');
+    expect(text).not.toContain('super-secret-storage-key');
+  });
+
+  it('requires credentials for S3-compatible storage but not for local storage', () => {
+    const { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...rest } = base;
+    const e = configError(() => configFromEnv('train', rest));
+    expect(e.problems.map((p) => p.variable).sort()).toEqual(['AWS_ACCESS_KEY_ID or R2_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY or R2_SECRET_ACCESS_KEY']);
+    const local = configFromEnv('train', { ...rest, STORAGE_TYPE: 'local', DATASET_PATH: '/data/ds' });
+    expect(local.storage).toEqual({ type: 'local', root: './storage', bucket: 'vision-platform', datasetPath: '/data/ds' });
+  });
+
+  it('rejects impossible task/model combinations with the model to use instead', () => {
+    let e = configError(() => configFromEnv('train', { ...base, TASK_TYPE: 'instance_segmentation' }));
+    expect(e.problems[0]).toMatchObject({ variable: 'MODEL_NAME', message: expect.stringMatching(/yolo11n is a object_detection model; for instance_segmentation use yolo11n-seg/) });
+    e = configError(() => configFromEnv('train', { ...base, MODEL_NAME: 'resnet18' }));
+    expect(e.problems[0]!.message).toMatch(/timm does not train object_detection; use FRAMEWORK=ultralytics/);
+    e = configError(() => configFromEnv('train', { ...base, MODEL_NAME: 'sam2_t' }));
+    expect(e.problems[0]!.message).toMatch(/unknown ultralytics model|segment-anything/);
+    expect(configFromEnv('train', { ...base, TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18' }).framework).toBe('timm');
+    expect(configFromEnv('train', { ...base, TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32' }).framework).toBe('huggingface');
+  });
+
+  it('treats blank variables as unset', () => {
+    const c = configFromEnv('train', { ...base, LEARNING_RATE: '', SNAPSHOT_ID: '  ' });
+    expect(c.learningRate).toBeUndefined();
+    expect(c.snapshotId).toBeUndefined();
+  });
+
+  it('parses SPLIT_STRATEGY JSON', () => {
+    const c = configFromEnv('train', { ...base, SPLIT_STRATEGY: '{"method":"auto","ratio":[0.7,0.3],"seed":7}' });
+    expect(c.splitStrategy).toEqual({ method: 'auto', ratio: [0.7, 0.3], seed: 7 });
+  });
+});
+
+describe('configFromEnv (infer, export)', () => {
+  const infer = { ...base, INFERENCE_TYPE: 'test_run', CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt' };
+  it('requires DATASET_ID for a test run and IMAGE_PATHS or DATASET_ID for an inference job', () => {
+    const { DATASET_ID, ...noDataset } = infer;
+    expect(configError(() => configFromEnv('infer', noDataset)).problems[0]).toMatchObject({ variable: 'DATASET_ID' });
+    expect(configError(() => configFromEnv('infer', { ...noDataset, INFERENCE_TYPE: 'inference_job' })).problems[0]).toMatchObject({ variable: 'IMAGE_PATHS' });
+    const c = configFromEnv('infer', { ...noDataset, INFERENCE_TYPE: 'inference_job', IMAGE_PATHS: '["s3://b/x.jpg"]', XAI_TARGET_LAYERS: '["model.9"]' });
+    expect(c.imagePaths).toEqual(['s3://b/x.jpg']);
+    expect(c.xaiTargetLayers).toEqual(['model.9']);
+    expect(c.confidenceThreshold).toBe(0.25);
+  });
+
+  it('validates export settings', () => {
+    const exp = { ...base, EXPORT_FORMAT: 'onnx', CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt' };
+    expect(configFromEnv('export', { ...exp, INPUT_SIZE: '[320, 640]' }).inputSize).toEqual([320, 640]);
+    expect(configFromEnv('export', { ...exp, INPUT_SIZE: '224' }).inputSize).toEqual([224, 224]);
+    const e = configError(() => configFromEnv('export', { ...exp, EXPORT_FORMAT: 'pdf', QUANTIZATION_TYPE: 'static', OPTIMIZATION_LEVEL: '9' }));
+    expect(e.problems.map((p) => p.variable).sort()).toEqual(['EXPORT_FORMAT', 'OPTIMIZATION_LEVEL', 'VALIDATION_DATASET_ID']);
+  });
+});
+
+describe('parseConfig (TypeScript callers)', () => {
+  it('accepts native values and names fields, not variables, in errors', () => {
+    const c = parseConfig('train', { jobId: 'j', traceId: 't', taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'd', epochs: 2, storage: { type: 'local', root: '/tmp/s' } });
+    expect(c.epochs).toBe(2);
+    expect(c.backend).toBeUndefined();
+    const e = configError(() => parseConfig('train', { jobId: 'j', traceId: 't', taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'd', epochs: -1, storage: { type: 'local' } }));
+    expect(e.problems).toEqual([expect.objectContaining({ variable: 'epochs', message: 'must be at least 1' })]);
+  });
+});
+
+describe('help', () => {
+  it('lists every variable of each mode with its meaning and default', () => {
+    for (const mode of ['train', 'infer', 'export'] as const) {
+      const text = helpText(mode);
+      for (const v of VARIABLES.filter((x) => x.modes.includes(mode))) expect(text).toContain(v.env[0]);
+    }
+    expect(helpText('train')).toMatch(/EPOCHS\n\s+Number of training epochs \(at least 1\)\. \(required\)/);
+    expect(helpText('train')).toMatch(/CALLBACK_TOKEN\n.*secret/);
+  });
+});
+
+describe('env fuzz', () => {
+  it('never throws anything but ConfigError for thousands of generated environments', () => {
+    let seed = 12345;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const junk = ['', ' ', '0', '-1', '1e309', 'NaN', 'true', 'null', '{}', '[]', '{"method":"auto","ratio":[2]}', '"x"', 'ünïcödé', 'a'.repeat(5000), '\u0000', 'http://', 's3://', '[1,2', '1.5'];
+    const names = [...new Set(VARIABLES.flatMap((v) => v.env))];
+    for (let i = 0; i < 3000; i++) {
+      const env: Record<string, string> = { ...base };
+      for (const name of names) if (rand() < 0.25) env[name] = junk[Math.floor(rand() * junk.length)]!;
+      for (const mode of ['train', 'infer', 'export'] as const) {
+        try {
+          configFromEnv(mode, env);
+        } catch (e) {
+          expect(e).toBeInstanceOf(ConfigError);
+          expect((e as ConfigError).problems.length).toBeGreaterThan(0);
+          expect((e as Error).message).not.toContain('super-secret-storage-key');
+        }
+      }
+    }
+  });
+});
