@@ -16,7 +16,7 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
-          testTimeout: 600_000,
+          testTimeout: 240_000,
           hookTimeout: 300_000,
           // The machine has 2 cores and each integration file may start Python and a server.
           fileParallelism: false,

@@ -24,7 +24,7 @@ export type JsCallback = (payload: Record<string, Json>) => unknown;
 
 interface PythoniaModule {
   python: ((name: string) => Promise<PyProxy>) & { exit(): void; setFastMode(on: boolean): void };
-  com: { proc: ChildProcess | null };
+  com: { proc: ChildProcess | null; register(channel: string, handler: (message: unknown) => void): void };
 }
 // pythonia is CommonJS and typed `any`; this is the only place that knows its shape.
 type PyProxy = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -102,7 +102,9 @@ export class PythonBridge {
     const require = createRequire(import.meta.url);
     const pythonia = require('pythonia') as PythoniaModule;
     // A second bridge in the same process: pythonia restarts its child on the next import.
+    const restarting = pythonia.com.proc === null;
     const started = pythonia.python('vision_trainer.support');
+    if (restarting) reattach(pythonia);
     const proc = pythonia.com.proc;
     if (!proc) throw new FrameworkError('pythonia did not start a Python process');
     const bridge = new PythonBridge(pythonia, proc, logger, version);
@@ -191,6 +193,18 @@ export class PythonBridge {
       }),
     ]);
   }
+}
+
+/**
+ * pythonia's restart (`com.start()`) forgets the handler of Python→JS calls that its Bridge
+ * registered once, at load, and `python.exit()` stopped the Bridge's GC loop: without this, the
+ * first callback of a second bridge in the same process would wait forever.
+ */
+function reattach(pythonia: PythoniaModule): void {
+  const bridge = (globalThis as { __pythonBridge?: PyProxy }).__pythonBridge;
+  if (!bridge) throw new FrameworkError('pythonia internals changed: no global bridge to reattach (pinned pythonia 1.2.6 expected)');
+  pythonia.com.register('jsi', bridge.jsi.onMessage.bind(bridge.jsi));
+  bridge.loop = setInterval(bridge.runTasks, 1000);
 }
 
 function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {

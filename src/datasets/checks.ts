@@ -89,13 +89,26 @@ export function pathEscapeReason(relativePath: string): string | undefined {
   return undefined;
 }
 
-/** Where in the file an object sits, for its problems. */
-export interface ObjectPlace {
-  image: string;
+/**
+ * Where in the file an object sits, for its problems. One place serves all objects of an
+ * image (the reader moves `index`), and the field text is built only when a problem needs it:
+ * a large dataset has hundreds of thousands of objects and, usually, no problems.
+ */
+export class ObjectPlace {
+  index = 0;
+
+  constructor(
+    readonly image: string,
+    /** The list the objects sit in, e.g. `images[3].annotations`. */
+    private readonly list: string,
+    readonly width: number,
+    readonly height: number,
+  ) {}
+
   /** e.g. `images[3].annotations[0]` */
-  field: string;
-  width: number;
-  height: number;
+  get field(): string {
+    return `${this.list}[${this.index}]`;
+  }
 }
 
 /** The dataset's classes, looked up by id. */
@@ -175,14 +188,13 @@ const clip = (v: number, max: number) => (v < 0 ? 0 : v > max ? max : v);
 /** A valid box, clipped to the image, or undefined after reporting why not. */
 export function checkBox(bbox: readonly number[], place: ObjectPlace, problems: ProblemList): Box | undefined {
   const [x = 0, y = 0, w = 0, h = 0] = bbox;
-  const field = `${place.field}.bbox`;
   if (!(w > 0 && h > 0)) {
-    problems.add(place.image, field, `box [${bbox.map(round).join(', ')}] has a non-positive size (width ${round(w)}, height ${round(h)}); boxes are [x, y, width, height] with width and height above 0`);
+    problems.add(place.image, `${place.field}.bbox`, `box [${bbox.map(round).join(', ')}] has a non-positive size (width ${round(w)}, height ${round(h)}); boxes are [x, y, width, height] with width and height above 0`);
     return undefined;
   }
   const beyond = outside(x, y, x + w, y + h, place);
   if (beyond) {
-    problems.add(place.image, field, `box [${bbox.map(round).join(', ')}] lies outside the ${place.width}x${place.height} image (${beyond}); fix the box or the image's width/height`);
+    problems.add(place.image, `${place.field}.bbox`, `box [${bbox.map(round).join(', ')}] lies outside the ${place.width}x${place.height} image (${beyond}); fix the box or the image's width/height`);
     return undefined;
   }
   const x0 = clip(x, place.width);
@@ -190,7 +202,7 @@ export function checkBox(bbox: readonly number[], place: ObjectPlace, problems: 
   const x1 = clip(x + w, place.width);
   const y1 = clip(y + h, place.height);
   if (x1 - x0 <= 0 || y1 - y0 <= 0) {
-    problems.add(place.image, field, `box [${bbox.map(round).join(', ')}] has no area inside the ${place.width}x${place.height} image; remove it or fix it`);
+    problems.add(place.image, `${place.field}.bbox`, `box [${bbox.map(round).join(', ')}] has no area inside the ${place.width}x${place.height} image; remove it or fix it`);
     return undefined;
   }
   return [x0, y0, x1 - x0, y1 - y0];

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { DatasetError } from '../errors.js';
-import { ProblemList } from './checks.js';
+import { MAX_PROBLEMS_KEPT, ProblemList } from './checks.js';
 import { verifyImageFiles } from './image-files.js';
 import { jsonSyntaxErrorOffset } from './json-position.js';
 import type { Dataset, DatasetSourceFormat } from './model.js';
@@ -48,7 +48,9 @@ export async function loadDataset(root: string, options: LoadOptions): Promise<D
   const ctx: ReadContext = { root: datasetRoot, imagesDir, taskType, kind: labelKindOf(taskType), problems };
   const read = format === 'coco' ? readCoco(doc, ctx) : readPlatform(doc, ctx);
   if (read) checkDatasetAsAWhole(read, ctx);
-  if (read && problems.isEmpty && options.verifyImages !== false) {
+  // Files are checked even when entries have problems, so that one report lists them all;
+  // only a list already full gains nothing from it.
+  if (read && options.verifyImages !== false && problems.items.length < MAX_PROBLEMS_KEPT) {
     await verifyImageFiles(read.images, datasetRoot, problems, options.concurrency);
   }
   if (!read || !problems.isEmpty) {

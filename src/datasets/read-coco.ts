@@ -3,7 +3,7 @@
  * Annotations are matched to images through an id index (ids as strings), never by search.
  * For classification, an image's annotations name its class (a `bbox` is not needed).
  */
-import { addZodProblems, checkObject, ClassTable, imageLabel, KeypointCount, preview, type ObjectRules } from './checks.js';
+import { addZodProblems, checkObject, ClassTable, imageLabel, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
 import type { DatasetImage } from './model.js';
 import { ImageIdRegistry, readClasses, resolveInside, type ReadContext, type ReadImage, type ReadResult } from './read-common.js';
 import { CocoAnnotationSchema, CocoCategorySchema, CocoHeaderSchema, CocoImageSchema, type CocoAnnotation } from './schema.js';
@@ -80,7 +80,7 @@ export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined
       problems.add(String(annotation.image_id), `${field}.image_id`, `no image has id ${preview(annotation.image_id)}; the annotation must refer to an entry of images`);
       return;
     }
-    if (!readAnnotation(annotation, target.image, target.label, field, rules, ctx)) broken.add(target.image.id);
+    if (!readAnnotation(annotation, target.image, target.label, index, rules, ctx)) broken.add(target.image.id);
   });
 
   for (const read of byId.values()) if (!broken.has(read.image.id)) result.images.push(read);
@@ -88,8 +88,9 @@ export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined
   return result;
 }
 
-function readAnnotation(annotation: CocoAnnotation, image: DatasetImage, label: string, field: string, rules: ObjectRules, ctx: ReadContext): boolean {
+function readAnnotation(annotation: CocoAnnotation, image: DatasetImage, label: string, index: number, rules: ObjectRules, ctx: ReadContext): boolean {
   const { problems } = rules;
+  const field = `annotations[${index}]`;
   if (ctx.kind === 'classification') {
     if (!rules.classes.check(annotation.category_id, undefined, { image: label, field }, problems)) return false;
     if (image.label !== undefined && image.label !== annotation.category_id) {
@@ -125,7 +126,7 @@ function readAnnotation(annotation: CocoAnnotation, image: DatasetImage, label: 
   }
   const object = checkObject(
     { classId: annotation.category_id, bbox: annotation.bbox, segmentation: polygons, keypoints, iscrowd: annotation.iscrowd },
-    { image: label, field, width: image.width, height: image.height },
+    Object.assign(new ObjectPlace(label, 'annotations', image.width, image.height), { index }),
     rules,
   );
   if (!object) return false;

@@ -2,7 +2,7 @@
  * What reading a Platform Format file and reading a COCO file have in common: the context
  * they run in, what they hand back, and the class and image-entry rules both apply.
  */
-import { join, resolve, sep } from 'node:path';
+import { resolve, sep } from 'node:path';
 import type { z } from 'zod';
 import type { DatasetClass, DatasetImage } from './model.js';
 import { addZodProblems, pathEscapeReason, preview, type ProblemList } from './checks.js';
@@ -78,15 +78,21 @@ export class ImageIdRegistry {
   }
 }
 
+/** A `.` or empty path segment, or a backslash: names that need path normalisation. */
+const NEEDS_NORMALISING = /(?:^|\/)\.?(?:\/|$)|\\/;
+
 /**
  * The absolute path of a file named in the annotations, or undefined after reporting a name
- * that would reach outside `base` (`..`, absolute paths).
+ * that would reach outside `base` (`..`, absolute paths). `base` must be absolute and
+ * normalised. Plain names (the usual case, 100,000 times per dataset) are joined without
+ * path.resolve, which dominated loading time.
  */
 export function resolveInside(base: string, relativePath: string, place: { image: string; field: string }, problems: ProblemList): string | undefined {
   const reason = pathEscapeReason(relativePath);
-  const path = reason === undefined ? resolve(join(base, relativePath)) : undefined;
-  // The textual check above covers every case; this guards against a rule it missed.
-  if (path === undefined || !(path + sep).startsWith(resolve(base) + sep)) {
+  if (reason === undefined && !NEEDS_NORMALISING.test(relativePath)) return `${base}${sep}${relativePath}`;
+  const path = reason === undefined ? resolve(base, relativePath) : undefined;
+  // The textual check covers every case; this guards against a rule it missed.
+  if (path === undefined || !(path + sep).startsWith(base + sep)) {
     problems.add(place.image, place.field, reason ?? `${preview(relativePath)} resolves outside the dataset folder`);
     return undefined;
   }

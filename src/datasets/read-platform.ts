@@ -2,7 +2,7 @@
  * Reads a parsed Platform Format `annotations.json` into the dataset model, collecting every
  * problem instead of stopping at the first.
  */
-import { addZodProblems, checkObject, ClassTable, imageLabel, KeypointCount, preview, type ObjectRules } from './checks.js';
+import { addZodProblems, checkObject, ClassTable, imageLabel, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
 import type { DatasetImage } from './model.js';
 import { ImageIdRegistry, readClasses, resolveInside, type ReadContext, type ReadResult } from './read-common.js';
 import {
@@ -111,8 +111,10 @@ function readSemanticLabel(entry: PlatformSemanticImage, image: DatasetImage, la
 
 function readObjects(entry: PlatformSegmentationImage | PlatformPoseImage, image: DatasetImage, label: string, field: string, rules: ObjectRules): boolean {
   const annotations = entry.annotations ?? [];
+  const place = new ObjectPlace(label, `${field}.annotations`, image.width, image.height);
   let ok = true;
   for (let a = 0; a < annotations.length; a++) {
+    place.index = a;
     const annotation = annotations[a] as (typeof annotations)[number] & { segmentation?: number[][]; keypoints?: [number, number, number][] };
     const object = checkObject(
       {
@@ -123,7 +125,7 @@ function readObjects(entry: PlatformSegmentationImage | PlatformPoseImage, image
         keypoints: annotation.keypoints,
         iscrowd: annotation.iscrowd,
       },
-      { image: label, field: `${field}.annotations[${a}]`, width: image.width, height: image.height },
+      place,
       rules,
     );
     if (object) image.objects.push(object);

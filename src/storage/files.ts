@@ -1,6 +1,6 @@
 /**
- * Local file helpers shared by the storage backends: every file we produce appears at its
- * final path complete or not at all (written under a temporary name, then renamed).
+ * Helpers shared by the storage modules. The rule they carry: every file we produce appears at
+ * its final path complete or not at all (written under a temporary name, then renamed).
  */
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';

@@ -84,6 +84,8 @@ describe('python bridge lifecycle', () => {
 
     const second = await PythonBridge.open({ pythonBin: defaultPythonBin() });
     expect(await second.call('vision_trainer.support', 'ping')).toBe('pong');
+    // Python can still call JS after the restart (pythonia forgets its callback handler otherwise).
+    expect(await second.call('vision_trainer.support', 'call_js', [(p: { n: number }) => p.n + 1, { n: 41 }])).toBe(42);
     const pid = second.pid!;
     await second.close();
     expect(() => process.kill(pid, 0)).toThrow();

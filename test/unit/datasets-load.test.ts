@@ -198,7 +198,11 @@ describe('loadDataset: each problem names the image and the field', () => {
     images(ds)[0]!.annotations[0].class_id = 9;
     images(ds)[1]!.annotations[0].class_name = 'not-this-one';
     rewriteAnnotations(ds);
+    unlinkSync(join(ds.root, 'images', 'img-00003.png'));
     const error = await loadError(ds.root, 'object_detection');
+    // Entry problems and file problems come in one report.
+    expect(error.problems).toHaveLength(3);
+    expectProblem(error, { image: /^3 /, field: 'images[2].file_name', message: /does not exist/ });
     expectProblem(error, { image: /^1 /, field: 'images[0].annotations[0].class_id', message: /class id 9 is not declared in classes \(declared: 0, 1, 2\)/ });
     expectProblem(error, { image: /^2 /, field: 'images[1].annotations[0].class_name', message: /"not-this-one" disagrees with class id/ });
   });

@@ -26,27 +26,36 @@ export class UniqueNames {
    * header when the name has none (frameworks skip files without one).
    */
   take(image: Pick<DatasetImage, 'id' | 'fileName' | 'format'>): string {
-    const parts = image.fileName.split(/[\\/]+/).filter((part) => part !== '' && part !== '.');
-    let name = parts.join('__') || `image-${image.id}`;
-    if (!IMAGE_EXTENSIONS.has(extname(name).slice(1).toLowerCase()) && image.format !== undefined) name += `.${image.format}`;
+    let name = PLAIN_PATH.test(image.fileName)
+      ? image.fileName.replaceAll('/', '__')
+      : image.fileName.split(/[\\/]+/).filter((part) => part !== '' && part !== '.').join('__') || `image-${image.id}`;
     let ext = extname(name);
+    if (!IMAGE_EXTENSIONS.has(ext.slice(1).toLowerCase()) && image.format !== undefined) {
+      name += `.${image.format}`;
+      ext = `.${image.format}`;
+    }
     let stem = name.slice(0, name.length - ext.length);
-    if (Buffer.byteLength(name) > 200) {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: short names skip the byte count.
+    if (name.length > 66 && Buffer.byteLength(name) > 200) {
       // Keep the end of the path (the most specific part) and a hash of the whole.
       const hash = createHash('sha1').update(image.fileName).digest('hex').slice(0, 10);
       stem = `${stem.slice(-120)}~${hash}`;
       if (ext.length > 16) ext = '';
     }
-    let candidate = `${stem}${ext}`;
-    if (this.taken.has(candidate.slice(0, candidate.length - ext.length).toLowerCase())) {
-      const idPart = image.id.replace(/[^\w.-]+/g, '_').slice(0, 40);
-      candidate = `${stem}__${idPart}${ext}`;
-      for (let n = 2; this.taken.has(candidate.slice(0, candidate.length - ext.length).toLowerCase()); n++) candidate = `${stem}__${idPart}-${n}${ext}`;
+    let key = stem.toLowerCase();
+    if (this.taken.has(key)) {
+      const base = `${stem}__${image.id.replace(/[^\w.-]+/g, '_').slice(0, 40)}`;
+      stem = base;
+      for (let n = 2; this.taken.has(stem.toLowerCase()); n++) stem = `${base}-${n}`;
+      key = stem.toLowerCase();
     }
-    this.taken.add(candidate.slice(0, candidate.length - ext.length).toLowerCase());
-    return candidate;
+    this.taken.add(key);
+    return `${stem}${ext}`;
   }
 }
+
+/** Relative paths with single slashes and no `.` segments or backslashes flatten by replacing `/`. */
+const PLAIN_PATH = /^(?!.*(?:^|\/)\.?(?:\/|$))[^\\]*$/;
 
 export type LinkMode = 'symlink' | 'hardlink' | 'copy';
 

@@ -16,7 +16,7 @@
  * (pose; an object without keypoints gets K unlabelled ones). Crowd regions are left out.
  * Class ids are remapped to 0..nc-1 in id order when the dataset's ids are not already so.
  */
-import { join, resolve } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { VisionTrainerError } from '../../errors.js';
@@ -128,15 +128,15 @@ export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, o
     const counts: YoloSplitCounts = { images: 0, objects: 0, background: 0 };
     for (const image of bySplit[split]) {
       const name = names.take(image);
-      const linkPath = join(imagesDir, name);
-      const lines = rows.linesFor(image);
+      // Flat names hold no separator: plain concatenation is safe and much cheaper than join().
+      const linkPath = `${imagesDir}${sep}${name}`;
+      const label = rows.labelFor(image);
       counts.images++;
-      counts.objects += lines.length;
-      if (lines.length === 0) counts.background++;
-      work.push({
-        write: { path: join(labelsDir, `${stemOf(name)}.txt`), content: lines.length ? `${lines.join('\n')}\n` : '' },
-        ...(linker ? { link: { target: image.path, path: linkPath } } : {}),
-      });
+      counts.objects += label.rows;
+      if (label.rows === 0) counts.background++;
+      const item: FileWork = { write: { path: `${labelsDir}${sep}${stemOf(name)}.txt`, content: label.text } };
+      if (linker) item.link = { target: image.path, path: linkPath };
+      work.push(item);
       list.push(linkPath);
     }
     await writeFilesInSlices(work, linker);
@@ -184,8 +184,10 @@ class RowWriter {
     private readonly tally: Pick<YoloConversion, 'crowdObjects' | 'objectsWithoutPolygon'>,
   ) {}
 
-  linesFor(image: DatasetImage): string[] {
-    const lines: string[] = [];
+  /** The label file's text (one row per object, each ending in a newline) and its row count. */
+  labelFor(image: DatasetImage): { text: string; rows: number } {
+    let text = '';
+    let rows = 0;
     for (const object of image.objects) {
       if (object.iscrowd) {
         this.tally.crowdObjects++;
@@ -194,9 +196,10 @@ class RowWriter {
       const cls = this.indexOf.get(object.classId);
       // The loader rejects undeclared class ids; a hand-built model could still carry one.
       if (cls === undefined) throw new VisionTrainerError(`image ${image.id}: class id ${object.classId} is not among the dataset's classes`);
-      lines.push(this.row(cls, object, image.width, image.height));
+      text += `${this.row(cls, object, image.width, image.height)}\n`;
+      rows++;
     }
-    return lines;
+    return { text, rows };
   }
 
   private row(cls: number, object: DatasetObject, width: number, height: number): string {

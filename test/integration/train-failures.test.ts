@@ -1,0 +1,163 @@
+/**
+ * How a training run ends when things go wrong, through the real path: SIGTERM mid-training,
+ * the time limit, the backend down for the whole run, a diverging (NaN) loss, a Python
+ * exception, and a TypeScript event handler that throws.
+ */
+import { createServer } from 'node:http';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { train } from '../../src/train.js';
+import { uploadDataset } from '../helpers/datasets.js';
+import { childPids, isAlive, logLines, startCli } from '../helpers/cli.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+import { writeSyntheticDataset } from '../helpers/synthetic.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+const DATASET = 'ds-failures';
+let datasetDir: string;
+
+beforeAll(async () => {
+  datasetDir = mkdtempSync(join(tmpdir(), 'vt-ds-'));
+  writeSyntheticDataset(datasetDir, { taskType: 'object_detection', count: 20, width: 64, height: 48, seed: 5 });
+  await uploadDataset(s3.storage(), DATASET, datasetDir, 'zip');
+});
+
+function env(jobId: string, extra: Record<string, string> = {}) {
+  const c = s3.config;
+  return {
+    ...backend.env(),
+    JOB_ID: jobId,
+    TRACE_ID: `trace-${jobId}`,
+    STORAGE_TYPE: 'minio',
+    S3_ENDPOINT: c.endpoint!,
+    AWS_ACCESS_KEY_ID: c.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
+    BUCKET_NAME: c.bucket,
+    TASK_TYPE: 'object_detection',
+    MODEL_NAME: 'yolo11n',
+    DATASET_ID: DATASET,
+    EPOCHS: '1',
+    DEVICE: 'cpu',
+    NUM_WORKERS: '0',
+    BATCH_SIZE: '8',
+    IMAGE_SIZE: '32',
+    CALLBACK_MAX_ATTEMPTS: '2',
+    ...extra,
+  };
+}
+
+const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
+
+describe('stopping a run', () => {
+  it('SIGTERM mid-training: the current batch ends, the last checkpoint is uploaded, `failed` is reported, Python is gone', async () => {
+    const jobId = 'stop-sigterm';
+    const run = startCli(['train'], env(jobId, { EPOCHS: '200', CHECKPOINT_FREQUENCY: '1000' }));
+    await backend.receiver.waitFor((c) => c.kind === 'heartbeat' && c.jobId === jobId, 120_000);
+    const pythons = childPids(run.child.pid!);
+    expect(pythons.length).toBeGreaterThan(0);
+    run.child.kill('SIGTERM');
+    const result = await run.done;
+
+    expect(result.code).toBe(143);
+    const done = doneOf(jobId)!;
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toMatch(/stopped by SIGTERM; last checkpoint: epoch (\d+) uploaded to s3:\/\//);
+    const epoch = Number(/epoch (\d+) uploaded/.exec(done.error_message)![1]);
+    expect(await s3.storage().exists(`checkpoints/job-${jobId}/epoch-${epoch}.pt`)).toBe(true);
+    const saved = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved');
+    expect(saved.map((c) => (c.body as any).data.reason)).toEqual(['stop']);
+    for (const pid of pythons) expect(isAlive(pid)).toBe(false);
+    expect(await s3.storage().exists(`logs/job-${jobId}/training.log`)).toBe(true);
+  });
+
+  it('MAX_TRAINING_TIME_SECONDS: stops, uploads the last checkpoint and fails with the time-limit message (exit 7)', async () => {
+    const jobId = 'stop-time-limit';
+    const result = await startCli(['train'], env(jobId, { EPOCHS: '200', CHECKPOINT_FREQUENCY: '1000', MAX_TRAINING_TIME_SECONDS: '3' })).done;
+    expect(result.code).toBe(7);
+    const done = doneOf(jobId)!;
+    expect(done.error_message).toMatch(/exceeded the maximum time limit of 3 s \(MAX_TRAINING_TIME_SECONDS\)/);
+    expect((await s3.storage().list(`checkpoints/job-${jobId}/`)).length).toBe(1);
+  });
+});
+
+describe('failures that must not lose the work', () => {
+  it('backend down for the whole run: training completes and uploads best.pt; exit 6 only because `done` was undeliverable', async () => {
+    const jobId = 'backend-down';
+    const closedPort = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    const result = await startCli(['train'], env(jobId, { BACKEND_BASE_URL: `http://127.0.0.1:${closedPort}` })).done;
+    expect(result.code).toBe(6);
+    expect(await s3.storage().exists(`checkpoints/job-${jobId}/best.pt`)).toBe(true);
+    const errors = logLines(result.stdout).filter((l) => l.level === 'error').map((l) => String(l.msg));
+    expect(errors.join('\n')).toMatch(/completion could not be delivered/);
+  });
+
+  it('a NaN loss does not crash Node: the loss goes out as null and the run completes', async () => {
+    const jobId = 'nan-loss';
+    const result = await startCli(['train'], { ...env(jobId), VISION_TRAINER_FAILPOINTS: 'nan_loss' }).done;
+    expect(result.code).toBe(0);
+    const beat = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined)!.body as Record<string, any>;
+    expect(beat.metrics.box_loss).toBeNull();
+    expect(beat.metrics.loss).toBeNull();
+    expect(doneOf(jobId)!.status).toBe('succeeded');
+  });
+
+  it('a Python exception fails the run with the Python error named (wrong pretrained weights file)', async () => {
+    const jobId = 'python-error';
+    const server = createServer((_req, res) => res.end('this is not a checkpoint')).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/weights/yolo11n.pt?X-Amz-Signature=deadbeefdeadbeef`;
+    try {
+      const result = await startCli(['train'], env(jobId, { PRETRAINED_WEIGHT_URL: url })).done;
+      expect(result.code).toBe(5);
+      const done = doneOf(jobId)!;
+      expect(done.status).toBe('failed');
+      expect(done.error_message).toMatch(/^[A-Z]\w+(Error|Exception): /); // the Python type leads the message
+      expect(done.error_message).not.toContain('deadbeef');
+      expect(result.stdout).not.toContain('deadbeef');
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe('TypeScript API', () => {
+  it('a run-event handler that throws stops training, fails the run with its message, and closes Python', async () => {
+    const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
+    const run = train(
+      { jobId: 'ts-throw', taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'local', epochs: 50, imageSize: 32, batchSize: 8, device: 'cpu', numWorkers: 0, storage: { type: 'local', root: storageRoot, datasetPath: datasetDir } },
+      {
+        logger: false,
+        onEvent: (e) => {
+          if (e.type === 'epoch' && e.epoch === 1) throw new Error('dashboard update exploded');
+        },
+      },
+    );
+    const seen: string[] = [];
+    for await (const e of run) seen.push(e.type);
+    const result = await run.result;
+    expect(result.status).toBe('failed');
+    expect(result.error?.message).toMatch(/A run-event handler failed, so training was stopped: Error: dashboard update exploded/);
+    expect(seen).toContain('epoch');
+    expect(seen.at(-1)).toBe('done');
+    expect(seen.filter((t) => t === 'epoch').length).toBeLessThanOrEqual(2);
+  });
+
+  it('runs several trainings one after another in one process', async () => {
+    const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
+    for (const jobId of ['seq-1', 'seq-2']) {
+      const run = train({ jobId, taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'local', epochs: 1, imageSize: 32, batchSize: 8, device: 'cpu', numWorkers: 0, storage: { type: 'local', root: storageRoot, datasetPath: datasetDir } }, { logger: false });
+      const result = await run.result;
+      expect(result.status, result.error?.describe()).toBe('succeeded');
+      expect(result.checkpointUri).toBe(`file://${join(storageRoot, `checkpoints/job-${jobId}/best.pt`)}`);
+    }
+  });
+});
