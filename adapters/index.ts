@@ -2,7 +2,7 @@
 import type { Framework } from '../src/config/tasks.js';
 import { FrameworkError } from '../src/errors.js';
 import type { FrameworkAdapter } from './types.js';
-import { ultralyticsAdapter } from './ultralytics.js';
+import { ultralyticsAdapter } from './ultralytics/index.js';
 
 const ADAPTERS: Partial<Record<Framework, FrameworkAdapter>> = {
   ultralytics: ultralyticsAdapter,
@@ -18,5 +18,5 @@ export function adapterFor(framework: Framework): FrameworkAdapter {
   return adapter;
 }
 
-export type { FrameworkAdapter, PreparedDataset, TrainOutcome, TrainRequest } from './types.js';
+export type { FrameworkAdapter, PreparedDataset, TrainingAdapter, TrainOutcome, TrainRequest } from './types.js';
 export type { TrainerEvent } from './trainer-events.js';

@@ -37,8 +37,8 @@ export interface TrainOutcome {
   stoppedEarly: boolean;
 }
 
-export interface FrameworkAdapter {
-  readonly framework: Framework;
+/** What a framework offers training jobs. */
+export interface TrainingAdapter {
   /** Environment the Python interpreter needs (offline switches, config folders). */
   pythonEnv(workDir: string): Record<string, string>;
   /** Writes the dataset in the layout the framework reads (symlinks, not copies). */
@@ -48,4 +48,13 @@ export interface FrameworkAdapter {
    * event; answering "stop" ends training after the current batch (a checkpoint is still saved).
    */
   train(bridge: PythonBridge, request: TrainRequest, onEvent: (event: TrainerEvent) => TrainerAnswer): Promise<TrainOutcome>;
+}
+
+/**
+ * One framework: training, and (as they land) inference and export, each behind its own
+ * interface so jobs never know which framework they drive.
+ */
+export interface FrameworkAdapter {
+  readonly framework: Framework;
+  readonly training: TrainingAdapter;
 }

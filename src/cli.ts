@@ -63,22 +63,20 @@ async function runTrain(env: NodeJS.ProcessEnv): Promise<number> {
   return result.exitCode;
 }
 
-async function runNotYetAvailable(mode: 'infer' | 'export', env: NodeJS.ProcessEnv): Promise<number> {
-  const config = configFromEnv(mode, env);
+async function runInfer(env: NodeJS.ProcessEnv): Promise<number> {
+  const config = configFromEnv('infer', env);
   const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
-  const message = `vision-trainer ${mode}: the configuration is valid, but ${mode === 'infer' ? 'inference jobs' : 'export jobs'} are not implemented in this version yet`;
-  logger.error(message);
-  if (config.backend) {
-    const client = new CallbackClient({ baseUrl: config.backend.baseUrl, token: config.backend.token, jobId: config.jobId, traceId: config.traceId, logger, retry: { completion: { maxAttempts: config.callbackMaxAttempts } } });
-    try {
-      if (mode === 'export') await client.exportDone({ status: 'failed', error_message: message });
-      else if ('inferenceType' in config && config.inferenceType === 'inference_job') await client.inferenceJobDone({ status: 'failed', error_message: message });
-      else await client.testRunDone({ status: 'failed', error_message: message });
-    } finally {
-      await client.close();
-    }
-  }
-  return ExitCode.framework;
+  setLogger(logger);
+  const { runInferCommand } = await import('./jobs/infer.js');
+  return runInferCommand(config, logger);
+}
+
+async function runExport(env: NodeJS.ProcessEnv): Promise<number> {
+  const config = configFromEnv('export', env);
+  const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
+  setLogger(logger);
+  const { runExportCommand } = await import('./jobs/export.js');
+  return runExportCommand(config, logger);
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -108,7 +106,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const logger = loggerFromEnv(env, env.JOB_ID ? { job_id: env.JOB_ID, ...(env.TRACE_ID ? { trace_id: env.TRACE_ID } : {}) } : {});
   try {
     if (mode === 'train') return await runTrain(env);
-    return await runNotYetAvailable(mode, env);
+    if (mode === 'infer') return await runInfer(env);
+    return await runExport(env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.describe()}\n`);

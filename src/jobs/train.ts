@@ -76,7 +76,7 @@ export async function runTrainingJob(config: TrainConfig, ctx: TrainJobContext):
 
   try {
     logger.info(`vision-trainer train: job ${config.jobId}, ${config.framework} ${config.modelName}, task ${config.taskType}`, { work_dir: work.path, storage: storage.describe() });
-    const adapter = adapterFor(config.framework);
+    const adapter = adapterFor(config.framework).training;
 
     // 1. Dataset
     void emit({ type: 'stage', stage: 'downloading_dataset', message: 'Downloading dataset' });

@@ -1,20 +1,19 @@
 /**
- * ultralytics (YOLO): object detection, instance segmentation, pose estimation and image
+ * ultralytics training: object detection, instance segmentation, pose estimation and image
  * classification. Python side: python/vision_trainer/ultralytics_train.py.
  */
 import { join } from 'node:path';
-import { FrameworkError } from '../src/errors.js';
-import { TrainerEventSchema, type TrainerAnswer, type TrainerEvent } from './trainer-events.js';
-import type { FrameworkAdapter, PreparedDataset, TrainOutcome, TrainRequest } from './types.js';
-import { convertToImageFolder, convertToYolo } from '../src/datasets/convert/index.js';
-import type { Dataset } from '../src/datasets/model.js';
-import type { SplitAssignment } from '../src/datasets/splits.js';
-import type { PythonBridge } from '../src/bridge/python.js';
+import { FrameworkError } from '../../src/errors.js';
+import { TrainerEventSchema, type TrainerAnswer, type TrainerEvent } from '../trainer-events.js';
+import type { PreparedDataset, TrainingAdapter, TrainOutcome, TrainRequest } from '../types.js';
+import { convertToImageFolder, convertToYolo } from '../../src/datasets/convert/index.js';
+import type { Dataset } from '../../src/datasets/model.js';
+import type { SplitAssignment } from '../../src/datasets/splits.js';
+import type { PythonBridge } from '../../src/bridge/python.js';
 
 const MODULE = 'vision_trainer.ultralytics_train';
 
-export const ultralyticsAdapter: FrameworkAdapter = {
-  framework: 'ultralytics',
+export const ultralyticsTraining: TrainingAdapter = {
 
   pythonEnv(workDir: string) {
     // shared/notes/offline-ml.md: "true" (not "1") switches ultralytics offline; no pip at run time.
