@@ -27,6 +27,11 @@ export interface TrainRequest {
   weightsPath?: string;
   /** Python-side log lines are appended here too (uploaded as training.log). */
   logFile: string;
+  /**
+   * RESUME_CHECKPOINT_PATH, downloaded: continue from the epoch after the checkpoint's with its
+   * optimizer state. The trainer refuses a checkpoint of another model or class list.
+   */
+  resumeFrom?: string;
   primaryMetric: string;
 }
 

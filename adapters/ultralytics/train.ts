@@ -50,6 +50,7 @@ export const ultralyticsTraining: TrainingAdapter = {
       project: request.outputDir,
       weights: request.weightsPath ?? null,
       lr0: config.learningRate ?? null,
+      resume_from: request.resumeFrom ?? null,
       log_file: request.logFile,
       primary_metric: request.primaryMetric,
     };

@@ -139,6 +139,12 @@ def call_js(fn, payload: dict) -> Any:
 
 
 @entry
+def call_js_repeatedly(fn, times: int) -> list:
+    """Calls the same JS function several times, as a trainer calls its emit function."""
+    return [guarded_js_call(fn, {"i": i}) for i in range(times)]
+
+
+@entry
 def call_js_from_thread(fn) -> str:
     """Demonstrates the guard: JS may only be called from the main thread."""
     import threading

@@ -13,6 +13,7 @@
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
 import { FrameworkError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
 import { log, type Logger } from '../log.js';
 import { PYTHON_DIR } from '../paths.js';
@@ -24,7 +25,7 @@ export type JsCallback = (payload: Record<string, Json>) => unknown;
 
 interface PythoniaModule {
   python: ((name: string) => Promise<PyProxy>) & { exit(): void; setFastMode(on: boolean): void };
-  com: { proc: ChildProcess | null; register(channel: string, handler: (message: unknown) => void): void };
+  com: { proc: ChildProcess | null };
 }
 // pythonia is CommonJS and typed `any`; this is the only place that knows its shape.
 type PyProxy = any; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -49,6 +50,25 @@ interface Envelope {
 const KILL_GRACE_MS = 5_000;
 
 let active: PythonBridge | undefined;
+let pythoniaLoads = 0;
+
+/**
+ * A fresh copy of pythonia for every bridge. Its module state is per Python process: the FFID
+ * numbers it hands out restart with each new child, but proxies of an earlier child are still
+ * collected later, and its FinalizationRegistry then frees (JS side) and asks Python to free
+ * entries that now belong to the new child: a callback of the second run in a process failed
+ * intermittently with "JavaScriptError: Access to '' failed". Loading the module anew gives each
+ * child its own registry, tables and IPC channel; the old copy has no process left to talk to.
+ */
+function loadPythonia(): PythoniaModule {
+  const require = createRequire(import.meta.url);
+  const packageDir = dirname(require.resolve('pythonia/package.json'));
+  if (pythoniaLoads++ > 0) {
+    for (const key of Object.keys(require.cache)) if (key.startsWith(packageDir)) delete require.cache[key];
+  }
+  // pythonia spawns its interpreter when the module is evaluated (index.js builds the channel).
+  return require('pythonia') as PythoniaModule;
+}
 
 /** Checks the interpreter before pythonia spawns it: a wrong PYTHON_BIN crashes Node otherwise. */
 export function checkInterpreter(pythonBin: string): string {
@@ -99,12 +119,8 @@ export class PythonBridge {
       PYTHONPATH: [PYTHON_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'),
       ...options.env,
     });
-    const require = createRequire(import.meta.url);
-    const pythonia = require('pythonia') as PythoniaModule;
-    // A second bridge in the same process: pythonia restarts its child on the next import.
-    const restarting = pythonia.com.proc === null;
+    const pythonia = loadPythonia();
     const started = pythonia.python('vision_trainer.support');
-    if (restarting) reattach(pythonia);
     const proc = pythonia.com.proc;
     if (!proc) throw new FrameworkError('pythonia did not start a Python process');
     const bridge = new PythonBridge(pythonia, proc, logger, version);
@@ -193,18 +209,6 @@ export class PythonBridge {
       }),
     ]);
   }
-}
-
-/**
- * pythonia's restart (`com.start()`) forgets the handler of Python→JS calls that its Bridge
- * registered once, at load, and `python.exit()` stopped the Bridge's GC loop: without this, the
- * first callback of a second bridge in the same process would wait forever.
- */
-function reattach(pythonia: PythoniaModule): void {
-  const bridge = (globalThis as { __pythonBridge?: PyProxy }).__pythonBridge;
-  if (!bridge) throw new FrameworkError('pythonia internals changed: no global bridge to reattach (pinned pythonia 1.2.6 expected)');
-  pythonia.com.register('jsi', bridge.jsi.onMessage.bind(bridge.jsi));
-  bridge.loop = setInterval(bridge.runTasks, 1000);
 }
 
 function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {

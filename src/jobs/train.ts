@@ -12,7 +12,7 @@ import type { TrainConfig } from '../config/schema.js';
 import { primaryMetric } from '../config/tasks.js';
 import { loadDataset } from '../datasets/load.js';
 import { resolveSplits } from '../datasets/splits.js';
-import { ExitCode, VisionTrainerError, asVisionTrainerError } from '../errors.js';
+import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from '../errors.js';
 import type { Metrics, RunEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import { defaultPythonBin } from '../paths.js';
@@ -117,6 +117,24 @@ export async function runTrainingJob(config: TrainConfig, ctx: TrainJobContext):
     }
     stop.throwIfRequested();
 
+    // Resume: the checkpoint of a preempted run (ours: same key layout, same storage).
+    let resumeFrom: string | undefined;
+    if (config.resumeCheckpointPath) {
+      void emit({ type: 'stage', stage: 'downloading_checkpoint', message: 'Downloading the checkpoint to resume from' });
+      const resumeProblem = (message: string) =>
+        new ConfigError([{ variable: 'RESUME_CHECKPOINT_PATH', value: config.resumeCheckpointPath, message }], 'train');
+      let key: string;
+      try {
+        key = storage.parseUri(config.resumeCheckpointPath);
+      } catch (err) {
+        throw resumeProblem(asVisionTrainerError(err).message);
+      }
+      if (!(await storage.exists(key))) throw resumeProblem(`does not exist in ${storage.describe()}; point it at a checkpoint this platform uploaded, e.g. checkpoints/job-{JOB_ID}/epoch-5.pt`);
+      resumeFrom = join(work.sub('resume'), 'resume.pt');
+      await storage.downloadFile(key, resumeFrom);
+    }
+    stop.throwIfRequested();
+
     // 3. Train through the bridge
     void emit({ type: 'stage', stage: 'starting_python', message: 'Starting Python' });
     logger.stage('Loading Model');
@@ -207,7 +225,11 @@ export async function runTrainingJob(config: TrainConfig, ctx: TrainJobContext):
 
     let outcome;
     try {
-      outcome = await adapter.train(bridge, { config, data: prepared, outputDir: work.sub('runs'), ...(weightsPath ? { weightsPath } : {}), logFile, primaryMetric: primary }, onEvent);
+      outcome = await adapter.train(
+        bridge,
+        { config, data: prepared, outputDir: work.sub('runs'), ...(weightsPath ? { weightsPath } : {}), ...(resumeFrom ? { resumeFrom } : {}), logFile, primaryMetric: primary },
+        onEvent,
+      );
     } finally {
       clearInterval(timeLimit);
     }

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PythonBridge, checkInterpreter } from '../../src/bridge/python.js';
 import { FrameworkError, OutOfMemoryError, PythonError } from '../../src/errors.js';
@@ -62,6 +64,30 @@ describe('python bridge (real interpreter)', () => {
 });
 
 describe('python bridge lifecycle', () => {
+  it('keeps callbacks working across bridges even when proxies of an earlier bridge are collected late', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const first = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+    for (let i = 0; i < 50; i++) await first.call('vision_trainer.support', 'call_js', [(p: { i: number }) => p.i, { i }]);
+    await first.close();
+    const second = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+    try {
+      // Like a trainer's emit: one long-lived function, called again and again while the first
+      // bridge's proxies are garbage-collected (their FFIDs were reused by the new interpreter).
+      const answers = await second.call<number[]>('vision_trainer.support', 'call_js_repeatedly', [
+        async (p: { i: number }) => {
+          gc();
+          await new Promise((r) => setTimeout(r, 5));
+          return p.i * 2;
+        },
+        60,
+      ]);
+      expect(answers).toEqual(Array.from({ length: 60 }, (_, i) => i * 2));
+    } finally {
+      await second.close();
+    }
+  });
+
   it('checks the interpreter path with a clear message', () => {
     let err: unknown;
     try {
