@@ -296,7 +296,9 @@ def train(params: dict, emit) -> dict:
     if params.get("device") not in (None, "", "auto"):
         args["device"] = params["device"]
     if params.get("lr0") is not None:
+        # optimizer="auto" ignores lr0 and picks its own: a LEARNING_RATE must not be dropped silently.
         args["lr0"] = float(params["lr0"])
+        args["optimizer"] = "AdamW"
     args.update(params.get("extra_args") or {})
     model.train(**args)
     trainer = model.trainer
