@@ -2,7 +2,9 @@
  * ultralytics training: object detection, instance segmentation, pose estimation and image
  * classification. Python side: python/vision_trainer/ultralytics_train.py.
  */
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { tailEvents } from '../event-relay.js';
 import { FrameworkError } from '../../src/errors.js';
 import { TrainerEventSchema, type TrainerAnswer, type TrainerEvent } from '../trainer-events.js';
 import type { PreparedDataset, TrainingAdapter, TrainOutcome, TrainRequest } from '../types.js';
@@ -54,13 +56,23 @@ export const ultralyticsTraining: TrainingAdapter = {
       log_file: request.logFile,
       primary_metric: request.primaryMetric,
     };
-    const result = await bridge.call<{ best_epoch: number | null; best_path: string | null; last_path: string | null; stopped_early: boolean }>(
-      MODULE,
-      'train',
-      [params, emit],
-      {},
-      { long: true },
-    );
+    // Several GPUs: ultralytics trains in DDP processes of its own; their events come through a file.
+    const relay = config.device.includes(',') || process.env.VISION_TRAINER_EVENT_RELAY === 'file';
+    const events = relay ? { events_file: join(request.outputDir, 'trainer-events.jsonl'), stop_file: join(request.outputDir, 'trainer-stop') } : null;
+    if (events) await mkdir(request.outputDir, { recursive: true });
+    const tail = events ? tailEvents(events.events_file, events.stop_file, emit) : undefined;
+    let result;
+    try {
+      result = await bridge.call<{ best_epoch: number | null; best_path: string | null; last_path: string | null; stopped_early: boolean }>(
+        MODULE,
+        'train',
+        [{ ...params, event_relay: events }, emit],
+        {},
+        { long: true },
+      );
+    } finally {
+      await tail?.finish();
+    }
     return { bestEpoch: result.best_epoch, bestPath: result.best_path, lastPath: result.last_path, stoppedEarly: result.stopped_early };
   },
 };

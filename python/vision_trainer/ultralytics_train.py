@@ -9,7 +9,9 @@ Event kinds (shared with the timm/transformers trainers): start, batch, epoch, c
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -115,6 +117,27 @@ def _macro(per_class: list, key: str):
     return float(np.mean(values)) if values else None
 
 
+class FileRelay:
+    """Multi-GPU (DEVICE=0,1): ultralytics trains in DDP worker processes it spawns itself, with
+    our callbacks pickled into them, where the JavaScript functions of the bridge do not exist.
+    There rank 0 appends the same event dicts as JSON lines to a file that TypeScript tails, and
+    TypeScript answers "stop" by creating a file. Picklable: it holds two paths only."""
+
+    def __init__(self, events_path: str, stop_path: str):
+        self.events_path = events_path
+        self.stop_path = stop_path
+
+    @property
+    def writes(self) -> bool:
+        return int(os.environ.get("RANK", -1)) in (-1, 0)
+
+    def __call__(self, payload: dict):
+        if self.writes:
+            with open(self.events_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(plain(payload), allow_nan=False) + "\n")
+        return "stop" if os.path.exists(self.stop_path) else None
+
+
 class _Reporter:
     """Turns trainer state into the shared event dicts; keeps only plain Python state."""
 
@@ -131,6 +154,15 @@ class _Reporter:
         self.reported_epoch = None
 
     def send(self, trainer, kind: str, payload: dict) -> None:
+        if isinstance(self.emit, FileRelay):
+            if not self.emit.writes and kind != "epoch":
+                return
+            answer = self.emit({"kind": kind, **payload})
+            # DDP ranks must stop at the same batch: only the epoch-end stop, which ultralytics
+            # broadcasts from rank 0 to every rank, is safe to set.
+            if answer == "stop" and (kind == "epoch" or int(os.environ.get("RANK", -1)) == -1):
+                trainer.stop = True
+            return
         answer = guarded_js_call(self.emit, {"kind": kind, **payload})
         if answer == "stop":
             trainer.stop = True
@@ -275,7 +307,9 @@ def train(params: dict, emit) -> dict:
     else:
         model = YOLO(f"{params['model_name']}.yaml", task=task)
 
-    reporter = _Reporter(emit, task, params["primary_metric"], int(params["epochs"]))
+    relay = params.get("event_relay")
+    sink = FileRelay(relay["events_file"], relay["stop_file"]) if relay else emit
+    reporter = _Reporter(sink, task, params["primary_metric"], int(params["epochs"]))
     for event, fn in reporter.callbacks().items():
         model.add_callback(event, fn)
 
