@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 // real parts (SeaweedFS, the callback receiver, the CLI as a child process, real training).
 export default defineConfig({
   test: {
+    // Node 20 is supported with the locked AWS SDK; its notice about future releases is noise here.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     projects: [
       {
         test: {

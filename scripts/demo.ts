@@ -14,6 +14,7 @@ import { PROJECT_ROOT, PYTHON_DIR, defaultPythonBin } from '../src/paths.js';
 import { createStorage } from '../src/storage/index.js';
 import { createZip } from '../src/storage/zip.js';
 
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const started = Date.now();
 const say = (line: string) => process.stdout.write(`[demo] ${line}\n`);
 
