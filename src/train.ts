@@ -65,9 +65,16 @@ export function train(input: TrainConfigInput | TrainConfig, options: TrainOptio
     try {
       return await runTrainingJob(config, { stream, stop, logger });
     } catch (err) {
+      // The job reports its own failures; this is one before it could (e.g. no work folder).
       const error = asVisionTrainerError(err);
+      logger.error(error.describe());
+      const exitCode = error.exitCode;
+      // Best effort: the original failure is what the process exits with either way.
+      await stream
+        .emit({ type: 'done', status: 'failed', bestEpoch: null, primaryMetricName: '', bestMetricValue: null, checkpointUri: null, totalTimeSeconds: 0, finalMetrics: {}, errorMessage: error.describe(), exitCode })
+        .catch(() => undefined);
       stream.end();
-      return { status: 'failed' as const, exitCode: error.exitCode, bestEpoch: null, bestMetricValue: null, checkpointUri: null, totalTimeSeconds: 0, error };
+      return { status: 'failed' as const, exitCode, bestEpoch: null, bestMetricValue: null, checkpointUri: null, totalTimeSeconds: 0, error };
     } finally {
       uninstall();
       await client?.close();
