@@ -16,6 +16,7 @@ import { createZip } from '../src/storage/zip.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const started = Date.now();
+const IMAGE_SIZE = process.env.DEMO_IMAGE_SIZE ?? '128';
 const say = (line: string) => process.stdout.write(`[demo] ${line}\n`);
 
 async function main(): Promise<number> {
@@ -27,7 +28,7 @@ async function main(): Promise<number> {
     const datasetId = 'demo-digits';
     const datasetDir = join(scratch, datasetId);
     say('making the sample dataset (scikit-learn digits on scikit-image photos)...');
-    const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', '60', '--size', '96'], {
+    const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', process.env.DEMO_IMAGES ?? '120', '--size', IMAGE_SIZE], {
       cwd: PYTHON_DIR,
       encoding: 'utf8',
     });
@@ -48,15 +49,15 @@ async function main(): Promise<number> {
       TASK_TYPE: 'object_detection',
       MODEL_NAME: 'yolo11n',
       DATASET_ID: datasetId,
-      EPOCHS: process.env.DEMO_EPOCHS ?? '6',
+      EPOCHS: process.env.DEMO_EPOCHS ?? '20',
       BATCH_SIZE: '16',
-      IMAGE_SIZE: '96',
-      CHECKPOINT_FREQUENCY: '2',
+      IMAGE_SIZE,
+      CHECKPOINT_FREQUENCY: '5',
       DEVICE: process.env.DEVICE ?? 'cpu',
       NUM_WORKERS: '2',
       LOG_FORMAT: 'text',
     };
-    say(`running: vision-trainer train (JOB_ID=${jobId}, yolo11n, ${env.EPOCHS} epochs at 96 px)`);
+    say(`running: vision-trainer train (JOB_ID=${jobId}, yolo11n, ${env.EPOCHS} epochs at ${IMAGE_SIZE} px)`);
     const code = await new Promise<number>((resolve) => {
       const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], { env, stdio: 'inherit' });
       child.on('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));
