@@ -213,7 +213,7 @@ export class PythonBridge {
 
 function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {
   if (e.out_of_memory) {
-    return new OutOfMemoryError(`Out of memory in training: ${e.type}: ${e.message.split('\n')[0]}`, 'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.');
+    return new OutOfMemoryError(`Out of GPU memory: ${e.type}: ${e.message.split('\n')[0]}`, 'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.');
   }
   return new PythonError(e.type, e.message, e.traceback);
 }

@@ -12,7 +12,7 @@ import type { TrainConfig } from '../config/schema.js';
 import { primaryMetric } from '../config/tasks.js';
 import { loadDataset } from '../datasets/load.js';
 import { resolveSplits } from '../datasets/splits.js';
-import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from '../errors.js';
+import { ConfigError, ExitCode, OutOfMemoryError, VisionTrainerError, asVisionTrainerError } from '../errors.js';
 import type { Metrics, RunEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import { defaultPythonBin } from '../paths.js';
@@ -260,6 +260,13 @@ export async function runTrainingJob(config: TrainConfig, ctx: TrainJobContext):
       totalTimeSeconds: (Date.now() - started) / 1000,
     };
   } catch (err) {
+    if (err instanceof OutOfMemoryError) {
+      const smaller = Math.max(1, Math.floor(config.batchSize / 2));
+      err = new OutOfMemoryError(
+        `${err.message} (BATCH_SIZE=${config.batchSize}, IMAGE_SIZE=${config.imageSize})`,
+        `Try BATCH_SIZE=${smaller}${config.batchSize === 1 ? ` and a smaller IMAGE_SIZE than ${config.imageSize}` : ''}; ultralytics already halves the batch by itself during the first epoch, so an out-of-memory error after it needs a smaller configuration.`,
+      );
+    }
     const error = stop.isForced || (stop.requested && !(err instanceof VisionTrainerError && err.exitCode !== ExitCode.framework)) ? stop.toError() : asVisionTrainerError(err);
     if (stop.requested && lastSaved && lastUploadedEpoch !== lastSaved.epoch) {
       // A forced stop may leave last.pt unsent: try once more, the run is failing anyway.
