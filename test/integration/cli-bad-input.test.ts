@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { defaultPythonBin } from '../../src/paths.js';
 import { uploadDataset } from '../helpers/datasets.js';
+import { jobEnv } from '../helpers/job-env.js';
 import { runCli } from '../helpers/cli.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
@@ -19,23 +20,7 @@ const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
 function env(jobId: string, extra: Record<string, string | undefined> = {}) {
-  const c = s3.config;
-  return {
-    ...backend.env(),
-    JOB_ID: jobId,
-    TRACE_ID: `trace-${jobId}`,
-    STORAGE_TYPE: 'minio',
-    S3_ENDPOINT: c.endpoint!,
-    AWS_ACCESS_KEY_ID: c.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
-    BUCKET_NAME: c.bucket,
-    TASK_TYPE: 'object_detection',
-    MODEL_NAME: 'yolo11n',
-    DATASET_ID: `ds-${jobId}`,
-    EPOCHS: '1',
-    CALLBACK_MAX_ATTEMPTS: '2',
-    ...extra,
-  };
+  return jobEnv(s3, backend, jobId, { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', DATASET_ID: `ds-${jobId}`, EPOCHS: '1', CALLBACK_MAX_ATTEMPTS: '2', ...extra });
 }
 
 /** Runs a job in its own WORK_DIR parent and checks nothing was left outside it. */

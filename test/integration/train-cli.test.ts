@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { uploadDataset } from '../helpers/datasets.js';
+import { jobEnv } from '../helpers/job-env.js';
 import { runCli } from '../helpers/cli.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
@@ -17,26 +18,7 @@ import { writeSyntheticDataset, type SyntheticTask } from '../helpers/synthetic.
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
-function jobEnv(jobId: string, extra: Record<string, string>) {
-  const c = s3.config;
-  return {
-    ...backend.env(),
-    JOB_ID: jobId,
-    TRACE_ID: `trace-${jobId}`,
-    STORAGE_TYPE: 'minio',
-    S3_ENDPOINT: c.endpoint!,
-    AWS_ACCESS_KEY_ID: c.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
-    BUCKET_NAME: c.bucket,
-    DEVICE: 'cpu',
-    NUM_WORKERS: '0',
-    BATCH_SIZE: '8',
-    IMAGE_SIZE: '32',
-    CHECKPOINT_FREQUENCY: '1',
-    CALLBACK_MAX_ATTEMPTS: '3',
-    ...extra,
-  };
-}
+const env = (jobId: string, extra: Record<string, string>) => jobEnv(s3, backend, jobId, { CHECKPOINT_FREQUENCY: '1', ...extra });
 
 async function trainTask(task: SyntheticTask, model: string, options: { epochs: number; upload: 'zip' | 'prefix'; imageSize?: string; env?: Record<string, string>; jobId?: string }) {
   const jobId = options.jobId ?? `cli-${task.replace(/_/g, '-')}`;
@@ -45,7 +27,7 @@ async function trainTask(task: SyntheticTask, model: string, options: { epochs: 
   writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 3 });
   await uploadDataset(s3.storage(), datasetId, dir, options.upload);
   const workDir = mkdtempSync(join(tmpdir(), 'vt-work-'));
-  const result = await runCli(['train'], jobEnv(jobId, { TASK_TYPE: task, MODEL_NAME: model, DATASET_ID: datasetId, EPOCHS: String(options.epochs), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', IMAGE_SIZE: options.imageSize ?? '32', ...options.env }), { timeoutMs: 240_000 });
+  const result = await runCli(['train'], env(jobId, { TASK_TYPE: task, MODEL_NAME: model, DATASET_ID: datasetId, EPOCHS: String(options.epochs), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', IMAGE_SIZE: options.imageSize ?? '32', ...options.env }), { timeoutMs: 240_000 });
   const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
   const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key);
   return { jobId, result, callbacks, keys, workDir };

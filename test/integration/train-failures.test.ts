@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { train } from '../../src/train.js';
 import { uploadDataset } from '../helpers/datasets.js';
+import { jobEnv } from '../helpers/job-env.js';
 import { childPids, isAlive, logLines, startCli } from '../helpers/cli.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
@@ -27,27 +28,7 @@ beforeAll(async () => {
 });
 
 function env(jobId: string, extra: Record<string, string> = {}) {
-  const c = s3.config;
-  return {
-    ...backend.env(),
-    JOB_ID: jobId,
-    TRACE_ID: `trace-${jobId}`,
-    STORAGE_TYPE: 'minio',
-    S3_ENDPOINT: c.endpoint!,
-    AWS_ACCESS_KEY_ID: c.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
-    BUCKET_NAME: c.bucket,
-    TASK_TYPE: 'object_detection',
-    MODEL_NAME: 'yolo11n',
-    DATASET_ID: DATASET,
-    EPOCHS: '1',
-    DEVICE: 'cpu',
-    NUM_WORKERS: '0',
-    BATCH_SIZE: '8',
-    IMAGE_SIZE: '32',
-    CALLBACK_MAX_ATTEMPTS: '2',
-    ...extra,
-  };
+  return jobEnv(s3, backend, jobId, { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', DATASET_ID: DATASET, EPOCHS: '1', CALLBACK_MAX_ATTEMPTS: '2', ...extra });
 }
 
 const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
