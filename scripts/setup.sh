@@ -3,7 +3,8 @@
 #   1. npm packages (npm ci when package-lock.json changed),
 #   2. the Python venv, kept in a cache folder keyed by python/requirements.txt's hash
 #      (a fresh clone reuses it; a changed requirement builds a new one beside it),
-#   3. the TypeScript build (incremental).
+#   3. OpenCV, CMake and g++ for the export packages' C++ wrapper (apt, when root),
+#   4. the TypeScript build (incremental).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,8 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 # onnxruntime-node's install script fetches CUDA providers from a feed we cannot reach; its
 # CPU binaries ship inside the package.
 export ONNXRUNTIME_NODE_INSTALL=skip
-lock_hash=$(sha256sum package-lock.json package.json | sha256sum | cut -c1-16)
+# Only the lock decides: editing a script in package.json must not reinstall everything.
+lock_hash=$(sha256sum package-lock.json | cut -c1-16)
 if [[ ! -f node_modules/.vision-trainer-stamp || "$(cat node_modules/.vision-trainer-stamp)" != "$lock_hash" ]]; then
   say "installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
@@ -42,5 +44,20 @@ elif [[ ! -f "$venv/.complete" ]]; then
   touch "$venv/.complete"
 fi
 
-# --- 3. TypeScript build ----------------------------------------------------------------
+# --- 3. OpenCV for the C++ runtime wrapper of export packages ---------------------------
+# The export tests build and run runtime/cpp against Debian's OpenCV. Installed only where apt
+# is available and we are root (containers, CI); elsewhere the C++ test says what is missing.
+if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+  missing=()
+  for pkg in libopencv-dev cmake g++ pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  if (( ${#missing[@]} )); then
+    say "installing ${missing[*]} (C++ wrapper of export packages)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+# --- 4. TypeScript build ----------------------------------------------------------------
 npx tsc -p tsconfig.json
