@@ -26,6 +26,7 @@ COPY adapters adapters
 COPY bench bench
 COPY scripts scripts
 COPY examples examples
+COPY runtime runtime
 RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM base
@@ -35,6 +36,7 @@ COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY package.json ./
 COPY python python
+COPY runtime runtime
 ENV PYTHON_BIN=/opt/venv/bin/python \
     NODE_ENV=production \
     WORK_DIR=/workspace \

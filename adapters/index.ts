@@ -2,10 +2,14 @@
 import type { Framework } from '../src/config/tasks.js';
 import { FrameworkError } from '../src/errors.js';
 import type { FrameworkAdapter } from './types.js';
+import { huggingfaceAdapter } from './huggingface/index.js';
+import { timmAdapter } from './timm/index.js';
 import { ultralyticsAdapter } from './ultralytics/index.js';
 
 const ADAPTERS: Partial<Record<Framework, FrameworkAdapter>> = {
   ultralytics: ultralyticsAdapter,
+  timm: timmAdapter,
+  huggingface: huggingfaceAdapter,
 };
 
 export function adapterFor(framework: Framework): FrameworkAdapter {

@@ -8,6 +8,8 @@ import type { TrainConfig } from '../src/config/schema.js';
 import type { Framework } from '../src/config/tasks.js';
 import type { Dataset } from '../src/datasets/model.js';
 import type { SplitAssignment } from '../src/datasets/splits.js';
+import type { ExportAdapter } from './export-types.js';
+import type { InferenceAdapter } from './inference-types.js';
 import type { TrainerAnswer, TrainerEvent } from './trainer-events.js';
 
 export interface PreparedDataset {
@@ -62,4 +64,8 @@ export interface TrainingAdapter {
 export interface FrameworkAdapter {
   readonly framework: Framework;
   readonly training: TrainingAdapter;
+  /** Test runs and inference jobs (adapters/inference-types.ts). */
+  readonly inference?: InferenceAdapter;
+  /** Export jobs (adapters/export-types.ts). */
+  readonly exporter?: ExportAdapter;
 }

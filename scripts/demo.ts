@@ -1,9 +1,12 @@
 /**
  * `npm run demo`: the whole product on the embedded defaults. It starts the local stack
- * (SeaweedFS S3 server + callback receiver), uploads a small detection dataset made from real
- * images that ship inside installed packages (scikit-learn's handwritten digits pasted onto
- * scikit-image's sample photographs), runs `vision-trainer train` as a child process exactly as
- * a container would, prints one line per callback, and ends with where the best checkpoint is.
+ * (SeaweedFS S3 server + callback receiver), uploads a small dataset made from real images that
+ * ship inside installed packages, runs `vision-trainer train` as a child process exactly as a
+ * container would, prints one line per callback, and ends with where the best checkpoint is.
+ *
+ *   npm run demo                            detection: yolo11n on scikit-learn's handwritten
+ *                                           digits pasted onto scikit-image's sample photographs
+ *   npm run demo -- --task classification   classification: timm resnet18 at 32 px on the digits
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -16,8 +19,45 @@ import { createZip } from '../src/storage/zip.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const started = Date.now();
-const IMAGE_SIZE = process.env.DEMO_IMAGE_SIZE ?? '128';
 const say = (line: string) => process.stdout.write(`[demo] ${line}\n`);
+
+interface Demo {
+  datasetId: string;
+  description: string;
+  /** Arguments of `python -m vision_trainer.sample_data`, after the output folder. */
+  sample: (imageSize: string) => string[];
+  imageSize: string;
+  /** The job's task and model variables. */
+  job: Record<string, string>;
+}
+
+const DEMOS: Record<string, Demo> = {
+  detection: {
+    datasetId: 'demo-digits',
+    description: 'scikit-learn digits on scikit-image photos',
+    sample: (size) => ['--images', process.env.DEMO_IMAGES ?? '120', '--size', size],
+    imageSize: '128',
+    job: { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', EPOCHS: '20', BATCH_SIZE: '16' },
+  },
+  classification: {
+    datasetId: 'demo-digits-classes',
+    description: 'scikit-learn digits, one class per digit',
+    sample: (size) => ['--per-class', process.env.DEMO_PER_CLASS ?? '30', '--size', size],
+    imageSize: '32',
+    job: { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '10', BATCH_SIZE: '32' },
+  },
+};
+
+function demoFromArgs(argv: string[]): [string, Demo] {
+  const i = argv.indexOf('--task');
+  const task = i >= 0 ? argv[i + 1] : 'detection';
+  const demo = task ? DEMOS[task] : undefined;
+  if (!task || !demo) throw new Error(`--task must be one of ${Object.keys(DEMOS).join(', ')} (got ${task ?? 'nothing'})`);
+  return [task, demo];
+}
+
+const [TASK, DEMO] = demoFromArgs(process.argv.slice(2));
+const IMAGE_SIZE = process.env.DEMO_IMAGE_SIZE ?? DEMO.imageSize;
 
 async function main(): Promise<number> {
   const scratch = await mkdtemp(join(tmpdir(), 'vision-trainer-demo-'));
@@ -25,10 +65,10 @@ async function main(): Promise<number> {
   try {
     say(`local S3 server ${stack.s3.endpoint}, callback receiver ${stack.receiver.url}`);
 
-    const datasetId = 'demo-digits';
+    const datasetId = DEMO.datasetId;
     const datasetDir = join(scratch, datasetId);
-    say('making the sample dataset (scikit-learn digits on scikit-image photos)...');
-    const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', process.env.DEMO_IMAGES ?? '120', '--size', IMAGE_SIZE], {
+    say(`making the sample ${TASK} dataset (${DEMO.description})...`);
+    const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', TASK, datasetDir, ...DEMO.sample(IMAGE_SIZE)], {
       cwd: PYTHON_DIR,
       encoding: 'utf8',
     });
@@ -46,18 +86,16 @@ async function main(): Promise<number> {
       ...stack.env,
       JOB_ID: jobId,
       TRACE_ID: `trace-${jobId}`,
-      TASK_TYPE: 'object_detection',
-      MODEL_NAME: 'yolo11n',
+      ...DEMO.job,
+      EPOCHS: process.env.DEMO_EPOCHS ?? DEMO.job.EPOCHS,
       DATASET_ID: datasetId,
-      EPOCHS: process.env.DEMO_EPOCHS ?? '20',
-      BATCH_SIZE: '16',
       IMAGE_SIZE,
       CHECKPOINT_FREQUENCY: '5',
       DEVICE: process.env.DEVICE ?? 'cpu',
       NUM_WORKERS: '2',
       LOG_FORMAT: 'text',
     };
-    say(`running: vision-trainer train (JOB_ID=${jobId}, yolo11n, ${env.EPOCHS} epochs at ${IMAGE_SIZE} px)`);
+    say(`running: vision-trainer train (JOB_ID=${jobId}, ${DEMO.job.MODEL_NAME}, ${env.EPOCHS} epochs at ${IMAGE_SIZE} px)`);
     const code = await new Promise<number>((resolve) => {
       const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], { env, stdio: 'inherit' });
       child.on('exit', (c, signal) => resolve(c ?? (signal ? 128 : 1)));

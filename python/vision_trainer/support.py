@@ -85,11 +85,7 @@ def threading_is_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def die_with_parent()
-
-# The job's own log lines (JSON in a container) own stdout; what the frameworks print (progress
-# bars, model summaries) goes to stderr, so a log pipeline can parse stdout line by line.
-sys.stdout = sys.stderr -> None:
+def die_with_parent() -> None:
     """If Node is killed outright (SIGKILL, OOM killer), take Python down too instead of training
     on as an orphan until the next callback finds the pipe closed."""
     if not sys.platform.startswith("linux"):
@@ -104,6 +100,10 @@ sys.stdout = sys.stderr -> None:
 
 
 die_with_parent()
+
+# The job's own log lines (JSON in a container) own stdout; what the frameworks print (progress
+# bars, model summaries) goes to stderr, so a log pipeline can parse stdout line by line.
+sys.stdout = sys.stderr
 
 
 @entry

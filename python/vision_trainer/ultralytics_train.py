@@ -287,10 +287,70 @@ def _attach_log_file(log_file: str | None) -> None:
     LOGGER.addHandler(handler)
 
 
+# What ultralytics lets a resume change (everything else comes from the checkpoint's train_args),
+# plus where the data and this run's files are now.
+RESUME_OVERRIDABLE = ("data", "batch", "imgsz", "workers", "device", "plots", "val", "save_period")
+
+
+def _resume_args(args: dict[str, Any], resume_from: str) -> dict[str, Any]:
+    """ultralytics' own resume (optimizer, EMA, best fitness, epoch) from our uploaded last.pt,
+    writing into this job's folder rather than the preempted job's."""
+    kept = {k: v for k, v in args.items() if k in RESUME_OVERRIDABLE}
+    return {**kept, "resume": resume_from, "save_dir": str(Path(args["project"]) / args["name"])}
+
+
+def _dataset_class_names(data: str, task: str) -> list[str]:
+    """Class names in index order, as ultralytics will read them from the prepared dataset."""
+    if task == "classify":
+        return (Path(data) / "classes.txt").read_text(encoding="utf-8").splitlines()
+    import yaml
+
+    names = yaml.safe_load(Path(data).read_text(encoding="utf-8"))["names"]
+    return [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
+
+
+def _check_resumable(path: str, params: dict, task: str) -> None:
+    """Refuses, with the reason, a checkpoint that is not an unfinished ultralytics run of this
+    model, task, class list and epoch count."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    from .checkpoints import CheckpointError, read_metadata
+
+    try:
+        ours = read_metadata(path)
+    except CheckpointError:
+        ours = None  # not a timm/transformers checkpoint: ultralytics' own loader judges it
+    if ours is not None:
+        raise ValueError(f"RESUME_CHECKPOINT_PATH is a {ours['framework']} checkpoint of {ours['model_name']}; this job trains {params['model_name']} with ultralytics")
+    try:
+        model, ckpt = load_checkpoint(path)
+    except Exception as exc:
+        raise ValueError(f"RESUME_CHECKPOINT_PATH is not an ultralytics training checkpoint ({type(exc).__name__}: {str(exc)[:300]})") from exc
+    problems = []
+    architecture = Path(str((getattr(model, "yaml", None) or {}).get("yaml_file", ""))).stem
+    if architecture != params["model_name"]:
+        problems.append(f"model {architecture or 'unknown'!r} (this job: {params['model_name']!r})")
+    if model.task != task:
+        problems.append(f"task {model.task!r} (this job: {task!r})")
+    names = [str(model.names[i]) for i in sorted(model.names)]
+    expected = _dataset_class_names(params["data"], task)
+    if names != expected:
+        problems.append(f"classes {names} (this job's dataset: {expected})")
+    epochs = int((ckpt.get("train_args") or {}).get("epochs", -1))
+    if epochs != int(params["epochs"]):
+        problems.append(f"EPOCHS={epochs} (this job: {params['epochs']}; ultralytics resumes a run to its own epoch count)")
+    if problems:
+        raise ValueError("RESUME_CHECKPOINT_PATH belongs to another training setup: it has " + "; ".join(problems)
+                         + ". Resume with the same MODEL_NAME, TASK_TYPE, EPOCHS and dataset classes, or start without RESUME_CHECKPOINT_PATH.")
+    if ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) < 0:
+        raise ValueError("RESUME_CHECKPOINT_PATH is a finished run's checkpoint (no optimizer state): resume from an epoch-N.pt checkpoint of an unfinished run")
+
+
 @entry
 def train(params: dict, emit) -> dict:
     """params: model_name, task_type, data, epochs, batch, imgsz, device, workers, project,
-    weights (optional local path), lr0 (optional), log_file, primary_metric."""
+    weights (optional local path), lr0 (optional), resume_from (optional local last.pt of an
+    unfinished run), log_file, primary_metric."""
     shield_from_terminal_interrupt()
     configure_offline()
     _attach_log_file(params.get("log_file"))
@@ -298,7 +358,11 @@ def train(params: dict, emit) -> dict:
 
     task = TASK_BY_PLATFORM[params["task_type"]]
     weights = params.get("weights")
-    if weights:
+    resume_from = params.get("resume_from")
+    if resume_from:
+        _check_resumable(resume_from, params, task)
+        model = YOLO(resume_from)
+    elif weights:
         model = YOLO(weights)
         if model.task != task:
             raise ValueError(
@@ -334,6 +398,8 @@ def train(params: dict, emit) -> dict:
         args["lr0"] = float(params["lr0"])
         args["optimizer"] = "AdamW"
     args.update(params.get("extra_args") or {})
+    if resume_from:
+        args = _resume_args(args, resume_from)
     model.train(**args)
     trainer = model.trainer
     return {

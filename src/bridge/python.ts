@@ -133,6 +133,9 @@ export class PythonBridge {
     bridge.modules.set('vision_trainer.support', bridge.raceExit(started, 'starting Python'));
     await bridge.modules.get('vision_trainer.support');
     pythonia.python.setFastMode(true);
+    // setFastMode sends a call whose promise pythonia drops: closing before Python answered it
+    // crashes Node with an unhandled rejection. Calls are answered in order, so a ping settles it.
+    await bridge.call('vision_trainer.support', 'ping');
     logger.debug('python bridge open', { python: version, pid: proc.pid });
     return bridge;
   }

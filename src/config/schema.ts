@@ -4,7 +4,8 @@
  * both go through them.
  */
 import { z } from 'zod';
-import { type Mode, type Variable, variablesFor } from './variables.js';
+import { EXPORT_FORMATS, type Mode, type Variable, variablesFor } from './variables.js';
+import { exportSettingProblems } from '../export/formats.js';
 import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
 
 type Shape = Record<string, z.ZodType>;
@@ -95,6 +96,14 @@ function checkModel(v: { framework?: Framework; modelName?: string; taskType: Ta
   if (why) problem(ctx, ['modelName'], why);
 }
 
+/** The framework/format/quantization matrix of src/export/formats.ts, checked before any work. */
+function checkExportSettings(c: RawExport, ctx: Ctx): void {
+  const framework = (FRAMEWORKS as readonly string[]).includes(c.framework ?? '') || c.framework === undefined ? resolveFramework(c) : undefined;
+  if (!framework || !(EXPORT_FORMATS as readonly string[]).includes(c.exportFormat)) return;
+  if (!['none', 'dynamic', 'static'].includes(c.quantizationType) || !['int8', 'int16', 'float16'].includes(c.quantizationDtype)) return;
+  for (const p of exportSettingProblems(framework, c.exportFormat, c.quantizationType, c.quantizationDtype)) problem(ctx, [p.field], p.message);
+}
+
 /**
  * Cross-field rules run even when single fields failed, so one message lists every problem.
  * They therefore see unvalidated values and check types before trusting them.
@@ -111,6 +120,8 @@ export const TrainConfigSchema = z
     checkStorage(c.storage, ctx);
     checkBackend(c.backend, ctx);
     checkModel(c, ctx);
+    if (c.hfConfigOverrides !== undefined && resolveFramework(c) !== 'huggingface') problem(ctx, ['hfConfigOverrides'], 'applies to FRAMEWORK=huggingface only');
+    if (c.hfConfigOverrides !== undefined && c.pretrainedWeightUrl) problem(ctx, ['hfConfigOverrides'], "shapes a model built from its configuration; with PRETRAINED_WEIGHT_URL the folder's config.json decides (unset one of them)");
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawTrain;
@@ -144,6 +155,7 @@ export const ExportConfigSchema = z
     if (c.quantizationType === 'static' && !c.validationDatasetId) {
       problem(ctx, ['validationDatasetId'], 'is required for QUANTIZATION_TYPE=static (its images calibrate the quantizer)');
     }
+    checkExportSettings(c, ctx);
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawExport;
@@ -182,6 +194,8 @@ export interface TrainConfig extends Common {
   maxTrainingTimeSeconds: number;
   stopGraceSeconds: number;
   resumeCheckpointPath?: string;
+  /** HF_CONFIG_OVERRIDES: merged into a transformers configuration built without weights. */
+  hfConfigOverrides?: Record<string, unknown>;
   storage: StorageConfig;
 }
 type RawTrain = Omit<TrainConfig, 'storage' | 'backend' | 'framework'> & { framework?: Framework; storage: RawStorage; backend: RawBackend };
@@ -193,6 +207,8 @@ export interface InferConfig extends Common {
   datasetId?: string;
   snapshotId?: string;
   testSplit: 'train' | 'val' | 'test';
+  /** Test runs: the training job's SPLIT_STRATEGY, so TEST_SPLIT selects the same images. */
+  splitStrategy?: SplitStrategy;
   imagePaths?: string[];
   batchSize: number;
   imageSize: number;

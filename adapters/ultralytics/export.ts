@@ -1,0 +1,116 @@
+/**
+ * ultralytics export through ultralytics' own exporter (onnx, torchscript, openvino, coreml,
+ * litert/tflite, tensorrt). Python side: python/vision_trainer/export_ultralytics.py.
+ */
+import type { PythonBridge } from '../../src/bridge/python.js';
+import type { TaskType } from '../../src/config/tasks.js';
+import type { ExportAdapter, ExportedArtifact, ExportRequest, ModelDescription, ProcessingOptions } from '../export-types.js';
+import type { PostprocessingSpec, PreprocessingSpec } from '../../src/export/metadata.js';
+import { ultralyticsTraining } from './train.js';
+
+const MODULE = 'vision_trainer.export_ultralytics';
+
+interface Facts {
+  task_type: TaskType;
+  architecture: string;
+  class_names: string[];
+  image_size: [number, number];
+  keypoint_shape: [number, number] | null;
+  versions: Record<string, string>;
+}
+
+/** ultralytics' `quantize=` value for the format-native quantizations of src/export/formats.ts. */
+function nativeQuantize(request: ExportRequest): number | string | null {
+  const q = request.quantization;
+  if (!q) return null;
+  if (q.dtype === 'float16') return 16;
+  if (q.format === 'tflite' && q.dtype === 'int8') return 'w8a32';
+  return null;
+}
+
+/** Decoding of the raw outputs, written out for readers without a wrapper. */
+const OUTPUT_LAYOUT: Partial<Record<TaskType, string>> = {
+  object_detection: 'output0 [batch, 4 + classes, anchors]: rows 0-3 box centre x, y, width, height in input pixels, then one score per class',
+  instance_segmentation:
+    'output0 [batch, 4 + classes + 32, anchors]: box, class scores, 32 mask coefficients; output1 [batch, 32, H/4, W/4]: prototype masks (mask = sigmoid(coefficients . prototypes))',
+  pose_estimation: 'output0 [batch, 4 + classes + K*3, anchors]: box, class scores, then x, y, visibility (already sigmoid) per keypoint, in input pixels',
+  image_classification: 'output0 [batch, classes]: class probabilities (softmax applied in the model)',
+};
+
+/** ultralytics' own conventions: LetterBox for detection tasks, classify_transforms otherwise. */
+function processingOf(f: Facts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {
+  const classification = f.task_type === 'image_classification';
+  const preprocessing: PreprocessingSpec = {
+    resize: classification
+      ? { method: 'resize_shorter_center_crop', size: options.inputSize, crop_pct: 1, interpolation: 'bilinear' }
+      : { method: 'letterbox', size: options.inputSize, fill_value: 114, interpolation: 'bilinear' },
+    normalize: { method: 'divide', mean: [0, 0, 0], std: [255, 255, 255] },
+    channel_order: 'RGB',
+    data_type: 'float32',
+    layout: 'NCHW',
+    embedded: false,
+    included: options.includePreprocessing,
+  };
+  const layout = OUTPUT_LAYOUT[f.task_type] ?? '';
+  const postprocessing: PostprocessingSpec = classification
+    ? { output_layout: layout, softmax: { apply: false, temperature: 1 }, top_k: Math.min(5, f.class_names.length), embedded: false, included: options.includePostprocessing }
+    : {
+        output_layout: layout,
+        nms: { method: 'nms', class_aware: true, iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300 },
+        coordinate_format: 'xyxy',
+        // ultralytics' LiteRT export divides coordinates by the input size (for int8 ranges).
+        box_units: options.format === 'tflite' ? 'normalized' : 'pixels',
+        ...(f.task_type === 'instance_segmentation' ? { mask_threshold: 0.5 } : {}),
+        embedded: false,
+        included: options.includePostprocessing,
+      };
+  return { preprocessing, postprocessing };
+}
+
+export const ultralyticsExport: ExportAdapter = {
+  pythonEnv: (workDir) => ultralyticsTraining.pythonEnv(workDir),
+
+  async checkFormat(bridge: PythonBridge, format, device) {
+    await bridge.call(MODULE, 'check_format', [format, device]);
+  },
+
+  async describe(bridge: PythonBridge, checkpointPath: string): Promise<ModelDescription> {
+    const f = await bridge.call<Facts>(MODULE, 'describe', [checkpointPath], {}, { long: true });
+    return {
+      framework: 'ultralytics',
+      taskType: f.task_type,
+      architecture: f.architecture,
+      classNames: f.class_names,
+      trainedSize: f.image_size,
+      keypointShape: f.keypoint_shape,
+      versions: f.versions,
+      processing: (options) => processingOf(f, options),
+    };
+  },
+
+  async export(bridge: PythonBridge, request: ExportRequest): Promise<ExportedArtifact> {
+    const quantize = nativeQuantize(request);
+    const r = await bridge.call<{ path: string; directory: boolean }>(
+      MODULE,
+      'export',
+      [
+        {
+          checkpoint: request.checkpointPath,
+          format: request.format,
+          out_dir: request.outDir,
+          input_size: request.inputSize,
+          batch: request.batchSize,
+          device: request.device,
+          opset: 12,
+          simplify: request.optimizationLevel >= 1,
+          quantize,
+        },
+      ],
+      {},
+      { long: true },
+    );
+    const notes = [`ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`];
+    if (request.quantization) notes.push(request.quantization.method);
+    return { path: r.path, directory: r.directory, notes };
+  },
+};

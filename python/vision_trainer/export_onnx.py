@@ -1,0 +1,185 @@
+"""ONNX graph passes and quantization shared by every framework's export.
+
+`finalize(path, level)` makes an exported graph portable and lean; `quantize(params)` writes the
+dynamic int8, static int8/int16 (calibrated) or float16 variant of a finalized model. Both are
+called from TypeScript (src/export/) after the framework's own exporter has written the file.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .support import entry
+
+# Elementwise ops whose broadcasting older runtimes mishandle when one side is a constant of
+# lower rank (OpenCV 4.6's DNN module computes a wrong shape for [1,4,N] * [1,N]).
+BROADCAST_OPS = {"Mul", "Add", "Sub", "Div"}
+# A constant is expanded to the full shape only while it stays small.
+MAX_EXPANDED_ELEMENTS = 4_000_000
+
+
+def _static_shapes(model) -> dict[str, list[int]]:
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+
+
+def materialize_broadcast_constants(model) -> int:
+    """Rewrites `x * c` where the constant c broadcasts to x's static shape into `x * c_full`,
+    with c_full a new initializer of x's shape. The result is numerically identical and lets
+    runtimes without general broadcasting (OpenCV DNN 4.6, Debian's) run the graph. Returns the
+    number of rewritten operands."""
+    from onnx import numpy_helper
+
+    shapes = _static_shapes(model)
+    initializers = {t.name: t for t in model.graph.initializer}
+    constants = {n.output[0]: n.attribute[0].t for n in model.graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    rewritten = 0
+    for node in model.graph.node:
+        if node.op_type not in BROADCAST_OPS or len(node.input) != 2:
+            continue
+        for i, name in enumerate(list(node.input)):
+            other = shapes.get(node.input[1 - i])
+            tensor = initializers.get(name) or constants.get(name)
+            if tensor is None or not other or not all(other):
+                continue
+            value = numpy_helper.to_array(tensor)
+            if value.size <= 1 or list(value.shape) == other or int(np.prod(other)) > MAX_EXPANDED_ELEMENTS:
+                continue
+            try:
+                full = np.ascontiguousarray(np.broadcast_to(value, tuple(other)))
+            except ValueError:
+                continue  # the constant is the larger operand
+            # A new initializer per use: the constant may feed other nodes of other shapes.
+            expanded = numpy_helper.from_array(full, f"{name}__full_{rewritten}")
+            model.graph.initializer.append(expanded)
+            node.input[i] = expanded.name
+            rewritten += 1
+    if rewritten:
+        _drop_unused_constants(model)
+    return rewritten
+
+
+def _drop_unused_constants(model) -> None:
+    used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
+    for tensor in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(tensor)
+    for node in [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in used]:
+        model.graph.node.remove(node)
+
+
+def _opset(model) -> int:
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+@entry
+def finalize(path: str, level: int) -> dict:
+    """Level 0: as exported. 1: broadcast constants materialized, graph checked. 2-3: also
+    ONNX Runtime's basic graph optimizations (constant folding, redundant nodes removed) baked
+    in; they keep to standard ONNX operators, so the file stays portable. (Hardware-specific
+    fusions are applied at load time by the wrappers, which enable them.)"""
+    import onnx
+
+    model = onnx.load(path)
+    report: dict[str, Any] = {"level": level, "opset": _opset(model), "passes": []}
+    if level >= 1:
+        n = materialize_broadcast_constants(model)
+        report["passes"].append(f"materialized {n} broadcast constant(s)")
+        onnx.checker.check_model(model)
+        onnx.save(model, path)
+    if level >= 2:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        optimized = f"{path}.opt.onnx"
+        options.optimized_model_filepath = optimized
+        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        os.replace(optimized, path)
+        report["passes"].append("onnxruntime basic graph optimizations")
+    return report
+
+
+class _TensorFiles:
+    """Calibration batches for static quantization: float32 NCHW tensors written by TypeScript."""
+
+    def __init__(self, input_name: str, files: list[str], shape: list[int]):
+        self.input_name = input_name
+        self.items = iter(files)
+        self.shape = shape
+
+    def get_next(self):
+        path = next(self.items, None)
+        if path is None:
+            return None
+        return {self.input_name: np.fromfile(path, dtype=np.float32).reshape(self.shape)}
+
+
+@entry
+def quantize(params: dict) -> dict:
+    """params: source, output, type ("dynamic" | "static"), dtype ("int8" | "int16" | "float16"),
+    calibration (list of tensor files, static only), input_shape.
+
+    - dynamic int8: weights int8, activations quantized per batch at run time (MatMul/Conv).
+    - static int8/int16: weights and activations in QDQ form, ranges calibrated (MinMax) on the
+      validation images; int16 needs opset 21, which the quantizer sets.
+    - float16: weights and activations in float16; inputs and outputs stay float32, so every
+      wrapper feeds and reads the same tensors as for the float32 model.
+    """
+    import onnx
+
+    source, output = params["source"], params["output"]
+    qtype, dtype = params["type"], params["dtype"]
+    if dtype == "float16":
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(onnx.load(source), keep_io_types=True)
+        onnx.save(model, output)
+        return {"method": "float16 conversion (onnxruntime.transformers.float16)", "output": output}
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = f"{output}.pre.onnx"
+    # Shape inference and graph cleanup before quantizing, as onnxruntime recommends.
+    quant_pre_process(source, prepared, skip_symbolic_shape=True)
+    try:
+        if qtype == "dynamic":
+            quantize_dynamic(prepared, output, weight_type=QuantType.QInt8, per_channel=False)
+            return {"method": "onnxruntime quantize_dynamic (int8 weights, dynamic uint8 activations)", "output": output}
+        files = params.get("calibration") or []
+        if not files:
+            raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
+        model = onnx.load(prepared)
+        if _opset(model) < 13:
+            # Per-channel QDQ (DequantizeLinear with an axis) needs opset 13.
+            from onnx import version_converter
+
+            model = version_converter.convert_version(model, 13)
+            onnx.save(model, prepared)
+        input_name = model.graph.input[0].name
+        reader = _TensorFiles(input_name, files, params["input_shape"])
+        activation = QuantType.QInt16 if dtype == "int16" else QuantType.QUInt8
+        weight = QuantType.QInt16 if dtype == "int16" else QuantType.QInt8
+        quantize_static(
+            prepared,
+            output,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=activation,
+            weight_type=weight,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+            # Weights-bearing ops only: the decode steps after them (box scaling, the concat of
+            # pixel boxes with 0-1 scores) would share one int8 range and lose the scores.
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            extra_options={"ActivationSymmetric": dtype == "int16"},
+        )
+        return {"method": f"onnxruntime quantize_static (QDQ, {weight.name} weights, {activation.name} activations, MinMax on {len(files)} images)", "output": output}
+    finally:
+        if os.path.exists(prepared):
+            os.unlink(prepared)

@@ -1,0 +1,131 @@
+"""Export of timm and transformers checkpoints (python/vision_trainer/checkpoints.py) with
+torch's own tools: ONNX through torch.onnx.export, TorchScript through torch.jit.trace, and
+OpenVINO IR converted from the ONNX file by openvino. Driven from adapters/timm/export.ts.
+
+Every exported model maps a normalised float batch [B, 3, H, W] to logits [B, num_classes]
+(zero-shot models: the class prompts are baked in), which the wrappers turn into top-k.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .support import entry
+
+FORMATS = ("onnx", "torchscript", "openvino")
+
+
+def _build(checkpoint: str, device: str = "cpu"):
+    from .checkpoints import build_model_from_checkpoint
+
+    return build_model_from_checkpoint(checkpoint, device=device)
+
+
+def _device(device: str) -> str:
+    from .torch_runtime import resolve_device
+
+    return str(resolve_device(device))
+
+
+@entry
+def check_format(export_format: str, device: str) -> dict:
+    if export_format not in FORMATS:
+        raise RuntimeError(f"timm and transformers models export to {', '.join(FORMATS)}, not {export_format}")
+    if export_format == "openvino" and importlib.util.find_spec("openvino") is None:
+        raise RuntimeError("EXPORT_FORMAT=openvino needs the Python package openvino, which this image does not install")
+    return {"device": _device(device)}
+
+
+@entry
+def describe(checkpoint: str) -> dict:
+    from .checkpoints import read_metadata
+
+    meta = read_metadata(checkpoint)
+    size = int(meta["image_size"])
+    return {
+        "framework": meta["framework"],
+        "task_type": meta["task_type"],
+        "architecture": meta["architecture"],
+        "model_name": meta["model_name"],
+        "class_names": [str(n) for n in meta["class_names"]],
+        "image_size": [size, size],
+        "mean": [float(v) for v in meta["mean"]],
+        "std": [float(v) for v in meta["std"]],
+        "interpolation": meta.get("interpolation", "bilinear"),
+        "resize_mode": meta.get("resize_mode", "shorter_side_center_crop"),
+        "crop_pct": float(meta.get("crop_pct", 1.0)),
+        "versions": meta.get("versions", {}),
+    }
+
+
+def _onnx(model, example, path: Path, opset: int) -> None:
+    import torch
+
+    torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"], opset_version=opset, dynamo=False, do_constant_folding=True)
+
+
+@entry
+def export(params: dict) -> dict:
+    """params: checkpoint, format, out_dir, input_size [h, w], batch, device, opset,
+    optimization_level, half (OpenVINO float16 weights), quantize_dynamic (TorchScript int8)."""
+    import torch
+
+    export_format = params["format"]
+    out_dir = Path(params["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(params.get("device", "auto"))
+    model, _meta = _build(params["checkpoint"], device)
+    h, w = (int(v) for v in params["input_size"])
+    example = torch.zeros(int(params.get("batch", 1)), 3, h, w, device=device)
+    notes: list[str] = []
+
+    if export_format == "torchscript":
+        if params.get("quantize_dynamic"):
+            # Linear layers (transformer blocks, classifier heads) get int8 weights and dynamically
+            # quantized activations; convolutions stay float (torch has no dynamic conv quantization).
+            model = torch.ao.quantization.quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
+            example = example.cpu()
+            notes.append("torch dynamic int8 quantization of nn.Linear layers")
+        with torch.inference_mode():
+            traced = torch.jit.trace(model, example, check_trace=False)
+        if int(params.get("optimization_level", 1)) >= 2:
+            traced = torch.jit.freeze(traced.eval())
+            notes.append("torch.jit.freeze")
+        path = out_dir / "model.torchscript"
+        traced.save(str(path))
+        return {"path": str(path), "directory": False, "notes": notes}
+
+    onnx_path = out_dir / "model.onnx"
+    _onnx(model, example, onnx_path, int(params.get("opset") or 17))
+    if export_format == "onnx":
+        return {"path": str(onnx_path), "directory": False, "notes": notes}
+
+    import openvino as ov
+
+    folder = out_dir / "model_openvino_model"
+    folder.mkdir(exist_ok=True)
+    ov_model = ov.convert_model(str(onnx_path))
+    ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=bool(params.get("half")))
+    onnx_path.unlink()
+    return {"path": str(folder), "directory": True, "notes": ["converted from ONNX by openvino.convert_model"]}
+
+
+class _Logits:
+    def __init__(self, checkpoint: str, device: str):
+        import torch
+
+        self.torch = torch
+        self.device = _device(device)
+        self.model, _ = _build(checkpoint, self.device)
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            y: Any = self.model(self.torch.from_numpy(batch).to(self.device))
+        return [y.float().cpu().numpy()]
+
+
+def original_model(checkpoint: str, device: str):
+    return _Logits(checkpoint, device)

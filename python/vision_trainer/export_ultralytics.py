@@ -1,0 +1,162 @@
+"""Export of ultralytics checkpoints through ultralytics' own exporter, driven from TypeScript
+(adapters/ultralytics/export.ts).
+
+`describe` reads what a checkpoint is (task, classes, training size); `export` writes one format;
+`original_model` gives the checkpoint's network with its head in export mode, so its raw outputs
+have exactly the layout of the exported model's (the validation step compares the two).
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .support import entry
+from .ultralytics_train import configure_offline
+
+TASK_BY_ULTRALYTICS = {"detect": "object_detection", "segment": "instance_segmentation", "pose": "pose_estimation", "classify": "image_classification"}
+# Our EXPORT_FORMAT names -> ultralytics' `format=` argument.
+FORMAT_ARGUMENT = {"onnx": "onnx", "torchscript": "torchscript", "openvino": "openvino", "coreml": "coreml", "tflite": "litert", "tensorrt": "engine"}
+# What each format needs beyond the base requirements (python/requirements.txt), by import name.
+FORMAT_PACKAGES = {
+    "coreml": [("coremltools", "coremltools>=9.0")],
+    "tflite": [("litert_torch", "litert-torch>=0.10.0"), ("ai_edge_litert", "ai-edge-litert>=2.3.0")],
+    "tensorrt": [("tensorrt", "tensorrt>=8.5 (NVIDIA's wheels, matching the CUDA version)")],
+}
+
+
+def _load(checkpoint: str):
+    configure_offline()
+    from ultralytics import YOLO
+
+    return YOLO(checkpoint)
+
+
+def resolve_export_device(device: str) -> str:
+    """DEVICE for the exporter: ultralytics takes "cpu" or GPU indices."""
+    import torch
+
+    if device in ("auto", ""):
+        return "0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        return device.split(":", 1)[1] if ":" in device else "0"
+    return device.split(",")[0] if device[0].isdigit() else device
+
+
+@entry
+def check_format(export_format: str, device: str) -> dict:
+    """Fails, with what is missing and what to do, when this machine cannot write the format."""
+    import torch
+
+    missing = [spec for module, spec in FORMAT_PACKAGES.get(export_format, []) if importlib.util.find_spec(module) is None]
+    packages = f"the Python package(s) {', '.join(missing)}, which this image does not install (python/requirements.txt)" if missing else ""
+    if export_format == "tensorrt" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "EXPORT_FORMAT=tensorrt builds a TensorRT engine for the GPU it runs on and needs a CUDA GPU; torch sees none on this machine"
+            + (f" (it also needs {packages})" if packages else "")
+            + ". Run the export job on a GPU node (DEVICE=0), or export to onnx and build the engine on the target with trtexec"
+        )
+    if missing:
+        raise RuntimeError(f"EXPORT_FORMAT={export_format} needs {packages}; add them to the image, or export to onnx, torchscript or openvino")
+    if export_format == "coreml" and resolve_export_device(device) != "cpu":
+        return {"device": "cpu", "note": "CoreML export runs on the CPU"}
+    return {"device": resolve_export_device(device)}
+
+
+@entry
+def describe(checkpoint: str) -> dict:
+    """The facts about a checkpoint an export needs; the TypeScript adapter turns them into the
+    metadata's pre- and post-processing specification."""
+    model = _load(checkpoint)
+    net = model.model
+    task = TASK_BY_ULTRALYTICS.get(model.task)
+    if task is None:
+        raise ValueError(f"ultralytics task {model.task!r} cannot be exported by this platform (supported: {', '.join(TASK_BY_ULTRALYTICS)})")
+    names = net.names
+    train_args = getattr(net, "args", {}) or {}
+    imgsz = train_args.get("imgsz", 640)
+    size = list(imgsz) if isinstance(imgsz, (list, tuple)) else [int(imgsz), int(imgsz)]
+    yaml_file = Path(net.yaml.get("yaml_file", "") or "")
+    return {
+        "framework": "ultralytics",
+        "task_type": task,
+        "architecture": yaml_file.stem or type(net).__name__,
+        "class_names": [str(names[i]) for i in range(len(names))],
+        "image_size": [int(v) for v in size],
+        "keypoint_shape": [int(v) for v in net.kpt_shape] if task == "pose_estimation" else None,
+        "stride": int(max(net.stride)) if hasattr(net, "stride") else 32,
+        "mask_coefficients": int(net.model[-1].nm) if task == "instance_segmentation" else None,
+        "versions": {"ultralytics": _version("ultralytics"), "torch": _version("torch")},
+    }
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+@entry
+def export(params: dict) -> dict:
+    """params: checkpoint, format, out_dir, input_size [h, w], batch, device, opset, simplify,
+    quantize (ultralytics' own option, or None). Returns {"path": file or folder, "directory"}."""
+    export_format = params["format"]
+    out_dir = Path(params["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # ultralytics names its output after the input file and writes it beside it.
+    source = out_dir / "model.pt"
+    shutil.copyfile(params["checkpoint"], source)
+    model = _load(str(source))
+    kwargs: dict[str, Any] = {
+        "format": FORMAT_ARGUMENT[export_format],
+        "imgsz": list(params["input_size"]),
+        "batch": int(params.get("batch", 1)),
+        "device": resolve_export_device(params.get("device", "auto")),
+        "dynamic": False,
+        "nms": False,
+        "verbose": False,
+    }
+    if export_format in ("onnx", "tensorrt"):
+        kwargs["opset"] = int(params.get("opset") or 12)
+        kwargs["simplify"] = bool(params.get("simplify", True))
+    if params.get("quantize") is not None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
+        kwargs["quantize"] = params["quantize"]
+    path = Path(model.export(**kwargs))
+    source.unlink(missing_ok=True)
+    return {"path": str(path), "directory": path.is_dir()}
+
+
+class _ExportModeNetwork:
+    """The checkpoint's network as the exporter sees it (heads in export mode, no fusing), so
+    its outputs are those of the exported model: detect [1, 4+nc, anchors], segment plus
+    prototypes, pose [1, 4+nc+K*D, anchors], classify probabilities [1, nc]."""
+
+    def __init__(self, checkpoint: str, device: str):
+        import torch
+        from ultralytics.nn.modules import Classify, Detect
+
+        self.torch = torch
+        self.device = torch.device("cuda:0" if resolve_export_device(device) not in ("cpu", "mps") and torch.cuda.is_available() else "cpu")
+        net = _load(checkpoint).model.float().eval().to(self.device)
+        for m in net.modules():
+            if isinstance(m, (Detect, Classify)):
+                m.export = True
+                m.format = "onnx"
+                if isinstance(m, Detect):
+                    m.dynamic = False
+                    m.xyxy = False
+                    m.shape = None
+        self.net = net
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        with self.torch.inference_mode():
+            y = self.net(self.torch.from_numpy(batch).to(self.device))
+        parts = y if isinstance(y, (list, tuple)) else [y]
+        return [p.float().cpu().numpy() for p in parts if isinstance(p, self.torch.Tensor)]
+
+
+def original_model(checkpoint: str, device: str):
+    return _ExportModeNetwork(checkpoint, device)

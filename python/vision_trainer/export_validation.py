@@ -1,0 +1,233 @@
+"""The Python half of export validation (src/export/validate.ts drives it).
+
+TypeScript owns the loop: it preprocesses each validation image with the Node wrapper's code,
+writes the float32 tensor to a file, and asks Python to run the models that only Python can run
+(the original checkpoint, and TorchScript/OpenVINO/... exports through the package's own Python
+wrapper backends). Outputs go back as float32 files. Python also scores both models'
+predictions against the ground truth with pycocotools (COCO mAP50-95) or top-1 accuracy.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .support import entry
+
+RUNTIME_PYTHON_DIR = Path(__file__).resolve().parents[2] / "runtime" / "python"
+_models: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {}
+
+
+def model_wrapper_module():
+    """The deployment package's Python wrapper: validation runs exported models through it."""
+    if str(RUNTIME_PYTHON_DIR) not in sys.path:
+        sys.path.insert(0, str(RUNTIME_PYTHON_DIR))
+    return importlib.import_module("model_wrapper")
+
+
+def _original(framework: str, checkpoint: str, device: str):
+    if framework == "ultralytics":
+        from .export_ultralytics import original_model
+    else:
+        from .export_torch import original_model
+    return original_model(checkpoint, device)
+
+
+@entry
+def open_model(handle: str, params: dict) -> dict:
+    """params: {"kind": "original", "framework", "checkpoint", "device"} or
+    {"kind": "exported", "format", "path", "threads"}."""
+    if params["kind"] == "original":
+        _models[handle] = _original(params["framework"], params["checkpoint"], params.get("device", "cpu"))
+    else:
+        wrapper = model_wrapper_module()
+        _models[handle] = wrapper.open_backend(params["format"], Path(params["path"]), params.get("threads"))
+    return {"handle": handle, "device": str(getattr(_models[handle], "device", "cpu"))}
+
+
+@entry
+def close_model(handle: str) -> None:
+    _models.pop(handle, None)
+
+
+@entry
+def run_model(handle: str, input_file: str, shape: list[int], output_prefix: str) -> dict:
+    """Runs one batch; writes output i to `{output_prefix}.{i}.bin` (float32, C order)."""
+    batch = np.fromfile(input_file, dtype=np.float32).reshape(shape)
+    started = time.perf_counter()
+    outputs = _models[handle](batch)
+    seconds = time.perf_counter() - started
+    described = []
+    for i, out in enumerate(outputs):
+        path = f"{output_prefix}.{i}.bin"
+        np.ascontiguousarray(out, dtype=np.float32).tofile(path)
+        described.append({"path": path, "shape": [int(d) for d in out.shape]})
+    return {"outputs": described, "seconds": seconds}
+
+
+@entry
+def benchmark(handle: str, input_file: str, shape: list[int], warmup: int, runs: int) -> list[float]:
+    """Seconds per run of `runs` timed runs after `warmup` untimed ones."""
+    batch = np.fromfile(input_file, dtype=np.float32).reshape(shape)
+    model = _models[handle]
+    for _ in range(warmup):
+        model(batch)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        model(batch)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+@entry
+def model_io(handle: str, shape: list[int]) -> dict:
+    """Output shapes of a model, read by running it once on a zero batch of the input shape
+    (TorchScript files carry no static output shapes)."""
+    outputs = _models[handle](np.zeros(shape, dtype=np.float32))
+    return {"inputs": [{"name": "images", "shape": shape, "dtype": "float32"}],
+            "outputs": [{"name": f"output{i}", "shape": [int(d) for d in o.shape], "dtype": str(o.dtype)} for i, o in enumerate(outputs)]}
+
+
+@entry
+def openvino_io(path: str) -> dict:
+    """Input and output ports of an OpenVINO IR as stored in its .xml."""
+    import openvino as ov
+
+    p = Path(path)
+    xml = p if p.suffix == ".xml" else next(p.glob("*.xml"))
+    model = ov.Core().read_model(str(xml))
+
+    def port(v, i, kind):
+        names = sorted(v.get_names())
+        shape = [int(d.get_length()) if d.is_static else "?" for d in v.get_partial_shape()]
+        return {"name": names[0] if names else f"{kind}{i}", "shape": shape, "dtype": v.get_element_type().to_dtype().name}
+
+    return {"inputs": [port(v, i, "input") for i, v in enumerate(model.inputs)], "outputs": [port(v, i, "output") for i, v in enumerate(model.outputs)]}
+
+
+@entry
+def decode_images(items: list[dict]) -> list[dict]:
+    """items: [{"path", "out"}]. Writes each image as raw RGB uint8 (H, W, 3) to `out` with the
+    decoder the Python wrapper uses (OpenCV), so every image format the platform accepts works."""
+    wrapper = model_wrapper_module()
+    sizes = []
+    for item in items:
+        rgb = wrapper.load_image(item["path"])
+        np.ascontiguousarray(rgb).tofile(item["out"])
+        sizes.append({"width": int(rgb.shape[1]), "height": int(rgb.shape[0])})
+    return sizes
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------------------------
+
+def _coco_ground_truth(gt: dict, task: str) -> dict:
+    images, annotations = [], []
+    keypoint_count = int(gt.get("keypoint_count") or 0)
+    for index, image in enumerate(gt["images"]):
+        images.append({"id": index + 1, "width": image["width"], "height": image["height"]})
+        for obj in image.get("objects", []):
+            x, y, w, h = obj["bbox"]
+            ann = {"id": len(annotations) + 1, "image_id": index + 1, "category_id": int(obj["class_id"]) + 1, "bbox": [x, y, w, h],
+                   "area": float(w * h), "iscrowd": 1 if obj.get("iscrowd") else 0}
+            if task == "instance_segmentation":
+                ann["segmentation"] = obj.get("segmentation") or [[x, y, x + w, y, x + w, y + h, x, y + h]]
+                ann["area"] = float(_polygon_area(ann["segmentation"]))
+            if task == "pose_estimation":
+                kpts = obj.get("keypoints") or [[0, 0, 0]] * keypoint_count
+                ann["keypoints"] = [float(v) for k in kpts for v in k]
+                ann["num_keypoints"] = sum(1 for k in kpts if k[2] > 0)
+                # ultralytics' OKS uses 0.53 of the box area as the object scale.
+                ann["area"] = float(w * h * 0.53)
+            annotations.append(ann)
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(gt["class_names"])]
+    if task == "pose_estimation":
+        for c in categories:
+            c["keypoints"] = [f"kpt{j}" for j in range(keypoint_count)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _polygon_area(polygons: list[list[float]]) -> float:
+    total = 0.0
+    for p in polygons:
+        xs, ys = np.asarray(p[0::2]), np.asarray(p[1::2])
+        total += 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+    return total
+
+
+def _coco_results(predictions: list[list[dict]], images: list[dict], task: str) -> list[dict]:
+    from pycocotools import mask as mask_utils
+
+    results = []
+    for index, preds in enumerate(predictions):
+        h, w = images[index]["height"], images[index]["width"]
+        for p in preds:
+            x1, y1, x2, y2 = p["bbox"]
+            r: dict[str, Any] = {"image_id": index + 1, "category_id": int(p["class_id"]) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(p["confidence"])}
+            if task == "instance_segmentation":
+                rle = mask_utils.frPyObjects(p["mask"], h, w)
+                r["segmentation"] = rle
+            if task == "pose_estimation":
+                r["keypoints"] = [float(v) for k in p["keypoints"] for v in (k if len(k) == 3 else [*k, 1.0])]
+            results.append(r)
+    return results
+
+
+def _coco_map(gt_dict: dict, results: list[dict], iou_type: str, keypoint_count: int) -> dict:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    if not any(a["iscrowd"] == 0 for a in gt_dict["annotations"]):
+        return {"mAP50-95": None, "mAP50": None}
+    if not results:
+        return {"mAP50-95": 0.0, "mAP50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt_dict
+        coco.createIndex()
+        detections = coco.loadRes(results)
+        evaluator = COCOeval(coco, detections, iou_type)
+        if iou_type == "keypoints" and keypoint_count != 17:
+            evaluator.params.kpt_oks_sigmas = np.full(keypoint_count, 1.0 / keypoint_count)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = evaluator.stats
+    return {"mAP50-95": max(0.0, float(stats[0])), "mAP50": max(0.0, float(stats[1]))}
+
+
+@entry
+def evaluate(task: str, ground_truth: dict, predictions: list[list[dict]]) -> dict:
+    """Scores one model's predictions (one list per ground-truth image, boxes xyxy in image
+    pixels, masks as COCO RLE, keypoints [x, y, conf]). Classification: predictions are the
+    top-k lists; top-1 and top-5 accuracy over the labelled images."""
+    if task in ("image_classification", "zero_shot_classification"):
+        labelled = [(img["label"], preds) for img, preds in zip(ground_truth["images"], predictions) if img.get("label") is not None]
+        if not labelled:
+            return {"accuracy": None, "top5_accuracy": None, "images": 0}
+        top1 = sum(1 for label, preds in labelled if preds and preds[0]["class_id"] == label) / len(labelled)
+        top5 = sum(1 for label, preds in labelled if any(p["class_id"] == label for p in preds[:5])) / len(labelled)
+        return {"accuracy": top1, "top5_accuracy": top5, "images": len(labelled)}
+
+    gt = _coco_ground_truth(ground_truth, task)
+    keypoint_count = int(ground_truth.get("keypoint_count") or 0)
+    results = _coco_results(predictions, gt["images"], task)
+    box = _coco_map(gt, [{k: v for k, v in r.items() if k in ("image_id", "category_id", "bbox", "score")} for r in results], "bbox", keypoint_count)
+    metrics = dict(box)
+    if task == "instance_segmentation":
+        mask = _coco_map(gt, results, "segm", keypoint_count)
+        metrics = {**mask, "box_mAP50-95": box["mAP50-95"], "box_mAP50": box["mAP50"]}
+    elif task == "pose_estimation":
+        pose = _coco_map(gt, results, "keypoints", keypoint_count)
+        metrics = {**pose, "box_mAP50-95": box["mAP50-95"], "box_mAP50": box["mAP50"]}
+    metrics["images"] = len(gt["images"])
+    metrics["predictions"] = len(results)
+    return metrics

@@ -1,0 +1,531 @@
+"""Image classification and CLIP zero-shot fine-tuning with HuggingFace transformers, driven
+from TypeScript.
+
+Training runs in `transformers.Trainer` (one process, one device); `_EventForwarder`, a
+`TrainerCallback`, turns its hooks into the trainer events of ultralytics_train.py. The Trainer
+evaluates after `on_epoch_end`, so an epoch's `checkpoint` and `epoch` events go out from
+`on_evaluate`, once its validation exists. Checkpoints are ours (`checkpoints.py`); the
+Trainer's own saving is off.
+
+Tasks:
+- image_classification: any `AutoModelForImageClassification` architecture; the labels are
+  the dataset's classes.
+- zero_shot_classification: a CLIP-style model (image and text towers with projections) is
+  fine-tuned so that each image's embedding is closest to the embedding of the prompt
+  "a photo of a {its class}" among all class prompts (cross-entropy over the prompts, both
+  towers trained); validation is zero-shot accuracy over the same prompts.
+
+Weights: `weights` is a `save_pretrained` folder (the adapter extracts PRETRAINED_WEIGHT_URL's
+zip). Without one, the architecture is built from its configuration (no download):
+`SCRATCH_CONFIGS` holds the design's models; `config_overrides` (HF_CONFIG_OVERRIDES) is
+deep-merged into that configuration, and with a "model_type" key selects any other
+architecture (e.g. {"model_type": "deit", "hidden_size": 192, ...}). The image size is
+always IMAGE_SIZE. A CLIP built from config gets a byte-level tokenizer made in code.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.nn import functional as F
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+
+from .checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume
+from .classification_metrics import classification_metrics
+from .support import entry, shield_from_terminal_interrupt
+from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
+from .trainer_events import TrainerEvents
+
+log = logging.getLogger("vision_trainer")
+
+PROMPT_TEMPLATE = "a photo of a {}"
+SEED = 42
+LR_FINE_TUNE = 5e-5
+LR_FROM_SCRATCH = 3e-4
+WEIGHT_DECAY = 0.05
+WARMUP_RATIO = 0.1
+
+# The design's models, built from their published configurations (ViTConfig's and CLIPConfig's
+# defaults are vit-base-patch16-224 and clip-vit-base-patch32). Names may carry their hub
+# organisation (google/vit-base-patch16-224).
+SCRATCH_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vit-base-patch16-224": ("vit", {}),
+    "dino-vits16": ("vit", {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536, "patch_size": 16}),
+    "clip-vit-base-patch32": ("clip", {}),
+}
+
+IMAGENET_DEFAULT = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+IMAGENET_STANDARD = ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+OPENAI_CLIP = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+# The published checkpoints' image processors; other architectures get ImageNet's statistics.
+NORMALISATION = {"vit-base-patch16-224": IMAGENET_STANDARD, "dino-vits16": IMAGENET_DEFAULT, "clip": OPENAI_CLIP}
+
+
+# --------------------------------------------------------------------------------------------
+# Configurations and weights
+# --------------------------------------------------------------------------------------------
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def scratch_config(model_name: str, overrides: dict[str, Any] | None, image_size: int):
+    """The configuration a model is built from when no weights are given."""
+    from transformers import CONFIG_MAPPING
+
+    overrides = dict(overrides or {})
+    model_type = overrides.pop("model_type", None)
+    bare = model_name.split("/")[-1]
+    if model_type is None:
+        if bare not in SCRATCH_CONFIGS:
+            raise ValueError(f"MODEL_NAME={model_name} cannot be built without weights: this version builds {', '.join(SCRATCH_CONFIGS)} from their configurations. "
+                             'Give PRETRAINED_WEIGHT_URL (a zip of a save_pretrained folder), or HF_CONFIG_OVERRIDES with a "model_type" (e.g. {"model_type": "deit"})')
+        model_type, published = SCRATCH_CONFIGS[bare]
+        base = CONFIG_MAPPING[model_type](**published)
+    else:
+        if model_type not in CONFIG_MAPPING:
+            raise ValueError(f'HF_CONFIG_OVERRIDES names model_type "{model_type}", which transformers does not know')
+        base = CONFIG_MAPPING[model_type]()
+    config = type(base).from_dict(_deep_merge(base.to_dict(), overrides))
+    vision = getattr(config, "vision_config", None) or config
+    if hasattr(vision, "image_size"):
+        vision.image_size = image_size
+    return config
+
+
+def weights_folder(path: str) -> Path:
+    """The save_pretrained folder inside the extracted zip: its root or its one subfolder."""
+    root = Path(path)
+    candidates = [root] + [d for d in sorted(root.iterdir()) if d.is_dir()] if root.is_dir() else []
+    for folder in candidates:
+        if (folder / "config.json").is_file():
+            return folder
+    found = ", ".join(sorted(p.name for p in root.iterdir())[:10]) if root.is_dir() else "nothing"
+    raise ValueError(f"PRETRAINED_WEIGHT_URL is not a zip of a save_pretrained folder: it has no config.json (found: {found or 'an empty archive'})")
+
+
+def _normalisation(model_name: str, model_type: str, folder: Path | None) -> tuple[list[float], list[float]]:
+    if folder is not None and (folder / "preprocessor_config.json").is_file():
+        processor = json.loads((folder / "preprocessor_config.json").read_text())
+        if processor.get("image_mean") and processor.get("image_std"):
+            return list(processor["image_mean"]), list(processor["image_std"])
+    bare = model_name.split("/")[-1]
+    if bare in NORMALISATION:
+        return NORMALISATION[bare]
+    return OPENAI_CLIP if model_type in ("clip", "clip_vision_model") else IMAGENET_DEFAULT
+
+
+def offline_clip_tokenizer():
+    """A byte-level CLIP tokenizer built in code (no vocabulary download): every byte is a token,
+    no merges. Enough to tell class prompts apart; real weights bring their own tokenizer."""
+    from tokenizers import pre_tokenizers
+    from transformers import CLIPTokenizer
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab: dict[str, int] = {}
+    for suffix in ("", "</w>"):
+        for ch in alphabet:
+            vocab[ch + suffix] = len(vocab)
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+
+class ManifestDataset(torch.utils.data.Dataset):
+    """One split of writeHuggingFaceManifest's output: {"image": path, "label": i} per line."""
+
+    def __init__(self, jsonl: Path, transform):
+        self.rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.rows[index]
+        with Image.open(row["image"]) as image:
+            pixels = self.transform(image.convert("RGB"))
+        return {"pixel_values": pixels, "labels": int(row["label"])}
+
+
+def _transforms(image_size: int, mean, std, interpolation: str):
+    from torchvision import transforms as T
+
+    mode = T.InterpolationMode.BICUBIC if interpolation == "bicubic" else T.InterpolationMode.BILINEAR
+    normalise = [T.ToTensor(), T.Normalize(mean, std)]
+    # As transformers' run_image_classification example: random-resized crop and flip to train,
+    # a plain resize (the image processors' "squash") to validate. The crop keeps at least half
+    # the image (see TRAIN_CROP_SCALE).
+    train = T.Compose([T.RandomResizedCrop(image_size, scale=TRAIN_CROP_SCALE, interpolation=mode), T.RandomHorizontalFlip(), *normalise])
+    val = T.Compose([T.Resize((image_size, image_size), interpolation=mode), *normalise])
+    return train, val
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+class _RunningMean:
+    def __init__(self):
+        self.total, self.count = 0.0, 0
+
+    def add(self, value: float, n: int) -> None:
+        self.total, self.count = self.total + value * n, self.count + n
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+class _HfRun:
+    """Model, data and Trainer for one job, built from its params."""
+
+    def __init__(self, params: dict[str, Any]):
+        import transformers
+
+        self.params = params
+        self.task = params["task_type"]
+        self.model_name = params["model_name"]
+        self.class_names = [str(c) for c in params["class_names"]]
+        self.image_size = int(params["imgsz"])
+        self.epochs = int(params["epochs"])
+        self.device = resolve_device(params.get("device"))
+        if self.task not in ("image_classification", "zero_shot_classification"):
+            raise ValueError(f"the transformers trainer does not train {self.task}")
+        self.checkpoints = RunCheckpoints(Path(params["project"]) / "train" / "weights")
+        self.start_epoch = 0
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        self.resume_state: dict[str, Any] | None = None
+        # Zero-shot: the tokenized class prompts and the tokenizer (JSON) they came from.
+        self.prompts: dict[str, torch.Tensor] | None = None
+        self.tokenizer_json: str | None = None
+
+        if params.get("resume_from"):
+            self._resume(params["resume_from"])
+        else:
+            self._build(params)
+        self.architecture = type(self.model).__name__
+        self.model_type = str(getattr(self.model.config, "model_type", ""))
+
+        train_tf, val_tf = _transforms(self.image_size, self.mean, self.std, self.interpolation)
+        root = Path(params["data"])
+        self.train_set = ManifestDataset(root / "train.jsonl", train_tf)
+        self.val_set = ManifestDataset(root / "val.jsonl", val_tf)
+        self.versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+        self.last_validation: dict[str, Any] | None = None
+
+    def _build(self, params: dict[str, Any]) -> None:
+        from transformers import AutoModel, AutoModelForImageClassification, AutoTokenizer
+
+        folder = weights_folder(params["weights"]) if params.get("weights") else None
+        num_labels = len(self.class_names)
+        id2label = dict(enumerate(self.class_names))
+        label2id = {name: i for i, name in id2label.items()}
+        tokenizer = None
+        if self.task == "image_classification":
+            if folder is not None:
+                try:
+                    self.model = AutoModelForImageClassification.from_pretrained(folder, num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+                except (ValueError, OSError, KeyError) as exc:
+                    raise ValueError(f"PRETRAINED_WEIGHT_URL does not hold an image classifier transformers can load: {type(exc).__name__}: {str(exc)[:400]}") from exc
+            else:
+                config = scratch_config(self.model_name, params.get("config_overrides"), self.image_size)
+                config.num_labels, config.id2label, config.label2id = num_labels, id2label, label2id
+                try:
+                    self.model = AutoModelForImageClassification.from_config(config)
+                except ValueError as exc:
+                    raise ValueError(f"{config.model_type} models are not image classifiers (AutoModelForImageClassification has no class for them): {exc}") from exc
+        else:
+            if folder is not None:
+                try:
+                    self.model = AutoModel.from_pretrained(folder)
+                    tokenizer = AutoTokenizer.from_pretrained(folder)
+                except (ValueError, OSError, KeyError) as exc:
+                    raise ValueError(f"PRETRAINED_WEIGHT_URL does not hold a CLIP model and tokenizer transformers can load: {type(exc).__name__}: {str(exc)[:400]}") from exc
+            else:
+                config = scratch_config(self.model_name, params.get("config_overrides"), self.image_size)
+                tokenizer = offline_clip_tokenizer()
+                text = getattr(config, "text_config", None)
+                if text is not None:
+                    # The code-made tokenizer numbers its tokens itself; the text tower must agree.
+                    text.vocab_size = max(text.vocab_size, len(tokenizer))
+                    text.bos_token_id, text.eos_token_id, text.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+                self.model = AutoModel.from_config(config)
+            if not all(hasattr(self.model, a) for a in ("get_image_features", "get_text_features", "logit_scale")):
+                raise ValueError(f"zero_shot_classification needs a CLIP-style model with image and text towers; {type(self.model).__name__} is not one")
+            max_length = getattr(getattr(self.model.config, "text_config", None), "max_position_embeddings", 77)
+            encoded = tokenizer([PROMPT_TEMPLATE.format(c) for c in self.class_names], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            self.prompts = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+            self.tokenizer_json = tokenizer.backend_tokenizer.to_str()
+
+        config = self.model.config
+        vision = getattr(config, "vision_config", None) or config
+        model_type = str(getattr(config, "model_type", ""))
+        # Pretrained ViTs keep their position embeddings and interpolate them to IMAGE_SIZE.
+        self.interpolate_pos_encoding = bool(getattr(vision, "image_size", self.image_size) != self.image_size)
+        self.mean, self.std = _normalisation(self.model_name, model_type, folder)
+        self.interpolation = "bicubic" if model_type == "clip" else "bilinear"
+        self.lr = float(params["lr"]) if params.get("lr") is not None else (LR_FINE_TUNE if folder is not None else LR_FROM_SCRATCH)
+
+    def _resume(self, path: str) -> None:
+        """Everything about the model comes from the checkpoint (its config, normalisation,
+        prompts), so a resumed run continues exactly the model it stopped."""
+        ckpt = load_for_resume(path, framework="huggingface", model_name=self.model_name, class_names=self.class_names, task_type=self.task,
+                               image_size=self.image_size)
+        self.model = hf_model_from_checkpoint(ckpt)
+        self.start_epoch = int(ckpt["epoch"])
+        if self.start_epoch >= self.epochs:
+            raise ValueError(f"RESUME_CHECKPOINT_PATH already has {self.start_epoch} epochs done, EPOCHS={self.epochs}: nothing is left to train")
+        self.resume_state = ckpt["training_state"]
+        self.mean, self.std, self.interpolation = list(ckpt["mean"]), list(ckpt["std"]), ckpt["interpolation"]
+        self.interpolate_pos_encoding = bool(ckpt.get("interpolate_pos_encoding", False))
+        if self.task == "zero_shot_classification":
+            self.prompts = {"input_ids": torch.tensor(ckpt["prompt_input_ids"]), "attention_mask": torch.tensor(ckpt["prompt_attention_mask"])}
+            self.tokenizer_json = ckpt.get("hf_tokenizer_json")
+        # The optimizer state restores the learning rate the schedule had reached.
+        self.lr = float(self.params["lr"]) if self.params.get("lr") is not None else float(self.resume_state["optimizer"]["param_groups"][0]["initial_lr"])
+        if ckpt.get("epoch_complete", True) and ckpt.get("best_epoch") == self.start_epoch:
+            self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
+            self.checkpoints.adopt_best(path)
+        # Otherwise the best weights so far are not in this file: best.pt starts over with this
+        # run's epochs, so it always holds the weights of the epoch reported as best.
+        log.info("resuming %s from epoch %d (best %s at epoch %s)", self.model_name, self.start_epoch, self.best_metric, self.best_epoch)
+
+    # ---- what the Trainer calls ----
+
+    def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "labels": torch.tensor([r["labels"] for r in rows])}
+        if self.interpolate_pos_encoding and self.task == "image_classification":
+            batch["interpolate_pos_encoding"] = True
+        return batch
+
+    def zero_shot_logits(self, model, pixel_values: torch.Tensor) -> torch.Tensor:
+        device = pixel_values.device
+        image = clip_image_embeddings(model, pixel_values, interpolate_pos_encoding=self.interpolate_pos_encoding)
+        text = clip_text_embeddings(model, self.prompts["input_ids"].to(device), self.prompts["attention_mask"].to(device))
+        return model.logit_scale.exp() * image @ text.T
+
+    def compute_metrics(self, eval_pred) -> dict[str, float]:
+        logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        self.last_validation = classification_metrics(torch.as_tensor(logits), torch.as_tensor(eval_pred.label_ids), self.class_names)
+        return {k: v for k, v in self.last_validation["metrics"].items() if v is not None}
+
+    # ---- checkpoints ----
+
+    def metadata(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any]) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "framework": "huggingface",
+            "model_name": self.model_name,
+            "architecture": self.architecture,
+            "task_type": self.task,
+            "class_names": self.class_names,
+            "image_size": self.image_size,
+            "input_channels": 3,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+            "resize_mode": "squash",
+            "crop_pct": 1.0,
+            "interpolate_pos_encoding": self.interpolate_pos_encoding,
+            "hf_config": self.model.config.to_json_string(use_diff=False),
+            "epoch": epoch,
+            "epoch_complete": epoch_complete,
+            "metrics": metrics,
+            "primary_metric": self.params["primary_metric"],
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "job_id": self.params.get("job_id"),
+            "versions": self.versions,
+        }
+        if self.prompts is not None:
+            meta.update(
+                prompt_template=PROMPT_TEMPLATE,
+                prompt_input_ids=self.prompts["input_ids"].tolist(),
+                prompt_attention_mask=self.prompts["attention_mask"].tolist(),
+                hf_tokenizer_json=self.tokenizer_json,
+            )
+        return meta
+
+    def save(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], is_best: bool, optimizer) -> None:
+        state = {"optimizer": optimizer.state_dict()}
+        self.checkpoints.save(self.metadata(epoch=epoch, epoch_complete=epoch_complete, metrics=metrics), self.model.state_dict(), is_best=is_best, training_state=state)
+
+    # ---- training ----
+
+    def fit(self, emit) -> dict[str, Any]:
+        from transformers import Trainer, TrainingArguments, get_scheduler
+
+        run = self
+        epoch_loss = _RunningMean()
+
+        class ReportingTrainer(Trainer):
+            """Records every step's loss and learning rate for the batch and epoch events (the
+            Trainer itself only logs every N steps)."""
+
+            last_lr: float | None = None
+
+            def training_step(self, model, inputs, num_items_in_batch=None):
+                self.last_lr = float(self.optimizer.param_groups[0]["lr"])
+                loss = super().training_step(model, inputs, num_items_in_batch)
+                epoch_loss.add(float(loss), len(inputs["labels"]))
+                return loss
+
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                if run.task != "zero_shot_classification":
+                    return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+                logits = run.zero_shot_logits(model, inputs["pixel_values"])
+                loss = F.cross_entropy(logits, inputs["labels"])
+                return (loss, {"logits": logits}) if return_outputs else loss
+
+        dtype = amp_dtype(self.device)
+        args = TrainingArguments(
+            output_dir=str(Path(self.params["project"]) / "hf"),
+            num_train_epochs=self.epochs - self.start_epoch,
+            per_device_train_batch_size=int(self.params["batch"]),
+            per_device_eval_batch_size=int(self.params["batch"]),
+            learning_rate=self.lr,
+            weight_decay=WEIGHT_DECAY,
+            lr_scheduler_type="cosine",
+            eval_strategy="epoch",
+            save_strategy="no",
+            logging_strategy="no",  # the events carry the losses; no per-step prints
+            report_to="none",
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            label_names=["labels"],  # CLIPModel.forward has no `labels`: without this the Trainer would not know them
+            dataloader_num_workers=int(self.params.get("workers") or 0),
+            use_cpu=self.device.type == "cpu",
+            bf16=dtype == torch.bfloat16,
+            fp16=dtype == torch.float16,
+            seed=SEED,
+        )
+        trainer = ReportingTrainer(model=self.model, args=args, train_dataset=self.train_set, eval_dataset=self.val_set,
+                                   data_collator=self.collate, compute_metrics=self.compute_metrics)
+        # The schedule spans the whole job (all EPOCHS) and is a function of the steps done, so a
+        # resumed run is positioned on the same curve at the start of its first epoch (after a
+        # mid-epoch stop that epoch runs again) rather than restoring a scheduler state.
+        steps_per_epoch = len(trainer.get_train_dataloader())
+        total_steps = steps_per_epoch * self.epochs
+        trainer.create_optimizer()
+        steps_done = self.start_epoch * steps_per_epoch
+        if self.resume_state is not None:
+            trainer.optimizer.load_state_dict(self.resume_state["optimizer"])
+        trainer.lr_scheduler = get_scheduler(args.lr_scheduler_type, optimizer=trainer.optimizer, num_warmup_steps=int(WARMUP_RATIO * total_steps), num_training_steps=total_steps,
+                                             scheduler_specific_kwargs={"last_epoch": steps_done - 1} if steps_done else None)
+
+        trainer.remove_callback(PrinterCallback)  # the events report; no metric dicts on stdout
+        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, best_metric=self.best_metric, best_epoch=self.best_epoch)
+        forwarder = _EventForwarder(self, events, epoch_loss, trainer, steps_per_epoch)
+        trainer.add_callback(forwarder)
+        trainer.train()
+        return {
+            "best_epoch": events.best_epoch,
+            "best_path": self.checkpoints.best_path,
+            "last_path": self.checkpoints.last_path,
+            "stopped_early": forwarder.epoch < self.epochs or forwarder.stopped_mid_epoch,
+        }
+
+
+class _EventForwarder(TrainerCallback):
+    """Trainer hooks -> trainer events (see the module docstring for the order)."""
+
+    def __init__(self, run: _HfRun, events: TrainerEvents, epoch_loss: _RunningMean, trainer, steps_per_epoch: int):
+        self.run = run
+        self.events = events
+        self.epoch_loss = epoch_loss
+        self.trainer = trainer
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = run.start_epoch
+        self.batch = 0
+        self.epoch_started = 0.0
+        self.stopped_mid_epoch = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # The device the Trainer placed the model on (it picks the first visible GPU itself).
+        self.events.start(start_epoch=self.run.start_epoch, batches_per_epoch=self.steps_per_epoch, device=str(args.device),
+                          save_dir=str(self.run.checkpoints.dir.parent))
+        if self.events.stop_requested:
+            control.should_training_stop = True
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch += 1
+        self.batch = 0
+        self.epoch_loss.reset()
+        self.epoch_started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, optimizer=None, **kwargs):
+        self.batch += 1
+        self.events.batch(epoch=self.epoch, batch=self.batch, batches=self.steps_per_epoch, losses={"loss": self.epoch_loss.mean})
+        if self.events.stop_requested:
+            control.should_training_stop = True
+            if self.batch < self.steps_per_epoch:
+                # Keep the progress, but call only the finished epochs done: a resume runs this
+                # epoch again (as timm_train and ultralytics do).
+                self.stopped_mid_epoch = True
+                self.run.save(epoch=self.epoch - 1, epoch_complete=False, metrics={}, is_best=False, optimizer=optimizer)
+                self.events.checkpoint(epoch=self.epoch, last_path=str(self.run.checkpoints.last), best_path=self.run.checkpoints.best_path, is_best=False)
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.stopped_mid_epoch:
+            control.should_evaluate = False  # a partial epoch is not validated or reported
+        return control
+
+    def on_evaluate(self, args, state, control, metrics=None, optimizer=None, **kwargs):
+        run, events = self.run, self.events
+        details = run.last_validation
+        if self.stopped_mid_epoch or details is None:
+            return control
+        metrics = metrics or {}
+        if metrics.get("eval_loss") is not None:
+            details["metrics"]["loss"] = float(metrics["eval_loss"])
+        value = details["metrics"].get(run.params["primary_metric"])
+        is_best = events.improves(value)
+        if is_best:
+            events.record_best(self.epoch, value)
+            run.best_metric, run.best_epoch = events.best_metric, events.best_epoch
+        run.save(epoch=self.epoch, epoch_complete=True, metrics=details["metrics"], is_best=is_best, optimizer=optimizer)
+        events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best)
+        events.epoch(epoch=self.epoch, losses={"loss": self.epoch_loss.mean}, learning_rate=self.trainer.last_lr,
+                     validation=events.validation(details, num_images=len(run.val_set), seconds=float(metrics.get("eval_runtime") or 0.0)),
+                     is_best=is_best, epoch_time_seconds=time.perf_counter() - self.epoch_started)
+        log.info("epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else "")
+        run.last_validation = None
+        if events.stop_requested:
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.events.end(best_path=self.run.checkpoints.best_path, last_path=self.run.checkpoints.last_path)
+
+
+@entry
+def train(params: dict, emit) -> dict:
+    """params: model_name, task_type (image_classification | zero_shot_classification), data
+    (manifest folder: train.jsonl, val.jsonl), class_names (label order), epochs, batch, imgsz,
+    device, workers, project (output folder), weights (optional save_pretrained folder),
+    config_overrides (optional dict, HF_CONFIG_OVERRIDES), lr (optional), resume_from (optional
+    local checkpoint), log_file, primary_metric, job_id."""
+    shield_from_terminal_interrupt()
+    attach_log_file(params.get("log_file"), ("vision_trainer", "transformers"))
+    from transformers import set_seed
+
+    set_seed(SEED)
+    return _HfRun(params).fit(emit)

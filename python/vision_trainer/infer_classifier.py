@@ -1,0 +1,266 @@
+"""timm and transformers classifiers for inference (image and zero-shot classification).
+
+The checkpoint (checkpoints.py) rebuilds the model as `normalised [B, 3, S, S] -> logits` and says
+how images were prepared for validation during training (resize mode, crop, interpolation,
+mean/std); prediction prepares them the same way, at the checkpoint's image size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .xai import CamInput
+
+# Layers a default heatmap may come from: named at most this deep, so the path stays readable.
+DEFAULT_LAYER_MAX_DEPTH = 4
+LABEL_COLOR = (255, 255, 255)
+LABEL_BACKGROUND = (0, 0, 0)
+WRONG_COLOR = (255, 0, 255)
+
+
+@dataclass
+class ClassifierResult:
+    probabilities: np.ndarray
+    width: int
+    height: int
+    path: str
+
+
+class ClassifierBackend:
+    task = "classify"
+    kpt_shape = None
+
+    def __init__(self, framework: str, checkpoint: str, params: dict):
+        from .checkpoints import build_model_from_checkpoint
+        from .torch_runtime import resolve_device
+
+        self.framework = framework
+        self.device = resolve_device(params.get("device"))
+        self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
+        if self.meta["framework"] != framework:
+            from .infer_session import FrameworkMismatchError
+
+            raise FrameworkMismatchError(f"FRAMEWORK={framework}, but the checkpoint was written by {self.meta['framework']}")
+        self.names = {i: str(n) for i, n in enumerate(self.meta["class_names"])}
+        self.size = int(self.meta["image_size"])
+        self.transform = self._transform()
+
+    def _transform(self):
+        import torchvision.transforms as T
+
+        mode = T.InterpolationMode.BICUBIC if self.meta.get("interpolation") == "bicubic" else T.InterpolationMode.BILINEAR
+        if self.meta.get("resize_mode") == "shorter_side_center_crop":
+            crop_pct = float(self.meta.get("crop_pct") or 1.0)
+            resize = [T.Resize(math.floor(self.size / crop_pct), interpolation=mode), T.CenterCrop(self.size)]
+        else:
+            resize = [T.Resize((self.size, self.size), interpolation=mode)]
+        return T.Compose([*resize, T.ToTensor(), T.Normalize(self.meta["mean"], self.meta["std"])])
+
+    def info(self) -> dict:
+        return {
+            "framework": self.framework,
+            "task": self.task,
+            "class_names": [self.names[i] for i in sorted(self.names)],
+            "model_name": self.meta.get("model_name"),
+            "architecture": str(self.meta.get("architecture")),
+            "training_image_size": self.size,
+            "keypoint_shape": None,
+        }
+
+    # --- prediction -------------------------------------------------------------------------
+
+    @staticmethod
+    def _open(path: str):
+        from PIL import Image, ImageOps
+
+        with Image.open(path) as image:
+            return ImageOps.exif_transpose(image).convert("RGB")
+
+    def predict(self, paths: list[str], conf: float) -> list[ClassifierResult]:
+        import torch
+
+        images = [self._open(p) for p in paths]
+        batch = torch.stack([self.transform(im) for im in images]).to(self.device)
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu().numpy()
+        return [ClassifierResult(probabilities[i], images[i].width, images[i].height, p) for i, p in enumerate(paths)]
+
+    @staticmethod
+    def image_size(result: ClassifierResult) -> tuple[int, int]:
+        return result.width, result.height
+
+    def describe(self, result: ClassifierResult, conf_threshold: float, for_evaluation: bool):
+        ranked = [int(i) for i in np.argsort(-result.probabilities, kind="stable")[: min(5, len(self.names))]]
+        top5 = [{"class_id": c, "class_name": self.names[c], "confidence": float(result.probabilities[c])} for c in ranked]
+        reported = {"class_id": ranked[0], "class_name": self.names[ranked[0]], "confidence": top5[0]["confidence"], "top5": top5}
+        return reported, ({"ranked_classes": ranked} if for_evaluation else None), result
+
+    # --- drawing ----------------------------------------------------------------------------
+
+    def render(self, result: ClassifierResult, out_path: str, ground_truth: dict | None, evaluation: dict | None) -> None:
+        """The image with its top classes and confidences; in a test run, the true class too."""
+        from PIL import ImageDraw, ImageFont
+
+        image = self._open(result.path)
+        ranked = np.argsort(-result.probabilities, kind="stable")[: min(5, len(self.names))]
+        lines = [(f"{self.names[int(c)]} {result.probabilities[int(c)]:.2f}", LABEL_COLOR) for c in ranked]
+        if ground_truth is not None and evaluation is not None:
+            lines.append((f"true: {self.names.get(int(ground_truth['class']), ground_truth['class'])} ({'correct' if evaluation['correct'] else 'wrong'})", LABEL_COLOR if evaluation["correct"] else WRONG_COLOR))
+        size = max(10, image.height // 14)
+        font = ImageFont.load_default(size=size)
+        draw = ImageDraw.Draw(image)
+        y = 2
+        for text, color in lines:
+            left, top, right, bottom = draw.textbbox((2, y), text, font=font)
+            draw.rectangle((left - 1, top - 1, right + 1, bottom + 1), fill=LABEL_BACKGROUND)
+            draw.text((2, y), text, fill=color, font=font)
+            y = bottom + 2
+        image.save(out_path, format="PNG")
+
+    # --- explainability ---------------------------------------------------------------------
+
+    def xai_network(self):
+        """The model itself (it already maps a batch to logits) and, for transformers, its inner
+        model as the root of layer paths (`resnet.encoder.stages.3`, `vit.layernorm`)."""
+        root = getattr(self.model, "hf_model", self.model)
+        return self.model, root
+
+    def xai_methods(self) -> list[str]:
+        return ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam"]
+
+    def _layer_outputs(self, root) -> list[tuple[str, tuple]]:
+        """(path, output shape) of every module named at most DEFAULT_LAYER_MAX_DEPTH deep, in the
+        order they finish during one forward pass of a blank image."""
+        import torch
+
+        seen: list[tuple[str, tuple]] = []
+        hooks = []
+        for name, module in root.named_modules():
+            if name and name.count(".") < DEFAULT_LAYER_MAX_DEPTH:
+                hooks.append(module.register_forward_hook(lambda m, i, o, n=name: seen.append((n, tuple(o.shape))) if isinstance(o, torch.Tensor) else None))
+        try:
+            with torch.no_grad():
+                self.model(torch.zeros(1, 3, self.size, self.size, device=self.device))
+        finally:
+            for h in hooks:
+                h.remove()
+        return seen
+
+    def default_xai_layers(self, root) -> list[str]:
+        """The last layer whose output is a map of the image that the prediction depends on: a
+        spatial grid (B, C, H, W with H, W > 1), or a vision transformer's token sequence forming
+        a square grid, with a non-zero gradient of the top class at its positions. CNNs get
+        their last feature map (`layer4`, `stages.3`); transformers the norm before their last
+        attention (`blocks.11.norm1`, `vit.encoder.layer.11.layernorm_before`): after it, patch
+        tokens no longer reach the class token, so their heatmap would be empty."""
+        import torch
+
+        outputs: list[tuple[str, torch.Tensor]] = []
+
+        def keep(name):
+            def hook(module, inputs, output):
+                if isinstance(output, torch.Tensor) and output.requires_grad and (_is_grid(tuple(output.shape)) or (output.dim() == 3 and _token_grid(output.shape[1]) is not None)):
+                    output.retain_grad()
+                    outputs.append((name, output))
+
+            return hook
+
+        hooks = [m.register_forward_hook(keep(n)) for n, m in root.named_modules() if n and n.count(".") < DEFAULT_LAYER_MAX_DEPTH]
+        try:
+            generator = torch.Generator().manual_seed(0)
+            with torch.enable_grad():
+                logits = self.model(torch.randn(1, 3, self.size, self.size, generator=generator).to(self.device))
+                logits[0, int(logits[0].argmax())].backward()
+        finally:
+            for h in hooks:
+                h.remove()
+            self.model.zero_grad(set_to_none=True)
+        # Token layers of the residual stream only (its width is the most common one): not the
+        # fused q/k/v projection or the MLP's wider hidden layer.
+        widths = [o.shape[2] for _, o in outputs if o.dim() == 3]
+        residual = max(set(widths), key=widths.count) if widths else None
+        reached = []
+        for name, output in outputs:
+            grad = output.grad
+            if grad is None or (output.dim() == 3 and output.shape[2] != residual):
+                continue
+            positions = grad[0] if grad.dim() == 4 else grad[0, _token_grid(grad.shape[1])[0] :]
+            if bool(positions.abs().sum() > 0):
+                reached.append(name)
+        if not reached:
+            raise ValueError("found no layer whose output is a map of the image for a heatmap; name one in XAI_TARGET_LAYERS")
+        return [reached[-1]]
+
+    def xai_reshape_for(self, root, paths: list[str]):
+        """Transformer layers output token sequences; Grad-CAM needs (B, C, H, W). None for CNNs."""
+        shapes = dict(self._layer_outputs(root))
+        wanted = [shapes.get(p) for p in paths]
+        if not any(s is not None and len(s) == 3 for s in wanted):
+            return None
+        grid = _token_grid(next(s for s in wanted if s is not None and len(s) == 3)[1])
+        if grid is None:
+            raise ValueError(f"the tokens of {paths} do not form a square grid")
+        prefix, side = grid
+
+        def reshape(x):
+            return x[:, prefix:, :].reshape(x.shape[0], side, side, x.shape[2]).permute(0, 3, 1, 2)
+
+        return reshape
+
+    def xai_input(self, image_path: str) -> CamInput:
+        import cv2
+
+        image = self._open(image_path)
+        rgb = np.asarray(image)
+        w, h = image.width, image.height
+        tensor = self.transform(image)[None].to(self.device)
+        if self.meta.get("resize_mode") != "shorter_side_center_crop":
+            return CamInput(tensor, rgb, lambda heat: cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR))
+        # The model saw a centre crop: the heatmap covers that square of the original image.
+        crop_pct = float(self.meta.get("crop_pct") or 1.0)
+        scale = math.floor(self.size / crop_pct) / min(w, h)
+        side = self.size / scale
+        x0, y0 = (w - side) / 2, (h - side) / 2
+
+        def to_original(heat: np.ndarray) -> np.ndarray:
+            full = np.zeros((h, w), dtype=np.float32)
+            left, top = max(0, round(x0)), max(0, round(y0))
+            right, bottom = min(w, round(x0 + side)), min(h, round(y0 + side))
+            if right > left and bottom > top:
+                full[top:bottom, left:right] = cv2.resize(heat, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR)
+            return full
+
+        return CamInput(tensor, rgb, to_original)
+
+    def xai_target(self, cam_input: CamInput, reported: dict):
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        return ClassifierOutputTarget(reported["class_id"]), {"class_id": reported["class_id"], "class_name": reported["class_name"]}
+
+
+def _is_grid(shape: tuple) -> bool:
+    """A feature map of the (square) probe image: (B, C, H, W) with H = W > 1. Attention
+    internals (B, heads, tokens, dim) are not square."""
+    return len(shape) == 4 and shape[2] > 1 and shape[2] == shape[3]
+
+
+def _token_grid(tokens: int) -> tuple[int, int] | None:
+    """(prefix tokens, side) when `tokens` is a few class/register tokens plus a square grid."""
+    for prefix in range(0, 9):
+        side = math.isqrt(max(tokens - prefix, 0))
+        if side > 1 and side * side == tokens - prefix:
+            return prefix, side
+    return None
+
+
+def checkpoint_framework(path: str | Path) -> str | None:
+    """The framework of a timm/transformers checkpoint, or None when the file is not one."""
+    from .checkpoints import CheckpointError, read_metadata
+
+    try:
+        return str(read_metadata(path).get("framework"))
+    except CheckpointError:
+        return None

@@ -1,0 +1,319 @@
+"""Image classification with timm, driven from TypeScript.
+
+timm has no trainer object with callbacks, so this is the training loop of timm's own
+`train.py`, cut to one process and one GPU: `resolve_data_config` + `create_loader` (train
+augmentation: random-resized crop, flip, colour jitter; val: resize + centre crop),
+`create_optimizer_v2` (AdamW), `create_scheduler_v2` (cosine with warmup, stepped per update and
+per epoch), label-smoothing cross-entropy, mixed precision on CUDA only. The loop reports
+through `TrainerEvents` (the protocol ultralytics_train.py speaks) and checkpoints in the format
+of `checkpoints.py`.
+
+`train(params, emit)`: see the docstring of `train` for params.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoints import RunCheckpoints, load_for_resume
+from .classification_metrics import classification_metrics
+from .support import entry, shield_from_terminal_interrupt
+from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
+from .trainer_events import TrainerEvents
+
+log = logging.getLogger("vision_trainer")
+
+DEFAULT_LR = 1e-3
+WEIGHT_DECAY = 0.05
+LABEL_SMOOTHING = 0.1
+SEED = 42
+
+
+def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tuple[nn.Module, dict[str, Any]]:
+    """(model, the extra create_model arguments a rebuild needs). Models with a fixed input size
+    (ViTs: position embeddings per patch) are built for IMAGE_SIZE."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model_name)
+    if cfg is None and not timm.is_model(model_name):
+        raise ValueError(f"MODEL_NAME={model_name} is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
+                         f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())")
+    kwargs: dict[str, Any] = {"img_size": image_size} if cfg is not None and cfg.fixed_input_size else {}
+    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
+    return model, kwargs
+
+
+def load_pretrained_weights(model: nn.Module, path: str) -> None:
+    """Loads a .safetensors/.pth/.pt file (a state dict, a timm/torchvision training checkpoint,
+    or one of our checkpoints) into `model`, the classifier resized to the dataset's classes.
+    Raises ValueError saying whether the file is not weights at all or weights of another
+    architecture."""
+    from timm.models import load_state_dict
+
+    name = Path(path).name
+    if not _is_weights_container(path):
+        with open(path, "rb") as f:
+            head = f.read(24)
+        raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} is neither safetensors nor a PyTorch checkpoint (it starts with {head!r})")
+    try:
+        state_dict = load_state_dict(path, use_ema=True)
+    except Exception as exc:
+        raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} could not be read as safetensors or a PyTorch state dict "
+                         f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+    if not isinstance(state_dict, dict) or not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} holds no tensor state dict")
+
+    # The architecture's own checkpoint filter (ViT: resample position embeddings to IMAGE_SIZE;
+    # ConvNeXt: remap original-repo keys), as timm's pretrained loader applies it.
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:
+        try:
+            state_dict = filter_fn(state_dict, model)
+        except Exception as exc:
+            raise ValueError(f"PRETRAINED_WEIGHT_URL holds weights of another architecture: timm could not adapt {name} to {type(model).__name__} "
+                             f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+
+    expected = model.state_dict()
+    classifier_keys = {f"{c}.{p}" for c in _classifier_names(model) for p in ("weight", "bias")}
+    for key in classifier_keys & state_dict.keys():
+        if state_dict[key].shape != expected[key].shape:
+            del state_dict[key]  # another class count: this head starts fresh
+    missing = [k for k in expected if k not in state_dict and k not in classifier_keys and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}" for k in state_dict if k in expected and state_dict[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of the model's {len(expected)} tensors are missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} tensors the model does not have (e.g. {', '.join(unexpected[:3])})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shapes differ (e.g. {'; '.join(mismatched[:2])})")
+        raise ValueError(f"PRETRAINED_WEIGHT_URL holds weights of another architecture than {arch}: " + ", ".join(parts))
+    model.load_state_dict(state_dict, strict=False)
+    log.info("pretrained weights loaded from %s (%d tensors)", name, len(state_dict))
+
+
+def _is_weights_container(path: str) -> bool:
+    """Safetensors, torch.save's zip or legacy pickle, judged by content: a presigned URL's file
+    name says little, and timm's loader would blame "pickle globals" for a text file."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    is_torch_zip = head[:4] == b"PK\x03\x04"
+    is_legacy_pickle = head[:1] == b"\x80"
+    is_safetensors = len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100 * 1024 * 1024
+    return is_torch_zip or is_legacy_pickle or is_safetensors
+
+
+def _classifier_names(model: nn.Module) -> list[str]:
+    names = getattr(model, "pretrained_cfg", {}).get("classifier") or []
+    return [names] if isinstance(names, str) else list(names)
+
+
+class _TimmRun:
+    """One training run: model, data, optimizer and schedule, built from the job's params."""
+
+    def __init__(self, params: dict[str, Any]):
+        import timm
+        from timm.data import ImageDataset, create_loader, resolve_data_config
+        from timm.loss import LabelSmoothingCrossEntropy
+        from timm.optim import create_optimizer_v2
+        from timm.scheduler import create_scheduler_v2
+        from timm.utils import NativeScaler
+
+        self.params = params
+        self.model_name = params["model_name"]
+        self.class_names = [str(c) for c in params["class_names"]]
+        self.epochs = int(params["epochs"])
+        self.image_size = int(params["imgsz"])
+        self.device = resolve_device(params.get("device"))
+        seed_everything(SEED)
+
+        root = Path(params["data"])
+        class_map = str(root / "classes.txt")
+        self.train_set = ImageDataset(str(root / "train"), class_map=class_map)
+        self.val_set = ImageDataset(str(root / "val"), class_map=class_map)
+
+        self.model, self.model_kwargs = create_timm_model(self.model_name, len(self.class_names), self.image_size)
+        if params.get("weights") and not params.get("resume_from"):
+            load_pretrained_weights(self.model, params["weights"])
+        self.model.to(self.device)
+
+        data_config = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
+        self.data_config = data_config
+        prefetch = self.device.type == "cuda"  # timm's GPU prefetcher normalises on the device
+        loader_args = dict(input_size=data_config["input_size"], batch_size=int(params["batch"]), interpolation=data_config["interpolation"],
+                           mean=data_config["mean"], std=data_config["std"], num_workers=int(params.get("workers") or 0),
+                           pin_memory=prefetch, use_prefetcher=prefetch, device=self.device, persistent_workers=False)
+        self.train_loader = create_loader(self.train_set, is_training=True, scale=TRAIN_CROP_SCALE, **loader_args)
+        self.val_loader = create_loader(self.val_set, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
+
+        lr = float(params["lr"]) if params.get("lr") is not None else DEFAULT_LR
+        self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=lr, weight_decay=WEIGHT_DECAY)
+        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched="cosine", num_epochs=self.epochs, warmup_epochs=min(5, self.epochs // 10),
+                                                warmup_lr=lr * 0.01, min_lr=lr * 0.01, updates_per_epoch=len(self.train_loader))
+        self.train_loss = LabelSmoothingCrossEntropy(smoothing=LABEL_SMOOTHING).to(self.device)
+        self.val_loss = nn.CrossEntropyLoss().to(self.device)
+        # Loss scaling only for float16; bfloat16 has float32's range.
+        self.scaler = NativeScaler(device="cuda") if amp_dtype(self.device) == torch.float16 else None
+
+        self.checkpoints = RunCheckpoints(Path(params["project"]) / "train" / "weights")
+        self.start_epoch = 0
+        self.best_metric: float | None = None
+        self.best_epoch: int | None = None
+        if params.get("resume_from"):
+            self._resume(params["resume_from"])
+        self.versions = {"torch": torch.__version__, "timm": timm.__version__}
+
+    def _resume(self, path: str) -> None:
+        ckpt = load_for_resume(path, framework="timm", model_name=self.model_name, class_names=self.class_names, task_type=self.params["task_type"],
+                               image_size=self.image_size)
+        state = ckpt["training_state"]
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(ckpt["epoch"])
+        if self.start_epoch >= self.epochs:
+            raise ValueError(f"RESUME_CHECKPOINT_PATH already has {self.start_epoch} epochs done, EPOCHS={self.epochs}: nothing is left to train")
+        if ckpt.get("epoch_complete", True) and ckpt.get("best_epoch") == self.start_epoch:
+            self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
+            self.checkpoints.adopt_best(path)
+        # Otherwise the best weights so far are not in this file: best.pt starts over with this
+        # run's epochs, so it always holds the weights of the epoch reported as best.
+        log.info("resuming %s from epoch %d (best %s at epoch %s)", self.model_name, self.start_epoch, self.best_metric, self.best_epoch)
+
+    def metadata(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "framework": "timm",
+            "model_name": self.model_name,
+            "architecture": self.model_name,
+            "task_type": self.params["task_type"],
+            "class_names": self.class_names,
+            "image_size": self.image_size,
+            "input_channels": 3,
+            "mean": list(self.data_config["mean"]),
+            "std": list(self.data_config["std"]),
+            "interpolation": self.data_config["interpolation"],
+            "resize_mode": "shorter_side_center_crop",
+            "crop_pct": float(self.data_config["crop_pct"]),
+            "model_kwargs": self.model_kwargs,
+            "epoch": epoch,
+            "epoch_complete": epoch_complete,
+            "metrics": metrics,
+            "primary_metric": self.params["primary_metric"],
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "job_id": self.params.get("job_id"),
+            "versions": self.versions,
+        }
+
+    def training_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def train_one_epoch(self, epoch: int, events: TrainerEvents, num_updates: int) -> tuple[float | None, int, bool]:
+        """(mean loss, updates so far, whether every batch ran)."""
+        self.model.train()
+        batches = len(self.train_loader)
+        total, count = 0.0, 0
+        for i, (images, targets) in enumerate(self.train_loader):
+            images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            with autocast(self.device):
+                loss = self.train_loss(self.model(images), targets)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler(loss, self.optimizer, parameters=self.model.parameters())
+            else:
+                loss.backward()
+                self.optimizer.step()
+            num_updates += 1
+            self.scheduler.step_update(num_updates=num_updates)
+            value = float(loss.detach())
+            total, count = total + value * len(targets), count + len(targets)
+            events.batch(epoch=epoch + 1, batch=i + 1, batches=batches, losses={"loss": total / count})
+            if events.stop_requested and i + 1 < batches:
+                return total / count, num_updates, False
+        return (total / count if count else None), num_updates, True
+
+    @torch.no_grad()
+    def validate(self) -> tuple[dict[str, Any], int, float]:
+        started = time.perf_counter()
+        self.model.eval()
+        logits, targets, loss_sum = [], [], 0.0
+        for images, target in self.val_loader:
+            images, target = images.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+            with autocast(self.device):
+                out = self.model(images)
+            loss_sum += float(self.val_loss(out.float(), target)) * len(target)
+            logits.append(out.float().cpu())
+            targets.append(target.cpu())
+        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
+        details = classification_metrics(all_logits, all_targets, self.class_names, loss=loss_sum / len(all_targets))
+        return details, len(all_targets), time.perf_counter() - started
+
+    def fit(self, emit) -> dict[str, Any]:
+        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, best_metric=self.best_metric, best_epoch=self.best_epoch)
+        num_updates = self.start_epoch * len(self.train_loader)
+        if self.start_epoch:
+            # As timm's train.py does after a resume: the schedule is a function of EPOCHS and the
+            # epochs done, so it is positioned rather than restored (a resume may extend EPOCHS).
+            self.scheduler.step(self.start_epoch)
+        events.start(start_epoch=self.start_epoch, batches_per_epoch=len(self.train_loader), device=str(self.device), save_dir=str(self.checkpoints.dir.parent))
+        last_epoch = self.start_epoch
+        for epoch in range(self.start_epoch, self.epochs):
+            started = time.perf_counter()
+            train_loss, num_updates, complete = self.train_one_epoch(epoch, events, num_updates)
+            if not complete:
+                # Stopped mid-epoch: keep the progress, but call only the finished epochs done, so
+                # a resume runs this epoch again (ultralytics' resume does the same).
+                self.checkpoints.save(self.metadata(epoch=epoch, epoch_complete=False, metrics={}), self.model.state_dict(), is_best=False,
+                                      training_state=self.training_state())
+                events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=False)
+                break
+            learning_rate = float(self.optimizer.param_groups[0]["lr"])
+            details, num_images, val_seconds = self.validate()
+            accuracy = details["metrics"].get(self.params["primary_metric"])
+            self.scheduler.step(epoch + 1, accuracy)
+            is_best = events.improves(accuracy)
+            if is_best:
+                events.record_best(epoch + 1, accuracy)
+                self.best_metric, self.best_epoch = events.best_metric, events.best_epoch
+            self.checkpoints.save(self.metadata(epoch=epoch + 1, epoch_complete=True, metrics=details["metrics"]), self.model.state_dict(), is_best=is_best,
+                                  training_state=self.training_state())
+            events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best)
+            events.epoch(epoch=epoch + 1, losses={"loss": train_loss}, learning_rate=learning_rate,
+                         validation=events.validation(details, num_images=num_images, seconds=val_seconds), is_best=is_best,
+                         epoch_time_seconds=time.perf_counter() - started)
+            log.info("epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else "")
+            last_epoch = epoch + 1
+            if events.stop_requested:
+                break
+        events.end(best_path=self.checkpoints.best_path, last_path=self.checkpoints.last_path)
+        return {
+            "best_epoch": events.best_epoch,
+            "best_path": self.checkpoints.best_path,
+            "last_path": self.checkpoints.last_path,
+            "stopped_early": last_epoch < self.epochs,
+        }
+
+
+@entry
+def train(params: dict, emit) -> dict:
+    """params: model_name, task_type, data (ImageFolder root with classes.txt), class_names (in
+    index order), epochs, batch, imgsz, device, workers, project (output folder), weights
+    (optional local .safetensors/.pth), lr (optional), resume_from (optional local checkpoint),
+    log_file, primary_metric, job_id."""
+    shield_from_terminal_interrupt()
+    attach_log_file(params.get("log_file"), ("vision_trainer", "timm"))
+    return _TimmRun(params).fit(emit)

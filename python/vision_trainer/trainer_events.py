@@ -1,0 +1,77 @@
+"""The trainer-event protocol (adapters/trainer-events.ts) for trainers whose loop we own or
+hook (timm, transformers): one place builds the start/batch/epoch/checkpoint/end dicts and
+remembers what TypeScript answered.
+
+Per epoch the order is the one ultralytics uses: batches, validation, `checkpoint`, then `epoch`.
+A "stop" answer to any event sets `stop_requested`; the trainer ends after the current batch,
+saves a checkpoint and sends `end`.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .support import guarded_js_call
+
+
+class TrainerEvents:
+    def __init__(self, emit: Callable, *, primary_metric: str, epochs: int, best_metric: float | None = None, best_epoch: int | None = None):
+        self.emit = emit
+        self.primary = primary_metric
+        self.epochs = int(epochs)
+        self.stop_requested = False
+        # Carried over from a resumed checkpoint, so "best" keeps meaning best of the whole job.
+        self.best_metric = best_metric
+        self.best_epoch = best_epoch
+        self.saved_epoch: int | None = None
+
+    def _send(self, kind: str, payload: dict[str, Any]) -> None:
+        if guarded_js_call(self.emit, {"kind": kind, **payload}) == "stop":
+            self.stop_requested = True
+
+    def start(self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str) -> None:
+        self._send("start", {"epochs": self.epochs, "start_epoch": int(start_epoch), "batches_per_epoch": int(batches_per_epoch), "device": str(device), "save_dir": str(save_dir)})
+
+    def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
+        self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})
+
+    def improves(self, value: float | None) -> bool:
+        """Whether a primary-metric value beats the best so far (higher is better)."""
+        return value is not None and (self.best_metric is None or value > self.best_metric)
+
+    def record_best(self, epoch: int, value: float) -> None:
+        self.best_epoch = int(epoch)
+        self.best_metric = float(value)
+
+    def checkpoint(self, *, epoch: int, last_path: str, best_path: str | None, is_best: bool) -> None:
+        self.saved_epoch = int(epoch)
+        self._send("checkpoint", {"epoch": int(epoch), "last_path": str(last_path), "best_path": best_path, "is_best": bool(is_best)})
+
+    def epoch(self, *, epoch: int, losses: dict[str, float | None], learning_rate: float | None, validation: dict[str, Any] | None,
+              is_best: bool, epoch_time_seconds: float | None) -> None:
+        metrics = dict(validation["metrics"]) if validation else {}
+        self._send("epoch", {
+            "epoch": int(epoch),
+            "epochs": self.epochs,
+            "losses": losses,
+            "learning_rate": learning_rate,
+            "metrics": metrics,
+            "validation": validation,
+            "fitness": metrics.get(self.primary),
+            "is_best": bool(is_best),
+            "epoch_time_seconds": epoch_time_seconds,
+        })
+
+    def validation(self, details: dict[str, Any], *, num_images: int, seconds: float) -> dict[str, Any]:
+        """The `validation` member of an epoch event from classification_metrics' output."""
+        return {
+            "primary_metric_name": self.primary,
+            "primary_metric_value": details["metrics"].get(self.primary),
+            "metrics": details["metrics"],
+            "per_class_metrics": details["per_class_metrics"],
+            "confusion_matrix": details["confusion_matrix"],
+            "num_images_validated": int(num_images),
+            "validation_time_seconds": float(seconds),
+        }
+
+    def end(self, *, best_path: str | None, last_path: str | None) -> None:
+        self._send("end", {"best_epoch": self.best_epoch, "last_epoch": self.saved_epoch, "best_path": best_path, "last_path": last_path})

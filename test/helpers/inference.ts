@@ -1,0 +1,91 @@
+/**
+ * Shared steps of the inference tests: train a tiny model through the CLI (as the platform
+ * would) to get one of our checkpoints into storage, build a job's environment, and read back
+ * what an inference job left (callbacks, results.json, objects).
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { InferenceResultsSchema, type InferenceResults } from '../../src/inference/results.js';
+import type { Storage } from '../../src/storage/types.js';
+import { runCli } from './cli.js';
+import { uploadDataset } from './datasets.js';
+import type { ReceiverFixture } from './receiver.js';
+import type { S3Fixture } from './s3.js';
+import { writeSyntheticDataset, type SyntheticDataset, type SyntheticTask } from './synthetic.js';
+
+export function storageEnv(s3: S3Fixture): Record<string, string> {
+  const c = s3.config;
+  return { STORAGE_TYPE: 'minio', S3_ENDPOINT: c.endpoint!, AWS_ACCESS_KEY_ID: c.accessKeyId, AWS_SECRET_ACCESS_KEY: c.secretAccessKey, BUCKET_NAME: c.bucket };
+}
+
+export interface TrainedModel {
+  datasetId: string;
+  dataset: SyntheticDataset;
+  checkpointUri: string;
+}
+
+/** A synthetic dataset in storage and a 1-epoch model trained on it through `vision-trainer train` (`extra`: more job variables). */
+export async function trainTinyModel(s3: S3Fixture, backend: ReceiverFixture, task: SyntheticTask, modelName: string, name: string, extra: Record<string, string> = {}): Promise<TrainedModel> {
+  const datasetId = `ds-${name}`;
+  const dir = mkdtempSync(join(tmpdir(), 'vt-infer-ds-'));
+  const dataset = writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 11 });
+  await uploadDataset(s3.storage(), datasetId, dir, 'zip');
+  const jobId = `train-${name}`;
+  const result = await runCli(
+    ['train'],
+    {
+      ...backend.env(),
+      ...storageEnv(s3),
+      JOB_ID: jobId,
+      TRACE_ID: `trace-${jobId}`,
+      TASK_TYPE: task,
+      MODEL_NAME: modelName,
+      DATASET_ID: datasetId,
+      EPOCHS: '1',
+      DEVICE: 'cpu',
+      NUM_WORKERS: '0',
+      BATCH_SIZE: '8',
+      IMAGE_SIZE: '32',
+      CALLBACK_MAX_ATTEMPTS: '3',
+      ...extra,
+    },
+    { timeoutMs: 240_000 },
+  );
+  expect(result.code, `training ${name} failed:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-2000)}`).toBe(0);
+  return { datasetId, dataset, checkpointUri: `s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt` };
+}
+
+export function inferEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string, extra: Record<string, string>): Record<string, string> {
+  return {
+    ...backend.env(),
+    ...storageEnv(s3),
+    JOB_ID: jobId,
+    TRACE_ID: `trace-${jobId}`,
+    DEVICE: 'cpu',
+    BATCH_SIZE: '4',
+    IMAGE_SIZE: '32',
+    CALLBACK_MAX_ATTEMPTS: '3',
+    ...extra,
+  };
+}
+
+export async function readResults(storage: Storage, key: string): Promise<InferenceResults> {
+  return InferenceResultsSchema.parse(await storage.getJson(key));
+}
+
+const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
+
+/** Every object under prefix is a PNG; returns their keys. */
+export async function pngsUnder(storage: Storage, prefix: string): Promise<string[]> {
+  const objects = await storage.list(prefix);
+  const dir = mkdtempSync(join(tmpdir(), 'vt-png-'));
+  const { readFileSync } = await import('node:fs');
+  for (const [i, o] of objects.entries()) {
+    const local = join(dir, `${i}.png`);
+    await storage.downloadFile(o.key, local);
+    expect(readFileSync(local).subarray(0, 4).equals(PNG_MAGIC), `${o.key} is not a PNG`).toBe(true);
+  }
+  return objects.map((o) => o.key);
+}

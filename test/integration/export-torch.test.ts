@@ -1,0 +1,144 @@
+/**
+ * `vision-trainer export` for timm and transformers checkpoints (torch.onnx.export,
+ * torch.jit.trace, OpenVINO from ONNX) through the CLI, SeaweedFS and the callback receiver.
+ * The checkpoints are trained here with the platform's own trainers (tiny models, 32 px, two
+ * epochs); the packages' wrappers are run against the validation step's predictions.
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { defaultPythonBin } from '../../src/paths.js';
+import { runCli } from '../helpers/cli.js';
+import { uploadDataset } from '../helpers/datasets.js';
+import { trainTinyCheckpoint, type TinyTrainingOptions } from '../helpers/export-checkpoints.js';
+import {
+  OTHER_RUNTIME,
+  SAME_RUNTIME,
+  buildCppWrapper,
+  downloadPackage,
+  expectSamePredictions,
+  runCppWrapper,
+  runNodeWrapper,
+  runPythonWrapper,
+  type ExportPackage,
+} from '../helpers/export-packages.js';
+import { jobEnv } from '../helpers/job-env.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+
+const TINY_VIT = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 };
+const TINY_CLIP = {
+  projection_dim: 16,
+  text_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 },
+  vision_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 },
+};
+
+type Fixture = 'timm' | 'vit' | 'clip';
+const FIXTURES: Record<Fixture, TinyTrainingOptions> = {
+  timm: { taskType: 'image_classification', modelName: 'resnet10t', imageSize: 32, epochs: 2 },
+  vit: { taskType: 'image_classification', modelName: 'vit-base-patch16-224', imageSize: 32, epochs: 2, config: { hfConfigOverrides: TINY_VIT } },
+  clip: { taskType: 'zero_shot_classification', modelName: 'clip-vit-base-patch32', imageSize: 32, epochs: 2, config: { hfConfigOverrides: TINY_CLIP } },
+};
+
+beforeAll(async () => {
+  const storage = s3.storage();
+  for (const [name, options] of Object.entries(FIXTURES)) {
+    const trained = await trainTinyCheckpoint(options);
+    await storage.uploadFile(trained.path, `checkpoints/job-fixture-${name}/best.pt`);
+    await uploadDataset(storage, `ds-export-${name}`, trained.datasetDir, 'zip');
+  }
+}, 600_000);
+
+async function exportJob(jobId: string, fixture: Fixture, vars: Record<string, string>) {
+  const { taskType, modelName } = FIXTURES[fixture];
+  const env = jobEnv(s3, backend, jobId, {
+    TASK_TYPE: taskType,
+    MODEL_NAME: modelName,
+    CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-fixture-${fixture}/best.pt`,
+    ENABLE_VALIDATION: 'true',
+    VALIDATION_DATASET_ID: `ds-export-${fixture}`,
+    BATCH_SIZE: '1',
+    ...vars,
+  });
+  const result = await runCli(['export'], env, { timeoutMs: 230_000 });
+  expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-3000)).toBe(0);
+  const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
+  expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'accuracy', passed: true, num_samples: 5 } });
+  const batch = Number(vars.BATCH_SIZE ?? 1);
+  expect(done.model_info.input_shape).toEqual([batch, 3, 32, 32]);
+  expect(done.model_info.output_shape).toEqual([batch, 3]);
+  return { done, pkg: await downloadPackage(s3.storage(), jobId) };
+}
+
+/** Top-k lists of every sample image, as the validation step recorded them. */
+const recorded = (pkg: ExportPackage) => pkg.expected!.images.map((i) => ({ predictions: i.predictions }));
+
+describe('vision-trainer export (timm, transformers)', () => {
+  it('timm to ONNX: the checkpoint\'s normalisation in metadata.json; Python, Node and C++ wrappers give the recorded top-k', async () => {
+    const { done, pkg } = await exportJob('exp-timm-onnx', 'timm', { EXPORT_FORMAT: 'onnx' });
+    expect(done.validation_metrics.accuracy_drop).toBe(0);
+    expect(done.validation_metrics.max_abs_output_diff).toBeLessThan(1e-3);
+    expect(pkg.metadata).toMatchObject({
+      model: { framework: 'timm', architecture: 'resnet10t', class_names: ['circle', 'square', 'triangle'] },
+      preprocessing: { resize: { method: 'resize_shorter_center_crop', size: [32, 32] }, normalize: { method: 'standardize', mean: [0.485, 0.456, 0.406] } },
+      postprocessing: { softmax: { apply: true }, top_k: 3 },
+    });
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
+    expectSamePredictions(runCppWrapper(buildCppWrapper(pkg), pkg), recorded(pkg), OTHER_RUNTIME, 'c++');
+  });
+
+  it('timm to TorchScript with dynamic int8 (Linear layers): the Python wrapper runs it', async () => {
+    const { done, pkg } = await exportJob('exp-timm-ts', 'timm', { EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
+    expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-ts/model.torchscript`);
+    expect(pkg.metadata.optimization.quantization).toMatchObject({ type: 'dynamic', dtype: 'int8', method: 'torch dynamic quantization of Linear layers (int8 weights)' });
+    expect(pkg.metadata.runtime.wrappers).toEqual(['python']);
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python torchscript');
+  });
+
+  it('BATCH_SIZE=2: the model takes a fixed batch of two, which validation and the wrappers fill with copies of one image', async () => {
+    const { done, pkg } = await exportJob('exp-timm-batch', 'timm', { EXPORT_FORMAT: 'onnx', BATCH_SIZE: '2' });
+    expect(pkg.metadata.performance.batch_size).toBe(2);
+    expect(done.validation_metrics.accuracy_drop).toBe(0);
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
+    expectSamePredictions(runCppWrapper(buildCppWrapper(pkg), pkg), recorded(pkg), OTHER_RUNTIME, 'c++');
+  });
+
+  it('INCLUDE_PREPROCESSING=false and INCLUDE_POSTPROCESSING=false: the Python wrapper maps tensors to raw outputs', async () => {
+    const { pkg } = await exportJob('exp-timm-raw', 'timm', { EXPORT_FORMAT: 'onnx', INCLUDE_PREPROCESSING: 'false', INCLUDE_POSTPROCESSING: 'false' });
+    expect(pkg.metadata.preprocessing).toMatchObject({ included: false, embedded: false, resize: { method: 'resize_shorter_center_crop' } });
+    expect(pkg.metadata.optimization).toMatchObject({ include_preprocessing: false, include_postprocessing: false });
+    expect(pkg.expected).toBeUndefined(); // no samples: the wrappers print no predictions to compare
+    const script = 'import json, numpy as np; from model_wrapper import ModelWrapper; print(json.dumps([list(o.shape) for o in ModelWrapper().predict(np.zeros((1, 3, 32, 32), np.float32))]))';
+    const r = spawnSync(defaultPythonBin(), ['-c', script], { cwd: join(pkg.dir, 'runtimes', 'python'), encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual([[1, 3]]);
+    const example = spawnSync(defaultPythonBin(), ['example.py'], { cwd: join(pkg.dir, 'runtimes', 'python'), encoding: 'utf8' });
+    expect(example.status).toBe(2);
+    expect(example.stderr).toContain('exported with INCLUDE_PREPROCESSING=false: call ModelWrapper.predict(tensor)');
+  });
+
+  it('transformers ViT to ONNX and OpenVINO; the wrappers give the recorded top-k', async () => {
+    const onnx = await exportJob('exp-vit-onnx', 'vit', { EXPORT_FORMAT: 'onnx' });
+    expect(onnx.pkg.metadata).toMatchObject({ model: { framework: 'huggingface', architecture: 'ViTForImageClassification' }, preprocessing: { resize: { method: 'resize' } } });
+    expectSamePredictions(runPythonWrapper(onnx.pkg), recorded(onnx.pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(runNodeWrapper(onnx.pkg), recorded(onnx.pkg), SAME_RUNTIME, 'node');
+
+    const ov = await exportJob('exp-vit-openvino', 'vit', { EXPORT_FORMAT: 'openvino' });
+    expect(ov.done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-vit-openvino/model.openvino`);
+    expect(ov.pkg.metadata.model.outputs).toEqual([{ name: 'logits', shape: [1, 3], dtype: 'float32' }]);
+    expectSamePredictions(runPythonWrapper(ov.pkg), recorded(ov.pkg), SAME_RUNTIME, 'python openvino');
+  });
+
+  it('CLIP zero-shot to ONNX: the class prompts are baked in, so the wrappers classify images alone', async () => {
+    const { done, pkg } = await exportJob('exp-clip-onnx', 'clip', { EXPORT_FORMAT: 'onnx' });
+    expect(done.validation_metrics.original_accuracy).toBe(done.validation_metrics.accuracy);
+    expect(pkg.metadata).toMatchObject({ task_type: 'zero_shot_classification', model: { architecture: 'CLIPModel', inputs: [{ name: 'images', shape: [1, 3, 32, 32] }] } });
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
+  });
+});

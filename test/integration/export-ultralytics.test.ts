@@ -1,0 +1,256 @@
+/**
+ * `vision-trainer export` for ultralytics checkpoints, as the platform runs it: checkpoints and
+ * validation datasets in SeaweedFS, callbacks to a real receiver, the CLI as a child process.
+ * The checkpoints are trained here, small (64 px, 40 images) but long enough for the detection
+ * tasks to find objects, so the validation figures and the wrappers' predictions mean something.
+ * The exported packages are downloaded and their Python, Node and C++ wrappers run on the
+ * package's sample images against the predictions the validation step recorded.
+ */
+import { describe, beforeAll, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { uploadDataset } from '../helpers/datasets.js';
+import { trainTinyCheckpoint, type TinyTrainingOptions } from '../helpers/export-checkpoints.js';
+import {
+  OTHER_RUNTIME,
+  SAME_RUNTIME,
+  buildCppWrapper,
+  downloadPackage,
+  expectSamePredictions,
+  runCppWrapper,
+  runNodeWrapper,
+  runPythonWrapper,
+  validationOptions,
+  type ExportPackage,
+} from '../helpers/export-packages.js';
+import { jobEnv } from '../helpers/job-env.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+
+type Task = 'object_detection' | 'instance_segmentation' | 'pose_estimation' | 'image_classification';
+const FIXTURES: Record<Task, TinyTrainingOptions> = {
+  object_detection: { taskType: 'object_detection', modelName: 'yolo11n', imageSize: 64, epochs: 50, dataset: { count: 40 } },
+  instance_segmentation: { taskType: 'instance_segmentation', modelName: 'yolo11n-seg', imageSize: 64, epochs: 40, dataset: { count: 40 } },
+  pose_estimation: { taskType: 'pose_estimation', modelName: 'yolo11n-pose', imageSize: 64, epochs: 30, dataset: { count: 40 } },
+  image_classification: { taskType: 'image_classification', modelName: 'yolo11n-cls', imageSize: 64, epochs: 5 },
+};
+const checkpointUri = (task: Task) => `s3://${s3.config.bucket}/checkpoints/job-fixture-${task}/best.pt`;
+const datasetId = (task: Task) => `ds-export-${task.replace(/_/g, '-')}`;
+
+beforeAll(async () => {
+  const storage = s3.storage();
+  for (const [task, options] of Object.entries(FIXTURES) as [Task, TinyTrainingOptions][]) {
+    const trained = await trainTinyCheckpoint(options);
+    await storage.uploadFile(trained.path, `checkpoints/job-fixture-${task}/best.pt`);
+    await uploadDataset(storage, datasetId(task), trained.datasetDir, 'zip');
+  }
+}, 900_000);
+
+async function exportJob(jobId: string, task: Task, vars: Record<string, string>) {
+  const env = jobEnv(s3, backend, jobId, {
+    TASK_TYPE: task,
+    MODEL_NAME: FIXTURES[task].modelName,
+    CHECKPOINT_PATH: checkpointUri(task),
+    ENABLE_VALIDATION: 'true',
+    VALIDATION_DATASET_ID: datasetId(task),
+    BATCH_SIZE: '1',
+    ...vars,
+  });
+  const result = await runCli(['export'], env, { timeoutMs: 230_000 });
+  const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
+  const done = callbacks.find((c) => c.kind === 'exportDone')?.body as Record<string, any> | undefined;
+  const keys = (await s3.storage().list(`export-jobs/${jobId}/`)).map((o) => o.key).sort();
+  return { result, callbacks, done, keys };
+}
+
+type Run = Awaited<ReturnType<typeof exportJob>>;
+
+/** A succeeded export: stages in order, the three objects, figures read and measured. */
+function expectExported(run: Run, jobId: string, task: Task, format: string) {
+  const { result, callbacks, done, keys } = run;
+  expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-3000)).toBe(0);
+  expect(backend.receiver.requests.filter((r) => r.status !== 200)).toEqual([]);
+  const stages = callbacks.filter((c) => c.kind === 'exportProgress').map((c) => (c.body as { stage: string }).stage);
+  expect([...new Set(stages)]).toEqual(['downloading', 'converting', 'optimizing', 'validating', 'packaging', 'uploading']);
+  expect(callbacks.at(-1)!.kind).toBe('exportDone');
+  const bucket = s3.config.bucket;
+  expect(done).toMatchObject({
+    status: 'succeeded',
+    error_message: null,
+    export_path: `s3://${bucket}/export-jobs/${jobId}/model.${format}`,
+    metadata_path: `s3://${bucket}/export-jobs/${jobId}/metadata.json`,
+    package_path: `s3://${bucket}/export-jobs/${jobId}/package.zip`,
+  });
+  expect(keys).toEqual([`export-jobs/${jobId}/metadata.json`, `export-jobs/${jobId}/model.${format}`, `export-jobs/${jobId}/package.zip`]);
+  const info = done!.model_info;
+  expect(info.model_size_mb).toBeGreaterThan(0);
+  expect(info.inference_speed_ms).toBeGreaterThan(0);
+  expect(info.inference_speed_p95_ms).toBeGreaterThanOrEqual(info.inference_speed_ms);
+  expect(info.input_shape).toEqual([1, 3, 64, 64]);
+  const v = done!.validation_metrics;
+  // The validation split, resolved as training resolves it: a fifth of the images.
+  expect(v).toMatchObject({ passed: true, num_samples: Math.round((FIXTURES[task].dataset?.count ?? 24) * 0.2), dataset_id: datasetId(task), split: 'val' });
+  expect(v.accuracy_drop).toBeCloseTo(v.original_accuracy - v.accuracy, 5);
+  expect(v.latency_ms.exported.p50).toBeGreaterThan(0);
+  expect(v.latency_ms.original.p50).toBeGreaterThan(0);
+  return { info, validation: v };
+}
+
+let cppBinary: string | undefined;
+/** The C++ wrapper is the same source in every package: built once, run on each package's model. */
+function cppWrapper(pkg: ExportPackage): string {
+  cppBinary ??= buildCppWrapper(pkg);
+  const built = join(cppBinary, '..', '..', 'model_wrapper.cpp');
+  expect(readFileSync(join(pkg.dir, 'runtimes', 'cpp', 'model_wrapper.cpp'), 'utf8')).toBe(readFileSync(built, 'utf8'));
+  return cppBinary;
+}
+
+/** Every wrapper, at the validation step's thresholds and at the package defaults, against the recorded predictions. */
+function expectWrappersAgree(pkg: ExportPackage, options: { cpp: boolean }) {
+  const expected = pkg.expected!;
+  const scored = expected.images.map((i) => ({ predictions: i.validation_predictions }));
+  const defaults = expected.images.map((i) => ({ predictions: i.predictions }));
+  const opts = validationOptions(pkg);
+  const threshold = Number(expected.thresholds.validation.confidence ?? 0);
+  expect(scored.some((s) => s.predictions.length > 0), 'the samples have predictions to compare').toBe(true);
+  expectSamePredictions(runPythonWrapper(pkg, opts), scored, SAME_RUNTIME, 'python (validation thresholds)');
+  expectSamePredictions(runPythonWrapper(pkg), defaults, SAME_RUNTIME, 'python (defaults)');
+  expectSamePredictions(runNodeWrapper(pkg, opts), scored, SAME_RUNTIME, 'node (validation thresholds)');
+  expectSamePredictions(runNodeWrapper(pkg), defaults, SAME_RUNTIME, 'node (defaults)');
+  if (options.cpp) {
+    const binary = cppWrapper(pkg);
+    expectSamePredictions(runCppWrapper(binary, pkg, opts), scored, OTHER_RUNTIME, 'c++ (validation thresholds)', threshold, 0.002);
+  }
+}
+
+describe('vision-trainer export (ultralytics)', () => {
+  it('object_detection to ONNX: stages, figures, metadata.json, package; Python, Node and C++ wrappers reproduce the validation predictions', async () => {
+    const run = await exportJob('exp-det-onnx', 'object_detection', { EXPORT_FORMAT: 'onnx' });
+    const { info, validation } = expectExported(run, 'exp-det-onnx', 'object_detection', 'onnx');
+    expect(info.output_shape).toEqual([1, 7, 84]);
+    expect(info.engine).toBe('onnxruntime-node 1.30.0');
+    expect(validation.metric).toBe('mAP50-95');
+    expect(validation.original_accuracy).toBeGreaterThan(0.01); // the fixture model finds objects
+    expect(validation.accuracy_drop).toBeLessThan(0.005); // float32 export: the same model
+    expect(validation.max_abs_output_diff).toBeLessThan(0.01);
+
+    const pkg = await downloadPackage(s3.storage(), 'exp-det-onnx');
+    const stored = await s3.storage().getJson<Record<string, any>>('export-jobs/exp-det-onnx/metadata.json');
+    expect(pkg.metadata).toEqual(stored);
+    expect(stored).toMatchObject({
+      format_version: '1.0',
+      export_format: 'onnx',
+      task_type: 'object_detection',
+      model_name: 'yolo11n',
+      model: { framework: 'ultralytics', file: 'model.onnx', class_names: ['circle', 'square', 'triangle'], inputs: [{ name: 'images', shape: [1, 3, 64, 64] }], outputs: [{ name: 'output0', shape: [1, 7, 84] }] },
+      preprocessing: { resize: { method: 'letterbox', size: [64, 64], fill_value: 114 }, included: true },
+      postprocessing: { nms: { iou_threshold: 0.45, confidence_threshold: 0.25 }, coordinate_format: 'xyxy' },
+      optimization: { level: 1, quantization: null },
+      performance: { inference_speed_ms: info.inference_speed_ms, engine: 'onnxruntime-node 1.30.0' },
+      validation: { accuracy: validation.accuracy },
+    });
+    expect(stored.optimization.passes).toEqual(expect.arrayContaining([expect.stringMatching(/materialized \d+ broadcast constant/)]));
+    const readme = readFileSync(join(pkg.dir, 'README.md'), 'utf8');
+    expect(readme).toContain(`| original | ${validation.original_accuracy.toFixed(4)} |`);
+    expect(readFileSync(join(pkg.dir, 'Dockerfile'), 'utf8')).toContain('COPY model.onnx .');
+    expectWrappersAgree(pkg, { cpp: true });
+  });
+
+  it('object_detection to ONNX with dynamic int8 quantization: a smaller model, figures within the default drop', async () => {
+    const run = await exportJob('exp-det-int8', 'object_detection', { EXPORT_FORMAT: 'onnx', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
+    const { info, validation } = expectExported(run, 'exp-det-int8', 'object_detection', 'onnx');
+    expect(info.model_size_mb).toBeLessThan(5); // float32: 10 MB
+    expect(validation.max_abs_output_diff).toBeGreaterThan(0); // quantized: no longer the same numbers
+    const pkg = await downloadPackage(s3.storage(), 'exp-det-int8');
+    expect(pkg.metadata.optimization.quantization).toEqual({ type: 'dynamic', dtype: 'int8', method: expect.stringMatching(/onnxruntime dynamic quantization/) });
+    expect(pkg.metadata.model.inputs[0].dtype).toBe('float32');
+    expectWrappersAgree(pkg, { cpp: false }); // OpenCV's DNN module does not run dynamically quantized graphs
+  });
+
+  it('object_detection to TorchScript and OpenVINO: the Python wrapper runs both', async () => {
+    for (const format of ['torchscript', 'openvino'] as const) {
+      const jobId = `exp-det-${format}`;
+      const run = await exportJob(jobId, 'object_detection', { EXPORT_FORMAT: format, ...(format === 'openvino' ? { QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'float16' } : {}) });
+      const { info, validation } = expectExported(run, jobId, 'object_detection', format);
+      expect(info.engine).toBe(`python ${format} runtime (package wrapper)`);
+      expect(info.output_shape).toEqual([1, 7, 84]);
+      expect(validation.accuracy_drop).toBeLessThan(0.02);
+      const pkg = await downloadPackage(s3.storage(), jobId);
+      expect(pkg.metadata.runtime.wrappers).toEqual(['python']);
+      const scored = pkg.expected!.images.map((i) => ({ predictions: i.validation_predictions }));
+      expectSamePredictions(runPythonWrapper(pkg, validationOptions(pkg)), scored, SAME_RUNTIME, `python ${format}`);
+    }
+    const pkg = await downloadPackage(s3.storage(), 'exp-det-openvino');
+    expect(pkg.metadata.model).toMatchObject({ file: 'model.openvino', directory: true });
+    expect(pkg.metadata.optimization.quantization.method).toBe('OpenVINO float16 weight compression');
+  });
+
+  it('static int8 with ACCURACY_DROP_MAX=0: a failed completion that names the drop, exit code 5, nothing uploaded', async () => {
+    const run = await exportJob('exp-det-drop', 'object_detection', { EXPORT_FORMAT: 'onnx', QUANTIZATION_TYPE: 'static', QUANTIZATION_DTYPE: 'int8', ACCURACY_DROP_MAX: '0' });
+    expect(run.result.code).toBe(5);
+    const stages = run.callbacks.filter((c) => c.kind === 'exportProgress').map((c) => (c.body as { stage: string }).stage);
+    expect(stages).not.toContain('packaging');
+    expect(run.done).toMatchObject({ status: 'failed', export_path: null, package_path: null });
+    const v = run.done!.validation_metrics;
+    expect(v).toMatchObject({ passed: false, threshold: 0, metric: 'mAP50-95' });
+    expect(v.accuracy_drop).toBeGreaterThan(0);
+    expect(run.done!.error_message).toContain(`mAP50-95 dropped by ${v.accuracy_drop.toFixed(4)}`);
+    expect(run.done!.error_message).toMatch(/more than ACCURACY_DROP_MAX=0\n.*lighter quantization/);
+    expect(run.keys).toEqual([]);
+  });
+
+  it('instance_segmentation to ONNX: masks agree across the Python, Node and C++ wrappers', async () => {
+    const run = await exportJob('exp-seg', 'instance_segmentation', { EXPORT_FORMAT: 'onnx' });
+    const { info, validation } = expectExported(run, 'exp-seg', 'instance_segmentation', 'onnx');
+    expect(info.output_shape).toEqual([
+      [1, 39, 84],
+      [1, 32, 16, 16],
+    ]);
+    expect(validation.exported_metrics).toHaveProperty('box_mAP50-95');
+    const pkg = await downloadPackage(s3.storage(), 'exp-seg');
+    expect(pkg.expected!.images.flatMap((i) => i.validation_predictions).some((p) => p.mask!.counts.length > 1)).toBe(true);
+    expectWrappersAgree(pkg, { cpp: true });
+  });
+
+  it('pose_estimation to ONNX: keypoints agree across the wrappers', async () => {
+    const run = await exportJob('exp-pose', 'pose_estimation', { EXPORT_FORMAT: 'onnx' });
+    expectExported(run, 'exp-pose', 'pose_estimation', 'onnx');
+    const pkg = await downloadPackage(s3.storage(), 'exp-pose');
+    expect(pkg.metadata.model.keypoints).toEqual({ shape: [17, 3] });
+    expect(pkg.expected!.images[0]!.validation_predictions[0]!.keypoints).toHaveLength(17);
+    expectWrappersAgree(pkg, { cpp: true });
+  });
+
+  it('image_classification to ONNX as float16: top-k agrees across the wrappers', async () => {
+    const run = await exportJob('exp-cls-fp16', 'image_classification', { EXPORT_FORMAT: 'onnx', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'float16' });
+    const { validation } = expectExported(run, 'exp-cls-fp16', 'image_classification', 'onnx');
+    expect(validation.metric).toBe('accuracy');
+    const pkg = await downloadPackage(s3.storage(), 'exp-cls-fp16');
+    expect(pkg.metadata.preprocessing.resize).toMatchObject({ method: 'resize_shorter_center_crop', crop_pct: 1 });
+    expect(pkg.metadata.postprocessing.softmax).toEqual({ apply: false, temperature: 1 });
+    expect(pkg.expected!.images[0]!.predictions.map((p) => p.class_name).sort()).toEqual(['circle', 'square', 'triangle']);
+    expectWrappersAgree(pkg, { cpp: false }); // float16 graphs: ONNX Runtime wrappers only
+  });
+
+  it('formats this machine cannot write fail with what is missing: TensorRT (no CUDA GPU), CoreML (coremltools)', async () => {
+    const trt = await exportJob('exp-trt', 'object_detection', { EXPORT_FORMAT: 'tensorrt', ENABLE_VALIDATION: 'false' });
+    expect(trt.result.code).toBe(5);
+    expect(trt.done).toMatchObject({ status: 'failed' });
+    expect(trt.done!.error_message).toContain('EXPORT_FORMAT=tensorrt builds a TensorRT engine for the GPU it runs on and needs a CUDA GPU; torch sees none on this machine');
+    const coreml = await exportJob('exp-coreml', 'object_detection', { EXPORT_FORMAT: 'coreml', ENABLE_VALIDATION: 'false' });
+    expect(coreml.done!.error_message).toContain('EXPORT_FORMAT=coreml needs the Python package(s) coremltools>=9.0, which this image does not install');
+    expect([...trt.keys, ...coreml.keys]).toEqual([]);
+  });
+
+  it('an unsupported framework/format pair is a configuration error listing the supported formats, reported at once', async () => {
+    const run = await exportJob('exp-bad-pair', 'image_classification', { EXPORT_FORMAT: 'tflite', MODEL_NAME: 'resnet18' });
+    expect(run.result.code).toBe(2);
+    expect(run.result.stderr).toContain('EXPORT_FORMAT="tflite": timm models export to onnx, torchscript, openvino; tflite is not supported for timm');
+    expect(run.callbacks.map((c) => c.kind)).toEqual(['exportDone']);
+    expect(run.done).toMatchObject({ status: 'failed' });
+  });
+});

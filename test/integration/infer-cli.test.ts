@@ -1,0 +1,302 @@
+/**
+ * Test runs and inference jobs through the CLI, as the platform runs them: SeaweedFS for
+ * storage, the real callback receiver, an OpenAI-compatible server for explanations, and
+ * checkpoints trained a moment before by `vision-trainer train` (ultralytics detection and
+ * classification).
+ */
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadDataset } from '../../src/datasets/load.js';
+import { resolveSplits } from '../../src/datasets/splits.js';
+import { runCli, startCli } from '../helpers/cli.js';
+import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
+import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+const OPENAI_KEY = 'sk-infer-cli-test-key-ABCDEF123456';
+let llm: OpenAiServer;
+let detector: TrainedModel;
+let classifier: TrainedModel;
+
+beforeAll(async () => {
+  llm = await startOpenAiServer();
+  detector = await trainTinyModel(s3, backend, 'object_detection', 'yolo11n', 'infer-det');
+  classifier = await trainTinyModel(s3, backend, 'image_classification', 'yolo11n-cls', 'infer-cls');
+}, 600_000);
+afterAll(async () => {
+  await llm?.close();
+});
+
+const callbacksOf = (jobId: string) => backend.receiver.received.filter((c) => c.jobId === jobId);
+const bodyOf = (jobId: string, kind: string) => callbacksOf(jobId).find((c) => c.kind === kind)?.body as Record<string, any> | undefined;
+const progressOf = (jobId: string) => callbacksOf(jobId).filter((c) => c.kind === 'inferenceProgress').map((c) => c.body as Record<string, any>);
+
+/** Image ids in `split` when the dataset is split as training split it. */
+async function splitIds(model: TrainedModel, task: 'object_detection' | 'image_classification', split: string, strategy?: Parameters<typeof resolveSplits>[1]) {
+  const dataset = await loadDataset(model.dataset.root, { taskType: task });
+  const splits = resolveSplits(dataset, strategy);
+  return { ids: dataset.images.filter((i) => splits.get(i.id) === split).map((i) => i.id), dataset };
+}
+
+function expectAllCallbacksAccepted() {
+  expect(backend.receiver.requests.filter((r) => r.status !== 200)).toEqual([]);
+}
+
+describe('vision-trainer infer: ultralytics detection', () => {
+  it('test run: the val split as training split it, metrics, visualisations, Grad-CAM and LLM explanations for the sample', async () => {
+    const jobId = 'tr-det';
+    const { ids, dataset } = await splitIds(detector, 'object_detection', 'val');
+    const result = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'test_run',
+        TASK_TYPE: 'object_detection',
+        FRAMEWORK: 'ultralytics',
+        CHECKPOINT_PATH: detector.checkpointUri,
+        DATASET_ID: detector.datasetId,
+        TEST_SPLIT: 'val',
+        MAX_VISUALIZATIONS: '3',
+        ENABLE_XAI: 'true',
+        XAI_METHOD: 'gradcam',
+        ENABLE_LLM_EXPLANATION: 'true',
+        OPENAI_API_KEY: OPENAI_KEY,
+        OPENAI_BASE_URL: llm.baseUrl,
+        OPENAI_MODEL: 'test-vision-explainer',
+      }),
+      { timeoutMs: 240_000 },
+    );
+    expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
+    expectAllCallbacksAccepted();
+
+    // Progress: every 10 images and at the end, with the measured time per image.
+    const progress = progressOf(jobId);
+    expect(progress.at(-1)).toMatchObject({ processed_images: ids.length, total_images: ids.length, progress_percent: 100 });
+    expect(progress.at(-1)!.avg_inference_time_ms).toBeGreaterThan(0);
+
+    const done = bodyOf(jobId, 'testRunDone')!;
+    const prefix = `s3://${s3.config.bucket}/test_runs/${jobId}/`;
+    expect(done).toMatchObject({ status: 'succeeded', error_message: null, results_path: `${prefix}results.json`, visualizations_path: `${prefix}visualizations/`, xai_results_path: `${prefix}xai/` });
+    for (const key of ['precision', 'recall', 'mAP50', 'mAP50-95']) expect(typeof done.overall_metrics[key]).toBe('number');
+    expect(done.per_class_metrics.map((r: any) => r.class_name)).toEqual(detector.dataset.classNames);
+    // Rows are the true classes plus background; each class row counts that class's objects in the split.
+    const objects = dataset.images.filter((i) => ids.includes(i.id)).flatMap((i) => i.objects);
+    expect(done.confusion_matrix).toHaveLength(4);
+    detector.dataset.classNames.forEach((_, c) => {
+      const row = done.confusion_matrix[c] as number[];
+      expect(row.reduce((a, b) => a + b, 0)).toBe(objects.filter((o) => o.classId === c).length);
+    });
+
+    const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
+    expect(doc).toMatchObject({ job_id: jobId, inference_type: 'test_run', task_type: 'object_detection', num_images: ids.length, failed_images: 0 });
+    expect(doc.settings).toMatchObject({ test_split: 'val', dataset_id: detector.datasetId, xai_method: 'gradcam', llm_model: 'test-vision-explainer' });
+    expect(doc.model).toMatchObject({ framework: 'ultralytics', task: 'detect', class_names: detector.dataset.classNames, model_name: 'yolo11n', xai_layers: ['model.16', 'model.19', 'model.22'] });
+    expect(doc.metrics!.overall_metrics).toEqual(done.overall_metrics);
+    expect(doc.timing.avg_inference_time_ms).toBeGreaterThan(0);
+    expect(doc.results.map((r) => r.image_id)).toEqual(ids);
+    for (const r of doc.results) {
+      expect(r.error).toBeNull();
+      expect(r.ground_truth).toHaveProperty('objects');
+      expect(r.evaluation).toHaveProperty('missed');
+      expect(r.inference_time_ms).toBeGreaterThan(0);
+    }
+
+    // The sample of three: drawn, explained by heatmap and by the LLM; the rest are not.
+    const sampled = doc.results.filter((r) => r.visualization_path !== null);
+    expect(sampled).toHaveLength(3);
+    expect(doc.results.filter((r) => r.xai !== null)).toHaveLength(3);
+    for (const r of sampled) {
+      expect(r.visualization_path).toMatch(new RegExp(`^${prefix}visualizations/\\d{6}-`));
+      expect(r.xai).toMatchObject({ method: 'gradcam', error: null, target_layers: ['model.16', 'model.19', 'model.22'] });
+      expect(r.xai!.heatmap_path).toMatch(new RegExp(`^${prefix}xai/`));
+      expect(r.xai!.mean_activation).toBeGreaterThanOrEqual(0);
+      expect(Array.isArray(r.xai!.top_regions)).toBe(true);
+      expect(r.explanation).toEqual({ available: true, ...GOOD_ANSWER, model: 'test-vision-explainer', generated_at: expect.any(String) });
+    }
+    expect(await pngsUnder(s3.storage(), `test_runs/${jobId}/visualizations/`)).toHaveLength(3);
+    expect(await pngsUnder(s3.storage(), `test_runs/${jobId}/xai/`)).toHaveLength(3);
+
+    // The key went to the LLM server, and nowhere else.
+    expect(llm.requests.filter((r) => r.authorization === `Bearer ${OPENAI_KEY}`)).toHaveLength(3);
+    expect(result.stdout + result.stderr).not.toContain(OPENAI_KEY);
+    expect(JSON.stringify(doc)).not.toContain(OPENAI_KEY);
+    expect(JSON.stringify(callbacksOf(jobId))).not.toContain(OPENAI_KEY);
+  });
+
+  it('inference job on IMAGE_PATHS: downloads, progress every 10 images, a missing and a broken input reported per image', async () => {
+    const jobId = 'ij-det';
+    const storage = s3.storage();
+    const images = (await loadDataset(detector.dataset.root, { taskType: 'object_detection' })).images.slice(0, 11);
+    const uris: string[] = [];
+    for (const [i, image] of images.entries()) {
+      await storage.uploadFile(image.path, `inference-inputs/${jobId}/photo-${i}.png`);
+      uris.push(`s3://${s3.config.bucket}/inference-inputs/${jobId}/photo-${i}.png`);
+    }
+    const broken = join(mkdtempSync(join(tmpdir(), 'vt-broken-')), 'broken.jpg');
+    writeFileSync(broken, 'this is not a picture');
+    await storage.uploadFile(broken, `inference-inputs/${jobId}/broken.jpg`);
+    uris.splice(5, 0, `s3://${s3.config.bucket}/inference-inputs/${jobId}/broken.jpg`);
+    uris.push(`s3://${s3.config.bucket}/inference-inputs/${jobId}/missing.png`);
+
+    const result = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'inference_job',
+        TASK_TYPE: 'object_detection',
+        CHECKPOINT_PATH: detector.checkpointUri, // FRAMEWORK unset: read from the checkpoint
+        IMAGE_PATHS: JSON.stringify(uris),
+        CONFIDENCE_THRESHOLD: '0.0001',
+      }),
+      { timeoutMs: 240_000 },
+    );
+    expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
+    expectAllCallbacksAccepted();
+    expect(progressOf(jobId).map((p) => p.processed_images)).toEqual([12, 13]); // batches of 4: 12 crosses 10, then the end
+    const done = bodyOf(jobId, 'inferenceJobDone')!;
+    expect(done).toMatchObject({ status: 'succeeded', results_path: `s3://${s3.config.bucket}/inference_jobs/${jobId}/results.json`, xai_results_path: null });
+
+    const doc = await readResults(storage, `inference_jobs/${jobId}/results.json`);
+    expect(doc.model.framework).toBe('ultralytics');
+    expect(doc.num_images).toBe(13);
+    expect(doc.failed_images).toBe(2);
+    expect(doc.results.map((r) => r.source)).toEqual(uris);
+    expect(doc.results[5]).toMatchObject({ file_name: 'broken.jpg', error: expect.stringMatching(/^not a readable image/), predictions: null });
+    expect(doc.results[12]).toMatchObject({ file_name: 'missing.png', error: `${uris[12]} does not exist`, predictions: null });
+    for (const r of doc.results.filter((x) => x.error === null)) {
+      expect(r.width).toBe(64);
+      expect(r.height).toBe(48);
+      expect(r.ground_truth).toBeNull();
+      expect(r.evaluation).toBeNull();
+      for (const box of (r.predictions as { boxes: Array<{ bbox: number[]; confidence: number }> }).boxes) {
+        expect(box.bbox).toHaveLength(4);
+        expect(box.confidence).toBeGreaterThan(0.0001);
+      }
+    }
+    expect(await pngsUnder(storage, `inference_jobs/${jobId}/visualizations/`)).toHaveLength(11);
+  });
+});
+
+describe('vision-trainer infer: ultralytics classification', () => {
+  it('test run on a split of SPLIT_STRATEGY: accuracy, top-5, per-class F1, confusion matrix; Grad-CAM++ heatmaps', async () => {
+    const jobId = 'tr-cls';
+    const strategy = { method: 'auto' as const, ratio: [0.6, 0.2, 0.2], seed: 7 };
+    const { ids } = await splitIds(classifier, 'image_classification', 'test', strategy);
+    const result = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'test_run',
+        TASK_TYPE: 'image_classification',
+        FRAMEWORK: 'ultralytics',
+        CHECKPOINT_PATH: classifier.checkpointUri,
+        DATASET_ID: classifier.datasetId,
+        TEST_SPLIT: 'test',
+        SPLIT_STRATEGY: JSON.stringify(strategy),
+        ENABLE_XAI: 'true',
+        XAI_METHOD: 'gradcam++',
+      }),
+      { timeoutMs: 240_000 },
+    );
+    expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
+    expectAllCallbacksAccepted();
+    const done = bodyOf(jobId, 'testRunDone')!;
+    for (const key of ['accuracy', 'top5_accuracy']) expect(done.overall_metrics[key]).toBeGreaterThanOrEqual(0);
+    expect(done.confusion_matrix).toHaveLength(3);
+    expect(done.confusion_matrix.flat().reduce((a: number, b: number) => a + b, 0)).toBe(ids.length);
+    expect(done.per_class_metrics.map((r: any) => Object.keys(r).sort())).toEqual(Array(3).fill(['ap', 'class_id', 'class_name', 'f1', 'precision', 'recall', 'support']));
+    expect(done.pr_curves).toEqual({});
+
+    const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
+    expect(doc.results.map((r) => r.image_id)).toEqual(ids);
+    expect(doc.settings.split_source).toContain('SPLIT_STRATEGY (job): auto, ratio 0.6/0.2/0.2, seed 7');
+    const correct = doc.results.filter((r) => (r.evaluation as { correct: boolean }).correct).length;
+    expect(done.overall_metrics.accuracy).toBeCloseTo(correct / ids.length, 10);
+    for (const r of doc.results) {
+      expect(r.predictions).toMatchObject({ class_name: expect.any(String), top5: expect.any(Array) });
+      expect((r.predictions as { top5: unknown[] }).top5).toHaveLength(3);
+      expect(r.xai).toMatchObject({ method: 'gradcam++', error: null, target: { class_id: (r.predictions as { class_id: number }).class_id } });
+    }
+    expect(await pngsUnder(s3.storage(), `test_runs/${jobId}/xai/`)).toHaveLength(ids.length);
+  });
+
+  it('inference job on every image of a dataset, without visualisations', async () => {
+    const jobId = 'ij-cls';
+    const result = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'image_classification', CHECKPOINT_PATH: classifier.checkpointUri, DATASET_ID: classifier.datasetId, SAVE_VISUALIZATIONS: 'false' }),
+      { timeoutMs: 240_000 },
+    );
+    expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
+    expect(bodyOf(jobId, 'inferenceJobDone')).toMatchObject({ status: 'succeeded', visualizations_path: null, xai_results_path: null });
+    const doc = await readResults(s3.storage(), `inference_jobs/${jobId}/results.json`);
+    expect(doc.num_images).toBe(20);
+    expect(doc.results.every((r) => r.error === null && r.visualization_path === null)).toBe(true);
+    expect(progressOf(jobId).map((p) => p.processed_images)).toEqual([12, 20]);
+  });
+});
+
+describe('vision-trainer infer: stopped', () => {
+  it('SIGTERM mid-job: the current batch ends, `failed` is reported with how far it got, exit 143', async () => {
+    const jobId = 'ij-sigterm';
+    const run = startCli(['infer'], inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'image_classification', CHECKPOINT_PATH: classifier.checkpointUri, DATASET_ID: classifier.datasetId, BATCH_SIZE: '1' }), { timeoutMs: 240_000 });
+    await backend.receiver.waitFor((c) => c.jobId === jobId && c.kind === 'inferenceProgress', 120_000);
+    run.child.kill('SIGTERM');
+    const result = await run.done;
+    expect(result.code).toBe(143);
+    const done = bodyOf(jobId, 'inferenceJobDone')!;
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toMatch(/^Job stopped by SIGTERM after \d+ images/);
+    expect(await s3.storage().exists(`inference_jobs/${jobId}/results.json`)).toBe(false);
+  });
+});
+
+describe('vision-trainer infer: refused before any image is processed', () => {
+  const testRun = (jobId: string, extra: Record<string, string>) =>
+    runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'test_run', TASK_TYPE: 'object_detection', FRAMEWORK: 'ultralytics', CHECKPOINT_PATH: detector.checkpointUri, DATASET_ID: detector.datasetId, ...extra }),
+      { timeoutMs: 240_000 },
+    );
+
+  it('XAI_TARGET_LAYERS holding code is an unknown layer, and the code never runs', async () => {
+    const marker = join(mkdtempSync(join(tmpdir(), 'vt-pwned-')), 'pwned');
+    const layer = `__import__("os").system("touch ${marker}")`;
+    const result = await testRun('xai-inject', { ENABLE_XAI: 'true', XAI_TARGET_LAYERS: JSON.stringify([layer]) });
+    expect(result.code).toBe(2);
+    const done = bodyOf('xai-inject', 'testRunDone')!;
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toContain('XAI_TARGET_LAYERS');
+    expect(done.error_message).toContain(`unknown layer ${JSON.stringify(layer)}`);
+    expect(progressOf('xai-inject')).toEqual([]);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('a well-formed path to a layer the model lacks: Python names where the lookup stopped', async () => {
+    const result = await testRun('xai-missing', { ENABLE_XAI: 'true', XAI_TARGET_LAYERS: '["model.99"]' });
+    expect(result.code).toBe(2);
+    const done = bodyOf('xai-missing', 'testRunDone')!;
+    expect(done.error_message).toMatch(/XAI_TARGET_LAYERS=.*unknown layer 'model\.99': model has no submodule '99'; it holds 24 layers, indices 0 to 23/);
+    expect(progressOf('xai-missing')).toEqual([]);
+  });
+
+  it('a classification checkpoint for TASK_TYPE=object_detection', async () => {
+    const result = await testRun('task-mismatch', { CHECKPOINT_PATH: classifier.checkpointUri });
+    expect(result.code).toBe(2);
+    expect(bodyOf('task-mismatch', 'testRunDone')!.error_message).toMatch(/TASK_TYPE="object_detection": the checkpoint holds a classify model .* needs a detect model/);
+  });
+
+  it('Score-CAM for a detector: XAI_METHOD does not fit, with the methods that do', async () => {
+    const result = await testRun('xai-method', { ENABLE_XAI: 'true', XAI_METHOD: 'scorecam' });
+    expect(result.code).toBe(2);
+    expect(bodyOf('xai-method', 'testRunDone')!.error_message).toContain('XAI_METHOD=scorecam does not fit a detect model; use one of: gradcam, gradcam++, eigencam, layercam');
+  });
+
+  it('a checkpoint that does not exist: storage error, exit 4', async () => {
+    const result = await testRun('no-checkpoint', { CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-nope/best.pt` });
+    expect(result.code).toBe(4);
+    expect(bodyOf('no-checkpoint', 'testRunDone')!.error_message).toContain('checkpoints/job-nope/best.pt does not exist');
+  });
+});

@@ -1,0 +1,119 @@
+/**
+ * Test runs for the other tasks and frameworks, through the CLI against SeaweedFS and the
+ * receiver: ultralytics segmentation (masks as polygons, mask mAP) and pose (keypoints, OKS
+ * mAP), timm (ResNet) and transformers (ViT, CLIP zero-shot) classifiers trained a moment before
+ * by `vision-trainer train`, with Grad-CAM on each architecture's default layer.
+ */
+import { describe, expect, it } from 'vitest';
+import { loadDataset } from '../../src/datasets/load.js';
+import { resolveSplits } from '../../src/datasets/splits.js';
+import type { TaskType } from '../../src/config/tasks.js';
+import { runCli } from '../helpers/cli.js';
+import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+
+const TINY_VIT = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 };
+const TINY_CLIP = {
+  projection_dim: 16,
+  text_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 },
+  vision_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 },
+};
+
+const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.jobId === jobId && (c.kind === 'testRunDone' || c.kind === 'inferenceJobDone'))?.body as Record<string, any> | undefined;
+
+async function valIds(model: TrainedModel, task: TaskType): Promise<string[]> {
+  const dataset = await loadDataset(model.dataset.root, { taskType: task });
+  const splits = resolveSplits(dataset);
+  return dataset.images.filter((i) => splits.get(i.id) === 'val').map((i) => i.id);
+}
+
+async function testRun(model: TrainedModel, jobId: string, task: TaskType, extra: Record<string, string> = {}) {
+  const result = await runCli(
+    ['infer'],
+    inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'test_run', TASK_TYPE: task, CHECKPOINT_PATH: model.checkpointUri, DATASET_ID: model.datasetId, ...extra }),
+    { timeoutMs: 240_000 },
+  );
+  expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+  expect(backend.receiver.requests.filter((r) => r.status !== 200)).toEqual([]);
+  const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
+  expect(doc.results.map((r) => r.image_id)).toEqual(await valIds(model, task));
+  return { done: doneOf(jobId)!, doc };
+}
+
+describe('ultralytics segmentation and pose', () => {
+  it('segmentation: mask mAP primary, box mAP beside; outlines in predictions and ground truth; EigenCAM', async () => {
+    const model = await trainTinyModel(s3, backend, 'instance_segmentation', 'yolo11n-seg', 'infer-seg');
+    const { done, doc } = await testRun(model, 'tr-seg', 'instance_segmentation', { CONFIDENCE_THRESHOLD: '0.001', MAX_VISUALIZATIONS: '2', ENABLE_XAI: 'true', XAI_METHOD: 'eigencam' });
+    expect(done.status).toBe('succeeded');
+    for (const key of ['mAP50', 'mAP50-95', 'box_mAP50', 'box_mAP50-95']) expect(typeof done.overall_metrics[key]).toBe('number');
+    for (const r of doc.results) {
+      for (const o of (r.ground_truth as { objects: Array<{ segmentation?: number[][] }> }).objects) expect(o.segmentation![0]!.length).toBeGreaterThanOrEqual(6);
+      for (const b of (r.predictions as { boxes: Array<{ segmentation?: number[][] }> }).boxes) expect(Array.isArray(b.segmentation)).toBe(true);
+    }
+    expect(doc.results.filter((r) => r.xai?.method === 'eigencam' && r.xai.error === null)).toHaveLength(2);
+    expect(await pngsUnder(s3.storage(), 'test_runs/tr-seg/visualizations/')).toHaveLength(2);
+  });
+
+  it('pose: OKS mAP primary; keypoints on every predicted and true object', async () => {
+    const model = await trainTinyModel(s3, backend, 'pose_estimation', 'yolo11n-pose', 'infer-pose');
+    const { done, doc } = await testRun(model, 'tr-pose', 'pose_estimation', { CONFIDENCE_THRESHOLD: '0.001', MAX_VISUALIZATIONS: '1' });
+    for (const key of ['mAP50', 'mAP50-95', 'box_mAP50']) expect(typeof done.overall_metrics[key]).toBe('number');
+    const kpts = doc.model.keypoint_shape![0]!;
+    for (const r of doc.results) {
+      for (const o of (r.ground_truth as { objects: Array<{ keypoints?: number[][] }> }).objects) expect(o.keypoints).toHaveLength(kpts);
+      for (const b of (r.predictions as { boxes: Array<{ keypoints?: number[][] }> }).boxes) expect(b.keypoints).toHaveLength(kpts);
+    }
+  });
+});
+
+describe('timm and transformers classifiers', () => {
+  it('timm ResNet: test run with Grad-CAM on its last feature map; an inference job that reads the framework from the checkpoint', async () => {
+    const model = await trainTinyModel(s3, backend, 'image_classification', 'resnet18', 'infer-timm', { FRAMEWORK: 'timm' });
+    const { done, doc } = await testRun(model, 'tr-timm', 'image_classification', { FRAMEWORK: 'timm', ENABLE_XAI: 'true' });
+    expect(typeof done.overall_metrics.accuracy).toBe('number');
+    expect(done.confusion_matrix).toHaveLength(3);
+    expect(doc.model).toMatchObject({ framework: 'timm', model_name: 'resnet18', architecture: 'resnet18' });
+    // At 32 px ResNet's layer4 is 1x1; the last map with an extent is layer3.
+    expect(doc.model.xai_layers).toEqual(['layer3']);
+    expect(doc.results.every((r) => r.xai?.error === null && r.visualization_path !== null)).toBe(true);
+
+    const storage = s3.storage();
+    const inputs = model.dataset.annotations.images as Array<{ file_name: string }>;
+    const uris: string[] = [];
+    for (const [i, image] of inputs.slice(0, 3).entries()) {
+      await storage.uploadFile(`${model.dataset.root}/images/${image.file_name}`, `inference-inputs/ij-timm/${i}.png`);
+      uris.push(`s3://${s3.config.bucket}/inference-inputs/ij-timm/${i}.png`);
+    }
+    const job = await runCli(['infer'], inferEnv(s3, backend, 'ij-timm', { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'image_classification', CHECKPOINT_PATH: model.checkpointUri, IMAGE_PATHS: JSON.stringify(uris) }), { timeoutMs: 240_000 });
+    expect(job.code, job.stdout.slice(-3000) + job.stderr.slice(-2000)).toBe(0);
+    const results = await readResults(storage, 'inference_jobs/ij-timm/results.json');
+    expect(results.model.framework).toBe('timm');
+    expect(results.results.map((r) => (r.predictions as { top5: unknown[] }).top5.length)).toEqual([3, 3, 3]);
+  });
+
+  it('transformers ViT: Grad-CAM on the tokens entering the last attention; FRAMEWORK=ultralytics on its checkpoint is refused', async () => {
+    const model = await trainTinyModel(s3, backend, 'image_classification', 'vit-base-patch16-224', 'infer-vit', { HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT) });
+    const { done, doc } = await testRun(model, 'tr-vit', 'image_classification', { ENABLE_XAI: 'true', XAI_METHOD: 'gradcam' });
+    expect(typeof done.overall_metrics.top5_accuracy).toBe('number');
+    expect(doc.model).toMatchObject({ framework: 'huggingface', architecture: 'ViTForImageClassification' });
+    // After the last attention, patch tokens no longer reach the class token: the default is the norm before it.
+    expect(doc.model.xai_layers).toEqual([expect.stringMatching(/^vit\.(encoder\.)?layers?\.1\.layernorm_before$/)]);
+    expect(doc.results.every((r) => r.xai?.error === null && (r.xai.top_regions?.length ?? 0) > 0)).toBe(true);
+
+    const wrong = await runCli(['infer'], inferEnv(s3, backend, 'fw-mismatch', { INFERENCE_TYPE: 'test_run', TASK_TYPE: 'image_classification', FRAMEWORK: 'ultralytics', CHECKPOINT_PATH: model.checkpointUri, DATASET_ID: model.datasetId }), { timeoutMs: 240_000 });
+    expect(wrong.code).toBe(2);
+    expect(doneOf('fw-mismatch')!.error_message).toContain('FRAMEWORK="ultralytics": FRAMEWORK=ultralytics, but the checkpoint was written by huggingface');
+  });
+
+  it('transformers CLIP zero-shot: a test run over the class prompts', async () => {
+    const model = await trainTinyModel(s3, backend, 'image_classification', 'clip-vit-base-patch32', 'infer-clip', { TASK_TYPE: 'zero_shot_classification', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP) });
+    const { done, doc } = await testRun(model, 'tr-clip', 'zero_shot_classification', { ENABLE_XAI: 'true' });
+    expect(typeof done.overall_metrics.accuracy).toBe('number');
+    expect(doc.model).toMatchObject({ framework: 'huggingface', task: 'classify', class_names: model.dataset.classNames });
+    expect(doc.results.every((r) => r.xai?.error === null)).toBe(true);
+  });
+});

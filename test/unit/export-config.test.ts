@@ -1,0 +1,81 @@
+/**
+ * The export capability matrix (src/export/formats.ts) as the environment parser applies it:
+ * impossible framework/format/quantization combinations are configuration errors that list
+ * what is supported, before any download or Python start.
+ */
+import { describe, expect, it } from 'vitest';
+import { configFromEnv } from '../../src/config/env.js';
+import { ConfigError } from '../../src/errors.js';
+import { FORMATS, FORMATS_BY_FRAMEWORK, QUANTIZATIONS, exportSettingProblems, quantizationRule } from '../../src/export/formats.js';
+
+const env = {
+  JOB_ID: 'exp-1',
+  TRACE_ID: 'trace-1',
+  BACKEND_BASE_URL: 'http://127.0.0.1:9',
+  CALLBACK_TOKEN: 'tok-export-123',
+  TASK_TYPE: 'image_classification',
+  MODEL_NAME: 'resnet18',
+  EXPORT_FORMAT: 'onnx',
+  CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt',
+  AWS_ACCESS_KEY_ID: 'AKIAEXAMPLEKEY',
+  AWS_SECRET_ACCESS_KEY: 'super-secret-storage-key',
+};
+
+function problemsOf(vars: Record<string, string>) {
+  try {
+    configFromEnv('export', { ...env, ...vars });
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  return [];
+}
+
+describe('export settings', () => {
+  it('accepts every format a framework exports to, without quantization', () => {
+    for (const [framework, formats] of Object.entries(FORMATS_BY_FRAMEWORK)) {
+      for (const format of formats) expect(exportSettingProblems(framework as 'timm', format, 'none', 'int8')).toEqual([]);
+    }
+  });
+
+  it('an unsupported framework/format pair names the supported formats', () => {
+    const [p] = problemsOf({ EXPORT_FORMAT: 'tflite' });
+    expect(p).toMatchObject({ variable: 'EXPORT_FORMAT', value: 'tflite' });
+    expect(p!.message).toBe('timm models export to onnx, torchscript, openvino; tflite is not supported for timm');
+    expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'coreml' })[0]!.message).toMatch(/^huggingface models export to onnx, torchscript, openvino/);
+    expect(problemsOf({ TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', EXPORT_FORMAT: 'tensorrt' })).toEqual([]);
+  });
+
+  it('a quantization the format cannot do lists the ones it can', () => {
+    const [p] = problemsOf({ EXPORT_FORMAT: 'openvino', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
+    expect(p).toMatchObject({ variable: 'QUANTIZATION_TYPE' });
+    expect(p!.message).toBe('dynamic int8 quantization is not available for timm openvino; supported: QUANTIZATION_TYPE=dynamic with QUANTIZATION_DTYPE=float16, or none');
+    expect(problemsOf({ EXPORT_FORMAT: 'onnx', QUANTIZATION_TYPE: 'static', QUANTIZATION_DTYPE: 'float16', VALIDATION_DATASET_ID: 'ds' })[0]!.message).toMatch(
+      /float16 needs no calibration: use QUANTIZATION_TYPE=dynamic/,
+    );
+    const yolo = { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n' };
+    expect(problemsOf({ ...yolo, EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic' })[0]!.message).toBe(
+      'ultralytics torchscript exports support no quantization here; use QUANTIZATION_TYPE=none, or export to onnx to quantize',
+    );
+  });
+
+  it('quantizes ONNX exports of every framework, statically only with calibration images', () => {
+    for (const framework of ['ultralytics', 'timm', 'huggingface'] as const) {
+      expect(quantizationRule(framework, 'onnx', 'dynamic', 'int8')?.method).toMatch(/onnxruntime dynamic quantization/);
+      expect(quantizationRule(framework, 'onnx', 'static', 'int16')).toBeDefined();
+    }
+    expect(problemsOf({ QUANTIZATION_TYPE: 'static' }).map((p) => p.variable)).toEqual(['VALIDATION_DATASET_ID']);
+    expect(problemsOf({ QUANTIZATION_TYPE: 'static', VALIDATION_DATASET_ID: 'ds-val' })).toEqual([]);
+  });
+
+  it('the framework comes from MODEL_NAME when FRAMEWORK is unset', () => {
+    expect(problemsOf({ MODEL_NAME: 'yolo11n-cls', EXPORT_FORMAT: 'coreml' })).toEqual([]);
+    expect(problemsOf({ MODEL_NAME: 'resnet18', EXPORT_FORMAT: 'coreml' }).map((p) => p.variable)).toEqual(['EXPORT_FORMAT']);
+    expect(problemsOf({ MODEL_NAME: 'resnet18', FRAMEWORK: 'timm', EXPORT_FORMAT: 'coreml' }).map((p) => p.variable)).toEqual(['EXPORT_FORMAT']);
+  });
+
+  it('every quantization names a format whose framework exports it; every format has a wrapper', () => {
+    for (const q of QUANTIZATIONS) for (const f of q.frameworks) expect(FORMATS_BY_FRAMEWORK[f]).toContain(q.format);
+    for (const info of Object.values(FORMATS)) expect(info.wrappers.length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,103 @@
+/** metadata.json, the generated package texts and latency summaries (src/export/). */
+import { describe, expect, it } from 'vitest';
+import { dockerfile, nodePackageJson, pythonRequirements, readme } from '../../src/export/docs.js';
+import { percentile, summarize } from '../../src/export/latency.js';
+import { MetadataSchema, buildMetadata, type MetadataInput, type ValidationReport } from '../../src/export/metadata.js';
+
+const input: MetadataInput = {
+  format: 'openvino',
+  taskType: 'pose_estimation',
+  modelName: 'yolo11n-pose',
+  framework: 'ultralytics',
+  architecture: 'yolo11n-pose',
+  inputSize: [64, 64],
+  classNames: ['person'],
+  keypointShape: [17, 3],
+  inputs: [{ name: 'images', shape: [1, 3, 64, 64], dtype: 'float32' }],
+  outputs: [{ name: 'output0', shape: [1, 56, 84], dtype: 'float32' }],
+  sizeBytes: 11.5 * 1024 ** 2,
+  sourceCheckpoint: 's3://vision-platform/checkpoints/job-1/best.pt',
+  versions: { ultralytics: '8.4.190' },
+  preprocessing: {
+    resize: { method: 'letterbox', size: [64, 64], fill_value: 114, interpolation: 'bilinear' },
+    normalize: { method: 'divide', mean: [0, 0, 0], std: [255, 255, 255] },
+    channel_order: 'RGB',
+    data_type: 'float32',
+    layout: 'NCHW',
+    embedded: false,
+    included: true,
+  },
+  postprocessing: {
+    output_layout: 'output0 [batch, 4 + classes + K*3, anchors]',
+    nms: { method: 'nms', class_aware: true, iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300 },
+    coordinate_format: 'xyxy',
+    box_units: 'pixels',
+    embedded: false,
+    included: true,
+  },
+  optimization: { level: 1, quantization: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' }, include_preprocessing: true, include_postprocessing: true, passes: [] },
+};
+
+const validation: ValidationReport = {
+  accuracy: 0.41,
+  original_accuracy: 0.42,
+  accuracy_drop: 0.01,
+  passed: true,
+  metric: 'mAP50-95',
+  threshold: 0.02,
+  num_samples: 8,
+  max_abs_output_diff: 0.003,
+  mean_abs_output_diff: 0.0001,
+  latency_ms: { exported: { p50: 3.1, p95: 4.2 }, original: { p50: 18.5, p95: 20.1 } },
+  exported_metrics: { 'mAP50-95': 0.41 },
+  original_metrics: { 'mAP50-95': 0.42 },
+  exported_runtime: 'python openvino runtime (package wrapper)',
+  dataset_id: 'ds-val',
+  split: 'val',
+};
+
+describe('metadata.json', () => {
+  it("lays out the design's sections, with the format's file layout and runtimes", () => {
+    const m = buildMetadata(input, new Date('2026-01-02T03:04:05Z'));
+    expect(m).toMatchObject({
+      format_version: '1.0',
+      export_format: 'openvino',
+      generated_at: '2026-01-02T03:04:05.000Z',
+      model: { file: 'model.openvino', directory: true, num_classes: 1, keypoints: { shape: [17, 3] }, size_mb: 11.5 },
+      runtime: { engines: ['openvino'], wrappers: ['python'] },
+    });
+    expect(Object.keys(m)).toEqual(['format_version', 'export_format', 'task_type', 'model_name', 'generated_at', 'model', 'preprocessing', 'postprocessing', 'runtime', 'optimization']);
+    expect(MetadataSchema.parse({ ...m, validation })).toHaveProperty('validation.metric', 'mAP50-95');
+  });
+
+  it('refuses what a wrapper could not run: an unknown resize, a bad threshold, no outputs', () => {
+    const m = buildMetadata(input);
+    expect(MetadataSchema.safeParse({ ...m, preprocessing: { ...m.preprocessing, resize: { method: 'stretch', size: [64, 64] } } }).success).toBe(false);
+    expect(() => buildMetadata({ ...input, postprocessing: { ...input.postprocessing, nms: { ...input.postprocessing.nms!, iou_threshold: 2 } } })).toThrow();
+    expect(() => buildMetadata({ ...input, outputs: [] })).toThrow();
+  });
+});
+
+describe('package texts', () => {
+  it('README states the measured and validated figures, and the Dockerfile copies a folder model as a folder', () => {
+    const m = { ...buildMetadata(input), validation, performance: { inference_speed_ms: 3.1, p95_ms: 4.2, runs: 20, warmup_runs: 3, batch_size: 1, engine: 'openvino', device: 'cpu', cpu_threads: 2 } };
+    const text = readme(m, { hasSamples: true });
+    expect(text).toContain('# yolo11n-pose: pose estimation (OPENVINO)');
+    expect(text).toContain('- **Latency**: 3.1 ms median, 4.2 ms p95 per batch of 1 (openvino, cpu, 2 CPU threads, 20 runs)');
+    expect(text).toContain('| original | 0.4200 | 18.5 / 20.1 ms |');
+    expect(text).toContain('Drop: 0.0100 (allowed: 0.02)');
+    expect(text).toContain('keypoints per box');
+    expect(text).not.toContain('runtimes/node');
+    expect(dockerfile('openvino', m)).toContain('COPY model.openvino/ ./model.openvino/');
+    expect(pythonRequirements('openvino').split('\n')).toEqual(['openvino>=2024.0', 'numpy>=1.23', 'opencv-python-headless>=4.8', '']);
+    expect(JSON.parse(nodePackageJson('1.30.0', 'Yolo11n Pose'))).toMatchObject({ name: 'yolo11n-pose-runtime', type: 'module', dependencies: { 'onnxruntime-node': '1.30.0' } });
+  });
+});
+
+describe('latency', () => {
+  it('interpolates percentiles between ranks', () => {
+    expect(percentile([4, 1, 3, 2], 50)).toBe(2.5);
+    expect(percentile([10], 95)).toBe(10);
+    expect(summarize(Array.from({ length: 21 }, (_, i) => i))).toEqual({ p50: 10, p95: 19 });
+  });
+});

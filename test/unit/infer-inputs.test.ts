@@ -1,0 +1,192 @@
+/** The pieces of an inference job that need no Python: ground truth, prefetching, results.json. */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { DatasetImage } from '../../src/datasets/model.js';
+import { DatasetError } from '../../src/errors.js';
+import { groundTruthOf, mapClasses } from '../../src/inference/ground-truth.js';
+import { datasetFolderImages, inBatches, prefetched } from '../../src/inference/inputs.js';
+import { InferenceResultsSchema, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/inference/results.js';
+import { ResultsWriter, type ResultsSummary } from '../../src/inference/results-writer.js';
+import { encodePng } from '../helpers/synthetic.js';
+
+const CLASSES = [
+  { id: 7, name: 'cat' },
+  { id: 9, name: 'dog' },
+];
+
+function image(partial: Partial<DatasetImage>): DatasetImage {
+  return { id: '1', fileName: 'a.png', path: '/x/a.png', width: 100, height: 80, objects: [], ...partial };
+}
+
+describe('ground truth in the model\'s classes', () => {
+  it('maps dataset class ids to model indices by name, whatever the order', () => {
+    const mapping = mapClasses({ classes: CLASSES }, ['dog', 'bird', 'cat']);
+    expect([...mapping.toModel]).toEqual([
+      [7, 2],
+      [9, 0],
+    ]);
+  });
+
+  it('refuses a class the model never learned, naming it and the known classes', () => {
+    const run = () => mapClasses({ classes: [...CLASSES, { id: 3, name: 'horse' }] }, ['cat', 'dog']);
+    expect(run).toThrow(DatasetError);
+    expect(run).toThrow(/class the model was not trained on: "horse"/);
+  });
+
+  it('detection: xywh becomes xyxy; crowd regions are left out', () => {
+    const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
+    const truth = groundTruthOf(
+      image({ objects: [{ classId: 9, bbox: [10, 20, 30, 40] }, { classId: 7, bbox: [0, 0, 5, 5], iscrowd: true }] }),
+      { taskType: 'object_detection' },
+      mapping,
+    );
+    expect(truth).toEqual({
+      input: { boxes: [[10, 20, 40, 60]], classes: [1] },
+      record: { objects: [{ bbox: [10, 20, 40, 60], class_id: 1, class_name: 'dog' }] },
+    });
+  });
+
+  it('segmentation and pose carry polygons and keypoints; a pose object without keypoints has them absent', () => {
+    const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
+    const seg = groundTruthOf(image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }), { taskType: 'instance_segmentation' }, mapping);
+    expect(seg?.input).toEqual({ boxes: [[0, 0, 10, 10]], classes: [0], segmentations: [[[0, 0, 10, 0, 10, 10]]] });
+    const pose = groundTruthOf(
+      image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], keypoints: [[1, 2, 2], [3, 4, 0]] }, { classId: 7, bbox: [5, 5, 10, 10] }] }),
+      { taskType: 'pose_estimation', keypointCount: 2 },
+      mapping,
+    );
+    expect(pose?.input).toEqual({ boxes: [[0, 0, 10, 10], [5, 5, 15, 15]], classes: [0, 0], keypoints: [[[1, 2, 2], [3, 4, 0]], [[0, 0, 0], [0, 0, 0]]] });
+  });
+
+  it('classification: the class, or null for an unlabelled image', () => {
+    const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
+    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({ input: { class: 1 }, record: { class_id: 1, class_name: 'dog' } });
+    expect(groundTruthOf(image({}), { taskType: 'image_classification' }, mapping)).toBeNull();
+  });
+});
+
+describe('prefetching', () => {
+  it('yields in order, with at most `concurrency` fetches running and at most `window` ahead of the consumer', async () => {
+    let running = 0;
+    let peak = 0;
+    const started: number[] = [];
+    const consumed: number[] = [];
+    let maxAhead = 0;
+    const items = Array.from({ length: 40 }, (_, i) => i);
+    const fetch = async (item: number) => {
+      started.push(item);
+      maxAhead = Math.max(maxAhead, started.length - consumed.length);
+      running++;
+      peak = Math.max(peak, running);
+      await new Promise((r) => setTimeout(r, (item * 7) % 5)); // finish out of order
+      running--;
+      return item * 10;
+    };
+    for await (const value of prefetched(items, fetch, { concurrency: 3, window: 8 })) {
+      consumed.push(value / 10);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    expect(consumed).toEqual(items);
+    expect(peak).toBe(3);
+    expect(maxAhead).toBeLessThanOrEqual(8);
+  });
+
+  it('fails at the position of a failed fetch, without unhandled rejections from those fetched ahead', async () => {
+    const got: number[] = [];
+    const run = async () => {
+      for await (const v of prefetched([0, 1, 2, 3, 4], async (i) => (i === 2 || i === 3 ? Promise.reject(new Error(`fetch ${i} failed`)) : i), { concurrency: 4, window: 4 })) got.push(v);
+    };
+    await expect(run()).rejects.toThrow('fetch 2 failed');
+    expect(got).toEqual([0, 1]);
+  });
+
+  it('batches an async stream, the last batch shorter', async () => {
+    async function* numbers() {
+      for (let i = 0; i < 7; i++) yield i;
+    }
+    const batches: number[][] = [];
+    for await (const b of inBatches(numbers(), 3)) batches.push(b);
+    expect(batches).toEqual([[0, 1, 2], [3, 4, 5], [6]]);
+  });
+
+  it('a dataset-based inference job takes every image file under images/, sorted, and nothing else', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'vt-infer-ds-'));
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(root, 'images', 'b'), { recursive: true });
+    const png = encodePng(2, 2, new Uint8Array(12));
+    for (const f of ['z.png', 'a.JPG', 'b/c.png', 'notes.txt', '.DS_Store']) writeFileSync(join(root, 'images', f), png);
+    const images = await datasetFolderImages(root);
+    expect(images.map((i) => i.fileName)).toEqual(['a.JPG', 'b/c.png', 'z.png']);
+    expect(images[1]!.path).toBe(join(root, 'images', 'b', 'c.png'));
+  });
+});
+
+function result(index: number, extra: Partial<ImageResult> = {}): ImageResult {
+  return {
+    index,
+    image_id: String(index),
+    file_name: `${index}.png`,
+    source: `s3://b/in/${index}.png`,
+    width: 10,
+    height: 10,
+    error: null,
+    predictions: { boxes: [{ bbox: [1, 2, 3, 4], class_id: 0, class_name: 'cat', confidence: 0.5 }] },
+    ground_truth: null,
+    evaluation: null,
+    inference_time_ms: 3,
+    visualization_path: null,
+    xai: null,
+    explanation: null,
+    ...extra,
+  };
+}
+
+const SUMMARY: ResultsSummary = {
+  schema_version: RESULTS_SCHEMA_VERSION,
+  job_id: 'j',
+  inference_type: 'inference_job',
+  task_type: 'object_detection',
+  checkpoint_path: 's3://b/checkpoints/job-1/best.pt',
+  model: { framework: 'ultralytics', task: 'detect', class_names: ['cat'], model_name: 'yolo11n', architecture: 'DetectionModel', training_image_size: 640, keypoint_shape: null, xai_layers: [], prediction_confidence: 0.25 },
+  settings: { batch_size: 2, image_size: 64, confidence_threshold: 0.25, iou_threshold: 0.45, device: 'cpu', dataset_id: null, test_split: null, split_source: null, xai_method: null, llm_model: null, max_visualizations: 10 },
+  generated_at: new Date().toISOString(),
+  num_images: 3,
+  failed_images: 1,
+  timing: { avg_inference_time_ms: 3, images_per_second: 100, total_seconds: 1 },
+  metrics: null,
+  visualizations_path: null,
+  xai_results_path: null,
+};
+
+describe('results.json', () => {
+  it('keeps image order when later images complete first, and parses with the exported schema', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vt-results-'));
+    const writer = new ResultsWriter(join(dir, 'spill.jsonl'));
+    writer.add(new Promise((r) => setTimeout(() => r(result(0)), 30)));
+    writer.add(result(1, { error: 'not a readable image: empty file', width: null, height: null, predictions: null, inference_time_ms: null }));
+    writer.add(Promise.resolve(result(2)));
+    await writer.finish(SUMMARY, join(dir, 'results.json'));
+    await writer.close();
+    const doc = InferenceResultsSchema.parse(JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')));
+    expect(doc.results.map((r) => r.index)).toEqual([0, 1, 2]);
+    expect(writer.written).toEqual({ images: 3, failed: 1 });
+    expect(doc.job_id).toBe('j');
+  });
+
+  it('an empty job still writes a valid document', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vt-results-'));
+    const writer = new ResultsWriter(join(dir, 'spill.jsonl'));
+    await writer.finish({ ...SUMMARY, num_images: 0, failed_images: 0 }, join(dir, 'results.json'));
+    expect(InferenceResultsSchema.parse(JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8'))).results).toEqual([]);
+  });
+
+  it('an image result that breaks the schema fails the job, naming the field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vt-results-'));
+    const writer = new ResultsWriter(join(dir, 'spill.jsonl'));
+    writer.add(result(0, { predictions: { boxes: [{ bbox: [1, 2, 3, 4], class_id: 0, class_name: 'cat', confidence: 1.5 }] } }));
+    await expect(writer.flush()).rejects.toThrow(/predictions.boxes.0.confidence/);
+    await writer.close();
+  });
+});
