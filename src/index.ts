@@ -19,3 +19,7 @@ export * from './errors.js';
 export * as callbacks from './callbacks/index.js';
 export { CallbackClient } from './callbacks/client.js';
 export { Logger, log, setLogger } from './log.js';
+export { runInferenceJob, type InferenceOutcome, type InferenceProgress } from './inference/run.js';
+export * as inference from './inference/index.js';
+export { runExportJob, type ExportResult, type ExportProgress } from './jobs/export.js';
+export { MetadataSchema } from './export/metadata.js';
