@@ -127,7 +127,15 @@ class RunCheckpoints:
     def save(self, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor], *, is_best: bool, training_state: dict[str, Any] | None = None) -> None:
         save_checkpoint(self.last, metadata, state_dict, training_state=training_state)
         if is_best:
-            shutil.copyfile(self.last, self.best)
+            # A hard link, not a copy (checkpoints are large): save_checkpoint writes every
+            # last.pt to a new file and renames it, so best.pt keeps this version.
+            tmp = self.best.with_name(f".{self.best.name}.link")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(self.last, tmp)
+            except OSError:
+                shutil.copyfile(self.last, tmp)
+            os.replace(tmp, self.best)
 
     def adopt_best(self, path: str | os.PathLike) -> None:
         """A resumed run starts with the checkpoint it resumed from as its best, when that was the best."""

@@ -152,6 +152,7 @@ class _Reporter:
         self.best_epoch = None
         self.saved_epoch = None
         self.reported_epoch = None
+        self.trained_epoch = None
 
     def send(self, trainer, kind: str, payload: dict) -> None:
         if isinstance(self.emit, FileRelay):
@@ -195,6 +196,7 @@ class _Reporter:
     def on_train_epoch_end(self, trainer):
         self.val_started = time.perf_counter()
         self.val_seconds = None
+        self.trained_epoch = int(trainer.epoch) + 1
 
     def _close_validation_clock(self):
         if self.val_seconds is None and self.val_started:
@@ -214,7 +216,9 @@ class _Reporter:
         epoch = int(trainer.epoch) + 1
         # ultralytics fires on_fit_epoch_end once more after training, for its final validation of
         # best.pt (final_eval); that is not an epoch, and the epochs were all reported already.
-        if self.reported_epoch is not None and (epoch <= self.reported_epoch or epoch > int(trainer.epochs)):
+        # Only an epoch that was trained is reported: after a stop, final_eval's call can carry the
+        # next epoch number although no batch of it ran.
+        if self.trained_epoch != epoch or (self.reported_epoch is not None and epoch <= self.reported_epoch):
             return
         self.reported_epoch = epoch
         losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()} if trainer.tloss else {}

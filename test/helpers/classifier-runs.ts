@@ -4,11 +4,11 @@
  * one-file HTTP server for PRETRAINED_WEIGHT_URL, and test/integration/classifier-fixtures.py.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { createReadStream, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, expect } from 'vitest';
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli } from './cli.js';
 import { uploadDataset } from './datasets.js';
@@ -35,7 +35,15 @@ export interface ClassifierRun {
   work: string;
 }
 
+/** A temporary folder removed after the test file (kept work folders hold large checkpoints). */
+export function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
 export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
+  const scratch = scratchDir('vt-classifier-jobs-');
   const env = (jobId: string, extra: Record<string, string>) => {
     const c = s3.config;
     return {
@@ -61,7 +69,7 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
   /** One 20-image, 3-class dataset per test file, uploaded once. */
   const dataset = async (): Promise<string> => {
     if (!datasetId) {
-      const dir = mkdtempSync(join(tmpdir(), 'vt-ds-'));
+      const dir = mkdtempSync(join(scratch, 'dataset-'));
       writeSyntheticDataset(dir, { taskType: 'image_classification', count: 20, width: 48, height: 40, seed: 11, classes: CLASS_NAMES });
       datasetId = `ds-classifier-${Date.now()}`;
       await uploadDataset(s3.storage(), datasetId, dir, 'zip');
@@ -70,7 +78,7 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
   };
 
   const run = async (jobId: string, vars: Record<string, string>): Promise<ClassifierRun> => {
-    const workDir = mkdtempSync(join(tmpdir(), 'vt-work-'));
+    const workDir = mkdtempSync(join(scratch, `${jobId}-`));
     const result = await runCli(['train'], env(jobId, { DATASET_ID: await dataset(), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', ...vars }), { timeoutMs: 230_000 });
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
     const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();

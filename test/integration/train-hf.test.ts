@@ -5,18 +5,17 @@
  * from a zipped save_pretrained folder, and PRETRAINED_WEIGHT_URLs that are not such a zip.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createZip } from '../../src/storage/zip.js';
-import { CLASS_NAMES, TINY_CLIP, TINY_VIT, classifierJobs, expectCompleteClassifierRun, fixture, serveWeights, valImages, type ClassifierRun } from '../helpers/classifier-runs.js';
+import { CLASS_NAMES, TINY_CLIP, TINY_VIT, classifierJobs, expectCompleteClassifierRun, fixture, serveWeights, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 const jobs = classifierJobs(s3, backend);
-const scratch = mkdtempSync(join(tmpdir(), 'vt-hf-'));
+const scratch = scratchDir('vt-hf-');
 
 beforeAll(async () => {
   await jobs.dataset();
@@ -81,7 +80,7 @@ describe('vision-trainer train (transformers)', () => {
 
   it('a PRETRAINED_WEIGHT_URL that is not a zip, or a zip without config.json, fails the run saying so', async () => {
     const notZip = await serveWeights({ status: 200, body: 'model weights moved' });
-    const emptyDir = mkdtempSync(join(tmpdir(), 'vt-hf-nocfg-'));
+    const emptyDir = mkdtempSync(join(scratch, 'no-config-'));
     writeFileSync(join(emptyDir, 'weights.bin'), 'not a model folder');
     const zip = join(scratch, 'no-config.zip');
     await createZip(emptyDir, zip);

@@ -5,17 +5,16 @@
  * is the training job's own test.)
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLASS_NAMES, TINY_VIT, classifierJobs, fixture, valImages, type ClassifierRun } from '../helpers/classifier-runs.js';
+import { CLASS_NAMES, TINY_VIT, classifierJobs, fixture, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 const jobs = classifierJobs(s3, backend);
-const scratch = mkdtempSync(join(tmpdir(), 'vt-resume-'));
+const scratch = scratchDir('vt-resume-');
 
 beforeAll(async () => {
   await jobs.dataset();
@@ -69,7 +68,7 @@ describe('RESUME_CHECKPOINT_PATH (timm, transformers)', () => {
     await expectResumed(first, resumed, 'manifest');
 
     // A timm checkpoint in the same format (the round-trip fixture writes one), uploaded where a timm job would have put it.
-    const made = mkdtempSync(join(tmpdir(), 'vt-resume-timm-'));
+    const made = mkdtempSync(join(scratch, 'timm-checkpoint-'));
     fixture('roundtrip', made);
     await s3.storage().uploadFile(join(made, 'timm.pt'), 'checkpoints/job-some-timm-job/epoch-1.pt');
     const other = await jobs.run('resume-hf-timm-checkpoint', { ...vars, EPOCHS: '2', RESUME_CHECKPOINT_PATH: uri('some-timm-job', 'epoch-1.pt') });

@@ -5,17 +5,16 @@
  * PRETRAINED_WEIGHT_URL can be wrong, and the checkpoint format's save-and-rebuild round trip.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLASS_NAMES, classifierJobs, expectCompleteClassifierRun, fixture, serveWeights, valImages } from '../helpers/classifier-runs.js';
+import { CLASS_NAMES, classifierJobs, expectCompleteClassifierRun, fixture, serveWeights, valImages, scratchDir } from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 const jobs = classifierJobs(s3, backend);
-const scratch = mkdtempSync(join(tmpdir(), 'vt-timm-'));
+const scratch = scratchDir('vt-timm-');
 
 beforeAll(async () => {
   await jobs.dataset();
@@ -120,7 +119,7 @@ describe('a wrong PRETRAINED_WEIGHT_URL fails the run and says which way it is w
 
 describe('the checkpoint format (python/vision_trainer/checkpoints.py)', () => {
   it('build_model_from_checkpoint gives exactly the logits the model gave before saving: timm resnet18, transformers ViT, CLIP zero-shot', () => {
-    const seen = fixture<{ max_abs_diff: Record<string, number>; logit_scale: number }>('roundtrip', mkdtempSync(join(tmpdir(), 'vt-roundtrip-')));
+    const seen = fixture<{ max_abs_diff: Record<string, number>; logit_scale: number }>('roundtrip', mkdtempSync(join(scratch, 'roundtrip-')));
     expect(Object.keys(seen.max_abs_diff).sort()).toEqual(['timm resnet18', 'transformers CLIP zero-shot', 'transformers ViT']);
     for (const diff of Object.values(seen.max_abs_diff)) expect(diff).toBe(0);
     expect(seen.logit_scale).toBeGreaterThan(0); // the CLIP logits compared were not all zero
