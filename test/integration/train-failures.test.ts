@@ -49,6 +49,9 @@ describe('stopping a run', () => {
     expect(done.error_message).toMatch(/stopped by SIGTERM; last checkpoint: epoch (\d+) uploaded to s3:\/\//);
     const epoch = Number(/epoch (\d+) uploaded/.exec(done.error_message)![1]);
     expect(await s3.storage().exists(`checkpoints/job-${jobId}/epoch-${epoch}.pt`)).toBe(true);
+    // No epoch is reported past the one the stop ended (ultralytics' final evaluation is not an epoch).
+    const reported = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined).map((c) => (c.body as any).epoch as number);
+    expect(Math.max(...reported)).toBeLessThanOrEqual(epoch);
     const saved = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved');
     expect(saved.map((c) => (c.body as any).data.reason)).toEqual(['stop']);
     for (const pid of pythons) expect(isAlive(pid)).toBe(false);
