@@ -12,6 +12,7 @@ import { afterAll, expect } from 'vitest';
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli } from './cli.js';
 import { uploadDataset } from './datasets.js';
+import { jobEnv } from './job-env.js';
 import type { ReceiverFixture } from './receiver.js';
 import type { S3Fixture } from './s3.js';
 import { writeSyntheticDataset } from './synthetic.js';
@@ -44,26 +45,7 @@ export function scratchDir(prefix: string): string {
 
 export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
   const scratch = scratchDir('vt-classifier-jobs-');
-  const env = (jobId: string, extra: Record<string, string>) => {
-    const c = s3.config;
-    return {
-      ...backend.env(),
-      JOB_ID: jobId,
-      TRACE_ID: `trace-${jobId}`,
-      STORAGE_TYPE: 'minio',
-      S3_ENDPOINT: c.endpoint!,
-      AWS_ACCESS_KEY_ID: c.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: c.secretAccessKey,
-      BUCKET_NAME: c.bucket,
-      DEVICE: 'cpu',
-      NUM_WORKERS: '0',
-      BATCH_SIZE: '8',
-      IMAGE_SIZE: '32',
-      CHECKPOINT_FREQUENCY: '1',
-      CALLBACK_MAX_ATTEMPTS: '3',
-      ...extra,
-    };
-  };
+  const env = (jobId: string, extra: Record<string, string>) => jobEnv(s3, backend, jobId, { CHECKPOINT_FREQUENCY: '1', ...extra });
 
   let datasetId: string | undefined;
   /** One 20-image, 3-class dataset per test file, uploaded once. */
