@@ -24,21 +24,31 @@ export class RunStream implements AsyncIterable<RunEvent> {
     };
   }
 
-  /** Delivers to every subscriber; returns their promises so callers may await async ones. */
+  /**
+   * Delivers to the iterator and every subscriber, even when one of them throws; returns the
+   * subscribers' promises so callers may await async ones. The first synchronous throw is
+   * rethrown after everyone has the event (the training job turns it into a stop request).
+   */
   emit(event: RunEvent): Promise<unknown> {
-    const pending: Promise<unknown>[] = [];
-    for (const fn of [...this.subscribers]) {
-      const r = fn(event);
-      if (r && typeof (r as Promise<void>).then === 'function') pending.push(r as Promise<void>);
-    }
     const waiter = this.waiting.shift();
     if (waiter) waiter({ value: event, done: false });
     else if (this.iterating && !this.ended) this.buffer(event);
+    const pending: Promise<unknown>[] = [];
+    let thrown: { error: unknown } | undefined;
+    for (const fn of [...this.subscribers]) {
+      try {
+        const r = fn(event);
+        if (r && typeof (r as Promise<void>).then === 'function') pending.push(r as Promise<void>);
+      } catch (error) {
+        thrown ??= { error };
+      }
+    }
     if (event.type === 'done') this.end();
     const all = Promise.all(pending);
     // Callers may ignore the promise (progress events): its failure then goes to onAsyncError
     // instead of becoming an unhandled rejection that would kill the process.
     all.catch((err: unknown) => this.onAsyncError?.(err, event));
+    if (thrown) throw thrown.error;
     return all;
   }
 

@@ -47,12 +47,17 @@ describe('RunStream', () => {
     expect(failures).toHaveLength(1);
   });
 
-  it('a synchronous subscriber throw reaches the emitter', () => {
+  it('a synchronous subscriber throw reaches the emitter after every consumer has the event', async () => {
     const stream = new RunStream();
+    const others: number[] = [];
     stream.subscribe(() => {
       throw new Error('sync');
     });
+    stream.subscribe((e) => void (e.type === 'epoch' && others.push(e.epoch)));
+    const it = stream[Symbol.asyncIterator]();
     expect(() => stream.emit(epoch(1))).toThrow('sync');
+    expect(others).toEqual([1]);
+    expect((await it.next()).value).toMatchObject({ type: 'epoch', epoch: 1 });
   });
 });
 
