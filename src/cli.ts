@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { CallbackClient } from './callbacks/client.js';
 import { configFromEnv } from './config/env.js';
 import { helpText } from './config/help.js';
-import type { Mode } from './config/variables.js';
+import { jobIdSchema, traceIdSchema, type Mode } from './config/variables.js';
 import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from './errors.js';
 import { Logger, type LogLevel, setLogger } from './log.js';
 import { redact } from './redact.js';
@@ -30,6 +30,13 @@ function loggerFromEnv(env: NodeJS.ProcessEnv, fields: Record<string, string>): 
   return Logger.create({ level: level as LogLevel, format, fields });
 }
 
+/** JOB_ID and TRACE_ID when each is valid on its own: a hostile value never reaches a log line or a callback. */
+function identity(env: NodeJS.ProcessEnv): { jobId: string | undefined; traceId: string | undefined } {
+  const jobId = jobIdSchema.safeParse(env.JOB_ID);
+  const traceId = traceIdSchema.safeParse(env.TRACE_ID);
+  return { jobId: jobId.success ? jobId.data : undefined, traceId: traceId.success ? traceId.data : undefined };
+}
+
 /**
  * A configuration error is reported to the backend too when enough of the configuration is
  * valid to reach it: the platform then shows the message instead of a silent dead pod.
@@ -38,9 +45,9 @@ async function reportConfigError(mode: Mode, error: ConfigError, env: NodeJS.Pro
   const bad = new Set(error.problems.map((p) => p.variable));
   const baseUrl = env.BACKEND_BASE_URL?.trim();
   const token = env.CALLBACK_TOKEN?.trim();
-  const jobId = env.JOB_ID?.trim();
+  const { jobId, traceId } = identity(env);
   if (!baseUrl || !token || !jobId || ['BACKEND_BASE_URL', 'CALLBACK_TOKEN', 'JOB_ID'].some((v) => bad.has(v))) return;
-  const client = new CallbackClient({ baseUrl, token, jobId, traceId: env.TRACE_ID?.trim() || jobId, logger, retry: { completion: { maxAttempts: 3 } } });
+  const client = new CallbackClient({ baseUrl, token, jobId, traceId: traceId ?? jobId, logger, retry: { completion: { maxAttempts: 3 } } });
   const message = error.describe();
   try {
     if (mode === 'train') await client.trainingDone({ status: 'failed', error_message: message });
@@ -103,7 +110,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return runDevStack(rest);
   }
   const mode = command as Mode;
-  const logger = loggerFromEnv(env, env.JOB_ID ? { job_id: env.JOB_ID, ...(env.TRACE_ID ? { trace_id: env.TRACE_ID } : {}) } : {});
+  const { jobId, traceId } = identity(env);
+  const logger = loggerFromEnv(env, jobId ? { job_id: jobId, ...(traceId ? { trace_id: traceId } : {}) } : {});
   try {
     if (mode === 'train') return await runTrain(env);
     if (mode === 'infer') return await runInfer(env);

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { TASK_TYPES } from '../config/tasks.js';
+import { ExitCode, VisionTrainerError } from '../errors.js';
 
 /** A metric: a finite number or null. zod's number already refuses NaN and ±Infinity. */
 export const MetricValueSchema = z.number().nullable();
@@ -266,9 +267,23 @@ export type PerClassMetric = z.output<typeof PerClassMetricSchema>;
 export type ExportStage = z.output<typeof ExportStageSchema>;
 export type CompletionStatus = z.output<typeof CompletionStatusSchema>;
 
-/** The path of a callback for a job, e.g. `/api/v1/jobs/abc/heartbeat`. */
+/**
+ * The path of a callback for a job, e.g. `/api/v1/jobs/abc/heartbeat`. The id is one encoded
+ * path segment. URL parsers resolve "." and ".." segments even when percent-encoded ("%2e"),
+ * so those are refused rather than encoded: `/api/v1/jobs/../done` would be `/api/v1/done`.
+ */
 export function callbackPath(kind: CallbackKind, jobId: string): string {
-  return ENDPOINTS[kind].path.replace(JOB_ID_PLACEHOLDER, encodeURIComponent(jobId));
+  return ENDPOINTS[kind].path.replace(JOB_ID_PLACEHOLDER, () => pathSegment(jobId, 'JOB_ID'));
+}
+
+/** One URL path segment holding `value` and nothing else; throws for values no encoding can hold. */
+export function pathSegment(value: string, what: string): string {
+  if (value === '' || value === '.' || value === '..') {
+    throw new VisionTrainerError(`${what} ${JSON.stringify(value)} cannot be a URL path segment: an empty, "." or ".." segment would change the route`, {
+      exitCode: ExitCode.config,
+    });
+  }
+  return encodeURIComponent(value);
 }
 
 const PATH_MATCHERS: Array<[CallbackKind, RegExp]> = CALLBACK_KINDS.map((kind) => {

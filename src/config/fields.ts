@@ -40,6 +40,35 @@ export function str(opts: { min?: number; pattern?: RegExp; patternMessage?: str
   return inner;
 }
 
+/**
+ * An identifier that becomes a callback path segment and part of storage keys (JOB_ID,
+ * DATASET_ID, SNAPSHOT_ID): starts with a letter or digit, then letters, digits, "_", "-" and
+ * single dots between them. So it is never "." or "..", holds no "/", "%", whitespace or
+ * control character, and cannot step out of its segment in a URL or a local folder.
+ */
+export const IDENTIFIER = /^[A-Za-z0-9](?:[A-Za-z0-9_-]|\.(?=[A-Za-z0-9_-]))*$/;
+
+export function identifier(maxLength: number, use: string) {
+  return z
+    .string({ error: 'must be text' })
+    .trim()
+    .min(1, 'must not be empty')
+    .max(maxLength, `must be at most ${maxLength} characters`)
+    .regex(IDENTIFIER, `must be letters, digits, "_", "-" and single "." between them, starting with a letter or digit (no "/", "..", spaces or control characters: ${use})`);
+}
+
+/** Printable ASCII (space allowed inside), so it is a valid HTTP header value and one log field. */
+const PRINTABLE = /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/;
+
+export function printable(maxLength: number, use: string) {
+  return z
+    .string({ error: 'must be text' })
+    .trim()
+    .min(1, 'must not be empty')
+    .max(maxLength, `must be at most ${maxLength} characters (${use})`)
+    .regex(PRINTABLE, `must be printable ASCII without control characters such as CR or LF (${use})`);
+}
+
 export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
   return z.preprocess(
     (v) => (typeof v === 'string' ? v.trim() : v),

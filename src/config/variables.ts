@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { SplitStrategySchema } from '../datasets/splits.js';
-import { bool, httpUrl, int, json, num, oneOf, str } from './fields.js';
+import { bool, httpUrl, identifier, int, json, num, oneOf, printable, str } from './fields.js';
 import { FRAMEWORKS, TASK_TYPES } from './tasks.js';
 
 export type Mode = 'train' | 'infer' | 'export';
@@ -50,10 +50,16 @@ const inputSize = z.preprocess(
   }),
 );
 
+/** Exported for the CLI, which must judge JOB_ID and TRACE_ID before the whole configuration parses. */
+export const jobIdSchema = identifier(128, 'it is a callback path segment and part of storage keys');
+export const traceIdSchema = printable(256, 'it is sent as the X-Trace-ID header and written on every log line');
+const jobId = jobIdSchema;
+const datasetId = identifier(200, 'it is part of the key datasets/{DATASET_ID}.zip');
+
 export const VARIABLES: readonly Variable[] = [
   // Job identity and backend
-  { group: 'Job', env: ['JOB_ID'], path: 'jobId', schema: str({ pattern: /^[\w.-]{1,128}$/, patternMessage: 'must be 1-128 letters, digits, ".", "_" or "-" (it becomes part of storage keys)' }), modes: ALL, required: true, help: 'Job identifier; used in callback paths and storage keys.' },
-  { group: 'Job', env: ['TRACE_ID'], path: 'traceId', schema: str(), modes: ALL, required: true, help: 'Distributed-tracing id, sent as X-Trace-ID on every callback and in every log line.' },
+  { group: 'Job', env: ['JOB_ID'], path: 'jobId', schema: jobId, modes: ALL, required: true, help: 'Job identifier; used in callback paths and storage keys. Letters, digits, "_", "-" and single "." between them; at most 128 characters.' },
+  { group: 'Job', env: ['TRACE_ID'], path: 'traceId', schema: traceIdSchema, modes: ALL, required: true, help: 'Distributed-tracing id, sent as X-Trace-ID on every callback and in every log line. Printable ASCII, at most 256 characters.' },
   { group: 'Job', env: ['BACKEND_BASE_URL'], path: 'backend.baseUrl', schema: httpUrl().optional(), modes: ALL, required: true, help: 'Backend that receives the HTTP callbacks.' },
   { group: 'Job', env: ['CALLBACK_MAX_ATTEMPTS'], path: 'callbackMaxAttempts', schema: int({ min: 1, max: 100 }).default(8), modes: ALL, defaultText: '8 (about two minutes with backoff)', help: 'Attempts to deliver the completion callback before the job exits with code 6.' },
   { group: 'Job', env: ['CALLBACK_TOKEN'], path: 'backend.token', schema: str().optional(), modes: ALL, required: true, secret: true, help: 'Bearer token for the callbacks.' },
@@ -62,9 +68,9 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Training', env: ['TASK_TYPE'], path: 'taskType', schema: oneOf(TASK_TYPES), modes: ALL, required: true, help: `Task: ${TASK_TYPES.join(', ')}.` },
   { group: 'Training', env: ['MODEL_NAME'], path: 'modelName', schema: str(), modes: ['train', 'export'], required: true, help: 'Model, e.g. yolo11n, yolo11n-seg, resnet18, vit-base-patch16-224, clip-vit-base-patch32 (export: optional, read from the checkpoint).' },
   { group: 'Training', env: ['FRAMEWORK'], path: 'framework', schema: oneOf(FRAMEWORKS).optional(), modes: ALL, help: 'ultralytics, timm or huggingface; inferred from MODEL_NAME (training) or the checkpoint when unset.' },
-  { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: str({ pattern: /^[\w.-]{1,200}$/, patternMessage: 'must be letters, digits, ".", "_" or "-" (it is part of the key datasets/{DATASET_ID}.zip)' }), modes: ['train'], required: true, help: 'Dataset: datasets/{DATASET_ID}.zip or the prefix datasets/{DATASET_ID}/.' },
-  { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: str({ pattern: /^[\w.-]{1,200}$/, patternMessage: 'must be letters, digits, ".", "_" or "-" (it is part of the key datasets/{DATASET_ID}.zip)' }).optional(), modes: ['infer'], help: 'Labelled dataset of a test run, or the images of a dataset-based inference job.' },
-  { group: 'Training', env: ['SNAPSHOT_ID'], path: 'snapshotId', schema: str({ pattern: /^[\w.-]{1,200}$/, patternMessage: 'must be letters, digits, ".", "_" or "-"' }).optional(), modes: ['train', 'infer'], help: 'Annotations snapshot datasets/{DATASET_ID}/snapshots/{SNAPSHOT_ID}.json; wins over annotations.json.' },
+  { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: datasetId, modes: ['train'], required: true, help: 'Dataset: datasets/{DATASET_ID}.zip or the prefix datasets/{DATASET_ID}/. Letters, digits, "_", "-" and single "." between them; at most 200 characters.' },
+  { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: datasetId.optional(), modes: ['infer'], help: 'Labelled dataset of a test run, or the images of a dataset-based inference job.' },
+  { group: 'Training', env: ['SNAPSHOT_ID'], path: 'snapshotId', schema: identifier(200, 'it is part of the key datasets/{DATASET_ID}/snapshots/{SNAPSHOT_ID}.json').optional(), modes: ['train', 'infer'], help: 'Annotations snapshot datasets/{DATASET_ID}/snapshots/{SNAPSHOT_ID}.json; wins over annotations.json. Letters, digits, "_", "-" and single "." between them; at most 200 characters.' },
   { group: 'Training', env: ['EPOCHS'], path: 'epochs', schema: int({ min: 1, max: 100000 }), modes: ['train'], required: true, help: 'Number of training epochs (at least 1).' },
   { group: 'Training', env: ['BATCH_SIZE'], path: 'batchSize', schema: int({ min: 1, max: 65536 }).default(16), modes: ['train', 'infer'], defaultText: '16', help: 'Batch size.' },
   { group: 'Training', env: ['BATCH_SIZE'], path: 'batchSize', schema: int({ min: 1, max: 65536 }).default(1), modes: ['export'], defaultText: '1', help: 'Batch size for validation and the exported input shape.' },
@@ -105,7 +111,7 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Export', env: ['QUANTIZATION_TYPE'], path: 'quantizationType', schema: oneOf(['none', 'dynamic', 'static'] as const).default('none'), modes: ['export'], defaultText: 'none', help: 'none, dynamic, or static (static calibrates on VALIDATION_DATASET_ID).' },
   { group: 'Export', env: ['QUANTIZATION_DTYPE'], path: 'quantizationDtype', schema: oneOf(['int8', 'int16', 'float16'] as const).default('int8'), modes: ['export'], defaultText: 'int8', help: 'int8, int16 or float16.' },
   { group: 'Export', env: ['ENABLE_VALIDATION'], path: 'enableValidation', schema: bool().default(false), modes: ['export'], defaultText: 'false', help: 'Compare the exported model with the original on VALIDATION_DATASET_ID.' },
-  { group: 'Export', env: ['VALIDATION_DATASET_ID'], path: 'validationDatasetId', schema: str().optional(), modes: ['export'], help: 'Dataset for validation and static-quantization calibration.' },
+  { group: 'Export', env: ['VALIDATION_DATASET_ID'], path: 'validationDatasetId', schema: datasetId.optional(), modes: ['export'], help: 'Dataset for validation and static-quantization calibration.' },
   { group: 'Export', env: ['ACCURACY_DROP_MAX'], path: 'accuracyDropMax', schema: num({ min: 0, max: 1 }).default(0.02), modes: ['export'], defaultText: '0.02', help: 'Fail when the primary metric drops by more than this.' },
 
   // Storage (both spellings of the design)

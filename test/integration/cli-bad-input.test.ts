@@ -71,6 +71,24 @@ describe('configuration errors', () => {
     expect(result.stderr).toContain('BACKEND_BASE_URL="not-a-url": must be an http(s) URL');
   });
 
+  it('hostile ids are refused before anything is sent: no callback to another route, no CR/LF in a header', async () => {
+    for (const jobId of ['..', '.', '../done', 'a/b']) {
+      const result = await runCli(['train'], env('x', { JOB_ID: jobId }), { timeoutMs: 120_000 });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/JOB_ID="[^"]*": must be letters, digits/);
+    }
+    // Nothing reached the backend: the id was refused before any callback could be built with it.
+    expect(backend.receiver.requests).toEqual([]);
+
+    const trace = await runJob('cfg-trace', { TRACE_ID: 'abc\r\nX-Injected: yes' });
+    expect(trace.result.code).toBe(2);
+    expect(trace.result.stderr).toContain('TRACE_ID="abc\\r\\nX-Injected: yes": must be printable ASCII');
+    // The configuration error still reaches the backend, traced by the job id instead.
+    expect(trace.done?.status).toBe('failed');
+    const sent = backend.receiver.requests.find((r) => r.path === '/api/v1/jobs/cfg-trace/done');
+    expect(sent?.traceId).toBe('cfg-trace');
+  });
+
   it('unknown commands and --help', async () => {
     expect((await runCli(['trian'], {})).code).toBe(2);
     const help = await runCli(['train', '--help'], {});
