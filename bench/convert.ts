@@ -33,7 +33,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { convertToYolo } from '../src/datasets/convert/index.js';
 import { loadDataset } from '../src/datasets/load.js';
-import { mulberry32, resolveSplits } from '../src/datasets/splits.js';
+import { PythonRandom } from '../src/datasets/python-random.js';
+import { resolveSplits } from '../src/datasets/splits.js';
 import { defaultVenvDir, PROJECT_ROOT } from '../src/paths.js';
 
 const { values: args } = parseArgs({
@@ -55,7 +56,8 @@ const runs = Math.max(1, Number(args.runs));
 
 /** A detection dataset: 640x480 images, boxes thrown at random images (some get none), 10 classes. */
 function writeAnnotations(path: string): void {
-  const random = mulberry32(2024);
+  const generator = new PythonRandom(2024);
+  const random = () => generator.random();
   const classes = Array.from({ length: 10 }, (_, id) => ({ id, name: `class_${id}` }));
   const images = Array.from({ length: imageCount }, (_, i) => ({
     id: i + 1,

@@ -5,4 +5,5 @@ export { loadDataset, parseAnnotationsText, detectFormat, type LoadOptions } fro
 export { readImageHeader, type ImageHeader } from './image-files.js';
 export { PIXEL_TOLERANCE } from './checks.js';
 export * from './splits.js';
+export { PythonRandom } from './python-random.js';
 export * from './convert/index.js';

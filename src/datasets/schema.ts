@@ -79,8 +79,15 @@ export const SplitRatioSchema = z
   .refine((parts) => Math.abs(parts.reduce((a, b) => a + b, 0) - 1) < 1e-6, 'the parts must add up to 1')
   .refine((parts) => (parts[0] ?? 0) > 0 && (parts[1] ?? 0) > 0, 'train and val parts must be above 0');
 
-/** Seeds are 32-bit so every machine's PRNG starts from the same state. */
-export const SplitSeedSchema = z.int().min(0).max(0xffff_ffff);
+/**
+ * Seeds are integers a JSON number holds exactly (|seed| < 2^53): a larger literal is
+ * silently rounded by every JSON parser, so the split would no longer be the one the seed
+ * names. Negative seeds are allowed and, as in CPython, split as their absolute value.
+ */
+const SEED_RULE = 'the seed must be an integer between -(2^53 - 1) and 2^53 - 1 (9007199254740991): larger JSON numbers are rounded, so they cannot name a split exactly';
+export const SplitSeedSchema = z
+  .number({ error: SEED_RULE })
+  .refine((seed) => Number.isSafeInteger(seed), { error: SEED_RULE });
 
 // ---------------------------------------------------------------------------------------------
 // Platform Format

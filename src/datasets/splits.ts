@@ -7,9 +7,10 @@
  *      `split` fields.
  *   3. Otherwise auto 0.8/0.2 with seed 42.
  *
- * Auto splits are the same on every run and machine: images are ordered by id (as strings,
- * by UTF-16 code units, never by locale), then shuffled by Fisher–Yates driven by
- * mulberry32, a 32-bit PRNG made of integer operations only. Input order does not matter.
+ * Auto splits are the design's, bit for bit: CPython's `random.seed(seed)` then
+ * `random.shuffle` on the images in annotation-file order, cut at
+ * `n_train = int(len * ratio[0])` (see `autoSplit`). A platform's Python tools that apply
+ * the design's split therefore agree with this runtime on every image.
  *
  * Images that a `custom` or `manual` split does not mention go to `train`: a partial list
  * most often names the held-out images, and leaving the rest unused would waste data
@@ -18,6 +19,7 @@
 import { z } from 'zod';
 import { DatasetError } from '../errors.js';
 import type { Dataset } from './model.js';
+import { PythonRandom } from './python-random.js';
 import { SplitNameSchema, SplitRatioSchema, SplitSeedSchema, type DatasetSplitConfig, type SplitName } from './schema.js';
 
 export const DEFAULT_SPLIT_RATIO: readonly number[] = [0.8, 0.2];
@@ -172,52 +174,21 @@ function formatRatio(ratio: readonly number[]): string {
 }
 
 /**
- * Seeded auto split: ids sorted, shuffled, then cut at the ratio's boundaries (floors of the
- * cumulative parts; the last split takes the remainder).
+ * Seeded auto split, as the design's `apply_split`: `random.seed(seed)`,
+ * `random.shuffle(images)` on the ids in the order given (annotation-file order; no sorting),
+ * then `n_train = int(len * ratio[0])` images train. With two parts the rest validate. With
+ * three, `n_val = int(len * ratio[1])` validate and the rest test; a third part of 0 means no
+ * test set, so it splits as the two-part ratio does (truncation leftovers go to val, not test).
+ * `len * ratio` is the same IEEE double product in JS and Python, and truncation is `int()`'s.
  */
 export function autoSplit(ids: readonly string[], ratio: readonly number[], seed: number): Map<string, SplitName> {
-  const order = [...ids].sort(compareCodeUnits);
-  shuffleInPlace(order, mulberry32(seed));
-  const names: SplitName[] = ratio.length >= 3 ? ['train', 'val', 'test'] : ['train', 'val'];
-  const bounds: number[] = [];
-  let cumulative = 0;
-  for (let i = 0; i < names.length - 1; i++) {
-    cumulative += ratio[i] ?? 0;
-    // The epsilon keeps e.g. 100 * 0.29 = 28.999999999999996 from losing an image.
-    bounds.push(Math.min(order.length, Math.floor(order.length * cumulative + 1e-9)));
-  }
-  bounds.push(order.length);
+  const order = new PythonRandom(seed).shuffle([...ids]);
+  const total = order.length;
+  const nTrain = Math.min(total, Math.trunc(total * (ratio[0] ?? 0)));
+  const withTest = ratio.length >= 3 && (ratio[2] ?? 0) > 0;
+  // min(): parts may add up to 1 within the schema's tolerance, so never past the end.
+  const nVal = withTest ? Math.min(total - nTrain, Math.trunc(total * (ratio[1] ?? 0))) : total - nTrain;
   const assignment = new Map<string, SplitName>();
-  let part = 0;
-  order.forEach((id, index) => {
-    while (index >= (bounds[part] as number)) part++;
-    assignment.set(id, names[part] as SplitName);
-  });
+  order.forEach((id, index) => assignment.set(id, index < nTrain ? 'train' : index < nTrain + nVal ? 'val' : 'test'));
   return assignment;
-}
-
-function compareCodeUnits(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** mulberry32 (Tommy Ettinger): 32-bit state, uniform floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Fisher–Yates, from the end. */
-export function shuffleInPlace<T>(items: T[], random: () => number): void {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    const held = items[i] as T;
-    items[i] = items[j] as T;
-    items[j] = held;
-  }
 }

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
 import { COCO_KEYPOINT_NAMES, type SplitName, type TaskType } from '../../src/datasets/schema.js';
-import { mulberry32 } from '../../src/datasets/splits.js';
+import { mulberry32 } from './random.js';
 
 // ---------------------------------------------------------------------------------------------
 // PNG

@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertToImageFolder, convertToYolo, mergeMultiSegment, writeHuggingFaceManifest, type ImageFolderConversion, type HuggingFaceManifest, type YoloConversion } from '../../src/datasets/convert/index.js';
 import { loadDataset } from '../../src/datasets/load.js';
 import type { Dataset } from '../../src/datasets/model.js';
-import { mulberry32, resolveSplits, type SplitResult } from '../../src/datasets/splits.js';
+import { resolveSplits, type SplitResult } from '../../src/datasets/splits.js';
+import { mulberry32 } from '../helpers/random.js';
 import { defaultPythonBin } from '../../src/paths.js';
 import { writeSyntheticDataset, type SyntheticOptions } from '../helpers/synthetic.js';
 

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { DatasetError } from '../../src/errors.js';
 import type { DatasetImage } from '../../src/datasets/model.js';
-import type { DatasetSplitConfig, SplitName } from '../../src/datasets/schema.js';
-import { autoSplit, mulberry32, resolveSplits, shuffleInPlace, SplitStrategySchema, type SplittableDataset } from '../../src/datasets/splits.js';
+import { PythonRandom } from '../../src/datasets/python-random.js';
+import { DatasetSplitConfigSchema, type DatasetSplitConfig, type SplitName } from '../../src/datasets/schema.js';
+import { autoSplit, resolveSplits, SplitStrategySchema, type SplittableDataset } from '../../src/datasets/splits.js';
 
 function imagesWithIds(ids: Array<string | number>, split?: (i: number) => SplitName | undefined): DatasetImage[] {
   return ids.map((id, i) => {
@@ -16,30 +17,35 @@ const range = (n: number, from = 1) => Array.from({ length: n }, (_, i) => i + f
 const dataset = (images: DatasetImage[], splitConfig?: DatasetSplitConfig): SplittableDataset => (splitConfig ? { images, splitConfig } : { images });
 const idsIn = (assignment: ReadonlyMap<string, SplitName>, split: SplitName) => [...assignment].filter(([, s]) => s === split).map(([id]) => id).sort();
 
-describe('the seeded shuffle', () => {
-  it('is mulberry32, bit for bit', () => {
-    const random = mulberry32(42);
-    // Integer-only arithmetic: these are the values on every machine and Node version.
-    expect([random(), random(), random()].map((v) => Math.round(v * 2 ** 32))).toEqual([2581720956, 1925393290, 3661312704]);
+describe('the seeded shuffle (CPython\'s random, pinned here; the integration test compares thousands of cases with CPython)', () => {
+  it('draws what CPython draws', () => {
+    // random.Random(2**40 + 3): getrandbits(32) x3, random(), randrange(1000) x3 (= _randbelow).
+    const random = new PythonRandom(2 ** 40 + 3);
+    expect([random.getrandbits(32), random.getrandbits(32), random.getrandbits(32)]).toEqual([943978446, 261273136, 2359950418]);
+    expect(random.random()).toBe(0.8337623036996417);
+    expect([random.randbelow(1000), random.randbelow(1000), random.randbelow(1000)]).toEqual([579, 311, 924]);
   });
 
-  it('pins the split of ten images with seed 42', () => {
+  it('gives the design\'s split of ten images with seed 42: val {1, 2}', () => {
+    // random.seed(42); random.shuffle([1..10]) = [8, 4, 3, 9, 6, 7, 10, 5, 1, 2]; int(10 * 0.8) = 8.
     const assignment = autoSplit(range(10).map(String), [0.8, 0.2], 42);
-    // The same as a Python port of mulberry32 + Fisher–Yates gives.
-    expect(idsIn(assignment, 'val')).toEqual(['4', '6']);
+    expect(idsIn(assignment, 'val')).toEqual(['1', '2']);
     expect(idsIn(assignment, 'train')).toHaveLength(8);
   });
 
-  it('gives the same split whatever order the images come in', () => {
-    const ids = range(500).map((i) => `img-${i}`);
-    const shuffled = [...ids];
-    shuffleInPlace(shuffled, mulberry32(7));
-    expect(shuffled).not.toEqual(ids);
-    const a = resolveSplits(dataset(imagesWithIds(ids)));
-    const b = resolveSplits(dataset(imagesWithIds(shuffled)));
-    expect([...b.assignment].sort()).toEqual([...a.assignment].sort());
+  it('shuffles the images in file order, not sorted: another order is another split, as in Python', () => {
+    // random.seed(42); random.shuffle([10, 9, ..., 1]) = [3, 7, 8, 2, 5, 4, 1, 6, 10, 9].
+    const reversed = range(10).reverse().map(String);
+    expect(idsIn(autoSplit(reversed, [0.8, 0.2], 42), 'val')).toEqual(['10', '9'].sort());
+    expect(idsIn(resolveSplits(dataset(imagesWithIds(range(10).reverse()))).assignment, 'val')).toEqual(['10', '9'].sort());
     // Run twice: same result.
-    expect([...resolveSplits(dataset(imagesWithIds(ids))).assignment]).toEqual([...a.assignment]);
+    const ids = range(500).map((i) => `img-${i}`);
+    expect([...resolveSplits(dataset(imagesWithIds(ids))).assignment]).toEqual([...resolveSplits(dataset(imagesWithIds(ids))).assignment]);
+  });
+
+  it('splits a negative seed as its absolute value (CPython seeds with abs())', () => {
+    expect(autoSplit(range(10).map(String), [0.8, 0.2], -42)).toEqual(autoSplit(range(10).map(String), [0.8, 0.2], 42));
+    expect(idsIn(autoSplit(range(200).map(String), [0.8, 0.2], 2 ** 32 + 42), 'val')).not.toEqual(idsIn(autoSplit(range(200).map(String), [0.8, 0.2], 42), 'val'));
   });
 
   it('depends on the seed', () => {
@@ -47,15 +53,30 @@ describe('the seeded shuffle', () => {
     expect(idsIn(autoSplit(ids, [0.8, 0.2], 1), 'val')).not.toEqual(idsIn(autoSplit(ids, [0.8, 0.2], 2), 'val'));
   });
 
-  it('cuts at the ratio, two or three parts', () => {
+  it('cuts at int(len * ratio[0]) with Python\'s double product; a third part takes int(len * ratio[1]) for val, the rest test', () => {
     const ids = range(100).map(String);
     const two = autoSplit(ids, [0.8, 0.2], 42);
     expect(idsIn(two, 'train')).toHaveLength(80);
     expect(idsIn(two, 'val')).toHaveLength(20);
-    const three = autoSplit(ids, [0.71, 0.29, 0], 3);
-    expect([idsIn(three, 'train').length, idsIn(three, 'val').length, idsIn(three, 'test').length]).toEqual([71, 29, 0]);
+    // 100 * 0.57 = 56.99999999999999 in IEEE doubles: Python's int() gives 56, so does the runtime.
+    const truncated = autoSplit(ids, [0.57, 0.43], 7);
+    expect([idsIn(truncated, 'train').length, idsIn(truncated, 'val').length]).toEqual([56, 44]);
     const tested = autoSplit(ids, [0.7, 0.2, 0.1], 3);
     expect([idsIn(tested, 'train').length, idsIn(tested, 'val').length, idsIn(tested, 'test').length]).toEqual([70, 20, 10]);
+    // 100 * 0.29 = 28.999999999999996: val gets 28, the leftover image goes to test.
+    const leftover = autoSplit(ids, [0.6, 0.29, 0.11], 3);
+    expect([idsIn(leftover, 'train').length, idsIn(leftover, 'val').length, idsIn(leftover, 'test').length]).toEqual([60, 28, 12]);
+    // A test part of 0 means no test set: the two-part split, leftovers to val.
+    const noTest = autoSplit(ids, [0.71, 0.29, 0], 3);
+    expect([idsIn(noTest, 'train').length, idsIn(noTest, 'val').length, idsIn(noTest, 'test').length]).toEqual([71, 29, 0]);
+    expect(noTest).toEqual(autoSplit(ids, [0.71, 0.29], 3));
+    // The same images train whatever the number of parts: only the cut points differ.
+    expect(idsIn(tested, 'train')).toEqual(idsIn(autoSplit(ids, [0.7, 0.3], 3), 'train'));
+  });
+
+  it('splits zero and one image without failing (resolveSplits then reports the empty split)', () => {
+    expect(autoSplit([], [0.8, 0.2], 42).size).toBe(0);
+    expect([...autoSplit(['a'], [0.8, 0.2], 42)]).toEqual([['a', 'val']]);
   });
 });
 
@@ -149,13 +170,26 @@ describe('SplitStrategySchema (SPLIT_STRATEGY)', () => {
     expect(SplitStrategySchema.parse({ method: 'use_dataset' })).toEqual({ method: 'use_dataset' });
   });
 
+  it('takes any seed a JSON number holds exactly: 0, negative, up to 2^53 - 1', () => {
+    for (const seed of [0, -1, -42, 2 ** 32, 2 ** 53 - 1, -(2 ** 53 - 1)]) {
+      expect(SplitStrategySchema.parse(JSON.parse(`{"method":"auto","seed":${seed}}`))).toMatchObject({ seed });
+      expect(DatasetSplitConfigSchema.parse({ method: 'auto', seed })).toMatchObject({ seed });
+    }
+    // A literal past 2^53 is rounded by JSON.parse already; the schema still refuses it.
+    expect(SplitStrategySchema.safeParse(JSON.parse('{"method":"auto","seed":9007199254740993}')).success).toBe(false);
+    expect(DatasetSplitConfigSchema.safeParse({ method: 'partial', seed: 2 ** 60 }).error?.issues[0]?.message).toMatch(/the seed must be an integer/);
+  });
+
   it.each([
     [{ method: 'auto', ratio: [0.8, 0.3] }, /add up to 1/],
     [{ method: 'auto', ratio: [1] }, /two parts/],
     [{ method: 'auto', ratio: [0.5, 0.2, 0.2, 0.1] }, /two parts/],
     [{ method: 'auto', ratio: [1, 0] }, /above 0/],
-    [{ method: 'auto', ratio: [0.8, 0.2], seed: -1 }, /seed/],
-    [{ method: 'auto', ratio: [0.8, 0.2], seed: 1.5 }, /seed/],
+    [{ method: 'auto', ratio: [0.8, 0.2], seed: 1.5 }, /seed: the seed must be an integer between -\(2\^53 - 1\) and 2\^53 - 1/],
+    [{ method: 'auto', ratio: [0.8, 0.2], seed: 2 ** 53 }, /seed: the seed must be an integer .* larger JSON numbers are rounded/],
+    [{ method: 'auto', ratio: [0.8, 0.2], seed: -(2 ** 53) }, /seed: the seed must be an integer/],
+    [{ method: 'auto', ratio: [0.8, 0.2], seed: 1e300 }, /seed: the seed must be an integer/],
+    [{ method: 'auto', ratio: [0.8, 0.2], seed: '42' }, /seed: the seed must be an integer/],
     [{ method: 'custom', custom_splits: { '1': 'holdout' } }, /custom_splits/],
     [{ method: 'random' }, /method/],
     [{ method: 'auto', ratios: [0.8, 0.2] }, /ratios/],

@@ -11,7 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { DatasetError } from '../../src/errors.js';
 import { loadDataset } from '../../src/datasets/load.js';
 import { TaskTypeSchema, type TaskType } from '../../src/datasets/schema.js';
-import { mulberry32 } from '../../src/datasets/splits.js';
+import { mulberry32 } from '../helpers/random.js';
 import { writeSyntheticDataset, type SyntheticTask } from '../helpers/synthetic.js';
 
 const ITERATIONS = 3000;
