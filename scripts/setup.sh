@@ -4,7 +4,8 @@
 #   2. the Python venv, kept in a cache folder keyed by python/requirements.txt's hash
 #      (a fresh clone reuses it; a changed core requirement builds a new one beside it), plus
 #      the optional groups python/requirements-<group>.txt, each installed when it changed,
-#   3. OpenCV, CMake and g++ for the export packages' C++ wrapper (apt, when root),
+#   3. OpenCV, CMake and g++ for the export packages' C++ wrapper and Chromium for the
+#      dashboard's browser test (apt, when root),
 #   4. the TypeScript build (incremental).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,16 +67,18 @@ else
   done
 fi
 
-# --- 3. OpenCV for the C++ runtime wrapper of export packages ---------------------------
-# The export tests build and run runtime/cpp against Debian's OpenCV. Installed only where apt
-# is available and we are root (containers, CI); elsewhere the C++ test says what is missing.
+# --- 3. System packages the tests use: OpenCV for the export packages' C++ wrapper, Chromium
+# for the dev dashboard's browser test ---------------------------------------------------------
+# The export tests build and run runtime/cpp against Debian's OpenCV; the dashboard test drives
+# Debian's Chromium with playwright-core (no browser download). Installed only where apt is
+# available and we are root (containers, CI); elsewhere those tests say what is missing.
 if command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
   missing=()
-  for pkg in libopencv-dev cmake g++ pkg-config; do
+  for pkg in libopencv-dev cmake g++ pkg-config chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if (( ${#missing[@]} )); then
-    say "installing ${missing[*]} (C++ wrapper of export packages)"
+    say "installing ${missing[*]} (C++ wrapper of export packages, dashboard browser test)"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi

@@ -16,7 +16,10 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { ReceiverOutcome } from './outcomes.js';
 import { ENDPOINTS, matchCallbackPath, type CallbackKind, type CallbackPayload, type ValidationResponse } from '../callbacks/schemas.js';
+
+export type { ReceiverOutcome };
 
 export interface CallbackReceiverOptions {
   /** 0 (the default) picks a free port. */
@@ -28,22 +31,14 @@ export interface CallbackReceiverOptions {
   print?: boolean;
   /** Where printed lines go (default stdout). */
   logger?: (line: string) => void;
+  /** Told about every request once it has been answered (status and outcome set), e.g. the dashboard. */
+  onRequest?: (request: ReceivedRequest) => void;
+  /**
+   * Serves requests whose path is not a callback path (the dashboard's pages): returns true
+   * when it took the request. Requests it takes are not callbacks and are not recorded.
+   */
+  serveOther?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
-
-/** What the receiver did with a request. */
-export type ReceiverOutcome =
-  | 'pending'
-  | 'accepted'
-  | 'duplicate'
-  | 'injected_failure'
-  | 'unauthorized'
-  | 'missing_trace_id'
-  | 'unsupported_media_type'
-  | 'bad_json'
-  | 'invalid'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'too_large';
 
 export interface ReceivedRequest {
   method: string;
@@ -122,6 +117,14 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
   let waiters: Array<{ matches: (c: ReceivedCallback) => boolean; resolve: (c: ReceivedCallback) => void }> = [];
   const shutdown = new AbortController();
 
+  function notify(record: ReceivedRequest): void {
+    try {
+      options.onRequest?.(record);
+    } catch (err) {
+      say(`[receiver] onRequest failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
   function takeFailure(kind: CallbackKind): InjectedFailure | undefined {
     const index = failures.findIndex((f) => f.kind === undefined || f.kind === kind);
     return index === -1 ? undefined : failures.splice(index, 1)[0];
@@ -170,6 +173,7 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
         res.writeHead(status, { 'Content-Type': 'application/json', ...extraHeaders });
         res.end(JSON.stringify(payload));
       }
+      notify(record);
     };
     const refuse = (status: number, outcome: ReceiverOutcome, message: string, extra: Record<string, unknown> = {}) => {
       say(`${who} REFUSED ${status}: ${message}`);
@@ -240,6 +244,7 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
   }
 
   const server = createServer((req, res) => {
+    if (options.serveOther && !matchCallbackPath(new URL(req.url ?? '/', 'http://receiver.local').pathname) && options.serveOther(req, res)) return;
     handle(req, res).catch((err: unknown) => {
       say(`[receiver] internal error: ${err instanceof Error ? err.message : String(err)}`);
       if (!res.headersSent && !res.destroyed) {

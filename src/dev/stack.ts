@@ -1,15 +1,23 @@
 /**
  * `vision-trainer dev`: the local stack a job needs, on loopback: a real S3-compatible server
- * (SeaweedFS) and a callback receiver that validates and prints every callback. It prints the
- * environment a job needs to use them and runs until Ctrl-C.
+ * (SeaweedFS), a callback receiver that validates and prints every callback, and on the
+ * receiver's port a live dashboard of every job it has heard from. It prints the environment a
+ * job needs to use them and runs until Ctrl-C (or SIGTERM).
  */
 import { randomBytes } from 'node:crypto';
+import { createStorage } from '../storage/index.js';
+import { DashboardArtifacts } from './dashboard/artifacts.js';
+import { JobBoard } from './dashboard/board.js';
+import { createDashboard, type Dashboard } from './dashboard/server.js';
 import { startCallbackReceiver, type CallbackReceiver } from './receiver.js';
 import { startS3Server, type S3Server } from './s3server.js';
 
 export interface DevStack {
   s3: S3Server;
   receiver: CallbackReceiver;
+  /** The dashboard's address (the receiver's port). */
+  dashboardUrl: string;
+  board: JobBoard;
   /** The environment variables a job needs to use this stack. */
   env: Record<string, string>;
   stop(): Promise<void>;
@@ -18,13 +26,28 @@ export interface DevStack {
 export async function startDevStack(options: { s3Port?: number; receiverPort?: number; token?: string; print?: boolean; dataDir?: string } = {}): Promise<DevStack> {
   const token = options.token ?? `dev-${randomBytes(12).toString('hex')}`;
   const s3 = await startS3Server({ bucket: 'vision-platform', ...(options.s3Port ? { port: options.s3Port } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
+  const board = new JobBoard();
+  const storage = createStorage(s3.storageConfig());
+  const artifacts = new DashboardArtifacts(board, storage, s3.storageConfig(), (message) => process.stderr.write(`${message}\n`));
+  let dashboard: Dashboard | undefined;
   let receiver: CallbackReceiver;
   try {
-    receiver = await startCallbackReceiver({ token, print: options.print ?? true, ...(options.receiverPort ? { port: options.receiverPort } : {}) });
+    dashboard = createDashboard(board, artifacts);
+    receiver = await startCallbackReceiver({
+      token,
+      print: options.print ?? true,
+      onRequest: (request) => board.record(request),
+      serveOther: dashboard.serve,
+      ...(options.receiverPort ? { port: options.receiverPort } : {}),
+    });
   } catch (err) {
+    await dashboard?.close();
+    await artifacts.close();
     await s3.stop();
     throw err;
   }
+  const dashboardUrl = `${receiver.url}/`;
+  dashboard.setStack({ s3Endpoint: s3.endpoint, bucket: s3.bucket, receiverUrl: receiver.url, dashboardUrl });
   const env = {
     BACKEND_BASE_URL: receiver.url,
     CALLBACK_TOKEN: token,
@@ -34,13 +57,22 @@ export async function startDevStack(options: { s3Port?: number; receiverPort?: n
     AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
     BUCKET_NAME: s3.bucket,
   };
+  let stopped: Promise<void> | undefined;
+  const live = dashboard;
   return {
     s3,
     receiver,
+    dashboardUrl,
+    board,
     env,
-    stop: async () => {
-      await receiver.close();
-      await s3.stop();
+    stop: () => {
+      stopped ??= (async () => {
+        await live.close();
+        await receiver.close();
+        await artifacts.close();
+        await s3.stop();
+      })();
+      return stopped;
     },
   };
 }
@@ -51,7 +83,10 @@ export function devHelp(): string {
     '',
     'Starts, on 127.0.0.1, a SeaweedFS S3 server (bucket vision-platform, fresh credentials) and a',
     'callback receiver that checks every callback against the API schemas and the token and prints',
-    'one line per callback. Prints the environment variables a job needs; Ctrl-C stops both.',
+    'one line per callback. On the receiver\'s port it serves a live dashboard of every job it hears',
+    'from: progress and ETA, loss and metric curves, the latest validation, checkpoints, test-run',
+    'images and Grad-CAM overlays, exports, and the callback log. Prints the environment variables',
+    'a job needs; Ctrl-C (or SIGTERM) stops everything.',
   ].join('\n');
 }
 
@@ -68,6 +103,7 @@ export async function runDevStack(args: string[]): Promise<number> {
   process.stdout.write(
     [
       'vision-trainer dev: local stack running.',
+      `  dashboard: ${stack.dashboardUrl}`,
       `  S3 (SeaweedFS): ${stack.s3.endpoint}  bucket ${stack.s3.bucket}`,
       `  callback receiver: ${stack.receiver.url}`,
       '',
@@ -78,12 +114,21 @@ export async function runDevStack(args: string[]): Promise<number> {
       '',
     ].join('\n'),
   );
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
   });
-  process.stdout.write('\nstopping the local stack...\n');
+  // A second Ctrl-C while stopping does not wait: SeaweedFS is still stopped by its watchdog
+  // when this process is gone (see s3server.ts).
+  const force = () => {
+    process.stdout.write('stopping now.\n');
+    process.exit(130);
+  };
+  process.once('SIGINT', force);
+  process.once('SIGTERM', force);
+  process.stdout.write(`\n${signal === 'SIGTERM' ? 'SIGTERM: ' : ''}stopping the local stack...\n`);
+  const started = Date.now();
   await stack.stop();
+  process.stdout.write(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s.\n`);
   return 0;
 }

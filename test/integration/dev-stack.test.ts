@@ -21,6 +21,7 @@ describe('vision-trainer dev', () => {
     const env = Object.fromEntries([...out.matchAll(/export (\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
     expect(Object.keys(env).sort()).toEqual(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'BACKEND_BASE_URL', 'BUCKET_NAME', 'CALLBACK_TOKEN', 'S3_ENDPOINT', 'STORAGE_TYPE']);
     expect(env.BUCKET_NAME).toBe('vision-platform');
+    expect(out).toContain(`dashboard: ${env.BACKEND_BASE_URL}/`);
 
     const storage = createStorage({ type: 'minio', endpoint: env.S3_ENDPOINT!, accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY!, bucket: env.BUCKET_NAME! });
     await storage.putJson('hello.json', { ok: true });
@@ -30,8 +31,11 @@ describe('vision-trainer dev', () => {
     await client.trainingDone({ status: 'succeeded', checkpoint_path: 's3://vision-platform/checkpoints/job-dev-1/best.pt' });
     await client.close();
 
+    // Promptly: it once took 15 s (a grace timer kept Node alive after SeaweedFS had stopped).
+    const stopping = Date.now();
     run.child.kill('SIGINT');
     const result = await run.done;
+    expect(Date.now() - stopping).toBeLessThan(10_000);
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/\[job dev-1\] done succeeded/);
     expect(result.stdout).toContain('stopping the local stack');
