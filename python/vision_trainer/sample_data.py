@@ -110,6 +110,9 @@ def make_classification(out_dir: str, per_class: int = 12, size: int = 32, seed:
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     records = []
+    available = int(np.bincount(digits.target).min())
+    if not 1 <= per_class <= available:
+        raise SystemExit(f"--per-class must be between 1 and {available} (scikit-learn's digits hold {available} to {int(np.bincount(digits.target).max())} images per digit)")
     for label in range(10):
         picks = rng.choice(np.nonzero(digits.target == label)[0], size=per_class, replace=False)
         for j, k in enumerate(picks):

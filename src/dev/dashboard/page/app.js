@@ -151,7 +151,7 @@ function renderJobList() {
         h(
           'button',
           { type: 'button', onclick: () => select(job.key) },
-          h('div', { class: 'job-line' }, h('span', { class: 'job-id' }, job.id), panels.statusBadge(job.status)),
+          h('div', { class: 'job-line' }, h('span', { class: 'job-id', title: job.id }, job.id), panels.statusBadge(job.status)),
           h('div', { class: 'muted small' }, job.label),
           panels.progressBar(job.progress),
           h('div', { class: 'small job-stage' }, job.stage),
@@ -273,9 +273,11 @@ class JobPage {
     const isLoss = (/** @type {string} */ n) => /loss/i.test(n);
     const isLr = (/** @type {string} */ n) => /^(learning_rate|lr)$/i.test(n);
     const color = colorsFor([...names, ...Object.keys(t.batches.values)]);
+    // Training losses first, each followed by its validation twin (val_*).
+    const lossNames = names.filter(isLoss).sort((a, b) => a.replace(/^val_/, '').localeCompare(b.replace(/^val_/, '')) || Number(/^val_/.test(a)) - Number(/^val_/.test(b)));
     /** @type {LineTable[]} */
     const losses = [
-      { x: t.epochs.x, series: names.filter(isLoss).map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n), ...(/^val/i.test(n) ? { dash: [6, 4] } : {}) })) },
+      { x: t.epochs.x, series: lossNames.map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n), ...(/^val/i.test(n) ? { dash: [6, 4] } : {}) })) },
       { x: t.batches.x, series: Object.keys(t.batches.values).map((n) => ({ label: `${n} (batches)`, values: t.batches.values[n] ?? [], points: false, width: 1, color: `${color(n)}80` })) },
     ];
     this.lossChart?.update(losses);
