@@ -3,9 +3,13 @@
  * its final path complete or not at all (written under a temporary name, then renamed).
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { copyFile, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { basename, dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { StorageError } from '../errors.js';
+import type { ObjectReader } from './types.js';
 
 const TEMP_MARK = '.partial-';
 
@@ -107,4 +111,28 @@ export function formatBytes(n: number): string {
     unit += 1;
   }
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+/** A local file as an ObjectReader (`name` names it in messages). */
+export function fileObjectReader(path: string, size: number, name: string = path): ObjectReader {
+  return {
+    name,
+    size,
+    read: async (start, end) => {
+      try {
+        const handle = await open(path, 'r');
+        try {
+          const buffer = Buffer.alloc(Math.max(0, end - start));
+          const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+          if (bytesRead !== buffer.length) throw new Error(`asked for bytes ${start}-${end - 1}, read ${bytesRead}`);
+          return buffer;
+        } finally {
+          await handle.close();
+        }
+      } catch (err) {
+        throw new StorageError(`Could not read ${name}: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    stream: (start, end) => (end > start ? createReadStream(path, { start, end: end - 1, highWaterMark: 256 * 1024 }) : Readable.from([])),
+  };
 }

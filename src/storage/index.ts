@@ -10,9 +10,9 @@ export function createStorage(config: StorageConfig, options: StorageOptions = {
   return config.type === 'local' ? new LocalStorage(config, options) : new S3Storage(config, options);
 }
 
-export type { DatasetDownload, DatasetDownloadOptions, Storage, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
+export type { DatasetDownload, DatasetDownloadOptions, DownloadFileOptions, ObjectReader, Storage, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
 export { ANNOTATIONS_FILE, ORIGINAL_ANNOTATIONS_FILE, datasetKeys } from './dataset.js';
 export { downloadUrl, type DownloadUrlOptions, type DownloadUrlResult } from './download.js';
 export { parseStorageUri, resolveInside } from './keys.js';
-export { DEFAULT_ZIP_LIMITS, createZip, extractZip, type ExtractZipResult, type ZipInput, type ZipLimits } from './zip.js';
+export { DEFAULT_ZIP_LIMITS, createZip, extractZip, extractZipFrom, type ExtractOptions, type ExtractZipResult, type ZipInput, type ZipLimits } from './zip.js';
 export { LocalStorage, S3Storage };

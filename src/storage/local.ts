@@ -8,9 +8,9 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StorageError } from '../errors.js';
 import { StorageBase } from './base.js';
-import { isTempName, listFilesRecursive, writeAtomically } from './files.js';
+import { fileObjectReader, isTempName, listFilesRecursive, writeAtomically } from './files.js';
 import { assertValidKey, assertValidPrefix, parseStorageUri, resolveInside } from './keys.js';
-import type { StorageObject, StorageOptions } from './types.js';
+import type { DownloadFileOptions, ObjectReader, StorageObject, StorageOptions } from './types.js';
 
 export class LocalStorage extends StorageBase {
   readonly type = 'local' as const;
@@ -51,15 +51,30 @@ export class LocalStorage extends StorageBase {
     return objects;
   }
 
-  async downloadFile(key: string, destPath: string): Promise<number> {
+  async downloadFile(key: string, destPath: string, options: DownloadFileOptions = {}): Promise<number> {
     const source = this.pathOf(key);
     try {
-      await writeAtomically(destPath, (temp) => copyFile(source, temp));
+      if (options.inPlace) await copyFile(source, destPath);
+      else await writeAtomically(destPath, (temp) => copyFile(source, temp));
       return (await stat(destPath)).size;
     } catch (err) {
       if (isMissing(err) && !(await this.exists(key))) throw this.notFound(key, err);
       throw this.failure('copy', key, err);
     }
+  }
+
+  async openObject(key: string): Promise<ObjectReader> {
+    const path = this.pathOf(key);
+    let size: number;
+    try {
+      const info = await stat(path);
+      if (!info.isFile()) throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
+      size = info.size;
+    } catch (err) {
+      if (isMissing(err)) throw this.notFound(key, err);
+      throw this.failure('read', key, err);
+    }
+    return fileObjectReader(path, size, this.uri(key));
   }
 
   async uploadFile(localPath: string, key: string): Promise<string> {

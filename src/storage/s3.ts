@@ -4,9 +4,8 @@
  * multipart for large files and aborts the multipart upload when it fails.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { extname } from 'node:path';
-import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -23,13 +22,16 @@ import { log } from '../log.js';
 import { describeUrl, redact, registerSecret } from '../redact.js';
 import { StorageBase } from './base.js';
 import { writeAtomically } from './files.js';
+import { S3Getter, type GetResponse } from './s3-get.js';
 import { assertValidKey, assertValidPrefix, parseStorageUri, s3Uri } from './keys.js';
-import type { StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
+import type { DownloadFileOptions, ObjectReader, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
 
 export type S3StorageConfig = Extract<StorageConfig, { type: 's3' | 'r2' | 'minio' }>;
 
 const MIB = 1024 * 1024;
 const DEFAULT_PART_SIZE = 8 * MIB;
+/** Objects up to this size are read into memory and written in one call. */
+const SMALL_OBJECT = MIB;
 /** Whole-object attempts when a download breaks mid-body (the SDK only retries until the headers arrive). */
 const BODY_ATTEMPTS = 3;
 
@@ -53,6 +55,8 @@ export class S3Storage extends StorageBase {
   private readonly client: S3Client;
   private readonly endpoint: string | undefined;
   private readonly region: string;
+  /** Object GETs (downloads, ranged reads) bypass the SDK's per-request cost; see s3-get.ts. */
+  private readonly getter: S3Getter;
 
   constructor(config: S3StorageConfig, options: StorageOptions = {}) {
     super(options);
@@ -82,6 +86,15 @@ export class S3Storage extends StorageBase {
       // several S3-compatible stores reject those. Checksums only where an API requires them.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    this.getter = new S3Getter({
+      endpoint: this.endpoint,
+      region: this.region,
+      bucket: this.bucket,
+      forcePathStyle: config.forcePathStyle ?? (this.endpoint !== undefined && !isAwsEndpoint(this.endpoint)),
+      accessKeyId: config.accessKeyId,
+      secretAccessKey: config.secretAccessKey,
+      maxAttempts: options.maxAttempts ?? 5,
     });
   }
 
@@ -128,25 +141,106 @@ export class S3Storage extends StorageBase {
     return objects;
   }
 
-  async downloadFile(key: string, destPath: string): Promise<number> {
+  async downloadFile(key: string, destPath: string, options: DownloadFileOptions = {}): Promise<number> {
     assertValidKey(key);
+    const write = <T>(fn: (path: string) => Promise<T>): Promise<T> => (options.inPlace ? fn(destPath) : writeAtomically(destPath, fn));
     for (let attempt = 1; ; attempt++) {
       let receivingBody = false;
       try {
-        return await writeAtomically(destPath, async (temp) => {
-          const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+        return await write(async (path) => {
+          const response = await this.getter.get(key);
           receivingBody = true;
-          await pipeline(response.Body as Readable, createWriteStream(temp));
-          const size = (await stat(temp)).size;
-          if (response.ContentLength !== undefined && size !== response.ContentLength) {
-            throw new Error(`received ${size} of ${response.ContentLength} bytes`);
+          const expected = response.contentLength;
+          let size: number;
+          if (expected !== undefined && expected <= SMALL_OBJECT) {
+            // One buffer and one write: a dataset of many small images is mostly per-file overhead.
+            const bytes = Buffer.from(await response.body.arrayBuffer());
+            size = bytes.length;
+            if (size === expected) await writeFile(path, bytes);
+          } else {
+            const file = createWriteStream(path);
+            await pipeline(response.body, file);
+            size = file.bytesWritten;
           }
+          if (expected !== undefined && size !== expected) throw new Error(`received ${size} of ${expected} bytes`);
           return size;
         });
       } catch (err) {
         if (!receivingBody || attempt >= BODY_ATTEMPTS) throw this.failure('download', key, err);
         log().warn(`Download of ${this.uri(key)} broke off (${redact((err as Error).message)}); trying again (${attempt + 1}/${BODY_ATTEMPTS})`);
         await sleep(1_000 * attempt);
+      }
+    }
+  }
+
+  async openObject(key: string): Promise<ObjectReader> {
+    assertValidKey(key);
+    let head;
+    try {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (err) {
+      throw this.failure('download', key, err);
+    }
+    const size = head.ContentLength ?? 0;
+    const etag = head.ETag;
+    const name = this.uri(key);
+    const get = (start: number, end: number) => this.getter.get(key, { range: { start, end }, ifMatch: etag });
+    const failure = (err: unknown): StorageError =>
+      httpStatus(err) === 412
+        ? new StorageError(`${name} changed while it was being downloaded`, { key, hint: 'Run the job again once the upload has finished.', cause: err })
+        : this.failure('download', key, err);
+    return {
+      name,
+      size,
+      read: async (start, end) => {
+        if (end <= start) return Buffer.alloc(0);
+        try {
+          const response = await get(start, end);
+          const bytes = Buffer.from(await response.body.arrayBuffer());
+          if (bytes.length !== end - start) throw new Error(`asked for bytes ${start}-${end - 1}, received ${bytes.length}`);
+          return bytes;
+        } catch (err) {
+          throw failure(err);
+        }
+      },
+      stream: (start, end) => this.streamRange(key, start, end, get, failure),
+    };
+  }
+
+  /**
+   * Bytes [start, end) of an object. When the body breaks off, the rest is asked for again from
+   * the first missing byte; BODY_ATTEMPTS breaks in a row without a byte of progress give up.
+   */
+  private async *streamRange(
+    key: string,
+    start: number,
+    end: number,
+    get: (start: number, end: number) => Promise<GetResponse>,
+    failure: (err: unknown) => StorageError,
+  ): AsyncGenerator<Buffer> {
+    let position = start;
+    let fruitless = 0;
+    while (position < end) {
+      const before = position;
+      let receivingBody = false;
+      try {
+        const response = await get(position, end);
+        receivingBody = true;
+        for await (const chunk of response.body) {
+          const bytes = chunk as Buffer;
+          // A server that ignores Range answers with the whole object: never pass on bytes past `end`.
+          const usable = Math.min(bytes.length, end - position);
+          position += usable;
+          yield usable === bytes.length ? bytes : bytes.subarray(0, usable);
+          if (position >= end) break;
+        }
+        if (position < end) throw new Error(`the body ended at byte ${position} of ${start}-${end - 1}`);
+      } catch (err) {
+        if (err instanceof StorageError || !receivingBody) throw err instanceof StorageError ? err : failure(err);
+        fruitless = position > before ? 1 : fruitless + 1;
+        if (fruitless >= BODY_ATTEMPTS) throw failure(err);
+        log().warn(`Download of ${this.uri(key)} broke off at byte ${position} (${redact((err as Error).message)}); continuing from there (${fruitless + 1}/${BODY_ATTEMPTS})`);
+        await sleep(500 * fruitless);
       }
     }
   }

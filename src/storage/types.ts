@@ -33,7 +33,7 @@ export interface StorageOptions {
   multipartPartSize?: number;
   /** Total attempts per S3 request (the SDK's retry with backoff). Default 5. */
   maxAttempts?: number;
-  /** Objects downloaded at once when a dataset is a folder prefix. Default 8. */
+  /** Objects downloaded at once when a dataset is a folder prefix (default 16); a dataset zip streams at most 8 ranges at once. */
   downloadConcurrency?: number;
   /** Where `uploadSnapshot` puts its private copies. Default: the OS temp folder. */
   scratchDir?: string;
@@ -44,6 +44,34 @@ export interface StorageOptions {
 export interface StorageObject {
   key: string;
   size: number;
+}
+
+/**
+ * Random access to one stored object, as streamed zip extraction reads it: the central
+ * directory first (a few small reads near the end), then runs of entries streamed in
+ * parallel. Every read is pinned to the version opened (S3: If-Match on its ETag), so an
+ * object replaced meanwhile fails the read instead of mixing two versions.
+ */
+export interface ObjectReader {
+  /** The object's URI, for messages. */
+  readonly name: string;
+  readonly size: number;
+  /** Bytes [start, end) in memory; for small reads. */
+  read(start: number, end: number): Promise<Buffer>;
+  /**
+   * Bytes [start, end) as a stream of chunks. A connection that breaks is resumed from the
+   * byte where it stopped (a Range request), so the consumer sees one unbroken stream.
+   */
+  stream(start: number, end: number): AsyncIterable<Buffer>;
+}
+
+export interface DownloadFileOptions {
+  /**
+   * Write straight to destPath, whose folder exists, without a temporary file and rename: for
+   * callers that stage a whole download in a folder of their own and remove it when anything
+   * fails (dataset downloads). A failed download may leave a partial file there.
+   */
+  inPlace?: boolean;
 }
 
 export interface UploadOptions {
@@ -79,7 +107,9 @@ export interface Storage {
   /** Every object whose key starts with prefix (all pages), sorted by key. */
   list(prefix: string): Promise<StorageObject[]>;
   /** Streams the object to destPath (through a temporary file renamed at the end). Returns the bytes written. */
-  downloadFile(key: string, destPath: string): Promise<number>;
+  downloadFile(key: string, destPath: string, options?: DownloadFileOptions): Promise<number>;
+  /** Opens the object for ranged reads (see ObjectReader). */
+  openObject(key: string): Promise<ObjectReader>;
   /** Uploads a file (multipart when large) and returns its URI. */
   uploadFile(localPath: string, key: string, options?: UploadOptions): Promise<string>;
   /**

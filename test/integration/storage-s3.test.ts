@@ -47,6 +47,23 @@ describe('S3 storage against SeaweedFS', () => {
     expect(await storage.getJson('test_runs/job-1/results.json')).toEqual({ accuracy: 0.9, loss: null });
   });
 
+  it('downloads keys with spaces, unicode and reserved characters (signed GETs outside the SDK)', async () => {
+    const names = ["images/a b (1).jpg", 'images/élan+ü~.png', "images/it's*!@$=,;&.png", 'images/%41.png', 'images/日本/画像.jpg'];
+    for (const [i, name] of names.entries()) {
+      await writeFile(join(work, 'special.bin'), `content ${i}`);
+      await storage.uploadFile(join(work, 'special.bin'), `special/${name}`);
+    }
+    for (const [i, name] of names.entries()) {
+      const dest = join(work, 'special-out', `${i}.bin`);
+      expect(await storage.downloadFile(`special/${name}`, dest)).toBe(`content ${i}`.length);
+      expect(await readFile(dest, 'utf8')).toBe(`content ${i}`);
+      const reader = await storage.openObject(`special/${name}`);
+      expect((await reader.read(0, reader.size)).toString()).toBe(`content ${i}`);
+    }
+    const missing = await failure(storage.downloadFile('special/images/absent.jpg', join(work, 'special-out', 'x.bin')));
+    expect(missing.message).toBe(`s3://${s3.server.bucket}/special/images/absent.jpg does not exist`);
+  });
+
   it('lists every page of a prefix', async () => {
     const paged = s3.storage({ listPageSize: 25 });
     const keys = Array.from({ length: 130 }, (_, i) => `listing/item-${String(i).padStart(3, '0')}.json`);
@@ -102,7 +119,11 @@ describe('S3 storage against SeaweedFS', () => {
     const source = join(work, 'small.txt');
     await writeFile(source, 'x');
     const upload = await failure(badSecret.uploadFile(source, 'x/small.txt'));
-    for (const err of [listing, upload]) {
+    await storage.uploadFile(source, 'x/small.txt');
+    // Object GETs are signed outside the SDK (s3-get.ts): the same message.
+    const download = await failure(badSecret.downloadFile('x/small.txt', join(work, 'bad-secret.txt')));
+    expect(download.message).toMatch(/rejected the credentials \(SignatureDoesNotMatch\)/);
+    for (const err of [listing, upload, download]) {
       expect(err.describe()).not.toContain(secret);
       expect(err.describe()).not.toContain(secret.slice(0, 10));
     }
@@ -122,6 +143,10 @@ describe('S3 storage against SeaweedFS', () => {
     const down = await failure(unreachable.exists('x.json'));
     expect(down.message).toContain('cannot reach s3://');
     expect(down.message).toContain('ECONNREFUSED');
+    const downGet = await failure(unreachable.downloadFile('x.json', join(work, 'unreachable.json')));
+    expect(downGet.message).toContain('cannot reach s3://');
+    expect(downGet.message).toContain('ECONNREFUSED');
+    expect((await failure(noBucket.downloadFile('x.json', join(work, 'no-bucket.json')))).message).toContain('bucket "no-such-bucket-here" does not exist');
   });
 });
 

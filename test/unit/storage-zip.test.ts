@@ -1,74 +1,15 @@
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32, deflateRawSync } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ZipFile as WritableZip } from 'yazl';
 import { DatasetError } from '../../src/errors.js';
-import { createZip, extractZip } from '../../src/storage/zip.js';
-
-/**
- * Writes a zip by hand, byte for byte, because well-behaved zip libraries (yazl included)
- * refuse to produce the malicious names these tests need.
- */
-interface RawEntry {
-  name: string;
-  data: string | Buffer;
-  /** Unix mode stored in the external attributes, e.g. 0o120777 for a symlink. */
-  mode?: number;
-  /** Deflate the data; `declaredSize` may then lie about the inflated size. */
-  deflate?: boolean;
-  declaredSize?: number;
-}
-
-function rawZip(entries: RawEntry[]): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const entry of entries) {
-    const data = Buffer.from(entry.data);
-    const stored = entry.deflate ? deflateRawSync(data) : data;
-    const name = Buffer.from(entry.name, 'utf8');
-    const size = entry.declaredSize ?? data.length;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0x0800, 6); // UTF-8 names
-    local.writeUInt16LE(entry.deflate ? 8 : 0, 8);
-    local.writeUInt16LE(0, 10);
-    local.writeUInt16LE(0x21, 12); // 1980-01-01
-    local.writeUInt32LE(crc32(data), 14);
-    local.writeUInt32LE(stored.length, 18);
-    local.writeUInt32LE(size, 22);
-    local.writeUInt16LE(name.length, 26);
-    local.writeUInt16LE(0, 28);
-    const central = Buffer.alloc(46);
-    central.writeUInt32LE(0x02014b50, 0);
-    central.writeUInt16LE((3 << 8) | 20, 4); // made by Unix: external attributes hold a mode
-    central.writeUInt16LE(20, 6);
-    central.writeUInt16LE(0x0800, 8);
-    central.writeUInt16LE(entry.deflate ? 8 : 0, 10);
-    central.writeUInt16LE(0, 12);
-    central.writeUInt16LE(0x21, 14);
-    central.writeUInt32LE(crc32(data), 16);
-    central.writeUInt32LE(stored.length, 20);
-    central.writeUInt32LE(size, 24);
-    central.writeUInt16LE(name.length, 28);
-    central.writeUInt32LE(((entry.mode ?? 0o100644) << 16) >>> 0, 38);
-    central.writeUInt32LE(offset, 42);
-    locals.push(local, name, stored);
-    centrals.push(central, name);
-    offset += local.length + name.length + stored.length;
-  }
-  const directory = Buffer.concat(centrals);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(directory.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, directory, end]);
-}
+import { fileObjectReader } from '../../src/storage/files.js';
+import type { ObjectReader } from '../../src/storage/types.js';
+import { createZip, extractZip, extractZipFrom } from '../../src/storage/zip.js';
+import { pseudoImageBytes, rawZip, type RawEntry } from '../helpers/zips.js';
 
 let work: string;
 let target: string;
@@ -114,7 +55,7 @@ describe('extractZip refuses unsafe archives before writing anything', () => {
     ]);
     expect(err.message).toContain(JSON.stringify(name.replace(/\\/g, '/')));
     expect(err.message).toContain('outside the extraction folder');
-    expect(err.hint).toContain('Nothing was extracted');
+    expect(err.hint).toContain('Nothing from the archive was kept');
     // Not even the harmless entry before it was written: the archive is judged as a whole first.
     expect(await filesWritten()).toEqual([]);
     expect(existsSync('/tmp/vt-zip-absolute-evil.txt')).toBe(false);
@@ -156,6 +97,57 @@ describe('extractZip refuses unsafe archives before writing anything', () => {
     expect((err as Error).message).toContain('"bomb.bin"');
   });
 
+  it('two entries sharing their data (overlapping entries, a zip-bomb technique)', async () => {
+    const err = await refusal([
+      { name: 'a.bin', data: 'x'.repeat(100) },
+      { name: 'b.bin', data: 'x'.repeat(100), sameDataAs: 0 },
+    ]);
+    expect(err.message).toMatch(/entry "a.bin" overlaps entry "b.bin"|entry "b.bin" overlaps entry "a.bin"/);
+    expect(await filesWritten()).toEqual([]);
+  });
+
+  it('the same path twice', async () => {
+    const err = await refusal([
+      { name: 'images/a.jpg', data: 'one' },
+      { name: 'images/./a.jpg', data: 'two' },
+    ]);
+    expect(err.message).toContain('"images/./a.jpg" appears twice');
+    expect(await filesWritten()).toEqual([]);
+  });
+
+  it('a local header that names another path than the central directory: nothing lands outside the folder', async () => {
+    const err = await refusal([
+      { name: 'images/a.jpg', data: 'fine' },
+      { name: 'images/b.jpg', data: 'pwned', localName: '../../evil.jpg' },
+    ]);
+    expect(err.message).toContain('entry "images/b.jpg" has another name in its local header ("../../evil.jpg")');
+    // Found while streaming: what was extracted before it is removed again.
+    expect(await filesWritten()).toEqual([]);
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('a compression method that differs between the two headers', async () => {
+    const zip = rawZip([{ name: 'a.txt', data: 'hello', deflate: true }]);
+    zip.writeUInt16LE(0, 8); // the local header now says "stored"
+    await writeFile(join(work, 'evil.zip'), zip);
+    await expect(extractZip(join(work, 'evil.zip'), target)).rejects.toThrow(/compression method 8 in the central directory but 0 in its local header/);
+  });
+
+  it('a large entry that inflates past its declared size, caught while streaming', async () => {
+    const data = pseudoImageBytes(6 * 1024 * 1024, 3); // compresses to more than the 4 MiB inflated in one call
+    const err = await refusal([{ name: 'first.txt', data: 'fine' }, { name: 'big.bin', data, deflate: true, declaredSize: 1024 * 1024 }]);
+    expect(err.message).toContain('"big.bin" inflates to more than the 1048576 bytes it declares (zip bomb)');
+    expect(await filesWritten()).toEqual([]);
+  });
+
+  it('an entry whose CRC-32 does not match; into an existing folder, only the archive\'s own files are removed', async () => {
+    await mkdir(target, { recursive: true });
+    await writeFile(join(target, 'mine.txt'), 'was here before');
+    const err = await refusal([{ name: 'b.txt', data: 'fine' }, { name: 'a.txt', data: 'hello', crc: 12345 }]);
+    expect(err.message).toContain('"a.txt" fails its CRC-32 check');
+    expect(await filesWritten()).toEqual([join(target, 'mine.txt')]);
+  });
+
   it('a file that is not a zip', async () => {
     const zipPath = join(work, 'not.zip');
     await writeFile(zipPath, 'plain text');
@@ -164,6 +156,51 @@ describe('extractZip refuses unsafe archives before writing anything', () => {
 });
 
 describe('extractZip and createZip', () => {
+  it('extract data descriptors (streaming zippers), stored and deflated entries, and zip64 archives', async () => {
+    const described = join(work, 'described.zip');
+    const binary = pseudoImageBytes(50_000, 1);
+    await writeFile(described, rawZip([
+      { name: 'annotations.json', data: '{"images":[]}', dataDescriptor: true, deflate: true },
+      { name: 'images/a.bin', data: binary, dataDescriptor: true },
+      { name: 'images/b.bin', data: binary, deflate: true },
+    ]));
+    expect(await extractZip(described, join(target, 'one'))).toEqual({ files: 3, bytes: 13 + 2 * binary.length });
+    expect(await readFile(join(target, 'one', 'images', 'a.bin'))).toEqual(binary);
+    expect(await readFile(join(target, 'one', 'images', 'b.bin'))).toEqual(binary);
+
+    const zip64 = join(work, 'zip64.zip');
+    const writer = new WritableZip();
+    writer.addBuffer(binary, 'images/c.bin', { forceZip64Format: true });
+    writer.addBuffer(Buffer.from('{}'), 'annotations.json', { forceZip64Format: true, compress: false });
+    writer.end({ forceZip64Format: true, comment: '' });
+    await pipeline(writer.outputStream, createWriteStream(zip64));
+    expect(await extractZip(zip64, join(target, 'two'))).toEqual({ files: 2, bytes: binary.length + 2 });
+    expect(await readFile(join(target, 'two', 'images', 'c.bin'))).toEqual(binary);
+  });
+
+  it('stream many entries in parallel runs, large ones inflated as they arrive, whatever the chunk sizes', async () => {
+    const entries: RawEntry[] = Array.from({ length: 60 }, (_, i) => ({ name: `images/${i}.bin`, data: pseudoImageBytes(90_000 + i, i + 1), deflate: i % 3 !== 0 }));
+    entries.push({ name: 'images/large.bin', data: pseudoImageBytes(5 * 1024 * 1024, 99), deflate: true });
+    entries.push({ name: 'images/large-stored.bin', data: pseudoImageBytes(4.5 * 1024 * 1024, 98) });
+    const zipPath = join(work, 'many.zip');
+    await writeFile(zipPath, rawZip(entries));
+    const size = (await stat(zipPath)).size;
+    // A source that hands out chunks of 1 byte to 64 KiB: headers and entries straddle chunk boundaries.
+    const file = fileObjectReader(zipPath, size);
+    let streams = 0;
+    const choppy: ObjectReader = {
+      ...file,
+      async *stream(start, end) {
+        streams++;
+        for await (const chunk of file.stream(start, end)) yield* rechop(chunk as Buffer);
+      },
+    };
+    const result = await extractZipFrom(choppy, target, { concurrency: 3 });
+    expect(result.files).toBe(entries.length);
+    expect(streams).toBeGreaterThan(2); // the archive was cut into several runs
+    for (const entry of entries) expect((await readFile(join(target, entry.name))).equals(Buffer.from(entry.data))).toBe(true);
+  });
+
   it('round-trip a folder, nested files and binary content included', async () => {
     const source = join(work, 'src');
     await mkdir(join(source, 'images', 'train'), { recursive: true });
@@ -191,3 +228,13 @@ describe('extractZip and createZip', () => {
     expect(await readFile(join(target, 'two', 'images', 'b.txt'), 'utf8')).toBe('b');
   });
 });
+
+const CHUNK_SIZES = [7, 1, 4096, 30, 65536, 13, 999];
+let chunkIndex = 0;
+function* rechop(chunk: Buffer): Generator<Buffer> {
+  for (let i = 0; i < chunk.length; ) {
+    const size = CHUNK_SIZES[chunkIndex++ % CHUNK_SIZES.length] as number;
+    yield chunk.subarray(i, i + size);
+    i += size;
+  }
+}
