@@ -23,6 +23,13 @@ export const ExitCode = {
   timeLimit: 7,
   /** The accelerator ran out of memory; the message names a batch size to try. */
   outOfMemory: 8,
+  /**
+   * A checkpoint or weights file was refused unread: its pickle names Python code outside the
+   * allow-list (see README "Security model"). Retrying the same file cannot help.
+   */
+  unsafeArtifact: 9,
+  /** Storage refused the credentials (401/403, InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied). Retrying cannot help. */
+  storageAccessDenied: 10,
   /** Stopped by SIGTERM/SIGINT (preemption, kubectl delete); the last checkpoint was uploaded. */
   terminated: 143,
 } as const;

@@ -37,6 +37,11 @@ export function redact(text: string): string {
   return out;
 }
 
+/** Whether `text` holds a registered secret or something shaped like a credential. */
+export function containsSecret(text: string): boolean {
+  return redact(text) !== text;
+}
+
 /** A URL safe to print: scheme, host and path only; the query (where signatures live) is dropped. */
 export function describeUrl(url: string): string {
   try {

@@ -4,3 +4,8 @@ Everything here is called from Node's bridge on Python's main thread. Values sen
 are plain dicts of finite numbers and strings (see `support.plain`): NaN/Infinity crash Node's
 IPC parser, and objects passed to JS are never freed on the Python side.
 """
+
+from .safe_load import install_on_import
+
+# Before any framework code runs: whoever calls torch.load in this process gets weights_only=True.
+install_on_import()

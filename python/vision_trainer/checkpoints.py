@@ -70,6 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .safe_load import UnsafeArtifactError
 from .support import plain
 
 CHECKPOINT_FORMAT = "vision-trainer-checkpoint"
@@ -159,6 +160,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {p} does not exist")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except UnsafeArtifactError:
+        raise
     except Exception as exc:
         # Ours hold plain values only; torch names the first pickled class it refused.
         pickled = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))

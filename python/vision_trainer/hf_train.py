@@ -38,6 +38,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from .checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume
 from .classification_metrics import classification_metrics
+from .safe_load import UnsafeArtifactError
 from .support import entry, shield_from_terminal_interrupt
 from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
 from .trainer_events import TrainerEvents
@@ -242,7 +243,11 @@ class _HfRun:
         if self.task == "image_classification":
             if folder is not None:
                 try:
-                    self.model = AutoModelForImageClassification.from_pretrained(folder, num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True)
+                    # trust_remote_code=False: a config.json naming its own model code is refused, not run.
+                    self.model = AutoModelForImageClassification.from_pretrained(folder, num_labels=num_labels, id2label=id2label, label2id=label2id,
+                                                                                 ignore_mismatched_sizes=True, trust_remote_code=False)
+                except UnsafeArtifactError:
+                    raise
                 except (ValueError, OSError, KeyError) as exc:
                     raise ValueError(f"PRETRAINED_WEIGHT_URL does not hold an image classifier transformers can load: {type(exc).__name__}: {str(exc)[:400]}") from exc
             else:
@@ -255,8 +260,10 @@ class _HfRun:
         else:
             if folder is not None:
                 try:
-                    self.model = AutoModel.from_pretrained(folder)
-                    tokenizer = AutoTokenizer.from_pretrained(folder)
+                    self.model = AutoModel.from_pretrained(folder, trust_remote_code=False)
+                    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+                except UnsafeArtifactError:
+                    raise
                 except (ValueError, OSError, KeyError) as exc:
                     raise ValueError(f"PRETRAINED_WEIGHT_URL does not hold a CLIP model and tokenizer transformers can load: {type(exc).__name__}: {str(exc)[:400]}") from exc
             else:

@@ -169,22 +169,24 @@ def _require() -> Session:
 
 @entry
 def detect_framework(checkpoint_path: str) -> str | None:
-    """Which framework wrote a checkpoint, read from its contents (FRAMEWORK unset)."""
-    import torch
-
+    """Which framework wrote a checkpoint, read from its contents (FRAMEWORK unset). Nothing is
+    unpickled to find out: the pickle's opcodes name ultralytics classes (an ultralytics
+    checkpoint) or refer to nothing beyond tensors and plain values (one of ours, whose metadata is
+    then read with weights_only=True); a file naming anything else is refused."""
     from .infer_classifier import checkpoint_framework
-    from .infer_ultralytics import is_ultralytics_checkpoint
+    from .safe_load import NotAPickle, pickle_globals, refuse_unsafe
 
-    framework = checkpoint_framework(checkpoint_path)  # timm/transformers: plain tensors, read safely
-    if framework:
-        return framework
     try:
-        # An ultralytics .pt pickles its model classes; it is one of our own checkpoints.
-        obj = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - not a torch file at all: the caller says so
+        names = pickle_globals(checkpoint_path)
+    except NotAPickle as exc:  # the caller says the file is not a checkpoint
         LOG.info("checkpoint is not a torch file (%s)", exc)
         return None
-    return "ultralytics" if is_ultralytics_checkpoint(obj) else None
+    if names is None:
+        return None
+    if any(name.startswith("ultralytics.") for name in names):
+        return "ultralytics"
+    refuse_unsafe(checkpoint_path)
+    return checkpoint_framework(checkpoint_path)
 
 
 @entry

@@ -302,10 +302,3 @@ class UltralyticsBackend:
         explained = {"detections": len(classes), "classes": sorted({self.names[c] for c in classes})}
         return YoloBoxScoreTarget(boxes, classes, len(self.names)), explained
 
-
-def is_ultralytics_checkpoint(obj: Any) -> bool:
-    """An ultralytics .pt is a dict holding an ultralytics model (and, from training, the trainer's arguments)."""
-    if not isinstance(obj, dict):
-        return False
-    model = obj.get("model") or obj.get("ema")
-    return "train_args" in obj or type(model).__module__.startswith("ultralytics.")

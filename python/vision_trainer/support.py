@@ -137,6 +137,14 @@ def fail_for_test(kind: str) -> None:
 
 
 @entry
+def print_for_test(text: str) -> None:
+    """Writes text to file descriptors 1 and 2; the bridge tests check both are relayed, redacted."""
+    sys.stderr.write(f"stderr: {text}\n")
+    sys.stderr.flush()
+    os.write(1, f"stdout: {text}\n".encode())
+
+
+@entry
 def call_js(fn, payload: dict) -> Any:
     """Calls a JS function with a dict (bridge tests: NaN conversion, stop answers, JS errors)."""
     return fn(plain(payload))

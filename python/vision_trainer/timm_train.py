@@ -23,6 +23,7 @@ from torch import nn
 
 from .checkpoints import RunCheckpoints, load_for_resume
 from .classification_metrics import classification_metrics
+from .safe_load import UnsafeArtifactError
 from .support import entry, shield_from_terminal_interrupt
 from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
 from .trainer_events import TrainerEvents
@@ -64,6 +65,8 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
         raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} is neither safetensors nor a PyTorch checkpoint (it starts with {head!r})")
     try:
         state_dict = load_state_dict(path, use_ema=True)
+    except UnsafeArtifactError:
+        raise
     except Exception as exc:
         raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} could not be read as safetensors or a PyTorch state dict "
                          f"({type(exc).__name__}: {str(exc)[:300]})") from exc

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .safe_load import UnsafeArtifactError
 from .support import entry, failpoint, guarded_js_call, plain, shield_from_terminal_interrupt
 
 PR_CURVE_POINTS = 101
@@ -328,6 +329,8 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
         raise ValueError(f"RESUME_CHECKPOINT_PATH is a {ours['framework']} checkpoint of {ours['model_name']}; this job trains {params['model_name']} with ultralytics")
     try:
         model, ckpt = load_checkpoint(path)
+    except UnsafeArtifactError:
+        raise
     except Exception as exc:
         raise ValueError(f"RESUME_CHECKPOINT_PATH is not an ultralytics training checkpoint ({type(exc).__name__}: {str(exc)[:300]})") from exc
     problems = []

@@ -9,14 +9,20 @@
  *    envelope instead (python/vision_trainer/support.py) which becomes a typed PythonError;
  *  - NaN/Infinity crash Node's IPC parser: the Python side converts them to null;
  *  - Node never exits while the bridge is open: `close()` ends it, also on errors and signals.
+ *  - pythonia spawns Python with Node's whole environment and inherited stdout/stderr: the
+ *    child gets an explicit allow-listed environment instead (environment.ts: no secrets), and
+ *    its output is piped through the same redaction as our own log lines.
  */
-import { spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { FrameworkError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
+import { ExitCode, FrameworkError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
 import { log, type Logger } from '../log.js';
 import { PYTHON_DIR } from '../paths.js';
+import { redact } from '../redact.js';
+import { pythonEnvironment } from './environment.js';
+import type { Readable } from 'node:stream';
 
 /** Values that cross the bridge: plain JSON. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -32,9 +38,11 @@ type PyProxy = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 export interface BridgeOptions {
   pythonBin: string;
-  /** Extra environment for the interpreter (set before it starts). */
+  /** The adapter's variables for the interpreter (offline switches, cache folders); never secrets. */
   env?: Record<string, string>;
   logger?: Logger;
+  /** Where Python's stdout/stderr go, redacted, in whole lines. Default: our stderr. */
+  output?: (text: string) => void;
 }
 
 export interface CallOptions {
@@ -60,18 +68,62 @@ let pythoniaLoads = 0;
  * intermittently with "JavaScriptError: Access to '' failed". Loading the module anew gives each
  * child its own registry, tables and IPC channel; the old copy has no process left to talk to.
  */
-function loadPythonia(): PythoniaModule {
+function loadPythonia(pythonBin: string, env: Record<string, string>): PythoniaModule {
   const require = createRequire(import.meta.url);
   const packageDir = dirname(require.resolve('pythonia/package.json'));
   if (pythoniaLoads++ > 0) {
     for (const key of Object.keys(require.cache)) if (key.startsWith(packageDir)) delete require.cache[key];
   }
-  // pythonia spawns its interpreter when the module is evaluated (index.js builds the channel).
-  return require('pythonia') as PythoniaModule;
+  // pythonia spawns its interpreter when the module is evaluated (index.js builds the channel),
+  // with `cp.spawn(process.env.PYTHON_BIN, args, { stdio: [inherit x3, 'ipc'] })` and no way to
+  // pass an environment. Its spawn call is given ours for the length of that synchronous load:
+  // the explicit environment, and piped output (the IPC channel, fd 3, is what it talks over).
+  const childProcess = require('node:child_process') as typeof import('node:child_process');
+  const original = childProcess.spawn;
+  let spawns = 0;
+  childProcess.spawn = ((_command: string, args: readonly string[], options: SpawnOptions) => {
+    spawns += 1;
+    return original(pythonBin, args, { ...options, env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  }) as typeof childProcess.spawn;
+  let pythonia: PythoniaModule;
+  try {
+    pythonia = require('pythonia') as PythoniaModule;
+  } finally {
+    childProcess.spawn = original;
+  }
+  if (spawns !== 1) throw new FrameworkError(`pythonia spawned ${spawns} processes while loading (expected exactly one); its version does not match this bridge`);
+  return pythonia;
+}
+
+/**
+ * Passes a child's output on in whole lines (a progress bar's "\r" ends one too), each
+ * redacted: a secret split across two reads would slip past a per-chunk redaction.
+ */
+function relayOutput(stream: Readable | null, write: (text: string) => void): void {
+  if (!stream) return;
+  const MAX_PENDING = 64 * 1024;
+  let pending = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk: string) => {
+    pending += chunk;
+    const cut = Math.max(pending.lastIndexOf('\n'), pending.lastIndexOf('\r'));
+    if (cut >= 0) {
+      write(redact(pending.slice(0, cut + 1)));
+      pending = pending.slice(cut + 1);
+    }
+    if (pending.length > MAX_PENDING) {
+      write(redact(pending));
+      pending = '';
+    }
+  });
+  stream.on('end', () => {
+    if (pending) write(redact(pending));
+    pending = '';
+  });
 }
 
 /** Checks the interpreter before pythonia spawns it: a wrong PYTHON_BIN crashes Node otherwise. */
-export function checkInterpreter(pythonBin: string): string {
+export function checkInterpreter(pythonBin: string, env: Record<string, string> = pythonEnvironment(process.env, { pythonPath: [] })): string {
   const advice = 'Run `npm run setup` to build the venv, or set PYTHON_BIN to a Python with python/requirements.txt installed.';
   try {
     if (!statSync(pythonBin).isFile()) throw new Error('not a file');
@@ -79,7 +131,7 @@ export function checkInterpreter(pythonBin: string): string {
   } catch {
     throw new FrameworkError(`Python interpreter not found or not executable: ${pythonBin}`, { hint: advice });
   }
-  const probe = spawnSync(pythonBin, ['-c', 'import sys; print("%d.%d.%d" % sys.version_info[:3])'], { encoding: 'utf8', timeout: 30_000 });
+  const probe = spawnSync(pythonBin, ['-c', 'import sys; print("%d.%d.%d" % sys.version_info[:3])'], { encoding: 'utf8', timeout: 30_000, env });
   if (probe.status !== 0) {
     throw new FrameworkError(`Python interpreter ${pythonBin} does not run: ${(probe.stderr || probe.error?.message || '').trim()}`, { hint: advice });
   }
@@ -110,19 +162,16 @@ export class PythonBridge {
   static async open(options: BridgeOptions): Promise<PythonBridge> {
     if (active && !active.closed) throw new FrameworkError('A Python bridge is already open in this process; close it first.');
     const logger = options.logger ?? log();
-    const version = checkInterpreter(options.pythonBin);
+    const env = pythonEnvironment(process.env, { pythonPath: [PYTHON_DIR], extra: options.env });
+    const version = checkInterpreter(options.pythonBin, env);
 
-    // pythonia reads these from process.env when it spawns the child.
-    Object.assign(process.env, {
-      PYTHON_BIN: options.pythonBin,
-      PYTHONUNBUFFERED: '1',
-      PYTHONPATH: [PYTHON_DIR, process.env.PYTHONPATH].filter(Boolean).join(':'),
-      ...options.env,
-    });
-    const pythonia = loadPythonia();
+    const pythonia = loadPythonia(options.pythonBin, env);
     const started = pythonia.python('vision_trainer.support');
     const proc = pythonia.com.proc;
     if (!proc) throw new FrameworkError('pythonia did not start a Python process');
+    const output = options.output ?? ((text: string) => process.stderr.write(text));
+    relayOutput(proc.stdout, output);
+    relayOutput(proc.stderr, output);
     const bridge = new PythonBridge(pythonia, proc, logger, version);
     active = bridge;
     // Node must not keep running a Python child after it exits for any reason.
@@ -217,6 +266,12 @@ export class PythonBridge {
 function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {
   if (e.out_of_memory) {
     return new OutOfMemoryError(`Out of GPU memory: ${e.type}: ${e.message.split('\n')[0]}`, 'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.');
+  }
+  if (e.type === 'UnsafeArtifactError' && e.module === 'vision_trainer.safe_load') {
+    return new PythonError(e.type, e.message, e.traceback, {
+      exitCode: ExitCode.unsafeArtifact,
+      hint: 'Nothing in the file was run. Point CHECKPOINT_PATH, RESUME_CHECKPOINT_PATH or PRETRAINED_WEIGHT_URL at a file this platform wrote, an official ultralytics release, or safetensors weights.',
+    });
   }
   return new PythonError(e.type, e.message, e.traceback);
 }

@@ -1,7 +1,10 @@
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isAllowedPythonVariable } from '../../src/bridge/environment.js';
 import { PythonBridge, checkInterpreter } from '../../src/bridge/python.js';
+import { registerSecret } from '../../src/redact.js';
 import { FrameworkError, OutOfMemoryError, PythonError } from '../../src/errors.js';
 import { defaultPythonBin } from '../../src/paths.js';
 
@@ -115,5 +118,68 @@ describe('python bridge lifecycle', () => {
     const pid = second.pid!;
     await second.close();
     expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
+
+describe('python bridge: what the child is given', () => {
+  const planted: Record<string, string> = {
+    CALLBACK_TOKEN: 'bridge-test-callback-token-1234',
+    AWS_SECRET_ACCESS_KEY: 'bridge-test-storage-secret-5678',
+    AWS_ACCESS_KEY_ID: 'AKIABRIDGETESTKEY',
+    R2_SECRET_ACCESS_KEY: 'bridge-test-r2-secret-9012',
+    OPENAI_API_KEY: 'sk-bridge-test-openai-3456',
+    HF_TOKEN: 'hf_bridgetesttoken7890',
+    MY_SERVICE_PASSWORD: 'bridge-test-password-0000',
+    // Allow-listed by name, but it holds a registered secret's value.
+    OMP_DISPLAY_ENV: 'bridge-test-callback-token-1234',
+  };
+  const saved = new Map<string, string | undefined>();
+  beforeAll(() => {
+    for (const [k, v] of Object.entries(planted)) {
+      saved.set(k, process.env[k]);
+      process.env[k] = v;
+    }
+    process.env.OMP_NUM_THREADS_FOR_TEST = 'x';
+    registerSecret(planted.CALLBACK_TOKEN);
+  });
+  afterAll(() => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    delete process.env.OMP_NUM_THREADS_FOR_TEST;
+  });
+
+  it('starts Python with an allow-listed environment: no credentials, the safe-load switch on', async () => {
+    const bridge = await PythonBridge.open({ pythonBin: defaultPythonBin(), env: { YOLO_OFFLINE: 'true' }, output: () => {} });
+    try {
+      const environ = readFileSync(`/proc/${bridge.pid}/environ`, 'utf8');
+      for (const [name, value] of Object.entries(planted)) {
+        expect(environ, name).not.toContain(value);
+        expect(environ).not.toContain(`${name}=`);
+      }
+      const vars = new Map(environ.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+      expect(vars.get('ULTRALYTICS_SAFE_LOAD')).toBe('1');
+      expect(vars.get('YOLO_OFFLINE')).toBe('true');
+      expect(vars.get('OMP_NUM_THREADS_FOR_TEST')).toBe('x');
+      expect(vars.get('PATH')).toBe(process.env.PATH);
+      // Nothing outside the allow-list, whatever Node's environment holds.
+      for (const name of vars.keys()) expect(isAllowedPythonVariable(name) || /^(PYTHON|NODE_CHANNEL_|ULTRALYTICS_SAFE_LOAD$|YOLO_)/.test(name), name).toBe(true);
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  it("relays Python's stdout and stderr in whole lines, redacted", async () => {
+    let output = '';
+    const bridge = await PythonBridge.open({ pythonBin: defaultPythonBin(), output: (text) => (output += text) });
+    try {
+      await bridge.call('vision_trainer.support', 'print_for_test', [`token ${planted.CALLBACK_TOKEN} and https://x/y?X-Amz-Signature=abcdef123`]);
+    } finally {
+      await bridge.close();
+    }
+    expect(output).toContain('stdout: token [REDACTED] and https://x/y?X-Amz-Signature=[REDACTED]\n');
+    expect(output).toContain('stderr: token [REDACTED] and https://x/y?X-Amz-Signature=[REDACTED]\n');
+    expect(output).not.toContain(planted.CALLBACK_TOKEN);
   });
 });

@@ -1,0 +1,107 @@
+/**
+ * The environment the Python child starts with. Python parses artifacts that come from outside
+ * (checkpoints, weights, datasets), so it gets nothing it could leak: no CALLBACK_TOKEN, no
+ * storage keys, no OPENAI_API_KEY, no HF_TOKEN. Node does all network I/O; Python reads and
+ * writes local files only. The child's environment is built from an allow-list, never from
+ * process.env minus a deny-list, so a secret added to the job later stays out by default.
+ *
+ * What passes (taken from Node's environment when set):
+ *  - paths and identity: PATH, HOME, USER, LOGNAME, TMPDIR/TMP/TEMP, XDG_CACHE_HOME,
+ *    XDG_CONFIG_HOME, LD_LIBRARY_PATH, PYTHONPATH (ours is prepended), SSL_CERT_FILE/SSL_CERT_DIR
+ *  - locale and time: LANG, LANGUAGE, LC_*, TZ
+ *  - accelerators: CUDA_*, NVIDIA_*, NCCL_*, CUBLAS_*, CUDNN_*, ROCR_*, HIP_*
+ *  - thread counts and math libraries: OMP_*, MKL_*, OPENBLAS_*, KMP_*, GOMP_*, NUMEXPR_*
+ *  - frameworks: TORCH_*, PYTORCH_*, HF_*, TRANSFORMERS_*, YOLO_*, ULTRALYTICS_*, TIMM_*,
+ *    MPLCONFIGDIR, OPENCV_*
+ *  - test fault injection: VISION_TRAINER_FAILPOINTS
+ * Any of those whose name looks like a credential (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL,
+ * AUTH, ...) or whose value holds a registered secret is dropped all the same (HF_TOKEN).
+ *
+ * What is always set: PYTHONUNBUFFERED=1 (output reaches the log as it happens),
+ * PYTHONDONTWRITEBYTECODE=1 (the application folder is read-only in the container),
+ * ULTRALYTICS_SAFE_LOAD=1 (ultralytics' allow-list checkpoint loader), then the adapter's
+ * variables (offline switches, per-job cache folders).
+ */
+import { containsSecret } from '../redact.js';
+
+const EXACT = new Set([
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'TMPDIR',
+  'TMP',
+  'TEMP',
+  'XDG_CACHE_HOME',
+  'XDG_CONFIG_HOME',
+  'LD_LIBRARY_PATH',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'LANG',
+  'LANGUAGE',
+  'TZ',
+  'MPLCONFIGDIR',
+  'VISION_TRAINER_FAILPOINTS',
+]);
+
+const PREFIXES = [
+  'LC_',
+  'CUDA_',
+  'NVIDIA_',
+  'NCCL_',
+  'CUBLAS_',
+  'CUDNN_',
+  'ROCR_',
+  'HIP_',
+  'OMP_',
+  'MKL_',
+  'OPENBLAS_',
+  'KMP_',
+  'GOMP_',
+  'NUMEXPR_',
+  'TORCH_',
+  'PYTORCH_',
+  'HF_',
+  'TRANSFORMERS_',
+  'YOLO_',
+  'ULTRALYTICS_',
+  'TIMM_',
+  'OPENCV_',
+];
+
+/** Names that look like credentials, wherever they appear in the name. */
+const SECRET_NAME = /TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|API_?KEY|ACCESS_?KEY|PRIVATE|AUTH|COOKIE|SESSION|(^|_)KEY($|_)/i;
+
+/** Whether Node passes `name` on to Python (before the secret checks). */
+export function isAllowedPythonVariable(name: string): boolean {
+  if (SECRET_NAME.test(name)) return false;
+  return EXACT.has(name) || PREFIXES.some((p) => name.startsWith(p));
+}
+
+export interface PythonEnvironmentOptions {
+  /** Folders put first on PYTHONPATH (our python/ package). */
+  pythonPath: string[];
+  /** The adapter's variables (offline switches, cache folders): always set. */
+  extra?: Record<string, string> | undefined;
+}
+
+/** The complete environment for the Python child, built from `source` (Node's environment). */
+export function pythonEnvironment(source: NodeJS.ProcessEnv, options: PythonEnvironmentOptions): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(source)) {
+    if (value === undefined || !isAllowedPythonVariable(name) || containsSecret(value)) continue;
+    env[name] = value;
+  }
+  const inherited = source.PYTHONPATH && !containsSecret(source.PYTHONPATH) ? [source.PYTHONPATH] : [];
+  Object.assign(env, {
+    PYTHONPATH: [...options.pythonPath, ...inherited].join(':'),
+    PYTHONUNBUFFERED: '1',
+    PYTHONDONTWRITEBYTECODE: '1',
+    ULTRALYTICS_SAFE_LOAD: '1',
+  });
+  for (const [name, value] of Object.entries(options.extra ?? {})) {
+    if (SECRET_NAME.test(name)) throw new Error(`refusing to pass ${name} to Python: Python holds no credentials`);
+    env[name] = value;
+  }
+  return env;
+}
