@@ -37,10 +37,24 @@ COPY --from=build /app/dist dist
 COPY package.json ./
 COPY python python
 COPY runtime runtime
+# Least privilege: the job runs as an unprivileged user (numeric, so Kubernetes' runAsNonRoot can
+# verify it). /app and /opt/venv stay owned by root (COPY's 0644/0755), read-only to that user:
+# a checkpoint or dataset that got code to run could not change the application. The job writes
+# only to WORK_DIR (/workspace) and /tmp, the two volumes deploy/k8s mounts over a read-only
+# root filesystem. Bytecode is compiled now: Python cannot write __pycache__ there later.
+RUN /opt/venv/bin/python -m compileall -q /app/python \
+ && groupadd --system --gid 10001 trainer \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin trainer \
+ && mkdir -p /workspace \
+ && chown 10001:10001 /workspace
 ENV PYTHON_BIN=/opt/venv/bin/python \
     NODE_ENV=production \
     WORK_DIR=/workspace \
-    LOG_FORMAT=json
-RUN mkdir -p /workspace
+    LOG_FORMAT=json \
+    HOME=/tmp \
+    XDG_CACHE_HOME=/tmp/.cache \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/src/cli.js"]
 CMD ["train"]

@@ -99,7 +99,8 @@ export class DatasetError extends VisionTrainerError {
 
 export class StorageError extends VisionTrainerError {
   readonly key: string | undefined;
-  constructor(message: string, options: { key?: string; hint?: string; cause?: unknown } = {}) {
+  /** exitCode: storage (retry) unless the failure cannot pass by itself, e.g. storageAccessDenied. */
+  constructor(message: string, options: { key?: string; hint?: string; cause?: unknown; exitCode?: number } = {}) {
     super(message, { exitCode: ExitCode.storage, ...options });
     this.key = options.key;
   }

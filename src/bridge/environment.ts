@@ -11,8 +11,8 @@
  *  - locale and time: LANG, LANGUAGE, LC_*, TZ
  *  - accelerators: CUDA_*, NVIDIA_*, NCCL_*, CUBLAS_*, CUDNN_*, ROCR_*, HIP_*
  *  - thread counts and math libraries: OMP_*, MKL_*, OPENBLAS_*, KMP_*, GOMP_*, NUMEXPR_*
- *  - frameworks: TORCH_*, PYTORCH_*, HF_*, TRANSFORMERS_*, YOLO_*, ULTRALYTICS_*, TIMM_*,
- *    MPLCONFIGDIR, OPENCV_*
+ *  - frameworks: TORCH_*, TORCHINDUCTOR_*, TRITON_*, PYTORCH_*, HF_*, TRANSFORMERS_*, YOLO_*,
+ *    ULTRALYTICS_*, TIMM_*, MPLCONFIGDIR, OPENCV_*
  *  - test fault injection: VISION_TRAINER_FAILPOINTS
  * Any of those whose name looks like a credential (TOKEN, SECRET, PASSWORD, KEY, CREDENTIAL,
  * AUTH, ...) or whose value holds a registered secret is dropped all the same (HF_TOKEN).
@@ -60,6 +60,8 @@ const PREFIXES = [
   'GOMP_',
   'NUMEXPR_',
   'TORCH_',
+  'TORCHINDUCTOR_',
+  'TRITON_',
   'PYTORCH_',
   'HF_',
   'TRANSFORMERS_',
@@ -93,8 +95,9 @@ export function pythonEnvironment(source: NodeJS.ProcessEnv, options: PythonEnvi
     env[name] = value;
   }
   const inherited = source.PYTHONPATH && !containsSecret(source.PYTHONPATH) ? [source.PYTHONPATH] : [];
+  const pythonPath = [...options.pythonPath, ...inherited].join(':');
+  if (pythonPath) env.PYTHONPATH = pythonPath;
   Object.assign(env, {
-    PYTHONPATH: [...options.pythonPath, ...inherited].join(':'),
     PYTHONUNBUFFERED: '1',
     PYTHONDONTWRITEBYTECODE: '1',
     ULTRALYTICS_SAFE_LOAD: '1',

@@ -90,6 +90,24 @@ export function httpUrl() {
     }, 'must be an http(s) URL, e.g. https://api.example.com');
 }
 
+/**
+ * A comma-separated list of hosts (names, IP literals, CIDR ranges); a TypeScript caller may
+ * pass an array. Used by ALLOWED_PRIVATE_HOSTS.
+ */
+export function hostList() {
+  const entry = z
+    .string()
+    .trim()
+    .min(1)
+    .refine((v) => /^[A-Za-z0-9.-]+$/.test(v) || /^[0-9A-Fa-f:.]+(\/\d{1,3})?$/.test(v) || /^[0-9.]+\/\d{1,2}$/.test(v), {
+      error: (issue) => `${JSON.stringify(issue.input)} is not a host name, IP address or CIDR range`,
+    });
+  return z.preprocess(
+    (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+    z.array(entry, { error: 'must be a comma-separated list of host names, IP addresses or CIDR ranges' }),
+  );
+}
+
 /** A JSON value in an env var (or the parsed value from TypeScript), validated by `inner`. */
 export function json<T extends z.ZodType>(inner: T, example: string) {
   return z.preprocess((v, ctx) => {

@@ -190,6 +190,8 @@ export interface TrainConfig extends Common {
   imageSize: number;
   splitStrategy?: SplitStrategy;
   pretrainedWeightUrl?: string;
+  /** ALLOWED_PRIVATE_HOSTS: private hosts configuration URLs may reach (see src/net/url-guard.ts). */
+  allowedPrivateHosts: string[];
   checkpointFrequency: number;
   maxTrainingTimeSeconds: number;
   stopGraceSeconds: number;
@@ -221,6 +223,8 @@ export interface InferConfig extends Common {
   xaiTargetLayers?: string[];
   enableLlmExplanation: boolean;
   openai: { apiKey?: string; baseUrl?: string; model: string };
+  /** ALLOWED_PRIVATE_HOSTS: private hosts configuration URLs may reach (see src/net/url-guard.ts). */
+  allowedPrivateHosts: string[];
   storage: StorageConfig;
 }
 type RawInfer = Omit<InferConfig, 'storage' | 'backend'> & { storage: RawStorage; backend: RawBackend };

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { SplitStrategySchema } from '../datasets/splits.js';
-import { bool, httpUrl, identifier, int, json, num, oneOf, printable, str } from './fields.js';
+import { bool, hostList, httpUrl, identifier, int, json, num, oneOf, printable, str } from './fields.js';
 import { FRAMEWORKS, TASK_TYPES } from './tasks.js';
 
 export type Mode = 'train' | 'infer' | 'export';
@@ -125,6 +125,7 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Storage', env: ['DATASET_PATH'], path: 'storage.datasetPath', schema: str().optional(), modes: ALL, help: 'STORAGE_TYPE=local: use this dataset folder (annotations.json + images/) directly.' },
 
   // Runtime
+  { group: 'Runtime', env: ['ALLOWED_PRIVATE_HOSTS'], path: 'allowedPrivateHosts', schema: hostList().default([]), modes: ['train', 'infer'], defaultText: 'none (the storage endpoint\'s host is always allowed)', help: 'Comma-separated host names, IP addresses or CIDR ranges that PRETRAINED_WEIGHT_URL, OPENAI_BASE_URL and their redirects may reach on loopback or private addresses (e.g. an in-cluster model server: weights.internal,10.0.0.0/8). Link-local and cloud-metadata addresses (169.254.0.0/16, fd00:ec2::254, ...) are refused whatever this says.' },
   { group: 'Runtime', env: ['DEVICE'], path: 'device', schema: str({ pattern: /^(auto|cpu|mps|cuda(:\d+)?|\d+(,\d+)*)$/, patternMessage: 'must be auto, cpu, mps, cuda, cuda:N or GPU indices like 0 or 0,1' }).default('auto'), modes: ALL, defaultText: 'auto (GPU 0 if present, else cpu)', help: 'Device; several GPU indices (0,1) train on several GPUs (ultralytics).' },
   { group: 'Runtime', env: ['NUM_WORKERS'], path: 'numWorkers', schema: int({ min: 0, max: 256 }).default(4), modes: ALL, defaultText: '4', help: 'Data-loader worker processes.' },
   { group: 'Runtime', env: ['WORK_DIR'], path: 'workDir', schema: str().optional(), modes: ALL, defaultText: 'a new temp folder', help: 'Parent folder of the job work folder.' },

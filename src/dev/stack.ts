@@ -56,6 +56,8 @@ export async function startDevStack(options: { s3Port?: number; receiverPort?: n
     AWS_ACCESS_KEY_ID: s3.accessKeyId,
     AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
     BUCKET_NAME: s3.bucket,
+    // Weights and LLM servers started beside the stack on this machine (the S3 host is allowed anyway).
+    ALLOWED_PRIVATE_HOSTS: '127.0.0.1,localhost,::1',
   };
   let stopped: Promise<void> | undefined;
   const live = dashboard;

@@ -9,8 +9,10 @@
  * goes to the SDK only; every reason text is redacted.
  */
 import OpenAI, { APIConnectionTimeoutError, APIError } from 'openai';
+import { fetch as undiciFetch } from 'undici';
 import { z } from 'zod';
 import type { Logger } from '../log.js';
+import { guardedAgent, urlRefusal, type UrlPolicy } from '../net/url-guard.js';
 import { redact, registerSecret } from '../redact.js';
 import { Limiter } from './limiter.js';
 import type { Evaluation, Explanation, GroundTruthRecord, Predictions, XaiResult } from './results.js';
@@ -47,6 +49,8 @@ export interface ExplainerOptions {
   maxRetries?: number;
   concurrency?: number;
   logger: Logger;
+  /** Which private hosts OPENAI_BASE_URL may reach (ALLOWED_PRIVATE_HOSTS); metadata addresses never. Default: public only. */
+  policy?: UrlPolicy;
 }
 
 export interface ExplanationContext {
@@ -74,12 +78,17 @@ export class Explainer {
       this.unavailable = 'OPENAI_API_KEY is not set (set it, or OPENAI_BASE_URL for a server that needs no key)';
       return;
     }
+    // OPENAI_BASE_URL comes from the job's configuration: every connection (redirects too) goes
+    // through the URL guard, so it cannot reach cloud metadata or an unlisted private host.
+    const dispatcher = guardedAgent(options.policy ?? { allowedPrivateHosts: [] });
+    const guardedFetch = (input: string | URL | Request, init?: RequestInit) => undiciFetch(input as string, { ...(init as object), dispatcher } as never);
     this.client = new OpenAI({
       // Self-hosted OpenAI-compatible servers often need no key; the SDK insists on one.
       apiKey: options.apiKey ?? 'not-needed',
       ...(options.baseUrl ? { baseURL: options.baseUrl } : {}),
       timeout: options.timeoutMs ?? DEFAULT_LLM_TIMEOUT_MS,
       maxRetries: options.maxRetries ?? 1,
+      fetch: guardedFetch as unknown as typeof fetch,
     });
   }
 
@@ -139,6 +148,8 @@ export function parseAnswer(text: string): { ok: true; answer: z.infer<typeof Ll
 }
 
 function describeFailure(err: unknown, timeoutMs: number): string {
+  const refused = urlRefusal(err);
+  if (refused) return redact(`OPENAI_BASE_URL was refused: ${refused.message}`.slice(0, 300));
   if (err instanceof APIConnectionTimeoutError) return `the LLM server did not answer within ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`;
   if (err instanceof APIError && err.status !== undefined) return redact(`the LLM server answered HTTP ${err.status}: ${err.message}`.slice(0, 300));
   if (err instanceof APIError) return redact(`the LLM server could not be reached: ${err.message}`.slice(0, 300));

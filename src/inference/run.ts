@@ -19,6 +19,7 @@ import { ConfigError, DatasetError, ExitCode, FrameworkError, StorageError, Visi
 import type { StopController } from '../jobs/stop.js';
 import { createWorkDir } from '../jobs/workdir.js';
 import type { Logger } from '../log.js';
+import { checkUrl, jobUrlPolicy } from '../net/url-guard.js';
 import { defaultPythonBin } from '../paths.js';
 import { createStorage } from '../storage/index.js';
 import type { Storage } from '../storage/types.js';
@@ -87,6 +88,13 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
     }
   };
   checkUri('CHECKPOINT_PATH', config.checkpointPath);
+  if (config.enableLlmExplanation && config.openai.baseUrl) {
+    try {
+      checkUrl(jobUrlPolicy(config), config.openai.baseUrl, 'OPENAI_BASE_URL');
+    } catch (err) {
+      problems.push({ variable: 'OPENAI_BASE_URL', value: config.openai.baseUrl, message: asVisionTrainerError(err).message });
+    }
+  }
   if (config.inferenceType === 'inference_job' && !config.datasetId) for (const uri of config.imagePaths ?? []) checkUri('IMAGE_PATHS', uri);
   return problems;
 }
@@ -144,7 +152,7 @@ export async function runInferenceJob(config: InferConfig, ctx: InferenceJobCont
     });
     const model = session.info;
     logger.info(`Model loaded: ${framework} ${model.model_name ?? model.architecture} (${model.task}, ${model.class_names.length} classes)${config.enableXai ? `; XAI ${config.xaiMethod} on ${model.xai_layers.join(', ')}` : ''}`);
-    const explainer = config.enableLlmExplanation ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger }) : undefined;
+    const explainer = config.enableLlmExplanation ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger, policy: jobUrlPolicy(config) }) : undefined;
     stop.throwIfRequested();
 
     // 4. Prediction

@@ -17,6 +17,7 @@ import type { Metrics, RunEvent } from '../events.js';
 import type { Logger } from '../log.js';
 import { defaultPythonBin } from '../paths.js';
 import { describeUrl } from '../redact.js';
+import { jobUrlPolicy } from '../net/url-guard.js';
 import { downloadUrl } from '../storage/download.js';
 import { createStorage } from '../storage/index.js';
 import type { Storage } from '../storage/types.js';
@@ -112,7 +113,7 @@ export async function runTrainingJob(config: TrainConfig, ctx: TrainJobContext):
       logger.stage('Downloading Pretrained Weight');
       const ext = /\.(pt|pth|safetensors|bin|zip)(?:$|\?)/i.exec(new URL(config.pretrainedWeightUrl).pathname)?.[1] ?? 'pt';
       weightsPath = join(work.sub('weights'), `${config.modelName}.${ext.toLowerCase()}`);
-      const d = await downloadUrl(config.pretrainedWeightUrl, weightsPath, { maxBytes: MAX_WEIGHTS_BYTES });
+      const d = await downloadUrl(config.pretrainedWeightUrl, weightsPath, { maxBytes: MAX_WEIGHTS_BYTES, policy: jobUrlPolicy(config) });
       void emit({ type: 'milestone', name: 'weights_downloaded', message: `Pretrained weights downloaded from ${describeUrl(config.pretrainedWeightUrl)}`, data: { bytes: d.bytes } });
     }
     stop.throwIfRequested();

@@ -7,12 +7,17 @@
  *
  * undici's RetryAgent resumes too, but it fails outright when a server answers a Range request
  * with 200, and it cannot stop a body that grows past a size limit; this loop does both.
+ *
+ * The URL comes from outside, so it cannot reach inside (src/net/url-guard.ts): every connection,
+ * redirects included, is judged where it is made, and redirects are followed here, one checked
+ * hop at a time (http(s) only, at most `maxRedirects`).
  */
 import { createWriteStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pipeline } from 'node:stream/promises';
-import { Agent, interceptors, request, type Dispatcher } from 'undici';
-import { StorageError } from '../errors.js';
+import { request, type Dispatcher } from 'undici';
+import { ExitCode, StorageError, VisionTrainerError } from '../errors.js';
+import { checkUrl, guardedAgent, UrlRefusedError, urlRefusal, type UrlPolicy } from '../net/url-guard.js';
 import { describeUrl, redact } from '../redact.js';
 import { formatBytes, writeAtomically } from './files.js';
 
@@ -25,6 +30,12 @@ export interface DownloadUrlOptions {
   retries?: number;
   /** First backoff delay; doubles per consecutive failure, capped at 30 s. Default 1 s. */
   retryDelayMs?: number;
+  /** Which private hosts the URL and its redirects may reach. Default: none (public addresses only). */
+  policy?: UrlPolicy;
+  /** Redirects followed per request. Default 5. */
+  maxRedirects?: number;
+  /** The variable the URL came from, for messages. Default PRETRAINED_WEIGHT_URL. */
+  variable?: string;
 }
 
 export interface DownloadUrlResult {
@@ -33,32 +44,32 @@ export interface DownloadUrlResult {
   resumed: number;
 }
 
-const DEFAULTS = { maxBytes: 20 * 1024 ** 3, timeoutMs: 60_000, retries: 5, retryDelayMs: 1_000 };
+const DEFAULTS = { maxBytes: 20 * 1024 ** 3, timeoutMs: 60_000, retries: 5, retryDelayMs: 1_000, maxRedirects: 5, variable: 'PRETRAINED_WEIGHT_URL' };
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-/** A failure that another attempt cannot fix (4xx, size limit): thrown straight out of the loop. */
+/** A failure that another attempt cannot fix (4xx, size limit, a refused URL): thrown straight out of the loop. */
 class PermanentFailure extends Error {
-  constructor(readonly error: StorageError) {
+  constructor(readonly error: VisionTrainerError) {
     super(error.message);
   }
 }
 
-export async function downloadUrl(url: string, destPath: string, options: DownloadUrlOptions = {}): Promise<DownloadUrlResult> {
-  const { maxBytes, timeoutMs, retries, retryDelayMs } = { ...DEFAULTS, ...options };
-  const shown = describeUrl(url);
-  let protocol: string;
-  try {
-    protocol = new URL(url).protocol;
-  } catch {
-    throw new StorageError(`Cannot download ${shown}: it is not a valid URL`, { hint: 'Pass a full http(s) URL, e.g. a presigned S3 URL.' });
-  }
-  if (protocol !== 'http:' && protocol !== 'https:') {
-    throw new StorageError(`Cannot download ${shown}: only http:// and https:// URLs are supported, not ${protocol}//`, {
-      hint: 'PRETRAINED_WEIGHT_URL must be an http(s) URL, typically a presigned URL from the platform.',
-    });
-  }
+interface Target {
+  url: string;
+  shown: string;
+  variable: string;
+  policy: UrlPolicy;
+  maxRedirects: number;
+}
 
-  const agent = new Agent({ connect: { timeout: timeoutMs }, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-  const dispatcher = agent.compose(interceptors.redirect({ maxRedirections: 5 }));
+export async function downloadUrl(url: string, destPath: string, options: DownloadUrlOptions = {}): Promise<DownloadUrlResult> {
+  const { maxBytes, timeoutMs, retries, retryDelayMs, maxRedirects, variable } = { ...DEFAULTS, ...options };
+  const policy = options.policy ?? { allowedPrivateHosts: [] };
+  const shown = describeUrl(url);
+  checkUrl(policy, url, variable);
+  const target: Target = { url, shown, variable, policy, maxRedirects };
+
+  const dispatcher = guardedAgent(policy, { connectTimeoutMs: timeoutMs, headersTimeoutMs: timeoutMs, bodyTimeoutMs: timeoutMs });
   try {
     return await writeAtomically(destPath, async (temp) => {
       let written = 0;
@@ -66,7 +77,7 @@ export async function downloadUrl(url: string, destPath: string, options: Downlo
       let resumed = 0;
       let failuresWithoutProgress = 0;
       for (;;) {
-        const outcome = await attempt(url, shown, temp, written, maxBytes, dispatcher);
+        const outcome = await attempt(target, temp, written, maxBytes, dispatcher);
         if (outcome.kind === 'done') return { bytes: outcome.written, resumed };
         if (outcome.written > highWater) {
           highWater = outcome.written;
@@ -88,22 +99,54 @@ export async function downloadUrl(url: string, destPath: string, options: Downlo
   } catch (err) {
     throw err instanceof PermanentFailure ? err.error : err;
   } finally {
-    await agent.close();
+    await dispatcher.close();
   }
 }
 
 type AttemptOutcome = { kind: 'done'; written: number } | { kind: 'retry'; written: number; reason: string };
 
+/** The response at the end of the URL's redirects, each hop checked; throws PermanentFailure for a refused one. */
+async function follow(target: Target, headers: Record<string, string>, dispatcher: Dispatcher): Promise<Dispatcher.ResponseData | { error: unknown }> {
+  let current = target.url;
+  for (let hop = 0; ; hop++) {
+    const via = hop === 0 ? '' : ` (reached through ${hop} redirect${hop === 1 ? '' : 's'} of ${target.shown})`;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(current, { method: 'GET', headers, dispatcher });
+    } catch (err) {
+      const refused = urlRefusal(err);
+      if (refused) throw new PermanentFailure(new UrlRefusedError(`${target.variable} ${describeUrl(current)} was refused${via}: ${refused.message}`, refused.hint ?? ''));
+      return { error: err };
+    }
+    const location = REDIRECTS.has(response.statusCode) ? header(response.headers, 'location') : undefined;
+    if (location === undefined) return response;
+    await response.body.dump();
+    if (hop >= target.maxRedirects) {
+      throw new PermanentFailure(new UrlRefusedError(`${target.variable} ${target.shown} redirects more than ${target.maxRedirects} times`, 'Point the variable at the final URL.'));
+    }
+    let next: string;
+    try {
+      next = new URL(location, current).toString();
+    } catch {
+      throw new PermanentFailure(new UrlRefusedError(`${target.variable} ${target.shown} redirects to an invalid URL`, 'Point the variable at the final URL.'));
+    }
+    try {
+      checkUrl(target.policy, next, `a redirect of ${target.variable} ${target.shown} to`);
+    } catch (err) {
+      throw new PermanentFailure(err as UrlRefusedError);
+    }
+    current = next;
+  }
+}
+
 /** One request: continues from `written` bytes when there are any, returns how far it got. */
-async function attempt(url: string, shown: string, temp: string, written: number, maxBytes: number, dispatcher: Dispatcher): Promise<AttemptOutcome> {
+async function attempt(target: Target, temp: string, written: number, maxBytes: number, dispatcher: Dispatcher): Promise<AttemptOutcome> {
+  const { shown } = target;
   const headers: Record<string, string> = { 'accept-encoding': 'identity' };
   if (written > 0) headers.range = `bytes=${written}-`;
-  let response: Dispatcher.ResponseData;
-  try {
-    response = await request(url, { method: 'GET', headers, dispatcher });
-  } catch (err) {
-    return { kind: 'retry', written, reason: networkReason(err) };
-  }
+  const followed = await follow(target, headers, dispatcher);
+  if ('error' in followed) return { kind: 'retry', written, reason: networkReason(followed.error) };
+  const response = followed;
   const status = response.statusCode;
   let start: number;
   let total: number | undefined;
@@ -158,7 +201,9 @@ async function attempt(url: string, shown: string, temp: string, written: number
 function httpError(shown: string, status: number, detail: string): StorageError {
   const secretNote = 'The query string (which holds the signature) is not shown.';
   if (status === 401 || status === 403) {
+    // The same URL stays refused: retrying the job with it cannot help.
     return new StorageError(`Downloading ${shown} was refused (HTTP ${status}${detail}): the presigned URL is invalid or has expired`, {
+      exitCode: ExitCode.storageAccessDenied,
       hint: `Ask the platform for a fresh PRETRAINED_WEIGHT_URL; presigned URLs expire and break when altered. ${secretNote}`,
     });
   }

@@ -17,7 +17,7 @@ import {
   paginateListObjectsV2,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { ConfigError, StorageError } from '../errors.js';
+import { ConfigError, ExitCode, StorageError } from '../errors.js';
 import { log } from '../log.js';
 import { describeUrl, redact, registerSecret } from '../redact.js';
 import { StorageBase } from './base.js';
@@ -305,13 +305,16 @@ export class S3Storage extends StorageBase {
     if (name === 'NoSuchBucket') {
       return new StorageError(`${what}: bucket "${this.bucket}" does not exist at ${this.describe()}`, { ...options, hint: 'Create the bucket, or set BUCKET_NAME to an existing one.' });
     }
+    // Credentials the storage refuses stay refused: the job fails with a code the platform does
+    // not retry (retrying with the same environment cannot help).
+    const denied = { ...options, exitCode: ExitCode.storageAccessDenied };
     if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'InvalidToken' || name === 'ExpiredToken') {
-      return new StorageError(`${what}: the storage rejected the credentials (${name})`, { ...options, hint: `Check ${keys} for ${this.describe()}.` });
+      return new StorageError(`${what}: the storage rejected the credentials (${name})`, { ...denied, hint: `Check ${keys} for ${this.describe()}.` });
     }
-    if (status === 403 || name === 'AccessDenied' || name === 'Forbidden') {
+    if (status === 401 || status === 403 || name === 'AccessDenied' || name === 'Forbidden' || name === 'Unauthorized') {
       const code = name === 'Unknown' || name === 'Forbidden' ? '' : `${name}, `; // HEAD answers carry no error code
-      return new StorageError(`${what}: access denied (${code}HTTP 403)`, {
-        ...options,
+      return new StorageError(`${what}: access denied (${code}HTTP ${status ?? 403})`, {
+        ...denied,
         hint: `Check ${keys}, and that they may ${action === 'upload' ? 'write to' : 'read and list'} bucket "${this.bucket}". (S3 also answers 403 for a missing object when the key may not list the bucket.)`,
       });
     }

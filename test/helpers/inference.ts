@@ -67,6 +67,8 @@ export function inferEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string,
     BATCH_SIZE: '4',
     IMAGE_SIZE: '32',
     CALLBACK_MAX_ATTEMPTS: '3',
+    // The OpenAI-compatible test server listens on 127.0.0.1; without this the URL guard refuses it.
+    ALLOWED_PRIVATE_HOSTS: '127.0.0.1',
     ...extra,
   };
 }

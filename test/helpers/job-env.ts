@@ -19,6 +19,8 @@ export function jobEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string, e
     IMAGE_SIZE: '32',
     // A backend that fails should not hold a test up for the production two minutes of retries.
     CALLBACK_MAX_ATTEMPTS: '3',
+    // Weights and LLM test servers listen on 127.0.0.1; without this the URL guard refuses them.
+    ALLOWED_PRIVATE_HOSTS: '127.0.0.1',
     ...extra,
   };
 }

@@ -19,7 +19,7 @@ describe('vision-trainer dev', () => {
       });
     });
     const env = Object.fromEntries([...out.matchAll(/export (\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    expect(Object.keys(env).sort()).toEqual(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'BACKEND_BASE_URL', 'BUCKET_NAME', 'CALLBACK_TOKEN', 'S3_ENDPOINT', 'STORAGE_TYPE']);
+    expect(Object.keys(env).sort()).toEqual(['ALLOWED_PRIVATE_HOSTS', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'BACKEND_BASE_URL', 'BUCKET_NAME', 'CALLBACK_TOKEN', 'S3_ENDPOINT', 'STORAGE_TYPE']);
     expect(env.BUCKET_NAME).toBe('vision-platform');
     expect(out).toContain(`dashboard: ${env.BACKEND_BASE_URL}/`);
 

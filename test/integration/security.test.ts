@@ -6,7 +6,8 @@
  *    (its payload would create a marker file), exit code 9, the global named;
  *  - an official-style ultralytics checkpoint (built from yaml, saved by ultralytics) still
  *    trains, infers and exports;
- *  - the Python child's environment holds none of the job's secrets while it trains.
+ *  - the Python child's environment holds none of the job's secrets while it trains;
+ *  - PRETRAINED_WEIGHT_URL and its redirects never reach metadata or unlisted private addresses.
  */
 import { execFileSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdtempSync, readFileSync } from 'node:fs';
@@ -34,11 +35,17 @@ let marker: string;
 let files: Record<'official.pt' | 'evil-plain.pt' | 'evil-yolo.pt' | 'evil-raw.pkl', string>;
 let weights: { server: Server; url: (name: string) => string };
 let imageUri: string;
+const weightRequests: string[] = [];
+/** A loopback server that would answer like an instance-metadata endpoint, on an address nobody allowed. */
+let metadata: { server: Server; base: string; hits: string[] } | undefined;
 
-/** Serves the fixture files at /files/<name>, as a presigned weights URL would. */
+/** Serves the fixture files at /files/<name>, as a presigned weights URL would; /redirect?to=URL redirects. */
 async function startWeightsServer(): Promise<{ server: Server; url: (name: string) => string }> {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    weightRequests.push(url.pathname);
+    const to = url.searchParams.get('to');
+    if (url.pathname === '/redirect' && to) return void res.writeHead(302, { location: to }).end();
     const name = url.pathname.replace(/^\/files\//, '');
     const file = Object.entries(files).find(([n]) => n === name)?.[1];
     if (!file) return void res.writeHead(404).end('no such file');
@@ -67,10 +74,17 @@ beforeAll(async () => {
   const image = join(ds.root, 'images', (ds.annotations.images as Array<{ file_name: string }>)[0]!.file_name);
   imageUri = await storage.uploadFile(image, `inputs/${basename(image)}`);
   weights = await startWeightsServer();
+  const hits: string[] = [];
+  const server = createServer((req, res) => {
+    hits.push(req.url ?? '');
+    res.end('{"AccessKeyId":"ASIAFAKE","SecretAccessKey":"stolen"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', resolve));
+  metadata = { server, base: `http://127.0.0.2:${(server.address() as { port: number }).port}`, hits };
 }, 300_000);
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => (weights ? weights.server.close(() => resolve()) : resolve()));
+  for (const server of [weights?.server, metadata?.server]) await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
 });
 
 const uri = (name: string) => `s3://${s3.config.bucket}/untrusted/${name}`;
@@ -162,3 +176,46 @@ async function pythonChildOf(pid: number): Promise<number> {
   }
   throw new Error(`no Python child of ${pid} within two minutes`);
 }
+
+describe('PRETRAINED_WEIGHT_URL cannot reach inside', () => {
+  const redirectTo = (to: string) => `${weights.url('x').replace(/\/files\/x\?.*$/, '')}/redirect?to=${encodeURIComponent(to)}`;
+
+  async function refusedJob(jobId: string, url: string, extra: Record<string, string> = {}) {
+    const result = await runCli(['train'], env(jobId, { PRETRAINED_WEIGHT_URL: url, ...extra }), { timeoutMs: 180_000 });
+    expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-2000)).toBe(2);
+    const done = doneOf(jobId);
+    expect(done?.status).toBe('failed');
+    expect(done?.error_message).not.toContain('0123456789abcdef');
+    return done!.error_message as string;
+  }
+
+  it('a redirect to cloud metadata or to an unlisted loopback/private address is refused, once, without retries', async () => {
+    const before = weightRequests.length;
+    expect(await refusedJob('sec-url-metadata', redirectTo('http://169.254.169.254/latest/meta-data/iam/security-credentials/'))).toMatch(
+      /^a redirect of PRETRAINED_WEIGHT_URL http:\/\/127\.0\.0\.1:\d+\/redirect\?… to http:\/\/169\.254\.169\.254\/latest\/meta-data\/iam\/security-credentials\/ was refused: 169\.254\.169\.254 is a link-local \/ cloud metadata address/,
+    );
+    expect(weightRequests.length - before).toBe(1);
+    expect(await refusedJob('sec-url-loopback', redirectTo(`${metadata!.base}/latest/meta-data/iam/security-credentials/`))).toMatch(
+      /127\.0\.0\.2 is a loopback address, and 127\.0\.0\.2 is not in ALLOWED_PRIVATE_HOSTS/,
+    );
+    expect(await refusedJob('sec-url-private', redirectTo('http://10.11.12.13:8080/weights.pt'))).toMatch(/10\.11\.12\.13 is a private network \(RFC 1918\) address/);
+    expect(metadata!.hits).toEqual([]);
+  });
+
+  it('a loopback URL without ALLOWED_PRIVATE_HOSTS is refused, judged by what its name resolves to', async () => {
+    const url = weights.url('official.pt').replace('127.0.0.1', 'localhost');
+    expect(await refusedJob('sec-url-unlisted', url, { ALLOWED_PRIVATE_HOSTS: '' })).toMatch(/PRETRAINED_WEIGHT_URL http:\/\/localhost:\d+\/files\/official\.pt\?… was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address/);
+  });
+});
+
+describe('storage credentials', () => {
+  it('wrong credentials end the job with exit code 10 (not retried), the secret never shown', async () => {
+    const wrong = 'wrong-secret-for-security-test-9876';
+    const result = await runCli(['train'], env('sec-bad-keys', { AWS_SECRET_ACCESS_KEY: wrong }), { timeoutMs: 120_000 });
+    expect(result.code, result.stdout.slice(-3000)).toBe(10);
+    const done = doneOf('sec-bad-keys');
+    expect(done?.status).toBe('failed');
+    expect(done?.error_message).toMatch(/rejected the credentials \(SignatureDoesNotMatch\)|access denied/);
+    expect(result.stdout + result.stderr + JSON.stringify(done)).not.toContain(wrong);
+  });
+});

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DatasetError, StorageError } from '../../src/errors.js';
+import { DatasetError, ExitCode, StorageError } from '../../src/errors.js';
 import { createStorage, createZip, type Storage } from '../../src/storage/index.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -115,6 +115,7 @@ describe('S3 storage against SeaweedFS', () => {
     const badSecret = createStorage({ ...s3.config, secretAccessKey: secret }, { maxAttempts: 1 });
     const listing = await failure(badSecret.list('listing/'));
     expect(listing.message).toMatch(/rejected the credentials \(SignatureDoesNotMatch\)/);
+    expect(listing.exitCode).toBe(ExitCode.storageAccessDenied);
     expect(listing.hint).toContain('AWS_SECRET_ACCESS_KEY');
     const source = join(work, 'small.txt');
     await writeFile(source, 'x');
@@ -131,7 +132,9 @@ describe('S3 storage against SeaweedFS', () => {
     const badKey = createStorage({ ...s3.config, accessKeyId: 'AKIDOESNOTEXIST0001' }, { maxAttempts: 1 });
     expect((await failure(badKey.list(''))).message).toMatch(/rejected the credentials \(InvalidAccessKeyId\)/);
     // HEAD answers carry no error code, so a bad key on exists() can only be reported as a 403.
-    expect((await failure(badKey.exists('x.json'))).message).toMatch(/access denied \(HTTP 403\)/);
+    const denied = await failure(badKey.exists('x.json'));
+    expect(denied.message).toMatch(/access denied \(HTTP 403\)/);
+    expect(denied.exitCode).toBe(ExitCode.storageAccessDenied);
   });
 
   it('names a missing bucket and an unreachable endpoint', async () => {
