@@ -3,7 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isAllowedPythonVariable, pythonEnvironment } from '../../src/bridge/environment.js';
 import { clearSecrets, registerSecret } from '../../src/redact.js';
 
-const SOURCE: NodeJS.ProcessEnv = {
+/** Variables the frameworks need: passed as they are. */
+const NEEDED = {
   PATH: '/usr/bin',
   HOME: '/home/job',
   LANG: 'C.UTF-8',
@@ -17,8 +18,10 @@ const SOURCE: NodeJS.ProcessEnv = {
   PYTORCH_CUDA_ALLOC_CONF: 'expandable_segments:True',
   HF_HUB_OFFLINE: '1',
   YOLO_VERBOSE: 'false',
-  PYTHONPATH: '/opt/extra',
-  // Never passed:
+};
+
+/** Credentials and everything else: never passed. */
+const OTHERS = {
   CALLBACK_TOKEN: 'callback-token-123456',
   AWS_ACCESS_KEY_ID: 'AKIAEXAMPLE123',
   AWS_SECRET_ACCESS_KEY: 'storage-secret-123456',
@@ -35,25 +38,15 @@ const SOURCE: NodeJS.ProcessEnv = {
   SOMETHING_ELSE: 'x',
 };
 
+const SOURCE: NodeJS.ProcessEnv = { ...NEEDED, PYTHONPATH: '/opt/extra', ...OTHERS };
+
 afterEach(() => clearSecrets());
 
 describe('pythonEnvironment', () => {
   it('passes paths, locale, accelerator, thread and framework settings, and nothing else', () => {
     const env = pythonEnvironment(SOURCE, { pythonPath: ['/app/python'], extra: { YOLO_OFFLINE: 'true' } });
     expect(env).toEqual({
-      PATH: '/usr/bin',
-      HOME: '/home/job',
-      LANG: 'C.UTF-8',
-      LC_ALL: 'C.UTF-8',
-      TMPDIR: '/tmp',
-      CUDA_VISIBLE_DEVICES: '0,1',
-      NVIDIA_DRIVER_CAPABILITIES: 'compute',
-      NCCL_DEBUG: 'WARN',
-      OMP_NUM_THREADS: '4',
-      MKL_NUM_THREADS: '4',
-      PYTORCH_CUDA_ALLOC_CONF: 'expandable_segments:True',
-      HF_HUB_OFFLINE: '1',
-      YOLO_VERBOSE: 'false',
+      ...NEEDED,
       PYTHONPATH: '/app/python:/opt/extra',
       PYTHONUNBUFFERED: '1',
       PYTHONDONTWRITEBYTECODE: '1',
