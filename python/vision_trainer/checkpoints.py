@@ -70,7 +70,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .safe_load import UnsafeArtifactError
+from .safe_load import UnsafeArtifactError, names_ultralytics_model, pickle_globals
 from .support import plain
 
 CHECKPOINT_FORMAT = "vision-trainer-checkpoint"
@@ -158,6 +158,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist")
+    if names_ultralytics_model(pickle_globals(p)):
+        raise CheckpointError(f"{p.name} is an ultralytics checkpoint, not a vision-trainer checkpoint of a timm/transformers model")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except UnsafeArtifactError:

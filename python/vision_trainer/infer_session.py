@@ -174,14 +174,10 @@ def detect_framework(checkpoint_path: str) -> str | None:
     checkpoint) or refer to nothing beyond tensors and plain values (one of ours, whose metadata is
     then read with weights_only=True); a file naming anything else is refused."""
     from .infer_classifier import checkpoint_framework
-    from .safe_load import NotAPickle, pickle_globals, refuse_unsafe
+    from .safe_load import pickle_globals, refuse_unsafe
 
-    try:
-        names = pickle_globals(checkpoint_path)
-    except NotAPickle as exc:  # the caller says the file is not a checkpoint
-        LOG.info("checkpoint is not a torch file (%s)", exc)
-        return None
-    if names is None:
+    names = pickle_globals(checkpoint_path)
+    if names is None:  # no pickle (safetensors, TorchScript, not a checkpoint): the caller says so
         return None
     if any(name.startswith("ultralytics.") for name in names):
         return "ultralytics"

@@ -28,6 +28,7 @@ import importlib.util
 import io
 import os
 import pickletools
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -57,6 +58,9 @@ class UnsafeArtifactError(ValueError):
 
 class NotAPickle(ValueError):
     """The bytes are not a pickle (or not one this scanner can read to the end)."""
+
+
+_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
 
 
 def _python3_name(module: str, name: str) -> str:
@@ -98,7 +102,9 @@ def _scan(data: io.BufferedIOBase) -> set[str]:
             elif name not in ("PROTO", "FRAME"):
                 strings.append(None)
     except Exception as exc:  # noqa: BLE001 - truncated or not a pickle at all
-        if not found:
+        # Bytes that are no pickle can still decode as a few opcodes: only names that look like
+        # Python's module.attribute count as what a broken-off pickle asked for.
+        if not found or not all(_DOTTED.match(name) for name in found):
             raise NotAPickle(f"not a readable pickle ({type(exc).__name__}: {exc})") from exc
     return found
 
@@ -109,10 +115,11 @@ def _torch_zip_pickles(path: str) -> list[bytes] | None:
     if not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return []  # TorchScript: loaded by torch.jit.load, never by the pickle unpickler
-        return [archive.read(n) for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
+        # Names as torch reads them: relative to the archive's one top folder.
+        records = {name.split("/", 1)[-1]: name for name in archive.namelist()}
+        if "constants.pkl" in records:
+            return []  # TorchScript (torch's own test): torch.jit.load runs it, not the pickle unpickler
+        return [archive.read(name) for record, name in records.items() if record == "data.pkl" or record.endswith("/data.pkl")]
 
 
 def pickle_globals(path: str | os.PathLike) -> set[str] | None:
@@ -126,22 +133,32 @@ def pickle_globals(path: str | os.PathLike) -> set[str] | None:
             found |= _scan(io.BytesIO(data))
         return found if pickles else None
     with open(path, "rb") as f:
-        if f.read(1) != b"\x80":  # every binary pickle starts with PROTO
-            return None
-        f.seek(0)
         # A legacy torch.save file is several pickles in a row (magic number, version, system
         # info, the object, storage keys) followed by raw tensor bytes; a plain pickle is one.
-        found = set()
-        for _ in range(5):
-            if f.peek(1)[:1] != b"\x80":
+        found: set[str] = set()
+        for index in range(5):
+            if not f.peek(1):
                 break
             try:
                 found |= _scan(f)
             except NotAPickle:
-                if not found:
-                    raise
+                if index == 0:
+                    return None  # safetensors, text, an image: no pickle to refuse
                 break
         return found
+
+
+# What ultralytics' allow-list loader admits besides plain values: its own classes, torch module
+# classes, and the data types its checkpoints pickle.
+_ULTRALYTICS_FAMILIES = ("ultralytics.", "torch.nn.modules.", "torchvision.transforms.", "numpy.", "numpy.core.", "pathlib.", "builtins.getattr", "clip.")
+
+
+def names_ultralytics_model(names: set[str] | None) -> bool:
+    """Whether a file's globals are those of an ultralytics checkpoint (its model classes and
+    nothing ultralytics' own loader would refuse)."""
+    if not names or not any(name.startswith("ultralytics.") for name in names):
+        return False
+    return all(name.startswith(_ULTRALYTICS_FAMILIES) for name in names - allowed_globals())
 
 
 def allowed_globals() -> set[str]:
@@ -152,11 +169,9 @@ def allowed_globals() -> set[str]:
 
 
 def unsafe_globals(path: str | os.PathLike) -> list[str]:
-    try:
-        found = pickle_globals(path)
-    except NotAPickle:
-        return []  # torch.load reports the format problem
-    return sorted((found or set()) - allowed_globals())
+    """Globals the file names beyond the allow-list; [] for a file without a pickle (torch.load
+    then reports the format problem)."""
+    return sorted((pickle_globals(path) or set()) - allowed_globals())
 
 
 def refuse_unsafe(path: str | os.PathLike) -> None:

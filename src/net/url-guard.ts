@@ -23,8 +23,13 @@ import { addressInEntry, classifyAddress, parseIp } from './addresses.js';
 export const ALLOW_VARIABLE = 'ALLOWED_PRIVATE_HOSTS';
 
 export interface UrlPolicy {
-  /** Host names, IP literals or CIDR ranges that may be reached on loopback/private addresses. */
+  /**
+   * ALLOWED_PRIVATE_HOSTS: host names (matched by name), IP literals and CIDR ranges (matched by
+   * the address connected to) that may be reached on loopback/private addresses.
+   */
   allowedPrivateHosts: readonly string[];
+  /** The storage endpoint's host, allowed by name: the bucket is trusted, another name for its address is not. */
+  storageHost?: string | undefined;
 }
 
 /** The policy of a job: ALLOWED_PRIVATE_HOSTS plus the storage endpoint's host. */
@@ -34,15 +39,13 @@ export function jobUrlPolicy(config: { allowedPrivateHosts?: readonly string[]; 
 }
 
 export function urlPolicy(allowed: readonly string[] | undefined, storageEndpoint?: string): UrlPolicy {
-  const hosts = [...(allowed ?? [])];
-  if (storageEndpoint) {
-    try {
-      hosts.push(new URL(storageEndpoint).hostname);
-    } catch {
-      // config validation reports a bad endpoint
-    }
+  let storageHost: string | undefined;
+  try {
+    storageHost = storageEndpoint ? bareHost(new URL(storageEndpoint).hostname) : undefined;
+  } catch {
+    // config validation reports a bad endpoint
   }
-  return { allowedPrivateHosts: hosts };
+  return { allowedPrivateHosts: [...(allowed ?? [])], storageHost };
 }
 
 /** A URL (or a redirect of it) that points where the job must not go: a configuration problem, never retried. */
@@ -61,6 +64,7 @@ function bareHost(hostname: string): string {
 
 function isAllowed(policy: UrlPolicy, hostname: string, address: string): boolean {
   const host = bareHost(hostname);
+  if (policy.storageHost !== undefined && host === policy.storageHost) return true;
   return policy.allowedPrivateHosts.some((entry) => {
     const e = entry.trim().toLowerCase();
     if (!e) return false;

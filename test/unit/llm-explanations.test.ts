@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Explainer, buildPrompt, parseAnswer, type ExplanationContext } from '../../src/inference/llm.js';
 import { ExplanationSchema } from '../../src/inference/results.js';
 import { Logger } from '../../src/log.js';
+import { urlPolicy } from '../../src/net/url-guard.js';
 import { clearSecrets } from '../../src/redact.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
 
@@ -44,7 +45,8 @@ const DETECTION: ExplanationContext = {
 };
 
 function explainer(overrides: Partial<ConstructorParameters<typeof Explainer>[0]> = {}) {
-  return new Explainer({ apiKey: KEY, baseUrl: server.baseUrl, model: 'test-model', timeoutMs: 2_000, maxRetries: 0, logger, ...overrides });
+  // The test server listens on 127.0.0.1, which OPENAI_BASE_URL reaches only when allowed.
+  return new Explainer({ apiKey: KEY, baseUrl: server.baseUrl, model: 'test-model', timeoutMs: 2_000, maxRetries: 0, logger, policy: urlPolicy(['127.0.0.1']), ...overrides });
 }
 
 beforeAll(async () => {
@@ -123,6 +125,12 @@ describe('LLM explanations', () => {
   it('an unreachable server: unavailable, not an error', async () => {
     const result = await explainer({ baseUrl: 'http://127.0.0.1:9/v1' }).explain(DETECTION);
     expect(result).toEqual({ available: false, reason: expect.stringMatching(/^the LLM server could not be reached/) });
+  });
+
+  it('OPENAI_BASE_URL on a private address that is not allowed: unavailable, saying why, nothing sent', async () => {
+    const result = await explainer({ baseUrl: server.baseUrl.replace('127.0.0.1', 'localhost'), policy: urlPolicy([]) }).explain(DETECTION);
+    expect(result).toEqual({ available: false, reason: expect.stringMatching(/^OPENAI_BASE_URL was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address, and localhost is not in ALLOWED_PRIVATE_HOSTS/) });
+    expect(server.requests).toHaveLength(0);
   });
 
   it('runs at most `concurrency` requests at once', async () => {

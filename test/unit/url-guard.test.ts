@@ -99,10 +99,14 @@ describe('refusal and checkUrl', () => {
     expect(refusal(none, 'example.com', '93.184.216.34')).toBeUndefined();
   });
 
-  it("allows the storage endpoint's host", () => {
+  it("allows the storage endpoint's host by name, not every name for its address", () => {
     const policy = urlPolicy([], 'http://seaweed.storage.svc:8333');
     expect(refusal(policy, 'seaweed.storage.svc', '10.0.0.7')).toBeUndefined();
     expect(refusal(policy, 'other.svc', '10.0.0.7')).toBeInstanceOf(UrlRefusedError);
+    const local = urlPolicy([], 'http://127.0.0.1:8333');
+    expect(refusal(local, '127.0.0.1', '127.0.0.1')).toBeUndefined();
+    expect(refusal(local, 'localhost', '127.0.0.1')).toBeInstanceOf(UrlRefusedError);
+    expect(refusal(urlPolicy([], 'http://[::1]:8333'), '[::1]', '::1')).toBeUndefined();
   });
 
   it('accepts only http(s), without credentials, and judges IP literals at once, however they are spelled', () => {
