@@ -137,7 +137,8 @@ describe('a pickle that runs code when loaded is refused on every path', () => {
 describe('official-style ultralytics checkpoints still work', () => {
   it('trains from one as PRETRAINED_WEIGHT_URL, while the Python child holds none of the secrets', async () => {
     const jobId = 'sec-official-train';
-    const run = startCli(['train'], env(jobId, { PRETRAINED_WEIGHT_URL: weights.url('official.pt') }), { timeoutMs: 300_000 });
+    // Two epochs with a checkpoint after each: epoch-1.pt is an unfinished run, resumed below.
+    const run = startCli(['train'], env(jobId, { PRETRAINED_WEIGHT_URL: weights.url('official.pt'), EPOCHS: '2', CHECKPOINT_FREQUENCY: '1' }), { timeoutMs: 300_000 });
     const python = await pythonChildOf(run.child.pid!);
     const environ = readFileSync(`/proc/${python}/environ`, 'utf8');
     const secrets = [backend.env().CALLBACK_TOKEN, s3.config.accessKeyId, s3.config.secretAccessKey, OPENAI_KEY, HF_TOKEN, '0123456789abcdef'];
@@ -148,6 +149,18 @@ describe('official-style ultralytics checkpoints still work', () => {
     expect(environ).toMatch(/(^|\0)ULTRALYTICS_SAFE_LOAD=1(\0|$)/);
     const result = await run.done;
     expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-2000)).toBe(0);
+    expect(doneOf(jobId)?.status).toBe('succeeded');
+  });
+
+  it("resumes the unfinished run it trained (ultralytics' own resume, through the allow-list loader)", async () => {
+    const jobId = 'sec-official-resume';
+    const resume = `s3://${s3.config.bucket}/checkpoints/job-sec-official-train/epoch-1.pt`;
+    const result = await runCli(['train'], env(jobId, { RESUME_CHECKPOINT_PATH: resume, EPOCHS: '2' }), { timeoutMs: 300_000 });
+    expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-2000)).toBe(0);
+    const epochs = backend.receiver.received
+      .filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined)
+      .map((c) => (c.body as { epoch: number }).epoch);
+    expect(epochs).toEqual([2]);
     expect(doneOf(jobId)?.status).toBe('succeeded');
   });
 
