@@ -10,7 +10,7 @@
  *  - PRETRAINED_WEIGHT_URL and its redirects never reach metadata or unlisted private addresses.
  */
 import { execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -85,6 +85,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const server of [weights?.server, metadata?.server]) await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
 });
 
 const uri = (name: string) => `s3://${s3.config.bucket}/untrusted/${name}`;
