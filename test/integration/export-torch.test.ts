@@ -138,7 +138,10 @@ describe('vision-trainer export (timm, transformers)', () => {
     const { done, pkg } = await exportJob('exp-clip-onnx', 'clip', { EXPORT_FORMAT: 'onnx' });
     expect(done.validation_metrics.original_accuracy).toBe(done.validation_metrics.accuracy);
     expect(pkg.metadata).toMatchObject({ task_type: 'zero_shot_classification', model: { architecture: 'CLIPModel', inputs: [{ name: 'images', shape: [1, 3, 32, 32] }] } });
-    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
-    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
+    // CLIP multiplies cosine similarities by its logit scale (exp(4.6052) = 100): float32 noise of
+    // 1e-7 between two onnxruntime builds' kernels becomes ~1e-5 in the probabilities.
+    const clipTolerance = { ...SAME_RUNTIME, confidence: SAME_RUNTIME.confidence * 100 };
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), clipTolerance, 'python');
+    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), clipTolerance, 'node');
   });
 });
