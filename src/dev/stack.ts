@@ -10,7 +10,7 @@ import { DashboardArtifacts } from './dashboard/artifacts.js';
 import { JobBoard } from './dashboard/board.js';
 import { createDashboard, type Dashboard } from './dashboard/server.js';
 import { startCallbackReceiver, type CallbackReceiver } from './receiver.js';
-import { startS3Server, type S3Server } from './s3server.js';
+import { startS3Server, type S3Server, type S3ServerStop } from './s3server.js';
 
 export interface DevStack {
   s3: S3Server;
@@ -20,7 +20,8 @@ export interface DevStack {
   board: JobBoard;
   /** The environment variables a job needs to use this stack. */
   env: Record<string, string>;
-  stop(): Promise<void>;
+  /** Stops everything; says whether SeaweedFS had to be killed (see S3Server.stop). */
+  stop(): Promise<S3ServerStop>;
 }
 
 export async function startDevStack(options: { s3Port?: number; receiverPort?: number; token?: string; print?: boolean; dataDir?: string } = {}): Promise<DevStack> {
@@ -59,7 +60,7 @@ export async function startDevStack(options: { s3Port?: number; receiverPort?: n
     // Weights and LLM servers started beside the stack on this machine (the S3 host is allowed anyway).
     ALLOWED_PRIVATE_HOSTS: '127.0.0.1,localhost,::1',
   };
-  let stopped: Promise<void> | undefined;
+  let stopped: Promise<S3ServerStop> | undefined;
   const live = dashboard;
   return {
     s3,
@@ -72,7 +73,7 @@ export async function startDevStack(options: { s3Port?: number; receiverPort?: n
         await live.close();
         await receiver.close();
         await artifacts.close();
-        await s3.stop();
+        return s3.stop();
       })();
       return stopped;
     },
@@ -130,7 +131,8 @@ export async function runDevStack(args: string[]): Promise<number> {
   process.once('SIGTERM', force);
   process.stdout.write(`\n${signal === 'SIGTERM' ? 'SIGTERM: ' : ''}stopping the local stack...\n`);
   const started = Date.now();
-  await stack.stop();
+  const { killed, logTail } = await stack.stop();
+  if (killed) process.stderr.write(`SeaweedFS did not stop within 5 s of SIGTERM and was killed; the end of its log:\n${logTail}\n`);
   process.stdout.write(`stopped in ${((Date.now() - started) / 1000).toFixed(1)} s.\n`);
   return 0;
 }

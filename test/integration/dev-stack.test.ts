@@ -39,5 +39,6 @@ describe('vision-trainer dev', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/\[job dev-1\] done succeeded/);
     expect(result.stdout).toContain('stopping the local stack');
+    expect(result.stdout).toMatch(/stopped in \d+\.\d s\./);
   });
 });
