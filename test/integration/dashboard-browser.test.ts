@@ -207,6 +207,12 @@ describe('the dev dashboard in Chromium during a real training run', () => {
     const row = page.getByTestId('callback-log').locator('tr[data-outcome="invalid"]');
     await row.waitFor();
     expect(await row.textContent()).toMatch(/heartbeat.*422.*schema error.*epoch:/);
+    // The whole request behind the row, the token redacted.
+    await row.getByRole('button', { name: 'request' }).click();
+    const detail = JSON.parse((await row.locator('pre.json').textContent())!) as { outcome: string; body: unknown; headers: Record<string, string> };
+    expect(detail).toMatchObject({ outcome: 'invalid', status: 422, body: { epoch: -1 } });
+    expect(detail.headers.authorization).toBe('Bearer [REDACTED]');
+    expect(JSON.stringify(detail)).not.toContain(env.CALLBACK_TOKEN!);
 
     // An export completion as an export job sends it; metadata.json is in storage, the model is not.
     await storage.putJson('export-jobs/dash-export/metadata.json', { format: 'onnx', class_names: ['circle', 'square', 'triangle'] });
