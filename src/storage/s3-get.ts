@@ -74,14 +74,7 @@ export class S3Getter {
   private readonly agent: Agent;
 
   constructor(private readonly config: S3GetConfig) {
-    const endpoint = config.endpoint ?? `https://s3.${config.region}.${config.region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`;
-    const base = new URL(endpoint);
-    // As the SDK: virtual-hosted unless told otherwise or the bucket cannot be a DNS label under TLS.
-    const virtualHost = !config.forcePathStyle && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(config.bucket);
-    const basePath = base.pathname.replace(/\/+$/, '');
-    if (virtualHost) base.hostname = `${config.bucket}.${base.hostname}`;
-    this.origin = new URL(`${base.protocol}//${base.host}`);
-    this.bucketPath = `${basePath}${virtualHost ? '' : `/${encodeSegment(config.bucket)}`}`;
+    ({ origin: this.origin, bucketPath: this.bucketPath } = bucketLocation(config));
     this.signer = new SignatureV4({
       service: 's3',
       region: config.region,
@@ -123,19 +116,37 @@ export class S3Getter {
       }
       if (response.statusCode < 300) {
         const length = response.headers['content-length'];
+        const contentLength = typeof length === 'string' ? Number(length) : undefined;
+        const range = options.range;
+        // A server that ignores Range answers 200 with the whole object: its bytes would land at the wrong offsets.
+        if (range !== undefined && response.statusCode !== 206 && !(range.start === 0 && contentLength === range.end)) {
+          await response.body.dump();
+          throw new S3ServiceException({
+            name: 'RangeNotHonoured',
+            $fault: 'server',
+            $metadata: { httpStatusCode: response.statusCode },
+            message: `asked for bytes ${range.start}-${range.end - 1}, the server sent the whole object (HTTP ${response.statusCode}); it must support Range requests`,
+          });
+        }
         const etag = response.headers.etag;
-        return {
-          status: response.statusCode,
-          contentLength: typeof length === 'string' ? Number(length) : undefined,
-          etag: typeof etag === 'string' ? etag : undefined,
-          body: response.body,
-        };
+        return { status: response.statusCode, contentLength, etag: typeof etag === 'string' ? etag : undefined, body: response.body };
       }
       const error = await serviceError(response);
       if (attempt >= this.config.maxAttempts || !(RETRYABLE_STATUS.has(response.statusCode) || THROTTLING_CODES.has(error.name))) throw error;
       await backoff(attempt);
     }
   }
+}
+
+/** Where the bucket's objects are: `${origin}${bucketPath}/${key}`. */
+export function bucketLocation(config: Pick<S3GetConfig, 'endpoint' | 'region' | 'bucket' | 'forcePathStyle'>): { origin: URL; bucketPath: string } {
+  const endpoint = config.endpoint ?? `https://s3.${config.region}.${config.region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com'}`;
+  const base = new URL(endpoint);
+  // As the SDK: virtual-hosted unless told otherwise or the bucket cannot be a DNS label under TLS.
+  const virtualHost = !config.forcePathStyle && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(config.bucket);
+  const basePath = base.pathname.replace(/\/+$/, '');
+  if (virtualHost) base.hostname = `${config.bucket}.${base.hostname}`;
+  return { origin: new URL(`${base.protocol}//${base.host}`), bucketPath: `${basePath}${virtualHost ? '' : `/${encodeSegment(config.bucket)}`}` };
 }
 
 /** A failed response as the SDK would have thrown it: name = S3's error code, $metadata.httpStatusCode. */
@@ -168,6 +179,6 @@ function backoff(attempt: number): Promise<void> {
 }
 
 /** RFC 3986 encoding of one path segment, as S3 canonicalises it (encodeURIComponent leaves !'()* alone). */
-function encodeSegment(segment: string): string {
+export function encodeSegment(segment: string): string {
   return encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }
