@@ -170,6 +170,7 @@ async function serviceError(response: Dispatcher.ResponseData): Promise<S3Servic
 function statusName(status: number): string {
   if (status === 404) return 'NotFound';
   if (status === 403) return 'Forbidden';
+  if (status === 401) return 'Unauthorized';
   if (status === 412) return 'PreconditionFailed';
   return 'Unknown';
 }
