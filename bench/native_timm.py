@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from vision_trainer import timm_train  # noqa: E402
+from vision_trainer import timm_train
 
 # vision_trainer.support sends sys.stdout to stderr (the job's logs own stdout): report on the real one.
 out = sys.__stdout__
@@ -32,6 +32,7 @@ result = json.loads(timm_train.train({
     "model_name": "resnet18", "task_type": "image_classification", "data": data, "class_names": class_names,
     "epochs": epochs, "batch": batch, "imgsz": imgsz, "device": "cpu", "workers": workers, "project": project,
     "weights": None, "lr": None, "resume_from": None, "log_file": None, "primary_metric": "accuracy", "job_id": "bench-native",
+    "config_overrides": None, "event_relay": None,
 }, emit))
 if "ok" not in result:
     raise SystemExit(result["__error__"]["traceback"])

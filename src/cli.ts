@@ -12,7 +12,8 @@ import { jobIdSchema, traceIdSchema, type Mode } from './config/variables.js';
 import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from './errors.js';
 import { Logger, type LogLevel, setLogger } from './log.js';
 import { redact } from './redact.js';
-import { train } from './train.js';
+import { type JobDefinition, type JobOutcome, startJob } from './jobs/context.js';
+import type { JobEvent } from './jobs/run-stream.js';
 
 const USAGE = `vision-trainer: trains, evaluates and exports vision models (ultralytics, timm, transformers).
 
@@ -61,29 +62,20 @@ async function reportConfigError(mode: Mode, error: ConfigError, env: NodeJS.Pro
   }
 }
 
-async function runTrain(env: NodeJS.ProcessEnv): Promise<number> {
-  const config = configFromEnv('train', env);
-  const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
-  setLogger(logger);
-  const run = train(config, { logger, signals: { graceSeconds: config.stopGraceSeconds } });
-  const result = await run.result;
-  return result.exitCode;
+/** Runs the mode's job as the container does and returns the process exit code. */
+async function runMode(mode: Mode, env: NodeJS.ProcessEnv): Promise<number> {
+  // Each job loads only its own dependencies (export: onnxruntime; infer: openai).
+  if (mode === 'train') return runFromEnv((await import('./jobs/train/job.js')).trainingJob, env);
+  if (mode === 'infer') return runFromEnv((await import('./jobs/infer/job.js')).inferenceJob, env);
+  return runFromEnv((await import('./jobs/export/job.js')).exportJob, env);
 }
 
-async function runInfer(env: NodeJS.ProcessEnv): Promise<number> {
-  const config = configFromEnv('infer', env);
+async function runFromEnv<M extends Mode, E extends JobEvent, O extends JobOutcome>(definition: JobDefinition<M, E, O>, env: NodeJS.ProcessEnv): Promise<number> {
+  const config = configFromEnv(definition.mode, env);
   const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
   setLogger(logger);
-  const { runInferCommand } = await import('./jobs/infer.js');
-  return runInferCommand(config, logger);
-}
-
-async function runExport(env: NodeJS.ProcessEnv): Promise<number> {
-  const config = configFromEnv('export', env);
-  const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
-  setLogger(logger);
-  const { runExportCommand } = await import('./jobs/export.js');
-  return runExportCommand(config, logger);
+  const { outcome } = startJob(definition, config, { logger, signals: true });
+  return (await outcome).exitCode;
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -113,9 +105,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const { jobId, traceId } = identity(env);
   const logger = loggerFromEnv(env, jobId ? { job_id: jobId, ...(traceId ? { trace_id: traceId } : {}) } : {});
   try {
-    if (mode === 'train') return await runTrain(env);
-    if (mode === 'infer') return await runInfer(env);
-    return await runExport(env);
+    return await runMode(mode, env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.describe()}\n`);

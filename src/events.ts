@@ -1,19 +1,18 @@
 /**
- * The typed event stream of a training run. Everything a run reports flows through these
- * events: the HTTP callback reporter, the CLI's readable output and TypeScript scripts
- * (`for await (const e of train(config))`) are all subscribers of the same stream.
+ * The typed events of every job. Everything a job reports flows through its event stream: the
+ * HTTP callback reporter, the CLI's readable output and TypeScript scripts
+ * (`for await (const e of train(config))`) are all subscribers of the same stream. `done` is the
+ * last event of each job; it carries the outcome the completion callback reports.
  */
-export type Metrics = Record<string, number | null>;
+import type { z } from 'zod';
+import type { ExportStage, PerClassMetric } from './callbacks/schemas.js';
+import type { TestRunMetrics } from './jobs/infer/results.js';
+import type { ValidationReport } from './jobs/export/metadata.js';
 
-export interface PerClassMetric {
-  class_id: number;
-  class_name: string;
-  precision?: number | null;
-  recall?: number | null;
-  ap?: number | null;
-  support?: number;
-  [extra: string]: number | string | null | undefined;
-}
+export type Metrics = Record<string, number | null>;
+/** A plain JSON value, as event callbacks carry them. */
+export type JsonValue = z.core.util.JSONType;
+export type { PerClassMetric };
 
 export type RunStage =
   | 'downloading_dataset'
@@ -29,7 +28,7 @@ export type RunEvent =
   | { type: 'stage'; stage: RunStage; message: string; data?: Record<string, unknown> }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   /** Things the backend hears about as `event` callbacks (event_type = name). */
-  | { type: 'milestone'; name: 'dataset_downloaded' | 'dataset_prepared' | 'weights_downloaded' | 'training_started' | 'stop_requested'; message: string; data: Record<string, unknown> }
+  | { type: 'milestone'; name: 'dataset_downloaded' | 'dataset_prepared' | 'weights_downloaded' | 'training_started' | 'stop_requested'; message: string; data: Record<string, JsonValue> }
   | { type: 'start'; epochs: number; startEpoch: number; batchesPerEpoch: number; device: string }
   | {
       type: 'batch';
@@ -84,3 +83,51 @@ export type RunEvent =
 export type RunEventType = RunEvent['type'];
 export type RunEventOf<T extends RunEventType> = Extract<RunEvent, { type: T }>;
 export type RunSubscriber = (event: RunEvent) => void | Promise<void>;
+
+/** Test runs and inference jobs. */
+export type InferenceEvent =
+  | {
+      type: 'progress';
+      processed: number;
+      total: number;
+      percent: number;
+      /** Measured prediction time per image so far; null before the first prediction. */
+      avgInferenceTimeMs: number | null;
+    }
+  | {
+      type: 'done';
+      inferenceType: 'test_run' | 'inference_job';
+      status: 'succeeded' | 'failed';
+      resultsUri: string | null;
+      visualizationsUri: string | null;
+      xaiUri: string | null;
+      /** Test runs that succeeded. */
+      metrics: TestRunMetrics | null;
+      errorMessage: string | null;
+      exitCode: number;
+    };
+
+/** The design's model_info of an export, every figure read or measured. */
+export interface ExportModelInfo {
+  model_size_mb: number;
+  inference_speed_ms: number;
+  inference_speed_p95_ms: number;
+  input_shape: (number | string)[];
+  output_shape: (number | string)[] | (number | string)[][];
+  engine: string;
+}
+
+/** Export jobs. */
+export type ExportEvent =
+  | { type: 'progress'; stage: ExportStage; percent: number; message: string }
+  | {
+      type: 'done';
+      status: 'succeeded' | 'failed';
+      exportUri: string | null;
+      metadataUri: string | null;
+      packageUri: string | null;
+      modelInfo: ExportModelInfo | null;
+      validation: ValidationReport | null;
+      errorMessage: string | null;
+      exitCode: number;
+    };

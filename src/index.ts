@@ -1,7 +1,21 @@
 /** vision-trainer as a library: the same jobs the container runs, with typed events. */
-export { train, type TrainingRun, type TrainOptions } from './train.js';
-export type { TrainResult } from './jobs/train.js';
-export type { RunEvent, RunEventOf, RunEventType, RunSubscriber, Metrics, PerClassMetric, RunStage } from './events.js';
+export { train, type TrainingRun, type TrainOptions, type TrainResult } from './jobs/train/index.js';
+export { runInferenceJob, type InferenceOptions, type InferenceOutcome, type InferenceProgress } from './jobs/infer/index.js';
+export * as inference from './jobs/infer/index.js';
+export { runExportJob, type ExportOptions, type ExportResult, type ExportProgress } from './jobs/export/index.js';
+export { MetadataSchema } from './jobs/export/metadata.js';
+export type { JobOptions, JobOutcome } from './jobs/context.js';
+export type {
+  RunEvent,
+  RunEventOf,
+  RunEventType,
+  RunSubscriber,
+  InferenceEvent,
+  ExportEvent,
+  Metrics,
+  PerClassMetric,
+  RunStage,
+} from './events.js';
 export { configFromEnv, parseConfig } from './config/env.js';
 export { helpText } from './config/help.js';
 export {
@@ -19,7 +33,3 @@ export * from './errors.js';
 export * as callbacks from './callbacks/index.js';
 export { CallbackClient } from './callbacks/client.js';
 export { Logger, log, setLogger } from './log.js';
-export { runInferenceJob, type InferenceOutcome, type InferenceProgress } from './inference/run.js';
-export * as inference from './inference/index.js';
-export { runExportJob, type ExportResult, type ExportProgress } from './jobs/export.js';
-export { MetadataSchema } from './export/metadata.js';

@@ -8,62 +8,29 @@
  * HF_CONFIG_OVERRIDES may reshape (a tiny ViT or CLIP for tests, or another architecture).
  */
 import { dirname, join } from 'node:path';
-import { FrameworkError, VisionTrainerError } from '../../src/errors.js';
-import { extractZip } from '../../src/storage/zip.js';
-import { TrainerEventSchema, type TrainerAnswer, type TrainerEvent } from '../trainer-events.js';
-import type { PreparedDataset, TrainingAdapter, TrainOutcome, TrainRequest } from '../types.js';
+import { pythonEntry } from '../../src/bridge/python.js';
 import { writeHuggingFaceManifest } from '../../src/datasets/convert/index.js';
-import type { Dataset } from '../../src/datasets/model.js';
-import type { SplitAssignment } from '../../src/datasets/splits.js';
-import type { PythonBridge } from '../../src/bridge/python.js';
+import { FrameworkError, VisionTrainerError } from '../../src/errors.js';
+import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
+import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
+import { extractZip } from '../../src/storage/zip.js';
+import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
-const MODULE = 'vision_trainer.hf_train';
+const TRAIN = pythonEntry('vision_trainer.hf_train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 /** A save_pretrained folder of the largest models this runtime fine-tunes fits well within this. */
 const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
 
 export const huggingfaceTraining: TrainingAdapter = {
-  pythonEnv(workDir: string) {
-    // No hub at run time: weights come from PRETRAINED_WEIGHT_URL or are built from a config.
-    return { HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1', HF_HUB_DISABLE_TELEMETRY: '1', HF_HOME: join(workDir, 'hf-home') };
-  },
-
-  async prepareDataset(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<PreparedDataset> {
+  async prepareDataset(dataset, splits, outDir) {
     const r = await writeHuggingFaceManifest(dataset, splits, outDir);
     return { dataPath: r.root, classNames: r.classNames, counts: r.counts };
   },
 
-  async train(bridge: PythonBridge, request: TrainRequest, onEvent: (event: TrainerEvent) => TrainerAnswer): Promise<TrainOutcome> {
-    const { config } = request;
-    const emit = (raw: unknown): TrainerAnswer => {
-      const parsed = TrainerEventSchema.safeParse(raw);
-      if (!parsed.success) {
-        throw new FrameworkError(`The transformers trainer sent an event this version does not understand: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-      }
-      return onEvent(parsed.data);
-    };
+  async train(bridge, request, onEvent) {
     // A resumed run rebuilds its model from the checkpoint; the pretrained folder is not needed.
     const weights = request.weightsPath && !request.resumeFrom ? await extractPretrained(request.weightsPath) : null;
-    const params = {
-      model_name: config.modelName,
-      task_type: config.taskType,
-      data: request.data.dataPath,
-      class_names: request.data.classNames,
-      epochs: config.epochs,
-      batch: config.batchSize,
-      imgsz: config.imageSize,
-      device: config.device,
-      workers: config.numWorkers,
-      project: request.outputDir,
-      weights,
-      config_overrides: config.hfConfigOverrides ?? null,
-      lr: config.learningRate ?? null,
-      resume_from: request.resumeFrom ?? null,
-      log_file: request.logFile,
-      primary_metric: request.primaryMetric,
-      job_id: config.jobId,
-    };
-    const result = await bridge.call<{ best_epoch: number | null; best_path: string | null; last_path: string | null; stopped_early: boolean }>(MODULE, 'train', [params, emit], {}, { long: true });
-    return { bestEpoch: result.best_epoch, bestPath: result.best_path, lastPath: result.last_path, stoppedEarly: result.stopped_early };
+    const params = trainParams(request, { weights, config_overrides: request.config.hfConfigOverrides ?? null });
+    return trainInPython(bridge, TRAIN, params, trainerEvents('transformers', onEvent));
   },
 };
 

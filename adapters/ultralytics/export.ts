@@ -2,25 +2,16 @@
  * ultralytics export through ultralytics' own exporter (onnx, torchscript, openvino, coreml,
  * litert/tflite, tensorrt). Python side: python/vision_trainer/export_ultralytics.py.
  */
-import type { PythonBridge } from '../../src/bridge/python.js';
 import type { TaskType } from '../../src/config/tasks.js';
-import type { ExportAdapter, ExportedArtifact, ExportRequest, ModelDescription, ProcessingOptions } from '../export-types.js';
-import type { PostprocessingSpec, PreprocessingSpec } from '../../src/export/metadata.js';
-import { ultralyticsTraining } from './train.js';
+import type { ExportAdapter, ExportRequest, ProcessingOptions } from '../../src/frameworks/adapter.js';
+import { type UltralyticsFacts, UltralyticsExportParamsSchema, UltralyticsFactsSchema } from '../../src/frameworks/protocol.js';
+import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
+import { checkFormat, exporterEntries, exportParams, openOriginal } from '../common/exporter.js';
 
-const MODULE = 'vision_trainer.export_ultralytics';
+const PYTHON = exporterEntries('vision_trainer.export_ultralytics', UltralyticsFactsSchema, UltralyticsExportParamsSchema);
 
-interface Facts {
-  task_type: TaskType;
-  architecture: string;
-  class_names: string[];
-  image_size: [number, number];
-  keypoint_shape: [number, number] | null;
-  versions: Record<string, string>;
-}
-
-/** ultralytics' `quantize=` value for the format-native quantizations of src/export/formats.ts. */
-function nativeQuantize(request: ExportRequest): number | string | null {
+/** ultralytics' `quantize=` value for the format-native quantizations of src/jobs/export/formats.ts. */
+function nativeQuantize(request: ExportRequest): 16 | 'w8a32' | null {
   const q = request.quantization;
   if (!q) return null;
   if (q.dtype === 'float16') return 16;
@@ -38,7 +29,7 @@ const OUTPUT_LAYOUT: Partial<Record<TaskType, string>> = {
 };
 
 /** ultralytics' own conventions: LetterBox for detection tasks, classify_transforms otherwise. */
-function processingOf(f: Facts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {
+function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {
   const classification = f.task_type === 'image_classification';
   const preprocessing: PreprocessingSpec = {
     resize: classification
@@ -68,14 +59,10 @@ function processingOf(f: Facts, options: ProcessingOptions): { preprocessing: Pr
 }
 
 export const ultralyticsExport: ExportAdapter = {
-  pythonEnv: (workDir) => ultralyticsTraining.pythonEnv(workDir),
+  checkFormat: (bridge, format, device) => checkFormat(bridge, PYTHON, format, device),
 
-  async checkFormat(bridge: PythonBridge, format, device) {
-    await bridge.call(MODULE, 'check_format', [format, device]);
-  },
-
-  async describe(bridge: PythonBridge, checkpointPath: string): Promise<ModelDescription> {
-    const f = await bridge.call<Facts>(MODULE, 'describe', [checkpointPath], {}, { long: true });
+  async describe(bridge, checkpointPath) {
+    const f = await bridge.call(PYTHON.describe, { checkpoint: checkpointPath });
     return {
       framework: 'ultralytics',
       taskType: f.task_type,
@@ -88,29 +75,16 @@ export const ultralyticsExport: ExportAdapter = {
     };
   },
 
-  async export(bridge: PythonBridge, request: ExportRequest): Promise<ExportedArtifact> {
-    const quantize = nativeQuantize(request);
-    const r = await bridge.call<{ path: string; directory: boolean }>(
-      MODULE,
-      'export',
-      [
-        {
-          checkpoint: request.checkpointPath,
-          format: request.format,
-          out_dir: request.outDir,
-          input_size: request.inputSize,
-          batch: request.batchSize,
-          device: request.device,
-          opset: 12,
-          simplify: request.optimizationLevel >= 1,
-          quantize,
-        },
-      ],
-      {},
-      { long: true },
-    );
+  async export(bridge, request) {
+    const r = await bridge.call(PYTHON.export, {
+      ...exportParams(request, 12),
+      simplify: request.optimizationLevel >= 1,
+      quantize: nativeQuantize(request),
+    });
     const notes = [`ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`];
     if (request.quantization) notes.push(request.quantization.method);
     return { path: r.path, directory: r.directory, notes };
   },
+
+  openOriginal: (bridge, handle, checkpointPath, device) => openOriginal(bridge, PYTHON, handle, checkpointPath, device),
 };

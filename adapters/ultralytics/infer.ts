@@ -1,14 +1,19 @@
 /**
  * ultralytics inference: detection, segmentation, pose and classification checkpoints.
- * Python side: python/vision_trainer/infer_ultralytics.py, driven by infer_session.py.
+ * Python side: python/vision_trainer/infer_ultralytics.py on the shared session of
+ * python/vision_trainer/infer_session.py.
  */
-import { openPythonSession } from '../../src/inference/python-session.js';
-import type { InferenceAdapter } from '../inference-types.js';
-import { ultralyticsTraining } from './train.js';
+import { z } from 'zod';
+import { pythonEntry } from '../../src/bridge/python.js';
+import type { InferenceAdapter } from '../../src/frameworks/adapter.js';
+import { CheckpointParamsSchema, ModelInfoSchema, SessionParamsSchema } from '../../src/frameworks/protocol.js';
+import { openSession } from '../common/session.js';
+
+const MODULE = 'vision_trainer.infer_ultralytics';
+const RECOGNIZES = pythonEntry(MODULE, 'recognizes', CheckpointParamsSchema, z.boolean(), { long: true });
+const OPEN = pythonEntry(MODULE, 'open_session', SessionParamsSchema, ModelInfoSchema, { long: true });
 
 export const ultralyticsInference: InferenceAdapter = {
-  framework: 'ultralytics',
-  // The same offline switches and config folder as training.
-  pythonEnv: (workDir) => ultralyticsTraining.pythonEnv(workDir),
-  open: (bridge, request) => openPythonSession(bridge, 'ultralytics', request),
+  recognizes: (bridge, checkpointPath) => bridge.call(RECOGNIZES, { checkpoint: checkpointPath }),
+  open: (bridge, request) => openSession(bridge, OPEN, request),
 };

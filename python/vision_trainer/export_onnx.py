@@ -2,15 +2,15 @@
 
 `finalize(path, level)` makes an exported graph portable and lean; `quantize(params)` writes the
 dynamic int8, static int8/int16 (calibrated) or float16 variant of a finalized model. Both are
-called from TypeScript (src/export/) after the framework's own exporter has written the file.
+called from TypeScript (src/jobs/export/) after the framework's own exporter has written the file.
 """
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 
+from .protocol import FinalizeAnswer, FinalizeParams, QuantizeAnswer, QuantizeParams
 from .support import entry
 
 # Elementwise ops whose broadcasting older runtimes mishandle when one side is a constant of
@@ -77,15 +77,16 @@ def _opset(model) -> int:
 
 
 @entry
-def finalize(path: str, level: int) -> dict:
+def finalize(params: FinalizeParams) -> FinalizeAnswer:
     """Level 0: as exported. 1: broadcast constants materialized, graph checked. 2-3: also
     ONNX Runtime's basic graph optimizations (constant folding, redundant nodes removed) baked
     in; they keep to standard ONNX operators, so the file stays portable. (Hardware-specific
     fusions are applied at load time by the wrappers, which enable them.)"""
     import onnx
 
+    path, level = params["path"], params["level"]
     model = onnx.load(path)
-    report: dict[str, Any] = {"level": level, "opset": _opset(model), "passes": []}
+    report: FinalizeAnswer = {"level": level, "opset": _opset(model), "passes": []}
     if level >= 1:
         n = materialize_broadcast_constants(model)
         report["passes"].append(f"materialized {n} broadcast constant(s)")
@@ -120,9 +121,9 @@ class _TensorFiles:
 
 
 @entry
-def quantize(params: dict) -> dict:
-    """params: source, output, type ("dynamic" | "static"), dtype ("int8" | "int16" | "float16"),
-    calibration (list of tensor files, static only), input_shape.
+def quantize(params: QuantizeParams) -> QuantizeAnswer:
+    """Writes params["output"], a quantized copy of params["source"]; `calibration` lists tensor
+    files (static quantization only).
 
     - dynamic int8: weights int8, activations quantized per batch at run time (MatMul/Conv).
     - static int8/int16: weights and activations in QDQ form, ranges calibrated (MinMax) on the
@@ -151,7 +152,7 @@ def quantize(params: dict) -> dict:
         if qtype == "dynamic":
             quantize_dynamic(prepared, output, weight_type=QuantType.QInt8, per_channel=False)
             return {"method": "onnxruntime quantize_dynamic (int8 weights, dynamic uint8 activations)", "output": output}
-        files = params.get("calibration") or []
+        files = params["calibration"]
         if not files:
             raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
         model = onnx.load(prepared)

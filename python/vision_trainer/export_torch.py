@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .export_validation import register_model
+from .protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
 from .support import entry
 
 FORMATS = ("onnx", "torchscript", "openvino")
@@ -31,7 +33,8 @@ def _device(device: str) -> str:
 
 
 @entry
-def check_format(export_format: str, device: str) -> dict:
+def check_format(params: CheckFormatParams) -> CheckFormatAnswer:
+    export_format, device = params["format"], params["device"]
     if export_format not in FORMATS:
         raise RuntimeError(f"timm and transformers models export to {', '.join(FORMATS)}, not {export_format}")
     if export_format == "openvino" and importlib.util.find_spec("openvino") is None:
@@ -40,10 +43,10 @@ def check_format(export_format: str, device: str) -> dict:
 
 
 @entry
-def describe(checkpoint: str) -> dict:
+def describe(params: CheckpointParams) -> TorchFacts:
     from .checkpoints import read_metadata
 
-    meta = read_metadata(checkpoint)
+    meta = read_metadata(params["checkpoint"])
     size = int(meta["image_size"])
     return {
         "framework": meta["framework"],
@@ -68,22 +71,21 @@ def _onnx(model, example, path: Path, opset: int) -> None:
 
 
 @entry
-def export(params: dict) -> dict:
-    """params: checkpoint, format, out_dir, input_size [h, w], batch, device, opset,
-    optimization_level, half (OpenVINO float16 weights), quantize_dynamic (TorchScript int8)."""
+def export(params: TorchExportParams) -> ExportAnswer:
+    """Writes params["format"]: half is OpenVINO's float16 weights, quantize_dynamic TorchScript's int8."""
     import torch
 
     export_format = params["format"]
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(params.get("device", "auto"))
+    device = _device(params["device"])
     model, _meta = _build(params["checkpoint"], device)
     h, w = (int(v) for v in params["input_size"])
-    example = torch.zeros(int(params.get("batch", 1)), 3, h, w, device=device)
+    example = torch.zeros(int(params["batch"]), 3, h, w, device=device)
     notes: list[str] = []
 
     if export_format == "torchscript":
-        if params.get("quantize_dynamic"):
+        if params["quantize_dynamic"]:
             # Linear layers (transformer blocks, classifier heads) get int8 weights and dynamically
             # quantized activations; convolutions stay float (torch has no dynamic conv quantization).
             model = torch.ao.quantization.quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
@@ -91,7 +93,7 @@ def export(params: dict) -> dict:
             notes.append("torch dynamic int8 quantization of nn.Linear layers")
         with torch.inference_mode():
             traced = torch.jit.trace(model, example, check_trace=False)
-        if int(params.get("optimization_level", 1)) >= 2:
+        if int(params["optimization_level"]) >= 2:
             traced = torch.jit.freeze(traced.eval())
             notes.append("torch.jit.freeze")
         path = out_dir / "model.torchscript"
@@ -99,7 +101,7 @@ def export(params: dict) -> dict:
         return {"path": str(path), "directory": False, "notes": notes}
 
     onnx_path = out_dir / "model.onnx"
-    _onnx(model, example, onnx_path, int(params.get("opset") or 17))
+    _onnx(model, example, onnx_path, int(params["opset"]))
     if export_format == "onnx":
         return {"path": str(onnx_path), "directory": False, "notes": notes}
 
@@ -108,7 +110,7 @@ def export(params: dict) -> dict:
     folder = out_dir / "model_openvino_model"
     folder.mkdir(exist_ok=True)
     ov_model = ov.convert_model(str(onnx_path))
-    ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=bool(params.get("half")))
+    ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=bool(params["half"]))
     onnx_path.unlink()
     return {"path": str(folder), "directory": True, "notes": ["converted from ONNX by openvino.convert_model"]}
 
@@ -127,5 +129,7 @@ class _Logits:
         return [y.float().cpu().numpy()]
 
 
-def original_model(checkpoint: str, device: str):
-    return _Logits(checkpoint, device)
+@entry
+def open_original(params: OpenOriginalParams) -> OpenedModel:
+    """The checkpoint for export validation: its logits, as the exported model's."""
+    return register_model(params["handle"], _Logits(params["checkpoint"], params["device"]))

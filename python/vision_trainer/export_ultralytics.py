@@ -2,7 +2,7 @@
 (adapters/ultralytics/export.ts).
 
 `describe` reads what a checkpoint is (task, classes, training size); `export` writes one format;
-`original_model` gives the checkpoint's network with its head in export mode, so its raw outputs
+`open_original` loads the checkpoint's network with its head in export mode, so its raw outputs
 have exactly the layout of the exported model's (the validation step compares the two).
 """
 from __future__ import annotations
@@ -14,6 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from .export_validation import register_model
+from .protocol import (
+    CheckFormatAnswer,
+    CheckFormatParams,
+    CheckpointParams,
+    ExportAnswer,
+    OpenedModel,
+    OpenOriginalParams,
+    UltralyticsExportParams,
+    UltralyticsFacts,
+)
 from .support import entry
 from .ultralytics_train import configure_offline
 
@@ -47,10 +58,11 @@ def resolve_export_device(device: str) -> str:
 
 
 @entry
-def check_format(export_format: str, device: str) -> dict:
+def check_format(params: CheckFormatParams) -> CheckFormatAnswer:
     """Fails, with what is missing and what to do, when this machine cannot write the format."""
     import torch
 
+    export_format, device = params["format"], params["device"]
     missing = [spec for module, spec in FORMAT_PACKAGES.get(export_format, []) if importlib.util.find_spec(module) is None]
     packages = f"the Python package(s) {', '.join(missing)}, which this image does not install (python/requirements.txt)" if missing else ""
     if export_format == "tensorrt" and not torch.cuda.is_available():
@@ -67,10 +79,10 @@ def check_format(export_format: str, device: str) -> dict:
 
 
 @entry
-def describe(checkpoint: str) -> dict:
+def describe(params: CheckpointParams) -> UltralyticsFacts:
     """The facts about a checkpoint an export needs; the TypeScript adapter turns them into the
     metadata's pre- and post-processing specification."""
-    model = _load(checkpoint)
+    model = _load(params["checkpoint"])
     net = model.model
     task = TASK_BY_ULTRALYTICS.get(model.task)
     if task is None:
@@ -100,9 +112,8 @@ def _version(package: str) -> str:
 
 
 @entry
-def export(params: dict) -> dict:
-    """params: checkpoint, format, out_dir, input_size [h, w], batch, device, opset, simplify,
-    quantize (ultralytics' own option, or None). Returns {"path": file or folder, "directory"}."""
+def export(params: UltralyticsExportParams) -> ExportAnswer:
+    """Writes params["format"] with ultralytics' exporter; `quantize` is ultralytics' own option."""
     export_format = params["format"]
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,16 +124,16 @@ def export(params: dict) -> dict:
     kwargs: dict[str, Any] = {
         "format": FORMAT_ARGUMENT[export_format],
         "imgsz": list(params["input_size"]),
-        "batch": int(params.get("batch", 1)),
-        "device": resolve_export_device(params.get("device", "auto")),
+        "batch": int(params["batch"]),
+        "device": resolve_export_device(params["device"]),
         "dynamic": False,
         "nms": False,
         "verbose": False,
     }
     if export_format in ("onnx", "tensorrt"):
-        kwargs["opset"] = int(params.get("opset") or 12)
-        kwargs["simplify"] = bool(params.get("simplify", True))
-    if params.get("quantize") is not None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
+        kwargs["opset"] = int(params["opset"])
+        kwargs["simplify"] = bool(params["simplify"])
+    if params["quantize"] is not None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
         kwargs["quantize"] = params["quantize"]
     path = Path(model.export(**kwargs))
     source.unlink(missing_ok=True)
@@ -158,5 +169,7 @@ class _ExportModeNetwork:
         return [p.float().cpu().numpy() for p in parts if isinstance(p, self.torch.Tensor)]
 
 
-def original_model(checkpoint: str, device: str):
-    return _ExportModeNetwork(checkpoint, device)
+@entry
+def open_original(params: OpenOriginalParams) -> OpenedModel:
+    """The checkpoint for export validation, its outputs in the exported model's layout."""
+    return register_model(params["handle"], _ExportModeNetwork(params["checkpoint"], params["device"]))

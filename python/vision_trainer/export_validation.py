@@ -1,4 +1,4 @@
-"""The Python half of export validation (src/export/validate.ts drives it).
+"""The Python half of export validation (src/jobs/export/validate.ts drives it).
 
 TypeScript owns the loop: it preprocesses each validation image with the Node wrapper's code,
 writes the float32 tensor to a file, and asks Python to run the models that only Python can run
@@ -13,11 +13,26 @@ import importlib
 import io
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from .protocol import (
+    BenchmarkParams,
+    DecodedImage,
+    DecodeImagesParams,
+    EvaluateParams,
+    HandleParams,
+    ModelIo,
+    ModelIoParams,
+    OpenedModel,
+    OpenExportedParams,
+    PathParams,
+    RunModelAnswer,
+    RunModelParams,
+)
 from .support import entry
 
 RUNTIME_PYTHON_DIR = Path(__file__).resolve().parents[2] / "runtime" / "python"
@@ -31,37 +46,32 @@ def model_wrapper_module():
     return importlib.import_module("model_wrapper")
 
 
-def _original(framework: str, checkpoint: str, device: str):
-    if framework == "ultralytics":
-        from .export_ultralytics import original_model
-    else:
-        from .export_torch import original_model
-    return original_model(checkpoint, device)
+def register_model(handle: str, model: Callable[[np.ndarray], list[np.ndarray]]) -> OpenedModel:
+    """Makes a model runnable under `handle`: a framework's `open_original` registers the
+    checkpoint here (TypeScript chose the framework), `open_exported` an exported model."""
+    _models[handle] = model
+    return {"handle": handle, "device": str(getattr(model, "device", "cpu"))}
 
 
 @entry
-def open_model(handle: str, params: dict) -> dict:
-    """params: {"kind": "original", "framework", "checkpoint", "device"} or
-    {"kind": "exported", "format", "path", "threads"}."""
-    if params["kind"] == "original":
-        _models[handle] = _original(params["framework"], params["checkpoint"], params.get("device", "cpu"))
-    else:
-        wrapper = model_wrapper_module()
-        _models[handle] = wrapper.open_backend(params["format"], Path(params["path"]), params.get("threads"))
-    return {"handle": handle, "device": str(getattr(_models[handle], "device", "cpu"))}
+def open_exported(params: OpenExportedParams) -> OpenedModel:
+    """An exported model, run through the package's own Python wrapper backend."""
+    wrapper = model_wrapper_module()
+    return register_model(params["handle"], wrapper.open_backend(params["format"], Path(params["path"]), None))
 
 
 @entry
-def close_model(handle: str) -> None:
-    _models.pop(handle, None)
+def close_model(params: HandleParams) -> None:
+    _models.pop(params["handle"], None)
 
 
 @entry
-def run_model(handle: str, input_file: str, shape: list[int], output_prefix: str) -> dict:
+def run_model(params: RunModelParams) -> RunModelAnswer:
     """Runs one batch; writes output i to `{output_prefix}.{i}.bin` (float32, C order)."""
-    batch = np.fromfile(input_file, dtype=np.float32).reshape(shape)
+    output_prefix = params["output_prefix"]
+    batch = np.fromfile(params["input_file"], dtype=np.float32).reshape(params["shape"])
     started = time.perf_counter()
-    outputs = _models[handle](batch)
+    outputs = _models[params["handle"]](batch)
     seconds = time.perf_counter() - started
     described = []
     for i, out in enumerate(outputs):
@@ -72,14 +82,14 @@ def run_model(handle: str, input_file: str, shape: list[int], output_prefix: str
 
 
 @entry
-def benchmark(handle: str, input_file: str, shape: list[int], warmup: int, runs: int) -> list[float]:
+def benchmark(params: BenchmarkParams) -> list[float]:
     """Seconds per run of `runs` timed runs after `warmup` untimed ones."""
-    batch = np.fromfile(input_file, dtype=np.float32).reshape(shape)
-    model = _models[handle]
-    for _ in range(warmup):
+    batch = np.fromfile(params["input_file"], dtype=np.float32).reshape(params["shape"])
+    model = _models[params["handle"]]
+    for _ in range(params["warmup"]):
         model(batch)
     times = []
-    for _ in range(runs):
+    for _ in range(params["runs"]):
         started = time.perf_counter()
         model(batch)
         times.append(time.perf_counter() - started)
@@ -87,20 +97,21 @@ def benchmark(handle: str, input_file: str, shape: list[int], warmup: int, runs:
 
 
 @entry
-def model_io(handle: str, shape: list[int]) -> dict:
+def model_io(params: ModelIoParams) -> ModelIo:
     """Output shapes of a model, read by running it once on a zero batch of the input shape
     (TorchScript files carry no static output shapes)."""
-    outputs = _models[handle](np.zeros(shape, dtype=np.float32))
+    shape = params["shape"]
+    outputs = _models[params["handle"]](np.zeros(shape, dtype=np.float32))
     return {"inputs": [{"name": "images", "shape": shape, "dtype": "float32"}],
             "outputs": [{"name": f"output{i}", "shape": [int(d) for d in o.shape], "dtype": str(o.dtype)} for i, o in enumerate(outputs)]}
 
 
 @entry
-def openvino_io(path: str) -> dict:
+def openvino_io(params: PathParams) -> ModelIo:
     """Input and output ports of an OpenVINO IR as stored in its .xml."""
     import openvino as ov
 
-    p = Path(path)
+    p = Path(params["path"])
     xml = p if p.suffix == ".xml" else next(p.glob("*.xml"))
     model = ov.Core().read_model(str(xml))
 
@@ -113,12 +124,12 @@ def openvino_io(path: str) -> dict:
 
 
 @entry
-def decode_images(items: list[dict]) -> list[dict]:
-    """items: [{"path", "out"}]. Writes each image as raw RGB uint8 (H, W, 3) to `out` with the
-    decoder the Python wrapper uses (OpenCV), so every image format the platform accepts works."""
+def decode_images(params: DecodeImagesParams) -> list[DecodedImage]:
+    """Writes each image as raw RGB uint8 (H, W, 3) to its `out` with the decoder the Python
+    wrapper uses (OpenCV), so every image format the platform accepts works."""
     wrapper = model_wrapper_module()
-    sizes = []
-    for item in items:
+    sizes: list[DecodedImage] = []
+    for item in params["items"]:
         rgb = wrapper.load_image(item["path"])
         np.ascontiguousarray(rgb).tofile(item["out"])
         sizes.append({"width": int(rgb.shape[1]), "height": int(rgb.shape[0])})
@@ -205,12 +216,13 @@ def _coco_map(gt_dict: dict, results: list[dict], iou_type: str, keypoint_count:
 
 
 @entry
-def evaluate(task: str, ground_truth: dict, predictions: list[list[dict]]) -> dict:
+def evaluate(params: EvaluateParams) -> dict[str, float | None]:
     """Scores one model's predictions (one list per ground-truth image, boxes xyxy in image
     pixels, masks as COCO RLE, keypoints [x, y, conf]). Classification: predictions are the
     top-k lists; top-1 and top-5 accuracy over the labelled images."""
+    task, ground_truth, predictions = params["task"], params["ground_truth"], params["predictions"]
     if task in ("image_classification", "zero_shot_classification"):
-        labelled = [(img["label"], preds) for img, preds in zip(ground_truth["images"], predictions) if img.get("label") is not None]
+        labelled = [(img["label"], preds) for img, preds in zip(ground_truth["images"], predictions, strict=True) if img.get("label") is not None]
         if not labelled:
             return {"accuracy": None, "top5_accuracy": None, "images": 0}
         top1 = sum(1 for label, preds in labelled if preds and preds[0]["class_id"] == label) / len(labelled)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from .checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume
 from .classification_metrics import classification_metrics
+from .protocol import TrainAnswer, TrainParams
 from .safe_load import UnsafeArtifactError
 from .support import entry, shield_from_terminal_interrupt
 from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
@@ -197,7 +199,7 @@ class _RunningMean:
 class _HfRun:
     """Model, data and Trainer for one job, built from its params."""
 
-    def __init__(self, params: dict[str, Any]):
+    def __init__(self, params: TrainParams):
         import transformers
 
         self.params = params
@@ -524,12 +526,10 @@ class _EventForwarder(TrainerCallback):
 
 
 @entry
-def train(params: dict, emit) -> dict:
-    """params: model_name, task_type (image_classification | zero_shot_classification), data
-    (manifest folder: train.jsonl, val.jsonl), class_names (label order), epochs, batch, imgsz,
-    device, workers, project (output folder), weights (optional save_pretrained folder),
-    config_overrides (optional dict, HF_CONFIG_OVERRIDES), lr (optional), resume_from (optional
-    local checkpoint), log_file, primary_metric, job_id."""
+def train(params: TrainParams, emit: Callable) -> TrainAnswer:
+    """Fine-tunes params["model_name"] for image_classification or zero_shot_classification on
+    the manifest folder params["data"] (train.jsonl, val.jsonl); weights is a save_pretrained
+    folder, config_overrides is HF_CONFIG_OVERRIDES."""
     shield_from_terminal_interrupt()
     attach_log_file(params.get("log_file"), ("vision_trainer", "transformers"))
     from transformers import set_seed

@@ -2,7 +2,9 @@
 
 The checkpoint (checkpoints.py) rebuilds the model as `normalised [B, 3, S, S] -> logits` and says
 how images were prepared for validation during training (resize mode, crop, interpolation,
-mean/std); prediction prepares them the same way, at the checkpoint's image size.
+mean/std); prediction prepares them the same way, at the checkpoint's image size. Both
+frameworks' adapters open sessions here; the model info names the checkpoint's framework, which
+the adapter checks against its own.
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .infer_session import open_with
+from .protocol import CheckpointParams, ModelInfo, SessionParams
+from .support import entry
 from .xai import CamInput
 
 # Layers a default heatmap may come from: named at most this deep, so the path stays readable.
@@ -33,17 +38,13 @@ class ClassifierBackend:
     task = "classify"
     kpt_shape = None
 
-    def __init__(self, framework: str, checkpoint: str, params: dict):
+    def __init__(self, checkpoint: str, params: SessionParams):
         from .checkpoints import build_model_from_checkpoint
         from .torch_runtime import resolve_device
 
-        self.framework = framework
-        self.device = resolve_device(params.get("device"))
+        self.device = resolve_device(params["device"])
         self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
-        if self.meta["framework"] != framework:
-            from .infer_session import FrameworkMismatchError
-
-            raise FrameworkMismatchError(f"FRAMEWORK={framework}, but the checkpoint was written by {self.meta['framework']}")
+        self.framework = str(self.meta["framework"])
         self.names = {i: str(n) for i, n in enumerate(self.meta["class_names"])}
         self.size = int(self.meta["image_size"])
         self.transform = self._transform()
@@ -256,7 +257,7 @@ def _token_grid(tokens: int) -> tuple[int, int] | None:
     return None
 
 
-def checkpoint_framework(path: str | Path) -> str | None:
+def read_checkpoint_framework(path: str | Path) -> str | None:
     """The framework of a timm/transformers checkpoint, or None when the file is not one."""
     from .checkpoints import CheckpointError, read_metadata
 
@@ -264,3 +265,13 @@ def checkpoint_framework(path: str | Path) -> str | None:
         return str(read_metadata(path).get("framework"))
     except CheckpointError:
         return None
+
+
+@entry
+def checkpoint_framework(params: CheckpointParams) -> str | None:
+    return read_checkpoint_framework(params["checkpoint"])
+
+
+@entry
+def open_session(params: SessionParams) -> ModelInfo:
+    return open_with(ClassifierBackend(params["checkpoint"], params), params)

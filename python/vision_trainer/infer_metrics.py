@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from .support import entry, plain
 from .ultralytics_train import _detection_details, _macro, _standard_metrics
 
 # ultralytics' ConfusionMatrix default: a matching threshold of its own, not the NMS IoU.
@@ -260,18 +259,3 @@ class ClassificationEvaluator:
             "images_evaluated": len(self.true),
         }
 
-
-@entry
-def evaluate(task: str, names: dict, images: list, options: dict | None = None) -> dict:
-    """The evaluators in one call, for constructed cases: images are
-    {"key", "width", "height", "ground_truth", "predictions"} (detection) or
-    {"true_class", "ranked_classes"} (classification). Returns the summary and each image's evaluation."""
-    options = options or {}
-    names = {int(k): v for k, v in names.items()}
-    if task == "classify":
-        evaluator = ClassificationEvaluator(names)
-        per_image = [evaluator.add(im["true_class"], im["ranked_classes"]) for im in images]
-    else:
-        evaluator = DetectionEvaluator(task, names, options.get("conf_threshold", 0.25), options.get("kpt_shape"), options.get("match_iou", MATCH_IOU_THRESHOLD))
-        per_image = [evaluator.add(str(im.get("key", i)), im["width"], im["height"], im["ground_truth"], im["predictions"]) for i, im in enumerate(images)]
-    return plain({"summary": evaluator.finish(), "images": per_image})

@@ -1,13 +1,15 @@
 """The Python side of an inference job, driven batch by batch from TypeScript.
 
-    open_session(params)    load the checkpoint, check it fits TASK_TYPE, resolve the XAI layers
-    predict_batch(items)    predict, evaluate against ground truth, draw, explain; one dict per image
-    finish()                the test run's metrics (infer_metrics.py)
+    <framework>.open_session(params)  the framework's module loads the checkpoint into its
+                                      backend and calls `open_with`: the task is checked against
+                                      TASK_TYPE and the XAI layers are resolved here
+    predict_batch(params)             predict, evaluate against ground truth, draw, explain; one dict per image
+    finish()                          the test run's metrics (infer_metrics.py)
     close_session()
 
-Framework specifics live in backends (infer_ultralytics.py, infer_classifier.py) with one shape:
-predict / describe / render / xai_*. Everything an image produces is a plain dict; images and
-heatmaps are written to the paths TypeScript names and uploaded from there.
+TypeScript picks the framework; its backend (infer_ultralytics.py, infer_classifier.py) has one
+shape: predict / describe / render / xai_*. Everything an image produces is a plain dict; images
+and heatmaps are written to the paths TypeScript names and uploaded from there.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 from typing import Any
 
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
+from .protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams
 from .support import entry, is_out_of_memory
 from .ultralytics_train import TASK_BY_PLATFORM
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
@@ -37,29 +40,10 @@ class FrameworkMismatchError(ValueError):
     """FRAMEWORK names another framework than the one that wrote the checkpoint."""
 
 
-def _load_backend(framework: str, checkpoint: str, params: dict):
-    if framework == "ultralytics":
-        from .infer_classifier import checkpoint_framework
-        from .infer_ultralytics import UltralyticsBackend
-
-        try:
-            return UltralyticsBackend(checkpoint, params)
-        except Exception:
-            other = checkpoint_framework(checkpoint)
-            if other:
-                raise FrameworkMismatchError(f"FRAMEWORK=ultralytics, but the checkpoint was written by {other}") from None
-            raise
-    if framework in ("timm", "huggingface"):
-        from .infer_classifier import ClassifierBackend
-
-        return ClassifierBackend(framework, checkpoint, params)
-    raise CheckpointMismatchError(f"no inference backend for framework {framework!r}")
-
-
 class Session:
-    def __init__(self, params: dict):
+    def __init__(self, backend, params: SessionParams):
         self.params = params
-        self.backend = _load_backend(params["framework"], params["checkpoint"], params)
+        self.backend = backend
         expected = TASK_BY_PLATFORM.get(params["task_type"], "classify" if params["task_type"].endswith("classification") else None)
         if self.backend.task != expected:
             raise CheckpointMismatchError(
@@ -95,7 +79,7 @@ class Session:
         started = time.perf_counter()
         try:
             results: list[Any] = list(self.backend.predict(paths, self.predict_conf))
-        except Exception as batch_error:  # noqa: BLE001 - one unreadable image must not sink its whole batch
+        except Exception as batch_error:  # one unreadable image must not sink its whole batch
             if is_out_of_memory(batch_error):
                 raise
             results = []
@@ -107,7 +91,7 @@ class Session:
             if len(paths) > 1 and all(isinstance(r, Exception) for r in results):
                 raise batch_error  # not an image's fault: the model or the framework fails
         seconds = time.perf_counter() - started
-        images = [self._one(item, r) if not isinstance(r, Exception) else {"error": f"{type(r).__name__}: {r}"} for item, r in zip(items, results)]
+        images = [self._one(item, r) if not isinstance(r, Exception) else {"error": f"{type(r).__name__}: {r}"} for item, r in zip(items, results, strict=True)]
         return {"images": images, "inference_seconds": seconds}
 
     def _one(self, item: dict, result) -> dict:
@@ -167,42 +151,22 @@ def _require() -> Session:
     return _session
 
 
-@entry
-def detect_framework(checkpoint_path: str) -> str | None:
-    """Which framework wrote a checkpoint, read from its contents (FRAMEWORK unset). Nothing is
-    unpickled to find out: the pickle's opcodes name ultralytics classes (an ultralytics
-    checkpoint) or refer to nothing beyond tensors and plain values (one of ours, whose metadata is
-    then read with weights_only=True); a file naming anything else is refused."""
-    from .infer_classifier import checkpoint_framework
-    from .safe_load import pickle_globals, refuse_unsafe
-
-    names = pickle_globals(checkpoint_path)
-    if names is None:  # no pickle (safetensors, TorchScript, not a checkpoint): the caller says so
-        return None
-    if any(name.startswith("ultralytics.") for name in names):
-        return "ultralytics"
-    refuse_unsafe(checkpoint_path)
-    return checkpoint_framework(checkpoint_path)
-
-
-@entry
-def open_session(params: dict) -> dict:
-    """params: framework, checkpoint, task_type, image_size, conf_threshold, iou_threshold, device,
-    evaluate (bool), xai ({method, layers (list or None)} or None)."""
+def open_with(backend, params: SessionParams) -> ModelInfo:
+    """Makes `backend` (a framework's, loaded on params["checkpoint"]) the open session."""
     global _session
     _session = None
-    _session = Session(params)
+    _session = Session(backend, params)
     return _session.info()
 
 
 @entry
-def predict_batch(items: list) -> dict:
-    """items: {path, key, ground_truth (or None), visualization_path (or None), xai_path (or None)}."""
-    return _require().predict([dict(item) for item in items])
+def predict_batch(params: PredictParams) -> BatchAnswer:
+    return _require().predict([dict(item) for item in params["items"]])
 
 
 @entry
 def finish() -> dict | None:
+    """The test run's metrics (None when not evaluating)."""
     session = _require()
     return session.evaluator.finish() if session.evaluator is not None else None
 
@@ -213,4 +177,4 @@ def close_session() -> None:
     _session = None
 
 
-__all__ = ["CheckpointMismatchError", "FrameworkMismatchError", "UnknownLayerError", "XaiMethodError", "close_session", "detect_framework", "finish", "open_session", "predict_batch"]
+__all__ = ["CheckpointMismatchError", "FrameworkMismatchError", "UnknownLayerError", "XaiMethodError", "close_session", "finish", "open_with", "predict_batch"]

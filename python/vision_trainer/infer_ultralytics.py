@@ -1,6 +1,7 @@
 """ultralytics models for inference: prediction, drawing, and what Grad-CAM needs from a YOLO model.
 
-The session (infer_session.py) drives this backend; it never touches ultralytics itself.
+`open_session` loads the checkpoint into this backend and hands it to the shared session
+(infer_session.py), which drives it and never touches ultralytics itself.
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from .infer_session import FrameworkMismatchError, open_with
+from .protocol import CheckpointParams, ModelInfo, SessionParams
+from .support import entry
 from .ultralytics_train import configure_offline
 from .xai import CamInput
 
@@ -23,7 +27,7 @@ MISSED_COLOR = (255, 0, 255)  # magenta (BGR): ground truth the model did not fi
 def prepare_fonts() -> None:
     """ultralytics draws labels with Arial and downloads it when missing; offline, that fails
     (and classification labels are always drawn with a TrueType font). matplotlib ships DejaVu
-    Sans, which takes Arial's place in ultralytics' config folder (shared/notes/offline-ml.md)."""
+    Sans, which takes Arial's place in ultralytics' config folder (ultralytics_train.configure_offline)."""
     from matplotlib import font_manager
     from ultralytics.utils import USER_CONFIG_DIR
 
@@ -145,7 +149,7 @@ class UltralyticsBackend:
                 "class_id": top[0],
                 "class_name": self.names[top[0]],
                 "confidence": confs[0],
-                "top5": [{"class_id": c, "class_name": self.names[c], "confidence": p} for c, p in zip(top, confs)],
+                "top5": [{"class_id": c, "class_name": self.names[c], "confidence": p} for c, p in zip(top, confs, strict=True)],
             }
             return reported, ({"ranked_classes": top} if for_evaluation else None), result
 
@@ -211,7 +215,7 @@ class UltralyticsBackend:
                 cv2.putText(image, text, (4, image.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, max(0.3, image.shape[0] / 800), MISSED_COLOR, thickness)
             else:
                 for miss in evaluation["missed"]:
-                    x1, y1, x2, y2 = (int(round(v)) for v in ground_truth["boxes"][miss["ground_truth"]])
+                    x1, y1, x2, y2 = (round(v) for v in ground_truth["boxes"][miss["ground_truth"]])
                     cv2.rectangle(image, (x1, y1), (x2, y2), MISSED_COLOR, thickness)
                     label = f"missed {self.names.get(miss['class_id'], miss['class_id'])}"
                     cv2.putText(image, label, (x1, max(10, y1 - 3)), cv2.FONT_HERSHEY_SIMPLEX, max(0.3, image.shape[0] / 1200), MISSED_COLOR, thickness)
@@ -302,3 +306,26 @@ class UltralyticsBackend:
         explained = {"detections": len(classes), "classes": sorted({self.names[c] for c in classes})}
         return YoloBoxScoreTarget(boxes, classes, len(self.names)), explained
 
+
+@entry
+def recognizes(params: CheckpointParams) -> bool:
+    """Whether an ultralytics run wrote the checkpoint (asked when FRAMEWORK is not set). Nothing
+    is unpickled to find out: the pickle's opcodes name ultralytics classes. Loading it later
+    refuses whatever else it names (safe_load)."""
+    from .safe_load import pickle_globals
+
+    return any(name.startswith("ultralytics.") for name in pickle_globals(params["checkpoint"]) or ())
+
+
+@entry
+def open_session(params: SessionParams) -> ModelInfo:
+    from .infer_classifier import read_checkpoint_framework
+
+    try:
+        backend = UltralyticsBackend(params["checkpoint"], params)
+    except Exception:
+        other = read_checkpoint_framework(params["checkpoint"])
+        if other:
+            raise FrameworkMismatchError(f"FRAMEWORK=ultralytics, but the checkpoint was written by {other}") from None
+        raise
+    return open_with(backend, params)

@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def plain(value: Any) -> Any:
@@ -25,12 +26,12 @@ def plain(value: Any) -> Any:
     if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
         try:
             return plain(value.detach().cpu().tolist() if hasattr(value, "detach") else value.tolist())
-        except Exception:
+        except Exception:  # noqa: BLE001 - not convertible this way: the next rule tries
             pass
     if hasattr(value, "item"):
         try:
             return plain(value.item())
-        except Exception:
+        except Exception:  # noqa: BLE001 - not convertible this way: the text form follows
             pass
     if isinstance(value, os.PathLike):
         return os.fspath(value)
@@ -95,7 +96,7 @@ def die_with_parent() -> None:
 
         PR_SET_PDEATHSIG = 1
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except Exception:
+    except Exception:  # noqa: BLE001 - best effort: Node also kills the child on exit
         pass
 
 
@@ -116,7 +117,7 @@ def describe_environment() -> dict:
         info["torch"] = torch.__version__
         info["cuda_available"] = bool(torch.cuda.is_available())
         info["cuda_devices"] = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception as exc:  # torch missing is reported, not fatal, for jobs that do not need it
+    except Exception as exc:  # noqa: BLE001 - torch missing is reported, not fatal, for jobs that do not need it
         info["torch_error"] = str(exc)
     return info
 
@@ -124,55 +125,6 @@ def describe_environment() -> dict:
 @entry
 def ping() -> str:
     return "pong"
-
-
-@entry
-def fail_for_test(kind: str) -> None:
-    """Raises a chosen Python exception; the bridge tests use it to check error conversion."""
-    if kind == "value":
-        raise ValueError("bad value from python")
-    if kind == "oom":
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-    raise RuntimeError(kind)
-
-
-@entry
-def print_for_test(text: str) -> None:
-    """Writes text to file descriptors 1 and 2; the bridge tests check both are relayed, redacted."""
-    sys.stderr.write(f"stderr: {text}\n")
-    sys.stderr.flush()
-    os.write(1, f"stdout: {text}\n".encode())
-
-
-@entry
-def call_js(fn, payload: dict) -> Any:
-    """Calls a JS function with a dict (bridge tests: NaN conversion, stop answers, JS errors)."""
-    return fn(plain(payload))
-
-
-@entry
-def call_js_repeatedly(fn, times: int) -> list:
-    """Calls the same JS function several times, as a trainer calls its emit function."""
-    return [guarded_js_call(fn, {"i": i}) for i in range(times)]
-
-
-@entry
-def call_js_from_thread(fn) -> str:
-    """Demonstrates the guard: JS may only be called from the main thread."""
-    import threading
-
-    result: dict = {}
-
-    def run():
-        try:
-            result["value"] = guarded_js_call(fn, {"from": "thread"})
-        except Exception as exc:
-            result["error"] = f"{type(exc).__name__}: {exc}"
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join(timeout=10)
-    return result.get("error") or str(result.get("value"))
 
 
 def failpoint(name: str) -> bool:

@@ -8,13 +8,14 @@ per epoch), label-smoothing cross-entropy, mixed precision on CUDA only. The loo
 through `TrainerEvents` (the protocol ultralytics_train.py speaks) and checkpoints in the format
 of `checkpoints.py`.
 
-`train(params, emit)`: see the docstring of `train` for params.
+`train(params, emit)`: params are protocol.TrainParams.
 """
 from __future__ import annotations
 
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import nn
 
 from .checkpoints import RunCheckpoints, load_for_resume
 from .classification_metrics import classification_metrics
+from .protocol import TrainAnswer, TrainParams
 from .safe_load import UnsafeArtifactError
 from .support import entry, shield_from_terminal_interrupt
 from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
@@ -124,7 +126,7 @@ def _classifier_names(model: nn.Module) -> list[str]:
 class _TimmRun:
     """One training run: model, data, optimizer and schedule, built from the job's params."""
 
-    def __init__(self, params: dict[str, Any]):
+    def __init__(self, params: TrainParams):
         import timm
         from timm.data import ImageDataset, create_loader, resolve_data_config
         from timm.loss import LabelSmoothingCrossEntropy
@@ -312,11 +314,9 @@ class _TimmRun:
 
 
 @entry
-def train(params: dict, emit) -> dict:
-    """params: model_name, task_type, data (ImageFolder root with classes.txt), class_names (in
-    index order), epochs, batch, imgsz, device, workers, project (output folder), weights
-    (optional local .safetensors/.pth), lr (optional), resume_from (optional local checkpoint),
-    log_file, primary_metric, job_id."""
+def train(params: TrainParams, emit: Callable) -> TrainAnswer:
+    """Trains params["model_name"] on the ImageFolder tree params["data"] (with classes.txt, which
+    pins the class order); weights is a local .safetensors/.pth file."""
     shield_from_terminal_interrupt()
     attach_log_file(params.get("log_file"), ("vision_trainer", "timm"))
     return _TimmRun(params).fit(emit)

@@ -1,6 +1,6 @@
-"""The trainer-event protocol (adapters/trainer-events.ts) for trainers whose loop we own or
-hook (timm, transformers): one place builds the start/batch/epoch/checkpoint/end dicts and
-remembers what TypeScript answered.
+"""The trainer-event protocol (protocol.py, mirroring src/frameworks/protocol.ts) for every
+trainer (ultralytics, timm, transformers): one place builds the start/batch/epoch/checkpoint/end
+dicts and remembers what TypeScript answered.
 
 Per epoch the order is the one ultralytics uses: batches, validation, `checkpoint`, then `epoch`.
 A "stop" answer to any event sets `stop_requested`; the trainer ends after the current batch,
@@ -8,14 +8,21 @@ saves a checkpoint and sends `end`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .support import guarded_js_call
 
+# Where events go when they cannot reach JavaScript (ultralytics' DDP workers): called with the
+# event's kind and dict, it answers like the JS function would ("stop" or None).
+Relay = Callable[[str, dict], Any]
+
 
 class TrainerEvents:
-    def __init__(self, emit: Callable, *, primary_metric: str, epochs: int, best_metric: float | None = None, best_epoch: int | None = None):
+    def __init__(self, emit: Callable | None, *, primary_metric: str, epochs: int, best_metric: float | None = None,
+                 best_epoch: int | None = None, relay: Relay | None = None):
         self.emit = emit
+        self.relay = relay
         self.primary = primary_metric
         self.epochs = int(epochs)
         self.stop_requested = False
@@ -25,7 +32,9 @@ class TrainerEvents:
         self.saved_epoch: int | None = None
 
     def _send(self, kind: str, payload: dict[str, Any]) -> None:
-        if guarded_js_call(self.emit, {"kind": kind, **payload}) == "stop":
+        event = {"kind": kind, **payload}
+        answer = self.relay(kind, event) if self.relay is not None else guarded_js_call(self.emit, event)
+        if answer == "stop":
             self.stop_requested = True
 
     def start(self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str) -> None:
@@ -38,17 +47,21 @@ class TrainerEvents:
         """Whether a primary-metric value beats the best so far (higher is better)."""
         return value is not None and (self.best_metric is None or value > self.best_metric)
 
-    def record_best(self, epoch: int, value: float) -> None:
+    def record_best(self, epoch: int, value: float | None = None) -> None:
         self.best_epoch = int(epoch)
-        self.best_metric = float(value)
+        if value is not None:
+            self.best_metric = float(value)
 
     def checkpoint(self, *, epoch: int, last_path: str, best_path: str | None, is_best: bool) -> None:
         self.saved_epoch = int(epoch)
         self._send("checkpoint", {"epoch": int(epoch), "last_path": str(last_path), "best_path": best_path, "is_best": bool(is_best)})
 
     def epoch(self, *, epoch: int, losses: dict[str, float | None], learning_rate: float | None, validation: dict[str, Any] | None,
-              is_best: bool, epoch_time_seconds: float | None) -> None:
-        metrics = dict(validation["metrics"]) if validation else {}
+              is_best: bool, epoch_time_seconds: float | None, metrics: dict[str, Any] | None = None, fitness: float | None = None) -> None:
+        """`metrics` defaults to the validation's; `fitness` to the primary metric's value (ultralytics
+        passes its own weighted fitness)."""
+        if metrics is None:
+            metrics = dict(validation["metrics"]) if validation else {}
         self._send("epoch", {
             "epoch": int(epoch),
             "epochs": self.epochs,
@@ -56,7 +69,7 @@ class TrainerEvents:
             "learning_rate": learning_rate,
             "metrics": metrics,
             "validation": validation,
-            "fitness": metrics.get(self.primary),
+            "fitness": fitness if fitness is not None else metrics.get(self.primary),
             "is_best": bool(is_best),
             "epoch_time_seconds": epoch_time_seconds,
         })

@@ -1,11 +1,10 @@
 """Training with ultralytics, driven from TypeScript.
 
-`train(params, emit)` builds the model, registers ultralytics callbacks that turn trainer state
-into plain dicts, and calls `emit(kind, payload)` (a JS function) from the trainer's main thread.
-When `emit` answers "stop", training stops at the end of the current batch; ultralytics then
-validates, saves last.pt and fires on_model_save, so a stopped run still leaves a checkpoint.
-
-Event kinds (shared with the timm/transformers trainers): start, batch, epoch, checkpoint, end.
+`train(params, emit)` builds the model and registers ultralytics callbacks that report through
+the shared trainer events (trainer_events.py), calling `emit(event)` (a JS function) from the
+trainer's main thread. When `emit` answers "stop", training stops at the end of the current
+batch; ultralytics then validates, saves last.pt and fires on_model_save, so a stopped run still
+leaves a checkpoint.
 """
 from __future__ import annotations
 
@@ -13,13 +12,16 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from .protocol import TrainAnswer, TrainParams
 from .safe_load import UnsafeArtifactError
-from .support import entry, failpoint, guarded_js_call, plain, shield_from_terminal_interrupt
+from .support import entry, failpoint, plain, shield_from_terminal_interrupt
+from .trainer_events import TrainerEvents
 
 PR_CURVE_POINTS = 101
 
@@ -34,8 +36,9 @@ TASK_BY_PLATFORM = {
 
 
 def configure_offline() -> None:
-    """No hub, no pip, no telemetry at run time (see shared/notes/offline-ml.md). YOLO_OFFLINE,
-    YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are set by the TypeScript adapter before Python starts."""
+    """No hub, no pip, no telemetry at run time. YOLO_OFFLINE ("true": ultralytics ignores "1"),
+    YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are set by the TypeScript adapter before Python starts;
+    the settings file's `sync` (telemetry) can only be switched off here."""
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
@@ -130,53 +133,44 @@ class FileRelay:
 
     @property
     def writes(self) -> bool:
-        return int(os.environ.get("RANK", -1)) in (-1, 0)
+        return _rank() in (-1, 0)
 
-    def __call__(self, payload: dict):
+    def __call__(self, kind: str, event: dict):
+        """TrainerEvents' relay: writes the event (rank 0), and answers "stop" only where every
+        rank stops at the same batch: at an epoch's end, which ultralytics broadcasts from rank 0."""
+        if not self.writes and kind != "epoch":
+            return None
         if self.writes:
             with open(self.events_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(plain(payload), allow_nan=False) + "\n")
-        return "stop" if os.path.exists(self.stop_path) else None
+                f.write(json.dumps(plain(event), allow_nan=False) + "\n")
+        stop = os.path.exists(self.stop_path)
+        return "stop" if stop and (kind == "epoch" or _rank() == -1) else None
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", -1))
 
 
 class _Reporter:
-    """Turns trainer state into the shared event dicts; keeps only plain Python state."""
+    """ultralytics' callbacks as the shared trainer events (trainer_events.py); a "stop" answer
+    sets `trainer.stop`, which ultralytics honours after the current batch."""
 
-    def __init__(self, emit: Callable, task: str, primary: str, epochs: int):
-        self.emit = emit
+    def __init__(self, events: TrainerEvents, task: str):
+        self.events = events
         self.task = task
-        self.primary = primary
-        self.epochs = epochs
         self.batch_index = 0
         self.val_started = 0.0
         self.val_seconds = None
-        self.best_epoch = None
-        self.saved_epoch = None
         self.reported_epoch = None
         self.trained_epoch = None
 
-    def send(self, trainer, kind: str, payload: dict) -> None:
-        if isinstance(self.emit, FileRelay):
-            if not self.emit.writes and kind != "epoch":
-                return
-            answer = self.emit({"kind": kind, **payload})
-            # DDP ranks must stop at the same batch: only the epoch-end stop, which ultralytics
-            # broadcasts from rank 0 to every rank, is safe to set.
-            if answer == "stop" and (kind == "epoch" or int(os.environ.get("RANK", -1)) == -1):
-                trainer.stop = True
-            return
-        answer = guarded_js_call(self.emit, {"kind": kind, **payload})
-        if answer == "stop":
+    def _answered(self, trainer) -> None:
+        if self.events.stop_requested:
             trainer.stop = True
 
     def on_train_start(self, trainer):
-        self.send(trainer, "start", {
-            "epochs": int(trainer.epochs),
-            "start_epoch": int(trainer.start_epoch),
-            "batches_per_epoch": len(trainer.train_loader),
-            "device": str(trainer.device),
-            "save_dir": str(trainer.save_dir),
-        })
+        self.events.start(start_epoch=int(trainer.start_epoch), batches_per_epoch=len(trainer.train_loader), device=str(trainer.device), save_dir=str(trainer.save_dir))
+        self._answered(trainer)
 
     def on_train_epoch_start(self, trainer):
         self.batch_index = 0
@@ -186,13 +180,8 @@ class _Reporter:
         if failpoint("nan_loss") and trainer.tloss:
             trainer.tloss = {k: float("nan") for k in trainer.tloss}
         losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()}
-        self.send(trainer, "batch", {
-            "epoch": int(trainer.epoch) + 1,
-            "epochs": int(trainer.epochs),
-            "batch": self.batch_index,
-            "batches": len(trainer.train_loader),
-            "losses": losses,
-        })
+        self.events.batch(epoch=int(trainer.epoch) + 1, batch=self.batch_index, batches=len(trainer.train_loader), losses=losses)
+        self._answered(trainer)
 
     def on_train_epoch_end(self, trainer):
         self.val_started = time.perf_counter()
@@ -208,9 +197,9 @@ class _Reporter:
         epoch = int(trainer.epoch) + 1
         is_best = trainer.best_fitness is not None and trainer.fitness is not None and trainer.best_fitness == trainer.fitness
         if is_best:
-            self.best_epoch = epoch
-        self.saved_epoch = epoch
-        self.send(trainer, "checkpoint", {"epoch": epoch, "last_path": str(trainer.last), "best_path": str(trainer.best), "is_best": bool(is_best)})
+            self.events.record_best(epoch)
+        self.events.checkpoint(epoch=epoch, last_path=str(trainer.last), best_path=str(trainer.best), is_best=bool(is_best))
+        self._answered(trainer)
 
     def on_fit_epoch_end(self, trainer):
         self._close_validation_clock()
@@ -228,47 +217,40 @@ class _Reporter:
             # A diverged component makes the total unknown too (sent as null, never NaN).
             losses["loss"] = float(sum(parts)) if parts and all(np.isfinite(parts)) else None
         lr = trainer.lr or {}
-        validation = None
         metrics = _standard_metrics(trainer.metrics or {}, self.task)
+        validation = self._validation(trainer, metrics)
+        self.events.epoch(epoch=epoch, losses=losses, learning_rate=max(lr.values()) if lr else None, validation=validation,
+                          is_best=self.events.best_epoch == epoch, epoch_time_seconds=getattr(trainer, "epoch_time", None),
+                          metrics=metrics, fitness=trainer.fitness)
+        self._answered(trainer)
+
+    def _validation(self, trainer, metrics: dict) -> dict | None:
+        """The epoch's validation in the platform's terms (per-class rows, PR curves or confusion
+        matrix); None when ultralytics did not validate. Adds the classification averages to `metrics`."""
         validator = getattr(trainer, "validator", None)
-        if trainer.metrics and validator is not None and getattr(validator, "metrics", None) is not None:
-            names = dict(trainer.data["names"])
-            try:
-                details = _classification_details(validator, names) if self.task == "classify" else _detection_details(validator, self.task, names)
-            except Exception as exc:  # metric details are best effort; the core metrics still go out
-                logging.getLogger("vision_trainer").warning("per-class metrics unavailable: %s", exc)
-                details = {"per_class_metrics": []}
-            per_class = details["per_class_metrics"]
-            if self.task == "classify":
-                metrics.update(precision=_macro(per_class, "precision"), recall=_macro(per_class, "recall"), f1=_macro(per_class, "f1"))
-            dataset = getattr(getattr(validator, "dataloader", None), "dataset", None)
-            validation = {
-                "primary_metric_name": self.primary,
-                "primary_metric_value": metrics.get(self.primary),
-                "metrics": metrics,
-                **details,
-                "num_images_validated": int(len(dataset)) if dataset is not None else int(getattr(validator, "seen", 0)),
-                "validation_time_seconds": self.val_seconds,
-            }
-        self.send(trainer, "epoch", {
-            "epoch": epoch,
-            "epochs": int(trainer.epochs),
-            "losses": losses,
-            "learning_rate": max(lr.values()) if lr else None,
+        if not trainer.metrics or validator is None or getattr(validator, "metrics", None) is None:
+            return None
+        names = dict(trainer.data["names"])
+        try:
+            details = _classification_details(validator, names) if self.task == "classify" else _detection_details(validator, self.task, names)
+        except Exception as exc:  # noqa: BLE001 - metric details are best effort; the core metrics still go out
+            logging.getLogger("vision_trainer").warning("per-class metrics unavailable: %s", exc)
+            details = {"per_class_metrics": []}
+        per_class = details["per_class_metrics"]
+        if self.task == "classify":
+            metrics.update(precision=_macro(per_class, "precision"), recall=_macro(per_class, "recall"), f1=_macro(per_class, "f1"))
+        dataset = getattr(getattr(validator, "dataloader", None), "dataset", None)
+        return {
+            "primary_metric_name": self.events.primary,
+            "primary_metric_value": metrics.get(self.events.primary),
             "metrics": metrics,
-            "validation": validation,
-            "fitness": trainer.fitness,
-            "is_best": self.best_epoch == epoch,
-            "epoch_time_seconds": getattr(trainer, "epoch_time", None),
-        })
+            **details,
+            "num_images_validated": len(dataset) if dataset is not None else int(getattr(validator, "seen", 0)),
+            "validation_time_seconds": self.val_seconds,
+        }
 
     def on_train_end(self, trainer):
-        self.send(trainer, "end", {
-            "best_epoch": self.best_epoch,
-            "last_epoch": self.saved_epoch,
-            "best_path": str(trainer.best) if Path(trainer.best).exists() else None,
-            "last_path": str(trainer.last) if Path(trainer.last).exists() else None,
-        })
+        self.events.end(best_path=_existing(trainer.best), last_path=_existing(trainer.last))
 
     def callbacks(self) -> dict:
         return {
@@ -280,6 +262,10 @@ class _Reporter:
             "on_fit_epoch_end": self.on_fit_epoch_end,
             "on_train_end": self.on_train_end,
         }
+
+
+def _existing(path) -> str | None:
+    return str(path) if Path(path).exists() else None
 
 
 def _attach_log_file(log_file: str | None) -> None:
@@ -354,18 +340,17 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
 
 
 @entry
-def train(params: dict, emit) -> dict:
-    """params: model_name, task_type, data, epochs, batch, imgsz, device, workers, project,
-    weights (optional local path), lr0 (optional), resume_from (optional local last.pt of an
-    unfinished run), log_file, primary_metric."""
+def train(params: TrainParams, emit: Callable) -> TrainAnswer:
+    """Trains params["model_name"] on the YOLO dataset (data.yaml or ImageFolder) at params["data"];
+    resume_from continues an unfinished run of ours from its last.pt."""
     shield_from_terminal_interrupt()
     configure_offline()
-    _attach_log_file(params.get("log_file"))
+    _attach_log_file(params["log_file"])
     from ultralytics import YOLO
 
     task = TASK_BY_PLATFORM[params["task_type"]]
-    weights = params.get("weights")
-    resume_from = params.get("resume_from")
+    weights = params["weights"]
+    resume_from = params["resume_from"]
     if resume_from:
         _check_resumable(resume_from, params, task)
         model = YOLO(resume_from)
@@ -378,9 +363,10 @@ def train(params: dict, emit) -> dict:
     else:
         model = YOLO(f"{params['model_name']}.yaml", task=task)
 
-    relay = params.get("event_relay")
-    sink = FileRelay(relay["events_file"], relay["stop_file"]) if relay else emit
-    reporter = _Reporter(sink, task, params["primary_metric"], int(params["epochs"]))
+    relay = params["event_relay"]
+    events = TrainerEvents(emit, primary_metric=params["primary_metric"], epochs=int(params["epochs"]),
+                           relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None)
+    reporter = _Reporter(events, task)
     for event, fn in reporter.callbacks().items():
         model.add_callback(event, fn)
 
@@ -396,22 +382,21 @@ def train(params: dict, emit) -> dict:
         "plots": False,
         "save_period": -1,
         "val": True,
-        "verbose": bool(params.get("verbose", False)),
+        "verbose": False,
     }
-    if params.get("device") not in (None, "", "auto"):
+    if params["device"] not in ("", "auto"):
         args["device"] = params["device"]
-    if params.get("lr0") is not None:
+    if params["lr"] is not None:
         # optimizer="auto" ignores lr0 and picks its own: a LEARNING_RATE must not be dropped silently.
-        args["lr0"] = float(params["lr0"])
+        args["lr0"] = float(params["lr"])
         args["optimizer"] = "AdamW"
-    args.update(params.get("extra_args") or {})
     if resume_from:
         args = _resume_args(args, resume_from)
     model.train(**args)
     trainer = model.trainer
     return {
-        "best_epoch": reporter.best_epoch,
-        "best_path": str(trainer.best) if Path(trainer.best).exists() else None,
-        "last_path": str(trainer.last) if Path(trainer.last).exists() else None,
+        "best_epoch": events.best_epoch,
+        "best_path": _existing(trainer.best),
+        "last_path": _existing(trainer.last),
         "stopped_early": bool(trainer.stop) and int(trainer.epoch) + 1 < int(trainer.epochs),
     }

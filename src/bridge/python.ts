@@ -1,6 +1,5 @@
 /**
- * The one typed wrapper around pythonia. Everything that talks to Python goes through here,
- * and every trap in shared/notes/python-bridge.md is handled in this file:
+ * The one typed wrapper around pythonia. Everything that talks to Python goes through here:
  *  - pythonia spawns its interpreter when first imported and reads PYTHON_BIN/REQ_TIMEOUT then:
  *    it is imported lazily, after the environment is set and the interpreter checked;
  *  - calls time out after 100 s: only the framework's long calls get `$timeout: Infinity`;
@@ -12,11 +11,16 @@
  *  - pythonia spawns Python with Node's whole environment and inherited stdout/stderr: the
  *    child gets an explicit allow-listed environment instead (environment.ts: no secrets), and
  *    its output is piped through the same redaction as our own log lines.
+ *
+ * A call names a `PythonEntry`: the module and function, the zod schema of its parameters and
+ * the one of its answer (src/frameworks/protocol.ts). Parameters are checked before they leave,
+ * the answer is parsed before anyone reads it; nothing is cast.
  */
 import { spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
+import { z } from 'zod';
 import { ExitCode, FrameworkError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
 import { log, type Logger } from '../log.js';
 import { PYTHON_DIR } from '../paths.js';
@@ -24,38 +28,79 @@ import { redact } from '../redact.js';
 import { pythonEnvironment } from './environment.js';
 import type { Readable } from 'node:stream';
 
-/** Values that cross the bridge: plain JSON. */
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-/** A JS function Python may call with a plain dict; its answer goes back to Python. */
-export type JsCallback = (payload: Record<string, Json>) => unknown;
+/** A JS function Python may call with a plain value; its answer goes back to Python. */
+export type JsCallback = (payload: never) => unknown;
+
+/** A Python function decorated with `@entry`, with the schemas of what goes in and comes out. */
+export interface PythonEntry<P, A> {
+  readonly module: string;
+  readonly fn: string;
+  /** undefined: the function takes no parameters. */
+  readonly params: z.ZodType<P> | undefined;
+  readonly answer: z.ZodType<A>;
+  /** Framework train/predict/export calls may run for hours: no bridge timeout for them. */
+  readonly long: boolean;
+}
+
+/** Declares an entry point; `params` undefined for a function without parameters. */
+export function pythonEntry<PS extends z.ZodType | undefined, AS extends z.ZodType>(
+  module: string,
+  fn: string,
+  params: PS,
+  answer: AS,
+  options: { long?: boolean } = {},
+): PythonEntry<PS extends z.ZodType ? z.input<PS> : undefined, z.output<AS>> {
+  return { module, fn, params, answer, long: options.long ?? false } as PythonEntry<PS extends z.ZodType ? z.input<PS> : undefined, z.output<AS>>;
+}
+
+/** The parameters (when the entry takes any), then JS functions Python may call. */
+type CallArgs<P> = [P] extends [undefined] ? JsCallback[] : [params: P, ...callbacks: JsCallback[]];
+
+/** A value checked against its schema, or a FrameworkError saying what does not fit. */
+export function parseFromPython<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new FrameworkError(`${what} is not what this version understands: ${issues.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * A JS function for Python to call (a trainer's `emit`): its payload is parsed with `schema`
+ * first. A payload that does not fit throws, which Python sees as a JavaScriptError.
+ */
+export function pythonCallback<T, R>(schema: z.ZodType<T>, what: string, fn: (payload: T) => R): (payload: unknown) => R {
+  return (payload) => fn(parseFromPython(schema, payload, what));
+}
 
 interface PythoniaModule {
   python: ((name: string) => Promise<PyProxy>) & { exit(): void; setFastMode(on: boolean): void };
   com: { proc: ChildProcess | null };
 }
 // pythonia is CommonJS and typed `any`; this is the only place that knows its shape.
-type PyProxy = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: pythonia's proxies are untyped; answers are parsed with zod before use
+type PyProxy = any;
 
 export interface BridgeOptions {
   pythonBin: string;
   /** The adapter's variables for the interpreter (offline switches, cache folders); never secrets. */
   env?: Record<string, string>;
+  /** Folders Python imports from besides python/ (tests add their own entry points). */
+  pythonPath?: string[];
   logger?: Logger;
   /** Where Python's stdout/stderr go, redacted, in whole lines. Default: our stderr. */
   output?: (text: string) => void;
 }
 
-export interface CallOptions {
-  /** Framework train/val/export calls may run for hours: no bridge timeout for them. */
-  long?: boolean;
-}
-
 interface Envelope {
-  ok?: Json;
+  ok?: unknown;
   __error__?: { type: string; module: string; message: string; traceback: string; out_of_memory: boolean };
 }
 
 const KILL_GRACE_MS = 5_000;
+
+const PING = pythonEntry('vision_trainer.support', 'ping', undefined, z.literal('pong'));
 
 let active: PythonBridge | undefined;
 let pythoniaLoads = 0;
@@ -162,7 +207,7 @@ export class PythonBridge {
   static async open(options: BridgeOptions): Promise<PythonBridge> {
     if (active && !active.closed) throw new FrameworkError('A Python bridge is already open in this process; close it first.');
     const logger = options.logger ?? log();
-    const env = pythonEnvironment(process.env, { pythonPath: [PYTHON_DIR], extra: options.env });
+    const env = pythonEnvironment(process.env, { pythonPath: [PYTHON_DIR, ...(options.pythonPath ?? [])], extra: options.env });
     const version = checkInterpreter(options.pythonBin, env);
 
     const pythonia = loadPythonia(options.pythonBin, env);
@@ -184,7 +229,7 @@ export class PythonBridge {
     pythonia.python.setFastMode(true);
     // setFastMode sends a call whose promise pythonia drops: closing before Python answered it
     // crashes Node with an unhandled rejection. Calls are answered in order, so a ping settles it.
-    await bridge.call('vision_trainer.support', 'ping');
+    await bridge.call(PING);
     logger.debug('python bridge open', { python: version, pid: proc.pid });
     return bridge;
   }
@@ -198,23 +243,25 @@ export class PythonBridge {
   }
 
   /**
-   * Calls `module.fn(...args, kwargs)` where fn is decorated with `@entry`. Returns its result
-   * or throws PythonError (OutOfMemoryError for CUDA OOM) with the Python type and traceback.
+   * Calls `entry` with its parameters (checked against the entry's schema) and any JS functions
+   * Python may call back. Returns the answer parsed with the entry's answer schema, or throws
+   * PythonError (OutOfMemoryError for CUDA OOM) with the Python type and traceback.
    */
-  async call<T = Json>(module: string, fn: string, args: unknown[] = [], kwargs: Record<string, unknown> = {}, options: CallOptions = {}): Promise<T> {
-    if (!this.isOpen) throw new FrameworkError(`Python bridge is closed; cannot call ${module}.${fn}`);
-    const mod = await this.module(module);
-    const callKwargs = options.long ? { ...kwargs, $timeout: Infinity } : kwargs;
+  async call<P, A>(entry: PythonEntry<P, A>, ...args: CallArgs<P>): Promise<A> {
+    const name = `${entry.module}.${entry.fn}`;
+    if (!this.isOpen) throw new FrameworkError(`Python bridge is closed; cannot call ${name}`);
+    const pyArgs: unknown[] = entry.params ? [parseParams(entry.params, args[0], name), ...args.slice(1)] : args;
+    const mod = await this.module(entry.module);
     let raw: unknown;
     try {
-      raw = await this.raceExit(mod[`${fn}$`](...args, callKwargs), `${module}.${fn}`);
+      raw = await this.raceExit(mod[`${entry.fn}$`](...pyArgs, entry.long ? { $timeout: Infinity } : {}), name);
     } catch (err) {
-      throw toTypedError(err, `${module}.${fn}`);
+      throw toTypedError(err, name);
     }
-    if (typeof raw !== 'string') throw new FrameworkError(`${module}.${fn} is not a bridge entry point (it returned ${typeof raw}, not a JSON envelope)`);
+    if (typeof raw !== 'string') throw new FrameworkError(`${name} is not a bridge entry point (it returned ${typeof raw}, not a JSON envelope)`);
     const envelope = JSON.parse(raw) as Envelope;
     if (envelope.__error__) throw pythonError(envelope.__error__);
-    return envelope.ok as T;
+    return parseFromPython(entry.answer, envelope.ok ?? null, `The answer of ${name}`);
   }
 
   /** Closes the child: SIGTERM, then SIGKILL after a grace period. Safe to call twice. */
@@ -263,6 +310,14 @@ export class PythonBridge {
   }
 }
 
+/** Parameters are ours: one that does not fit its schema is a bug on this side. */
+function parseParams<P>(schema: z.ZodType<P>, value: unknown, name: string): P {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+  throw new VisionTrainerError(`Parameters for ${name} do not fit its schema: ${issues.join('; ')}`);
+}
+
 function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {
   if (e.out_of_memory) {
     return new OutOfMemoryError(`Out of GPU memory: ${e.type}: ${e.message.split('\n')[0]}`, 'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.');
@@ -276,6 +331,7 @@ function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError 
   return new PythonError(e.type, e.message, e.traceback);
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI colour codes start with ESC
 const ANSI = /\u001b\[[0-9;]*m/g;
 
 /** pythonia's own errors (import failures, attribute lookups) carry the Python error only in `.stack`. */

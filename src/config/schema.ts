@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { EXPORT_FORMATS, type Mode, type Variable, variablesFor } from './variables.js';
-import { exportSettingProblems } from '../export/formats.js';
+import { exportSettingProblems } from '../jobs/export/formats.js';
 import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
 
 type Shape = Record<string, z.ZodType>;
@@ -16,7 +16,11 @@ function buildShape(vars: Variable[]): Shape {
   for (const v of vars) {
     const [head, leaf] = v.path.split('.') as [string, string | undefined];
     if (leaf === undefined) root[head] = v.schema;
-    else (groups[head] ??= {})[leaf] = v.schema;
+    else {
+      const group = groups[head] ?? {};
+      group[leaf] = v.schema;
+      groups[head] = group;
+    }
   }
   for (const [name, shape] of Object.entries(groups)) {
     // Groups whose fields are all optional (openai) may be omitted by TypeScript callers.
@@ -96,7 +100,7 @@ function checkModel(v: { framework?: Framework; modelName?: string; taskType: Ta
   if (why) problem(ctx, ['modelName'], why);
 }
 
-/** The framework/format/quantization matrix of src/export/formats.ts, checked before any work. */
+/** The framework/format/quantization matrix of src/jobs/export/formats.ts, checked before any work. */
 function checkExportSettings(c: RawExport, ctx: Ctx): void {
   const framework = (FRAMEWORKS as readonly string[]).includes(c.framework ?? '') || c.framework === undefined ? resolveFramework(c) : undefined;
   if (!framework || !(EXPORT_FORMATS as readonly string[]).includes(c.exportFormat)) return;

@@ -1,22 +1,29 @@
 /**
- * A run's events, delivered to subscribers as they happen and to async iterators in order.
+ * A job's events, delivered to subscribers as they happen and to async iterators in order.
  * Subscribers are called synchronously so that an exception in one fails the run at the point
- * it happened (the training job turns it into a stop request and a failed run).
+ * it happened (the training job turns it into a stop request and a failed run). The `done`
+ * event ends the stream.
  */
-import type { RunEvent, RunSubscriber } from '../events.js';
+import type { RunEvent } from '../events.js';
+
+/** What every job's events have: a type; `done` is the last. */
+export interface JobEvent {
+  readonly type: string;
+}
+export type Subscriber<E> = (event: E) => void | Promise<void>;
 
 const MAX_BUFFERED = 10_000;
 
-export class RunStream implements AsyncIterable<RunEvent> {
-  private readonly subscribers: RunSubscriber[] = [];
-  private readonly buffered: RunEvent[] = [];
-  private readonly waiting: Array<(r: IteratorResult<RunEvent>) => void> = [];
+export class RunStream<E extends JobEvent = RunEvent> implements AsyncIterable<E> {
+  private readonly subscribers: Subscriber<E>[] = [];
+  private readonly buffered: E[] = [];
+  private readonly waiting: Array<(r: IteratorResult<E>) => void> = [];
   private ended = false;
   /** Events are buffered only for an attached iterator, so a run nobody iterates holds no history. */
   private iterating = false;
   private iterated = false;
 
-  subscribe(fn: RunSubscriber): () => void {
+  subscribe(fn: Subscriber<E>): () => void {
     this.subscribers.push(fn);
     return () => {
       const i = this.subscribers.indexOf(fn);
@@ -29,7 +36,7 @@ export class RunStream implements AsyncIterable<RunEvent> {
    * subscribers' promises so callers may await async ones. The first synchronous throw is
    * rethrown after everyone has the event (the training job turns it into a stop request).
    */
-  emit(event: RunEvent): Promise<unknown> {
+  emit(event: E): Promise<unknown> {
     const waiter = this.waiting.shift();
     if (waiter) waiter({ value: event, done: false });
     else if (this.iterating && !this.ended) this.buffer(event);
@@ -53,14 +60,14 @@ export class RunStream implements AsyncIterable<RunEvent> {
   }
 
   /** Receives failures of async subscribers; the training job turns them into a stop request. */
-  onAsyncError: ((err: unknown, event: RunEvent) => void) | undefined;
+  onAsyncError: ((err: unknown, event: E) => void) | undefined;
 
-  private buffer(event: RunEvent): void {
+  private buffer(event: E): void {
     this.buffered.push(event);
     // A consumer far behind loses batch events first; epochs, checkpoints and done are kept.
     if (this.buffered.length > MAX_BUFFERED) {
       const i = this.buffered.findIndex((e) => e.type === 'batch');
-      this.buffered.splice(i >= 0 ? i : 0, 1);
+      this.buffered.splice(Math.max(i , 0), 1);
     }
   }
 
@@ -69,7 +76,7 @@ export class RunStream implements AsyncIterable<RunEvent> {
     for (const w of this.waiting.splice(0)) w({ value: undefined, done: true });
   }
 
-  [Symbol.asyncIterator](): AsyncIterator<RunEvent> {
+  [Symbol.asyncIterator](): AsyncIterator<E> {
     if (this.iterated) throw new Error('A run can be iterated once; subscribe() for more consumers.');
     this.iterated = true;
     this.iterating = true;

@@ -6,7 +6,11 @@
 import type { Logger } from '../log.js';
 import type { StopController } from './stop.js';
 
-export function installSignalHandlers(stop: StopController, graceSeconds: number, logger: Logger): () => void {
+/**
+ * `stopping` says what the job does on the first signal. With a grace period of 0 the job has no
+ * safe point to wait for: it is forced at once.
+ */
+export function installSignalHandlers(stop: StopController, graceSeconds: number, logger: Logger, stopping = 'stopping after the current batch and uploading the last checkpoint'): () => void {
   let timer: NodeJS.Timeout | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop.requested) {
@@ -14,7 +18,13 @@ export function installSignalHandlers(stop: StopController, graceSeconds: number
       stop.force();
       return;
     }
-    logger.warn(`${signal} received: stopping after the current batch and uploading the last checkpoint (forced in ${graceSeconds}s)`);
+    if (graceSeconds <= 0) {
+      logger.warn(`${signal} received: ${stopping}`);
+      stop.request({ kind: 'signal', signal });
+      stop.force();
+      return;
+    }
+    logger.warn(`${signal} received: ${stopping} (forced in ${graceSeconds}s)`);
     stop.request({ kind: 'signal', signal });
     timer = setTimeout(() => {
       logger.error(`grace period of ${graceSeconds}s is over: stopping now`);

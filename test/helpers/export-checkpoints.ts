@@ -7,7 +7,7 @@ import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TaskType } from '../../src/config/tasks.js';
-import { train } from '../../src/train.js';
+import { train } from '../../src/jobs/train/index.js';
 import { writeSyntheticDataset, type SyntheticOptions, type SyntheticTask } from './synthetic.js';
 
 export interface TinyCheckpoint {

@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { InferenceResultsSchema, type InferenceResults } from '../../src/inference/results.js';
+import { InferenceResultsSchema, type InferenceResults } from '../../src/jobs/infer/results.js';
 import type { Storage } from '../../src/storage/types.js';
 import { runCli } from './cli.js';
 import { uploadDataset } from './datasets.js';

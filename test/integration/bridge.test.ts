@@ -2,65 +2,81 @@ import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { isAllowedPythonVariable } from '../../src/bridge/environment.js';
-import { PythonBridge, checkInterpreter } from '../../src/bridge/python.js';
-import { registerSecret } from '../../src/redact.js';
+import { type PythonBridge, checkInterpreter, pythonEntry } from '../../src/bridge/python.js';
 import { FrameworkError, OutOfMemoryError, PythonError } from '../../src/errors.js';
-import { defaultPythonBin } from '../../src/paths.js';
+import { registerSecret } from '../../src/redact.js';
+import { CALL_JS, CALL_JS_FROM_THREAD, CALL_JS_REPEATEDLY, DESCRIBE_ENVIRONMENT, FAIL, PING, PRINT_BOTH, openTestBridge } from '../helpers/bridge-fixtures.js';
+
+/** The error a call rejects with; the test fails when it resolves. */
+async function rejection(call: Promise<unknown>): Promise<PythonError & OutOfMemoryError & FrameworkError> {
+  try {
+    await call;
+  } catch (err) {
+    return err as PythonError & OutOfMemoryError & FrameworkError;
+  }
+  throw new Error('the call did not fail');
+}
 
 describe('python bridge (real interpreter)', () => {
   let bridge: PythonBridge;
   beforeAll(async () => {
-    bridge = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+    bridge = await openTestBridge();
   });
   afterAll(async () => {
     await bridge?.close();
   });
 
   it('calls an entry point and returns plain data', async () => {
-    expect(await bridge.call('vision_trainer.support', 'ping')).toBe('pong');
-    const env = await bridge.call<{ python: string; torch?: string }>('vision_trainer.support', 'describe_environment');
+    expect(await bridge.call(PING)).toBe('pong');
+    const env = await bridge.call(DESCRIBE_ENVIRONMENT);
     expect(env.python).toMatch(/^3\.\d+/);
     expect(env.torch).toMatch(/^2\.14/);
   });
 
   it('turns a Python exception into a PythonError with type, message and traceback', async () => {
-    const err = await bridge.call('vision_trainer.support', 'fail_for_test', ['value']).catch((e) => e);
+    const err = await rejection(bridge.call(FAIL, { kind: 'value' }));
     expect(err).toBeInstanceOf(PythonError);
     expect(err.pythonType).toBe('ValueError');
     expect(err.message).toBe('ValueError: bad value from python');
-    expect(err.traceback).toContain('fail_for_test');
+    expect(err.traceback).toContain('bridge_fixtures.py');
   });
 
   it('reports CUDA out-of-memory as OutOfMemoryError with advice', async () => {
-    const err = await bridge.call('vision_trainer.support', 'fail_for_test', ['oom']).catch((e) => e);
+    const err = await rejection(bridge.call(FAIL, { kind: 'oom' }));
     expect(err).toBeInstanceOf(OutOfMemoryError);
     expect(err.hint).toMatch(/BATCH_SIZE/);
   });
 
   it('lets Python call a JS function and see its answer', async () => {
     const seen: unknown[] = [];
-    const answer = await bridge.call('vision_trainer.support', 'call_js', [(p: unknown) => (seen.push(p), 'stop'), { loss: 0.5, bad: Number.NaN }]);
+    const answer = await bridge.call(CALL_JS, { payload: { loss: 0.5, bad: Number.NaN } }, (p: unknown) => {
+      seen.push(p);
+      return 'stop';
+    });
     expect(answer).toBe('stop');
     expect(seen).toEqual([{ loss: 0.5, bad: null }]);
   });
 
   it('refuses JS calls from a Python thread instead of hanging', async () => {
-    const result = await bridge.call<string>('vision_trainer.support', 'call_js_from_thread', [() => 'never']);
+    const result = await bridge.call(CALL_JS_FROM_THREAD, () => 'never');
     expect(result).toMatch(/OffMainThread: JavaScript callbacks may only be called from Python's main thread/);
   });
 
   it('surfaces a JS exception thrown inside a callback as a Python error naming it', async () => {
-    const err = await bridge
-      .call('vision_trainer.support', 'call_js', [() => { throw new Error('handler exploded'); }, {}])
-      .catch((e) => e);
+    const err = await rejection(
+      bridge.call(CALL_JS, { payload: {} }, () => {
+        throw new Error('handler exploded');
+      }),
+    );
     expect(err).toBeInstanceOf(PythonError);
     expect(err.pythonType).toBe('JavaScriptError');
     expect(err.message).toContain('handler exploded');
   });
 
   it('reports an import failure with the Python error', async () => {
-    const err = await bridge.call('vision_trainer.no_such_module', 'x').catch((e) => e);
+    const err = await rejection(bridge.call(pythonEntry('vision_trainer.no_such_module', 'x', undefined, z.null())));
     expect(err).toBeInstanceOf(PythonError);
     expect(err.message).toMatch(/ModuleNotFoundError|No module named/);
   });
@@ -70,21 +86,18 @@ describe('python bridge lifecycle', () => {
   it('keeps callbacks working across bridges even when proxies of an earlier bridge are collected late', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const first = await PythonBridge.open({ pythonBin: defaultPythonBin() });
-    for (let i = 0; i < 50; i++) await first.call('vision_trainer.support', 'call_js', [(p: { i: number }) => p.i, { i }]);
+    const first = await openTestBridge();
+    for (let i = 0; i < 50; i++) await first.call(CALL_JS, { payload: { i } }, (p: { i: number }) => p.i);
     await first.close();
-    const second = await PythonBridge.open({ pythonBin: defaultPythonBin() });
+    const second = await openTestBridge();
     try {
       // Like a trainer's emit: one long-lived function, called again and again while the first
       // bridge's proxies are garbage-collected (their FFIDs were reused by the new interpreter).
-      const answers = await second.call<number[]>('vision_trainer.support', 'call_js_repeatedly', [
-        async (p: { i: number }) => {
-          gc();
-          await new Promise((r) => setTimeout(r, 5));
-          return p.i * 2;
-        },
-        60,
-      ]);
+      const answers = await second.call(CALL_JS_REPEATEDLY, { times: 60 }, async (p: { i: number }) => {
+        gc();
+        await new Promise((r) => setTimeout(r, 5));
+        return p.i * 2;
+      });
       expect(answers).toEqual(Array.from({ length: 60 }, (_, i) => i * 2));
     } finally {
       await second.close();
@@ -103,18 +116,18 @@ describe('python bridge lifecycle', () => {
   });
 
   it('rejects pending calls when Python dies, and can open a new bridge afterwards', async () => {
-    const first = await PythonBridge.open({ pythonBin: defaultPythonBin() });
-    const pending = first.call('vision_trainer.support', 'call_js', [() => new Promise(() => {}), {}]).catch((e) => e);
+    const first = await openTestBridge();
+    const pending = rejection(first.call(CALL_JS, { payload: {} }, () => new Promise(() => {})));
     process.kill(first.pid!, 'SIGKILL');
     const err = await pending;
     expect(err).toBeInstanceOf(FrameworkError);
     expect(err.message).toMatch(/Python process exited/);
     await first.close();
 
-    const second = await PythonBridge.open({ pythonBin: defaultPythonBin() });
-    expect(await second.call('vision_trainer.support', 'ping')).toBe('pong');
+    const second = await openTestBridge();
+    expect(await second.call(PING)).toBe('pong');
     // Python can still call JS after the restart (pythonia forgets its callback handler otherwise).
-    expect(await second.call('vision_trainer.support', 'call_js', [(p: { n: number }) => p.n + 1, { n: 41 }])).toBe(42);
+    expect(await second.call(CALL_JS, { payload: { n: 41 } }, (p: { n: number }) => p.n + 1)).toBe(42);
     const pid = second.pid!;
     await second.close();
     expect(() => process.kill(pid, 0)).toThrow();
@@ -151,7 +164,7 @@ describe('python bridge: what the child is given', () => {
   });
 
   it('starts Python with an allow-listed environment: no credentials, the safe-load switch on', async () => {
-    const bridge = await PythonBridge.open({ pythonBin: defaultPythonBin(), env: { YOLO_OFFLINE: 'true' }, output: () => {} });
+    const bridge = await openTestBridge({ env: { YOLO_OFFLINE: 'true' }, output: () => {} });
     try {
       const environ = readFileSync(`/proc/${bridge.pid}/environ`, 'utf8');
       for (const [name, value] of Object.entries(planted)) {
@@ -172,9 +185,13 @@ describe('python bridge: what the child is given', () => {
 
   it("relays Python's stdout and stderr in whole lines, redacted", async () => {
     let output = '';
-    const bridge = await PythonBridge.open({ pythonBin: defaultPythonBin(), output: (text) => (output += text) });
+    const bridge = await openTestBridge({
+      output: (text) => {
+        output += text;
+      },
+    });
     try {
-      await bridge.call('vision_trainer.support', 'print_for_test', [`token ${planted.CALLBACK_TOKEN} and https://x/y?X-Amz-Signature=abcdef123`]);
+      await bridge.call(PRINT_BOTH, { text: `token ${planted.CALLBACK_TOKEN} and https://x/y?X-Amz-Signature=abcdef123` });
     } finally {
       await bridge.close();
     }

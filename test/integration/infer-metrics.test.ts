@@ -11,8 +11,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PythonBridge } from '../../src/bridge/python.js';
-import { defaultPythonBin } from '../../src/paths.js';
+import type { PythonBridge } from '../../src/bridge/python.js';
+import { EVALUATE, openTestBridge } from '../helpers/bridge-fixtures.js';
 
 type Box = [number, number, number, number];
 interface DetImage {
@@ -42,8 +42,7 @@ const AB = { 0: 'a', 1: 'b' };
 let bridge: PythonBridge;
 
 beforeAll(async () => {
-  bridge = await PythonBridge.open({
-    pythonBin: defaultPythonBin(),
+  bridge = await openTestBridge({
     env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false', YOLO_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'vt-metrics-yolo-')) },
   });
 });
@@ -51,8 +50,8 @@ afterAll(async () => {
   await bridge?.close();
 });
 
-async function evaluate<E = DetEvaluation>(task: string, names: Record<number, string>, images: unknown[], options: Record<string, unknown> = {}) {
-  return bridge.call<{ summary: Summary; images: E[] }>('vision_trainer.infer_metrics', 'evaluate', [task, names, images, options]);
+async function evaluate<E = DetEvaluation>(task: string, names: Record<number, string>, images: unknown[], options: Record<string, unknown> = {}): Promise<{ summary: Summary; images: E[] }> {
+  return bridge.call(EVALUATE, { task, names: Object.fromEntries(Object.entries(names)), images, options });
 }
 
 const perClass = (s: Summary, name: string) => s.per_class_metrics.find((r) => r.class_name === name)!;
@@ -189,11 +188,11 @@ describe('segmentation and pose metrics (mask IoU, keypoint OKS)', () => {
     const gt = { boxes: [[10, 10, 50, 50] as Box], classes: [0], segmentations: [[square]] };
     const good = await evaluate('segment', { 0: 'a' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], segmentations: [[square]] } }]);
     expect(good.summary.overall_metrics.mAP50).toBeCloseTo(PERFECT_AP, 6); // the mask metric is the primary one
-    expect(good.summary.overall_metrics['box_mAP50']).toBeCloseTo(PERFECT_AP, 6);
+    expect(good.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
     const strip = [10, 10, 50, 10, 50, 14, 10, 14]; // 4 px of the 40 px square: mask IoU 0.1
     const bad = await evaluate('segment', { 0: 'a' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], segmentations: [[strip]] } }]);
     expect(bad.summary.overall_metrics.mAP50).toBe(0);
-    expect(bad.summary.overall_metrics['box_mAP50']).toBeCloseTo(PERFECT_AP, 6);
+    expect(bad.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
   });
 
   it('keypoints: exact points score AP 0.995; points 30 px off score 0 while the box still counts', async () => {
@@ -204,7 +203,7 @@ describe('segmentation and pose metrics (mask IoU, keypoint OKS)', () => {
     expect(exact.summary.overall_metrics.mAP50).toBeCloseTo(PERFECT_AP, 6);
     const off = await evaluate('pose', { 0: 'person' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], keypoints: [[[50, 50, 0.9], [60, 60, 0.9], [5, 5, 0.9]]] } }], options);
     expect(off.summary.overall_metrics.mAP50).toBe(0);
-    expect(off.summary.overall_metrics['box_mAP50']).toBeCloseTo(PERFECT_AP, 6);
+    expect(off.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
   });
 });
 

@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { train } from '../../src/train.js';
+import { train } from '../../src/jobs/train/index.js';
 import { uploadDataset } from '../helpers/datasets.js';
 import { jobEnv } from '../helpers/job-env.js';
 import { childPids, isAlive, logLines, startCli } from '../helpers/cli.js';

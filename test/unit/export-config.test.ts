@@ -1,12 +1,12 @@
 /**
- * The export capability matrix (src/export/formats.ts) as the environment parser applies it:
+ * The export capability matrix (src/jobs/export/formats.ts) as the environment parser applies it:
  * impossible framework/format/quantization combinations are configuration errors that list
  * what is supported, before any download or Python start.
  */
 import { describe, expect, it } from 'vitest';
 import { configFromEnv } from '../../src/config/env.js';
 import { ConfigError } from '../../src/errors.js';
-import { FORMATS, FORMATS_BY_FRAMEWORK, QUANTIZATIONS, exportSettingProblems, quantizationRule } from '../../src/export/formats.js';
+import { FORMATS, FORMATS_BY_FRAMEWORK, QUANTIZATIONS, exportSettingProblems, quantizationRule } from '../../src/jobs/export/formats.js';
 
 const env = {
   JOB_ID: 'exp-1',

@@ -1,8 +1,8 @@
-/** metadata.json, the generated package texts and latency summaries (src/export/). */
+/** metadata.json, the generated package texts and latency summaries (src/jobs/export/). */
 import { describe, expect, it } from 'vitest';
-import { dockerfile, nodePackageJson, pythonRequirements, readme } from '../../src/export/docs.js';
-import { percentile, summarize } from '../../src/export/latency.js';
-import { MetadataSchema, buildMetadata, type MetadataInput, type ValidationReport } from '../../src/export/metadata.js';
+import { dockerfile, nodePackageJson, pythonRequirements, readme } from '../../src/jobs/export/docs.js';
+import { percentile, summarize } from '../../src/jobs/export/latency.js';
+import { MetadataSchema, buildMetadata, type MetadataInput, type ValidationReport } from '../../src/jobs/export/metadata.js';
 
 const input: MetadataInput = {
   format: 'openvino',

@@ -4,7 +4,7 @@
  * cannot apply. Also: the timm and transformers adapters are registered for training.
  */
 import { describe, expect, it } from 'vitest';
-import { adapterFor } from '../../adapters/index.js';
+import { adapterFor } from '../../src/frameworks/index.js';
 import { configFromEnv } from '../../src/config/env.js';
 import { ConfigError } from '../../src/errors.js';
 
@@ -58,6 +58,6 @@ describe('training adapters', () => {
   it('timm and huggingface are registered beside ultralytics', () => {
     expect(adapterFor('timm').framework).toBe('timm');
     expect(adapterFor('huggingface').framework).toBe('huggingface');
-    expect(adapterFor('huggingface').training.pythonEnv('/work')).toMatchObject({ HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' });
+    expect(adapterFor('huggingface').pythonEnv('/work')).toMatchObject({ HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' });
   });
 });

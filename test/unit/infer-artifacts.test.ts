@@ -1,12 +1,12 @@
 /** Output keys, the visualisation sample, and layer-path checks of inference jobs. */
 import { describe, expect, it } from 'vitest';
-import { artifactName, inSample, jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from '../../src/inference/artifacts.js';
-import { layerPathProblems } from '../../src/inference/layers.js';
+import { artifactName, inSample, jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from '../../src/jobs/infer/artifacts.js';
+import { layerPathProblems } from '../../src/jobs/infer/layers.js';
 
 const sample = (total: number, max: number) => Array.from({ length: total }, (_, i) => i).filter((i) => inSample(i, total, max));
 
 describe('output keys', () => {
-  it('follow CONTRACT_NOTES: {test_runs|inference_jobs}/{JOB_ID}/...', () => {
+  it('follow the storage layout: {test_runs|inference_jobs}/{JOB_ID}/...', () => {
     expect(jobPrefix('test_run', 'j1')).toBe('test_runs/j1');
     expect(resultsKey('inference_job', 'j1')).toBe('inference_jobs/j1/results.json');
     expect(visualizationsPrefix('test_run', 'j1')).toBe('test_runs/j1/visualizations/');

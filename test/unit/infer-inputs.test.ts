@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DatasetImage } from '../../src/datasets/model.js';
 import { DatasetError } from '../../src/errors.js';
-import { groundTruthOf, mapClasses } from '../../src/inference/ground-truth.js';
-import { datasetFolderImages, inBatches, prefetched } from '../../src/inference/inputs.js';
-import { InferenceResultsSchema, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/inference/results.js';
-import { ResultsWriter, type ResultsSummary } from '../../src/inference/results-writer.js';
+import { groundTruthOf, mapClasses } from '../../src/jobs/infer/ground-truth.js';
+import { datasetFolderImages, inBatches, prefetched } from '../../src/jobs/infer/inputs.js';
+import { InferenceResultsSchema, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/jobs/infer/results.js';
+import { ResultsWriter, type ResultsSummary } from '../../src/jobs/infer/results-writer.js';
 import { encodePng } from '../helpers/synthetic.js';
 
 const CLASSES = [

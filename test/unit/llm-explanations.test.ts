@@ -5,8 +5,8 @@
  * instead of an error. The API key reaches the server and nothing else.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Explainer, buildPrompt, parseAnswer, type ExplanationContext } from '../../src/inference/llm.js';
-import { ExplanationSchema } from '../../src/inference/results.js';
+import { Explainer, buildPrompt, parseAnswer, type ExplanationContext } from '../../src/jobs/infer/llm.js';
+import { ExplanationSchema } from '../../src/jobs/infer/results.js';
 import { Logger } from '../../src/log.js';
 import { urlPolicy } from '../../src/net/url-guard.js';
 import { clearSecrets } from '../../src/redact.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { CallbackClient } from '../../src/callbacks/client.js';
 import type { RunEvent } from '../../src/events.js';
-import { trainingReporter } from '../../src/jobs/reporter.js';
+import { trainingReporter } from '../../src/jobs/train/reporter.js';
 import { RunStream } from '../../src/jobs/run-stream.js';
 import { StopController } from '../../src/jobs/stop.js';
 import { Logger } from '../../src/log.js';

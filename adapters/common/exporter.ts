@@ -1,0 +1,51 @@
+/**
+ * What every framework's exporter shares: its four Python entry points (one module per
+ * framework, the same functions), the parameters every exporter is told, and the two steps that
+ * need nothing of the framework but its module.
+ */
+import { type PythonBridge, pythonEntry } from '../../src/bridge/python.js';
+import type { ExportRequest } from '../../src/frameworks/adapter.js';
+import {
+  CheckFormatAnswerSchema,
+  CheckFormatParamsSchema,
+  CheckpointParamsSchema,
+  ExportAnswerSchema,
+  OpenedModelSchema,
+  OpenOriginalParamsSchema,
+} from '../../src/frameworks/protocol.js';
+import type { z } from 'zod';
+
+/** `check_format`, `describe`, `export` and `open_original` of one framework's export module. */
+export function exporterEntries<F extends z.ZodType, P extends z.ZodType>(module: string, facts: F, params: P) {
+  return {
+    checkFormat: pythonEntry(module, 'check_format', CheckFormatParamsSchema, CheckFormatAnswerSchema),
+    describe: pythonEntry(module, 'describe', CheckpointParamsSchema, facts, { long: true }),
+    export: pythonEntry(module, 'export', params, ExportAnswerSchema, { long: true }),
+    openOriginal: pythonEntry(module, 'open_original', OpenOriginalParamsSchema, OpenedModelSchema, { long: true }),
+  };
+}
+
+type Entries = ReturnType<typeof exporterEntries>;
+
+/** Fails, saying what is missing and what to do, when this machine cannot write the format. */
+export async function checkFormat(bridge: PythonBridge, entries: Entries, format: string, device: string): Promise<void> {
+  await bridge.call(entries.checkFormat, { format, device });
+}
+
+/** Loads the checkpoint under `handle` for validation; returns the device it runs on. */
+export async function openOriginal(bridge: PythonBridge, entries: Entries, handle: string, checkpoint: string, device: string): Promise<string> {
+  return (await bridge.call(entries.openOriginal, { handle, checkpoint, device })).device;
+}
+
+/** What every exporter is told, in the seam's terms; a framework adds its own options. */
+export function exportParams(request: ExportRequest, opset: number) {
+  return {
+    checkpoint: request.checkpointPath,
+    format: request.format,
+    out_dir: request.outDir,
+    input_size: request.inputSize,
+    batch: request.batchSize,
+    device: request.device,
+    opset,
+  };
+}

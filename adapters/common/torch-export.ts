@@ -1,0 +1,79 @@
+/**
+ * Export of the checkpoints the timm and transformers trainers write
+ * (python/vision_trainer/checkpoints.py): ONNX through torch.onnx.export, TorchScript through
+ * torch.jit.trace, OpenVINO converted from the ONNX file. Both frameworks share it: their
+ * checkpoints rebuild to the same `pixels -> logits` module. Python side:
+ * python/vision_trainer/export_torch.py.
+ */
+import type { Framework } from '../../src/config/tasks.js';
+import { ConfigError } from '../../src/errors.js';
+import type { ExportAdapter, ProcessingOptions } from '../../src/frameworks/adapter.js';
+import { type TorchFacts, TorchExportParamsSchema, TorchFactsSchema } from '../../src/frameworks/protocol.js';
+import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
+import { checkFormat, exporterEntries, exportParams, openOriginal } from './exporter.js';
+
+const PYTHON = exporterEntries('vision_trainer.export_torch', TorchFactsSchema, TorchExportParamsSchema);
+
+/** The normalisation and resize rules the trainer stored in the checkpoint. */
+function processingOf(f: TorchFacts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {
+  const interpolation = f.interpolation === 'bicubic' ? 'bicubic' : 'bilinear';
+  const preprocessing: PreprocessingSpec = {
+    resize:
+      f.resize_mode === 'squash'
+        ? { method: 'resize', size: options.inputSize, interpolation }
+        : { method: 'resize_shorter_center_crop', size: options.inputSize, crop_pct: f.crop_pct, interpolation },
+    normalize: { method: 'standardize', mean: f.mean, std: f.std },
+    channel_order: 'RGB',
+    data_type: 'float32',
+    layout: 'NCHW',
+    embedded: false,
+    included: options.includePreprocessing,
+  };
+  const postprocessing: PostprocessingSpec = {
+    output_layout: `logits [batch, classes]${f.task_type === 'zero_shot_classification' ? ' (scaled image-prompt similarities)' : ''}`,
+    softmax: { apply: true, temperature: 1 },
+    top_k: Math.min(5, f.class_names.length),
+    embedded: false,
+    included: options.includePostprocessing,
+  };
+  return { preprocessing, postprocessing };
+}
+
+export function torchModuleExport(framework: Framework): ExportAdapter {
+  return {
+    checkFormat: (bridge, format, device) => checkFormat(bridge, PYTHON, format, device),
+
+    async describe(bridge, checkpointPath) {
+      const f = await bridge.call(PYTHON.describe, { checkpoint: checkpointPath });
+      if (f.framework !== framework) {
+        throw new ConfigError(
+          [{ variable: 'FRAMEWORK', value: framework, message: `CHECKPOINT_PATH holds a ${f.framework} checkpoint (${f.model_name}); set FRAMEWORK=${f.framework}, or MODEL_NAME=${f.model_name}` }],
+          'export',
+        );
+      }
+      return {
+        framework,
+        taskType: f.task_type,
+        architecture: f.architecture,
+        classNames: f.class_names,
+        trainedSize: f.image_size,
+        keypointShape: null,
+        versions: f.versions,
+        processing: (options) => processingOf(f, options),
+      };
+    },
+
+    async export(bridge, request) {
+      const q = request.quantization;
+      const r = await bridge.call(PYTHON.export, {
+        ...exportParams(request, 17),
+        optimization_level: request.optimizationLevel,
+        half: q?.format === 'openvino' && q.dtype === 'float16',
+        quantize_dynamic: q?.format === 'torchscript' && q.dtype === 'int8',
+      });
+      return { path: r.path, directory: r.directory, notes: [`torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`, ...r.notes] };
+    },
+
+    openOriginal: (bridge, handle, checkpointPath, device) => openOriginal(bridge, PYTHON, handle, checkpointPath, device),
+  };
+}

@@ -1,0 +1,46 @@
+/**
+ * The training call every framework makes: the job's request as the shared TrainParams, the
+ * trainer's events parsed with the shared schema before the job sees them, the answer parsed
+ * into a TrainOutcome. A framework adds only what is its own (weights it unpacks, an event relay).
+ */
+import { type PythonBridge, type PythonEntry, pythonCallback } from '../../src/bridge/python.js';
+import type { TrainerEventHandler, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
+import { type TrainAnswer, TrainerEventSchema, type TrainParams } from '../../src/frameworks/protocol.js';
+
+export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
+
+/** The request in the seam's terms; `overrides` carries a framework's own values. */
+export function trainParams(request: TrainRequest, overrides: Partial<TrainParams> = {}): TrainParams {
+  const { config } = request;
+  return {
+    model_name: config.modelName,
+    task_type: config.taskType,
+    data: request.data.dataPath,
+    class_names: request.data.classNames,
+    epochs: config.epochs,
+    batch: config.batchSize,
+    imgsz: config.imageSize,
+    device: config.device,
+    workers: config.numWorkers,
+    project: request.outputDir,
+    weights: request.weightsPath ?? null,
+    lr: config.learningRate ?? null,
+    resume_from: request.resumeFrom ?? null,
+    log_file: request.logFile,
+    primary_metric: request.primaryMetric,
+    job_id: config.jobId,
+    config_overrides: null,
+    event_relay: null,
+    ...overrides,
+  };
+}
+
+/** Trainer events as Python sends them, parsed; the job answers "stop" or nothing. */
+export function trainerEvents(trainer: string, onEvent: TrainerEventHandler): (payload: unknown) => ReturnType<TrainerEventHandler> {
+  return pythonCallback(TrainerEventSchema, `An event of the ${trainer} trainer`, onEvent);
+}
+
+export async function trainInPython(bridge: PythonBridge, entry: TrainEntry, params: TrainParams, emit: (payload: unknown) => unknown): Promise<TrainOutcome> {
+  const answer = await bridge.call(entry, params, emit);
+  return { bestEpoch: answer.best_epoch, bestPath: answer.best_path, lastPath: answer.last_path, stoppedEarly: answer.stopped_early };
+}

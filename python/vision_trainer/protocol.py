@@ -1,0 +1,381 @@
+"""The seam with TypeScript: what every entry point takes and answers, and the trainer events.
+
+These TypedDicts mirror the zod schemas of src/frameworks/protocol.ts, which are the source:
+TypeScript checks every parameter before it leaves and parses every answer when it arrives.
+test/python/test_protocol.py compares the two, key by key, through the JSON Schemas generated
+from the zod side (docs/schemas/bridge.schema.json). Names are snake_case on both sides.
+"""
+
+# No `from __future__ import annotations` here: TypedDict must see NotRequired[...] as a type,
+# not a string, to tell required keys from optional ones.
+from typing import Any, Literal, TypedDict
+
+from typing_extensions import NotRequired
+
+Metrics = dict[str, float | None]
+
+# ---------------------------------------------------------------------------------------------
+# Bridge health
+
+
+class Environment(TypedDict):
+    python: str
+    executable: str
+    torch: NotRequired[str]
+    cuda_available: NotRequired[bool]
+    cuda_devices: NotRequired[int]
+    torch_error: NotRequired[str]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: vision_trainer.<framework>.train(params, emit)
+
+
+class EventRelay(TypedDict):
+    events_file: str
+    stop_file: str
+
+
+class TrainParams(TypedDict):
+    model_name: str
+    task_type: str
+    data: str
+    class_names: list[str]
+    epochs: int
+    batch: int
+    imgsz: int
+    device: str
+    workers: int
+    project: str
+    weights: str | None
+    lr: float | None
+    resume_from: str | None
+    log_file: str
+    primary_metric: str
+    job_id: str
+    config_overrides: dict[str, Any] | None
+    event_relay: EventRelay | None
+
+
+class TrainAnswer(TypedDict):
+    best_epoch: int | None
+    best_path: str | None
+    last_path: str | None
+    stopped_early: bool
+
+
+class EpochValidation(TypedDict):
+    primary_metric_name: str
+    primary_metric_value: float | None
+    metrics: Metrics
+    per_class_metrics: list[dict[str, Any]]
+    confusion_matrix: NotRequired[list[list[float]] | None]
+    pr_curves: NotRequired[dict[str, dict[str, list[float | None]]] | None]
+    num_images_validated: int
+    validation_time_seconds: float | None
+
+
+class StartEvent(TypedDict):
+    kind: Literal["start"]
+    epochs: int
+    start_epoch: int
+    batches_per_epoch: int
+    device: str
+    save_dir: NotRequired[str]
+
+
+class BatchEvent(TypedDict):
+    kind: Literal["batch"]
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    losses: Metrics
+
+
+class EpochEvent(TypedDict):
+    kind: Literal["epoch"]
+    epoch: int
+    epochs: int
+    losses: Metrics
+    learning_rate: float | None
+    metrics: Metrics
+    validation: EpochValidation | None
+    fitness: NotRequired[float | None]
+    is_best: bool
+    epoch_time_seconds: NotRequired[float | None]
+
+
+class CheckpointEvent(TypedDict):
+    kind: Literal["checkpoint"]
+    epoch: int
+    last_path: str
+    best_path: str | None
+    is_best: bool
+
+
+class EndEvent(TypedDict):
+    kind: Literal["end"]
+    best_epoch: int | None
+    last_epoch: int | None
+    best_path: str | None
+    last_path: str | None
+
+
+TrainerEvent = StartEvent | BatchEvent | EpochEvent | CheckpointEvent | EndEvent
+
+# ---------------------------------------------------------------------------------------------
+# Inference: vision_trainer.<framework>.{recognizes, open_session}, then the shared session
+
+
+class CheckpointParams(TypedDict):
+    checkpoint: str
+
+
+class XaiParams(TypedDict):
+    method: str
+    layers: list[str] | None
+
+
+class SessionParams(TypedDict):
+    checkpoint: str
+    task_type: str
+    image_size: int
+    conf_threshold: float
+    iou_threshold: float
+    device: str
+    evaluate: bool
+    xai: XaiParams | None
+
+
+class BatchItem(TypedDict):
+    path: str
+    key: str
+    ground_truth: dict[str, Any] | None
+    visualization_path: str | None
+    xai_path: str | None
+
+
+class PredictParams(TypedDict):
+    items: list[BatchItem]
+
+
+class ModelInfo(TypedDict):
+    framework: str
+    task: str
+    class_names: list[str]
+    model_name: str | None
+    architecture: str
+    training_image_size: float | list[float] | None
+    keypoint_shape: list[int] | None
+    xai_layers: list[str]
+    prediction_confidence: float
+
+
+class BatchAnswer(TypedDict):
+    images: list[dict[str, Any]]
+    inference_seconds: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: vision_trainer.<framework>.{check_format, describe, export, open_original}
+
+
+class CheckFormatParams(TypedDict):
+    format: str
+    device: str
+
+
+class CheckFormatAnswer(TypedDict):
+    device: str
+    note: NotRequired[str]
+
+
+class UltralyticsFacts(TypedDict):
+    framework: Literal["ultralytics"]
+    task_type: str
+    architecture: str
+    class_names: list[str]
+    image_size: list[int]
+    versions: dict[str, str]
+    keypoint_shape: list[int] | None
+    stride: int
+    mask_coefficients: int | None
+
+
+class TorchFacts(TypedDict):
+    framework: Literal["timm", "huggingface"]
+    task_type: str
+    architecture: str
+    class_names: list[str]
+    image_size: list[int]
+    versions: dict[str, str]
+    model_name: str
+    mean: list[float]
+    std: list[float]
+    interpolation: Literal["bilinear", "bicubic"]
+    resize_mode: Literal["shorter_side_center_crop", "squash"]
+    crop_pct: float
+
+
+class UltralyticsExportParams(TypedDict):
+    checkpoint: str
+    format: str
+    out_dir: str
+    input_size: list[int]
+    batch: int
+    device: str
+    opset: int
+    simplify: bool
+    quantize: int | str | None
+
+
+class TorchExportParams(TypedDict):
+    checkpoint: str
+    format: str
+    out_dir: str
+    input_size: list[int]
+    batch: int
+    device: str
+    opset: int
+    optimization_level: int
+    half: bool
+    quantize_dynamic: bool
+
+
+class ExportAnswer(TypedDict):
+    path: str
+    directory: bool
+    notes: NotRequired[list[str]]
+
+
+class OpenOriginalParams(TypedDict):
+    handle: str
+    checkpoint: str
+    device: str
+
+
+class OpenExportedParams(TypedDict):
+    handle: str
+    format: str
+    path: str
+
+
+class OpenedModel(TypedDict):
+    handle: str
+    device: str
+
+
+class HandleParams(TypedDict):
+    handle: str
+
+
+class ModelInput(TypedDict):
+    handle: str
+    input_file: str
+    shape: list[int]
+
+
+class RunModelParams(ModelInput):
+    output_prefix: str
+
+
+class OutputFile(TypedDict):
+    path: str
+    shape: list[int]
+
+
+class RunModelAnswer(TypedDict):
+    outputs: list[OutputFile]
+    seconds: float
+
+
+class BenchmarkParams(ModelInput):
+    warmup: int
+    runs: int
+
+
+class ModelIoParams(TypedDict):
+    handle: str
+    shape: list[int]
+
+
+class TensorInfo(TypedDict):
+    name: str
+    shape: list[int | str]
+    dtype: str
+
+
+class ModelIo(TypedDict):
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+
+class PathParams(TypedDict):
+    path: str
+
+
+class DecodeItem(TypedDict):
+    path: str
+    out: str
+
+
+class DecodeImagesParams(TypedDict):
+    items: list[DecodeItem]
+
+
+class DecodedImage(TypedDict):
+    width: int
+    height: int
+
+
+class ValidationObject(TypedDict):
+    class_id: int
+    bbox: list[float]
+    segmentation: NotRequired[list[list[float]]]
+    keypoints: NotRequired[list[list[float]]]
+    iscrowd: NotRequired[bool]
+
+
+class ValidationImage(TypedDict):
+    width: float
+    height: float
+    label: NotRequired[int]
+    objects: list[ValidationObject]
+
+
+class ValidationGroundTruth(TypedDict):
+    class_names: list[str]
+    keypoint_count: int
+    images: list[ValidationImage]
+
+
+class EvaluateParams(TypedDict):
+    task: str
+    ground_truth: ValidationGroundTruth
+    predictions: list[list[dict[str, Any]]]
+
+
+class FinalizeParams(TypedDict):
+    path: str
+    level: int
+
+
+class FinalizeAnswer(TypedDict):
+    level: int
+    opset: int
+    passes: list[str]
+
+
+class QuantizeParams(TypedDict):
+    source: str
+    output: str
+    type: Literal["dynamic", "static"]
+    dtype: Literal["int8", "int16", "float16"]
+    calibration: list[str]
+    input_shape: list[int]
+
+
+class QuantizeAnswer(TypedDict):
+    method: str
+    output: str

@@ -1,0 +1,174 @@
+/**
+ * What every framework offers the jobs: training, inference and export, all three required.
+ * Jobs reach Python only through these interfaces, and never know which framework they drive;
+ * what is framework-specific (dataset layout, Python module, checkpoint facts, pre/post-processing
+ * conventions) stays inside one folder of adapters/.
+ */
+import type { PythonBridge } from '../bridge/python.js';
+import type { InferConfig, TrainConfig } from '../config/schema.js';
+import type { Framework, TaskType } from '../config/tasks.js';
+import type { Dataset } from '../datasets/model.js';
+import type { SplitAssignment } from '../datasets/splits.js';
+import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
+import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
+import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
+import type { BatchItem, ImageOutcome, TrainerAnswer, TrainerEvent } from './protocol.js';
+
+export interface FrameworkAdapter {
+  readonly framework: Framework;
+  /** Environment the Python interpreter needs for this framework (offline switches, caches). */
+  pythonEnv(workDir: string): Record<string, string>;
+  readonly training: TrainingAdapter;
+  readonly inference: InferenceAdapter;
+  readonly exporter: ExportAdapter;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training
+
+export interface PreparedDataset {
+  /** What the framework is pointed at: a data.yaml, an ImageFolder root or a manifest folder. */
+  dataPath: string;
+  /** Class names in the framework's contiguous index order. */
+  classNames: string[];
+  counts: Record<string, number>;
+}
+
+export interface TrainRequest {
+  config: TrainConfig;
+  data: PreparedDataset;
+  /** Framework outputs (runs/, weights) go under this folder. */
+  outputDir: string;
+  /** Local pretrained weights (downloaded from PRETRAINED_WEIGHT_URL), if any. */
+  weightsPath?: string | undefined;
+  /** Python-side log lines are appended here too (uploaded as training.log). */
+  logFile: string;
+  /**
+   * RESUME_CHECKPOINT_PATH, downloaded: continue from the epoch after the checkpoint's with its
+   * optimizer state. The trainer refuses a checkpoint of another model or class list.
+   */
+  resumeFrom?: string | undefined;
+  primaryMetric: string;
+}
+
+export interface TrainOutcome {
+  bestEpoch: number | null;
+  bestPath: string | null;
+  lastPath: string | null;
+  stoppedEarly: boolean;
+}
+
+export type TrainerEventHandler = (event: TrainerEvent) => TrainerAnswer;
+
+export interface TrainingAdapter {
+  /** Writes the dataset in the layout the framework reads (symlinks, not copies). */
+  prepareDataset(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<PreparedDataset>;
+  /**
+   * Trains through the bridge. `onEvent` is called from Python's main thread for each trainer
+   * event; answering "stop" ends training after the current batch (a checkpoint is still saved).
+   */
+  train(bridge: PythonBridge, request: TrainRequest, onEvent: TrainerEventHandler): Promise<TrainOutcome>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference (test runs and inference jobs)
+
+export type XaiMethod = InferConfig['xaiMethod'];
+
+export interface OpenSessionRequest {
+  /** The checkpoint, downloaded. */
+  checkpointPath: string;
+  config: InferConfig;
+  /** Test runs: evaluate predictions against ground truth. */
+  evaluate: boolean;
+  /** Grad-CAM settings when ENABLE_XAI; layers undefined = the architecture's defaults. */
+  xai?: { method: XaiMethod; layers: string[] | undefined };
+}
+
+export interface BatchOutcome {
+  images: ImageOutcome[];
+  /** Wall time of the framework's prediction call for the batch (pre/post-processing included). */
+  inferenceSeconds: number;
+}
+
+export interface InferenceSession {
+  readonly info: ModelInfo;
+  predictBatch(items: BatchItem[]): Promise<BatchOutcome>;
+  /** The test run's metrics, from everything evaluated so far; null when not evaluating. */
+  finish(): Promise<TestRunMetrics | null>;
+  close(): Promise<void>;
+}
+
+export interface InferenceAdapter {
+  /** Whether this framework wrote the checkpoint (asked when FRAMEWORK is not set). */
+  recognizes(bridge: PythonBridge, checkpointPath: string): Promise<boolean>;
+  /**
+   * Loads the checkpoint. Throws ConfigError when it does not fit TASK_TYPE, when XAI_METHOD does
+   * not fit the model, or when XAI_TARGET_LAYERS names a layer the model lacks: all before any
+   * image is processed.
+   */
+  open(bridge: PythonBridge, request: OpenSessionRequest): Promise<InferenceSession>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Export. The job owns what is the same for every framework (downloads, ONNX graph passes and
+// quantization, validation, metadata, packaging, uploads); an ExportAdapter owns reading a
+// checkpoint, the framework's pre/post-processing conventions, and writing a format.
+
+/** A checkpoint as the export sees it. */
+export interface ModelDescription {
+  framework: Framework;
+  taskType: TaskType;
+  /** e.g. yolo11n-seg, resnet18, ViTForImageClassification. */
+  architecture: string;
+  classNames: string[];
+  /** The size the model was trained at, [height, width]: the default export size. */
+  trainedSize: [number, number];
+  /** Pose models: [keypoints, values per keypoint]. */
+  keypointShape: [number, number] | null;
+  versions: Record<string, string>;
+  /** The framework's pre- and post-processing for this model, as metadata.json states them. */
+  processing(options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec };
+}
+
+export interface ProcessingOptions {
+  inputSize: [number, number];
+  includePreprocessing: boolean;
+  includePostprocessing: boolean;
+  /** Set for LiteRT exports, whose boxes come as fractions of the input size. */
+  format: ExportFormat;
+}
+
+export interface ExportRequest {
+  /** The checkpoint on local disk. */
+  checkpointPath: string;
+  format: ExportFormat;
+  outDir: string;
+  inputSize: [number, number];
+  batchSize: number;
+  device: string;
+  /** OPTIMIZATION_LEVEL 0-3. */
+  optimizationLevel: number;
+  /** A quantization the format's own converter applies (never ONNX's: the job does those). */
+  quantization: QuantizationRule | null;
+}
+
+export interface ExportedArtifact {
+  /** The exported file, or folder (OpenVINO IR, CoreML package). */
+  path: string;
+  directory: boolean;
+  /** What the exporter did beyond the plain conversion, for metadata.optimization.passes. */
+  notes: string[];
+}
+
+export interface ExportAdapter {
+  /** Fails, saying what is missing and what to do, when this machine cannot write the format. */
+  checkFormat(bridge: PythonBridge, format: ExportFormat, device: string): Promise<void>;
+  describe(bridge: PythonBridge, checkpointPath: string): Promise<ModelDescription>;
+  export(bridge: PythonBridge, request: ExportRequest): Promise<ExportedArtifact>;
+  /**
+   * Loads the checkpoint in Python under `handle` for export validation, its head in export
+   * mode so that its raw outputs have the exported model's layout. Returns the device it runs on.
+   */
+  openOriginal(bridge: PythonBridge, handle: string, checkpointPath: string, device: string): Promise<string>;
+}

@@ -1,0 +1,361 @@
+/**
+ * The seam between TypeScript and Python: every value that crosses the bridge, as zod schemas.
+ * Parameters are snake_case objects (Python's convention, and the wire format of every JSON
+ * document this runtime writes); adapters map the camelCase TypeScript domain to them in one
+ * function each. Every answer is parsed with its schema before TypeScript uses it, so a drift
+ * on the Python side is a clear error, not `undefined` deep inside a job.
+ *
+ * python/vision_trainer/protocol.py mirrors these shapes as TypedDicts (the Python entry points
+ * take and return them); test/python/test_protocol.py checks the two agree, field by field,
+ * against the JSON Schemas generated from this file (docs/schemas/bridge.schema.json).
+ */
+import { z } from 'zod';
+import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
+import { TASK_TYPES } from '../config/tasks.js';
+import { TensorInfoSchema } from '../jobs/export/metadata.js';
+import { EvaluationSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiResultSchema } from '../jobs/infer/results.js';
+
+const Int = z.number().int();
+const Num = z.number().nullable();
+const Metrics = z.record(z.string(), Num);
+const Size = z.tuple([Int, Int]);
+const Nothing = z.null();
+
+// ---------------------------------------------------------------------------------------------
+// Bridge health (vision_trainer.support)
+
+export const EnvironmentSchema = z.object({
+  python: z.string(),
+  executable: z.string(),
+  torch: z.string().optional(),
+  cuda_available: z.boolean().optional(),
+  cuda_devices: Int.optional(),
+  torch_error: z.string().optional(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Training: vision_trainer.<framework>.train.train(params, emit)
+
+export const TrainParamsSchema = z.object({
+  model_name: z.string(),
+  task_type: z.enum(TASK_TYPES),
+  /** What the framework is pointed at: a data.yaml, an ImageFolder root or a manifest folder. */
+  data: z.string(),
+  /** Class names in the framework's index order. */
+  class_names: z.array(z.string()),
+  epochs: Int,
+  batch: Int,
+  imgsz: Int,
+  device: z.string(),
+  workers: Int,
+  /** Framework outputs (runs/, weights) go under this folder. */
+  project: z.string(),
+  /** Local pretrained weights: a file, or for transformers an extracted save_pretrained folder. */
+  weights: z.string().nullable(),
+  lr: z.number().nullable(),
+  /** A checkpoint of an unfinished run to continue (optimizer state included). */
+  resume_from: z.string().nullable(),
+  /** Python's log lines are appended here too (uploaded as training.log). */
+  log_file: z.string(),
+  primary_metric: z.string(),
+  job_id: z.string(),
+  /** transformers: HF_CONFIG_OVERRIDES, deep-merged into the model configuration. */
+  config_overrides: z.record(z.string(), z.unknown()).nullable(),
+  /**
+   * ultralytics on several GPUs: its DDP workers cannot call JavaScript, so rank 0 appends the
+   * events to `events_file` and stops when `stop_file` appears (adapters/common/event-relay.ts).
+   */
+  event_relay: z.object({ events_file: z.string(), stop_file: z.string() }).nullable(),
+});
+
+export const TrainAnswerSchema = z.object({
+  best_epoch: Int.nullable(),
+  best_path: z.string().nullable(),
+  last_path: z.string().nullable(),
+  stopped_early: z.boolean(),
+});
+
+/**
+ * What every trainer (ultralytics, timm, transformers) sends while it trains, through the `emit`
+ * function it was given (python/vision_trainer/trainer_events.py builds these). Per epoch:
+ * batches, validation, `checkpoint`, then `epoch`.
+ */
+export const EpochValidationSchema = z.object({
+  primary_metric_name: z.string(),
+  primary_metric_value: Num,
+  metrics: Metrics,
+  per_class_metrics: z.array(PerClassMetricSchema),
+  confusion_matrix: z.array(z.array(z.number())).nullable().optional(),
+  pr_curves: z.record(z.string(), PrCurveSchema).nullable().optional(),
+  num_images_validated: Int,
+  validation_time_seconds: Num,
+});
+
+export const TrainerEventSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('start'), epochs: Int, start_epoch: Int, batches_per_epoch: Int, device: z.string(), save_dir: z.string().optional() }),
+  z.object({ kind: z.literal('batch'), epoch: Int, epochs: Int, batch: Int, batches: Int, losses: Metrics }),
+  z.object({
+    kind: z.literal('epoch'),
+    epoch: Int,
+    epochs: Int,
+    losses: Metrics,
+    learning_rate: Num,
+    metrics: Metrics,
+    validation: EpochValidationSchema.nullable(),
+    fitness: Num.optional(),
+    is_best: z.boolean(),
+    epoch_time_seconds: Num.optional(),
+  }),
+  z.object({ kind: z.literal('checkpoint'), epoch: Int, last_path: z.string(), best_path: z.string().nullable(), is_best: z.boolean() }),
+  z.object({ kind: z.literal('end'), best_epoch: Int.nullable(), last_epoch: Int.nullable(), best_path: z.string().nullable(), last_path: z.string().nullable() }),
+]);
+
+/** The trainer's answer to an event: "stop" ends training after the current batch. */
+export const TrainerAnswerSchema = z.literal('stop').optional();
+
+// ---------------------------------------------------------------------------------------------
+// Inference: vision_trainer.<framework>.infer.{recognizes, open_session}, then the shared
+// session entry points of vision_trainer.common.infer_session.
+
+export const CheckpointParamsSchema = z.object({ checkpoint: z.string() });
+
+export const SessionParamsSchema = z.object({
+  checkpoint: z.string(),
+  task_type: z.enum(TASK_TYPES),
+  image_size: Int,
+  conf_threshold: z.number(),
+  iou_threshold: z.number(),
+  device: z.string(),
+  /** Test runs: evaluate predictions against ground truth. */
+  evaluate: z.boolean(),
+  /** Grad-CAM when ENABLE_XAI; layers null = the architecture's defaults. */
+  xai: z.object({ method: z.string(), layers: z.array(z.string()).nullable() }).nullable(),
+});
+
+/**
+ * Ground truth of one image in the model's class indices, coordinates in original pixels.
+ * Detection tasks: every object (an empty list for a background image). Classification: the class.
+ */
+export const GroundTruthInputSchema = z.union([
+  z.object({
+    boxes: z.array(z.tuple([z.number(), z.number(), z.number(), z.number()])),
+    classes: z.array(Int),
+    segmentations: z.array(z.array(z.array(z.number()))).optional(),
+    keypoints: z.array(z.array(z.tuple([z.number(), z.number(), z.number()]))).optional(),
+  }),
+  z.object({ class: Int }),
+]);
+
+export const BatchItemSchema = z.object({
+  /** Local image file. */
+  path: z.string(),
+  /** Unique within the job (the image's index): the metrics' per-image key. */
+  key: z.string(),
+  ground_truth: GroundTruthInputSchema.nullable(),
+  /** Write an annotated PNG here (the visualisation sample). */
+  visualization_path: z.string().nullable(),
+  /** Write a heatmap overlay PNG here (the XAI sample). */
+  xai_path: z.string().nullable(),
+});
+export const PredictParamsSchema = z.object({ items: z.array(BatchItemSchema) });
+
+/** One image's outcome; `error` alone when the image could not be read or predicted. */
+export const ImageOutcomeSchema = z.union([
+  z.object({ error: z.string() }),
+  z.object({
+    width: Int.positive(),
+    height: Int.positive(),
+    predictions: PredictionsSchema,
+    evaluation: EvaluationSchema.nullable(),
+    xai: XaiResultSchema.omit({ heatmap_path: true }).nullable(),
+  }),
+]);
+export const BatchAnswerSchema = z.object({
+  images: z.array(ImageOutcomeSchema),
+  /** Wall time of the framework's prediction call for the batch (pre/post-processing included). */
+  inference_seconds: z.number().nonnegative(),
+});
+export { ModelInfoSchema, TestRunMetricsSchema };
+
+// ---------------------------------------------------------------------------------------------
+// Export: vision_trainer.<framework>.export.{check_format, describe, export, open_original}
+
+export const CheckFormatParamsSchema = z.object({ format: z.string(), device: z.string() });
+export const CheckFormatAnswerSchema = z.object({ device: z.string(), note: z.string().optional() });
+
+/** What an export needs to know about a checkpoint; each framework adds its own facts. */
+const ModelFactsBase = z.object({
+  task_type: z.enum(TASK_TYPES),
+  architecture: z.string(),
+  class_names: z.array(z.string()),
+  /** The size the model was trained at, [height, width]. */
+  image_size: Size,
+  versions: z.record(z.string(), z.string()),
+});
+export const UltralyticsFactsSchema = ModelFactsBase.extend({
+  framework: z.literal('ultralytics'),
+  keypoint_shape: Size.nullable(),
+  stride: Int,
+  mask_coefficients: Int.nullable(),
+});
+/** timm and transformers checkpoints (python/vision_trainer/common/checkpoints.py). */
+export const TorchFactsSchema = ModelFactsBase.extend({
+  framework: z.enum(['timm', 'huggingface']),
+  model_name: z.string(),
+  mean: z.tuple([z.number(), z.number(), z.number()]),
+  std: z.tuple([z.number(), z.number(), z.number()]),
+  interpolation: z.enum(['bilinear', 'bicubic']),
+  resize_mode: z.enum(['shorter_side_center_crop', 'squash']),
+  crop_pct: z.number(),
+});
+
+const ExportParamsBase = z.object({
+  checkpoint: z.string(),
+  format: z.string(),
+  out_dir: z.string(),
+  input_size: Size,
+  batch: Int,
+  device: z.string(),
+  opset: Int,
+});
+export const UltralyticsExportParamsSchema = ExportParamsBase.extend({
+  /** onnxslim after the export (OPTIMIZATION_LEVEL >= 1). */
+  simplify: z.boolean(),
+  /** ultralytics' own `quantize=`: 16 (float16) or "w8a32" (LiteRT dynamic int8). */
+  quantize: z.union([z.literal(16), z.literal('w8a32')]).nullable(),
+});
+export const TorchExportParamsSchema = ExportParamsBase.extend({
+  optimization_level: Int,
+  /** OpenVINO float16 weight compression. */
+  half: z.boolean(),
+  /** TorchScript dynamic int8 quantization of Linear layers. */
+  quantize_dynamic: z.boolean(),
+});
+export const ExportAnswerSchema = z.object({
+  /** The exported file, or folder (OpenVINO IR, CoreML package). */
+  path: z.string(),
+  directory: z.boolean(),
+  /** What the exporter did beyond the plain conversion. */
+  notes: z.array(z.string()).default([]),
+});
+
+/** The model runners of export validation (vision_trainer.common.export_validation). */
+export const OpenOriginalParamsSchema = z.object({ handle: z.string(), checkpoint: z.string(), device: z.string() });
+export const OpenExportedParamsSchema = z.object({ handle: z.string(), format: z.string(), path: z.string() });
+export const OpenedModelSchema = z.object({ handle: z.string(), device: z.string() });
+export const HandleParamsSchema = z.object({ handle: z.string() });
+/** A float32 tensor file of `shape` (C order), written by TypeScript, for the model under `handle`. */
+const ModelInputSchema = z.object({ handle: z.string(), input_file: z.string(), shape: z.array(Int) });
+export const RunModelParamsSchema = ModelInputSchema.extend({ output_prefix: z.string() });
+export const RunModelAnswerSchema = z.object({ outputs: z.array(z.object({ path: z.string(), shape: z.array(Int) })), seconds: z.number() });
+export const BenchmarkParamsSchema = ModelInputSchema.extend({ warmup: Int, runs: Int });
+export const ModelIoParamsSchema = z.object({ handle: z.string(), shape: z.array(Int) });
+export const ModelIoSchema = z.object({ inputs: z.array(TensorInfoSchema), outputs: z.array(TensorInfoSchema) });
+export const PathParamsSchema = z.object({ path: z.string() });
+export const DecodeImagesParamsSchema = z.object({ items: z.array(z.object({ path: z.string(), out: z.string() })) });
+export const DecodedImageSchema = z.object({ width: Int.positive(), height: Int.positive() });
+/** A validation split's labels in the model's class indices (src/jobs/export/validate.ts). */
+export const ValidationGroundTruthSchema = z.object({
+  class_names: z.array(z.string()),
+  keypoint_count: Int,
+  images: z.array(
+    z.object({
+      width: z.number(),
+      height: z.number(),
+      label: Int.optional(),
+      objects: z.array(
+        z.object({
+          class_id: Int,
+          bbox: z.array(z.number()),
+          segmentation: z.array(z.array(z.number())).optional(),
+          keypoints: z.array(z.array(z.number())).optional(),
+          iscrowd: z.boolean().optional(),
+        }),
+      ),
+    }),
+  ),
+});
+export const EvaluateParamsSchema = z.object({
+  task: z.enum(TASK_TYPES),
+  ground_truth: ValidationGroundTruthSchema,
+  /** Per image, the wrapper's predictions as JSON (runtime/node/model_wrapper.ts predictionsToJson). */
+  predictions: z.array(z.array(z.record(z.string(), z.unknown()))),
+});
+
+/** ONNX graph passes and quantization after any framework's export (vision_trainer.common.export_onnx). */
+export const FinalizeParamsSchema = z.object({ path: z.string(), level: Int });
+export const FinalizeAnswerSchema = z.object({ level: Int, opset: Int, passes: z.array(z.string()) });
+export const QuantizeParamsSchema = z.object({
+  source: z.string(),
+  output: z.string(),
+  type: z.enum(['dynamic', 'static']),
+  dtype: z.enum(['int8', 'int16', 'float16']),
+  /** Static quantization: float32 tensor files of preprocessed calibration images. */
+  calibration: z.array(z.string()),
+  input_shape: z.array(Int),
+});
+export const QuantizeAnswerSchema = z.object({ method: z.string(), output: z.string() });
+
+export { Nothing as NothingSchema, Metrics as MetricsAnswerSchema };
+
+export type TrainParams = z.input<typeof TrainParamsSchema>;
+export type TrainAnswer = z.output<typeof TrainAnswerSchema>;
+export type TrainerEvent = z.output<typeof TrainerEventSchema>;
+export type TrainerEventOf<K extends TrainerEvent['kind']> = Extract<TrainerEvent, { kind: K }>;
+export type TrainerAnswer = z.output<typeof TrainerAnswerSchema>;
+export type SessionParams = z.input<typeof SessionParamsSchema>;
+export type BatchItem = z.input<typeof BatchItemSchema>;
+export type GroundTruthInput = z.output<typeof GroundTruthInputSchema>;
+export type ImageOutcome = z.output<typeof ImageOutcomeSchema>;
+export type UltralyticsFacts = z.output<typeof UltralyticsFactsSchema>;
+export type TorchFacts = z.output<typeof TorchFactsSchema>;
+export type ModelIo = z.output<typeof ModelIoSchema>;
+export type ValidationGroundTruth = z.output<typeof ValidationGroundTruthSchema>;
+
+/**
+ * Every shape of the seam by the name its Python TypedDict has (python/vision_trainer/protocol.py),
+ * with the side that writes it: parameters are checked as TypeScript sends them (`output`),
+ * answers and events as Python must write them (`input`: defaults may be left out).
+ */
+export const BRIDGE_SCHEMAS = {
+  Environment: { schema: EnvironmentSchema, io: 'input' },
+  TrainParams: { schema: TrainParamsSchema, io: 'output' },
+  TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
+  EpochValidation: { schema: EpochValidationSchema, io: 'input' },
+  StartEvent: { schema: TrainerEventSchema.options[0], io: 'input' },
+  BatchEvent: { schema: TrainerEventSchema.options[1], io: 'input' },
+  EpochEvent: { schema: TrainerEventSchema.options[2], io: 'input' },
+  CheckpointEvent: { schema: TrainerEventSchema.options[3], io: 'input' },
+  EndEvent: { schema: TrainerEventSchema.options[4], io: 'input' },
+  CheckpointParams: { schema: CheckpointParamsSchema, io: 'output' },
+  SessionParams: { schema: SessionParamsSchema, io: 'output' },
+  BatchItem: { schema: BatchItemSchema, io: 'output' },
+  PredictParams: { schema: PredictParamsSchema, io: 'output' },
+  ModelInfo: { schema: ModelInfoSchema, io: 'input' },
+  BatchAnswer: { schema: BatchAnswerSchema, io: 'input' },
+  CheckFormatParams: { schema: CheckFormatParamsSchema, io: 'output' },
+  CheckFormatAnswer: { schema: CheckFormatAnswerSchema, io: 'input' },
+  UltralyticsFacts: { schema: UltralyticsFactsSchema, io: 'input' },
+  TorchFacts: { schema: TorchFactsSchema, io: 'input' },
+  UltralyticsExportParams: { schema: UltralyticsExportParamsSchema, io: 'output' },
+  TorchExportParams: { schema: TorchExportParamsSchema, io: 'output' },
+  ExportAnswer: { schema: ExportAnswerSchema, io: 'input' },
+  OpenOriginalParams: { schema: OpenOriginalParamsSchema, io: 'output' },
+  OpenExportedParams: { schema: OpenExportedParamsSchema, io: 'output' },
+  OpenedModel: { schema: OpenedModelSchema, io: 'input' },
+  HandleParams: { schema: HandleParamsSchema, io: 'output' },
+  RunModelParams: { schema: RunModelParamsSchema, io: 'output' },
+  RunModelAnswer: { schema: RunModelAnswerSchema, io: 'input' },
+  BenchmarkParams: { schema: BenchmarkParamsSchema, io: 'output' },
+  ModelIoParams: { schema: ModelIoParamsSchema, io: 'output' },
+  ModelIo: { schema: ModelIoSchema, io: 'input' },
+  PathParams: { schema: PathParamsSchema, io: 'output' },
+  DecodeImagesParams: { schema: DecodeImagesParamsSchema, io: 'output' },
+  DecodedImage: { schema: DecodedImageSchema, io: 'input' },
+  ValidationGroundTruth: { schema: ValidationGroundTruthSchema, io: 'output' },
+  EvaluateParams: { schema: EvaluateParamsSchema, io: 'output' },
+  FinalizeParams: { schema: FinalizeParamsSchema, io: 'output' },
+  FinalizeAnswer: { schema: FinalizeAnswerSchema, io: 'input' },
+  QuantizeParams: { schema: QuantizeParamsSchema, io: 'output' },
+  QuantizeAnswer: { schema: QuantizeAnswerSchema, io: 'input' },
+} as const satisfies Record<string, { schema: z.ZodType; io: 'input' | 'output' }>;

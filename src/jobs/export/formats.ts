@@ -1,0 +1,145 @@
+/**
+ * What can be exported, and how it is stored: the capability matrix (framework x format x
+ * quantization), the file layout of each format, and the runtimes its package ships. Config
+ * validation, the export job and the packager all read this one table.
+ */
+import type { Framework } from '../../config/tasks.js';
+import type { EXPORT_FORMATS } from '../../config/variables.js';
+
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+export type QuantizationType = 'none' | 'dynamic' | 'static';
+export type QuantizationDtype = 'int8' | 'int16' | 'float16';
+export type RuntimeLanguage = 'python' | 'node' | 'cpp' | 'swift' | 'kotlin';
+
+/** ultralytics exports through its own exporter; timm and transformers through torch's tools. */
+export const FORMATS_BY_FRAMEWORK: Record<Framework, readonly ExportFormat[]> = {
+  ultralytics: ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'],
+  timm: ['onnx', 'torchscript', 'openvino'],
+  huggingface: ['onnx', 'torchscript', 'openvino'],
+};
+
+export interface FormatInfo {
+  /** The model's name inside package.zip (a folder for directory formats). */
+  packageName: string;
+  /** Folder formats (OpenVINO IR, CoreML packages) are uploaded as one zip at model.{fmt}. */
+  directory: boolean;
+  /** Runtime wrappers in the package: each really runs this format. */
+  wrappers: readonly RuntimeLanguage[];
+  /** The design's runtime table (metadata.json "runtime"). */
+  engines: readonly string[];
+  languages: readonly string[];
+  platforms: readonly string[];
+}
+
+export const FORMATS: Record<ExportFormat, FormatInfo> = {
+  onnx: {
+    packageName: 'model.onnx',
+    directory: false,
+    wrappers: ['python', 'node', 'cpp'],
+    engines: ['onnxruntime', 'opencv_dnn', 'tensorrt'],
+    languages: ['python', 'javascript', 'cpp', 'csharp', 'java'],
+    platforms: ['windows', 'linux', 'macos', 'android', 'ios'],
+  },
+  torchscript: {
+    packageName: 'model.torchscript',
+    directory: false,
+    wrappers: ['python'],
+    engines: ['pytorch'],
+    languages: ['python', 'cpp'],
+    platforms: ['windows', 'linux', 'macos', 'android', 'ios'],
+  },
+  openvino: {
+    packageName: 'model.openvino',
+    directory: true,
+    wrappers: ['python'],
+    engines: ['openvino'],
+    languages: ['python', 'cpp'],
+    platforms: ['windows', 'linux', 'macos'],
+  },
+  coreml: {
+    packageName: 'model.mlpackage',
+    directory: true,
+    wrappers: ['swift'],
+    engines: ['coreml'],
+    languages: ['swift', 'objective-c', 'python'],
+    platforms: ['ios', 'macos'],
+  },
+  tflite: {
+    packageName: 'model.tflite',
+    directory: false,
+    wrappers: ['python', 'kotlin'],
+    engines: ['tflite'],
+    languages: ['python', 'kotlin', 'java', 'swift'],
+    platforms: ['android', 'ios', 'linux', 'raspberry_pi'],
+  },
+  tensorrt: {
+    packageName: 'model.engine',
+    directory: false,
+    wrappers: ['python'],
+    engines: ['tensorrt'],
+    languages: ['python', 'cpp'],
+    platforms: ['linux', 'windows'],
+  },
+};
+
+/** Storage key of the exported model: `export-jobs/{JOB_ID}/model.{fmt}` (docs/contract.md). */
+export const exportKey = (jobId: string, name: string) => `export-jobs/${jobId}/${name}`;
+export const modelObjectName = (format: ExportFormat) => `model.${format}`;
+
+export interface QuantizationRule {
+  format: ExportFormat;
+  frameworks: readonly Framework[];
+  type: Exclude<QuantizationType, 'none'>;
+  dtype: QuantizationDtype;
+  /** What is done, for metadata and logs. */
+  method: string;
+}
+
+const ALL: readonly Framework[] = ['ultralytics', 'timm', 'huggingface'];
+
+/**
+ * Every supported quantization. ONNX quantization is one step after any framework's export
+ * (onnxruntime's tools); the others are the format's own converter options. float16 is listed
+ * as `dynamic`: it needs no calibration.
+ */
+export const QUANTIZATIONS: readonly QuantizationRule[] = [
+  { format: 'onnx', frameworks: ALL, type: 'dynamic', dtype: 'int8', method: 'onnxruntime dynamic quantization: int8 weights, activations quantized at run time' },
+  { format: 'onnx', frameworks: ALL, type: 'dynamic', dtype: 'float16', method: 'float16 weights and activations (inputs and outputs stay float32)' },
+  { format: 'onnx', frameworks: ALL, type: 'static', dtype: 'int8', method: 'onnxruntime static QDQ quantization, int8 weights and activations calibrated on the validation dataset' },
+  { format: 'onnx', frameworks: ALL, type: 'static', dtype: 'int16', method: 'onnxruntime static QDQ quantization, int16 weights and activations calibrated on the validation dataset' },
+  { format: 'openvino', frameworks: ALL, type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
+  { format: 'torchscript', frameworks: ['timm', 'huggingface'], type: 'dynamic', dtype: 'int8', method: 'torch dynamic quantization of Linear layers (int8 weights)' },
+  { format: 'tensorrt', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'TensorRT FP16 engine' },
+  { format: 'coreml', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
+  { format: 'tflite', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'int8', method: 'LiteRT dynamic-range int8 (int8 weights, float activations)' },
+];
+
+export function quantizationRule(framework: Framework, format: ExportFormat, type: QuantizationType, dtype: QuantizationDtype): QuantizationRule | undefined {
+  if (type === 'none') return undefined;
+  return QUANTIZATIONS.find((q) => q.format === format && q.frameworks.includes(framework) && q.type === type && q.dtype === dtype);
+}
+
+export interface ExportSettingProblem {
+  /** Config field at fault (the env parser names its variable). */
+  field: 'exportFormat' | 'quantizationType' | 'quantizationDtype';
+  message: string;
+}
+
+/** Why a framework/format/quantization combination cannot be exported, or nothing. */
+export function exportSettingProblems(framework: Framework, format: ExportFormat, type: QuantizationType, dtype: QuantizationDtype): ExportSettingProblem[] {
+  const formats = FORMATS_BY_FRAMEWORK[framework];
+  if (!formats.includes(format)) {
+    return [{ field: 'exportFormat', message: `${framework} models export to ${formats.join(', ')}; ${format} is not supported for ${framework}` }];
+  }
+  if (type === 'none' || quantizationRule(framework, format, type, dtype)) return [];
+  const options = QUANTIZATIONS.filter((q) => q.format === format && q.frameworks.includes(framework)).map((q) => `QUANTIZATION_TYPE=${q.type} with QUANTIZATION_DTYPE=${q.dtype}`);
+  const hint = type === 'static' && dtype === 'float16' ? ' (float16 needs no calibration: use QUANTIZATION_TYPE=dynamic)' : '';
+  return [
+    {
+      field: 'quantizationType',
+      message: options.length
+        ? `${type} ${dtype} quantization is not available for ${framework} ${format}${hint}; supported: ${options.join('; ')}, or none`
+        : `${framework} ${format} exports support no quantization here; use QUANTIZATION_TYPE=none, or export to onnx to quantize`,
+    },
+  ];
+}

@@ -1,0 +1,80 @@
+/**
+ * Ground truth of a test run in the model's terms. The dataset's class ids are its own; the
+ * model knows classes by index, in the order it was trained with. They are matched by name, so a
+ * test set may hold a subset of the model's classes or list them in another order, but a class
+ * the model never learned is an error: its objects could never be found.
+ */
+import type { GroundTruthInput } from '../../frameworks/protocol.js';
+import type { Dataset, DatasetImage } from '../../datasets/model.js';
+import { DatasetError } from '../../errors.js';
+import type { GroundTruthRecord } from './results.js';
+
+export interface ClassMapping {
+  /** Dataset class id → model class index. */
+  toModel: Map<number, number>;
+  modelNames: readonly string[];
+}
+
+export function mapClasses(dataset: Pick<Dataset, 'classes'>, modelNames: readonly string[]): ClassMapping {
+  const byName = new Map(modelNames.map((name, index) => [name, index]));
+  const toModel = new Map<number, number>();
+  const unknown: string[] = [];
+  for (const c of dataset.classes) {
+    const index = byName.get(c.name);
+    if (index === undefined) unknown.push(c.name);
+    else toModel.set(c.id, index);
+  }
+  if (unknown.length > 0) {
+    throw new DatasetError(
+      `The test dataset has class${unknown.length === 1 ? '' : 'es'} the model was not trained on: ${unknown.map((n) => JSON.stringify(n)).join(', ')}`,
+      [],
+      `The checkpoint knows: ${modelNames.map((n) => JSON.stringify(n)).join(', ')}. Test with a dataset whose class names are among these (a subset is fine), or with a checkpoint trained on these classes.`,
+    );
+  }
+  return { toModel, modelNames };
+}
+
+export interface ImageGroundTruth {
+  /** What the Python evaluator takes. */
+  input: GroundTruthInput;
+  /** What results.json shows. */
+  record: GroundTruthRecord;
+}
+
+/**
+ * The image's ground truth, or null for an unlabelled classification image (nothing to evaluate).
+ * Crowd regions are left out, as the converters and ultralytics' validator leave them out.
+ */
+export function groundTruthOf(image: DatasetImage, dataset: Pick<Dataset, 'taskType' | 'keypointCount'>, mapping: ClassMapping): ImageGroundTruth | null {
+  const { taskType } = dataset;
+  const model = (datasetClassId: number): number => {
+    const index = mapping.toModel.get(datasetClassId);
+    if (index === undefined) throw new DatasetError(`Image ${image.id} uses class id ${datasetClassId}, which the dataset does not list in "classes"`);
+    return index;
+  };
+  if (taskType === 'image_classification' || taskType === 'zero_shot_classification') {
+    if (image.label === undefined) return null;
+    const index = model(image.label);
+    return { input: { class: index }, record: { class_id: index, class_name: mapping.modelNames[index]! } };
+  }
+  const objects = image.objects.filter((o) => !o.iscrowd);
+  const boxes = objects.map((o): [number, number, number, number] => [o.bbox[0], o.bbox[1], o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]]);
+  const classes = objects.map((o) => model(o.classId));
+  const input: GroundTruthInput = { boxes, classes };
+  if (taskType === 'instance_segmentation') input.segmentations = objects.map((o) => o.segmentation ?? []);
+  // An object without keypoints has them all absent (visibility 0), so every object has the model's count.
+  const absent = (): Array<[number, number, number]> => Array.from({ length: dataset.keypointCount ?? 0 }, () => [0, 0, 0]);
+  if (taskType === 'pose_estimation') input.keypoints = objects.map((o) => (o.keypoints ? o.keypoints.map(([x, y, v]): [number, number, number] => [x, y, v]) : absent()));
+  return {
+    input,
+    record: {
+      objects: objects.map((o, i) => ({
+        bbox: boxes[i]!,
+        class_id: classes[i]!,
+        class_name: mapping.modelNames[classes[i]!]!,
+        ...(o.segmentation ? { segmentation: o.segmentation } : {}),
+        ...(taskType === 'pose_estimation' && o.keypoints ? { keypoints: o.keypoints.map(([x, y, v]): [number, number, number] => [x, y, v]) } : {}),
+      })),
+    },
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * One test run or inference job, from the configuration to results.json in storage:
+ *
+ *   1. check what the configuration alone shows (XAI layer paths, storage URIs)
+ *   2. download the checkpoint while Python starts; gather the images (inputs.ts)
+ *   3. choose the framework and open its session: it loads the checkpoint and checks the task
+ *      and XAI layers
+ *   4. predict batch by batch (predict-loop.ts)
+ *   5. test runs: metrics from the framework's validated code; then results.json
+ *
+ * Progress and the outcome go out as events; reporter.ts sends them to the backend.
+ */
+import type { InferConfig } from '../../config/schema.js';
+import { ConfigError, DatasetError, ExitCode, type ConfigProblem, StorageError, type VisionTrainerError, asVisionTrainerError } from '../../errors.js';
+import type { InferenceEvent } from '../../events.js';
+import { adapterFor, chooseFramework, type InferenceSession, pythonEnvFor } from '../../frameworks/index.js';
+import { checkUrl, jobUrlPolicy } from '../../net/url-guard.js';
+import type { Storage } from '../../storage/types.js';
+import type { JobContext, JobDefinition } from '../context.js';
+import { fetchCheckpoint } from '../stages.js';
+import { ArtifactUploads, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
+import { mapClasses } from './ground-truth.js';
+import { imagesForJob, type JobImages } from './inputs.js';
+import { layerPathProblems } from './layers.js';
+import { Explainer } from './llm.js';
+import { type InferenceProgress, LoopStats, predictAll } from './predict-loop.js';
+import { inferenceReporter } from './reporter.js';
+import { RESULTS_SCHEMA_VERSION, type ModelInfo, type TestRunMetrics } from './results.js';
+import { ResultsWriter, type ResultsSummary } from './results-writer.js';
+
+export interface InferenceOutcome {
+  status: 'succeeded' | 'failed';
+  exitCode: number;
+  resultsUri: string | null;
+  visualizationsUri: string | null;
+  xaiUri: string | null;
+  metrics: TestRunMetrics | null;
+  images: number;
+  failedImages: number;
+  avgInferenceTimeMs: number | null;
+  error?: VisionTrainerError;
+}
+
+type InferContext = JobContext<'infer', InferenceEvent>;
+
+/**
+ * After SIGTERM the current batch finishes and the job reports `failed`; Python is killed if
+ * that takes longer than this (a batch is seconds; there is no checkpoint to save).
+ */
+const STOP_GRACE_SECONDS = 30;
+
+export const inferenceJob: JobDefinition<'infer', InferenceEvent, InferenceOutcome> = {
+  mode: 'infer',
+  graceSeconds: () => STOP_GRACE_SECONDS,
+  stopping: 'stopping after the current batch',
+  reporter: inferenceReporter,
+  run: runInference,
+  failed: (_ctx, error) => failedOutcome(error, new LoopStats(), 0),
+  done: (ctx, outcome) => ({
+    type: 'done',
+    inferenceType: ctx.config.inferenceType,
+    status: outcome.status,
+    resultsUri: outcome.resultsUri,
+    visualizationsUri: outcome.visualizationsUri,
+    xaiUri: outcome.xaiUri,
+    metrics: outcome.metrics,
+    errorMessage: outcome.error ? outcome.error.describe() : null,
+    exitCode: outcome.exitCode,
+  }),
+};
+
+async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
+  const { config, logger, stop } = ctx;
+  const started = Date.now();
+  const uploads = new ArtifactUploads(ctx.storage, logger);
+  const writer = new ResultsWriter(ctx.work.sub('results.jsonl'));
+  const stats = new LoopStats();
+  let session: InferenceSession | undefined;
+  try {
+    logger.info(`vision-trainer infer: job ${config.jobId}, ${config.inferenceType}, task ${config.taskType}`, { work_dir: ctx.work.path, storage: ctx.storage.describe() });
+    const problems = upfrontProblems(config, ctx.storage);
+    if (problems.length > 0) throw new ConfigError(problems, 'infer');
+
+    // 1. Checkpoint, with Python starting meanwhile (importing torch takes seconds too).
+    logger.stage('Downloading Checkpoint');
+    ctx.startPython(pythonEnvFor(config.framework, ctx.work.path));
+    const checkpoint = await fetchCheckpoint(ctx.storage, { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' }, ctx.work.sub('checkpoint'));
+    logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
+    stop.throwIfRequested();
+
+    // 2. Images
+    logger.stage(config.inferenceType === 'test_run' ? 'Loading Test Dataset' : 'Preparing Images');
+    const images = await imagesForJob(config, ctx.storage, ctx.work, logger);
+    stop.throwIfRequested();
+
+    // 3. Model
+    logger.stage('Loading Model');
+    session = await openSession(ctx, checkpoint.path);
+    const model = session.info;
+    const explainer = config.enableLlmExplanation ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger, policy: jobUrlPolicy(config) }) : undefined;
+    stop.throwIfRequested();
+
+    // 4. Prediction
+    logger.stage(`Processing ${images.source.total} Images`);
+    logger.info(`Images: ${images.source.description}; batch size ${config.batchSize}`);
+    const truth = images.dataset ? { dataset: images.dataset, mapping: mapClasses(images.dataset, model.class_names) } : undefined;
+    const onProgress = (p: InferenceProgress) => void ctx.events.emit({ type: 'progress', ...p });
+    await predictAll(images.source, { config, session, writer, uploads, explainer, truth, scratchDir: ctx.work.path, stop, logger, onProgress }, stats);
+    await writer.flush();
+    const failed = writer.written.failed;
+    if (stats.predicted === 0) throw new DatasetError(`None of the ${images.source.total} images could be processed`, [], "Each image's problem is in the log above; check IMAGE_PATHS or the dataset's images.");
+    logger.info(`Processed ${stats.processed} images (${failed} failed) in ${stats.loopSeconds.toFixed(1)} s, ${stats.avgInferenceTimeMs!.toFixed(1)} ms per image in prediction`);
+
+    // 5. Metrics and results
+    const metrics = await testRunMetrics(ctx, session);
+    return await saveResults(ctx, { model, images, stats, failed, metrics, explainer, uploads, writer, started });
+  } catch (err) {
+    const error = stop.requested && !(err instanceof ConfigError) ? stop.toError(` after ${stats.processed} images`) : asVisionTrainerError(err);
+    logger.error(error.describe());
+    await uploads.drain();
+    return failedOutcome(error, stats, writer.written.failed);
+  } finally {
+    await session?.close().catch(() => {});
+    await writer.close();
+  }
+}
+
+/** Problems the configuration alone shows, reported before anything is downloaded. */
+function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[] {
+  const problems = [...layerPathProblems(config.enableXai ? config.xaiTargetLayers : undefined)];
+  const checkUri = (variable: string, uri: string) => {
+    try {
+      storage.parseUri(uri);
+    } catch (err) {
+      problems.push({ variable, value: uri, message: err instanceof StorageError ? err.describe() : String(err) });
+    }
+  };
+  checkUri('CHECKPOINT_PATH', config.checkpointPath);
+  if (config.enableLlmExplanation && config.openai.baseUrl) {
+    try {
+      checkUrl(jobUrlPolicy(config), config.openai.baseUrl, 'OPENAI_BASE_URL');
+    } catch (err) {
+      problems.push({ variable: 'OPENAI_BASE_URL', value: config.openai.baseUrl, message: asVisionTrainerError(err).message });
+    }
+  }
+  if (config.inferenceType === 'inference_job' && !config.datasetId) for (const uri of config.imagePaths ?? []) checkUri('IMAGE_PATHS', uri);
+  return problems;
+}
+
+/** The framework (FRAMEWORK, or read from the checkpoint) opens a session on the checkpoint. */
+async function openSession(ctx: InferContext, checkpointPath: string): Promise<InferenceSession> {
+  const { config } = ctx;
+  const bridge = await ctx.bridge;
+  const framework = await chooseFramework(config, 'infer', bridge, checkpointPath);
+  const session = await adapterFor(framework).inference.open(bridge, {
+    checkpointPath,
+    config,
+    evaluate: config.inferenceType === 'test_run',
+    ...(config.enableXai ? { xai: { method: config.xaiMethod, layers: config.xaiTargetLayers } } : {}),
+  });
+  const model = session.info;
+  const xai = config.enableXai ? `; XAI ${config.xaiMethod} on ${model.xai_layers.join(', ')}` : '';
+  ctx.logger.info(`Model loaded: ${framework} ${model.model_name ?? model.architecture} (${model.task}, ${model.class_names.length} classes)${xai}`);
+  return session;
+}
+
+async function testRunMetrics(ctx: InferContext, session: InferenceSession): Promise<TestRunMetrics | null> {
+  if (ctx.config.inferenceType !== 'test_run') return null;
+  ctx.logger.stage('Computing Metrics');
+  const metrics = await session.finish();
+  if (metrics) ctx.logger.info(`Test-run metrics: ${Object.entries(metrics.overall_metrics).map(([k, v]) => `${k} ${v === null ? 'n/a' : v.toFixed(4)}`).join(', ')}`);
+  return metrics;
+}
+
+interface Finished {
+  model: ModelInfo;
+  images: JobImages;
+  stats: LoopStats;
+  failed: number;
+  metrics: TestRunMetrics | null;
+  explainer: Explainer | undefined;
+  uploads: ArtifactUploads;
+  writer: ResultsWriter;
+  started: number;
+}
+
+/** results.json, once every picture is stored, and the outcome that points at it. */
+async function saveResults(ctx: InferContext, f: Finished): Promise<InferenceOutcome> {
+  const { config, logger, storage } = ctx;
+  logger.stage('Saving Results');
+  await f.uploads.drain();
+  const visualizationsUri = f.stats.stored.visualizations > 0 ? storage.uri(visualizationsPrefix(config.inferenceType, config.jobId)) : null;
+  const xaiUri = f.stats.stored.heatmaps > 0 ? storage.uri(xaiPrefix(config.inferenceType, config.jobId)) : null;
+  const resultsFile = ctx.work.sub('results.json');
+  await f.writer.finish(summary(config, f, { visualizationsUri, xaiUri, totalSeconds: (Date.now() - f.started) / 1000 }), resultsFile);
+  const resultsUri = await storage.uploadFile(resultsFile, resultsKey(config.inferenceType, config.jobId), { contentType: 'application/json' });
+  logger.stage('Inference Complete');
+  logger.info(`Results: ${resultsUri}`);
+  const { stats } = f;
+  return { status: 'succeeded', exitCode: ExitCode.ok, resultsUri, visualizationsUri, xaiUri, metrics: f.metrics, images: f.images.source.total, failedImages: f.failed, avgInferenceTimeMs: stats.avgInferenceTimeMs };
+}
+
+function failedOutcome(error: VisionTrainerError, stats: LoopStats, failedImages: number): InferenceOutcome {
+  return { status: 'failed', exitCode: error.exitCode, resultsUri: null, visualizationsUri: null, xaiUri: null, metrics: null, images: stats.processed, failedImages, avgInferenceTimeMs: stats.avgInferenceTimeMs, error };
+}
+
+function summary(config: InferConfig, f: Finished, extra: { visualizationsUri: string | null; xaiUri: string | null; totalSeconds: number }): ResultsSummary {
+  return {
+    schema_version: RESULTS_SCHEMA_VERSION,
+    job_id: config.jobId,
+    inference_type: config.inferenceType,
+    task_type: config.taskType,
+    checkpoint_path: config.checkpointPath,
+    model: f.model,
+    settings: {
+      batch_size: config.batchSize,
+      image_size: config.imageSize,
+      confidence_threshold: config.confidenceThreshold,
+      iou_threshold: config.iouThreshold,
+      device: config.device,
+      dataset_id: config.datasetId ?? null,
+      test_split: config.inferenceType === 'test_run' ? config.testSplit : null,
+      split_source: f.images.splitDescription,
+      xai_method: config.enableXai ? config.xaiMethod : null,
+      llm_model: f.explainer ? f.explainer.model : null,
+      max_visualizations: config.maxVisualizations,
+    },
+    generated_at: new Date().toISOString(),
+    num_images: f.images.source.total,
+    failed_images: f.failed,
+    timing: {
+      avg_inference_time_ms: f.stats.avgInferenceTimeMs,
+      images_per_second: f.stats.loopSeconds > 0 ? f.stats.processed / f.stats.loopSeconds : null,
+      total_seconds: extra.totalSeconds,
+    },
+    metrics: f.metrics,
+    visualizations_path: extra.visualizationsUri,
+    xai_results_path: extra.xaiUri,
+  };
+}

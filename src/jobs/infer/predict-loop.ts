@@ -1,0 +1,159 @@
+/**
+ * The heart of an inference job: batches of images through the framework's session, each
+ * image's result on its way to results.json, the sample's pictures uploaded and explained in the
+ * background, progress reported every PROGRESS_EVERY images.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import type { InferenceSession } from '../../frameworks/adapter.js';
+import type { BatchItem, ImageOutcome } from '../../frameworks/protocol.js';
+import type { InferConfig } from '../../config/schema.js';
+import type { Dataset } from '../../datasets/model.js';
+import type { StopController } from '../stop.js';
+import type { InferenceEvent } from '../../events.js';
+import type { Logger } from '../../log.js';
+import { type ArtifactUploads, artifactName, inSample, visualizationsPrefix, xaiPrefix } from './artifacts.js';
+import { groundTruthOf, type ClassMapping, type ImageGroundTruth } from './ground-truth.js';
+import type { ImageSource, JobImage } from './inputs.js';
+import type { Explainer } from './llm.js';
+import type { Explanation, ImageResult } from './results.js';
+import type { ResultsWriter } from './results-writer.js';
+
+/** A progress callback goes out every this many images, and at the end. */
+export const PROGRESS_EVERY = 10;
+
+/** What a progress event says (the figures of the backend's progress callback). */
+export type InferenceProgress = Omit<Extract<InferenceEvent, { type: 'progress' }>, 'type'>;
+
+export interface LoopParts {
+  config: InferConfig;
+  session: InferenceSession;
+  writer: ResultsWriter;
+  uploads: ArtifactUploads;
+  explainer: Explainer | undefined;
+  /** Test runs: the dataset and its classes in the model's terms. */
+  truth?: { dataset: Dataset; mapping: ClassMapping } | undefined;
+  /** Where the sample's PNGs are written before upload. */
+  scratchDir: string;
+  stop: StopController;
+  logger: Logger;
+  onProgress?: ((progress: InferenceProgress) => void) | undefined;
+}
+
+/** What the loop measured; `stored` counts the pictures that reached storage. */
+export class LoopStats {
+  processed = 0;
+  predicted = 0;
+  inferenceSeconds = 0;
+  loopSeconds = 0;
+  stored = { visualizations: 0, heatmaps: 0 };
+
+  get avgInferenceTimeMs(): number | null {
+    return this.predicted > 0 ? (this.inferenceSeconds * 1000) / this.predicted : null;
+  }
+}
+
+export async function predictAll(source: ImageSource, parts: LoopParts, stats: LoopStats): Promise<void> {
+  const { config, session, stop, logger } = parts;
+  const total = source.total;
+  const visDir = join(parts.scratchDir, 'visualizations');
+  const xaiDir = join(parts.scratchDir, 'xai');
+  await mkdir(visDir, { recursive: true });
+  await mkdir(xaiDir, { recursive: true });
+  const started = Date.now();
+  let loggedDecile = 0;
+
+  for await (const batch of source.batches(config.batchSize)) {
+    stop.throwIfRequested();
+    const ready = batch.filter((image) => !image.error && image.path);
+    const planned = ready.map((image) => plan(image, total, parts, visDir, xaiDir));
+    const outcome = planned.length > 0 ? await session.predictBatch(planned.map((p) => p.item)) : { images: [], inferenceSeconds: 0 };
+    const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
+    stats.inferenceSeconds += outcome.inferenceSeconds;
+    stats.predicted += predictedHere;
+    const perImageMs = predictedHere > 0 ? (outcome.inferenceSeconds * 1000) / predictedHere : null;
+
+    const byIndex = new Map(planned.map((p, i) => [p.image.index, { ...p, outcome: outcome.images[i]! }]));
+    for (const image of batch) {
+      const done = byIndex.get(image.index);
+      const problem = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : undefined);
+      if (problem !== undefined) logger.warn(`Image ${image.index} (${image.source}) skipped: ${problem}`);
+      parts.writer.add(imageResult(parts, stats, image, done, perImageMs));
+    }
+    for (const image of batch) if (image.temporary && image.path) await rm(image.path, { force: true });
+
+    const before = stats.processed;
+    stats.processed += batch.length;
+    if (Math.floor(stats.processed / PROGRESS_EVERY) > Math.floor(before / PROGRESS_EVERY) || stats.processed === total) {
+      const percent = total > 0 ? Math.min(100, (stats.processed / total) * 100) : 100;
+      parts.onProgress?.({ processed: stats.processed, total, percent, avgInferenceTimeMs: stats.avgInferenceTimeMs });
+      const ms = stats.avgInferenceTimeMs;
+      logger.progress('Inference', stats.processed, total, ms === null ? '' : `${ms.toFixed(1)} ms/image`);
+      if (Math.floor(percent / 10) > loggedDecile) {
+        loggedDecile = Math.floor(percent / 10);
+        logger.info(`Progress: ${stats.processed}/${total} images${ms === null ? '' : `, ${ms.toFixed(1)} ms per image`}`);
+      }
+    }
+  }
+  stats.loopSeconds = (Date.now() - started) / 1000;
+}
+
+interface Planned {
+  image: JobImage;
+  item: BatchItem;
+  truth: ImageGroundTruth | null;
+  sampled: boolean;
+}
+
+/** What Python is asked for one image: its ground truth, and pictures when it is in the sample. */
+function plan(image: JobImage, total: number, parts: LoopParts, visDir: string, xaiDir: string): Planned {
+  const { config } = parts;
+  const sampled = inSample(image.index, total, config.maxVisualizations);
+  const name = artifactName(image.index, image.fileName);
+  const truth = parts.truth && image.datasetImage ? groundTruthOf(image.datasetImage, parts.truth.dataset, parts.truth.mapping) : null;
+  return {
+    image,
+    truth,
+    sampled,
+    item: {
+      path: image.path!,
+      key: String(image.index),
+      ground_truth: truth?.input ?? null,
+      visualization_path: sampled && config.saveVisualizations ? join(visDir, name) : null,
+      xai_path: sampled && config.enableXai ? join(xaiDir, name) : null,
+    },
+  };
+}
+
+/** One image's entry in results.json, once its pictures are stored and its explanation is back. */
+async function imageResult(parts: LoopParts, stats: LoopStats, image: JobImage, done: (Planned & { outcome: ImageOutcome }) | undefined, perImageMs: number | null): Promise<ImageResult> {
+  const base = { index: image.index, image_id: image.imageId, file_name: image.fileName, source: image.source, ground_truth: done?.truth?.record ?? null };
+  if (!done || 'error' in done.outcome) {
+    const error = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : 'not processed');
+    return { ...base, width: null, height: null, error, predictions: null, evaluation: null, inference_time_ms: null, visualization_path: null, xai: null, explanation: null };
+  }
+  const { outcome, item } = done;
+  const { config, uploads, explainer } = parts;
+  const upload = (localPath: string | null | undefined, prefix: string) => (localPath ? uploads.add(localPath, `${prefix}${basename(localPath)}`) : Promise.resolve(null));
+  const visualization = upload(item.visualization_path, visualizationsPrefix(config.inferenceType, config.jobId));
+  const heatmap = upload(outcome.xai?.error === null ? item.xai_path : null, xaiPrefix(config.inferenceType, config.jobId));
+  const explanation: Promise<Explanation | null> =
+    explainer && done.sampled
+      ? explainer.explain({ taskType: config.taskType, fileName: image.fileName, width: outcome.width, height: outcome.height, predictions: outcome.predictions, groundTruth: done.truth?.record ?? null, evaluation: outcome.evaluation, xai: outcome.xai })
+      : Promise.resolve(null);
+  const [visualizationUri, heatmapUri, explained] = await Promise.all([visualization, heatmap, explanation]);
+  if (visualizationUri) stats.stored.visualizations++;
+  if (heatmapUri) stats.stored.heatmaps++;
+  return {
+    ...base,
+    width: outcome.width,
+    height: outcome.height,
+    error: null,
+    predictions: outcome.predictions,
+    evaluation: outcome.evaluation,
+    inference_time_ms: perImageMs,
+    visualization_path: visualizationUri,
+    xai: outcome.xai ? { ...outcome.xai, heatmap_path: heatmapUri } : null,
+    explanation: explained,
+  };
+}

@@ -1,0 +1,38 @@
+/**
+ * An inference job's events as the backend's callbacks: progress every few images, then the
+ * completion of a test run (with its metrics) or of an inference job.
+ */
+import type { CallbackClient } from '../../callbacks/client.js';
+import type { InferConfig } from '../../config/schema.js';
+import type { InferenceEvent } from '../../events.js';
+import type { Subscriber } from '../run-stream.js';
+
+export function inferenceReporter(client: CallbackClient, config: InferConfig): Subscriber<InferenceEvent> {
+  return (event) => {
+    if (event.type === 'progress') {
+      client.inferenceProgress({
+        processed_images: event.processed,
+        total_images: event.total,
+        progress_percent: Math.round(event.percent * 100) / 100,
+        avg_inference_time_ms: event.avgInferenceTimeMs,
+      });
+      return;
+    }
+    const paths = { results_path: event.resultsUri, visualizations_path: event.visualizationsUri, xai_results_path: event.xaiUri };
+    const testRun = config.inferenceType === 'test_run';
+    if (event.status === 'failed') {
+      const failed = { status: 'failed' as const, error_message: event.errorMessage ?? 'inference failed' };
+      return testRun ? client.testRunDone(failed) : client.inferenceJobDone(failed);
+    }
+    if (!testRun) return client.inferenceJobDone({ status: 'succeeded', ...paths });
+    const m = event.metrics;
+    return client.testRunDone({
+      status: 'succeeded',
+      overall_metrics: m?.overall_metrics ?? {},
+      per_class_metrics: m?.per_class_metrics ?? [],
+      confusion_matrix: m?.confusion_matrix ?? null,
+      pr_curves: m?.pr_curves ?? {},
+      ...paths,
+    });
+  };
+}

@@ -1,0 +1,246 @@
+/**
+ * The schema of `results.json`, the one document a test run or inference job leaves behind at
+ * `{test_runs|inference_jobs}/{JOB_ID}/results.json`. The job validates every part it writes
+ * against these schemas; consumers parse the file with `InferenceResultsSchema`.
+ *
+ * Conventions:
+ * - Coordinates are pixels of the original image, top-left origin; boxes are `[x1, y1, x2, y2]`.
+ * - `class_id` is the model's class index (its `model.class_names` order), in predictions and in
+ *   ground truth alike; every id comes with its `class_name`.
+ * - Polygons are flat `[x1, y1, x2, y2, ...]` lists, as in the Platform Format's `segmentation`.
+ * - Keypoints are `[x, y, confidence]` in predictions and `[x, y, visibility]` in ground truth.
+ * - Metrics are finite numbers or null (undefined, e.g. the precision of a class never predicted).
+ *
+ * The same prediction schemas validate what the Python side returns for each batch.
+ */
+import { z } from 'zod';
+import { ConfusionMatrixSchema, MetricsSchema, PerClassMetricSchema, PrCurveSchema, TimestampSchema } from '../../callbacks/schemas.js';
+import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
+
+export const RESULTS_SCHEMA_VERSION = 1;
+
+const Score = z.number().min(0).max(1);
+const Count = z.number().int().nonnegative();
+const Pixel = z.number();
+const Metric = z.number().nullable();
+const BoxSchema = z.tuple([Pixel, Pixel, Pixel, Pixel]);
+const Point3 = z.tuple([Pixel, Pixel, z.number()]);
+
+// ---------------------------------------------------------------------------------------------
+// Predictions (the design's extract_predictions shapes)
+
+export const DetectedObjectSchema = z.object({
+  bbox: BoxSchema,
+  class_id: Count,
+  class_name: z.string(),
+  confidence: Score,
+  /** Instance segmentation: the object's outline(s). */
+  segmentation: z.array(z.array(Pixel)).optional(),
+  /** Pose: one `[x, y, confidence]` per keypoint, in the model's keypoint order. */
+  keypoints: z.array(Point3).optional(),
+});
+
+export const DetectionPredictionsSchema = z.object({ boxes: z.array(DetectedObjectSchema) });
+
+export const ClassScoreSchema = z.object({ class_id: Count, class_name: z.string(), confidence: Score });
+
+export const ClassificationPredictionsSchema = z.object({
+  class_id: Count,
+  class_name: z.string(),
+  confidence: Score,
+  /** The five most likely classes (fewer when the model has fewer), most likely first. */
+  top5: z.array(ClassScoreSchema).min(1).max(5),
+});
+
+export const PredictionsSchema = z.union([DetectionPredictionsSchema, ClassificationPredictionsSchema]);
+
+// ---------------------------------------------------------------------------------------------
+// Ground truth and per-image evaluation (test runs)
+
+export const GroundTruthObjectSchema = z.object({
+  bbox: BoxSchema,
+  class_id: Count,
+  class_name: z.string(),
+  segmentation: z.array(z.array(Pixel)).optional(),
+  keypoints: z.array(Point3).optional(),
+});
+
+export const GroundTruthSchema = z.union([
+  z.object({ objects: z.array(GroundTruthObjectSchema) }),
+  z.object({ class_id: Count, class_name: z.string() }),
+]);
+
+/** Indices refer to the image's `predictions.boxes` and `ground_truth.objects`. */
+export const DetectionEvaluationSchema = z.object({
+  matched: z.array(z.object({ prediction: Count, ground_truth: Count, class_id: Count, class_name: z.string(), iou: Score })),
+  wrong_class: z.array(
+    z.object({
+      prediction: Count,
+      ground_truth: Count,
+      predicted_class_id: Count,
+      predicted_class_name: z.string(),
+      true_class_id: Count,
+      true_class_name: z.string(),
+      iou: Score,
+    }),
+  ),
+  missed: z.array(z.object({ ground_truth: Count, class_id: Count, class_name: z.string() })),
+  false_positives: z.array(z.object({ prediction: Count, class_id: Count, class_name: z.string(), confidence: Score })),
+});
+
+export const ClassificationEvaluationSchema = z.object({
+  correct: z.boolean(),
+  /** The true class is among the top five (all classes when the model has five or fewer). */
+  top5_correct: z.boolean(),
+});
+
+export const EvaluationSchema = z.union([DetectionEvaluationSchema, ClassificationEvaluationSchema]);
+
+// ---------------------------------------------------------------------------------------------
+// Explanations
+
+export const ActivationRegionSchema = z.object({ x: Count, y: Count, w: Count, h: Count, score: Metric });
+
+/** What Python reports for one heatmap; `error` set (and the statistics absent) when it failed. */
+export const XaiResultSchema = z.object({
+  method: z.string(),
+  target_layers: z.array(z.string()),
+  /** What the heatmap explains: the predicted class, or the detections it covers. */
+  target: z.record(z.string(), z.json()).nullable(),
+  /** The overlay PNG under `xai/`; null when it was not stored. */
+  heatmap_path: z.string().nullable().default(null),
+  /** Heatmap values are scaled to 0-1 per image (as grad-cam does). */
+  max_activation: Metric.optional(),
+  mean_activation: Metric.optional(),
+  /** Share of pixels at or above half the maximum activation. */
+  high_activation_fraction: Metric.optional(),
+  peak: z.object({ x: Count, y: Count }).optional(),
+  /** Strongest connected regions above the 90th percentile, strongest first. */
+  top_regions: z.array(ActivationRegionSchema).optional(),
+  /** Detection: share of the activation inside the predicted boxes; null without boxes. */
+  activation_in_predictions: Metric.optional(),
+  error: z.string().nullable(),
+});
+
+export const ExplanationSchema = z.discriminatedUnion('available', [
+  z.object({
+    available: z.literal(true),
+    summary: z.string(),
+    key_factors: z.array(z.string()),
+    confidence_reasoning: z.string(),
+    alternatives: z.array(z.string()),
+    model: z.string(),
+    generated_at: TimestampSchema,
+  }),
+  z.object({
+    available: z.literal(false),
+    /** Why there is no explanation (no API key, server error, invalid answers, timeout). */
+    reason: z.string(),
+  }),
+]);
+
+// ---------------------------------------------------------------------------------------------
+// One image
+
+export const ImageResultSchema = z.object({
+  /** Position in the job's list of images (0-based). */
+  index: Count,
+  /** Dataset image id; for IMAGE_PATHS the path as given. */
+  image_id: z.string(),
+  file_name: z.string(),
+  /** Where the image came from (s3:// URI, or the dataset-relative file name). */
+  source: z.string(),
+  width: Count.nullable(),
+  height: Count.nullable(),
+  /** Set when the image could not be processed (missing, not an image); everything else is null then. */
+  error: z.string().nullable(),
+  predictions: PredictionsSchema.nullable(),
+  ground_truth: GroundTruthSchema.nullable(),
+  evaluation: EvaluationSchema.nullable(),
+  /** The image's share of its batch's measured prediction time. */
+  inference_time_ms: Metric,
+  visualization_path: z.string().nullable(),
+  xai: XaiResultSchema.nullable(),
+  explanation: ExplanationSchema.nullable(),
+});
+
+// ---------------------------------------------------------------------------------------------
+// The whole file
+
+export const TestRunMetricsSchema = z.object({
+  /** accuracy/top5_accuracy/precision/recall/f1 (classification) or precision/recall/mAP50/mAP50-95 (+ box_ / mask_ variants). */
+  overall_metrics: MetricsSchema,
+  per_class_metrics: z.array(PerClassMetricSchema),
+  /** Rows are true classes, columns predicted; detection adds a last "background" row/column (misses / false positives). */
+  confusion_matrix: ConfusionMatrixSchema,
+  confusion_matrix_labels: z.array(z.string()),
+  /** Precision over recall at IoU 0.5, at most 101 points per class (detection tasks). */
+  pr_curves: z.record(z.string(), PrCurveSchema),
+  /** IoU above which a shown prediction matches a ground-truth object (confusion matrix, per-image lists). */
+  match_iou_threshold: Metric,
+  images_evaluated: Count,
+});
+
+export const ModelInfoSchema = z.object({
+  framework: z.enum(FRAMEWORKS),
+  /** The checkpoint's task in the framework's words (detect, segment, pose, classify). */
+  task: z.string(),
+  class_names: z.array(z.string()),
+  model_name: z.string().nullable(),
+  architecture: z.string(),
+  training_image_size: z.union([z.number(), z.array(z.number())]).nullable(),
+  keypoint_shape: z.array(Count).nullable(),
+  xai_layers: z.array(z.string()),
+  /** Lowest confidence the model was asked for (test runs go down to 0.001 for mAP). */
+  prediction_confidence: Score,
+});
+
+export const InferenceResultsSchema = z.object({
+  schema_version: z.literal(RESULTS_SCHEMA_VERSION),
+  job_id: z.string(),
+  inference_type: z.enum(['test_run', 'inference_job']),
+  task_type: z.enum(TASK_TYPES),
+  checkpoint_path: z.string(),
+  model: ModelInfoSchema,
+  settings: z.object({
+    batch_size: Count,
+    image_size: Count,
+    confidence_threshold: Score,
+    iou_threshold: Score,
+    device: z.string(),
+    dataset_id: z.string().nullable(),
+    test_split: z.string().nullable(),
+    split_source: z.string().nullable(),
+    xai_method: z.string().nullable(),
+    llm_model: z.string().nullable(),
+    max_visualizations: Count,
+  }),
+  generated_at: TimestampSchema,
+  num_images: Count,
+  /** Images that could not be processed (listed with their `error`). */
+  failed_images: Count,
+  timing: z.object({
+    /** Prediction time per image (pre- and post-processing included), measured in Python. */
+    avg_inference_time_ms: Metric,
+    /** Images per second over the whole prediction loop (downloads, bridge, drawing, XAI included). */
+    images_per_second: Metric,
+    total_seconds: z.number().nonnegative(),
+  }),
+  /** Test runs only. */
+  metrics: TestRunMetricsSchema.nullable(),
+  visualizations_path: z.string().nullable(),
+  xai_results_path: z.string().nullable(),
+  results: z.array(ImageResultSchema),
+});
+
+export type DetectionPredictions = z.infer<typeof DetectionPredictionsSchema>;
+export type ClassificationPredictions = z.infer<typeof ClassificationPredictionsSchema>;
+export type Predictions = z.infer<typeof PredictionsSchema>;
+export type GroundTruthRecord = z.infer<typeof GroundTruthSchema>;
+export type Evaluation = z.infer<typeof EvaluationSchema>;
+export type XaiResult = z.infer<typeof XaiResultSchema>;
+export type Explanation = z.infer<typeof ExplanationSchema>;
+export type ImageResult = z.infer<typeof ImageResultSchema>;
+export type TestRunMetrics = z.infer<typeof TestRunMetricsSchema>;
+export type ModelInfo = z.infer<typeof ModelInfoSchema>;
+export type InferenceResults = z.infer<typeof InferenceResultsSchema>;

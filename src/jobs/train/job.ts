@@ -1,0 +1,235 @@
+/**
+ * The training job: dataset → pretrained weights → resume checkpoint → Python → the framework's
+ * training → checkpoints → `done`. It reports through the run's event stream only; the HTTP
+ * callbacks (reporter.ts), the log lines (console.ts) and TypeScript scripts subscribe to it.
+ */
+import { join } from 'node:path';
+import { primaryMetric } from '../../config/tasks.js';
+import { loadDataset } from '../../datasets/load.js';
+import { resolveSplits } from '../../datasets/splits.js';
+import { ExitCode, OutOfMemoryError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
+import type { Metrics, RunEvent } from '../../events.js';
+import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
+import { jobUrlPolicy } from '../../net/url-guard.js';
+import { describeUrl } from '../../redact.js';
+import { downloadUrl } from '../../storage/download.js';
+import type { JobContext, JobDefinition } from '../context.js';
+import { fetchCheckpoint, fetchDataset } from '../stages.js';
+import { consoleReporter } from './console.js';
+import { checkpointKey, TrainingProgress } from './progress.js';
+import { trainingReporter } from './reporter.js';
+
+export interface TrainResult {
+  status: 'succeeded' | 'failed';
+  exitCode: number;
+  bestEpoch: number | null;
+  bestMetricValue: number | null;
+  checkpointUri: string | null;
+  totalTimeSeconds: number;
+  /** The best epoch's validation metrics ({} before the first validation). */
+  bestMetrics?: Metrics;
+  error?: VisionTrainerError;
+}
+
+type TrainContext = JobContext<'train', RunEvent>;
+
+const MAX_WEIGHTS_BYTES = 4 * 1024 ** 3;
+
+export const trainingLogKey = (jobId: string) => `logs/job-${jobId}/training.log`;
+export { checkpointKey };
+
+export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
+  mode: 'train',
+  graceSeconds: (config) => config.stopGraceSeconds,
+  stopping: 'stopping after the current batch and uploading the last checkpoint',
+  reporter: (client, config) => trainingReporter(client, config.taskType),
+  console: consoleReporter,
+  logKey: (config) => trainingLogKey(config.jobId),
+  run: runTraining,
+  failed: (_ctx, error) => ({ status: 'failed', exitCode: error.exitCode, bestEpoch: null, bestMetricValue: null, checkpointUri: null, totalTimeSeconds: 0, error }),
+  done: doneEvent,
+};
+
+async function runTraining(ctx: TrainContext): Promise<TrainResult> {
+  const { config, logger } = ctx;
+  const progress = new TrainingProgress(ctx);
+  ctx.events.onAsyncError = (err, event) => {
+    if (event.type !== 'done') ctx.stop.request({ kind: 'handler_error', error: err });
+  };
+  try {
+    logger.info(`vision-trainer train: job ${config.jobId}, ${config.framework} ${config.modelName}, task ${config.taskType}`, { work_dir: ctx.work.path, storage: ctx.storage.describe() });
+    const adapter = adapterFor(config.framework);
+    const data = await prepareDataset(ctx, adapter);
+    const weightsPath = await fetchWeights(ctx);
+    const resumeFrom = await fetchResumeCheckpoint(ctx);
+    const outcome = await train(ctx, adapter, progress, { data, weightsPath, resumeFrom });
+    if (ctx.stop.requested) {
+      // Stopped (signal, time limit, failing handler): the last checkpoint goes up, then the run fails.
+      await progress.uploadLastCheckpoint();
+      await progress.drainUploads();
+      throw ctx.stop.toError(progress.lastCheckpointNote());
+    }
+    return await uploadBest(ctx, progress, outcome);
+  } catch (err) {
+    return await failed(ctx, progress, err);
+  }
+}
+
+/** The dataset, downloaded, validated and written in the framework's layout. */
+async function prepareDataset(ctx: TrainContext, adapter: FrameworkAdapter): Promise<PreparedDataset> {
+  const { config, events, logger } = ctx;
+  void events.emit({ type: 'stage', stage: 'downloading_dataset', message: 'Downloading dataset' });
+  logger.stage('Downloading Dataset');
+  const d = await fetchDataset(config, ctx.storage, config.datasetId, ctx.work.sub('dataset'));
+  if (d.source === 'local') {
+    void events.emit({ type: 'milestone', name: 'dataset_downloaded', message: `Using local dataset ${d.root}`, data: { source: 'local' } });
+  } else {
+    const data = { source: d.source, files: d.files, bytes: d.bytes, ...(d.snapshotKey ? { snapshot: d.snapshotKey } : {}) };
+    void events.emit({ type: 'milestone', name: 'dataset_downloaded', message: 'Dataset downloaded successfully', data });
+  }
+  ctx.stop.throwIfRequested();
+
+  void events.emit({ type: 'stage', stage: 'preparing_dataset', message: 'Validating and converting dataset' });
+  logger.stage('Preparing Dataset');
+  const dataset = await loadDataset(d.root, { taskType: config.taskType });
+  const splits = resolveSplits(dataset, config.splitStrategy);
+  const prepared = await adapter.training.prepareDataset(dataset, splits, ctx.work.sub('data'));
+  void events.emit({
+    type: 'milestone',
+    name: 'dataset_prepared',
+    message: `Dataset ready: ${dataset.images.length} images, ${dataset.classes.length} classes (${splits.description})`,
+    data: { images: dataset.images.length, classes: prepared.classNames, splits: prepared.counts, split_source: splits.description },
+  });
+  ctx.stop.throwIfRequested();
+  return prepared;
+}
+
+/** PRETRAINED_WEIGHT_URL, downloaded; undefined without one. */
+async function fetchWeights(ctx: TrainContext): Promise<string | undefined> {
+  const { config } = ctx;
+  if (!config.pretrainedWeightUrl) return undefined;
+  void ctx.events.emit({ type: 'stage', stage: 'downloading_weights', message: 'Downloading pretrained weights' });
+  ctx.logger.stage('Downloading Pretrained Weight');
+  const ext = /\.(pt|pth|safetensors|bin|zip)(?:$|\?)/i.exec(new URL(config.pretrainedWeightUrl).pathname)?.[1] ?? 'pt';
+  const path = join(ctx.work.sub('weights'), `${config.modelName}.${ext.toLowerCase()}`);
+  const d = await downloadUrl(config.pretrainedWeightUrl, path, { maxBytes: MAX_WEIGHTS_BYTES, policy: jobUrlPolicy(config) });
+  const message = `Pretrained weights downloaded from ${describeUrl(config.pretrainedWeightUrl)}`;
+  void ctx.events.emit({ type: 'milestone', name: 'weights_downloaded', message, data: { bytes: d.bytes } });
+  ctx.stop.throwIfRequested();
+  return path;
+}
+
+/** RESUME_CHECKPOINT_PATH: the checkpoint of a preempted run (ours: same key layout, same storage). */
+async function fetchResumeCheckpoint(ctx: TrainContext): Promise<string | undefined> {
+  const uri = ctx.config.resumeCheckpointPath;
+  if (!uri) return undefined;
+  void ctx.events.emit({ type: 'stage', stage: 'downloading_checkpoint', message: 'Downloading the checkpoint to resume from' });
+  const source = { variable: 'RESUME_CHECKPOINT_PATH', uri, mode: 'train', fileName: 'resume.pt', missingIsConfigError: true } as const;
+  const { path } = await fetchCheckpoint(ctx.storage, source, ctx.work.sub('resume'));
+  ctx.stop.throwIfRequested();
+  return path;
+}
+
+/** Python, then the framework's training, with MAX_TRAINING_TIME_SECONDS watched from here. */
+async function train(
+  ctx: TrainContext,
+  adapter: FrameworkAdapter,
+  progress: TrainingProgress,
+  inputs: { data: PreparedDataset; weightsPath: string | undefined; resumeFrom: string | undefined },
+): Promise<TrainOutcome> {
+  const { config, events, logger, stop } = ctx;
+  void events.emit({ type: 'stage', stage: 'starting_python', message: 'Starting Python' });
+  logger.stage('Loading Model');
+  const bridge = await ctx.startPython(adapter.pythonEnv(ctx.work.path));
+  stop.throwIfRequested();
+
+  void events.emit({ type: 'stage', stage: 'training', message: 'Training' });
+  logger.stage('Starting Training');
+  const limit = config.maxTrainingTimeSeconds;
+  const timeLimit = setInterval(() => {
+    if (progress.trainingSeconds > limit) stop.request({ kind: 'time_limit', limitSeconds: limit });
+  }, 1000);
+  timeLimit.unref();
+  try {
+    const request = { config, ...inputs, outputDir: ctx.work.sub('runs'), logFile: ctx.logPath ?? ctx.work.sub('training.log'), primaryMetric: primaryMetric(config.taskType) };
+    return await adapter.training.train(bridge, request, progress.onTrainerEvent);
+  } finally {
+    clearInterval(timeLimit);
+  }
+}
+
+/** best.pt (or the last checkpoint) to storage, once every epoch checkpoint has gone up. */
+async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome: TrainOutcome): Promise<TrainResult> {
+  const { config, logger } = ctx;
+  void ctx.events.emit({ type: 'stage', stage: 'uploading', message: 'Uploading best checkpoint' });
+  logger.stage('Training Complete');
+  const finalPath = outcome.bestPath ?? outcome.lastPath;
+  if (!finalPath) throw new VisionTrainerError('Training finished without writing a checkpoint', { exitCode: ExitCode.framework });
+  const best = progress.best;
+  progress.checkpointUri = await ctx.storage.uploadFile(finalPath, checkpointKey(config.jobId, 'best.pt'));
+  const epoch = best.epoch ?? outcome.bestEpoch ?? progress.lastSaved?.epoch ?? config.epochs;
+  void ctx.events.emit({ type: 'checkpoint', epoch, uri: progress.checkpointUri, isBest: true, reason: 'best', metrics: { ...best.metrics } });
+  const failedUploads = await progress.drainUploads();
+  if (failedUploads > 0) logger.warn(`${failedUploads} intermediate checkpoint upload(s) failed; best.pt was uploaded`);
+  return {
+    status: 'succeeded',
+    exitCode: ExitCode.ok,
+    bestEpoch: best.epoch ?? outcome.bestEpoch,
+    bestMetricValue: best.value,
+    checkpointUri: progress.checkpointUri,
+    totalTimeSeconds: (Date.now() - progress.started) / 1000,
+    bestMetrics: { ...best.metrics },
+  };
+}
+
+/** A failed run: the error that explains it best, with every checkpoint it can still save. */
+async function failed(ctx: TrainContext, progress: TrainingProgress, err: unknown): Promise<TrainResult> {
+  const { config, stop } = ctx;
+  if (err instanceof OutOfMemoryError) {
+    const smaller = Math.max(1, Math.floor(config.batchSize / 2));
+    err = new OutOfMemoryError(
+      `${err.message} (BATCH_SIZE=${config.batchSize}, IMAGE_SIZE=${config.imageSize})`,
+      `Try BATCH_SIZE=${smaller}${config.batchSize === 1 ? ` and a smaller IMAGE_SIZE than ${config.imageSize}` : ''}; ultralytics already halves the batch by itself during the first epoch, so an out-of-memory error after it needs a smaller configuration.`,
+    );
+  }
+  // A stop explains a framework error (Python interrupted or killed); any other error explains itself.
+  const explainedByStop = stop.isForced || (stop.requested && !(err instanceof VisionTrainerError && err.exitCode !== ExitCode.framework));
+  const error = explainedByStop ? stop.toError() : asVisionTrainerError(err);
+  if (stop.requested) await progress.retryLastCheckpoint();
+  await progress.drainUploads();
+  ctx.logger.error(error.describe());
+  return {
+    status: 'failed',
+    exitCode: error.exitCode,
+    bestEpoch: progress.best.epoch,
+    bestMetricValue: progress.best.value,
+    checkpointUri: progress.checkpointUri,
+    totalTimeSeconds: (Date.now() - progress.started) / 1000,
+    bestMetrics: { ...progress.best.metrics },
+    error,
+  };
+}
+
+/** The last event: what the backend's `done` callback carries. */
+function doneEvent(ctx: TrainContext, result: TrainResult): RunEvent {
+  const primary = primaryMetric(ctx.config.taskType);
+  const finalMetrics: Metrics = {
+    best_epoch: result.bestEpoch,
+    [`best_${primary}`]: result.bestMetricValue,
+    total_time_seconds: Math.round(result.totalTimeSeconds * 10) / 10,
+  };
+  const bestLoss = result.bestMetrics?.loss;
+  if (typeof bestLoss === 'number') finalMetrics.best_loss = bestLoss;
+  return {
+    type: 'done',
+    status: result.status,
+    bestEpoch: result.bestEpoch,
+    primaryMetricName: primary,
+    bestMetricValue: result.bestMetricValue,
+    checkpointUri: result.checkpointUri,
+    totalTimeSeconds: result.totalTimeSeconds,
+    finalMetrics,
+    errorMessage: result.error ? result.error.describe() : null,
+    exitCode: result.exitCode,
+  };
+}
