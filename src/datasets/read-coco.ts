@@ -3,9 +3,9 @@
  * Annotations are matched to images through an id index (ids as strings), never by search.
  * For classification, an image's annotations name its class (a `bbox` is not needed).
  */
-import { addZodProblems, checkObject, ClassTable, imageLabel, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
+import { addZodProblems, checkObject, ClassTable, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
 import type { DatasetImage } from './model.js';
-import { ImageIdRegistry, readClasses, resolveInside, type ReadContext, type ReadImage, type ReadResult } from './read-common.js';
+import { forEachImage, readClasses, type ReadContext, type ReadImage, type ReadResult } from './read-common.js';
 import { CocoAnnotationSchema, CocoCategorySchema, CocoHeaderSchema, CocoImageSchema, type CocoAnnotation } from './schema.js';
 
 export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined {
@@ -46,23 +46,7 @@ export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined
   };
 
   const byId = new Map<string, ReadImage>();
-  const ids = new ImageIdRegistry('images');
-  file.images.forEach((raw, index) => {
-    const label = imageLabel(raw, index);
-    const parsed = CocoImageSchema.safeParse(raw);
-    if (!parsed.success) {
-      addZodProblems(problems, parsed.error, label, ['images', index]);
-      return;
-    }
-    const entry = parsed.data;
-    const id = String(entry.id);
-    const fresh = ids.register(id, index, problems, label);
-    const path = resolveInside(ctx.imagesDir, entry.file_name, { image: label, field: `images[${index}].file_name` }, problems);
-    if (!fresh || path === undefined) return;
-    const image: DatasetImage = { id, fileName: entry.file_name, path, width: entry.width, height: entry.height, objects: [] };
-    if (entry.split !== undefined) image.split = entry.split;
-    byId.set(id, { image, label, field: `images[${index}]` });
-  });
+  forEachImage(file.images, CocoImageSchema, ctx.imagesDir, problems, (_entry, read) => byId.set(read.image.id, read));
 
   // An image with a bad annotation is left out of the result (its problems fail the load anyway).
   const broken = new Set<string>();

@@ -5,7 +5,7 @@
 import { resolve, sep } from 'node:path';
 import type { z } from 'zod';
 import type { DatasetClass, DatasetImage } from './model.js';
-import { addZodProblems, pathEscapeReason, preview, type ProblemList } from './checks.js';
+import { addZodProblems, imageLabel, pathEscapeReason, preview, type ProblemList } from './checks.js';
 import type { DatasetSplitConfig, LabelKind, TaskType } from './schema.js';
 
 export interface ReadContext {
@@ -97,4 +97,44 @@ export function resolveInside(base: string, relativePath: string, place: { image
     return undefined;
   }
   return path;
+}
+
+/** The fields every image entry has, in both formats. */
+interface ImageEntry {
+  id: string | number;
+  file_name: string;
+  width: number;
+  height: number;
+  split?: DatasetImage['split'] | undefined;
+}
+
+/**
+ * Each entry of an `images` array parsed with `schema`, its id unique and its file inside
+ * `imagesDir`; `use` receives the entry and the image it describes. An entry with a problem is
+ * reported and skipped.
+ */
+export function forEachImage<S extends z.ZodType<ImageEntry>>(
+  entries: readonly unknown[],
+  schema: S,
+  imagesDir: string,
+  problems: ProblemList,
+  use: (entry: z.output<S>, image: ReadImage) => void,
+): void {
+  const ids = new ImageIdRegistry('images');
+  entries.forEach((raw, index) => {
+    const label = imageLabel(raw, index);
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      addZodProblems(problems, parsed.error, label, ['images', index]);
+      return;
+    }
+    const entry = parsed.data;
+    const id = String(entry.id);
+    const fresh = ids.register(id, index, problems, label);
+    const path = resolveInside(imagesDir, entry.file_name, { image: label, field: `images[${index}].file_name` }, problems);
+    if (!fresh || path === undefined) return;
+    const image: DatasetImage = { id, fileName: entry.file_name, path, width: entry.width, height: entry.height, objects: [] };
+    if (entry.split !== undefined) image.split = entry.split;
+    use(entry, { image, label, field: `images[${index}]` });
+  });
 }

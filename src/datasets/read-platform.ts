@@ -2,9 +2,9 @@
  * Reads a parsed Platform Format `annotations.json` into the dataset model, collecting every
  * problem instead of stopping at the first.
  */
-import { addZodProblems, checkObject, ClassTable, imageLabel, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
+import { addZodProblems, checkObject, ClassTable, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
 import type { DatasetImage } from './model.js';
-import { ImageIdRegistry, readClasses, resolveInside, type ReadContext, type ReadResult } from './read-common.js';
+import { forEachImage, readClasses, resolveInside, type ReadContext, type ReadResult } from './read-common.js';
 import {
   COMPATIBLE_DATASET_TASKS,
   DatasetSplitConfigSchema,
@@ -63,29 +63,14 @@ export function readPlatform(doc: unknown, ctx: ReadContext): ReadResult | undef
   }
 
   const schema = PlatformImageSchemas[ctx.kind];
-  const ids = new ImageIdRegistry('images');
-  file.images.forEach((raw, index) => {
-    const label = imageLabel(raw, index);
-    const parsed = schema.safeParse(raw);
-    if (!parsed.success) {
-      addZodProblems(problems, parsed.error, label, ['images', index]);
-      return;
-    }
-    const entry = parsed.data;
-    const id = String(entry.id);
-    const fresh = ids.register(id, index, problems, label);
-    const path = resolveInside(ctx.imagesDir, entry.file_name, { image: label, field: `images[${index}].file_name` }, problems);
-    if (!fresh || path === undefined) return;
-
-    const image: DatasetImage = { id, fileName: entry.file_name, path, width: entry.width, height: entry.height, objects: [] };
-    if (entry.split !== undefined) image.split = entry.split;
-    const field = `images[${index}]`;
+  forEachImage(file.images, schema, ctx.imagesDir, problems, (entry, read) => {
+    const { image, label, field } = read;
     const ok = ctx.kind === 'classification'
       ? readClassificationLabel(entry as PlatformClassificationImage, image, label, field, rules)
       : ctx.kind === 'semantic'
         ? readSemanticLabel(entry as PlatformSemanticImage, image, label, field, ctx)
         : readObjects(entry as PlatformSegmentationImage | PlatformPoseImage, image, label, field, rules);
-    if (ok) result.images.push({ image, label, field });
+    if (ok) result.images.push(read);
   });
 
   if (rules.keypointCount.count !== undefined) result.keypointCount = rules.keypointCount.count;
