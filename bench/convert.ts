@@ -13,7 +13,7 @@
  *                                (it validates every box; the sketch validates nothing)
  *   TypeScript, with symlinks    the same plus one symlink per image (dangling: no image files),
  *                                which the real layout needs and the sketch does not make
- *   Python, design sketch        TRAINER_DESIGN.md's PlatformToYOLOConverter, its lookup helper
+ *   Python, design sketch        the platform design's PlatformToYOLOConverter, its lookup helper
  *                                written as its signature implies (a scan of images per image)
  *   Python, indexed              the same with an id → image dict: what careful Python costs
  *

@@ -1,6 +1,6 @@
 """The design's Python YOLO converter, as the baseline for bench/convert.ts.
 
-PlatformToYOLOConverter below is TRAINER_DESIGN.md "Example: YOLO Converter" as written,
+PlatformToYOLOConverter below is the platform design's example YOLO converter as written,
 with the helpers it calls filled in the straightforward way its code implies:
 
   _get_splits                 the design's apply_split (random.seed, shuffle, cut at ratio[0])
@@ -23,7 +23,7 @@ import yaml
 
 
 class PlatformToYOLOConverter:
-    """Convert Platform Format to YOLO format (TRAINER_DESIGN.md)."""
+    """Convert Platform Format to YOLO format (the design's sketch)."""
 
     def convert(self, platform_annotations, output_dir, split_info):
         # 1. Determine split

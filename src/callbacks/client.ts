@@ -1,7 +1,7 @@
 /**
  * The callback client jobs use to tell the backend what they are doing.
  *
- * Two kinds of call, as CONTRACT_NOTES requires:
+ * Two kinds of call (docs/contract.md, "Callbacks"):
  * - progress (heartbeat, event, validation, inference and export progress) never throws and
  *   never waits: the body is validated, queued, and delivered in order in the background with
  *   a short retry; when it cannot be delivered it is dropped with a warning.

@@ -4,8 +4,8 @@
  * payloads with these schemas and the dev receiver validates with the same table, so the
  * two cannot drift apart. TypeScript consumers take their types from here.
  *
- * Paths are exactly those in CONTRACT_NOTES "Callbacks"; bodies follow TRAINER_DESIGN.md
- * ("Output: HTTP Callbacks", "Inference Callbacks", "Export Callbacks").
+ * Paths and bodies are the platform's (docs/contract.md, "Callbacks"); the JSON Schemas in
+ * docs/schemas/callbacks.schema.json are generated from this file.
  */
 import { z } from 'zod';
 import { TASK_TYPES } from '../config/tasks.js';
@@ -47,7 +47,7 @@ export const HeartbeatSchema = z.strictObject({
   epoch: Count,
   /** Percent of the planned epochs done, 0-100. */
   progress: Percent,
-  /** Real training losses plus the latest validation metrics (CONTRACT_NOTES). */
+  /** Real training losses plus the latest validation metrics. */
   metrics: MetricsSchema,
   /** Not in the design's example; lets a reader show "epoch 3/10" without deriving it. */
   total_epochs: Count.optional(),
@@ -101,7 +101,7 @@ export const ValidationSchema = z.strictObject({
   primary_metric_value: MetricValueSchema,
   metrics: MetricsSchema,
   per_class_metrics: z.array(PerClassMetricSchema).nullable().default(null),
-  /** Classification only (CONTRACT_NOTES). */
+  /** Classification only. */
   confusion_matrix: ConfusionMatrixSchema.nullable().default(null),
   /** Detection and segmentation, keyed by class name. */
   pr_curves: z.record(z.string(), PrCurveSchema).nullable().default(null),
@@ -226,7 +226,7 @@ export const ExportDoneSchema = z
 
 /**
  * `progress` callbacks are best effort (queued, dropped on failure); `completion` callbacks
- * are retried until delivered and their failure fails the process (CONTRACT_NOTES).
+ * are retried until delivered and their failure fails the process.
  */
 export type Delivery = 'progress' | 'completion';
 

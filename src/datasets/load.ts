@@ -40,7 +40,7 @@ export async function loadDataset(root: string, options: LoadOptions): Promise<D
     throw new DatasetError(
       `${fileName} is neither a Platform Format file (top-level "classes" and "images") nor a COCO file ("images", "annotations", "categories")`,
       [],
-      'Export the dataset in the Platform Format (CONTRACT_NOTES "Platform Format") or as COCO JSON.',
+      'Export the dataset in the Platform Format or as COCO JSON.',
     );
   }
   const problems = new ProblemList();

@@ -1,6 +1,6 @@
 /**
  * The two annotation file formats a dataset may arrive in, as zod schemas: the Platform
- * Format (`annotations.json`, CONTRACT_NOTES "Platform Format") and COCO JSON. They describe
+ * Format (`annotations.json`, see docs/contract.md) and COCO JSON. They describe
  * the structure only; the checks that need the whole file (class ids exist, boxes inside
  * the image, one keypoint count, unique ids) live in `checks.ts`, and both formats are read
  * into the one model of `model.ts`.

@@ -1,6 +1,5 @@
 /**
- * Which images train, which validate, which test: the design's three levels ("Split
- * Handling", CONTRACT_NOTES "Splits").
+ * Which images train, which validate, which test: the design's three levels of split handling.
  *
  *   1. The job's SPLIT_STRATEGY, unless its method is `use_dataset`.
  *   2. The dataset's `split_config` (`manual`, `auto`, `partial`), or else the images' own

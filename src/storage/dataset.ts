@@ -1,5 +1,5 @@
 /**
- * Fetching a dataset as CONTRACT_NOTES "Storage layout" describes it:
+ * Fetching a dataset as docs/contract.md ("Storage layout") describes it:
  *   - `datasets/{id}.zip` when it exists, extracted safely while it downloads (zip.ts), else
  *   - every object under `datasets/{id}/` (downloaded in parallel, bounded), and
  *   - with SNAPSHOT_ID, `datasets/{id}/snapshots/{snapshot}.json` replaces annotations.json;

@@ -123,6 +123,6 @@ export interface Storage {
   uri(key: string): string;
   /** The key behind a URI of this storage (see `parseStorageUri`); a bare key is returned as is. */
   parseUri(uri: string): string;
-  /** Fetches a dataset as laid out in CONTRACT_NOTES "Storage layout" into destDir (which must be absent or empty). */
+  /** Fetches a dataset as laid out in docs/contract.md ("Storage layout") into destDir (which must be absent or empty). */
   downloadDataset(datasetId: string, destDir: string, options?: DatasetDownloadOptions): Promise<DatasetDownload>;
 }

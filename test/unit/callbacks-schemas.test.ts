@@ -103,7 +103,7 @@ describe('buildPayload', () => {
 });
 
 describe('ENDPOINTS', () => {
-  it('has exactly the paths of CONTRACT_NOTES "Callbacks"', () => {
+  it('has exactly the platform\'s callback paths (docs/contract.md)', () => {
     const paths = Object.fromEntries(CALLBACK_KINDS.map((kind) => [kind, ENDPOINTS[kind].path]));
     expect(paths).toEqual({
       heartbeat: '/api/v1/jobs/{JOB_ID}/heartbeat',
