@@ -84,7 +84,6 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         import torch
         import torchvision.transforms as T
         from PIL import Image
-
         from vision_trainer.checkpoints import build_model_from_checkpoint
 
         model, meta = build_model_from_checkpoint(checkpoint)

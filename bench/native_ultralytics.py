@@ -5,7 +5,6 @@ import sys
 import time
 
 t_process = time.time()
-import os  # noqa: E402
 
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.utils import SETTINGS  # noqa: E402

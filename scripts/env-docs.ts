@@ -19,7 +19,7 @@ export function envReference(): string {
     const row = rows.get(key);
     const def = v.required ? '**required**' : (v.defaultText ?? '');
     if (row) {
-      v.modes.forEach((m) => row.modes.add(m));
+      for (const m of v.modes) row.modes.add(m);
       if (!row.def.includes(def)) row.def = `${row.def}; ${def} (${v.modes.join('/')})`;
       continue;
     }

@@ -21,7 +21,7 @@ export const PROJECT_ROOT = (() => {
       dir = dirname(dir);
     }
   }
-  throw new Error('vision-trainer: cannot find the project root (package.json) above ' + fileURLToPath(import.meta.url));
+  throw new Error(`vision-trainer: cannot find the project root (package.json) above ${fileURLToPath(import.meta.url)}`);
 })();
 
 export const PYTHON_DIR = join(PROJECT_ROOT, 'python');

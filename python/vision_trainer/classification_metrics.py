@@ -7,7 +7,8 @@ classes present in the split, per-class rows and the confusion matrix (rows = tr
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -12,8 +12,9 @@ sketch ran `eval(f"self.model.{layer_name}")`, which executes whatever a job aut
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

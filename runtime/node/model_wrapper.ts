@@ -301,7 +301,7 @@ export function resizeImage(image: RgbImage, width: number, height: number, inte
       for (let i = 0; i < width * cn; i++) {
         // OpenCV's vectorised vertical pass: 16-bit products, two rounding shifts.
         const v = (((w0 * (at(row, i) >> 4)) >> 16) + ((w1 * (at(row, width * cn + i) >> 4)) >> 16) + 2) >> 2;
-        out[y * width * cn + i] = v < 0 ? 0 : v > 255 ? 255 : v;
+        out[y * width * cn + i] = v < 0 ? 0 : Math.min(v , 255);
       }
     }
     return { data: out, width, height };
@@ -317,7 +317,7 @@ export function resizeImage(image: RgbImage, width: number, height: number, inte
           v += acc * at(ys.weight, y * ys.taps + j);
         }
         const r = Math.round(v);
-        out[(y * width + x) * cn + c] = r < 0 ? 0 : r > 255 ? 255 : r;
+        out[(y * width + x) * cn + c] = r < 0 ? 0 : Math.min(r , 255);
       }
     }
   }
@@ -678,7 +678,9 @@ export class ModelWrapper {
       if (!protos) throw new Error('a segmentation model must give prototype masks as its second output');
       const nm = protos.dims[1] as number;
       const masks = masksFor(det.extra.map((e) => e.subarray(0, nm)), protos, boxes, transform, this.inputSize, post.mask_threshold ?? 0.5);
-      predictions.forEach((p, k) => (p.mask = masks[k]));
+      predictions.forEach((p, k) => {
+        p.mask = masks[k];
+      });
     }
     if (task === 'pose_estimation' && predictions.length) {
       const [count, dims] = this.metadata.model.keypoints!.shape;

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,7 +38,7 @@ INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "near
 
 def round_half_up(value: float) -> int:
     """The rounding every wrapper uses (Python's round() rounds halves to even)."""
-    return int(math.floor(value + 0.5))
+    return math.floor(value + 0.5)
 
 
 @dataclass
@@ -430,7 +431,7 @@ class ModelWrapper:
         ]
         if self.task == "instance_segmentation" and results:
             protos = np.asarray(outputs[1], dtype=np.float32)[0]
-            for r, m in zip(results, masks_for(extra[:, : protos.shape[0]], protos, boxes, transform, self.input_size, float(post.get("mask_threshold", 0.5)))):
+            for r, m in zip(results, masks_for(extra[:, : protos.shape[0]], protos, boxes, transform, self.input_size, float(post.get("mask_threshold", 0.5))), strict=True):
                 r["mask"] = m
         if self.task == "pose_estimation" and results:
             count, dims = self.metadata["model"]["keypoints"]["shape"]

@@ -14,7 +14,11 @@ const MAX_VALUE_CHARS = 120;
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
   const [head, leaf] = path.split('.') as [string, string | undefined];
   if (leaf === undefined) target[head] = value;
-  else ((target[head] ??= {}) as Record<string, unknown>)[leaf] = value;
+  else {
+    const group = (target[head] ?? {}) as Record<string, unknown>;
+    group[leaf] = value;
+    target[head] = group;
+  }
 }
 
 function shown(variable: Variable | undefined, value: unknown): string | undefined {
@@ -41,7 +45,7 @@ function variableFor(vars: Variable[], issuePath: PropertyKey[]): { variable: Va
   return { variable: best, rest };
 }
 
-function problemsFrom(error: z.ZodError, vars: Variable[], nameOf: (v: Variable | undefined, path: string) => string, valueOf: (v: Variable | undefined) => unknown): ConfigProblem[] {
+function problemsFrom(error: z.ZodError, vars: Variable[], nameOf: (v: Variable | undefined, path: string) => string, valueFor: (v: Variable | undefined) => unknown): ConfigProblem[] {
   const seen = new Set<string>();
   const problems: ConfigProblem[] = [];
   for (const issue of error.issues) {
@@ -51,8 +55,8 @@ function problemsFrom(error: z.ZodError, vars: Variable[], nameOf: (v: Variable 
     const key = `${name}|${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    const isMissing = issue.code === 'invalid_type' && !rest && valueOf(variable) === undefined;
-    problems.push({ variable: name, value: shown(variable, valueOf(variable)), message: isMissing ? `is required: ${variable?.help ?? message}` : message });
+    const isMissing = issue.code === 'invalid_type' && !rest && valueFor(variable) === undefined;
+    problems.push({ variable: name, value: shown(variable, valueFor(variable)), message: isMissing ? `is required: ${variable?.help ?? message}` : message });
   }
   return problems;
 }

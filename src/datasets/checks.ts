@@ -183,7 +183,7 @@ function outside(x0: number, y0: number, x1: number, y1: number, place: ObjectPl
   return edges.length ? edges.join(', ') : undefined;
 }
 
-const clip = (v: number, max: number) => (v < 0 ? 0 : v > max ? max : v);
+const clip = (v: number, max: number) => (v < 0 ? 0 : Math.min(v , max));
 
 /** A valid box, clipped to the image, or undefined after reporting why not. */
 export function checkBox(bbox: readonly number[], place: ObjectPlace, problems: ProblemList): Box | undefined {

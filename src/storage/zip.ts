@@ -463,7 +463,7 @@ function extractionFailure(err: unknown, archive: string, entryName: string): Er
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new StorageError(`Disk full while extracting ${archive} (entry ${JSON.stringify(entryName)})`, { hint: 'Give the job more disk (ephemeral storage).', cause: err });
   }
-  if (code !== undefined && code.startsWith('E')) {
+  if (code?.startsWith('E')) {
     return new StorageError(`Could not write entry ${JSON.stringify(entryName)} of ${archive}: ${message}`, { cause: err });
   }
   return new DatasetError(`${archive} is corrupt at entry ${JSON.stringify(entryName)}: ${message}`, [], CORRUPT_HINT);

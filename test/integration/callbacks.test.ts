@@ -17,19 +17,23 @@ import { EXAMPLE_INPUTS, FAST_RETRY, TEST_CALLBACK_TOKEN, TEST_JOB_ID, TEST_TRAC
 const backend = useCallbackReceiver();
 
 /** Calls the client method for `kind` with the example input. */
-function send(client: CallbackClient, kind: CallbackKind): Promise<unknown> | void {
+function send(client: CallbackClient, kind: CallbackKind): Promise<unknown> | undefined {
   const input = EXAMPLE_INPUTS[kind] as never;
   switch (kind) {
     case 'heartbeat':
-      return client.heartbeat(input);
+      client.heartbeat(input);
+      return undefined;
     case 'event':
-      return client.event(input);
+      client.event(input);
+      return undefined;
     case 'validation':
       return client.validation(input);
     case 'inferenceProgress':
-      return client.inferenceProgress(input);
+      client.inferenceProgress(input);
+      return undefined;
     case 'exportProgress':
-      return client.exportProgress(input);
+      client.exportProgress(input);
+      return undefined;
     case 'trainingDone':
       return client.trainingDone(input);
     case 'testRunDone':

@@ -35,7 +35,7 @@ async function runJob(jobId: string, extra: Record<string, string | undefined> =
   return { result, done, parentEntries: readdirSync(parent) };
 }
 
-function dataset(jobId: string) {
+function dataset(_jobId: string) {
   const dir = mkdtempSync(join(tmpdir(), 'vt-ds-'));
   return writeSyntheticDataset(dir, { taskType: 'object_detection', count: 10, seed: 9 });
 }

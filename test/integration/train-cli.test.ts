@@ -105,7 +105,10 @@ describe('vision-trainer train (ultralytics, real training)', () => {
         const [cls, ...coords] = line.split(' ').map(Number);
         expect([0, 1, 2]).toContain(cls);
         expect(coords).toHaveLength(4);
-        for (const v of coords) expect(v).toBeGreaterThanOrEqual(0), expect(v).toBeLessThanOrEqual(1);
+        for (const v of coords) {
+          expect(v).toBeGreaterThanOrEqual(0);
+          expect(v).toBeLessThanOrEqual(1);
+        }
       }
     }
   });

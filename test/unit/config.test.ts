@@ -156,7 +156,10 @@ describe('help', () => {
 describe('env fuzz', () => {
   it('never throws anything but ConfigError for thousands of generated environments', () => {
     let seed = 12345;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
     const junk = ['', ' ', '0', '-1', '1e309', 'NaN', 'true', 'null', '{}', '[]', '{"method":"auto","ratio":[2]}', '"x"', 'ünïcödé', 'a'.repeat(5000), '\u0000', 'http://', 's3://', '[1,2', '1.5'];
     const names = [...new Set(VARIABLES.flatMap((v) => v.env))];
     for (let i = 0; i < 3000; i++) {

@@ -63,7 +63,7 @@ describe('convertToYolo: detection', () => {
       const listed = lines(join(out, `${split}.txt`));
       expect(listed).toHaveLength(result.counts[split]!);
       for (const linkPath of listed) {
-        expect(linkPath.startsWith(join(out, 'images', split) + '/')).toBe(true);
+        expect(linkPath.startsWith(`${join(out, 'images', split)}/`)).toBe(true);
         expect(lstatSync(linkPath).isSymbolicLink()).toBe(true);
         const image = byPath.get(realpathSync(linkPath))!;
         expect(image, `${linkPath} resolves to a dataset image`).toBeDefined();

@@ -108,7 +108,10 @@ class Fuzzer {
   }
 
   mutateTree(doc: Json): void {
-    if (this.chance(0.25)) return this.mutateEntry(doc);
+    if (this.chance(0.25)) {
+      this.mutateEntry(doc);
+      return;
+    }
     const slot = this.randomSlot(doc);
     if (!slot) return;
     const { parent, key } = slot;
@@ -179,15 +182,15 @@ class Fuzzer {
       }
       case 3: {
         // A number literal JSON.parse turns into Infinity.
-        return text.replace(/(?<=[:\[,])\s*\d+(\.\d+)?/, '1e999');
+        return text.replace(/(?<=[:[,])\s*\d+(\.\d+)?/, '1e999');
       }
       case 4: {
         const depth = this.pick([1_000, 50_000]);
-        const nested = this.chance(0.5) ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(depth) + '1' + '}'.repeat(depth);
+        const nested = this.chance(0.5) ? '['.repeat(depth) + ']'.repeat(depth) : `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
         return text.replace(/(?<=:)\s*(\d+|"[^"]*")/, nested);
       }
       case 5:
-        return '\uFEFF' + text;
+        return `\uFEFF${text}`;
       case 6:
         return this.pick(['', 'null', '[]', '"text"', '42', '{}', '{"classes": {}, "images": {}}', '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}']);
       default:

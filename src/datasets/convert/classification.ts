@@ -173,7 +173,8 @@ function groupLabelled(dataset: Dataset, splits: SplitAssignment, nameOf: (class
     else if (image.label === undefined) unlabelled++;
     else {
       images[split].push(image);
-      const tally = (perClass[split] ??= {});
+      const tally = perClass[split] ?? {};
+      perClass[split] = tally;
       const name = nameOf(image.label);
       tally[name] = (tally[name] ?? 0) + 1;
     }

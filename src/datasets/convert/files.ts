@@ -138,7 +138,7 @@ export function classFolderNames(classes: readonly { id: number; name: string }[
   const folders = new Map<number, string>();
   const taken = new Set<string>();
   for (const cls of classes) {
-    // eslint-disable-next-line no-control-regex
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
     let folder = cls.name.trim().replace(/[\u0000-\u001f\u007f/\\]+/g, '_').trim();
     if (folder === '' || /^\.+$/.test(folder)) folder = `class_${cls.id}`;
     if (Buffer.byteLength(folder) > 120) folder = `${folder.slice(0, 100)}_${cls.id}`;

@@ -1,0 +1,66 @@
+"""The timm/transformers checkpoint format: written atomically, read without unpickling, refused
+with a reason when it is not ours or belongs to another setup."""
+
+import pytest
+import torch
+from vision_trainer.checkpoints import CheckpointError, RunCheckpoints, load_for_resume, read_metadata, save_checkpoint
+
+META = {
+    "framework": "timm",
+    "model_name": "resnet18",
+    "architecture": "resnet18",
+    "task_type": "image_classification",
+    "class_names": ["a", "b"],
+    "image_size": 32,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "versions": {"torch": torch.__version__},
+}
+
+
+def test_round_trip_keeps_plain_metadata(tmp_path):
+    path = save_checkpoint(tmp_path / "w" / "last.pt", {**META, "metrics": {"accuracy": float("nan")}}, {"w": torch.ones(2)})
+    meta = read_metadata(path)
+    assert meta["format"] == "vision-trainer-checkpoint"
+    assert meta["num_classes"] == 2
+    assert meta["metrics"] == {"accuracy": None}
+    assert meta["versions"] == {"torch": str(torch.__version__)}
+    assert "state_dict" not in meta
+    assert [p.name for p in (tmp_path / "w").iterdir()] == ["last.pt"], "no temporary file is left behind"
+
+
+def test_missing_metadata_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="lacks class_names"):
+        save_checkpoint(tmp_path / "x.pt", {k: v for k, v in META.items() if k != "class_names"}, {})
+
+
+def test_foreign_files_are_named_not_unpickled(tmp_path):
+    other = tmp_path / "other.pt"
+    torch.save({"model": torch.nn.Linear(1, 1)}, other)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        read_metadata(other)
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.ones(1)}, plain)
+    with pytest.raises(CheckpointError, match=r"not a vision-trainer checkpoint .*found: weights"):
+        read_metadata(plain)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_metadata(tmp_path / "none.pt")
+
+
+def test_best_is_the_last_checkpoint_of_the_best_epoch(tmp_path):
+    run = RunCheckpoints(tmp_path / "weights")
+    run.save({**META, "epoch": 1}, {"w": torch.zeros(1)}, is_best=True)
+    run.save({**META, "epoch": 2}, {"w": torch.ones(1)}, is_best=False)
+    assert read_metadata(run.best_path)["epoch"] == 1
+    assert read_metadata(run.last_path)["epoch"] == 2
+
+
+def test_resume_refuses_another_setup_and_inference_only_files(tmp_path):
+    path = save_checkpoint(tmp_path / "last.pt", META, {"w": torch.ones(1)}, training_state={"optimizer": {"state": {}, "param_groups": []}})
+    setup = {"framework": "timm", "model_name": "resnet18", "class_names": ["a", "b"], "task_type": "image_classification", "image_size": 32}
+    assert load_for_resume(path, **setup)["training_state"]
+    with pytest.raises(ValueError, match=r"classes \['a', 'b'\].*IMAGE_SIZE=32 \(this job: 64\)"):
+        load_for_resume(path, **{**setup, "class_names": ["a", "c"], "image_size": 64})
+    bare = save_checkpoint(tmp_path / "best.pt", META, {"w": torch.ones(1)})
+    with pytest.raises(ValueError, match="no optimizer state"):
+        load_for_resume(bare, **setup)

@@ -1,0 +1,85 @@
+"""The trainer-event protocol every trainer speaks: the dicts it builds, best-so-far tracking,
+"stop" answers, and the file relay of ultralytics' DDP workers."""
+
+import json
+
+from vision_trainer.trainer_events import TrainerEvents
+from vision_trainer.ultralytics_train import FileRelay
+
+
+def recorder(answers=None):
+    sent = []
+
+    def emit(event):
+        sent.append(event)
+        return (answers or {}).get(event["kind"])
+
+    return sent, emit
+
+
+def test_an_epoch_in_the_order_ultralytics_uses():
+    sent, emit = recorder()
+    events = TrainerEvents(emit, primary_metric="accuracy", epochs=2)
+    events.start(start_epoch=0, batches_per_epoch=3, device="cpu", save_dir="/tmp/run")
+    events.batch(epoch=1, batch=1, batches=3, losses={"loss": 0.5})
+    details = {"metrics": {"accuracy": 0.75, "loss": 0.4}, "per_class_metrics": [], "confusion_matrix": [[1]]}
+    assert events.improves(0.75)
+    events.record_best(1, 0.75)
+    events.checkpoint(epoch=1, last_path="/tmp/last.pt", best_path="/tmp/best.pt", is_best=True)
+    events.epoch(epoch=1, losses={"loss": 0.5}, learning_rate=0.001, validation=events.validation(details, num_images=4, seconds=0.5), is_best=True, epoch_time_seconds=2.0)
+    events.end(best_path="/tmp/best.pt", last_path="/tmp/last.pt")
+    assert [e["kind"] for e in sent] == ["start", "batch", "checkpoint", "epoch", "end"]
+    assert sent[0] == {"kind": "start", "epochs": 2, "start_epoch": 0, "batches_per_epoch": 3, "device": "cpu", "save_dir": "/tmp/run"}
+    epoch = sent[3]
+    assert epoch["metrics"] == {"accuracy": 0.75, "loss": 0.4}
+    assert epoch["fitness"] == 0.75
+    assert epoch["validation"]["primary_metric_name"] == "accuracy"
+    assert epoch["validation"]["primary_metric_value"] == 0.75
+    assert sent[4] == {"kind": "end", "best_epoch": 1, "last_epoch": 1, "best_path": "/tmp/best.pt", "last_path": "/tmp/last.pt"}
+    assert not events.stop_requested
+
+
+def test_best_so_far_carries_over_from_a_resumed_run():
+    _, emit = recorder()
+    events = TrainerEvents(emit, primary_metric="accuracy", epochs=5, best_metric=0.8, best_epoch=3)
+    assert not events.improves(0.7)
+    assert not events.improves(None)
+    assert events.improves(0.81)
+
+
+def test_a_stop_answer_to_any_event_is_remembered():
+    _, emit = recorder({"batch": "stop"})
+    events = TrainerEvents(emit, primary_metric="mAP50-95", epochs=1)
+    events.start(start_epoch=0, batches_per_epoch=1, device="cpu", save_dir="/x")
+    assert not events.stop_requested
+    events.batch(epoch=1, batch=1, batches=1, losses={})
+    assert events.stop_requested
+
+
+def test_explicit_metrics_and_fitness_win():
+    sent, emit = recorder()
+    events = TrainerEvents(emit, primary_metric="mAP50-95", epochs=1)
+    events.epoch(epoch=1, losses={}, learning_rate=None, validation=None, is_best=False, epoch_time_seconds=None, metrics={"mAP50-95": 0.2}, fitness=0.3)
+    assert sent[0]["metrics"] == {"mAP50-95": 0.2}
+    assert sent[0]["fitness"] == 0.3
+
+
+def test_the_file_relay_writes_rank_0_and_stops_all_ranks_at_an_epoch_end(tmp_path, monkeypatch):
+    events_file, stop_file = tmp_path / "events.jsonl", tmp_path / "stop"
+    relay = FileRelay(str(events_file), str(stop_file))
+    monkeypatch.setenv("RANK", "0")
+    events = TrainerEvents(None, primary_metric="mAP50-95", epochs=2, relay=relay)
+    events.batch(epoch=1, batch=1, batches=2, losses={"box_loss": float("nan")})
+    stop_file.write_text("stop\n")
+    events.batch(epoch=1, batch=2, batches=2, losses={})
+    assert not events.stop_requested, "a DDP rank must not stop mid-epoch on its own"
+    events.epoch(epoch=1, losses={}, learning_rate=None, validation=None, is_best=False, epoch_time_seconds=None)
+    assert events.stop_requested
+    lines = [json.loads(line) for line in events_file.read_text().splitlines()]
+    assert [line["kind"] for line in lines] == ["batch", "batch", "epoch"]
+    assert lines[0]["losses"] == {"box_loss": None}
+
+    monkeypatch.setenv("RANK", "1")
+    assert relay("batch", {"kind": "batch"}) is None
+    assert relay("epoch", {"kind": "epoch"}) == "stop"
+    assert len(events_file.read_text().splitlines()) == 3, "only rank 0 writes"
