@@ -188,6 +188,6 @@ export function autoSplit(ids: readonly string[], ratio: readonly number[], seed
   // min(): parts may add up to 1 within the schema's tolerance, so never past the end.
   const nVal = withTest ? Math.min(total - nTrain, Math.trunc(total * (ratio[1] ?? 0))) : total - nTrain;
   const assignment = new Map<string, SplitName>();
-  order.forEach((id, index) => assignment.set(id, index < nTrain ? 'train' : index < nTrain + nVal ? 'val' : 'test'));
+  for (const [index, id] of order.entries()) assignment.set(id, index < nTrain ? 'train' : index < nTrain + nVal ? 'val' : 'test');
   return assignment;
 }

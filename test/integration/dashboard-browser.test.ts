@@ -170,7 +170,7 @@ describe('the dev dashboard in Chromium during a real training run', () => {
       const loadedWidth = (): Promise<number> =>
         page.evaluate((k) => {
           const img = document.querySelector(`[data-testid="gallery"] img[data-kind="${k}"]`);
-          return img && img.complete ? img.naturalWidth : 0;
+          return img?.complete ? img.naturalWidth : 0;
         }, kind);
       await expect.poll(loadedWidth, { timeout: 20_000 }).toBeGreaterThan(0);
     }

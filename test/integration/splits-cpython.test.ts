@@ -16,7 +16,7 @@ import { DatasetError } from '../../src/errors.js';
 import type { DatasetImage } from '../../src/datasets/model.js';
 import { PythonRandom } from '../../src/datasets/python-random.js';
 import { DatasetSplitConfigSchema, type SplitName } from '../../src/datasets/schema.js';
-import { resolveSplits, SplitStrategySchema, type SplittableDataset } from '../../src/datasets/splits.js';
+import { resolveSplits, SplitStrategySchema, type SplittableDataset, type SplitStrategy } from '../../src/datasets/splits.js';
 import { defaultPythonBin } from '../../src/paths.js';
 import { mulberry32 } from '../helpers/random.js';
 
@@ -88,7 +88,7 @@ function runtimeLetters(item: Case, index: number): string | DatasetError {
   const ids = idsOf(item, index);
   const images: DatasetImage[] = ids.map((id, i) => ({ id, fileName: `${i}.jpg`, path: `/d/images/${i}.jpg`, width: 8, height: 8, objects: [] }));
   const dataset: SplittableDataset = { images };
-  let strategy;
+  let strategy: SplitStrategy | undefined;
   if (item.level === 'job') strategy = SplitStrategySchema.parse(JSON.parse(JSON.stringify({ method: 'auto', ratio: item.ratio, seed: item.seed })));
   if (item.level === 'dataset-auto') dataset.splitConfig = DatasetSplitConfigSchema.parse({ method: 'auto', default_ratio: item.ratio, seed: item.seed });
   if (item.level === 'partial') {

@@ -85,7 +85,10 @@ describe('identifier variables', () => {
 describe('callback routes', () => {
   const BASE = 'https://api.example.com/prefix';
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rand = () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
   const ALPHABET = ['.', '..', '/', '\\', '%', '%2e', '%2f', '?', '#', ';', ':', '@', ' ', '\t', '\n', '\u0000', 'a', 'Z', '9', '-', '_', '~', 'é', '\u202e', '&', '='];
   const generated = Array.from({ length: 800 }, () => Array.from({ length: 1 + Math.floor(rand() * 6) }, () => ALPHABET[Math.floor(rand() * ALPHABET.length)]).join(''));
 

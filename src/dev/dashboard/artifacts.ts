@@ -8,9 +8,9 @@
  * class parsed pointed at and nothing else: the page cannot be used to read arbitrary objects.
  */
 import type { ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { InferenceResultsSchema, type ImageResult, type InferenceResults } from '../../inference/results.js';
+import { InferenceResultsSchema, type ImageResult, type InferenceResults } from '../../jobs/infer/results.js';
 import type { S3StorageConfig } from '../../storage/s3.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobBoard } from './board.js';

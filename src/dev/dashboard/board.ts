@@ -319,7 +319,10 @@ export class JobBoard {
     }
     const n = series.x.length;
     series.x.push(x);
-    for (const [name, value] of losses) (series.values[name] ??= new Array<number | null>(n).fill(null)).push(value);
+    for (const [name, value] of losses) {
+      series.values[name] ??= new Array<number | null>(n).fill(null);
+      series.values[name].push(value);
+    }
     for (const values of Object.values(series.values)) if (values.length < n + 1) values.push(null);
   }
 

@@ -52,7 +52,7 @@ export function summary(job) {
     rows.push(['epoch', `${t.epoch}${t.totalEpochs ? ` / ${t.totalEpochs}` : ''}${t.batch !== null ? ` (batch ${t.batch}${t.totalBatches ? `/${t.totalBatches}` : ''})` : ''}`]);
     if (t.primaryMetricName) rows.push([`best ${t.primaryMetricName}`, t.bestValue === null ? '—' : `${fmt(t.bestValue)} (epoch ${t.bestEpoch})`]);
   }
-  if (job.inference && job.inference.total) rows.push(['images', `${job.inference.processed} / ${job.inference.total}`]);
+  if (job.inference?.total) rows.push(['images', `${job.inference.processed} / ${job.inference.total}`]);
   if (job.inference?.avgInferenceTimeMs) rows.push(['time per image', `${fmt(job.inference.avgInferenceTimeMs)} ms`]);
   const counts = Object.entries(job.requestCounts).map(([k, n]) => `${k} ${n}`).join(', ');
   rows.push(['callbacks', counts || '—']);
