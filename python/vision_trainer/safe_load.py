@@ -101,7 +101,7 @@ def _scan(data: io.BufferedIOBase) -> set[str]:
                 strings.append(memo.get(int(arg)))
             elif name not in ("PROTO", "FRAME"):
                 strings.append(None)
-    except Exception as exc:  # noqa: BLE001 - truncated or not a pickle at all
+    except Exception as exc:  # truncated or not a pickle at all
         # Bytes that are no pickle can still decode as a few opcodes: only names that look like
         # Python's module.attribute count as what a broken-off pickle asked for.
         if not found or not all(_DOTTED.match(name) for name in found):

@@ -16,7 +16,7 @@ import { createWriteStream } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pipeline } from 'node:stream/promises';
 import { request, type Dispatcher } from 'undici';
-import { ExitCode, StorageError, VisionTrainerError } from '../errors.js';
+import { ExitCode, StorageError, type VisionTrainerError } from '../errors.js';
 import { checkUrl, guardedAgent, UrlRefusedError, urlRefusal, type UrlPolicy } from '../net/url-guard.js';
 import { describeUrl, redact } from '../redact.js';
 import { formatBytes, writeAtomically } from './files.js';

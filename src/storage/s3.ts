@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   GetObjectCommand,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
@@ -175,7 +176,7 @@ export class S3Storage extends StorageBase {
 
   async openObject(key: string): Promise<ObjectReader> {
     assertValidKey(key);
-    let head;
+    let head: HeadObjectCommandOutput;
     try {
       head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
     } catch (err) {

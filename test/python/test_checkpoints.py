@@ -1,9 +1,10 @@
 """The timm/transformers checkpoint format: written atomically, read without unpickling, refused
-with a reason when it is not ours or belongs to another setup."""
+with a reason when it is not ours, would run code, or belongs to another setup."""
 
 import pytest
 import torch
 from vision_trainer.checkpoints import CheckpointError, RunCheckpoints, load_for_resume, read_metadata, save_checkpoint
+from vision_trainer.safe_load import UnsafeArtifactError
 
 META = {
     "framework": "timm",
@@ -37,7 +38,7 @@ def test_missing_metadata_is_refused(tmp_path):
 def test_foreign_files_are_named_not_unpickled(tmp_path):
     other = tmp_path / "other.pt"
     torch.save({"model": torch.nn.Linear(1, 1)}, other)
-    with pytest.raises(CheckpointError, match="pickled Python objects"):
+    with pytest.raises(UnsafeArtifactError, match=r"torch\.nn\.modules\.linear\.Linear"):
         read_metadata(other)
     plain = tmp_path / "plain.pt"
     torch.save({"weights": torch.ones(1)}, plain)
