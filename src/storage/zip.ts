@@ -187,14 +187,18 @@ async function extractRuns(
   await assertDiskSpace(context.root, context.declaredBytes, archive);
   for (const folder of folders) await writer.folder(folder);
   const runs = planRuns(files, context.concurrency);
+  // Once one run has failed the others stop at their next entry instead of finishing their range.
+  let failed = false;
   const written = await mapWithConcurrency(runs, context.concurrency, async (run) => {
     const bytes = new ByteReader(source.stream(run.start, run.end), run.start, archive);
     let total = 0;
     try {
       for (const file of run.files) {
+        if (failed) break;
         try {
           total += await extractEntry(bytes, file, writer, refuse, corrupt);
         } catch (err) {
+          failed = true;
           throw extractionFailure(err, archive, file.name);
         }
       }
