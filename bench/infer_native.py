@@ -47,9 +47,9 @@ def prepare(out: str, count: int, size: int) -> dict:
 
     YOLO("yolo11n.yaml").save(str(root / "ultralytics.pt"))
 
-    from vision_trainer.checkpoints import save_checkpoint
-    from vision_trainer.hf_train import scratch_config
-    from vision_trainer.timm_train import create_timm_model
+    from vision_trainer.common.checkpoints import save_checkpoint
+    from vision_trainer.huggingface.train import scratch_config
+    from vision_trainer.timm.train import create_timm_model
 
     names = [f"class-{i}" for i in range(10)]
     common = {"task_type": "image_classification", "class_names": names, "image_size": 128}
@@ -84,7 +84,7 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         import torch
         import torchvision.transforms as T
         from PIL import Image
-        from vision_trainer.checkpoints import build_model_from_checkpoint
+        from vision_trainer.common.checkpoints import build_model_from_checkpoint
 
         model, meta = build_model_from_checkpoint(checkpoint)
         size = int(meta["image_size"])

@@ -1,5 +1,5 @@
 """The native baseline of bench/timm.ts: the timm training vision-trainer runs
-(vision_trainer.timm_train, timm's train.py loop), called straight from Python with the same
+(vision_trainer.timm.train, timm's train.py loop), called straight from Python with the same
 params, its events answered in-process instead of through the bridge. Prints one JSON line per
 epoch start/end on stdout.
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 
-from vision_trainer import timm_train
+from vision_trainer.timm import train as timm_train
 
 # vision_trainer.support sends sys.stdout to stderr (the job's logs own stdout): report on the real one.
 out = sys.__stdout__

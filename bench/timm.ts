@@ -2,7 +2,7 @@
  * `npm run bench:timm`: does driving timm through vision-trainer's Python bridge cost training
  * time? The twin of bench/bridge.ts for the loop we own: the same timm training (resnet18 from
  * scratch on the demo's scikit-learn digits, a few seconds per epoch on this CPU) runs natively
- * in Python (bench/native_timm.py calls vision_trainer.timm_train directly) and through the
+ * in Python (bench/native_timm.py calls vision_trainer.timm.train directly) and through the
  * `vision-trainer train` CLI (local storage, a real callback receiver), interleaved, several
  * times. Prints the median per-epoch time of each (first epoch excluded: warm-up), start-up to
  * the first epoch, and `epoch time ratio: X.XX` (bridged/native). Aim: at most 1.01.

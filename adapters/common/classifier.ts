@@ -1,7 +1,7 @@
 /**
  * Inference on the checkpoints the timm and transformers trainers write. Both write one format
- * (python/vision_trainer/checkpoints.py) that rebuilds to a `pixels -> logits` module, so one
- * Python backend serves them (python/vision_trainer/infer_classifier.py); each adapter checks
+ * (python/vision_trainer/common/checkpoints.py) that rebuilds to a `pixels -> logits` module, so one
+ * Python backend serves them (python/vision_trainer/common/classifier_infer.py); each adapter checks
  * that the checkpoint is its own.
  */
 import { z } from 'zod';
@@ -12,7 +12,7 @@ import type { InferenceAdapter } from '../../src/frameworks/adapter.js';
 import { CheckpointParamsSchema, ModelInfoSchema, SessionParamsSchema } from '../../src/frameworks/protocol.js';
 import { openSession } from './session.js';
 
-const MODULE = 'vision_trainer.infer_classifier';
+const MODULE = 'vision_trainer.common.classifier_infer';
 /** The framework a checkpoint's metadata names; null when the file is not one of ours. */
 export const CHECKPOINT_FRAMEWORK = pythonEntry(MODULE, 'checkpoint_framework', CheckpointParamsSchema, z.string().nullable(), { long: true });
 const OPEN = pythonEntry(MODULE, 'open_session', SessionParamsSchema, ModelInfoSchema, { long: true });

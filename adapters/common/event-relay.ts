@@ -1,5 +1,5 @@
 /**
- * The TypeScript end of python/vision_trainer/ultralytics_train.py's FileRelay: when the trainer
+ * The TypeScript end of python/vision_trainer/ultralytics/train.py's FileRelay: when the trainer
  * runs in processes the bridge cannot reach (ultralytics DDP workers, DEVICE=0,1), it appends its
  * events as JSON lines to a file. This tails that file while the bridge call is pending (Node's
  * event loop is free then) and answers "stop" by creating the stop file.

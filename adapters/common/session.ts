@@ -1,6 +1,6 @@
 /**
  * The inference session every framework opens: the framework's own `open_session` loads the
- * checkpoint, then the shared entry points of python/vision_trainer/infer_session.py predict
+ * checkpoint, then the shared entry points of python/vision_trainer/common/infer_session.py predict
  * batch by batch and compute the test run's metrics. Every answer is parsed with the
  * results.json schemas, so a Python change that breaks the contract fails loudly here.
  *
@@ -21,7 +21,7 @@ import {
 } from '../../src/frameworks/protocol.js';
 import type { ModelInfo } from '../../src/jobs/infer/results.js';
 
-const MODULE = 'vision_trainer.infer_session';
+const MODULE = 'vision_trainer.common.infer_session';
 const PREDICT = pythonEntry(MODULE, 'predict_batch', PredictParamsSchema, BatchAnswerSchema, { long: true });
 const FINISH = pythonEntry(MODULE, 'finish', undefined, TestRunMetricsSchema.nullable(), { long: true });
 const CLOSE = pythonEntry(MODULE, 'close_session', undefined, NothingSchema);

@@ -1,9 +1,9 @@
 /**
  * Export of the checkpoints the timm and transformers trainers write
- * (python/vision_trainer/checkpoints.py): ONNX through torch.onnx.export, TorchScript through
+ * (python/vision_trainer/common/checkpoints.py): ONNX through torch.onnx.export, TorchScript through
  * torch.jit.trace, OpenVINO converted from the ONNX file. Both frameworks share it: their
  * checkpoints rebuild to the same `pixels -> logits` module. Python side:
- * python/vision_trainer/export_torch.py.
+ * python/vision_trainer/common/torch_export.py.
  */
 import type { Framework } from '../../src/config/tasks.js';
 import { ConfigError } from '../../src/errors.js';
@@ -12,7 +12,7 @@ import { type TorchFacts, TorchExportParamsSchema, TorchFactsSchema } from '../.
 import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
 import { checkFormat, exporterEntries, exportParams, openOriginal } from './exporter.js';
 
-const PYTHON = exporterEntries('vision_trainer.export_torch', TorchFactsSchema, TorchExportParamsSchema);
+const PYTHON = exporterEntries('vision_trainer.common.torch_export', TorchFactsSchema, TorchExportParamsSchema);
 
 /** The normalisation and resize rules the trainer stored in the checkpoint. */
 function processingOf(f: TorchFacts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {

@@ -1,6 +1,6 @@
 /**
  * HuggingFace transformers. Its checkpoints are in the format the timm trainer writes too
- * (python/vision_trainer/checkpoints.py), so inference and export are the shared classifier
+ * (python/vision_trainer/common/checkpoints.py), so inference and export are the shared classifier
  * ones of adapters/common/.
  */
 import { join } from 'node:path';

@@ -1,7 +1,7 @@
 /**
  * transformers training: image classification (any AutoModelForImageClassification
  * architecture) and CLIP zero-shot classification, through `transformers.Trainer`, on the
- * JSON-lines manifest of writeHuggingFaceManifest. Python side: python/vision_trainer/hf_train.py.
+ * JSON-lines manifest of writeHuggingFaceManifest. Python side: python/vision_trainer/huggingface/train.py.
  *
  * Weights: PRETRAINED_WEIGHT_URL is a zip of a `save_pretrained` folder, extracted here with the
  * same safe extraction as datasets. Without it the model is built from its configuration, which
@@ -16,7 +16,7 @@ import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/proto
 import { extractZip } from '../../src/storage/zip.js';
 import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
-const TRAIN = pythonEntry('vision_trainer.hf_train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
+const TRAIN = pythonEntry('vision_trainer.huggingface.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 /** A save_pretrained folder of the largest models this runtime fine-tunes fits well within this. */
 const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
 

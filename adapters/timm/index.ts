@@ -1,6 +1,6 @@
 /**
  * timm (PyTorch Image Models). Its checkpoints are in the format the transformers trainer
- * writes too (python/vision_trainer/checkpoints.py), so inference and export are the shared
+ * writes too (python/vision_trainer/common/checkpoints.py), so inference and export are the shared
  * classifier ones of adapters/common/.
  */
 import { join } from 'node:path';

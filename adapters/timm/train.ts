@@ -1,7 +1,7 @@
 /**
  * timm training: image classification with any timm model name, on an ImageFolder tree.
- * Python side: python/vision_trainer/timm_train.py (timm's own train.py loop, reporting the
- * shared trainer events; checkpoints in the format of python/vision_trainer/checkpoints.py).
+ * Python side: python/vision_trainer/timm/train.py (timm's own train.py loop, reporting the
+ * shared trainer events; checkpoints in the format of python/vision_trainer/common/checkpoints.py).
  */
 import { pythonEntry } from '../../src/bridge/python.js';
 import { convertToImageFolder } from '../../src/datasets/convert/index.js';
@@ -9,7 +9,7 @@ import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
-const TRAIN = pythonEntry('vision_trainer.timm_train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
+const TRAIN = pythonEntry('vision_trainer.timm.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const timmTraining: TrainingAdapter = {
   async prepareDataset(dataset, splits, outDir) {

@@ -1,6 +1,6 @@
 /**
  * ultralytics export through ultralytics' own exporter (onnx, torchscript, openvino, coreml,
- * litert/tflite, tensorrt). Python side: python/vision_trainer/export_ultralytics.py.
+ * litert/tflite, tensorrt). Python side: python/vision_trainer/ultralytics/export.py.
  */
 import type { TaskType } from '../../src/config/tasks.js';
 import type { ExportAdapter, ExportRequest, ProcessingOptions } from '../../src/frameworks/adapter.js';
@@ -8,7 +8,7 @@ import { type UltralyticsFacts, UltralyticsExportParamsSchema, UltralyticsFactsS
 import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
 import { checkFormat, exporterEntries, exportParams, openOriginal } from '../common/exporter.js';
 
-const PYTHON = exporterEntries('vision_trainer.export_ultralytics', UltralyticsFactsSchema, UltralyticsExportParamsSchema);
+const PYTHON = exporterEntries('vision_trainer.ultralytics.export', UltralyticsFactsSchema, UltralyticsExportParamsSchema);
 
 /** ultralytics' `quantize=` value for the format-native quantizations of src/jobs/export/formats.ts. */
 function nativeQuantize(request: ExportRequest): 16 | 'w8a32' | null {

@@ -1,6 +1,6 @@
 /**
  * ultralytics training: object detection, instance segmentation, pose estimation and image
- * classification. Python side: python/vision_trainer/ultralytics_train.py.
+ * classification. Python side: python/vision_trainer/ultralytics/train.py.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/proto
 import { tailEvents } from '../common/event-relay.js';
 import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
-const TRAIN = pythonEntry('vision_trainer.ultralytics_train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
+const TRAIN = pythonEntry('vision_trainer.ultralytics.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const ultralyticsTraining: TrainingAdapter = {
   async prepareDataset(dataset, splits, outDir) {

@@ -77,7 +77,7 @@ export const TrainAnswerSchema = z.object({
 
 /**
  * What every trainer (ultralytics, timm, transformers) sends while it trains, through the `emit`
- * function it was given (python/vision_trainer/trainer_events.py builds these). Per epoch:
+ * function it was given (python/vision_trainer/common/trainer_events.py builds these). Per epoch:
  * batches, validation, `checkpoint`, then `epoch`.
  */
 export const EpochValidationSchema = z.object({

@@ -11,14 +11,10 @@ import { InferenceResultsSchema, type InferenceResults } from '../../src/jobs/in
 import type { Storage } from '../../src/storage/types.js';
 import { runCli } from './cli.js';
 import { uploadDataset } from './datasets.js';
+import { jobEnv } from './job-env.js';
 import type { ReceiverFixture } from './receiver.js';
 import type { S3Fixture } from './s3.js';
 import { writeSyntheticDataset, type SyntheticDataset, type SyntheticTask } from './synthetic.js';
-
-export function storageEnv(s3: S3Fixture): Record<string, string> {
-  const c = s3.config;
-  return { STORAGE_TYPE: 'minio', S3_ENDPOINT: c.endpoint!, AWS_ACCESS_KEY_ID: c.accessKeyId, AWS_SECRET_ACCESS_KEY: c.secretAccessKey, BUCKET_NAME: c.bucket };
-}
 
 export interface TrainedModel {
   datasetId: string;
@@ -33,44 +29,14 @@ export async function trainTinyModel(s3: S3Fixture, backend: ReceiverFixture, ta
   const dataset = writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 11 });
   await uploadDataset(s3.storage(), datasetId, dir, 'zip');
   const jobId = `train-${name}`;
-  const result = await runCli(
-    ['train'],
-    {
-      ...backend.env(),
-      ...storageEnv(s3),
-      JOB_ID: jobId,
-      TRACE_ID: `trace-${jobId}`,
-      TASK_TYPE: task,
-      MODEL_NAME: modelName,
-      DATASET_ID: datasetId,
-      EPOCHS: '1',
-      DEVICE: 'cpu',
-      NUM_WORKERS: '0',
-      BATCH_SIZE: '8',
-      IMAGE_SIZE: '32',
-      CALLBACK_MAX_ATTEMPTS: '3',
-      ...extra,
-    },
-    { timeoutMs: 240_000 },
-  );
+  const env = jobEnv(s3, backend, jobId, { TASK_TYPE: task, MODEL_NAME: modelName, DATASET_ID: datasetId, EPOCHS: '1', ...extra });
+  const result = await runCli(['train'], env, { timeoutMs: 240_000 });
   expect(result.code, `training ${name} failed:\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-2000)}`).toBe(0);
   return { datasetId, dataset, checkpointUri: `s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt` };
 }
 
-export function inferEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string, extra: Record<string, string>): Record<string, string> {
-  return {
-    ...backend.env(),
-    ...storageEnv(s3),
-    JOB_ID: jobId,
-    TRACE_ID: `trace-${jobId}`,
-    DEVICE: 'cpu',
-    BATCH_SIZE: '4',
-    IMAGE_SIZE: '32',
-    CALLBACK_MAX_ATTEMPTS: '3',
-    // The OpenAI-compatible test server listens on 127.0.0.1; without this the URL guard refuses it.
-    ALLOWED_PRIVATE_HOSTS: '127.0.0.1',
-    ...extra,
-  };
+export function inferEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string, extra: Record<string, string>): Record<string, string | undefined> {
+  return jobEnv(s3, backend, jobId, { BATCH_SIZE: '4', ...extra });
 }
 
 export async function readResults(storage: Storage, key: string): Promise<InferenceResults> {

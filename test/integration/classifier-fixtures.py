@@ -20,9 +20,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 
-from vision_trainer.checkpoints import build_model_from_checkpoint, clip_image_embeddings, clip_text_embeddings, save_checkpoint
-from vision_trainer.hf_train import offline_clip_tokenizer, scratch_config
-from vision_trainer.timm_train import create_timm_model
+from vision_trainer.common.checkpoints import build_model_from_checkpoint, clip_image_embeddings, clip_text_embeddings, save_checkpoint
+from vision_trainer.huggingface.train import offline_clip_tokenizer, scratch_config
+from vision_trainer.timm.train import create_timm_model
 
 TINY_VIT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "patch_size": 8}
 TINY_CLIP = {

@@ -24,17 +24,12 @@ import {
 } from '../helpers/export-packages.js';
 import { jobEnv } from '../helpers/job-env.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
+import { TINY_CLIP, TINY_VIT } from '../helpers/classifier-runs.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
-const TINY_VIT = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 };
-const TINY_CLIP = {
-  projection_dim: 16,
-  text_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 64 },
-  vision_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 },
-};
 
 type Fixture = 'timm' | 'vit' | 'clip';
 const FIXTURES: Record<Fixture, TinyTrainingOptions> = {

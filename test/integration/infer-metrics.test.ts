@@ -1,6 +1,6 @@
 /**
  * Test-run metrics on constructed cases with known answers, through the real bridge into
- * python/vision_trainer/infer_metrics.py (ultralytics' validators and metric classes, and
+ * python/vision_trainer/common/infer_metrics.py (ultralytics' validators and metric classes, and
  * scikit-learn for classification).
  *
  * ultralytics' AP is the area under the precision envelope sampled at 101 recall points

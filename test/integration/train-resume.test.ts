@@ -63,7 +63,7 @@ describe('resume (timm)', () => {
     const best = join(mkdtempSync(join(tmpdir(), 'vt-best-')), 'best.pt');
     await s3.storage().downloadFile(`checkpoints/job-${jobId}/best.pt`, best);
     const meta = JSON.parse(
-      execFileSync(defaultPythonBin(), ['-c', 'import sys, json\nfrom vision_trainer.checkpoints import build_model_from_checkpoint\nm, meta = build_model_from_checkpoint(sys.argv[1])\nsys.__stdout__.write(json.dumps({k: meta[k] for k in ("model_name", "class_names")}))', best], { cwd: PYTHON_DIR, encoding: 'utf8' }).trim().split('\n').at(-1)!,
+      execFileSync(defaultPythonBin(), ['-c', 'import sys, json\nfrom vision_trainer.common.checkpoints import build_model_from_checkpoint\nm, meta = build_model_from_checkpoint(sys.argv[1])\nsys.__stdout__.write(json.dumps({k: meta[k] for k in ("model_name", "class_names")}))', best], { cwd: PYTHON_DIR, encoding: 'utf8' }).trim().split('\n').at(-1)!,
     );
     expect(meta).toEqual({ model_name: 'resnet18', class_names: ['circle', 'square', 'triangle'] });
   });

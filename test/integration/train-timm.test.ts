@@ -117,7 +117,7 @@ describe('a wrong PRETRAINED_WEIGHT_URL fails the run and says which way it is w
   });
 });
 
-describe('the checkpoint format (python/vision_trainer/checkpoints.py)', () => {
+describe('the checkpoint format (python/vision_trainer/common/checkpoints.py)', () => {
   it('build_model_from_checkpoint gives exactly the logits the model gave before saving: timm resnet18, transformers ViT, CLIP zero-shot', () => {
     const seen = fixture<{ max_abs_diff: Record<string, number>; logit_scale: number }>('roundtrip', mkdtempSync(join(scratch, 'roundtrip-')));
     expect(Object.keys(seen.max_abs_diff).sort()).toEqual(['timm resnet18', 'transformers CLIP zero-shot', 'transformers ViT']);

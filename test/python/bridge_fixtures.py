@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypedDict
 
-from vision_trainer.infer_metrics import MATCH_IOU_THRESHOLD, ClassificationEvaluator, DetectionEvaluator
+from vision_trainer.common.infer_metrics import MATCH_IOU_THRESHOLD, ClassificationEvaluator, DetectionEvaluator
 from vision_trainer.support import entry, guarded_js_call, plain
 
 

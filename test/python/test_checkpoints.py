@@ -3,7 +3,7 @@ with a reason when it is not ours, would run code, or belongs to another setup."
 
 import pytest
 import torch
-from vision_trainer.checkpoints import CheckpointError, RunCheckpoints, load_for_resume, read_metadata, save_checkpoint
+from vision_trainer.common.checkpoints import CheckpointError, RunCheckpoints, load_for_resume, read_metadata, save_checkpoint
 from vision_trainer.safe_load import UnsafeArtifactError
 
 META = {

@@ -2,9 +2,9 @@
 names ultralytics' metric keys become."""
 
 import torch
-from vision_trainer.classification_metrics import classification_metrics
-from vision_trainer.infer_metrics import ClassificationEvaluator
-from vision_trainer.ultralytics_train import _standard_metrics
+from vision_trainer.common.classification_metrics import classification_metrics
+from vision_trainer.common.infer_metrics import ClassificationEvaluator
+from vision_trainer.common.yolo_metrics import standard_metrics
 
 
 def test_classification_metrics_rows_are_true_classes():
@@ -49,7 +49,7 @@ def test_ultralytics_metric_names_become_the_platforms():
         "val/seg_loss": 0.5,
         "metrics/accuracy_top1": 0.9,
     }
-    assert _standard_metrics(raw, "segment") == {
+    assert standard_metrics(raw, "segment") == {
         "box_precision": 0.5,
         "box_mAP50-95": 0.3,
         "mAP50-95": 0.2,

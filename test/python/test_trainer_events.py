@@ -3,8 +3,8 @@
 
 import json
 
-from vision_trainer.trainer_events import TrainerEvents
-from vision_trainer.ultralytics_train import FileRelay
+from vision_trainer.common.trainer_events import TrainerEvents
+from vision_trainer.ultralytics.train import FileRelay
 
 
 def recorder(answers=None):

@@ -3,7 +3,7 @@
  * PNG decoding, letterbox and crop geometry, NMS, detection decoding, masks, RLE, top-k. The
  * integration tests run it on real exported models against the Python and C++ wrappers.
  */
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
   ModelWrapper,
@@ -17,16 +17,7 @@ import {
   type Tensor,
   type WrapperMetadata,
 } from '../../runtime/node/model_wrapper.js';
-import { encodePng } from '../helpers/synthetic.js';
-
-function chunk(type: string, data: Buffer): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(data.length, 0);
-  head.write(type, 4, 'ascii');
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(crc32(Buffer.concat([head.subarray(4), data])) >>> 0, 0);
-  return Buffer.concat([head, data, crc]);
-}
+import { encodePng, pngChunk } from '../helpers/synthetic.js';
 
 /** A PNG with every row written with a different filter (0-4), so decoding must undo each. */
 function filteredPng(width: number, height: number, depth: number, colour: number, rows: Buffer[], palette?: Buffer): Buffer {
@@ -56,10 +47,10 @@ function filteredPng(width: number, height: number, depth: number, colour: numbe
   header[9] = colour;
   return Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk('IHDR', header),
-    ...(palette ? [chunk('PLTE', palette)] : []),
-    chunk('IDAT', deflateSync(Buffer.concat(out))),
-    chunk('IEND', Buffer.alloc(0)),
+    pngChunk('IHDR', header),
+    ...(palette ? [pngChunk('PLTE', palette)] : []),
+    pngChunk('IDAT', deflateSync(Buffer.concat(out))),
+    pngChunk('IEND', Buffer.alloc(0)),
   ]);
 }
 

@@ -57,7 +57,7 @@ type ExportContext = JobContext<'export', ExportEvent>;
 /** Validation images kept in the package, with their expected predictions. */
 const SAMPLE_IMAGES = 3;
 const BENCHMARK = { warmup: 3, runs: 20 } as const;
-const OPENVINO_IO = pythonEntry('vision_trainer.export_validation', 'openvino_io', PathParamsSchema, ModelIoSchema, { long: true });
+const OPENVINO_IO = pythonEntry('vision_trainer.common.export_validation', 'openvino_io', PathParamsSchema, ModelIoSchema, { long: true });
 
 export const exportJob: JobDefinition<'export', ExportEvent, ExportResult> = {
   mode: 'export',

@@ -1,5 +1,5 @@
 /**
- * ONNX graph passes and quantization after any framework's export (python/vision_trainer/export_onnx.py):
+ * ONNX graph passes and quantization after any framework's export (python/vision_trainer/common/export_onnx.py):
  * dynamic int8, float16, and static int8/int16 calibrated on images of VALIDATION_DATASET_ID,
  * pre-processed exactly as the wrappers do.
  */
@@ -14,7 +14,7 @@ import type { PreprocessingSpec } from './metadata.js';
 import { tileBatch } from './runners.js';
 import { decodeImages } from './validate.js';
 
-const MODULE = 'vision_trainer.export_onnx';
+const MODULE = 'vision_trainer.common.export_onnx';
 const FINALIZE = pythonEntry(MODULE, 'finalize', FinalizeParamsSchema, FinalizeAnswerSchema, { long: true });
 const QUANTIZE = pythonEntry(MODULE, 'quantize', QuantizeParamsSchema, QuantizeAnswerSchema, { long: true });
 /** Enough images for stable MinMax ranges; more only costs time. */

@@ -1,7 +1,7 @@
 /**
  * Where a model runs during an export job. ONNX models run in this process with
  * onnxruntime-node, through the Node deployment wrapper; the original checkpoint and the other
- * formats run in Python (python/vision_trainer/export_validation.py), fed the same float32
+ * formats run in Python (python/vision_trainer/common/export_validation.py), fed the same float32
  * tensors through files. Every runner times the model call alone, not the file transfer.
  */
 import { readFile, writeFile } from 'node:fs/promises';
@@ -25,7 +25,7 @@ import {
 import type { ExportFormat } from './formats.js';
 import { timeRuns } from './latency.js';
 
-const MODULE = 'vision_trainer.export_validation';
+const MODULE = 'vision_trainer.common.export_validation';
 const OPEN_EXPORTED = pythonEntry(MODULE, 'open_exported', OpenExportedParamsSchema, OpenedModelSchema, { long: true });
 const RUN = pythonEntry(MODULE, 'run_model', RunModelParamsSchema, RunModelAnswerSchema, { long: true });
 const BENCHMARK = pythonEntry(MODULE, 'benchmark', BenchmarkParamsSchema, z.array(z.number()), { long: true });

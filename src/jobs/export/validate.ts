@@ -19,7 +19,7 @@ import { summarize } from './latency.js';
 import type { ValidationReport } from './metadata.js';
 import { tileBatch, type ModelRunner } from './runners.js';
 
-const MODULE = 'vision_trainer.export_validation';
+const MODULE = 'vision_trainer.common.export_validation';
 const DECODE_IMAGES = pythonEntry(MODULE, 'decode_images', DecodeImagesParamsSchema, z.array(DecodedImageSchema), { long: true });
 const EVALUATE = pythonEntry(MODULE, 'evaluate', EvaluateParamsSchema, MetricsAnswerSchema, { long: true });
 

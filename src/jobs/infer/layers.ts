@@ -2,7 +2,7 @@
  * XAI_TARGET_LAYERS is data, never code: each entry must be a layer path, submodule names and
  * integer indices joined by dots (`model.22`, `layer4`, `blocks.-1.norm1`). This check runs before
  * anything is downloaded; Python then resolves each path through the model's named children
- * (python/vision_trainer/xai.py, same grammar) and names the part that does not exist.
+ * (python/vision_trainer/common/xai.py, same grammar) and names the part that does not exist.
  */
 import type { ConfigProblem } from '../../errors.js';
 

@@ -5,80 +5,102 @@
  */
 import type { CallbackClient } from '../../callbacks/client.js';
 import type { TaskType } from '../../config/tasks.js';
-import type { Metrics, RunEvent, RunSubscriber } from '../../events.js';
+import type { Metrics, RunEvent, RunEventOf, RunSubscriber } from '../../events.js';
 
 /** Batch progress reaches the backend at most this often; epochs always do. */
 const BATCH_HEARTBEAT_INTERVAL_MS = 5_000;
 
 export function trainingReporter(client: CallbackClient, taskType: TaskType, options: { batchIntervalMs?: number } = {}): RunSubscriber {
-  const interval = options.batchIntervalMs ?? BATCH_HEARTBEAT_INTERVAL_MS;
-  let lastBatchBeat = 0;
-  let latestValidation: Metrics = {};
+  const reporter = new TrainingReporter(client, taskType, options.batchIntervalMs ?? BATCH_HEARTBEAT_INTERVAL_MS);
+  return (event: RunEvent) => reporter.report(event);
+}
 
-  return (event: RunEvent) => {
+class TrainingReporter {
+  private lastBatchBeat = 0;
+  /** The latest validation metrics, sent with every heartbeat until the next validation. */
+  private latestValidation: Metrics = {};
+
+  constructor(
+    private readonly client: CallbackClient,
+    private readonly taskType: TaskType,
+    private readonly batchIntervalMs: number,
+  ) {}
+
+  report(event: RunEvent): Promise<void> | undefined {
     switch (event.type) {
       case 'milestone':
-        client.event({ event_type: event.name, message: event.message, data: event.data });
-        return;
-      case 'batch': {
-        const now = Date.now();
-        if (now - lastBatchBeat < interval) return;
-        lastBatchBeat = now;
-        const done = event.epoch - 1 + event.batch / event.batches;
-        client.heartbeat({
-          epoch: event.epoch,
-          progress: Math.min(100, (done / event.epochs) * 100),
-          metrics: { ...event.losses, ...latestValidation },
-          total_epochs: event.epochs,
-          batch: event.batch,
-          total_batches: event.batches,
-          eta_seconds: event.etaSeconds,
-        });
-        return;
-      }
-      case 'epoch': {
-        // The validation loss is reported as val_loss: `loss` in a heartbeat is the training loss.
-        const { loss: valLoss, ...validation } = event.metrics;
-        latestValidation = valLoss === undefined ? validation : { ...validation, val_loss: valLoss };
-        lastBatchBeat = Date.now();
-        client.heartbeat({
-          epoch: event.epoch,
-          progress: event.progress,
-          metrics: { ...latestValidation, ...event.losses, learning_rate: event.learningRate },
-          total_epochs: event.epochs,
-        });
-        return;
-      }
+        this.client.event({ event_type: event.name, message: event.message, data: event.data });
+        return undefined;
+      case 'batch':
+        this.batch(event);
+        return undefined;
+      case 'epoch':
+        this.epoch(event);
+        return undefined;
       case 'validation':
-        void client.validation({
-          epoch: event.epoch,
-          task_type: taskType,
-          primary_metric_name: event.primaryMetricName,
-          primary_metric_value: event.primaryMetricValue,
-          metrics: event.metrics,
-          per_class_metrics: event.perClassMetrics,
-          confusion_matrix: event.confusionMatrix,
-          pr_curves: event.prCurves,
-          num_images_validated: event.numImagesValidated,
-          validation_time_seconds: event.validationTimeSeconds,
-        });
-        return;
+        this.validation(event);
+        return undefined;
       case 'checkpoint':
-        client.event({
-          event_type: 'checkpoint_saved',
-          message: event.reason === 'best' ? `Best checkpoint saved (epoch ${event.epoch})` : `Checkpoint saved at epoch ${event.epoch}`,
-          data: { checkpoint_path: event.uri, epoch: event.epoch, is_best: event.isBest, reason: event.reason, metrics: event.metrics },
-        });
-        return;
+        this.checkpoint(event);
+        return undefined;
       case 'done':
-        return client.trainingDone({
-          status: event.status,
-          final_metrics: event.finalMetrics,
-          checkpoint_path: event.checkpointUri,
-          error_message: event.errorMessage,
-        });
+        return this.client.trainingDone({ status: event.status, final_metrics: event.finalMetrics, checkpoint_path: event.checkpointUri, error_message: event.errorMessage });
       default:
-        return;
+        return undefined;
     }
-  };
+  }
+
+  /** A heartbeat between epochs, at most every batchIntervalMs: where the epoch is, and the ETA. */
+  private batch(event: RunEventOf<'batch'>): void {
+    const now = Date.now();
+    if (now - this.lastBatchBeat < this.batchIntervalMs) return;
+    this.lastBatchBeat = now;
+    const done = event.epoch - 1 + event.batch / event.batches;
+    this.client.heartbeat({
+      epoch: event.epoch,
+      progress: Math.min(100, (done / event.epochs) * 100),
+      metrics: { ...event.losses, ...this.latestValidation },
+      total_epochs: event.epochs,
+      batch: event.batch,
+      total_batches: event.batches,
+      eta_seconds: event.etaSeconds,
+    });
+  }
+
+  /** The epoch's heartbeat: real training losses, the learning rate, the latest validation. */
+  private epoch(event: RunEventOf<'epoch'>): void {
+    // The validation loss is reported as val_loss: `loss` in a heartbeat is the training loss.
+    const { loss: valLoss, ...validation } = event.metrics;
+    this.latestValidation = valLoss === undefined ? validation : { ...validation, val_loss: valLoss };
+    this.lastBatchBeat = Date.now();
+    this.client.heartbeat({
+      epoch: event.epoch,
+      progress: event.progress,
+      metrics: { ...this.latestValidation, ...event.losses, learning_rate: event.learningRate },
+      total_epochs: event.epochs,
+    });
+  }
+
+  private validation(event: RunEventOf<'validation'>): void {
+    void this.client.validation({
+      epoch: event.epoch,
+      task_type: this.taskType,
+      primary_metric_name: event.primaryMetricName,
+      primary_metric_value: event.primaryMetricValue,
+      metrics: event.metrics,
+      per_class_metrics: event.perClassMetrics,
+      confusion_matrix: event.confusionMatrix,
+      pr_curves: event.prCurves,
+      num_images_validated: event.numImagesValidated,
+      validation_time_seconds: event.validationTimeSeconds,
+    });
+  }
+
+  private checkpoint(event: RunEventOf<'checkpoint'>): void {
+    this.client.event({
+      event_type: 'checkpoint_saved',
+      message: event.reason === 'best' ? `Best checkpoint saved (epoch ${event.epoch})` : `Checkpoint saved at epoch ${event.epoch}`,
+      data: { checkpoint_path: event.uri, epoch: event.epoch, is_best: event.isBest, reason: event.reason, metrics: event.metrics },
+    });
+  }
 }

@@ -2,9 +2,9 @@
 from TypeScript.
 
 Training runs in `transformers.Trainer` (one process, one device); `_EventForwarder`, a
-`TrainerCallback`, turns its hooks into the trainer events of ultralytics_train.py. The Trainer
+`TrainerCallback`, turns its hooks into the shared trainer events (common/trainer_events.py). The Trainer
 evaluates after `on_epoch_end`, so an epoch's `checkpoint` and `epoch` events go out from
-`on_evaluate`, once its validation exists. Checkpoints are ours (`checkpoints.py`); the
+`on_evaluate`, once its validation exists. Checkpoints are ours (`common/checkpoints.py`); the
 Trainer's own saving is off.
 
 Tasks:
@@ -37,13 +37,13 @@ from torch.nn import functional as F
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from .checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume
-from .classification_metrics import classification_metrics
-from .protocol import TrainAnswer, TrainParams
-from .safe_load import UnsafeArtifactError
-from .support import entry, shield_from_terminal_interrupt
-from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
-from .trainer_events import TrainerEvents
+from ..common.checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume, run_state
+from ..common.classification_metrics import classification_metrics
+from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
+from ..common.trainer_events import TrainerEvents
+from ..protocol import TrainAnswer, TrainParams
+from ..safe_load import UnsafeArtifactError
+from ..support import entry, shield_from_terminal_interrupt
 
 log = logging.getLogger("vision_trainer")
 
@@ -354,13 +354,7 @@ class _HfRun:
             "crop_pct": 1.0,
             "interpolate_pos_encoding": self.interpolate_pos_encoding,
             "hf_config": self.model.config.to_json_string(use_diff=False),
-            "epoch": epoch,
-            "epoch_complete": epoch_complete,
-            "metrics": metrics,
-            "primary_metric": self.params["primary_metric"],
-            "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch,
-            "job_id": self.params.get("job_id"),
+            **run_state(self.params, epoch=epoch, epoch_complete=epoch_complete, metrics=metrics, best_metric=self.best_metric, best_epoch=self.best_epoch),
             "versions": self.versions,
         }
         if self.prompts is not None:

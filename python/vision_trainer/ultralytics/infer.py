@@ -1,7 +1,7 @@
 """ultralytics models for inference: prediction, drawing, and what Grad-CAM needs from a YOLO model.
 
 `open_session` loads the checkpoint into this backend and hands it to the shared session
-(infer_session.py), which drives it and never touches ultralytics itself.
+(common/infer_session.py), which drives it and never touches ultralytics itself.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .infer_session import FrameworkMismatchError, open_with
-from .protocol import CheckpointParams, ModelInfo, SessionParams
-from .support import entry
-from .ultralytics_train import configure_offline
-from .xai import CamInput
+from ..common.infer_session import FrameworkMismatchError, open_with
+from ..common.xai import CamInput
+from ..protocol import CheckpointParams, ModelInfo, SessionParams
+from ..support import entry
+from .train import configure_offline
 
 # At most this many detections per image, as ultralytics' own default.
 MAX_DETECTIONS = 300
@@ -184,7 +184,7 @@ class UltralyticsBackend:
         import torch
         from ultralytics.utils import ops
 
-        from .infer_metrics import _mask_scale
+        from ..common.infer_metrics import _mask_scale
 
         if result.masks is None:
             return np.zeros((0, 1, 1), dtype=np.uint8)
@@ -312,14 +312,14 @@ def recognizes(params: CheckpointParams) -> bool:
     """Whether an ultralytics run wrote the checkpoint (asked when FRAMEWORK is not set). Nothing
     is unpickled to find out: the pickle's opcodes name ultralytics classes. Loading it later
     refuses whatever else it names (safe_load)."""
-    from .safe_load import pickle_globals
+    from ..safe_load import pickle_globals
 
     return any(name.startswith("ultralytics.") for name in pickle_globals(params["checkpoint"]) or ())
 
 
 @entry
 def open_session(params: SessionParams) -> ModelInfo:
-    from .infer_classifier import read_checkpoint_framework
+    from ..common.classifier_infer import read_checkpoint_framework
 
     try:
         backend = UltralyticsBackend(params["checkpoint"], params)

@@ -7,7 +7,7 @@
     finish()                          the test run's metrics (infer_metrics.py)
     close_session()
 
-TypeScript picks the framework; its backend (infer_ultralytics.py, infer_classifier.py) has one
+TypeScript picks the framework; its backend (ultralytics/infer.py, common/classifier_infer.py) has one
 shape: predict / describe / render / xai_*. Everything an image produces is a plain dict; images
 and heatmaps are written to the paths TypeScript names and uploaded from there.
 """
@@ -17,11 +17,11 @@ import logging
 import time
 from typing import Any
 
+from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams
+from ..support import entry, is_out_of_memory
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
-from .protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams
-from .support import entry, is_out_of_memory
-from .ultralytics_train import TASK_BY_PLATFORM
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
+from .yolo_metrics import TASK_BY_PLATFORM
 
 LOG = logging.getLogger("vision_trainer.infer")
 # Test runs keep every detection down to this confidence for mAP, as ultralytics' validator does.

@@ -1,7 +1,7 @@
 """Training with ultralytics, driven from TypeScript.
 
 `train(params, emit)` builds the model and registers ultralytics callbacks that report through
-the shared trainer events (trainer_events.py), calling `emit(event)` (a JS function) from the
+the shared trainer events (common/trainer_events.py), calling `emit(event)` (a JS function) from the
 trainer's main thread. When `emit` answers "stop", training stops at the end of the current
 batch; ultralytics then validates, saves last.pt and fires on_model_save, so a stopped run still
 leaves a checkpoint.
@@ -18,21 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import TrainAnswer, TrainParams
-from .safe_load import UnsafeArtifactError
-from .support import entry, failpoint, plain, shield_from_terminal_interrupt
-from .trainer_events import TrainerEvents
-
-PR_CURVE_POINTS = 101
-
-# Which ultralytics metric suffix holds a task's primary metrics, and how to name the others.
-TASK_METRIC_SUFFIX = {"detect": "B", "segment": "M", "pose": "P"}
-TASK_BY_PLATFORM = {
-    "object_detection": "detect",
-    "instance_segmentation": "segment",
-    "pose_estimation": "pose",
-    "image_classification": "classify",
-}
+from ..common.trainer_events import TrainerEvents
+from ..common.yolo_metrics import TASK_BY_PLATFORM, classification_details, detection_details, macro, standard_metrics
+from ..protocol import TrainAnswer, TrainParams
+from ..safe_load import UnsafeArtifactError
+from ..support import entry, failpoint, plain, shield_from_terminal_interrupt
 
 
 def configure_offline() -> None:
@@ -42,83 +32,6 @@ def configure_offline() -> None:
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
-
-
-def _standard_metrics(raw: dict, task: str) -> dict:
-    """ultralytics keys (metrics/mAP50-95(B), val/box_loss) -> the platform's names."""
-    out: dict[str, Any] = {}
-    primary_suffix = TASK_METRIC_SUFFIX.get(task)
-    val_loss = 0.0
-    has_val_loss = False
-    for key, value in raw.items():
-        if key.startswith("metrics/"):
-            name = key[len("metrics/") :]
-            if name == "accuracy_top1":
-                out["accuracy"] = value
-                continue
-            if name == "accuracy_top5":
-                out["top5_accuracy"] = value
-                continue
-            if name.endswith(")") and "(" in name:
-                base, suffix = name[:-1].split("(")
-                out[base if suffix == primary_suffix else f"{ {'B': 'box', 'M': 'mask', 'P': 'pose'}.get(suffix, suffix)}_{base}"] = value
-            else:
-                out[name] = value
-        elif key.startswith("val/"):
-            out[f"val_{key[4:]}"] = value
-            if value is not None:
-                val_loss += float(value)
-                has_val_loss = True
-    if has_val_loss:
-        out["loss"] = val_loss
-    return out
-
-
-def _downsample(xs, ys) -> tuple[list, list]:
-    idx = np.linspace(0, len(xs) - 1, min(PR_CURVE_POINTS, len(xs))).round().astype(int)
-    return [float(xs[i]) for i in idx], [float(ys[i]) for i in idx]
-
-
-def _detection_details(validator, task: str, names: dict) -> dict:
-    metrics = validator.metrics
-    part = {"detect": metrics.box, "segment": getattr(metrics, "seg", None), "pose": getattr(metrics, "pose", None)}[task]
-    support = getattr(metrics, "nt_per_class", None)
-    index = [int(i) for i in getattr(part, "ap_class_index", [])]
-    per_class = []
-    for class_id, class_name in names.items():
-        n = int(support[class_id]) if support is not None and class_id < len(support) else 0
-        row = {"class_id": int(class_id), "class_name": str(class_name), "precision": None, "recall": None, "ap": None, "ap50": None, "support": n}
-        if class_id in index:
-            i = index.index(class_id)
-            row.update(precision=part.p[i], recall=part.r[i], ap=part.ap[i], ap50=part.ap50[i])
-        per_class.append(row)
-    pr_curves = {}
-    px, prec_values = part.px, part.prec_values
-    for i, class_id in enumerate(index):
-        if i < len(prec_values):
-            recall, precision = _downsample(px, prec_values[i])
-            pr_curves[str(names.get(class_id, class_id))] = {"precision": precision, "recall": recall}
-    return {"per_class_metrics": per_class, "pr_curves": pr_curves}
-
-
-def _classification_details(validator, names: dict) -> dict:
-    # ultralytics counts matrix[predicted][true]; the platform reads rows as the true class.
-    matrix = np.asarray(validator.confusion_matrix.matrix)[: len(names), : len(names)].T
-    per_class = []
-    for class_id, class_name in names.items():
-        tp = float(matrix[class_id, class_id])
-        actual = float(matrix[class_id].sum())
-        predicted = float(matrix[:, class_id].sum())
-        precision = tp / predicted if predicted else None
-        recall = tp / actual if actual else None
-        f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if actual else None)
-        per_class.append({"class_id": int(class_id), "class_name": str(class_name), "precision": precision, "recall": recall, "f1": f1, "ap": None, "support": int(actual)})
-    return {"per_class_metrics": per_class, "confusion_matrix": matrix.astype(int).tolist()}
-
-
-def _macro(per_class: list, key: str):
-    values = [row[key] for row in per_class if row.get(key) is not None and row.get("support", 0) > 0]
-    return float(np.mean(values)) if values else None
 
 
 class FileRelay:
@@ -152,7 +65,7 @@ def _rank() -> int:
 
 
 class _Reporter:
-    """ultralytics' callbacks as the shared trainer events (trainer_events.py); a "stop" answer
+    """ultralytics' callbacks as the shared trainer events (common/trainer_events.py); a "stop" answer
     sets `trainer.stop`, which ultralytics honours after the current batch."""
 
     def __init__(self, events: TrainerEvents, task: str):
@@ -217,7 +130,7 @@ class _Reporter:
             # A diverged component makes the total unknown too (sent as null, never NaN).
             losses["loss"] = float(sum(parts)) if parts and all(np.isfinite(parts)) else None
         lr = trainer.lr or {}
-        metrics = _standard_metrics(trainer.metrics or {}, self.task)
+        metrics = standard_metrics(trainer.metrics or {}, self.task)
         validation = self._validation(trainer, metrics)
         self.events.epoch(epoch=epoch, losses=losses, learning_rate=max(lr.values()) if lr else None, validation=validation,
                           is_best=self.events.best_epoch == epoch, epoch_time_seconds=getattr(trainer, "epoch_time", None),
@@ -232,13 +145,13 @@ class _Reporter:
             return None
         names = dict(trainer.data["names"])
         try:
-            details = _classification_details(validator, names) if self.task == "classify" else _detection_details(validator, self.task, names)
+            details = classification_details(validator, names) if self.task == "classify" else detection_details(validator, self.task, names)
         except Exception as exc:  # noqa: BLE001 - metric details are best effort; the core metrics still go out
             logging.getLogger("vision_trainer").warning("per-class metrics unavailable: %s", exc)
             details = {"per_class_metrics": []}
         per_class = details["per_class_metrics"]
         if self.task == "classify":
-            metrics.update(precision=_macro(per_class, "precision"), recall=_macro(per_class, "recall"), f1=_macro(per_class, "f1"))
+            metrics.update(precision=macro(per_class, "precision"), recall=macro(per_class, "recall"), f1=macro(per_class, "f1"))
         dataset = getattr(getattr(validator, "dataloader", None), "dataset", None)
         return {
             "primary_metric_name": self.events.primary,
@@ -305,7 +218,7 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
     model, task, class list and epoch count."""
     from ultralytics.nn.tasks import load_checkpoint
 
-    from .checkpoints import CheckpointError, read_metadata
+    from ..common.checkpoints import CheckpointError, read_metadata
 
     try:
         ours = read_metadata(path)

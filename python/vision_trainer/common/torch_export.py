@@ -1,4 +1,4 @@
-"""Export of timm and transformers checkpoints (python/vision_trainer/checkpoints.py) with
+"""Export of timm and transformers checkpoints (python/vision_trainer/common/checkpoints.py) with
 torch's own tools: ONNX through torch.onnx.export, TorchScript through torch.jit.trace, and
 OpenVINO IR converted from the ONNX file by openvino. Driven from adapters/timm/export.ts.
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
+from ..support import entry
 from .export_validation import register_model
-from .protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
-from .support import entry
 
 FORMATS = ("onnx", "torchscript", "openvino")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .ultralytics_train import _detection_details, _macro, _standard_metrics
+from .yolo_metrics import detection_details, macro, standard_metrics
 
 # ultralytics' ConfusionMatrix default: a matching threshold of its own, not the NMS IoU.
 MATCH_IOU_THRESHOLD = 0.45
@@ -190,9 +190,9 @@ class DetectionEvaluator:
         if self.images == 0:
             raise ValueError("no images were evaluated")
         self.metrics.process()
-        overall = _standard_metrics(self.metrics.results_dict, self.task)
+        overall = standard_metrics(self.metrics.results_dict, self.task)
         overall.pop("fitness", None)
-        details = _detection_details(self, self.task, self.names)
+        details = detection_details(self, self.task, self.names)
         # ultralytics counts [predicted, true] with a trailing background row and column; the
         # platform reads rows as the true class, as for classification.
         matrix = np.asarray(self.confusion.matrix).T.astype(int)
@@ -241,13 +241,13 @@ class ClassificationEvaluator:
             for i, c in enumerate(labels)
         ]
         # Macro averages over the classes present in the test set, skipping undefined values, as
-        # the training-time validation callbacks do (ultralytics_train._classification_details).
+        # the training-time validation callbacks do (yolo_metrics.classification_details).
         overall = {
             "accuracy": float(accuracy_score(self.true, self.pred)),
             "top5_accuracy": float(np.mean(self.top5_hits)),
-            "precision": _macro(per_class, "precision"),
-            "recall": _macro(per_class, "recall"),
-            "f1": _macro(per_class, "f1"),
+            "precision": macro(per_class, "precision"),
+            "recall": macro(per_class, "recall"),
+            "f1": macro(per_class, "f1"),
         }
         return {
             "overall_metrics": overall,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .export_validation import register_model
-from .protocol import (
+from ..common.export_validation import register_model
+from ..protocol import (
     CheckFormatAnswer,
     CheckFormatParams,
     CheckpointParams,
@@ -25,8 +25,8 @@ from .protocol import (
     UltralyticsExportParams,
     UltralyticsFacts,
 )
-from .support import entry
-from .ultralytics_train import configure_offline
+from ..support import entry
+from .train import configure_offline
 
 TASK_BY_ULTRALYTICS = {"detect": "object_detection", "segment": "instance_segmentation", "pose": "pose_estimation", "classify": "image_classification"}
 # Our EXPORT_FORMAT names -> ultralytics' `format=` argument.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .support import guarded_js_call
+from ..support import guarded_js_call
 
 # Where events go when they cannot reach JavaScript (ultralytics' DDP workers): called with the
 # event's kind and dict, it answers like the JS function would ("stop" or None).

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import (
+from ..protocol import (
     BenchmarkParams,
     DecodedImage,
     DecodeImagesParams,
@@ -33,9 +33,9 @@ from .protocol import (
     RunModelAnswer,
     RunModelParams,
 )
-from .support import entry
+from ..support import entry
 
-RUNTIME_PYTHON_DIR = Path(__file__).resolve().parents[2] / "runtime" / "python"
+RUNTIME_PYTHON_DIR = Path(__file__).resolve().parents[3] / "runtime" / "python"
 _models: dict[str, Callable[[np.ndarray], list[np.ndarray]]] = {}
 
 

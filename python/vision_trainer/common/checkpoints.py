@@ -70,8 +70,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .safe_load import UnsafeArtifactError, names_ultralytics_model, pickle_globals
-from .support import plain
+from ..safe_load import UnsafeArtifactError, names_ultralytics_model, pickle_globals
+from ..support import plain
 
 CHECKPOINT_FORMAT = "vision-trainer-checkpoint"
 FORMAT_VERSION = 1
@@ -114,6 +114,19 @@ def save_checkpoint(path: str | os.PathLike, metadata: dict[str, Any], state_dic
         if os.path.exists(tmp):
             os.unlink(tmp)
     return str(target)
+
+
+def run_state(params, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], best_metric: float | None, best_epoch: int | None) -> dict[str, Any]:
+    """The metadata every trainer's checkpoint records about the run at `epoch` (see the keys above)."""
+    return {
+        "epoch": epoch,
+        "epoch_complete": epoch_complete,
+        "metrics": metrics,
+        "primary_metric": params["primary_metric"],
+        "best_metric": best_metric,
+        "best_epoch": best_epoch,
+        "job_id": params.get("job_id"),
+    }
 
 
 class RunCheckpoints:

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from .protocol import FinalizeAnswer, FinalizeParams, QuantizeAnswer, QuantizeParams
-from .support import entry
+from ..protocol import FinalizeAnswer, FinalizeParams, QuantizeAnswer, QuantizeParams
+from ..support import entry
 
 # Elementwise ops whose broadcasting older runtimes mishandle when one side is a constant of
 # lower rank (OpenCV 4.6's DNN module computes a wrong shape for [1,4,N] * [1,N]).

@@ -5,8 +5,8 @@ timm has no trainer object with callbacks, so this is the training loop of timm'
 augmentation: random-resized crop, flip, colour jitter; val: resize + centre crop),
 `create_optimizer_v2` (AdamW), `create_scheduler_v2` (cosine with warmup, stepped per update and
 per epoch), label-smoothing cross-entropy, mixed precision on CUDA only. The loop reports
-through `TrainerEvents` (the protocol ultralytics_train.py speaks) and checkpoints in the format
-of `checkpoints.py`.
+through `TrainerEvents` (common/trainer_events.py, the protocol every trainer speaks) and
+checkpoints in the format of `common/checkpoints.py`.
 
 `train(params, emit)`: params are protocol.TrainParams.
 """
@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import RunCheckpoints, load_for_resume
-from .classification_metrics import classification_metrics
-from .protocol import TrainAnswer, TrainParams
-from .safe_load import UnsafeArtifactError
-from .support import entry, shield_from_terminal_interrupt
-from .torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
-from .trainer_events import TrainerEvents
+from ..common.checkpoints import RunCheckpoints, load_for_resume, run_state
+from ..common.classification_metrics import classification_metrics
+from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
+from ..common.trainer_events import TrainerEvents
+from ..protocol import TrainAnswer, TrainParams
+from ..safe_load import UnsafeArtifactError
+from ..support import entry, shield_from_terminal_interrupt
 
 log = logging.getLogger("vision_trainer")
 
@@ -211,13 +211,7 @@ class _TimmRun:
             "resize_mode": "shorter_side_center_crop",
             "crop_pct": float(self.data_config["crop_pct"]),
             "model_kwargs": self.model_kwargs,
-            "epoch": epoch,
-            "epoch_complete": epoch_complete,
-            "metrics": metrics,
-            "primary_metric": self.params["primary_metric"],
-            "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch,
-            "job_id": self.params.get("job_id"),
+            **run_state(self.params, epoch=epoch, epoch_complete=epoch_complete, metrics=metrics, best_metric=self.best_metric, best_epoch=self.best_epoch),
             "versions": self.versions,
         }
 

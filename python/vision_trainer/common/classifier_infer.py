@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..protocol import CheckpointParams, ModelInfo, SessionParams
+from ..support import entry
 from .infer_session import open_with
-from .protocol import CheckpointParams, ModelInfo, SessionParams
-from .support import entry
 from .xai import CamInput
 
 # Layers a default heatmap may come from: named at most this deep, so the path stays readable.

@@ -1,0 +1,2 @@
+"""HuggingFace transformers: training (inference and export of its checkpoints are the shared classifier
+ones in common/)."""

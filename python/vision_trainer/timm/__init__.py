@@ -1,0 +1,1 @@
+"""timm: training (inference and export of its checkpoints are the shared classifier ones in common/)."""

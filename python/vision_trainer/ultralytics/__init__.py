@@ -1,0 +1,1 @@
+"""ultralytics (YOLO): training, inference and export, each an entry module of its own."""
