@@ -218,7 +218,7 @@ class TorchFacts(TypedDict):
     crop_pct: float
 
 
-class UltralyticsExportParams(TypedDict):
+class ExportParams(TypedDict):
     checkpoint: str
     format: str
     out_dir: str
@@ -226,18 +226,14 @@ class UltralyticsExportParams(TypedDict):
     batch: int
     device: str
     opset: int
+
+
+class UltralyticsExportParams(ExportParams):
     simplify: bool
     quantize: int | str | None
 
 
-class TorchExportParams(TypedDict):
-    checkpoint: str
-    format: str
-    out_dir: str
-    input_size: list[int]
-    batch: int
-    device: str
-    opset: int
+class TorchExportParams(ExportParams):
     optimization_level: int
     half: bool
     quantize_dynamic: bool

@@ -56,6 +56,7 @@ export const traceIdSchema = printable(256, 'it is sent as the X-Trace-ID header
 const jobId = jobIdSchema;
 const datasetId = identifier(200, 'it is part of the key datasets/{DATASET_ID}.zip');
 
+// biome-ignore format: one row per variable reads as a table; the rows are data, not code
 export const VARIABLES: readonly Variable[] = [
   // Job identity and backend
   { group: 'Job', env: ['JOB_ID'], path: 'jobId', schema: jobId, modes: ALL, required: true, help: 'Job identifier; used in callback paths and storage keys. Letters, digits, "_", "-" and single "." between them; at most 128 characters.' },

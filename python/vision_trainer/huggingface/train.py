@@ -372,8 +372,36 @@ class _HfRun:
 
     # ---- training ----
 
+    def training_arguments(self):
+        """The Trainer's settings: one evaluation per epoch, no saving or logging of its own (the
+        events and our checkpoints do that), mixed precision where the device has it."""
+        from transformers import TrainingArguments
+
+        dtype = amp_dtype(self.device)
+        return TrainingArguments(
+            output_dir=str(Path(self.params["project"]) / "hf"),
+            num_train_epochs=self.epochs - self.start_epoch,
+            per_device_train_batch_size=int(self.params["batch"]),
+            per_device_eval_batch_size=int(self.params["batch"]),
+            learning_rate=self.lr,
+            weight_decay=WEIGHT_DECAY,
+            lr_scheduler_type="cosine",
+            eval_strategy="epoch",
+            save_strategy="no",
+            logging_strategy="no",  # the events carry the losses; no per-step prints
+            report_to="none",
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            label_names=["labels"],  # CLIPModel.forward has no `labels`: without this the Trainer would not know them
+            dataloader_num_workers=int(self.params.get("workers") or 0),
+            use_cpu=self.device.type == "cpu",
+            bf16=dtype == torch.bfloat16,
+            fp16=dtype == torch.float16,
+            seed=SEED,
+        )
+
     def fit(self, emit) -> dict[str, Any]:
-        from transformers import Trainer, TrainingArguments, get_scheduler
+        from transformers import Trainer, get_scheduler
 
         run = self
         epoch_loss = _RunningMean()
@@ -397,28 +425,7 @@ class _HfRun:
                 loss = F.cross_entropy(logits, inputs["labels"])
                 return (loss, {"logits": logits}) if return_outputs else loss
 
-        dtype = amp_dtype(self.device)
-        args = TrainingArguments(
-            output_dir=str(Path(self.params["project"]) / "hf"),
-            num_train_epochs=self.epochs - self.start_epoch,
-            per_device_train_batch_size=int(self.params["batch"]),
-            per_device_eval_batch_size=int(self.params["batch"]),
-            learning_rate=self.lr,
-            weight_decay=WEIGHT_DECAY,
-            lr_scheduler_type="cosine",
-            eval_strategy="epoch",
-            save_strategy="no",
-            logging_strategy="no",  # the events carry the losses; no per-step prints
-            report_to="none",
-            disable_tqdm=True,
-            remove_unused_columns=False,
-            label_names=["labels"],  # CLIPModel.forward has no `labels`: without this the Trainer would not know them
-            dataloader_num_workers=int(self.params.get("workers") or 0),
-            use_cpu=self.device.type == "cpu",
-            bf16=dtype == torch.bfloat16,
-            fp16=dtype == torch.float16,
-            seed=SEED,
-        )
+        args = self.training_arguments()
         trainer = ReportingTrainer(model=self.model, args=args, train_dataset=self.train_set, eval_dataset=self.val_set,
                                    data_collator=self.collate, compute_metrics=self.compute_metrics)
         # The schedule spans the whole job (all EPOCHS) and is a function of the steps done, so a

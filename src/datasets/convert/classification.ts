@@ -80,8 +80,8 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
     .map((c, index) => ({ ...c, index }));
   const byId = new Map(classes.map((c) => [c.datasetId, c]));
 
-  const grouped = groupLabelled(dataset, splits, (id) => (byId.get(id) as ImageFolderClass).name);
-  const used = usedSplits(grouped.images);
+  const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as ImageFolderClass).name);
+  const used = usedSplits(images);
   await prepareOutputDir(root, ['train', 'val', 'test', 'classes.txt'], used.flatMap((split) => classes.map((c) => join(split, c.folder))));
 
   const linker = new ImageLinker();
@@ -89,7 +89,7 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
   for (const split of used) {
     const names = new UniqueNames();
     splitDirs[split] = join(root, split);
-    const links: FileWork[] = grouped.images[split].map((image) => {
+    const links: FileWork[] = images[split].map((image) => {
       const path = join(root, split, (byId.get(image.label as number) as ImageFolderClass).folder, names.take(image));
       return { link: { target: image.path, path } };
     });
@@ -103,10 +103,7 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
     classMapFile,
     classes,
     classNames: classes.map((c) => c.name),
-    counts: grouped.counts,
-    perClass: grouped.perClass,
-    unlabelled: grouped.unlabelled,
-    unassigned: grouped.unassigned,
+    ...counts,
     linkMode: linker.mode,
   };
 }
@@ -116,13 +113,13 @@ export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAs
   const root = resolve(outDir);
   const classes: HuggingFaceClass[] = [...dataset.classes].sort((a, b) => a.id - b.id).map((c, index) => ({ index, datasetId: c.id, name: c.name }));
   const byId = new Map(classes.map((c) => [c.datasetId, c]));
-  const grouped = groupLabelled(dataset, splits, (id) => (byId.get(id) as HuggingFaceClass).name);
-  const used = usedSplits(grouped.images);
+  const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as HuggingFaceClass).name);
+  const used = usedSplits(images);
   await prepareOutputDir(root, ['train.jsonl', 'val.jsonl', 'test.jsonl', 'labels.json'], ['.']);
 
   const files: Partial<Record<SplitName, string>> = {};
   for (const split of used) {
-    const lines = grouped.images[split].map((image) => {
+    const lines = images[split].map((image) => {
       const cls = byId.get(image.label as number) as HuggingFaceClass;
       return JSON.stringify({ image: image.path, label: cls.index, label_name: cls.name });
     });
@@ -140,10 +137,7 @@ export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAs
     id2label,
     classes,
     classNames: classes.map((c) => c.name),
-    counts: grouped.counts,
-    perClass: grouped.perClass,
-    unlabelled: grouped.unlabelled,
-    unassigned: grouped.unassigned,
+    ...counts,
   };
 }
 

@@ -130,6 +130,10 @@ export async function writeFilesInSlices(work: readonly FileWork[], linker: Imag
   }
 }
 
+/** What a class name must not bring into a folder name: control characters and path separators. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
+const UNSAFE_IN_FOLDER_NAME = /[\u0000-\u001f\u007f/\\]+/g;
+
 /**
  * Folder names for classes: path separators and control characters replaced, blank or dot
  * names replaced by `class_<id>`, and clashes (ignoring case) resolved with the class id.
@@ -138,8 +142,7 @@ export function classFolderNames(classes: readonly { id: number; name: string }[
   const folders = new Map<number, string>();
   const taken = new Set<string>();
   for (const cls of classes) {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this replaces
-    let folder = cls.name.trim().replace(/[\u0000-\u001f\u007f/\\]+/g, '_').trim();
+    let folder = cls.name.trim().replace(UNSAFE_IN_FOLDER_NAME, '_').trim();
     if (folder === '' || /^\.+$/.test(folder)) folder = `class_${cls.id}`;
     if (Buffer.byteLength(folder) > 120) folder = `${folder.slice(0, 100)}_${cls.id}`;
     if (taken.has(folder.toLowerCase())) {

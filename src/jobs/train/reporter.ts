@@ -26,27 +26,22 @@ class TrainingReporter {
     private readonly batchIntervalMs: number,
   ) {}
 
-  report(event: RunEvent): Promise<void> | undefined {
+  report(event: RunEvent): Promise<void> | void {
     switch (event.type) {
       case 'milestone':
-        this.client.event({ event_type: event.name, message: event.message, data: event.data });
-        return undefined;
+        return this.client.event({ event_type: event.name, message: event.message, data: event.data });
       case 'batch':
-        this.batch(event);
-        return undefined;
+        return this.batch(event);
       case 'epoch':
-        this.epoch(event);
-        return undefined;
+        return this.epoch(event);
       case 'validation':
-        this.validation(event);
-        return undefined;
+        return this.validation(event);
       case 'checkpoint':
-        this.checkpoint(event);
-        return undefined;
+        return this.checkpoint(event);
       case 'done':
         return this.client.trainingDone({ status: event.status, final_metrics: event.finalMetrics, checkpoint_path: event.checkpointUri, error_message: event.errorMessage });
       default:
-        return undefined;
+        return;
     }
   }
 
