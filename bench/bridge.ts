@@ -24,7 +24,11 @@ const WORKERS = 2;
 runBench(async () => {
   const scratch = mkdtempSync(join(tmpdir(), 'vt-bench-bridge-'));
   const datasetDir = join(scratch, 'dataset');
-  const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', String(IMAGES), '--size', String(IMGSZ)], { cwd: PYTHON_DIR, encoding: 'utf8' });
+  const made = spawnSync(
+    defaultPythonBin(),
+    ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', String(IMAGES), '--size', String(IMGSZ)],
+    { cwd: PYTHON_DIR, encoding: 'utf8' },
+  );
   if (made.status !== 0) throw new Error(made.stderr);
   // The native run trains on exactly what vision-trainer converts (same split seed).
   const dataset = await loadDataset(datasetDir, { taskType: 'object_detection' });
@@ -34,7 +38,10 @@ runBench(async () => {
     title: `ultralytics yolo11n, ${IMAGES} images at ${IMGSZ} px, batch ${BATCH}, ${EPOCHS} epochs`,
     scratch,
     env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false' },
-    native: (r) => ({ args: [join(PROJECT_ROOT, 'bench/native_ultralytics.py'), yolo.dataYaml, join(scratch, `native-${r}`), ...settings], env: { YOLO_CONFIG_DIR: join(scratch, 'cfg-native') } }),
+    native: (r) => ({
+      args: [join(PROJECT_ROOT, 'bench/native_ultralytics.py'), yolo.dataYaml, join(scratch, `native-${r}`), ...settings],
+      env: { YOLO_CONFIG_DIR: join(scratch, 'cfg-native') },
+    }),
     bridged: (r) => ({
       JOB_ID: `bench-${r}`,
       TRACE_ID: `bench-${r}`,

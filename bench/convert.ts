@@ -95,9 +95,13 @@ async function timeTypeScript(datasetRoot: string, outDir: string, linkImages: b
 
 /** One TypeScript run in a fresh Node process, so that no run profits from another's JIT warm-up. */
 function timeTypeScriptCold(datasetRoot: string, outDir: string, linkImages: boolean): number {
-  const run = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', linkImages ? 'linked' : 'labels', '--dataset', datasetRoot, '--out', outDir], {
-    encoding: 'utf8',
-  });
+  const run = spawnSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--child', linkImages ? 'linked' : 'labels', '--dataset', datasetRoot, '--out', outDir],
+    {
+      encoding: 'utf8',
+    },
+  );
   if (run.status !== 0) throw new Error(`TypeScript run failed (exit ${run.status}):\n${run.stderr}`);
   return Number(run.stdout.trim().split('\n').pop());
 }
@@ -114,7 +118,9 @@ function timePython(annotationsPath: string, outDir: string, variant: 'design' |
 }
 
 function row(label: string, seconds: number): string {
-  return `${label.padEnd(44)} ${seconds.toFixed(2).padStart(8)} s ${Math.round(imageCount / seconds).toLocaleString('en-US').padStart(10)} images/s`;
+  return `${label.padEnd(44)} ${seconds.toFixed(2).padStart(8)} s ${Math.round(imageCount / seconds)
+    .toLocaleString('en-US')
+    .padStart(10)} images/s`;
 }
 
 /** The best of `runs` timings, each run writing into a fresh folder that is removed afterwards. */
@@ -143,7 +149,9 @@ async function main(): Promise<void> {
   mkdirSync(datasetRoot, { recursive: true });
   const annotationsPath = join(datasetRoot, 'annotations.json');
   writeAnnotations(annotationsPath);
-  console.log(`dataset: ${imageCount.toLocaleString('en-US')} images, ${boxCount.toLocaleString('en-US')} boxes, annotations.json ${(statSync(annotationsPath).size / 1e6).toFixed(1)} MB, written under ${base}; best of ${runs} runs`);
+  console.log(
+    `dataset: ${imageCount.toLocaleString('en-US')} images, ${boxCount.toLocaleString('en-US')} boxes, annotations.json ${(statSync(annotationsPath).size / 1e6).toFixed(1)} MB, written under ${base}; best of ${runs} runs`,
+  );
 
   try {
     const tsLabels = await best(base, 'ts-labels', (out) => timeTypeScriptCold(datasetRoot, out, false));

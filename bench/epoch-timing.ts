@@ -105,7 +105,9 @@ export async function compareEpochTimes(c: Comparison): Promise<void> {
       ...c.bridged(r),
     };
     bridged.push(await run(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], job, bridgedMark));
-    process.stdout.write(`run ${r + 1}/${REPEATS}: native ${median(native[r]!.epochSeconds).toFixed(2)} s/epoch, bridged ${median(bridged[r]!.epochSeconds).toFixed(2)} s/epoch\n`);
+    process.stdout.write(
+      `run ${r + 1}/${REPEATS}: native ${median(native[r]!.epochSeconds).toFixed(2)} s/epoch, bridged ${median(bridged[r]!.epochSeconds).toFixed(2)} s/epoch\n`,
+    );
   }
   await receiver.close();
   const nativeEpoch = median(native.flatMap((t) => t.epochSeconds));

@@ -43,7 +43,13 @@ function python(args: string[], env: NodeJS.ProcessEnv): Record<string, number> 
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number>;
 }
 
-function visionTrainer(framework: string, checkpoint: string, dir: string, receiverUrl: string, jobId: string): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number }> {
+function visionTrainer(
+  framework: string,
+  checkpoint: string,
+  dir: string,
+  receiverUrl: string,
+  jobId: string,
+): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number }> {
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -74,7 +80,10 @@ function visionTrainer(framework: string, checkpoint: string, dir: string, recei
     child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
     child.on('exit', (code) => {
       if (code !== 0) return reject(new Error(`vision-trainer infer (${framework}) exited ${code}: ${err}`));
-      const doc = JSON.parse(readFileSync(join(dir, 'inference_jobs', jobId, 'results.json'), 'utf8')) as { num_images: number; timing: { images_per_second: number; avg_inference_time_ms: number } };
+      const doc = JSON.parse(readFileSync(join(dir, 'inference_jobs', jobId, 'results.json'), 'utf8')) as {
+        num_images: number;
+        timing: { images_per_second: number; avg_inference_time_ms: number };
+      };
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
       resolve({ imagesPerSecond: doc.timing.images_per_second, avgMs: doc.timing.avg_inference_time_ms, wallSeconds: (Date.now() - started) / 1000 });
     });
@@ -106,7 +115,9 @@ async function main(): Promise<void> {
       const v = median(bridged);
       console.log(`${framework} (${TASKS[framework]})`);
       console.log(`  native Python loop      ${n.toFixed(1)} images/s   runs: ${native.map((x) => x.toFixed(1)).join(', ')}`);
-      console.log(`  vision-trainer infer    ${v.toFixed(1)} images/s   runs: ${bridged.map((x) => x.toFixed(1)).join(', ')}   (${median(avgMs).toFixed(1)} ms/image in predict)`);
+      console.log(
+        `  vision-trainer infer    ${v.toFixed(1)} images/s   runs: ${bridged.map((x) => x.toFixed(1)).join(', ')}   (${median(avgMs).toFixed(1)} ms/image in predict)`,
+      );
       console.log(`  vision-trainer whole CLI run ${median(walls).toFixed(1)} s (start-up, model load, ${IMAGES} images, results.json)`);
       console.log(`  throughput ratio: ${(v / n).toFixed(2)}\n`);
     }

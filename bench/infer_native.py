@@ -11,6 +11,7 @@ framework's own Python predict loop on them (what a user writes without vision-t
 
 Weights are random (no hub here); throughput does not depend on them.
 """
+
 import json
 import os
 import sys
@@ -54,15 +55,45 @@ def prepare(out: str, count: int, size: int) -> dict:
     names = [f"class-{i}" for i in range(10)]
     common = {"task_type": "image_classification", "class_names": names, "image_size": 128}
     model, kwargs = create_timm_model("resnet18", len(names), 128)
-    save_checkpoint(root / "timm.pt", {**common, "framework": "timm", "model_name": "resnet18", "architecture": "resnet18", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-                                       "interpolation": "bilinear", "resize_mode": "shorter_side_center_crop", "crop_pct": 0.875, "model_kwargs": kwargs}, model.state_dict())
+    save_checkpoint(
+        root / "timm.pt",
+        {
+            **common,
+            "framework": "timm",
+            "model_name": "resnet18",
+            "architecture": "resnet18",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "interpolation": "bilinear",
+            "resize_mode": "shorter_side_center_crop",
+            "crop_pct": 0.875,
+            "model_kwargs": kwargs,
+        },
+        model.state_dict(),
+    )
     import transformers
 
-    config = scratch_config("vit-base-patch16-224", {"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 768, "patch_size": 16}, 128)
+    config = scratch_config(
+        "vit-base-patch16-224", {"hidden_size": 192, "num_hidden_layers": 6, "num_attention_heads": 3, "intermediate_size": 768, "patch_size": 16}, 128
+    )
     config.num_labels = len(names)
     vit = transformers.ViTForImageClassification(config)
-    save_checkpoint(root / "huggingface.pt", {**common, "framework": "huggingface", "model_name": "vit-base-patch16-224", "architecture": "ViTForImageClassification", "mean": [0.5] * 3, "std": [0.5] * 3,
-                                              "interpolation": "bilinear", "resize_mode": "squash", "crop_pct": 1.0, "hf_config": vit.config.to_json_string(use_diff=False)}, vit.state_dict())
+    save_checkpoint(
+        root / "huggingface.pt",
+        {
+            **common,
+            "framework": "huggingface",
+            "model_name": "vit-base-patch16-224",
+            "architecture": "ViTForImageClassification",
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "interpolation": "bilinear",
+            "resize_mode": "squash",
+            "crop_pct": 1.0,
+            "hf_config": vit.config.to_json_string(use_diff=False),
+        },
+        vit.state_dict(),
+    )
     return {"images": count}
 
 

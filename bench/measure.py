@@ -4,6 +4,7 @@ and the peak resident set size (of the largest process in it), from wait4(2).
 
   measure.py OUT.json -- command args...
 """
+
 import json
 import os
 import sys

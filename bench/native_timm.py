@@ -5,6 +5,7 @@ epoch start/end on stdout.
 
     python bench/native_timm.py IMAGEFOLDER_ROOT CLASS_NAMES_JSON OUT_DIR EPOCHS BATCH IMGSZ WORKERS
 """
+
 import json
 import sys
 import time
@@ -28,11 +29,30 @@ def emit(event: dict):
     out.flush()
 
 
-result = json.loads(timm_train.train({
-    "model_name": "resnet18", "task_type": "image_classification", "data": data, "class_names": class_names,
-    "epochs": epochs, "batch": batch, "imgsz": imgsz, "device": "cpu", "workers": workers, "project": project,
-    "weights": None, "lr": None, "resume_from": None, "log_file": None, "primary_metric": "accuracy", "job_id": "bench-native",
-    "config_overrides": None, "event_relay": None,
-}, emit))
+result = json.loads(
+    timm_train.train(
+        {
+            "model_name": "resnet18",
+            "task_type": "image_classification",
+            "data": data,
+            "class_names": class_names,
+            "epochs": epochs,
+            "batch": batch,
+            "imgsz": imgsz,
+            "device": "cpu",
+            "workers": workers,
+            "project": project,
+            "weights": None,
+            "lr": None,
+            "resume_from": None,
+            "log_file": None,
+            "primary_metric": "accuracy",
+            "job_id": "bench-native",
+            "config_overrides": None,
+            "event_relay": None,
+        },
+        emit,
+    )
+)
 if "ok" not in result:
     raise SystemExit(result["__error__"]["traceback"])

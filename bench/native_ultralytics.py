@@ -1,5 +1,6 @@
 """The native baseline of bench/bridge.ts: the same ultralytics training vision-trainer runs,
 called directly from Python with the same arguments, printing one JSON line per epoch end."""
+
 import json
 import sys
 import time
@@ -20,5 +21,18 @@ def emit(kind, **kw):
 model = YOLO("yolo11n.yaml", task="detect")
 model.add_callback("on_train_epoch_start", lambda tr: emit("epoch_start", epoch=tr.epoch + 1) if tr.epoch == 0 else None)
 model.add_callback("on_fit_epoch_end", lambda tr: emit("epoch_end", epoch=tr.epoch + 1))
-model.train(data=data, epochs=epochs, batch=batch, imgsz=imgsz, workers=workers, project=project, name="train", exist_ok=True,
-            plots=False, save_period=-1, val=True, verbose=False, device="cpu")
+model.train(
+    data=data,
+    epochs=epochs,
+    batch=batch,
+    imgsz=imgsz,
+    workers=workers,
+    project=project,
+    name="train",
+    exist_ok=True,
+    plots=False,
+    save_period=-1,
+    val=True,
+    verbose=False,
+    device="cpu",
+)

@@ -97,7 +97,9 @@ async function main(): Promise<void> {
         rates.python.push(perSecond(py));
         rates.torch.push(perSecond(torch));
         diff = Math.max(diff, Math.abs(node.checksum - py.checksum) / Math.max(1, Math.abs(py.checksum)));
-        process.stdout.write(`${name} repeat ${r + 1}: node ${perSecond(node).toFixed(1)}, python ${perSecond(py).toFixed(1)} (${py.version}), pytorch ${perSecond(torch).toFixed(1)} (${torch.version}) images/s\n`);
+        process.stdout.write(
+          `${name} repeat ${r + 1}: node ${perSecond(node).toFixed(1)}, python ${perSecond(py).toFixed(1)} (${py.version}), pytorch ${perSecond(torch).toFixed(1)} (${torch.version}) images/s\n`,
+        );
       }
       const [n, p, t] = [median(rates.node), median(rates.python), median(rates.torch)];
       rows.push(

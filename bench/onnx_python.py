@@ -7,6 +7,7 @@ RUNTIME is "onnxruntime" (the .onnx file, the same session options as the Node s
 "pytorch" (the eager module the .onnx was exported from, MODEL with .pt). INPUT is a float32
 file of the model's input shape. Prints one JSON line: batches, seconds, the output's checksum, the runtime's version.
 """
+
 import json
 import os
 import sys
@@ -45,7 +46,9 @@ def export(out_dir: str) -> None:
     for name, shape in MODELS.items():
         net = build(name)
         torch.save(net, os.path.join(out_dir, f"{name}.pt"))
-        torch.onnx.export(net, (torch.zeros(shape),), os.path.join(out_dir, f"{name}.onnx"), input_names=["images"], output_names=["output0"], opset_version=17, dynamo=False)
+        torch.onnx.export(
+            net, (torch.zeros(shape),), os.path.join(out_dir, f"{name}.onnx"), input_names=["images"], output_names=["output0"], opset_version=17, dynamo=False
+        )
         np.random.default_rng(0).random(shape, dtype=np.float32).tofile(os.path.join(out_dir, f"{name}.input.bin"))
     print(json.dumps({"models": {k: v for k, v in MODELS.items()}}))
 

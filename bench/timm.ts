@@ -25,7 +25,11 @@ const WORKERS = 2;
 runBench(async () => {
   const scratch = mkdtempSync(join(tmpdir(), 'vt-bench-timm-'));
   const datasetDir = join(scratch, 'dataset');
-  const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'classification', datasetDir, '--per-class', String(PER_CLASS), '--size', String(IMGSZ)], { cwd: PYTHON_DIR, encoding: 'utf8' });
+  const made = spawnSync(
+    defaultPythonBin(),
+    ['-m', 'vision_trainer.sample_data', 'classification', datasetDir, '--per-class', String(PER_CLASS), '--size', String(IMGSZ)],
+    { cwd: PYTHON_DIR, encoding: 'utf8' },
+  );
   if (made.status !== 0) throw new Error(made.stderr);
   // The native run trains on exactly what vision-trainer converts (same split seed).
   const dataset = await loadDataset(datasetDir, { taskType: 'image_classification' });
@@ -35,7 +39,9 @@ runBench(async () => {
     title: `timm resnet18, ${dataset.images.length} images at ${IMGSZ} px, batch ${BATCH}, ${EPOCHS} epochs`,
     scratch,
     env: { HF_HUB_OFFLINE: '1' },
-    native: (r) => ({ args: [join(PROJECT_ROOT, 'bench/native_timm.py'), folder.root, JSON.stringify(folder.classNames), join(scratch, `native-${r}`), ...settings] }),
+    native: (r) => ({
+      args: [join(PROJECT_ROOT, 'bench/native_timm.py'), folder.root, JSON.stringify(folder.classNames), join(scratch, `native-${r}`), ...settings],
+    }),
     bridged: (r) => ({
       JOB_ID: `bench-timm-${r}`,
       TRACE_ID: `bench-timm-${r}`,

@@ -96,7 +96,8 @@ interface Side {
 
 async function main(): Promise<void> {
   for (const tool of [PYTHON, AWS]) {
-    if (!existsSync(tool)) throw new Error(`${tool} is missing: run \`npm run setup\` (the bench group, python/requirements-bench.txt, installs awscli and boto3)`);
+    if (!existsSync(tool))
+      throw new Error(`${tool} is missing: run \`npm run setup\` (the bench group, python/requirements-bench.txt, installs awscli and boto3)`);
   }
   const repeats = Math.max(1, Number(args.repeats));
   const scenarios = args.only === undefined ? ['small', 'zip'] : [args.only];
@@ -138,7 +139,9 @@ async function main(): Promise<void> {
         for (const side of order) {
           const measured = runSide(side, base, env);
           results.get(side.name)?.push(measured);
-          console.log(`   run ${repeat + 1} ${side.name.padEnd(26)} ${measured.wall.toFixed(2).padStart(7)} s wall ${measured.cpu.toFixed(2).padStart(7)} s cpu ${measured.maxrssMb.toFixed(0).padStart(5)} MB rss  (load ${measured.load.toFixed(2)})`);
+          console.log(
+            `   run ${repeat + 1} ${side.name.padEnd(26)} ${measured.wall.toFixed(2).padStart(7)} s wall ${measured.cpu.toFixed(2).padStart(7)} s cpu ${measured.maxrssMb.toFixed(0).padStart(5)} MB rss  (load ${measured.load.toFixed(2)})`,
+          );
         }
       }
       report.scenarios = { ...(report.scenarios as object), [scenario]: summarize(title, sides, results) };
@@ -154,7 +157,12 @@ function smallSides(server: S3Server, small: DatasetFixture): Side[] {
   const prefix = `datasets/${small.id}/`;
   const expect = { files: small.files, bytes: small.bytes };
   return [
-    { name: 'vision-trainer', describe: `downloadDataset (prefix), ${DEFAULT_DOWNLOAD_CONCURRENCY} objects at once`, command: (dest) => vtChild(small.id, dest), expect },
+    {
+      name: 'vision-trainer',
+      describe: `downloadDataset (prefix), ${DEFAULT_DOWNLOAD_CONCURRENCY} objects at once`,
+      command: (dest) => vtChild(small.id, dest),
+      expect,
+    },
     {
       name: 'aws s3 sync',
       describe: `aws-cli ${awsVersion()} defaults (max_concurrent_requests 10)`,
@@ -164,7 +172,17 @@ function smallSides(server: S3Server, small: DatasetFixture): Side[] {
     {
       name: 'boto3 TransferManager',
       describe: 'boto3 s3transfer TransferManager, TransferConfig defaults (max_concurrency 10)',
-      command: (dest) => [PYTHON, join(PROJECT_ROOT, 'bench', 'transfer_python.py'), 'boto3-prefix', '--bucket', server.bucket, '--prefix', prefix, '--dest', dest],
+      command: (dest) => [
+        PYTHON,
+        join(PROJECT_ROOT, 'bench', 'transfer_python.py'),
+        'boto3-prefix',
+        '--bucket',
+        server.bucket,
+        '--prefix',
+        prefix,
+        '--dest',
+        dest,
+      ],
       expect,
     },
   ];
@@ -175,7 +193,12 @@ function zipSides(server: S3Server, zip: DatasetFixture): Side[] {
   const expect = { files: zip.files, bytes: zip.bytes };
   const cp = `${shellQuote(AWS)} s3 cp ${uri} "$1/dataset.zip" --endpoint-url ${server.endpoint} --only-show-errors --no-progress`;
   return [
-    { name: 'vision-trainer', describe: `downloadDataset (zip): extraction streamed with the download, ${Math.min(DEFAULT_DOWNLOAD_CONCURRENCY, MAX_ZIP_STREAMS)} ranges at once`, command: (dest) => vtChild(zip.id, dest), expect },
+    {
+      name: 'vision-trainer',
+      describe: `downloadDataset (zip): extraction streamed with the download, ${Math.min(DEFAULT_DOWNLOAD_CONCURRENCY, MAX_ZIP_STREAMS)} ranges at once`,
+      command: (dest) => vtChild(zip.id, dest),
+      expect,
+    },
     {
       name: 'aws s3 cp + unzip',
       describe: `aws-cli ${awsVersion()} defaults (10 parts of 8 MiB at once), then unzip -q, then the zip removed`,
@@ -185,7 +208,17 @@ function zipSides(server: S3Server, zip: DatasetFixture): Side[] {
     {
       name: 'boto3 download + extract',
       describe: 'boto3 download_file (TransferConfig defaults), then zipfile.extractall',
-      command: (dest) => [PYTHON, join(PROJECT_ROOT, 'bench', 'transfer_python.py'), 'boto3-zip', '--bucket', server.bucket, '--key', `datasets/${zip.id}.zip`, '--dest', dest],
+      command: (dest) => [
+        PYTHON,
+        join(PROJECT_ROOT, 'bench', 'transfer_python.py'),
+        'boto3-zip',
+        '--bucket',
+        server.bucket,
+        '--key',
+        `datasets/${zip.id}.zip`,
+        '--dest',
+        dest,
+      ],
       expect,
     },
     {
@@ -226,12 +259,18 @@ function runSide(side: Side, base: string, env: NodeJS.ProcessEnv): Measurement 
   mkdirSync(dest, { recursive: true });
   const out = join(base, 'measure.json');
   const load = loadavg()[0] as number;
-  const run = spawnSync(PYTHON, [join(PROJECT_ROOT, 'bench', 'measure.py'), out, '--', ...side.command(dest)], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  const run = spawnSync(PYTHON, [join(PROJECT_ROOT, 'bench', 'measure.py'), out, '--', ...side.command(dest)], {
+    env,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
   if (run.status !== 0) throw new Error(`${side.name} failed (exit ${run.status}):\n${run.stdout.slice(-2000)}\n${run.stderr.slice(-4000)}`);
   const measured = JSON.parse(readFileSync(out, 'utf8')) as { wall: number; user: number; sys: number; maxrss_kb: number };
   const found = walk(dest);
   if (found.files !== side.expect.files || found.bytes !== side.expect.bytes) {
-    throw new Error(`${side.name} did other work: ${found.files} files, ${found.bytes} bytes in ${dest}; expected ${side.expect.files} files, ${side.expect.bytes} bytes`);
+    throw new Error(
+      `${side.name} did other work: ${found.files} files, ${found.bytes} bytes in ${dest}; expected ${side.expect.files} files, ${side.expect.bytes} bytes`,
+    );
   }
   rmSync(dest, { recursive: true, force: true });
   return { wall: measured.wall, cpu: measured.user + measured.sys, maxrssMb: measured.maxrss_kb / 1024, load };
@@ -283,7 +322,9 @@ function summarize(title: string, sides: Side[], results: Map<string, Measuremen
       cpuRatio: cpuMedian / oursCpu,
     };
   });
-  console.log(`\n   ${'side'.padEnd(26)} ${'wall median [min-max]'.padStart(24)} ${'cpu'.padStart(8)} ${'peak RSS'.padStart(9)}  ratio wall / cpu (x vision-trainer)`);
+  console.log(
+    `\n   ${'side'.padEnd(26)} ${'wall median [min-max]'.padStart(24)} ${'cpu'.padStart(8)} ${'peak RSS'.padStart(9)}  ratio wall / cpu (x vision-trainer)`,
+  );
   for (const row of rows) {
     console.log(
       `   ${row.side.padEnd(26)} ${`${row.wallMedian.toFixed(2)} s [${row.wallMin.toFixed(2)}-${row.wallMax.toFixed(2)}]`.padStart(24)} ${`${row.cpuMedian.toFixed(2)} s`.padStart(8)} ${`${row.peakRssMb.toFixed(0)} MB`.padStart(9)}  ${row.wallRatio.toFixed(2)}x / ${row.cpuRatio.toFixed(2)}x${row.reference ? '  (reference)' : ''}`,
@@ -296,15 +337,27 @@ function writeResults(report: Record<string, unknown>): void {
   const dir = join(PROJECT_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'transfer.json'), `${JSON.stringify({ measuredAt: new Date().toISOString(), ...report }, null, 2)}\n`);
-  const lines = [`# bench:transfer`, '', `${report.machine as string}; load average at start ${(report.loadAtStart as number[]).map((l) => l.toFixed(2)).join(' ')}; ${report.repeats as number} interleaved repeats.`, ''];
+  const lines = [
+    `# bench:transfer`,
+    '',
+    `${report.machine as string}; load average at start ${(report.loadAtStart as number[]).map((l) => l.toFixed(2)).join(' ')}; ${report.repeats as number} interleaved repeats.`,
+    '',
+  ];
   for (const { title, rows } of Object.values(report.scenarios as Record<string, { title: string; rows: Row[] }>)) {
-    lines.push(`## ${title}`, '', '| side | wall median [min-max] | CPU (user+sys) | peak RSS | wall ratio | CPU ratio | load at each run |', '|---|---|---|---|---|---|---|');
+    lines.push(
+      `## ${title}`,
+      '',
+      '| side | wall median [min-max] | CPU (user+sys) | peak RSS | wall ratio | CPU ratio | load at each run |',
+      '|---|---|---|---|---|---|---|',
+    );
     for (const r of rows) {
-      lines.push(`| ${r.side}${r.reference ? ' (reference)' : ''} | ${r.wallMedian.toFixed(2)} s [${r.wallMin.toFixed(2)}-${r.wallMax.toFixed(2)}] | ${r.cpuMedian.toFixed(2)} s | ${r.peakRssMb.toFixed(0)} MB | ${r.wallRatio.toFixed(2)}x | ${r.cpuRatio.toFixed(2)}x | ${r.loads.join(', ')} |`);
+      lines.push(
+        `| ${r.side}${r.reference ? ' (reference)' : ''} | ${r.wallMedian.toFixed(2)} s [${r.wallMin.toFixed(2)}-${r.wallMax.toFixed(2)}] | ${r.cpuMedian.toFixed(2)} s | ${r.peakRssMb.toFixed(0)} MB | ${r.wallRatio.toFixed(2)}x | ${r.cpuRatio.toFixed(2)}x | ${r.loads.join(', ')} |`,
+      );
     }
     lines.push('');
   }
-  lines.push('Ratios: the side\'s median / vision-trainer\'s median (above 1: vision-trainer is faster or uses less CPU).', '');
+  lines.push("Ratios: the side's median / vision-trainer's median (above 1: vision-trainer is faster or uses less CPU).", '');
   writeFileSync(join(dir, 'transfer.md'), lines.join('\n'));
   console.log(`\nresults: bench/results/transfer.json, bench/results/transfer.md`);
 }
@@ -328,13 +381,28 @@ async function ensureSmall(server: S3Server, fixture: Fixture, count: number): P
   if (fixture.small?.id === id) return fixture.small;
   console.log(`making the small-object fixture: ${count} objects (once; kept in ${CACHE})`);
   if (fixture.small !== undefined) removeObjects(server, [`datasets/${fixture.small.id}/`, '--recursive']);
-  const client = new S3Client({ region: server.region, endpoint: server.endpoint, forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
-  const names = Array.from({ length: count }, (_, i) => `images/batch-${String(Math.floor(i / 1000)).padStart(2, '0')}/img-${String(i + 1).padStart(6, '0')}.jpg`);
-  const annotations = Buffer.from(JSON.stringify({ format_version: '1.0', images: names.map((name, i) => ({ id: i + 1, file_name: name.slice('images/'.length), width: 64, height: 64 })) }));
+  const client = new S3Client({
+    region: server.region,
+    endpoint: server.endpoint,
+    forcePathStyle: true,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+  });
+  const names = Array.from(
+    { length: count },
+    (_, i) => `images/batch-${String(Math.floor(i / 1000)).padStart(2, '0')}/img-${String(i + 1).padStart(6, '0')}.jpg`,
+  );
+  const annotations = Buffer.from(
+    JSON.stringify({ format_version: '1.0', images: names.map((name, i) => ({ id: i + 1, file_name: name.slice('images/'.length), width: 64, height: 64 })) }),
+  );
   let bytes = annotations.length;
-  const objects = [{ key: 'annotations.json', body: annotations }, ...names.map((name) => ({ key: name, body: randomBytes(2048 + Math.floor(Math.random() * 10240)) }))];
+  const objects = [
+    { key: 'annotations.json', body: annotations },
+    ...names.map((name) => ({ key: name, body: randomBytes(2048 + Math.floor(Math.random() * 10240)) })),
+  ];
   for (const object of objects.slice(1)) bytes += object.body.length;
-  await mapWithConcurrency(objects, 32, (object) => client.send(new PutObjectCommand({ Bucket: server.bucket, Key: `datasets/${id}/${object.key}`, Body: object.body })));
+  await mapWithConcurrency(objects, 32, (object) =>
+    client.send(new PutObjectCommand({ Bucket: server.bucket, Key: `datasets/${id}/${object.key}`, Body: object.body })),
+  );
   client.destroy();
   fixture.small = { id, files: objects.length, bytes };
   saveFixture(fixture);
@@ -348,10 +416,17 @@ function ensureZip(server: S3Server, fixture: Fixture, sizeMb: number): DatasetF
   const zipPath = join(CACHE, `${id}.zip`);
   // More content than the zip's target size: deflate saves about a tenth on it.
   if (fixture.zip !== undefined) removeObjects(server, [`datasets/${fixture.zip.id}.zip`]);
-  const made = spawnSync(PYTHON, [join(PROJECT_ROOT, 'bench', 'transfer_python.py'), 'make-zip', '--out', zipPath, '--bytes', String(Math.round(sizeMb * 1.12 * 1024 * 1024))], { encoding: 'utf8' });
+  const made = spawnSync(
+    PYTHON,
+    [join(PROJECT_ROOT, 'bench', 'transfer_python.py'), 'make-zip', '--out', zipPath, '--bytes', String(Math.round(sizeMb * 1.12 * 1024 * 1024))],
+    { encoding: 'utf8' },
+  );
   if (made.status !== 0) throw new Error(`making the zip failed: ${made.stderr}`);
   const info = JSON.parse(made.stdout.trim().split('\n').pop() as string) as { files: number; bytes: number; zip_bytes: number };
-  const upload = spawnSync(AWS, ['s3', 'cp', zipPath, `s3://${server.bucket}/datasets/${id}.zip`, '--endpoint-url', server.endpoint, '--only-show-errors'], { env: childEnv(server), encoding: 'utf8' });
+  const upload = spawnSync(AWS, ['s3', 'cp', zipPath, `s3://${server.bucket}/datasets/${id}.zip`, '--endpoint-url', server.endpoint, '--only-show-errors'], {
+    env: childEnv(server),
+    encoding: 'utf8',
+  });
   if (upload.status !== 0) throw new Error(`uploading the zip failed: ${upload.stderr}`);
   rmSync(zipPath, { force: true });
   fixture.zip = { id, files: info.files, bytes: info.bytes, zipBytes: info.zip_bytes };
@@ -362,7 +437,10 @@ function ensureZip(server: S3Server, fixture: Fixture, sizeMb: number): DatasetF
 /** Drops a fixture that another size replaces, so the kept server data does not grow. */
 function removeObjects(server: S3Server, target: string[]): void {
   const [key, ...flags] = target;
-  spawnSync(AWS, ['s3', 'rm', `s3://${server.bucket}/${key}`, ...flags, '--endpoint-url', server.endpoint, '--only-show-errors'], { env: childEnv(server), encoding: 'utf8' });
+  spawnSync(AWS, ['s3', 'rm', `s3://${server.bucket}/${key}`, ...flags, '--endpoint-url', server.endpoint, '--only-show-errors'], {
+    env: childEnv(server),
+    encoding: 'utf8',
+  });
 }
 
 let awsVersionText: string | undefined;
@@ -386,14 +464,17 @@ function shellQuote(text: string): string {
 }
 
 if (args.child) {
-  const storage = createStorage({
-    type: 'minio',
-    endpoint: process.env.AWS_ENDPOINT_URL as string,
-    accessKeyId: process.env.AWS_ACCESS_KEY_ID as string,
-    secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY as string,
-    bucket: SERVER.bucket,
-    forcePathStyle: true,
-  }, process.env.VT_BENCH_CONCURRENCY ? { downloadConcurrency: Number(process.env.VT_BENCH_CONCURRENCY) } : {});
+  const storage = createStorage(
+    {
+      type: 'minio',
+      endpoint: process.env.AWS_ENDPOINT_URL as string,
+      accessKeyId: process.env.AWS_ACCESS_KEY_ID as string,
+      secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY as string,
+      bucket: SERVER.bucket,
+      forcePathStyle: true,
+    },
+    process.env.VT_BENCH_CONCURRENCY ? { downloadConcurrency: Number(process.env.VT_BENCH_CONCURRENCY) } : {},
+  );
   const result = await storage.downloadDataset(args.dataset as string, resolve(args.dest as string));
   console.log(JSON.stringify({ files: result.files, bytes: result.bytes }));
 } else {

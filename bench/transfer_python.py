@@ -11,6 +11,7 @@
 Endpoint and credentials come from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_DEFAULT_REGION. Prints one JSON line describing the settings used.
 """
+
 import argparse
 import json
 import os
@@ -38,7 +39,7 @@ def boto3_prefix(args):
     with TransferManager(s3, config) as manager:
         futures = []
         for key in keys:
-            path = os.path.join(args.dest, key[len(args.prefix):])
+            path = os.path.join(args.dest, key[len(args.prefix) :])
             folder = os.path.dirname(path)
             if folder not in folders:
                 os.makedirs(folder, exist_ok=True)
@@ -80,7 +81,7 @@ def make_zip(args):
             names.append(name)
             written += size
             count += 1
-        annotations = {"format_version": "1.0", "images": [{"id": i + 1, "file_name": n[len("images/"):]} for i, n in enumerate(names)]}
+        annotations = {"format_version": "1.0", "images": [{"id": i + 1, "file_name": n[len("images/") :]} for i, n in enumerate(names)]}
         text = json.dumps(annotations).encode()
         archive.writestr("annotations.json", text)
     print(json.dumps({"files": count + 1, "bytes": written + len(text), "zip_bytes": os.path.getsize(args.out)}))

@@ -16,7 +16,10 @@ import { PYTHON_DIR, defaultPythonBin } from '../src/paths.js';
 
 function sampleDataset(): string {
   const dir = join(mkdtempSync(join(tmpdir(), 'vt-example-')), 'digits');
-  const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', dir, '--images', '60', '--size', '128'], { cwd: PYTHON_DIR, encoding: 'utf8' });
+  const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', dir, '--images', '60', '--size', '128'], {
+    cwd: PYTHON_DIR,
+    encoding: 'utf8',
+  });
   if (made.status !== 0) throw new Error(made.stderr);
   return dir;
 }
@@ -41,15 +44,23 @@ async function main(): Promise<void> {
       { logger: false },
     );
     for await (const event of run) {
-      if (event.type === 'batch' && event.batch === event.batches) process.stdout.write(`  [${imageSize}px] epoch ${event.epoch}: loss ${Object.values(event.losses).map((v) => v?.toFixed(3)).join('/')}\n`);
-      if (event.type === 'validation') process.stdout.write(`  [${imageSize}px] validation epoch ${event.epoch}: ${event.primaryMetricName}=${event.primaryMetricValue}\n`);
+      if (event.type === 'batch' && event.batch === event.batches)
+        process.stdout.write(
+          `  [${imageSize}px] epoch ${event.epoch}: loss ${Object.values(event.losses)
+            .map((v) => v?.toFixed(3))
+            .join('/')}\n`,
+        );
+      if (event.type === 'validation')
+        process.stdout.write(`  [${imageSize}px] validation epoch ${event.epoch}: ${event.primaryMetricName}=${event.primaryMetricValue}\n`);
     }
     results.push({ imageSize, result: await run.result });
   }
 
   for (const { imageSize, result } of results) {
     if (result.error) process.stdout.write(`${imageSize}px failed: ${result.error.describe()}\n`);
-    process.stdout.write(`${imageSize}px: ${result.status}, best epoch ${result.bestEpoch}, mAP50-95 ${result.bestMetricValue}, ${result.totalTimeSeconds.toFixed(1)} s, ${result.checkpointUri}\n`);
+    process.stdout.write(
+      `${imageSize}px: ${result.status}, best epoch ${result.bestEpoch}, mAP50-95 ${result.bestMetricValue}, ${result.totalTimeSeconds.toFixed(1)} s, ${result.checkpointUri}\n`,
+    );
   }
 }
 

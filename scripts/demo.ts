@@ -87,7 +87,10 @@ async function main(): Promise<number> {
     const datasetId = DEMO.datasetId;
     const datasetDir = join(scratch, datasetId);
     say(`making the sample ${TASK} dataset (${DEMO.description})...`);
-    const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', TASK, datasetDir, ...DEMO.sample(IMAGE_SIZE)], { cwd: PYTHON_DIR, encoding: 'utf8' });
+    const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', TASK, datasetDir, ...DEMO.sample(IMAGE_SIZE)], {
+      cwd: PYTHON_DIR,
+      encoding: 'utf8',
+    });
     if (made.status !== 0) throw new Error(`sample dataset failed: ${made.stderr}`);
     say(`dataset: ${made.stdout.trim()}`);
     const zipPath = join(scratch, `${datasetId}.zip`);
@@ -141,7 +144,9 @@ async function main(): Promise<number> {
     if (curve) say(curve);
     const done = callbacks.find((c): c is ReceivedCallback<'trainingDone'> => c.kind === 'trainingDone');
     if (code !== 0 || done?.body.status !== 'succeeded' || !done.body.checkpoint_path) {
-      say(`training did not succeed (exit code ${code}, completion ${done?.body.status ?? 'missing'}${done?.body.error_message ? `: ${done.body.error_message}` : ''})`);
+      say(
+        `training did not succeed (exit code ${code}, completion ${done?.body.status ?? 'missing'}${done?.body.error_message ? `: ${done.body.error_message}` : ''})`,
+      );
       return code || 1;
     }
     const bestUri = done.body.checkpoint_path;

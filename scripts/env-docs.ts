@@ -23,7 +23,14 @@ export function envReference(): string {
       if (!row.def.includes(def)) row.def = `${row.def}; ${def} (${v.modes.join('/')})`;
       continue;
     }
-    rows.set(key, { names: v.env.map((n) => `\`${n}\``).join(' / '), modes: new Set(v.modes), help: v.help, def: v.modes.length < 3 && VARIABLES.filter((x) => x.env[0] === key).length > 1 ? `${def} (${v.modes.join('/')})` : def, secret: !!v.secret, group: v.group });
+    rows.set(key, {
+      names: v.env.map((n) => `\`${n}\``).join(' / '),
+      modes: new Set(v.modes),
+      help: v.help,
+      def: v.modes.length < 3 && VARIABLES.filter((x) => x.env[0] === key).length > 1 ? `${def} (${v.modes.join('/')})` : def,
+      secret: !!v.secret,
+      group: v.group,
+    });
   }
   const lines = [START, '', '| variable | modes | meaning | default |', '|---|---|---|---|'];
   for (const r of rows.values()) {

@@ -70,7 +70,10 @@ async function runMode(mode: Mode, env: NodeJS.ProcessEnv): Promise<number> {
   return runFromEnv((await import('./jobs/export/job.js')).exportJob, env);
 }
 
-async function runFromEnv<M extends Mode, E extends JobEvent, O extends JobOutcome>(definition: JobDefinition<M, E, O>, env: NodeJS.ProcessEnv): Promise<number> {
+async function runFromEnv<M extends Mode, E extends JobEvent, O extends JobOutcome>(
+  definition: JobDefinition<M, E, O>,
+  env: NodeJS.ProcessEnv,
+): Promise<number> {
   const config = configFromEnv(definition.mode, env);
   const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
   setLogger(logger);

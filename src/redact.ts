@@ -20,7 +20,10 @@ export function clearSecrets(): void {
 
 const SHAPES: Array<[RegExp, string]> = [
   // S3/R2 presigned URLs (SigV4 and SigV2), GCS, Azure SAS and generic token query parameters.
-  [/([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId|X-Goog-Signature|X-Goog-Credential|sig|token|access_token|api_key|apikey|key)=)[^&\s"'#]+/gi, `$1${REDACTED}`],
+  [
+    /([?&](?:X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|Signature|AWSAccessKeyId|X-Goog-Signature|X-Goog-Credential|sig|token|access_token|api_key|apikey|key)=)[^&\s"'#]+/gi,
+    `$1${REDACTED}`,
+  ],
   [/(Bearer\s+)[A-Za-z0-9._~+/=-]{6,}/g, `$1${REDACTED}`],
   // OpenAI-style API keys.
   [/\bsk-[A-Za-z0-9_-]{8,}/g, REDACTED],

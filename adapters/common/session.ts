@@ -72,7 +72,8 @@ export async function openSession(
     info,
     async predictBatch(items: BatchItem[]): Promise<BatchOutcome> {
       const batch = await bridge.call(PREDICT, { items });
-      if (batch.images.length !== items.length) throw new FrameworkError(`The Python inference session answered ${batch.images.length} results for ${items.length} images`);
+      if (batch.images.length !== items.length)
+        throw new FrameworkError(`The Python inference session answered ${batch.images.length} results for ${items.length} images`);
       return { images: batch.images, inferenceSeconds: batch.inference_seconds };
     },
     finish: () => bridge.call(FINISH),

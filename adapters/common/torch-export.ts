@@ -47,7 +47,13 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
       const f = await bridge.call(PYTHON.describe, { checkpoint: checkpointPath });
       if (f.framework !== framework) {
         throw new ConfigError(
-          [{ variable: 'FRAMEWORK', value: framework, message: `CHECKPOINT_PATH holds a ${f.framework} checkpoint (${f.model_name}); set FRAMEWORK=${f.framework}, or MODEL_NAME=${f.model_name}` }],
+          [
+            {
+              variable: 'FRAMEWORK',
+              value: framework,
+              message: `CHECKPOINT_PATH holds a ${f.framework} checkpoint (${f.model_name}); set FRAMEWORK=${f.framework}, or MODEL_NAME=${f.model_name}`,
+            },
+          ],
           'export',
         );
       }
@@ -71,7 +77,11 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
         half: q?.format === 'openvino' && q.dtype === 'float16',
         quantize_dynamic: q?.format === 'torchscript' && q.dtype === 'int8',
       });
-      return { path: r.path, directory: r.directory, notes: [`torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`, ...r.notes] };
+      return {
+        path: r.path,
+        directory: r.directory,
+        notes: [`torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`, ...r.notes],
+      };
     },
 
     openOriginal: (bridge, handle, checkpointPath, device) => openOriginal(bridge, PYTHON, handle, checkpointPath, device),

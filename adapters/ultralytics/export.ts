@@ -44,7 +44,13 @@ function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { prepro
   };
   const layout = OUTPUT_LAYOUT[f.task_type] ?? '';
   const postprocessing: PostprocessingSpec = classification
-    ? { output_layout: layout, softmax: { apply: false, temperature: 1 }, top_k: Math.min(5, f.class_names.length), embedded: false, included: options.includePostprocessing }
+    ? {
+        output_layout: layout,
+        softmax: { apply: false, temperature: 1 },
+        top_k: Math.min(5, f.class_names.length),
+        embedded: false,
+        included: options.includePostprocessing,
+      }
     : {
         output_layout: layout,
         nms: { method: 'nms', class_aware: true, iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300 },
@@ -81,7 +87,9 @@ export const ultralyticsExport: ExportAdapter = {
       simplify: request.optimizationLevel >= 1,
       quantize: nativeQuantize(request),
     });
-    const notes = [`ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`];
+    const notes = [
+      `ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`,
+    ];
     if (request.quantization) notes.push(request.quantization.method);
     return { path: r.path, directory: r.directory, notes };
   },

@@ -19,6 +19,7 @@ unpickler to call. So:
 Safetensors and transformers folders hold no pickle; TorchScript archives are loaded with
 `torch.jit.load`, which runs TorchScript, not Python pickles.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -8,6 +8,7 @@ Written in the Platform Format (annotations.json + images/), deterministic for a
 
     python -m vision_trainer.sample_data detection OUT_DIR [--images 60] [--size 96] [--seed 0]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,7 +87,17 @@ def make_detection(out_dir: str, images: int = 60, size: int = 96, seed: int = 0
             canvas.paste(sprite, (x, y), sprite)
             ann_id += 1
             bbox = _ink_box(alpha, x, y)
-            annotations.append({"id": ann_id, "class_id": label, "class_name": CLASS_NAMES[label], "bbox": bbox, "bbox_format": "xywh", "area": bbox[2] * bbox[3], "iscrowd": 0})
+            annotations.append(
+                {
+                    "id": ann_id,
+                    "class_id": label,
+                    "class_name": CLASS_NAMES[label],
+                    "bbox": bbox,
+                    "bbox_format": "xywh",
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": 0,
+                }
+            )
         file_name = f"img_{i:04d}.png"
         canvas.save(out / "images" / file_name)
         records.append({"id": i + 1, "file_name": file_name, "width": size, "height": size, "annotations": annotations})
@@ -112,7 +123,9 @@ def make_classification(out_dir: str, per_class: int = 12, size: int = 32, seed:
     records = []
     available = int(np.bincount(digits.target).min())
     if not 1 <= per_class <= available:
-        raise SystemExit(f"--per-class must be between 1 and {available} (scikit-learn's digits hold {available} to {int(np.bincount(digits.target).max())} images per digit)")
+        raise SystemExit(
+            f"--per-class must be between 1 and {available} (scikit-learn's digits hold {available} to {int(np.bincount(digits.target).max())} images per digit)"
+        )
     for label in range(10):
         picks = rng.choice(np.nonzero(digits.target == label)[0], size=per_class, replace=False)
         for j, k in enumerate(picks):
@@ -120,7 +133,15 @@ def make_classification(out_dir: str, per_class: int = 12, size: int = 32, seed:
             file_name = f"{label}/{label}_{j:03d}.png"
             (out / "images" / str(label)).mkdir(exist_ok=True)
             img.save(out / "images" / file_name)
-            records.append({"id": f"d{label}-{j}", "file_name": file_name, "width": size, "height": size, "annotation": {"class_id": label, "class_name": CLASS_NAMES[label]}})
+            records.append(
+                {
+                    "id": f"d{label}-{j}",
+                    "file_name": file_name,
+                    "width": size,
+                    "height": size,
+                    "annotation": {"class_id": label, "class_name": CLASS_NAMES[label]},
+                }
+            )
     doc = {
         "format_version": "1.0",
         "dataset_id": out.name,

@@ -1,4 +1,5 @@
 """Bridge-safe conversions and the error envelope shared by every entry point."""
+
 from __future__ import annotations
 
 import json

@@ -34,14 +34,19 @@ const { values, positionals } = parseArgs({
 function imageFiles(paths) {
   return paths.flatMap((p) =>
     statSync(p).isDirectory()
-      ? readdirSync(p).filter((f) => IMAGE_SUFFIXES.has(extname(f).toLowerCase())).sort().map((f) => join(p, f))
+      ? readdirSync(p)
+          .filter((f) => IMAGE_SUFFIXES.has(extname(f).toLowerCase()))
+          .sort()
+          .map((f) => join(p, f))
       : [p],
   );
 }
 
 const wrapper = await ModelWrapper.create(values.model, values.metadata, values.threads ? { threads: Number(values.threads) } : {});
 if (wrapper.metadata.preprocessing.included === false) {
-  console.error(`this package was exported with INCLUDE_PREPROCESSING=false: call predict(tensor) from your code with a preprocessed float32 Tensor of dims [${wrapper.metadata.model.inputs?.[0]?.shape}]`);
+  console.error(
+    `this package was exported with INCLUDE_PREPROCESSING=false: call predict(tensor) from your code with a preprocessed float32 Tensor of dims [${wrapper.metadata.model.inputs?.[0]?.shape}]`,
+  );
   process.exit(2);
 }
 const options = {
@@ -64,7 +69,9 @@ for (const file of files) {
     // INCLUDE_POSTPROCESSING=false: the raw outputs
     console.log(JSON.stringify({ image: file, outputs: predictions.map((t) => ({ shape: t.dims, first_values: Array.from(t.data.subarray(0, 8)) })) }));
   } else {
-    console.log(JSON.stringify({ image: file, predictions: predictionsToJson(predictions, image.width, image.height), elapsed_ms: Math.round(elapsed * 100) / 100 }));
+    console.log(
+      JSON.stringify({ image: file, predictions: predictionsToJson(predictions, image.width, image.height), elapsed_ms: Math.round(elapsed * 100) / 100 }),
+    );
   }
 }
 await wrapper.close();

@@ -212,7 +212,13 @@ export function decodePng(file: Buffer): RgbImage {
 export async function loadImage(path: string): Promise<RgbImage> {
   const file = await readFile(path);
   if (file.subarray(0, 8).equals(PNG_SIGNATURE)) return decodePng(file);
-  let sharp: ((input: Buffer) => { removeAlpha(): { toColourspace(s: string): { raw(): { toBuffer(o: { resolveWithObject: true }): Promise<{ data: Buffer; info: { width: number; height: number } }> } } } }) | undefined;
+  let sharp:
+    | ((input: Buffer) => {
+        removeAlpha(): {
+          toColourspace(s: string): { raw(): { toBuffer(o: { resolveWithObject: true }): Promise<{ data: Buffer; info: { width: number; height: number } }> } };
+        };
+      })
+    | undefined;
   try {
     const name = 'sharp';
     sharp = ((await import(name)) as { default: typeof sharp }).default;
@@ -301,7 +307,7 @@ export function resizeImage(image: RgbImage, width: number, height: number, inte
       for (let i = 0; i < width * cn; i++) {
         // OpenCV's vectorised vertical pass: 16-bit products, two rounding shifts.
         const v = (((w0 * (at(row, i) >> 4)) >> 16) + ((w1 * (at(row, width * cn + i) >> 4)) >> 16) + 2) >> 2;
-        out[y * width * cn + i] = v < 0 ? 0 : Math.min(v , 255);
+        out[y * width * cn + i] = v < 0 ? 0 : Math.min(v, 255);
       }
     }
     return { data: out, width, height };
@@ -317,7 +323,7 @@ export function resizeImage(image: RgbImage, width: number, height: number, inte
           v += acc * at(ys.weight, y * ys.taps + j);
         }
         const r = Math.round(v);
-        out[(y * width + x) * cn + c] = r < 0 ? 0 : Math.min(r , 255);
+        out[(y * width + x) * cn + c] = r < 0 ? 0 : Math.min(r, 255);
       }
     }
   }
@@ -335,7 +341,10 @@ export function resizeFloat(src: Float32Array, srcW: number, srcH: number, dstW:
       const base = at(ys.index, y * 2 + k) * srcW;
       const r = rows[k as 0 | 1];
       for (let x = 0; x < dstW; x++) {
-        r[x] = Math.fround(at(src, base + at(xs.index, x * 2)) * Math.fround(at(xs.weight, x * 2)) + at(src, base + at(xs.index, x * 2 + 1)) * Math.fround(at(xs.weight, x * 2 + 1)));
+        r[x] = Math.fround(
+          at(src, base + at(xs.index, x * 2)) * Math.fround(at(xs.weight, x * 2)) +
+            at(src, base + at(xs.index, x * 2 + 1)) * Math.fround(at(xs.weight, x * 2 + 1)),
+        );
       }
     }
     const w0 = Math.fround(at(ys.weight, y * 2));
@@ -500,7 +509,14 @@ const toImage = (t: Transform, x: number, y: number): [number, number] => [
 ];
 
 /** Instance masks at the image size: prototypes combined, padding cut, resized, thresholded, cropped to the box. */
-export function masksFor(coefficients: Float32Array[], protos: Tensor, boxes: number[][], t: Transform, inputSize: [number, number], threshold: number): Uint8Array[] {
+export function masksFor(
+  coefficients: Float32Array[],
+  protos: Tensor,
+  boxes: number[][],
+  t: Transform,
+  inputSize: [number, number],
+  threshold: number,
+): Uint8Array[] {
   const [, nm, mh, mw] = protos.dims as [number, number, number, number];
   const [inH, inW] = inputSize;
   const sx = mw / inW;
@@ -663,7 +679,14 @@ export class ModelWrapper {
     const spec = post.nms!;
     const [inH, inW] = this.inputSize;
     const boxScale: [number, number] = post.box_units === 'normalized' ? [inW, inH] : [1, 1];
-    const det = selectDetections(first, this.classNames.length, options.confidence ?? spec.confidence_threshold, options.iou ?? spec.iou_threshold, options.maxDetections ?? spec.max_detections, boxScale);
+    const det = selectDetections(
+      first,
+      this.classNames.length,
+      options.confidence ?? spec.confidence_threshold,
+      options.iou ?? spec.iou_threshold,
+      options.maxDetections ?? spec.max_detections,
+      boxScale,
+    );
     const boxes: number[][] = [];
     const predictions: Prediction[] = [];
     for (let k = 0; k < det.scores.length; k++) {
@@ -677,7 +700,14 @@ export class ModelWrapper {
       const protos = outputs[1];
       if (!protos) throw new Error('a segmentation model must give prototype masks as its second output');
       const nm = protos.dims[1] as number;
-      const masks = masksFor(det.extra.map((e) => e.subarray(0, nm)), protos, boxes, transform, this.inputSize, post.mask_threshold ?? 0.5);
+      const masks = masksFor(
+        det.extra.map((e) => e.subarray(0, nm)),
+        protos,
+        boxes,
+        transform,
+        this.inputSize,
+        post.mask_threshold ?? 0.5,
+      );
       predictions.forEach((p, k) => {
         p.mask = masks[k];
       });
@@ -703,7 +733,8 @@ export class ModelWrapper {
   async predict(image: string | RgbImage | Tensor, options: PostprocessOptions = {}): Promise<Prediction[] | Tensor[]> {
     let input: { tensor: Tensor; transform: Transform };
     if (this.metadata.preprocessing.included === false) {
-      if (typeof image === 'string' || !('dims' in image)) throw new Error('this package was exported without preprocessing (INCLUDE_PREPROCESSING=false): pass a preprocessed Tensor');
+      if (typeof image === 'string' || !('dims' in image))
+        throw new Error('this package was exported without preprocessing (INCLUDE_PREPROCESSING=false): pass a preprocessed Tensor');
       const [h, w] = this.inputSize;
       input = { tensor: image, transform: { scaleX: 1, scaleY: 1, padLeft: 0, padTop: 0, width: w, height: h } };
     } else {

@@ -7,6 +7,7 @@
 
 Each line: {"image": "<path>", "predictions": [...]} (masks as COCO RLE).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,19 @@ def main() -> int:
 
     wrapper = ModelWrapper(args.model, args.metadata, threads=args.threads)
     if not wrapper.metadata["preprocessing"].get("included", True):
-        print("this package was exported with INCLUDE_PREPROCESSING=false: call ModelWrapper.predict(tensor) from your code "
-              f"with a preprocessed float32 batch of shape {wrapper.metadata['model']['inputs'][0]['shape']}", file=sys.stderr)
+        print(
+            "this package was exported with INCLUDE_PREPROCESSING=false: call ModelWrapper.predict(tensor) from your code "
+            f"with a preprocessed float32 batch of shape {wrapper.metadata['model']['inputs'][0]['shape']}",
+            file=sys.stderr,
+        )
         return 2
     files = image_files(args.images or [PACKAGE_DIR / "samples"])
     if not files:
         print("no images given (and no samples/ folder in the package)", file=sys.stderr)
         return 2
-    options = {k: v for k, v in {"confidence": args.confidence, "iou": args.iou, "max_detections": args.max_detections, "top_k": args.top_k}.items() if v is not None}
+    options = {
+        k: v for k, v in {"confidence": args.confidence, "iou": args.iou, "max_detections": args.max_detections, "top_k": args.top_k}.items() if v is not None
+    }
     for f in files:
         started = time.perf_counter()
         predictions = wrapper.predict(f, **options)

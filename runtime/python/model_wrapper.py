@@ -16,6 +16,7 @@ torch for device buffers). Coordinates in the results are pixels of the original
 The same arithmetic (rounding, padding, NMS order) is implemented by the Node and C++ wrappers
 beside this one, so the three give the same predictions for the same image.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,6 +79,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 # Pre-processing
 # ---------------------------------------------------------------------------------------------
 
+
 def preprocess(image: np.ndarray, spec: dict) -> tuple[np.ndarray, Transform]:
     """RGB uint8 (H, W, 3) -> float32 NCHW batch of one, per metadata["preprocessing"]."""
     image = as_rgb(image)
@@ -129,6 +131,7 @@ def preprocess(image: np.ndarray, spec: dict) -> tuple[np.ndarray, Transform]:
 # Post-processing
 # ---------------------------------------------------------------------------------------------
 
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> list[int]:
     """Greedy NMS over boxes [N, 4] xyxy, highest score first; ties keep input order."""
     order = np.argsort(-scores, kind="stable")
@@ -172,7 +175,9 @@ def select_detections(pred: np.ndarray, num_classes: int, conf: float, iou: floa
     return boxes[keep], cand_scores[keep], cand_classes[keep], extra
 
 
-def masks_for(coefficients: np.ndarray, protos: np.ndarray, boxes: np.ndarray, transform: Transform, input_size: Sequence[int], threshold: float) -> list[np.ndarray]:
+def masks_for(
+    coefficients: np.ndarray, protos: np.ndarray, boxes: np.ndarray, transform: Transform, input_size: Sequence[int], threshold: float
+) -> list[np.ndarray]:
     """Instance masks at the original image size: prototype combination, the letterbox padding
     cut away, resized (bilinear) to the image, thresholded and limited to the box."""
     nm, mh, mw = protos.shape
@@ -219,6 +224,7 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Backends: one per model format, each maps a float32 NCHW batch to a list of output arrays
 # ---------------------------------------------------------------------------------------------
+
 
 class OnnxBackend:
     def __init__(self, path: Path, threads: int | None):
@@ -365,14 +371,16 @@ BACKENDS = {
 
 def open_backend(export_format: str, path: Path, threads: int | None = None):
     if export_format not in BACKENDS:
-        raise ValueError(f"the Python wrapper cannot run {export_format} models (it runs {', '.join(BACKENDS)}); "
-                         "for CoreML use the Swift wrapper in runtimes/swift")
+        raise ValueError(
+            f"the Python wrapper cannot run {export_format} models (it runs {', '.join(BACKENDS)}); for CoreML use the Swift wrapper in runtimes/swift"
+        )
     return BACKENDS[export_format](path, threads)
 
 
 # ---------------------------------------------------------------------------------------------
 # The wrapper
 # ---------------------------------------------------------------------------------------------
+
 
 class ModelWrapper:
     """An exported model with its metadata.json: `predict(image)` gives final predictions."""
@@ -399,8 +407,16 @@ class ModelWrapper:
             batch = np.repeat(batch, fixed, axis=0)
         return self.backend(batch)
 
-    def postprocess(self, outputs: list[np.ndarray], transform: Transform, *, confidence: float | None = None, iou: float | None = None,
-                    max_detections: int | None = None, top_k: int | None = None) -> list[dict]:
+    def postprocess(
+        self,
+        outputs: list[np.ndarray],
+        transform: Transform,
+        *,
+        confidence: float | None = None,
+        iou: float | None = None,
+        max_detections: int | None = None,
+        top_k: int | None = None,
+    ) -> list[dict]:
         post = self.metadata["postprocessing"]
         if self.task in ("image_classification", "zero_shot_classification"):
             first = np.asarray(outputs[0], dtype=np.float32)
@@ -431,7 +447,9 @@ class ModelWrapper:
         ]
         if self.task == "instance_segmentation" and results:
             protos = np.asarray(outputs[1], dtype=np.float32)[0]
-            for r, m in zip(results, masks_for(extra[:, : protos.shape[0]], protos, boxes, transform, self.input_size, float(post.get("mask_threshold", 0.5))), strict=True):
+            for r, m in zip(
+                results, masks_for(extra[:, : protos.shape[0]], protos, boxes, transform, self.input_size, float(post.get("mask_threshold", 0.5))), strict=True
+            ):
                 r["mask"] = m
         if self.task == "pose_estimation" and results:
             count, dims = self.metadata["model"]["keypoints"]["shape"]

@@ -136,7 +136,8 @@ function loadPythonia(pythonBin: string, env: Record<string, string>): PythoniaM
   } finally {
     childProcess.spawn = original;
   }
-  if (spawns !== 1) throw new FrameworkError(`pythonia spawned ${spawns} processes while loading (expected exactly one); its version does not match this bridge`);
+  if (spawns !== 1)
+    throw new FrameworkError(`pythonia spawned ${spawns} processes while loading (expected exactly one); its version does not match this bridge`);
   return pythonia;
 }
 
@@ -320,7 +321,10 @@ function parseParams<P>(schema: z.ZodType<P>, value: unknown, name: string): P {
 
 function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError {
   if (e.out_of_memory) {
-    return new OutOfMemoryError(`Out of GPU memory: ${e.type}: ${e.message.split('\n')[0]}`, 'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.');
+    return new OutOfMemoryError(
+      `Out of GPU memory: ${e.type}: ${e.message.split('\n')[0]}`,
+      'Reduce BATCH_SIZE (e.g. halve it) or IMAGE_SIZE and run the job again.',
+    );
   }
   if (e.type === 'UnsafeArtifactError' && e.module === 'vision_trainer.safe_load') {
     return new PythonError(e.type, e.message, e.traceback, {
@@ -342,7 +346,10 @@ function toTypedError(err: unknown, what: string): VisionTrainerError {
     return new FrameworkError(`Python did not answer ${what} in time (bridge timeout)`, { cause: err });
   }
   // The last "Type: message" line after the bridge marker is the Python exception.
-  const lines = stack.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stack
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const marker = lines.findIndex((l) => l.startsWith('🌉') || l.startsWith('*** JS ***'));
   const pyLine = marker >= 0 ? lines[marker]!.replace(/^(🌉|\*\*\* JS \*\*\*)\s*/, '') : (lines.find((l) => /^[A-Z]\w*(Error|Exception):/.test(l)) ?? '');
   const m = /^([A-Za-z_][\w.]*):\s*(.*)$/.exec(pyLine);

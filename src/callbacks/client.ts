@@ -317,12 +317,15 @@ function checkOptions(options: CallbackClientOptions): void {
     // reported below
   }
   if (protocol !== 'http:' && protocol !== 'https:') {
-    throw new VisionTrainerError(`Callback base URL ${JSON.stringify(describeUrl(options.baseUrl))} is not an http(s) URL; set BACKEND_BASE_URL to e.g. https://api.example.com`);
+    throw new VisionTrainerError(
+      `Callback base URL ${JSON.stringify(describeUrl(options.baseUrl))} is not an http(s) URL; set BACKEND_BASE_URL to e.g. https://api.example.com`,
+    );
   }
   if (!options.jobId) throw new VisionTrainerError('CallbackClient needs a jobId (JOB_ID): every callback path contains it');
   pathSegment(options.jobId, 'JOB_ID');
   // A CR/LF in a header value would be refused by every request (or split the header).
-  if (!/^[\x20-\x7e]*$/.test(options.traceId)) throw new VisionTrainerError('CallbackClient traceId (TRACE_ID) must be printable ASCII: it is sent as the X-Trace-ID header');
+  if (!/^[\x20-\x7e]*$/.test(options.traceId))
+    throw new VisionTrainerError('CallbackClient traceId (TRACE_ID) must be printable ASCII: it is sent as the X-Trace-ID header');
   if (!options.token) throw new VisionTrainerError('CallbackClient needs a token (CALLBACK_TOKEN) for the Authorization header');
 }
 

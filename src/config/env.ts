@@ -41,11 +41,20 @@ function variableFor(vars: Variable[], issuePath: PropertyKey[]): { variable: Va
       bestLen = parts.length;
     }
   }
-  const rest = dotted.slice(bestLen).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '');
+  const rest = dotted
+    .slice(bestLen)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('')
+    .replace(/^\./, '');
   return { variable: best, rest };
 }
 
-function problemsFrom(error: z.ZodError, vars: Variable[], nameOf: (v: Variable | undefined, path: string) => string, valueFor: (v: Variable | undefined) => unknown): ConfigProblem[] {
+function problemsFrom(
+  error: z.ZodError,
+  vars: Variable[],
+  nameOf: (v: Variable | undefined, path: string) => string,
+  valueFor: (v: Variable | undefined) => unknown,
+): ConfigProblem[] {
   const seen = new Set<string>();
   const problems: ConfigProblem[] = [];
   for (const issue of error.issues) {
@@ -77,7 +86,10 @@ export function configFromEnv<M extends Mode>(mode: M, env: NodeJS.ProcessEnv = 
     const [name, value] = set[0]!;
     const conflicting = set.find(([, other]) => other !== value);
     if (conflicting) {
-      problems.push({ variable: `${name} / ${conflicting[0]}`, message: `both spellings are set to different values; set only one (they mean the same: ${v.help})` });
+      problems.push({
+        variable: `${name} / ${conflicting[0]}`,
+        message: `both spellings are set to different values; set only one (they mean the same: ${v.help})`,
+      });
     }
     setName.set(v, name);
     setPath(raw, v.path, value);
@@ -121,7 +133,10 @@ export function parseConfig<M extends Mode>(mode: M, input: unknown): ConfigFor<
     if (!v || !input || typeof input !== 'object') return undefined;
     return v.path.split('.').reduce<unknown>((acc, k) => (acc && typeof acc === 'object' ? (acc as Record<string, unknown>)[k] : undefined), input);
   };
-  throw new ConfigError(problemsFrom(result.error, vars, (v, path) => v?.path ?? path, get), mode);
+  throw new ConfigError(
+    problemsFrom(result.error, vars, (v, path) => v?.path ?? path, get),
+    mode,
+  );
 }
 
 function dedupeByVariable(problems: ConfigProblem[]): ConfigProblem[] {

@@ -35,7 +35,10 @@ export function bool() {
 }
 
 export function str(opts: { min?: number; pattern?: RegExp; patternMessage?: string } = {}) {
-  let inner = z.string({ error: 'must be text' }).trim().min(opts.min ?? 1, 'must not be empty');
+  let inner = z
+    .string({ error: 'must be text' })
+    .trim()
+    .min(opts.min ?? 1, 'must not be empty');
   if (opts.pattern) inner = inner.regex(opts.pattern, opts.patternMessage ?? `must match ${opts.pattern}`);
   return inner;
 }
@@ -54,7 +57,10 @@ export function identifier(maxLength: number, use: string) {
     .trim()
     .min(1, 'must not be empty')
     .max(maxLength, `must be at most ${maxLength} characters`)
-    .regex(IDENTIFIER, `must be letters, digits, "_", "-" and single "." between them, starting with a letter or digit (no "/", "..", spaces or control characters: ${use})`);
+    .regex(
+      IDENTIFIER,
+      `must be letters, digits, "_", "-" and single "." between them, starting with a letter or digit (no "/", "..", spaces or control characters: ${use})`,
+    );
 }
 
 /** Printable ASCII (space allowed inside), so it is a valid HTTP header value and one log field. */
@@ -70,10 +76,7 @@ export function printable(maxLength: number, use: string) {
 }
 
 export function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
-  return z.preprocess(
-    (v) => (typeof v === 'string' ? v.trim() : v),
-    z.enum(values, { error: () => `must be one of: ${values.join(', ')}` }),
-  );
+  return z.preprocess((v) => (typeof v === 'string' ? v.trim() : v), z.enum(values, { error: () => `must be one of: ${values.join(', ')}` }));
 }
 
 export function httpUrl() {
@@ -103,7 +106,13 @@ export function hostList() {
       error: (issue) => `${JSON.stringify(issue.input)} is not a host name, IP address or CIDR range`,
     });
   return z.preprocess(
-    (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v),
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : v,
     z.array(entry, { error: 'must be a comma-separated list of host names, IP addresses or CIDR ranges' }),
   );
 }

@@ -22,6 +22,10 @@ export function helpText(mode: Mode): string {
     const tail = [v.required ? 'required' : v.defaultText ? `default: ${v.defaultText}` : 'optional', v.secret ? 'secret' : ''].filter(Boolean).join(', ');
     lines.push(`  ${names}`, `      ${v.help} (${tail})`);
   }
-  lines.push('', 'Exit codes: 0 ok, 2 configuration, 3 dataset, 4 storage, 5 framework error, 6 completion callback undeliverable,', '            7 time limit, 8 out of memory, 143 terminated (SIGTERM). See README "Exit codes".');
+  lines.push(
+    '',
+    'Exit codes: 0 ok, 2 configuration, 3 dataset, 4 storage, 5 framework error, 6 completion callback undeliverable,',
+    '            7 time limit, 8 out of memory, 143 terminated (SIGTERM). See README "Exit codes".',
+  );
   return lines.join('\n');
 }

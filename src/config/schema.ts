@@ -124,8 +124,14 @@ export const TrainConfigSchema = z
     checkStorage(c.storage, ctx);
     checkBackend(c.backend, ctx);
     checkModel(c, ctx);
-    if (c.hfConfigOverrides !== undefined && resolveFramework(c) !== 'huggingface') problem(ctx, ['hfConfigOverrides'], 'applies to FRAMEWORK=huggingface only');
-    if (c.hfConfigOverrides !== undefined && c.pretrainedWeightUrl) problem(ctx, ['hfConfigOverrides'], "shapes a model built from its configuration; with PRETRAINED_WEIGHT_URL the folder's config.json decides (unset one of them)");
+    if (c.hfConfigOverrides !== undefined && resolveFramework(c) !== 'huggingface')
+      problem(ctx, ['hfConfigOverrides'], 'applies to FRAMEWORK=huggingface only');
+    if (c.hfConfigOverrides !== undefined && c.pretrainedWeightUrl)
+      problem(
+        ctx,
+        ['hfConfigOverrides'],
+        "shapes a model built from its configuration; with PRETRAINED_WEIGHT_URL the folder's config.json decides (unset one of them)",
+      );
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawTrain;
@@ -138,7 +144,8 @@ export const InferConfigSchema = z
     const c = v as unknown as RawInfer;
     checkStorage(c.storage, ctx);
     checkBackend(c.backend, ctx);
-    if (c.inferenceType === 'test_run' && !c.datasetId) problem(ctx, ['datasetId'], 'is required for INFERENCE_TYPE=test_run (the labelled dataset to evaluate)');
+    if (c.inferenceType === 'test_run' && !c.datasetId)
+      problem(ctx, ['datasetId'], 'is required for INFERENCE_TYPE=test_run (the labelled dataset to evaluate)');
     if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
       problem(ctx, ['imagePaths'], 'INFERENCE_TYPE=inference_job needs IMAGE_PATHS (JSON list of s3:// paths) or DATASET_ID');
     }

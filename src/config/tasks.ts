@@ -29,9 +29,7 @@ const YOLO_SUFFIX_TASK: Record<string, TaskType> = {
   '-pose': 'pose_estimation',
   '-cls': 'image_classification',
 };
-const YOLO_TASK_SUFFIX: Partial<Record<TaskType, string>> = Object.fromEntries(
-  Object.entries(YOLO_SUFFIX_TASK).map(([s, t]) => [t, s]),
-);
+const YOLO_TASK_SUFFIX: Partial<Record<TaskType, string>> = Object.fromEntries(Object.entries(YOLO_SUFFIX_TASK).map(([s, t]) => [t, s]));
 
 /** HuggingFace names from the design plus families whose checkpoint names use dashes. */
 const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-)[-\w.]*$/i;
@@ -56,7 +54,8 @@ export function checkModelForTask(framework: Framework, taskType: TaskType, mode
       return `${modelName} is an open-vocabulary/segment-anything model, which this runtime does not fine-tune; use a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
     }
     const m = YOLO_NAME.exec(modelName);
-    if (!m) return `unknown ultralytics model; expected yolo11n|s|m|l|x (also yolov8*/yolo12*) with -seg, -pose or -cls for those tasks, e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''}`;
+    if (!m)
+      return `unknown ultralytics model; expected yolo11n|s|m|l|x (also yolov8*/yolo12*) with -seg, -pose or -cls for those tasks, e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''}`;
     const modelTask = YOLO_SUFFIX_TASK[m[2] ?? ''];
     if (modelTask !== taskType) return `${modelName} is a ${modelTask} model; for ${taskType} use ${m[1]}${YOLO_TASK_SUFFIX[taskType] ?? ''}`;
   }

@@ -30,7 +30,10 @@ const ALL: readonly Mode[] = ['train', 'infer', 'export'];
 const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam'] as const;
 export const EXPORT_FORMATS = ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'] as const;
 
-const imagePaths = json(z.array(z.string().min(1), { error: 'must be a JSON list of s3:// paths' }).min(1, 'must list at least one image'), '["s3://bucket/in/img1.jpg"]');
+const imagePaths = json(
+  z.array(z.string().min(1), { error: 'must be a JSON list of s3:// paths' }).min(1, 'must list at least one image'),
+  '["s3://bucket/in/img1.jpg"]',
+);
 const layerList = json(z.array(z.string().min(1), { error: 'must be a JSON list of layer paths' }).min(1, 'must name at least one layer'), '["model.24"]');
 const inputSize = z.preprocess(
   (v) => {

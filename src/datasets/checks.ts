@@ -66,12 +66,7 @@ export function imageLabel(raw: unknown, index: number): string {
   return `#${index}`;
 }
 
-export function addZodProblems(
-  problems: ProblemList,
-  error: z.ZodError,
-  image: string | undefined,
-  prefix: readonly PropertyKey[],
-): void {
+export function addZodProblems(problems: ProblemList, error: z.ZodError, image: string | undefined, prefix: readonly PropertyKey[]): void {
   for (const issue of error.issues) {
     problems.add(image, fieldPath([...prefix, ...issue.path]), issue.message);
   }
@@ -123,7 +118,11 @@ export class ClassTable {
   check(classId: number, className: string | undefined, place: { image: string; field: string }, problems: ProblemList): boolean {
     const declared = this.byId.get(classId);
     if (!declared) {
-      problems.add(place.image, `${place.field}.class_id`, `class id ${classId} is not declared in classes (declared: ${this.describeIds()}); add it to classes or fix the id`);
+      problems.add(
+        place.image,
+        `${place.field}.class_id`,
+        `class id ${classId} is not declared in classes (declared: ${this.describeIds()}); add it to classes or fix the id`,
+      );
       return false;
     }
     if (className !== undefined && className !== declared.name) {
@@ -183,18 +182,26 @@ function outside(x0: number, y0: number, x1: number, y1: number, place: ObjectPl
   return edges.length ? edges.join(', ') : undefined;
 }
 
-const clip = (v: number, max: number) => (v < 0 ? 0 : Math.min(v , max));
+const clip = (v: number, max: number) => (v < 0 ? 0 : Math.min(v, max));
 
 /** A valid box, clipped to the image, or undefined after reporting why not. */
 export function checkBox(bbox: readonly number[], place: ObjectPlace, problems: ProblemList): Box | undefined {
   const [x = 0, y = 0, w = 0, h = 0] = bbox;
   if (!(w > 0 && h > 0)) {
-    problems.add(place.image, `${place.field}.bbox`, `box [${bbox.map(round).join(', ')}] has a non-positive size (width ${round(w)}, height ${round(h)}); boxes are [x, y, width, height] with width and height above 0`);
+    problems.add(
+      place.image,
+      `${place.field}.bbox`,
+      `box [${bbox.map(round).join(', ')}] has a non-positive size (width ${round(w)}, height ${round(h)}); boxes are [x, y, width, height] with width and height above 0`,
+    );
     return undefined;
   }
   const beyond = outside(x, y, x + w, y + h, place);
   if (beyond) {
-    problems.add(place.image, `${place.field}.bbox`, `box [${bbox.map(round).join(', ')}] lies outside the ${place.width}x${place.height} image (${beyond}); fix the box or the image's width/height`);
+    problems.add(
+      place.image,
+      `${place.field}.bbox`,
+      `box [${bbox.map(round).join(', ')}] lies outside the ${place.width}x${place.height} image (${beyond}); fix the box or the image's width/height`,
+    );
     return undefined;
   }
   const x0 = clip(x, place.width);
@@ -202,7 +209,11 @@ export function checkBox(bbox: readonly number[], place: ObjectPlace, problems: 
   const x1 = clip(x + w, place.width);
   const y1 = clip(y + h, place.height);
   if (x1 - x0 <= 0 || y1 - y0 <= 0) {
-    problems.add(place.image, `${place.field}.bbox`, `box [${bbox.map(round).join(', ')}] has no area inside the ${place.width}x${place.height} image; remove it or fix it`);
+    problems.add(
+      place.image,
+      `${place.field}.bbox`,
+      `box [${bbox.map(round).join(', ')}] has no area inside the ${place.width}x${place.height} image; remove it or fix it`,
+    );
     return undefined;
   }
   return [x0, y0, x1 - x0, y1 - y0];
@@ -266,7 +277,11 @@ export function checkKeypoints(keypoints: readonly (readonly [number, number, nu
     }
     const beyond = outside(x, y, x, y, place);
     if (beyond) {
-      problems.add(place.image, `${place.field}.keypoints[${k}]`, `keypoint (${round(x)}, ${round(y)}) lies outside the ${place.width}x${place.height} image; fix it or mark it not labelled (v = 0)`);
+      problems.add(
+        place.image,
+        `${place.field}.keypoints[${k}]`,
+        `keypoint (${round(x)}, ${round(y)}) lies outside the ${place.width}x${place.height} image; fix it or mark it not labelled (v = 0)`,
+      );
       return undefined;
     }
     out.push([clip(x, place.width), clip(y, place.height), v]);

@@ -11,11 +11,7 @@ export const FILE_CONCURRENCY = 32;
  * `worker` (0..limit-1) lets a caller keep one scratch buffer per worker. Rejects with the
  * first error after the running operations settle; no new work starts after an error.
  */
-export async function forEachBounded<T>(
-  items: readonly T[],
-  limit: number,
-  work: (item: T, index: number, worker: number) => Promise<void>,
-): Promise<void> {
+export async function forEachBounded<T>(items: readonly T[], limit: number, work: (item: T, index: number, worker: number) => Promise<void>): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const runWorker = async (worker: number): Promise<void> => {

@@ -91,7 +91,6 @@ function sizeAgrees(header: ImageHeader, width: number, height: number): boolean
   return rotated && header.width === height && header.height === width;
 }
 
-
 /**
  * Verifies each image's file (and mask), reporting problems in the images' order. Sets
  * `image.format` from the header, which the converters use to give links a usable extension.

@@ -87,7 +87,11 @@ function checkDatasetAsAWhole(read: ReadResult, ctx: ReadContext): void {
     return;
   }
   if (ctx.kind === 'classification' && !read.images.some(({ image }) => image.label !== undefined)) {
-    problems.add(undefined, 'images', `none of the ${read.images.length} images has a class (annotation.class_id); a classification dataset needs labelled images`);
+    problems.add(
+      undefined,
+      'images',
+      `none of the ${read.images.length} images has a class (annotation.class_id); a classification dataset needs labelled images`,
+    );
   }
   if (ctx.kind === 'pose' && read.keypointCount === undefined) {
     problems.add(undefined, 'images', 'no object has keypoints; a pose dataset needs keypoints ([x, y, visibility] per point) on its objects');

@@ -11,7 +11,11 @@ import { CocoAnnotationSchema, CocoCategorySchema, CocoHeaderSchema, CocoImageSc
 export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined {
   const { problems } = ctx;
   if (ctx.kind === 'semantic') {
-    problems.add(undefined, undefined, 'a COCO file carries no indexed masks for semantic segmentation; provide the dataset in the Platform Format with annotation.mask_file per image');
+    problems.add(
+      undefined,
+      undefined,
+      'a COCO file carries no indexed masks for semantic segmentation; provide the dataset in the Platform Format with annotation.mask_file per image',
+    );
     return undefined;
   }
   const header = CocoHeaderSchema.safeParse(doc);
@@ -33,7 +37,11 @@ export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined
         expectedKeypoints = { count: names.length, source: `categories[${index}].keypoints` };
         result.keypointNames = names;
       } else if (names.length !== expectedKeypoints.count) {
-        problems.add(undefined, `categories[${index}].keypoints`, `names ${names.length} keypoints but ${expectedKeypoints.source} names ${expectedKeypoints.count}; every category needs the same keypoints`);
+        problems.add(
+          undefined,
+          `categories[${index}].keypoints`,
+          `names ${names.length} keypoints but ${expectedKeypoints.source} names ${expectedKeypoints.count}; every category needs the same keypoints`,
+        );
       }
     });
   }
@@ -61,7 +69,11 @@ export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined
     const annotation = parsed.data;
     const target = byId.get(String(annotation.image_id));
     if (!target) {
-      problems.add(String(annotation.image_id), `${field}.image_id`, `no image has id ${preview(annotation.image_id)}; the annotation must refer to an entry of images`);
+      problems.add(
+        String(annotation.image_id),
+        `${field}.image_id`,
+        `no image has id ${preview(annotation.image_id)}; the annotation must refer to an entry of images`,
+      );
       return;
     }
     if (!readAnnotation(annotation, target.image, target.label, index, rules, ctx)) broken.add(target.image.id);

@@ -70,7 +70,11 @@ export class ImageIdRegistry {
   register(id: string, index: number, problems: ProblemList, label: string): boolean {
     const first = this.firstIndex.get(id);
     if (first !== undefined) {
-      problems.add(label, `${this.field}[${index}].id`, `image id ${preview(id)} is used twice (also ${this.field}[${first}]); ids are compared as strings, so 7 and "7" are the same id`);
+      problems.add(
+        label,
+        `${this.field}[${index}].id`,
+        `image id ${preview(id)} is used twice (also ${this.field}[${first}]); ids are compared as strings, so 7 and "7" are the same id`,
+      );
       return false;
     }
     this.firstIndex.set(id, index);

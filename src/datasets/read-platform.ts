@@ -65,11 +65,12 @@ export function readPlatform(doc: unknown, ctx: ReadContext): ReadResult | undef
   const schema = PlatformImageSchemas[ctx.kind];
   forEachImage(file.images, schema, ctx.imagesDir, problems, (entry, read) => {
     const { image, label, field } = read;
-    const ok = ctx.kind === 'classification'
-      ? readClassificationLabel(entry as PlatformClassificationImage, image, label, field, rules)
-      : ctx.kind === 'semantic'
-        ? readSemanticLabel(entry as PlatformSemanticImage, image, label, field, ctx)
-        : readObjects(entry as PlatformSegmentationImage | PlatformPoseImage, image, label, field, rules);
+    const ok =
+      ctx.kind === 'classification'
+        ? readClassificationLabel(entry as PlatformClassificationImage, image, label, field, rules)
+        : ctx.kind === 'semantic'
+          ? readSemanticLabel(entry as PlatformSemanticImage, image, label, field, ctx)
+          : readObjects(entry as PlatformSegmentationImage | PlatformPoseImage, image, label, field, rules);
     if (ok) result.images.push(read);
   });
 

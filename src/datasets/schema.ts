@@ -84,10 +84,9 @@ export const SplitRatioSchema = z
  * silently rounded by every JSON parser, so the split would no longer be the one the seed
  * names. Negative seeds are allowed and, as in CPython, split as their absolute value.
  */
-const SEED_RULE = 'the seed must be an integer between -(2^53 - 1) and 2^53 - 1 (9007199254740991): larger JSON numbers are rounded, so they cannot name a split exactly';
-export const SplitSeedSchema = z
-  .number({ error: SEED_RULE })
-  .refine((seed) => Number.isSafeInteger(seed), { error: SEED_RULE });
+const SEED_RULE =
+  'the seed must be an integer between -(2^53 - 1) and 2^53 - 1 (9007199254740991): larger JSON numbers are rounded, so they cannot name a split exactly';
+export const SplitSeedSchema = z.number({ error: SEED_RULE }).refine((seed) => Number.isSafeInteger(seed), { error: SEED_RULE });
 
 // ---------------------------------------------------------------------------------------------
 // Platform Format
@@ -167,12 +166,7 @@ export type PlatformDetectionImage = z.infer<(typeof PlatformImageSchemas)['dete
 export type PlatformSegmentationImage = z.infer<(typeof PlatformImageSchemas)['segmentation']>;
 export type PlatformPoseImage = z.infer<(typeof PlatformImageSchemas)['pose']>;
 export type PlatformSemanticImage = z.infer<(typeof PlatformImageSchemas)['semantic']>;
-export type PlatformImage =
-  | PlatformClassificationImage
-  | PlatformDetectionImage
-  | PlatformSegmentationImage
-  | PlatformPoseImage
-  | PlatformSemanticImage;
+export type PlatformImage = PlatformClassificationImage | PlatformDetectionImage | PlatformSegmentationImage | PlatformPoseImage | PlatformSemanticImage;
 
 /**
  * The top level of `annotations.json`. `images` stays unparsed here: the loader parses each

@@ -84,7 +84,7 @@ function decide(dataset: SplittableDataset, job: SplitStrategy | undefined): Dec
       assignment: autoSplit(ids, job.ratio, seed),
       decidedBy: 'job',
       description: `SPLIT_STRATEGY (job): auto, ratio ${formatRatio(job.ratio)}, seed ${seed}`,
-      fix: 'raise the val part of SPLIT_STRATEGY\'s ratio or add images',
+      fix: "raise the val part of SPLIT_STRATEGY's ratio or add images",
     };
   }
   if (job?.method === 'custom') {
@@ -107,7 +107,10 @@ function decide(dataset: SplittableDataset, job: SplitStrategy | undefined): Dec
 
   const fromDataset = decideFromDataset(dataset, ids);
   if (fromDataset) return fromDataset;
-  const note = job?.method === 'use_dataset' ? 'SPLIT_STRATEGY asks for the dataset\'s split but the dataset defines none' : 'no SPLIT_STRATEGY and the dataset defines no split';
+  const note =
+    job?.method === 'use_dataset'
+      ? "SPLIT_STRATEGY asks for the dataset's split but the dataset defines none"
+      : 'no SPLIT_STRATEGY and the dataset defines no split';
   return {
     assignment: autoSplit(ids, DEFAULT_SPLIT_RATIO, DEFAULT_SPLIT_SEED),
     decidedBy: 'default',
@@ -120,7 +123,8 @@ function decideFromDataset(dataset: SplittableDataset, ids: string[]): Decision 
   const config: DatasetSplitConfig | undefined = dataset.splitConfig;
   const withOwnSplit = dataset.images.filter((image) => image.split !== undefined).length;
   if (!config && withOwnSplit === 0) return undefined;
-  const fix = 'assign some images to "val" in the dataset (split_config.splits or the images\' split fields), or set SPLIT_STRATEGY={"method":"auto","ratio":[0.8,0.2]}';
+  const fix =
+    'assign some images to "val" in the dataset (split_config.splits or the images\' split fields), or set SPLIT_STRATEGY={"method":"auto","ratio":[0.8,0.2]}';
 
   if (config?.method === 'auto') {
     const ratio = config.default_ratio ?? DEFAULT_SPLIT_RATIO;
@@ -129,7 +133,7 @@ function decideFromDataset(dataset: SplittableDataset, ids: string[]): Decision 
       assignment: autoSplit(ids, ratio, seed),
       decidedBy: 'dataset',
       description: `dataset split_config: auto, ratio ${formatRatio(ratio)}, seed ${seed}`,
-      fix: 'raise the val part of the dataset\'s split_config.default_ratio, or set SPLIT_STRATEGY',
+      fix: "raise the val part of the dataset's split_config.default_ratio, or set SPLIT_STRATEGY",
     };
   }
 

@@ -474,7 +474,9 @@ async function main(): Promise<void> {
     return;
   }
   const receiver = await startCallbackReceiver({ port, token, host: values.host });
-  process.stdout.write(`Callback receiver on ${receiver.url}: set BACKEND_BASE_URL=${receiver.url} and the same CALLBACK_TOKEN for the job. Ctrl-C stops it.\n`);
+  process.stdout.write(
+    `Callback receiver on ${receiver.url}: set BACKEND_BASE_URL=${receiver.url} and the same CALLBACK_TOKEN for the job. Ctrl-C stops it.\n`,
+  );
   const stop = () => void receiver.close().then(() => process.exit(0));
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);

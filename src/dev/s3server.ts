@@ -106,7 +106,11 @@ async function startInRunDir(weed: string, runDir: string, options: S3ServerOpti
   const bucket = options.bucket ?? 'vision-trainer';
   const dataDir = options.dataDir === undefined ? join(runDir, 'data') : resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true });
-  const identities = { identities: [{ name: 'vision-trainer', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }] };
+  const identities = {
+    identities: [
+      { name: 'vision-trainer', credentials: [{ accessKey: accessKeyId, secretKey: secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] },
+    ],
+  };
   await writeFile(join(runDir, 's3.json'), JSON.stringify(identities), { mode: 0o600 });
   const logFile = join(runDir, 'weed.log');
 
@@ -193,7 +197,10 @@ async function choosePorts(s3Port: number | undefined): Promise<Ports> {
   const ports = {} as Ports;
   for (const component of COMPONENTS) {
     if (component === 's3' && s3Port !== undefined) {
-      if (!(await canListen(s3Port))) throw new VisionTrainerError(`Cannot start SeaweedFS on port ${s3Port}: the port is in use`, { hint: 'Pick another port or leave it out to get a free one.' });
+      if (!(await canListen(s3Port)))
+        throw new VisionTrainerError(`Cannot start SeaweedFS on port ${s3Port}: the port is in use`, {
+          hint: 'Pick another port or leave it out to get a free one.',
+        });
       taken.add(s3Port);
       ports.s3 = { http: s3Port, grpc: await freePairStart(taken) };
       continue;

@@ -24,9 +24,15 @@ export interface DevStack {
   stop(): Promise<S3ServerStop>;
 }
 
-export async function startDevStack(options: { s3Port?: number; receiverPort?: number; token?: string; print?: boolean; dataDir?: string } = {}): Promise<DevStack> {
+export async function startDevStack(
+  options: { s3Port?: number; receiverPort?: number; token?: string; print?: boolean; dataDir?: string } = {},
+): Promise<DevStack> {
   const token = options.token ?? `dev-${randomBytes(12).toString('hex')}`;
-  const s3 = await startS3Server({ bucket: 'vision-platform', ...(options.s3Port ? { port: options.s3Port } : {}), ...(options.dataDir ? { dataDir: options.dataDir } : {}) });
+  const s3 = await startS3Server({
+    bucket: 'vision-platform',
+    ...(options.s3Port ? { port: options.s3Port } : {}),
+    ...(options.dataDir ? { dataDir: options.dataDir } : {}),
+  });
   const board = new JobBoard();
   const storage = createStorage(s3.storageConfig());
   const artifacts = new DashboardArtifacts(board, storage, s3.storageConfig(), (message) => process.stderr.write(`${message}\n`));
@@ -86,7 +92,7 @@ export function devHelp(): string {
     '',
     'Starts, on 127.0.0.1, a SeaweedFS S3 server (bucket vision-platform, fresh credentials) and a',
     'callback receiver that checks every callback against the API schemas and the token and prints',
-    'one line per callback. On the receiver\'s port it serves a live dashboard of every job it hears',
+    "one line per callback. On the receiver's port it serves a live dashboard of every job it hears",
     'from: progress and ETA, loss and metric curves, the latest validation, checkpoints, test-run',
     'images and Grad-CAM overlays, exports, and the callback log. Prints the environment variables',
     'a job needs; Ctrl-C (or SIGTERM) stops everything.',

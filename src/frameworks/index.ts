@@ -58,7 +58,12 @@ export async function chooseFramework(
     if (await ADAPTERS[framework].inference.recognizes(bridge, checkpointPath)) return framework;
   }
   throw new ConfigError(
-    [{ variable: 'FRAMEWORK', message: `is not set, and the checkpoint ${config.checkpointPath} does not show which framework wrote it; set FRAMEWORK to ${FRAMEWORKS.join(', ')}` }],
+    [
+      {
+        variable: 'FRAMEWORK',
+        message: `is not set, and the checkpoint ${config.checkpointPath} does not show which framework wrote it; set FRAMEWORK to ${FRAMEWORKS.join(', ')}`,
+      },
+    ],
     mode,
   );
 }

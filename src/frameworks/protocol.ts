@@ -107,7 +107,13 @@ export const TrainerEventSchema = z.discriminatedUnion('kind', [
     epoch_time_seconds: Num.optional(),
   }),
   z.object({ kind: z.literal('checkpoint'), epoch: Int, last_path: z.string(), best_path: z.string().nullable(), is_best: z.boolean() }),
-  z.object({ kind: z.literal('end'), best_epoch: Int.nullable(), last_epoch: Int.nullable(), best_path: z.string().nullable(), last_path: z.string().nullable() }),
+  z.object({
+    kind: z.literal('end'),
+    best_epoch: Int.nullable(),
+    last_epoch: Int.nullable(),
+    best_path: z.string().nullable(),
+    last_path: z.string().nullable(),
+  }),
 ]);
 
 /** The trainer's answer to an event: "stop" ends training after the current batch. */

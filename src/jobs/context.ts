@@ -22,7 +22,6 @@ import { installSignalHandlers } from './signals.js';
 import { StopController } from './stop.js';
 import { createWorkDir, type WorkDir } from './workdir.js';
 
-
 /** How any job ended. */
 export interface JobOutcome {
   status: 'succeeded' | 'failed';
@@ -96,7 +95,14 @@ export class JobContext<M extends Mode, E extends JobEvent> {
     if (options.logger !== false && definition.console) this.events.subscribe(definition.console(this.logger));
     const backend = options.callbacks === false ? undefined : config.backend;
     if (backend) {
-      this.callbacks = new CallbackClient({ baseUrl: backend.baseUrl, token: backend.token, jobId: config.jobId, traceId: config.traceId, logger: this.logger, retry: { completion: { maxAttempts: config.callbackMaxAttempts } } });
+      this.callbacks = new CallbackClient({
+        baseUrl: backend.baseUrl,
+        token: backend.token,
+        jobId: config.jobId,
+        traceId: config.traceId,
+        logger: this.logger,
+        retry: { completion: { maxAttempts: config.callbackMaxAttempts } },
+      });
       this.events.subscribe(definition.reporter(this.callbacks, config));
     }
     if (options.signals) {
@@ -111,7 +117,15 @@ export class JobContext<M extends Mode, E extends JobEvent> {
       this.cleanups.push(() => signal.removeEventListener('abort', onAbort));
     }
     // A forced stop (second signal, grace period over) kills Python mid-call.
-    this.cleanups.push(this.stop.onForce(() => void this.python?.then((bridge) => bridge.close(), () => undefined)));
+    this.cleanups.push(
+      this.stop.onForce(
+        () =>
+          void this.python?.then(
+            (bridge) => bridge.close(),
+            () => undefined,
+          ),
+      ),
+    );
   }
 
   /** The job's own folder under WORK_DIR; removed at the end unless KEEP_WORK_DIR. */

@@ -67,7 +67,7 @@ export class RunStream<E extends JobEvent = RunEvent> implements AsyncIterable<E
     // A consumer far behind loses batch events first; epochs, checkpoints and done are kept.
     if (this.buffered.length > MAX_BUFFERED) {
       const i = this.buffered.findIndex((e) => e.type === 'batch');
-      this.buffered.splice(Math.max(i , 0), 1);
+      this.buffered.splice(Math.max(i, 0), 1);
     }
   }
 

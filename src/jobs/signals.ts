@@ -10,7 +10,12 @@ import type { StopController } from './stop.js';
  * `stopping` says what the job does on the first signal. With a grace period of 0 the job has no
  * safe point to wait for: it is forced at once.
  */
-export function installSignalHandlers(stop: StopController, graceSeconds: number, logger: Logger, stopping = 'stopping after the current batch and uploading the last checkpoint'): () => void {
+export function installSignalHandlers(
+  stop: StopController,
+  graceSeconds: number,
+  logger: Logger,
+  stopping = 'stopping after the current batch and uploading the last checkpoint',
+): () => void {
   let timer: NodeJS.Timeout | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stop.requested) {

@@ -95,10 +95,16 @@ export function checkUrl(policy: UrlPolicy, url: string, what: string): URL {
     throw new UrlRefusedError(`${what} ${JSON.stringify(describeUrl(url))} is not a valid URL`, 'Use a full http(s) URL.');
   }
   if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
-    throw new UrlRefusedError(`${what} ${describeUrl(url)} was refused: only http:// and https:// URLs are followed, not ${parsed.protocol}//`, 'Use an http(s) URL.');
+    throw new UrlRefusedError(
+      `${what} ${describeUrl(url)} was refused: only http:// and https:// URLs are followed, not ${parsed.protocol}//`,
+      'Use an http(s) URL.',
+    );
   }
   if (parsed.username || parsed.password) {
-    throw new UrlRefusedError(`${what} ${describeUrl(url)} was refused: it carries credentials in the URL`, 'Use a presigned URL (the signature in the query string) instead.');
+    throw new UrlRefusedError(
+      `${what} ${describeUrl(url)} was refused: it carries credentials in the URL`,
+      'Use a presigned URL (the signature in the query string) instead.',
+    );
   }
   if (parseIp(parsed.hostname)) {
     const refused = refusal(policy, parsed.hostname, parsed.hostname);
@@ -150,7 +156,9 @@ export function guardedAgent(policy: UrlPolicy, options: GuardedAgentOptions = {
     base(opts, (err, socket) => {
       if (err) return callback(err, null);
       const remote = (socket as Socket).remoteAddress;
-      const refused = remote ? refusal(policy, opts.hostname, remote) : new UrlRefusedError(`the connection to ${opts.hostname} has no peer address`, PRIVATE_HINT);
+      const refused = remote
+        ? refusal(policy, opts.hostname, remote)
+        : new UrlRefusedError(`the connection to ${opts.hostname} has no peer address`, PRIVATE_HINT);
       if (refused) {
         socket!.destroy();
         return callback(refused, null);

@@ -8,7 +8,17 @@ import { basename, join } from 'node:path';
 import { StorageError } from '../errors.js';
 import { downloadDataset } from './dataset.js';
 import { copyStableFile } from './files.js';
-import type { DatasetDownload, DatasetDownloadOptions, DownloadFileOptions, ObjectReader, Storage, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
+import type {
+  DatasetDownload,
+  DatasetDownloadOptions,
+  DownloadFileOptions,
+  ObjectReader,
+  Storage,
+  StorageConfig,
+  StorageObject,
+  StorageOptions,
+  UploadOptions,
+} from './types.js';
 
 /**
  * Objects fetched at once. 16 keeps a high-latency store (AWS S3: tens of ms per request) busy;
@@ -45,7 +55,10 @@ export abstract class StorageBase implements Storage {
     try {
       return JSON.parse(text) as T;
     } catch (err) {
-      throw new StorageError(`${this.uri(key)} is not valid JSON: ${(err as Error).message}`, { key, hint: 'The object was written by something else or is truncated; re-upload it.' });
+      throw new StorageError(`${this.uri(key)} is not valid JSON: ${(err as Error).message}`, {
+        key,
+        hint: 'The object was written by something else or is truncated; re-upload it.',
+      });
     }
   }
 

@@ -119,11 +119,21 @@ async function prefixObjects(storage: DatasetSource, keys: DatasetKeys): Promise
   return (await storage.list(keys.prefix)).filter((o) => !o.key.endsWith('/') && !o.key.startsWith(snapshots));
 }
 
-async function downloadObjects(storage: DatasetSource, objects: StorageObject[], prefix: string, staging: string, concurrency: number): Promise<{ files: number; bytes: number }> {
+async function downloadObjects(
+  storage: DatasetSource,
+  objects: StorageObject[],
+  prefix: string,
+  staging: string,
+  concurrency: number,
+): Promise<{ files: number; bytes: number }> {
   const planned = objects.map((object) => {
     const target = resolveInside(staging, object.key.slice(prefix.length));
     if (target === undefined) {
-      throw new DatasetError(`Object ${storage.uri(object.key)} cannot be part of the dataset: its name would be written outside the dataset folder`, [], 'Rename or delete that object.');
+      throw new DatasetError(
+        `Object ${storage.uri(object.key)} cannot be part of the dataset: its name would be written outside the dataset folder`,
+        [],
+        'Rename or delete that object.',
+      );
     }
     return { key: object.key, target };
   });

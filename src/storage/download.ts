@@ -115,14 +115,17 @@ async function follow(target: Target, headers: Record<string, string>, dispatche
       response = await request(current, { method: 'GET', headers, dispatcher });
     } catch (err) {
       const refused = urlRefusal(err);
-      if (refused) throw new PermanentFailure(new UrlRefusedError(`${target.variable} ${describeUrl(current)} was refused${via}: ${refused.message}`, refused.hint ?? ''));
+      if (refused)
+        throw new PermanentFailure(new UrlRefusedError(`${target.variable} ${describeUrl(current)} was refused${via}: ${refused.message}`, refused.hint ?? ''));
       return { error: err };
     }
     const location = REDIRECTS.has(response.statusCode) ? header(response.headers, 'location') : undefined;
     if (location === undefined) return response;
     await response.body.dump();
     if (hop >= target.maxRedirects) {
-      throw new PermanentFailure(new UrlRefusedError(`${target.variable} ${target.shown} redirects more than ${target.maxRedirects} times`, 'Point the variable at the final URL.'));
+      throw new PermanentFailure(
+        new UrlRefusedError(`${target.variable} ${target.shown} redirects more than ${target.maxRedirects} times`, 'Point the variable at the final URL.'),
+      );
     }
     let next: string;
     try {

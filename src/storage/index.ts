@@ -10,7 +10,17 @@ export function createStorage(config: StorageConfig, options: StorageOptions = {
   return config.type === 'local' ? new LocalStorage(config, options) : new S3Storage(config, options);
 }
 
-export type { DatasetDownload, DatasetDownloadOptions, DownloadFileOptions, ObjectReader, Storage, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
+export type {
+  DatasetDownload,
+  DatasetDownloadOptions,
+  DownloadFileOptions,
+  ObjectReader,
+  Storage,
+  StorageConfig,
+  StorageObject,
+  StorageOptions,
+  UploadOptions,
+} from './types.js';
 export { ANNOTATIONS_FILE, ORIGINAL_ANNOTATIONS_FILE, datasetKeys } from './dataset.js';
 export { downloadUrl, type DownloadUrlOptions, type DownloadUrlResult } from './download.js';
 export { parseStorageUri, resolveInside } from './keys.js';

@@ -13,7 +13,11 @@ import { describeUrl } from '../redact.js';
  */
 export function assertValidKey(key: string): void {
   const problem = keyProblem(key, false);
-  if (problem) throw new StorageError(`Invalid object key ${JSON.stringify(key)}: ${problem}`, { key, hint: 'Object keys look like `datasets/my-set.zip`: relative, slash-separated, no `.` or `..` parts.' });
+  if (problem)
+    throw new StorageError(`Invalid object key ${JSON.stringify(key)}: ${problem}`, {
+      key,
+      hint: 'Object keys look like `datasets/my-set.zip`: relative, slash-separated, no `.` or `..` parts.',
+    });
 }
 
 /** Like assertValidKey, but an empty prefix (everything) and a trailing slash are fine. */

@@ -72,7 +72,9 @@ export class S3Storage extends StorageBase {
       throw new ConfigError([{ variable: 'S3_ENDPOINT', value: describeUrl(this.endpoint), message: 'must be an http:// or https:// URL' }]);
     }
     if (options.multipartPartSize !== undefined && options.multipartPartSize < 5 * MIB) {
-      throw new ConfigError([{ variable: 'multipartPartSize', value: String(options.multipartPartSize), message: 'must be at least 5 MiB (the S3 minimum part size)' }]);
+      throw new ConfigError([
+        { variable: 'multipartPartSize', value: String(options.multipartPartSize), message: 'must be at least 5 MiB (the S3 minimum part size)' },
+      ]);
     }
     this.region = config.region ?? (config.type === 'r2' ? 'auto' : 'us-east-1');
     this.client = new S3Client({
@@ -240,7 +242,9 @@ export class S3Storage extends StorageBase {
         if (err instanceof StorageError || !receivingBody) throw err instanceof StorageError ? err : failure(err);
         fruitless = position > before ? 1 : fruitless + 1;
         if (fruitless >= BODY_ATTEMPTS) throw failure(err);
-        log().warn(`Download of ${this.uri(key)} broke off at byte ${position} (${redact((err as Error).message)}); continuing from there (${fruitless + 1}/${BODY_ATTEMPTS})`);
+        log().warn(
+          `Download of ${this.uri(key)} broke off at byte ${position} (${redact((err as Error).message)}); continuing from there (${fruitless + 1}/${BODY_ATTEMPTS})`,
+        );
         await sleep(500 * fruitless);
       }
     }
@@ -304,7 +308,10 @@ export class S3Storage extends StorageBase {
 
     if (name === 'NoSuchKey' || (status === 404 && action !== 'list' && name !== 'NoSuchBucket')) return this.notFound(key, err);
     if (name === 'NoSuchBucket') {
-      return new StorageError(`${what}: bucket "${this.bucket}" does not exist at ${this.describe()}`, { ...options, hint: 'Create the bucket, or set BUCKET_NAME to an existing one.' });
+      return new StorageError(`${what}: bucket "${this.bucket}" does not exist at ${this.describe()}`, {
+        ...options,
+        hint: 'Create the bucket, or set BUCKET_NAME to an existing one.',
+      });
     }
     // Credentials the storage refuses stay refused: the job fails with a code the platform does
     // not retry (retrying with the same environment cannot help).
@@ -325,7 +332,10 @@ export class S3Storage extends StorageBase {
         hint: 'Check S3_ENDPOINT (or R2_ENDPOINT) and the network; the SDK already retried.',
       });
     }
-    return new StorageError(`${what}: ${detail}`, { ...options, hint: status !== undefined && status >= 500 ? 'The storage service failed; retrying the job later may succeed.' : 'See the storage error above.' });
+    return new StorageError(`${what}: ${detail}`, {
+      ...options,
+      hint: status !== undefined && status >= 500 ? 'The storage service failed; retrying the job later may succeed.' : 'See the storage error above.',
+    });
   }
 }
 

@@ -115,7 +115,10 @@ export async function extractZipFrom(source: ObjectReader, destDir: string, opti
     throw new DatasetError(`${archive} is not a readable zip archive: ${(err as Error).message}`, [], CORRUPT_HINT);
   }
   // Where the central directory starts: no entry's data may reach into it.
-  const directoryOffset = typeof (zip as unknown as { readEntryCursor?: unknown }).readEntryCursor === 'number' ? (zip as unknown as { readEntryCursor: number }).readEntryCursor : source.size;
+  const directoryOffset =
+    typeof (zip as unknown as { readEntryCursor?: unknown }).readEntryCursor === 'number'
+      ? (zip as unknown as { readEntryCursor: number }).readEntryCursor
+      : source.size;
   const files: PlannedFile[] = [];
   const folders: string[] = [];
   let declaredBytes = 0;
@@ -133,7 +136,8 @@ export async function extractZipFrom(source: ObjectReader, destDir: string, opti
       if (fileType === S_IFLNK) throw refuse(`entry ${shown} is a symbolic link`);
       if (fileType !== 0 && fileType !== S_IFREG && fileType !== S_IFDIR) throw refuse(`entry ${shown} is not a regular file or folder`);
       if (entry.isEncrypted()) throw refuse(`entry ${shown} is encrypted`);
-      if (!entry.canDecodeFileData()) throw refuse(`entry ${shown} uses compression method ${entry.compressionMethod}, which is not supported (use deflate or store)`);
+      if (!entry.canDecodeFileData())
+        throw refuse(`entry ${shown} uses compression method ${entry.compressionMethod}, which is not supported (use deflate or store)`);
       // Two entries for one path would extract to whichever run finishes last.
       const key = isDirectory ? target : `${target}\0file`;
       if (seen.has(key)) throw refuse(`entry ${shown} appears twice`);
@@ -154,7 +158,9 @@ export async function extractZipFrom(source: ObjectReader, destDir: string, opti
     const next = files[i + 1];
     if (next !== undefined) file.limit = next.offset;
     if (file.offset + LOCAL_HEADER_SIZE + file.entry.compressedSize > file.limit) {
-      throw refuse(`entry ${JSON.stringify(file.name)} overlaps ${next === undefined ? 'the central directory' : `entry ${JSON.stringify(next.name)}`} (overlapping entries are a zip-bomb technique)`);
+      throw refuse(
+        `entry ${JSON.stringify(file.name)} overlaps ${next === undefined ? 'the central directory' : `entry ${JSON.stringify(next.name)}`} (overlapping entries are a zip-bomb technique)`,
+      );
     }
   }
 
@@ -259,7 +265,8 @@ async function extractEntry(
   const localName = await bytes.readExactly(nameLength);
   await bytes.skip(extraLength);
   if (!localName.equals(entry.fileNameRaw)) throw refuse(`entry ${shown} has another name in its local header (${JSON.stringify(localName.toString('utf8'))})`);
-  if (method !== entry.compressionMethod) throw refuse(`entry ${shown} declares compression method ${entry.compressionMethod} in the central directory but ${method} in its local header`);
+  if (method !== entry.compressionMethod)
+    throw refuse(`entry ${shown} declares compression method ${entry.compressionMethod} in the central directory but ${method} in its local header`);
   const dataStart = file.offset + LOCAL_HEADER_SIZE + nameLength + extraLength;
   if (dataStart + entry.compressedSize > file.limit) throw refuse(`entry ${shown} overlaps the entry after it (overlapping entries are a zip-bomb technique)`);
 
@@ -275,7 +282,8 @@ async function extractEntry(
         // round trip each, which was a fifth of the main thread's time on a 2 GB archive.
         content = await inflateRawAsync(data, { maxOutputLength: Math.max(1, expected), chunkSize: Math.max(64 * 1024, expected + 1) });
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw refuse(`entry ${shown} inflates to more than the ${expected} bytes it declares (zip bomb)`);
+        if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+          throw refuse(`entry ${shown} inflates to more than the ${expected} bytes it declares (zip bomb)`);
         throw corrupt(`entry ${shown} does not inflate: ${(err as Error).message}`);
       }
     } else {
@@ -465,7 +473,10 @@ function extractionFailure(err: unknown, archive: string, entryName: string): Er
   const code = (err as NodeJS.ErrnoException).code;
   const message = (err as Error).message ?? String(err);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new StorageError(`Disk full while extracting ${archive} (entry ${JSON.stringify(entryName)})`, { hint: 'Give the job more disk (ephemeral storage).', cause: err });
+    return new StorageError(`Disk full while extracting ${archive} (entry ${JSON.stringify(entryName)})`, {
+      hint: 'Give the job more disk (ephemeral storage).',
+      cause: err,
+    });
   }
   if (code?.startsWith('E')) {
     return new StorageError(`Could not write entry ${JSON.stringify(entryName)} of ${archive}: ${message}`, { cause: err });
@@ -493,7 +504,13 @@ export type ZipInput = { name: string; path: string } | { name: string; data: Bu
 export async function createZip(input: string | readonly ZipInput[], outPath: string): Promise<void> {
   const members: ZipInput[] =
     typeof input === 'string' ? (await listFilesRecursive(input)).map((name) => ({ name, path: join(input, ...name.split('/')) })) : [...input];
-  if (typeof input === 'string' && members.length === 0 && !(await stat(input).then((s) => s.isDirectory()).catch(() => false))) {
+  if (
+    typeof input === 'string' &&
+    members.length === 0 &&
+    !(await stat(input)
+      .then((s) => s.isDirectory())
+      .catch(() => false))
+  ) {
     throw new StorageError(`Cannot zip ${input}: it is not a folder`);
   }
   await writeAtomically(outPath, async (temp) => {
@@ -507,4 +524,3 @@ export async function createZip(input: string | readonly ZipInput[], outPath: st
     await written;
   });
 }
-

@@ -6,12 +6,22 @@
 import { existsSync } from 'node:fs';
 import { chromium, type Browser } from 'playwright-core';
 
-export const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
 
 export function chromiumPath(): string {
   const path = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   if (!existsSync(path)) {
-    throw new Error(`Chromium is not installed at ${path}: run \`npm run setup\` as root on Debian/Ubuntu (it runs \`apt-get install chromium\`), or set CHROMIUM_PATH to a Chromium binary.`);
+    throw new Error(
+      `Chromium is not installed at ${path}: run \`npm run setup\` as root on Debian/Ubuntu (it runs \`apt-get install chromium\`), or set CHROMIUM_PATH to a Chromium binary.`,
+    );
   }
   return path;
 }

@@ -61,7 +61,9 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
 
   const run = async (jobId: string, vars: Record<string, string>): Promise<ClassifierRun> => {
     const workDir = mkdtempSync(join(scratch, `${jobId}-`));
-    const result = await runCli(['train'], env(jobId, { DATASET_ID: await dataset(), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', ...vars }), { timeoutMs: 230_000 });
+    const result = await runCli(['train'], env(jobId, { DATASET_ID: await dataset(), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', ...vars }), {
+      timeoutMs: 230_000,
+    });
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
     const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
     const [work] = readdirSync(workDir).map((d) => join(workDir, d));
@@ -83,7 +85,9 @@ export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, 
   expect(sequence.at(-1)).toBe('trainingDone');
   expect(sequence.filter((s) => s === 'trainingDone')).toHaveLength(1);
 
-  const epochBeats = callbacks.filter((c) => c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined).map((c) => c.body as { epoch: number; progress: number; metrics: Record<string, number | null> });
+  const epochBeats = callbacks
+    .filter((c) => c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined)
+    .map((c) => c.body as { epoch: number; progress: number; metrics: Record<string, number | null> });
   expect(epochBeats.map((b) => b.epoch)).toEqual(Array.from({ length: epochs }, (_, i) => i + 1));
   expect(epochBeats.at(-1)!.progress).toBe(100);
   for (const beat of epochBeats) {
@@ -111,7 +115,10 @@ export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, 
     expect(v.confusion_matrix.map((row: number[]) => row.reduce((a, b) => a + b, 0))).toEqual(v.per_class_metrics.map((p: any) => p.support));
   }
 
-  const checkpointPaths = callbacks.filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved').map((c) => (c.body as any).data.checkpoint_path).sort();
+  const checkpointPaths = callbacks
+    .filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved')
+    .map((c) => (c.body as any).data.checkpoint_path)
+    .sort();
   const expectedKeys = [...Array.from({ length: epochs }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `checkpoints/job-${jobId}/best.pt`].sort();
   expect(checkpointPaths).toEqual(expectedKeys.map((k) => `s3://${bucket}/${k}`));
   expect(keys).toEqual(expectedKeys);
@@ -129,7 +136,11 @@ export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, 
 /** Runs a classifier-fixtures.py subcommand; returns its JSON line. */
 export function fixture<T = Record<string, unknown>>(command: string, ...args: string[]): T {
   const script = join(PROJECT_ROOT, 'test/integration/classifier-fixtures.py');
-  const r = spawnSync(defaultPythonBin(), [script, command, ...args], { encoding: 'utf8', env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' }, maxBuffer: 64 * 1024 * 1024 });
+  const r = spawnSync(defaultPythonBin(), [script, command, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' },
+    maxBuffer: 64 * 1024 * 1024,
+  });
   if (r.status !== 0) throw new Error(`classifier-fixtures.py ${command} failed (${r.status}): ${r.stderr.slice(-3000)}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as T;
 }
@@ -137,17 +148,26 @@ export function fixture<T = Record<string, unknown>>(command: string, ...args: s
 /** The val images of a kept work folder, as [path, label] in the trainer's class order. */
 export function valImages(work: string, layout: 'imagefolder' | 'manifest'): Array<[string, number]> {
   if (layout === 'manifest') {
-    return readFileSync(join(work, 'data', 'val.jsonl'), 'utf8').trim().split('\n').map((line) => {
-      const row = JSON.parse(line) as { image: string; label: number };
-      return [row.image, row.label];
-    });
+    return readFileSync(join(work, 'data', 'val.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => {
+        const row = JSON.parse(line) as { image: string; label: number };
+        return [row.image, row.label];
+      });
   }
-  const folders = readFileSync(join(work, 'data', 'classes.txt'), 'utf8').trim().split('\n');
-  return folders.flatMap((folder, label) => readdirSync(join(work, 'data', 'val', folder)).map((f) => [join(work, 'data', 'val', folder, f), label] as [string, number]));
+  const folders = readFileSync(join(work, 'data', 'classes.txt'), 'utf8')
+    .trim()
+    .split('\n');
+  return folders.flatMap((folder, label) =>
+    readdirSync(join(work, 'data', 'val', folder)).map((f) => [join(work, 'data', 'val', folder, f), label] as [string, number]),
+  );
 }
 
 /** Serves one file (or a fixed status) at any path, as a presigned weights URL would. */
-export async function serveWeights(answer: { file: string } | { status: number; body?: string }): Promise<{ url: (name: string) => string; close: () => Promise<void> }> {
+export async function serveWeights(
+  answer: { file: string } | { status: number; body?: string },
+): Promise<{ url: (name: string) => string; close: () => Promise<void> }> {
   const server: Server = createServer((_req, res) => {
     if ('file' in answer) {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });

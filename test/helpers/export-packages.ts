@@ -97,7 +97,9 @@ export function buildCppWrapper(pkg: ExportPackage): string {
 }
 
 export function runCppWrapper(binary: string, pkg: ExportPackage, options: string[] = []): WrapperLine[] {
-  return parseLines(run(binary, [...options, join(pkg.dir, pkg.metadata.model.file), join(pkg.dir, 'metadata.json'), ...pkg.samples], pkg.dir, 'the C++ wrapper'));
+  return parseLines(
+    run(binary, [...options, join(pkg.dir, pkg.metadata.model.file), join(pkg.dir, 'metadata.json'), ...pkg.samples], pkg.dir, 'the C++ wrapper'),
+  );
 }
 
 /** The example options that reproduce the validation step's thresholds. */
@@ -152,7 +154,9 @@ function expectSamePrediction(a: PredictionJson, e: PredictionJson, t: Tolerance
   if (e.bbox) e.bbox.forEach((v, k) => expect(Math.abs(a.bbox![k]! - v), `${where}: bbox ${a.bbox} vs ${e.bbox}`).toBeLessThanOrEqual(t.pixels));
   if (e.mask) expect(maskIoU(a.mask!, e.mask), `${where}: mask IoU`).toBeGreaterThanOrEqual(t.maskIoU);
   if (e.keypoints) {
-    e.keypoints.forEach((k, j) => k.forEach((v, m) => expect(Math.abs(a.keypoints![j]![m]! - v), `${where}: keypoint ${j}`).toBeLessThanOrEqual(m < 2 ? t.pixels : t.confidence)));
+    e.keypoints.forEach((k, j) =>
+      k.forEach((v, m) => expect(Math.abs(a.keypoints![j]![m]! - v), `${where}: keypoint ${j}`).toBeLessThanOrEqual(m < 2 ? t.pixels : t.confidence)),
+    );
   }
 }
 
@@ -161,7 +165,14 @@ function expectSamePrediction(a: PredictionJson, e: PredictionJson, t: Tolerance
  * `margin` of the confidence threshold may appear on one side only (another runtime's rounding
  * can put them either side); all others must pair up one to one.
  */
-export function expectSamePredictions(actual: WrapperLine[], expected: { predictions: PredictionJson[] }[], t: Tolerance, label: string, confidenceThreshold = 0, margin = 0): void {
+export function expectSamePredictions(
+  actual: WrapperLine[],
+  expected: { predictions: PredictionJson[] }[],
+  t: Tolerance,
+  label: string,
+  confidenceThreshold = 0,
+  margin = 0,
+): void {
   expect(actual.length, `${label}: images`).toBe(expected.length);
   expected.forEach((exp, i) => {
     const got = actual[i]!.predictions;
@@ -174,7 +185,9 @@ export function expectSamePredictions(actual: WrapperLine[], expected: { predict
     }
     const unused = new Set(a.map((_, k) => k));
     e.forEach((p, k) => {
-      const match = [...unused].filter((j) => a[j]!.class_id === p.class_id).sort((x, y) => (p.bbox ? boxIoU(a[y]!.bbox!, p.bbox) - boxIoU(a[x]!.bbox!, p.bbox) : 0))[0];
+      const match = [...unused]
+        .filter((j) => a[j]!.class_id === p.class_id)
+        .sort((x, y) => (p.bbox ? boxIoU(a[y]!.bbox!, p.bbox) - boxIoU(a[x]!.bbox!, p.bbox) : 0))[0];
       expect(match, `${label}, image ${i}: no match for prediction ${k} ${JSON.stringify({ ...p, mask: undefined })}`).toBeDefined();
       unused.delete(match!);
       expectSamePrediction(a[match!]!, p, t, `${label}, image ${i}, prediction ${k}`);

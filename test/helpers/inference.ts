@@ -23,7 +23,14 @@ export interface TrainedModel {
 }
 
 /** A synthetic dataset in storage and a 1-epoch model trained on it through `vision-trainer train` (`extra`: more job variables). */
-export async function trainTinyModel(s3: S3Fixture, backend: ReceiverFixture, task: SyntheticTask, modelName: string, name: string, extra: Record<string, string> = {}): Promise<TrainedModel> {
+export async function trainTinyModel(
+  s3: S3Fixture,
+  backend: ReceiverFixture,
+  task: SyntheticTask,
+  modelName: string,
+  name: string,
+  extra: Record<string, string> = {},
+): Promise<TrainedModel> {
   const datasetId = `ds-${name}`;
   const dir = mkdtempSync(join(tmpdir(), 'vt-infer-ds-'));
   const dataset = writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 11 });

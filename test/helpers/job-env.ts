@@ -2,7 +2,12 @@
 import type { ReceiverFixture } from './receiver.js';
 import type { S3Fixture } from './s3.js';
 
-export function jobEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string, extra: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+export function jobEnv(
+  s3: S3Fixture,
+  backend: ReceiverFixture,
+  jobId: string,
+  extra: Record<string, string | undefined> = {},
+): Record<string, string | undefined> {
   const c = s3.config;
   return {
     ...backend.env(),

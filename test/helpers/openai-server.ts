@@ -87,7 +87,9 @@ export async function startOpenAiServer(): Promise<OpenAiServer> {
         return;
       }
       if ('status' in behaviour) {
-        res.writeHead(behaviour.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: behaviour.message ?? 'server error', type: 'server_error' } }));
+        res
+          .writeHead(behaviour.status, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ error: { message: behaviour.message ?? 'server error', type: 'server_error' } }));
         return;
       }
       const content = 'text' in behaviour ? behaviour.text : JSON.stringify(behaviour.answer);

@@ -170,9 +170,23 @@ function boundsOf(polygons: readonly (readonly number[])[]): [number, number, nu
 
 /** COCO-17 keypoints as fractions of a person's box (nose, eyes, ears, shoulders, ...). */
 const PERSON_TEMPLATE: ReadonlyArray<[number, number]> = [
-  [0.5, 0.08], [0.44, 0.06], [0.56, 0.06], [0.38, 0.08], [0.62, 0.08],
-  [0.3, 0.25], [0.7, 0.25], [0.2, 0.42], [0.8, 0.42], [0.14, 0.58], [0.86, 0.58],
-  [0.38, 0.56], [0.62, 0.56], [0.36, 0.76], [0.64, 0.76], [0.34, 0.95], [0.66, 0.95],
+  [0.5, 0.08],
+  [0.44, 0.06],
+  [0.56, 0.06],
+  [0.38, 0.08],
+  [0.62, 0.08],
+  [0.3, 0.25],
+  [0.7, 0.25],
+  [0.2, 0.42],
+  [0.8, 0.42],
+  [0.14, 0.58],
+  [0.86, 0.58],
+  [0.38, 0.56],
+  [0.62, 0.56],
+  [0.36, 0.76],
+  [0.64, 0.76],
+  [0.34, 0.95],
+  [0.66, 0.95],
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -345,7 +359,11 @@ function toPlatform(task: SyntheticTask, names: string[], classIds: number[], im
     dataset_name: `Synthetic ${task}`,
   };
   if (options.fileTaskType !== null) doc.task_type = options.fileTaskType ?? task;
-  doc.classes = classIds.map((id, i) => ({ id, name: names[i], color: `#${(PALETTE[i % PALETTE.length] as Rgb).map((v) => v.toString(16).padStart(2, '0')).join('')}` }));
+  doc.classes = classIds.map((id, i) => ({
+    id,
+    name: names[i],
+    color: `#${(PALETTE[i % PALETTE.length] as Rgb).map((v) => v.toString(16).padStart(2, '0')).join('')}`,
+  }));
   if (options.splitConfig) doc.split_config = options.splitConfig;
   let annotationId = 1;
   doc.images = images.map((image) => {
@@ -411,7 +429,13 @@ function toCoco(task: SyntheticTask, names: string[], classIds: number[], images
   }
   return {
     info: { description: `Synthetic ${task}` },
-    images: images.map((image) => ({ id: image.id, file_name: image.fileName, width: image.width, height: image.height, ...(image.split ? { split: image.split } : {}) })),
+    images: images.map((image) => ({
+      id: image.id,
+      file_name: image.fileName,
+      width: image.width,
+      height: image.height,
+      ...(image.split ? { split: image.split } : {}),
+    })),
     annotations,
     categories,
   };

@@ -171,13 +171,19 @@ describe('python bridge: what the child is given', () => {
         expect(environ, name).not.toContain(value);
         expect(environ).not.toContain(`${name}=`);
       }
-      const vars = new Map(environ.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+      const vars = new Map(
+        environ
+          .split('\0')
+          .filter(Boolean)
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
       expect(vars.get('ULTRALYTICS_SAFE_LOAD')).toBe('1');
       expect(vars.get('YOLO_OFFLINE')).toBe('true');
       expect(vars.get('OMP_NUM_THREADS_FOR_TEST')).toBe('x');
       expect(vars.get('PATH')).toBe(process.env.PATH);
       // Nothing outside the allow-list, whatever Node's environment holds.
-      for (const name of vars.keys()) expect(isAllowedPythonVariable(name) || /^(PYTHON|NODE_CHANNEL_|ULTRALYTICS_SAFE_LOAD$|YOLO_)/.test(name), name).toBe(true);
+      for (const name of vars.keys())
+        expect(isAllowedPythonVariable(name) || /^(PYTHON|NODE_CHANNEL_|ULTRALYTICS_SAFE_LOAD$|YOLO_)/.test(name), name).toBe(true);
     } finally {
       await bridge.close();
     }

@@ -12,6 +12,7 @@ train-hf*.test.ts), one subcommand each; every subcommand prints one JSON line.
   roundtrip OUT_DIR                      saves timm/ViT/CLIP models with save_checkpoint and rebuilds
                                          them: the largest logit difference per model
 """
+
 import json
 import sys
 from pathlib import Path
@@ -50,7 +51,11 @@ def _tiny_clip(image_size: int):
     tokenizer = offline_clip_tokenizer()
     config = scratch_config("clip-vit-base-patch32", TINY_CLIP, image_size)
     config.text_config.vocab_size = len(tokenizer)
-    config.text_config.bos_token_id, config.text_config.eos_token_id, config.text_config.pad_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+    config.text_config.bos_token_id, config.text_config.eos_token_id, config.text_config.pad_token_id = (
+        tokenizer.bos_token_id,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
     return CLIPModel(config), tokenizer
 
 
@@ -77,8 +82,14 @@ def _preprocess(meta: dict):
     if meta["resize_mode"] == "shorter_side_center_crop":
         from timm.data import create_transform
 
-        return create_transform((3, meta["image_size"], meta["image_size"]), is_training=False, interpolation=meta["interpolation"],
-                                mean=tuple(meta["mean"]), std=tuple(meta["std"]), crop_pct=meta["crop_pct"])
+        return create_transform(
+            (3, meta["image_size"], meta["image_size"]),
+            is_training=False,
+            interpolation=meta["interpolation"],
+            mean=tuple(meta["mean"]),
+            std=tuple(meta["std"]),
+            crop_pct=meta["crop_pct"],
+        )
     from torchvision import transforms as T
 
     mode = T.InterpolationMode.BICUBIC if meta["interpolation"] == "bicubic" else T.InterpolationMode.BILINEAR
@@ -99,12 +110,28 @@ def reevaluate(checkpoint: str, images_json: str) -> dict:
                 x = transform(image.convert("RGB")).unsqueeze(0)
             predicted = int(model(x).argmax(dim=1))
             matrix[label][predicted] += 1
-    return {"confusion_matrix": matrix, "metadata": {k: v for k, v in meta.items() if k not in ("hf_config", "hf_tokenizer_json", "prompt_input_ids", "prompt_attention_mask")}}
+    return {
+        "confusion_matrix": matrix,
+        "metadata": {k: v for k, v in meta.items() if k not in ("hf_config", "hf_tokenizer_json", "prompt_input_ids", "prompt_attention_mask")},
+    }
 
 
 def _metadata(framework: str, architecture: str, task: str, names: list, size: int, **extra) -> dict:
-    return {"framework": framework, "model_name": architecture, "architecture": architecture, "task_type": task, "class_names": names, "image_size": size,
-            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bilinear", "resize_mode": "squash", "crop_pct": 1.0, "epoch": 1, **extra}
+    return {
+        "framework": framework,
+        "model_name": architecture,
+        "architecture": architecture,
+        "task_type": task,
+        "class_names": names,
+        "image_size": size,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "interpolation": "bilinear",
+        "resize_mode": "squash",
+        "crop_pct": 1.0,
+        "epoch": 1,
+        **extra,
+    }
 
 
 @torch.no_grad()
@@ -135,7 +162,11 @@ def roundtrip(out_dir: str) -> dict:
     vit = AutoModelForImageClassification.from_config(config).eval()
     with torch.no_grad():
         before = vit(pixel_values=x).logits
-    path = save_checkpoint(out / "vit.pt", _metadata("huggingface", type(vit).__name__, "image_classification", names, size, hf_config=vit.config.to_json_string()), vit.state_dict())
+    path = save_checkpoint(
+        out / "vit.pt",
+        _metadata("huggingface", type(vit).__name__, "image_classification", names, size, hf_config=vit.config.to_json_string()),
+        vit.state_dict(),
+    )
     diffs["transformers ViT"] = _rebuilt_diff(path, x, before)
 
     clip, tokenizer = _tiny_clip(size)
@@ -144,8 +175,20 @@ def roundtrip(out_dir: str) -> dict:
     with torch.no_grad():
         text = clip_text_embeddings(clip, prompts["input_ids"], prompts["attention_mask"])
         before = clip.logit_scale.exp() * clip_image_embeddings(clip, x) @ text.T
-    path = save_checkpoint(out / "clip.pt", _metadata("huggingface", type(clip).__name__, "zero_shot_classification", names, size, hf_config=clip.config.to_json_string(),
-                                                      prompt_input_ids=prompts["input_ids"].tolist(), prompt_attention_mask=prompts["attention_mask"].tolist()), clip.state_dict())
+    path = save_checkpoint(
+        out / "clip.pt",
+        _metadata(
+            "huggingface",
+            type(clip).__name__,
+            "zero_shot_classification",
+            names,
+            size,
+            hf_config=clip.config.to_json_string(),
+            prompt_input_ids=prompts["input_ids"].tolist(),
+            prompt_attention_mask=prompts["attention_mask"].tolist(),
+        ),
+        clip.state_dict(),
+    )
     diffs["transformers CLIP zero-shot"] = _rebuilt_diff(path, x, before)
     return {"max_abs_diff": diffs, "logit_scale": float(before.abs().max())}
 

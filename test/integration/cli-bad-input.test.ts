@@ -20,7 +20,14 @@ const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
 function env(jobId: string, extra: Record<string, string | undefined> = {}) {
-  return jobEnv(s3, backend, jobId, { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', DATASET_ID: `ds-${jobId}`, EPOCHS: '1', CALLBACK_MAX_ATTEMPTS: '2', ...extra });
+  return jobEnv(s3, backend, jobId, {
+    TASK_TYPE: 'object_detection',
+    MODEL_NAME: 'yolo11n',
+    DATASET_ID: `ds-${jobId}`,
+    EPOCHS: '1',
+    CALLBACK_MAX_ATTEMPTS: '2',
+    ...extra,
+  });
 }
 
 /** Runs a job in its own WORK_DIR parent and checks nothing was left outside it. */
@@ -109,7 +116,11 @@ describe('dataset errors', () => {
     const jobId = 'ds-zip-slip';
     const zip = join(mkdtempSync(join(tmpdir(), 'vt-zip-')), 'evil.zip');
     // Python's zipfile writes whatever names it is given, like a hostile uploader would.
-    execFileSync(defaultPythonBin(), ['-c', `import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w')\nz.writestr('annotations.json','{}')\nz.writestr('../../escaped.txt','pwned')\nz.close()`, zip]);
+    execFileSync(defaultPythonBin(), [
+      '-c',
+      `import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w')\nz.writestr('annotations.json','{}')\nz.writestr('../../escaped.txt','pwned')\nz.close()`,
+      zip,
+    ]);
     await s3.storage().uploadFile(zip, `datasets/ds-${jobId}.zip`);
     const { result, done, parentEntries } = await runJob(jobId);
     expect(result.code).toBe(3);

@@ -47,7 +47,18 @@ let page: Page;
 const problems: string[] = [];
 
 // One torch thread: on the shared 2-core machine two threads wait on each other (see the README's demo notes).
-const jobEnv = (jobId: string, extra: Record<string, string>) => ({ ...env, JOB_ID: jobId, TRACE_ID: `trace-${jobId}`, DEVICE: 'cpu', NUM_WORKERS: '0', BATCH_SIZE: '8', IMAGE_SIZE: '32', CALLBACK_MAX_ATTEMPTS: '3', OMP_NUM_THREADS: '1', ...extra });
+const jobEnv = (jobId: string, extra: Record<string, string>) => ({
+  ...env,
+  JOB_ID: jobId,
+  TRACE_ID: `trace-${jobId}`,
+  DEVICE: 'cpu',
+  NUM_WORKERS: '0',
+  BATCH_SIZE: '8',
+  IMAGE_SIZE: '32',
+  CALLBACK_MAX_ATTEMPTS: '3',
+  OMP_NUM_THREADS: '1',
+  ...extra,
+});
 
 async function state(): Promise<Snapshot> {
   return (await fetch(`${dashboardUrl}api/state`)).json() as Promise<Snapshot>;
@@ -68,7 +79,13 @@ beforeAll(async () => {
   env = Object.fromEntries([...devOut.matchAll(/export (\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
   dashboardUrl = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(devOut)![1]!;
   expect(dashboardUrl).toBe(`${env.BACKEND_BASE_URL}/`);
-  storage = createStorage({ type: 'minio', endpoint: env.S3_ENDPOINT!, accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY!, bucket: env.BUCKET_NAME! });
+  storage = createStorage({
+    type: 'minio',
+    endpoint: env.S3_ENDPOINT!,
+    accessKeyId: env.AWS_ACCESS_KEY_ID!,
+    secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
+    bucket: env.BUCKET_NAME!,
+  });
   const data = join(scratch, 'dataset');
   writeSyntheticDataset(data, { taskType: 'image_classification', count: 24, width: 48, height: 40, seed: 5, classes: ['circle', 'square', 'triangle'] });
   await uploadDataset(storage, DATASET, data, 'zip');
@@ -97,7 +114,11 @@ describe('the dev dashboard in Chromium during a real training run', () => {
       }).observe(document.body, { subtree: true, attributes: true, attributeFilter: ['data-points'] });
     });
 
-    const train = startCli(['train'], jobEnv(TRAIN_JOB, { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '3', DATASET_ID: DATASET, CHECKPOINT_FREQUENCY: '1' }), { timeoutMs: 400_000 });
+    const train = startCli(
+      ['train'],
+      jobEnv(TRAIN_JOB, { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '3', DATASET_ID: DATASET, CHECKPOINT_FREQUENCY: '1' }),
+      { timeoutMs: 400_000 },
+    );
     // The page follows the new job on its own.
     await page.locator(`.job-page[data-job="training:${TRAIN_JOB}"]`).waitFor({ timeout: 120_000 });
     const metrics = page.locator('[data-chart="metrics"]');
@@ -127,7 +148,7 @@ describe('the dev dashboard in Chromium during a real training run', () => {
     await page.screenshot({ path: join(shots, 'training.png'), fullPage: true });
   });
 
-  it('the latest validation\'s confusion matrix, per-class table and the checkpoints found in storage', async () => {
+  it("the latest validation's confusion matrix, per-class table and the checkpoints found in storage", async () => {
     const job = (await state()).jobs.find((j) => j.key === `training:${TRAIN_JOB}`)!;
     const validation = job.training!.latestValidation!;
     expect(job.status).toBe('succeeded');
@@ -147,7 +168,7 @@ describe('the dev dashboard in Chromium during a real training run', () => {
     expect(await page.getByTestId('checkpoints').locator('tbody tr', { hasText: '✓ found' }).count()).toBeGreaterThanOrEqual(2);
   });
 
-  it('a test run of the best checkpoint: its annotated image and Grad-CAM overlay load from the stack\'s S3', async () => {
+  it("a test run of the best checkpoint: its annotated image and Grad-CAM overlay load from the stack's S3", async () => {
     const run = await startCli(
       ['infer'],
       jobEnv(TEST_RUN, {
@@ -196,7 +217,7 @@ describe('the dev dashboard in Chromium during a real training run', () => {
     expect(await status('/', 'attacker.example:80')).toBe(403);
   });
 
-  it('the callback log shows a refused request with the schema\'s reason, and an export with its validation', async () => {
+  it("the callback log shows a refused request with the schema's reason, and an export with its validation", async () => {
     const refused = await fetch(`${env.BACKEND_BASE_URL}/api/v1/jobs/${TRAIN_JOB}/heartbeat`, {
       method: 'POST',
       headers: { authorization: `Bearer ${env.CALLBACK_TOKEN}`, 'x-trace-id': 't', 'content-type': 'application/json' },

@@ -31,7 +31,13 @@ def read_yolo(task, data_yaml):
             }
             for label in dataset.labels
         ]
-    return {"names": {str(k): v for k, v in data["names"].items()}, "nc": data["nc"], "kpt_shape": data.get("kpt_shape"), "flip_idx": data.get("flip_idx"), "splits": splits}
+    return {
+        "names": {str(k): v for k, v in data["names"].items()},
+        "nc": data["nc"],
+        "kpt_shape": data.get("kpt_shape"),
+        "flip_idx": data.get("flip_idx"),
+        "splits": splits,
+    }
 
 
 def read_imagefolder(root, class_map):

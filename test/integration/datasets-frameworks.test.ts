@@ -10,7 +10,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertToImageFolder, convertToYolo, mergeMultiSegment, writeHuggingFaceManifest, type ImageFolderConversion, type HuggingFaceManifest, type YoloConversion } from '../../src/datasets/convert/index.js';
+import {
+  convertToImageFolder,
+  convertToYolo,
+  mergeMultiSegment,
+  writeHuggingFaceManifest,
+  type ImageFolderConversion,
+  type HuggingFaceManifest,
+  type YoloConversion,
+} from '../../src/datasets/convert/index.js';
 import { loadDataset } from '../../src/datasets/load.js';
 import type { Dataset } from '../../src/datasets/model.js';
 import { resolveSplits, type SplitResult } from '../../src/datasets/splits.js';
@@ -39,8 +47,14 @@ interface YoloSeen {
 interface Seen {
   yolo: YoloSeen[];
   merge: number[][];
-  imagefolder: Record<'train' | 'val', { torchvision_classes: string[]; torchvision_samples: [string, number][]; timm_class_to_idx: Record<string, number>; timm_samples: [string, number][] }>;
-  huggingface: { id2label: Record<string, string> } & Record<'train' | 'val', Array<{ image: string; label: number; label_name: string; size: [number, number] }>>;
+  imagefolder: Record<
+    'train' | 'val',
+    { torchvision_classes: string[]; torchvision_samples: [string, number][]; timm_class_to_idx: Record<string, number>; timm_samples: [string, number][] }
+  >;
+  huggingface: { id2label: Record<string, string> } & Record<
+    'train' | 'val',
+    Array<{ image: string; label: number; label_name: string; size: [number, number] }>
+  >;
 }
 
 const converted: Converted[] = [];
@@ -69,19 +83,30 @@ function randomPolygon(random: () => number, cx: number, cy: number): number[] {
 beforeAll(async () => {
   expect(existsSync(python), `the Python venv (${python}); run npm run setup`).toBe(true);
   converted.push(
-    await convertYolo('detect', { taskType: 'object_detection', count: 30, subfolders: true, backgroundEvery: 6, classIds: { first: 1, step: 2 } }, { method: 'auto', ratio: [0.6, 0.2, 0.2], seed: 3 }),
+    await convertYolo(
+      'detect',
+      { taskType: 'object_detection', count: 30, subfolders: true, backgroundEvery: 6, classIds: { first: 1, step: 2 } },
+      { method: 'auto', ratio: [0.6, 0.2, 0.2], seed: 3 },
+    ),
     await convertYolo('segment', { taskType: 'instance_segmentation', count: 20, multiPartEvery: 3 }),
     await convertYolo('pose', { taskType: 'pose_estimation', format: 'coco', count: 20, objectsPerImage: [1, 2] }),
   );
 
-  const cls = writeSyntheticDataset(join(scratch, 'classes'), { taskType: 'image_classification', count: 30, classes: ['zebra', 'a/b', 'Ant', 'élan'], backgroundEvery: 7 });
+  const cls = writeSyntheticDataset(join(scratch, 'classes'), {
+    taskType: 'image_classification',
+    count: 30,
+    classes: ['zebra', 'a/b', 'Ant', 'élan'],
+    backgroundEvery: 7,
+  });
   const clsDataset = await loadDataset(cls.root, { taskType: 'image_classification' });
   const clsSplits = resolveSplits(clsDataset);
   folder = { dataset: clsDataset, splits: clsSplits, result: await convertToImageFolder(clsDataset, clsSplits, join(scratch, 'classes-folder')) };
   manifest = { dataset: clsDataset, result: await writeHuggingFaceManifest(clsDataset, clsSplits, join(scratch, 'classes-hf')) };
 
   const random = mulberry32(11);
-  mergeCases = Array.from({ length: 40 }, () => Array.from({ length: 2 + Math.floor(random() * 3) }, () => randomPolygon(random, random() * 100, random() * 100)));
+  mergeCases = Array.from({ length: 40 }, () =>
+    Array.from({ length: 2 + Math.floor(random() * 3) }, () => randomPolygon(random, random() * 100, random() * 100)),
+  );
 
   const requestPath = join(scratch, 'request.json');
   writeFileSync(
@@ -153,7 +178,7 @@ describe('ultralytics reads our YOLO layout', () => {
     expect(seen.yolo[2]!.flip_idx).toEqual([0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]);
   });
 
-  it('merge_multi_segment: our port gives ultralytics\' outline for random multi-part polygons', () => {
+  it("merge_multi_segment: our port gives ultralytics' outline for random multi-part polygons", () => {
     expect(seen.merge).toHaveLength(mergeCases.length);
     mergeCases.forEach((pieces, i) => {
       const ours = mergeMultiSegment(pieces);

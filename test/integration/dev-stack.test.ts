@@ -19,15 +19,36 @@ describe('vision-trainer dev', () => {
       });
     });
     const env = Object.fromEntries([...out.matchAll(/export (\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    expect(Object.keys(env).sort()).toEqual(['ALLOWED_PRIVATE_HOSTS', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'BACKEND_BASE_URL', 'BUCKET_NAME', 'CALLBACK_TOKEN', 'S3_ENDPOINT', 'STORAGE_TYPE']);
+    expect(Object.keys(env).sort()).toEqual([
+      'ALLOWED_PRIVATE_HOSTS',
+      'AWS_ACCESS_KEY_ID',
+      'AWS_SECRET_ACCESS_KEY',
+      'BACKEND_BASE_URL',
+      'BUCKET_NAME',
+      'CALLBACK_TOKEN',
+      'S3_ENDPOINT',
+      'STORAGE_TYPE',
+    ]);
     expect(env.BUCKET_NAME).toBe('vision-platform');
     expect(out).toContain(`dashboard: ${env.BACKEND_BASE_URL}/`);
 
-    const storage = createStorage({ type: 'minio', endpoint: env.S3_ENDPOINT!, accessKeyId: env.AWS_ACCESS_KEY_ID!, secretAccessKey: env.AWS_SECRET_ACCESS_KEY!, bucket: env.BUCKET_NAME! });
+    const storage = createStorage({
+      type: 'minio',
+      endpoint: env.S3_ENDPOINT!,
+      accessKeyId: env.AWS_ACCESS_KEY_ID!,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY!,
+      bucket: env.BUCKET_NAME!,
+    });
     await storage.putJson('hello.json', { ok: true });
     expect(await storage.getJson('hello.json')).toEqual({ ok: true });
 
-    const client = new CallbackClient({ baseUrl: env.BACKEND_BASE_URL!, token: env.CALLBACK_TOKEN!, jobId: 'dev-1', traceId: 't', retry: { completion: { maxAttempts: 1 } } });
+    const client = new CallbackClient({
+      baseUrl: env.BACKEND_BASE_URL!,
+      token: env.CALLBACK_TOKEN!,
+      jobId: 'dev-1',
+      traceId: 't',
+      retry: { completion: { maxAttempts: 1 } },
+    });
     await client.trainingDone({ status: 'succeeded', checkpoint_path: 's3://vision-platform/checkpoints/job-dev-1/best.pt' });
     await client.close();
 

@@ -30,7 +30,6 @@ import { useS3Server } from '../helpers/s3.js';
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
-
 type Fixture = 'timm' | 'vit' | 'clip';
 const FIXTURES: Record<Fixture, TinyTrainingOptions> = {
   timm: { taskType: 'image_classification', modelName: 'resnet10t', imageSize: 32, epochs: 2 },
@@ -72,7 +71,7 @@ async function exportJob(jobId: string, fixture: Fixture, vars: Record<string, s
 const recorded = (pkg: ExportPackage) => pkg.expected!.images.map((i) => ({ predictions: i.predictions }));
 
 describe('vision-trainer export (timm, transformers)', () => {
-  it('timm to ONNX: the checkpoint\'s normalisation in metadata.json; Python, Node and C++ wrappers give the recorded top-k', async () => {
+  it("timm to ONNX: the checkpoint's normalisation in metadata.json; Python, Node and C++ wrappers give the recorded top-k", async () => {
     const { done, pkg } = await exportJob('exp-timm-onnx', 'timm', { EXPORT_FORMAT: 'onnx' });
     expect(done.validation_metrics.accuracy_drop).toBe(0);
     expect(done.validation_metrics.max_abs_output_diff).toBeLessThan(1e-3);
@@ -89,7 +88,11 @@ describe('vision-trainer export (timm, transformers)', () => {
   it('timm to TorchScript with dynamic int8 (Linear layers): the Python wrapper runs it', async () => {
     const { done, pkg } = await exportJob('exp-timm-ts', 'timm', { EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
     expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-ts/model.torchscript`);
-    expect(pkg.metadata.optimization.quantization).toMatchObject({ type: 'dynamic', dtype: 'int8', method: 'torch dynamic quantization of Linear layers (int8 weights)' });
+    expect(pkg.metadata.optimization.quantization).toMatchObject({
+      type: 'dynamic',
+      dtype: 'int8',
+      method: 'torch dynamic quantization of Linear layers (int8 weights)',
+    });
     expect(pkg.metadata.runtime.wrappers).toEqual(['python']);
     expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python torchscript');
   });
@@ -108,7 +111,8 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(pkg.metadata.preprocessing).toMatchObject({ included: false, embedded: false, resize: { method: 'resize_shorter_center_crop' } });
     expect(pkg.metadata.optimization).toMatchObject({ include_preprocessing: false, include_postprocessing: false });
     expect(pkg.expected).toBeUndefined(); // no samples: the wrappers print no predictions to compare
-    const script = 'import json, numpy as np; from model_wrapper import ModelWrapper; print(json.dumps([list(o.shape) for o in ModelWrapper().predict(np.zeros((1, 3, 32, 32), np.float32))]))';
+    const script =
+      'import json, numpy as np; from model_wrapper import ModelWrapper; print(json.dumps([list(o.shape) for o in ModelWrapper().predict(np.zeros((1, 3, 32, 32), np.float32))]))';
     const r = spawnSync(defaultPythonBin(), ['-c', script], { cwd: join(pkg.dir, 'runtimes', 'python'), encoding: 'utf8' });
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual([[1, 3]]);
@@ -119,7 +123,10 @@ describe('vision-trainer export (timm, transformers)', () => {
 
   it('transformers ViT to ONNX and OpenVINO; the wrappers give the recorded top-k', async () => {
     const onnx = await exportJob('exp-vit-onnx', 'vit', { EXPORT_FORMAT: 'onnx' });
-    expect(onnx.pkg.metadata).toMatchObject({ model: { framework: 'huggingface', architecture: 'ViTForImageClassification' }, preprocessing: { resize: { method: 'resize' } } });
+    expect(onnx.pkg.metadata).toMatchObject({
+      model: { framework: 'huggingface', architecture: 'ViTForImageClassification' },
+      preprocessing: { resize: { method: 'resize' } },
+    });
     expectSamePredictions(runPythonWrapper(onnx.pkg), recorded(onnx.pkg), SAME_RUNTIME, 'python');
     expectSamePredictions(runNodeWrapper(onnx.pkg), recorded(onnx.pkg), SAME_RUNTIME, 'node');
 
@@ -132,7 +139,10 @@ describe('vision-trainer export (timm, transformers)', () => {
   it('CLIP zero-shot to ONNX: the class prompts are baked in, so the wrappers classify images alone', async () => {
     const { done, pkg } = await exportJob('exp-clip-onnx', 'clip', { EXPORT_FORMAT: 'onnx' });
     expect(done.validation_metrics.original_accuracy).toBe(done.validation_metrics.accuracy);
-    expect(pkg.metadata).toMatchObject({ task_type: 'zero_shot_classification', model: { architecture: 'CLIPModel', inputs: [{ name: 'images', shape: [1, 3, 32, 32] }] } });
+    expect(pkg.metadata).toMatchObject({
+      task_type: 'zero_shot_classification',
+      model: { architecture: 'CLIPModel', inputs: [{ name: 'images', shape: [1, 3, 32, 32] }] },
+    });
     // CLIP multiplies cosine similarities by its logit scale (exp(4.6052) = 100): float32 noise of
     // 1e-7 between two onnxruntime builds' kernels becomes ~1e-5 in the probabilities.
     const clipTolerance = { ...SAME_RUNTIME, confidence: SAME_RUNTIME.confidence * 100 };

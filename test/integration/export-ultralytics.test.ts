@@ -116,7 +116,10 @@ function expectWrappersAgree(pkg: ExportPackage, options: { cpp: boolean }) {
   const defaults = expected.images.map((i) => ({ predictions: i.predictions }));
   const opts = validationOptions(pkg);
   const threshold = Number(expected.thresholds.validation.confidence ?? 0);
-  expect(scored.some((s) => s.predictions.length > 0), 'the samples have predictions to compare').toBe(true);
+  expect(
+    scored.some((s) => s.predictions.length > 0),
+    'the samples have predictions to compare',
+  ).toBe(true);
   expectSamePredictions(runPythonWrapper(pkg, opts), scored, SAME_RUNTIME, 'python (validation thresholds)');
   expectSamePredictions(runPythonWrapper(pkg), defaults, SAME_RUNTIME, 'python (defaults)');
   expectSamePredictions(runNodeWrapper(pkg, opts), scored, SAME_RUNTIME, 'node (validation thresholds)');
@@ -146,7 +149,13 @@ describe('vision-trainer export (ultralytics)', () => {
       export_format: 'onnx',
       task_type: 'object_detection',
       model_name: 'yolo11n',
-      model: { framework: 'ultralytics', file: 'model.onnx', class_names: ['circle', 'square', 'triangle'], inputs: [{ name: 'images', shape: [1, 3, 64, 64] }], outputs: [{ name: 'output0', shape: [1, 7, 84] }] },
+      model: {
+        framework: 'ultralytics',
+        file: 'model.onnx',
+        class_names: ['circle', 'square', 'triangle'],
+        inputs: [{ name: 'images', shape: [1, 3, 64, 64] }],
+        outputs: [{ name: 'output0', shape: [1, 7, 84] }],
+      },
       preprocessing: { resize: { method: 'letterbox', size: [64, 64], fill_value: 114 }, included: true },
       postprocessing: { nms: { iou_threshold: 0.45, confidence_threshold: 0.25 }, coordinate_format: 'xyxy' },
       optimization: { level: 1, quantization: null },
@@ -166,7 +175,11 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(info.model_size_mb).toBeLessThan(5); // float32: 10 MB
     expect(validation.max_abs_output_diff).toBeGreaterThan(0); // quantized: no longer the same numbers
     const pkg = await downloadPackage(s3.storage(), 'exp-det-int8');
-    expect(pkg.metadata.optimization.quantization).toEqual({ type: 'dynamic', dtype: 'int8', method: expect.stringMatching(/onnxruntime dynamic quantization/) });
+    expect(pkg.metadata.optimization.quantization).toEqual({
+      type: 'dynamic',
+      dtype: 'int8',
+      method: expect.stringMatching(/onnxruntime dynamic quantization/),
+    });
     expect(pkg.metadata.model.inputs[0].dtype).toBe('float32');
     expectWrappersAgree(pkg, { cpp: false }); // OpenCV's DNN module does not run dynamically quantized graphs
   });
@@ -174,7 +187,10 @@ describe('vision-trainer export (ultralytics)', () => {
   it('object_detection to TorchScript and OpenVINO: the Python wrapper runs both', async () => {
     for (const format of ['torchscript', 'openvino'] as const) {
       const jobId = `exp-det-${format}`;
-      const run = await exportJob(jobId, 'object_detection', { EXPORT_FORMAT: format, ...(format === 'openvino' ? { QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'float16' } : {}) });
+      const run = await exportJob(jobId, 'object_detection', {
+        EXPORT_FORMAT: format,
+        ...(format === 'openvino' ? { QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'float16' } : {}),
+      });
       const { info, validation } = expectExported(run, jobId, 'object_detection', format);
       expect(info.engine).toBe(`python ${format} runtime (package wrapper)`);
       expect(info.output_shape).toEqual([1, 7, 84]);
@@ -190,7 +206,12 @@ describe('vision-trainer export (ultralytics)', () => {
   });
 
   it('static int8 with ACCURACY_DROP_MAX=0: a failed completion that names the drop, exit code 5, nothing uploaded', async () => {
-    const run = await exportJob('exp-det-drop', 'object_detection', { EXPORT_FORMAT: 'onnx', QUANTIZATION_TYPE: 'static', QUANTIZATION_DTYPE: 'int8', ACCURACY_DROP_MAX: '0' });
+    const run = await exportJob('exp-det-drop', 'object_detection', {
+      EXPORT_FORMAT: 'onnx',
+      QUANTIZATION_TYPE: 'static',
+      QUANTIZATION_DTYPE: 'int8',
+      ACCURACY_DROP_MAX: '0',
+    });
     expect(run.result.code).toBe(5);
     const stages = run.callbacks.filter((c) => c.kind === 'exportProgress').map((c) => (c.body as { stage: string }).stage);
     expect(stages).not.toContain('packaging');
@@ -240,7 +261,9 @@ describe('vision-trainer export (ultralytics)', () => {
     const trt = await exportJob('exp-trt', 'object_detection', { EXPORT_FORMAT: 'tensorrt', ENABLE_VALIDATION: 'false' });
     expect(trt.result.code).toBe(5);
     expect(trt.done).toMatchObject({ status: 'failed' });
-    expect(trt.done!.error_message).toContain('EXPORT_FORMAT=tensorrt builds a TensorRT engine for the GPU it runs on and needs a CUDA GPU; torch sees none on this machine');
+    expect(trt.done!.error_message).toContain(
+      'EXPORT_FORMAT=tensorrt builds a TensorRT engine for the GPU it runs on and needs a CUDA GPU; torch sees none on this machine',
+    );
     const coreml = await exportJob('exp-coreml', 'object_detection', { EXPORT_FORMAT: 'coreml', ENABLE_VALIDATION: 'false' });
     expect(coreml.done!.error_message).toContain('EXPORT_FORMAT=coreml needs the Python package(s) coremltools>=9.0, which this image does not install');
     expect([...trt.keys, ...coreml.keys]).toEqual([]);

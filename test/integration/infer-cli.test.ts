@@ -34,7 +34,10 @@ afterAll(async () => {
 
 const callbacksOf = (jobId: string) => backend.receiver.received.filter((c) => c.jobId === jobId);
 const bodyOf = (jobId: string, kind: string) => callbacksOf(jobId).find((c) => c.kind === kind)?.body as Record<string, any> | undefined;
-const progressOf = (jobId: string) => callbacksOf(jobId).filter((c) => c.kind === 'inferenceProgress').map((c) => c.body as Record<string, any>);
+const progressOf = (jobId: string) =>
+  callbacksOf(jobId)
+    .filter((c) => c.kind === 'inferenceProgress')
+    .map((c) => c.body as Record<string, any>);
 
 /** Image ids in `split` when the dataset is split as training split it. */
 async function splitIds(model: TrainedModel, task: 'object_detection' | 'image_classification', split: string, strategy?: Parameters<typeof resolveSplits>[1]) {
@@ -80,7 +83,13 @@ describe('vision-trainer infer: ultralytics detection', () => {
 
     const done = bodyOf(jobId, 'testRunDone')!;
     const prefix = `s3://${s3.config.bucket}/test_runs/${jobId}/`;
-    expect(done).toMatchObject({ status: 'succeeded', error_message: null, results_path: `${prefix}results.json`, visualizations_path: `${prefix}visualizations/`, xai_results_path: `${prefix}xai/` });
+    expect(done).toMatchObject({
+      status: 'succeeded',
+      error_message: null,
+      results_path: `${prefix}results.json`,
+      visualizations_path: `${prefix}visualizations/`,
+      xai_results_path: `${prefix}xai/`,
+    });
     for (const key of ['precision', 'recall', 'mAP50', 'mAP50-95']) expect(typeof done.overall_metrics[key]).toBe('number');
     expect(done.per_class_metrics.map((r: any) => r.class_name)).toEqual(detector.dataset.classNames);
     // Rows are the true classes plus background; each class row counts that class's objects in the split.
@@ -94,7 +103,13 @@ describe('vision-trainer infer: ultralytics detection', () => {
     const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
     expect(doc).toMatchObject({ job_id: jobId, inference_type: 'test_run', task_type: 'object_detection', num_images: ids.length, failed_images: 0 });
     expect(doc.settings).toMatchObject({ test_split: 'val', dataset_id: detector.datasetId, xai_method: 'gradcam', llm_model: 'test-vision-explainer' });
-    expect(doc.model).toMatchObject({ framework: 'ultralytics', task: 'detect', class_names: detector.dataset.classNames, model_name: 'yolo11n', xai_layers: ['model.16', 'model.19', 'model.22'] });
+    expect(doc.model).toMatchObject({
+      framework: 'ultralytics',
+      task: 'detect',
+      class_names: detector.dataset.classNames,
+      model_name: 'yolo11n',
+      xai_layers: ['model.16', 'model.19', 'model.22'],
+    });
     expect(doc.metrics!.overall_metrics).toEqual(done.overall_metrics);
     expect(doc.timing.avg_inference_time_ms).toBeGreaterThan(0);
     expect(doc.results.map((r) => r.image_id)).toEqual(ids);
@@ -206,7 +221,9 @@ describe('vision-trainer infer: ultralytics classification', () => {
     for (const key of ['accuracy', 'top5_accuracy']) expect(done.overall_metrics[key]).toBeGreaterThanOrEqual(0);
     expect(done.confusion_matrix).toHaveLength(3);
     expect(done.confusion_matrix.flat().reduce((a: number, b: number) => a + b, 0)).toBe(ids.length);
-    expect(done.per_class_metrics.map((r: any) => Object.keys(r).sort())).toEqual(Array(3).fill(['ap', 'class_id', 'class_name', 'f1', 'precision', 'recall', 'support']));
+    expect(done.per_class_metrics.map((r: any) => Object.keys(r).sort())).toEqual(
+      Array(3).fill(['ap', 'class_id', 'class_name', 'f1', 'precision', 'recall', 'support']),
+    );
     expect(done.pr_curves).toEqual({});
 
     const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
@@ -226,7 +243,13 @@ describe('vision-trainer infer: ultralytics classification', () => {
     const jobId = 'ij-cls';
     const result = await runCli(
       ['infer'],
-      inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'image_classification', CHECKPOINT_PATH: classifier.checkpointUri, DATASET_ID: classifier.datasetId, SAVE_VISUALIZATIONS: 'false' }),
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'inference_job',
+        TASK_TYPE: 'image_classification',
+        CHECKPOINT_PATH: classifier.checkpointUri,
+        DATASET_ID: classifier.datasetId,
+        SAVE_VISUALIZATIONS: 'false',
+      }),
       { timeoutMs: 240_000 },
     );
     expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
@@ -241,7 +264,17 @@ describe('vision-trainer infer: ultralytics classification', () => {
 describe('vision-trainer infer: stopped', () => {
   it('SIGTERM mid-job: the current batch ends, `failed` is reported with how far it got, exit 143', async () => {
     const jobId = 'ij-sigterm';
-    const run = startCli(['infer'], inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'image_classification', CHECKPOINT_PATH: classifier.checkpointUri, DATASET_ID: classifier.datasetId, BATCH_SIZE: '1' }), { timeoutMs: 240_000 });
+    const run = startCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'inference_job',
+        TASK_TYPE: 'image_classification',
+        CHECKPOINT_PATH: classifier.checkpointUri,
+        DATASET_ID: classifier.datasetId,
+        BATCH_SIZE: '1',
+      }),
+      { timeoutMs: 240_000 },
+    );
     await backend.receiver.waitFor((c) => c.jobId === jobId && c.kind === 'inferenceProgress', 120_000);
     run.child.kill('SIGTERM');
     const result = await run.done;
@@ -257,7 +290,14 @@ describe('vision-trainer infer: refused before any image is processed', () => {
   const testRun = (jobId: string, extra: Record<string, string>) =>
     runCli(
       ['infer'],
-      inferEnv(s3, backend, jobId, { INFERENCE_TYPE: 'test_run', TASK_TYPE: 'object_detection', FRAMEWORK: 'ultralytics', CHECKPOINT_PATH: detector.checkpointUri, DATASET_ID: detector.datasetId, ...extra }),
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'test_run',
+        TASK_TYPE: 'object_detection',
+        FRAMEWORK: 'ultralytics',
+        CHECKPOINT_PATH: detector.checkpointUri,
+        DATASET_ID: detector.datasetId,
+        ...extra,
+      }),
       { timeoutMs: 240_000 },
     );
 
@@ -285,13 +325,17 @@ describe('vision-trainer infer: refused before any image is processed', () => {
   it('a classification checkpoint for TASK_TYPE=object_detection', async () => {
     const result = await testRun('task-mismatch', { CHECKPOINT_PATH: classifier.checkpointUri });
     expect(result.code).toBe(2);
-    expect(bodyOf('task-mismatch', 'testRunDone')!.error_message).toMatch(/TASK_TYPE="object_detection": the checkpoint holds a classify model .* needs a detect model/);
+    expect(bodyOf('task-mismatch', 'testRunDone')!.error_message).toMatch(
+      /TASK_TYPE="object_detection": the checkpoint holds a classify model .* needs a detect model/,
+    );
   });
 
   it('Score-CAM for a detector: XAI_METHOD does not fit, with the methods that do', async () => {
     const result = await testRun('xai-method', { ENABLE_XAI: 'true', XAI_METHOD: 'scorecam' });
     expect(result.code).toBe(2);
-    expect(bodyOf('xai-method', 'testRunDone')!.error_message).toContain('XAI_METHOD=scorecam does not fit a detect model; use one of: gradcam, gradcam++, eigencam, layercam');
+    expect(bodyOf('xai-method', 'testRunDone')!.error_message).toContain(
+      'XAI_METHOD=scorecam does not fit a detect model; use one of: gradcam, gradcam++, eigencam, layercam',
+    );
   });
 
   it('a checkpoint that does not exist: storage error, exit 4', async () => {

@@ -50,7 +50,12 @@ afterAll(async () => {
   await bridge?.close();
 });
 
-async function evaluate<E = DetEvaluation>(task: string, names: Record<number, string>, images: unknown[], options: Record<string, unknown> = {}): Promise<{ summary: Summary; images: E[] }> {
+async function evaluate<E = DetEvaluation>(
+  task: string,
+  names: Record<number, string>,
+  images: unknown[],
+  options: Record<string, unknown> = {},
+): Promise<{ summary: Summary; images: E[] }> {
   return bridge.call(EVALUATE, { task, names: Object.fromEntries(Object.entries(names)), images, options });
 }
 
@@ -59,8 +64,31 @@ const perClass = (s: Summary, name: string) => s.per_class_metrics.find((r) => r
 describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
   it('perfect predictions: precision and recall 1, AP 0.995 at every IoU, everything matched', async () => {
     const images: DetImage[] = [
-      { width: 100, height: 100, ground_truth: { boxes: [[10, 10, 40, 40], [50, 50, 90, 90]], classes: [0, 1] }, predictions: { boxes: [[10, 10, 40, 40], [50, 50, 90, 90]], confidences: [0.9, 0.8], classes: [0, 1] } },
-      { width: 100, height: 100, ground_truth: { boxes: [[5, 5, 25, 25]], classes: [0] }, predictions: { boxes: [[5, 5, 25, 25]], confidences: [0.7], classes: [0] } },
+      {
+        width: 100,
+        height: 100,
+        ground_truth: {
+          boxes: [
+            [10, 10, 40, 40],
+            [50, 50, 90, 90],
+          ],
+          classes: [0, 1],
+        },
+        predictions: {
+          boxes: [
+            [10, 10, 40, 40],
+            [50, 50, 90, 90],
+          ],
+          confidences: [0.9, 0.8],
+          classes: [0, 1],
+        },
+      },
+      {
+        width: 100,
+        height: 100,
+        ground_truth: { boxes: [[5, 5, 25, 25]], classes: [0] },
+        predictions: { boxes: [[5, 5, 25, 25]], confidences: [0.7], classes: [0] },
+      },
     ];
     const { summary, images: per } = await evaluate('detect', AB, images);
     expect(summary.overall_metrics.precision).toBeCloseTo(1, 6);
@@ -91,7 +119,20 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
   });
 
   it('one missed object: recall halves, its class scores AP 0, the image lists it as missed', async () => {
-    const images: DetImage[] = [{ width: 100, height: 100, ground_truth: { boxes: [[10, 10, 40, 40], [50, 50, 90, 90]], classes: [0, 1] }, predictions: { boxes: [[10, 10, 40, 40]], confidences: [0.9], classes: [0] } }];
+    const images: DetImage[] = [
+      {
+        width: 100,
+        height: 100,
+        ground_truth: {
+          boxes: [
+            [10, 10, 40, 40],
+            [50, 50, 90, 90],
+          ],
+          classes: [0, 1],
+        },
+        predictions: { boxes: [[10, 10, 40, 40]], confidences: [0.9], classes: [0] },
+      },
+    ];
     const { summary, images: per } = await evaluate('detect', AB, images);
     expect(perClass(summary, 'a').ap50).toBeCloseTo(PERFECT_AP, 6);
     expect(perClass(summary, 'b').ap50).toBe(0);
@@ -105,11 +146,23 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
   });
 
   it('one wrong class: no AP for either class, the image lists the confusion, the matrix counts true a as b', async () => {
-    const images: DetImage[] = [{ width: 100, height: 100, ground_truth: { boxes: [[10, 10, 40, 40]], classes: [0] }, predictions: { boxes: [[10, 10, 40, 40]], confidences: [0.9], classes: [1] } }];
+    const images: DetImage[] = [
+      {
+        width: 100,
+        height: 100,
+        ground_truth: { boxes: [[10, 10, 40, 40]], classes: [0] },
+        predictions: { boxes: [[10, 10, 40, 40]], confidences: [0.9], classes: [1] },
+      },
+    ];
     const { summary, images: per } = await evaluate('detect', AB, images);
     expect(summary.overall_metrics.mAP50).toBe(0);
     expect(summary.overall_metrics['mAP50-95']).toBe(0);
-    expect(per[0]).toEqual({ matched: [], wrong_class: [{ prediction: 0, ground_truth: 0, predicted_class_id: 1, true_class_id: 0, iou: 1 }], missed: [], false_positives: [] });
+    expect(per[0]).toEqual({
+      matched: [],
+      wrong_class: [{ prediction: 0, ground_truth: 0, predicted_class_id: 1, true_class_id: 0, iou: 1 }],
+      missed: [],
+      false_positives: [],
+    });
     expect(summary.confusion_matrix).toEqual([
       [0, 1, 0],
       [0, 0, 0],
@@ -129,8 +182,24 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
       {
         width: 200,
         height: 100,
-        ground_truth: { boxes: [[0, 0, 20, 20], [50, 0, 70, 20], [100, 0, 120, 20]], classes: [0, 0, 0] },
-        predictions: { boxes: [[0, 0, 20, 20], [150, 50, 170, 70], [50, 0, 70, 20], [100, 0, 120, 20]], confidences: [0.9, 0.8, 0.7, 0.6], classes: [0, 0, 0, 0] },
+        ground_truth: {
+          boxes: [
+            [0, 0, 20, 20],
+            [50, 0, 70, 20],
+            [100, 0, 120, 20],
+          ],
+          classes: [0, 0, 0],
+        },
+        predictions: {
+          boxes: [
+            [0, 0, 20, 20],
+            [150, 50, 170, 70],
+            [50, 0, 70, 20],
+            [100, 0, 120, 20],
+          ],
+          confidences: [0.9, 0.8, 0.7, 0.6],
+          classes: [0, 0, 0, 0],
+        },
       },
     ];
     const { summary, images: per } = await evaluate('detect', { 0: 'a' }, images);
@@ -141,7 +210,14 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
 
   it('mAP50-95 averages the ten IoU thresholds: a box with IoU 0.72 counts at 0.50-0.70 only', async () => {
     // IoU of [0,0,100,72] with [0,0,100,100] is 7200 / 10000 = 0.72: a hit at 0.50, 0.55, 0.60, 0.65, 0.70.
-    const images: DetImage[] = [{ width: 100, height: 100, ground_truth: { boxes: [[0, 0, 100, 100]], classes: [0] }, predictions: { boxes: [[0, 0, 100, 72]], confidences: [0.9], classes: [0] } }];
+    const images: DetImage[] = [
+      {
+        width: 100,
+        height: 100,
+        ground_truth: { boxes: [[0, 0, 100, 100]], classes: [0] },
+        predictions: { boxes: [[0, 0, 100, 72]], confidences: [0.9], classes: [0] },
+      },
+    ];
     const { summary, images: per } = await evaluate('detect', { 0: 'a' }, images);
     expect(summary.overall_metrics.mAP50).toBeCloseTo(PERFECT_AP, 6);
     expect(summary.overall_metrics['mAP50-95']).toBeCloseTo((5 * PERFECT_AP) / 10, 6);
@@ -155,11 +231,33 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
         key: 'x',
         width: 100,
         height: 100,
-        ground_truth: { boxes: [[0, 0, 20, 20], [30, 30, 50, 50], [60, 60, 80, 80]], classes: [0, 1, 0] },
-        predictions: { boxes: [[0, 0, 20, 21], [30, 30, 50, 50], [80, 0, 99, 10], [60, 60, 80, 80]], confidences: [0.9, 0.8, 0.6, 0.1], classes: [0, 0, 1, 0] },
+        ground_truth: {
+          boxes: [
+            [0, 0, 20, 20],
+            [30, 30, 50, 50],
+            [60, 60, 80, 80],
+          ],
+          classes: [0, 1, 0],
+        },
+        predictions: {
+          boxes: [
+            [0, 0, 20, 21],
+            [30, 30, 50, 50],
+            [80, 0, 99, 10],
+            [60, 60, 80, 80],
+          ],
+          confidences: [0.9, 0.8, 0.6, 0.1],
+          classes: [0, 0, 1, 0],
+        },
       },
       // a background image with one false alarm
-      { key: 'y', width: 100, height: 100, ground_truth: { boxes: [], classes: [] }, predictions: { boxes: [[10, 10, 30, 30]], confidences: [0.95], classes: [1] } },
+      {
+        key: 'y',
+        width: 100,
+        height: 100,
+        ground_truth: { boxes: [], classes: [] },
+        predictions: { boxes: [[10, 10, 30, 30]], confidences: [0.95], classes: [1] },
+      },
     ];
     const { summary, images: per } = await evaluate('detect', AB, images, { conf_threshold: 0.25 });
     const expected = [
@@ -175,7 +273,12 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
       for (const f of image.false_positives) expected[background]![f.class_id]!++;
     }
     expect(summary.confusion_matrix).toEqual(expected);
-    expect(per[0]).toMatchObject({ matched: [{ class_id: 0 }], wrong_class: [{ true_class_id: 1, predicted_class_id: 0 }], missed: [{ ground_truth: 2 }], false_positives: [{ class_id: 1 }] });
+    expect(per[0]).toMatchObject({
+      matched: [{ class_id: 0 }],
+      wrong_class: [{ true_class_id: 1, predicted_class_id: 0 }],
+      missed: [{ ground_truth: 2 }],
+      false_positives: [{ class_id: 1 }],
+    });
     // The 0.1 detection of the missed object is below the threshold for the lists, not for AP:
     // class a has 2 objects, hits ranked 1st and 3rd (after the wrong-class a at 0.8).
     expect(perClass(summary, 'a').ap50).toBeGreaterThan(0.5);
@@ -186,22 +289,78 @@ describe('segmentation and pose metrics (mask IoU, keypoint OKS)', () => {
   const square = [10, 10, 50, 10, 50, 50, 10, 50];
   it('masks: a perfect outline scores like a perfect box; a wrong outline in the right box scores mask AP 0', async () => {
     const gt = { boxes: [[10, 10, 50, 50] as Box], classes: [0], segmentations: [[square]] };
-    const good = await evaluate('segment', { 0: 'a' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], segmentations: [[square]] } }]);
+    const good = await evaluate('segment', { 0: 'a' }, [
+      { width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], segmentations: [[square]] } },
+    ]);
     expect(good.summary.overall_metrics.mAP50).toBeCloseTo(PERFECT_AP, 6); // the mask metric is the primary one
     expect(good.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
     const strip = [10, 10, 50, 10, 50, 14, 10, 14]; // 4 px of the 40 px square: mask IoU 0.1
-    const bad = await evaluate('segment', { 0: 'a' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], segmentations: [[strip]] } }]);
+    const bad = await evaluate('segment', { 0: 'a' }, [
+      { width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], segmentations: [[strip]] } },
+    ]);
     expect(bad.summary.overall_metrics.mAP50).toBe(0);
     expect(bad.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
   });
 
   it('keypoints: exact points score AP 0.995; points 30 px off score 0 while the box still counts', async () => {
-    const keypoints = [[[20, 20, 2], [30, 30, 2], [40, 40, 2]]];
+    const keypoints = [
+      [
+        [20, 20, 2],
+        [30, 30, 2],
+        [40, 40, 2],
+      ],
+    ];
     const gt = { boxes: [[10, 10, 50, 50] as Box], classes: [0], keypoints };
     const options = { kpt_shape: [3, 3] };
-    const exact = await evaluate('pose', { 0: 'person' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], keypoints: [[[20, 20, 0.9], [30, 30, 0.9], [40, 40, 0.9]]] } }], options);
+    const exact = await evaluate(
+      'pose',
+      { 0: 'person' },
+      [
+        {
+          width: 64,
+          height: 64,
+          ground_truth: gt,
+          predictions: {
+            boxes: [[10, 10, 50, 50]],
+            confidences: [0.9],
+            classes: [0],
+            keypoints: [
+              [
+                [20, 20, 0.9],
+                [30, 30, 0.9],
+                [40, 40, 0.9],
+              ],
+            ],
+          },
+        },
+      ],
+      options,
+    );
     expect(exact.summary.overall_metrics.mAP50).toBeCloseTo(PERFECT_AP, 6);
-    const off = await evaluate('pose', { 0: 'person' }, [{ width: 64, height: 64, ground_truth: gt, predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], keypoints: [[[50, 50, 0.9], [60, 60, 0.9], [5, 5, 0.9]]] } }], options);
+    const off = await evaluate(
+      'pose',
+      { 0: 'person' },
+      [
+        {
+          width: 64,
+          height: 64,
+          ground_truth: gt,
+          predictions: {
+            boxes: [[10, 10, 50, 50]],
+            confidences: [0.9],
+            classes: [0],
+            keypoints: [
+              [
+                [50, 50, 0.9],
+                [60, 60, 0.9],
+                [5, 5, 0.9],
+              ],
+            ],
+          },
+        },
+      ],
+      options,
+    );
     expect(off.summary.overall_metrics.mAP50).toBe(0);
     expect(off.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
   });

@@ -17,8 +17,10 @@ import { useS3Server } from '../helpers/s3.js';
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
-
-const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.jobId === jobId && (c.kind === 'testRunDone' || c.kind === 'inferenceJobDone'))?.body as Record<string, any> | undefined;
+const doneOf = (jobId: string) =>
+  backend.receiver.received.find((c) => c.jobId === jobId && (c.kind === 'testRunDone' || c.kind === 'inferenceJobDone'))?.body as
+    | Record<string, any>
+    | undefined;
 
 async function valIds(model: TrainedModel, task: TaskType): Promise<string[]> {
   const dataset = await loadDataset(model.dataset.root, { taskType: task });
@@ -42,11 +44,17 @@ async function testRun(model: TrainedModel, jobId: string, task: TaskType, extra
 describe('ultralytics segmentation and pose', () => {
   it('segmentation: mask mAP primary, box mAP beside; outlines in predictions and ground truth; EigenCAM', async () => {
     const model = await trainTinyModel(s3, backend, 'instance_segmentation', 'yolo11n-seg', 'infer-seg');
-    const { done, doc } = await testRun(model, 'tr-seg', 'instance_segmentation', { CONFIDENCE_THRESHOLD: '0.001', MAX_VISUALIZATIONS: '2', ENABLE_XAI: 'true', XAI_METHOD: 'eigencam' });
+    const { done, doc } = await testRun(model, 'tr-seg', 'instance_segmentation', {
+      CONFIDENCE_THRESHOLD: '0.001',
+      MAX_VISUALIZATIONS: '2',
+      ENABLE_XAI: 'true',
+      XAI_METHOD: 'eigencam',
+    });
     expect(done.status).toBe('succeeded');
     for (const key of ['mAP50', 'mAP50-95', 'box_mAP50', 'box_mAP50-95']) expect(typeof done.overall_metrics[key]).toBe('number');
     for (const r of doc.results) {
-      for (const o of (r.ground_truth as { objects: Array<{ segmentation?: number[][] }> }).objects) expect(o.segmentation![0]!.length).toBeGreaterThanOrEqual(6);
+      for (const o of (r.ground_truth as { objects: Array<{ segmentation?: number[][] }> }).objects)
+        expect(o.segmentation![0]!.length).toBeGreaterThanOrEqual(6);
       for (const b of (r.predictions as { boxes: Array<{ segmentation?: number[][] }> }).boxes) expect(Array.isArray(b.segmentation)).toBe(true);
     }
     expect(doc.results.filter((r) => r.xai?.method === 'eigencam' && r.xai.error === null)).toHaveLength(2);
@@ -83,7 +91,16 @@ describe('timm and transformers classifiers', () => {
       await storage.uploadFile(`${model.dataset.root}/images/${image.file_name}`, `inference-inputs/ij-timm/${i}.png`);
       uris.push(`s3://${s3.config.bucket}/inference-inputs/ij-timm/${i}.png`);
     }
-    const job = await runCli(['infer'], inferEnv(s3, backend, 'ij-timm', { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'image_classification', CHECKPOINT_PATH: model.checkpointUri, IMAGE_PATHS: JSON.stringify(uris) }), { timeoutMs: 240_000 });
+    const job = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, 'ij-timm', {
+        INFERENCE_TYPE: 'inference_job',
+        TASK_TYPE: 'image_classification',
+        CHECKPOINT_PATH: model.checkpointUri,
+        IMAGE_PATHS: JSON.stringify(uris),
+      }),
+      { timeoutMs: 240_000 },
+    );
     expect(job.code, job.stdout.slice(-3000) + job.stderr.slice(-2000)).toBe(0);
     const results = await readResults(storage, 'inference_jobs/ij-timm/results.json');
     expect(results.model.framework).toBe('timm');
@@ -91,7 +108,9 @@ describe('timm and transformers classifiers', () => {
   });
 
   it('transformers ViT: Grad-CAM on the tokens entering the last attention; FRAMEWORK=ultralytics on its checkpoint is refused', async () => {
-    const model = await trainTinyModel(s3, backend, 'image_classification', 'vit-base-patch16-224', 'infer-vit', { HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT) });
+    const model = await trainTinyModel(s3, backend, 'image_classification', 'vit-base-patch16-224', 'infer-vit', {
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
+    });
     const { done, doc } = await testRun(model, 'tr-vit', 'image_classification', { ENABLE_XAI: 'true', XAI_METHOD: 'gradcam' });
     expect(typeof done.overall_metrics.top5_accuracy).toBe('number');
     expect(doc.model).toMatchObject({ framework: 'huggingface', architecture: 'ViTForImageClassification' });
@@ -99,13 +118,26 @@ describe('timm and transformers classifiers', () => {
     expect(doc.model.xai_layers).toEqual([expect.stringMatching(/^vit\.(encoder\.)?layers?\.1\.layernorm_before$/)]);
     expect(doc.results.every((r) => r.xai?.error === null && (r.xai.top_regions?.length ?? 0) > 0)).toBe(true);
 
-    const wrong = await runCli(['infer'], inferEnv(s3, backend, 'fw-mismatch', { INFERENCE_TYPE: 'test_run', TASK_TYPE: 'image_classification', FRAMEWORK: 'ultralytics', CHECKPOINT_PATH: model.checkpointUri, DATASET_ID: model.datasetId }), { timeoutMs: 240_000 });
+    const wrong = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, 'fw-mismatch', {
+        INFERENCE_TYPE: 'test_run',
+        TASK_TYPE: 'image_classification',
+        FRAMEWORK: 'ultralytics',
+        CHECKPOINT_PATH: model.checkpointUri,
+        DATASET_ID: model.datasetId,
+      }),
+      { timeoutMs: 240_000 },
+    );
     expect(wrong.code).toBe(2);
     expect(doneOf('fw-mismatch')!.error_message).toContain('FRAMEWORK="ultralytics": FRAMEWORK=ultralytics, but the checkpoint was written by huggingface');
   });
 
   it('transformers CLIP zero-shot: a test run over the class prompts', async () => {
-    const model = await trainTinyModel(s3, backend, 'image_classification', 'clip-vit-base-patch32', 'infer-clip', { TASK_TYPE: 'zero_shot_classification', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP) });
+    const model = await trainTinyModel(s3, backend, 'image_classification', 'clip-vit-base-patch32', 'infer-clip', {
+      TASK_TYPE: 'zero_shot_classification',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP),
+    });
     const { done, doc } = await testRun(model, 'tr-clip', 'zero_shot_classification', { ENABLE_XAI: 'true' });
     expect(typeof done.overall_metrics.accuracy).toBe('number');
     expect(doc.model).toMatchObject({ framework: 'huggingface', task: 'classify', class_names: model.dataset.classNames });

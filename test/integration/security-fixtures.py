@@ -9,6 +9,7 @@
 
 This script is trusted test code: it writes the payload, it never loads it.
 """
+
 import json
 import os
 import pickle

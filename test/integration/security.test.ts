@@ -91,7 +91,15 @@ afterAll(async () => {
 const uri = (name: string) => `s3://${s3.config.bucket}/untrusted/${name}`;
 
 function env(jobId: string, extra: Record<string, string>) {
-  return jobEnv(s3, backend, jobId, { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', DATASET_ID: DATASET, EPOCHS: '1', OPENAI_API_KEY: OPENAI_KEY, HF_TOKEN, ...extra });
+  return jobEnv(s3, backend, jobId, {
+    TASK_TYPE: 'object_detection',
+    MODEL_NAME: 'yolo11n',
+    DATASET_ID: DATASET,
+    EPOCHS: '1',
+    OPENAI_API_KEY: OPENAI_KEY,
+    HF_TOKEN,
+    ...extra,
+  });
 }
 
 function doneOf(jobId: string): Record<string, any> | undefined {
@@ -105,15 +113,30 @@ function expectRefused(jobId: string, result: { code: number | null; stdout: str
   expect(existsSync(marker), 'the pickle payload ran').toBe(false);
   const done = doneOf(jobId);
   expect(done?.status).toBe('failed');
-  expect(done?.error_message).toMatch(new RegExp(`UnsafeArtifactError: .* was refused: loading it would call Python code outside the allow-list \\(${global.replace('.', '\\.')}\\)`));
+  expect(done?.error_message).toMatch(
+    new RegExp(`UnsafeArtifactError: .* was refused: loading it would call Python code outside the allow-list \\(${global.replace('.', '\\.')}\\)`),
+  );
   expect(done?.error_message).toContain('Nothing in the file was run');
 }
 
 describe('a pickle that runs code when loaded is refused on every path', () => {
   it('CHECKPOINT_PATH of an inference job (framework detected from the file, and FRAMEWORK=ultralytics)', async () => {
-    const detected = await runCli(['infer'], env('sec-infer-detect', { INFERENCE_TYPE: 'inference_job', CHECKPOINT_PATH: uri('evil-plain.pt'), IMAGE_PATHS: JSON.stringify([imageUri]) }), { timeoutMs: 180_000 });
+    const detected = await runCli(
+      ['infer'],
+      env('sec-infer-detect', { INFERENCE_TYPE: 'inference_job', CHECKPOINT_PATH: uri('evil-plain.pt'), IMAGE_PATHS: JSON.stringify([imageUri]) }),
+      { timeoutMs: 180_000 },
+    );
     expectRefused('sec-infer-detect', detected);
-    const named = await runCli(['infer'], env('sec-infer-yolo', { INFERENCE_TYPE: 'inference_job', FRAMEWORK: 'ultralytics', CHECKPOINT_PATH: uri('evil-yolo.pt'), IMAGE_PATHS: JSON.stringify([imageUri]) }), { timeoutMs: 180_000 });
+    const named = await runCli(
+      ['infer'],
+      env('sec-infer-yolo', {
+        INFERENCE_TYPE: 'inference_job',
+        FRAMEWORK: 'ultralytics',
+        CHECKPOINT_PATH: uri('evil-yolo.pt'),
+        IMAGE_PATHS: JSON.stringify([imageUri]),
+      }),
+      { timeoutMs: 180_000 },
+    );
     expectRefused('sec-infer-yolo', named);
   });
 
@@ -130,7 +153,16 @@ describe('a pickle that runs code when loaded is refused on every path', () => {
   it('PRETRAINED_WEIGHT_URL (ultralytics, and a bare pickle for timm)', async () => {
     const yolo = await runCli(['train'], env('sec-pretrained', { PRETRAINED_WEIGHT_URL: weights.url('evil-plain.pt') }), { timeoutMs: 180_000 });
     expectRefused('sec-pretrained', yolo);
-    const timm = await runCli(['train'], env('sec-pretrained-timm', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', DATASET_ID: CLS_DATASET, PRETRAINED_WEIGHT_URL: weights.url('evil-raw.pkl') }), { timeoutMs: 180_000 });
+    const timm = await runCli(
+      ['train'],
+      env('sec-pretrained-timm', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'resnet18',
+        DATASET_ID: CLS_DATASET,
+        PRETRAINED_WEIGHT_URL: weights.url('evil-raw.pkl'),
+      }),
+      { timeoutMs: 180_000 },
+    );
     expectRefused('sec-pretrained-timm', timm);
   });
 });
@@ -139,12 +171,23 @@ describe('official-style ultralytics checkpoints still work', () => {
   it('trains from one as PRETRAINED_WEIGHT_URL, while the Python child holds none of the secrets', async () => {
     const jobId = 'sec-official-train';
     // Two epochs with a checkpoint after each: epoch-1.pt is an unfinished run, resumed below.
-    const run = startCli(['train'], env(jobId, { PRETRAINED_WEIGHT_URL: weights.url('official.pt'), EPOCHS: '2', CHECKPOINT_FREQUENCY: '1' }), { timeoutMs: 300_000 });
+    const run = startCli(['train'], env(jobId, { PRETRAINED_WEIGHT_URL: weights.url('official.pt'), EPOCHS: '2', CHECKPOINT_FREQUENCY: '1' }), {
+      timeoutMs: 300_000,
+    });
     const python = await pythonChildOf(run.child.pid!);
     const environ = readFileSync(`/proc/${python}/environ`, 'utf8');
     const secrets = [backend.env().CALLBACK_TOKEN, s3.config.accessKeyId, s3.config.secretAccessKey, OPENAI_KEY, HF_TOKEN, '0123456789abcdef'];
     for (const secret of secrets) expect(environ, 'a secret reached Python').not.toContain(secret);
-    for (const name of ['CALLBACK_TOKEN', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'OPENAI_API_KEY', 'HF_TOKEN', 'PRETRAINED_WEIGHT_URL', 'BACKEND_BASE_URL', 'S3_ENDPOINT']) {
+    for (const name of [
+      'CALLBACK_TOKEN',
+      'AWS_ACCESS_KEY_ID',
+      'AWS_SECRET_ACCESS_KEY',
+      'OPENAI_API_KEY',
+      'HF_TOKEN',
+      'PRETRAINED_WEIGHT_URL',
+      'BACKEND_BASE_URL',
+      'S3_ENDPOINT',
+    ]) {
       expect(environ).not.toMatch(new RegExp(`(^|\\0)${name}=`));
     }
     expect(environ).toMatch(/(^|\0)ULTRALYTICS_SAFE_LOAD=1(\0|$)/);
@@ -166,10 +209,16 @@ describe('official-style ultralytics checkpoints still work', () => {
   });
 
   it('infers with one (framework detected without unpickling) and exports it', async () => {
-    const infer = await runCli(['infer'], env('sec-official-infer', { INFERENCE_TYPE: 'inference_job', CHECKPOINT_PATH: uri('official.pt'), IMAGE_PATHS: JSON.stringify([imageUri]) }), { timeoutMs: 180_000 });
+    const infer = await runCli(
+      ['infer'],
+      env('sec-official-infer', { INFERENCE_TYPE: 'inference_job', CHECKPOINT_PATH: uri('official.pt'), IMAGE_PATHS: JSON.stringify([imageUri]) }),
+      { timeoutMs: 180_000 },
+    );
     expect(infer.code, infer.stdout.slice(-3000) + infer.stderr.slice(-2000)).toBe(0);
     expect(doneOf('sec-official-infer')?.status).toBe('succeeded');
-    const exported = await runCli(['export'], env('sec-official-export', { CHECKPOINT_PATH: uri('official.pt'), EXPORT_FORMAT: 'onnx', INPUT_SIZE: '64' }), { timeoutMs: 240_000 });
+    const exported = await runCli(['export'], env('sec-official-export', { CHECKPOINT_PATH: uri('official.pt'), EXPORT_FORMAT: 'onnx', INPUT_SIZE: '64' }), {
+      timeoutMs: 240_000,
+    });
     expect(exported.code, exported.stdout.slice(-3000) + exported.stderr.slice(-2000)).toBe(0);
     expect(doneOf('sec-official-export')?.status).toBe('succeeded');
   });
@@ -212,13 +261,17 @@ describe('PRETRAINED_WEIGHT_URL cannot reach inside', () => {
     expect(await refusedJob('sec-url-loopback', redirectTo(`${metadata!.base}/latest/meta-data/iam/security-credentials/`))).toMatch(
       /127\.0\.0\.2 is a loopback address, and 127\.0\.0\.2 is not in ALLOWED_PRIVATE_HOSTS/,
     );
-    expect(await refusedJob('sec-url-private', redirectTo('http://10.11.12.13:8080/weights.pt'))).toMatch(/10\.11\.12\.13 is a private network \(RFC 1918\) address/);
+    expect(await refusedJob('sec-url-private', redirectTo('http://10.11.12.13:8080/weights.pt'))).toMatch(
+      /10\.11\.12\.13 is a private network \(RFC 1918\) address/,
+    );
     expect(metadata!.hits).toEqual([]);
   });
 
   it('a loopback URL without ALLOWED_PRIVATE_HOSTS is refused, judged by what its name resolves to', async () => {
     const url = weights.url('official.pt').replace('127.0.0.1', 'localhost');
-    expect(await refusedJob('sec-url-unlisted', url, { ALLOWED_PRIVATE_HOSTS: '' })).toMatch(/PRETRAINED_WEIGHT_URL http:\/\/localhost:\d+\/files\/official\.pt\?… was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address/);
+    expect(await refusedJob('sec-url-unlisted', url, { ALLOWED_PRIVATE_HOSTS: '' })).toMatch(
+      /PRETRAINED_WEIGHT_URL http:\/\/localhost:\d+\/files\/official\.pt\?… was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address/,
+    );
   });
 });
 

@@ -4,6 +4,7 @@ run by CPython itself on a batch of cases read as JSON from stdin.
 For each case it prints the split of every image in file order (one letter per image:
 t = train, v = val, s = test) and the SHA-1 of `random.shuffle` applied to 0..n-1.
 """
+
 import hashlib
 import json
 import random

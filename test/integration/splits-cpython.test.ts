@@ -32,8 +32,38 @@ interface Case {
   ids: 'ascending' | 'descending' | 'strings';
 }
 
-const SEEDS = [0, 1, -1, 42, -42, 7, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, -(2 ** 32), 2 ** 32 + 1, 2 ** 48 + 12345, 2 ** 53 - 1, -(2 ** 53 - 1), 1234567890123];
-const ROUND_RATIOS = [[0.8, 0.2], [0.7, 0.3], [0.9, 0.1], [0.71, 0.29], [0.5, 0.5], [0.6, 0.4], [0.33, 0.67], [0.7, 0.2, 0.1], [0.6, 0.2, 0.2], [0.8, 0.1, 0.1], [0.71, 0.29, 0], [0.34, 0.33, 0.33]];
+const SEEDS = [
+  0,
+  1,
+  -1,
+  42,
+  -42,
+  7,
+  2 ** 31 - 1,
+  2 ** 31,
+  2 ** 32 - 1,
+  2 ** 32,
+  -(2 ** 32),
+  2 ** 32 + 1,
+  2 ** 48 + 12345,
+  2 ** 53 - 1,
+  -(2 ** 53 - 1),
+  1234567890123,
+];
+const ROUND_RATIOS = [
+  [0.8, 0.2],
+  [0.7, 0.3],
+  [0.9, 0.1],
+  [0.71, 0.29],
+  [0.5, 0.5],
+  [0.6, 0.4],
+  [0.33, 0.67],
+  [0.7, 0.2, 0.1],
+  [0.6, 0.2, 0.2],
+  [0.8, 0.1, 0.1],
+  [0.71, 0.29, 0],
+  [0.34, 0.33, 0.33],
+];
 
 function generateCases(count: number): Case[] {
   const random = mulberry32(20240611);
@@ -122,7 +152,7 @@ beforeAll(() => {
   expect(python.results).toHaveLength(CASES.length);
 });
 
-describe('the auto split is CPython\'s random.seed + random.shuffle, bit for bit', () => {
+describe("the auto split is CPython's random.seed + random.shuffle, bit for bit", () => {
   it('covers sizes 0-5,000, seeds 0 / negative / beyond 32 bits, and every auto-splitting level', () => {
     const sizes = CASES.map((c) => c.n);
     expect(Math.min(...sizes)).toBe(0);
@@ -145,7 +175,7 @@ describe('the auto split is CPython\'s random.seed + random.shuffle, bit for bit
     expect(mismatches.slice(0, 10)).toEqual([]);
   });
 
-  it('puts every image in the split the design\'s apply_split puts it in', () => {
+  it("puts every image in the split the design's apply_split puts it in", () => {
     const mismatches: string[] = [];
     let compared = 0;
     let refused = 0;
@@ -155,13 +185,18 @@ describe('the auto split is CPython\'s random.seed + random.shuffle, bit for bit
       if (got instanceof DatasetError) {
         // Refused only when the design's split leaves train or val empty, and then always.
         refused++;
-        if (expected.includes('t') && expected.includes('v')) mismatches.push(`case ${index} (${JSON.stringify({ ...item, fixed: undefined })}): refused but Python gives ${expected.slice(0, 40)}: ${got.message}`);
+        if (expected.includes('t') && expected.includes('v'))
+          mismatches.push(
+            `case ${index} (${JSON.stringify({ ...item, fixed: undefined })}): refused but Python gives ${expected.slice(0, 40)}: ${got.message}`,
+          );
         return;
       }
       compared++;
       if (got !== expected) {
         const at = [...got].findIndex((letter, i) => letter !== expected[i]);
-        mismatches.push(`case ${index} (${JSON.stringify({ ...item, fixed: undefined })}): first difference at image ${at}: runtime ${got.slice(at, at + 20)}, Python ${expected.slice(at, at + 20)}`);
+        mismatches.push(
+          `case ${index} (${JSON.stringify({ ...item, fixed: undefined })}): first difference at image ${at}: runtime ${got.slice(at, at + 20)}, Python ${expected.slice(at, at + 20)}`,
+        );
       }
     });
     expect(mismatches.slice(0, 10)).toEqual([]);

@@ -166,12 +166,37 @@ describe('datasets/{id}/ prefixes (many objects) over a flaky connection', () =>
 
 describe('hostile zips through the streamed path: refused, nothing written outside the staging folder, nothing left', () => {
   const cases: Array<[string, RawEntry[], RegExp]> = [
-    ['parent traversal', [{ name: 'annotations.json', data: annotations }, { name: '../../escaped.txt', data: 'pwned' }], /"\.\.\/\.\.\/escaped\.txt" would be written outside the extraction folder/],
+    [
+      'parent traversal',
+      [
+        { name: 'annotations.json', data: annotations },
+        { name: '../../escaped.txt', data: 'pwned' },
+      ],
+      /"\.\.\/\.\.\/escaped\.txt" would be written outside the extraction folder/,
+    ],
     ['absolute path', [{ name: '/tmp/vt-stream-absolute.txt', data: 'pwned' }], /would be written outside the extraction folder/],
     ['symbolic link', [{ name: 'images/link', data: '/etc/passwd', mode: 0o120777 }], /"images\/link" is a symbolic link/],
-    ['zip bomb (inflates past its declared size)', [{ name: 'bomb.bin', data: Buffer.alloc(5_000_000), deflate: true, declaredSize: 1000 }], /"bomb\.bin" inflates to more than the 1000 bytes it declares \(zip bomb\)/],
-    ['overlapping entries', [{ name: 'a.bin', data: 'x'.repeat(500) }, { name: 'b.bin', data: 'x'.repeat(500), sameDataAs: 0 }], /overlaps/],
-    ['local header naming another path', [{ name: 'annotations.json', data: annotations }, { name: 'images/a.jpg', data: 'pwned', localName: '../../../escaped.jpg' }], /another name in its local header/],
+    [
+      'zip bomb (inflates past its declared size)',
+      [{ name: 'bomb.bin', data: Buffer.alloc(5_000_000), deflate: true, declaredSize: 1000 }],
+      /"bomb\.bin" inflates to more than the 1000 bytes it declares \(zip bomb\)/,
+    ],
+    [
+      'overlapping entries',
+      [
+        { name: 'a.bin', data: 'x'.repeat(500) },
+        { name: 'b.bin', data: 'x'.repeat(500), sameDataAs: 0 },
+      ],
+      /overlaps/,
+    ],
+    [
+      'local header naming another path',
+      [
+        { name: 'annotations.json', data: annotations },
+        { name: 'images/a.jpg', data: 'pwned', localName: '../../../escaped.jpg' },
+      ],
+      /another name in its local header/,
+    ],
   ];
 
   it.each(cases)('%s', async (label, entries, message) => {

@@ -43,7 +43,11 @@ describe('downloadUrl with presigned URLs from SeaweedFS', () => {
   afterAll(() => client.destroy());
 
   // The storage endpoint's host may be private: it is the one the job trusts.
-  const STORAGE_HOST = { get policy() { return urlPolicy([], s3.server.endpoint); } };
+  const STORAGE_HOST = {
+    get policy() {
+      return urlPolicy([], s3.server.endpoint);
+    },
+  };
   const presign = (key: string, options: { expiresIn: number; signingDate?: Date }): Promise<string> =>
     getSignedUrl(client, new GetObjectCommand({ Bucket: s3.server.bucket, Key: key }), options);
   const signatureOf = (url: string): string => new URL(url).searchParams.get('X-Amz-Signature') ?? '';
@@ -59,7 +63,9 @@ describe('downloadUrl with presigned URLs from SeaweedFS', () => {
   it('explains an expired URL without printing its signature, and does not retry', async () => {
     const url = await presign('pretrained/yolo11n.pt', { expiresIn: 60, signingDate: new Date(Date.now() - 3_600_000) });
     const err = await failure(downloadUrl(url, join(work, 'expired.pt'), { ...STORAGE_HOST, retryDelayMs: 5_000 }));
-    expect(err.message).toMatch(/^Downloading http:\/\/127\.0\.0\.1:\d+\/[^ ]+\/pretrained\/yolo11n\.pt\?… was refused \(HTTP 403.*\): the presigned URL is invalid or has expired$/);
+    expect(err.message).toMatch(
+      /^Downloading http:\/\/127\.0\.0\.1:\d+\/[^ ]+\/pretrained\/yolo11n\.pt\?… was refused \(HTTP 403.*\): the presigned URL is invalid or has expired$/,
+    );
     expect(err.hint).toContain('fresh PRETRAINED_WEIGHT_URL');
     expect(err.describe()).not.toContain(signatureOf(url));
     expect(err.describe()).not.toContain('X-Amz-Credential');
@@ -206,7 +212,10 @@ describe('downloadUrl over unreliable HTTP', () => {
 
   it('accepts only http and https URLs, refused as a configuration problem', async () => {
     const refused = async (url: string) => {
-      const err = await downloadUrl(url, join(work, 'p')).then(() => undefined, (e: unknown) => e);
+      const err = await downloadUrl(url, join(work, 'p')).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(UrlRefusedError);
       expect((err as UrlRefusedError).exitCode).toBe(ExitCode.config);
       return (err as Error).message;
@@ -218,7 +227,10 @@ describe('downloadUrl over unreliable HTTP', () => {
 
   it('follows redirects one checked hop at a time: never to metadata or unlisted private addresses, at most 5', async () => {
     const refused = async (url: string) => {
-      const err = await downloadUrl(url, join(work, 'redirected.bin'), { ...LOCAL, retryDelayMs: 10 }).then(() => undefined, (e: unknown) => e);
+      const err = await downloadUrl(url, join(work, 'redirected.bin'), { ...LOCAL, retryDelayMs: 10 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(UrlRefusedError);
       expect(existsSync(join(work, 'redirected.bin'))).toBe(false);
       return (err as Error).message;
@@ -234,7 +246,9 @@ describe('downloadUrl over unreliable HTTP', () => {
       /^a redirect of PRETRAINED_WEIGHT_URL http:\/\/127\.0\.0\.1:\d+\/start\.pt\?… to http:\/\/169\.254\.169\.254\/latest\/meta-data\/iam\/security-credentials\/ was refused: 169\.254\.169\.254 is a link-local \/ cloud metadata address/,
     );
     expect(await refused(via('http://[fd00:ec2::254]/latest/meta-data/'))).toMatch(/cloud metadata \(AWS, IPv6\)/);
-    expect(await refused(via('http://10.20.30.40/weights.pt'))).toMatch(/10\.20\.30\.40 is a private network \(RFC 1918\) address, and 10\.20\.30\.40 is not in ALLOWED_PRIVATE_HOSTS/);
+    expect(await refused(via('http://10.20.30.40/weights.pt'))).toMatch(
+      /10\.20\.30\.40 is a private network \(RFC 1918\) address, and 10\.20\.30\.40 is not in ALLOWED_PRIVATE_HOSTS/,
+    );
     expect(await refused(via('file:///etc/passwd'))).toMatch(/only http:\/\/ and https:\/\/ URLs are followed/);
     expect(await refused(`${base}/loop`)).toMatch(/redirects more than 5 times/);
     // Without the allow-list even the first hop is refused; with it a redirect to an allowed host is followed.

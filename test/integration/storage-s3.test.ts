@@ -48,7 +48,7 @@ describe('S3 storage against SeaweedFS', () => {
   });
 
   it('downloads keys with spaces, unicode and reserved characters (signed GETs outside the SDK)', async () => {
-    const names = ["images/a b (1).jpg", 'images/élan+ü~.png', "images/it's*!@$=,;&.png", 'images/%41.png', 'images/日本/画像.jpg'];
+    const names = ['images/a b (1).jpg', 'images/élan+ü~.png', "images/it's*!@$=,;&.png", 'images/%41.png', 'images/日本/画像.jpg'];
     for (const [i, name] of names.entries()) {
       await writeFile(join(work, 'special.bin'), `content ${i}`);
       await storage.uploadFile(join(work, 'special.bin'), `special/${name}`);
@@ -165,7 +165,10 @@ describe('downloadDataset against SeaweedFS', () => {
 
   it('downloads and extracts datasets/{id}.zip', async () => {
     const zipPath = join(work, 'zipped.zip');
-    await createZip([{ name: 'annotations.json', data: annotations }, ...Array.from({ length: 5 }, (_, i) => ({ name: `images/${i}.png`, data: `png ${i}` }))], zipPath);
+    await createZip(
+      [{ name: 'annotations.json', data: annotations }, ...Array.from({ length: 5 }, (_, i) => ({ name: `images/${i}.png`, data: `png ${i}` }))],
+      zipPath,
+    );
     await storage.uploadFile(zipPath, 'datasets/zipped.zip');
     const dest = join(work, 'ds-zip');
     const result = await storage.downloadDataset('zipped', dest);

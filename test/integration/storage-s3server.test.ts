@@ -107,7 +107,10 @@ describe('spawnTiedToParent', () => {
   it('stops the child and removes its folder when the pipe from this process closes, as it does when Node dies', async () => {
     const runDir = await mkdtemp(join(work, 'orphan-'));
     const pidFile = join(runDir, 'sleeper.pid');
-    const watchdog = spawnTiedToParent('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 300`], { logFile: join(work, 'sleeper.log'), removeWhenOrphaned: [runDir] });
+    const watchdog = spawnTiedToParent('sh', ['-c', `echo $$ > ${pidFile}; exec sleep 300`], {
+      logFile: join(work, 'sleeper.log'),
+      removeWhenOrphaned: [runDir],
+    });
     let sleeper = 0;
     for (let i = 0; i < 50 && !sleeper; i++) {
       await sleep(100);

@@ -20,14 +20,31 @@ const backend = useCallbackReceiver();
 
 const env = (jobId: string, extra: Record<string, string>) => jobEnv(s3, backend, jobId, { CHECKPOINT_FREQUENCY: '1', ...extra });
 
-async function trainTask(task: SyntheticTask, model: string, options: { epochs: number; upload: 'zip' | 'prefix'; imageSize?: string; env?: Record<string, string>; jobId?: string }) {
+async function trainTask(
+  task: SyntheticTask,
+  model: string,
+  options: { epochs: number; upload: 'zip' | 'prefix'; imageSize?: string; env?: Record<string, string>; jobId?: string },
+) {
   const jobId = options.jobId ?? `cli-${task.replace(/_/g, '-')}`;
   const datasetId = `ds-${jobId}`;
   const dir = mkdtempSync(join(tmpdir(), 'vt-ds-'));
   writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 3 });
   await uploadDataset(s3.storage(), datasetId, dir, options.upload);
   const workDir = mkdtempSync(join(tmpdir(), 'vt-work-'));
-  const result = await runCli(['train'], env(jobId, { TASK_TYPE: task, MODEL_NAME: model, DATASET_ID: datasetId, EPOCHS: String(options.epochs), WORK_DIR: workDir, KEEP_WORK_DIR: 'true', IMAGE_SIZE: options.imageSize ?? '32', ...options.env }), { timeoutMs: 240_000 });
+  const result = await runCli(
+    ['train'],
+    env(jobId, {
+      TASK_TYPE: task,
+      MODEL_NAME: model,
+      DATASET_ID: datasetId,
+      EPOCHS: String(options.epochs),
+      WORK_DIR: workDir,
+      KEEP_WORK_DIR: 'true',
+      IMAGE_SIZE: options.imageSize ?? '32',
+      ...options.env,
+    }),
+    { timeoutMs: 240_000 },
+  );
   const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
   const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key);
   return { jobId, result, callbacks, keys, workDir };
@@ -63,9 +80,14 @@ function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epochs: n
 
   const checkpointEvents = callbacks.filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved').map((c) => (c.body as any).data);
   expect(checkpointEvents.map((d) => d.checkpoint_path).sort()).toEqual(
-    [...Array.from({ length: epochs }, (_, i) => `s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt`].sort(),
+    [
+      ...Array.from({ length: epochs }, (_, i) => `s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${i + 1}.pt`),
+      `s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt`,
+    ].sort(),
   );
-  expect(keys.sort()).toEqual([...Array.from({ length: epochs }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `checkpoints/job-${jobId}/best.pt`].sort());
+  expect(keys.sort()).toEqual(
+    [...Array.from({ length: epochs }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `checkpoints/job-${jobId}/best.pt`].sort(),
+  );
 
   const done = callbacks.at(-1)!.body as Record<string, any>;
   expect(done.status).toBe('succeeded');
@@ -93,8 +115,12 @@ describe('vision-trainer train (ultralytics, real training)', () => {
     const data = parseYaml(readFileSync(join(work!, 'data', 'data.yaml'), 'utf8'));
     expect(data.path).toBe(join(work!, 'data'));
     expect(data.names).toEqual({ 0: 'circle', 1: 'square', 2: 'triangle' });
-    const trainList = readFileSync(join(work!, 'data', 'train.txt'), 'utf8').trim().split('\n');
-    const valList = readFileSync(join(work!, 'data', 'val.txt'), 'utf8').trim().split('\n');
+    const trainList = readFileSync(join(work!, 'data', 'train.txt'), 'utf8')
+      .trim()
+      .split('\n');
+    const valList = readFileSync(join(work!, 'data', 'val.txt'), 'utf8')
+      .trim()
+      .split('\n');
     expect(trainList.length + valList.length).toBe(20);
     expect(valList.length).toBe(4); // default 0.8/0.2
     for (const img of [...trainList, ...valList]) {
@@ -119,7 +145,10 @@ describe('vision-trainer train (ultralytics, real training)', () => {
     const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip', jobId: 'cli-relay', env: { VISION_TRAINER_EVENT_RELAY: 'file' } });
     expectCompleteRun(run, 2, 'mAP50-95');
     const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
-    const relayed = readFileSync(join(work!, 'runs', 'trainer-events.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).kind);
+    const relayed = readFileSync(join(work!, 'runs', 'trainer-events.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).kind);
     expect(relayed.filter((k) => k === 'epoch')).toHaveLength(2);
     expect(relayed[0]).toBe('start');
   });

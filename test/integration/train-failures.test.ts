@@ -28,10 +28,18 @@ beforeAll(async () => {
 });
 
 function env(jobId: string, extra: Record<string, string> = {}) {
-  return jobEnv(s3, backend, jobId, { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', DATASET_ID: DATASET, EPOCHS: '1', CALLBACK_MAX_ATTEMPTS: '2', ...extra });
+  return jobEnv(s3, backend, jobId, {
+    TASK_TYPE: 'object_detection',
+    MODEL_NAME: 'yolo11n',
+    DATASET_ID: DATASET,
+    EPOCHS: '1',
+    CALLBACK_MAX_ATTEMPTS: '2',
+    ...extra,
+  });
 }
 
-const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
+const doneOf = (jobId: string) =>
+  backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
 
 describe('stopping a run', () => {
   it('SIGTERM mid-training: the current batch ends, the last checkpoint is uploaded, `failed` is reported, Python is gone', async () => {
@@ -50,7 +58,9 @@ describe('stopping a run', () => {
     const epoch = Number(/epoch (\d+) uploaded/.exec(done.error_message)![1]);
     expect(await s3.storage().exists(`checkpoints/job-${jobId}/epoch-${epoch}.pt`)).toBe(true);
     // No epoch is reported past the one the stop ended (ultralytics' final evaluation is not an epoch).
-    const reported = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined).map((c) => (c.body as any).epoch as number);
+    const reported = backend.receiver.received
+      .filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined)
+      .map((c) => (c.body as any).epoch as number);
     expect(Math.max(...reported)).toBeLessThanOrEqual(epoch);
     const saved = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved');
     expect(saved.map((c) => (c.body as any).data.reason)).toEqual(['stop']);
@@ -80,7 +90,9 @@ describe('failures that must not lose the work', () => {
     const result = await startCli(['train'], env(jobId, { BACKEND_BASE_URL: `http://127.0.0.1:${closedPort}` })).done;
     expect(result.code).toBe(6);
     expect(await s3.storage().exists(`checkpoints/job-${jobId}/best.pt`)).toBe(true);
-    const errors = logLines(result.stdout).filter((l) => l.level === 'error').map((l) => String(l.msg));
+    const errors = logLines(result.stdout)
+      .filter((l) => l.level === 'error')
+      .map((l) => String(l.msg));
     expect(errors.join('\n')).toMatch(/completion could not be delivered/);
   });
 
@@ -88,7 +100,10 @@ describe('failures that must not lose the work', () => {
     const jobId = 'nan-loss';
     const result = await startCli(['train'], { ...env(jobId), VISION_TRAINER_FAILPOINTS: 'nan_loss' }).done;
     expect(result.code).toBe(0);
-    const beat = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined)!.body as Record<string, any>;
+    const beat = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined)!.body as Record<
+      string,
+      any
+    >;
     expect(beat.metrics.box_loss).toBeNull();
     expect(beat.metrics.loss).toBeNull();
     expect(doneOf(jobId)!.status).toBe('succeeded');
@@ -117,7 +132,18 @@ describe('TypeScript API', () => {
   it('a run-event handler that throws stops training, fails the run with its message, and closes Python', async () => {
     const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
     const run = train(
-      { jobId: 'ts-throw', taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'local', epochs: 50, imageSize: 32, batchSize: 8, device: 'cpu', numWorkers: 0, storage: { type: 'local', root: storageRoot, datasetPath: datasetDir } },
+      {
+        jobId: 'ts-throw',
+        taskType: 'object_detection',
+        modelName: 'yolo11n',
+        datasetId: 'local',
+        epochs: 50,
+        imageSize: 32,
+        batchSize: 8,
+        device: 'cpu',
+        numWorkers: 0,
+        storage: { type: 'local', root: storageRoot, datasetPath: datasetDir },
+      },
       {
         logger: false,
         onEvent: (e) => {
@@ -138,7 +164,21 @@ describe('TypeScript API', () => {
   it('runs several trainings one after another in one process', async () => {
     const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
     for (const jobId of ['seq-1', 'seq-2']) {
-      const run = train({ jobId, taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'local', epochs: 1, imageSize: 32, batchSize: 8, device: 'cpu', numWorkers: 0, storage: { type: 'local', root: storageRoot, datasetPath: datasetDir } }, { logger: false });
+      const run = train(
+        {
+          jobId,
+          taskType: 'object_detection',
+          modelName: 'yolo11n',
+          datasetId: 'local',
+          epochs: 1,
+          imageSize: 32,
+          batchSize: 8,
+          device: 'cpu',
+          numWorkers: 0,
+          storage: { type: 'local', root: storageRoot, datasetPath: datasetDir },
+        },
+        { logger: false },
+      );
       const result = await run.result;
       expect(result.status, result.error?.describe()).toBe('succeeded');
       expect(result.checkpointUri).toBe(`file://${join(storageRoot, `checkpoints/job-${jobId}/best.pt`)}`);

@@ -8,7 +8,18 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createZip } from '../../src/storage/zip.js';
-import { CLASS_NAMES, TINY_CLIP, TINY_VIT, classifierJobs, expectCompleteClassifierRun, fixture, serveWeights, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
+import {
+  CLASS_NAMES,
+  TINY_CLIP,
+  TINY_VIT,
+  classifierJobs,
+  expectCompleteClassifierRun,
+  fixture,
+  serveWeights,
+  valImages,
+  type ClassifierRun,
+  scratchDir,
+} from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -21,7 +32,8 @@ beforeAll(async () => {
   await jobs.dataset();
 });
 
-const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
+const doneOf = (jobId: string) =>
+  backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
 
 /** best.pt as uploaded, rebuilt from the file alone and scored on the run's val images. */
 async function reevaluateBest(run: ClassifierRun) {
@@ -34,7 +46,12 @@ async function reevaluateBest(run: ClassifierRun) {
 
 describe('vision-trainer train (transformers)', () => {
   it('image_classification: vit-base-patch16-224 built from a tiny config, 2 epochs; best.pt rebuilds the validated model', async () => {
-    const run = await jobs.run('hf-vit', { TASK_TYPE: 'image_classification', MODEL_NAME: 'vit-base-patch16-224', EPOCHS: '2', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT) });
+    const run = await jobs.run('hf-vit', {
+      TASK_TYPE: 'image_classification',
+      MODEL_NAME: 'vit-base-patch16-224',
+      EPOCHS: '2',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
+    });
     const { validations, bestEpoch } = expectCompleteClassifierRun(run, 2, s3.config.bucket, backend);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
@@ -53,11 +70,22 @@ describe('vision-trainer train (transformers)', () => {
   });
 
   it('zero_shot_classification: clip-vit-base-patch32 from a tiny config with a tokenizer made in code; validation is zero-shot accuracy over the class prompts', async () => {
-    const run = await jobs.run('hf-clip', { TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32', EPOCHS: '2', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP) });
+    const run = await jobs.run('hf-clip', {
+      TASK_TYPE: 'zero_shot_classification',
+      MODEL_NAME: 'clip-vit-base-patch32',
+      EPOCHS: '2',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP),
+    });
     const { validations, bestEpoch } = expectCompleteClassifierRun(run, 2, s3.config.bucket, backend);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
-    expect(seen.metadata).toMatchObject({ architecture: 'CLIPModel', task_type: 'zero_shot_classification', class_names: CLASS_NAMES, prompt_template: 'a photo of a {}', interpolation: 'bicubic' });
+    expect(seen.metadata).toMatchObject({
+      architecture: 'CLIPModel',
+      task_type: 'zero_shot_classification',
+      class_names: CLASS_NAMES,
+      prompt_template: 'a photo of a {}',
+      interpolation: 'bicubic',
+    });
   });
 
   it('PRETRAINED_WEIGHT_URL: a zipped save_pretrained ViT (5 labels, 64 px) is fine-tuned for the 3 classes at 32 px', async () => {
@@ -67,7 +95,13 @@ describe('vision-trainer train (transformers)', () => {
     await createZip(folder, zip);
     const server = await serveWeights({ file: zip });
     try {
-      const run = await jobs.run('hf-vit-pretrained', { TASK_TYPE: 'image_classification', MODEL_NAME: 'google/vit-base-patch16-224', FRAMEWORK: 'huggingface', EPOCHS: '1', PRETRAINED_WEIGHT_URL: server.url('vit.zip') });
+      const run = await jobs.run('hf-vit-pretrained', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'google/vit-base-patch16-224',
+        FRAMEWORK: 'huggingface',
+        EPOCHS: '1',
+        PRETRAINED_WEIGHT_URL: server.url('vit.zip'),
+      });
       const { validations } = expectCompleteClassifierRun(run, 1, s3.config.bucket, backend);
       const seen = await reevaluateBest(run);
       expect(seen.confusion_matrix).toEqual(validations[0]!.confusion_matrix);
@@ -86,14 +120,26 @@ describe('vision-trainer train (transformers)', () => {
     await createZip(emptyDir, zip);
     const noConfig = await serveWeights({ file: zip });
     try {
-      const a = await jobs.run('hf-weights-not-zip', { TASK_TYPE: 'image_classification', MODEL_NAME: 'vit-base-patch16-224', EPOCHS: '1', PRETRAINED_WEIGHT_URL: notZip.url('vit.zip') });
+      const a = await jobs.run('hf-weights-not-zip', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'vit-base-patch16-224',
+        EPOCHS: '1',
+        PRETRAINED_WEIGHT_URL: notZip.url('vit.zip'),
+      });
       expect(a.result.code).toBe(5);
       expect(doneOf(a.jobId)!.status).toBe('failed');
       expect(doneOf(a.jobId)!.error_message).toMatch(/^PRETRAINED_WEIGHT_URL is not a zip of a save_pretrained folder: .*not a readable zip archive/);
 
-      const b = await jobs.run('hf-weights-no-config', { TASK_TYPE: 'image_classification', MODEL_NAME: 'vit-base-patch16-224', EPOCHS: '1', PRETRAINED_WEIGHT_URL: noConfig.url('vit.zip') });
+      const b = await jobs.run('hf-weights-no-config', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'vit-base-patch16-224',
+        EPOCHS: '1',
+        PRETRAINED_WEIGHT_URL: noConfig.url('vit.zip'),
+      });
       expect(b.result.code).toBe(5);
-      expect(doneOf(b.jobId)!.error_message).toMatch(/^ValueError: PRETRAINED_WEIGHT_URL is not a zip of a save_pretrained folder: it has no config\.json \(found: weights\.bin\)/);
+      expect(doneOf(b.jobId)!.error_message).toMatch(
+        /^ValueError: PRETRAINED_WEIGHT_URL is not a zip of a save_pretrained folder: it has no config\.json \(found: weights\.bin\)/,
+      );
       for (const run of [a, b]) expect(run.keys).toEqual([]);
     } finally {
       await notZip.close();

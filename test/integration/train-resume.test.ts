@@ -27,7 +27,14 @@ beforeAll(async () => {
 });
 
 const env = (jobId: string, extra: Record<string, string> = {}) =>
-  jobEnv(s3, backend, jobId, { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', DATASET_ID: DATASET, EPOCHS: '3', CHECKPOINT_FREQUENCY: '1', ...extra });
+  jobEnv(s3, backend, jobId, {
+    TASK_TYPE: 'image_classification',
+    MODEL_NAME: 'resnet18',
+    DATASET_ID: DATASET,
+    EPOCHS: '3',
+    CHECKPOINT_FREQUENCY: '1',
+    ...extra,
+  });
 
 const epochBeats = (jobId: string, from = 0) =>
   backend.receiver.received
@@ -49,7 +56,9 @@ describe('resume (timm)', () => {
     const before = epochBeats(jobId);
 
     const mark = backend.receiver.received.length;
-    const resumed = await runCli(['train'], env(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${epoch}.pt` }), { timeoutMs: 240_000 });
+    const resumed = await runCli(['train'], env(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${epoch}.pt` }), {
+      timeoutMs: 240_000,
+    });
     expect(resumed.code, resumed.stdout.slice(-3000)).toBe(0);
     const after = epochBeats(jobId, mark);
     expect(after.at(-1)).toBe(3);
@@ -63,7 +72,18 @@ describe('resume (timm)', () => {
     const best = join(mkdtempSync(join(tmpdir(), 'vt-best-')), 'best.pt');
     await s3.storage().downloadFile(`checkpoints/job-${jobId}/best.pt`, best);
     const meta = JSON.parse(
-      execFileSync(defaultPythonBin(), ['-c', 'import sys, json\nfrom vision_trainer.common.checkpoints import build_model_from_checkpoint\nm, meta = build_model_from_checkpoint(sys.argv[1])\nsys.__stdout__.write(json.dumps({k: meta[k] for k in ("model_name", "class_names")}))', best], { cwd: PYTHON_DIR, encoding: 'utf8' }).trim().split('\n').at(-1)!,
+      execFileSync(
+        defaultPythonBin(),
+        [
+          '-c',
+          'import sys, json\nfrom vision_trainer.common.checkpoints import build_model_from_checkpoint\nm, meta = build_model_from_checkpoint(sys.argv[1])\nsys.__stdout__.write(json.dumps({k: meta[k] for k in ("model_name", "class_names")}))',
+          best,
+        ],
+        { cwd: PYTHON_DIR, encoding: 'utf8' },
+      )
+        .trim()
+        .split('\n')
+        .at(-1)!,
     );
     expect(meta).toEqual({ model_name: 'resnet18', class_names: ['circle', 'square', 'triangle'] });
   });
@@ -71,7 +91,11 @@ describe('resume (timm)', () => {
   it('refuses a checkpoint of another model with a message that says which', async () => {
     const jobId = 'resume-wrong-model';
     const source = 'resume-timm';
-    const result = await runCli(['train'], env(jobId, { MODEL_NAME: 'efficientnet_b0', EPOCHS: '2', RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${source}/best.pt` }), { timeoutMs: 180_000 });
+    const result = await runCli(
+      ['train'],
+      env(jobId, { MODEL_NAME: 'efficientnet_b0', EPOCHS: '2', RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${source}/best.pt` }),
+      { timeoutMs: 180_000 },
+    );
     expect(result.code).not.toBe(0);
     const done = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'trainingDone')!.body as { status: string; error_message: string };
     expect(done.status).toBe('failed');
@@ -81,7 +105,9 @@ describe('resume (timm)', () => {
 
   it('a RESUME_CHECKPOINT_PATH that does not exist is a configuration error', async () => {
     const jobId = 'resume-missing';
-    const result = await runCli(['train'], env(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-nope/epoch-1.pt` }), { timeoutMs: 120_000 });
+    const result = await runCli(['train'], env(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-nope/epoch-1.pt` }), {
+      timeoutMs: 120_000,
+    });
     expect(result.code).toBe(2);
     const done = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'trainingDone')!.body as { error_message: string };
     expect(done.error_message).toMatch(/RESUME_CHECKPOINT_PATH=.*does not exist/);

@@ -21,8 +21,15 @@ beforeAll(async () => {
 });
 
 const uri = (jobId: string, name: string) => `s3://${s3.config.bucket}/checkpoints/job-${jobId}/${name}`;
-const epochBeats = (run: ClassifierRun) => run.callbacks.filter((c) => c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined).map((c) => (c.body as { epoch: number }).epoch);
-const batchEpochs = (run: ClassifierRun) => [...new Set(run.callbacks.filter((c) => c.kind === 'heartbeat' && typeof (c.body as { batch?: number }).batch === 'number').map((c) => (c.body as { epoch: number }).epoch))];
+const epochBeats = (run: ClassifierRun) =>
+  run.callbacks.filter((c) => c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined).map((c) => (c.body as { epoch: number }).epoch);
+const batchEpochs = (run: ClassifierRun) => [
+  ...new Set(
+    run.callbacks
+      .filter((c) => c.kind === 'heartbeat' && typeof (c.body as { batch?: number }).batch === 'number')
+      .map((c) => (c.body as { epoch: number }).epoch),
+  ),
+];
 const validationEpochs = (run: ClassifierRun) => run.callbacks.filter((c) => c.kind === 'validation').map((c) => (c.body as { epoch: number }).epoch);
 const done = (run: ClassifierRun) => run.callbacks.filter((c) => c.kind === 'trainingDone').map((c) => c.body as Record<string, any>);
 
@@ -55,9 +62,16 @@ describe('RESUME_CHECKPOINT_PATH (timm, transformers)', () => {
     const resumed = await jobs.run('resume-timm-b', { ...vars, EPOCHS: '2', RESUME_CHECKPOINT_PATH: uri(first.jobId, 'epoch-1.pt') });
     await expectResumed(first, resumed, 'imagefolder');
 
-    const other = await jobs.run('resume-timm-other-model', { ...vars, MODEL_NAME: 'resnet34', EPOCHS: '2', RESUME_CHECKPOINT_PATH: uri(first.jobId, 'epoch-1.pt') });
+    const other = await jobs.run('resume-timm-other-model', {
+      ...vars,
+      MODEL_NAME: 'resnet34',
+      EPOCHS: '2',
+      RESUME_CHECKPOINT_PATH: uri(first.jobId, 'epoch-1.pt'),
+    });
     expect(other.result.code).toBe(5);
-    expect(done(other)[0]!.error_message).toMatch(/^ValueError: RESUME_CHECKPOINT_PATH belongs to another training setup: it has model 'resnet18' \(this job: 'resnet34'\)/);
+    expect(done(other)[0]!.error_message).toMatch(
+      /^ValueError: RESUME_CHECKPOINT_PATH belongs to another training setup: it has model 'resnet18' \(this job: 'resnet34'\)/,
+    );
     expect(other.keys).toEqual([]);
   });
 
@@ -73,6 +87,8 @@ describe('RESUME_CHECKPOINT_PATH (timm, transformers)', () => {
     await s3.storage().uploadFile(join(made, 'timm.pt'), 'checkpoints/job-some-timm-job/epoch-1.pt');
     const other = await jobs.run('resume-hf-timm-checkpoint', { ...vars, EPOCHS: '2', RESUME_CHECKPOINT_PATH: uri('some-timm-job', 'epoch-1.pt') });
     expect(other.result.code).toBe(5);
-    expect(done(other)[0]!.error_message).toMatch(/RESUME_CHECKPOINT_PATH belongs to another training setup: it has framework 'timm' \(this job: 'huggingface'\); model 'resnet18'/);
+    expect(done(other)[0]!.error_message).toMatch(
+      /RESUME_CHECKPOINT_PATH belongs to another training setup: it has framework 'timm' \(this job: 'huggingface'\); model 'resnet18'/,
+    );
   });
 });

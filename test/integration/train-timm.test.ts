@@ -20,13 +20,16 @@ beforeAll(async () => {
   await jobs.dataset();
 });
 
-const doneOf = (jobId: string) => backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
+const doneOf = (jobId: string) =>
+  backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
 
 describe('vision-trainer train (timm)', () => {
   it('resnet18 at 32 px, 2 epochs: callbacks, per-class metrics, confusion matrix, checkpoints; best.pt rebuilds the model that was validated', async () => {
     const run = await jobs.run('timm-resnet18', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
     const { validations, bestEpoch } = expectCompleteClassifierRun(run, 2, s3.config.bucket, backend);
-    expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({ data: { epochs: 2, device: 'cpu' } });
+    expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({
+      data: { epochs: 2, device: 'cpu' },
+    });
 
     // best.pt, as uploaded, carries what inference needs: rebuilt from the file alone and fed
     // the val images preprocessed as its metadata says, it reproduces the best epoch's matrix.
@@ -61,7 +64,12 @@ describe('vision-trainer train (timm)', () => {
     fixture('timm-weights', file, 'resnet18', '1000');
     const server = await serveWeights({ file });
     try {
-      const run = await jobs.run('timm-pretrained', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', PRETRAINED_WEIGHT_URL: server.url('resnet18.safetensors') });
+      const run = await jobs.run('timm-pretrained', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'resnet18',
+        EPOCHS: '1',
+        PRETRAINED_WEIGHT_URL: server.url('resnet18.safetensors'),
+      });
       expectCompleteClassifierRun(run, 1, s3.config.bucket, backend);
       expect(run.callbacks.some((c) => c.kind === 'event' && (c.body as any).event_type === 'weights_downloaded')).toBe(true);
     } finally {
@@ -99,7 +107,9 @@ describe('a wrong PRETRAINED_WEIGHT_URL fails the run and says which way it is w
     try {
       const { run, message } = await failedRun('timm-weights-wrong-arch', server.url('resnet18.pth'));
       expect(run.result.code).toBe(5);
-      expect(message).toMatch(/^ValueError: PRETRAINED_WEIGHT_URL holds weights of another architecture than resnet18: \d+ of the model's \d+ tensors are missing/);
+      expect(message).toMatch(
+        /^ValueError: PRETRAINED_WEIGHT_URL holds weights of another architecture than resnet18: \d+ of the model's \d+ tensors are missing/,
+      );
     } finally {
       await server.close();
     }

@@ -24,7 +24,17 @@ def test_plain_turns_framework_values_into_json():
         1: "int key",
     }
     out = plain(value)
-    assert out == {"nan": None, "inf": None, "tuple": [1, 2.5], "numpy": 0.25, "array": [0, 1, 2], "tensor": [[1.0, None]], "scalar_tensor": 3, "path": "/tmp/x", "1": "int key"}
+    assert out == {
+        "nan": None,
+        "inf": None,
+        "tuple": [1, 2.5],
+        "numpy": 0.25,
+        "array": [0, 1, 2],
+        "tensor": [[1.0, None]],
+        "scalar_tensor": 3,
+        "path": "/tmp/x",
+        "1": "int key",
+    }
     json.dumps(out, allow_nan=False)
 
 

@@ -26,7 +26,14 @@ def test_an_epoch_in_the_order_ultralytics_uses():
     assert events.improves(0.75)
     events.record_best(1, 0.75)
     events.checkpoint(epoch=1, last_path="/tmp/last.pt", best_path="/tmp/best.pt", is_best=True)
-    events.epoch(epoch=1, losses={"loss": 0.5}, learning_rate=0.001, validation=events.validation(details, num_images=4, seconds=0.5), is_best=True, epoch_time_seconds=2.0)
+    events.epoch(
+        epoch=1,
+        losses={"loss": 0.5},
+        learning_rate=0.001,
+        validation=events.validation(details, num_images=4, seconds=0.5),
+        is_best=True,
+        epoch_time_seconds=2.0,
+    )
     events.end(best_path="/tmp/best.pt", last_path="/tmp/last.pt")
     assert [e["kind"] for e in sent] == ["start", "batch", "checkpoint", "epoch", "end"]
     assert sent[0] == {"kind": "start", "epochs": 2, "start_epoch": 0, "batches_per_epoch": 3, "device": "cpu", "save_dir": "/tmp/run"}

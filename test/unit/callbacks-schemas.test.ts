@@ -16,9 +16,8 @@ const NOW = new Date('2025-01-10T12:34:56.789Z');
 describe('sanitizeNumbers', () => {
   it('turns NaN and ±Infinity into null at any depth and reports where', () => {
     const replaced: string[] = [];
-    const out = sanitizeNumbers(
-      { loss: Number.NaN, ok: 0.5, nested: { curve: [1, Number.POSITIVE_INFINITY, { deep: Number.NEGATIVE_INFINITY }] } },
-      (path) => replaced.push(path),
+    const out = sanitizeNumbers({ loss: Number.NaN, ok: 0.5, nested: { curve: [1, Number.POSITIVE_INFINITY, { deep: Number.NEGATIVE_INFINITY }] } }, (path) =>
+      replaced.push(path),
     );
     expect(out).toEqual({ loss: null, ok: 0.5, nested: { curve: [1, null, { deep: null }] } });
     expect(replaced).toEqual(['loss', 'nested.curve[1]', 'nested.curve[2].deep']);
@@ -90,9 +89,7 @@ describe('buildPayload', () => {
     expect(error).toBeInstanceOf(CallbackPayloadError);
     const payloadError = error as CallbackPayloadError;
     expect(payloadError.kind).toBe(kind);
-    expect(payloadError.issues.map((i) => [...i.path, ...('keys' in i ? (i.keys as string[]) : [])].join('.'))).toContainEqual(
-      expect.stringContaining(field),
-    );
+    expect(payloadError.issues.map((i) => [...i.path, ...('keys' in i ? (i.keys as string[]) : [])].join('.'))).toContainEqual(expect.stringContaining(field));
     expect(payloadError.message).toContain(`The ${kind} callback body does not match its schema`);
   });
 
@@ -103,7 +100,7 @@ describe('buildPayload', () => {
 });
 
 describe('ENDPOINTS', () => {
-  it('has exactly the platform\'s callback paths (docs/contract.md)', () => {
+  it("has exactly the platform's callback paths (docs/contract.md)", () => {
     const paths = Object.fromEntries(CALLBACK_KINDS.map((kind) => [kind, ENDPOINTS[kind].path]));
     expect(paths).toEqual({
       heartbeat: '/api/v1/jobs/{JOB_ID}/heartbeat',

@@ -147,7 +147,9 @@ describe('CallbackTransport.send', () => {
     expect(calls).toHaveLength(2);
 
     const { fetch: down } = scriptedFetch([refused]);
-    const error = await new CallbackTransport({ fetch: down, sleep: recordingSleep().sleep }).send(request, { ...POLICY, maxAttempts: 2 }).catch((e: unknown) => e);
+    const error = await new CallbackTransport({ fetch: down, sleep: recordingSleep().sleep })
+      .send(request, { ...POLICY, maxAttempts: 2 })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(CallbackConnectionError);
     expect(error).toMatchObject({ code: 'ECONNREFUSED', attempts: 2 });
     expect((error as Error).message).toContain('failed to connect: connect ECONNREFUSED 127.0.0.1:9');
@@ -162,9 +164,13 @@ describe('CallbackTransport.send', () => {
     };
     const notices: string[] = [];
     const started = Date.now();
-    const response = await new CallbackTransport({ fetch, sleep: recordingSleep().sleep }).send(request, { ...POLICY, timeoutMs: 50 }, {
-      onRetry: (notice) => notices.push(notice.error.constructor.name),
-    });
+    const response = await new CallbackTransport({ fetch, sleep: recordingSleep().sleep }).send(
+      request,
+      { ...POLICY, timeoutMs: 50 },
+      {
+        onRetry: (notice) => notices.push(notice.error.constructor.name),
+      },
+    );
     expect(response.attempts).toBe(2);
     expect(notices).toEqual([CallbackTimeoutError.name]);
     expect(Date.now() - started).toBeLessThan(1_000);

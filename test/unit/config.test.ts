@@ -47,8 +47,20 @@ describe('configFromEnv (train)', () => {
 
   it('accepts the R2 spelling of the storage variables', () => {
     const { S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...rest } = base;
-    const c = configFromEnv('train', { ...rest, STORAGE_TYPE: 'r2', R2_ENDPOINT: S3_ENDPOINT, R2_ACCESS_KEY_ID: AWS_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY: AWS_SECRET_ACCESS_KEY });
-    expect(c.storage).toEqual({ type: 'r2', endpoint: S3_ENDPOINT, accessKeyId: AWS_ACCESS_KEY_ID, secretAccessKey: AWS_SECRET_ACCESS_KEY, bucket: 'vision-platform' });
+    const c = configFromEnv('train', {
+      ...rest,
+      STORAGE_TYPE: 'r2',
+      R2_ENDPOINT: S3_ENDPOINT,
+      R2_ACCESS_KEY_ID: AWS_ACCESS_KEY_ID,
+      R2_SECRET_ACCESS_KEY: AWS_SECRET_ACCESS_KEY,
+    });
+    expect(c.storage).toEqual({
+      type: 'r2',
+      endpoint: S3_ENDPOINT,
+      accessKeyId: AWS_ACCESS_KEY_ID,
+      secretAccessKey: AWS_SECRET_ACCESS_KEY,
+      bucket: 'vision-platform',
+    });
   });
 
   it('refuses both spellings set to different values', () => {
@@ -90,7 +102,10 @@ describe('configFromEnv (train)', () => {
 
   it('rejects impossible task/model combinations with the model to use instead', () => {
     let e = configError(() => configFromEnv('train', { ...base, TASK_TYPE: 'instance_segmentation' }));
-    expect(e.problems[0]).toMatchObject({ variable: 'MODEL_NAME', message: expect.stringMatching(/yolo11n is a object_detection model; for instance_segmentation use yolo11n-seg/) });
+    expect(e.problems[0]).toMatchObject({
+      variable: 'MODEL_NAME',
+      message: expect.stringMatching(/yolo11n is a object_detection model; for instance_segmentation use yolo11n-seg/),
+    });
     e = configError(() => configFromEnv('train', { ...base, MODEL_NAME: 'resnet18' }));
     expect(e.problems[0]!.message).toMatch(/timm does not train object_detection; use FRAMEWORK=ultralytics/);
     e = configError(() => configFromEnv('train', { ...base, MODEL_NAME: 'sam2_t' }));
@@ -134,10 +149,28 @@ describe('configFromEnv (infer, export)', () => {
 
 describe('parseConfig (TypeScript callers)', () => {
   it('accepts native values and names fields, not variables, in errors', () => {
-    const c = parseConfig('train', { jobId: 'j', traceId: 't', taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'd', epochs: 2, storage: { type: 'local', root: '/tmp/s' } });
+    const c = parseConfig('train', {
+      jobId: 'j',
+      traceId: 't',
+      taskType: 'object_detection',
+      modelName: 'yolo11n',
+      datasetId: 'd',
+      epochs: 2,
+      storage: { type: 'local', root: '/tmp/s' },
+    });
     expect(c.epochs).toBe(2);
     expect(c.backend).toBeUndefined();
-    const e = configError(() => parseConfig('train', { jobId: 'j', traceId: 't', taskType: 'object_detection', modelName: 'yolo11n', datasetId: 'd', epochs: -1, storage: { type: 'local' } }));
+    const e = configError(() =>
+      parseConfig('train', {
+        jobId: 'j',
+        traceId: 't',
+        taskType: 'object_detection',
+        modelName: 'yolo11n',
+        datasetId: 'd',
+        epochs: -1,
+        storage: { type: 'local' },
+      }),
+    );
     expect(e.problems).toEqual([expect.objectContaining({ variable: 'epochs', message: 'must be at least 1' })]);
   });
 });
@@ -160,7 +193,27 @@ describe('env fuzz', () => {
       seed = (seed * 1103515245 + 12345) >>> 0;
       return seed / 2 ** 32;
     };
-    const junk = ['', ' ', '0', '-1', '1e309', 'NaN', 'true', 'null', '{}', '[]', '{"method":"auto","ratio":[2]}', '"x"', 'ünïcödé', 'a'.repeat(5000), '\u0000', 'http://', 's3://', '[1,2', '1.5'];
+    const junk = [
+      '',
+      ' ',
+      '0',
+      '-1',
+      '1e309',
+      'NaN',
+      'true',
+      'null',
+      '{}',
+      '[]',
+      '{"method":"auto","ratio":[2]}',
+      '"x"',
+      'ünïcödé',
+      'a'.repeat(5000),
+      '\u0000',
+      'http://',
+      's3://',
+      '[1,2',
+      '1.5',
+    ];
     const names = [...new Set(VARIABLES.flatMap((v) => v.env))];
     for (let i = 0; i < 3000; i++) {
       const env: Record<string, string> = { ...base };

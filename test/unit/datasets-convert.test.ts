@@ -38,7 +38,13 @@ const f6 = (v: number) => v.toFixed(6);
 
 describe('convertToYolo: detection', () => {
   it('writes links, labels ultralytics can find, lists and data.yaml, remapping class ids', async () => {
-    const { dataset, splits } = await prepared({ taskType: 'object_detection', count: 20, subfolders: true, backgroundEvery: 4, classIds: { first: 1, step: 2 } });
+    const { dataset, splits } = await prepared({
+      taskType: 'object_detection',
+      count: 20,
+      subfolders: true,
+      backgroundEvery: 4,
+      classIds: { first: 1, step: 2 },
+    });
     const out = next('yolo');
     const result = await convertToYolo(dataset, splits, out);
 
@@ -120,7 +126,14 @@ describe('convertToYolo: detection', () => {
       a.images[0].annotations[0].iscrowd = 1;
     });
     const out = next('yolo');
-    const result = await convertToYolo(dataset, new Map([['1', 'train'], ['2', 'val']]), out);
+    const result = await convertToYolo(
+      dataset,
+      new Map([
+        ['1', 'train'],
+        ['2', 'val'],
+      ]),
+      out,
+    );
     expect(result.crowdObjects).toBe(1);
     expect(result.unassigned).toBe(1);
     expect(result.counts).toEqual({ train: 1, val: 1 });
@@ -199,13 +212,28 @@ describe('convertToYolo: segmentation and pose', () => {
 describe('mergeMultiSegment', () => {
   // Expected outlines computed with ultralytics.data.converter.merge_multi_segment (8.4).
   it.each([
-    [[[0, 0, 4, 0, 4, 4, 0, 4], [10, 0, 14, 0, 14, 4, 10, 4]], [4, 0, 4, 4, 0, 4, 0, 0, 4, 0, 10, 0, 14, 0, 14, 4, 10, 4, 10, 0]],
     [
-      [[0, 0, 4, 0, 4, 4, 0, 4], [10, 10, 14, 10, 14, 14, 10, 14], [20, 0, 24, 0, 24, 4, 20, 4]],
+      [
+        [0, 0, 4, 0, 4, 4, 0, 4],
+        [10, 0, 14, 0, 14, 4, 10, 4],
+      ],
+      [4, 0, 4, 4, 0, 4, 0, 0, 4, 0, 10, 0, 14, 0, 14, 4, 10, 4, 10, 0],
+    ],
+    [
+      [
+        [0, 0, 4, 0, 4, 4, 0, 4],
+        [10, 10, 14, 10, 14, 14, 10, 14],
+        [20, 0, 24, 0, 24, 4, 20, 4],
+      ],
       [4, 4, 0, 4, 0, 0, 4, 0, 4, 4, 10, 10, 14, 10, 20, 4, 20, 0, 24, 0, 24, 4, 20, 4, 14, 10, 14, 14, 10, 14, 10, 10],
     ],
     [
-      [[5, 5, 9, 5, 9, 9, 5, 9], [0, 0, 3, 0, 3, 3, 0, 3], [12, 1, 15, 1, 15, 4, 12, 4], [6, 12, 9, 12, 7.5, 15]],
+      [
+        [5, 5, 9, 5, 9, 9, 5, 9],
+        [0, 0, 3, 0, 3, 3, 0, 3],
+        [12, 1, 15, 1, 15, 4, 12, 4],
+        [6, 12, 9, 12, 7.5, 15],
+      ],
       [5, 5, 9, 5, 9, 9, 5, 9, 5, 5, 3, 3, 3, 0, 12, 1, 15, 1, 15, 4, 12, 4, 9, 12, 7.5, 15, 6, 12, 9, 12, 12, 4, 12, 1, 3, 0, 0, 0, 0, 3, 3, 3],
     ],
   ])('matches ultralytics for %j', (pieces, expected) => {
@@ -219,9 +247,13 @@ describe('mergeMultiSegment', () => {
 
 describe('convertToImageFolder', () => {
   it('links each labelled image into <split>/<class folder>/, numbering classes by sorted folder', async () => {
-    const { dataset, splits } = await prepared(
-      { taskType: 'image_classification', count: 15, classes: ['zebra', 'a/b', 'Ant'], backgroundEvery: 5, subfolders: true },
-    );
+    const { dataset, splits } = await prepared({
+      taskType: 'image_classification',
+      count: 15,
+      classes: ['zebra', 'a/b', 'Ant'],
+      backgroundEvery: 5,
+      subfolders: true,
+    });
     const out = next('folder');
     const result = await convertToImageFolder(dataset, splits, out);
     expect(result.classes).toEqual([
@@ -252,7 +284,9 @@ describe('convertToImageFolder', () => {
     const { dataset } = await prepared({ taskType: 'image_classification', count: 6, backgroundEvery: 2 });
     const splits = new Map(dataset.images.map((i) => [i.id, i.label === undefined ? ('val' as const) : ('train' as const)]));
     await expect(convertToImageFolder(dataset, splits, next('folder'))).rejects.toThrow(DatasetError);
-    await expect(convertToImageFolder(dataset, splits, next('folder'))).rejects.toThrow(/The val split has no labelled images \(3 of the dataset's 6 images have no class\)/);
+    await expect(convertToImageFolder(dataset, splits, next('folder'))).rejects.toThrow(
+      /The val split has no labelled images \(3 of the dataset's 6 images have no class\)/,
+    );
   });
 });
 
@@ -283,7 +317,8 @@ describe('writeHuggingFaceManifest', () => {
 describe('names', () => {
   it('makes stems unique ignoring case, and keeps long names short', () => {
     const names = new UniqueNames();
-    const image = (id: string, fileName: string, format?: string): Pick<Dataset['images'][number], 'id' | 'fileName' | 'format'> => (format ? { id, fileName, format } : { id, fileName });
+    const image = (id: string, fileName: string, format?: string): Pick<Dataset['images'][number], 'id' | 'fileName' | 'format'> =>
+      format ? { id, fileName, format } : { id, fileName };
     expect(names.take(image('1', 'x.jpg'))).toBe('x.jpg');
     expect(names.take(image('2', 'X.png'))).toBe('X__2.png');
     expect(names.take(image('3', './x.jpeg'))).toBe('x__3.jpeg');

@@ -11,8 +11,18 @@ vi.mock('node:fs', async (importOriginal) => {
   const fail = (code: string) => Object.assign(new Error(`${code}: operation not permitted`), { code });
   return {
     ...actual,
-    symlinkSync: (...args: Parameters<typeof actual.symlinkSync>) => (refuse.symlink ? (() => { throw fail('EPERM'); })() : actual.symlinkSync(...args)),
-    linkSync: (...args: Parameters<typeof actual.linkSync>) => (refuse.link ? (() => { throw fail('EXDEV'); })() : actual.linkSync(...args)),
+    symlinkSync: (...args: Parameters<typeof actual.symlinkSync>) =>
+      refuse.symlink
+        ? (() => {
+            throw fail('EPERM');
+          })()
+        : actual.symlinkSync(...args),
+    linkSync: (...args: Parameters<typeof actual.linkSync>) =>
+      refuse.link
+        ? (() => {
+            throw fail('EXDEV');
+          })()
+        : actual.linkSync(...args),
   };
 });
 

@@ -91,7 +91,12 @@ describe('loadDataset: every task kind, both formats', () => {
             expect(dataset.keypointCount).toBe(17);
             expect(objects.every((o) => o.keypoints?.length === 17)).toBe(true);
             // Unlabelled keypoints carry no position.
-            expect(objects.flatMap((o) => o.keypoints!).filter((k) => k[2] === 0).every((k) => k[0] === 0 && k[1] === 0)).toBe(true);
+            expect(
+              objects
+                .flatMap((o) => o.keypoints!)
+                .filter((k) => k[2] === 0)
+                .every((k) => k[0] === 0 && k[1] === 0),
+            ).toBe(true);
             if (format === 'coco') expect(dataset.keypointNames).toHaveLength(17);
           }
         }
@@ -252,7 +257,11 @@ describe('loadDataset: each problem names the image and the field', () => {
     annotations[1]!.image_id = 99;
     rewriteAnnotations(ds);
     const error = await loadError(ds.root, 'pose_estimation');
-    expectProblem(error, { image: /^1 /, field: 'annotations[0].keypoints', message: /has 10 keypoints but the dataset uses 17 \(as on categories\[0\]\.keypoints\)/ });
+    expectProblem(error, {
+      image: /^1 /,
+      field: 'annotations[0].keypoints',
+      message: /has 10 keypoints but the dataset uses 17 \(as on categories\[0\]\.keypoints\)/,
+    });
     expectProblem(error, { image: '99', field: 'annotations[1].image_id', message: /no image has id 99/ });
   });
 
@@ -372,7 +381,11 @@ describe('loadDataset: each problem names the image and the field', () => {
     const cls = fresh({ taskType: 'image_classification', format: 'coco', count: 2 });
     (cls.annotations.annotations as unknown[]).push({ id: 99, image_id: 1, category_id: 2 });
     rewriteAnnotations(cls);
-    expectProblem(await loadError(cls.root, 'image_classification'), { image: /^1 /, field: 'annotations[2].category_id', message: /already has class 0; a classification image has exactly one class/ });
+    expectProblem(await loadError(cls.root, 'image_classification'), {
+      image: /^1 /,
+      field: 'annotations[2].category_id',
+      message: /already has class 0; a classification image has exactly one class/,
+    });
   });
 
   it('COCO semantic segmentation is refused with what to do instead', async () => {

@@ -15,9 +15,13 @@ function imagesWithIds(ids: Array<string | number>, split?: (i: number) => Split
 }
 const range = (n: number, from = 1) => Array.from({ length: n }, (_, i) => i + from);
 const dataset = (images: DatasetImage[], splitConfig?: DatasetSplitConfig): SplittableDataset => (splitConfig ? { images, splitConfig } : { images });
-const idsIn = (assignment: ReadonlyMap<string, SplitName>, split: SplitName) => [...assignment].filter(([, s]) => s === split).map(([id]) => id).sort();
+const idsIn = (assignment: ReadonlyMap<string, SplitName>, split: SplitName) =>
+  [...assignment]
+    .filter(([, s]) => s === split)
+    .map(([id]) => id)
+    .sort();
 
-describe('the seeded shuffle (CPython\'s random, pinned here; the integration test compares thousands of cases with CPython)', () => {
+describe("the seeded shuffle (CPython's random, pinned here; the integration test compares thousands of cases with CPython)", () => {
   it('draws what CPython draws', () => {
     // random.Random(2**40 + 3): getrandbits(32) x3, random(), randrange(1000) x3 (= _randbelow).
     const random = new PythonRandom(2 ** 40 + 3);
@@ -26,7 +30,7 @@ describe('the seeded shuffle (CPython\'s random, pinned here; the integration te
     expect([random.randbelow(1000), random.randbelow(1000), random.randbelow(1000)]).toEqual([579, 311, 924]);
   });
 
-  it('gives the design\'s split of ten images with seed 42: val {1, 2}', () => {
+  it("gives the design's split of ten images with seed 42: val {1, 2}", () => {
     // random.seed(42); random.shuffle([1..10]) = [8, 4, 3, 9, 6, 7, 10, 5, 1, 2]; int(10 * 0.8) = 8.
     const assignment = autoSplit(range(10).map(String), [0.8, 0.2], 42);
     expect(idsIn(assignment, 'val')).toEqual(['1', '2']);
@@ -45,7 +49,9 @@ describe('the seeded shuffle (CPython\'s random, pinned here; the integration te
 
   it('splits a negative seed as its absolute value (CPython seeds with abs())', () => {
     expect(autoSplit(range(10).map(String), [0.8, 0.2], -42)).toEqual(autoSplit(range(10).map(String), [0.8, 0.2], 42));
-    expect(idsIn(autoSplit(range(200).map(String), [0.8, 0.2], 2 ** 32 + 42), 'val')).not.toEqual(idsIn(autoSplit(range(200).map(String), [0.8, 0.2], 42), 'val'));
+    expect(idsIn(autoSplit(range(200).map(String), [0.8, 0.2], 2 ** 32 + 42), 'val')).not.toEqual(
+      idsIn(autoSplit(range(200).map(String), [0.8, 0.2], 42), 'val'),
+    );
   });
 
   it('depends on the seed', () => {
@@ -53,7 +59,7 @@ describe('the seeded shuffle (CPython\'s random, pinned here; the integration te
     expect(idsIn(autoSplit(ids, [0.8, 0.2], 1), 'val')).not.toEqual(idsIn(autoSplit(ids, [0.8, 0.2], 2), 'val'));
   });
 
-  it('cuts at int(len * ratio[0]) with Python\'s double product; a third part takes int(len * ratio[1]) for val, the rest test', () => {
+  it("cuts at int(len * ratio[0]) with Python's double product; a third part takes int(len * ratio[1]) for val, the rest test", () => {
     const ids = range(100).map(String);
     const two = autoSplit(ids, [0.8, 0.2], 42);
     expect(idsIn(two, 'train')).toHaveLength(80);
@@ -83,7 +89,7 @@ describe('the seeded shuffle (CPython\'s random, pinned here; the integration te
 describe('resolveSplits: the three levels', () => {
   const config: DatasetSplitConfig = { method: 'manual', splits: { '1': 'val', '2': 'val', '3': 'train' } };
 
-  it('level 1: the job\'s auto strategy wins over the dataset\'s split', () => {
+  it("level 1: the job's auto strategy wins over the dataset's split", () => {
     const result = resolveSplits(dataset(imagesWithIds(range(20)), config), { method: 'auto', ratio: [0.5, 0.5], seed: 9 });
     expect(result.decidedBy).toBe('job');
     expect(result.counts).toEqual({ train: 10, val: 10, test: 0 });
@@ -114,7 +120,7 @@ describe('resolveSplits: the three levels', () => {
     expect(result.assignment).toEqual(autoSplit(range(10).map(String), [0.6, 0.4], 5));
   });
 
-  it('level 2: partial keeps the listed images and the images\' own fields, and auto-splits the rest', () => {
+  it("level 2: partial keeps the listed images and the images' own fields, and auto-splits the rest", () => {
     const images = imagesWithIds(range(12), (i) => (i === 11 ? 'test' : undefined));
     const result = resolveSplits(dataset(images, { method: 'partial', default_ratio: [0.5, 0.5], seed: 1, splits: { '1': 'val' } }));
     expect(result.assignment.get('1')).toBe('val');
@@ -125,7 +131,7 @@ describe('resolveSplits: the three levels', () => {
     expect(result.description).toMatch(/partial; 10 images without a split were auto-split 0\.5\/0\.5 with seed 1/);
   });
 
-  it('level 2: the images\' own split fields, without split_config', () => {
+  it("level 2: the images' own split fields, without split_config", () => {
     const result = resolveSplits(dataset(imagesWithIds(range(4), (i) => (i < 3 ? 'train' : 'val'))));
     expect(result.decidedBy).toBe('dataset');
     expect(Object.fromEntries(result.assignment)).toEqual({ '1': 'train', '2': 'train', '3': 'train', '4': 'val' });
@@ -148,7 +154,9 @@ describe('resolveSplits: unusable splits', () => {
   it('an empty val split says how many images, which strategy, and what to change', () => {
     const run = () => resolveSplits(dataset(imagesWithIds(range(6))), { method: 'custom', custom_splits: { '1': 'train' } });
     expect(run).toThrow(DatasetError);
-    expect(run).toThrow(/The val split is empty: 6 images split by SPLIT_STRATEGY \(job\): custom, 1 ids listed; 5 images not listed went to train gave train 6, val 0, test 0/);
+    expect(run).toThrow(
+      /The val split is empty: 6 images split by SPLIT_STRATEGY \(job\): custom, 1 ids listed; 5 images not listed went to train gave train 6, val 0, test 0/,
+    );
     expect(run).toThrow(/To fix: list some image ids as "val" in SPLIT_STRATEGY's custom_splits/);
     expect(run).toThrow(expect.objectContaining({ exitCode: 3 }));
   });

@@ -24,7 +24,8 @@ describe('exit codes', () => {
 
   it('each failure code is in exactly one podFailurePolicy rule: retry only what a retry can fix', () => {
     const rules = job.spec.podFailurePolicy.rules.filter((r: { onExitCodes?: unknown }) => r.onExitCodes);
-    const actionOf = (code: number) => rules.filter((r: { onExitCodes: { values: number[] } }) => r.onExitCodes.values.includes(code)).map((r: { action: string }) => r.action);
+    const actionOf = (code: number) =>
+      rules.filter((r: { onExitCodes: { values: number[] } }) => r.onExitCodes.values.includes(code)).map((r: { action: string }) => r.action);
     for (const code of codes) expect(actionOf(code), `exit code ${code}`).toEqual([RETRIED.has(code) ? 'Count' : 'FailJob']);
     expect(actionOf(ExitCode.unsafeArtifact)).toEqual(['FailJob']);
     expect(actionOf(ExitCode.storageAccessDenied)).toEqual(['FailJob']);

@@ -33,12 +33,37 @@ function feed(board: JobBoard, requests: ReceivedRequest[]): void {
 }
 
 function trainingRun(jobId: string): ReceivedRequest[] {
-  const out: ReceivedRequest[] = [accepted('event', jobId, { event_type: 'training_started', message: 'Training 3 epochs on cpu', data: { epochs: 3, device: 'cpu' } }, 0)];
+  const out: ReceivedRequest[] = [
+    accepted('event', jobId, { event_type: 'training_started', message: 'Training 3 epochs on cpu', data: { epochs: 3, device: 'cpu' } }, 0),
+  ];
   for (let epoch = 1; epoch <= 2; epoch++) {
     const at = epoch * 10;
     out.push(
-      accepted('heartbeat', jobId, { epoch, progress: ((epoch - 0.5) / 3) * 100, metrics: { loss: 3 - epoch, accuracy: 0.1 }, total_epochs: 3, batch: 2, total_batches: 4, eta_seconds: 40 - epoch * 10 }, at - 5),
-      accepted('heartbeat', jobId, { epoch, progress: (epoch / 3) * 100, metrics: { loss: 2.5 - epoch, val_loss: 3.5 - epoch, accuracy: 0.3 * epoch, learning_rate: 0.001 }, total_epochs: 3 }, at),
+      accepted(
+        'heartbeat',
+        jobId,
+        {
+          epoch,
+          progress: ((epoch - 0.5) / 3) * 100,
+          metrics: { loss: 3 - epoch, accuracy: 0.1 },
+          total_epochs: 3,
+          batch: 2,
+          total_batches: 4,
+          eta_seconds: 40 - epoch * 10,
+        },
+        at - 5,
+      ),
+      accepted(
+        'heartbeat',
+        jobId,
+        {
+          epoch,
+          progress: (epoch / 3) * 100,
+          metrics: { loss: 2.5 - epoch, val_loss: 3.5 - epoch, accuracy: 0.3 * epoch, learning_rate: 0.001 },
+          total_epochs: 3,
+        },
+        at,
+      ),
       accepted(
         'validation',
         jobId,
@@ -81,7 +106,15 @@ describe('JobBoard: training', () => {
     expect(t.epochs.values).toEqual({ loss: [1.5, 0.5], val_loss: [2.5, 1.5], accuracy: [0.3, 0.25], learning_rate: [0.001, 0.001] });
     // Batch points carry the training losses only, at fractional epochs.
     expect(t.batches).toEqual({ x: [0.5, 1.5], values: { loss: [2, 1] } });
-    expect(t).toMatchObject({ totalEpochs: 3, epoch: 2, batch: null, primaryMetricName: 'accuracy', bestEpoch: 1, bestValue: 0.3, taskType: 'image_classification' });
+    expect(t).toMatchObject({
+      totalEpochs: 3,
+      epoch: 2,
+      batch: null,
+      primaryMetricName: 'accuracy',
+      bestEpoch: 1,
+      bestValue: 0.3,
+      taskType: 'image_classification',
+    });
     expect(t.latestValidation?.epoch).toBe(2);
     expect(t.latestValidation?.confusion_matrix).toEqual([
       [3, 1],
@@ -97,8 +130,26 @@ describe('JobBoard: training', () => {
     const periodic = 's3://vision-platform/checkpoints/job-j2/epoch-2.pt';
     feed(board, [
       ...trainingRun('j2'),
-      accepted('event', 'j2', { event_type: 'checkpoint_saved', message: 'Best checkpoint saved (epoch 1)', data: { checkpoint_path: best, epoch: 1, is_best: true, reason: 'best', metrics: { accuracy: 0.3 } } }, 21),
-      accepted('event', 'j2', { event_type: 'checkpoint_saved', message: 'Checkpoint saved at epoch 2', data: { checkpoint_path: periodic, epoch: 2, is_best: false, reason: 'periodic', metrics: {} } }, 22),
+      accepted(
+        'event',
+        'j2',
+        {
+          event_type: 'checkpoint_saved',
+          message: 'Best checkpoint saved (epoch 1)',
+          data: { checkpoint_path: best, epoch: 1, is_best: true, reason: 'best', metrics: { accuracy: 0.3 } },
+        },
+        21,
+      ),
+      accepted(
+        'event',
+        'j2',
+        {
+          event_type: 'checkpoint_saved',
+          message: 'Checkpoint saved at epoch 2',
+          data: { checkpoint_path: periodic, epoch: 2, is_best: false, reason: 'periodic', metrics: {} },
+        },
+        22,
+      ),
       accepted('trainingDone', 'j2', { status: 'succeeded', checkpoint_path: best, final_metrics: { best_epoch: 1, best_accuracy: 0.3 } }, 23),
     ]);
     board.setStoredCheckpoints(
@@ -122,12 +173,16 @@ describe('JobBoard: training', () => {
   it('a failed completion shows its message as the stage', () => {
     const board = new JobBoard();
     feed(board, [accepted('trainingDone', 'j3', { status: 'failed', error_message: 'CUDA out of memory\nTry BATCH_SIZE=8' }, 1)]);
-    expect(board.job('training:j3')).toMatchObject({ status: 'failed', stage: 'failed: CUDA out of memory', errorMessage: 'CUDA out of memory\nTry BATCH_SIZE=8' });
+    expect(board.job('training:j3')).toMatchObject({
+      status: 'failed',
+      stage: 'failed: CUDA out of memory',
+      errorMessage: 'CUDA out of memory\nTry BATCH_SIZE=8',
+    });
   });
 });
 
 describe('JobBoard: refused requests', () => {
-  it('counts and logs them with the receiver\'s reasons, without changing the job', () => {
+  it("counts and logs them with the receiver's reasons, without changing the job", () => {
     const board = new JobBoard();
     const changes: Array<{ job?: JobView; log?: LogEntry }> = [];
     board.subscribe((c) => changes.push(c));
@@ -141,7 +196,16 @@ describe('JobBoard: refused requests', () => {
       status: 422,
       outcome: 'invalid',
     });
-    board.record({ ...accepted('heartbeat', 'j4', { epoch: 9, progress: 90, metrics: {} }, 31), path: '/nowhere', kind: undefined, jobId: undefined, valid: false, errors: ['not a callback path'], status: 404, outcome: 'not_found' });
+    board.record({
+      ...accepted('heartbeat', 'j4', { epoch: 9, progress: 90, metrics: {} }, 31),
+      path: '/nowhere',
+      kind: undefined,
+      jobId: undefined,
+      valid: false,
+      errors: ['not a callback path'],
+      status: 404,
+      outcome: 'not_found',
+    });
 
     const job = board.job('training:j4')!;
     expect(JSON.stringify({ ...job, requestCounts: {}, lastSeen: '' })).toBe(JSON.stringify({ ...JSON.parse(before), requestCounts: {}, lastSeen: '' }));
@@ -204,8 +268,22 @@ describe('JobBoard: inference and export', () => {
     ]);
     job = board.job('inference:tr1')!;
     expect(job).toMatchObject({ label: 'test run', status: 'succeeded', progress: 100 });
-    expect(job.inference).toMatchObject({ type: 'test_run', processed: 20, total: 40, resultsPath: 's3://b/test_runs/tr1/results.json', xaiResultsPath: 's3://b/test_runs/tr1/xai/', perClassMetrics: [{ class_name: 'a' }] });
-    board.setInferenceResults('inference:tr1', { error: null, numImages: 40, failedImages: 0, avgInferenceTimeMs: 50, confusionMatrixLabels: ['a'], images: [] });
+    expect(job.inference).toMatchObject({
+      type: 'test_run',
+      processed: 20,
+      total: 40,
+      resultsPath: 's3://b/test_runs/tr1/results.json',
+      xaiResultsPath: 's3://b/test_runs/tr1/xai/',
+      perClassMetrics: [{ class_name: 'a' }],
+    });
+    board.setInferenceResults('inference:tr1', {
+      error: null,
+      numImages: 40,
+      failedImages: 0,
+      avgInferenceTimeMs: 50,
+      confusionMatrixLabels: ['a'],
+      images: [],
+    });
     expect(board.job('inference:tr1')!.inference!.results?.numImages).toBe(40);
   });
 
@@ -214,7 +292,12 @@ describe('JobBoard: inference and export', () => {
     feed(board, [
       accepted('exportProgress', 'x1', { progress_percent: 25, stage: 'converting', message: 'Converting to ONNX format...' }, 0),
       accepted('exportProgress', 'x1', { progress_percent: 60, stage: 'validating', message: 'Validating on 8 images...' }, 2),
-      accepted('exportDone', 'x1', { status: 'succeeded', export_path: 's3://b/export-jobs/x1/model.onnx', validation_metrics: { passed: true, accuracy_drop: 0 } }, 3),
+      accepted(
+        'exportDone',
+        'x1',
+        { status: 'succeeded', export_path: 's3://b/export-jobs/x1/model.onnx', validation_metrics: { passed: true, accuracy_drop: 0 } },
+        3,
+      ),
       accepted('heartbeat', 'x1', { epoch: 1, progress: 10, metrics: {} }, 4),
     ]);
     const job = board.job('export:x1')!;

@@ -42,14 +42,18 @@ describe('export settings', () => {
     const [p] = problemsOf({ EXPORT_FORMAT: 'tflite' });
     expect(p).toMatchObject({ variable: 'EXPORT_FORMAT', value: 'tflite' });
     expect(p!.message).toBe('timm models export to onnx, torchscript, openvino; tflite is not supported for timm');
-    expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'coreml' })[0]!.message).toMatch(/^huggingface models export to onnx, torchscript, openvino/);
+    expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'coreml' })[0]!.message).toMatch(
+      /^huggingface models export to onnx, torchscript, openvino/,
+    );
     expect(problemsOf({ TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', EXPORT_FORMAT: 'tensorrt' })).toEqual([]);
   });
 
   it('a quantization the format cannot do lists the ones it can', () => {
     const [p] = problemsOf({ EXPORT_FORMAT: 'openvino', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
     expect(p).toMatchObject({ variable: 'QUANTIZATION_TYPE' });
-    expect(p!.message).toBe('dynamic int8 quantization is not available for timm openvino; supported: QUANTIZATION_TYPE=dynamic with QUANTIZATION_DTYPE=float16, or none');
+    expect(p!.message).toBe(
+      'dynamic int8 quantization is not available for timm openvino; supported: QUANTIZATION_TYPE=dynamic with QUANTIZATION_DTYPE=float16, or none',
+    );
     expect(problemsOf({ EXPORT_FORMAT: 'onnx', QUANTIZATION_TYPE: 'static', QUANTIZATION_DTYPE: 'float16', VALIDATION_DATASET_ID: 'ds' })[0]!.message).toMatch(
       /float16 needs no calibration: use QUANTIZATION_TYPE=dynamic/,
     );

@@ -35,7 +35,13 @@ const input: MetadataInput = {
     embedded: false,
     included: true,
   },
-  optimization: { level: 1, quantization: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' }, include_preprocessing: true, include_postprocessing: true, passes: [] },
+  optimization: {
+    level: 1,
+    quantization: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
+    include_preprocessing: true,
+    include_postprocessing: true,
+    passes: [],
+  },
 };
 
 const validation: ValidationReport = {
@@ -66,7 +72,18 @@ describe('metadata.json', () => {
       model: { file: 'model.openvino', directory: true, num_classes: 1, keypoints: { shape: [17, 3] }, size_mb: 11.5 },
       runtime: { engines: ['openvino'], wrappers: ['python'] },
     });
-    expect(Object.keys(m)).toEqual(['format_version', 'export_format', 'task_type', 'model_name', 'generated_at', 'model', 'preprocessing', 'postprocessing', 'runtime', 'optimization']);
+    expect(Object.keys(m)).toEqual([
+      'format_version',
+      'export_format',
+      'task_type',
+      'model_name',
+      'generated_at',
+      'model',
+      'preprocessing',
+      'postprocessing',
+      'runtime',
+      'optimization',
+    ]);
     expect(MetadataSchema.parse({ ...m, validation })).toHaveProperty('validation.metric', 'mAP50-95');
   });
 
@@ -80,7 +97,11 @@ describe('metadata.json', () => {
 
 describe('package texts', () => {
   it('README states the measured and validated figures, and the Dockerfile copies a folder model as a folder', () => {
-    const m = { ...buildMetadata(input), validation, performance: { inference_speed_ms: 3.1, p95_ms: 4.2, runs: 20, warmup_runs: 3, batch_size: 1, engine: 'openvino', device: 'cpu', cpu_threads: 2 } };
+    const m = {
+      ...buildMetadata(input),
+      validation,
+      performance: { inference_speed_ms: 3.1, p95_ms: 4.2, runs: 20, warmup_runs: 3, batch_size: 1, engine: 'openvino', device: 'cpu', cpu_threads: 2 },
+    };
     const text = readme(m, { hasSamples: true });
     expect(text).toContain('# yolo11n-pose: pose estimation (OPENVINO)');
     expect(text).toContain('- **Latency**: 3.1 ms median, 4.2 ms p95 per batch of 1 (openvino, cpu, 2 CPU threads, 20 runs)');
@@ -90,7 +111,11 @@ describe('package texts', () => {
     expect(text).not.toContain('runtimes/node');
     expect(dockerfile('openvino', m)).toContain('COPY model.openvino/ ./model.openvino/');
     expect(pythonRequirements('openvino').split('\n')).toEqual(['openvino>=2024.0', 'numpy>=1.23', 'opencv-python-headless>=4.8', '']);
-    expect(JSON.parse(nodePackageJson('1.30.0', 'Yolo11n Pose'))).toMatchObject({ name: 'yolo11n-pose-runtime', type: 'module', dependencies: { 'onnxruntime-node': '1.30.0' } });
+    expect(JSON.parse(nodePackageJson('1.30.0', 'Yolo11n Pose'))).toMatchObject({
+      name: 'yolo11n-pose-runtime',
+      type: 'module',
+      dependencies: { 'onnxruntime-node': '1.30.0' },
+    });
   });
 });
 

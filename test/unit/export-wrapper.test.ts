@@ -75,7 +75,7 @@ describe('PNG decoding', () => {
     const h = 5;
     const rgba = Array.from({ length: h }, (_, y) => Buffer.from(Array.from({ length: w * 4 }, (_, i) => (y * 50 + i * 11) % 256)));
     const a = decodePng(filteredPng(w, h, 8, 6, rgba));
-    expect(a.data[((2 * w) + 3) * 3 + 1]).toBe(rgba[2]![3 * 4 + 1]);
+    expect(a.data[(2 * w + 3) * 3 + 1]).toBe(rgba[2]![3 * 4 + 1]);
     expect(Array.from(a.data.subarray(0, 3))).toEqual([rgba[0]![0], rgba[0]![1], rgba[0]![2]]);
 
     const sixteen = Array.from({ length: h }, (_, y) => Buffer.from(Array.from({ length: w * 6 }, (_, i) => (y * 7 + i * 13) % 256)));
@@ -87,7 +87,7 @@ describe('PNG decoding', () => {
     const c = decodePng(filteredPng(w, h, 2, 3, indices, palette));
     expect(Array.from(c.data.subarray(0, 3))).toEqual([255, 0, 0]);
     expect(Array.from(c.data.subarray(3, 6))).toEqual([0, 255, 0]);
-    expect(Array.from(c.data.subarray((1 * w) * 3, (1 * w) * 3 + 3))).toEqual([0, 255, 0]);
+    expect(Array.from(c.data.subarray(1 * w * 3, 1 * w * 3 + 3))).toEqual([0, 255, 0]);
   });
 
   it('refuses interlaced files with what to do', () => {
@@ -186,7 +186,14 @@ describe('post-processing', () => {
       preprocessing: LETTERBOX,
       postprocessing: { softmax: { apply: true, temperature: 1 }, top_k: 2 },
     });
-    const top = wrapper.postprocess([{ data: Float32Array.from([1, 3, 2]), dims: [1, 3] }], { scaleX: 1, scaleY: 1, padLeft: 0, padTop: 0, width: 1, height: 1 });
+    const top = wrapper.postprocess([{ data: Float32Array.from([1, 3, 2]), dims: [1, 3] }], {
+      scaleX: 1,
+      scaleY: 1,
+      padLeft: 0,
+      padTop: 0,
+      width: 1,
+      height: 1,
+    });
     expect(top.map((p) => p.class_name)).toEqual(['b', 'c']);
     const e = [Math.E, Math.E ** 3, Math.E ** 2];
     expect(top[0]!.confidence).toBeCloseTo(e[1]! / (e[0]! + e[1]! + e[2]!), 6);

@@ -29,7 +29,16 @@ for (const [task, formats] of [
   ['semantic_segmentation', ['platform']],
 ] as const) {
   for (const format of formats) {
-    const ds = writeSyntheticDataset(join(scratch, `${task}-${format}`), { taskType: task, format, count: 5, width: 32, height: 24, backgroundEvery: 4, multiPartEvery: 2, seed: 3 });
+    const ds = writeSyntheticDataset(join(scratch, `${task}-${format}`), {
+      taskType: task,
+      format,
+      count: 5,
+      width: 32,
+      height: 24,
+      backgroundEvery: 4,
+      multiPartEvery: 2,
+      seed: 3,
+    });
     bases.push({ task, root: ds.root, doc: ds.annotations as Json });
   }
 }
@@ -135,8 +144,10 @@ class Fuzzer {
         this.log.push(`duplicate ${String(key)}`);
         break;
       case 4:
-        if (typeof current === 'number') (parent as Record<string | number, Json>)[key] = this.pick([current + 1, -current, current * 1e6, current + 0.5, String(current)]);
-        else if (typeof current === 'string') (parent as Record<string | number, Json>)[key] = this.pick([Number(current) || 7, `${current}/../..`, current.toUpperCase(), '']);
+        if (typeof current === 'number')
+          (parent as Record<string | number, Json>)[key] = this.pick([current + 1, -current, current * 1e6, current + 0.5, String(current)]);
+        else if (typeof current === 'string')
+          (parent as Record<string | number, Json>)[key] = this.pick([Number(current) || 7, `${current}/../..`, current.toUpperCase(), '']);
         else (parent as Record<string | number, Json>)[key] = this.weirdValue();
         this.log.push(`nudge ${String(key)}`);
         break;
@@ -174,7 +185,9 @@ class Fuzzer {
         return text.slice(0, this.int(text.length));
       case 1: {
         const at = this.int(text.length);
-        return text.slice(0, at) + this.pick(['{', '}', '[', ']', ',', ':', '"', '\\', 'NaN', 'Infinity', '1e999', '-', '\n', 'undefined', "'"]) + text.slice(at);
+        return (
+          text.slice(0, at) + this.pick(['{', '}', '[', ']', ',', ':', '"', '\\', 'NaN', 'Infinity', '1e999', '-', '\n', 'undefined', "'"]) + text.slice(at)
+        );
       }
       case 2: {
         const at = this.int(text.length);
@@ -192,7 +205,16 @@ class Fuzzer {
       case 5:
         return `\uFEFF${text}`;
       case 6:
-        return this.pick(['', 'null', '[]', '"text"', '42', '{}', '{"classes": {}, "images": {}}', '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}']);
+        return this.pick([
+          '',
+          'null',
+          '[]',
+          '"text"',
+          '42',
+          '{}',
+          '{"classes": {}, "images": {}}',
+          '{"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}',
+        ]);
       default:
         return text.replace(/"id"/, '"id" ');
     }
@@ -221,7 +243,10 @@ describe('fuzzing loadDataset', () => {
         outcomes.loaded++;
       } catch (error) {
         if (error instanceof DatasetError && error.message.length < 40_000 && error.message.trim() !== '') outcomes.datasetError++;
-        else failures.push(`seed ${fuzz.seed} (${base.task}, job ${taskType}; ${fuzz.log.join(', ')}): ${error instanceof Error ? `${error.name}: ${error.message.slice(0, 300)}\n${error.stack?.split('\n').slice(1, 4).join('\n')}` : String(error)}`);
+        else
+          failures.push(
+            `seed ${fuzz.seed} (${base.task}, job ${taskType}; ${fuzz.log.join(', ')}): ${error instanceof Error ? `${error.name}: ${error.message.slice(0, 300)}\n${error.stack?.split('\n').slice(1, 4).join('\n')}` : String(error)}`,
+          );
       }
     }
     expect(failures.slice(0, 5), `${failures.length} inputs failed some other way`).toEqual([]);

@@ -33,7 +33,12 @@ function configError(env: Record<string, string>): ConfigError {
 describe('HF_CONFIG_OVERRIDES', () => {
   it('parses a nested JSON object for a huggingface model', () => {
     const overrides = { projection_dim: 16, vision_config: { hidden_size: 32, patch_size: 8 } };
-    const c = configFromEnv('train', { ...base, TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32', HF_CONFIG_OVERRIDES: JSON.stringify(overrides) });
+    const c = configFromEnv('train', {
+      ...base,
+      TASK_TYPE: 'zero_shot_classification',
+      MODEL_NAME: 'clip-vit-base-patch32',
+      HF_CONFIG_OVERRIDES: JSON.stringify(overrides),
+    });
     expect(c.framework).toBe('huggingface');
     expect(c.hfConfigOverrides).toEqual(overrides);
   });
@@ -48,7 +53,9 @@ describe('HF_CONFIG_OVERRIDES', () => {
   });
 
   it('refuses other frameworks and a PRETRAINED_WEIGHT_URL (the weights folder decides the shape)', () => {
-    expect(configError({ ...base, MODEL_NAME: 'resnet18', HF_CONFIG_OVERRIDES: '{"hidden_size":32}' }).message).toMatch(/HF_CONFIG_OVERRIDES.*applies to FRAMEWORK=huggingface only/s);
+    expect(configError({ ...base, MODEL_NAME: 'resnet18', HF_CONFIG_OVERRIDES: '{"hidden_size":32}' }).message).toMatch(
+      /HF_CONFIG_OVERRIDES.*applies to FRAMEWORK=huggingface only/s,
+    );
     const e = configError({ ...base, HF_CONFIG_OVERRIDES: '{"hidden_size":32}', PRETRAINED_WEIGHT_URL: 'https://example.com/vit.zip' });
     expect(e.message).toMatch(/HF_CONFIG_OVERRIDES.*with PRETRAINED_WEIGHT_URL the folder's config\.json decides/s);
   });

@@ -21,8 +21,30 @@ const env = {
 };
 
 const HOSTILE_IDS = [
-  '.', '..', '../done', 'a/../../done', '/', 'a/b', '%2e%2e', '.%2e', 'a%2fb', 'a\\..\\b', '..\\', 'a?b=c', 'a#frag',
-  'a\r\nX-Injected: 1', 'a\u0000b', 'a\tb', 'a b', 'ü', '.hidden', 'trailing.', 'a..b', '-', '_x', 'a'.repeat(201),
+  '.',
+  '..',
+  '../done',
+  'a/../../done',
+  '/',
+  'a/b',
+  '%2e%2e',
+  '.%2e',
+  'a%2fb',
+  'a\\..\\b',
+  '..\\',
+  'a?b=c',
+  'a#frag',
+  'a\r\nX-Injected: 1',
+  'a\u0000b',
+  'a\tb',
+  'a b',
+  'ü',
+  '.hidden',
+  'trailing.',
+  'a..b',
+  '-',
+  '_x',
+  'a'.repeat(201),
 ];
 
 function problemsFor(overrides: Record<string, string>, mode: 'train' | 'infer' | 'export' = 'train'): string[] {
@@ -46,7 +68,9 @@ describe('identifier variables', () => {
     for (const id of HOSTILE_IDS) {
       const problems = problemsFor({ [name]: id });
       // Surrounding whitespace is trimmed like every variable; what remains must still be refused.
-      expect(problems.join('\n'), JSON.stringify(id)).toMatch(new RegExp(`^${name}: must (be letters, digits, "_", "-" and single "\\." between them|be at most)`, 'm'));
+      expect(problems.join('\n'), JSON.stringify(id)).toMatch(
+        new RegExp(`^${name}: must (be letters, digits, "_", "-" and single "\\." between them|be at most)`, 'm'),
+      );
     }
   });
 
@@ -89,8 +113,37 @@ describe('callback routes', () => {
     seed = (seed * 1103515245 + 12345) >>> 0;
     return seed / 2 ** 32;
   };
-  const ALPHABET = ['.', '..', '/', '\\', '%', '%2e', '%2f', '?', '#', ';', ':', '@', ' ', '\t', '\n', '\u0000', 'a', 'Z', '9', '-', '_', '~', 'é', '\u202e', '&', '='];
-  const generated = Array.from({ length: 800 }, () => Array.from({ length: 1 + Math.floor(rand() * 6) }, () => ALPHABET[Math.floor(rand() * ALPHABET.length)]).join(''));
+  const ALPHABET = [
+    '.',
+    '..',
+    '/',
+    '\\',
+    '%',
+    '%2e',
+    '%2f',
+    '?',
+    '#',
+    ';',
+    ':',
+    '@',
+    ' ',
+    '\t',
+    '\n',
+    '\u0000',
+    'a',
+    'Z',
+    '9',
+    '-',
+    '_',
+    '~',
+    'é',
+    '\u202e',
+    '&',
+    '=',
+  ];
+  const generated = Array.from({ length: 800 }, () =>
+    Array.from({ length: 1 + Math.floor(rand() * 6) }, () => ALPHABET[Math.floor(rand() * ALPHABET.length)]).join(''),
+  );
 
   it.each(CALLBACK_KINDS)('no job id changes where the %s callback goes', (kind) => {
     const [before, after] = ENDPOINTS[kind].path.split(JOB_ID_PLACEHOLDER) as [string, string];

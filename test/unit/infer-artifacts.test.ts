@@ -30,7 +30,12 @@ describe('the visualisation sample', () => {
 
   it('is exactly max images spread evenly over the list, the same every time', () => {
     expect(sample(10, 4)).toEqual([0, 2, 5, 7]);
-    for (const [total, max] of [[1000, 7], [101, 100], [12345, 200], [7, 1]] as const) {
+    for (const [total, max] of [
+      [1000, 7],
+      [101, 100],
+      [12345, 200],
+      [7, 1],
+    ] as const) {
       const s = sample(total, max);
       expect(s).toHaveLength(max);
       expect(s[0]).toBe(0);

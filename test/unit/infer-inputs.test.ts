@@ -20,7 +20,7 @@ function image(partial: Partial<DatasetImage>): DatasetImage {
   return { id: '1', fileName: 'a.png', path: '/x/a.png', width: 100, height: 80, objects: [], ...partial };
 }
 
-describe('ground truth in the model\'s classes', () => {
+describe("ground truth in the model's classes", () => {
   it('maps dataset class ids to model indices by name, whatever the order', () => {
     const mapping = mapClasses({ classes: CLASSES }, ['dog', 'bird', 'cat']);
     expect([...mapping.toModel]).toEqual([
@@ -38,7 +38,12 @@ describe('ground truth in the model\'s classes', () => {
   it('detection: xywh becomes xyxy; crowd regions are left out', () => {
     const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
     const truth = groundTruthOf(
-      image({ objects: [{ classId: 9, bbox: [10, 20, 30, 40] }, { classId: 7, bbox: [0, 0, 5, 5], iscrowd: true }] }),
+      image({
+        objects: [
+          { classId: 9, bbox: [10, 20, 30, 40] },
+          { classId: 7, bbox: [0, 0, 5, 5], iscrowd: true },
+        ],
+      }),
       { taskType: 'object_detection' },
       mapping,
     );
@@ -50,19 +55,54 @@ describe('ground truth in the model\'s classes', () => {
 
   it('segmentation and pose carry polygons and keypoints; a pose object without keypoints has them absent', () => {
     const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
-    const seg = groundTruthOf(image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }), { taskType: 'instance_segmentation' }, mapping);
+    const seg = groundTruthOf(
+      image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }),
+      { taskType: 'instance_segmentation' },
+      mapping,
+    );
     expect(seg?.input).toEqual({ boxes: [[0, 0, 10, 10]], classes: [0], segmentations: [[[0, 0, 10, 0, 10, 10]]] });
     const pose = groundTruthOf(
-      image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], keypoints: [[1, 2, 2], [3, 4, 0]] }, { classId: 7, bbox: [5, 5, 10, 10] }] }),
+      image({
+        objects: [
+          {
+            classId: 7,
+            bbox: [0, 0, 10, 10],
+            keypoints: [
+              [1, 2, 2],
+              [3, 4, 0],
+            ],
+          },
+          { classId: 7, bbox: [5, 5, 10, 10] },
+        ],
+      }),
       { taskType: 'pose_estimation', keypointCount: 2 },
       mapping,
     );
-    expect(pose?.input).toEqual({ boxes: [[0, 0, 10, 10], [5, 5, 15, 15]], classes: [0, 0], keypoints: [[[1, 2, 2], [3, 4, 0]], [[0, 0, 0], [0, 0, 0]]] });
+    expect(pose?.input).toEqual({
+      boxes: [
+        [0, 0, 10, 10],
+        [5, 5, 15, 15],
+      ],
+      classes: [0, 0],
+      keypoints: [
+        [
+          [1, 2, 2],
+          [3, 4, 0],
+        ],
+        [
+          [0, 0, 0],
+          [0, 0, 0],
+        ],
+      ],
+    });
   });
 
   it('classification: the class, or null for an unlabelled image', () => {
     const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
-    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({ input: { class: 1 }, record: { class_id: 1, class_name: 'dog' } });
+    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({
+      input: { class: 1 },
+      record: { class_id: 1, class_name: 'dog' },
+    });
     expect(groundTruthOf(image({}), { taskType: 'image_classification' }, mapping)).toBeNull();
   });
 });
@@ -96,7 +136,11 @@ describe('prefetching', () => {
   it('fails at the position of a failed fetch, without unhandled rejections from those fetched ahead', async () => {
     const got: number[] = [];
     const run = async () => {
-      for await (const v of prefetched([0, 1, 2, 3, 4], async (i) => (i === 2 || i === 3 ? Promise.reject(new Error(`fetch ${i} failed`)) : i), { concurrency: 4, window: 4 })) got.push(v);
+      for await (const v of prefetched([0, 1, 2, 3, 4], async (i) => (i === 2 || i === 3 ? Promise.reject(new Error(`fetch ${i} failed`)) : i), {
+        concurrency: 4,
+        window: 4,
+      }))
+        got.push(v);
     };
     await expect(run()).rejects.toThrow('fetch 2 failed');
     expect(got).toEqual([0, 1]);
@@ -149,8 +193,30 @@ const SUMMARY: ResultsSummary = {
   inference_type: 'inference_job',
   task_type: 'object_detection',
   checkpoint_path: 's3://b/checkpoints/job-1/best.pt',
-  model: { framework: 'ultralytics', task: 'detect', class_names: ['cat'], model_name: 'yolo11n', architecture: 'DetectionModel', training_image_size: 640, keypoint_shape: null, xai_layers: [], prediction_confidence: 0.25 },
-  settings: { batch_size: 2, image_size: 64, confidence_threshold: 0.25, iou_threshold: 0.45, device: 'cpu', dataset_id: null, test_split: null, split_source: null, xai_method: null, llm_model: null, max_visualizations: 10 },
+  model: {
+    framework: 'ultralytics',
+    task: 'detect',
+    class_names: ['cat'],
+    model_name: 'yolo11n',
+    architecture: 'DetectionModel',
+    training_image_size: 640,
+    keypoint_shape: null,
+    xai_layers: [],
+    prediction_confidence: 0.25,
+  },
+  settings: {
+    batch_size: 2,
+    image_size: 64,
+    confidence_threshold: 0.25,
+    iou_threshold: 0.45,
+    device: 'cpu',
+    dataset_id: null,
+    test_split: null,
+    split_source: null,
+    xai_method: null,
+    llm_model: null,
+    max_visualizations: 10,
+  },
   generated_at: new Date().toISOString(),
   num_images: 3,
   failed_images: 1,

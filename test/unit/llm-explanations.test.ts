@@ -23,7 +23,12 @@ const DETECTION: ExplanationContext = {
   width: 640,
   height: 480,
   predictions: { boxes: [{ bbox: [10, 20, 110, 220], class_id: 0, class_name: 'person', confidence: 0.91 }] },
-  groundTruth: { objects: [{ bbox: [12, 18, 108, 221], class_id: 0, class_name: 'person' }, { bbox: [300, 300, 340, 360], class_id: 1, class_name: 'dog' }] },
+  groundTruth: {
+    objects: [
+      { bbox: [12, 18, 108, 221], class_id: 0, class_name: 'person' },
+      { bbox: [300, 300, 340, 360], class_id: 1, class_name: 'dog' },
+    ],
+  },
   evaluation: {
     matched: [{ prediction: 0, ground_truth: 0, class_id: 0, class_name: 'person', iou: 0.93 }],
     wrong_class: [],
@@ -46,7 +51,16 @@ const DETECTION: ExplanationContext = {
 
 function explainer(overrides: Partial<ConstructorParameters<typeof Explainer>[0]> = {}) {
   // The test server listens on 127.0.0.1, which OPENAI_BASE_URL reaches only when allowed.
-  return new Explainer({ apiKey: KEY, baseUrl: server.baseUrl, model: 'test-model', timeoutMs: 2_000, maxRetries: 0, logger, policy: urlPolicy(['127.0.0.1']), ...overrides });
+  return new Explainer({
+    apiKey: KEY,
+    baseUrl: server.baseUrl,
+    model: 'test-model',
+    timeoutMs: 2_000,
+    maxRetries: 0,
+    logger,
+    policy: urlPolicy(['127.0.0.1']),
+    ...overrides,
+  });
 }
 
 beforeAll(async () => {
@@ -129,7 +143,12 @@ describe('LLM explanations', () => {
 
   it('OPENAI_BASE_URL on a private address that is not allowed: unavailable, saying why, nothing sent', async () => {
     const result = await explainer({ baseUrl: server.baseUrl.replace('127.0.0.1', 'localhost'), policy: urlPolicy([]) }).explain(DETECTION);
-    expect(result).toEqual({ available: false, reason: expect.stringMatching(/^OPENAI_BASE_URL was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address, and localhost is not in ALLOWED_PRIVATE_HOSTS/) });
+    expect(result).toEqual({
+      available: false,
+      reason: expect.stringMatching(
+        /^OPENAI_BASE_URL was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address, and localhost is not in ALLOWED_PRIVATE_HOSTS/,
+      ),
+    });
     expect(server.requests).toHaveLength(0);
   });
 
@@ -144,7 +163,7 @@ describe('LLM explanations', () => {
 });
 
 describe('answer parsing and the prompt', () => {
-  it('accepts a fenced answer and the design\'s alternative_considerations', () => {
+  it("accepts a fenced answer and the design's alternative_considerations", () => {
     const parsed = parseAnswer('```json\n{"summary":"s","key_factors":["a"],"confidence_reasoning":"c","alternative_considerations":"maybe a dog"}\n```');
     expect(parsed).toEqual({ ok: true, answer: { summary: 's', key_factors: ['a'], confidence_reasoning: 'c', alternatives: ['maybe a dog'] } });
   });
@@ -161,7 +180,15 @@ describe('answer parsing and the prompt', () => {
       fileName: 'a.png',
       width: 32,
       height: 32,
-      predictions: { class_id: 1, class_name: 'cat', confidence: 0.6, top5: [{ class_id: 1, class_name: 'cat', confidence: 0.6 }, { class_id: 0, class_name: 'dog', confidence: 0.4 }] },
+      predictions: {
+        class_id: 1,
+        class_name: 'cat',
+        confidence: 0.6,
+        top5: [
+          { class_id: 1, class_name: 'cat', confidence: 0.6 },
+          { class_id: 0, class_name: 'dog', confidence: 0.4 },
+        ],
+      },
       groundTruth: { class_id: 0, class_name: 'dog' },
       evaluation: { correct: false, top5_correct: true },
     });

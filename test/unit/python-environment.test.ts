@@ -67,7 +67,9 @@ describe('pythonEnvironment', () => {
   });
 
   it('judges names: credentials never, whatever their prefix', () => {
-    for (const name of ['HF_TOKEN', 'HF_API_KEY', 'YOLO_API_KEY', 'CUDA_SECRET', 'TORCH_AUTH_HEADER', 'OMP_PASSWORD', 'NVIDIA_ACCESS_KEY']) expect(isAllowedPythonVariable(name), name).toBe(false);
-    for (const name of ['HF_HOME', 'CUDA_VISIBLE_DEVICES', 'TORCH_HOME', 'LC_CTYPE', 'OPENBLAS_NUM_THREADS', 'VISION_TRAINER_FAILPOINTS']) expect(isAllowedPythonVariable(name), name).toBe(true);
+    for (const name of ['HF_TOKEN', 'HF_API_KEY', 'YOLO_API_KEY', 'CUDA_SECRET', 'TORCH_AUTH_HEADER', 'OMP_PASSWORD', 'NVIDIA_ACCESS_KEY'])
+      expect(isAllowedPythonVariable(name), name).toBe(false);
+    for (const name of ['HF_HOME', 'CUDA_VISIBLE_DEVICES', 'TORCH_HOME', 'LC_CTYPE', 'OPENBLAS_NUM_THREADS', 'VISION_TRAINER_FAILPOINTS'])
+      expect(isAllowedPythonVariable(name), name).toBe(true);
   });
 });

@@ -7,8 +7,29 @@ import { StopController } from '../../src/jobs/stop.js';
 import { Logger } from '../../src/log.js';
 import { clearSecrets, describeUrl, redact, registerSecret } from '../../src/redact.js';
 
-const epoch = (n: number): RunEvent => ({ type: 'epoch', epoch: n, epochs: 3, progress: (n / 3) * 100, losses: { box_loss: 1, loss: 2 }, learningRate: 0.01, metrics: { 'mAP50-95': 0.1 * n, loss: 5 }, isBest: true, epochTimeSeconds: 1 });
-const done: RunEvent = { type: 'done', status: 'succeeded', bestEpoch: 2, primaryMetricName: 'mAP50-95', bestMetricValue: 0.2, checkpointUri: 's3://b/k', totalTimeSeconds: 3, finalMetrics: { best_epoch: 2 }, errorMessage: null, exitCode: 0 };
+const epoch = (n: number): RunEvent => ({
+  type: 'epoch',
+  epoch: n,
+  epochs: 3,
+  progress: (n / 3) * 100,
+  losses: { box_loss: 1, loss: 2 },
+  learningRate: 0.01,
+  metrics: { 'mAP50-95': 0.1 * n, loss: 5 },
+  isBest: true,
+  epochTimeSeconds: 1,
+});
+const done: RunEvent = {
+  type: 'done',
+  status: 'succeeded',
+  bestEpoch: 2,
+  primaryMetricName: 'mAP50-95',
+  bestMetricValue: 0.2,
+  checkpointUri: 's3://b/k',
+  totalTimeSeconds: 3,
+  finalMetrics: { best_epoch: 2 },
+  errorMessage: null,
+  exitCode: 0,
+};
 
 describe('RunStream', () => {
   it('delivers to subscribers in order and to an iterator until done', async () => {
@@ -102,7 +123,8 @@ describe('trainingReporter', () => {
   it('sends batch progress at most once per interval', () => {
     const client = fakeClient();
     const report = trainingReporter(client as unknown as CallbackClient, 'object_detection', { batchIntervalMs: 60_000 });
-    for (let b = 1; b <= 10; b++) report({ type: 'batch', epoch: 1, epochs: 2, batch: b, batches: 10, losses: { loss: 1 }, elapsedSeconds: b, etaSeconds: 20 - b });
+    for (let b = 1; b <= 10; b++)
+      report({ type: 'batch', epoch: 1, epochs: 2, batch: b, batches: 10, losses: { loss: 1 }, elapsedSeconds: b, etaSeconds: 20 - b });
     expect(client.heartbeat).toHaveBeenCalledTimes(1);
     expect(client.heartbeat.mock.calls[0]![0]).toMatchObject({ epoch: 1, batch: 1, total_batches: 10, eta_seconds: 19, progress: 5 });
   });
@@ -111,9 +133,19 @@ describe('trainingReporter', () => {
     const client = fakeClient();
     const report = trainingReporter(client as unknown as CallbackClient, 'object_detection');
     report({ type: 'checkpoint', epoch: 5, uri: 's3://b/checkpoints/job-1/epoch-5.pt', isBest: false, reason: 'periodic', metrics: {} });
-    expect(client.event).toHaveBeenCalledWith(expect.objectContaining({ event_type: 'checkpoint_saved', data: expect.objectContaining({ checkpoint_path: 's3://b/checkpoints/job-1/epoch-5.pt', epoch: 5 }) }));
+    expect(client.event).toHaveBeenCalledWith(
+      expect.objectContaining({
+        event_type: 'checkpoint_saved',
+        data: expect.objectContaining({ checkpoint_path: 's3://b/checkpoints/job-1/epoch-5.pt', epoch: 5 }),
+      }),
+    );
     await report(done);
-    expect(client.trainingDone).toHaveBeenCalledWith({ status: 'succeeded', final_metrics: { best_epoch: 2 }, checkpoint_path: 's3://b/k', error_message: null });
+    expect(client.trainingDone).toHaveBeenCalledWith({
+      status: 'succeeded',
+      final_metrics: { best_epoch: 2 },
+      checkpoint_path: 's3://b/k',
+      error_message: null,
+    });
   });
 });
 
@@ -121,7 +153,9 @@ describe('redaction and logging', () => {
   it('masks registered secrets, presigned signatures, bearer tokens and API keys', () => {
     clearSecrets();
     registerSecret('my-storage-secret');
-    const text = redact('key my-storage-secret at https://h/w.pt?X-Amz-Credential=AKIA/x&X-Amz-Signature=abc123 with Bearer eyJhbGciOi.xyz and sk-abcdefghijkl');
+    const text = redact(
+      'key my-storage-secret at https://h/w.pt?X-Amz-Credential=AKIA/x&X-Amz-Signature=abc123 with Bearer eyJhbGciOi.xyz and sk-abcdefghijkl',
+    );
     expect(text).not.toMatch(/my-storage-secret|abc123|eyJhbGciOi|sk-abcdefghijkl|AKIA/);
     expect(describeUrl('https://h.example/w.pt?X-Amz-Signature=abc')).toBe('https://h.example/w.pt?…');
     clearSecrets();

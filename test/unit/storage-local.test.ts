@@ -48,7 +48,11 @@ describe('local storage', () => {
       { key: 'checkpoints/job-1/a.pt', size: 22 },
       { key: 'checkpoints/job-1/b.pt', size: 22 },
     ]);
-    expect((await storage.list('checkpoints/job-1')).map((o) => o.key)).toEqual(['checkpoints/job-1/a.pt', 'checkpoints/job-1/b.pt', 'checkpoints/job-10/a.pt']);
+    expect((await storage.list('checkpoints/job-1')).map((o) => o.key)).toEqual([
+      'checkpoints/job-1/a.pt',
+      'checkpoints/job-1/b.pt',
+      'checkpoints/job-10/a.pt',
+    ]);
     expect((await storage.list('')).length).toBe(4);
     expect(await storage.list('nothing/here/')).toEqual([]);
   });
@@ -139,7 +143,9 @@ describe('downloadDataset (local storage)', () => {
 
   it('says when the snapshot is missing', async () => {
     await putObject('datasets/d4/annotations.json', annotations);
-    await expect(storage.downloadDataset('d4', join(work, 'dataset'), { snapshotId: 'missing' })).rejects.toThrow(/Snapshot "missing" of dataset "d4" not found/);
+    await expect(storage.downloadDataset('d4', join(work, 'dataset'), { snapshotId: 'missing' })).rejects.toThrow(
+      /Snapshot "missing" of dataset "d4" not found/,
+    );
   });
 
   it('leaves nothing behind when the zip is refused', async () => {

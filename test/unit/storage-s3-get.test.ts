@@ -16,13 +16,19 @@ describe('bucketLocation: the URL the SDK would use', () => {
   };
   it('AWS: virtual-hosted, path-style for names that cannot be a host, China regions', () => {
     expect(at({ endpoint: undefined, region: 'eu-west-1', bucket: 'my-bucket', forcePathStyle: false })).toBe('https://my-bucket.s3.eu-west-1.amazonaws.com');
-    expect(at({ endpoint: undefined, region: 'us-east-1', bucket: 'my.dotted.bucket', forcePathStyle: false })).toBe('https://s3.us-east-1.amazonaws.com/my.dotted.bucket');
+    expect(at({ endpoint: undefined, region: 'us-east-1', bucket: 'my.dotted.bucket', forcePathStyle: false })).toBe(
+      'https://s3.us-east-1.amazonaws.com/my.dotted.bucket',
+    );
     expect(at({ endpoint: undefined, region: 'cn-north-1', bucket: 'b-1', forcePathStyle: false })).toBe('https://b-1.s3.cn-north-1.amazonaws.com.cn');
   });
   it('S3-compatible endpoints: path-style, keeping a path prefix and the port', () => {
     expect(at({ endpoint: 'http://127.0.0.1:8333', region: 'us-east-1', bucket: 'data', forcePathStyle: true })).toBe('http://127.0.0.1:8333/data');
-    expect(at({ endpoint: 'https://storage.example.com/s3/', region: 'auto', bucket: 'data', forcePathStyle: true })).toBe('https://storage.example.com/s3/data');
-    expect(at({ endpoint: 'https://acct.r2.cloudflarestorage.com', region: 'auto', bucket: 'data', forcePathStyle: false })).toBe('https://data.acct.r2.cloudflarestorage.com');
+    expect(at({ endpoint: 'https://storage.example.com/s3/', region: 'auto', bucket: 'data', forcePathStyle: true })).toBe(
+      'https://storage.example.com/s3/data',
+    );
+    expect(at({ endpoint: 'https://acct.r2.cloudflarestorage.com', region: 'auto', bucket: 'data', forcePathStyle: false })).toBe(
+      'https://data.acct.r2.cloudflarestorage.com',
+    );
   });
   it('encodes key segments as S3 canonicalises them', () => {
     expect(encodeSegment("a b(1)!'*+~é")).toBe('a%20b%281%29%21%27%2A%2B~%C3%A9');
@@ -34,7 +40,8 @@ describe('S3Getter against a scripted server', () => {
   let endpoint: string;
   let requests: IncomingMessage[];
   let answer: (req: IncomingMessage, res: ServerResponse, index: number) => void;
-  const getter = (maxAttempts = 3) => new S3Getter({ endpoint, region: 'us-east-1', bucket: 'data', forcePathStyle: true, accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', maxAttempts });
+  const getter = (maxAttempts = 3) =>
+    new S3Getter({ endpoint, region: 'us-east-1', bucket: 'data', forcePathStyle: true, accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', maxAttempts });
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -69,7 +76,9 @@ describe('S3Getter against a scripted server', () => {
     expect(req?.headers.range).toBe('bytes=10-12');
     expect(req?.headers['if-match']).toBe('"v1"');
     expect(req?.headers['x-amz-content-sha256']).toBe('UNSIGNED-PAYLOAD');
-    expect(req?.headers.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/s3\/aws4_request, SignedHeaders=[^,]*if-match;[^,]*range;[^,]*, Signature=[0-9a-f]{64}$/);
+    expect(req?.headers.authorization).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/s3\/aws4_request, SignedHeaders=[^,]*if-match;[^,]*range;[^,]*, Signature=[0-9a-f]{64}$/,
+    );
   });
 
   it('retries 503 and SlowDown with backoff, not 404 or 403', async () => {
@@ -79,25 +88,37 @@ describe('S3Getter against a scripted server', () => {
 
     requests = [];
     answer = (_req, res) => xmlError(res, 404, 'NoSuchKey');
-    const missing = await getter().get('k').catch((e: unknown) => e);
+    const missing = await getter()
+      .get('k')
+      .catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(S3ServiceException);
     expect(missing).toMatchObject({ name: 'NoSuchKey', message: 'scripted NoSuchKey', $metadata: { httpStatusCode: 404 } });
     expect(requests).toHaveLength(1);
 
     requests = [];
     answer = (_req, res) => xmlError(res, 403, 'SignatureDoesNotMatch');
-    expect(await getter().get('k').catch((e: unknown) => e)).toMatchObject({ name: 'SignatureDoesNotMatch', $metadata: { httpStatusCode: 403 } });
+    expect(
+      await getter()
+        .get('k')
+        .catch((e: unknown) => e),
+    ).toMatchObject({ name: 'SignatureDoesNotMatch', $metadata: { httpStatusCode: 403 } });
     expect(requests).toHaveLength(1);
   });
 
   it('gives up after maxAttempts, and names a server that ignores Range instead of using its bytes', async () => {
     answer = (_req, res) => xmlError(res, 500, 'InternalError');
-    expect(await getter(2).get('k').catch((e: unknown) => e)).toMatchObject({ name: 'InternalError' });
+    expect(
+      await getter(2)
+        .get('k')
+        .catch((e: unknown) => e),
+    ).toMatchObject({ name: 'InternalError' });
     expect(requests).toHaveLength(2);
 
     requests = [];
     answer = (_req, res) => res.end('0123456789');
-    const ignored = await getter().get('k', { range: { start: 4, end: 8 } }).catch((e: unknown) => e);
+    const ignored = await getter()
+      .get('k', { range: { start: 4, end: 8 } })
+      .catch((e: unknown) => e);
     expect(ignored).toMatchObject({ name: 'RangeNotHonoured' });
     expect((ignored as Error).message).toContain('asked for bytes 4-7, the server sent the whole object (HTTP 200)');
     // A range that is the whole object may come back as a plain 200.

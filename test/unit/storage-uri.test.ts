@@ -5,7 +5,13 @@ import { ConfigError, StorageError } from '../../src/errors.js';
 import { createStorage, parseStorageUri, resolveInside } from '../../src/storage/index.js';
 
 // Constructing an S3 storage opens no connection, so these run without a server.
-const s3 = createStorage({ type: 'minio', endpoint: 'http://127.0.0.1:9', accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'not-a-real-secret-1234', bucket: 'jobs' });
+const s3 = createStorage({
+  type: 'minio',
+  endpoint: 'http://127.0.0.1:9',
+  accessKeyId: 'AKIDEXAMPLE',
+  secretAccessKey: 'not-a-real-secret-1234',
+  bucket: 'jobs',
+});
 const root = resolve('/srv/vt-storage');
 const local = createStorage({ type: 'local', root, bucket: 'jobs' });
 

@@ -84,7 +84,13 @@ describe('extractZip refuses unsafe archives before writing anything', () => {
 
   it('more declared bytes than the limit, naming the entry that crossed it', async () => {
     const zipPath = join(work, 'big.zip');
-    await writeFile(zipPath, rawZip([{ name: 'small.txt', data: 'x'.repeat(60) }, { name: 'large.txt', data: 'y'.repeat(60) }]));
+    await writeFile(
+      zipPath,
+      rawZip([
+        { name: 'small.txt', data: 'x'.repeat(60) },
+        { name: 'large.txt', data: 'y'.repeat(60) },
+      ]),
+    );
     await expect(extractZip(zipPath, target, { maxTotalBytes: 100 })).rejects.toThrow(/more than 100 B uncompressed \(limit reached at entry "large.txt"\)/);
     expect(existsSync(target)).toBe(false);
   });
@@ -135,15 +141,21 @@ describe('extractZip refuses unsafe archives before writing anything', () => {
 
   it('a large entry that inflates past its declared size, caught while streaming', async () => {
     const data = pseudoImageBytes(6 * 1024 * 1024, 3); // compresses to more than the 4 MiB inflated in one call
-    const err = await refusal([{ name: 'first.txt', data: 'fine' }, { name: 'big.bin', data, deflate: true, declaredSize: 1024 * 1024 }]);
+    const err = await refusal([
+      { name: 'first.txt', data: 'fine' },
+      { name: 'big.bin', data, deflate: true, declaredSize: 1024 * 1024 },
+    ]);
     expect(err.message).toContain('"big.bin" inflates to more than the 1048576 bytes it declares (zip bomb)');
     expect(await filesWritten()).toEqual([]);
   });
 
-  it('an entry whose CRC-32 does not match; into an existing folder, only the archive\'s own files are removed', async () => {
+  it("an entry whose CRC-32 does not match; into an existing folder, only the archive's own files are removed", async () => {
     await mkdir(target, { recursive: true });
     await writeFile(join(target, 'mine.txt'), 'was here before');
-    const err = await refusal([{ name: 'b.txt', data: 'fine' }, { name: 'a.txt', data: 'hello', crc: 12345 }]);
+    const err = await refusal([
+      { name: 'b.txt', data: 'fine' },
+      { name: 'a.txt', data: 'hello', crc: 12345 },
+    ]);
     expect(err.message).toContain('"a.txt" fails its CRC-32 check');
     expect(await filesWritten()).toEqual([join(target, 'mine.txt')]);
   });
@@ -159,11 +171,14 @@ describe('extractZip and createZip', () => {
   it('extract data descriptors (streaming zippers), stored and deflated entries, and zip64 archives', async () => {
     const described = join(work, 'described.zip');
     const binary = pseudoImageBytes(50_000, 1);
-    await writeFile(described, rawZip([
-      { name: 'annotations.json', data: '{"images":[]}', dataDescriptor: true, deflate: true },
-      { name: 'images/a.bin', data: binary, dataDescriptor: true },
-      { name: 'images/b.bin', data: binary, deflate: true },
-    ]));
+    await writeFile(
+      described,
+      rawZip([
+        { name: 'annotations.json', data: '{"images":[]}', dataDescriptor: true, deflate: true },
+        { name: 'images/a.bin', data: binary, dataDescriptor: true },
+        { name: 'images/b.bin', data: binary, deflate: true },
+      ]),
+    );
     expect(await extractZip(described, join(target, 'one'))).toEqual({ files: 3, bytes: 13 + 2 * binary.length });
     expect(await readFile(join(target, 'one', 'images', 'a.bin'))).toEqual(binary);
     expect(await readFile(join(target, 'one', 'images', 'b.bin'))).toEqual(binary);
@@ -179,7 +194,11 @@ describe('extractZip and createZip', () => {
   });
 
   it('stream many entries in parallel runs, large ones inflated as they arrive, whatever the chunk sizes', async () => {
-    const entries: RawEntry[] = Array.from({ length: 60 }, (_, i) => ({ name: `images/${i}.bin`, data: pseudoImageBytes(90_000 + i, i + 1), deflate: i % 3 !== 0 }));
+    const entries: RawEntry[] = Array.from({ length: 60 }, (_, i) => ({
+      name: `images/${i}.bin`,
+      data: pseudoImageBytes(90_000 + i, i + 1),
+      deflate: i % 3 !== 0,
+    }));
     entries.push({ name: 'images/large.bin', data: pseudoImageBytes(5 * 1024 * 1024, 99), deflate: true });
     entries.push({ name: 'images/large-stored.bin', data: pseudoImageBytes(4.5 * 1024 * 1024, 98) });
     const zipPath = join(work, 'many.zip');
@@ -223,7 +242,14 @@ describe('extractZip and createZip', () => {
     expect(await readFile(join(target, 'one', 'meta', 'info.json'), 'utf8')).toBe('{"a":1}');
 
     const rawPath = join(work, 'raw.zip');
-    await writeFile(rawPath, rawZip([{ name: './', data: '', mode: 0o040755 }, { name: 'images/', data: '', mode: 0o040755 }, { name: './images/b.txt', data: 'b' }]));
+    await writeFile(
+      rawPath,
+      rawZip([
+        { name: './', data: '', mode: 0o040755 },
+        { name: 'images/', data: '', mode: 0o040755 },
+        { name: './images/b.txt', data: 'b' },
+      ]),
+    );
     expect(await extractZip(rawPath, join(target, 'two'))).toEqual({ files: 1, bytes: 1 });
     expect(await readFile(join(target, 'two', 'images', 'b.txt'), 'utf8')).toBe('b');
   });

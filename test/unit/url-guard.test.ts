@@ -59,9 +59,12 @@ describe('classifyAddress', () => {
     expect(classifyAddress(ip).kind).toBe('private');
   });
 
-  it.each(['8.8.8.8', '1.1.1.1', '93.184.216.34', '172.32.0.1', '100.128.0.1', '11.0.0.1', '2606:4700::1111', '2a00:1450:4001::1', '::ffff:8.8.8.8'])('%s is public', (ip) => {
-    expect(classifyAddress(ip).kind).toBe('public');
-  });
+  it.each(['8.8.8.8', '1.1.1.1', '93.184.216.34', '172.32.0.1', '100.128.0.1', '11.0.0.1', '2606:4700::1111', '2a00:1450:4001::1', '::ffff:8.8.8.8'])(
+    '%s is public',
+    (ip) => {
+      expect(classifyAddress(ip).kind).toBe('public');
+    },
+  );
 
   it('says what a refused address is', () => {
     expect(classifyAddress('169.254.169.254').range).toBe('link-local / cloud metadata');
@@ -85,8 +88,12 @@ describe('refusal and checkUrl', () => {
 
   it('refuses link-local/metadata addresses even when allow-listed', () => {
     const policy = urlPolicy(['169.254.169.254', '169.254.0.0/16', 'metadata.google.internal']);
-    expect(refusal(policy, '169.254.169.254', '169.254.169.254')?.message).toMatch(/is a link-local \/ cloud metadata address: URLs from the job's configuration never reach it/);
-    expect(refusal(policy, 'metadata.google.internal', '169.254.169.254')?.message).toMatch(/^metadata\.google\.internal \(169\.254\.169\.254\) is a link-local/);
+    expect(refusal(policy, '169.254.169.254', '169.254.169.254')?.message).toMatch(
+      /is a link-local \/ cloud metadata address: URLs from the job's configuration never reach it/,
+    );
+    expect(refusal(policy, 'metadata.google.internal', '169.254.169.254')?.message).toMatch(
+      /^metadata\.google\.internal \(169\.254\.169\.254\) is a link-local/,
+    );
   });
 
   it('refuses private addresses unless the host name, address or range is allowed', () => {
@@ -129,7 +136,16 @@ describe('refusal and checkUrl', () => {
       expect(refused(url, urlPolicy(['169.254.0.0/16', 'fe80::/10']))).toMatch(/metadata|link-local/);
     }
     // The URL parser normalises decimal, hex and octal IPv4 spellings before we judge them.
-    for (const url of ['http://127.0.0.1/', 'http://2130706433/', 'http://0x7f.1/', 'http://0177.0.0.1/', 'http://[::1]/', 'http://0.0.0.0/', 'http://10.0.0.1:8080/x', 'http://[::ffff:7f00:1]/']) {
+    for (const url of [
+      'http://127.0.0.1/',
+      'http://2130706433/',
+      'http://0x7f.1/',
+      'http://0177.0.0.1/',
+      'http://[::1]/',
+      'http://0.0.0.0/',
+      'http://10.0.0.1:8080/x',
+      'http://[::ffff:7f00:1]/',
+    ]) {
       expect(refused(url), url).toMatch(/address, and .* is not in ALLOWED_PRIVATE_HOSTS/);
     }
     expect(refused('http://127.0.0.1/', urlPolicy(['127.0.0.1']))).toBeUndefined();
@@ -186,8 +202,11 @@ describe('guardedAgent: the address actually connected to', () => {
     const before = hits;
     // A resolver that answers a public-looking name with loopback, unchecked: the guard still
     // sees the socket's peer address before anything is sent.
-    const rebinding = (_host: string, options: object, callback: (err: null, address: string | Array<{ address: string; family: number }>, family?: number) => void) =>
-      (options as { all?: boolean }).all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4);
+    const rebinding = (
+      _host: string,
+      options: object,
+      callback: (err: null, address: string | Array<{ address: string; family: number }>, family?: number) => void,
+    ) => ((options as { all?: boolean }).all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4));
     const refused = await get(`http://weights.example.com:${port}/`, guardedAgent(urlPolicy([]), { unguardedLookup: rebinding }));
     expect(refused.refused?.message).toBe('weights.example.com (127.0.0.1) is a loopback address, and weights.example.com is not in ALLOWED_PRIVATE_HOSTS');
     expect(hits).toBe(before);

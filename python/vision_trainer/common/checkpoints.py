@@ -57,6 +57,7 @@ maps a normalised float batch [B, 3, image_size, image_size] to logits [B, num_c
 every framework and task (transformers models are wrapped so they return the logits tensor; the
 wrapped model is `model.hf_model`).
 """
+
 from __future__ import annotations
 
 import json
@@ -84,8 +85,9 @@ class CheckpointError(ValueError):
     """A file that is not a usable vision-trainer checkpoint (the message says why)."""
 
 
-def save_checkpoint(path: str | os.PathLike, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor], *,
-                    training_state: dict[str, Any] | None = None) -> str:
+def save_checkpoint(
+    path: str | os.PathLike, metadata: dict[str, Any], state_dict: dict[str, torch.Tensor], *, training_state: dict[str, Any] | None = None
+) -> str:
     """Writes one checkpoint atomically (a reader never sees half a file) and returns its path."""
     missing = [k for k in REQUIRED_METADATA if metadata.get(k) is None]
     if missing:
@@ -219,8 +221,11 @@ def load_for_resume(path: str | os.PathLike, *, framework: str, model_name: str,
     if ckpt.get("image_size") != image_size:
         problems.append(f"IMAGE_SIZE={ckpt.get('image_size')} (this job: {image_size})")
     if problems:
-        raise ValueError("RESUME_CHECKPOINT_PATH belongs to another training setup: it has " + "; ".join(problems)
-                         + ". Resume with the same MODEL_NAME, TASK_TYPE, IMAGE_SIZE and dataset classes, or start without RESUME_CHECKPOINT_PATH.")
+        raise ValueError(
+            "RESUME_CHECKPOINT_PATH belongs to another training setup: it has "
+            + "; ".join(problems)
+            + ". Resume with the same MODEL_NAME, TASK_TYPE, IMAGE_SIZE and dataset classes, or start without RESUME_CHECKPOINT_PATH."
+        )
     if not ckpt.get("training_state"):
         raise ValueError("RESUME_CHECKPOINT_PATH has no optimizer state (it is an inference-only checkpoint); resume from an epoch-N.pt checkpoint")
     return ckpt
@@ -248,8 +253,13 @@ def _load_strict(model: nn.Module, state_dict: dict[str, torch.Tensor], what: st
 def _build_timm(ckpt: dict[str, Any]) -> nn.Module:
     import timm
 
-    model = timm.create_model(ckpt["architecture"], pretrained=False, num_classes=int(ckpt["num_classes"]),
-                              in_chans=int(ckpt.get("input_channels", 3)), **(ckpt.get("model_kwargs") or {}))
+    model = timm.create_model(
+        ckpt["architecture"],
+        pretrained=False,
+        num_classes=int(ckpt["num_classes"]),
+        in_chans=int(ckpt.get("input_channels", 3)),
+        **(ckpt.get("model_kwargs") or {}),
+    )
     _load_strict(model, ckpt["state_dict"], f"timm {ckpt['architecture']}")
     return model
 
@@ -268,7 +278,9 @@ def _build_huggingface(ckpt: dict[str, Any]) -> nn.Module:
     hf_model.eval()
     interpolate = bool(ckpt.get("interpolate_pos_encoding", False))
     if ckpt["task_type"] == "zero_shot_classification":
-        return ZeroShotLogits(hf_model, torch.tensor(ckpt["prompt_input_ids"]), torch.tensor(ckpt["prompt_attention_mask"]), interpolate_pos_encoding=interpolate)
+        return ZeroShotLogits(
+            hf_model, torch.tensor(ckpt["prompt_input_ids"]), torch.tensor(ckpt["prompt_attention_mask"]), interpolate_pos_encoding=interpolate
+        )
     return ImageClassifierLogits(hf_model, interpolate_pos_encoding=interpolate)
 
 

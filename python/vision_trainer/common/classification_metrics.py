@@ -4,6 +4,7 @@ Shared by the timm and transformers trainers (and usable by test runs): accuracy
 metric), top-5 accuracy when there are at least 5 classes, macro precision/recall/f1 over the
 classes present in the split, per-class rows and the confusion matrix (rows = true class).
 """
+
 from __future__ import annotations
 
 import warnings

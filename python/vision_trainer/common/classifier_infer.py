@@ -6,6 +6,7 @@ mean/std); prediction prepares them the same way, at the checkpoint's image size
 frameworks' adapters open sessions here; the model info names the checkpoint's framework, which
 the adapter checks against its own.
 """
+
 from __future__ import annotations
 
 import math
@@ -109,7 +110,12 @@ class ClassifierBackend:
         ranked = np.argsort(-result.probabilities, kind="stable")[: min(5, len(self.names))]
         lines = [(f"{self.names[int(c)]} {result.probabilities[int(c)]:.2f}", LABEL_COLOR) for c in ranked]
         if ground_truth is not None and evaluation is not None:
-            lines.append((f"true: {self.names.get(int(ground_truth['class']), ground_truth['class'])} ({'correct' if evaluation['correct'] else 'wrong'})", LABEL_COLOR if evaluation["correct"] else WRONG_COLOR))
+            lines.append(
+                (
+                    f"true: {self.names.get(int(ground_truth['class']), ground_truth['class'])} ({'correct' if evaluation['correct'] else 'wrong'})",
+                    LABEL_COLOR if evaluation["correct"] else WRONG_COLOR,
+                )
+            )
         size = max(10, image.height // 14)
         font = ImageFont.load_default(size=size)
         draw = ImageDraw.Draw(image)
@@ -163,7 +169,11 @@ class ClassifierBackend:
 
         def keep(name):
             def hook(module, inputs, output):
-                if isinstance(output, torch.Tensor) and output.requires_grad and (_is_grid(tuple(output.shape)) or (output.dim() == 3 and _token_grid(output.shape[1]) is not None)):
+                if (
+                    isinstance(output, torch.Tensor)
+                    and output.requires_grad
+                    and (_is_grid(tuple(output.shape)) or (output.dim() == 3 and _token_grid(output.shape[1]) is not None))
+                ):
                     output.retain_grad()
                     outputs.append((name, output))
 

@@ -4,6 +4,7 @@
 dynamic int8, static int8/int16 (calibrated) or float16 variant of a finalized model. Both are
 called from TypeScript (src/jobs/export/) after the framework's own exporter has written the file.
 """
+
 from __future__ import annotations
 
 import os
@@ -180,7 +181,10 @@ def quantize(params: QuantizeParams) -> QuantizeAnswer:
             op_types_to_quantize=["Conv", "MatMul", "Gemm"],
             extra_options={"ActivationSymmetric": dtype == "int16"},
         )
-        return {"method": f"onnxruntime quantize_static (QDQ, {weight.name} weights, {activation.name} activations, MinMax on {len(files)} images)", "output": output}
+        return {
+            "method": f"onnxruntime quantize_static (QDQ, {weight.name} weights, {activation.name} activations, MinMax on {len(files)} images)",
+            "output": output,
+        }
     finally:
         if os.path.exists(prepared):
             os.unlink(prepared)

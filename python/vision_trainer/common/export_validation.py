@@ -6,6 +6,7 @@ writes the float32 tensor to a file, and asks Python to run the models that only
 wrapper backends). Outputs go back as float32 files. Python also scores both models'
 predictions against the ground truth with pycocotools (COCO mAP50-95) or top-1 accuracy.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -102,8 +103,10 @@ def model_io(params: ModelIoParams) -> ModelIo:
     (TorchScript files carry no static output shapes)."""
     shape = params["shape"]
     outputs = _models[params["handle"]](np.zeros(shape, dtype=np.float32))
-    return {"inputs": [{"name": "images", "shape": shape, "dtype": "float32"}],
-            "outputs": [{"name": f"output{i}", "shape": [int(d) for d in o.shape], "dtype": str(o.dtype)} for i, o in enumerate(outputs)]}
+    return {
+        "inputs": [{"name": "images", "shape": shape, "dtype": "float32"}],
+        "outputs": [{"name": f"output{i}", "shape": [int(d) for d in o.shape], "dtype": str(o.dtype)} for i, o in enumerate(outputs)],
+    }
 
 
 @entry
@@ -140,6 +143,7 @@ def decode_images(params: DecodeImagesParams) -> list[DecodedImage]:
 # Scoring
 # ---------------------------------------------------------------------------------------------
 
+
 def _coco_ground_truth(gt: dict, task: str) -> dict:
     images, annotations = [], []
     keypoint_count = int(gt.get("keypoint_count") or 0)
@@ -147,8 +151,14 @@ def _coco_ground_truth(gt: dict, task: str) -> dict:
         images.append({"id": index + 1, "width": image["width"], "height": image["height"]})
         for obj in image.get("objects", []):
             x, y, w, h = obj["bbox"]
-            ann = {"id": len(annotations) + 1, "image_id": index + 1, "category_id": int(obj["class_id"]) + 1, "bbox": [x, y, w, h],
-                   "area": float(w * h), "iscrowd": 1 if obj.get("iscrowd") else 0}
+            ann = {
+                "id": len(annotations) + 1,
+                "image_id": index + 1,
+                "category_id": int(obj["class_id"]) + 1,
+                "bbox": [x, y, w, h],
+                "area": float(w * h),
+                "iscrowd": 1 if obj.get("iscrowd") else 0,
+            }
             if task == "instance_segmentation":
                 ann["segmentation"] = obj.get("segmentation") or [[x, y, x + w, y, x + w, y + h, x, y + h]]
                 ann["area"] = float(_polygon_area(ann["segmentation"]))
@@ -182,7 +192,12 @@ def _coco_results(predictions: list[list[dict]], images: list[dict], task: str) 
         h, w = images[index]["height"], images[index]["width"]
         for p in preds:
             x1, y1, x2, y2 = p["bbox"]
-            r: dict[str, Any] = {"image_id": index + 1, "category_id": int(p["class_id"]) + 1, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(p["confidence"])}
+            r: dict[str, Any] = {
+                "image_id": index + 1,
+                "category_id": int(p["class_id"]) + 1,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(p["confidence"]),
+            }
             if task == "instance_segmentation":
                 rle = mask_utils.frPyObjects(p["mask"], h, w)
                 r["segmentation"] = rle

@@ -14,6 +14,7 @@ is cut at CONFIDENCE_THRESHOLD.
 Inputs are plain lists (image coordinates in pixels, top-left origin, boxes as x1, y1, x2, y2) so the
 same evaluator serves every framework and the metric tests can feed it constructed cases.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -69,7 +70,9 @@ def resize_masks(masks: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.stack([(cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.uint8) for m in masks])
 
 
-def match_objects(gt_boxes: np.ndarray, gt_classes: np.ndarray, pred_boxes: np.ndarray, pred_conf: np.ndarray, pred_classes: np.ndarray, iou_threshold: float) -> dict:
+def match_objects(
+    gt_boxes: np.ndarray, gt_classes: np.ndarray, pred_boxes: np.ndarray, pred_conf: np.ndarray, pred_classes: np.ndarray, iou_threshold: float
+) -> dict:
     """Which reported prediction matched which ground-truth object in one image.
 
     The policy is ultralytics' ConfusionMatrix.process_batch: one-to-one, class-agnostic, greedy in
@@ -171,14 +174,16 @@ class DetectionEvaluator:
             preds["keypoints"] = torch.as_tensor(_as_array(predictions.get("keypoints"), (nk, 3))[order])
 
         tp = self.validator._process_batch(preds, batch)
-        self.metrics.update_stats({
-            **tp,
-            "target_cls": gt_cls,
-            "target_img": np.unique(gt_cls),
-            "conf": p_conf,
-            "pred_cls": p_cls,
-            "im_name": image_key,
-        })
+        self.metrics.update_stats(
+            {
+                **tp,
+                "target_cls": gt_cls,
+                "target_img": np.unique(gt_cls),
+                "conf": p_conf,
+                "pred_cls": p_cls,
+                "im_name": image_key,
+            }
+        )
         # Strictly above, as NMS and ConfusionMatrix.process_batch cut (`conf > threshold`).
         keep = p_conf > self.conf_threshold
         shown = {"cls": preds["cls"][keep], "conf": preds["conf"][keep], "bboxes": preds["bboxes"][keep]}
@@ -237,7 +242,15 @@ class ClassificationEvaluator:
         precision, recall, f1, support = precision_recall_fscore_support(self.true, self.pred, labels=labels, zero_division=np.nan)
         defined = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
         per_class = [
-            {"class_id": c, "class_name": self.names[c], "precision": defined(precision[i]), "recall": defined(recall[i]), "f1": defined(f1[i]), "ap": None, "support": int(support[i])}
+            {
+                "class_id": c,
+                "class_name": self.names[c],
+                "precision": defined(precision[i]),
+                "recall": defined(recall[i]),
+                "f1": defined(f1[i]),
+                "ap": None,
+                "support": int(support[i]),
+            }
             for i, c in enumerate(labels)
         ]
         # Macro averages over the classes present in the test set, skipping undefined values, as
@@ -258,4 +271,3 @@ class ClassificationEvaluator:
             "match_iou_threshold": None,
             "images_evaluated": len(self.true),
         }
-

@@ -11,6 +11,7 @@ TypeScript picks the framework; its backend (ultralytics/infer.py, common/classi
 shape: predict / describe / render / xai_*. Everything an image produces is a plain dict; images
 and heatmaps are written to the paths TypeScript names and uploaded from there.
 """
+
 from __future__ import annotations
 
 import logging

@@ -5,6 +5,7 @@ OpenVINO IR converted from the ONNX file by openvino. Driven from adapters/timm/
 Every exported model maps a normalised float batch [B, 3, H, W] to logits [B, num_classes]
 (zero-shot models: the class prompts are baked in), which the wrappers turn into top-k.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -67,7 +68,9 @@ def describe(params: CheckpointParams) -> TorchFacts:
 def _onnx(model, example, path: Path, opset: int) -> None:
     import torch
 
-    torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"], opset_version=opset, dynamo=False, do_constant_folding=True)
+    torch.onnx.export(
+        model, (example,), str(path), input_names=["images"], output_names=["logits"], opset_version=opset, dynamo=False, do_constant_folding=True
+    )
 
 
 @entry

@@ -1,5 +1,6 @@
 """What the loop-based trainers (timm, transformers) share about running torch: the device a
 DEVICE setting means, mixed precision, seeding, the training crop range and the job's log file."""
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ Per epoch the order is the one ultralytics uses: batches, validation, `checkpoin
 A "stop" answer to any event sets `stop_requested`; the trainer ends after the current batch,
 saves a checkpoint and sends `end`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,8 +20,16 @@ Relay = Callable[[str, dict], Any]
 
 
 class TrainerEvents:
-    def __init__(self, emit: Callable | None, *, primary_metric: str, epochs: int, best_metric: float | None = None,
-                 best_epoch: int | None = None, relay: Relay | None = None):
+    def __init__(
+        self,
+        emit: Callable | None,
+        *,
+        primary_metric: str,
+        epochs: int,
+        best_metric: float | None = None,
+        best_epoch: int | None = None,
+        relay: Relay | None = None,
+    ):
         self.emit = emit
         self.relay = relay
         self.primary = primary_metric
@@ -38,7 +47,16 @@ class TrainerEvents:
             self.stop_requested = True
 
     def start(self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str) -> None:
-        self._send("start", {"epochs": self.epochs, "start_epoch": int(start_epoch), "batches_per_epoch": int(batches_per_epoch), "device": str(device), "save_dir": str(save_dir)})
+        self._send(
+            "start",
+            {
+                "epochs": self.epochs,
+                "start_epoch": int(start_epoch),
+                "batches_per_epoch": int(batches_per_epoch),
+                "device": str(device),
+                "save_dir": str(save_dir),
+            },
+        )
 
     def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
         self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})
@@ -56,23 +74,36 @@ class TrainerEvents:
         self.saved_epoch = int(epoch)
         self._send("checkpoint", {"epoch": int(epoch), "last_path": str(last_path), "best_path": best_path, "is_best": bool(is_best)})
 
-    def epoch(self, *, epoch: int, losses: dict[str, float | None], learning_rate: float | None, validation: dict[str, Any] | None,
-              is_best: bool, epoch_time_seconds: float | None, metrics: dict[str, Any] | None = None, fitness: float | None = None) -> None:
+    def epoch(
+        self,
+        *,
+        epoch: int,
+        losses: dict[str, float | None],
+        learning_rate: float | None,
+        validation: dict[str, Any] | None,
+        is_best: bool,
+        epoch_time_seconds: float | None,
+        metrics: dict[str, Any] | None = None,
+        fitness: float | None = None,
+    ) -> None:
         """`metrics` defaults to the validation's; `fitness` to the primary metric's value (ultralytics
         passes its own weighted fitness)."""
         if metrics is None:
             metrics = dict(validation["metrics"]) if validation else {}
-        self._send("epoch", {
-            "epoch": int(epoch),
-            "epochs": self.epochs,
-            "losses": losses,
-            "learning_rate": learning_rate,
-            "metrics": metrics,
-            "validation": validation,
-            "fitness": fitness if fitness is not None else metrics.get(self.primary),
-            "is_best": bool(is_best),
-            "epoch_time_seconds": epoch_time_seconds,
-        })
+        self._send(
+            "epoch",
+            {
+                "epoch": int(epoch),
+                "epochs": self.epochs,
+                "losses": losses,
+                "learning_rate": learning_rate,
+                "metrics": metrics,
+                "validation": validation,
+                "fitness": fitness if fitness is not None else metrics.get(self.primary),
+                "is_best": bool(is_best),
+                "epoch_time_seconds": epoch_time_seconds,
+            },
+        )
 
     def validation(self, details: dict[str, Any], *, num_images: int, seconds: float) -> dict[str, Any]:
         """The `validation` member of an epoch event from classification_metrics' output."""

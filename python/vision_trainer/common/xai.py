@@ -9,6 +9,7 @@ Target layers are named by path (`model.22`, `layer4`, `blocks.-1.norm1`) and re
 `named_children()` only, one dotted part at a time: a path is data, never code. (The design's
 sketch ran `eval(f"self.model.{layer_name}")`, which executes whatever a job author writes.)
 """
+
 from __future__ import annotations
 
 import re

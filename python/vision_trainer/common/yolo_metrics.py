@@ -39,7 +39,7 @@ def standard_metrics(raw: dict, task: str) -> dict:
                 continue
             if name.endswith(")") and "(" in name:
                 base, suffix = name[:-1].split("(")
-                out[base if suffix == primary_suffix else f"{ {'B': 'box', 'M': 'mask', 'P': 'pose'}.get(suffix, suffix)}_{base}"] = value
+                out[base if suffix == primary_suffix else f"{ {'B': 'box', 'M': 'mask', 'P': 'pose'}.get(suffix, suffix) }_{base}"] = value
             else:
                 out[name] = value
         elif key.startswith("val/"):
@@ -90,7 +90,9 @@ def classification_details(validator, names: dict) -> dict:
         precision = tp / predicted if predicted else None
         recall = tp / actual if actual else None
         f1 = 2 * precision * recall / (precision + recall) if precision and recall else (0.0 if actual else None)
-        per_class.append({"class_id": int(class_id), "class_name": str(class_name), "precision": precision, "recall": recall, "f1": f1, "ap": None, "support": int(actual)})
+        per_class.append(
+            {"class_id": int(class_id), "class_name": str(class_name), "precision": precision, "recall": recall, "f1": f1, "ap": None, "support": int(actual)}
+        )
     return {"per_class_metrics": per_class, "confusion_matrix": matrix.astype(int).tolist()}
 
 

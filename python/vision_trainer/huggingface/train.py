@@ -22,6 +22,7 @@ deep-merged into that configuration, and with a "model_type" key selects any oth
 architecture (e.g. {"model_type": "deit", "hidden_size": 192, ...}). The image size is
 always IMAGE_SIZE. A CLIP built from config gets a byte-level tokenizer made in code.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,6 +75,7 @@ NORMALISATION = {"vit-base-patch16-224": IMAGENET_STANDARD, "dino-vits16": IMAGE
 # Configurations and weights
 # --------------------------------------------------------------------------------------------
 
+
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overrides.items():
@@ -90,8 +92,10 @@ def scratch_config(model_name: str, overrides: dict[str, Any] | None, image_size
     bare = model_name.split("/")[-1]
     if model_type is None:
         if bare not in SCRATCH_CONFIGS:
-            raise ValueError(f"MODEL_NAME={model_name} cannot be built without weights: this version builds {', '.join(SCRATCH_CONFIGS)} from their configurations. "
-                             'Give PRETRAINED_WEIGHT_URL (a zip of a save_pretrained folder), or HF_CONFIG_OVERRIDES with a "model_type" (e.g. {"model_type": "deit"})')
+            raise ValueError(
+                f"MODEL_NAME={model_name} cannot be built without weights: this version builds {', '.join(SCRATCH_CONFIGS)} from their configurations. "
+                'Give PRETRAINED_WEIGHT_URL (a zip of a save_pretrained folder), or HF_CONFIG_OVERRIDES with a "model_type" (e.g. {"model_type": "deit"})'
+            )
         model_type, published = SCRATCH_CONFIGS[bare]
         base = CONFIG_MAPPING[model_type](**published)
     else:
@@ -147,6 +151,7 @@ def offline_clip_tokenizer():
 # Data
 # --------------------------------------------------------------------------------------------
 
+
 class ManifestDataset(torch.utils.data.Dataset):
     """One split of writeHuggingFaceManifest's output: {"image": path, "label": i} per line."""
 
@@ -180,6 +185,7 @@ def _transforms(image_size: int, mean, std, interpolation: str):
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
+
 
 class _RunningMean:
     def __init__(self):
@@ -246,19 +252,24 @@ class _HfRun:
             if folder is not None:
                 try:
                     # trust_remote_code=False: a config.json naming its own model code is refused, not run.
-                    self.model = AutoModelForImageClassification.from_pretrained(folder, num_labels=num_labels, id2label=id2label, label2id=label2id,
-                                                                                 ignore_mismatched_sizes=True, trust_remote_code=False)
+                    self.model = AutoModelForImageClassification.from_pretrained(
+                        folder, num_labels=num_labels, id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True, trust_remote_code=False
+                    )
                 except UnsafeArtifactError:
                     raise
                 except (ValueError, OSError, KeyError) as exc:
-                    raise ValueError(f"PRETRAINED_WEIGHT_URL does not hold an image classifier transformers can load: {type(exc).__name__}: {str(exc)[:400]}") from exc
+                    raise ValueError(
+                        f"PRETRAINED_WEIGHT_URL does not hold an image classifier transformers can load: {type(exc).__name__}: {str(exc)[:400]}"
+                    ) from exc
             else:
                 config = scratch_config(self.model_name, params.get("config_overrides"), self.image_size)
                 config.num_labels, config.id2label, config.label2id = num_labels, id2label, label2id
                 try:
                     self.model = AutoModelForImageClassification.from_config(config)
                 except ValueError as exc:
-                    raise ValueError(f"{config.model_type} models are not image classifiers (AutoModelForImageClassification has no class for them): {exc}") from exc
+                    raise ValueError(
+                        f"{config.model_type} models are not image classifiers (AutoModelForImageClassification has no class for them): {exc}"
+                    ) from exc
         else:
             if folder is not None:
                 try:
@@ -267,7 +278,9 @@ class _HfRun:
                 except UnsafeArtifactError:
                     raise
                 except (ValueError, OSError, KeyError) as exc:
-                    raise ValueError(f"PRETRAINED_WEIGHT_URL does not hold a CLIP model and tokenizer transformers can load: {type(exc).__name__}: {str(exc)[:400]}") from exc
+                    raise ValueError(
+                        f"PRETRAINED_WEIGHT_URL does not hold a CLIP model and tokenizer transformers can load: {type(exc).__name__}: {str(exc)[:400]}"
+                    ) from exc
             else:
                 config = scratch_config(self.model_name, params.get("config_overrides"), self.image_size)
                 tokenizer = offline_clip_tokenizer()
@@ -280,7 +293,9 @@ class _HfRun:
             if not all(hasattr(self.model, a) for a in ("get_image_features", "get_text_features", "logit_scale")):
                 raise ValueError(f"zero_shot_classification needs a CLIP-style model with image and text towers; {type(self.model).__name__} is not one")
             max_length = getattr(getattr(self.model.config, "text_config", None), "max_position_embeddings", 77)
-            encoded = tokenizer([PROMPT_TEMPLATE.format(c) for c in self.class_names], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            encoded = tokenizer(
+                [PROMPT_TEMPLATE.format(c) for c in self.class_names], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             self.prompts = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
             self.tokenizer_json = tokenizer.backend_tokenizer.to_str()
 
@@ -296,8 +311,9 @@ class _HfRun:
     def _resume(self, path: str) -> None:
         """Everything about the model comes from the checkpoint (its config, normalisation,
         prompts), so a resumed run continues exactly the model it stopped."""
-        ckpt = load_for_resume(path, framework="huggingface", model_name=self.model_name, class_names=self.class_names, task_type=self.task,
-                               image_size=self.image_size)
+        ckpt = load_for_resume(
+            path, framework="huggingface", model_name=self.model_name, class_names=self.class_names, task_type=self.task, image_size=self.image_size
+        )
         self.model = hf_model_from_checkpoint(ckpt)
         self.start_epoch = int(ckpt["epoch"])
         if self.start_epoch >= self.epochs:
@@ -368,7 +384,9 @@ class _HfRun:
 
     def save(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], is_best: bool, optimizer) -> None:
         state = {"optimizer": optimizer.state_dict()}
-        self.checkpoints.save(self.metadata(epoch=epoch, epoch_complete=epoch_complete, metrics=metrics), self.model.state_dict(), is_best=is_best, training_state=state)
+        self.checkpoints.save(
+            self.metadata(epoch=epoch, epoch_complete=epoch_complete, metrics=metrics), self.model.state_dict(), is_best=is_best, training_state=state
+        )
 
     # ---- training ----
 
@@ -426,8 +444,14 @@ class _HfRun:
                 return (loss, {"logits": logits}) if return_outputs else loss
 
         args = self.training_arguments()
-        trainer = ReportingTrainer(model=self.model, args=args, train_dataset=self.train_set, eval_dataset=self.val_set,
-                                   data_collator=self.collate, compute_metrics=self.compute_metrics)
+        trainer = ReportingTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=self.train_set,
+            eval_dataset=self.val_set,
+            data_collator=self.collate,
+            compute_metrics=self.compute_metrics,
+        )
         # The schedule spans the whole job (all EPOCHS) and is a function of the steps done, so a
         # resumed run is positioned on the same curve at the start of its first epoch (after a
         # mid-epoch stop that epoch runs again) rather than restoring a scheduler state.
@@ -437,8 +461,13 @@ class _HfRun:
         steps_done = self.start_epoch * steps_per_epoch
         if self.resume_state is not None:
             trainer.optimizer.load_state_dict(self.resume_state["optimizer"])
-        trainer.lr_scheduler = get_scheduler(args.lr_scheduler_type, optimizer=trainer.optimizer, num_warmup_steps=int(WARMUP_RATIO * total_steps), num_training_steps=total_steps,
-                                             scheduler_specific_kwargs={"last_epoch": steps_done - 1} if steps_done else None)
+        trainer.lr_scheduler = get_scheduler(
+            args.lr_scheduler_type,
+            optimizer=trainer.optimizer,
+            num_warmup_steps=int(WARMUP_RATIO * total_steps),
+            num_training_steps=total_steps,
+            scheduler_specific_kwargs={"last_epoch": steps_done - 1} if steps_done else None,
+        )
 
         trainer.remove_callback(PrinterCallback)  # the events report; no metric dicts on stdout
         events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, best_metric=self.best_metric, best_epoch=self.best_epoch)
@@ -469,8 +498,9 @@ class _EventForwarder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The device the Trainer placed the model on (it picks the first visible GPU itself).
-        self.events.start(start_epoch=self.run.start_epoch, batches_per_epoch=self.steps_per_epoch, device=str(args.device),
-                          save_dir=str(self.run.checkpoints.dir.parent))
+        self.events.start(
+            start_epoch=self.run.start_epoch, batches_per_epoch=self.steps_per_epoch, device=str(args.device), save_dir=str(self.run.checkpoints.dir.parent)
+        )
         if self.events.stop_requested:
             control.should_training_stop = True
 
@@ -513,10 +543,17 @@ class _EventForwarder(TrainerCallback):
             run.best_metric, run.best_epoch = events.best_metric, events.best_epoch
         run.save(epoch=self.epoch, epoch_complete=True, metrics=details["metrics"], is_best=is_best, optimizer=optimizer)
         events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best)
-        events.epoch(epoch=self.epoch, losses={"loss": self.epoch_loss.mean}, learning_rate=self.trainer.last_lr,
-                     validation=events.validation(details, num_images=len(run.val_set), seconds=float(metrics.get("eval_runtime") or 0.0)),
-                     is_best=is_best, epoch_time_seconds=time.perf_counter() - self.epoch_started)
-        log.info("epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else "")
+        events.epoch(
+            epoch=self.epoch,
+            losses={"loss": self.epoch_loss.mean},
+            learning_rate=self.trainer.last_lr,
+            validation=events.validation(details, num_images=len(run.val_set), seconds=float(metrics.get("eval_runtime") or 0.0)),
+            is_best=is_best,
+            epoch_time_seconds=time.perf_counter() - self.epoch_started,
+        )
+        log.info(
+            "epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else ""
+        )
         run.last_validation = None
         if events.stop_requested:
             control.should_training_stop = True

@@ -10,6 +10,7 @@ checkpoints in the format of `common/checkpoints.py`.
 
 `train(params, emit)`: params are protocol.TrainParams.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,8 +47,10 @@ def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tup
 
     cfg = get_pretrained_cfg(model_name)
     if cfg is None and not timm.is_model(model_name):
-        raise ValueError(f"MODEL_NAME={model_name} is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
-                         f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())")
+        raise ValueError(
+            f"MODEL_NAME={model_name} is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
+            f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())"
+        )
     kwargs: dict[str, Any] = {"img_size": image_size} if cfg is not None and cfg.fixed_input_size else {}
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
     return model, kwargs
@@ -70,8 +73,10 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
     except UnsafeArtifactError:
         raise
     except Exception as exc:
-        raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} could not be read as safetensors or a PyTorch state dict "
-                         f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+        raise ValueError(
+            f"PRETRAINED_WEIGHT_URL is not a weights file: {name} could not be read as safetensors or a PyTorch state dict "
+            f"({type(exc).__name__}: {str(exc)[:300]})"
+        ) from exc
     if not isinstance(state_dict, dict) or not state_dict or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise ValueError(f"PRETRAINED_WEIGHT_URL is not a weights file: {name} holds no tensor state dict")
 
@@ -82,8 +87,10 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
         try:
             state_dict = filter_fn(state_dict, model)
         except Exception as exc:
-            raise ValueError(f"PRETRAINED_WEIGHT_URL holds weights of another architecture: timm could not adapt {name} to {type(model).__name__} "
-                             f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+            raise ValueError(
+                f"PRETRAINED_WEIGHT_URL holds weights of another architecture: timm could not adapt {name} to {type(model).__name__} "
+                f"({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
 
     expected = model.state_dict()
     classifier_keys = {f"{c}.{p}" for c in _classifier_names(model) for p in ("weight", "bias")}
@@ -92,7 +99,11 @@ def load_pretrained_weights(model: nn.Module, path: str) -> None:
             del state_dict[key]  # another class count: this head starts fresh
     missing = [k for k in expected if k not in state_dict and k not in classifier_keys and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}" for k in state_dict if k in expected and state_dict[k].shape != expected[k].shape]
+    mismatched = [
+        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in state_dict
+        if k in expected and state_dict[k].shape != expected[k].shape
+    ]
     if missing or unexpected or mismatched:
         arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
         parts = []
@@ -155,16 +166,32 @@ class _TimmRun:
         data_config = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
         self.data_config = data_config
         prefetch = self.device.type == "cuda"  # timm's GPU prefetcher normalises on the device
-        loader_args = dict(input_size=data_config["input_size"], batch_size=int(params["batch"]), interpolation=data_config["interpolation"],
-                           mean=data_config["mean"], std=data_config["std"], num_workers=int(params.get("workers") or 0),
-                           pin_memory=prefetch, use_prefetcher=prefetch, device=self.device, persistent_workers=False)
+        loader_args = dict(
+            input_size=data_config["input_size"],
+            batch_size=int(params["batch"]),
+            interpolation=data_config["interpolation"],
+            mean=data_config["mean"],
+            std=data_config["std"],
+            num_workers=int(params.get("workers") or 0),
+            pin_memory=prefetch,
+            use_prefetcher=prefetch,
+            device=self.device,
+            persistent_workers=False,
+        )
         self.train_loader = create_loader(self.train_set, is_training=True, scale=TRAIN_CROP_SCALE, **loader_args)
         self.val_loader = create_loader(self.val_set, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
 
         lr = float(params["lr"]) if params.get("lr") is not None else DEFAULT_LR
         self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=lr, weight_decay=WEIGHT_DECAY)
-        self.scheduler, _ = create_scheduler_v2(self.optimizer, sched="cosine", num_epochs=self.epochs, warmup_epochs=min(5, self.epochs // 10),
-                                                warmup_lr=lr * 0.01, min_lr=lr * 0.01, updates_per_epoch=len(self.train_loader))
+        self.scheduler, _ = create_scheduler_v2(
+            self.optimizer,
+            sched="cosine",
+            num_epochs=self.epochs,
+            warmup_epochs=min(5, self.epochs // 10),
+            warmup_lr=lr * 0.01,
+            min_lr=lr * 0.01,
+            updates_per_epoch=len(self.train_loader),
+        )
         self.train_loss = LabelSmoothingCrossEntropy(smoothing=LABEL_SMOOTHING).to(self.device)
         self.val_loss = nn.CrossEntropyLoss().to(self.device)
         # Loss scaling only for float16; bfloat16 has float32's range.
@@ -179,8 +206,9 @@ class _TimmRun:
         self.versions = {"torch": torch.__version__, "timm": timm.__version__}
 
     def _resume(self, path: str) -> None:
-        ckpt = load_for_resume(path, framework="timm", model_name=self.model_name, class_names=self.class_names, task_type=self.params["task_type"],
-                               image_size=self.image_size)
+        ckpt = load_for_resume(
+            path, framework="timm", model_name=self.model_name, class_names=self.class_names, task_type=self.params["task_type"], image_size=self.image_size
+        )
         state = ckpt["training_state"]
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -276,8 +304,9 @@ class _TimmRun:
             if not complete:
                 # Stopped mid-epoch: keep the progress, but call only the finished epochs done, so
                 # a resume runs this epoch again (ultralytics' resume does the same).
-                self.checkpoints.save(self.metadata(epoch=epoch, epoch_complete=False, metrics={}), self.model.state_dict(), is_best=False,
-                                      training_state=self.training_state())
+                self.checkpoints.save(
+                    self.metadata(epoch=epoch, epoch_complete=False, metrics={}), self.model.state_dict(), is_best=False, training_state=self.training_state()
+                )
                 events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=False)
                 break
             learning_rate = float(self.optimizer.param_groups[0]["lr"])
@@ -288,13 +317,24 @@ class _TimmRun:
             if is_best:
                 events.record_best(epoch + 1, accuracy)
                 self.best_metric, self.best_epoch = events.best_metric, events.best_epoch
-            self.checkpoints.save(self.metadata(epoch=epoch + 1, epoch_complete=True, metrics=details["metrics"]), self.model.state_dict(), is_best=is_best,
-                                  training_state=self.training_state())
+            self.checkpoints.save(
+                self.metadata(epoch=epoch + 1, epoch_complete=True, metrics=details["metrics"]),
+                self.model.state_dict(),
+                is_best=is_best,
+                training_state=self.training_state(),
+            )
             events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best)
-            events.epoch(epoch=epoch + 1, losses={"loss": train_loss}, learning_rate=learning_rate,
-                         validation=events.validation(details, num_images=num_images, seconds=val_seconds), is_best=is_best,
-                         epoch_time_seconds=time.perf_counter() - started)
-            log.info("epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else "")
+            events.epoch(
+                epoch=epoch + 1,
+                losses={"loss": train_loss},
+                learning_rate=learning_rate,
+                validation=events.validation(details, num_images=num_images, seconds=val_seconds),
+                is_best=is_best,
+                epoch_time_seconds=time.perf_counter() - started,
+            )
+            log.info(
+                "epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else ""
+            )
             last_epoch = epoch + 1
             if events.stop_requested:
                 break

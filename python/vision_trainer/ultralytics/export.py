@@ -5,6 +5,7 @@
 `open_original` loads the checkpoint's network with its head in export mode, so its raw outputs
 have exactly the layout of the exported model's (the validation step compares the two).
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -3,6 +3,7 @@
 `open_session` loads the checkpoint into this backend and hands it to the shared session
 (common/infer_session.py), which drives it and never touches ultralytics itself.
 """
+
 from __future__ import annotations
 
 import copy
@@ -133,7 +134,9 @@ class UltralyticsBackend:
     # --- prediction -------------------------------------------------------------------------
 
     def predict(self, paths: list[str], conf: float) -> list:
-        return self.yolo.predict(paths, imgsz=self.imgsz, conf=conf, iou=self.iou, device=self.device, batch=len(paths), max_det=MAX_DETECTIONS, verbose=False, save=False)
+        return self.yolo.predict(
+            paths, imgsz=self.imgsz, conf=conf, iou=self.iou, device=self.device, batch=len(paths), max_det=MAX_DETECTIONS, verbose=False, save=False
+        )
 
     @staticmethod
     def image_size(result) -> tuple[int, int]:

@@ -6,6 +6,7 @@ trainer's main thread. When `emit` answers "stop", training stops at the end of 
 batch; ultralytics then validates, saves last.pt and fires on_model_save, so a stopped run still
 leaves a checkpoint.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,7 +83,9 @@ class _Reporter:
             trainer.stop = True
 
     def on_train_start(self, trainer):
-        self.events.start(start_epoch=int(trainer.start_epoch), batches_per_epoch=len(trainer.train_loader), device=str(trainer.device), save_dir=str(trainer.save_dir))
+        self.events.start(
+            start_epoch=int(trainer.start_epoch), batches_per_epoch=len(trainer.train_loader), device=str(trainer.device), save_dir=str(trainer.save_dir)
+        )
         self._answered(trainer)
 
     def on_train_epoch_start(self, trainer):
@@ -132,9 +135,16 @@ class _Reporter:
         lr = trainer.lr or {}
         metrics = standard_metrics(trainer.metrics or {}, self.task)
         validation = self._validation(trainer, metrics)
-        self.events.epoch(epoch=epoch, losses=losses, learning_rate=max(lr.values()) if lr else None, validation=validation,
-                          is_best=self.events.best_epoch == epoch, epoch_time_seconds=getattr(trainer, "epoch_time", None),
-                          metrics=metrics, fitness=trainer.fitness)
+        self.events.epoch(
+            epoch=epoch,
+            losses=losses,
+            learning_rate=max(lr.values()) if lr else None,
+            validation=validation,
+            is_best=self.events.best_epoch == epoch,
+            epoch_time_seconds=getattr(trainer, "epoch_time", None),
+            metrics=metrics,
+            fitness=trainer.fitness,
+        )
         self._answered(trainer)
 
     def _validation(self, trainer, metrics: dict) -> dict | None:
@@ -225,7 +235,9 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
     except CheckpointError:
         ours = None  # not a timm/transformers checkpoint: ultralytics' own loader judges it
     if ours is not None:
-        raise ValueError(f"RESUME_CHECKPOINT_PATH is a {ours['framework']} checkpoint of {ours['model_name']}; this job trains {params['model_name']} with ultralytics")
+        raise ValueError(
+            f"RESUME_CHECKPOINT_PATH is a {ours['framework']} checkpoint of {ours['model_name']}; this job trains {params['model_name']} with ultralytics"
+        )
     try:
         model, ckpt = load_checkpoint(path)
     except UnsafeArtifactError:
@@ -246,10 +258,15 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
     if epochs != int(params["epochs"]):
         problems.append(f"EPOCHS={epochs} (this job: {params['epochs']}; ultralytics resumes a run to its own epoch count)")
     if problems:
-        raise ValueError("RESUME_CHECKPOINT_PATH belongs to another training setup: it has " + "; ".join(problems)
-                         + ". Resume with the same MODEL_NAME, TASK_TYPE, EPOCHS and dataset classes, or start without RESUME_CHECKPOINT_PATH.")
+        raise ValueError(
+            "RESUME_CHECKPOINT_PATH belongs to another training setup: it has "
+            + "; ".join(problems)
+            + ". Resume with the same MODEL_NAME, TASK_TYPE, EPOCHS and dataset classes, or start without RESUME_CHECKPOINT_PATH."
+        )
     if ckpt.get("optimizer") is None or int(ckpt.get("epoch", -1)) < 0:
-        raise ValueError("RESUME_CHECKPOINT_PATH is a finished run's checkpoint (no optimizer state): resume from an epoch-N.pt checkpoint of an unfinished run")
+        raise ValueError(
+            "RESUME_CHECKPOINT_PATH is a finished run's checkpoint (no optimizer state): resume from an epoch-N.pt checkpoint of an unfinished run"
+        )
 
 
 @entry
@@ -270,15 +287,17 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     elif weights:
         model = YOLO(weights)
         if model.task != task:
-            raise ValueError(
-                f"PRETRAINED_WEIGHT_URL holds a {model.task} model, but TASK_TYPE={params['task_type']} needs a {task} model"
-            )
+            raise ValueError(f"PRETRAINED_WEIGHT_URL holds a {model.task} model, but TASK_TYPE={params['task_type']} needs a {task} model")
     else:
         model = YOLO(f"{params['model_name']}.yaml", task=task)
 
     relay = params["event_relay"]
-    events = TrainerEvents(emit, primary_metric=params["primary_metric"], epochs=int(params["epochs"]),
-                           relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None)
+    events = TrainerEvents(
+        emit,
+        primary_metric=params["primary_metric"],
+        epochs=int(params["epochs"]),
+        relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None,
+    )
     reporter = _Reporter(events, task)
     for event, fn in reporter.callbacks().items():
         model.add_callback(event, fn)

@@ -82,7 +82,11 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
 
   const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as ImageFolderClass).name);
   const used = usedSplits(images);
-  await prepareOutputDir(root, ['train', 'val', 'test', 'classes.txt'], used.flatMap((split) => classes.map((c) => join(split, c.folder))));
+  await prepareOutputDir(
+    root,
+    ['train', 'val', 'test', 'classes.txt'],
+    used.flatMap((split) => classes.map((c) => join(split, c.folder))),
+  );
 
   const linker = new ImageLinker();
   const splitDirs: Partial<Record<SplitName, string>> = {};
@@ -143,7 +147,9 @@ export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAs
 
 function assertClassification(dataset: Dataset, what: string): void {
   if (labelKindOf(dataset.taskType) !== 'classification') {
-    throw new VisionTrainerError(`${what} writes classification datasets; this one is ${dataset.taskType} (use convertToYolo for boxes, polygons and keypoints)`);
+    throw new VisionTrainerError(
+      `${what} writes classification datasets; this one is ${dataset.taskType} (use convertToYolo for boxes, polygons and keypoints)`,
+    );
   }
 }
 
@@ -156,7 +162,11 @@ function usedSplits(images: Record<SplitName, DatasetImage[]>): SplitName[] {
  * train or val without a single usable image: that is reported here, before a framework
  * fails on an empty folder.
  */
-function groupLabelled(dataset: Dataset, splits: SplitAssignment, nameOf: (classId: number) => string): ClassificationCounts & { images: Record<SplitName, DatasetImage[]> } {
+function groupLabelled(
+  dataset: Dataset,
+  splits: SplitAssignment,
+  nameOf: (classId: number) => string,
+): ClassificationCounts & { images: Record<SplitName, DatasetImage[]> } {
   const images: Record<SplitName, DatasetImage[]> = { train: [], val: [], test: [] };
   const perClass: Partial<Record<SplitName, Record<string, number>>> = {};
   let unlabelled = 0;

@@ -28,7 +28,10 @@ export class UniqueNames {
   take(image: Pick<DatasetImage, 'id' | 'fileName' | 'format'>): string {
     let name = PLAIN_PATH.test(image.fileName)
       ? image.fileName.replaceAll('/', '__')
-      : image.fileName.split(/[\\/]+/).filter((part) => part !== '' && part !== '.').join('__') || `image-${image.id}`;
+      : image.fileName
+          .split(/[\\/]+/)
+          .filter((part) => part !== '' && part !== '.')
+          .join('__') || `image-${image.id}`;
     let ext = extname(name);
     if (!IMAGE_EXTENSIONS.has(ext.slice(1).toLowerCase()) && image.format !== undefined) {
       name += `.${image.format}`;
@@ -84,7 +87,7 @@ export class ImageLinker {
         if (this.order.length === 1 || code === 'EEXIST' || code === 'ENOENT' || code === 'ENOSPC') {
           throw new VisionTrainerError(`Cannot place image ${target} at ${path} (${mode}: ${code ?? (error as Error).message})`, {
             cause: error,
-            hint: code === 'ENOSPC' ? 'The work folder\'s disk is full; free space or point the work folder elsewhere.' : undefined,
+            hint: code === 'ENOSPC' ? "The work folder's disk is full; free space or point the work folder elsewhere." : undefined,
           });
         }
         this.order = this.order.slice(1);

@@ -88,7 +88,9 @@ const OWNED = ['images', 'labels', 'train.txt', 'val.txt', 'test.txt', 'data.yam
 export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, outDir: string, options: YoloOptions = {}): Promise<YoloConversion> {
   const task = options.task ?? YOLO_TASKS[dataset.taskType];
   if (task === undefined) {
-    throw new VisionTrainerError(`convertToYolo cannot write a ${dataset.taskType} dataset; YOLO labels hold boxes, polygons or keypoints (use convertToImageFolder for classification)`);
+    throw new VisionTrainerError(
+      `convertToYolo cannot write a ${dataset.taskType} dataset; YOLO labels hold boxes, polygons or keypoints (use convertToImageFolder for classification)`,
+    );
   }
   const root = resolve(outDir);
   const classes = yoloClasses(dataset);
@@ -100,7 +102,11 @@ export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, o
 
   const bySplit = groupBySplit(dataset.images, splits);
   const used = (['train', 'val', 'test'] as const).filter((s) => s === 'train' || s === 'val' || bySplit.test.length > 0);
-  await prepareOutputDir(root, OWNED, used.flatMap((s) => [join('images', s), join('labels', s)]));
+  await prepareOutputDir(
+    root,
+    OWNED,
+    used.flatMap((s) => [join('images', s), join('labels', s)]),
+  );
 
   const result: YoloConversion = {
     task,
@@ -237,7 +243,8 @@ function dataYamlText(root: string, splits: readonly SplitName[], classes: reado
   if (task === 'pose') {
     const k = dataset.keypointCount ?? 0;
     doc.kpt_shape = [k, 3];
-    const coco17 = k === COCO_KEYPOINT_NAMES.length && (dataset.keypointNames === undefined || dataset.keypointNames.every((n, i) => n === COCO_KEYPOINT_NAMES[i]));
+    const coco17 =
+      k === COCO_KEYPOINT_NAMES.length && (dataset.keypointNames === undefined || dataset.keypointNames.every((n, i) => n === COCO_KEYPOINT_NAMES[i]));
     // Without flip_idx ultralytics turns horizontal flips off, which is right for unknown layouts.
     if (coco17) doc.flip_idx = [...COCO_KEYPOINT_FLIP_INDEX];
   }

@@ -110,7 +110,8 @@ export class DashboardArtifacts {
 
   private onCallback(log: LogEntry): void {
     const key = log.jobKey!;
-    if (log.kind === 'trainingDone' || (log.kind === 'event' && eventType(this.board.request(log.seq)?.body) === 'checkpoint_saved')) this.scheduleCheckpointList(key);
+    if (log.kind === 'trainingDone' || (log.kind === 'event' && eventType(this.board.request(log.seq)?.body) === 'checkpoint_saved'))
+      this.scheduleCheckpointList(key);
     else if (log.kind === 'testRunDone' || log.kind === 'inferenceJobDone') this.track(this.loadResults(key));
     else if (log.kind === 'exportDone') this.track(this.loadExportMetadata(key));
   }
@@ -166,7 +167,14 @@ export class DashboardArtifacts {
       }
       doc = parsed.data;
     } catch (err) {
-      this.board.setInferenceResults(key, { error: (err as Error).message, numImages: 0, failedImages: 0, avgInferenceTimeMs: null, confusionMatrixLabels: null, images: [] });
+      this.board.setInferenceResults(key, {
+        error: (err as Error).message,
+        numImages: 0,
+        failedImages: 0,
+        avgInferenceTimeMs: null,
+        confusionMatrixLabels: null,
+        images: [],
+      });
       return;
     }
     const pictured = doc.results.filter((r) => r.visualization_path !== null || r.xai?.heatmap_path);
@@ -248,7 +256,8 @@ function describePredictions(r: ImageResult): string {
 function describeGroundTruth(r: ImageResult): string | null {
   const g = r.ground_truth;
   if (!g) return null;
-  if ('objects' in g) return `${g.objects.length} object${g.objects.length === 1 ? '' : 's'}: ${[...new Set(g.objects.map((o) => o.class_name))].join(', ') || 'none'}`;
+  if ('objects' in g)
+    return `${g.objects.length} object${g.objects.length === 1 ? '' : 's'}: ${[...new Set(g.objects.map((o) => o.class_name))].join(', ') || 'none'}`;
   return g.class_name;
 }
 

@@ -90,7 +90,8 @@ export class JobBoard {
       outcome: request.outcome,
       valid: request.valid,
       errors: request.errors,
-      summary: request.outcome === 'accepted' ? describeCallback(request as ReceivedCallback) : request.errors.join('; ') || `${request.method} ${request.path}`,
+      summary:
+        request.outcome === 'accepted' ? describeCallback(request as ReceivedCallback) : request.errors.join('; ') || `${request.method} ${request.path}`,
     };
     this.log.push(entry);
     this.requests.set(seq, request);
@@ -375,7 +376,9 @@ export class JobBoard {
     t.primaryMetricName = body.primary_metric_name;
     // A validation's own losses are validation losses: named as the epoch heartbeat names them
     // (val_loss), so they do not overwrite the training loss of the same epoch.
-    const metrics = Object.fromEntries(Object.entries(body.metrics).map(([name, value]) => [/loss/i.test(name) && !/^val/i.test(name) ? `val_${name}` : name, value]));
+    const metrics = Object.fromEntries(
+      Object.entries(body.metrics).map(([name, value]) => [/loss/i.test(name) && !/^val/i.test(name) ? `val_${name}` : name, value]),
+    );
     state.perEpoch.set(body.epoch, { ...(state.perEpoch.get(body.epoch) ?? {}), ...metrics, [body.primary_metric_name]: body.primary_metric_value });
     t.epochs = toSeries(state.perEpoch);
     const value = body.primary_metric_value;
@@ -450,4 +453,3 @@ function firstLine(text: string): string {
   const line = text.split('\n', 1)[0] ?? '';
   return line.length > 200 ? `${line.slice(0, 200)}…` : line;
 }
-

@@ -61,7 +61,8 @@ export function createDashboard(board: JobBoard, artifacts: DashboardArtifacts):
 
   async function route(req: IncomingMessage, res: ServerResponse, pathname: string): Promise<void> {
     const headOnly = req.method === 'HEAD';
-    if (pathname === '/' || pathname === '/index.html') return sendFile(res, join(PAGE_DIR, 'index.html'), PAGE_FILES['index.html']!, headOnly, contentSecurityPolicy);
+    if (pathname === '/' || pathname === '/index.html')
+      return sendFile(res, join(PAGE_DIR, 'index.html'), PAGE_FILES['index.html']!, headOnly, contentSecurityPolicy);
     if (pathname.startsWith('/app/')) {
       const name = pathname.slice('/app/'.length);
       const type = Object.hasOwn(PAGE_FILES, name) ? PAGE_FILES[name] : undefined;
@@ -85,7 +86,12 @@ export function createDashboard(board: JobBoard, artifacts: DashboardArtifacts):
   }
 
   function openEventStream(req: IncomingMessage, res: ServerResponse): void {
-    res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      Connection: 'keep-alive',
+      'X-Accel-Buffering': 'no',
+    });
     const client = new SseClient(res);
     clients.add(client);
     client.send('snapshot', snapshot());

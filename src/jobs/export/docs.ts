@@ -105,7 +105,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build
 \`\`\`
 
 OpenCV's DNN module runs float32 graphs; quantized ONNX models need ONNX Runtime (Python or Node wrappers).${
-    m.optimization.level === 0 ? '\nThis model was exported with OPTIMIZATION_LEVEL=0 (the graph as the exporter wrote it): OpenCV 4.6 cannot broadcast some of its constants; export with level 1 or more for OpenCV.' : ''
+    m.optimization.level === 0
+      ? '\nThis model was exported with OPTIMIZATION_LEVEL=0 (the graph as the exporter wrote it): OpenCV 4.6 cannot broadcast some of its constants; export with level 1 or more for OpenCV.'
+      : ''
   }
 `,
   swift: () => `### Swift (CoreML)
@@ -188,16 +190,25 @@ function describeResize(m: PackageMetadata): string {
   const r = m.preprocessing.resize;
   const size = `${r.size[0]}x${r.size[1]}`;
   const norm = m.preprocessing.normalize;
-  const normText = norm.method === 'divide' ? `pixels (x - ${norm.mean.join('/')}) / ${norm.std.join('/')}` : `pixels / 255, then (x - [${norm.mean.join(', ')}]) / [${norm.std.join(', ')}]`;
+  const normText =
+    norm.method === 'divide'
+      ? `pixels (x - ${norm.mean.join('/')}) / ${norm.std.join('/')}`
+      : `pixels / 255, then (x - [${norm.mean.join(', ')}]) / [${norm.std.join(', ')}]`;
   if (r.method === 'letterbox') return `letterbox to ${size} (aspect kept, padded with ${r.fill_value}, ${r.interpolation}), ${normText}`;
-  if (r.method === 'resize_shorter_center_crop') return `shorter side resized to ${size} / ${r.crop_pct} (${r.interpolation}), centre crop ${size}, ${normText}`;
+  if (r.method === 'resize_shorter_center_crop')
+    return `shorter side resized to ${size} / ${r.crop_pct} (${r.interpolation}), centre crop ${size}, ${normText}`;
   return `resize to ${size} (${r.interpolation}), ${normText}`;
 }
 
 function describePost(m: PackageMetadata): string {
   const p = m.postprocessing;
   if (p.nms) {
-    const extra = m.task_type === 'instance_segmentation' ? `, a mask per box (threshold ${p.mask_threshold})` : m.task_type === 'pose_estimation' ? ', keypoints per box' : '';
+    const extra =
+      m.task_type === 'instance_segmentation'
+        ? `, a mask per box (threshold ${p.mask_threshold})`
+        : m.task_type === 'pose_estimation'
+          ? ', keypoints per box'
+          : '';
     return `boxes above confidence ${p.nms.confidence_threshold}, class-aware NMS at IoU ${p.nms.iou_threshold}, at most ${p.nms.max_detections}, as [x1, y1, x2, y2] image pixels${extra}.`;
   }
   return `${p.softmax?.apply ? 'softmax, ' : ''}top-${p.top_k} classes with confidences.`;

@@ -103,12 +103,36 @@ const ALL: readonly Framework[] = ['ultralytics', 'timm', 'huggingface'];
  * as `dynamic`: it needs no calibration.
  */
 export const QUANTIZATIONS: readonly QuantizationRule[] = [
-  { format: 'onnx', frameworks: ALL, type: 'dynamic', dtype: 'int8', method: 'onnxruntime dynamic quantization: int8 weights, activations quantized at run time' },
+  {
+    format: 'onnx',
+    frameworks: ALL,
+    type: 'dynamic',
+    dtype: 'int8',
+    method: 'onnxruntime dynamic quantization: int8 weights, activations quantized at run time',
+  },
   { format: 'onnx', frameworks: ALL, type: 'dynamic', dtype: 'float16', method: 'float16 weights and activations (inputs and outputs stay float32)' },
-  { format: 'onnx', frameworks: ALL, type: 'static', dtype: 'int8', method: 'onnxruntime static QDQ quantization, int8 weights and activations calibrated on the validation dataset' },
-  { format: 'onnx', frameworks: ALL, type: 'static', dtype: 'int16', method: 'onnxruntime static QDQ quantization, int16 weights and activations calibrated on the validation dataset' },
+  {
+    format: 'onnx',
+    frameworks: ALL,
+    type: 'static',
+    dtype: 'int8',
+    method: 'onnxruntime static QDQ quantization, int8 weights and activations calibrated on the validation dataset',
+  },
+  {
+    format: 'onnx',
+    frameworks: ALL,
+    type: 'static',
+    dtype: 'int16',
+    method: 'onnxruntime static QDQ quantization, int16 weights and activations calibrated on the validation dataset',
+  },
   { format: 'openvino', frameworks: ALL, type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
-  { format: 'torchscript', frameworks: ['timm', 'huggingface'], type: 'dynamic', dtype: 'int8', method: 'torch dynamic quantization of Linear layers (int8 weights)' },
+  {
+    format: 'torchscript',
+    frameworks: ['timm', 'huggingface'],
+    type: 'dynamic',
+    dtype: 'int8',
+    method: 'torch dynamic quantization of Linear layers (int8 weights)',
+  },
   { format: 'tensorrt', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'TensorRT FP16 engine' },
   { format: 'coreml', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
   { format: 'tflite', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'int8', method: 'LiteRT dynamic-range int8 (int8 weights, float activations)' },
@@ -132,7 +156,9 @@ export function exportSettingProblems(framework: Framework, format: ExportFormat
     return [{ field: 'exportFormat', message: `${framework} models export to ${formats.join(', ')}; ${format} is not supported for ${framework}` }];
   }
   if (type === 'none' || quantizationRule(framework, format, type, dtype)) return [];
-  const options = QUANTIZATIONS.filter((q) => q.format === format && q.frameworks.includes(framework)).map((q) => `QUANTIZATION_TYPE=${q.type} with QUANTIZATION_DTYPE=${q.dtype}`);
+  const options = QUANTIZATIONS.filter((q) => q.format === format && q.frameworks.includes(framework)).map(
+    (q) => `QUANTIZATION_TYPE=${q.type} with QUANTIZATION_DTYPE=${q.dtype}`,
+  );
   const hint = type === 'static' && dtype === 'float16' ? ' (float16 needs no calibration: use QUANTIZATION_TYPE=dynamic)' : '';
   return [
     {

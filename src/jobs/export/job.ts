@@ -103,7 +103,10 @@ async function runExport(ctx: ExportContext): Promise<ExportResult> {
   stop.onRequest(() => stop.force());
   await mkdir(scratch(ctx), { recursive: true });
   try {
-    logger.info(`vision-trainer export: job ${config.jobId}, ${configuredFramework(config) ?? 'framework from the checkpoint'} to ${config.exportFormat}`, { work_dir: ctx.work.path, storage: ctx.storage.describe() });
+    logger.info(`vision-trainer export: job ${config.jobId}, ${configuredFramework(config) ?? 'framework from the checkpoint'} to ${config.exportFormat}`, {
+      work_dir: ctx.work.path,
+      storage: ctx.storage.describe(),
+    });
     const inputs = await fetchInputs(ctx);
     const converted = await convert(ctx, inputs);
     const loaded = await loadExported(ctx, converted, runners);
@@ -148,7 +151,11 @@ async function fetchInputs(ctx: ExportContext): Promise<Pick<Export, 'bridge' | 
   if (configured) await adapterFor(configured).exporter.checkFormat(bridge, format, config.device);
 
   progress(ctx, 'downloading', 5, 'Downloading checkpoint...');
-  const { path: checkpointPath } = await fetchCheckpoint(ctx.storage, { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'export' }, ctx.work.sub('checkpoint'));
+  const { path: checkpointPath } = await fetchCheckpoint(
+    ctx.storage,
+    { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'export' },
+    ctx.work.sub('checkpoint'),
+  );
   const framework = await chooseFramework(config, 'export', bridge, checkpointPath);
   const exporter = adapterFor(framework).exporter;
   if (!configured) await exporter.checkFormat(bridge, format, config.device);
@@ -200,7 +207,12 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
   const passes = [...artifact.notes];
   let modelPath = artifact.path;
 
-  const optimizing = format !== 'onnx' ? `${format}: ${rule ? `${rule.method}, applied by the converter` : 'no quantization'}` : rule ? `Applying ${rule.type} ${rule.dtype} quantization...` : 'Optimizing the ONNX graph...';
+  const optimizing =
+    format !== 'onnx'
+      ? `${format}: ${rule ? `${rule.method}, applied by the converter` : 'no quantization'}`
+      : rule
+        ? `Applying ${rule.type} ${rule.dtype} quantization...`
+        : 'Optimizing the ONNX graph...';
   progress(ctx, 'optimizing', 40, optimizing);
   if (format === 'onnx') {
     passes.push(...(await finalizeOnnx(bridge, modelPath, config.optimizationLevel)));
@@ -208,7 +220,17 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
       const quantized = join(ctx.work.sub('export'), `model.${rule.dtype}.onnx`);
       const { preprocessing } = description.processing(processingOptions(config, inputSize));
       const calibrationImages = inputs.data?.calibration ?? [];
-      passes.push(await quantizeOnnx(bridge, { source: modelPath, output: quantized, rule, calibrationImages, preprocessing, batchSize: config.batchSize, scratchDir: scratch(ctx) }));
+      passes.push(
+        await quantizeOnnx(bridge, {
+          source: modelPath,
+          output: quantized,
+          rule,
+          calibrationImages,
+          preprocessing,
+          batchSize: config.batchSize,
+          scratchDir: scratch(ctx),
+        }),
+      );
       modelPath = quantized;
     }
   }
@@ -262,7 +284,13 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
     runners.push(exported);
     return { ...c, metadata, wrapper, exported };
   }
-  const python = await PythonRunner.open(c.bridge, 'exported', { kind: 'exported', format, path: modelPath }, scratch(ctx), `python ${format} runtime (package wrapper)`);
+  const python = await PythonRunner.open(
+    c.bridge,
+    'exported',
+    { kind: 'exported', format, path: modelPath },
+    scratch(ctx),
+    `python ${format} runtime (package wrapper)`,
+  );
   runners.push(python);
   const io: ModelIo = format === 'openvino' ? await c.bridge.call(OPENVINO_IO, { path: modelPath }) : await python.io([config.batchSize, 3, ...inputSize]);
   const metadata = buildMetadata({ ...draft, ...io });
@@ -280,7 +308,13 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
   const { config, logger } = ctx;
   if (!config.enableValidation || !e.data) return { validation: null, samples: [], sampleInput: undefined };
   progress(ctx, 'validating', 60, `Validating the exported model on ${e.data.images.length} images...`);
-  const original = await PythonRunner.open(e.bridge, 'original', { kind: 'original', exporter: e.exporter, checkpoint: e.checkpointPath, device: config.device }, scratch(ctx), `pytorch (${e.framework} checkpoint)`);
+  const original = await PythonRunner.open(
+    e.bridge,
+    'original',
+    { kind: 'original', exporter: e.exporter, checkpoint: e.checkpointPath, device: config.device },
+    scratch(ctx),
+    `pytorch (${e.framework} checkpoint)`,
+  );
   runners.push(original);
   const outcome = await validateExport({
     bridge: e.bridge,
@@ -301,7 +335,9 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
     logger,
   });
   const v = outcome.report;
-  logger.info(`validation: ${v.metric} original ${v.original_accuracy} exported ${v.accuracy} drop ${v.accuracy_drop} (max ${v.threshold}); max output difference ${v.max_abs_output_diff}`);
+  logger.info(
+    `validation: ${v.metric} original ${v.original_accuracy} exported ${v.accuracy} drop ${v.accuracy_drop} (max ${v.threshold}); max output difference ${v.max_abs_output_diff}`,
+  );
   if (!v.passed) throw new ExportValidationError(v);
   return { validation: v, samples: outcome.samples, sampleInput: outcome.sampleInput };
 }
@@ -313,7 +349,16 @@ async function measure(ctx: ExportContext, e: Export, checked: Checked): Promise
   const grey = { data: new Uint8Array(height * width * 3).fill(114), width, height };
   const input = checked.sampleInput ?? tileBatch(preprocess(grey, e.metadata.preprocessing).tensor, config.batchSize);
   const latency = summarize(await e.exported.benchmark(input, BENCHMARK.warmup, BENCHMARK.runs));
-  const performance = { inference_speed_ms: latency.p50, p95_ms: latency.p95, runs: BENCHMARK.runs, warmup_runs: BENCHMARK.warmup, batch_size: config.batchSize, engine: e.exported.engine, device: e.exported.device, cpu_threads: availableParallelism() };
+  const performance = {
+    inference_speed_ms: latency.p50,
+    p95_ms: latency.p95,
+    runs: BENCHMARK.runs,
+    warmup_runs: BENCHMARK.warmup,
+    batch_size: config.batchSize,
+    engine: e.exported.engine,
+    device: e.exported.device,
+    cpu_threads: availableParallelism(),
+  };
   return { metadata: { ...e.metadata, performance, ...(checked.validation ? { validation: checked.validation } : {}) }, latency };
 }
 
@@ -355,13 +400,25 @@ async function packageAndUpload(
 }
 
 function failedResult(error: VisionTrainerError, validation: ValidationReport | null): ExportResult {
-  return { status: 'failed', exitCode: error.exitCode, exportPath: null, metadataPath: null, packagePath: null, modelInfo: null, validation, metadata: null, error };
+  return {
+    status: 'failed',
+    exitCode: error.exitCode,
+    exportPath: null,
+    metadataPath: null,
+    packagePath: null,
+    modelInfo: null,
+    validation,
+    metadata: null,
+    error,
+  };
 }
 
 /** Input/output tensors as the ONNX file declares them (dynamic axes by name). */
 function onnxIo(session: ort.InferenceSession): ModelIo {
   const tensor = (m: ort.InferenceSession.ValueMetadata): TensorInfo =>
-    m.isTensor ? { name: m.name, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : String(d))), dtype: m.type } : { name: m.name, shape: [], dtype: 'non-tensor' };
+    m.isTensor
+      ? { name: m.name, shape: m.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : String(d))), dtype: m.type }
+      : { name: m.name, shape: [], dtype: 'non-tensor' };
   return { inputs: session.inputMetadata.map(tensor), outputs: session.outputMetadata.map(tensor) };
 }
 

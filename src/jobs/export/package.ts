@@ -56,9 +56,12 @@ async function writeWrapper(language: RuntimeLanguage, target: string, input: Pa
   if (language === 'node') {
     for (const file of ['model_wrapper.js', 'model_wrapper.d.ts']) {
       const compiled = join(NODE_COMPILED, file);
-      await writeFile(join(target, file), await compiledWithoutSourceMap(compiled).catch(() => {
-        throw new Error(`${compiled} is missing: build the project (npm run build) before exporting`);
-      }));
+      await writeFile(
+        join(target, file),
+        await compiledWithoutSourceMap(compiled).catch(() => {
+          throw new Error(`${compiled} is missing: build the project (npm run build) before exporting`);
+        }),
+      );
     }
     await writeFile(join(target, 'package.json'), nodePackageJson(await onnxruntimeNodeVersion(), input.metadata.model_name));
   }
@@ -73,8 +76,17 @@ function expectedPredictions(input: PackageInput) {
   const v = METRIC_THRESHOLDS;
   return {
     thresholds: {
-      default: nms ? { confidence: nms.confidence_threshold, iou: nms.iou_threshold, max_detections: nms.max_detections } : { top_k: input.metadata.postprocessing.top_k },
-      validation: nms ? { confidence: v.confidence, iou: v.iou, max_detections: v.maxDetections, example_options: `--confidence ${v.confidence} --iou ${v.iou} --max-detections ${v.maxDetections}` } : { top_k: input.metadata.postprocessing.top_k },
+      default: nms
+        ? { confidence: nms.confidence_threshold, iou: nms.iou_threshold, max_detections: nms.max_detections }
+        : { top_k: input.metadata.postprocessing.top_k },
+      validation: nms
+        ? {
+            confidence: v.confidence,
+            iou: v.iou,
+            max_detections: v.maxDetections,
+            example_options: `--confidence ${v.confidence} --iou ${v.iou} --max-detections ${v.maxDetections}`,
+          }
+        : { top_k: input.metadata.postprocessing.top_k },
     },
     images: input.samples.map((s) => ({ image: s.name, predictions: s.predictions, validation_predictions: s.validationPredictions })),
   };

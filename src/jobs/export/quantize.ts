@@ -52,7 +52,14 @@ async function calibrationTensors(bridge: PythonBridge, input: QuantizeInput): P
 export async function quantizeOnnx(bridge: PythonBridge, input: QuantizeInput): Promise<string> {
   const calibration = input.rule.type === 'static' ? await calibrationTensors(bridge, input) : { files: [], shape: [] };
   const { rule } = input;
-  const r = await bridge.call(QUANTIZE, { source: input.source, output: input.output, type: rule.type, dtype: rule.dtype, calibration: calibration.files, input_shape: calibration.shape });
+  const r = await bridge.call(QUANTIZE, {
+    source: input.source,
+    output: input.output,
+    type: rule.type,
+    dtype: rule.dtype,
+    calibration: calibration.files,
+    input_shape: calibration.shape,
+  });
   return r.method;
 }
 

@@ -81,7 +81,9 @@ export class NodeOnnxRunner implements ModelRunner {
 }
 
 /** What a Python runner runs: the checkpoint (through its framework's exporter), or an exported model. */
-export type PythonModelSpec = { kind: 'original'; exporter: ExportAdapter; checkpoint: string; device: string } | { kind: 'exported'; format: ExportFormat; path: string };
+export type PythonModelSpec =
+  | { kind: 'original'; exporter: ExportAdapter; checkpoint: string; device: string }
+  | { kind: 'exported'; format: ExportFormat; path: string };
 
 export class PythonRunner implements ModelRunner {
   private calls = 0;

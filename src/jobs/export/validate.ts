@@ -13,7 +13,13 @@ import { type PythonBridge, pythonEntry } from '../../bridge/python.js';
 import { primaryMetric, type TaskType } from '../../config/tasks.js';
 import type { Dataset, DatasetImage } from '../../datasets/model.js';
 import { DatasetError, ExitCode, VisionTrainerError } from '../../errors.js';
-import { DecodedImageSchema, DecodeImagesParamsSchema, EvaluateParamsSchema, MetricsAnswerSchema, type ValidationGroundTruth } from '../../frameworks/protocol.js';
+import {
+  DecodedImageSchema,
+  DecodeImagesParamsSchema,
+  EvaluateParamsSchema,
+  MetricsAnswerSchema,
+  type ValidationGroundTruth,
+} from '../../frameworks/protocol.js';
 import type { Logger } from '../../log.js';
 import { summarize } from './latency.js';
 import type { ValidationReport } from './metadata.js';
@@ -43,7 +49,12 @@ export class ExportValidationError extends VisionTrainerError {
 export type GroundTruth = ValidationGroundTruth;
 
 /** The dataset's labels in the model's class indices (matched by class name). */
-export function groundTruthFor(dataset: Dataset, images: readonly DatasetImage[], classNames: readonly string[], keypointShape: [number, number] | null): GroundTruth {
+export function groundTruthFor(
+  dataset: Dataset,
+  images: readonly DatasetImage[],
+  classNames: readonly string[],
+  keypointShape: [number, number] | null,
+): GroundTruth {
   const modelIndex = new Map(classNames.map((n, i) => [n, i]));
   const byId = new Map(dataset.classes.map((c) => [c.id, c.name]));
   const unknown = new Set<string>();
@@ -54,7 +65,11 @@ export function groundTruthFor(dataset: Dataset, images: readonly DatasetImage[]
     return i ?? -1;
   };
   if (keypointShape && dataset.keypointCount !== undefined && dataset.keypointCount !== keypointShape[0]) {
-    throw new DatasetError(`VALIDATION_DATASET_ID has ${dataset.keypointCount} keypoints per object, the model predicts ${keypointShape[0]}`, [], 'Validate on a dataset with the keypoints the model was trained on.');
+    throw new DatasetError(
+      `VALIDATION_DATASET_ID has ${dataset.keypointCount} keypoints per object, the model predicts ${keypointShape[0]}`,
+      [],
+      'Validate on a dataset with the keypoints the model was trained on.',
+    );
   }
   const gt: GroundTruth = {
     class_names: [...classNames],
@@ -121,7 +136,8 @@ export interface ValidationOutcome {
 }
 
 function compareOutputs(a: Tensor[], b: Tensor[], acc: { max: number; sum: number; count: number }): void {
-  if (a.length !== b.length) throw new VisionTrainerError(`The exported model has ${b.length} outputs, the original ${a.length}`, { exitCode: ExitCode.framework });
+  if (a.length !== b.length)
+    throw new VisionTrainerError(`The exported model has ${b.length} outputs, the original ${a.length}`, { exitCode: ExitCode.framework });
   a.forEach((x, i) => {
     const y = b[i] as Tensor;
     if (x.data.length !== y.data.length) {
@@ -180,7 +196,12 @@ export async function validateExport(input: ValidationInput): Promise<Validation
       predictions.exported.push(scored);
       if (index < input.samples) {
         const name = `${String(index + 1).padStart(2, '0')}-${image.fileName.split('/').pop()}`;
-        samples.push({ path: image.path, name, predictions: toJson(wrapper.postprocess(exported.outputs, transform), rgb.width, rgb.height), validationPredictions: scored });
+        samples.push({
+          path: image.path,
+          name,
+          predictions: toJson(wrapper.postprocess(exported.outputs, transform), rgb.width, rgb.height),
+          validationPredictions: scored,
+        });
       }
     }
     logger.info(`validation: ${Math.min(start + DECODE_CHUNK, input.images.length)}/${input.images.length} images`);

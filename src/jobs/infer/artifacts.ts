@@ -30,7 +30,10 @@ export const xaiPrefix = (type: InferenceType, jobId: string) => `${jobPrefix(ty
 /** `{index}-{stem}.png`: sorted like the job's image list, readable, and safe as a key. */
 export function artifactName(index: number, fileName: string): string {
   const stem = (fileName.split('/').at(-1) ?? '').replace(/\.[^.]*$/, '');
-  const safe = stem.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 80);
+  const safe = stem
+    .replace(/[^A-Za-z0-9._-]+/g, '_')
+    .replace(/^[._]+/, '')
+    .slice(0, 80);
   return `${String(index).padStart(6, '0')}${safe ? `-${safe}` : ''}.png`;
 }
 

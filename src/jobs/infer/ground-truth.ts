@@ -64,7 +64,8 @@ export function groundTruthOf(image: DatasetImage, dataset: Pick<Dataset, 'taskT
   if (taskType === 'instance_segmentation') input.segmentations = objects.map((o) => o.segmentation ?? []);
   // An object without keypoints has them all absent (visibility 0), so every object has the model's count.
   const absent = (): Array<[number, number, number]> => Array.from({ length: dataset.keypointCount ?? 0 }, () => [0, 0, 0]);
-  if (taskType === 'pose_estimation') input.keypoints = objects.map((o) => (o.keypoints ? o.keypoints.map(([x, y, v]): [number, number, number] => [x, y, v]) : absent()));
+  if (taskType === 'pose_estimation')
+    input.keypoints = objects.map((o) => (o.keypoints ? o.keypoints.map(([x, y, v]): [number, number, number] => [x, y, v]) : absent()));
   return {
     input,
     record: {

@@ -71,7 +71,11 @@ export async function* inBatches<T>(items: AsyncIterable<T>, size: number): Asyn
  * at once and at most `window` items are fetched ahead of the consumer, so memory and disk stay
  * bounded however long the list. A rejected fetch rejects the iteration at its position.
  */
-export async function* prefetched<T, R>(items: readonly T[], fetch: (item: T, index: number) => Promise<R>, options: { concurrency: number; window: number }): AsyncGenerator<R> {
+export async function* prefetched<T, R>(
+  items: readonly T[],
+  fetch: (item: T, index: number) => Promise<R>,
+  options: { concurrency: number; window: number },
+): AsyncGenerator<R> {
   const pending = new Map<number, Promise<R>>();
   const limiter = new Limiter(options.concurrency);
   let started = 0;
@@ -192,7 +196,11 @@ export async function imagesForJob(config: InferConfig, storage: Storage, workDi
       splits = resolveSplits(dataset, config.splitStrategy);
     } catch (err) {
       if (!(err instanceof DatasetError)) throw err;
-      throw new DatasetError(`${err.message}\n(Test runs resolve splits exactly as training does, so a test set needs the same train/val split its model was trained with.)`, err.problems, err.hint);
+      throw new DatasetError(
+        `${err.message}\n(Test runs resolve splits exactly as training does, so a test set needs the same train/val split its model was trained with.)`,
+        err.problems,
+        err.hint,
+      );
     }
     const selected = dataset.images.filter((image) => splits.get(image.id) === config.testSplit);
     if (selected.length === 0) {
@@ -203,12 +211,21 @@ export async function imagesForJob(config: InferConfig, storage: Storage, workDi
       );
     }
     logger.info(`Test split "${config.testSplit}": ${selected.length} of ${dataset.images.length} images (${splits.description})`);
-    return { source: localImages(datasetSplitImages(selected), `split ${config.testSplit} of dataset ${config.datasetId}`), dataset, splitDescription: splits.description };
+    return {
+      source: localImages(datasetSplitImages(selected), `split ${config.testSplit} of dataset ${config.datasetId}`),
+      dataset,
+      splitDescription: splits.description,
+    };
   }
   if (config.datasetId) {
     const { root } = await fetchDataset(config, storage, config.datasetId, workDir.sub('dataset'));
     const images = await datasetFolderImages(root);
-    if (images.length === 0) throw new DatasetError(`Dataset ${config.datasetId} has no image files under images/`, [], "Upload the images under datasets/{DATASET_ID}/images/ (or in the zip's images/ folder).");
+    if (images.length === 0)
+      throw new DatasetError(
+        `Dataset ${config.datasetId} has no image files under images/`,
+        [],
+        "Upload the images under datasets/{DATASET_ID}/images/ (or in the zip's images/ folder).",
+      );
     return { source: localImages(images, `every image of dataset ${config.datasetId}`), splitDescription: null };
   }
   const downloads = workDir.sub('inputs');

@@ -77,14 +77,21 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
   const stats = new LoopStats();
   let session: InferenceSession | undefined;
   try {
-    logger.info(`vision-trainer infer: job ${config.jobId}, ${config.inferenceType}, task ${config.taskType}`, { work_dir: ctx.work.path, storage: ctx.storage.describe() });
+    logger.info(`vision-trainer infer: job ${config.jobId}, ${config.inferenceType}, task ${config.taskType}`, {
+      work_dir: ctx.work.path,
+      storage: ctx.storage.describe(),
+    });
     const problems = upfrontProblems(config, ctx.storage);
     if (problems.length > 0) throw new ConfigError(problems, 'infer');
 
     // 1. Checkpoint, with Python starting meanwhile (importing torch takes seconds too).
     logger.stage('Downloading Checkpoint');
     ctx.startPython(pythonEnvFor(config.framework, ctx.work.path));
-    const checkpoint = await fetchCheckpoint(ctx.storage, { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' }, ctx.work.sub('checkpoint'));
+    const checkpoint = await fetchCheckpoint(
+      ctx.storage,
+      { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' },
+      ctx.work.sub('checkpoint'),
+    );
     logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
     stop.throwIfRequested();
 
@@ -97,7 +104,9 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     logger.stage('Loading Model');
     session = await openSession(ctx, checkpoint.path);
     const model = session.info;
-    const explainer = config.enableLlmExplanation ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger, policy: jobUrlPolicy(config) }) : undefined;
+    const explainer = config.enableLlmExplanation
+      ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger, policy: jobUrlPolicy(config) })
+      : undefined;
     stop.throwIfRequested();
 
     // 4. Prediction
@@ -108,8 +117,15 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     await predictAll(images.source, { config, session, writer, uploads, explainer, truth, scratchDir: ctx.work.path, stop, logger, onProgress }, stats);
     await writer.flush();
     const failed = writer.written.failed;
-    if (stats.predicted === 0) throw new DatasetError(`None of the ${images.source.total} images could be processed`, [], "Each image's problem is in the log above; check IMAGE_PATHS or the dataset's images.");
-    logger.info(`Processed ${stats.processed} images (${failed} failed) in ${stats.loopSeconds.toFixed(1)} s, ${stats.avgInferenceTimeMs!.toFixed(1)} ms per image in prediction`);
+    if (stats.predicted === 0)
+      throw new DatasetError(
+        `None of the ${images.source.total} images could be processed`,
+        [],
+        "Each image's problem is in the log above; check IMAGE_PATHS or the dataset's images.",
+      );
+    logger.info(
+      `Processed ${stats.processed} images (${failed} failed) in ${stats.loopSeconds.toFixed(1)} s, ${stats.avgInferenceTimeMs!.toFixed(1)} ms per image in prediction`,
+    );
 
     // 5. Metrics and results
     const metrics = await testRunMetrics(ctx, session);
@@ -168,7 +184,12 @@ async function testRunMetrics(ctx: InferContext, session: InferenceSession): Pro
   if (ctx.config.inferenceType !== 'test_run') return null;
   ctx.logger.stage('Computing Metrics');
   const metrics = await session.finish();
-  if (metrics) ctx.logger.info(`Test-run metrics: ${Object.entries(metrics.overall_metrics).map(([k, v]) => `${k} ${v === null ? 'n/a' : v.toFixed(4)}`).join(', ')}`);
+  if (metrics)
+    ctx.logger.info(
+      `Test-run metrics: ${Object.entries(metrics.overall_metrics)
+        .map(([k, v]) => `${k} ${v === null ? 'n/a' : v.toFixed(4)}`)
+        .join(', ')}`,
+    );
   return metrics;
 }
 
@@ -197,11 +218,32 @@ async function saveResults(ctx: InferContext, f: Finished): Promise<InferenceOut
   logger.stage('Inference Complete');
   logger.info(`Results: ${resultsUri}`);
   const { stats } = f;
-  return { status: 'succeeded', exitCode: ExitCode.ok, resultsUri, visualizationsUri, xaiUri, metrics: f.metrics, images: f.images.source.total, failedImages: f.failed, avgInferenceTimeMs: stats.avgInferenceTimeMs };
+  return {
+    status: 'succeeded',
+    exitCode: ExitCode.ok,
+    resultsUri,
+    visualizationsUri,
+    xaiUri,
+    metrics: f.metrics,
+    images: f.images.source.total,
+    failedImages: f.failed,
+    avgInferenceTimeMs: stats.avgInferenceTimeMs,
+  };
 }
 
 function failedOutcome(error: VisionTrainerError, stats: LoopStats, failedImages: number): InferenceOutcome {
-  return { status: 'failed', exitCode: error.exitCode, resultsUri: null, visualizationsUri: null, xaiUri: null, metrics: null, images: stats.processed, failedImages, avgInferenceTimeMs: stats.avgInferenceTimeMs, error };
+  return {
+    status: 'failed',
+    exitCode: error.exitCode,
+    resultsUri: null,
+    visualizationsUri: null,
+    xaiUri: null,
+    metrics: null,
+    images: stats.processed,
+    failedImages,
+    avgInferenceTimeMs: stats.avgInferenceTimeMs,
+    error,
+  };
 }
 
 function summary(config: InferConfig, f: Finished, extra: { visualizationsUri: string | null; xaiUri: string | null; totalSeconds: number }): ResultsSummary {

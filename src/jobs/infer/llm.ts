@@ -109,7 +109,10 @@ export class Explainer {
 
   private async ask(client: OpenAI, context: ExplanationContext): Promise<Explanation> {
     const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [
-      { role: 'system', content: 'You explain computer-vision model predictions to engineers, clearly and briefly. Answer with one JSON object and nothing else.' },
+      {
+        role: 'system',
+        content: 'You explain computer-vision model predictions to engineers, clearly and briefly. Answer with one JSON object and nothing else.',
+      },
       { role: 'user', content: buildPrompt(context) },
     ];
     let problem = '';
@@ -125,7 +128,10 @@ export class Explainer {
       const parsed = parseAnswer(text);
       if (parsed.ok) return { available: true, ...parsed.answer, model: completion.model || this.model, generated_at: new Date().toISOString() };
       problem = parsed.problem;
-      messages.push({ role: 'assistant', content: text }, { role: 'user', content: `That was not the JSON object asked for (${problem}). Answer again with only the JSON object.` });
+      messages.push(
+        { role: 'assistant', content: text },
+        { role: 'user', content: `That was not the JSON object asked for (${problem}). Answer again with only the JSON object.` },
+      );
     }
     throw new InvalidAnswerError(`the model's answer was not the JSON object asked for, twice (${problem})`);
   }
@@ -143,14 +149,22 @@ export function parseAnswer(text: string): { ok: true; answer: z.infer<typeof Ll
     return { ok: false, problem: `not JSON: ${(err as Error).message}` };
   }
   const parsed = LlmAnswerSchema.safeParse(value);
-  if (!parsed.success) return { ok: false, problem: parsed.error.issues.slice(0, 3).map((i) => `${i.path.join('.') || 'answer'}: ${i.message}`).join('; ') };
+  if (!parsed.success)
+    return {
+      ok: false,
+      problem: parsed.error.issues
+        .slice(0, 3)
+        .map((i) => `${i.path.join('.') || 'answer'}: ${i.message}`)
+        .join('; '),
+    };
   return { ok: true, answer: parsed.data };
 }
 
 function describeFailure(err: unknown, timeoutMs: number): string {
   const refused = urlRefusal(err);
   if (refused) return redact(`OPENAI_BASE_URL was refused: ${refused.message}`.slice(0, 300));
-  if (err instanceof APIConnectionTimeoutError) return `the LLM server did not answer within ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`;
+  if (err instanceof APIConnectionTimeoutError)
+    return `the LLM server did not answer within ${timeoutMs >= 1000 ? `${Math.round(timeoutMs / 1000)} s` : `${timeoutMs} ms`}`;
   if (err instanceof APIError && err.status !== undefined) return redact(`the LLM server answered HTTP ${err.status}: ${err.message}`.slice(0, 300));
   if (err instanceof APIError) return redact(`the LLM server could not be reached: ${err.message}`.slice(0, 300));
   if (err instanceof InvalidAnswerError) return redact(err.message.slice(0, 300));
@@ -168,15 +182,20 @@ export function buildPrompt(c: ExplanationContext): string {
   } else {
     const boxes = c.predictions.boxes;
     lines.push(boxes.length === 0 ? 'Detections: none above the confidence threshold.' : `Detections (${boxes.length}):`);
-    for (const b of boxes.slice(0, MAX_DETECTIONS_DESCRIBED)) lines.push(`- ${b.class_name} ${pct(b.confidence)} at box [${b.bbox.map((v) => Math.round(v)).join(', ')}]`);
+    for (const b of boxes.slice(0, MAX_DETECTIONS_DESCRIBED))
+      lines.push(`- ${b.class_name} ${pct(b.confidence)} at box [${b.bbox.map((v) => Math.round(v)).join(', ')}]`);
     if (boxes.length > MAX_DETECTIONS_DESCRIBED) lines.push(`- ... and ${boxes.length - MAX_DETECTIONS_DESCRIBED} more`);
   }
   if (c.groundTruth && c.evaluation) {
     if ('correct' in c.evaluation && 'class_name' in c.groundTruth) {
-      lines.push(`Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.evaluation.correct ? 'correct' : 'wrong'}${c.evaluation.top5_correct ? '' : ' and the true class is not in the top 5'}.`);
+      lines.push(
+        `Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.evaluation.correct ? 'correct' : 'wrong'}${c.evaluation.top5_correct ? '' : ' and the true class is not in the top 5'}.`,
+      );
     } else if ('matched' in c.evaluation) {
       const e = c.evaluation;
-      lines.push(`Ground truth: ${e.matched.length} found, ${e.wrong_class.length} found with the wrong class, ${e.missed.length} missed, ${e.false_positives.length} false detections.`);
+      lines.push(
+        `Ground truth: ${e.matched.length} found, ${e.wrong_class.length} found with the wrong class, ${e.missed.length} missed, ${e.false_positives.length} false detections.`,
+      );
       if (e.missed.length) lines.push(`Missed: ${e.missed.map((m) => m.class_name).join(', ')}.`);
       if (e.wrong_class.length) lines.push(`Confused: ${e.wrong_class.map((w) => `${w.true_class_name} taken for ${w.predicted_class_name}`).join(', ')}.`);
     }
@@ -184,9 +203,11 @@ export function buildPrompt(c: ExplanationContext): string {
   const x = c.xai;
   if (x && !x.error) {
     lines.push('', `${x.method} heatmap (layers ${x.target_layers.join(', ')}), values scaled to 0-1:`);
-    if (x.mean_activation != null) lines.push(`- mean activation ${x.mean_activation.toFixed(2)}; ${pct(x.high_activation_fraction ?? 0)} of the image above 0.5`);
+    if (x.mean_activation != null)
+      lines.push(`- mean activation ${x.mean_activation.toFixed(2)}; ${pct(x.high_activation_fraction ?? 0)} of the image above 0.5`);
     if (x.peak) lines.push(`- strongest point at (${x.peak.x}, ${x.peak.y})`);
-    if (x.top_regions?.length) lines.push(`- top regions (x, y, w, h, score): ${x.top_regions.map((r) => `(${r.x}, ${r.y}, ${r.w}, ${r.h}, ${(r.score ?? 0).toFixed(2)})`).join('; ')}`);
+    if (x.top_regions?.length)
+      lines.push(`- top regions (x, y, w, h, score): ${x.top_regions.map((r) => `(${r.x}, ${r.y}, ${r.w}, ${r.h}, ${(r.score ?? 0).toFixed(2)})`).join('; ')}`);
     if (x.activation_in_predictions != null) lines.push(`- ${pct(x.activation_in_predictions)} of the activation lies inside the detected boxes`);
   }
   lines.push(

@@ -126,20 +126,47 @@ function plan(image: JobImage, total: number, parts: LoopParts, visDir: string, 
 }
 
 /** One image's entry in results.json, once its pictures are stored and its explanation is back. */
-async function imageResult(parts: LoopParts, stats: LoopStats, image: JobImage, done: (Planned & { outcome: ImageOutcome }) | undefined, perImageMs: number | null): Promise<ImageResult> {
+async function imageResult(
+  parts: LoopParts,
+  stats: LoopStats,
+  image: JobImage,
+  done: (Planned & { outcome: ImageOutcome }) | undefined,
+  perImageMs: number | null,
+): Promise<ImageResult> {
   const base = { index: image.index, image_id: image.imageId, file_name: image.fileName, source: image.source, ground_truth: done?.truth?.record ?? null };
   if (!done || 'error' in done.outcome) {
     const error = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : 'not processed');
-    return { ...base, width: null, height: null, error, predictions: null, evaluation: null, inference_time_ms: null, visualization_path: null, xai: null, explanation: null };
+    return {
+      ...base,
+      width: null,
+      height: null,
+      error,
+      predictions: null,
+      evaluation: null,
+      inference_time_ms: null,
+      visualization_path: null,
+      xai: null,
+      explanation: null,
+    };
   }
   const { outcome, item } = done;
   const { config, uploads, explainer } = parts;
-  const upload = (localPath: string | null | undefined, prefix: string) => (localPath ? uploads.add(localPath, `${prefix}${basename(localPath)}`) : Promise.resolve(null));
+  const upload = (localPath: string | null | undefined, prefix: string) =>
+    localPath ? uploads.add(localPath, `${prefix}${basename(localPath)}`) : Promise.resolve(null);
   const visualization = upload(item.visualization_path, visualizationsPrefix(config.inferenceType, config.jobId));
   const heatmap = upload(outcome.xai?.error === null ? item.xai_path : null, xaiPrefix(config.inferenceType, config.jobId));
   const explanation: Promise<Explanation | null> =
     explainer && done.sampled
-      ? explainer.explain({ taskType: config.taskType, fileName: image.fileName, width: outcome.width, height: outcome.height, predictions: outcome.predictions, groundTruth: done.truth?.record ?? null, evaluation: outcome.evaluation, xai: outcome.xai })
+      ? explainer.explain({
+          taskType: config.taskType,
+          fileName: image.fileName,
+          width: outcome.width,
+          height: outcome.height,
+          predictions: outcome.predictions,
+          groundTruth: done.truth?.record ?? null,
+          evaluation: outcome.evaluation,
+          xai: outcome.xai,
+        })
       : Promise.resolve(null);
   const [visualizationUri, heatmapUri, explained] = await Promise.all([visualization, heatmap, explanation]);
   if (visualizationUri) stats.stored.visualizations++;

@@ -73,7 +73,9 @@ export class ResultsWriter {
     await this.chain;
     if (this.failure !== undefined) {
       const e = this.failure;
-      throw e instanceof z.ZodError ? new Error(`an image result does not match the results.json schema: ${e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`) : e;
+      throw e instanceof z.ZodError
+        ? new Error(`an image result does not match the results.json schema: ${e.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
+        : e;
     }
   }
 

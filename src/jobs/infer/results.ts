@@ -65,10 +65,7 @@ export const GroundTruthObjectSchema = z.object({
   keypoints: z.array(Point3).optional(),
 });
 
-export const GroundTruthSchema = z.union([
-  z.object({ objects: z.array(GroundTruthObjectSchema) }),
-  z.object({ class_id: Count, class_name: z.string() }),
-]);
+export const GroundTruthSchema = z.union([z.object({ objects: z.array(GroundTruthObjectSchema) }), z.object({ class_id: Count, class_name: z.string() })]);
 
 /** Indices refer to the image's `predictions.boxes` and `ground_truth.objects`. */
 export const DetectionEvaluationSchema = z.object({

@@ -18,20 +18,34 @@ export function consoleReporter(logger: Logger): RunSubscriber {
         logger.info(`training ${event.epochs} epochs (${event.batchesPerEpoch} batches each) on ${event.device}`);
         return;
       case 'batch':
-        logger.progress(`epoch ${event.epoch}/${event.epochs}`, event.batch, event.batches, `${fmt(event.losses)}${event.etaSeconds === null ? '' : ` eta ${Math.round(event.etaSeconds)}s`}`);
+        logger.progress(
+          `epoch ${event.epoch}/${event.epochs}`,
+          event.batch,
+          event.batches,
+          `${fmt(event.losses)}${event.etaSeconds === null ? '' : ` eta ${Math.round(event.etaSeconds)}s`}`,
+        );
         return;
       case 'epoch':
-        logger.info(`epoch ${event.epoch}/${event.epochs} (${event.progress.toFixed(0)}%) ${fmt(event.losses)} ${fmt(event.metrics)}${event.isBest ? ' [best]' : ''}`, { event: 'epoch', epoch: event.epoch });
+        logger.info(
+          `epoch ${event.epoch}/${event.epochs} (${event.progress.toFixed(0)}%) ${fmt(event.losses)} ${fmt(event.metrics)}${event.isBest ? ' [best]' : ''}`,
+          { event: 'epoch', epoch: event.epoch },
+        );
         return;
       case 'validation':
-        logger.info(`validation epoch ${event.epoch}: ${event.primaryMetricName}=${event.primaryMetricValue ?? 'n/a'} on ${event.numImagesValidated} images`, { event: 'validation', epoch: event.epoch });
+        logger.info(`validation epoch ${event.epoch}: ${event.primaryMetricName}=${event.primaryMetricValue ?? 'n/a'} on ${event.numImagesValidated} images`, {
+          event: 'validation',
+          epoch: event.epoch,
+        });
         return;
       case 'checkpoint':
         logger.info(`checkpoint (${event.reason}) epoch ${event.epoch}: ${event.uri}`, { event: 'checkpoint' });
         return;
       case 'done':
         if (event.status === 'succeeded') {
-          logger.info(`training succeeded: best epoch ${event.bestEpoch}, ${event.primaryMetricName}=${event.bestMetricValue ?? 'n/a'}, best checkpoint ${event.checkpointUri}`, { event: 'done' });
+          logger.info(
+            `training succeeded: best epoch ${event.bestEpoch}, ${event.primaryMetricName}=${event.bestMetricValue ?? 'n/a'}, best checkpoint ${event.checkpointUri}`,
+            { event: 'done' },
+          );
         } else {
           logger.error(`training failed: ${event.errorMessage}`, { event: 'done' });
         }

@@ -46,7 +46,15 @@ export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
   console: consoleReporter,
   logKey: (config) => trainingLogKey(config.jobId),
   run: runTraining,
-  failed: (_ctx, error) => ({ status: 'failed', exitCode: error.exitCode, bestEpoch: null, bestMetricValue: null, checkpointUri: null, totalTimeSeconds: 0, error }),
+  failed: (_ctx, error) => ({
+    status: 'failed',
+    exitCode: error.exitCode,
+    bestEpoch: null,
+    bestMetricValue: null,
+    checkpointUri: null,
+    totalTimeSeconds: 0,
+    error,
+  }),
   done: doneEvent,
 };
 
@@ -57,7 +65,10 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     if (event.type !== 'done') ctx.stop.request({ kind: 'handler_error', error: err });
   };
   try {
-    logger.info(`vision-trainer train: job ${config.jobId}, ${config.framework} ${config.modelName}, task ${config.taskType}`, { work_dir: ctx.work.path, storage: ctx.storage.describe() });
+    logger.info(`vision-trainer train: job ${config.jobId}, ${config.framework} ${config.modelName}, task ${config.taskType}`, {
+      work_dir: ctx.work.path,
+      storage: ctx.storage.describe(),
+    });
     const adapter = adapterFor(config.framework);
     const data = await prepareDataset(ctx, adapter);
     const weightsPath = await fetchWeights(ctx);
@@ -151,7 +162,13 @@ async function train(
   }, 1000);
   timeLimit.unref();
   try {
-    const request = { config, ...inputs, outputDir: ctx.work.sub('runs'), logFile: ctx.logPath ?? ctx.work.sub('training.log'), primaryMetric: primaryMetric(config.taskType) };
+    const request = {
+      config,
+      ...inputs,
+      outputDir: ctx.work.sub('runs'),
+      logFile: ctx.logPath ?? ctx.work.sub('training.log'),
+      primaryMetric: primaryMetric(config.taskType),
+    };
     return await adapter.training.train(bridge, request, progress.onTrainerEvent);
   } finally {
     clearInterval(timeLimit);

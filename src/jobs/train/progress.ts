@@ -64,19 +64,34 @@ export class TrainingProgress {
       this.trainStart = Date.now();
       this.totalBatches = e.batches_per_epoch * (e.epochs - e.start_epoch);
       this.emit({ type: 'start', epochs: e.epochs, startEpoch: e.start_epoch, batchesPerEpoch: e.batches_per_epoch, device: e.device });
-      this.emit({ type: 'milestone', name: 'training_started', message: `Training ${e.epochs} epochs on ${e.device}`, data: { epochs: e.epochs, device: e.device } });
+      this.emit({
+        type: 'milestone',
+        name: 'training_started',
+        message: `Training ${e.epochs} epochs on ${e.device}`,
+        data: { epochs: e.epochs, device: e.device },
+      });
     },
     batch: (e) => {
       this.batchesDone++;
       const elapsed = this.trainingSeconds;
       const left = Math.max(0, this.totalBatches - this.batchesDone);
       const eta = this.batchesDone > 0 && this.totalBatches > 0 ? (elapsed / this.batchesDone) * left : null;
-      this.emit({ type: 'batch', epoch: e.epoch, epochs: e.epochs, batch: e.batch, batches: e.batches, losses: e.losses, elapsedSeconds: elapsed, etaSeconds: eta });
+      this.emit({
+        type: 'batch',
+        epoch: e.epoch,
+        epochs: e.epochs,
+        batch: e.batch,
+        batches: e.batches,
+        losses: e.losses,
+        elapsedSeconds: elapsed,
+        etaSeconds: eta,
+      });
     },
     checkpoint: async (e) => {
       this.lastSaved = { epoch: e.epoch, path: e.last_path };
       const stopping = this.ctx.stop.requested;
-      if (e.epoch % this.config.checkpointFrequency === 0 || stopping) await this.uploadCheckpoint(e.last_path, e.epoch, e.is_best, stopping ? 'stop' : 'periodic');
+      if (e.epoch % this.config.checkpointFrequency === 0 || stopping)
+        await this.uploadCheckpoint(e.last_path, e.epoch, e.is_best, stopping ? 'stop' : 'periodic');
     },
     epoch: (e) => {
       const v = e.validation;
@@ -136,7 +151,9 @@ export class TrainingProgress {
 
   /** Where the last checkpoint went, for the message a stopped run ends with. */
   lastCheckpointNote(): string {
-    return this.lastSaved ? `; last checkpoint: epoch ${this.lastSaved.epoch} uploaded to ${this.storage.uri(epochCheckpointKey(this.config.jobId, this.lastSaved.epoch))}` : '';
+    return this.lastSaved
+      ? `; last checkpoint: epoch ${this.lastSaved.epoch} uploaded to ${this.storage.uri(epochCheckpointKey(this.config.jobId, this.lastSaved.epoch))}`
+      : '';
   }
 
   /** Waits for every background upload; returns how many failed. */

@@ -39,7 +39,12 @@ class TrainingReporter {
       case 'checkpoint':
         return this.checkpoint(event);
       case 'done':
-        return this.client.trainingDone({ status: event.status, final_metrics: event.finalMetrics, checkpoint_path: event.checkpointUri, error_message: event.errorMessage });
+        return this.client.trainingDone({
+          status: event.status,
+          final_metrics: event.finalMetrics,
+          checkpoint_path: event.checkpointUri,
+          error_message: event.errorMessage,
+        });
       default:
         return;
     }

@@ -230,7 +230,9 @@ class JobPage {
       this.lrChart = new LineChart({ title: 'Learning rate', xLabel: 'epoch', testId: 'learning-rate', height: 160 });
       this.prChart = new LineChart({ title: 'Precision-recall (latest validation)', xLabel: 'recall', yLabel: 'precision', testId: 'pr-curves' });
       parts.push(
-        section('Curves', [h('div', { class: 'charts' }, this.lossChart.element, this.metricChart.element, this.lrChart.element), this.epochs.element], { 'data-testid': 'curves' }),
+        section('Curves', [h('div', { class: 'charts' }, this.lossChart.element, this.metricChart.element, this.lrChart.element), this.epochs.element], {
+          'data-testid': 'curves',
+        }),
         this.validation.element,
         h('section', { class: 'card' }, h('h3', {}, 'Checkpoints'), this.checkpoints.element),
       );
@@ -246,7 +248,10 @@ class JobPage {
 
   /** @param {JobView} job */
   update(job) {
-    this.summary.set(JSON.stringify([job.status, job.stage, job.progress, job.etaAt, job.lastSeen, job.errorMessage, job.requestCounts, job.training?.bestValue]), () => panels.summary(job));
+    this.summary.set(
+      JSON.stringify([job.status, job.stage, job.progress, job.etaAt, job.lastSeen, job.errorMessage, job.requestCounts, job.training?.bestValue]),
+      () => panels.summary(job),
+    );
     const t = job.training;
     if (t) {
       this.updateCurves(t);
@@ -274,14 +279,35 @@ class JobPage {
     const isLr = (/** @type {string} */ n) => /^(learning_rate|lr)$/i.test(n);
     const color = colorsFor([...names, ...Object.keys(t.batches.values)]);
     // Training losses first, each followed by its validation twin (val_*).
-    const lossNames = names.filter(isLoss).sort((a, b) => a.replace(/^val_/, '').localeCompare(b.replace(/^val_/, '')) || Number(/^val_/.test(a)) - Number(/^val_/.test(b)));
+    const lossNames = names
+      .filter(isLoss)
+      .sort((a, b) => a.replace(/^val_/, '').localeCompare(b.replace(/^val_/, '')) || Number(/^val_/.test(a)) - Number(/^val_/.test(b)));
     /** @type {LineTable[]} */
     const losses = [
-      { x: t.epochs.x, series: lossNames.map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n), ...(/^val/i.test(n) ? { dash: [6, 4] } : {}) })) },
-      { x: t.batches.x, series: Object.keys(t.batches.values).map((n) => ({ label: `${n} (batches)`, values: t.batches.values[n] ?? [], points: false, width: 1, color: `${color(n)}80` })) },
+      {
+        x: t.epochs.x,
+        series: lossNames.map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n), ...(/^val/i.test(n) ? { dash: [6, 4] } : {}) })),
+      },
+      {
+        x: t.batches.x,
+        series: Object.keys(t.batches.values).map((n) => ({
+          label: `${n} (batches)`,
+          values: t.batches.values[n] ?? [],
+          points: false,
+          width: 1,
+          color: `${color(n)}80`,
+        })),
+      },
     ];
     this.lossChart?.update(losses);
-    this.metricChart?.update([{ x: t.epochs.x, series: names.filter((n) => !isLoss(n) && !isLr(n)).map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n), width: n === t.primaryMetricName ? 3 : 2 })) }]);
+    this.metricChart?.update([
+      {
+        x: t.epochs.x,
+        series: names
+          .filter((n) => !isLoss(n) && !isLr(n))
+          .map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n), width: n === t.primaryMetricName ? 3 : 2 })),
+      },
+    ]);
     this.lrChart?.update([{ x: t.epochs.x, series: names.filter(isLr).map((n) => ({ label: n, values: t.epochs.values[n] ?? [], color: color(n) })) }]);
   }
 
@@ -296,12 +322,25 @@ class JobPage {
       this.prChart.update([prCurveTable(v.pr_curves)]);
       visuals.push(this.prChart.element);
     }
-    return section(`Latest validation: epoch ${v.epoch}`, [
-      h('p', {}, h('strong', {}, `${v.primary_metric_name} ${fmt(v.primary_metric_value)}`), h('span', { class: 'muted' }, ` on ${v.num_images_validated} images${v.validation_time_seconds !== null ? ` in ${duration(v.validation_time_seconds)}` : ''}, ${clock(v.timestamp)}`)),
-      panels.metricChips(v.metrics),
-      visuals.length ? h('div', { class: 'visuals' }, visuals) : null,
-      panels.perClassTable(v.per_class_metrics ?? undefined),
-    ], { 'data-testid': 'validation' });
+    return section(
+      `Latest validation: epoch ${v.epoch}`,
+      [
+        h(
+          'p',
+          {},
+          h('strong', {}, `${v.primary_metric_name} ${fmt(v.primary_metric_value)}`),
+          h(
+            'span',
+            { class: 'muted' },
+            ` on ${v.num_images_validated} images${v.validation_time_seconds !== null ? ` in ${duration(v.validation_time_seconds)}` : ''}, ${clock(v.timestamp)}`,
+          ),
+        ),
+        panels.metricChips(v.metrics),
+        visuals.length ? h('div', { class: 'visuals' }, visuals) : null,
+        panels.perClassTable(v.per_class_metrics ?? undefined),
+      ],
+      { 'data-testid': 'validation' },
+    );
   }
 
   /** @param {JobView} job */
@@ -310,10 +349,22 @@ class JobPage {
     const d = i.done;
     const parts = [];
     if (d && Object.keys(d.overall_metrics).length) parts.push(panels.metricChips(d.overall_metrics));
-    const paths = /** @type {Array<[string, string | null]>} */ ([['results', i.resultsPath], ['visualisations', i.visualizationsPath], ['heat maps', i.xaiResultsPath]]).filter(([, p]) => p);
-    if (paths.length) parts.push(h('ul', { class: 'paths' }, paths.map(([k, p]) => h('li', {}, h('span', { class: 'muted' }, `${k} `), h('code', { class: 'uri' }, p)))));
+    const paths = /** @type {Array<[string, string | null]>} */ ([
+      ['results', i.resultsPath],
+      ['visualisations', i.visualizationsPath],
+      ['heat maps', i.xaiResultsPath],
+    ]).filter(([, p]) => p);
+    if (paths.length)
+      parts.push(
+        h(
+          'ul',
+          { class: 'paths' },
+          paths.map(([k, p]) => h('li', {}, h('span', { class: 'muted' }, `${k} `), h('code', { class: 'uri' }, p))),
+        ),
+      );
     const visuals = [];
-    if (d?.confusion_matrix) visuals.push(panels.confusionMatrix(d.confusion_matrix, i.results?.confusionMatrixLabels ?? classLabels(d.per_class_metrics), 'Confusion matrix'));
+    if (d?.confusion_matrix)
+      visuals.push(panels.confusionMatrix(d.confusion_matrix, i.results?.confusionMatrixLabels ?? classLabels(d.per_class_metrics), 'Confusion matrix'));
     if (d && Object.keys(d.pr_curves).length && this.prChart) {
       this.prChart.update([prCurveTable(d.pr_curves)]);
       visuals.push(this.prChart.element);
@@ -322,7 +373,10 @@ class JobPage {
     const perClass = panels.perClassTable(i.perClassMetrics);
     if (perClass) parts.push(perClass);
     if (i.results) {
-      parts.push(h('h4', {}, `Images (${i.results.images.length} drawn of ${i.results.numImages}${i.results.failedImages ? `, ${i.results.failedImages} failed` : ''})`), panels.resultImages(i.results));
+      parts.push(
+        h('h4', {}, `Images (${i.results.images.length} drawn of ${i.results.numImages}${i.results.failedImages ? `, ${i.results.failedImages} failed` : ''})`),
+        panels.resultImages(i.results),
+      );
     } else if (d || job.status !== 'running') {
       parts.push(h('p', { class: 'muted' }, i.resultsPath ? 'Reading results.json from storage…' : 'No results.json was reported.'));
     }
@@ -333,7 +387,10 @@ class JobPage {
 class LogPage {
   constructor() {
     this.slot = new Slot();
-    this.root = section('Every callback the receiver answered', [h('p', { class: 'muted' }, 'Newest first. Refused requests keep the reasons the receiver gave; "request" shows the whole request (the token redacted).'), this.slot.element]);
+    this.root = section('Every callback the receiver answered', [
+      h('p', { class: 'muted' }, 'Newest first. Refused requests keep the reasons the receiver gave; "request" shows the whole request (the token redacted).'),
+      this.slot.element,
+    ]);
   }
 
   update() {

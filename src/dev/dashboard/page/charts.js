@@ -23,7 +23,13 @@ export class LineChart {
     this.options = options;
     this.plotArea = h('div', { class: 'chart-plot' });
     this.empty = h('p', { class: 'muted chart-empty' }, 'no points yet');
-    this.element = h('figure', { class: 'chart', 'data-chart': options.testId ?? options.title, 'data-points': 0 }, h('figcaption', {}, options.title), this.plotArea, this.empty);
+    this.element = h(
+      'figure',
+      { class: 'chart', 'data-chart': options.testId ?? options.title, 'data-points': 0 },
+      h('figcaption', {}, options.title),
+      this.plotArea,
+      this.empty,
+    );
     /** @type {uPlot | null} */
     this.plot = null;
     this.signature = '';
@@ -46,7 +52,10 @@ export class LineChart {
       return;
     }
     /** @type {uPlot.AlignedData} */
-    const data = present.length === 1 ? [present[0].x, ...present[0].series.map((s) => s.values)] : uPlot.join(present.map((t) => /** @type {uPlot.AlignedData} */ ([t.x, ...t.series.map((s) => s.values)])));
+    const data =
+      present.length === 1
+        ? [present[0].x, ...present[0].series.map((s) => s.values)]
+        : uPlot.join(present.map((t) => /** @type {uPlot.AlignedData} */ ([t.x, ...t.series.map((s) => s.values)])));
     const signature = series.map((s) => s.label).join('\u0000');
     if (this.plot && signature === this.signature) {
       this.plot.setData(data);

@@ -94,5 +94,13 @@ export function section(title, body, attrs = {}) {
  * @param {Array<[string, Child | Child[]]>} rows
  */
 export function keyValues(rows) {
-  return h('table', { class: 'kv' }, h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, v)))));
+  return h(
+    'table',
+    { class: 'kv' },
+    h(
+      'tbody',
+      {},
+      rows.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, v))),
+    ),
+  );
 }

@@ -30,7 +30,13 @@ export function etaNow(job) {
 
 /** @param {number | null} percent */
 export function progressBar(percent) {
-  const bar = h('div', { class: 'progress', role: 'progressbar', 'aria-valuemin': 0, 'aria-valuemax': 100, 'aria-valuenow': percent === null ? null : Math.round(percent) });
+  const bar = h('div', {
+    class: 'progress',
+    role: 'progressbar',
+    'aria-valuemin': 0,
+    'aria-valuemax': 100,
+    'aria-valuenow': percent === null ? null : Math.round(percent),
+  });
   const fill = h('div', { class: 'progress-fill' });
   fill.style.width = `${percent === null ? 0 : Math.min(100, Math.max(0, percent))}%`;
   bar.append(fill);
@@ -49,12 +55,17 @@ export function summary(job) {
   ]);
   if (t) {
     if (t.taskType) rows.push(['task', t.taskType]);
-    rows.push(['epoch', `${t.epoch}${t.totalEpochs ? ` / ${t.totalEpochs}` : ''}${t.batch !== null ? ` (batch ${t.batch}${t.totalBatches ? `/${t.totalBatches}` : ''})` : ''}`]);
+    rows.push([
+      'epoch',
+      `${t.epoch}${t.totalEpochs ? ` / ${t.totalEpochs}` : ''}${t.batch !== null ? ` (batch ${t.batch}${t.totalBatches ? `/${t.totalBatches}` : ''})` : ''}`,
+    ]);
     if (t.primaryMetricName) rows.push([`best ${t.primaryMetricName}`, t.bestValue === null ? '—' : `${fmt(t.bestValue)} (epoch ${t.bestEpoch})`]);
   }
   if (job.inference?.total) rows.push(['images', `${job.inference.processed} / ${job.inference.total}`]);
   if (job.inference?.avgInferenceTimeMs) rows.push(['time per image', `${fmt(job.inference.avgInferenceTimeMs)} ms`]);
-  const counts = Object.entries(job.requestCounts).map(([k, n]) => `${k} ${n}`).join(', ');
+  const counts = Object.entries(job.requestCounts)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
   rows.push(['callbacks', counts || '—']);
   return h(
     'section',
@@ -73,13 +84,38 @@ export function summary(job) {
 export function epochTable(t) {
   const names = Object.keys(t.epochs.values);
   if (t.epochs.x.length === 0) return null;
-  const rows = t.epochs.x.map((epoch, i) => h('tr', {}, h('td', {}, epoch), names.map((n) => h('td', {}, fmt(t.epochs.values[n]?.[i])))));
+  const rows = t.epochs.x.map((epoch, i) =>
+    h(
+      'tr',
+      {},
+      h('td', {}, epoch),
+      names.map((n) => h('td', {}, fmt(t.epochs.values[n]?.[i]))),
+    ),
+  );
   rows.reverse();
   return h(
     'details',
     { class: 'epochs' },
     h('summary', {}, `Per-epoch values (${t.epochs.x.length} epoch${t.epochs.x.length === 1 ? '' : 's'})`),
-    h('div', { class: 'scroll' }, h('table', { class: 'grid', 'data-testid': 'epoch-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'epoch'), names.map((n) => h('th', {}, n)))), h('tbody', {}, rows))),
+    h(
+      'div',
+      { class: 'scroll' },
+      h(
+        'table',
+        { class: 'grid', 'data-testid': 'epoch-table' },
+        h(
+          'thead',
+          {},
+          h(
+            'tr',
+            {},
+            h('th', {}, 'epoch'),
+            names.map((n) => h('th', {}, n)),
+          ),
+        ),
+        h('tbody', {}, rows),
+      ),
+    ),
   );
 }
 
@@ -92,7 +128,12 @@ export function epochTable(t) {
  */
 export function confusionMatrix(matrix, labels, caption) {
   const name = (/** @type {number} */ i) => labels[i] ?? String(i);
-  const head = h('tr', {}, h('th', { class: 'corner' }, h('span', {}, 'true ↓ / predicted →')), matrix[0]?.map((_, j) => h('th', { scope: 'col', title: name(j) }, name(j))));
+  const head = h(
+    'tr',
+    {},
+    h('th', { class: 'corner' }, h('span', {}, 'true ↓ / predicted →')),
+    matrix[0]?.map((_, j) => h('th', { scope: 'col', title: name(j) }, name(j))),
+  );
   const rows = matrix.map((row, i) => {
     const total = row.reduce((a, b) => a + b, 0);
     return h(
@@ -101,14 +142,23 @@ export function confusionMatrix(matrix, labels, caption) {
       h('th', { scope: 'row', title: name(i) }, name(i)),
       row.map((v, j) => {
         const share = total > 0 ? v / total : 0;
-        const cell = h('td', { class: i === j ? 'diag' : '', title: `true ${name(i)}, predicted ${name(j)}: ${fmt(v)} (${Math.round(share * 100)}% of the row)` }, fmt(v));
+        const cell = h(
+          'td',
+          { class: i === j ? 'diag' : '', title: `true ${name(i)}, predicted ${name(j)}: ${fmt(v)} (${Math.round(share * 100)}% of the row)` },
+          fmt(v),
+        );
         cell.style.setProperty('--share', share.toFixed(3));
         if (share > 0.55) cell.classList.add('dark');
         return cell;
       }),
     );
   });
-  return h('figure', { class: 'confusion' }, h('figcaption', {}, caption), h('div', { class: 'scroll' }, h('table', { class: 'confusion-matrix', 'data-testid': 'confusion-matrix' }, h('thead', {}, head), h('tbody', {}, rows))));
+  return h(
+    'figure',
+    { class: 'confusion' },
+    h('figcaption', {}, caption),
+    h('div', { class: 'scroll' }, h('table', { class: 'confusion-matrix', 'data-testid': 'confusion-matrix' }, h('thead', {}, head), h('tbody', {}, rows))),
+  );
 }
 
 /** @param {PerClassRows | undefined} rows */
@@ -124,15 +174,39 @@ export function perClassTable(rows) {
     h(
       'table',
       { class: 'grid', 'data-testid': 'per-class' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'class'), columns.map((c) => h('th', {}, c)))),
-      h('tbody', {}, rows.map((r) => h('tr', {}, h('th', { scope: 'row' }, `${r.class_name}`), columns.map((c) => h('td', {}, typeof r[c] === 'number' ? fmt(/** @type {number} */ (r[c])) : r[c] === null ? '—' : String(r[c] ?? '')))))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', {}, 'class'),
+          columns.map((c) => h('th', {}, c)),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        rows.map((r) =>
+          h(
+            'tr',
+            {},
+            h('th', { scope: 'row' }, `${r.class_name}`),
+            columns.map((c) => h('td', {}, typeof r[c] === 'number' ? fmt(/** @type {number} */ (r[c])) : r[c] === null ? '—' : String(r[c] ?? ''))),
+          ),
+        ),
+      ),
     ),
   );
 }
 
 /** @param {Record<string, number | null>} metrics */
 export function metricChips(metrics) {
-  return h('ul', { class: 'chips' }, Object.entries(metrics).map(([k, v]) => h('li', {}, h('span', { class: 'muted' }, k), ' ', h('strong', {}, fmt(v)))));
+  return h(
+    'ul',
+    { class: 'chips' },
+    Object.entries(metrics).map(([k, v]) => h('li', {}, h('span', { class: 'muted' }, k), ' ', h('strong', {}, fmt(v)))),
+  );
 }
 
 /** @param {CheckpointView[]} checkpoints */
@@ -144,7 +218,15 @@ export function checkpointTable(checkpoints) {
     h(
       'table',
       { class: 'grid', 'data-testid': 'checkpoints' },
-      h('thead', {}, h('tr', {}, ['storage URI', 'epoch', 'why', 'size', 'in storage', 'metrics'].map((c) => h('th', {}, c)))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['storage URI', 'epoch', 'why', 'size', 'in storage', 'metrics'].map((c) => h('th', {}, c)),
+        ),
+      ),
       h(
         'tbody',
         {},
@@ -156,8 +238,18 @@ export function checkpointTable(checkpoints) {
             h('td', {}, c.epoch ?? '—'),
             h('td', {}, c.reason ?? '—'),
             h('td', {}, size(c.sizeBytes)),
-            h('td', { class: c.inStorage ? 'ok' : 'bad', title: c.inStorage ? 'found in the dev stack\'s bucket' : 'not found in the dev stack\'s bucket (yet)' }, c.inStorage ? '✓ found' : '✗ not found'),
-            h('td', { class: 'small' }, Object.entries(c.metrics).map(([k, v]) => `${k}=${fmt(v)}`).join(' ')),
+            h(
+              'td',
+              { class: c.inStorage ? 'ok' : 'bad', title: c.inStorage ? "found in the dev stack's bucket" : "not found in the dev stack's bucket (yet)" },
+              c.inStorage ? '✓ found' : '✗ not found',
+            ),
+            h(
+              'td',
+              { class: 'small' },
+              Object.entries(c.metrics)
+                .map(([k, v]) => `${k}=${fmt(v)}`)
+                .join(' '),
+            ),
           ),
         ),
       ),
@@ -182,16 +274,26 @@ export function resultImages(results) {
         h(
           'div',
           { class: 'pictures' },
-          img.visualizationUrl ? h('img', { src: img.visualizationUrl, alt: `predictions on ${img.fileName}`, loading: 'lazy', 'data-kind': 'visualization' }) : null,
-          img.heatmapUrl ? h('img', { src: img.heatmapUrl, alt: `${img.xaiMethod ?? 'heat map'} on ${img.fileName}`, loading: 'lazy', 'data-kind': 'heatmap' }) : null,
+          img.visualizationUrl
+            ? h('img', { src: img.visualizationUrl, alt: `predictions on ${img.fileName}`, loading: 'lazy', 'data-kind': 'visualization' })
+            : null,
+          img.heatmapUrl
+            ? h('img', { src: img.heatmapUrl, alt: `${img.xaiMethod ?? 'heat map'} on ${img.fileName}`, loading: 'lazy', 'data-kind': 'heatmap' })
+            : null,
         ),
         h(
           'figcaption',
           {},
           h('div', { class: 'file' }, img.fileName),
           h('div', {}, h('span', { class: 'muted' }, 'predicted '), img.prediction),
-          img.groundTruth !== null ? h('div', {}, h('span', { class: 'muted' }, 'truth '), img.groundTruth, img.correct === null ? '' : img.correct ? ' ✓' : ' ✗') : null,
-          img.heatmapUrl ? h('div', { class: 'muted' }, `right: ${img.xaiMethod}`) : img.xaiError ? h('div', { class: 'error-text' }, `${img.xaiMethod}: ${img.xaiError}`) : null,
+          img.groundTruth !== null
+            ? h('div', {}, h('span', { class: 'muted' }, 'truth '), img.groundTruth, img.correct === null ? '' : img.correct ? ' ✓' : ' ✗')
+            : null,
+          img.heatmapUrl
+            ? h('div', { class: 'muted' }, `right: ${img.xaiMethod}`)
+            : img.xaiError
+              ? h('div', { class: 'error-text' }, `${img.xaiMethod}: ${img.xaiError}`)
+              : null,
           img.error ? h('div', { class: 'error-text' }, img.error) : null,
         ),
       ),
@@ -203,7 +305,14 @@ export function resultImages(results) {
 export function exportPanel(e) {
   const parts = [];
   if (e.stages.length) {
-    parts.push(h('h4', {}, 'Stages'), h('ol', { class: 'stages' }, e.stages.map((s) => h('li', {}, h('strong', {}, s.stage), ` ${fmt(s.percent)} % `, h('span', { class: 'muted' }, s.message)))));
+    parts.push(
+      h('h4', {}, 'Stages'),
+      h(
+        'ol',
+        { class: 'stages' },
+        e.stages.map((s) => h('li', {}, h('strong', {}, s.stage), ` ${fmt(s.percent)} % `, h('span', { class: 'muted' }, s.message))),
+      ),
+    );
   }
   const d = e.done;
   if (d) {
@@ -211,7 +320,12 @@ export function exportPanel(e) {
     const stored = (uri) => {
       if (!uri) return '—';
       const found = Object.hasOwn(e.stored, uri) ? e.stored[uri] : undefined;
-      const note = found === undefined ? null : found === null ? h('span', { class: 'bad small' }, ' ✗ not found in storage') : h('span', { class: 'ok small' }, ` ✓ ${size(found)} in storage`);
+      const note =
+        found === undefined
+          ? null
+          : found === null
+            ? h('span', { class: 'bad small' }, ' ✗ not found in storage')
+            : h('span', { class: 'ok small' }, ` ✓ ${size(found)} in storage`);
       return [h('code', { class: 'uri' }, uri), note];
     };
     parts.push(
@@ -228,20 +342,42 @@ export function exportPanel(e) {
     if (d.validation_metrics) {
       const v = d.validation_metrics;
       parts.push(
-        h('h4', {}, 'Validation of the exported model ', v.passed === undefined ? null : h('span', { class: `badge ${v.passed ? 'status-succeeded' : 'status-failed'}`, 'data-testid': 'export-validation' }, v.passed ? 'passed' : 'failed')),
-        keyValues(Object.entries(v).filter(([k]) => k !== 'passed').map(([k, val]) => [k, typeof val === 'number' ? fmt(val) : JSON.stringify(val)])),
+        h(
+          'h4',
+          {},
+          'Validation of the exported model ',
+          v.passed === undefined
+            ? null
+            : h(
+                'span',
+                { class: `badge ${v.passed ? 'status-succeeded' : 'status-failed'}`, 'data-testid': 'export-validation' },
+                v.passed ? 'passed' : 'failed',
+              ),
+        ),
+        keyValues(
+          Object.entries(v)
+            .filter(([k]) => k !== 'passed')
+            .map(([k, val]) => [k, typeof val === 'number' ? fmt(val) : JSON.stringify(val)]),
+        ),
       );
     }
   }
   if (e.metadataError) parts.push(h('p', { class: 'error-text' }, e.metadataError));
-  else if (e.metadata !== null && e.metadata !== undefined) parts.push(h('details', {}, h('summary', {}, 'metadata.json'), h('pre', { class: 'json' }, JSON.stringify(e.metadata, null, 2))));
+  else if (e.metadata !== null && e.metadata !== undefined)
+    parts.push(h('details', {}, h('summary', {}, 'metadata.json'), h('pre', { class: 'json' }, JSON.stringify(e.metadata, null, 2))));
   return section('Export', parts);
 }
 
 /** @param {JobView} job */
 export function milestones(job) {
   if (job.milestones.length === 0) return null;
-  return section('Events', [h('ol', { class: 'milestones' }, job.milestones.map((m) => h('li', {}, h('span', { class: 'muted' }, clock(m.at)), ' ', h('strong', {}, m.type), ' ', m.message)))]);
+  return section('Events', [
+    h(
+      'ol',
+      { class: 'milestones' },
+      job.milestones.map((m) => h('li', {}, h('span', { class: 'muted' }, clock(m.at)), ' ', h('strong', {}, m.type), ' ', m.message)),
+    ),
+  ]);
 }
 
 /**
@@ -265,20 +401,38 @@ export function logTable(entries, loadRequest, showJob) {
         showJob ? h('td', {}, e.jobId ?? '—') : null,
         h('td', {}, e.kind ?? `${e.method} ${e.path}`),
         h('td', {}, h('span', { class: `badge http-${String(e.status)[0]}` }, e.status)),
-        h('td', {}, h('span', { class: `badge ${e.valid ? 'valid' : 'invalid'}`, title: e.valid ? 'the body passed its schema' : e.errors.join('\n') }, e.valid ? 'valid' : e.outcome === 'invalid' ? 'schema error' : e.outcome.replace(/_/g, ' '))),
+        h(
+          'td',
+          {},
+          h(
+            'span',
+            { class: `badge ${e.valid ? 'valid' : 'invalid'}`, title: e.valid ? 'the body passed its schema' : e.errors.join('\n') },
+            e.valid ? 'valid' : e.outcome === 'invalid' ? 'schema error' : e.outcome.replace(/_/g, ' '),
+          ),
+        ),
         h(
           'td',
           { class: 'summary-cell' },
           h('div', {}, e.summary),
-          !ok && e.errors.length ? h('ul', { class: 'errors' }, e.errors.map((x) => h('li', {}, x))) : null,
-          h('button', {
-            type: 'button',
-            class: 'link-button small',
-            onclick: async () => {
-              if (detail.hidden && !detail.textContent) detail.textContent = JSON.stringify(await loadRequest(e.seq), null, 2);
-              detail.hidden = !detail.hidden;
+          !ok && e.errors.length
+            ? h(
+                'ul',
+                { class: 'errors' },
+                e.errors.map((x) => h('li', {}, x)),
+              )
+            : null,
+          h(
+            'button',
+            {
+              type: 'button',
+              class: 'link-button small',
+              onclick: async () => {
+                if (detail.hidden && !detail.textContent) detail.textContent = JSON.stringify(await loadRequest(e.seq), null, 2);
+                detail.hidden = !detail.hidden;
+              },
             },
-          }, 'request'),
+            'request',
+          ),
           detail,
         ),
       );
@@ -287,6 +441,24 @@ export function logTable(entries, loadRequest, showJob) {
   return h(
     'div',
     { class: 'scroll log' },
-    h('table', { class: 'grid', 'data-testid': 'callback-log' }, h('thead', {}, h('tr', {}, h('th', {}, 'time'), showJob ? h('th', {}, 'job') : null, h('th', {}, 'callback'), h('th', {}, 'HTTP'), h('th', {}, 'schema'), h('th', {}, 'what it said'))), h('tbody', {}, rows)),
+    h(
+      'table',
+      { class: 'grid', 'data-testid': 'callback-log' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', {}, 'time'),
+          showJob ? h('th', {}, 'job') : null,
+          h('th', {}, 'callback'),
+          h('th', {}, 'HTTP'),
+          h('th', {}, 'schema'),
+          h('th', {}, 'what it said'),
+        ),
+      ),
+      h('tbody', {}, rows),
+    ),
   );
 }
