@@ -1,7 +1,13 @@
 # Single-process trainer image: Node (the runtime) + the pinned Python venv it drives.
 # Build:  docker build -t vision-trainer .
+#         (BuildKit; --build-arg BASE_IMAGE=... picks another Debian bookworm image with Node.js
+#         >= 20.19; behind a TLS-intercepting proxy add --secret id=ca,src=/path/to/ca-bundle.crt)
 # Run:    docker run --rm --gpus all --env-file job.env vision-trainer train
-FROM node:20-bookworm-slim AS base
+# Only production requirements go in: python/requirements.txt (the dev stack's S3 server, sample
+# data and test tools are python/requirements-dev.txt, never installed here).
+ARG BASE_IMAGE=node:20-bookworm-slim
+
+FROM ${BASE_IMAGE} AS base
 ENV DEBIAN_FRONTEND=noninteractive
 # tini is PID 1: it forwards SIGTERM to Node, which stops training after the current batch,
 # uploads the last checkpoint and reports before exiting. python3.11 matches the pinned torch.
@@ -11,7 +17,10 @@ RUN apt-get update \
 
 FROM base AS python
 COPY python/requirements.txt /tmp/requirements.txt
-RUN python3 -m venv /opt/venv \
+# The optional `ca` secret is a CA bundle for pip (a proxy that re-signs TLS); it never lands in a layer.
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
 
@@ -19,7 +28,9 @@ FROM base AS build
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
 # onnxruntime-node's CPU binaries ship in the package; its install script would fetch CUDA ones.
-RUN ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+RUN --mount=type=secret,id=ca,required=false \
+    if [ -s /run/secrets/ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca; fi \
+ && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src src
 COPY adapters adapters
@@ -35,7 +46,8 @@ COPY --from=python /opt/venv /opt/venv
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY package.json ./
-COPY python python
+COPY python/requirements.txt python/requirements.txt
+COPY python/vision_trainer python/vision_trainer
 COPY runtime runtime
 # Least privilege: the job runs as an unprivileged user (numeric, so Kubernetes' runAsNonRoot can
 # verify it). /app and /opt/venv stay owned by root (COPY's 0644/0755), read-only to that user:

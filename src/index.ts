@@ -1,10 +1,11 @@
 /** vision-trainer as a library: the same jobs the container runs, with typed events. */
 export { train, type TrainingRun, type TrainOptions, type TrainResult } from './jobs/train/index.js';
-export { runInferenceJob, type InferenceOptions, type InferenceOutcome, type InferenceProgress } from './jobs/infer/index.js';
+export { infer, type InferenceRun, type InferOptions, type InferenceOutcome, type InferenceProgress } from './jobs/infer/index.js';
 export * as inference from './jobs/infer/index.js';
-export { runExportJob, type ExportOptions, type ExportResult, type ExportProgress } from './jobs/export/index.js';
+export { exportModel, type ExportRun, type ExportOptions, type ExportResult, type ExportProgress } from './jobs/export/index.js';
 export { MetadataSchema } from './jobs/export/metadata.js';
-export type { JobOptions, JobOutcome } from './jobs/context.js';
+export type { JobOptions, JobOutcome, JobRun } from './jobs/context.js';
+export type { Subscriber } from './jobs/run-stream.js';
 export type {
   RunEvent,
   RunEventOf,
@@ -25,7 +26,9 @@ export {
   type TrainConfig,
   type TrainConfigInput,
   type InferConfig,
+  type InferConfigInput,
   type ExportConfig,
+  type ExportConfigInput,
   type StorageConfig,
 } from './config/schema.js';
 export { TASK_TYPES, FRAMEWORKS, type TaskType, type Framework } from './config/tasks.js';

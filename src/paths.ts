@@ -4,7 +4,7 @@
  * key), so a fresh clone reuses it and a changed requirement builds a new one.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -44,4 +44,19 @@ export function defaultVenvDir(env: NodeJS.ProcessEnv = process.env): string {
 /** The interpreter jobs use: PYTHON_BIN when set, else the cached venv's python. */
 export function defaultPythonBin(env: NodeJS.ProcessEnv = process.env): string {
   return env.PYTHON_BIN ? resolve(env.PYTHON_BIN) : join(defaultVenvDir(env), 'bin', 'python');
+}
+
+/** `name==version` pins of python/requirements.txt, by lower-case distribution name. */
+export function pinnedRequirements(file = REQUIREMENTS_FILE): Record<string, string> {
+  const pins: Record<string, string> = {};
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const m = /^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)/.exec(line);
+    if (m) pins[m[1]!.toLowerCase()] = m[2]!;
+  }
+  return pins;
+}
+
+/** Whether `vision-trainer setup` finished building the venv (its marker is written last). */
+export function venvIsComplete(env: NodeJS.ProcessEnv = process.env): boolean {
+  return existsSync(join(defaultVenvDir(env), '.complete'));
 }

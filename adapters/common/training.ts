@@ -3,9 +3,10 @@
  * trainer's events parsed with the shared schema before the job sees them, the answer parsed
  * into a TrainOutcome. A framework adds only what is its own (weights it unpacks, an event relay).
  */
-import { type PythonBridge, type PythonEntry, pythonCallback } from '../../src/bridge/python.js';
+import { type PythonBridge, type PythonEntry, pythonCallback, pythonEntry } from '../../src/bridge/python.js';
+import type { TrainConfig } from '../../src/config/schema.js';
 import type { TrainerEventHandler, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
-import { type TrainAnswer, TrainerEventSchema, type TrainParams } from '../../src/frameworks/protocol.js';
+import { type ModelCheck, ModelCheckParamsSchema, ModelCheckSchema, type TrainAnswer, TrainerEventSchema, type TrainParams } from '../../src/frameworks/protocol.js';
 
 export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
 
@@ -43,4 +44,17 @@ export function trainerEvents(trainer: string, onEvent: TrainerEventHandler): (p
 export async function trainInPython(bridge: PythonBridge, entry: TrainEntry, params: TrainParams, emit: (payload: unknown) => unknown): Promise<TrainOutcome> {
   const answer = await bridge.call(entry, params, emit);
   return { bestEpoch: answer.best_epoch, bestPath: answer.best_path, lastPath: answer.last_path, stoppedEarly: answer.stopped_early };
+}
+
+/** The preflight's model check of a framework's trainer module (`check_model` beside its `train`). */
+export function modelCheck(module: string): (bridge: PythonBridge, config: TrainConfig) => Promise<ModelCheck> {
+  const entry = pythonEntry(module, 'check_model', ModelCheckParamsSchema, ModelCheckSchema, { long: true });
+  return (bridge, config) =>
+    bridge.call(entry, {
+      model_name: config.modelName,
+      task_type: config.taskType,
+      imgsz: config.imageSize,
+      has_weights: Boolean(config.pretrainedWeightUrl || config.resumeCheckpointPath),
+      config_overrides: config.hfConfigOverrides ?? null,
+    });
 }

@@ -14,13 +14,15 @@ import { FrameworkError, VisionTrainerError } from '../../src/errors.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { extractZip } from '../../src/storage/zip.js';
-import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.huggingface.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 /** A save_pretrained folder of the largest models this runtime fine-tunes fits well within this. */
 const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
 
 export const huggingfaceTraining: TrainingAdapter = {
+  checkModel: modelCheck('vision_trainer.huggingface.train'),
+
   async prepareDataset(dataset, splits, outDir) {
     const r = await writeHuggingFaceManifest(dataset, splits, outDir);
     return { dataPath: r.root, classNames: r.classNames, counts: r.counts };

@@ -7,11 +7,13 @@ import { pythonEntry } from '../../src/bridge/python.js';
 import { convertToImageFolder } from '../../src/datasets/convert/index.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
-import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.timm.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const timmTraining: TrainingAdapter = {
+  checkModel: modelCheck('vision_trainer.timm.train'),
+
   async prepareDataset(dataset, splits, outDir) {
     // The tree carries classes.txt, which pins timm's class numbering to classNames' order.
     const r = await convertToImageFolder(dataset, splits, outDir);

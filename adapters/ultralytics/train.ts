@@ -9,11 +9,13 @@ import { convertToImageFolder, convertToYolo } from '../../src/datasets/convert/
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { tailEvents } from '../common/event-relay.js';
-import { trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.ultralytics.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const ultralyticsTraining: TrainingAdapter = {
+  checkModel: modelCheck('vision_trainer.ultralytics.train'),
+
   async prepareDataset(dataset, splits, outDir) {
     if (dataset.taskType === 'image_classification') {
       const r = await convertToImageFolder(dataset, splits, outDir);

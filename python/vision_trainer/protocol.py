@@ -28,6 +28,60 @@ class Environment(TypedDict):
 
 
 # ---------------------------------------------------------------------------------------------
+# Preflight and doctor: vision_trainer.environment.report(params), <framework>.train.check_model(params)
+
+
+class EnvironmentParams(TypedDict):
+    packages: list[str]
+    imports: list[str]
+    device: str
+
+
+class Gpu(TypedDict):
+    index: int
+    name: str
+    memory_gb: float
+
+
+class ImportCheck(TypedDict):
+    module: str
+    seconds: float
+    error: str | None
+
+
+class TorchReport(TypedDict):
+    version: str
+    cuda_build: str | None
+    gpus: list[Gpu]
+    mps_available: bool
+    threads: int
+
+
+class EnvironmentReport(TypedDict):
+    python: str
+    executable: str
+    packages: dict[str, str | None]
+    imports: list[ImportCheck]
+    torch: TorchReport | None
+    torch_error: str | None
+    device_problem: str | None
+
+
+class ModelCheckParams(TypedDict):
+    model_name: str
+    task_type: str
+    imgsz: int
+    has_weights: bool
+    config_overrides: dict[str, Any] | None
+
+
+class ModelCheck(TypedDict):
+    description: str
+    problem: str | None
+    variable: str
+
+
+# ---------------------------------------------------------------------------------------------
 # Training: vision_trainer.<framework>.train(params, emit)
 
 

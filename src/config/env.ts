@@ -6,7 +6,7 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { redact, registerSecret } from '../redact.js';
 import { blankToUndefined } from './fields.js';
-import { type ConfigFor, SCHEMAS } from './schema.js';
+import { type ConfigFor, SCHEMAS, type StorageConfig, StorageSectionSchema } from './schema.js';
 import { type Mode, type Variable, variablesFor } from './variables.js';
 
 const MAX_VALUE_CHARS = 120;
@@ -70,13 +70,31 @@ function problemsFrom(
   return problems;
 }
 
-/** Parses the environment of a `vision-trainer <mode>` run. Throws ConfigError listing every problem. */
-export function configFromEnv<M extends Mode>(mode: M, env: NodeJS.ProcessEnv = process.env): ConfigFor<M> {
+/**
+ * Parses the environment of a `vision-trainer <mode>` run. Throws ConfigError listing every
+ * problem. The container contract always reports to a backend; `requireBackend: false` is the
+ * CLI's `--no-callbacks` (local runs).
+ */
+export function configFromEnv<M extends Mode>(mode: M, env: NodeJS.ProcessEnv = process.env, options: { requireBackend?: boolean } = {}): ConfigFor<M> {
   const vars = variablesFor(mode);
+  const problems: ConfigProblem[] = [];
+  for (const required of options.requireBackend === false ? [] : ['BACKEND_BASE_URL', 'CALLBACK_TOKEN']) {
+    if (!blankToUndefined(env[required])) {
+      problems.push({ variable: required, message: `is required: ${vars.find((v) => v.env[0] === required)?.help ?? ''}` });
+    }
+  }
+  return parseEnv(SCHEMAS[mode] as z.ZodType<unknown>, vars, env, mode, problems) as ConfigFor<M>;
+}
+
+/** The storage variables alone (`vision-trainer doctor`), checked as a job checks them. */
+export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): StorageConfig {
+  return parseEnv(StorageSectionSchema, variablesFor('train').filter((v) => v.path.startsWith('storage.')), env, undefined, []);
+}
+
+/** Reads `vars` from the environment and parses them with `schema`; every problem at once. */
+function parseEnv<T>(schema: z.ZodType<T>, vars: Variable[], env: NodeJS.ProcessEnv, mode: Mode | undefined, problems: ConfigProblem[]): T {
   const raw: Record<string, unknown> = {};
   const setName = new Map<Variable, string>();
-  const problems: ConfigProblem[] = [];
-
   for (const v of vars) {
     if (v.secret) for (const name of v.env) registerSecret(env[name]);
   }
@@ -94,14 +112,7 @@ export function configFromEnv<M extends Mode>(mode: M, env: NodeJS.ProcessEnv = 
     setName.set(v, name);
     setPath(raw, v.path, value);
   }
-  // The container contract always reports to a backend; only TypeScript scripts may omit it.
-  for (const required of ['BACKEND_BASE_URL', 'CALLBACK_TOKEN']) {
-    if (!blankToUndefined(env[required])) {
-      problems.push({ variable: required, message: `is required: ${vars.find((v) => v.env[0] === required)?.help ?? ''}` });
-    }
-  }
-
-  const result = SCHEMAS[mode].safeParse(raw);
+  const result = schema.safeParse(raw);
   if (!result.success) {
     problems.push(
       ...problemsFrom(
@@ -112,8 +123,8 @@ export function configFromEnv<M extends Mode>(mode: M, env: NodeJS.ProcessEnv = 
       ),
     );
   }
-  if (problems.length > 0) throw new ConfigError(dedupeByVariable(problems), mode);
-  return result.data as ConfigFor<M>;
+  if (problems.length > 0 || !result.success) throw new ConfigError(dedupeByVariable(problems), mode);
+  return result.data;
 }
 
 /** Validates a config object from TypeScript (field names instead of variable names in errors). */

@@ -1,14 +1,19 @@
 /** `vision-trainer <mode> --help`: every variable of the mode, its meaning and default. */
 import { type Mode, variablesFor } from './variables.js';
 
-const SUMMARY: Record<Mode, string> = {
+export const MODE_SUMMARY: Record<Mode, string> = {
   train: 'Download the dataset, train, report every epoch and upload checkpoints.',
   infer: 'Run a test run (metrics on a labelled split) or an inference job (predictions), with visualisations and XAI.',
   export: 'Export a checkpoint (ONNX and more), validate it and package it with runtime code.',
 };
 
 export function helpText(mode: Mode): string {
-  const lines = [`vision-trainer ${mode}: ${SUMMARY[mode]}`, '', 'Configuration is read from environment variables:'];
+  return `vision-trainer ${mode}: ${MODE_SUMMARY[mode]}\n\n${variablesHelp(mode)}`;
+}
+
+/** The variables part of the help: what `vision-trainer <mode> --help` prints below its options. */
+export function variablesHelp(mode: Mode): string {
+  const lines = ['Configuration is read from environment variables:'];
   let group = '';
   const seen = new Set<string>();
   for (const v of variablesFor(mode)) {
@@ -24,8 +29,9 @@ export function helpText(mode: Mode): string {
   }
   lines.push(
     '',
-    'Exit codes: 0 ok, 2 configuration, 3 dataset, 4 storage, 5 framework error, 6 completion callback undeliverable,',
-    '            7 time limit, 8 out of memory, 143 terminated (SIGTERM). See README "Exit codes".',
+    'Exit codes: 0 ok, 2 configuration (and command-line usage), 3 dataset, 4 storage, 5 framework error, 6 completion callback',
+    '            undeliverable, 7 time limit, 8 out of memory, 9 unsafe checkpoint refused, 10 storage credentials refused,',
+    '            143 terminated (SIGTERM). See README "Exit codes".',
   );
   return lines.join('\n');
 }

@@ -76,6 +76,12 @@ function toStorageConfig(s: RawStorage): StorageConfig {
   };
 }
 
+/** The storage variables on their own (`vision-trainer doctor`), checked by the jobs' rules. */
+export const StorageSectionSchema = z
+  .object(buildShape(variablesFor('train').filter((v) => v.path.startsWith('storage.'))))
+  .superRefine((v, ctx) => checkStorage((v as { storage: RawStorage }).storage, ctx), { when: () => true })
+  .transform((v) => toStorageConfig((v as { storage: RawStorage }).storage));
+
 function checkBackend(backend: { baseUrl?: string; token?: string } | undefined, ctx: Ctx): void {
   if (!backend || typeof backend !== 'object') return;
   if (backend.baseUrl && !backend.token) problem(ctx, ['backend', 'token'], 'is required when BACKEND_BASE_URL is set');
@@ -269,6 +275,21 @@ type Loose<T> = { [K in keyof T]?: T[K] | string };
  */
 export type TrainConfigInput = Loose<Omit<TrainConfig, 'storage' | 'backend'>> &
   Pick<TrainConfig, 'jobId' | 'taskType' | 'modelName' | 'datasetId' | 'epochs'> & {
+    traceId?: string;
+    storage?: Partial<RawStorage>;
+    backend?: RawBackend;
+  };
+/** What a TypeScript caller passes to `infer()`: InferConfig's fields, defaults optional. */
+export type InferConfigInput = Loose<Omit<InferConfig, 'storage' | 'backend' | 'openai'>> &
+  Pick<InferConfig, 'jobId' | 'taskType' | 'inferenceType' | 'checkpointPath'> & {
+    traceId?: string;
+    storage?: Partial<RawStorage>;
+    backend?: RawBackend;
+    openai?: Partial<InferConfig['openai']>;
+  };
+/** What a TypeScript caller passes to `exportModel()`: ExportConfig's fields, defaults optional. */
+export type ExportConfigInput = Loose<Omit<ExportConfig, 'storage' | 'backend'>> &
+  Pick<ExportConfig, 'jobId' | 'taskType' | 'exportFormat' | 'checkpointPath'> & {
     traceId?: string;
     storage?: Partial<RawStorage>;
     backend?: RawBackend;

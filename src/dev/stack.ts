@@ -86,29 +86,11 @@ export async function startDevStack(
   };
 }
 
-export function devHelp(): string {
-  return [
-    'vision-trainer dev [--s3-port N] [--receiver-port N]',
-    '',
-    'Starts, on 127.0.0.1, a SeaweedFS S3 server (bucket vision-platform, fresh credentials) and a',
-    'callback receiver that checks every callback against the API schemas and the token and prints',
-    "one line per callback. On the receiver's port it serves a live dashboard of every job it hears",
-    'from: progress and ETA, loss and metric curves, the latest validation, checkpoints, test-run',
-    'images and Grad-CAM overlays, exports, and the callback log. Prints the environment variables',
-    'a job needs; Ctrl-C (or SIGTERM) stops everything.',
-  ].join('\n');
-}
+export { devHelp } from './help.js';
 
-function portArg(args: string[], name: string): number | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const n = Number(args[i + 1]);
-  if (!Number.isInteger(n) || n <= 0 || n > 65535) throw new Error(`${name} needs a port number`);
-  return n;
-}
-
-export async function runDevStack(args: string[]): Promise<number> {
-  const stack = await startDevStack({ s3Port: portArg(args, '--s3-port'), receiverPort: portArg(args, '--receiver-port') });
+/** `vision-trainer dev`: the ports were parsed by the CLI. */
+export async function runDevStack(options: { s3Port?: number | undefined; receiverPort?: number | undefined } = {}): Promise<number> {
+  const stack = await startDevStack({ s3Port: options.s3Port, receiverPort: options.receiverPort });
   process.stdout.write(
     [
       'vision-trainer dev: local stack running.',

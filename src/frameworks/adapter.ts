@@ -12,7 +12,7 @@ import type { SplitAssignment } from '../datasets/splits.js';
 import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
 import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
-import type { BatchItem, ImageOutcome, TrainerAnswer, TrainerEvent } from './protocol.js';
+import type { BatchItem, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent } from './protocol.js';
 
 export interface FrameworkAdapter {
   readonly framework: Framework;
@@ -61,6 +61,12 @@ export interface TrainOutcome {
 export type TrainerEventHandler = (event: TrainerEvent) => TrainerAnswer;
 
 export interface TrainingAdapter {
+  /**
+   * The preflight, before anything is downloaded: whether MODEL_NAME (given the job's weights and
+   * overrides) is a model this framework can build. Importing the trainer's module here also
+   * proves the framework loads.
+   */
+  checkModel(bridge: PythonBridge, config: TrainConfig): Promise<ModelCheck>;
   /** Writes the dataset in the layout the framework reads (symlinks, not copies). */
   prepareDataset(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<PreparedDataset>;
   /**

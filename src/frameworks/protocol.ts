@@ -34,6 +34,62 @@ export const EnvironmentSchema = z.object({
 });
 
 // ---------------------------------------------------------------------------------------------
+// Preflight and doctor: vision_trainer.environment.report(params), and each framework's
+// vision_trainer.<framework>.train.check_model(params), asked before any download
+
+export const EnvironmentParamsSchema = z.object({
+  /** Distributions whose installed versions are reported (read from their metadata: nothing is imported). */
+  packages: z.array(z.string()),
+  /** Modules imported to prove they load (a broken native library shows here), each timed. */
+  imports: z.array(z.string()),
+  /** DEVICE as configured: one torch cannot use is reported as `device_problem`. */
+  device: z.string(),
+});
+
+export const GpuSchema = z.object({ index: Int, name: z.string(), memory_gb: z.number() });
+
+export const EnvironmentReportSchema = z.object({
+  python: z.string(),
+  executable: z.string(),
+  /** Installed version by distribution name; null when it is not installed. */
+  packages: z.record(z.string(), z.string().nullable()),
+  imports: z.array(z.object({ module: z.string(), seconds: z.number(), error: z.string().nullable() })),
+  torch: z
+    .object({
+      version: z.string(),
+      /** The CUDA version torch was built for; null for a CPU-only build. */
+      cuda_build: z.string().nullable(),
+      gpus: z.array(GpuSchema),
+      mps_available: z.boolean(),
+      threads: Int,
+    })
+    .nullable(),
+  /** Why torch could not be imported; null when it could. */
+  torch_error: z.string().nullable(),
+  /** Why DEVICE cannot be used here; null when it can. */
+  device_problem: z.string().nullable(),
+});
+
+export const ModelCheckParamsSchema = z.object({
+  model_name: z.string(),
+  task_type: z.enum(TASK_TYPES),
+  imgsz: Int,
+  /** PRETRAINED_WEIGHT_URL or a resume checkpoint is given: the file decides the architecture, read later. */
+  has_weights: z.boolean(),
+  /** transformers: HF_CONFIG_OVERRIDES. */
+  config_overrides: z.record(z.string(), z.unknown()).nullable(),
+});
+
+export const ModelCheckSchema = z.object({
+  /** What MODEL_NAME resolves to, for the log. */
+  description: z.string(),
+  /** Why this model cannot be trained here, and what to use instead; null when it can. */
+  problem: z.string().nullable(),
+  /** The variable the problem is about (MODEL_NAME, HF_CONFIG_OVERRIDES). */
+  variable: z.string(),
+});
+
+// ---------------------------------------------------------------------------------------------
 // Training: vision_trainer.<framework>.train.train(params, emit)
 
 export const TrainParamsSchema = z.object({
@@ -304,6 +360,8 @@ export const QuantizeAnswerSchema = z.object({ method: z.string(), output: z.str
 
 export { Nothing as NothingSchema, Metrics as MetricsAnswerSchema };
 
+export type EnvironmentReport = z.output<typeof EnvironmentReportSchema>;
+export type ModelCheck = z.output<typeof ModelCheckSchema>;
 export type TrainParams = z.input<typeof TrainParamsSchema>;
 export type TrainAnswer = z.output<typeof TrainAnswerSchema>;
 export type TrainerEvent = z.output<typeof TrainerEventSchema>;
@@ -325,6 +383,11 @@ export type ValidationGroundTruth = z.output<typeof ValidationGroundTruthSchema>
  */
 export const BRIDGE_SCHEMAS = {
   Environment: { schema: EnvironmentSchema, io: 'input' },
+  EnvironmentParams: { schema: EnvironmentParamsSchema, io: 'output' },
+  Gpu: { schema: GpuSchema, io: 'input' },
+  EnvironmentReport: { schema: EnvironmentReportSchema, io: 'input' },
+  ModelCheckParams: { schema: ModelCheckParamsSchema, io: 'output' },
+  ModelCheck: { schema: ModelCheckSchema, io: 'input' },
   TrainParams: { schema: TrainParamsSchema, io: 'output' },
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
   EpochValidation: { schema: EpochValidationSchema, io: 'input' },

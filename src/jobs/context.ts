@@ -8,7 +8,9 @@
  * the `done` event that carries its outcome, and the subscriber that turns its events into the
  * backend's HTTP callbacks (src/jobs/<job>/reporter.ts).
  */
+import { randomUUID } from 'node:crypto';
 import { CallbackClient } from '../callbacks/client.js';
+import { parseConfig } from '../config/env.js';
 import type { ConfigFor } from '../config/schema.js';
 import type { Mode } from '../config/variables.js';
 import { asVisionTrainerError, type VisionTrainerError } from '../errors.js';
@@ -246,16 +248,46 @@ async function runJob<M extends Mode, E extends JobEvent, O extends JobOutcome>(
   }
 }
 
-type ProgressOf<E extends JobEvent> = Omit<Extract<E, { type: 'progress' }>, 'type'>;
+/**
+ * What `train`, `infer` and `exportModel` return: the run's typed events (async-iterable), its
+ * outcome, and a way to stop it. The same handle for every job.
+ */
+export interface JobRun<C, E extends JobEvent, R> extends AsyncIterable<E> {
+  /** The validated configuration the run uses (defaults applied). */
+  readonly config: C;
+  /**
+   * Resolves when the run has ended, callbacks delivered and work folder removed. It does not
+   * reject: a failed run has `status: 'failed'`, its `exitCode` and a typed `error`.
+   */
+  readonly result: Promise<R>;
+  /**
+   * Asks the run to stop at its next safe point, as SIGTERM does in the container (training:
+   * after the current batch, the last checkpoint uploaded; inference: after the current batch;
+   * export: at once). `result` then reports `failed` with exit code 143.
+   */
+  stop(reason?: string): void;
+  /** Another consumer of the events, called synchronously in order; returns its unsubscribe function. */
+  subscribe(fn: Subscriber<E>): () => void;
+}
 
-/** Library entry points: a job run to its end, with its progress events handed to `onProgress`. */
-export function runJobReportingProgress<M extends Mode, E extends JobEvent, O extends JobOutcome>(
+/**
+ * The library entry points: validates `input` (the same shape the environment parser builds;
+ * a ConfigError listing every problem is thrown at once), starts the job on the next turn and
+ * returns its handle. Iterating the handle is optional; leaving a `for await` loop (break,
+ * return, throw) detaches the iterator and the run goes on: `stop()` or `signal` stop it.
+ */
+export function startRun<M extends Mode, E extends JobEvent, O extends JobOutcome>(
   definition: JobDefinition<M, E, O>,
-  config: ConfigFor<M>,
-  options: JobOptions<E> & { onProgress?: ((progress: ProgressOf<E>) => void) | undefined },
-): Promise<O> {
-  const { onProgress, ...jobOptions } = options;
-  const { ctx, outcome } = startJob(definition, config, jobOptions);
-  if (onProgress) ctx.events.subscribe((event) => (event.type === 'progress' ? onProgress(event as Extract<E, { type: 'progress' }>) : undefined));
-  return outcome;
+  input: unknown,
+  options: JobOptions<E> = {},
+): JobRun<ConfigFor<M>, E, O> {
+  const config = parseConfig(definition.mode, input && typeof input === 'object' ? { traceId: randomUUID(), ...input } : input);
+  const { ctx, outcome } = startJob(definition, config, options);
+  return {
+    config,
+    result: outcome,
+    stop: (reason = 'stop() called') => ctx.stop.request({ kind: 'requested', message: reason }),
+    subscribe: (fn) => ctx.events.subscribe(fn),
+    [Symbol.asyncIterator]: () => ctx.events[Symbol.asyncIterator](),
+  };
 }

@@ -42,7 +42,7 @@ from ..common.checkpoints import RunCheckpoints, clip_image_embeddings, clip_tex
 from ..common.classification_metrics import classification_metrics
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
 from ..common.trainer_events import TrainerEvents
-from ..protocol import TrainAnswer, TrainParams
+from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
 
@@ -107,6 +107,25 @@ def scratch_config(model_name: str, overrides: dict[str, Any] | None, image_size
     if hasattr(vision, "image_size"):
         vision.image_size = image_size
     return config
+
+
+@entry
+def check_model(params: ModelCheckParams) -> ModelCheck:
+    """The preflight: without weights, MODEL_NAME (and HF_CONFIG_OVERRIDES) must build a configuration;
+    with weights, their config.json decides, read once they are downloaded."""
+    import transformers
+
+    name = params["model_name"]
+    description = f"transformers {transformers.__version__} {name}"
+    if params["has_weights"]:
+        return {"description": f"{description} (architecture from the weights)", "problem": None, "variable": "MODEL_NAME"}
+    overrides = params["config_overrides"]
+    try:
+        config = scratch_config(name, overrides, params["imgsz"])
+    except (ValueError, TypeError, KeyError) as exc:
+        variable = "HF_CONFIG_OVERRIDES" if overrides and (overrides.get("model_type") or "HF_CONFIG_OVERRIDES" in str(exc)) else "MODEL_NAME"
+        return {"description": description, "problem": str(exc).replace(f"MODEL_NAME={name} ", ""), "variable": variable}
+    return {"description": f"{description} ({config.model_type}, built from its configuration)", "problem": None, "variable": "MODEL_NAME"}
 
 
 def weights_folder(path: str) -> Path:

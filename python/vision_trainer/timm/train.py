@@ -27,7 +27,7 @@ from ..common.checkpoints import RunCheckpoints, load_for_resume, run_state
 from ..common.classification_metrics import classification_metrics
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
 from ..common.trainer_events import TrainerEvents
-from ..protocol import TrainAnswer, TrainParams
+from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
 
@@ -47,13 +47,28 @@ def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tup
 
     cfg = get_pretrained_cfg(model_name)
     if cfg is None and not timm.is_model(model_name):
-        raise ValueError(
-            f"MODEL_NAME={model_name} is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
-            f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())"
-        )
+        raise ValueError(f"MODEL_NAME={model_name} {_not_a_model(model_name)}")
     kwargs: dict[str, Any] = {"img_size": image_size} if cfg is not None and cfg.fixed_input_size else {}
     model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
     return model, kwargs
+
+
+def _not_a_model(model_name: str) -> str:
+    import timm
+
+    return (f"is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
+            f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())")
+
+
+@entry
+def check_model(params: ModelCheckParams) -> ModelCheck:
+    """The preflight: MODEL_NAME must name a timm architecture (weights, if any, come later)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    name = params["model_name"]
+    known = get_pretrained_cfg(name) is not None or timm.is_model(name)
+    return {"description": f"timm {timm.__version__} {name}", "problem": None if known else _not_a_model(name), "variable": "MODEL_NAME"}
 
 
 def load_pretrained_weights(model: nn.Module, path: str) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..common.trainer_events import TrainerEvents
 from ..common.yolo_metrics import TASK_BY_PLATFORM, classification_details, detection_details, macro, standard_metrics
-from ..protocol import TrainAnswer, TrainParams
+from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, failpoint, plain, shield_from_terminal_interrupt
 
@@ -33,6 +33,26 @@ def configure_offline() -> None:
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
+
+
+@entry
+def check_model(params: ModelCheckParams) -> ModelCheck:
+    """The preflight: without weights, `{MODEL_NAME}.yaml` must be a model configuration this
+    ultralytics ships (the model is built from it); with weights, the file decides."""
+    configure_offline()
+    import ultralytics
+    from ultralytics.nn.tasks import yaml_model_load
+
+    name = params["model_name"]
+    description = f"ultralytics {ultralytics.__version__} {name}"
+    if params["has_weights"]:
+        return {"description": f"{description} (architecture from the weights)", "problem": None, "variable": "MODEL_NAME"}
+    try:
+        cfg = yaml_model_load(f"{name}.yaml")
+    except (FileNotFoundError, OSError) as exc:
+        return {"description": description, "problem": f"has no model configuration in ultralytics {ultralytics.__version__} ({exc})", "variable": "MODEL_NAME"}
+    scale = cfg.get("scale")
+    return {"description": f"{description} ({Path(cfg.get('yaml_file', name)).name}{f', scale {scale}' if scale else ''})", "problem": None, "variable": "MODEL_NAME"}
 
 
 class FileRelay:

@@ -1,21 +1,20 @@
 /** Export jobs for TypeScript scripts, over the same job the container runs. */
-import type { ExportConfig } from '../../config/schema.js';
+import type { ExportConfig, ExportConfigInput } from '../../config/schema.js';
 import type { ExportEvent } from '../../events.js';
-import { type JobOptions, runJobReportingProgress } from '../context.js';
-import { type ExportProgress, type ExportResult, exportJob } from './job.js';
+import { type JobOptions, type JobRun, startRun } from '../context.js';
+import { type ExportResult, exportJob } from './job.js';
 
 export type { ExportProgress, ExportResult, ExportStage, ModelInfo } from './job.js';
 
-export interface ExportOptions extends JobOptions<ExportEvent> {
-  /** Each stage as it starts (the figures of the backend's progress callback). */
-  onProgress?: (progress: ExportProgress) => void;
-}
+/** The same options as training's; `stop()` or `signal` stops an export at once (Python is killed). */
+export type ExportOptions = JobOptions<ExportEvent>;
+export type ExportRun = JobRun<ExportConfig, ExportEvent, ExportResult>;
 
 /**
- * Runs one export job; resolves with how it ended (it does not reject). Sends the backend's
- * callbacks when `config.backend` is set, unless `callbacks: false`. Aborting `signal` stops
- * the job at once (Python is killed).
+ * Exports a checkpoint: `for await` the `progress` events (each stage as it starts), then
+ * `await run.result`. Sends the backend's callbacks when `config.backend` is set, unless
+ * `callbacks: false`.
  */
-export function runExportJob(config: ExportConfig, options: ExportOptions = {}): Promise<ExportResult> {
-  return runJobReportingProgress(exportJob, config, options);
+export function exportModel(config: ExportConfigInput | ExportConfig, options: ExportOptions = {}): ExportRun {
+  return startRun(exportJob, config, options);
 }

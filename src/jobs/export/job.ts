@@ -26,6 +26,7 @@ import { PROJECT_ROOT } from '../../paths.js';
 import { listFilesRecursive } from '../../storage/files.js';
 import { createZip } from '../../storage/zip.js';
 import type { JobContext, JobDefinition } from '../context.js';
+import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { exportKey, FORMATS, modelObjectName, type QuantizationRule, quantizationRule } from './formats.js';
 import { summarize } from './latency.js';
@@ -146,7 +147,7 @@ async function fetchInputs(ctx: ExportContext): Promise<Pick<Export, 'bridge' | 
   const format = config.exportFormat;
   progress(ctx, 'downloading', 2, `Checking the ${format} export tools`);
   const configured = configuredFramework(config);
-  const bridge = await ctx.startPython(pythonEnvFor(configured, ctx.work.path));
+  const bridge = await preflight(ctx, { pythonEnv: pythonEnvFor(configured, ctx.work.path) });
   // Fail before any download when the framework is known and the format cannot be written here.
   if (configured) await adapterFor(configured).exporter.checkFormat(bridge, format, config.device);
 

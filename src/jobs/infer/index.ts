@@ -2,11 +2,10 @@
  * Test runs and inference jobs for TypeScript scripts, over the same job the container runs;
  * the results.json schema, and the parts others reuse.
  */
-import type { InferConfig } from '../../config/schema.js';
+import type { InferConfig, InferConfigInput } from '../../config/schema.js';
 import type { InferenceEvent } from '../../events.js';
-import { type JobOptions, runJobReportingProgress } from '../context.js';
+import { type JobOptions, type JobRun, startRun } from '../context.js';
 import { type InferenceOutcome, inferenceJob } from './job.js';
-import type { InferenceProgress } from './predict-loop.js';
 
 export type { InferenceOutcome } from './job.js';
 export { PROGRESS_EVERY, type InferenceProgress } from './predict-loop.js';
@@ -15,15 +14,15 @@ export { Explainer, LlmAnswerSchema, type ExplainerOptions, type ExplanationCont
 export { layerPathProblems, LAYER_PATH } from './layers.js';
 export { jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
 
-export interface InferenceOptions extends JobOptions<InferenceEvent> {
-  /** Progress every PROGRESS_EVERY images (the same figures the backend's progress callback gets). */
-  onProgress?: (progress: InferenceProgress) => void;
-}
+/** The same options as training's; `stop()` or `signal` stops inference after the current batch. */
+export type InferOptions = JobOptions<InferenceEvent>;
+export type InferenceRun = JobRun<InferConfig, InferenceEvent, InferenceOutcome>;
 
 /**
- * Runs one test run or inference job; resolves with how it ended (it does not reject). Sends
- * the backend's callbacks when `config.backend` is set, unless `callbacks: false`.
+ * Runs a test run or an inference job: `for await` its `progress` events (every PROGRESS_EVERY
+ * images, the figures of the backend's progress callback), then `await run.result`. Sends the
+ * backend's callbacks when `config.backend` is set, unless `callbacks: false`.
  */
-export function runInferenceJob(config: InferConfig, options: InferenceOptions = {}): Promise<InferenceOutcome> {
-  return runJobReportingProgress(inferenceJob, config, options);
+export function infer(config: InferConfigInput | InferConfig, options: InferOptions = {}): InferenceRun {
+  return startRun(inferenceJob, config, options);
 }

@@ -17,6 +17,7 @@ import { adapterFor, chooseFramework, type InferenceSession, pythonEnvFor } from
 import { checkUrl, jobUrlPolicy } from '../../net/url-guard.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobContext, JobDefinition } from '../context.js';
+import { preflight } from '../preflight.js';
 import { fetchCheckpoint } from '../stages.js';
 import { ArtifactUploads, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
 import { mapClasses } from './ground-truth.js';
@@ -84,14 +85,10 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     const problems = upfrontProblems(config, ctx.storage);
     if (problems.length > 0) throw new ConfigError(problems, 'infer');
 
-    // 1. Checkpoint, with Python starting meanwhile (importing torch takes seconds too).
+    // 1. Python (its requirements, torch, DEVICE) before anything is downloaded, then the checkpoint.
+    await preflight(ctx, { pythonEnv: pythonEnvFor(config.framework, ctx.work.path) });
     logger.stage('Downloading Checkpoint');
-    ctx.startPython(pythonEnvFor(config.framework, ctx.work.path));
-    const checkpoint = await fetchCheckpoint(
-      ctx.storage,
-      { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' },
-      ctx.work.sub('checkpoint'),
-    );
+    const checkpoint = await fetchCheckpoint(ctx.storage, { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' }, ctx.work.sub('checkpoint'));
     logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
     stop.throwIfRequested();
 

@@ -14,6 +14,7 @@ import { jobUrlPolicy } from '../../net/url-guard.js';
 import { describeUrl } from '../../redact.js';
 import { downloadUrl } from '../../storage/download.js';
 import type { JobContext, JobDefinition } from '../context.js';
+import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
 import { checkpointKey, TrainingProgress } from './progress.js';
@@ -70,6 +71,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
       storage: ctx.storage.describe(),
     });
     const adapter = adapterFor(config.framework);
+    await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (bridge) => adapter.training.checkModel(bridge, config) });
     const data = await prepareDataset(ctx, adapter);
     const weightsPath = await fetchWeights(ctx);
     const resumeFrom = await fetchResumeCheckpoint(ctx);
