@@ -107,11 +107,15 @@ async function runJobCommand(mode: Mode, assignments: string[], options: JobComm
   }
 }
 
-async function runFromEnv<M extends Mode, E extends JobEvent, O extends JobOutcome>(definition: JobDefinition<M, E, O>, env: NodeJS.ProcessEnv, callbacks: boolean): Promise<number> {
+async function runFromEnv<M extends Mode, E extends JobEvent, O extends JobOutcome>(
+  definition: JobDefinition<M, E, O>,
+  env: NodeJS.ProcessEnv,
+  callbacks: boolean,
+): Promise<number> {
   const config = configFromEnv(definition.mode, env, { requireBackend: callbacks });
   const logger = loggerFromEnv(env, { job_id: config.jobId, trace_id: config.traceId });
   setLogger(logger);
-  if (!callbacks) logger.info('--no-callbacks: no HTTP callbacks are sent; progress is in these log lines and the job\'s result is the exit code');
+  if (!callbacks) logger.info("--no-callbacks: no HTTP callbacks are sent; progress is in these log lines and the job's result is the exit code");
   const { outcome } = startJob(definition, config, { logger, signals: true, callbacks });
   return (await outcome).exitCode;
 }
@@ -170,7 +174,9 @@ function buildProgram(env: NodeJS.ProcessEnv, output: CliOutput, setExitCode: (c
     program
       .command(mode)
       .summary(MODE_SUMMARY[mode])
-      .description(`${MODE_SUMMARY[mode]}\nConfiguration: the environment, then --env-file files for what it does not set, then NAME=value arguments over both.`)
+      .description(
+        `${MODE_SUMMARY[mode]}\nConfiguration: the environment, then --env-file files for what it does not set, then NAME=value arguments over both.`,
+      )
       .argument('[NAME=value...]', `set a variable of ${mode} (names as listed below)`)
       .option('--env-file <file>', 'read variables from a dotenv file (repeatable; a later file wins; the environment wins over files)', collect)
       .option('--no-callbacks', 'run without a backend: BACKEND_BASE_URL and CALLBACK_TOKEN are not needed and no callbacks are sent')
@@ -208,11 +214,16 @@ function buildProgram(env: NodeJS.ProcessEnv, output: CliOutput, setExitCode: (c
     .command('setup')
     .summary('Build the Python venv jobs run in (torch, ultralytics, timm, transformers: minutes the first time).')
     .description(
-      'Builds the Python venv from this package\'s python/requirements.txt (exact pins) in ~/.cache/vision-trainer/venv-<hash>\n' +
+      "Builds the Python venv from this package's python/requirements.txt (exact pins) in ~/.cache/vision-trainer/venv-<hash>\n" +
         '($VISION_TRAINER_CACHE moves it); an existing one for the same requirements is reused. Needs Python 3.10-3.13 with venv\n' +
         '(PYTHON=/path/to/python3.11 picks one). With PYTHON_BIN set nothing is built: jobs use that interpreter.',
     )
-    .addOption(new Option('--with <groups>', 'also install optional Python groups, comma-separated (dev: the local S3 server for `vision-trainer dev`, sample data, test tools)'))
+    .addOption(
+      new Option(
+        '--with <groups>',
+        'also install optional Python groups, comma-separated (dev: the local S3 server for `vision-trainer dev`, sample data, test tools)',
+      ),
+    )
     .action(async (options: { with?: string }) => setExitCode(await runSetup(options.with, env, output)));
 
   program

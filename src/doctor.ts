@@ -76,7 +76,12 @@ async function pythonChecks(env: NodeJS.ProcessEnv, checks: DoctorCheck[]): Prom
   // The frameworks' caches and settings folders (as a job's work folder holds them), removed after.
   const scratch = await mkdtemp(join(tmpdir(), 'vision-trainer-doctor-'));
   try {
-    bridge = await PythonBridge.open({ pythonBin: defaultPythonBin(env), env: pythonEnvFor(undefined, scratch), logger: Logger.create({ sink: () => {} }), output: () => {} });
+    bridge = await PythonBridge.open({
+      pythonBin: defaultPythonBin(env),
+      env: pythonEnvFor(undefined, scratch),
+      logger: Logger.create({ sink: () => {} }),
+      output: () => {},
+    });
     const pins = pinnedRequirements();
     const report = await bridge.call(ENVIRONMENT_REPORT, { packages: Object.keys(pins), imports: IMPORTS, device: env.DEVICE?.trim() || 'auto' });
     checks.push({ name: 'python', status: 'ok', detail: `Python ${report.python}, ${where}` });
@@ -87,7 +92,9 @@ async function pythonChecks(env: NodeJS.ProcessEnv, checks: DoctorCheck[]): Prom
       status: missingPackages.length ? 'fail' : drift.length ? 'warn' : 'ok',
       detail: drift.length
         ? `differ from python/requirements.txt: ${drift.join(', ')}${missingPackages.length ? ' (`vision-trainer setup` installs them)' : ''}`
-        : `as pinned: ${Object.entries(report.packages).map(([name, version]) => `${name} ${version}`).join(', ')}`,
+        : `as pinned: ${Object.entries(report.packages)
+            .map(([name, version]) => `${name} ${version}`)
+            .join(', ')}`,
     });
     const failed = report.imports.filter((i) => i.error);
     checks.push({
@@ -97,10 +104,18 @@ async function pythonChecks(env: NodeJS.ProcessEnv, checks: DoctorCheck[]): Prom
         ? failed.map((i) => `${i.module}: ${i.error}`).join('; ')
         : report.imports.map((i) => `${i.module} ${i.seconds.toFixed(1)} s`).join(', '),
     });
-    checks.push({ name: 'torch', status: report.torch ? 'ok' : 'fail', detail: `${describeTorch(report)}${report.torch ? `, ${report.torch.threads} CPU threads` : ''}` });
+    checks.push({
+      name: 'torch',
+      status: report.torch ? 'ok' : 'fail',
+      detail: `${describeTorch(report)}${report.torch ? `, ${report.torch.threads} CPU threads` : ''}`,
+    });
     const device = env.DEVICE?.trim() || 'auto';
     const used = report.torch?.gpus.length ? `GPU 0 (${report.torch.gpus[0]!.name})` : report.torch?.mps_available ? 'mps' : 'cpu';
-    checks.push({ name: 'device', status: report.device_problem ? 'fail' : 'ok', detail: report.device_problem ?? `DEVICE=${device}${device === 'auto' ? `: ${used}` : ''}` });
+    checks.push({
+      name: 'device',
+      status: report.device_problem ? 'fail' : 'ok',
+      detail: report.device_problem ?? `DEVICE=${device}${device === 'auto' ? `: ${used}` : ''}`,
+    });
     return report;
   } catch (err) {
     checks.push({ name: 'python', status: 'fail', detail: `${where}: ${asVisionTrainerError(err).describe()}` });
@@ -116,7 +131,9 @@ function setOrNot(env: NodeJS.ProcessEnv, names: string[]): string {
 }
 
 async function storageCheck(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
-  const configured = ['STORAGE_TYPE', 'S3_ENDPOINT', 'R2_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'R2_ACCESS_KEY_ID', 'BUCKET_NAME', 'LOCAL_STORAGE_PATH'].some((n) => env[n]?.trim());
+  const configured = ['STORAGE_TYPE', 'S3_ENDPOINT', 'R2_ENDPOINT', 'AWS_ACCESS_KEY_ID', 'R2_ACCESS_KEY_ID', 'BUCKET_NAME', 'LOCAL_STORAGE_PATH'].some((n) =>
+    env[n]?.trim(),
+  );
   if (!configured) return { name: 'storage', status: 'skip', detail: 'not configured (STORAGE_TYPE, S3_ENDPOINT, AWS_ACCESS_KEY_ID, ...)' };
   let config: ReturnType<typeof storageFromEnv>;
   try {
@@ -126,8 +143,12 @@ async function storageCheck(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
     return { name: 'storage', status: 'fail', detail: problems };
   }
   const storage = createStorage(config, { maxAttempts: 2 });
-  const where = config.type === 'local' ? `local folder ${config.root}` : `${config.type} ${config.endpoint ? describeUrl(config.endpoint) : 'AWS S3'}, bucket ${config.bucket}`;
-  if (config.type === 'local' && !existsSync(config.root)) return { name: 'storage', status: 'warn', detail: `${where} does not exist (jobs create it when they write)` };
+  const where =
+    config.type === 'local'
+      ? `local folder ${config.root}`
+      : `${config.type} ${config.endpoint ? describeUrl(config.endpoint) : 'AWS S3'}, bucket ${config.bucket}`;
+  if (config.type === 'local' && !existsSync(config.root))
+    return { name: 'storage', status: 'warn', detail: `${where} does not exist (jobs create it when they write)` };
   try {
     // A listing proves the bucket exists and the credentials may read it; nothing is written.
     await withTimeout(storage.list('vision-trainer-doctor/'), where);
@@ -161,7 +182,11 @@ async function backendCheck(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
     // No token is sent: any HTTP answer proves the address, TLS and routing; the callbacks' own paths need a job.
     const response = await fetch(url, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(NETWORK_TIMEOUT_MS) });
     await response.body?.cancel();
-    return { name: 'backend', status: env.CALLBACK_TOKEN?.trim() ? 'ok' : 'warn', detail: `${describeUrl(baseUrl)} answers (HTTP ${response.status}); ${token}` };
+    return {
+      name: 'backend',
+      status: env.CALLBACK_TOKEN?.trim() ? 'ok' : 'warn',
+      detail: `${describeUrl(baseUrl)} answers (HTTP ${response.status}); ${token}`,
+    };
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     return { name: 'backend', status: 'fail', detail: `${describeUrl(baseUrl)} does not answer: ${cause?.code ?? cause?.message ?? (err as Error).message}` };
@@ -176,7 +201,11 @@ async function workDirCheck(env: NodeJS.ProcessEnv): Promise<DoctorCheck> {
     const fs = await statfs(parent);
     const freeGb = (fs.bavail * fs.bsize) / 1024 ** 3;
     const low = freeGb < LOW_DISK_GB;
-    return { name: 'work dir', status: low ? 'warn' : 'ok', detail: `${parent}: writable, ${freeGb.toFixed(1)} GB free${low ? ` (datasets and checkpoints need room: less than ${LOW_DISK_GB} GB)` : ''}` };
+    return {
+      name: 'work dir',
+      status: low ? 'warn' : 'ok',
+      detail: `${parent}: writable, ${freeGb.toFixed(1)} GB free${low ? ` (datasets and checkpoints need room: less than ${LOW_DISK_GB} GB)` : ''}`,
+    };
   } catch (err) {
     return { name: 'work dir', status: 'fail', detail: `${parent}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; set WORK_DIR to a writable folder` };
   }

@@ -6,7 +6,14 @@
 import { type PythonBridge, type PythonEntry, pythonCallback, pythonEntry } from '../../src/bridge/python.js';
 import type { TrainConfig } from '../../src/config/schema.js';
 import type { TrainerEventHandler, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
-import { type ModelCheck, ModelCheckParamsSchema, ModelCheckSchema, type TrainAnswer, TrainerEventSchema, type TrainParams } from '../../src/frameworks/protocol.js';
+import {
+  type ModelCheck,
+  ModelCheckParamsSchema,
+  ModelCheckSchema,
+  type TrainAnswer,
+  TrainerEventSchema,
+  type TrainParams,
+} from '../../src/frameworks/protocol.js';
 
 export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
 

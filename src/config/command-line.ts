@@ -93,7 +93,10 @@ export function parseAssignments(mode: Mode | 'doctor', args: readonly string[])
     const eq = arg.indexOf('=');
     if (eq <= 0) {
       const meant = closestVariable(arg, names);
-      problems.push({ variable: arg, message: `is not NAME=value${meant ? `; to set ${meant}, write ${meant}=...` : ''} (arguments set the variables listed by \`vision-trainer ${mode} --help\`)` });
+      problems.push({
+        variable: arg,
+        message: `is not NAME=value${meant ? `; to set ${meant}, write ${meant}=...` : ''} (arguments set the variables listed by \`vision-trainer ${mode} --help\`)`,
+      });
       continue;
     }
     const name = arg.slice(0, eq);
@@ -135,7 +138,11 @@ export function readEnvFiles(files: readonly string[], mode: Mode | 'doctor'): {
  * Applies the three sources to `env` (the process environment, for the CLI): file values where
  * `env` has none, then the arguments. Returns warnings for file values the environment hides.
  */
-export function applyCommandLine(env: NodeJS.ProcessEnv, mode: Mode | 'doctor', options: { envFiles?: readonly string[]; assignments?: readonly string[] }): string[] {
+export function applyCommandLine(
+  env: NodeJS.ProcessEnv,
+  mode: Mode | 'doctor',
+  options: { envFiles?: readonly string[]; assignments?: readonly string[] },
+): string[] {
   const assignments = parseAssignments(mode, options.assignments ?? []);
   const { values, warnings } = readEnvFiles(options.envFiles ?? [], mode);
   for (const [name, value] of Object.entries(values)) {

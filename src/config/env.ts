@@ -88,7 +88,13 @@ export function configFromEnv<M extends Mode>(mode: M, env: NodeJS.ProcessEnv = 
 
 /** The storage variables alone (`vision-trainer doctor`), checked as a job checks them. */
 export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): StorageConfig {
-  return parseEnv(StorageSectionSchema, variablesFor('train').filter((v) => v.path.startsWith('storage.')), env, undefined, []);
+  return parseEnv(
+    StorageSectionSchema,
+    variablesFor('train').filter((v) => v.path.startsWith('storage.')),
+    env,
+    undefined,
+    [],
+  );
 }
 
 /** Reads `vars` from the environment and parses them with `schema`; every problem at once. */

@@ -26,11 +26,18 @@ export function interpreterProblem(pythonBin: string | undefined, env: NodeJS.Pr
       accessSync(pythonBin, constants.X_OK);
       return undefined;
     } catch {
-      return { variable: 'PYTHON_BIN', value: pythonBin, message: `is not an executable file; point it at a Python with python/requirements.txt installed, or unset it and ${SETUP}` };
+      return {
+        variable: 'PYTHON_BIN',
+        value: pythonBin,
+        message: `is not an executable file; point it at a Python with python/requirements.txt installed, or unset it and ${SETUP}`,
+      };
     }
   }
   if (venvIsComplete(env)) return undefined;
-  return { variable: 'PYTHON_BIN', message: `is not set and the Python venv of this version is not built (${defaultVenvDir(env)}): ${SETUP}, or set PYTHON_BIN` };
+  return {
+    variable: 'PYTHON_BIN',
+    message: `is not set and the Python venv of this version is not built (${defaultVenvDir(env)}): ${SETUP}, or set PYTHON_BIN`,
+  };
 }
 
 /** Installed versions that differ from python/requirements.txt's pins, as `name installed (pinned x)`. */
@@ -70,7 +77,8 @@ export async function preflight<M extends Mode, E extends JobEvent>(
   if (problems.length > 0) throw new ConfigError(problems, ctx.mode);
   logger.info(`Python ${report.python} (${report.executable}), ${describeTorch(report)}`);
   const drift = versionDrift(report, pins);
-  if (drift.length > 0) logger.warn(`The Python environment differs from python/requirements.txt: ${drift.join(', ')}; results may differ from the tested versions`);
+  if (drift.length > 0)
+    logger.warn(`The Python environment differs from python/requirements.txt: ${drift.join(', ')}; results may differ from the tested versions`);
   if (options.checkModel) {
     const check = await options.checkModel(bridge);
     if (check.problem) throw new ConfigError([{ variable: check.variable, value: shownValue(config, check.variable), message: check.problem }], ctx.mode);

@@ -56,8 +56,10 @@ def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tup
 def _not_a_model(model_name: str) -> str:
     import timm
 
-    return (f"is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
-            f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())")
+    return (
+        f"is not a timm model (e.g. resnet18, efficientnet_b0, convnext_tiny, vit_base_patch16_224; "
+        f"timm {timm.__version__} knows {len(timm.list_models())} names, see timm.list_models())"
+    )
 
 
 @entry

@@ -52,7 +52,11 @@ def check_model(params: ModelCheckParams) -> ModelCheck:
     except (FileNotFoundError, OSError) as exc:
         return {"description": description, "problem": f"has no model configuration in ultralytics {ultralytics.__version__} ({exc})", "variable": "MODEL_NAME"}
     scale = cfg.get("scale")
-    return {"description": f"{description} ({Path(cfg.get('yaml_file', name)).name}{f', scale {scale}' if scale else ''})", "problem": None, "variable": "MODEL_NAME"}
+    return {
+        "description": f"{description} ({Path(cfg.get('yaml_file', name)).name}{f', scale {scale}' if scale else ''})",
+        "problem": None,
+        "variable": "MODEL_NAME",
+    }
 
 
 class FileRelay:

@@ -88,7 +88,11 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     // 1. Python (its requirements, torch, DEVICE) before anything is downloaded, then the checkpoint.
     await preflight(ctx, { pythonEnv: pythonEnvFor(config.framework, ctx.work.path) });
     logger.stage('Downloading Checkpoint');
-    const checkpoint = await fetchCheckpoint(ctx.storage, { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' }, ctx.work.sub('checkpoint'));
+    const checkpoint = await fetchCheckpoint(
+      ctx.storage,
+      { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' },
+      ctx.work.sub('checkpoint'),
+    );
     logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
     stop.throwIfRequested();
 
