@@ -189,9 +189,9 @@ function buildProgram(env: NodeJS.ProcessEnv, output: CliOutput, setExitCode: (c
     .command('doctor')
     .summary('Check this machine can run jobs: the venv, framework versions, devices, storage and backend.')
     .description(
-      'Checks, without running a job: the Python environment (venv or PYTHON_BIN, the pinned versions, that each framework imports),\n' +
-        'torch and its devices (and DEVICE, when set), the storage settings (the bucket answers and accepts the credentials), the\n' +
-        'backend (BACKEND_BASE_URL answers) and WORK_DIR (writable, free space). Secrets are never printed.\n' +
+      'Checks, without running a job: the Python environment (venv or PYTHON_BIN, the pinned versions, that each framework imports), ' +
+        'torch and its devices (and DEVICE, when set), the storage settings (the bucket answers and accepts the credentials), the ' +
+        'backend (BACKEND_BASE_URL answers) and WORK_DIR (writable, free space). Secrets are never printed.\n\n' +
         'Exit code 0 when every check passed, 2 when one failed.',
     )
     .argument('[NAME=value...]', 'set a variable (any variable of train, infer or export)')
@@ -214,8 +214,8 @@ function buildProgram(env: NodeJS.ProcessEnv, output: CliOutput, setExitCode: (c
     .command('setup')
     .summary('Build the Python venv jobs run in (torch, ultralytics, timm, transformers: minutes the first time).')
     .description(
-      "Builds the Python venv from this package's python/requirements.txt (exact pins) in ~/.cache/vision-trainer/venv-<hash>\n" +
-        '($VISION_TRAINER_CACHE moves it); an existing one for the same requirements is reused. Needs Python 3.10-3.13 with venv\n' +
+      "Builds the Python venv from this package's python/requirements.txt (exact pins) in ~/.cache/vision-trainer/venv-<hash> " +
+        '($VISION_TRAINER_CACHE moves it); an existing one for the same requirements is reused. Needs Python 3.10-3.13 with venv ' +
         '(PYTHON=/path/to/python3.11 picks one). With PYTHON_BIN set nothing is built: jobs use that interpreter.',
     )
     .addOption(
