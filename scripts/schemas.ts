@@ -2,8 +2,11 @@
  * Writes the JSON Schemas of the contracts this runtime implements into docs/schemas/, from the
  * zod schemas that define them (so the documents cannot drift from the code):
  *
- *   callbacks.schema.json  every callback body, by endpoint (src/callbacks/schemas.ts)
+ *   callbacks.schema.json  every callback body, by endpoint, and the backend's answer to a
+ *                          validation callback (src/callbacks/schemas.ts)
  *   results.schema.json    results.json of test runs and inference jobs (src/jobs/infer/results.ts)
+ *   images.schema.json     validation-results/job-{JOB_ID}/epoch-{N}/images.json, each validated
+ *                          epoch's per-image results (src/jobs/train/validation-results.ts)
  *   metadata.schema.json   metadata.json of export packages (src/jobs/export/metadata.ts)
  *   bridge.schema.json     what crosses the Python bridge (src/frameworks/protocol.ts), which
  *                          python/vision_trainer/protocol.py mirrors
@@ -14,10 +17,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { ENDPOINTS } from '../src/callbacks/schemas.js';
+import { ENDPOINTS, ValidationResponseSchema } from '../src/callbacks/schemas.js';
 import { BRIDGE_SCHEMAS } from '../src/frameworks/protocol.js';
 import { MetadataSchema } from '../src/jobs/export/metadata.js';
 import { InferenceResultsSchema } from '../src/jobs/infer/results.js';
+import { ValidationImagesSchema } from '../src/jobs/train/validation-results.js';
 import { PROJECT_ROOT } from '../src/paths.js';
 
 export const SCHEMAS_DIR = join(PROJECT_ROOT, 'docs/schemas');
@@ -35,10 +39,15 @@ export function schemaDocuments(): Record<string, string> {
   const callbacks = Object.fromEntries(
     Object.entries(ENDPOINTS).map(([kind, e]) => [kind, { ...json(e.schema, 'output'), description: `POST ${e.path} (${e.delivery})` }]),
   );
+  callbacks.validationResponse = {
+    ...json(ValidationResponseSchema, 'input'),
+    description: 'The backend\'s answer to a validation callback: is_best decides whether that epoch becomes the best (best.pt)',
+  };
   const bridge = Object.fromEntries(Object.entries(BRIDGE_SCHEMAS).map(([name, s]) => [name, json(s.schema, s.io)]));
   return {
     'callbacks.schema.json': doc('vision-trainer callback bodies, by endpoint', callbacks),
     'results.schema.json': `${JSON.stringify({ $schema: DRAFT, title: 'results.json of a test run or inference job', ...json(InferenceResultsSchema, 'output') }, null, 2)}\n`,
+    'images.schema.json': `${JSON.stringify({ $schema: DRAFT, title: 'images.json: the per-image results of one validated epoch', ...json(ValidationImagesSchema, 'output') }, null, 2)}\n`,
     'metadata.schema.json': `${JSON.stringify({ $schema: DRAFT, title: 'metadata.json of an export package', ...json(MetadataSchema, 'output') }, null, 2)}\n`,
     'bridge.schema.json': doc('What crosses the Python bridge: parameters as TypeScript sends them, answers and events as Python must write them', bridge),
   };

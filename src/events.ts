@@ -65,13 +65,25 @@ export type RunEvent =
       primaryMetricName: string;
       primaryMetricValue: number | null;
       metrics: Metrics;
+      /** Keyed by the dataset's class ids, in ascending id order. */
       perClassMetrics: PerClassMetric[];
+      /** Rows are true classes, columns predicted, both in the order of confusionMatrixClassIds. */
       confusionMatrix: number[][] | null;
+      confusionMatrixClassIds: number[] | null;
       prCurves: Record<string, { precision: (number | null)[]; recall: (number | null)[] }> | null;
+      /** The epoch's per-image results in storage (validation-results/job-{JOB_ID}/epoch-{N}/images.json). */
+      imageResultsUri: string | null;
       numImagesValidated: number;
       validationTimeSeconds: number | null;
     }
-  | { type: 'checkpoint'; epoch: number; uri: string; isBest: boolean; reason: 'periodic' | 'stop' | 'best'; metrics: Metrics }
+  /**
+   * An epoch became the best (src/jobs/train/best.ts): by the backend's is_best answer to its
+   * validation, or by its score when there was no answer. A subscriber may answer a
+   * `validation` event with `{ is_best: boolean }` (or a promise of it); the HTTP reporter
+   * answers with the backend's response.
+   */
+  | { type: 'best'; epoch: number; value: number | null; metrics: Metrics; decidedBy: 'backend' | 'score' }
+  | { type: 'checkpoint'; epoch: number; uri: string; isBest: boolean; reason: 'periodic' | 'stop' | 'best'; metrics: Metrics; bestEpoch?: number | null }
   | {
       type: 'done';
       status: 'succeeded' | 'failed';

@@ -25,6 +25,8 @@ export function trainParams(request: TrainRequest, overrides: Partial<TrainParam
     task_type: config.taskType,
     data: request.data.dataPath,
     class_names: request.data.classNames,
+    class_ids: request.data.classIds,
+    val_images: request.data.valImagesFile,
     epochs: config.epochs,
     batch: config.batchSize,
     imgsz: config.imageSize,

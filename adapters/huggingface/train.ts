@@ -25,7 +25,7 @@ export const huggingfaceTraining: TrainingAdapter = {
 
   async prepareDataset(dataset, splits, outDir) {
     const r = await writeHuggingFaceManifest(dataset, splits, outDir);
-    return { dataPath: r.root, classNames: r.classNames, counts: r.counts };
+    return { dataPath: r.root, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };
   },
 
   async train(bridge, request, onEvent) {

@@ -17,7 +17,7 @@ export const timmTraining: TrainingAdapter = {
   async prepareDataset(dataset, splits, outDir) {
     // The tree carries classes.txt, which pins timm's class numbering to classNames' order.
     const r = await convertToImageFolder(dataset, splits, outDir);
-    return { dataPath: r.root, classNames: r.classNames, counts: r.counts };
+    return { dataPath: r.root, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };
   },
 
   train: (bridge, request, onEvent) => trainInPython(bridge, TRAIN, trainParams(request), trainerEvents('timm', onEvent)),

@@ -74,6 +74,7 @@ export const ultralyticsExport: ExportAdapter = {
       taskType: f.task_type,
       architecture: f.architecture,
       classNames: f.class_names,
+      classIds: f.class_ids,
       trainedSize: f.image_size,
       keypointShape: f.keypoint_shape,
       versions: f.versions,

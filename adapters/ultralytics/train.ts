@@ -19,10 +19,10 @@ export const ultralyticsTraining: TrainingAdapter = {
   async prepareDataset(dataset, splits, outDir) {
     if (dataset.taskType === 'image_classification') {
       const r = await convertToImageFolder(dataset, splits, outDir);
-      return { dataPath: r.root, classNames: r.classNames, counts: r.counts };
+      return { dataPath: r.root, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };
     }
     const r = await convertToYolo(dataset, splits, outDir);
-    return { dataPath: r.dataYaml, classNames: r.classNames, counts: r.counts };
+    return { dataPath: r.dataYaml, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };
   },
 
   async train(bridge, request, onEvent) {

@@ -95,6 +95,8 @@ class TrainParams(TypedDict):
     task_type: str
     data: str
     class_names: list[str]
+    class_ids: list[int]
+    val_images: str | None
     epochs: int
     batch: int
     imgsz: int
@@ -124,9 +126,17 @@ class EpochValidation(TypedDict):
     metrics: Metrics
     per_class_metrics: list[dict[str, Any]]
     confusion_matrix: NotRequired[list[list[float]] | None]
+    confusion_matrix_class_ids: NotRequired[list[int] | None]
     pr_curves: NotRequired[dict[str, dict[str, list[float | None]]] | None]
     num_images_validated: int
     validation_time_seconds: float | None
+    image_results_file: NotRequired[str | None]
+
+
+class ResumedBest(TypedDict):
+    epoch: int
+    value: float | None
+    path: str
 
 
 class StartEvent(TypedDict):
@@ -136,6 +146,7 @@ class StartEvent(TypedDict):
     batches_per_epoch: int
     device: str
     save_dir: NotRequired[str]
+    best: NotRequired[ResumedBest | None]
 
 
 class BatchEvent(TypedDict):
@@ -218,6 +229,8 @@ class ModelInfo(TypedDict):
     framework: str
     task: str
     class_names: list[str]
+    class_ids: list[int]
+    class_ids_stored: bool
     model_name: str | None
     architecture: str
     training_image_size: float | list[float] | None
@@ -250,6 +263,7 @@ class UltralyticsFacts(TypedDict):
     task_type: str
     architecture: str
     class_names: list[str]
+    class_ids: list[int]
     image_size: list[int]
     versions: dict[str, str]
     keypoint_shape: list[int] | None
@@ -262,6 +276,7 @@ class TorchFacts(TypedDict):
     task_type: str
     architecture: str
     class_names: list[str]
+    class_ids: list[int]
     image_size: list[int]
     versions: dict[str, str]
     model_name: str
@@ -396,6 +411,7 @@ class ValidationImage(TypedDict):
 
 class ValidationGroundTruth(TypedDict):
     class_names: list[str]
+    class_ids: list[int]
     keypoint_count: int
     images: list[ValidationImage]
 

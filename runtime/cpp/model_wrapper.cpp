@@ -190,6 +190,13 @@ ModelWrapper::ModelWrapper(const std::string& model_path, const std::string& met
   if (m["export_format"].string() != "onnx") throw std::runtime_error("the C++ wrapper runs ONNX models; this package holds " + m["export_format"].string());
   task_ = m["task_type"].string();
   for (const Json& n : m["model"]["class_names"].items()) class_names_.push_back(n.string());
+  // The dataset's class id of each output; packages made before they were recorded: the index.
+  const Json& ids = m["model"]["class_ids"];
+  if (!ids.is_null()) {
+    for (const Json& id : ids.items()) class_ids_.push_back(static_cast<int>(id.number()));
+  } else {
+    for (size_t i = 0; i < class_names_.size(); ++i) class_ids_.push_back(static_cast<int>(i));
+  }
   const Json& batch = m["model"]["inputs"].items().at(0)["shape"].items().at(0);
   fixed_batch_ = batch.is_number() ? std::max(1, static_cast<int>(batch.number())) : 1;
   const Json& kp = m["model"]["keypoints"];
@@ -302,7 +309,7 @@ std::vector<Prediction> ModelWrapper::postprocess(const std::vector<cv::Mat>& ou
     int k = std::min(th.top_k > 0 ? th.top_k : top_k_, n);
     for (int i = 0; i < k; ++i) {
       Prediction p;
-      p.class_id = order[i];
+      p.class_id = class_ids_[order[i]];
       p.class_name = class_names_[order[i]];
       p.confidence = probs[order[i]];
       predictions.push_back(p);
@@ -351,7 +358,7 @@ std::vector<Prediction> ModelWrapper::postprocess(const std::vector<cv::Mat>& ou
     Prediction p;
     p.has_box = true;
     p.bbox = {to_image_x(boxes[k][0]), to_image_y(boxes[k][1]), to_image_x(boxes[k][2]), to_image_y(boxes[k][3])};
-    p.class_id = c.cls;
+    p.class_id = class_ids_[c.cls];
     p.class_name = class_names_[c.cls];
     p.confidence = c.score;
     if (task_ == "pose_estimation") {

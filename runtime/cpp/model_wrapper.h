@@ -22,7 +22,7 @@ namespace vision {
 struct Prediction {
   bool has_box = false;
   std::array<float, 4> bbox{};  // x1, y1, x2, y2 (detection tasks)
-  int class_id = 0;
+  int class_id = 0;  // the dataset's class id (metadata model.class_ids), not the output index
   std::string class_name;
   float confidence = 0.f;
   cv::Mat mask;                             // CV_8U, image size, 1 inside (instance segmentation)
@@ -65,6 +65,7 @@ class ModelWrapper {
   cv::dnn::Net net_;
   std::string task_;
   std::vector<std::string> class_names_;
+  std::vector<int> class_ids_;
   // Pre-processing
   std::string resize_method_;
   int input_h_ = 0, input_w_ = 0;

@@ -35,6 +35,8 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
     private val metadata = JSONObject(metadataFile.readText())
     private val task = metadata.getString("task_type")
     private val classNames = metadata.getJSONObject("model").getJSONArray("class_names").let { a -> List(a.length()) { a.getString(it) } }
+    // The dataset's class id of each output (packages made before they were recorded: the index).
+    private val classIds = metadata.getJSONObject("model").optJSONArray("class_ids")?.let { a -> List(a.length()) { a.getInt(it) } } ?: classNames.indices.toList()
     private val resize = metadata.getJSONObject("preprocessing").getJSONObject("resize")
     private val inputH = resize.getJSONArray("size").getInt(0)
     private val inputW = resize.getJSONArray("size").getInt(1)
@@ -120,7 +122,7 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
             e.map { it / s }.toFloatArray()
         } else values
         val k = min(post.optInt("top_k", 5), probs.size)
-        return probs.indices.sortedByDescending { probs[it] }.take(k).map { Prediction(null, it, classNames[it], probs[it]) }
+        return probs.indices.sortedByDescending { probs[it] }.take(k).map { Prediction(null, classIds[it], classNames[it], probs[it]) }
     }
 
     private fun decodeDetections(d: FloatArray, shape: IntArray, t: Transform): List<Prediction> {
@@ -174,7 +176,7 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
                     if (dims == 3) floatArrayOf(x, y, d[(base + 2) * anchors + c.anchor]) else floatArrayOf(x, y)
                 }
             } else null
-            Prediction(floatArrayOf(toX(c.box[0]), toY(c.box[1]), toX(c.box[2]), toY(c.box[3])), c.cls, classNames[c.cls], c.score, kps)
+            Prediction(floatArrayOf(toX(c.box[0]), toY(c.box[1]), toX(c.box[2]), toY(c.box[3])), classIds[c.cls], classNames[c.cls], c.score, kps)
         }
     }
 

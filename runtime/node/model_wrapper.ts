@@ -52,7 +52,8 @@ export interface PostprocessingSpec {
 export interface WrapperMetadata {
   export_format: string;
   task_type: string;
-  model: { file: string; class_names: string[]; keypoints?: { shape: [number, number] } | null; inputs?: { shape: (number | string)[] }[] };
+  /** class_ids: the dataset's class id of each output (absent in packages made before they were recorded: the index is the id). */
+  model: { file: string; class_names: string[]; class_ids?: number[]; keypoints?: { shape: [number, number] } | null; inputs?: { shape: (number | string)[] }[] };
   preprocessing: PreprocessingSpec & { included?: boolean };
   postprocessing: PostprocessingSpec & { included?: boolean };
 }
@@ -85,6 +86,7 @@ export interface Transform {
 }
 
 export interface Prediction {
+  /** The dataset's class id (metadata model.class_ids), not the model's output index. */
   class_id: number;
   class_name: string;
   confidence: number;
@@ -616,6 +618,8 @@ export function createSession(modelPath: string, options: WrapperOptions = {}): 
 
 export class ModelWrapper {
   readonly classNames: string[];
+  /** The class id of each model output. */
+  readonly classIds: number[];
   readonly inputSize: [number, number];
 
   /** Without a session the wrapper pre- and post-processes only (outputs computed elsewhere). */
@@ -624,6 +628,7 @@ export class ModelWrapper {
     readonly session?: ort.InferenceSession,
   ) {
     this.classNames = metadata.model.class_names;
+    this.classIds = metadata.model.class_ids ?? this.classNames.map((_, i) => i);
     this.inputSize = metadata.preprocessing.resize.size;
   }
 
@@ -674,7 +679,7 @@ export class ModelWrapper {
       const probs = soft.apply ? softmax(logits, soft.temperature) : logits;
       const k = Math.min(options.topK ?? post.top_k ?? 5, probs.length);
       const order = Array.from({ length: probs.length }, (_, i) => i).sort((a, b) => at(probs, b) - at(probs, a));
-      return order.slice(0, k).map((i) => ({ class_id: i, class_name: this.classNames[i] ?? String(i), confidence: at(probs, i) }));
+      return order.slice(0, k).map((i) => ({ class_id: this.classIds[i] ?? i, class_name: this.classNames[i] ?? String(i), confidence: at(probs, i) }));
     }
     const spec = post.nms!;
     const [inH, inW] = this.inputSize;
@@ -694,7 +699,7 @@ export class ModelWrapper {
       const [x2, y2] = toImage(transform, at(det.boxes, k * 4 + 2), at(det.boxes, k * 4 + 3));
       boxes.push([x1, y1, x2, y2]);
       const cls = at(det.classes, k);
-      predictions.push({ bbox: [x1, y1, x2, y2], class_id: cls, class_name: this.classNames[cls] ?? String(cls), confidence: at(det.scores, k) });
+      predictions.push({ bbox: [x1, y1, x2, y2], class_id: this.classIds[cls] ?? cls, class_name: this.classNames[cls] ?? String(cls), confidence: at(det.scores, k) });
     }
     if (task === 'instance_segmentation' && predictions.length) {
       const protos = outputs[1];

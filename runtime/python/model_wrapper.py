@@ -394,6 +394,9 @@ class ModelWrapper:
         self.model_path = Path(model_path) if model_path else self.metadata_path.parent / self.metadata["model"]["file"]
         self.task = self.metadata["task_type"]
         self.class_names: list[str] = self.metadata["model"]["class_names"]
+        # The dataset's class id of each model output: what `class_id` means in every prediction
+        # (packages made before class ids were recorded: the output index).
+        self.class_ids: list[int] = [int(v) for v in self.metadata["model"].get("class_ids") or range(len(self.class_names))]
         self.input_size = [int(v) for v in self.metadata["preprocessing"]["resize"]["size"]]
         self.backend = open_backend(self.metadata["export_format"], self.model_path, threads)
 
@@ -425,7 +428,7 @@ class ModelWrapper:
             probs = softmax(values, float(soft.get("temperature", 1.0))) if soft.get("apply", True) else values
             k = min(top_k or int(post.get("top_k", 5)), len(probs))
             order = np.argsort(-probs, kind="stable")[:k]
-            return [{"class_id": int(i), "class_name": self.class_names[i], "confidence": float(probs[i])} for i in order]
+            return [{"class_id": self.class_ids[i], "class_name": self.class_names[i], "confidence": float(probs[i])} for i in order]
 
         nms_spec = post["nms"]
         conf = nms_spec["confidence_threshold"] if confidence is None else confidence
@@ -442,7 +445,7 @@ class ModelWrapper:
         x2, y2 = transform.to_image(boxes[:, 2], boxes[:, 3])
         boxes = np.stack([x1, y1, x2, y2], 1) if len(boxes) else np.zeros((0, 4), np.float32)
         results = [
-            {"bbox": [float(v) for v in boxes[i]], "class_id": int(classes[i]), "class_name": self.class_names[int(classes[i])], "confidence": float(scores[i])}
+            {"bbox": [float(v) for v in boxes[i]], "class_id": self.class_ids[int(classes[i])], "class_name": self.class_names[int(classes[i])], "confidence": float(scores[i])}
             for i in range(len(boxes))
         ]
         if self.task == "instance_segmentation" and results:

@@ -71,6 +71,7 @@ export const EventSchema = z.strictObject({
 
 export const PerClassMetricSchema = z
   .object({
+    /** The dataset's class id (never a framework's index). */
     class_id: Count,
     class_name: z.string(),
     precision: MetricValueSchema.optional(),
@@ -94,6 +95,12 @@ export const PrCurveSchema = z
 /** Rows are true classes, columns predicted classes; cells are counts (or normalised rates). */
 export const ConfusionMatrixSchema = z.array(z.array(z.number().nonnegative()));
 
+/**
+ * The dataset's class id of each row and column of a confusion matrix, in order (ascending ids);
+ * null marks a detection matrix's last "background" row and column.
+ */
+export const ConfusionMatrixClassIdsSchema = z.array(Count.nullable());
+
 export const ValidationSchema = z.strictObject({
   epoch: Count,
   task_type: CallbackTaskTypeSchema,
@@ -103,8 +110,11 @@ export const ValidationSchema = z.strictObject({
   per_class_metrics: z.array(PerClassMetricSchema).nullable().default(null),
   /** Classification only. */
   confusion_matrix: ConfusionMatrixSchema.nullable().default(null),
+  /** Not in the design: the class id of each row and column of confusion_matrix. */
+  confusion_matrix_class_ids: ConfusionMatrixClassIdsSchema.nullable().optional(),
   /** Detection and segmentation, keyed by class name. */
   pr_curves: z.record(z.string(), PrCurveSchema).nullable().default(null),
+  /** validation-results/job-{JOB_ID}/epoch-{N}/images.json, once it is in storage. */
   image_results_path: OptionalPath,
   num_images_validated: Count.default(0),
   validation_time_seconds: z.number().nonnegative().nullable().default(null),
@@ -150,6 +160,8 @@ export const TestRunDoneSchema = z
     overall_metrics: MetricsSchema.default({}),
     per_class_metrics: z.array(PerClassMetricSchema).default([]),
     confusion_matrix: ConfusionMatrixSchema.nullable().default(null),
+    /** Not in the design: the class id of each row and column of confusion_matrix (null: background). */
+    confusion_matrix_class_ids: ConfusionMatrixClassIdsSchema.nullable().optional(),
     pr_curves: z.record(z.string(), PrCurveSchema).default({}),
     results_path: OptionalPath,
     visualizations_path: OptionalPath,

@@ -27,7 +27,7 @@ export interface Variable {
 }
 
 const ALL: readonly Mode[] = ['train', 'infer', 'export'];
-const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam'] as const;
+export const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam'] as const;
 export const EXPORT_FORMATS = ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'] as const;
 
 const imagePaths = json(

@@ -31,6 +31,14 @@ export interface PreparedDataset {
   dataPath: string;
   /** Class names in the framework's contiguous index order. */
   classNames: string[];
+  /**
+   * The dataset's class id of each framework index: the one mapping from index to id. It goes
+   * to Python as `class_ids`, into every checkpoint, and from there into every callback,
+   * results.json, metadata.json and the deployment wrappers' outputs.
+   */
+  classIds: number[];
+  /** val_images.jsonl: the val split's images as the framework reads them (per-image validation results). */
+  valImagesFile: string;
   counts: Record<string, number>;
 }
 
@@ -128,6 +136,8 @@ export interface ModelDescription {
   /** e.g. yolo11n-seg, resnet18, ViTForImageClassification. */
   architecture: string;
   classNames: string[];
+  /** The dataset's class id of each output (the checkpoint's; its indices when it carries none). */
+  classIds: number[];
   /** The size the model was trained at, [height, width]: the default export size. */
   trainedSize: [number, number];
   /** Pose models: [keypoints, values per keypoint]. */

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
 import { TASK_TYPES } from '../config/tasks.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
-import { EvaluationSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiResultSchema } from '../jobs/infer/results.js';
+import { ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
 
 const Int = z.number().int();
 const Num = z.number().nullable();
@@ -99,6 +99,10 @@ export const TrainParamsSchema = z.object({
   data: z.string(),
   /** Class names in the framework's index order. */
   class_names: z.array(z.string()),
+  /** The dataset's class id of each index (PreparedDataset.classIds); stored in every checkpoint. */
+  class_ids: z.array(Int),
+  /** val_images.jsonl: the val split's images, to name them in the per-image validation results. */
+  val_images: z.string().nullable(),
   epochs: Int,
   batch: Int,
   imgsz: Int,
@@ -140,15 +144,29 @@ export const EpochValidationSchema = z.object({
   primary_metric_name: z.string(),
   primary_metric_value: Num,
   metrics: Metrics,
+  /** Keyed by the dataset's class ids, in ascending id order (python/vision_trainer/common/class_ids.py). */
   per_class_metrics: z.array(PerClassMetricSchema),
   confusion_matrix: z.array(z.array(z.number())).nullable().optional(),
+  /** The class id of each row and column of `confusion_matrix`. */
+  confusion_matrix_class_ids: z.array(Int).nullable().optional(),
   pr_curves: z.record(z.string(), PrCurveSchema).nullable().optional(),
   num_images_validated: Int,
   validation_time_seconds: Num,
+  /** The epoch's per-image results (images.json), written by the trainer; uploaded by the job. */
+  image_results_file: z.string().nullable().optional(),
 });
 
 export const TrainerEventSchema = z.discriminatedUnion('kind', [
-  z.object({ kind: z.literal('start'), epochs: Int, start_epoch: Int, batches_per_epoch: Int, device: z.string(), save_dir: z.string().optional() }),
+  z.object({
+    kind: z.literal('start'),
+    epochs: Int,
+    start_epoch: Int,
+    batches_per_epoch: Int,
+    device: z.string(),
+    save_dir: z.string().optional(),
+    /** A resumed run whose checkpoint was the best so far: that epoch, its primary metric and its weights. */
+    best: z.object({ epoch: Int, value: Num, path: z.string() }).nullable().optional(),
+  }),
   z.object({ kind: z.literal('batch'), epoch: Int, epochs: Int, batch: Int, batches: Int, losses: Metrics }),
   z.object({
     kind: z.literal('epoch'),
@@ -195,7 +213,8 @@ export const SessionParamsSchema = z.object({
 });
 
 /**
- * Ground truth of one image in the model's class indices, coordinates in original pixels.
+ * Ground truth of one image in the model's class indices (what the evaluator compares with the
+ * model's outputs; the results carry dataset ids), coordinates in original pixels.
  * Detection tasks: every object (an empty list for a background image). Classification: the class.
  */
 export const GroundTruthInputSchema = z.union([
@@ -227,9 +246,11 @@ export const ImageOutcomeSchema = z.union([
   z.object({
     width: Int.positive(),
     height: Int.positive(),
+    /** Dataset class ids (python/vision_trainer/common/class_ids.py). */
     predictions: PredictionsSchema,
-    evaluation: EvaluationSchema.nullable(),
-    xai: XaiResultSchema.omit({ heatmap_path: true }).nullable(),
+    /** Test runs: the image judged against its ground truth. */
+    metrics: ImageMetricsSchema.nullable(),
+    xai: XaiOutcomeSchema.nullable(),
   }),
 ]);
 export const BatchAnswerSchema = z.object({
@@ -250,6 +271,8 @@ const ModelFactsBase = z.object({
   task_type: z.enum(TASK_TYPES),
   architecture: z.string(),
   class_names: z.array(z.string()),
+  /** The dataset's class id of each output (the checkpoint's, or its indices when it carries none). */
+  class_ids: z.array(Int),
   /** The size the model was trained at, [height, width]. */
   image_size: Size,
   versions: z.record(z.string(), z.string()),
@@ -316,9 +339,11 @@ export const ModelIoSchema = z.object({ inputs: z.array(TensorInfoSchema), outpu
 export const PathParamsSchema = z.object({ path: z.string() });
 export const DecodeImagesParamsSchema = z.object({ items: z.array(z.object({ path: z.string(), out: z.string() })) });
 export const DecodedImageSchema = z.object({ width: Int.positive(), height: Int.positive() });
-/** A validation split's labels in the model's class indices (src/jobs/export/validate.ts). */
+/** A validation split's labels as the model's class ids (the ids its predictions carry; src/jobs/export/validate.ts). */
 export const ValidationGroundTruthSchema = z.object({
   class_names: z.array(z.string()),
+  /** The model's class id of each class name. */
+  class_ids: z.array(Int),
   keypoint_count: Int,
   images: z.array(
     z.object({

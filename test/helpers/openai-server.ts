@@ -4,7 +4,7 @@
  * every request (headers, body) so a test can check what the SDK sent.
  *
  *   const llm = await startOpenAiServer();
- *   llm.script({ answer: { summary: '…', key_factors: ['…'], confidence_reasoning: '…', alternatives: [] } });
+ *   llm.script({ answer: { summary: '…', key_factors: ['…'], confidence_reasoning: '…', alternative_considerations: '…' } });
  *   ... OPENAI_BASE_URL = llm.baseUrl ...
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -41,7 +41,7 @@ export const GOOD_ANSWER = {
   summary: 'The model found the shape from its colour and outline.',
   key_factors: ['solid colour', 'sharp edges', 'contrast with the background'],
   confidence_reasoning: 'The shape is clear and alone in the image.',
-  alternatives: ['a similar shape of another colour'],
+  alternative_considerations: 'a similar shape of another colour',
 };
 
 function completion(content: string, model: string): string {

@@ -116,7 +116,9 @@ describe('vision-trainer infer: ultralytics detection', () => {
     for (const r of doc.results) {
       expect(r.error).toBeNull();
       expect(r.ground_truth).toHaveProperty('objects');
-      expect(r.evaluation).toHaveProperty('missed');
+      expect(r.metrics).toHaveProperty('missed');
+      expect(r.metrics).toHaveProperty('recall');
+      expect(r.image_path).toBe(dataset.images.find((i) => i.id === r.image_id)!.fileName);
       expect(r.inference_time_ms).toBeGreaterThan(0);
     }
 
@@ -124,13 +126,14 @@ describe('vision-trainer infer: ultralytics detection', () => {
     const sampled = doc.results.filter((r) => r.visualization_path !== null);
     expect(sampled).toHaveLength(3);
     expect(doc.results.filter((r) => r.xai !== null)).toHaveLength(3);
+    expect(doc.model).toMatchObject({ class_ids: [0, 1, 2], class_ids_stored: true });
     for (const r of sampled) {
       expect(r.visualization_path).toMatch(new RegExp(`^${prefix}visualizations/\\d{6}-`));
       expect(r.xai).toMatchObject({ method: 'gradcam', error: null, target_layers: ['model.16', 'model.19', 'model.22'] });
       expect(r.xai!.heatmap_path).toMatch(new RegExp(`^${prefix}xai/`));
-      expect(r.xai!.mean_activation).toBeGreaterThanOrEqual(0);
-      expect(Array.isArray(r.xai!.top_regions)).toBe(true);
-      expect(r.explanation).toEqual({ available: true, ...GOOD_ANSWER, model: 'test-vision-explainer', generated_at: expect.any(String) });
+      expect(r.xai!.gradcam!.mean_activation).toBeGreaterThanOrEqual(0);
+      expect(Array.isArray(r.xai!.gradcam!.top_regions)).toBe(true);
+      expect(r.xai!.explanation).toEqual({ available: true, format: 'json', ...GOOD_ANSWER, model: 'test-vision-explainer', generated_at: expect.any(String) });
     }
     expect(await pngsUnder(s3.storage(), `test_runs/${jobId}/visualizations/`)).toHaveLength(3);
     expect(await pngsUnder(s3.storage(), `test_runs/${jobId}/xai/`)).toHaveLength(3);
@@ -178,14 +181,14 @@ describe('vision-trainer infer: ultralytics detection', () => {
     expect(doc.model.framework).toBe('ultralytics');
     expect(doc.num_images).toBe(13);
     expect(doc.failed_images).toBe(2);
-    expect(doc.results.map((r) => r.source)).toEqual(uris);
+    expect(doc.results.map((r) => r.image_path)).toEqual(uris);
     expect(doc.results[5]).toMatchObject({ file_name: 'broken.jpg', error: expect.stringMatching(/^not a readable image/), predictions: null });
     expect(doc.results[12]).toMatchObject({ file_name: 'missing.png', error: `${uris[12]} does not exist`, predictions: null });
     for (const r of doc.results.filter((x) => x.error === null)) {
       expect(r.width).toBe(64);
       expect(r.height).toBe(48);
       expect(r.ground_truth).toBeNull();
-      expect(r.evaluation).toBeNull();
+      expect(r.metrics).toBeNull();
       for (const box of (r.predictions as { boxes: Array<{ bbox: number[]; confidence: number }> }).boxes) {
         expect(box.bbox).toHaveLength(4);
         expect(box.confidence).toBeGreaterThan(0.0001);
@@ -229,7 +232,7 @@ describe('vision-trainer infer: ultralytics classification', () => {
     const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
     expect(doc.results.map((r) => r.image_id)).toEqual(ids);
     expect(doc.settings.split_source).toContain('SPLIT_STRATEGY (job): auto, ratio 0.6/0.2/0.2, seed 7');
-    const correct = doc.results.filter((r) => (r.evaluation as { correct: boolean }).correct).length;
+    const correct = doc.results.filter((r) => (r.metrics as { correct: boolean }).correct).length;
     expect(done.overall_metrics.accuracy).toBeCloseTo(correct / ids.length, 10);
     for (const r of doc.results) {
       expect(r.predictions).toMatchObject({ class_name: expect.any(String), top5: expect.any(Array) });

@@ -116,7 +116,7 @@ describe('timm and transformers classifiers', () => {
     expect(doc.model).toMatchObject({ framework: 'huggingface', architecture: 'ViTForImageClassification' });
     // After the last attention, patch tokens no longer reach the class token: the default is the norm before it.
     expect(doc.model.xai_layers).toEqual([expect.stringMatching(/^vit\.(encoder\.)?layers?\.1\.layernorm_before$/)]);
-    expect(doc.results.every((r) => r.xai?.error === null && (r.xai.top_regions?.length ?? 0) > 0)).toBe(true);
+    expect(doc.results.every((r) => r.xai?.error === null && (r.xai.gradcam?.top_regions.length ?? 0) > 0)).toBe(true);
 
     const wrong = await runCli(
       ['infer'],

@@ -3,8 +3,12 @@
 
 import json
 
+from vision_trainer.common.class_ids import ClassIds
 from vision_trainer.common.trainer_events import TrainerEvents
 from vision_trainer.ultralytics.train import FileRelay
+
+# Non-contiguous ids whose order differs from the framework's: index 0 is "red" (id 7), 1 "blue" (id 3).
+IDS = ClassIds([7, 3], ["red", "blue"])
 
 
 def recorder(answers=None):
@@ -19,26 +23,26 @@ def recorder(answers=None):
 
 def test_an_epoch_in_the_order_ultralytics_uses():
     sent, emit = recorder()
-    events = TrainerEvents(emit, primary_metric="accuracy", epochs=2)
+    events = TrainerEvents(emit, primary_metric="accuracy", epochs=2, class_ids=IDS)
     events.start(start_epoch=0, batches_per_epoch=3, device="cpu", save_dir="/tmp/run")
     events.batch(epoch=1, batch=1, batches=3, losses={"loss": 0.5})
-    details = {"metrics": {"accuracy": 0.75, "loss": 0.4}, "per_class_metrics": [], "confusion_matrix": [[1]]}
+    rows = [{"class_id": 0, "class_name": "red", "support": 3}, {"class_id": 1, "class_name": "blue", "support": 1}]
+    details = {"metrics": {"accuracy": 0.75, "loss": 0.4}, "per_class_metrics": rows, "confusion_matrix": [[2, 1], [0, 1]]}
     assert events.improves(0.75)
     events.record_best(1, 0.75)
     events.checkpoint(epoch=1, last_path="/tmp/last.pt", best_path="/tmp/best.pt", is_best=True)
-    events.epoch(
-        epoch=1,
-        losses={"loss": 0.5},
-        learning_rate=0.001,
-        validation=events.validation(details, num_images=4, seconds=0.5),
-        is_best=True,
-        epoch_time_seconds=2.0,
-    )
+    validation = events.validation(details, num_images=4, seconds=0.5, image_results_file="/tmp/images.json", model_size_mb=1.5)
+    events.epoch(epoch=1, losses={"loss": 0.5}, learning_rate=0.001, validation=validation, is_best=True, epoch_time_seconds=2.0)
     events.end(best_path="/tmp/best.pt", last_path="/tmp/last.pt")
     assert [e["kind"] for e in sent] == ["start", "batch", "checkpoint", "epoch", "end"]
-    assert sent[0] == {"kind": "start", "epochs": 2, "start_epoch": 0, "batches_per_epoch": 3, "device": "cpu", "save_dir": "/tmp/run"}
+    assert sent[0] == {"kind": "start", "epochs": 2, "start_epoch": 0, "batches_per_epoch": 3, "device": "cpu", "save_dir": "/tmp/run", "best": None}
     epoch = sent[3]
-    assert epoch["metrics"] == {"accuracy": 0.75, "loss": 0.4}
+    assert epoch["metrics"] == {"accuracy": 0.75, "loss": 0.4, "model_size_mb": 1.5}
+    # The dataset's ids, tables in ascending id order: blue (3) first, then red (7).
+    assert [(r["class_id"], r["class_name"]) for r in epoch["validation"]["per_class_metrics"]] == [(3, "blue"), (7, "red")]
+    assert epoch["validation"]["confusion_matrix"] == [[1, 0], [1, 2]]
+    assert epoch["validation"]["confusion_matrix_class_ids"] == [3, 7]
+    assert epoch["validation"]["image_results_file"] == "/tmp/images.json"
     assert epoch["fitness"] == 0.75
     assert epoch["validation"]["primary_metric_name"] == "accuracy"
     assert epoch["validation"]["primary_metric_value"] == 0.75
@@ -47,16 +51,18 @@ def test_an_epoch_in_the_order_ultralytics_uses():
 
 
 def test_best_so_far_carries_over_from_a_resumed_run():
-    _, emit = recorder()
-    events = TrainerEvents(emit, primary_metric="accuracy", epochs=5, best_metric=0.8, best_epoch=3)
+    sent, emit = recorder()
+    events = TrainerEvents(emit, primary_metric="accuracy", epochs=5, class_ids=IDS, best_metric=0.8, best_epoch=3)
     assert not events.improves(0.7)
     assert not events.improves(None)
     assert events.improves(0.81)
+    events.start(start_epoch=3, batches_per_epoch=1, device="cpu", save_dir="/x", best_path="/x/best.pt")
+    assert sent[0]["best"] == {"epoch": 3, "value": 0.8, "path": "/x/best.pt"}
 
 
 def test_a_stop_answer_to_any_event_is_remembered():
     _, emit = recorder({"batch": "stop"})
-    events = TrainerEvents(emit, primary_metric="mAP50-95", epochs=1)
+    events = TrainerEvents(emit, primary_metric="mAP50-95", epochs=1, class_ids=IDS)
     events.start(start_epoch=0, batches_per_epoch=1, device="cpu", save_dir="/x")
     assert not events.stop_requested
     events.batch(epoch=1, batch=1, batches=1, losses={})
@@ -65,7 +71,7 @@ def test_a_stop_answer_to_any_event_is_remembered():
 
 def test_explicit_metrics_and_fitness_win():
     sent, emit = recorder()
-    events = TrainerEvents(emit, primary_metric="mAP50-95", epochs=1)
+    events = TrainerEvents(emit, primary_metric="mAP50-95", epochs=1, class_ids=IDS)
     events.epoch(epoch=1, losses={}, learning_rate=None, validation=None, is_best=False, epoch_time_seconds=None, metrics={"mAP50-95": 0.2}, fitness=0.3)
     assert sent[0]["metrics"] == {"mAP50-95": 0.2}
     assert sent[0]["fitness"] == 0.3
@@ -75,7 +81,7 @@ def test_the_file_relay_writes_rank_0_and_stops_all_ranks_at_an_epoch_end(tmp_pa
     events_file, stop_file = tmp_path / "events.jsonl", tmp_path / "stop"
     relay = FileRelay(str(events_file), str(stop_file))
     monkeypatch.setenv("RANK", "0")
-    events = TrainerEvents(None, primary_metric="mAP50-95", epochs=2, relay=relay)
+    events = TrainerEvents(None, primary_metric="mAP50-95", epochs=2, class_ids=IDS, relay=relay)
     events.batch(epoch=1, batch=1, batches=2, losses={"box_loss": float("nan")})
     stop_file.write_text("stop\n")
     events.batch(epoch=1, batch=2, batches=2, losses={})

@@ -12,6 +12,7 @@ const input: MetadataInput = {
   architecture: 'yolo11n-pose',
   inputSize: [64, 64],
   classNames: ['person'],
+  classIds: [4],
   keypointShape: [17, 3],
   inputs: [{ name: 'images', shape: [1, 3, 64, 64], dtype: 'float32' }],
   outputs: [{ name: 'output0', shape: [1, 56, 84], dtype: 'float32' }],
@@ -37,7 +38,8 @@ const input: MetadataInput = {
   },
   optimization: {
     level: 1,
-    quantization: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
+    quantization: 'float16',
+    quantization_details: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
     include_preprocessing: true,
     include_postprocessing: true,
     passes: [],
@@ -69,7 +71,8 @@ describe('metadata.json', () => {
       format_version: '1.0',
       export_format: 'openvino',
       generated_at: '2026-01-02T03:04:05.000Z',
-      model: { file: 'model.openvino', directory: true, num_classes: 1, keypoints: { shape: [17, 3] }, size_mb: 11.5 },
+      model: { file: 'model.openvino', directory: true, num_classes: 1, class_names: ['person'], class_ids: [4], keypoints: { shape: [17, 3] }, size_mb: 11.5 },
+      optimization: { quantization: 'float16', quantization_details: { type: 'dynamic', dtype: 'float16' } },
       runtime: { engines: ['openvino'], wrappers: ['python'] },
     });
     expect(Object.keys(m)).toEqual([
@@ -108,6 +111,8 @@ describe('package texts', () => {
     expect(text).toContain('| original | 0.4200 | 18.5 / 20.1 ms |');
     expect(text).toContain('Drop: 0.0100 (allowed: 0.02)');
     expect(text).toContain('keypoints per box');
+    expect(text).toContain('1 classes (class id: name): 4: person.');
+    expect(text).toContain('- **Quantization**: dynamic float16: OpenVINO float16 weight compression');
     expect(text).not.toContain('runtimes/node');
     expect(dockerfile('openvino', m)).toContain('COPY model.openvino/ ./model.openvino/');
     expect(pythonRequirements('openvino').split('\n')).toEqual(['openvino>=2024.0', 'numpy>=1.23', 'opencv-python-headless>=4.8', '']);

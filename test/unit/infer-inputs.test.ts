@@ -20,23 +20,34 @@ function image(partial: Partial<DatasetImage>): DatasetImage {
   return { id: '1', fileName: 'a.png', path: '/x/a.png', width: 100, height: 80, objects: [], ...partial };
 }
 
-describe("ground truth in the model's classes", () => {
+/** A model trained on the same dataset: its class ids are the dataset's. */
+const model = (names: string[], ids?: number[]) => ({ class_names: names, class_ids: ids ?? names.map((n) => CLASSES.find((c) => c.name === n)?.id ?? 100) });
+
+describe('ground truth in the model\'s classes', () => {
   it('maps dataset class ids to model indices by name, whatever the order', () => {
-    const mapping = mapClasses({ classes: CLASSES }, ['dog', 'bird', 'cat']);
+    const mapping = mapClasses({ classes: CLASSES }, model(['dog', 'bird', 'cat']));
     expect([...mapping.toModel]).toEqual([
       [7, 2],
       [9, 0],
     ]);
+    expect(mapping.renumbered).toEqual([]);
+  });
+
+  it('states classes by the model\'s ids; a test dataset that numbers a class otherwise is noted', () => {
+    const mapping = mapClasses({ classes: CLASSES }, model(['dog', 'cat'], [3, 7]));
+    expect(mapping.renumbered).toEqual([{ name: 'dog', testId: 9, modelId: 3 }]);
+    const truth = groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping);
+    expect(truth).toEqual({ input: { class: 0 }, record: { class_id: 3, class_name: 'dog' } });
   });
 
   it('refuses a class the model never learned, naming it and the known classes', () => {
-    const run = () => mapClasses({ classes: [...CLASSES, { id: 3, name: 'horse' }] }, ['cat', 'dog']);
+    const run = () => mapClasses({ classes: [...CLASSES, { id: 3, name: 'horse' }] }, model(['cat', 'dog']));
     expect(run).toThrow(DatasetError);
     expect(run).toThrow(/class the model was not trained on: "horse"/);
   });
 
   it('detection: xywh becomes xyxy; crowd regions are left out', () => {
-    const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
+    const mapping = mapClasses({ classes: CLASSES }, model(['cat', 'dog']));
     const truth = groundTruthOf(
       image({
         objects: [
@@ -49,17 +60,13 @@ describe("ground truth in the model's classes", () => {
     );
     expect(truth).toEqual({
       input: { boxes: [[10, 20, 40, 60]], classes: [1] },
-      record: { objects: [{ bbox: [10, 20, 40, 60], class_id: 1, class_name: 'dog' }] },
+      record: { objects: [{ bbox: [10, 20, 40, 60], class_id: 9, class_name: 'dog' }] },
     });
   });
 
   it('segmentation and pose carry polygons and keypoints; a pose object without keypoints has them absent', () => {
-    const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
-    const seg = groundTruthOf(
-      image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }),
-      { taskType: 'instance_segmentation' },
-      mapping,
-    );
+    const mapping = mapClasses({ classes: CLASSES }, model(['cat', 'dog']));
+    const seg = groundTruthOf(image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }), { taskType: 'instance_segmentation' }, mapping);
     expect(seg?.input).toEqual({ boxes: [[0, 0, 10, 10]], classes: [0], segmentations: [[[0, 0, 10, 0, 10, 10]]] });
     const pose = groundTruthOf(
       image({
@@ -98,11 +105,8 @@ describe("ground truth in the model's classes", () => {
   });
 
   it('classification: the class, or null for an unlabelled image', () => {
-    const mapping = mapClasses({ classes: CLASSES }, ['cat', 'dog']);
-    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({
-      input: { class: 1 },
-      record: { class_id: 1, class_name: 'dog' },
-    });
+    const mapping = mapClasses({ classes: CLASSES }, model(['cat', 'dog']));
+    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({ input: { class: 1 }, record: { class_id: 9, class_name: 'dog' } });
     expect(groundTruthOf(image({}), { taskType: 'image_classification' }, mapping)).toBeNull();
   });
 });
@@ -172,17 +176,16 @@ function result(index: number, extra: Partial<ImageResult> = {}): ImageResult {
     index,
     image_id: String(index),
     file_name: `${index}.png`,
-    source: `s3://b/in/${index}.png`,
+    image_path: `s3://b/in/${index}.png`,
     width: 10,
     height: 10,
     error: null,
     predictions: { boxes: [{ bbox: [1, 2, 3, 4], class_id: 0, class_name: 'cat', confidence: 0.5 }] },
     ground_truth: null,
-    evaluation: null,
+    metrics: null,
     inference_time_ms: 3,
     visualization_path: null,
     xai: null,
-    explanation: null,
     ...extra,
   };
 }
@@ -193,30 +196,8 @@ const SUMMARY: ResultsSummary = {
   inference_type: 'inference_job',
   task_type: 'object_detection',
   checkpoint_path: 's3://b/checkpoints/job-1/best.pt',
-  model: {
-    framework: 'ultralytics',
-    task: 'detect',
-    class_names: ['cat'],
-    model_name: 'yolo11n',
-    architecture: 'DetectionModel',
-    training_image_size: 640,
-    keypoint_shape: null,
-    xai_layers: [],
-    prediction_confidence: 0.25,
-  },
-  settings: {
-    batch_size: 2,
-    image_size: 64,
-    confidence_threshold: 0.25,
-    iou_threshold: 0.45,
-    device: 'cpu',
-    dataset_id: null,
-    test_split: null,
-    split_source: null,
-    xai_method: null,
-    llm_model: null,
-    max_visualizations: 10,
-  },
+  model: { framework: 'ultralytics', task: 'detect', class_names: ['cat'], class_ids: [0], class_ids_stored: true, model_name: 'yolo11n', architecture: 'DetectionModel', training_image_size: 640, keypoint_shape: null, xai_layers: [], prediction_confidence: 0.25 },
+  settings: { batch_size: 2, image_size: 64, confidence_threshold: 0.25, iou_threshold: 0.45, device: 'cpu', dataset_id: null, test_split: null, split_source: null, xai_method: null, llm_model: null, max_visualizations: 10 },
   generated_at: new Date().toISOString(),
   num_images: 3,
   failed_images: 1,

@@ -23,13 +23,11 @@ const DETECTION: ExplanationContext = {
   width: 640,
   height: 480,
   predictions: { boxes: [{ bbox: [10, 20, 110, 220], class_id: 0, class_name: 'person', confidence: 0.91 }] },
-  groundTruth: {
-    objects: [
-      { bbox: [12, 18, 108, 221], class_id: 0, class_name: 'person' },
-      { bbox: [300, 300, 340, 360], class_id: 1, class_name: 'dog' },
-    ],
-  },
-  evaluation: {
+  groundTruth: { objects: [{ bbox: [12, 18, 108, 221], class_id: 0, class_name: 'person' }, { bbox: [300, 300, 340, 360], class_id: 1, class_name: 'dog' }] },
+  metrics: {
+    precision: 1,
+    recall: 0.5,
+    mean_iou: 0.93,
     matched: [{ prediction: 0, ground_truth: 0, class_id: 0, class_name: 'person', iou: 0.93 }],
     wrong_class: [],
     missed: [{ ground_truth: 1, class_id: 1, class_name: 'dog' }],
@@ -39,12 +37,14 @@ const DETECTION: ExplanationContext = {
     method: 'gradcam',
     target_layers: ['model.16', 'model.19', 'model.22'],
     target: { detections: 1, classes: ['person'] },
-    max_activation: 1,
-    mean_activation: 0.21,
-    high_activation_fraction: 0.08,
-    peak: { x: 60, y: 90 },
-    top_regions: [{ x: 20, y: 30, w: 80, h: 150, score: 0.82 }],
-    activation_in_predictions: 0.74,
+    gradcam: {
+      max_activation: 1,
+      mean_activation: 0.21,
+      high_activation_fraction: 0.08,
+      peak: { x: 60, y: 90 },
+      top_regions: [{ x: 20, y: 30, w: 80, h: 150, score: 0.82 }],
+      activation_in_predictions: 0.74,
+    },
     error: null,
   },
 };
@@ -79,7 +79,7 @@ afterEach(() => {
 describe('LLM explanations', () => {
   it('returns the validated answer with the model name and a timestamp; sends the key, JSON mode and the facts', async () => {
     const result = await explainer().explain(DETECTION);
-    expect(ExplanationSchema.parse(result)).toEqual({ available: true, ...GOOD_ANSWER, model: 'test-model', generated_at: expect.any(String) });
+    expect(ExplanationSchema.parse(result)).toEqual({ available: true, format: 'json', ...GOOD_ANSWER, model: 'test-model', generated_at: expect.any(String) });
     expect(server.requests).toHaveLength(1);
     const sent = server.requests[0]!;
     expect(sent.path).toBe('/v1/chat/completions');
@@ -103,11 +103,27 @@ describe('LLM explanations', () => {
     expect(retry.at(-1)!.content).toMatch(/^That was not the JSON object asked for \(not JSON/);
   });
 
-  it('gives up after a second invalid answer: unavailable, with the reason', async () => {
-    server.script({ answer: { summary: 'x' } }, { text: '{"summary": ""' });
+  it('a second answer that is not the JSON object is kept as text: the summary, marked format "text" (the design\'s fallback)', async () => {
+    server.script({ answer: { summary: 'x' } }, { text: 'The model saw a person, I think.' });
     const result = await explainer().explain(DETECTION);
-    expect(result).toEqual({ available: false, reason: expect.stringMatching(/^the model's answer was not the JSON object asked for, twice \(not JSON/) });
+    expect(ExplanationSchema.parse(result)).toEqual({
+      available: true,
+      format: 'text',
+      summary: 'The model saw a person, I think.',
+      key_factors: [],
+      confidence_reasoning: '',
+      alternative_considerations: '',
+      model: 'test-model',
+      generated_at: expect.any(String),
+    });
     expect(server.requests).toHaveLength(2);
+    expect(logLines.join('\n')).toContain('kept as text');
+  });
+
+  it('two empty answers: unavailable, with the reason', async () => {
+    server.script({ text: '' }, { text: '  ' });
+    const result = await explainer().explain(DETECTION);
+    expect(result).toEqual({ available: false, reason: expect.stringMatching(/^the model gave no usable answer, twice \(not JSON/) });
   });
 
   it('HTTP 500: unavailable with the status, after the SDK retry; the key is not in the reason even when the server echoes it', async () => {
@@ -165,7 +181,12 @@ describe('LLM explanations', () => {
 describe('answer parsing and the prompt', () => {
   it("accepts a fenced answer and the design's alternative_considerations", () => {
     const parsed = parseAnswer('```json\n{"summary":"s","key_factors":["a"],"confidence_reasoning":"c","alternative_considerations":"maybe a dog"}\n```');
-    expect(parsed).toEqual({ ok: true, answer: { summary: 's', key_factors: ['a'], confidence_reasoning: 'c', alternatives: ['maybe a dog'] } });
+    expect(parsed).toEqual({ ok: true, answer: { summary: 's', key_factors: ['a'], confidence_reasoning: 'c', alternative_considerations: 'maybe a dog' } });
+  });
+
+  it('takes a list of alternatives (or an `alternatives` list) as one text', () => {
+    const parsed = parseAnswer('{"summary":"s","key_factors":["a"],"confidence_reasoning":"c","alternatives":["a dog","a fox"]}');
+    expect(parsed).toEqual({ ok: true, answer: { summary: 's', key_factors: ['a'], confidence_reasoning: 'c', alternative_considerations: 'a dog; a fox' } });
   });
 
   it('names what is missing', () => {
@@ -190,7 +211,7 @@ describe('answer parsing and the prompt', () => {
         ],
       },
       groundTruth: { class_id: 0, class_name: 'dog' },
-      evaluation: { correct: false, top5_correct: true },
+      metrics: { correct: false, top5_correct: true },
     });
     expect(prompt).toContain('Predicted class: cat (confidence 60.0%)');
     expect(prompt).toContain('Top classes: cat 60.0%, dog 40.0%');

@@ -15,6 +15,8 @@ Metadata keys (all plain JSON values; `load_checkpoint` returns them with the te
                       ("ViTForImageClassification", "CLIPModel", ...)
     task_type         "image_classification" | "zero_shot_classification"
     class_names       class names in logit index order
+    class_ids         the dataset's class id of each logit index (common/class_ids.py); absent
+                      from checkpoints written before it was stored: indices are the ids then
     num_classes       len(class_names)
     image_size        the square input side, in pixels
     input_channels    3
@@ -201,7 +203,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return metadata_of(load_checkpoint(path))
 
 
-def load_for_resume(path: str | os.PathLike, *, framework: str, model_name: str, class_names: list[str], task_type: str, image_size: int) -> dict[str, Any]:
+def load_for_resume(path: str | os.PathLike, *, framework: str, model_name: str, class_names: list[str], class_ids: list[int], task_type: str,
+                    image_size: int) -> dict[str, Any]:
     """The checkpoint RESUME_CHECKPOINT_PATH names, refused (ValueError, saying why) when it is
     not ours, belongs to another framework, model, task, class list or image size, or has no
     optimizer state."""
@@ -218,6 +221,8 @@ def load_for_resume(path: str | os.PathLike, *, framework: str, model_name: str,
         problems.append(f"task {ckpt.get('task_type')!r} (this job: {task_type!r})")
     if list(ckpt.get("class_names") or []) != list(class_names):
         problems.append(f"classes {ckpt.get('class_names')} (this job's dataset: {list(class_names)})")
+    elif ckpt.get("class_ids") is not None and list(ckpt["class_ids"]) != list(class_ids):
+        problems.append(f"class ids {ckpt['class_ids']} (this job's dataset: {list(class_ids)})")
     if ckpt.get("image_size") != image_size:
         problems.append(f"IMAGE_SIZE={ckpt.get('image_size')} (this job: {image_size})")
     if problems:

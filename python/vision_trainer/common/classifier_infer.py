@@ -17,6 +17,7 @@ import numpy as np
 
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
+from .class_ids import ClassIds
 from .infer_session import open_with
 from .xai import CamInput
 
@@ -47,6 +48,7 @@ class ClassifierBackend:
         self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
         self.framework = str(self.meta["framework"])
         self.names = {i: str(n) for i, n in enumerate(self.meta["class_names"])}
+        self.class_ids = ClassIds.of_checkpoint(self.meta, self.meta["class_names"])
         self.size = int(self.meta["image_size"])
         self.transform = self._transform()
 
@@ -98,7 +100,7 @@ class ClassifierBackend:
         ranked = [int(i) for i in np.argsort(-result.probabilities, kind="stable")[: min(5, len(self.names))]]
         top5 = [{"class_id": c, "class_name": self.names[c], "confidence": float(result.probabilities[c])} for c in ranked]
         reported = {"class_id": ranked[0], "class_name": self.names[ranked[0]], "confidence": top5[0]["confidence"], "top5": top5}
-        return reported, ({"ranked_classes": ranked} if for_evaluation else None), result
+        return reported, ({"ranked_classes": ranked, "scores": result.probabilities} if for_evaluation else None), result
 
     # --- drawing ----------------------------------------------------------------------------
 

@@ -169,7 +169,7 @@ def _coco_ground_truth(gt: dict, task: str) -> dict:
                 # ultralytics' OKS uses 0.53 of the box area as the object scale.
                 ann["area"] = float(w * h * 0.53)
             annotations.append(ann)
-    categories = [{"id": i + 1, "name": n} for i, n in enumerate(gt["class_names"])]
+    categories = [{"id": int(cid) + 1, "name": n} for cid, n in zip(gt["class_ids"], gt["class_names"], strict=True)]
     if task == "pose_estimation":
         for c in categories:
             c["keypoints"] = [f"kpt{j}" for j in range(keypoint_count)]

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .validation_images import one_vs_rest_ap
 from .yolo_metrics import detection_details, macro, standard_metrics
 
 # ultralytics' ConfusionMatrix default: a matching threshold of its own, not the NMS IoU.
@@ -113,6 +114,20 @@ def match_objects(
     return out
 
 
+def image_metrics(matches: dict, predictions: int, ground_truth: int) -> dict:
+    """One image's metrics in results.json's words: match_objects' lists plus the image's
+    precision, recall and mean IoU of its matches (None where undefined: no prediction, no
+    object, no match)."""
+    found = len(matches["matched"])
+    ious = [m["iou"] for m in matches["matched"]]
+    return {
+        "precision": found / predictions if predictions else None,
+        "recall": found / ground_truth if ground_truth else None,
+        "mean_iou": float(np.mean(ious)) if ious else None,
+        **matches,
+    }
+
+
 class DetectionEvaluator:
     """Accumulates one test run of detection, segmentation or pose, image by image."""
 
@@ -189,7 +204,7 @@ class DetectionEvaluator:
         shown = {"cls": preds["cls"][keep], "conf": preds["conf"][keep], "bboxes": preds["bboxes"][keep]}
         self.confusion.process_batch(shown, batch, conf=self.conf_threshold, iou_thres=self.match_iou)
         self.images += 1
-        return match_objects(gt_boxes, gt_cls, p_boxes[keep], p_conf[keep], p_cls[keep], self.match_iou)
+        return image_metrics(match_objects(gt_boxes, gt_cls, p_boxes[keep], p_conf[keep], p_cls[keep], self.match_iou), int(keep.sum()), len(gt_cls))
 
     def finish(self) -> dict:
         if self.images == 0:
@@ -220,9 +235,12 @@ class ClassificationEvaluator:
         self.true: list[int] = []
         self.pred: list[int] = []
         self.top5_hits: list[bool] = []
+        # Every class's score per image, for per-class AP; None once an image came without them.
+        self.scores: list[np.ndarray] | None = []
 
-    def add(self, true_class: int, ranked_classes: list[int]) -> dict:
-        """ranked_classes: the model's classes by descending probability (at least the top one)."""
+    def add(self, true_class: int, ranked_classes: list[int], scores=None) -> dict:
+        """ranked_classes: the model's classes by descending probability (at least the top one);
+        scores: the probability of every class (for per-class AP)."""
         if not ranked_classes:
             raise ValueError("a classification prediction needs at least one class")
         k = min(5, len(self.names))
@@ -230,6 +248,10 @@ class ClassificationEvaluator:
         self.true.append(int(true_class))
         self.pred.append(int(ranked_classes[0]))
         self.top5_hits.append(hit5)
+        if self.scores is not None and scores is not None and len(scores) == len(self.names):
+            self.scores.append(np.asarray(scores, dtype=np.float64))
+        else:
+            self.scores = None
         return {"correct": int(ranked_classes[0]) == int(true_class), "top5_correct": hit5}
 
     def finish(self) -> dict:
@@ -241,16 +263,10 @@ class ClassificationEvaluator:
         # zero_division=nan: precision of a class never predicted is unknown (null), not 0.
         precision, recall, f1, support = precision_recall_fscore_support(self.true, self.pred, labels=labels, zero_division=np.nan)
         defined = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
+        ap = one_vs_rest_ap(np.stack(self.scores), np.asarray(self.true), len(self.names)) if self.scores else [None] * len(self.names)
         per_class = [
-            {
-                "class_id": c,
-                "class_name": self.names[c],
-                "precision": defined(precision[i]),
-                "recall": defined(recall[i]),
-                "f1": defined(f1[i]),
-                "ap": None,
-                "support": int(support[i]),
-            }
+            {"class_id": c, "class_name": self.names[c], "precision": defined(precision[i]), "recall": defined(recall[i]), "f1": defined(f1[i]), "ap": ap[c],
+             "support": int(support[i])}
             for i, c in enumerate(labels)
         ]
         # Macro averages over the classes present in the test set, skipping undefined values, as

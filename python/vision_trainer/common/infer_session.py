@@ -53,6 +53,10 @@ class Session:
             )
         self.conf_threshold = float(params["conf_threshold"])
         self.evaluator = None
+        self.class_ids = self.backend.class_ids
+        if not self.class_ids.stored:
+            LOG.warning("the checkpoint does not say which dataset class id each of its outputs is (it was written before class ids were stored, "
+                        "or not by vision-trainer): its output indices are reported as the class ids")
         if params.get("evaluate"):
             if self.backend.task == "classify":
                 self.evaluator = ClassificationEvaluator(self.backend.names)
@@ -73,7 +77,8 @@ class Session:
             self.explainer = CamExplainer(network, layers, method, self.backend.xai_reshape_for(root, self.xai_layers))
 
     def info(self) -> dict:
-        return {**self.backend.info(), "xai_layers": self.xai_layers, "prediction_confidence": self.predict_conf}
+        return {**self.backend.info(), "class_ids": self.class_ids.ids, "class_ids_stored": self.class_ids.stored, "xai_layers": self.xai_layers,
+                "prediction_confidence": self.predict_conf}
 
     def predict(self, items: list[dict]) -> dict:
         paths = [item["path"] for item in items]
@@ -100,36 +105,27 @@ class Session:
         ground_truth = item.get("ground_truth")
         evaluate = self.evaluator is not None and ground_truth is not None
         reported, evaluation_input, shown = self.backend.describe(result, self.conf_threshold, evaluate)
-        evaluation = None
+        metrics = None
         if evaluate:
             if self.backend.task == "classify":
-                evaluation = self.evaluator.add(ground_truth["class"], evaluation_input["ranked_classes"])
+                metrics = self.evaluator.add(ground_truth["class"], evaluation_input["ranked_classes"], evaluation_input.get("scores"))
             else:
-                evaluation = self.evaluator.add(item["key"], width, height, ground_truth, evaluation_input)
+                metrics = self.evaluator.add(item["key"], width, height, ground_truth, evaluation_input)
         if item.get("visualization_path"):
-            self.backend.render(shown, item["visualization_path"], ground_truth if evaluate else None, evaluation)
-        out = {"width": width, "height": height, "predictions": reported, "evaluation": self._named(evaluation), "xai": None}
+            self.backend.render(shown, item["visualization_path"], ground_truth if evaluate else None, metrics)
+        # The backends speak the model's class indices; what leaves carries the dataset's ids.
+        out = {"width": width, "height": height, "predictions": self.class_ids.predictions(reported), "metrics": self.class_ids.evaluation(metrics), "xai": None}
         if self.explainer is not None and item.get("xai_path"):
             out["xai"] = self._explain(item, reported)
         return out
 
-    def _named(self, evaluation: dict | None) -> dict | None:
-        """Class names next to every class id, so results.json reads without the class list."""
-        if evaluation is None:
-            return None
-        names = self.backend.names
-        for key in ("class_id", "predicted_class_id", "true_class_id"):
-            for rows in evaluation.values():
-                if isinstance(rows, list):
-                    for row in rows:
-                        if key in row:
-                            row[key.replace("_id", "_name")] = names.get(row[key], str(row[key]))
-        return evaluation
-
     def _explain(self, item: dict, reported: dict) -> dict:
+        """The design's xai member: {method, <method>: statistics} (plus the layers and what the
+        heatmap explains); `reported` is still in the model's class indices."""
         import torch
 
-        base = {"method": self.explainer.method, "target_layers": self.xai_layers}
+        method = self.explainer.method
+        base = {"method": method, "target_layers": self.xai_layers}
         try:
             with torch.enable_grad():
                 cam_input = self.backend.xai_input(item["path"])
@@ -137,10 +133,28 @@ class Session:
                 heat = self.explainer.heatmap(cam_input, target)
             save_overlay(cam_input.original_rgb, heat, item["xai_path"])
             boxes = [b["bbox"] for b in reported["boxes"]] if "boxes" in reported else None
-            return {**base, "target": explained, **summarize(heat, boxes), "error": None}
+            if "class_id" in explained:
+                explained = {**explained, "class_id": self.class_ids.of(explained["class_id"])}
+            return {**base, "target": explained, method: summarize(heat, boxes), "error": None}
         except Exception as exc:  # noqa: BLE001 - a heatmap that fails must not fail the job
             LOG.warning("XAI failed for %s: %s", item["path"], exc)
             return {**base, "target": None, "error": f"{type(exc).__name__}: {exc}"}
+
+    def finish(self) -> dict | None:
+        """The test run's metrics with dataset class ids, tables in ascending id order."""
+        if self.evaluator is None:
+            return None
+        out = self.evaluator.finish()
+        ids = self.class_ids
+        order = ids.order + list(range(len(ids), len(out["confusion_matrix"])))
+        labels = out["confusion_matrix_labels"]
+        return {
+            **out,
+            "per_class_metrics": ids.rows(out["per_class_metrics"]),
+            "confusion_matrix": ids.matrix(out["confusion_matrix"]),
+            "confusion_matrix_labels": [labels[i] for i in order],
+            "confusion_matrix_class_ids": [ids.of(i) if i < len(ids) else None for i in order],
+        }
 
 
 _session: Session | None = None
@@ -168,8 +182,7 @@ def predict_batch(params: PredictParams) -> BatchAnswer:
 @entry
 def finish() -> dict | None:
     """The test run's metrics (None when not evaluating)."""
-    session = _require()
-    return session.evaluator.finish() if session.evaluator is not None else None
+    return _require().finish()
 
 
 @entry

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
 from ..support import entry
+from .class_ids import ClassIds
 from .export_validation import register_model
 
 FORMATS = ("onnx", "torchscript", "openvino")
@@ -55,6 +56,7 @@ def describe(params: CheckpointParams) -> TorchFacts:
         "architecture": meta["architecture"],
         "model_name": meta["model_name"],
         "class_names": [str(n) for n in meta["class_names"]],
+        "class_ids": ClassIds.of_checkpoint(meta, meta["class_names"]).ids,
         "image_size": [size, size],
         "mean": [float(v) for v in meta["mean"]],
         "std": [float(v) for v in meta["std"]],

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..support import guarded_js_call
+from .class_ids import ClassIds
 
 # Where events go when they cannot reach JavaScript (ultralytics' DDP workers): called with the
 # event's kind and dict, it answers like the JS function would ("stop" or None).
@@ -20,17 +21,10 @@ Relay = Callable[[str, dict], Any]
 
 
 class TrainerEvents:
-    def __init__(
-        self,
-        emit: Callable | None,
-        *,
-        primary_metric: str,
-        epochs: int,
-        best_metric: float | None = None,
-        best_epoch: int | None = None,
-        relay: Relay | None = None,
-    ):
+    def __init__(self, emit: Callable | None, *, primary_metric: str, epochs: int, class_ids: ClassIds, best_metric: float | None = None,
+                 best_epoch: int | None = None, relay: Relay | None = None):
         self.emit = emit
+        self.class_ids = class_ids
         self.relay = relay
         self.primary = primary_metric
         self.epochs = int(epochs)
@@ -46,17 +40,12 @@ class TrainerEvents:
         if answer == "stop":
             self.stop_requested = True
 
-    def start(self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str) -> None:
-        self._send(
-            "start",
-            {
-                "epochs": self.epochs,
-                "start_epoch": int(start_epoch),
-                "batches_per_epoch": int(batches_per_epoch),
-                "device": str(device),
-                "save_dir": str(save_dir),
-            },
-        )
+    def start(self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str, best_path: str | None = None) -> None:
+        """`best_path`: a resumed run's best weights so far (the checkpoint it resumed from, when
+        that was the best), which TypeScript keeps as the best until an epoch beats it."""
+        best = {"epoch": int(self.best_epoch), "value": self.best_metric, "path": str(best_path)} if best_path and self.best_epoch is not None else None
+        self._send("start", {"epochs": self.epochs, "start_epoch": int(start_epoch), "batches_per_epoch": int(batches_per_epoch), "device": str(device),
+                             "save_dir": str(save_dir), "best": best})
 
     def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
         self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})
@@ -105,17 +94,30 @@ class TrainerEvents:
             },
         )
 
-    def validation(self, details: dict[str, Any], *, num_images: int, seconds: float) -> dict[str, Any]:
-        """The `validation` member of an epoch event from classification_metrics' output."""
-        return {
+    def validation(self, details: dict[str, Any], *, num_images: int, seconds: float | None, image_results_file: str | None = None,
+                   model_size_mb: float | None = None) -> dict[str, Any]:
+        """The `validation` member of an epoch event from the trainer's metrics: `details` holds
+        "metrics", "per_class_metrics" (class_id = the framework's index) and "confusion_matrix"
+        (classification, index order) or "pr_curves" (detection). Class ids leave as the
+        dataset's, tables in ascending id order."""
+        metrics = dict(details["metrics"])
+        if model_size_mb is not None:
+            metrics["model_size_mb"] = model_size_mb
+        out = {
             "primary_metric_name": self.primary,
-            "primary_metric_value": details["metrics"].get(self.primary),
-            "metrics": details["metrics"],
-            "per_class_metrics": details["per_class_metrics"],
-            "confusion_matrix": details["confusion_matrix"],
+            "primary_metric_value": metrics.get(self.primary),
+            "metrics": metrics,
+            "per_class_metrics": self.class_ids.rows(details["per_class_metrics"]),
             "num_images_validated": int(num_images),
-            "validation_time_seconds": float(seconds),
+            "validation_time_seconds": None if seconds is None else float(seconds),
+            "image_results_file": image_results_file,
         }
+        if details.get("confusion_matrix") is not None:
+            out["confusion_matrix"] = self.class_ids.matrix(details["confusion_matrix"])
+            out["confusion_matrix_class_ids"] = self.class_ids.ordered_ids
+        if details.get("pr_curves") is not None:
+            out["pr_curves"] = details["pr_curves"]
+        return out
 
     def end(self, *, best_path: str | None, last_path: str | None) -> None:
         self._send("end", {"best_epoch": self.best_epoch, "last_epoch": self.saved_epoch, "best_path": best_path, "last_path": last_path})

@@ -25,6 +25,7 @@ always IMAGE_SIZE. A CLIP built from config gets a byte-level tokenizer made in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -39,9 +40,11 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
 from ..common.checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume, run_state
+from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
 from ..common.trainer_events import TrainerEvents
+from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
@@ -231,6 +234,10 @@ class _HfRun:
         self.task = params["task_type"]
         self.model_name = params["model_name"]
         self.class_names = [str(c) for c in params["class_names"]]
+        self.class_ids = ClassIds(params["class_ids"], self.class_names)
+        self.validation_images = ValidationImages(params, self.class_ids)
+        # The epoch under validation's per-image capture (images.json, AP, speed); see compute_metrics.
+        self.capture: ClassifierValidation | None = None
         self.image_size = int(params["imgsz"])
         self.epochs = int(params["epochs"])
         self.device = resolve_device(params.get("device"))
@@ -330,9 +337,8 @@ class _HfRun:
     def _resume(self, path: str) -> None:
         """Everything about the model comes from the checkpoint (its config, normalisation,
         prompts), so a resumed run continues exactly the model it stopped."""
-        ckpt = load_for_resume(
-            path, framework="huggingface", model_name=self.model_name, class_names=self.class_names, task_type=self.task, image_size=self.image_size
-        )
+        ckpt = load_for_resume(path, framework="huggingface", model_name=self.model_name, class_names=self.class_names, class_ids=self.class_ids.ids, task_type=self.task,
+                               image_size=self.image_size)
         self.model = hf_model_from_checkpoint(ckpt)
         self.start_epoch = int(ckpt["epoch"])
         if self.start_epoch >= self.epochs:
@@ -367,8 +373,18 @@ class _HfRun:
         return model.logit_scale.exp() * image @ text.T
 
     def compute_metrics(self, eval_pred) -> dict[str, float]:
+        """The Trainer hands over the whole split's logits in dataset order (evaluation never
+        shuffles): row i is val.jsonl's image i."""
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
-        self.last_validation = classification_metrics(torch.as_tensor(logits), torch.as_tensor(eval_pred.label_ids), self.class_names)
+        capture = self.capture or ClassifierValidation(None, 0)
+        self.capture = None
+        try:
+            capture.add([row["image"] for row in self.val_set.rows], logits, eval_pred.label_ids)
+            self.last_validation = classification_metrics(torch.as_tensor(logits), torch.as_tensor(eval_pred.label_ids), self.class_names)
+            self.last_validation["image_results_file"] = capture.finish(self.last_validation, len(self.class_names))
+        except BaseException:
+            capture.discard()
+            raise
         return {k: v for k, v in self.last_validation["metrics"].items() if v is not None}
 
     # ---- checkpoints ----
@@ -380,6 +396,7 @@ class _HfRun:
             "architecture": self.architecture,
             "task_type": self.task,
             "class_names": self.class_names,
+            "class_ids": self.class_ids.ids,
             "image_size": self.image_size,
             "input_channels": 3,
             "mean": self.mean,
@@ -456,11 +473,23 @@ class _HfRun:
                 return loss
 
             def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                if run.task != "zero_shot_classification":
-                    return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-                logits = run.zero_shot_logits(model, inputs["pixel_values"])
+                # Evaluation's forward passes are timed for inference_speed_fps.
+                timer = run.capture.timed() if run.capture is not None and not model.training else contextlib.nullcontext()
+                with timer:
+                    if run.task != "zero_shot_classification":
+                        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+                    logits = run.zero_shot_logits(model, inputs["pixel_values"])
                 loss = F.cross_entropy(logits, inputs["labels"])
                 return (loss, {"logits": logits}) if return_outputs else loss
+
+            def evaluate(self, *args, **kwargs):
+                run.capture = ClassifierValidation(run.validation_images, forwarder.epoch)
+                try:
+                    return super().evaluate(*args, **kwargs)
+                finally:
+                    if run.capture is not None:  # compute_metrics did not take it
+                        run.capture.discard()
+                        run.capture = None
 
         args = self.training_arguments()
         trainer = ReportingTrainer(
@@ -489,7 +518,8 @@ class _HfRun:
         )
 
         trainer.remove_callback(PrinterCallback)  # the events report; no metric dicts on stdout
-        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, best_metric=self.best_metric, best_epoch=self.best_epoch)
+        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, class_ids=self.class_ids, best_metric=self.best_metric,
+                               best_epoch=self.best_epoch)
         forwarder = _EventForwarder(self, events, epoch_loss, trainer, steps_per_epoch)
         trainer.add_callback(forwarder)
         trainer.train()
@@ -517,9 +547,8 @@ class _EventForwarder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The device the Trainer placed the model on (it picks the first visible GPU itself).
-        self.events.start(
-            start_epoch=self.run.start_epoch, batches_per_epoch=self.steps_per_epoch, device=str(args.device), save_dir=str(self.run.checkpoints.dir.parent)
-        )
+        self.events.start(start_epoch=self.run.start_epoch, batches_per_epoch=self.steps_per_epoch, device=str(args.device),
+                          save_dir=str(self.run.checkpoints.dir.parent), best_path=self.run.checkpoints.best_path)
         if self.events.stop_requested:
             control.should_training_stop = True
 
@@ -562,17 +591,11 @@ class _EventForwarder(TrainerCallback):
             run.best_metric, run.best_epoch = events.best_metric, events.best_epoch
         run.save(epoch=self.epoch, epoch_complete=True, metrics=details["metrics"], is_best=is_best, optimizer=optimizer)
         events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best)
-        events.epoch(
-            epoch=self.epoch,
-            losses={"loss": self.epoch_loss.mean},
-            learning_rate=self.trainer.last_lr,
-            validation=events.validation(details, num_images=len(run.val_set), seconds=float(metrics.get("eval_runtime") or 0.0)),
-            is_best=is_best,
-            epoch_time_seconds=time.perf_counter() - self.epoch_started,
-        )
-        log.info(
-            "epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else ""
-        )
+        events.epoch(epoch=self.epoch, losses={"loss": self.epoch_loss.mean}, learning_rate=self.trainer.last_lr,
+                     validation=events.validation(details, num_images=len(run.val_set), seconds=float(metrics.get("eval_runtime") or 0.0),
+                                                  image_results_file=details.get("image_results_file"), model_size_mb=model_size_mb(run.model)),
+                     is_best=is_best, epoch_time_seconds=time.perf_counter() - self.epoch_started)
+        log.info("epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else "")
         run.last_validation = None
         if events.stop_requested:
             control.should_training_stop = True

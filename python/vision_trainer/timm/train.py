@@ -24,9 +24,11 @@ import torch
 from torch import nn
 
 from ..common.checkpoints import RunCheckpoints, load_for_resume, run_state
+from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
 from ..common.trainer_events import TrainerEvents
+from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
@@ -165,9 +167,11 @@ class _TimmRun:
         self.params = params
         self.model_name = params["model_name"]
         self.class_names = [str(c) for c in params["class_names"]]
+        self.class_ids = ClassIds(params["class_ids"], self.class_names)
         self.epochs = int(params["epochs"])
         self.image_size = int(params["imgsz"])
         self.device = resolve_device(params.get("device"))
+        self.validation_images = ValidationImages(params, self.class_ids)
         seed_everything(SEED)
 
         root = Path(params["data"])
@@ -223,9 +227,8 @@ class _TimmRun:
         self.versions = {"torch": torch.__version__, "timm": timm.__version__}
 
     def _resume(self, path: str) -> None:
-        ckpt = load_for_resume(
-            path, framework="timm", model_name=self.model_name, class_names=self.class_names, task_type=self.params["task_type"], image_size=self.image_size
-        )
+        ckpt = load_for_resume(path, framework="timm", model_name=self.model_name, class_names=self.class_names, class_ids=self.class_ids.ids,
+                               task_type=self.params["task_type"], image_size=self.image_size)
         state = ckpt["training_state"]
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -248,6 +251,7 @@ class _TimmRun:
             "architecture": self.model_name,
             "task_type": self.params["task_type"],
             "class_names": self.class_names,
+            "class_ids": self.class_ids.ids,
             "image_size": self.image_size,
             "input_channels": 3,
             "mean": list(self.data_config["mean"]),
@@ -291,29 +295,42 @@ class _TimmRun:
         return (total / count if count else None), num_updates, True
 
     @torch.no_grad()
-    def validate(self) -> tuple[dict[str, Any], int, float]:
+    def validate(self, epoch: int) -> tuple[dict[str, Any], int, float, str | None]:
+        """(metrics details, images, seconds, the epoch's images.json)."""
         started = time.perf_counter()
         self.model.eval()
         logits, targets, loss_sum = [], [], 0.0
-        for images, target in self.val_loader:
-            images, target = images.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
-            with autocast(self.device):
-                out = self.model(images)
-            loss_sum += float(self.val_loss(out.float(), target)) * len(target)
-            logits.append(out.float().cpu())
-            targets.append(target.cpu())
+        # The loader keeps the dataset's order (no shuffling at validation), so image i is file i.
+        files = self.val_set.filenames(absolute=True)
+        capture = ClassifierValidation(self.validation_images, epoch)
+        try:
+            for images, target in self.val_loader:
+                images, target = images.to(self.device, non_blocking=True), target.to(self.device, non_blocking=True)
+                with capture.timed(), autocast(self.device):
+                    out = self.model(images)
+                loss_sum += float(self.val_loss(out.float(), target)) * len(target)
+                first = capture.images
+                capture.add(files[first : first + len(target)], out.float(), target)
+                logits.append(out.float().cpu())
+                targets.append(target.cpu())
+        except BaseException:
+            capture.discard()
+            raise
         all_logits, all_targets = torch.cat(logits), torch.cat(targets)
         details = classification_metrics(all_logits, all_targets, self.class_names, loss=loss_sum / len(all_targets))
-        return details, len(all_targets), time.perf_counter() - started
+        images_json = capture.finish(details, len(self.class_names))
+        return details, len(all_targets), time.perf_counter() - started, images_json
 
     def fit(self, emit) -> dict[str, Any]:
-        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, best_metric=self.best_metric, best_epoch=self.best_epoch)
+        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, class_ids=self.class_ids, best_metric=self.best_metric,
+                               best_epoch=self.best_epoch)
         num_updates = self.start_epoch * len(self.train_loader)
         if self.start_epoch:
             # As timm's train.py does after a resume: the schedule is a function of EPOCHS and the
             # epochs done, so it is positioned rather than restored (a resume may extend EPOCHS).
             self.scheduler.step(self.start_epoch)
-        events.start(start_epoch=self.start_epoch, batches_per_epoch=len(self.train_loader), device=str(self.device), save_dir=str(self.checkpoints.dir.parent))
+        events.start(start_epoch=self.start_epoch, batches_per_epoch=len(self.train_loader), device=str(self.device), save_dir=str(self.checkpoints.dir.parent),
+                     best_path=self.checkpoints.best_path)
         last_epoch = self.start_epoch
         for epoch in range(self.start_epoch, self.epochs):
             started = time.perf_counter()
@@ -327,7 +344,7 @@ class _TimmRun:
                 events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=False)
                 break
             learning_rate = float(self.optimizer.param_groups[0]["lr"])
-            details, num_images, val_seconds = self.validate()
+            details, num_images, val_seconds, images_json = self.validate(epoch + 1)
             accuracy = details["metrics"].get(self.params["primary_metric"])
             self.scheduler.step(epoch + 1, accuracy)
             is_best = events.improves(accuracy)
@@ -341,17 +358,11 @@ class _TimmRun:
                 training_state=self.training_state(),
             )
             events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best)
-            events.epoch(
-                epoch=epoch + 1,
-                losses={"loss": train_loss},
-                learning_rate=learning_rate,
-                validation=events.validation(details, num_images=num_images, seconds=val_seconds),
-                is_best=is_best,
-                epoch_time_seconds=time.perf_counter() - started,
-            )
-            log.info(
-                "epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else ""
-            )
+            events.epoch(epoch=epoch + 1, losses={"loss": train_loss}, learning_rate=learning_rate,
+                         validation=events.validation(details, num_images=num_images, seconds=val_seconds, image_results_file=images_json,
+                                                      model_size_mb=model_size_mb(self.model)), is_best=is_best,
+                         epoch_time_seconds=time.perf_counter() - started)
+            log.info("epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else "")
             last_epoch = epoch + 1
             if events.stop_requested:
                 break

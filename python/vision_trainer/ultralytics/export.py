@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.class_ids import ClassIds
 from ..common.export_validation import register_model
 from ..protocol import (
     CheckFormatAnswer,
@@ -98,6 +99,7 @@ def describe(params: CheckpointParams) -> UltralyticsFacts:
         "task_type": task,
         "architecture": yaml_file.stem or type(net).__name__,
         "class_names": [str(names[i]) for i in range(len(names))],
+        "class_ids": ClassIds.of_ultralytics(net, [str(names[i]) for i in range(len(names))]).ids,
         "image_size": [int(v) for v in size],
         "keypoint_shape": [int(v) for v in net.kpt_shape] if task == "pose_estimation" else None,
         "stride": int(max(net.stride)) if hasattr(net, "stride") else 32,

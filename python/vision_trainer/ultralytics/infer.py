@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.class_ids import ClassIds
 from ..common.infer_session import FrameworkMismatchError, open_with
 from ..common.xai import CamInput
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
@@ -109,6 +110,7 @@ class UltralyticsBackend:
         self.yolo = YOLO(checkpoint)
         self.task = str(self.yolo.task)
         self.names = {int(k): str(v) for k, v in self.yolo.names.items()}
+        self.class_ids = ClassIds.of_ultralytics(self.yolo.model, [self.names[i] for i in sorted(self.names)])
         self.imgsz = int(params["image_size"])
         self.iou = float(params["iou_threshold"])
         self.device = None if params.get("device") in (None, "", "auto") else params["device"]
@@ -154,7 +156,7 @@ class UltralyticsBackend:
                 "confidence": confs[0],
                 "top5": [{"class_id": c, "class_name": self.names[c], "confidence": p} for c, p in zip(top, confs, strict=True)],
             }
-            return reported, ({"ranked_classes": top} if for_evaluation else None), result
+            return reported, ({"ranked_classes": top, "scores": result.probs.data.float().cpu().numpy()} if for_evaluation else None), result
 
         boxes = result.boxes
         xyxy = boxes.xyxy.cpu().numpy()

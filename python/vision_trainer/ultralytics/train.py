@@ -19,7 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..common.class_ids import ULTRALYTICS_ATTRIBUTE, ClassIds
+from ..common.infer_metrics import MATCH_IOU_THRESHOLD, image_metrics, match_objects
 from ..common.trainer_events import TrainerEvents
+from ..common.validation_images import REPORT_CONFIDENCE, ClassifierValidation, ValidationImages, model_size_mb
 from ..common.yolo_metrics import TASK_BY_PLATFORM, classification_details, detection_details, macro, standard_metrics
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
@@ -89,13 +92,118 @@ def _rank() -> int:
     return int(os.environ.get("RANK", -1))
 
 
+class _ValidationCapture:
+    """Each epoch's validation, image by image, into images.json (common/validation_images.py):
+    ultralytics' validator keeps no per-image results, so its update_metrics is wrapped to see
+    every batch's predictions after NMS next to the batch's labels. Classification keeps the
+    scores for per-class AP too. Only the trainer's per-epoch validations are captured (not
+    final_eval's re-validation of best.pt)."""
+
+    def __init__(self, output: ValidationImages, task: str):
+        self.output = output
+        self.task = task
+        self.classifier: ClassifierValidation | None = None
+        self.writer = None
+        self.seen = 0
+
+    def install(self, validator) -> None:
+        if getattr(validator, "_vision_trainer_capture", None) is self:
+            return
+        original = validator.update_metrics
+
+        def update_metrics(preds, batch):
+            original(preds, batch)
+            if self.writer is not None or self.classifier is not None:
+                try:
+                    self._record(validator, preds, batch)
+                except Exception as exc:  # noqa: BLE001 - per-image results must not fail the validation
+                    logging.getLogger("vision_trainer").warning("per-image validation results unavailable this epoch: %s", exc)
+                    self.discard()
+
+        validator.update_metrics = update_metrics
+        validator._vision_trainer_capture = self
+
+    def begin(self, epoch: int) -> None:
+        self.discard()
+        self.seen = 0
+        if self.task == "classify":
+            self.classifier = ClassifierValidation(self.output, epoch)
+        else:
+            self.writer = self.output.open(epoch)
+
+    def finish(self, details: dict) -> str | None:
+        """The epoch's images.json (None when nothing was captured); adds a classifier's per-class AP."""
+        try:
+            if self.classifier is not None:
+                return self.classifier.finish(details, len(self.output.class_ids))
+            return self.writer.close() if self.writer is not None and self.writer.count else None
+        finally:
+            self.classifier = None
+            self.writer = None
+
+    def discard(self) -> None:
+        for part in (self.classifier, self.writer):
+            if part is not None:
+                part.discard()
+        self.classifier = None
+        self.writer = None
+
+    def _record(self, validator, preds, batch) -> None:
+        if self.classifier is not None:
+            samples = validator.dataloader.dataset.samples
+            paths = [str(samples[self.seen + i][0]) for i in range(len(batch["cls"]))]
+            self.seen += len(paths)
+            self.classifier.add(paths, preds, batch["cls"], probabilities=True)
+            return
+        from ultralytics.models.yolo.detect import DetectionValidator
+        from ultralytics.utils import ops
+
+        ids = self.output.class_ids
+        for si, pred in enumerate(preds):
+            # The detection base class: boxes only (a segmentation's masks would cost more than they tell here).
+            pbatch = DetectionValidator._prepare_batch(validator, si, batch)
+            scaled = DetectionValidator.scale_preds(validator, pred, pbatch)
+            conf = scaled["conf"].cpu().numpy()
+            keep = conf > REPORT_CONFIDENCE
+            boxes = scaled["bboxes"].cpu().numpy()[keep]
+            cls = scaled["cls"].cpu().numpy().astype(int)[keep]
+            gt_cls = pbatch["cls"].cpu().numpy().astype(int).reshape(-1)
+            gt_boxes = ops.scale_boxes(pbatch["imgsz"], pbatch["bboxes"].clone(), pbatch["ori_shape"], ratio_pad=pbatch["ratio_pad"]).cpu().numpy() if len(gt_cls) else np.zeros((0, 4))
+            pred_kpts = gt_kpts = None
+            if self.task == "pose":
+                pose = validator._prepare_batch(si, batch)
+                pred_kpts = ops.scale_coords(pbatch["imgsz"], pred["keypoints"].clone(), pbatch["ori_shape"], ratio_pad=pbatch["ratio_pad"]).cpu().numpy()[keep]
+                gt_kpts = ops.scale_coords(pbatch["imgsz"], pose["keypoints"].clone(), pbatch["ori_shape"], ratio_pad=pbatch["ratio_pad"]).cpu().numpy()
+            objects = []
+            for k, (box, c) in enumerate(zip(boxes, cls, strict=True)):
+                obj = {"bbox": box.tolist(), "class_id": ids.of(c), "class_name": ids.name(c), "confidence": float(conf[keep][k])}
+                if pred_kpts is not None:
+                    obj["keypoints"] = pred_kpts[k].tolist()
+                objects.append(obj)
+            truth = []
+            for k, (box, c) in enumerate(zip(gt_boxes, gt_cls, strict=True)):
+                obj = {"bbox": box.tolist(), "class_id": ids.of(c), "class_name": ids.name(c)}
+                if gt_kpts is not None:
+                    obj["keypoints"] = gt_kpts[k].tolist()
+                truth.append(obj)
+            matches = match_objects(gt_boxes, gt_cls, boxes, conf[keep], cls, MATCH_IOU_THRESHOLD)
+            h, w = (int(v) for v in pbatch["ori_shape"][:2])
+            self.writer.add({
+                **self.output.named(str(pbatch["im_file"]), w, h),
+                "predictions": {"boxes": objects},
+                "ground_truth": {"objects": truth},
+                "metrics": ids.evaluation(image_metrics(matches, len(objects), len(truth))),
+            })
+
+
 class _Reporter:
     """ultralytics' callbacks as the shared trainer events (common/trainer_events.py); a "stop" answer
     sets `trainer.stop`, which ultralytics honours after the current batch."""
 
-    def __init__(self, events: TrainerEvents, task: str):
+    def __init__(self, events: TrainerEvents, task: str, capture: _ValidationCapture):
         self.events = events
         self.task = task
+        self.capture = capture
         self.batch_index = 0
         self.val_started = 0.0
         self.val_seconds = None
@@ -105,6 +213,15 @@ class _Reporter:
     def _answered(self, trainer) -> None:
         if self.events.stop_requested:
             trainer.stop = True
+
+    def on_pretrain_routine_end(self, trainer):
+        """The class ids travel inside every checkpoint: on the model, which ultralytics pickles
+        whole (its EMA copy is what it saves, and is rebuilt from the model on resume)."""
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        for model in (unwrap_model(trainer.model), getattr(trainer.ema, "ema", None)):
+            if model is not None:
+                setattr(model, ULTRALYTICS_ATTRIBUTE, list(self.events.class_ids.ids))
 
     def on_train_start(self, trainer):
         self.events.start(
@@ -127,6 +244,9 @@ class _Reporter:
         self.val_started = time.perf_counter()
         self.val_seconds = None
         self.trained_epoch = int(trainer.epoch) + 1
+        if getattr(trainer, "validator", None) is not None:
+            self.capture.install(trainer.validator)
+            self.capture.begin(self.trained_epoch)
 
     def _close_validation_clock(self):
         if self.val_seconds is None and self.val_started:
@@ -176,6 +296,7 @@ class _Reporter:
         matrix); None when ultralytics did not validate. Adds the classification averages to `metrics`."""
         validator = getattr(trainer, "validator", None)
         if not trainer.metrics or validator is None or getattr(validator, "metrics", None) is None:
+            self.capture.discard()
             return None
         names = dict(trainer.data["names"])
         try:
@@ -186,21 +307,24 @@ class _Reporter:
         per_class = details["per_class_metrics"]
         if self.task == "classify":
             metrics.update(precision=macro(per_class, "precision"), recall=macro(per_class, "recall"), f1=macro(per_class, "f1"))
+        # ultralytics times each step per image (ms); the model's share is everything but the loss.
+        ms = sum(v for k, v in (getattr(validator, "speed", None) or {}).items() if k != "loss")
+        if ms > 0:
+            metrics["inference_speed_fps"] = 1000.0 / ms
+        details["metrics"] = metrics
+        images_json = self.capture.finish(details)
         dataset = getattr(getattr(validator, "dataloader", None), "dataset", None)
-        return {
-            "primary_metric_name": self.events.primary,
-            "primary_metric_value": metrics.get(self.events.primary),
-            "metrics": metrics,
-            **details,
-            "num_images_validated": len(dataset) if dataset is not None else int(getattr(validator, "seen", 0)),
-            "validation_time_seconds": self.val_seconds,
-        }
+        model = getattr(trainer.ema, "ema", None) or trainer.model
+        return self.events.validation(details, num_images=len(dataset) if dataset is not None else int(getattr(validator, "seen", 0)),
+                                      seconds=self.val_seconds, image_results_file=images_json, model_size_mb=model_size_mb(model))
 
     def on_train_end(self, trainer):
+        self.capture.discard()
         self.events.end(best_path=_existing(trainer.best), last_path=_existing(trainer.last))
 
     def callbacks(self) -> dict:
         return {
+            "on_pretrain_routine_end": self.on_pretrain_routine_end,
             "on_train_start": self.on_train_start,
             "on_train_epoch_start": self.on_train_epoch_start,
             "on_train_batch_end": self.on_train_batch_end,
@@ -276,8 +400,11 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
         problems.append(f"task {model.task!r} (this job: {task!r})")
     names = [str(model.names[i]) for i in sorted(model.names)]
     expected = _dataset_class_names(params["data"], task)
+    stored_ids = getattr(model, ULTRALYTICS_ATTRIBUTE, None)
     if names != expected:
         problems.append(f"classes {names} (this job's dataset: {expected})")
+    elif stored_ids is not None and list(stored_ids) != list(params["class_ids"]):
+        problems.append(f"class ids {list(stored_ids)} (this job's dataset: {list(params['class_ids'])})")
     epochs = int((ckpt.get("train_args") or {}).get("epochs", -1))
     if epochs != int(params["epochs"]):
         problems.append(f"EPOCHS={epochs} (this job: {params['epochs']}; ultralytics resumes a run to its own epoch count)")
@@ -316,13 +443,10 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
         model = YOLO(f"{params['model_name']}.yaml", task=task)
 
     relay = params["event_relay"]
-    events = TrainerEvents(
-        emit,
-        primary_metric=params["primary_metric"],
-        epochs=int(params["epochs"]),
-        relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None,
-    )
-    reporter = _Reporter(events, task)
+    class_ids = ClassIds(params["class_ids"], params["class_names"])
+    events = TrainerEvents(emit, primary_metric=params["primary_metric"], epochs=int(params["epochs"]), class_ids=class_ids,
+                           relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None)
+    reporter = _Reporter(events, task, _ValidationCapture(ValidationImages(params, class_ids), task))
     for event, fn in reporter.callbacks().items():
         model.add_callback(event, fn)
 

@@ -20,7 +20,19 @@ import { DatasetError, VisionTrainerError } from '../../errors.js';
 import type { Dataset, DatasetImage } from '../model.js';
 import { labelKindOf, type SplitName } from '../schema.js';
 import type { SplitAssignment } from '../splits.js';
-import { classFolderNames, compareCodePoints, ImageLinker, prepareOutputDir, UniqueNames, writeFilesInSlices, type FileWork, type LinkMode } from './files.js';
+import {
+  classFolderNames,
+  compareCodePoints,
+  ImageLinker,
+  type IndexedImage,
+  prepareOutputDir,
+  UniqueNames,
+  VAL_IMAGES_FILE,
+  writeFilesInSlices,
+  writeValImages,
+  type FileWork,
+  type LinkMode,
+} from './files.js';
 
 export interface ImageFolderClass {
   /** The index the framework gives the class (its folder's position in sorted order). */
@@ -50,6 +62,10 @@ export interface ImageFolderConversion extends ClassificationCounts {
   classes: ImageFolderClass[];
   /** Class names (as the dataset spells them) in index order. */
   classNames: string[];
+  /** The dataset's class id of each index (folder order is name order, not id order). */
+  classIds: number[];
+  /** val_images.jsonl (files.ts writeValImages). */
+  valImagesFile: string;
   linkMode: LinkMode;
 }
 
@@ -68,6 +84,9 @@ export interface HuggingFaceManifest extends ClassificationCounts {
   /** In index order. */
   classes: HuggingFaceClass[];
   classNames: string[];
+  classIds: number[];
+  /** val_images.jsonl (files.ts writeValImages). */
+  valImagesFile: string;
 }
 
 export async function convertToImageFolder(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<ImageFolderConversion> {
@@ -82,23 +101,22 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
 
   const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as ImageFolderClass).name);
   const used = usedSplits(images);
-  await prepareOutputDir(
-    root,
-    ['train', 'val', 'test', 'classes.txt'],
-    used.flatMap((split) => classes.map((c) => join(split, c.folder))),
-  );
+  await prepareOutputDir(root, ['train', 'val', 'test', 'classes.txt', VAL_IMAGES_FILE], used.flatMap((split) => classes.map((c) => join(split, c.folder))));
 
   const linker = new ImageLinker();
   const splitDirs: Partial<Record<SplitName, string>> = {};
+  const valImages: IndexedImage[] = [];
   for (const split of used) {
     const names = new UniqueNames();
     splitDirs[split] = join(root, split);
     const links: FileWork[] = images[split].map((image) => {
       const path = join(root, split, (byId.get(image.label as number) as ImageFolderClass).folder, names.take(image));
+      if (split === 'val') valImages.push({ path, image });
       return { link: { target: image.path, path } };
     });
     await writeFilesInSlices(links, linker);
   }
+  const valImagesFile = await writeValImages(root, valImages);
   const classMapFile = join(root, 'classes.txt');
   await writeFile(classMapFile, `${classes.map((c) => c.folder).join('\n')}\n`);
   return {
@@ -107,6 +125,8 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
     classMapFile,
     classes,
     classNames: classes.map((c) => c.name),
+    classIds: classes.map((c) => c.datasetId),
+    valImagesFile,
     ...counts,
     linkMode: linker.mode,
   };
@@ -119,7 +139,7 @@ export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAs
   const byId = new Map(classes.map((c) => [c.datasetId, c]));
   const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as HuggingFaceClass).name);
   const used = usedSplits(images);
-  await prepareOutputDir(root, ['train.jsonl', 'val.jsonl', 'test.jsonl', 'labels.json'], ['.']);
+  await prepareOutputDir(root, ['train.jsonl', 'val.jsonl', 'test.jsonl', 'labels.json', VAL_IMAGES_FILE], ['.']);
 
   const files: Partial<Record<SplitName, string>> = {};
   for (const split of used) {
@@ -134,6 +154,10 @@ export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAs
   const id2label = Object.fromEntries(classes.map((c) => [String(c.index), c.name]));
   const labelsFile = join(root, 'labels.json');
   await writeFile(labelsFile, `${JSON.stringify(id2label, null, 2)}\n`);
+  const valImagesFile = await writeValImages(
+    root,
+    images.val.map((image) => ({ path: image.path, image })),
+  );
   return {
     root,
     files,
@@ -141,6 +165,8 @@ export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAs
     id2label,
     classes,
     classNames: classes.map((c) => c.name),
+    classIds: classes.map((c) => c.datasetId),
+    valImagesFile,
     ...counts,
   };
 }

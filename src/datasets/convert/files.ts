@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { copyFileSync, linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { VisionTrainerError } from '../../errors.js';
 import type { DatasetImage } from '../model.js';
@@ -131,6 +131,28 @@ export async function writeFilesInSlices(work: readonly FileWork[], linker: Imag
     }
     if (end < work.length) await new Promise<void>((resolve) => setImmediate(resolve));
   }
+}
+
+/** The val split's images as the framework will see them, one JSON object per line. */
+export const VAL_IMAGES_FILE = 'val_images.jsonl';
+
+/** One line of val_images.jsonl: where the framework reads the image, and which dataset image it is. */
+export interface IndexedImage {
+  /** The path the framework is given (a link in the prepared layout, or the image itself). */
+  path: string;
+  image: DatasetImage;
+}
+
+/**
+ * Writes val_images.jsonl: per image its prepared path, its original path, its dataset id and
+ * file name. The trainers read it to name images in the per-image validation results
+ * (validation-results/job-{JOB_ID}/epoch-{N}/images.json) the way the dataset names them.
+ */
+export async function writeValImages(outDir: string, images: readonly IndexedImage[]): Promise<string> {
+  const file = join(outDir, VAL_IMAGES_FILE);
+  const lines = images.map(({ path, image }) => JSON.stringify({ path, source: image.path, image_id: image.id, file_name: image.fileName }));
+  await writeFile(file, lines.length ? `${lines.join('\n')}\n` : '');
+  return file;
 }
 
 /** What a class name must not bring into a folder name: control characters and path separators. */

@@ -23,7 +23,7 @@ import { VisionTrainerError } from '../../errors.js';
 import type { Dataset, DatasetImage, DatasetObject } from '../model.js';
 import { COCO_KEYPOINT_FLIP_INDEX, COCO_KEYPOINT_NAMES, type SplitName, type TaskType } from '../schema.js';
 import type { SplitAssignment } from '../splits.js';
-import { ImageLinker, prepareOutputDir, UniqueNames, writeFilesInSlices, type FileWork, type LinkMode } from './files.js';
+import { ImageLinker, type IndexedImage, prepareOutputDir, UniqueNames, VAL_IMAGES_FILE, writeFilesInSlices, writeValImages, type FileWork, type LinkMode } from './files.js';
 import { mergeMultiSegment } from './polygons.js';
 
 export type YoloTask = 'detect' | 'segment' | 'pose';
@@ -60,6 +60,10 @@ export interface YoloConversion {
   classes: YoloClass[];
   /** Class names in index order (what the model's `names` will be). */
   classNames: string[];
+  /** The dataset's class id of each index. */
+  classIds: number[];
+  /** val_images.jsonl (files.ts writeValImages). */
+  valImagesFile: string;
   /** Images per split written. */
   counts: Partial<Record<SplitName, number>>;
   splits: Partial<Record<SplitName, YoloSplitCounts>>;
@@ -83,7 +87,7 @@ export interface YoloOptions {
   linkImages?: boolean;
 }
 
-const OWNED = ['images', 'labels', 'train.txt', 'val.txt', 'test.txt', 'data.yaml'];
+const OWNED = ['images', 'labels', 'train.txt', 'val.txt', 'test.txt', 'data.yaml', VAL_IMAGES_FILE];
 
 export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, outDir: string, options: YoloOptions = {}): Promise<YoloConversion> {
   const task = options.task ?? YOLO_TASKS[dataset.taskType];
@@ -115,6 +119,8 @@ export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, o
     listFiles: {},
     classes,
     classNames: classes.map((c) => c.name),
+    classIds: classes.map((c) => c.datasetId),
+    valImagesFile: join(root, VAL_IMAGES_FILE),
     counts: {},
     splits: {},
     unassigned: bySplit.unassigned,
@@ -124,6 +130,7 @@ export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, o
   };
   const rows = new RowWriter(task, indexOf, keypointCount, result);
   const linker = options.linkImages === false ? undefined : new ImageLinker();
+  const valImages: IndexedImage[] = [];
 
   for (const split of used) {
     const names = new UniqueNames();
@@ -144,6 +151,7 @@ export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, o
       if (linker) item.link = { target: image.path, path: linkPath };
       work.push(item);
       list.push(linkPath);
+      if (split === 'val') valImages.push({ path: linkPath, image });
     }
     await writeFilesInSlices(work, linker);
     const listFile = join(root, `${split}.txt`);
@@ -153,6 +161,7 @@ export async function convertToYolo(dataset: Dataset, splits: SplitAssignment, o
     result.splits[split] = counts;
   }
   if (linker) result.linkMode = linker.mode;
+  await writeValImages(root, valImages);
 
   await writeFile(result.dataYaml, dataYamlText(root, used, classes, task, dataset));
   return result;

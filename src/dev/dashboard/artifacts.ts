@@ -262,7 +262,7 @@ function describeGroundTruth(r: ImageResult): string | null {
 }
 
 function isCorrect(r: ImageResult): boolean | null {
-  const e = r.evaluation;
+  const e = r.metrics;
   if (!e) return null;
   if ('correct' in e) return e.correct;
   return e.missed.length === 0 && e.false_positives.length === 0 && e.wrong_class.length === 0;

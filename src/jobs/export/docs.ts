@@ -151,11 +151,12 @@ export function readme(metadata: PackageMetadata, options: { hasSamples: boolean
 ## Model
 
 - **Format**: ${m.export_format}, file \`${m.model.file}\`${m.model.directory ? ' (a folder)' : ''}, ${m.model.size_mb} MB
-- **Task**: ${m.task_type}; ${m.model.num_classes} classes: ${m.model.class_names.join(', ')}
+- **Task**: ${m.task_type}; ${m.model.num_classes} classes (class id: name): ${m.model.class_names.map((n, i) => `${m.model.class_ids[i] ?? i}: ${n}`).join(', ')}.
+  Every prediction's \`class_id\` is the dataset's class id (\`model.class_ids\` in metadata.json), not the output index.
 - **Architecture**: ${m.model.architecture} (${m.model.framework})
 - **Input**: ${inputs}
 - **Output**: ${outputs}
-- **Quantization**: ${m.optimization.quantization ? `${m.optimization.quantization.type} ${m.optimization.quantization.dtype}: ${m.optimization.quantization.method}` : 'none'}
+- **Quantization**: ${m.optimization.quantization_details ? `${m.optimization.quantization_details.type} ${m.optimization.quantization_details.dtype}: ${m.optimization.quantization_details.method}` : 'none'}
 ${p ? `- **Latency**: ${p.inference_speed_ms} ms median, ${p.p95_ms} ms p95 per batch of ${p.batch_size} (${p.engine}, ${p.device}, ${p.cpu_threads} CPU threads, ${p.runs} runs)\n` : ''}
 ## Contents
 

@@ -262,6 +262,7 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
     architecture: description.architecture,
     inputSize,
     classNames: description.classNames,
+    classIds: description.classIds,
     keypointShape: description.keypointShape,
     sizeBytes: await sizeOf(modelPath),
     sourceCheckpoint: config.checkpointPath,
@@ -270,7 +271,9 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
     postprocessing,
     optimization: {
       level: config.optimizationLevel,
-      quantization: rule ? { type: rule.type, dtype: rule.dtype, method: rule.method } : null,
+      // The design's string (the dtype, e.g. "int8"); how it was done in quantization_details.
+      quantization: rule ? rule.dtype : null,
+      quantization_details: rule ? { type: rule.type, dtype: rule.dtype, method: rule.method } : null,
       include_preprocessing: config.includePreprocessing,
       include_postprocessing: config.includePostprocessing,
       passes: c.passes,
@@ -329,6 +332,7 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
     datasetId: e.data.datasetId,
     split: 'val',
     classNames: e.description.classNames,
+    classIds: e.description.classIds,
     keypointShape: e.description.keypointShape,
     threshold: config.accuracyDropMax,
     samples: config.includePreprocessing && config.includePostprocessing ? SAMPLE_IMAGES : 0,

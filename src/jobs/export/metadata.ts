@@ -119,7 +119,10 @@ export const MetadataSchema = z.strictObject({
     directory: z.boolean(),
     input_size: Size,
     num_classes: z.number().int().positive(),
+    /** In the model's output order. */
     class_names: z.array(z.string()),
+    /** The dataset's class id of each output: what `class_id` means in every prediction the wrappers return. */
+    class_ids: z.array(z.number().int().nonnegative()),
     keypoints: z.strictObject({ shape: Size }).nullable(),
     /** Read from the exported model, not assumed. */
     inputs: z.array(TensorInfoSchema).min(1),
@@ -139,7 +142,10 @@ export const MetadataSchema = z.strictObject({
   }),
   optimization: z.strictObject({
     level: z.number().int().min(0).max(3),
-    quantization: z.strictObject({ type: z.enum(['dynamic', 'static']), dtype: z.enum(['int8', 'int16', 'float16']), method: z.string() }).nullable(),
+    /** The design's string: the quantized type (int8, int16, float16), or null. */
+    quantization: z.enum(['int8', 'int16', 'float16']).nullable(),
+    /** How: dynamic or static, and the method that applied it. */
+    quantization_details: z.strictObject({ type: z.enum(['dynamic', 'static']), dtype: z.enum(['int8', 'int16', 'float16']), method: z.string() }).nullable(),
     include_preprocessing: z.boolean(),
     include_postprocessing: z.boolean(),
     passes: z.array(z.string()),
@@ -161,6 +167,7 @@ export interface MetadataInput {
   architecture: string;
   inputSize: [number, number];
   classNames: string[];
+  classIds: number[];
   keypointShape: [number, number] | null;
   inputs: TensorInfo[];
   outputs: TensorInfo[];
@@ -188,6 +195,7 @@ export function buildMetadata(input: MetadataInput, now = new Date()): PackageMe
       input_size: input.inputSize,
       num_classes: input.classNames.length,
       class_names: input.classNames,
+      class_ids: input.classIds,
       keypoints: input.keypointShape ? { shape: input.keypointShape } : null,
       inputs: input.inputs,
       outputs: input.outputs,

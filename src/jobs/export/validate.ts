@@ -48,21 +48,25 @@ export class ExportValidationError extends VisionTrainerError {
 
 export type GroundTruth = ValidationGroundTruth;
 
-/** The dataset's labels in the model's class indices (matched by class name). */
+/**
+ * The dataset's labels as the model's class ids (matched by class name): the ids the wrappers'
+ * predictions carry, whatever ids the validation dataset itself gives the classes.
+ */
 export function groundTruthFor(
   dataset: Dataset,
   images: readonly DatasetImage[],
-  classNames: readonly string[],
+  model: { classNames: readonly string[]; classIds: readonly number[] },
   keypointShape: [number, number] | null,
 ): GroundTruth {
-  const modelIndex = new Map(classNames.map((n, i) => [n, i]));
+  const { classNames } = model;
+  const modelId = new Map(classNames.map((n, i) => [n, model.classIds[i]!]));
   const byId = new Map(dataset.classes.map((c) => [c.id, c.name]));
   const unknown = new Set<string>();
   const indexOf = (classId: number): number => {
     const name = byId.get(classId) ?? String(classId);
-    const i = modelIndex.get(name);
-    if (i === undefined) unknown.add(name);
-    return i ?? -1;
+    const id = modelId.get(name);
+    if (id === undefined) unknown.add(name);
+    return id ?? -1;
   };
   if (keypointShape && dataset.keypointCount !== undefined && dataset.keypointCount !== keypointShape[0]) {
     throw new DatasetError(
@@ -73,6 +77,7 @@ export function groundTruthFor(
   }
   const gt: GroundTruth = {
     class_names: [...classNames],
+    class_ids: [...model.classIds],
     keypoint_count: keypointShape?.[0] ?? 0,
     images: images.map((img) => ({
       width: img.width,
@@ -120,6 +125,8 @@ export interface ValidationInput {
   datasetId: string;
   split: string;
   classNames: readonly string[];
+  /** The class id of each model output (the checkpoint's). */
+  classIds: readonly number[];
   keypointShape: [number, number] | null;
   threshold: number;
   /** Images whose exported-model predictions go into the package as samples. */
@@ -169,7 +176,7 @@ export async function decodeImages(bridge: PythonBridge, images: readonly Datase
 export async function validateExport(input: ValidationInput): Promise<ValidationOutcome> {
   const { bridge, wrapper, logger } = input;
   if (input.images.length === 0) throw new DatasetError(`VALIDATION_DATASET_ID ${input.datasetId} has no images in its ${input.split} split`);
-  const groundTruth = groundTruthFor(input.dataset, input.images, input.classNames, input.keypointShape);
+  const groundTruth = groundTruthFor(input.dataset, input.images, input, input.keypointShape);
   const diff = { max: 0, sum: 0, count: 0 };
   const latency = { original: [] as number[], exported: [] as number[] };
   const predictions = { original: [] as Record<string, unknown>[][], exported: [] as Record<string, unknown>[][] };

@@ -1,8 +1,10 @@
 /**
- * Ground truth of a test run in the model's terms. The dataset's class ids are its own; the
- * model knows classes by index, in the order it was trained with. They are matched by name, so a
- * test set may hold a subset of the model's classes or list them in another order, but a class
- * the model never learned is an error: its objects could never be found.
+ * Ground truth of a test run in the model's terms. The test dataset's classes are matched to the
+ * model's by name, so a test set may hold a subset of the model's classes or list them in
+ * another order, but a class the model never learned is an error: its objects could never be
+ * found. The evaluator compares the model's class indices; results.json states every class by
+ * the id the model's training dataset gave it (the checkpoint's class ids), the same id its
+ * predictions carry. A test dataset that numbers a class differently is told in the log.
  */
 import type { GroundTruthInput } from '../../frameworks/protocol.js';
 import type { Dataset, DatasetImage } from '../../datasets/model.js';
@@ -10,19 +12,28 @@ import { DatasetError } from '../../errors.js';
 import type { GroundTruthRecord } from './results.js';
 
 export interface ClassMapping {
-  /** Dataset class id → model class index. */
+  /** Test dataset class id → model class index. */
   toModel: Map<number, number>;
   modelNames: readonly string[];
+  /** The class id of each model index (the checkpoint's class ids). */
+  modelIds: readonly number[];
+  /** Classes the test dataset numbers otherwise than the model's training dataset did. */
+  renumbered: Array<{ name: string; testId: number; modelId: number }>;
 }
 
-export function mapClasses(dataset: Pick<Dataset, 'classes'>, modelNames: readonly string[]): ClassMapping {
+export function mapClasses(dataset: Pick<Dataset, 'classes'>, model: { class_names: readonly string[]; class_ids: readonly number[] }): ClassMapping {
+  const modelNames = model.class_names;
   const byName = new Map(modelNames.map((name, index) => [name, index]));
   const toModel = new Map<number, number>();
   const unknown: string[] = [];
+  const renumbered: ClassMapping['renumbered'] = [];
   for (const c of dataset.classes) {
     const index = byName.get(c.name);
     if (index === undefined) unknown.push(c.name);
-    else toModel.set(c.id, index);
+    else {
+      toModel.set(c.id, index);
+      if (model.class_ids[index] !== c.id) renumbered.push({ name: c.name, testId: c.id, modelId: model.class_ids[index]! });
+    }
   }
   if (unknown.length > 0) {
     throw new DatasetError(
@@ -31,7 +42,7 @@ export function mapClasses(dataset: Pick<Dataset, 'classes'>, modelNames: readon
       `The checkpoint knows: ${modelNames.map((n) => JSON.stringify(n)).join(', ')}. Test with a dataset whose class names are among these (a subset is fine), or with a checkpoint trained on these classes.`,
     );
   }
-  return { toModel, modelNames };
+  return { toModel, modelNames, modelIds: model.class_ids, renumbered };
 }
 
 export interface ImageGroundTruth {
@@ -55,7 +66,7 @@ export function groundTruthOf(image: DatasetImage, dataset: Pick<Dataset, 'taskT
   if (taskType === 'image_classification' || taskType === 'zero_shot_classification') {
     if (image.label === undefined) return null;
     const index = model(image.label);
-    return { input: { class: index }, record: { class_id: index, class_name: mapping.modelNames[index]! } };
+    return { input: { class: index }, record: { class_id: mapping.modelIds[index]!, class_name: mapping.modelNames[index]! } };
   }
   const objects = image.objects.filter((o) => !o.iscrowd);
   const boxes = objects.map((o): [number, number, number, number] => [o.bbox[0], o.bbox[1], o.bbox[0] + o.bbox[2], o.bbox[1] + o.bbox[3]]);
@@ -71,7 +82,7 @@ export function groundTruthOf(image: DatasetImage, dataset: Pick<Dataset, 'taskT
     record: {
       objects: objects.map((o, i) => ({
         bbox: boxes[i]!,
-        class_id: classes[i]!,
+        class_id: mapping.modelIds[classes[i]!]!,
         class_name: mapping.modelNames[classes[i]!]!,
         ...(o.segmentation ? { segmentation: o.segmentation } : {}),
         ...(taskType === 'pose_estimation' && o.keypoints ? { keypoints: o.keypoints.map(([x, y, v]): [number, number, number] => [x, y, v]) } : {}),

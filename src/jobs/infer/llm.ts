@@ -2,11 +2,13 @@
  * Natural-language explanations of predictions from any OpenAI-compatible chat server, through
  * the `openai` SDK (OPENAI_API_KEY, OPENAI_BASE_URL, OPENAI_MODEL).
  *
- * The model is asked for one JSON object (summary, key_factors, confidence_reasoning,
- * alternatives), checked with zod, and asked once more when its answer is not that. A few
- * requests run at once. An explanation never fails the job: when the server is missing, down,
- * slow or talks nonsense, the image's explanation says it is unavailable and why. The API key
- * goes to the SDK only; every reason text is redacted.
+ * The model is asked for the design's JSON object (summary, key_factors, confidence_reasoning,
+ * alternative_considerations), checked with zod, and asked once more when its answer is not
+ * that. When the second answer is still not that object, its text is kept as the summary,
+ * marked `format: "text"` (the design's fallback). A few requests run at once. An explanation
+ * never fails the job: when the server is missing, down, slow or answers nothing, the image's
+ * explanation says it is unavailable and why. The API key goes to the SDK only; every reason
+ * text is redacted.
  */
 import OpenAI, { APIConnectionTimeoutError, APIError } from 'openai';
 import { fetch as undiciFetch } from 'undici';
@@ -15,20 +17,22 @@ import type { Logger } from '../../log.js';
 import { guardedAgent, type UrlPolicy, urlRefusal } from '../../net/url-guard.js';
 import { redact, registerSecret } from '../../redact.js';
 import { Limiter } from './limiter.js';
-import type { Evaluation, Explanation, GroundTruthRecord, Predictions, XaiResult } from './results.js';
+import type { Explanation, GroundTruthRecord, ImageMetrics, Predictions, XaiOutcome, XaiStatistics } from './results.js';
 
 export const DEFAULT_LLM_TIMEOUT_MS = 60_000;
 export const DEFAULT_LLM_CONCURRENCY = 4;
 const MAX_TOKENS = 500;
 const MAX_DETECTIONS_DESCRIBED = 10;
 
-/** What the model must answer. `alternative_considerations` (the design's word) is accepted too. */
+/** Text, or a list of texts joined into one (models sometimes list the alternatives). */
+const TextOrList = z.union([z.string(), z.array(z.string()).max(10).transform((items) => items.join('; '))]);
+
+/** What the model must answer: the design's object. `alternatives` is accepted for `alternative_considerations`. */
 export const LlmAnswerSchema = z.preprocess(
   (v) => {
     if (v && typeof v === 'object' && !Array.isArray(v)) {
       const o = v as Record<string, unknown>;
-      const alternatives = o.alternatives ?? o.alternative_considerations;
-      return { ...o, alternatives: typeof alternatives === 'string' ? [alternatives] : alternatives };
+      return { ...o, alternative_considerations: o.alternative_considerations ?? o.alternatives ?? '' };
     }
     return v;
   },
@@ -36,7 +40,7 @@ export const LlmAnswerSchema = z.preprocess(
     summary: z.string().trim().min(1),
     key_factors: z.array(z.string().trim().min(1)).min(1).max(10),
     confidence_reasoning: z.string().trim().min(1),
-    alternatives: z.array(z.string()).max(10),
+    alternative_considerations: TextOrList,
   }),
 );
 
@@ -60,8 +64,8 @@ export interface ExplanationContext {
   height: number;
   predictions: Predictions;
   groundTruth?: GroundTruthRecord | null;
-  evaluation?: Evaluation | null;
-  xai?: Omit<XaiResult, 'heatmap_path'> | null;
+  metrics?: ImageMetrics | null;
+  xai?: XaiOutcome | null;
 }
 
 export class Explainer {
@@ -125,15 +129,17 @@ export class Explainer {
         response_format: { type: 'json_object' },
       });
       const text = completion.choices[0]?.message?.content ?? '';
+      const stamp = { model: completion.model || this.model, generated_at: new Date().toISOString() };
       const parsed = parseAnswer(text);
-      if (parsed.ok) return { available: true, ...parsed.answer, model: completion.model || this.model, generated_at: new Date().toISOString() };
+      if (parsed.ok) return { available: true, format: 'json', ...parsed.answer, ...stamp };
       problem = parsed.problem;
-      messages.push(
-        { role: 'assistant', content: text },
-        { role: 'user', content: `That was not the JSON object asked for (${problem}). Answer again with only the JSON object.` },
-      );
+      if (attempt === 2 && text.trim()) {
+        this.options.logger.warn(`LLM explanation for ${context.fileName} kept as text: the answer was not the JSON object asked for, twice (${problem})`);
+        return { available: true, format: 'text', summary: text.trim(), key_factors: [], confidence_reasoning: '', alternative_considerations: '', ...stamp };
+      }
+      messages.push({ role: 'assistant', content: text }, { role: 'user', content: `That was not the JSON object asked for (${problem}). Answer again with only the JSON object.` });
     }
-    throw new InvalidAnswerError(`the model's answer was not the JSON object asked for, twice (${problem})`);
+    throw new InvalidAnswerError(`the model gave no usable answer, twice (${problem})`);
   }
 }
 
@@ -186,34 +192,29 @@ export function buildPrompt(c: ExplanationContext): string {
       lines.push(`- ${b.class_name} ${pct(b.confidence)} at box [${b.bbox.map((v) => Math.round(v)).join(', ')}]`);
     if (boxes.length > MAX_DETECTIONS_DESCRIBED) lines.push(`- ... and ${boxes.length - MAX_DETECTIONS_DESCRIBED} more`);
   }
-  if (c.groundTruth && c.evaluation) {
-    if ('correct' in c.evaluation && 'class_name' in c.groundTruth) {
-      lines.push(
-        `Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.evaluation.correct ? 'correct' : 'wrong'}${c.evaluation.top5_correct ? '' : ' and the true class is not in the top 5'}.`,
-      );
-    } else if ('matched' in c.evaluation) {
-      const e = c.evaluation;
-      lines.push(
-        `Ground truth: ${e.matched.length} found, ${e.wrong_class.length} found with the wrong class, ${e.missed.length} missed, ${e.false_positives.length} false detections.`,
-      );
+  if (c.groundTruth && c.metrics) {
+    if ('correct' in c.metrics && 'class_name' in c.groundTruth) {
+      lines.push(`Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.metrics.correct ? 'correct' : 'wrong'}${c.metrics.top5_correct ? '' : ' and the true class is not in the top 5'}.`);
+    } else if ('matched' in c.metrics) {
+      const e = c.metrics;
+      lines.push(`Ground truth: ${e.matched.length} found, ${e.wrong_class.length} found with the wrong class, ${e.missed.length} missed, ${e.false_positives.length} false detections.`);
       if (e.missed.length) lines.push(`Missed: ${e.missed.map((m) => m.class_name).join(', ')}.`);
       if (e.wrong_class.length) lines.push(`Confused: ${e.wrong_class.map((w) => `${w.true_class_name} taken for ${w.predicted_class_name}`).join(', ')}.`);
     }
   }
   const x = c.xai;
-  if (x && !x.error) {
+  const stats = x && !x.error ? (x as Record<string, unknown>)[x.method] as XaiStatistics | undefined : undefined;
+  if (x && stats) {
     lines.push('', `${x.method} heatmap (layers ${x.target_layers.join(', ')}), values scaled to 0-1:`);
-    if (x.mean_activation != null)
-      lines.push(`- mean activation ${x.mean_activation.toFixed(2)}; ${pct(x.high_activation_fraction ?? 0)} of the image above 0.5`);
-    if (x.peak) lines.push(`- strongest point at (${x.peak.x}, ${x.peak.y})`);
-    if (x.top_regions?.length)
-      lines.push(`- top regions (x, y, w, h, score): ${x.top_regions.map((r) => `(${r.x}, ${r.y}, ${r.w}, ${r.h}, ${(r.score ?? 0).toFixed(2)})`).join('; ')}`);
-    if (x.activation_in_predictions != null) lines.push(`- ${pct(x.activation_in_predictions)} of the activation lies inside the detected boxes`);
+    if (stats.mean_activation != null) lines.push(`- mean activation ${stats.mean_activation.toFixed(2)}; ${pct(stats.high_activation_fraction ?? 0)} of the image above 0.5`);
+    if (stats.peak) lines.push(`- strongest point at (${stats.peak.x}, ${stats.peak.y})`);
+    if (stats.top_regions.length) lines.push(`- top regions (x, y, w, h, score): ${stats.top_regions.map((r) => `(${r.x}, ${r.y}, ${r.w}, ${r.h}, ${(r.score ?? 0).toFixed(2)})`).join('; ')}`);
+    if (stats.activation_in_predictions != null) lines.push(`- ${pct(stats.activation_in_predictions)} of the activation lies inside the detected boxes`);
   }
   lines.push(
     '',
     'Explain this prediction. Answer with a JSON object:',
-    '{"summary": "1-2 sentences", "key_factors": ["3-4 things the model relied on"], "confidence_reasoning": "why the confidence is what it is", "alternatives": ["other readings or classes worth considering"]}',
+    '{"summary": "1-2 sentences", "key_factors": ["3-4 things the model relied on"], "confidence_reasoning": "why the confidence is what it is", "alternative_considerations": "other readings or classes worth considering"}',
   );
   return lines.join('\n');
 }

@@ -16,7 +16,7 @@ import { type ArtifactUploads, artifactName, inSample, visualizationsPrefix, xai
 import { groundTruthOf, type ClassMapping, type ImageGroundTruth } from './ground-truth.js';
 import type { ImageSource, JobImage } from './inputs.js';
 import type { Explainer } from './llm.js';
-import type { Explanation, ImageResult } from './results.js';
+import { type Explanation, type ImageResult, NO_HEATMAP_METHOD, type XaiOutcome, type XaiResult } from './results.js';
 import type { ResultsWriter } from './results-writer.js';
 
 /** A progress callback goes out every this many images, and at the end. */
@@ -126,28 +126,11 @@ function plan(image: JobImage, total: number, parts: LoopParts, visDir: string, 
 }
 
 /** One image's entry in results.json, once its pictures are stored and its explanation is back. */
-async function imageResult(
-  parts: LoopParts,
-  stats: LoopStats,
-  image: JobImage,
-  done: (Planned & { outcome: ImageOutcome }) | undefined,
-  perImageMs: number | null,
-): Promise<ImageResult> {
-  const base = { index: image.index, image_id: image.imageId, file_name: image.fileName, source: image.source, ground_truth: done?.truth?.record ?? null };
+async function imageResult(parts: LoopParts, stats: LoopStats, image: JobImage, done: (Planned & { outcome: ImageOutcome }) | undefined, perImageMs: number | null): Promise<ImageResult> {
+  const base = { image_path: image.source, index: image.index, image_id: image.imageId, file_name: image.fileName, ground_truth: done?.truth?.record ?? null };
   if (!done || 'error' in done.outcome) {
     const error = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : 'not processed');
-    return {
-      ...base,
-      width: null,
-      height: null,
-      error,
-      predictions: null,
-      evaluation: null,
-      inference_time_ms: null,
-      visualization_path: null,
-      xai: null,
-      explanation: null,
-    };
+    return { ...base, width: null, height: null, error, predictions: null, metrics: null, inference_time_ms: null, visualization_path: null, xai: null };
   }
   const { outcome, item } = done;
   const { config, uploads, explainer } = parts;
@@ -157,16 +140,7 @@ async function imageResult(
   const heatmap = upload(outcome.xai?.error === null ? item.xai_path : null, xaiPrefix(config.inferenceType, config.jobId));
   const explanation: Promise<Explanation | null> =
     explainer && done.sampled
-      ? explainer.explain({
-          taskType: config.taskType,
-          fileName: image.fileName,
-          width: outcome.width,
-          height: outcome.height,
-          predictions: outcome.predictions,
-          groundTruth: done.truth?.record ?? null,
-          evaluation: outcome.evaluation,
-          xai: outcome.xai,
-        })
+      ? explainer.explain({ taskType: config.taskType, fileName: image.fileName, width: outcome.width, height: outcome.height, predictions: outcome.predictions, groundTruth: done.truth?.record ?? null, metrics: outcome.metrics, xai: outcome.xai })
       : Promise.resolve(null);
   const [visualizationUri, heatmapUri, explained] = await Promise.all([visualization, heatmap, explanation]);
   if (visualizationUri) stats.stored.visualizations++;
@@ -177,10 +151,20 @@ async function imageResult(
     height: outcome.height,
     error: null,
     predictions: outcome.predictions,
-    evaluation: outcome.evaluation,
+    metrics: outcome.metrics,
     inference_time_ms: perImageMs,
     visualization_path: visualizationUri,
-    xai: outcome.xai ? { ...outcome.xai, heatmap_path: heatmapUri } : null,
-    explanation: explained,
+    xai: xaiOf(outcome.xai, heatmapUri, explained),
   };
+}
+
+/**
+ * The design's `xai` member: the heatmap's method, statistics and stored overlay, with the
+ * LLM's explanation inside. An image explained without a heatmap (ENABLE_LLM_EXPLANATION alone)
+ * gets `method: "none"` and no statistics.
+ */
+function xaiOf(outcome: XaiOutcome | null, heatmapUri: string | null, explanation: Explanation | null): XaiResult | null {
+  if (outcome) return { ...outcome, heatmap_path: heatmapUri, explanation };
+  if (!explanation) return null;
+  return { method: NO_HEATMAP_METHOD, target_layers: [], target: null, error: null, heatmap_path: null, explanation };
 }

@@ -3,21 +3,29 @@
  * `{test_runs|inference_jobs}/{JOB_ID}/results.json`. The job validates every part it writes
  * against these schemas; consumers parse the file with `InferenceResultsSchema`.
  *
+ * The design's fields, names and nesting are all here (job_id, inference_type, task_type,
+ * num_images, generated_at, results[] with image_path, predictions, ground_truth, metrics and
+ * xai {method, heatmap_path, <method>: statistics, explanation}); everything else is additional.
+ *
  * Conventions:
  * - Coordinates are pixels of the original image, top-left origin; boxes are `[x1, y1, x2, y2]`.
- * - `class_id` is the model's class index (its `model.class_names` order), in predictions and in
- *   ground truth alike; every id comes with its `class_name`.
+ * - `class_id` is the dataset's class id (the one the training dataset gave the class; the
+ *   checkpoint carries the mapping from the model's outputs, see `model.class_ids`), in
+ *   predictions, ground truth and metrics alike; every id comes with its `class_name`.
  * - Polygons are flat `[x1, y1, x2, y2, ...]` lists, as in the Platform Format's `segmentation`.
  * - Keypoints are `[x, y, confidence]` in predictions and `[x, y, visibility]` in ground truth.
  * - Metrics are finite numbers or null (undefined, e.g. the precision of a class never predicted).
  *
- * The same prediction schemas validate what the Python side returns for each batch.
+ * The same prediction schemas validate what the Python side returns for each batch, and the
+ * per-image validation results of training (images.json) use the same vocabulary.
  */
 import { z } from 'zod';
-import { ConfusionMatrixSchema, MetricsSchema, PerClassMetricSchema, PrCurveSchema, TimestampSchema } from '../../callbacks/schemas.js';
+import { ConfusionMatrixClassIdsSchema, ConfusionMatrixSchema, MetricsSchema, PerClassMetricSchema, PrCurveSchema, TimestampSchema } from '../../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
+import { XAI_METHODS } from '../../config/variables.js';
 
-export const RESULTS_SCHEMA_VERSION = 1;
+/** 2: the design's names and nesting (image_path, metrics, xai.<method>, xai.explanation), dataset class ids. */
+export const RESULTS_SCHEMA_VERSION = 2;
 
 const Score = z.number().min(0).max(1);
 const Count = z.number().int().nonnegative();
@@ -55,7 +63,7 @@ export const ClassificationPredictionsSchema = z.object({
 export const PredictionsSchema = z.union([DetectionPredictionsSchema, ClassificationPredictionsSchema]);
 
 // ---------------------------------------------------------------------------------------------
-// Ground truth and per-image evaluation (test runs)
+// Ground truth and per-image metrics (test runs, validation)
 
 export const GroundTruthObjectSchema = z.object({
   bbox: BoxSchema,
@@ -67,8 +75,18 @@ export const GroundTruthObjectSchema = z.object({
 
 export const GroundTruthSchema = z.union([z.object({ objects: z.array(GroundTruthObjectSchema) }), z.object({ class_id: Count, class_name: z.string() })]);
 
-/** Indices refer to the image's `predictions.boxes` and `ground_truth.objects`. */
-export const DetectionEvaluationSchema = z.object({
+/**
+ * A detection image's metrics: its precision, recall and mean IoU at the reporting confidence,
+ * and which prediction matched which object. Indices refer to the image's `predictions.boxes`
+ * and `ground_truth.objects`.
+ */
+export const DetectionImageMetricsSchema = z.object({
+  /** Matched predictions / predictions shown; null without predictions. */
+  precision: Metric,
+  /** Matched objects / objects; null without objects. */
+  recall: Metric,
+  /** Mean IoU of the matched pairs; null without a match. */
+  mean_iou: Metric,
   matched: z.array(z.object({ prediction: Count, ground_truth: Count, class_id: Count, class_name: z.string(), iou: Score })),
   wrong_class: z.array(
     z.object({
@@ -85,80 +103,99 @@ export const DetectionEvaluationSchema = z.object({
   false_positives: z.array(z.object({ prediction: Count, class_id: Count, class_name: z.string(), confidence: Score })),
 });
 
-export const ClassificationEvaluationSchema = z.object({
+export const ClassificationImageMetricsSchema = z.object({
   correct: z.boolean(),
   /** The true class is among the top five (all classes when the model has five or fewer). */
   top5_correct: z.boolean(),
 });
 
-export const EvaluationSchema = z.union([DetectionEvaluationSchema, ClassificationEvaluationSchema]);
+/** The design's per-image `metrics` ("IoU, precision, recall" for detection, correct/incorrect for classification). */
+export const ImageMetricsSchema = z.union([DetectionImageMetricsSchema, ClassificationImageMetricsSchema]);
 
 // ---------------------------------------------------------------------------------------------
 // Explanations
 
 export const ActivationRegionSchema = z.object({ x: Count, y: Count, w: Count, h: Count, score: Metric });
 
-/** What Python reports for one heatmap; `error` set (and the statistics absent) when it failed. */
-export const XaiResultSchema = z.object({
-  method: z.string(),
-  target_layers: z.array(z.string()),
-  /** What the heatmap explains: the predicted class, or the detections it covers. */
-  target: z.record(z.string(), z.json()).nullable(),
-  /** The overlay PNG under `xai/`; null when it was not stored. */
-  heatmap_path: z.string().nullable().default(null),
+/** The design's `<method>` member of `xai`: what the heatmap shows, in numbers. */
+export const XaiStatisticsSchema = z.object({
   /** Heatmap values are scaled to 0-1 per image (as grad-cam does). */
-  max_activation: Metric.optional(),
-  mean_activation: Metric.optional(),
+  max_activation: Metric,
+  mean_activation: Metric,
   /** Share of pixels at or above half the maximum activation. */
   high_activation_fraction: Metric.optional(),
   peak: z.object({ x: Count, y: Count }).optional(),
   /** Strongest connected regions above the 90th percentile, strongest first. */
-  top_regions: z.array(ActivationRegionSchema).optional(),
+  top_regions: z.array(ActivationRegionSchema),
   /** Detection: share of the activation inside the predicted boxes; null without boxes. */
   activation_in_predictions: Metric.optional(),
+});
+
+/** `method` when an image is explained by the LLM without a heatmap (ENABLE_XAI off). */
+export const NO_HEATMAP_METHOD = 'none';
+
+const statisticsByMethod = Object.fromEntries(XAI_METHODS.map((m) => [m, XaiStatisticsSchema.optional()])) as Record<(typeof XAI_METHODS)[number], z.ZodOptional<typeof XaiStatisticsSchema>>;
+
+/** What Python reports for one heatmap: the design's `{method, <method>: statistics}` plus what it explains; `error` set (and no statistics) when it failed. */
+export const XaiOutcomeSchema = z.object({
+  method: z.string(),
+  target_layers: z.array(z.string()),
+  /** What the heatmap explains: the predicted class, or the detections it covers. */
+  target: z.record(z.string(), z.json()).nullable(),
   error: z.string().nullable(),
+  ...statisticsByMethod,
 });
 
 export const ExplanationSchema = z.discriminatedUnion('available', [
   z.object({
     available: z.literal(true),
+    /** "json": the model answered the JSON object asked for; "text": it did not, and `summary` is its raw answer (the other fields empty). */
+    format: z.enum(['json', 'text']),
     summary: z.string(),
     key_factors: z.array(z.string()),
     confidence_reasoning: z.string(),
-    alternatives: z.array(z.string()),
+    alternative_considerations: z.string(),
     model: z.string(),
     generated_at: TimestampSchema,
   }),
   z.object({
     available: z.literal(false),
-    /** Why there is no explanation (no API key, server error, invalid answers, timeout). */
+    /** Why there is no explanation (no API key, server error, empty answers, timeout). */
     reason: z.string(),
   }),
 ]);
+
+/** An image's `xai`: the heatmap's method, where it is stored, its statistics under the method's name, and the LLM's explanation. */
+export const XaiResultSchema = XaiOutcomeSchema.extend({
+  /** The overlay PNG under `xai/`; null when it was not stored (or there is no heatmap). */
+  heatmap_path: z.string().nullable(),
+  /** ENABLE_LLM_EXPLANATION: the explanation of this image; null when not asked for. */
+  explanation: ExplanationSchema.nullable(),
+});
 
 // ---------------------------------------------------------------------------------------------
 // One image
 
 export const ImageResultSchema = z.object({
+  /** Where the image came from: the s3:// URI given in IMAGE_PATHS, or the dataset-relative file name. */
+  image_path: z.string(),
+  predictions: PredictionsSchema.nullable(),
+  ground_truth: GroundTruthSchema.nullable(),
+  /** Test runs: this image judged against its ground truth. */
+  metrics: ImageMetricsSchema.nullable(),
+  xai: XaiResultSchema.nullable(),
   /** Position in the job's list of images (0-based). */
   index: Count,
   /** Dataset image id; for IMAGE_PATHS the path as given. */
   image_id: z.string(),
   file_name: z.string(),
-  /** Where the image came from (s3:// URI, or the dataset-relative file name). */
-  source: z.string(),
   width: Count.nullable(),
   height: Count.nullable(),
   /** Set when the image could not be processed (missing, not an image); everything else is null then. */
   error: z.string().nullable(),
-  predictions: PredictionsSchema.nullable(),
-  ground_truth: GroundTruthSchema.nullable(),
-  evaluation: EvaluationSchema.nullable(),
   /** The image's share of its batch's measured prediction time. */
   inference_time_ms: Metric,
   visualization_path: z.string().nullable(),
-  xai: XaiResultSchema.nullable(),
-  explanation: ExplanationSchema.nullable(),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -168,9 +205,11 @@ export const TestRunMetricsSchema = z.object({
   /** accuracy/top5_accuracy/precision/recall/f1 (classification) or precision/recall/mAP50/mAP50-95 (+ box_ / mask_ variants). */
   overall_metrics: MetricsSchema,
   per_class_metrics: z.array(PerClassMetricSchema),
-  /** Rows are true classes, columns predicted; detection adds a last "background" row/column (misses / false positives). */
+  /** Rows are true classes, columns predicted, in ascending class id; detection adds a last "background" row/column (misses / false positives). */
   confusion_matrix: ConfusionMatrixSchema,
   confusion_matrix_labels: z.array(z.string()),
+  /** The class id of each row and column (null: background). */
+  confusion_matrix_class_ids: ConfusionMatrixClassIdsSchema,
   /** Precision over recall at IoU 0.5, at most 101 points per class (detection tasks). */
   pr_curves: z.record(z.string(), PrCurveSchema),
   /** IoU above which a shown prediction matches a ground-truth object (confusion matrix, per-image lists). */
@@ -182,7 +221,12 @@ export const ModelInfoSchema = z.object({
   framework: z.enum(FRAMEWORKS),
   /** The checkpoint's task in the framework's words (detect, segment, pose, classify). */
   task: z.string(),
+  /** In the model's output order. */
   class_names: z.array(z.string()),
+  /** The dataset's class id of each output, from the checkpoint (its indices for a checkpoint that carries none). */
+  class_ids: z.array(Count),
+  /** Whether the checkpoint carried its class ids (false: written before they were stored, or not by this runtime). */
+  class_ids_stored: z.boolean(),
   model_name: z.string().nullable(),
   architecture: z.string(),
   training_image_size: z.union([z.number(), z.array(z.number())]).nullable(),
@@ -193,10 +237,12 @@ export const ModelInfoSchema = z.object({
 });
 
 export const InferenceResultsSchema = z.object({
-  schema_version: z.literal(RESULTS_SCHEMA_VERSION),
   job_id: z.string(),
   inference_type: z.enum(['test_run', 'inference_job']),
   task_type: z.enum(TASK_TYPES),
+  num_images: Count,
+  generated_at: TimestampSchema,
+  schema_version: z.literal(RESULTS_SCHEMA_VERSION),
   checkpoint_path: z.string(),
   model: ModelInfoSchema,
   settings: z.object({
@@ -212,8 +258,6 @@ export const InferenceResultsSchema = z.object({
     llm_model: z.string().nullable(),
     max_visualizations: Count,
   }),
-  generated_at: TimestampSchema,
-  num_images: Count,
   /** Images that could not be processed (listed with their `error`). */
   failed_images: Count,
   timing: z.object({
@@ -234,7 +278,9 @@ export type DetectionPredictions = z.infer<typeof DetectionPredictionsSchema>;
 export type ClassificationPredictions = z.infer<typeof ClassificationPredictionsSchema>;
 export type Predictions = z.infer<typeof PredictionsSchema>;
 export type GroundTruthRecord = z.infer<typeof GroundTruthSchema>;
-export type Evaluation = z.infer<typeof EvaluationSchema>;
+export type ImageMetrics = z.infer<typeof ImageMetricsSchema>;
+export type XaiOutcome = z.infer<typeof XaiOutcomeSchema>;
+export type XaiStatistics = z.infer<typeof XaiStatisticsSchema>;
 export type XaiResult = z.infer<typeof XaiResultSchema>;
 export type Explanation = z.infer<typeof ExplanationSchema>;
 export type ImageResult = z.infer<typeof ImageResultSchema>;

@@ -1,21 +1,28 @@
 /**
  * What a training run has achieved so far, kept in TypeScript (Python is busy training: it is
  * never polled), and the translation of the trainer's events into the run's events. Checkpoints
- * go to storage from here, in the background, as the trainer writes them.
+ * and each epoch's per-image validation results go to storage from here, in the background, as
+ * the trainer writes them; which epoch is the best is decided here too (best.ts).
  */
 import type { TrainConfig } from '../../config/schema.js';
-import type { Metrics, RunEvent } from '../../events.js';
+import { asVisionTrainerError } from '../../errors.js';
+import type { RunEvent, RunEventOf } from '../../events.js';
 import type { TrainerAnswer, TrainerEvent, TrainerEventOf } from '../../frameworks/protocol.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobContext } from '../context.js';
+import { BestCheckpoint, type BestState } from './best.js';
 import { BackgroundUploads } from './uploads.js';
+import { answeredIsBest } from './validation-results.js';
 
 export const checkpointKey = (jobId: string, name: string) => `checkpoints/job-${jobId}/${name}`;
 export const epochCheckpointKey = (jobId: string, epoch: number) => checkpointKey(jobId, `epoch-${epoch}.pt`);
+/** The design's key of an epoch's per-image validation results. */
+export const validationImagesKey = (jobId: string, epoch: number) => `validation-results/job-${jobId}/epoch-${epoch}/images.json`;
 
 export class TrainingProgress {
   readonly started = Date.now();
-  readonly best = { epoch: null as number | null, value: null as number | null, metrics: {} as Metrics };
+  /** The best epoch and its weights (best.ts): the backend's is_best answers, else the score. */
+  readonly bestCheckpoint: BestCheckpoint;
   /** The newest checkpoint the trainer wrote, and the newest epoch sent to storage. */
   lastSaved: { epoch: number; path: string } | undefined;
   lastUploadedEpoch: number | undefined;
@@ -26,11 +33,21 @@ export class TrainingProgress {
   private readonly uploads: BackgroundUploads;
   private readonly config: TrainConfig;
   private readonly storage: Storage;
+  /** Validations on their way to the backend (their images.json upload, then the callback). */
+  private readonly reporting = new Set<Promise<unknown>>();
 
   constructor(private readonly ctx: JobContext<'train', RunEvent>) {
     this.config = ctx.config;
     this.storage = ctx.storage;
     this.uploads = new BackgroundUploads(ctx.storage, ctx.work.sub('upload-snapshots'), ctx.logger);
+    this.bestCheckpoint = new BestCheckpoint(ctx.work.sub('best'), ctx.logger, (state, decision) =>
+      this.emit({ type: 'best', epoch: decision.epoch, value: state.value, metrics: { ...state.metrics }, decidedBy: decision.decidedBy }),
+    );
+  }
+
+  /** The best so far: epoch, primary metric value, that epoch's metrics. */
+  get best(): Readonly<BestState> {
+    return this.bestCheckpoint.current;
   }
 
   private emit(event: RunEvent): void {
@@ -62,6 +79,8 @@ export class TrainingProgress {
   private readonly handlers: { [K in TrainerEvent['kind']]: (e: TrainerEventOf<K>) => Promise<void> | void } = {
     start: (e) => {
       this.trainStart = Date.now();
+      // A resumed run whose checkpoint was its best continues with that best (weights included).
+      if (e.best) this.bestCheckpoint.restore({ epoch: e.best.epoch, value: e.best.value, score: e.best.value, metrics: {}, decidedBy: 'score' }, e.best.path);
       this.totalBatches = e.batches_per_epoch * (e.epochs - e.start_epoch);
       this.emit({ type: 'start', epochs: e.epochs, startEpoch: e.start_epoch, batchesPerEpoch: e.batches_per_epoch, device: e.device });
       this.emit({
@@ -90,16 +109,10 @@ export class TrainingProgress {
     checkpoint: async (e) => {
       this.lastSaved = { epoch: e.epoch, path: e.last_path };
       const stopping = this.ctx.stop.requested;
-      if (e.epoch % this.config.checkpointFrequency === 0 || stopping)
-        await this.uploadCheckpoint(e.last_path, e.epoch, e.is_best, stopping ? 'stop' : 'periodic');
+      if (e.epoch % this.config.checkpointFrequency === 0 || stopping) await this.uploadCheckpoint(e.last_path, e.epoch, stopping ? 'stop' : 'periodic');
     },
     epoch: (e) => {
       const v = e.validation;
-      if (e.is_best && v) {
-        this.best.epoch = e.epoch;
-        this.best.value = v.primary_metric_value;
-        this.best.metrics = { ...v.metrics };
-      }
       this.emit({
         type: 'epoch',
         epoch: e.epoch,
@@ -112,34 +125,78 @@ export class TrainingProgress {
         epochTimeSeconds: e.epoch_time_seconds ?? null,
       });
       if (!v) return;
-      this.emit({
-        type: 'validation',
-        epoch: e.epoch,
-        primaryMetricName: v.primary_metric_name,
-        primaryMetricValue: v.primary_metric_value,
-        metrics: v.metrics,
-        perClassMetrics: v.per_class_metrics,
-        confusionMatrix: v.confusion_matrix ?? null,
-        prCurves: v.pr_curves ?? null,
-        numImagesValidated: v.num_images_validated,
-        validationTimeSeconds: v.validation_time_seconds,
-      });
+      const answer = this.track(this.reportValidation(e.epoch, v));
+      const saved = this.lastSaved?.epoch === e.epoch ? this.lastSaved : undefined;
+      if (saved) {
+        const candidate = { epoch: e.epoch, value: v.primary_metric_value, score: e.fitness ?? v.primary_metric_value, metrics: { ...v.metrics }, checkpointPath: saved.path };
+        void this.bestCheckpoint.consider(candidate, answer);
+      }
     },
     end: () => {},
   };
 
+  /**
+   * The epoch's images.json to storage, then the validation event with its URI; resolves with
+   * the answer a subscriber gave (the HTTP reporter: the backend's is_best), or undefined.
+   */
+  private async reportValidation(epoch: number, v: NonNullable<TrainerEventOf<'epoch'>['validation']>): Promise<boolean | undefined> {
+    let imageResultsUri: string | null = null;
+    if (v.image_results_file) {
+      try {
+        imageResultsUri = await this.storage.uploadFile(v.image_results_file, validationImagesKey(this.config.jobId, epoch), { contentType: 'application/json' });
+      } catch (err) {
+        this.ctx.logger.warn(`Per-image validation results of epoch ${epoch} were not uploaded; the validation callback goes without them: ${asVisionTrainerError(err).message}`);
+      }
+    }
+    const event: RunEventOf<'validation'> = {
+      type: 'validation',
+      epoch,
+      primaryMetricName: v.primary_metric_name,
+      primaryMetricValue: v.primary_metric_value,
+      metrics: v.metrics,
+      perClassMetrics: v.per_class_metrics,
+      confusionMatrix: v.confusion_matrix ?? null,
+      confusionMatrixClassIds: v.confusion_matrix_class_ids ?? null,
+      prCurves: v.pr_curves ?? null,
+      imageResultsUri,
+      numImagesValidated: v.num_images_validated,
+      validationTimeSeconds: v.validation_time_seconds,
+    };
+    const answers = await this.ctx.events.emit(event).catch(() => []);
+    return answeredIsBest(answers);
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.reporting.add(work);
+    void work.finally(() => this.reporting.delete(work)).catch(() => {});
+    return work;
+  }
+
+  /**
+   * Waits for the validations still being reported and for the best epoch's decision (answers
+   * not in after `answerWaitMs` count as none: the score decides).
+   */
+  async settleBest(answerWaitMs?: number): Promise<void> {
+    while (this.reporting.size > 0) await Promise.allSettled([...this.reporting]);
+    await this.bestCheckpoint.settle(answerWaitMs);
+  }
+
   /** Snapshots the checkpoint now and uploads it in the background as epoch-N.pt. */
-  async uploadCheckpoint(path: string, epoch: number, isBest: boolean, reason: 'periodic' | 'stop'): Promise<void> {
+  async uploadCheckpoint(path: string, epoch: number, reason: 'periodic' | 'stop'): Promise<void> {
     this.lastUploadedEpoch = epoch;
     await this.uploads.enqueue(path, epochCheckpointKey(this.config.jobId, epoch), (uri) => {
-      this.emit({ type: 'checkpoint', epoch, uri, isBest, reason, metrics: { ...this.best.metrics } });
+      // Whether this epoch is the best is known once its validation is answered (best.ts).
+      const decision = this.bestCheckpoint.decisionFor(epoch);
+      const report = (isBest: boolean) => this.emit({ type: 'checkpoint', epoch, uri, isBest, reason, metrics: { ...this.best.metrics }, bestEpoch: this.best.epoch });
+      if (!decision) return report(this.best.epoch === epoch);
+      return decision.then((d) => report(d.isBest));
     });
   }
 
   /** A stopped run's last checkpoint, when the trainer wrote one that has not gone up yet. */
   async uploadLastCheckpoint(): Promise<void> {
     const last = this.lastSaved;
-    if (last && this.lastUploadedEpoch !== last.epoch) await this.uploadCheckpoint(last.path, last.epoch, false, 'stop');
+    if (last && this.lastUploadedEpoch !== last.epoch) await this.uploadCheckpoint(last.path, last.epoch, 'stop');
   }
 
   /** A forced stop may leave the last checkpoint unsent: one more try, the run is failing anyway. */

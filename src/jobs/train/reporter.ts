@@ -4,6 +4,7 @@
  * run; the `done` event's completion is awaited and its final failure fails the process.
  */
 import type { CallbackClient } from '../../callbacks/client.js';
+import type { ValidationResponse } from '../../callbacks/schemas.js';
 import type { TaskType } from '../../config/tasks.js';
 import type { Metrics, RunEvent, RunEventOf, RunSubscriber } from '../../events.js';
 
@@ -12,7 +13,8 @@ const BATCH_HEARTBEAT_INTERVAL_MS = 5_000;
 
 export function trainingReporter(client: CallbackClient, taskType: TaskType, options: { batchIntervalMs?: number } = {}): RunSubscriber {
   const reporter = new TrainingReporter(client, taskType, options.batchIntervalMs ?? BATCH_HEARTBEAT_INTERVAL_MS);
-  return (event: RunEvent) => reporter.report(event);
+  // The validation callback's answer is the subscriber's answer to the event (best.ts reads it).
+  return (event: RunEvent) => reporter.report(event) as Promise<void> | undefined;
 }
 
 class TrainingReporter {
@@ -26,18 +28,23 @@ class TrainingReporter {
     private readonly batchIntervalMs: number,
   ) {}
 
-  report(event: RunEvent): Promise<void> | void {
+  /** The validation callback's answer and the completion's delivery are promises; the rest is queued. */
+  report(event: RunEvent): Promise<unknown> | undefined {
     switch (event.type) {
       case 'milestone':
-        return this.client.event({ event_type: event.name, message: event.message, data: event.data });
+        this.client.event({ event_type: event.name, message: event.message, data: event.data });
+        return undefined;
       case 'batch':
-        return this.batch(event);
+        this.batch(event);
+        return undefined;
       case 'epoch':
-        return this.epoch(event);
+        this.epoch(event);
+        return undefined;
       case 'validation':
         return this.validation(event);
       case 'checkpoint':
-        return this.checkpoint(event);
+        this.checkpoint(event);
+        return undefined;
       case 'done':
         return this.client.trainingDone({
           status: event.status,
@@ -46,7 +53,7 @@ class TrainingReporter {
           error_message: event.errorMessage,
         });
       default:
-        return;
+        return undefined;
     }
   }
 
@@ -81,8 +88,9 @@ class TrainingReporter {
     });
   }
 
-  private validation(event: RunEventOf<'validation'>): void {
-    void this.client.validation({
+  /** Resolves with the backend's answer ({status, is_best}), which decides the best epoch (best.ts). */
+  private validation(event: RunEventOf<'validation'>): Promise<ValidationResponse | undefined> {
+    return this.client.validation({
       epoch: event.epoch,
       task_type: this.taskType,
       primary_metric_name: event.primaryMetricName,
@@ -90,7 +98,9 @@ class TrainingReporter {
       metrics: event.metrics,
       per_class_metrics: event.perClassMetrics,
       confusion_matrix: event.confusionMatrix,
+      ...(event.confusionMatrixClassIds ? { confusion_matrix_class_ids: event.confusionMatrixClassIds } : {}),
       pr_curves: event.prCurves,
+      image_results_path: event.imageResultsUri,
       num_images_validated: event.numImagesValidated,
       validation_time_seconds: event.validationTimeSeconds,
     });
@@ -100,7 +110,7 @@ class TrainingReporter {
     this.client.event({
       event_type: 'checkpoint_saved',
       message: event.reason === 'best' ? `Best checkpoint saved (epoch ${event.epoch})` : `Checkpoint saved at epoch ${event.epoch}`,
-      data: { checkpoint_path: event.uri, epoch: event.epoch, is_best: event.isBest, reason: event.reason, metrics: event.metrics },
+      data: { checkpoint_path: event.uri, epoch: event.epoch, is_best: event.isBest, best_epoch: event.bestEpoch ?? null, reason: event.reason, metrics: event.metrics },
     });
   }
 }

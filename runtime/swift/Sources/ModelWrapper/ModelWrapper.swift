@@ -31,7 +31,8 @@ struct Metadata: Decodable {
         let top_k: Int?
     }
     struct Keypoints: Decodable { let shape: [Int] }
-    struct Model: Decodable { let class_names: [String]; let keypoints: Keypoints? }
+    /// class_ids: the dataset's class id of each output (absent in packages made before they were recorded: the index).
+    struct Model: Decodable { let class_names: [String]; let class_ids: [Int]?; let keypoints: Keypoints? }
     let task_type: String
     let model: Model
     let preprocessing: Preprocessing
@@ -135,9 +136,11 @@ public final class ModelWrapper {
         }
         let k = min(metadata.postprocessing.top_k ?? 5, probs.count)
         return probs.indices.sorted { probs[$0] > probs[$1] }.prefix(k).map {
-            Prediction(bbox: [], classId: $0, className: metadata.model.class_names[$0], confidence: probs[$0])
+            Prediction(bbox: [], classId: classId($0), className: metadata.model.class_names[$0], confidence: probs[$0])
         }
     }
+
+    private func classId(_ index: Int) -> Int { metadata.model.class_ids?[index] ?? index }
 
     private func decodeDetections(_ output: MLMultiArray, protos: MLMultiArray?, transform t: Transform) -> [Prediction] {
         let nms = metadata.postprocessing.nms!
@@ -171,7 +174,7 @@ public final class ModelWrapper {
         let toY = { (y: Float) -> Float in Float(min(Double(t.height), max(0, (Double(y) - t.padTop) / t.scaleY))) }
         var predictions: [Prediction] = keep.map { i in
             let c = candidates[i]
-            var p = Prediction(bbox: [toX(c.box[0]), toY(c.box[1]), toX(c.box[2]), toY(c.box[3])], classId: c.cls, className: metadata.model.class_names[c.cls], confidence: c.score)
+            var p = Prediction(bbox: [toX(c.box[0]), toY(c.box[1]), toX(c.box[2]), toY(c.box[3])], classId: classId(c.cls), className: metadata.model.class_names[c.cls], confidence: c.score)
             if let kp = metadata.model.keypoints, metadata.task_type == "pose_estimation" {
                 let (count, dims) = (kp.shape[0], kp.shape[1])
                 p.keypoints = (0..<count).map { j in
