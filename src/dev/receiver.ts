@@ -38,6 +38,12 @@ export interface CallbackReceiverOptions {
    * when it took the request. Requests it takes are not callbacks and are not recorded.
    */
   serveOther?: (req: IncomingMessage, res: ServerResponse) => boolean;
+  /**
+   * How a validation callback is answered: `is_best` (left out when undefined: the job then
+   * judges the epoch by its score), after `delayMs`. By default the receiver answers as a
+   * backend tracking the best primary metric per job would.
+   */
+  answerValidation?: (jobId: string, body: CallbackPayload<'validation'>) => { isBest?: boolean | undefined; delayMs?: number };
 }
 
 export interface ReceivedRequest {
@@ -232,9 +238,11 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
     let response: unknown = { status: 'ok' };
     let bestNote = '';
     if (route.kind === 'validation') {
-      const isBest = isNewBest(route.jobId, parsed.data as CallbackPayload<'validation'>);
-      response = { status: 'ok', is_best: isBest } satisfies ValidationResponse;
-      bestNote = isBest ? ' (new best)' : '';
+      const body = parsed.data as CallbackPayload<'validation'>;
+      const chosen = options.answerValidation?.(route.jobId, body) ?? { isBest: isNewBest(route.jobId, body) };
+      if (chosen.delayMs) await sleepFor(chosen.delayMs, undefined, { signal: shutdown.signal }).catch(() => undefined);
+      response = chosen.isBest === undefined ? { status: 'ok' } : ({ status: 'ok', is_best: chosen.isBest } satisfies ValidationResponse);
+      bestNote = chosen.isBest ? ' (new best)' : '';
     }
     if (key !== undefined) answersByKey.set(key, response);
     say(`[job ${route.jobId}] ${describeCallback(callback)}${bestNote}`);

@@ -9,15 +9,28 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect } from 'vitest';
+import { ValidationImagesSchema } from '../../src/jobs/train/validation-results.js';
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli } from './cli.js';
 import { uploadDataset } from './datasets.js';
 import { jobEnv } from './job-env.js';
 import type { ReceiverFixture } from './receiver.js';
 import type { S3Fixture } from './s3.js';
-import { writeSyntheticDataset } from './synthetic.js';
+import { contractClassIds, writeSyntheticDataset } from './synthetic.js';
 
 export const CLASS_NAMES = ['circle', 'square', 'triangle'];
+/** The dataset's ids of CLASS_NAMES: circle 7, square 3, triangle 11 (not contiguous, not in name order). */
+export const CLASS_IDS = contractClassIds(CLASS_NAMES.length);
+/** The classes in ascending id order: the row order of every table the runtime reports. */
+export const BY_ID = CLASS_NAMES.map((name, i) => ({ id: CLASS_IDS[i]!, name })).sort((a, b) => a.id - b.id);
+/** A checkpoint's class (output) order: an ImageFolder tree's is by folder name, the manifest's by id. */
+export const OUTPUT_ORDER = { imagefolder: [...CLASS_NAMES].sort(), manifest: BY_ID.map((c) => c.name) };
+
+/** A confusion matrix in a checkpoint's output order, rearranged in ascending class id. */
+export function inIdOrder(matrix: number[][], classIds: number[]): number[][] {
+  const order = classIds.map((id, index) => ({ id, index })).sort((a, b) => a.id - b.id).map((c) => c.index);
+  return order.map((r) => order.map((c) => matrix[r]![c]!));
+}
 
 /** HF_CONFIG_OVERRIDES for a ViT and a CLIP small enough to train in seconds on a CPU. */
 export const TINY_VIT = { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 };
@@ -34,6 +47,8 @@ export interface ClassifierRun {
   keys: string[];
   /** The job's kept work folder (KEEP_WORK_DIR). */
   work: string;
+  /** The dataset's class id of each image file. */
+  labels: Map<string, number | undefined>;
 }
 
 /** A temporary folder removed after the test file (kept work folders hold large checkpoints). */
@@ -48,11 +63,16 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
   const env = (jobId: string, extra: Record<string, string>) => jobEnv(s3, backend, jobId, { CHECKPOINT_FREQUENCY: '1', ...extra });
 
   let datasetId: string | undefined;
+  /** The dataset's label of each image file, for the per-image validation results. */
+  let labels = new Map<string, number | undefined>();
   /** One 20-image, 3-class dataset per test file, uploaded once. */
   const dataset = async (): Promise<string> => {
     if (!datasetId) {
       const dir = mkdtempSync(join(scratch, 'dataset-'));
-      writeSyntheticDataset(dir, { taskType: 'image_classification', count: 20, width: 48, height: 40, seed: 11, classes: CLASS_NAMES });
+      writeSyntheticDataset(dir, { taskType: 'image_classification', count: 20, width: 48, height: 40, seed: 11, classes: CLASS_NAMES, classIds: CLASS_IDS });
+      labels = new Map(
+        ((JSON.parse(readFileSync(join(dir, 'annotations.json'), 'utf8')) as { images: Array<{ file_name: string; annotation?: { class_id: number } }> }).images).map((i) => [i.file_name, i.annotation?.class_id]),
+      );
       datasetId = `ds-classifier-${Date.now()}`;
       await uploadDataset(s3.storage(), datasetId, dir, 'zip');
     }
@@ -67,14 +87,15 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
     const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
     const [work] = readdirSync(workDir).map((d) => join(workDir, d));
-    return { jobId, result, callbacks, keys, work: work ?? workDir };
+    return { jobId, result, callbacks, keys, work: work ?? workDir, labels };
   };
 
   return { env, run, dataset };
 }
 
 /** The assertions every successful classification run passes; returns its validations. */
-export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, bucket: string, backend: ReceiverFixture) {
+export async function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, s3: S3Fixture, backend: ReceiverFixture) {
+  const bucket = s3.config.bucket;
   const { result, callbacks, keys, jobId } = run;
   expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-4000)).toBe(0);
   expect(backend.receiver.requests.filter((r) => r.status !== 200)).toEqual([]);
@@ -105,8 +126,14 @@ export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, 
     expect(v.primary_metric_value).toBe(v.metrics.accuracy);
     for (const key of ['precision', 'recall', 'f1', 'loss']) expect(v.metrics).toHaveProperty(key);
     expect(v.metrics).not.toHaveProperty('top5_accuracy'); // 3 classes: top-5 is meaningless
-    expect(v.per_class_metrics.map((p: any) => [p.class_id, p.class_name])).toEqual(CLASS_NAMES.map((n, i) => [i, n]));
-    for (const p of v.per_class_metrics) for (const key of ['precision', 'recall', 'f1', 'support']) expect(p).toHaveProperty(key);
+    // The dataset's class ids, in ascending id order, whatever order the framework numbered them in.
+    expect(v.per_class_metrics.map((p: any) => [p.class_id, p.class_name])).toEqual(BY_ID.map((c) => [c.id, c.name]));
+    expect(v.confusion_matrix_class_ids).toEqual(BY_ID.map((c) => c.id));
+    for (const p of v.per_class_metrics) for (const key of ['precision', 'recall', 'f1', 'ap', 'support']) expect(p).toHaveProperty(key);
+    // One-vs-rest AP from the scores: defined for every class the split holds.
+    for (const p of v.per_class_metrics) if (p.support > 0) expect(p.ap).toBeGreaterThan(0);
+    expect(v.metrics.inference_speed_fps).toBeGreaterThan(0);
+    expect(v.metrics.model_size_mb).toBeGreaterThan(0);
     expect(v.confusion_matrix).toHaveLength(CLASS_NAMES.length);
     for (const row of v.confusion_matrix) expect(row).toHaveLength(CLASS_NAMES.length);
     const total = v.confusion_matrix.flat().reduce((a: number, b: number) => a + b, 0);
@@ -115,10 +142,9 @@ export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, 
     expect(v.confusion_matrix.map((row: number[]) => row.reduce((a, b) => a + b, 0))).toEqual(v.per_class_metrics.map((p: any) => p.support));
   }
 
-  const checkpointPaths = callbacks
-    .filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved')
-    .map((c) => (c.body as any).data.checkpoint_path)
-    .sort();
+  for (const v of validations) await expectValidationImages(run, v, s3);
+
+  const checkpointPaths = callbacks.filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved').map((c) => (c.body as any).data.checkpoint_path).sort();
   const expectedKeys = [...Array.from({ length: epochs }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `checkpoints/job-${jobId}/best.pt`].sort();
   expect(checkpointPaths).toEqual(expectedKeys.map((k) => `s3://${bucket}/${k}`));
   expect(keys).toEqual(expectedKeys);
@@ -131,6 +157,27 @@ export function expectCompleteClassifierRun(run: ClassifierRun, epochs: number, 
   expect(bestEpoch).toBeGreaterThanOrEqual(1);
   expect(done.final_metrics.best_accuracy).toBe(validations[bestEpoch - 1]!.metrics.accuracy);
   return { validations, done, bestEpoch };
+}
+
+/**
+ * The epoch's images.json, as a backend reads it: one entry per validated image, named by its
+ * dataset file name, with the dataset's class id as ground truth and a correctness that
+ * agrees with the confusion matrix.
+ */
+async function expectValidationImages(run: ClassifierRun, v: Record<string, any>, s3: S3Fixture) {
+  const key = `validation-results/job-${run.jobId}/epoch-${v.epoch}/images.json`;
+  expect(v.image_results_path).toBe(`s3://${s3.config.bucket}/${key}`);
+  const doc = ValidationImagesSchema.parse(await s3.storage().getJson(key));
+  expect(doc).toMatchObject({ job_id: run.jobId, epoch: v.epoch, num_images: v.num_images_validated });
+  expect(doc.results).toHaveLength(v.num_images_validated);
+  for (const r of doc.results) {
+    expect(run.labels.has(r.image_path), `${r.image_path} is a dataset file name`).toBe(true);
+    expect(r.ground_truth).toEqual({ class_id: run.labels.get(r.image_path), class_name: BY_ID.find((c) => c.id === run.labels.get(r.image_path))!.name });
+    expect(CLASS_IDS).toContain((r.predictions as { class_id: number }).class_id);
+  }
+  const correct = doc.results.filter((r) => (r.metrics as { correct: boolean }).correct).length;
+  const diagonal = (v.confusion_matrix as number[][]).reduce((sum, row, i) => sum + row[i]!, 0);
+  expect(correct).toBe(diagonal);
 }
 
 /** Runs a classifier-fixtures.py subcommand; returns its JSON line. */

@@ -204,8 +204,8 @@ export interface SyntheticOptions {
   height?: number;
   /** Class names, or how many classes (default 3; pose: ["person"]; semantic: background + 2). */
   classes?: number | string[];
-  /** First class id and the step between ids (default 0 and 1); e.g. 1 and 2 gives 1, 3, 5. */
-  classIds?: { first: number; step: number };
+  /** First class id and the step between ids (default 0 and 1; e.g. 1 and 2 gives 1, 3, 5), or each class's id. */
+  classIds?: { first: number; step: number } | number[];
   seed?: number;
   /** Write COCO JSON instead of the Platform Format (classification, detection, segmentation, pose). */
   format?: 'platform' | 'coco';
@@ -234,6 +234,8 @@ export interface SyntheticDataset {
   annotations: Record<string, unknown>;
   imageCount: number;
   classNames: string[];
+  /** The id of each class in classNames. */
+  classIds: number[];
 }
 
 interface DrawnObject {
@@ -252,6 +254,18 @@ interface DrawnImage {
   label?: number;
   objects: DrawnObject[];
   maskFile?: string;
+}
+
+/**
+ * Class ids a backend's dataset may well have: not contiguous, and in another order than the
+ * names' (circle 7, square 3, triangle 11; a single class is 5). A framework numbers classes
+ * 0..n-1 by name or by id, so a runtime that reported its own index would be caught.
+ */
+export const CONTRACT_CLASS_IDS = [7, 3, 11, 19, 23, 29, 31, 37];
+
+/** CONTRACT_CLASS_IDS for `count` classes. */
+export function contractClassIds(count: number): number[] {
+  return count === 1 ? [5] : CONTRACT_CLASS_IDS.slice(0, count);
 }
 
 export function defaultClassNames(taskType: SyntheticTask, classes: SyntheticOptions['classes']): string[] {
@@ -274,8 +288,8 @@ export function writeSyntheticDataset(dir: string, options: SyntheticOptions): S
   const between = (lo: number, hi: number) => lo + random() * (hi - lo);
   const intBetween = (lo: number, hi: number) => Math.floor(between(lo, hi + 1));
   const names = defaultClassNames(task, options.classes);
-  const { first, step } = options.classIds ?? { first: 0, step: 1 };
-  const classIds = names.map((_, i) => first + i * step);
+  const ids = options.classIds ?? { first: 0, step: 1 };
+  const classIds = Array.isArray(ids) ? names.map((_, i) => ids[i] ?? 100 + i) : names.map((_, i) => ids.first + i * ids.step);
   const [minObjects, maxObjects] = options.objectsPerImage ?? [1, 3];
 
   const images: DrawnImage[] = [];
@@ -343,7 +357,7 @@ export function writeSyntheticDataset(dir: string, options: SyntheticOptions): S
   const annotations = options.format === 'coco' ? toCoco(task, names, classIds, images) : toPlatform(task, names, classIds, images, options);
   const annotationsPath = join(root, 'annotations.json');
   writeFile(annotationsPath, `${JSON.stringify(annotations, null, 1)}\n`);
-  return { root, annotationsPath, annotations, imageCount: count, classNames: names };
+  return { root, annotationsPath, annotations, imageCount: count, classNames: names, classIds };
 }
 
 function writeFile(path: string, content: Buffer | string): void {

@@ -8,18 +8,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createZip } from '../../src/storage/zip.js';
-import {
-  CLASS_NAMES,
-  TINY_CLIP,
-  TINY_VIT,
-  classifierJobs,
-  expectCompleteClassifierRun,
-  fixture,
-  serveWeights,
-  valImages,
-  type ClassifierRun,
-  scratchDir,
-} from '../helpers/classifier-runs.js';
+import { BY_ID, OUTPUT_ORDER, TINY_CLIP, TINY_VIT, classifierJobs, expectCompleteClassifierRun, fixture, inIdOrder, serveWeights, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -41,18 +30,16 @@ async function reevaluateBest(run: ClassifierRun) {
   await s3.storage().downloadFile(`checkpoints/job-${run.jobId}/best.pt`, best);
   const images = join(scratch, `${run.jobId}-val.json`);
   writeFileSync(images, JSON.stringify(valImages(run.work, 'manifest')));
-  return fixture<{ confusion_matrix: number[][]; metadata: Record<string, any> }>('reevaluate', best, images);
+  const seen = fixture<{ confusion_matrix: number[][]; metadata: Record<string, any> }>('reevaluate', best, images);
+  // The manifest numbers classes by id: the checkpoint's outputs are the classes in id order.
+  expect(seen.metadata).toMatchObject({ class_names: OUTPUT_ORDER.manifest, class_ids: BY_ID.map((c) => c.id) });
+  return { ...seen, confusion_matrix: inIdOrder(seen.confusion_matrix, seen.metadata.class_ids) };
 }
 
 describe('vision-trainer train (transformers)', () => {
   it('image_classification: vit-base-patch16-224 built from a tiny config, 2 epochs; best.pt rebuilds the validated model', async () => {
-    const run = await jobs.run('hf-vit', {
-      TASK_TYPE: 'image_classification',
-      MODEL_NAME: 'vit-base-patch16-224',
-      EPOCHS: '2',
-      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
-    });
-    const { validations, bestEpoch } = expectCompleteClassifierRun(run, 2, s3.config.bucket, backend);
+    const run = await jobs.run('hf-vit', { TASK_TYPE: 'image_classification', MODEL_NAME: 'vit-base-patch16-224', EPOCHS: '2', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT) });
+    const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
     expect(seen.metadata).toMatchObject({
@@ -60,7 +47,6 @@ describe('vision-trainer train (transformers)', () => {
       model_name: 'vit-base-patch16-224',
       architecture: 'ViTForImageClassification',
       task_type: 'image_classification',
-      class_names: CLASS_NAMES,
       image_size: 32,
       mean: [0.5, 0.5, 0.5],
       resize_mode: 'squash',
@@ -70,22 +56,11 @@ describe('vision-trainer train (transformers)', () => {
   });
 
   it('zero_shot_classification: clip-vit-base-patch32 from a tiny config with a tokenizer made in code; validation is zero-shot accuracy over the class prompts', async () => {
-    const run = await jobs.run('hf-clip', {
-      TASK_TYPE: 'zero_shot_classification',
-      MODEL_NAME: 'clip-vit-base-patch32',
-      EPOCHS: '2',
-      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP),
-    });
-    const { validations, bestEpoch } = expectCompleteClassifierRun(run, 2, s3.config.bucket, backend);
+    const run = await jobs.run('hf-clip', { TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32', EPOCHS: '2', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP) });
+    const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
-    expect(seen.metadata).toMatchObject({
-      architecture: 'CLIPModel',
-      task_type: 'zero_shot_classification',
-      class_names: CLASS_NAMES,
-      prompt_template: 'a photo of a {}',
-      interpolation: 'bicubic',
-    });
+    expect(seen.metadata).toMatchObject({ architecture: 'CLIPModel', task_type: 'zero_shot_classification', prompt_template: 'a photo of a {}', interpolation: 'bicubic' });
   });
 
   it('PRETRAINED_WEIGHT_URL: a zipped save_pretrained ViT (5 labels, 64 px) is fine-tuned for the 3 classes at 32 px', async () => {
@@ -95,18 +70,12 @@ describe('vision-trainer train (transformers)', () => {
     await createZip(folder, zip);
     const server = await serveWeights({ file: zip });
     try {
-      const run = await jobs.run('hf-vit-pretrained', {
-        TASK_TYPE: 'image_classification',
-        MODEL_NAME: 'google/vit-base-patch16-224',
-        FRAMEWORK: 'huggingface',
-        EPOCHS: '1',
-        PRETRAINED_WEIGHT_URL: server.url('vit.zip'),
-      });
-      const { validations } = expectCompleteClassifierRun(run, 1, s3.config.bucket, backend);
+      const run = await jobs.run('hf-vit-pretrained', { TASK_TYPE: 'image_classification', MODEL_NAME: 'google/vit-base-patch16-224', FRAMEWORK: 'huggingface', EPOCHS: '1', PRETRAINED_WEIGHT_URL: server.url('vit.zip') });
+      const { validations } = await expectCompleteClassifierRun(run, 1, s3, backend);
       const seen = await reevaluateBest(run);
       expect(seen.confusion_matrix).toEqual(validations[0]!.confusion_matrix);
       // The head was resized to the dataset's classes; the position embeddings stay at 64 px and are interpolated.
-      expect(seen.metadata).toMatchObject({ class_names: CLASS_NAMES, num_classes: 3, image_size: 32, interpolate_pos_encoding: true });
+      expect(seen.metadata).toMatchObject({ num_classes: 3, image_size: 32, interpolate_pos_encoding: true });
     } finally {
       await server.close();
     }

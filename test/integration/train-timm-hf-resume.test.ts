@@ -7,7 +7,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLASS_NAMES, TINY_VIT, classifierJobs, fixture, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
+import { OUTPUT_ORDER, TINY_VIT, classifierJobs, fixture, inIdOrder, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -50,9 +50,9 @@ async function expectResumed(first: ClassifierRun, resumed: ClassifierRun, layou
   const images = join(scratch, `${resumed.jobId}-val.json`);
   writeFileSync(images, JSON.stringify(valImages(resumed.work, layout)));
   const seen = fixture<{ confusion_matrix: number[][]; metadata: Record<string, any> }>('reevaluate', last, images);
-  expect(seen.metadata).toMatchObject({ epoch: 2, epoch_complete: true, class_names: CLASS_NAMES });
+  expect(seen.metadata).toMatchObject({ epoch: 2, epoch_complete: true, class_names: OUTPUT_ORDER[layout] });
   const validation = resumed.callbacks.find((c) => c.kind === 'validation')!.body as { confusion_matrix: number[][] };
-  expect(seen.confusion_matrix).toEqual(validation.confusion_matrix);
+  expect(inIdOrder(seen.confusion_matrix, seen.metadata.class_ids)).toEqual(validation.confusion_matrix);
 }
 
 describe('RESUME_CHECKPOINT_PATH (timm, transformers)', () => {

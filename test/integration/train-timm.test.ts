@@ -7,7 +7,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLASS_NAMES, classifierJobs, expectCompleteClassifierRun, fixture, serveWeights, valImages, scratchDir } from '../helpers/classifier-runs.js';
+import { BY_ID, CLASS_IDS, OUTPUT_ORDER, classifierJobs, inIdOrder, expectCompleteClassifierRun, fixture, serveWeights, valImages, scratchDir } from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -26,10 +26,8 @@ const doneOf = (jobId: string) =>
 describe('vision-trainer train (timm)', () => {
   it('resnet18 at 32 px, 2 epochs: callbacks, per-class metrics, confusion matrix, checkpoints; best.pt rebuilds the model that was validated', async () => {
     const run = await jobs.run('timm-resnet18', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
-    const { validations, bestEpoch } = expectCompleteClassifierRun(run, 2, s3.config.bucket, backend);
-    expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({
-      data: { epochs: 2, device: 'cpu' },
-    });
+    const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
+    expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({ data: { epochs: 2, device: 'cpu' } });
 
     // best.pt, as uploaded, carries what inference needs: rebuilt from the file alone and fed
     // the val images preprocessed as its metadata says, it reproduces the best epoch's matrix.
@@ -38,14 +36,16 @@ describe('vision-trainer train (timm)', () => {
     const images = join(scratch, 'resnet18-val.json');
     writeFileSync(images, JSON.stringify(valImages(run.work, 'imagefolder')));
     const seen = fixture<{ confusion_matrix: number[][]; metadata: Record<string, any> }>('reevaluate', best, images);
-    expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
+    expect(inIdOrder(seen.confusion_matrix, seen.metadata.class_ids)).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
     expect(seen.metadata).toMatchObject({
       format: 'vision-trainer-checkpoint',
       framework: 'timm',
       model_name: 'resnet18',
       architecture: 'resnet18',
       task_type: 'image_classification',
-      class_names: CLASS_NAMES,
+      // timm numbers the ImageFolder classes by folder name; the checkpoint says which id each is.
+      class_names: OUTPUT_ORDER.imagefolder,
+      class_ids: OUTPUT_ORDER.imagefolder.map((n) => BY_ID.find((c) => c.name === n)!.id),
       num_classes: 3,
       image_size: 32,
       input_channels: 3,
@@ -56,6 +56,7 @@ describe('vision-trainer train (timm)', () => {
       job_id: run.jobId,
     });
     expect(seen.metadata.mean).toHaveLength(3);
+    expect([...seen.metadata.class_ids].sort((a: number, b: number) => a - b)).toEqual([...CLASS_IDS].sort((a, b) => a - b));
     expect(seen.metadata.std).toHaveLength(3);
   });
 
@@ -64,13 +65,8 @@ describe('vision-trainer train (timm)', () => {
     fixture('timm-weights', file, 'resnet18', '1000');
     const server = await serveWeights({ file });
     try {
-      const run = await jobs.run('timm-pretrained', {
-        TASK_TYPE: 'image_classification',
-        MODEL_NAME: 'resnet18',
-        EPOCHS: '1',
-        PRETRAINED_WEIGHT_URL: server.url('resnet18.safetensors'),
-      });
-      expectCompleteClassifierRun(run, 1, s3.config.bucket, backend);
+      const run = await jobs.run('timm-pretrained', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', PRETRAINED_WEIGHT_URL: server.url('resnet18.safetensors') });
+      await expectCompleteClassifierRun(run, 1, s3, backend);
       expect(run.callbacks.some((c) => c.kind === 'event' && (c.body as any).event_type === 'weights_downloaded')).toBe(true);
     } finally {
       await server.close();
