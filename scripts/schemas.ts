@@ -41,7 +41,7 @@ export function schemaDocuments(): Record<string, string> {
   );
   callbacks.validationResponse = {
     ...json(ValidationResponseSchema, 'input'),
-    description: 'The backend\'s answer to a validation callback: is_best decides whether that epoch becomes the best (best.pt)',
+    description: "The backend's answer to a validation callback: is_best decides whether that epoch becomes the best (best.pt)",
   };
   const bridge = Object.fromEntries(Object.entries(BRIDGE_SCHEMAS).map(([name, s]) => [name, json(s.schema, s.io)]));
   return {

@@ -62,7 +62,7 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
         taskType: f.task_type,
         architecture: f.architecture,
         classNames: f.class_names,
-      classIds: f.class_ids,
+        classIds: f.class_ids,
         trainedSize: f.image_size,
         keypointShape: null,
         versions: f.versions,

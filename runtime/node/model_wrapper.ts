@@ -53,7 +53,13 @@ export interface WrapperMetadata {
   export_format: string;
   task_type: string;
   /** class_ids: the dataset's class id of each output (absent in packages made before they were recorded: the index is the id). */
-  model: { file: string; class_names: string[]; class_ids?: number[]; keypoints?: { shape: [number, number] } | null; inputs?: { shape: (number | string)[] }[] };
+  model: {
+    file: string;
+    class_names: string[];
+    class_ids?: number[];
+    keypoints?: { shape: [number, number] } | null;
+    inputs?: { shape: (number | string)[] }[];
+  };
   preprocessing: PreprocessingSpec & { included?: boolean };
   postprocessing: PostprocessingSpec & { included?: boolean };
 }
@@ -699,7 +705,12 @@ export class ModelWrapper {
       const [x2, y2] = toImage(transform, at(det.boxes, k * 4 + 2), at(det.boxes, k * 4 + 3));
       boxes.push([x1, y1, x2, y2]);
       const cls = at(det.classes, k);
-      predictions.push({ bbox: [x1, y1, x2, y2], class_id: this.classIds[cls] ?? cls, class_name: this.classNames[cls] ?? String(cls), confidence: at(det.scores, k) });
+      predictions.push({
+        bbox: [x1, y1, x2, y2],
+        class_id: this.classIds[cls] ?? cls,
+        class_name: this.classNames[cls] ?? String(cls),
+        confidence: at(det.scores, k),
+      });
     }
     if (task === 'instance_segmentation' && predictions.length) {
       const protos = outputs[1];

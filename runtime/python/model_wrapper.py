@@ -445,7 +445,12 @@ class ModelWrapper:
         x2, y2 = transform.to_image(boxes[:, 2], boxes[:, 3])
         boxes = np.stack([x1, y1, x2, y2], 1) if len(boxes) else np.zeros((0, 4), np.float32)
         results = [
-            {"bbox": [float(v) for v in boxes[i]], "class_id": self.class_ids[int(classes[i])], "class_name": self.class_names[int(classes[i])], "confidence": float(scores[i])}
+            {
+                "bbox": [float(v) for v in boxes[i]],
+                "class_id": self.class_ids[int(classes[i])],
+                "class_name": self.class_names[int(classes[i])],
+                "confidence": float(scores[i]),
+            }
             for i in range(len(boxes))
         ]
         if self.task == "instance_segmentation" and results:

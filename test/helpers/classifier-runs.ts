@@ -28,7 +28,10 @@ export const OUTPUT_ORDER = { imagefolder: [...CLASS_NAMES].sort(), manifest: BY
 
 /** A confusion matrix in a checkpoint's output order, rearranged in ascending class id. */
 export function inIdOrder(matrix: number[][], classIds: number[]): number[][] {
-  const order = classIds.map((id, index) => ({ id, index })).sort((a, b) => a.id - b.id).map((c) => c.index);
+  const order = classIds
+    .map((id, index) => ({ id, index }))
+    .sort((a, b) => a.id - b.id)
+    .map((c) => c.index);
   return order.map((r) => order.map((c) => matrix[r]![c]!));
 }
 
@@ -71,7 +74,9 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
       const dir = mkdtempSync(join(scratch, 'dataset-'));
       writeSyntheticDataset(dir, { taskType: 'image_classification', count: 20, width: 48, height: 40, seed: 11, classes: CLASS_NAMES, classIds: CLASS_IDS });
       labels = new Map(
-        ((JSON.parse(readFileSync(join(dir, 'annotations.json'), 'utf8')) as { images: Array<{ file_name: string; annotation?: { class_id: number } }> }).images).map((i) => [i.file_name, i.annotation?.class_id]),
+        (
+          JSON.parse(readFileSync(join(dir, 'annotations.json'), 'utf8')) as { images: Array<{ file_name: string; annotation?: { class_id: number } }> }
+        ).images.map((i) => [i.file_name, i.annotation?.class_id]),
       );
       datasetId = `ds-classifier-${Date.now()}`;
       await uploadDataset(s3.storage(), datasetId, dir, 'zip');
@@ -144,7 +149,10 @@ export async function expectCompleteClassifierRun(run: ClassifierRun, epochs: nu
 
   for (const v of validations) await expectValidationImages(run, v, s3);
 
-  const checkpointPaths = callbacks.filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved').map((c) => (c.body as any).data.checkpoint_path).sort();
+  const checkpointPaths = callbacks
+    .filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved')
+    .map((c) => (c.body as any).data.checkpoint_path)
+    .sort();
   const expectedKeys = [...Array.from({ length: epochs }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`), `checkpoints/job-${jobId}/best.pt`].sort();
   expect(checkpointPaths).toEqual(expectedKeys.map((k) => `s3://${bucket}/${k}`));
   expect(keys).toEqual(expectedKeys);

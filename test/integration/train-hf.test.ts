@@ -8,7 +8,20 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createZip } from '../../src/storage/zip.js';
-import { BY_ID, OUTPUT_ORDER, TINY_CLIP, TINY_VIT, classifierJobs, expectCompleteClassifierRun, fixture, inIdOrder, serveWeights, valImages, type ClassifierRun, scratchDir } from '../helpers/classifier-runs.js';
+import {
+  BY_ID,
+  OUTPUT_ORDER,
+  TINY_CLIP,
+  TINY_VIT,
+  classifierJobs,
+  expectCompleteClassifierRun,
+  fixture,
+  inIdOrder,
+  serveWeights,
+  valImages,
+  type ClassifierRun,
+  scratchDir,
+} from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -38,7 +51,12 @@ async function reevaluateBest(run: ClassifierRun) {
 
 describe('vision-trainer train (transformers)', () => {
   it('image_classification: vit-base-patch16-224 built from a tiny config, 2 epochs; best.pt rebuilds the validated model', async () => {
-    const run = await jobs.run('hf-vit', { TASK_TYPE: 'image_classification', MODEL_NAME: 'vit-base-patch16-224', EPOCHS: '2', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT) });
+    const run = await jobs.run('hf-vit', {
+      TASK_TYPE: 'image_classification',
+      MODEL_NAME: 'vit-base-patch16-224',
+      EPOCHS: '2',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
+    });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
@@ -56,11 +74,21 @@ describe('vision-trainer train (transformers)', () => {
   });
 
   it('zero_shot_classification: clip-vit-base-patch32 from a tiny config with a tokenizer made in code; validation is zero-shot accuracy over the class prompts', async () => {
-    const run = await jobs.run('hf-clip', { TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32', EPOCHS: '2', HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP) });
+    const run = await jobs.run('hf-clip', {
+      TASK_TYPE: 'zero_shot_classification',
+      MODEL_NAME: 'clip-vit-base-patch32',
+      EPOCHS: '2',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP),
+    });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
-    expect(seen.metadata).toMatchObject({ architecture: 'CLIPModel', task_type: 'zero_shot_classification', prompt_template: 'a photo of a {}', interpolation: 'bicubic' });
+    expect(seen.metadata).toMatchObject({
+      architecture: 'CLIPModel',
+      task_type: 'zero_shot_classification',
+      prompt_template: 'a photo of a {}',
+      interpolation: 'bicubic',
+    });
   });
 
   it('PRETRAINED_WEIGHT_URL: a zipped save_pretrained ViT (5 labels, 64 px) is fine-tuned for the 3 classes at 32 px', async () => {
@@ -70,7 +98,13 @@ describe('vision-trainer train (transformers)', () => {
     await createZip(folder, zip);
     const server = await serveWeights({ file: zip });
     try {
-      const run = await jobs.run('hf-vit-pretrained', { TASK_TYPE: 'image_classification', MODEL_NAME: 'google/vit-base-patch16-224', FRAMEWORK: 'huggingface', EPOCHS: '1', PRETRAINED_WEIGHT_URL: server.url('vit.zip') });
+      const run = await jobs.run('hf-vit-pretrained', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'google/vit-base-patch16-224',
+        FRAMEWORK: 'huggingface',
+        EPOCHS: '1',
+        PRETRAINED_WEIGHT_URL: server.url('vit.zip'),
+      });
       const { validations } = await expectCompleteClassifierRun(run, 1, s3, backend);
       const seen = await reevaluateBest(run);
       expect(seen.confusion_matrix).toEqual(validations[0]!.confusion_matrix);

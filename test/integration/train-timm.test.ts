@@ -7,7 +7,18 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BY_ID, CLASS_IDS, OUTPUT_ORDER, classifierJobs, inIdOrder, expectCompleteClassifierRun, fixture, serveWeights, valImages, scratchDir } from '../helpers/classifier-runs.js';
+import {
+  BY_ID,
+  CLASS_IDS,
+  OUTPUT_ORDER,
+  classifierJobs,
+  inIdOrder,
+  expectCompleteClassifierRun,
+  fixture,
+  serveWeights,
+  valImages,
+  scratchDir,
+} from '../helpers/classifier-runs.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
@@ -27,7 +38,9 @@ describe('vision-trainer train (timm)', () => {
   it('resnet18 at 32 px, 2 epochs: callbacks, per-class metrics, confusion matrix, checkpoints; best.pt rebuilds the model that was validated', async () => {
     const run = await jobs.run('timm-resnet18', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
-    expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({ data: { epochs: 2, device: 'cpu' } });
+    expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({
+      data: { epochs: 2, device: 'cpu' },
+    });
 
     // best.pt, as uploaded, carries what inference needs: rebuilt from the file alone and fed
     // the val images preprocessed as its metadata says, it reproduces the best epoch's matrix.
@@ -65,7 +78,12 @@ describe('vision-trainer train (timm)', () => {
     fixture('timm-weights', file, 'resnet18', '1000');
     const server = await serveWeights({ file });
     try {
-      const run = await jobs.run('timm-pretrained', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', PRETRAINED_WEIGHT_URL: server.url('resnet18.safetensors') });
+      const run = await jobs.run('timm-pretrained', {
+        TASK_TYPE: 'image_classification',
+        MODEL_NAME: 'resnet18',
+        EPOCHS: '1',
+        PRETRAINED_WEIGHT_URL: server.url('resnet18.safetensors'),
+      });
       await expectCompleteClassifierRun(run, 1, s3, backend);
       expect(run.callbacks.some((c) => c.kind === 'event' && (c.body as any).event_type === 'weights_downloaded')).toBe(true);
     } finally {

@@ -58,12 +58,21 @@ def test_best_is_the_last_checkpoint_of_the_best_epoch(tmp_path):
 
 def test_resume_refuses_another_setup_and_inference_only_files(tmp_path):
     path = save_checkpoint(tmp_path / "last.pt", META, {"w": torch.ones(1)}, training_state={"optimizer": {"state": {}, "param_groups": []}})
-    setup = {"framework": "timm", "model_name": "resnet18", "class_names": ["a", "b"], "class_ids": [4, 9], "task_type": "image_classification", "image_size": 32}
+    setup = {
+        "framework": "timm",
+        "model_name": "resnet18",
+        "class_names": ["a", "b"],
+        "class_ids": [4, 9],
+        "task_type": "image_classification",
+        "image_size": 32,
+    }
     assert load_for_resume(path, **setup)["training_state"]
     with pytest.raises(ValueError, match=r"classes \['a', 'b'\].*IMAGE_SIZE=32 \(this job: 64\)"):
         load_for_resume(path, **{**setup, "class_names": ["a", "c"], "image_size": 64})
     # Class ids are compared when the checkpoint has them (one written before they were stored has none).
-    with_ids = save_checkpoint(tmp_path / "ids.pt", {**META, "class_ids": [4, 9]}, {"w": torch.ones(1)}, training_state={"optimizer": {"state": {}, "param_groups": []}})
+    with_ids = save_checkpoint(
+        tmp_path / "ids.pt", {**META, "class_ids": [4, 9]}, {"w": torch.ones(1)}, training_state={"optimizer": {"state": {}, "param_groups": []}}
+    )
     assert load_for_resume(with_ids, **setup)["class_ids"] == [4, 9]
     with pytest.raises(ValueError, match=r"class ids \[4, 9\] \(this job's dataset: \[4, 5\]\)"):
         load_for_resume(with_ids, **{**setup, "class_ids": [4, 5]})

@@ -25,15 +25,35 @@ def test_indices_become_ids_and_tables_follow_id_order():
 
 
 def test_predictions_and_matches_carry_ids_and_names():
-    top5 = {"class_id": 1, "class_name": "red", "confidence": 0.7, "top5": [{"class_id": 1, "class_name": "red", "confidence": 0.7}, {"class_id": 0, "class_name": "blue", "confidence": 0.3}]}
+    top5 = {
+        "class_id": 1,
+        "class_name": "red",
+        "confidence": 0.7,
+        "top5": [{"class_id": 1, "class_name": "red", "confidence": 0.7}, {"class_id": 0, "class_name": "blue", "confidence": 0.3}],
+    }
     assert IDS.predictions(top5)["class_id"] == 3
     assert [t["class_id"] for t in IDS.predictions(top5)["top5"]] == [3, 7]
     boxes = IDS.predictions({"boxes": [{"bbox": [0, 0, 1, 1], "class_id": 0, "class_name": "blue", "confidence": 0.5}]})
     assert boxes["boxes"][0]["class_id"] == 7
-    matches = IDS.evaluation({"precision": 1.0, "matched": [], "wrong_class": [{"prediction": 0, "ground_truth": 0, "predicted_class_id": 0, "true_class_id": 1, "iou": 0.8}],
-                              "missed": [{"ground_truth": 1, "class_id": 1}], "false_positives": []})
+    matches = IDS.evaluation(
+        {
+            "precision": 1.0,
+            "matched": [],
+            "wrong_class": [{"prediction": 0, "ground_truth": 0, "predicted_class_id": 0, "true_class_id": 1, "iou": 0.8}],
+            "missed": [{"ground_truth": 1, "class_id": 1}],
+            "false_positives": [],
+        }
+    )
     assert matches["precision"] == 1.0
-    assert matches["wrong_class"][0] == {"prediction": 0, "ground_truth": 0, "predicted_class_id": 7, "predicted_class_name": "blue", "true_class_id": 3, "true_class_name": "red", "iou": 0.8}
+    assert matches["wrong_class"][0] == {
+        "prediction": 0,
+        "ground_truth": 0,
+        "predicted_class_id": 7,
+        "predicted_class_name": "blue",
+        "true_class_id": 3,
+        "true_class_name": "red",
+        "iou": 0.8,
+    }
     assert matches["missed"][0] == {"ground_truth": 1, "class_id": 3, "class_name": "red"}
 
 

@@ -70,7 +70,18 @@ def test_typed_dict_mirrors_the_zod_schema(name):
 def test_every_typed_dict_has_a_schema():
     """A TypedDict without a zod schema would be a shape TypeScript never checks."""
     typed_dicts = {n for n, v in vars(protocol).items() if typing.is_typeddict(v)}
-    nested = {"EventRelay", "ResumedBest", "XaiParams", "OutputFile", "TensorInfo", "DecodeItem", "ValidationObject", "ValidationImage", "ModelInput", "ExportParams"}
+    nested = {
+        "EventRelay",
+        "ResumedBest",
+        "XaiParams",
+        "OutputFile",
+        "TensorInfo",
+        "DecodeItem",
+        "ValidationObject",
+        "ValidationImage",
+        "ModelInput",
+        "ExportParams",
+    }
     assert typed_dicts - nested == set(SCHEMAS)
 
 

@@ -23,7 +23,7 @@ function image(partial: Partial<DatasetImage>): DatasetImage {
 /** A model trained on the same dataset: its class ids are the dataset's. */
 const model = (names: string[], ids?: number[]) => ({ class_names: names, class_ids: ids ?? names.map((n) => CLASSES.find((c) => c.name === n)?.id ?? 100) });
 
-describe('ground truth in the model\'s classes', () => {
+describe("ground truth in the model's classes", () => {
   it('maps dataset class ids to model indices by name, whatever the order', () => {
     const mapping = mapClasses({ classes: CLASSES }, model(['dog', 'bird', 'cat']));
     expect([...mapping.toModel]).toEqual([
@@ -33,7 +33,7 @@ describe('ground truth in the model\'s classes', () => {
     expect(mapping.renumbered).toEqual([]);
   });
 
-  it('states classes by the model\'s ids; a test dataset that numbers a class otherwise is noted', () => {
+  it("states classes by the model's ids; a test dataset that numbers a class otherwise is noted", () => {
     const mapping = mapClasses({ classes: CLASSES }, model(['dog', 'cat'], [3, 7]));
     expect(mapping.renumbered).toEqual([{ name: 'dog', testId: 9, modelId: 3 }]);
     const truth = groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping);
@@ -66,7 +66,11 @@ describe('ground truth in the model\'s classes', () => {
 
   it('segmentation and pose carry polygons and keypoints; a pose object without keypoints has them absent', () => {
     const mapping = mapClasses({ classes: CLASSES }, model(['cat', 'dog']));
-    const seg = groundTruthOf(image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }), { taskType: 'instance_segmentation' }, mapping);
+    const seg = groundTruthOf(
+      image({ objects: [{ classId: 7, bbox: [0, 0, 10, 10], segmentation: [[0, 0, 10, 0, 10, 10]] }] }),
+      { taskType: 'instance_segmentation' },
+      mapping,
+    );
     expect(seg?.input).toEqual({ boxes: [[0, 0, 10, 10]], classes: [0], segmentations: [[[0, 0, 10, 0, 10, 10]]] });
     const pose = groundTruthOf(
       image({
@@ -106,7 +110,10 @@ describe('ground truth in the model\'s classes', () => {
 
   it('classification: the class, or null for an unlabelled image', () => {
     const mapping = mapClasses({ classes: CLASSES }, model(['cat', 'dog']));
-    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({ input: { class: 1 }, record: { class_id: 9, class_name: 'dog' } });
+    expect(groundTruthOf(image({ label: 9 }), { taskType: 'image_classification' }, mapping)).toEqual({
+      input: { class: 1 },
+      record: { class_id: 9, class_name: 'dog' },
+    });
     expect(groundTruthOf(image({}), { taskType: 'image_classification' }, mapping)).toBeNull();
   });
 });
@@ -196,8 +203,32 @@ const SUMMARY: ResultsSummary = {
   inference_type: 'inference_job',
   task_type: 'object_detection',
   checkpoint_path: 's3://b/checkpoints/job-1/best.pt',
-  model: { framework: 'ultralytics', task: 'detect', class_names: ['cat'], class_ids: [0], class_ids_stored: true, model_name: 'yolo11n', architecture: 'DetectionModel', training_image_size: 640, keypoint_shape: null, xai_layers: [], prediction_confidence: 0.25 },
-  settings: { batch_size: 2, image_size: 64, confidence_threshold: 0.25, iou_threshold: 0.45, device: 'cpu', dataset_id: null, test_split: null, split_source: null, xai_method: null, llm_model: null, max_visualizations: 10 },
+  model: {
+    framework: 'ultralytics',
+    task: 'detect',
+    class_names: ['cat'],
+    class_ids: [0],
+    class_ids_stored: true,
+    model_name: 'yolo11n',
+    architecture: 'DetectionModel',
+    training_image_size: 640,
+    keypoint_shape: null,
+    xai_layers: [],
+    prediction_confidence: 0.25,
+  },
+  settings: {
+    batch_size: 2,
+    image_size: 64,
+    confidence_threshold: 0.25,
+    iou_threshold: 0.45,
+    device: 'cpu',
+    dataset_id: null,
+    test_split: null,
+    split_source: null,
+    xai_method: null,
+    llm_model: null,
+    max_visualizations: 10,
+  },
   generated_at: new Date().toISOString(),
   num_images: 3,
   failed_images: 1,

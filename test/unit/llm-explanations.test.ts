@@ -23,7 +23,12 @@ const DETECTION: ExplanationContext = {
   width: 640,
   height: 480,
   predictions: { boxes: [{ bbox: [10, 20, 110, 220], class_id: 0, class_name: 'person', confidence: 0.91 }] },
-  groundTruth: { objects: [{ bbox: [12, 18, 108, 221], class_id: 0, class_name: 'person' }, { bbox: [300, 300, 340, 360], class_id: 1, class_name: 'dog' }] },
+  groundTruth: {
+    objects: [
+      { bbox: [12, 18, 108, 221], class_id: 0, class_name: 'person' },
+      { bbox: [300, 300, 340, 360], class_id: 1, class_name: 'dog' },
+    ],
+  },
   metrics: {
     precision: 1,
     recall: 0.5,

@@ -203,8 +203,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return metadata_of(load_checkpoint(path))
 
 
-def load_for_resume(path: str | os.PathLike, *, framework: str, model_name: str, class_names: list[str], class_ids: list[int], task_type: str,
-                    image_size: int) -> dict[str, Any]:
+def load_for_resume(
+    path: str | os.PathLike, *, framework: str, model_name: str, class_names: list[str], class_ids: list[int], task_type: str, image_size: int
+) -> dict[str, Any]:
     """The checkpoint RESUME_CHECKPOINT_PATH names, refused (ValueError, saying why) when it is
     not ours, belongs to another framework, model, task, class list or image size, or has no
     optimizer state."""

@@ -16,6 +16,7 @@ has none: its indices are taken as its ids, and `stored` is False so callers can
 Tables (per-class rows, confusion matrices) are ordered by ascending class id, the order a
 backend reading a dataset's classes would expect; `ordered_ids` states it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

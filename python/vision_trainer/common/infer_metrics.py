@@ -265,8 +265,15 @@ class ClassificationEvaluator:
         defined = lambda v: None if np.isnan(v) else float(v)  # noqa: E731
         ap = one_vs_rest_ap(np.stack(self.scores), np.asarray(self.true), len(self.names)) if self.scores else [None] * len(self.names)
         per_class = [
-            {"class_id": c, "class_name": self.names[c], "precision": defined(precision[i]), "recall": defined(recall[i]), "f1": defined(f1[i]), "ap": ap[c],
-             "support": int(support[i])}
+            {
+                "class_id": c,
+                "class_name": self.names[c],
+                "precision": defined(precision[i]),
+                "recall": defined(recall[i]),
+                "f1": defined(f1[i]),
+                "ap": ap[c],
+                "support": int(support[i]),
+            }
             for i, c in enumerate(labels)
         ]
         # Macro averages over the classes present in the test set, skipping undefined values, as

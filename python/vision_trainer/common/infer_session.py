@@ -55,8 +55,10 @@ class Session:
         self.evaluator = None
         self.class_ids = self.backend.class_ids
         if not self.class_ids.stored:
-            LOG.warning("the checkpoint does not say which dataset class id each of its outputs is (it was written before class ids were stored, "
-                        "or not by vision-trainer): its output indices are reported as the class ids")
+            LOG.warning(
+                "the checkpoint does not say which dataset class id each of its outputs is (it was written before class ids were stored, "
+                "or not by vision-trainer): its output indices are reported as the class ids"
+            )
         if params.get("evaluate"):
             if self.backend.task == "classify":
                 self.evaluator = ClassificationEvaluator(self.backend.names)
@@ -77,8 +79,13 @@ class Session:
             self.explainer = CamExplainer(network, layers, method, self.backend.xai_reshape_for(root, self.xai_layers))
 
     def info(self) -> dict:
-        return {**self.backend.info(), "class_ids": self.class_ids.ids, "class_ids_stored": self.class_ids.stored, "xai_layers": self.xai_layers,
-                "prediction_confidence": self.predict_conf}
+        return {
+            **self.backend.info(),
+            "class_ids": self.class_ids.ids,
+            "class_ids_stored": self.class_ids.stored,
+            "xai_layers": self.xai_layers,
+            "prediction_confidence": self.predict_conf,
+        }
 
     def predict(self, items: list[dict]) -> dict:
         paths = [item["path"] for item in items]
@@ -114,7 +121,13 @@ class Session:
         if item.get("visualization_path"):
             self.backend.render(shown, item["visualization_path"], ground_truth if evaluate else None, metrics)
         # The backends speak the model's class indices; what leaves carries the dataset's ids.
-        out = {"width": width, "height": height, "predictions": self.class_ids.predictions(reported), "metrics": self.class_ids.evaluation(metrics), "xai": None}
+        out = {
+            "width": width,
+            "height": height,
+            "predictions": self.class_ids.predictions(reported),
+            "metrics": self.class_ids.evaluation(metrics),
+            "xai": None,
+        }
         if self.explainer is not None and item.get("xai_path"):
             out["xai"] = self._explain(item, reported)
         return out

@@ -21,8 +21,17 @@ Relay = Callable[[str, dict], Any]
 
 
 class TrainerEvents:
-    def __init__(self, emit: Callable | None, *, primary_metric: str, epochs: int, class_ids: ClassIds, best_metric: float | None = None,
-                 best_epoch: int | None = None, relay: Relay | None = None):
+    def __init__(
+        self,
+        emit: Callable | None,
+        *,
+        primary_metric: str,
+        epochs: int,
+        class_ids: ClassIds,
+        best_metric: float | None = None,
+        best_epoch: int | None = None,
+        relay: Relay | None = None,
+    ):
         self.emit = emit
         self.class_ids = class_ids
         self.relay = relay
@@ -44,8 +53,17 @@ class TrainerEvents:
         """`best_path`: a resumed run's best weights so far (the checkpoint it resumed from, when
         that was the best), which TypeScript keeps as the best until an epoch beats it."""
         best = {"epoch": int(self.best_epoch), "value": self.best_metric, "path": str(best_path)} if best_path and self.best_epoch is not None else None
-        self._send("start", {"epochs": self.epochs, "start_epoch": int(start_epoch), "batches_per_epoch": int(batches_per_epoch), "device": str(device),
-                             "save_dir": str(save_dir), "best": best})
+        self._send(
+            "start",
+            {
+                "epochs": self.epochs,
+                "start_epoch": int(start_epoch),
+                "batches_per_epoch": int(batches_per_epoch),
+                "device": str(device),
+                "save_dir": str(save_dir),
+                "best": best,
+            },
+        )
 
     def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
         self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})
@@ -94,8 +112,9 @@ class TrainerEvents:
             },
         )
 
-    def validation(self, details: dict[str, Any], *, num_images: int, seconds: float | None, image_results_file: str | None = None,
-                   model_size_mb: float | None = None) -> dict[str, Any]:
+    def validation(
+        self, details: dict[str, Any], *, num_images: int, seconds: float | None, image_results_file: str | None = None, model_size_mb: float | None = None
+    ) -> dict[str, Any]:
         """The `validation` member of an epoch event from the trainer's metrics: `details` holds
         "metrics", "per_class_metrics" (class_id = the framework's index) and "confusion_matrix"
         (classification, index order) or "pr_curves" (detection). Class ids leave as the

@@ -14,6 +14,7 @@ src/jobs/train/validation-results.ts (docs/schemas/images.schema.json):
                   "predictions", "ground_truth", "metrics"}, ...],
      "num_images"}
 """
+
 from __future__ import annotations
 
 import json

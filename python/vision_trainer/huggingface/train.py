@@ -337,8 +337,15 @@ class _HfRun:
     def _resume(self, path: str) -> None:
         """Everything about the model comes from the checkpoint (its config, normalisation,
         prompts), so a resumed run continues exactly the model it stopped."""
-        ckpt = load_for_resume(path, framework="huggingface", model_name=self.model_name, class_names=self.class_names, class_ids=self.class_ids.ids, task_type=self.task,
-                               image_size=self.image_size)
+        ckpt = load_for_resume(
+            path,
+            framework="huggingface",
+            model_name=self.model_name,
+            class_names=self.class_names,
+            class_ids=self.class_ids.ids,
+            task_type=self.task,
+            image_size=self.image_size,
+        )
         self.model = hf_model_from_checkpoint(ckpt)
         self.start_epoch = int(ckpt["epoch"])
         if self.start_epoch >= self.epochs:
@@ -518,8 +525,14 @@ class _HfRun:
         )
 
         trainer.remove_callback(PrinterCallback)  # the events report; no metric dicts on stdout
-        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, class_ids=self.class_ids, best_metric=self.best_metric,
-                               best_epoch=self.best_epoch)
+        events = TrainerEvents(
+            emit,
+            primary_metric=self.params["primary_metric"],
+            epochs=self.epochs,
+            class_ids=self.class_ids,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+        )
         forwarder = _EventForwarder(self, events, epoch_loss, trainer, steps_per_epoch)
         trainer.add_callback(forwarder)
         trainer.train()
@@ -547,8 +560,13 @@ class _EventForwarder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The device the Trainer placed the model on (it picks the first visible GPU itself).
-        self.events.start(start_epoch=self.run.start_epoch, batches_per_epoch=self.steps_per_epoch, device=str(args.device),
-                          save_dir=str(self.run.checkpoints.dir.parent), best_path=self.run.checkpoints.best_path)
+        self.events.start(
+            start_epoch=self.run.start_epoch,
+            batches_per_epoch=self.steps_per_epoch,
+            device=str(args.device),
+            save_dir=str(self.run.checkpoints.dir.parent),
+            best_path=self.run.checkpoints.best_path,
+        )
         if self.events.stop_requested:
             control.should_training_stop = True
 
@@ -591,11 +609,23 @@ class _EventForwarder(TrainerCallback):
             run.best_metric, run.best_epoch = events.best_metric, events.best_epoch
         run.save(epoch=self.epoch, epoch_complete=True, metrics=details["metrics"], is_best=is_best, optimizer=optimizer)
         events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best)
-        events.epoch(epoch=self.epoch, losses={"loss": self.epoch_loss.mean}, learning_rate=self.trainer.last_lr,
-                     validation=events.validation(details, num_images=len(run.val_set), seconds=float(metrics.get("eval_runtime") or 0.0),
-                                                  image_results_file=details.get("image_results_file"), model_size_mb=model_size_mb(run.model)),
-                     is_best=is_best, epoch_time_seconds=time.perf_counter() - self.epoch_started)
-        log.info("epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else "")
+        events.epoch(
+            epoch=self.epoch,
+            losses={"loss": self.epoch_loss.mean},
+            learning_rate=self.trainer.last_lr,
+            validation=events.validation(
+                details,
+                num_images=len(run.val_set),
+                seconds=float(metrics.get("eval_runtime") or 0.0),
+                image_results_file=details.get("image_results_file"),
+                model_size_mb=model_size_mb(run.model),
+            ),
+            is_best=is_best,
+            epoch_time_seconds=time.perf_counter() - self.epoch_started,
+        )
+        log.info(
+            "epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else ""
+        )
         run.last_validation = None
         if events.stop_requested:
             control.should_training_stop = True

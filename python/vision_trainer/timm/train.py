@@ -227,8 +227,15 @@ class _TimmRun:
         self.versions = {"torch": torch.__version__, "timm": timm.__version__}
 
     def _resume(self, path: str) -> None:
-        ckpt = load_for_resume(path, framework="timm", model_name=self.model_name, class_names=self.class_names, class_ids=self.class_ids.ids,
-                               task_type=self.params["task_type"], image_size=self.image_size)
+        ckpt = load_for_resume(
+            path,
+            framework="timm",
+            model_name=self.model_name,
+            class_names=self.class_names,
+            class_ids=self.class_ids.ids,
+            task_type=self.params["task_type"],
+            image_size=self.image_size,
+        )
         state = ckpt["training_state"]
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -322,15 +329,26 @@ class _TimmRun:
         return details, len(all_targets), time.perf_counter() - started, images_json
 
     def fit(self, emit) -> dict[str, Any]:
-        events = TrainerEvents(emit, primary_metric=self.params["primary_metric"], epochs=self.epochs, class_ids=self.class_ids, best_metric=self.best_metric,
-                               best_epoch=self.best_epoch)
+        events = TrainerEvents(
+            emit,
+            primary_metric=self.params["primary_metric"],
+            epochs=self.epochs,
+            class_ids=self.class_ids,
+            best_metric=self.best_metric,
+            best_epoch=self.best_epoch,
+        )
         num_updates = self.start_epoch * len(self.train_loader)
         if self.start_epoch:
             # As timm's train.py does after a resume: the schedule is a function of EPOCHS and the
             # epochs done, so it is positioned rather than restored (a resume may extend EPOCHS).
             self.scheduler.step(self.start_epoch)
-        events.start(start_epoch=self.start_epoch, batches_per_epoch=len(self.train_loader), device=str(self.device), save_dir=str(self.checkpoints.dir.parent),
-                     best_path=self.checkpoints.best_path)
+        events.start(
+            start_epoch=self.start_epoch,
+            batches_per_epoch=len(self.train_loader),
+            device=str(self.device),
+            save_dir=str(self.checkpoints.dir.parent),
+            best_path=self.checkpoints.best_path,
+        )
         last_epoch = self.start_epoch
         for epoch in range(self.start_epoch, self.epochs):
             started = time.perf_counter()
@@ -358,11 +376,19 @@ class _TimmRun:
                 training_state=self.training_state(),
             )
             events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best)
-            events.epoch(epoch=epoch + 1, losses={"loss": train_loss}, learning_rate=learning_rate,
-                         validation=events.validation(details, num_images=num_images, seconds=val_seconds, image_results_file=images_json,
-                                                      model_size_mb=model_size_mb(self.model)), is_best=is_best,
-                         epoch_time_seconds=time.perf_counter() - started)
-            log.info("epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else "")
+            events.epoch(
+                epoch=epoch + 1,
+                losses={"loss": train_loss},
+                learning_rate=learning_rate,
+                validation=events.validation(
+                    details, num_images=num_images, seconds=val_seconds, image_results_file=images_json, model_size_mb=model_size_mb(self.model)
+                ),
+                is_best=is_best,
+                epoch_time_seconds=time.perf_counter() - started,
+            )
+            log.info(
+                "epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else ""
+            )
             last_epoch = epoch + 1
             if events.stop_requested:
                 break

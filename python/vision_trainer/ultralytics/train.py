@@ -168,7 +168,11 @@ class _ValidationCapture:
             boxes = scaled["bboxes"].cpu().numpy()[keep]
             cls = scaled["cls"].cpu().numpy().astype(int)[keep]
             gt_cls = pbatch["cls"].cpu().numpy().astype(int).reshape(-1)
-            gt_boxes = ops.scale_boxes(pbatch["imgsz"], pbatch["bboxes"].clone(), pbatch["ori_shape"], ratio_pad=pbatch["ratio_pad"]).cpu().numpy() if len(gt_cls) else np.zeros((0, 4))
+            gt_boxes = (
+                ops.scale_boxes(pbatch["imgsz"], pbatch["bboxes"].clone(), pbatch["ori_shape"], ratio_pad=pbatch["ratio_pad"]).cpu().numpy()
+                if len(gt_cls)
+                else np.zeros((0, 4))
+            )
             pred_kpts = gt_kpts = None
             if self.task == "pose":
                 pose = validator._prepare_batch(si, batch)
@@ -188,12 +192,14 @@ class _ValidationCapture:
                 truth.append(obj)
             matches = match_objects(gt_boxes, gt_cls, boxes, conf[keep], cls, MATCH_IOU_THRESHOLD)
             h, w = (int(v) for v in pbatch["ori_shape"][:2])
-            self.writer.add({
-                **self.output.named(str(pbatch["im_file"]), w, h),
-                "predictions": {"boxes": objects},
-                "ground_truth": {"objects": truth},
-                "metrics": ids.evaluation(image_metrics(matches, len(objects), len(truth))),
-            })
+            self.writer.add(
+                {
+                    **self.output.named(str(pbatch["im_file"]), w, h),
+                    "predictions": {"boxes": objects},
+                    "ground_truth": {"objects": truth},
+                    "metrics": ids.evaluation(image_metrics(matches, len(objects), len(truth))),
+                }
+            )
 
 
 class _Reporter:
@@ -315,8 +321,13 @@ class _Reporter:
         images_json = self.capture.finish(details)
         dataset = getattr(getattr(validator, "dataloader", None), "dataset", None)
         model = getattr(trainer.ema, "ema", None) or trainer.model
-        return self.events.validation(details, num_images=len(dataset) if dataset is not None else int(getattr(validator, "seen", 0)),
-                                      seconds=self.val_seconds, image_results_file=images_json, model_size_mb=model_size_mb(model))
+        return self.events.validation(
+            details,
+            num_images=len(dataset) if dataset is not None else int(getattr(validator, "seen", 0)),
+            seconds=self.val_seconds,
+            image_results_file=images_json,
+            model_size_mb=model_size_mb(model),
+        )
 
     def on_train_end(self, trainer):
         self.capture.discard()
@@ -444,8 +455,13 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
 
     relay = params["event_relay"]
     class_ids = ClassIds(params["class_ids"], params["class_names"])
-    events = TrainerEvents(emit, primary_metric=params["primary_metric"], epochs=int(params["epochs"]), class_ids=class_ids,
-                           relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None)
+    events = TrainerEvents(
+        emit,
+        primary_metric=params["primary_metric"],
+        epochs=int(params["epochs"]),
+        class_ids=class_ids,
+        relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None,
+    )
     reporter = _Reporter(events, task, _ValidationCapture(ValidationImages(params, class_ids), task))
     for event, fn in reporter.callbacks().items():
         model.add_callback(event, fn)

@@ -101,7 +101,11 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
 
   const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as ImageFolderClass).name);
   const used = usedSplits(images);
-  await prepareOutputDir(root, ['train', 'val', 'test', 'classes.txt', VAL_IMAGES_FILE], used.flatMap((split) => classes.map((c) => join(split, c.folder))));
+  await prepareOutputDir(
+    root,
+    ['train', 'val', 'test', 'classes.txt', VAL_IMAGES_FILE],
+    used.flatMap((split) => classes.map((c) => join(split, c.folder))),
+  );
 
   const linker = new ImageLinker();
   const splitDirs: Partial<Record<SplitName, string>> = {};

@@ -23,7 +23,17 @@ import { VisionTrainerError } from '../../errors.js';
 import type { Dataset, DatasetImage, DatasetObject } from '../model.js';
 import { COCO_KEYPOINT_FLIP_INDEX, COCO_KEYPOINT_NAMES, type SplitName, type TaskType } from '../schema.js';
 import type { SplitAssignment } from '../splits.js';
-import { ImageLinker, type IndexedImage, prepareOutputDir, UniqueNames, VAL_IMAGES_FILE, writeFilesInSlices, writeValImages, type FileWork, type LinkMode } from './files.js';
+import {
+  ImageLinker,
+  type IndexedImage,
+  prepareOutputDir,
+  UniqueNames,
+  VAL_IMAGES_FILE,
+  writeFilesInSlices,
+  writeValImages,
+  type FileWork,
+  type LinkMode,
+} from './files.js';
 import { mergeMultiSegment } from './polygons.js';
 
 export type YoloTask = 'detect' | 'segment' | 'pose';

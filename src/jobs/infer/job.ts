@@ -115,7 +115,9 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     logger.info(`Images: ${images.source.description}; batch size ${config.batchSize}`);
     const truth = images.dataset ? { dataset: images.dataset, mapping: mapClasses(images.dataset, model) } : undefined;
     for (const r of truth?.mapping.renumbered ?? []) {
-      logger.warn(`Class ${JSON.stringify(r.name)} is id ${r.testId} in the test dataset and id ${r.modelId} in the model's training dataset: results use ${r.modelId}, as the model's predictions do`);
+      logger.warn(
+        `Class ${JSON.stringify(r.name)} is id ${r.testId} in the test dataset and id ${r.modelId} in the model's training dataset: results use ${r.modelId}, as the model's predictions do`,
+      );
     }
     const onProgress = (p: InferenceProgress) => void ctx.events.emit({ type: 'progress', ...p });
     await predictAll(images.source, { config, session, writer, uploads, explainer, truth, scratchDir: ctx.work.path, stop, logger, onProgress }, stats);

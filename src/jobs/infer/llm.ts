@@ -25,7 +25,13 @@ const MAX_TOKENS = 500;
 const MAX_DETECTIONS_DESCRIBED = 10;
 
 /** Text, or a list of texts joined into one (models sometimes list the alternatives). */
-const TextOrList = z.union([z.string(), z.array(z.string()).max(10).transform((items) => items.join('; '))]);
+const TextOrList = z.union([
+  z.string(),
+  z
+    .array(z.string())
+    .max(10)
+    .transform((items) => items.join('; ')),
+]);
 
 /** What the model must answer: the design's object. `alternatives` is accepted for `alternative_considerations`. */
 export const LlmAnswerSchema = z.preprocess(
@@ -137,7 +143,10 @@ export class Explainer {
         this.options.logger.warn(`LLM explanation for ${context.fileName} kept as text: the answer was not the JSON object asked for, twice (${problem})`);
         return { available: true, format: 'text', summary: text.trim(), key_factors: [], confidence_reasoning: '', alternative_considerations: '', ...stamp };
       }
-      messages.push({ role: 'assistant', content: text }, { role: 'user', content: `That was not the JSON object asked for (${problem}). Answer again with only the JSON object.` });
+      messages.push(
+        { role: 'assistant', content: text },
+        { role: 'user', content: `That was not the JSON object asked for (${problem}). Answer again with only the JSON object.` },
+      );
     }
     throw new InvalidAnswerError(`the model gave no usable answer, twice (${problem})`);
   }
@@ -194,21 +203,29 @@ export function buildPrompt(c: ExplanationContext): string {
   }
   if (c.groundTruth && c.metrics) {
     if ('correct' in c.metrics && 'class_name' in c.groundTruth) {
-      lines.push(`Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.metrics.correct ? 'correct' : 'wrong'}${c.metrics.top5_correct ? '' : ' and the true class is not in the top 5'}.`);
+      lines.push(
+        `Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.metrics.correct ? 'correct' : 'wrong'}${c.metrics.top5_correct ? '' : ' and the true class is not in the top 5'}.`,
+      );
     } else if ('matched' in c.metrics) {
       const e = c.metrics;
-      lines.push(`Ground truth: ${e.matched.length} found, ${e.wrong_class.length} found with the wrong class, ${e.missed.length} missed, ${e.false_positives.length} false detections.`);
+      lines.push(
+        `Ground truth: ${e.matched.length} found, ${e.wrong_class.length} found with the wrong class, ${e.missed.length} missed, ${e.false_positives.length} false detections.`,
+      );
       if (e.missed.length) lines.push(`Missed: ${e.missed.map((m) => m.class_name).join(', ')}.`);
       if (e.wrong_class.length) lines.push(`Confused: ${e.wrong_class.map((w) => `${w.true_class_name} taken for ${w.predicted_class_name}`).join(', ')}.`);
     }
   }
   const x = c.xai;
-  const stats = x && !x.error ? (x as Record<string, unknown>)[x.method] as XaiStatistics | undefined : undefined;
+  const stats = x && !x.error ? ((x as Record<string, unknown>)[x.method] as XaiStatistics | undefined) : undefined;
   if (x && stats) {
     lines.push('', `${x.method} heatmap (layers ${x.target_layers.join(', ')}), values scaled to 0-1:`);
-    if (stats.mean_activation != null) lines.push(`- mean activation ${stats.mean_activation.toFixed(2)}; ${pct(stats.high_activation_fraction ?? 0)} of the image above 0.5`);
+    if (stats.mean_activation != null)
+      lines.push(`- mean activation ${stats.mean_activation.toFixed(2)}; ${pct(stats.high_activation_fraction ?? 0)} of the image above 0.5`);
     if (stats.peak) lines.push(`- strongest point at (${stats.peak.x}, ${stats.peak.y})`);
-    if (stats.top_regions.length) lines.push(`- top regions (x, y, w, h, score): ${stats.top_regions.map((r) => `(${r.x}, ${r.y}, ${r.w}, ${r.h}, ${(r.score ?? 0).toFixed(2)})`).join('; ')}`);
+    if (stats.top_regions.length)
+      lines.push(
+        `- top regions (x, y, w, h, score): ${stats.top_regions.map((r) => `(${r.x}, ${r.y}, ${r.w}, ${r.h}, ${(r.score ?? 0).toFixed(2)})`).join('; ')}`,
+      );
     if (stats.activation_in_predictions != null) lines.push(`- ${pct(stats.activation_in_predictions)} of the activation lies inside the detected boxes`);
   }
   lines.push(

@@ -126,7 +126,13 @@ function plan(image: JobImage, total: number, parts: LoopParts, visDir: string, 
 }
 
 /** One image's entry in results.json, once its pictures are stored and its explanation is back. */
-async function imageResult(parts: LoopParts, stats: LoopStats, image: JobImage, done: (Planned & { outcome: ImageOutcome }) | undefined, perImageMs: number | null): Promise<ImageResult> {
+async function imageResult(
+  parts: LoopParts,
+  stats: LoopStats,
+  image: JobImage,
+  done: (Planned & { outcome: ImageOutcome }) | undefined,
+  perImageMs: number | null,
+): Promise<ImageResult> {
   const base = { image_path: image.source, index: image.index, image_id: image.imageId, file_name: image.fileName, ground_truth: done?.truth?.record ?? null };
   if (!done || 'error' in done.outcome) {
     const error = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : 'not processed');
@@ -140,7 +146,16 @@ async function imageResult(parts: LoopParts, stats: LoopStats, image: JobImage, 
   const heatmap = upload(outcome.xai?.error === null ? item.xai_path : null, xaiPrefix(config.inferenceType, config.jobId));
   const explanation: Promise<Explanation | null> =
     explainer && done.sampled
-      ? explainer.explain({ taskType: config.taskType, fileName: image.fileName, width: outcome.width, height: outcome.height, predictions: outcome.predictions, groundTruth: done.truth?.record ?? null, metrics: outcome.metrics, xai: outcome.xai })
+      ? explainer.explain({
+          taskType: config.taskType,
+          fileName: image.fileName,
+          width: outcome.width,
+          height: outcome.height,
+          predictions: outcome.predictions,
+          groundTruth: done.truth?.record ?? null,
+          metrics: outcome.metrics,
+          xai: outcome.xai,
+        })
       : Promise.resolve(null);
   const [visualizationUri, heatmapUri, explained] = await Promise.all([visualization, heatmap, explanation]);
   if (visualizationUri) stats.stored.visualizations++;

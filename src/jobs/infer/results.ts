@@ -20,7 +20,14 @@
  * per-image validation results of training (images.json) use the same vocabulary.
  */
 import { z } from 'zod';
-import { ConfusionMatrixClassIdsSchema, ConfusionMatrixSchema, MetricsSchema, PerClassMetricSchema, PrCurveSchema, TimestampSchema } from '../../callbacks/schemas.js';
+import {
+  ConfusionMatrixClassIdsSchema,
+  ConfusionMatrixSchema,
+  MetricsSchema,
+  PerClassMetricSchema,
+  PrCurveSchema,
+  TimestampSchema,
+} from '../../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
 import { XAI_METHODS } from '../../config/variables.js';
 
@@ -134,7 +141,10 @@ export const XaiStatisticsSchema = z.object({
 /** `method` when an image is explained by the LLM without a heatmap (ENABLE_XAI off). */
 export const NO_HEATMAP_METHOD = 'none';
 
-const statisticsByMethod = Object.fromEntries(XAI_METHODS.map((m) => [m, XaiStatisticsSchema.optional()])) as Record<(typeof XAI_METHODS)[number], z.ZodOptional<typeof XaiStatisticsSchema>>;
+const statisticsByMethod = Object.fromEntries(XAI_METHODS.map((m) => [m, XaiStatisticsSchema.optional()])) as Record<
+  (typeof XAI_METHODS)[number],
+  z.ZodOptional<typeof XaiStatisticsSchema>
+>;
 
 /** What Python reports for one heatmap: the design's `{method, <method>: statistics}` plus what it explains; `error` set (and no statistics) when it failed. */
 export const XaiOutcomeSchema = z.object({

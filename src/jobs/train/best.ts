@@ -147,7 +147,8 @@ export class BestCheckpoint {
     this.file = copy;
     this.state = { epoch: candidate.epoch, value: candidate.value, score: candidate.score, metrics: { ...candidate.metrics }, decidedBy: decision.decidedBy };
     if (previous) await rm(previous, { force: true });
-    if (decision.decidedBy === 'backend' && !byScore) this.logger.info(`Epoch ${candidate.epoch} is the best because the backend answered is_best; its score alone would not have made it the best`);
+    if (decision.decidedBy === 'backend' && !byScore)
+      this.logger.info(`Epoch ${candidate.epoch} is the best because the backend answered is_best; its score alone would not have made it the best`);
     this.onBest(this.toJSON(), decision);
     return decision;
   }

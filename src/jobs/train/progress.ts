@@ -128,7 +128,13 @@ export class TrainingProgress {
       const answer = this.track(this.reportValidation(e.epoch, v));
       const saved = this.lastSaved?.epoch === e.epoch ? this.lastSaved : undefined;
       if (saved) {
-        const candidate = { epoch: e.epoch, value: v.primary_metric_value, score: e.fitness ?? v.primary_metric_value, metrics: { ...v.metrics }, checkpointPath: saved.path };
+        const candidate = {
+          epoch: e.epoch,
+          value: v.primary_metric_value,
+          score: e.fitness ?? v.primary_metric_value,
+          metrics: { ...v.metrics },
+          checkpointPath: saved.path,
+        };
         void this.bestCheckpoint.consider(candidate, answer);
       }
     },
@@ -143,9 +149,13 @@ export class TrainingProgress {
     let imageResultsUri: string | null = null;
     if (v.image_results_file) {
       try {
-        imageResultsUri = await this.storage.uploadFile(v.image_results_file, validationImagesKey(this.config.jobId, epoch), { contentType: 'application/json' });
+        imageResultsUri = await this.storage.uploadFile(v.image_results_file, validationImagesKey(this.config.jobId, epoch), {
+          contentType: 'application/json',
+        });
       } catch (err) {
-        this.ctx.logger.warn(`Per-image validation results of epoch ${epoch} were not uploaded; the validation callback goes without them: ${asVisionTrainerError(err).message}`);
+        this.ctx.logger.warn(
+          `Per-image validation results of epoch ${epoch} were not uploaded; the validation callback goes without them: ${asVisionTrainerError(err).message}`,
+        );
       }
     }
     const event: RunEventOf<'validation'> = {
@@ -187,7 +197,8 @@ export class TrainingProgress {
     await this.uploads.enqueue(path, epochCheckpointKey(this.config.jobId, epoch), (uri) => {
       // Whether this epoch is the best is known once its validation is answered (best.ts).
       const decision = this.bestCheckpoint.decisionFor(epoch);
-      const report = (isBest: boolean) => this.emit({ type: 'checkpoint', epoch, uri, isBest, reason, metrics: { ...this.best.metrics }, bestEpoch: this.best.epoch });
+      const report = (isBest: boolean) =>
+        this.emit({ type: 'checkpoint', epoch, uri, isBest, reason, metrics: { ...this.best.metrics }, bestEpoch: this.best.epoch });
       if (!decision) return report(this.best.epoch === epoch);
       return decision.then((d) => report(d.isBest));
     });

@@ -110,7 +110,14 @@ class TrainingReporter {
     this.client.event({
       event_type: 'checkpoint_saved',
       message: event.reason === 'best' ? `Best checkpoint saved (epoch ${event.epoch})` : `Checkpoint saved at epoch ${event.epoch}`,
-      data: { checkpoint_path: event.uri, epoch: event.epoch, is_best: event.isBest, best_epoch: event.bestEpoch ?? null, reason: event.reason, metrics: event.metrics },
+      data: {
+        checkpoint_path: event.uri,
+        epoch: event.epoch,
+        is_best: event.isBest,
+        best_epoch: event.bestEpoch ?? null,
+        reason: event.reason,
+        metrics: event.metrics,
+      },
     });
   }
 }
