@@ -40,10 +40,10 @@ export interface CallbackReceiverOptions {
   serveOther?: (req: IncomingMessage, res: ServerResponse) => boolean;
   /**
    * How a validation callback is answered: `is_best` (left out when undefined: the job then
-   * judges the epoch by its score), after `delayMs`. By default the receiver answers as a
-   * backend tracking the best primary metric per job would.
+   * judges the epoch by its score), after `delayMs`. Returning undefined, or leaving this out,
+   * answers as a backend tracking the best primary metric per job would.
    */
-  answerValidation?: (jobId: string, body: CallbackPayload<'validation'>) => { isBest?: boolean | undefined; delayMs?: number };
+  answerValidation?: (jobId: string, body: CallbackPayload<'validation'>) => { isBest?: boolean | undefined; delayMs?: number } | undefined;
 }
 
 export interface ReceivedRequest {

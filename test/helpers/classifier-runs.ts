@@ -13,6 +13,7 @@ import { ValidationImagesSchema } from '../../src/jobs/train/validation-results.
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli } from './cli.js';
 import { uploadDataset } from './datasets.js';
+import { callbackDesignProblems } from './design-contract.js';
 import { jobEnv } from './job-env.js';
 import type { ReceiverFixture } from './receiver.js';
 import type { S3Fixture } from './s3.js';
@@ -148,6 +149,8 @@ export async function expectCompleteClassifierRun(run: ClassifierRun, epochs: nu
   }
 
   for (const v of validations) await expectValidationImages(run, v, s3);
+  // Every body, as a backend written against the design's examples reads it.
+  expect(callbackDesignProblems(callbacks, validations[0]!.task_type)).toEqual([]);
 
   const checkpointPaths = callbacks
     .filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved')

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
+import { designProblems } from './design-contract.js';
 import type { Storage } from '../../src/storage/types.js';
 import { extractZip } from '../../src/storage/zip.js';
 
@@ -42,6 +43,8 @@ export async function downloadPackage(storage: Storage, jobId: string): Promise<
   const dir = join(root, 'package');
   await extractZip(zip, dir);
   const metadata = JSON.parse(readFileSync(join(dir, 'metadata.json'), 'utf8'));
+  // As a backend (or a deployment script) written against the design's metadata.json reads it.
+  expect(designProblems('metadata', metadata)).toEqual([]);
   const expectedFile = join(dir, 'samples', 'expected_predictions.json');
   const expected = existsSync(expectedFile) ? (JSON.parse(readFileSync(expectedFile, 'utf8')) as ExpectedPredictions) : undefined;
   return { dir, metadata, expected, samples: expected?.images.map((i) => join(dir, 'samples', i.image)) ?? [] };

@@ -10,6 +10,7 @@ import { expect } from 'vitest';
 import { InferenceResultsSchema, type InferenceResults } from '../../src/jobs/infer/results.js';
 import type { Storage } from '../../src/storage/types.js';
 import { runCli } from './cli.js';
+import { resultsDesignProblems } from './design-contract.js';
 import { uploadDataset } from './datasets.js';
 import { jobEnv } from './job-env.js';
 import type { ReceiverFixture } from './receiver.js';
@@ -47,7 +48,10 @@ export function inferEnv(s3: S3Fixture, backend: ReceiverFixture, jobId: string,
 }
 
 export async function readResults(storage: Storage, key: string): Promise<InferenceResults> {
-  return InferenceResultsSchema.parse(await storage.getJson(key));
+  const doc = await storage.getJson(key);
+  // As a backend written against the design's results.json reads it.
+  expect(resultsDesignProblems(doc)).toEqual([]);
+  return InferenceResultsSchema.parse(doc);
 }
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47]);

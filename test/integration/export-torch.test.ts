@@ -23,12 +23,14 @@ import {
   type ExportPackage,
 } from '../helpers/export-packages.js';
 import { jobEnv } from '../helpers/job-env.js';
+import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { TINY_CLIP, TINY_VIT } from '../helpers/classifier-runs.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
+expectDesignCallbacksAfterEach(backend);
 
 type Fixture = 'timm' | 'vit' | 'clip';
 const FIXTURES: Record<Fixture, TinyTrainingOptions> = {
@@ -88,7 +90,8 @@ describe('vision-trainer export (timm, transformers)', () => {
   it('timm to TorchScript with dynamic int8 (Linear layers): the Python wrapper runs it', async () => {
     const { done, pkg } = await exportJob('exp-timm-ts', 'timm', { EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
     expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-ts/model.torchscript`);
-    expect(pkg.metadata.optimization.quantization).toMatchObject({
+    expect(pkg.metadata.optimization.quantization).toBe('dynamic');
+    expect(pkg.metadata.optimization.quantization_details).toMatchObject({
       type: 'dynamic',
       dtype: 'int8',
       method: 'torch dynamic quantization of Linear layers (int8 weights)',

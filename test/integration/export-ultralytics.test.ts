@@ -26,12 +26,14 @@ import {
   type ExportPackage,
 } from '../helpers/export-packages.js';
 import { jobEnv } from '../helpers/job-env.js';
+import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 import { encodePng } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
+expectDesignCallbacksAfterEach(backend);
 
 type Task = 'object_detection' | 'instance_segmentation' | 'pose_estimation' | 'image_classification';
 const FIXTURES: Record<Task, TinyTrainingOptions> = {
@@ -179,7 +181,8 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(info.model_size_mb).toBeLessThan(5); // float32: 10 MB
     expect(validation.max_abs_output_diff).toBeGreaterThan(0); // quantized: no longer the same numbers
     const pkg = await downloadPackage(s3.storage(), 'exp-det-int8');
-    expect(pkg.metadata.optimization.quantization).toEqual({
+    expect(pkg.metadata.optimization.quantization).toBe('dynamic');
+    expect(pkg.metadata.optimization.quantization_details).toEqual({
       type: 'dynamic',
       dtype: 'int8',
       method: expect.stringMatching(/onnxruntime dynamic quantization/),
@@ -206,7 +209,10 @@ describe('vision-trainer export (ultralytics)', () => {
     }
     const pkg = await downloadPackage(s3.storage(), 'exp-det-openvino');
     expect(pkg.metadata.model).toMatchObject({ file: 'model.openvino', directory: true });
-    expect(pkg.metadata.optimization.quantization.method).toBe('OpenVINO float16 weight compression');
+    expect(pkg.metadata.optimization).toMatchObject({
+      quantization: 'dynamic',
+      quantization_details: { dtype: 'float16', method: 'OpenVINO float16 weight compression' },
+    });
   });
 
   it('static int8 calibrated on an unrepresentative split, ACCURACY_DROP_MAX=0: a failed completion that names the drop, exit code 5, nothing uploaded', async () => {

@@ -13,11 +13,13 @@ import { resolveSplits } from '../../src/datasets/splits.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
+import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
+expectDesignCallbacksAfterEach(backend);
 const OPENAI_KEY = 'sk-infer-cli-test-key-ABCDEF123456';
 let llm: OpenAiServer;
 let detector: TrainedModel;

@@ -23,7 +23,23 @@ import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 
 const s3 = useS3Server();
-const backend = useCallbackReceiver();
+/**
+ * The backend decides the best epoch of the resnet18 run against the score: epoch 1 is answered
+ * is_best after 3 s (epoch 2 trains and overwrites the trainer's checkpoint meanwhile); epoch 2
+ * is answered is_best exactly when its score is NOT higher than epoch 1's.
+ */
+const BACKEND_DECIDES = 'timm-resnet18';
+const firstScore = new Map<string, number | null>();
+const backend = useCallbackReceiver({
+  answerValidation: (jobId, body) => {
+    if (jobId !== BACKEND_DECIDES) return undefined;
+    if (body.epoch === 1) {
+      firstScore.set(jobId, body.primary_metric_value);
+      return { isBest: true, delayMs: 3_000 };
+    }
+    return { isBest: !((body.primary_metric_value ?? 0) > (firstScore.get(jobId) ?? 0)) };
+  },
+});
 const jobs = classifierJobs(s3, backend);
 const scratch = scratchDir('vt-timm-');
 
@@ -36,8 +52,11 @@ const doneOf = (jobId: string) =>
 
 describe('vision-trainer train (timm)', () => {
   it('resnet18 at 32 px, 2 epochs: callbacks, per-class metrics, confusion matrix, checkpoints; best.pt rebuilds the model that was validated', async () => {
-    const run = await jobs.run('timm-resnet18', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
+    const run = await jobs.run(BACKEND_DECIDES, { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 2, s3, backend);
+    // The backend's answers chose the best, against the score: best.pt below is that epoch's model.
+    const [v1, v2] = validations.map((v) => v.primary_metric_value as number);
+    expect(bestEpoch).toBe(v2! > v1! ? 1 : 2);
     expect(run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'training_started')!.body).toMatchObject({
       data: { epochs: 2, device: 'cpu' },
     });

@@ -230,3 +230,46 @@ describe('env fuzz', () => {
     }
   });
 });
+
+describe('--help says what the config enforces', () => {
+  /** The least each mode needs, beyond the variables --help calls required (local storage needs no keys). */
+  const extra: Record<'train' | 'infer' | 'export', Record<string, string>> = {
+    train: { STORAGE_TYPE: 'local' },
+    infer: { STORAGE_TYPE: 'local', INFERENCE_TYPE: 'inference_job', IMAGE_PATHS: '["s3://b/i.jpg"]' },
+    export: { STORAGE_TYPE: 'local' },
+  };
+  const values: Record<string, string> = {
+    JOB_ID: 'job-1',
+    TRACE_ID: 'trace-1',
+    BACKEND_BASE_URL: 'http://127.0.0.1:9',
+    CALLBACK_TOKEN: 'tok-very-secret-123',
+    TASK_TYPE: 'object_detection',
+    MODEL_NAME: 'yolo11n',
+    DATASET_ID: 'ds-1',
+    EPOCHS: '3',
+    INFERENCE_TYPE: 'inference_job',
+    CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt',
+    EXPORT_FORMAT: 'onnx',
+  };
+
+  for (const mode of ['train', 'infer', 'export'] as const) {
+    it(`${mode}: each variable --help calls required is refused when missing, and nothing else is needed`, () => {
+      const required = [...new Set(VARIABLES.filter((v) => v.modes.includes(mode) && v.required).map((v) => v.env[0]!))];
+      const help = helpText(mode);
+      for (const name of required) expect(help, name).toMatch(new RegExp(`  ${name}\\b[^\\n]*\\n[^\\n]*\\(required`));
+      const env = { ...Object.fromEntries(required.map((name) => [name, values[name]!])), ...extra[mode] };
+      expect(() => configFromEnv(mode, env)).not.toThrow();
+      for (const name of required) {
+        const { [name]: _, ...without } = env;
+        const e = configError(() => configFromEnv(mode, without));
+        expect(e.problems.map((p) => p.variable)).toContain(name);
+      }
+    });
+  }
+
+  it('export: MODEL_NAME is required, and its help does not say otherwise', () => {
+    const row = VARIABLES.find((v) => v.env[0] === 'MODEL_NAME' && v.modes.includes('export'))!;
+    expect(row.required).toBe(true);
+    expect(row.help).not.toMatch(/optional/i);
+  });
+});

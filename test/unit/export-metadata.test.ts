@@ -1,5 +1,6 @@
 /** metadata.json, the generated package texts and latency summaries (src/jobs/export/). */
 import { describe, expect, it } from 'vitest';
+import { designProblems } from '../helpers/design-contract.js';
 import { dockerfile, nodePackageJson, pythonRequirements, readme } from '../../src/jobs/export/docs.js';
 import { percentile, summarize } from '../../src/jobs/export/latency.js';
 import { MetadataSchema, buildMetadata, type MetadataInput, type ValidationReport } from '../../src/jobs/export/metadata.js';
@@ -38,7 +39,7 @@ const input: MetadataInput = {
   },
   optimization: {
     level: 1,
-    quantization: 'float16',
+    quantization: 'dynamic',
     quantization_details: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
     include_preprocessing: true,
     include_postprocessing: true,
@@ -72,7 +73,7 @@ describe('metadata.json', () => {
       export_format: 'openvino',
       generated_at: '2026-01-02T03:04:05.000Z',
       model: { file: 'model.openvino', directory: true, num_classes: 1, class_names: ['person'], class_ids: [4], keypoints: { shape: [17, 3] }, size_mb: 11.5 },
-      optimization: { quantization: 'float16', quantization_details: { type: 'dynamic', dtype: 'float16' } },
+      optimization: { quantization: 'dynamic', quantization_details: { type: 'dynamic', dtype: 'float16' } },
       runtime: { engines: ['openvino'], wrappers: ['python'] },
     });
     expect(Object.keys(m)).toEqual([
@@ -88,6 +89,7 @@ describe('metadata.json', () => {
       'optimization',
     ]);
     expect(MetadataSchema.parse({ ...m, validation })).toHaveProperty('validation.metric', 'mAP50-95');
+    expect(designProblems('metadata', m)).toEqual([]);
   });
 
   it('refuses what a wrapper could not run: an unknown resize, a bad threshold, no outputs', () => {

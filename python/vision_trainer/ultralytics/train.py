@@ -62,6 +62,17 @@ def check_model(params: ModelCheckParams) -> ModelCheck:
     }
 
 
+def train_losses(trainer) -> dict[str, float | None]:
+    """The running training losses by name (box_loss, cls_loss, ...) and their total as `loss`."""
+    if not trainer.tloss:
+        return {}
+    losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss, prefix="train").items()}
+    parts = [v for v in losses.values() if v is not None]
+    # A diverged component makes the total unknown too (sent as null, never NaN).
+    losses["loss"] = float(sum(parts)) if parts and all(np.isfinite(parts)) else None
+    return losses
+
+
 class FileRelay:
     """Multi-GPU (DEVICE=0,1): ultralytics trains in DDP worker processes it spawns itself, with
     our callbacks pickled into them, where the JavaScript functions of the bridge do not exist.
@@ -242,8 +253,7 @@ class _Reporter:
         self.batch_index += 1
         if failpoint("nan_loss") and trainer.tloss:
             trainer.tloss = {k: float("nan") for k in trainer.tloss}
-        losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()}
-        self.events.batch(epoch=int(trainer.epoch) + 1, batch=self.batch_index, batches=len(trainer.train_loader), losses=losses)
+        self.events.batch(epoch=int(trainer.epoch) + 1, batch=self.batch_index, batches=len(trainer.train_loader), losses=train_losses(trainer))
         self._answered(trainer)
 
     def on_train_epoch_end(self, trainer):
@@ -277,11 +287,7 @@ class _Reporter:
         if self.trained_epoch != epoch or (self.reported_epoch is not None and epoch <= self.reported_epoch):
             return
         self.reported_epoch = epoch
-        losses = {k.split("/", 1)[1]: v for k, v in trainer.label_loss_items(trainer.tloss or {}, prefix="train").items()} if trainer.tloss else {}
-        if losses:
-            parts = [v for v in losses.values() if v is not None]
-            # A diverged component makes the total unknown too (sent as null, never NaN).
-            losses["loss"] = float(sum(parts)) if parts and all(np.isfinite(parts)) else None
+        losses = train_losses(trainer)
         lr = trainer.lr or {}
         metrics = standard_metrics(trainer.metrics or {}, self.task)
         validation = self._validation(trainer, metrics)

@@ -271,8 +271,8 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
     postprocessing,
     optimization: {
       level: config.optimizationLevel,
-      // The design's string (the dtype, e.g. "int8"); how it was done in quantization_details.
-      quantization: rule ? rule.dtype : null,
+      // The design's string: QUANTIZATION_TYPE (dynamic or static), null for none; dtype and method in quantization_details.
+      quantization: rule ? rule.type : null,
       quantization_details: rule ? { type: rule.type, dtype: rule.dtype, method: rule.method } : null,
       include_preprocessing: config.includePreprocessing,
       include_postprocessing: config.includePostprocessing,

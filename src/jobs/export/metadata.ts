@@ -142,9 +142,9 @@ export const MetadataSchema = z.strictObject({
   }),
   optimization: z.strictObject({
     level: z.number().int().min(0).max(3),
-    /** The design's string: the quantized type (int8, int16, float16), or null. */
-    quantization: z.enum(['int8', 'int16', 'float16']).nullable(),
-    /** How: dynamic or static, and the method that applied it. */
+    /** The design's string: QUANTIZATION_TYPE (dynamic or static), null when not quantized. */
+    quantization: z.enum(['dynamic', 'static']).nullable(),
+    /** Not in the design: the type again, the dtype (int8, int16, float16) and the method that applied it. */
     quantization_details: z.strictObject({ type: z.enum(['dynamic', 'static']), dtype: z.enum(['int8', 'int16', 'float16']), method: z.string() }).nullable(),
     include_preprocessing: z.boolean(),
     include_postprocessing: z.boolean(),

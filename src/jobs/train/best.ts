@@ -96,9 +96,21 @@ export class BestCheckpoint {
     const copy = join(this.dir, `candidate-${++this.counter}-epoch-${candidate.epoch}.pt`);
     // A reflink where the file system has them (instant), else a plain copy.
     copyFileSync(candidate.checkpointPath, copy, constants.COPYFILE_FICLONE);
+    // An answer that arrived before the wait ran out counts, even when its turn comes after.
+    let arrived: { isBest: boolean | undefined } | undefined;
+    const settled = answer.then(
+      (isBest) => {
+        arrived = { isBest };
+        return isBest;
+      },
+      () => {
+        arrived = { isBest: undefined };
+        return undefined;
+      },
+    );
     const decided = this.chain.then(async () => {
-      const said = await Promise.race([answer.catch(() => undefined), this.expired]);
-      return this.decide(candidate, copy, said);
+      const said = await Promise.race([settled, this.expired]);
+      return this.decide(candidate, copy, arrived ? arrived.isBest : said);
     });
     this.chain = decided.then(
       () => undefined,

@@ -182,9 +182,13 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
   const { config, logger } = ctx;
   void ctx.events.emit({ type: 'stage', stage: 'uploading', message: 'Uploading best checkpoint' });
   logger.stage('Training Complete');
-  const finalPath = outcome.bestPath ?? outcome.lastPath;
-  if (!finalPath) throw new VisionTrainerError('Training finished without writing a checkpoint', { exitCode: ExitCode.framework });
+  // The backend's is_best answers decide the best epoch (best.ts): wait for those still out, then
+  // upload the weights of the epoch they chose. Without a chosen epoch (no validation, or every
+  // epoch refused) the framework's own best, else its last checkpoint, becomes best.pt.
+  await progress.settleBest();
   const best = progress.best;
+  const finalPath = progress.bestCheckpoint.path ?? outcome.bestPath ?? outcome.lastPath;
+  if (!finalPath) throw new VisionTrainerError('Training finished without writing a checkpoint', { exitCode: ExitCode.framework });
   progress.checkpointUri = await ctx.storage.uploadFile(finalPath, checkpointKey(config.jobId, 'best.pt'));
   const epoch = best.epoch ?? outcome.bestEpoch ?? progress.lastSaved?.epoch ?? config.epochs;
   void ctx.events.emit({ type: 'checkpoint', epoch, uri: progress.checkpointUri, isBest: true, reason: 'best', metrics: { ...best.metrics } });
@@ -237,8 +241,9 @@ function doneEvent(ctx: TrainContext, result: TrainResult): RunEvent {
     [`best_${primary}`]: result.bestMetricValue,
     total_time_seconds: Math.round(result.totalTimeSeconds * 10) / 10,
   };
+  // The design's final_metrics always name best_loss: null when the best epoch's validation had no loss.
   const bestLoss = result.bestMetrics?.loss;
-  if (typeof bestLoss === 'number') finalMetrics.best_loss = bestLoss;
+  finalMetrics.best_loss = typeof bestLoss === 'number' ? bestLoss : null;
   return {
     type: 'done',
     status: result.status,

@@ -21,6 +21,8 @@ class TrainingReporter {
   private lastBatchBeat = 0;
   /** The latest validation metrics, sent with every heartbeat until the next validation. */
   private latestValidation: Metrics = {};
+  /** The learning rate of the last finished epoch (null before): batch heartbeats carry it too, as the design's heartbeat does. */
+  private learningRate: number | null = null;
 
   constructor(
     private readonly client: CallbackClient,
@@ -66,7 +68,7 @@ class TrainingReporter {
     this.client.heartbeat({
       epoch: event.epoch,
       progress: Math.min(100, (done / event.epochs) * 100),
-      metrics: { ...event.losses, ...this.latestValidation },
+      metrics: { loss: null, ...event.losses, ...this.latestValidation, learning_rate: this.learningRate },
       total_epochs: event.epochs,
       batch: event.batch,
       total_batches: event.batches,
@@ -80,6 +82,7 @@ class TrainingReporter {
     const { loss: valLoss, ...validation } = event.metrics;
     this.latestValidation = valLoss === undefined ? validation : { ...validation, val_loss: valLoss };
     this.lastBatchBeat = Date.now();
+    this.learningRate = event.learningRate ?? null;
     this.client.heartbeat({
       epoch: event.epoch,
       progress: event.progress,
