@@ -163,6 +163,17 @@ function expectSamePrediction(a: PredictionJson, e: PredictionJson, t: Tolerance
   }
 }
 
+/** Every prediction names one of the model's dataset class ids (metadata.json), with that class's name. */
+export function expectDatasetClassIds(lines: WrapperLine[], metadata: Record<string, any>): void {
+  const { class_ids: ids, class_names: names } = metadata.model as { class_ids: number[]; class_names: string[] };
+  const predictions = lines.flatMap((l) => l.predictions);
+  expect(predictions.length).toBeGreaterThan(0);
+  for (const p of predictions) {
+    expect(ids).toContain(p.class_id);
+    expect(p.class_name).toBe(names[ids.indexOf(p.class_id)]);
+  }
+}
+
 /**
  * Every image's predictions match the expected ones. Predictions whose confidence sits within
  * `margin` of the confidence threshold may appear on one side only (another runtime's rounding

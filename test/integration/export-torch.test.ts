@@ -16,6 +16,7 @@ import {
   SAME_RUNTIME,
   buildCppWrapper,
   downloadPackage,
+  expectDatasetClassIds,
   expectSamePredictions,
   runCppWrapper,
   runNodeWrapper,
@@ -34,7 +35,8 @@ expectDesignCallbacksAfterEach(backend);
 
 type Fixture = 'timm' | 'vit' | 'clip';
 const FIXTURES: Record<Fixture, TinyTrainingOptions> = {
-  timm: { taskType: 'image_classification', modelName: 'resnet10t', imageSize: 32, epochs: 2 },
+  // The dataset's ids: circle 7, square 3, triangle 11 (the ImageFolder numbers them by name).
+  timm: { taskType: 'image_classification', modelName: 'resnet10t', imageSize: 32, epochs: 2, dataset: { classIds: [7, 3, 11] } },
   vit: { taskType: 'image_classification', modelName: 'vit-base-patch16-224', imageSize: 32, epochs: 2, config: { hfConfigOverrides: TINY_VIT } },
   clip: { taskType: 'zero_shot_classification', modelName: 'clip-vit-base-patch32', imageSize: 32, epochs: 2, config: { hfConfigOverrides: TINY_CLIP } },
 };
@@ -78,13 +80,16 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(done.validation_metrics.accuracy_drop).toBe(0);
     expect(done.validation_metrics.max_abs_output_diff).toBeLessThan(1e-3);
     expect(pkg.metadata).toMatchObject({
-      model: { framework: 'timm', architecture: 'resnet10t', class_names: ['circle', 'square', 'triangle'] },
+      model: { framework: 'timm', architecture: 'resnet10t', class_names: ['circle', 'square', 'triangle'], class_ids: [7, 3, 11] },
       preprocessing: { resize: { method: 'resize_shorter_center_crop', size: [32, 32] }, normalize: { method: 'standardize', mean: [0.485, 0.456, 0.406] } },
       postprocessing: { softmax: { apply: true }, top_k: 3 },
     });
-    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
-    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
-    expectSamePredictions(runCppWrapper(buildCppWrapper(pkg), pkg), recorded(pkg), OTHER_RUNTIME, 'c++');
+    const [python, node, cpp] = [runPythonWrapper(pkg), runNodeWrapper(pkg), runCppWrapper(buildCppWrapper(pkg), pkg)];
+    // Every wrapper answers in the dataset's class ids, each with its own name.
+    for (const lines of [python, node, cpp]) expectDatasetClassIds(lines, pkg.metadata);
+    expectSamePredictions(python, recorded(pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(node, recorded(pkg), SAME_RUNTIME, 'node');
+    expectSamePredictions(cpp, recorded(pkg), OTHER_RUNTIME, 'c++');
   });
 
   it('timm to TorchScript with dynamic int8 (Linear layers): the Python wrapper runs it', async () => {

@@ -13,7 +13,9 @@ import { jobEnv } from '../helpers/job-env.js';
 import { runCli } from '../helpers/cli.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
-import { writeSyntheticDataset, type SyntheticTask } from '../helpers/synthetic.js';
+import { ValidationImagesSchema } from '../../src/jobs/train/validation-results.js';
+import { callbackDesignProblems } from '../helpers/design-contract.js';
+import { contractClassIds, defaultClassNames, writeSyntheticDataset, type SyntheticTask } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
@@ -28,7 +30,15 @@ async function trainTask(
   const jobId = options.jobId ?? `cli-${task.replace(/_/g, '-')}`;
   const datasetId = `ds-${jobId}`;
   const dir = mkdtempSync(join(tmpdir(), 'vt-ds-'));
-  writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 3 });
+  // The dataset's ids are not contiguous and not in name order (circle 7, square 3, triangle 11; person 5).
+  const dataset = writeSyntheticDataset(dir, {
+    taskType: task,
+    count: 20,
+    width: 64,
+    height: 48,
+    seed: 3,
+    classIds: contractClassIds(defaultClassNames(task, undefined).length),
+  });
   await uploadDataset(s3.storage(), datasetId, dir, options.upload);
   const workDir = mkdtempSync(join(tmpdir(), 'vt-work-'));
   const result = await runCli(
@@ -47,11 +57,11 @@ async function trainTask(
   );
   const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
   const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key);
-  return { jobId, result, callbacks, keys, workDir };
+  return { jobId, task, result, callbacks, keys, workDir, dataset };
 }
 
-function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epochs: number, primary: string) {
-  const { result, callbacks, keys, jobId } = run;
+async function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epochs: number, primary: string) {
+  const { result, callbacks, keys, jobId, dataset } = run;
   expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
   // Every callback passed the receiver's schema and token checks.
   const rejected = backend.receiver.requests.filter((r) => r.status !== 200);
@@ -76,7 +86,23 @@ function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epochs: n
     expect(typeof v.primary_metric_value).toBe('number');
     expect(v.per_class_metrics.length).toBeGreaterThan(0);
     expect(v.num_images_validated).toBeGreaterThan(0);
+    // The dataset's ids, in ascending order, with the dataset's name of each.
+    const rows = v.per_class_metrics.map((p: any) => [p.class_id, p.class_name]);
+    expect(rows).toEqual([...rows].sort((a, b) => a[0] - b[0]));
+    for (const [id, name] of rows) expect(dataset.classNames[dataset.classIds.indexOf(id)]).toBe(name);
+    expect(v.metrics.inference_speed_fps).toBeGreaterThan(0);
+    expect(v.metrics.model_size_mb).toBeGreaterThan(0);
+    // The epoch's per-image results, one entry per validated image, in the dataset's ids.
+    const key = `validation-results/job-${jobId}/epoch-${v.epoch}/images.json`;
+    expect(v.image_results_path).toBe(`s3://${s3.config.bucket}/${key}`);
+    const images = ValidationImagesSchema.parse(await s3.storage().getJson(key));
+    expect(images).toMatchObject({ job_id: jobId, epoch: v.epoch, task_type: run.task });
+    expect(images.results).toHaveLength(v.num_images_validated);
+    const truth = images.results.flatMap((r) => ('objects' in r.ground_truth ? r.ground_truth.objects.map((o) => o.class_id) : [r.ground_truth.class_id]));
+    expect(truth.length).toBeGreaterThan(0);
+    for (const id of truth) expect(dataset.classIds).toContain(id);
   }
+  expect(callbackDesignProblems(callbacks, run.task)).toEqual([]);
 
   const checkpointEvents = callbacks.filter((c) => c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved').map((c) => (c.body as any).data);
   expect(checkpointEvents.map((d) => d.checkpoint_path).sort()).toEqual(
@@ -102,7 +128,7 @@ function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epochs: n
 describe('vision-trainer train (ultralytics, real training)', () => {
   it('object_detection from a dataset zip: full callback sequence, checkpoints, log, converted YOLO files', async () => {
     const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip' });
-    const { validations } = expectCompleteRun(run, 2, 'mAP50-95');
+    const { validations } = await expectCompleteRun(run, 2, 'mAP50-95');
     expect(Object.keys(validations[0]!.pr_curves).length).toBeGreaterThan(0);
     for (const curve of Object.values(validations[0]!.pr_curves) as Array<{ precision: unknown[]; recall: unknown[] }>) {
       expect(curve.precision.length).toBeLessThanOrEqual(101);
@@ -114,7 +140,8 @@ describe('vision-trainer train (ultralytics, real training)', () => {
     const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
     const data = parseYaml(readFileSync(join(work!, 'data', 'data.yaml'), 'utf8'));
     expect(data.path).toBe(join(work!, 'data'));
-    expect(data.names).toEqual({ 0: 'circle', 1: 'square', 2: 'triangle' });
+    // YOLO numbers the classes in ascending dataset id: square 3, circle 7, triangle 11.
+    expect(data.names).toEqual({ 0: 'square', 1: 'circle', 2: 'triangle' });
     const trainList = readFileSync(join(work!, 'data', 'train.txt'), 'utf8')
       .trim()
       .split('\n');
@@ -143,7 +170,7 @@ describe('vision-trainer train (ultralytics, real training)', () => {
     // DEVICE=0,1 makes ultralytics train in DDP processes the bridge cannot reach; their events
     // come through a file. Forced here on the CPU, where the same relay code runs in-process.
     const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip', jobId: 'cli-relay', env: { VISION_TRAINER_EVENT_RELAY: 'file' } });
-    expectCompleteRun(run, 2, 'mAP50-95');
+    await expectCompleteRun(run, 2, 'mAP50-95');
     const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
     const relayed = readFileSync(join(work!, 'runs', 'trainer-events.jsonl'), 'utf8')
       .trim()
@@ -155,25 +182,31 @@ describe('vision-trainer train (ultralytics, real training)', () => {
 
   it('instance_segmentation from a dataset prefix', async () => {
     const run = await trainTask('instance_segmentation', 'yolo11n-seg', { epochs: 1, upload: 'prefix' });
-    expectCompleteRun(run, 1, 'mAP50-95');
+    await expectCompleteRun(run, 1, 'mAP50-95');
     const seg = run.callbacks.find((c) => c.kind === 'validation')!.body as Record<string, any>;
     expect(seg.metrics).toHaveProperty('box_mAP50-95'); // mask metrics are primary, box metrics kept beside
   });
 
   it('pose_estimation', async () => {
     const run = await trainTask('pose_estimation', 'yolo11n-pose', { epochs: 1, upload: 'zip' });
-    expectCompleteRun(run, 1, 'mAP50-95');
+    await expectCompleteRun(run, 1, 'mAP50-95');
   });
 
   it('image_classification: accuracy and a confusion matrix; ImageFolder layout', async () => {
     const run = await trainTask('image_classification', 'yolo11n-cls', { epochs: 2, upload: 'zip' });
-    const { validations } = expectCompleteRun(run, 2, 'accuracy');
+    const { validations } = await expectCompleteRun(run, 2, 'accuracy');
     const v = validations[0]!;
     expect(v.confusion_matrix).toHaveLength(3);
     for (const row of v.confusion_matrix) expect(row).toHaveLength(3);
     const total = v.confusion_matrix.flat().reduce((a: number, b: number) => a + b, 0);
     expect(total).toBe(v.num_images_validated);
-    expect(v.per_class_metrics.map((p: any) => p.class_name)).toEqual(['circle', 'square', 'triangle']);
+    // Rows in ascending dataset id (the ImageFolder numbered them by folder name).
+    expect(v.per_class_metrics.map((p: any) => [p.class_id, p.class_name])).toEqual([
+      [3, 'square'],
+      [7, 'circle'],
+      [11, 'triangle'],
+    ]);
+    expect(v.confusion_matrix_class_ids).toEqual([3, 7, 11]);
     const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
     expect(readdirSync(join(work!, 'data', 'train')).sort()).toEqual(['circle', 'square', 'triangle']);
   });

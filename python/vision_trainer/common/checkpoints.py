@@ -36,7 +36,10 @@ Metadata keys (all plain JSON values; `load_checkpoint` returns them with the te
     primary_metric    "accuracy"
     best_metric       best primary metric value up to and including this epoch (a resumed
                       run counts from its resume point unless it resumed from its best epoch)
-    best_epoch        the epoch that reached it
+    best_epoch        the epoch that reached it, by the trainer's score when it wrote this
+                      file: the backend's is_best answers arrive later and may choose another
+                      epoch for best.pt (the job's best state, src/jobs/train/best.ts, is the
+                      authority; best.pt is a copy of the chosen epoch's checkpoint)
     job_id            the training job that wrote it
     versions          {"torch": ..., "timm" | "transformers": ...}
     model_kwargs      timm only: extra `timm.create_model` arguments (e.g. {"img_size": 32})
