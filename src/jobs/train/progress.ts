@@ -10,7 +10,7 @@ import type { RunEvent, RunEventOf } from '../../events.js';
 import type { TrainerAnswer, TrainerEvent, TrainerEventOf } from '../../frameworks/protocol.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobContext } from '../context.js';
-import { BestCheckpoint, type BestState } from './best.js';
+import { ANSWER_WAIT_MS, BestCheckpoint, type BestState } from './best.js';
 import { BackgroundUploads } from './uploads.js';
 import { answeredIsBest } from './validation-results.js';
 
@@ -186,9 +186,16 @@ export class TrainingProgress {
    * Waits for the validations still being reported and for the best epoch's decision (answers
    * not in after `answerWaitMs` count as none: the score decides).
    */
-  async settleBest(answerWaitMs?: number): Promise<void> {
-    while (this.reporting.size > 0) await Promise.allSettled([...this.reporting]);
-    await this.bestCheckpoint.settle(answerWaitMs);
+  async settleBest(answerWaitMs: number = ANSWER_WAIT_MS): Promise<void> {
+    const deadline = Date.now() + answerWaitMs;
+    let timer: NodeJS.Timeout | undefined;
+    const reported = (async () => {
+      while (this.reporting.size > 0) await Promise.allSettled([...this.reporting]);
+    })();
+    // A backend that never answers holds the end of training for answerWaitMs at most.
+    await Promise.race([reported, new Promise<void>((resolve) => (timer = setTimeout(resolve, answerWaitMs)))]);
+    clearTimeout(timer);
+    await this.bestCheckpoint.settle(Math.max(0, deadline - Date.now()));
   }
 
   /** Snapshots the checkpoint now and uploads it in the background as epoch-N.pt. */
