@@ -239,14 +239,7 @@ describe('--help says what the config enforces', () => {
     export: { STORAGE_TYPE: 'local' },
   };
   const values: Record<string, string> = {
-    JOB_ID: 'job-1',
-    TRACE_ID: 'trace-1',
-    BACKEND_BASE_URL: 'http://127.0.0.1:9',
-    CALLBACK_TOKEN: 'tok-very-secret-123',
-    TASK_TYPE: 'object_detection',
-    MODEL_NAME: 'yolo11n',
-    DATASET_ID: 'ds-1',
-    EPOCHS: '3',
+    ...base,
     INFERENCE_TYPE: 'inference_job',
     CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt',
     EXPORT_FORMAT: 'onnx',
