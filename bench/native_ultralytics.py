@@ -1,24 +1,22 @@
-"""The native baseline of bench/bridge.ts: the same ultralytics training vision-trainer runs,
-called directly from Python with the same arguments, printing one JSON line per epoch end."""
+"""The native side of bench/bridge.ts for ultralytics: the training vision-trainer runs, called
+directly from Python with the same arguments (python/vision_trainer/ultralytics/train.py's),
+reporting its resolved settings at the start and one line per epoch.
 
-import json
+    python bench/native_ultralytics.py DATA_YAML PROJECT EPOCHS BATCH IMGSZ WORKERS
+"""
 import sys
-import time
 
-t_process = time.time()
+from native_common import emit, run_settings
 
 from ultralytics import YOLO  # noqa: E402
 from ultralytics.utils import SETTINGS  # noqa: E402
 
 SETTINGS.update({"sync": False})
 data, project, epochs, batch, imgsz, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-
-
-def emit(kind, **kw):
-    print(json.dumps({"bench": kind, "t": time.time(), **kw}), flush=True)
-
+settings = run_settings()
 
 model = YOLO("yolo11n.yaml", task="detect")
+model.add_callback("on_train_start", lambda tr: emit("settings", settings=settings.ultralytics_settings(tr)))
 model.add_callback("on_train_epoch_start", lambda tr: emit("epoch_start", epoch=tr.epoch + 1) if tr.epoch == 0 else None)
 model.add_callback("on_fit_epoch_end", lambda tr: emit("epoch_end", epoch=tr.epoch + 1))
 model.train(

@@ -147,6 +147,7 @@ class StartEvent(TypedDict):
     device: str
     save_dir: NotRequired[str]
     best: NotRequired[ResumedBest | None]
+    settings: NotRequired[dict[str, Any]]
 
 
 class BatchEvent(TypedDict):

@@ -166,6 +166,8 @@ export const TrainerEventSchema = z.discriminatedUnion('kind', [
     save_dir: z.string().optional(),
     /** A resumed run whose checkpoint was the best so far: that epoch, its primary metric and its weights. */
     best: z.object({ epoch: Int, value: Num, path: z.string() }).nullable().optional(),
+    /** What the run resolved: framework arguments, threads, workers, AMP, validation and saving (common/run_settings.py). */
+    settings: z.record(z.string(), z.json()).optional(),
   }),
   z.object({ kind: z.literal('batch'), epoch: Int, epochs: Int, batch: Int, batches: Int, losses: Metrics }),
   z.object({

@@ -49,21 +49,22 @@ class TrainerEvents:
         if answer == "stop":
             self.stop_requested = True
 
-    def start(self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str, best_path: str | None = None) -> None:
+    def start(
+        self, *, start_epoch: int, batches_per_epoch: int, device: str, save_dir: str, best_path: str | None = None, settings: dict[str, Any] | None = None
+    ) -> None:
         """`best_path`: a resumed run's best weights so far (the checkpoint it resumed from, when
-        that was the best), which TypeScript keeps as the best until an epoch beats it."""
+        that was the best), which TypeScript keeps as the best until an epoch beats it.
+        `settings`: what the run resolved (common/run_settings.py), logged by the job."""
         best = {"epoch": int(self.best_epoch), "value": self.best_metric, "path": str(best_path)} if best_path and self.best_epoch is not None else None
-        self._send(
-            "start",
-            {
-                "epochs": self.epochs,
-                "start_epoch": int(start_epoch),
-                "batches_per_epoch": int(batches_per_epoch),
-                "device": str(device),
-                "save_dir": str(save_dir),
-                "best": best,
-            },
-        )
+        event = {
+            "epochs": self.epochs,
+            "start_epoch": int(start_epoch),
+            "batches_per_epoch": int(batches_per_epoch),
+            "device": str(device),
+            "save_dir": str(save_dir),
+            "best": best,
+        }
+        self._send("start", {**event, "settings": settings} if settings is not None else event)
 
     def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
         self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})

@@ -42,9 +42,11 @@ from transformers.trainer_callback import PrinterCallback
 from ..common.checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume, run_state
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
+from ..common.run_settings import transformers_settings
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
 from ..common.trainer_events import TrainerEvents
 from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
+from ..cpu_budget import data_loader_workers
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
@@ -57,6 +59,8 @@ LR_FINE_TUNE = 5e-5
 LR_FROM_SCRATCH = 3e-4
 WEIGHT_DECAY = 0.05
 WARMUP_RATIO = 0.1
+# What RunCheckpoints writes after every validated epoch (the Trainer's own saving is off).
+CHECKPOINT_SAVING = "last.pt (weights, optimizer) every epoch, best.pt when it improves"
 
 # The design's models, built from their published configurations (ViTConfig's and CLIPConfig's
 # defaults are vit-base-patch16-224 and clip-vit-base-patch32). Names may carry their hub
@@ -454,7 +458,7 @@ class _HfRun:
             disable_tqdm=True,
             remove_unused_columns=False,
             label_names=["labels"],  # CLIPModel.forward has no `labels`: without this the Trainer would not know them
-            dataloader_num_workers=int(self.params.get("workers") or 0),
+            dataloader_num_workers=data_loader_workers(self.params.get("workers") or 0),
             use_cpu=self.device.type == "cpu",
             bf16=dtype == torch.bfloat16,
             fp16=dtype == torch.float16,
@@ -560,12 +564,22 @@ class _EventForwarder(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         # The device the Trainer placed the model on (it picks the first visible GPU itself).
+        settings = transformers_settings(
+            training_args=args,
+            model=self.run.model,
+            train_dataloader=kwargs["train_dataloader"],
+            eval_dataloader=self.trainer.get_eval_dataloader(),
+            train_transform=str(self.run.train_set.transform),
+            val_transform=str(self.run.val_set.transform),
+            saving=CHECKPOINT_SAVING,
+        )
         self.events.start(
             start_epoch=self.run.start_epoch,
             batches_per_epoch=self.steps_per_epoch,
             device=str(args.device),
             save_dir=str(self.run.checkpoints.dir.parent),
             best_path=self.run.checkpoints.best_path,
+            settings=settings,
         )
         if self.events.stop_requested:
             control.should_training_stop = True

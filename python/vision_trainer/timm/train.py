@@ -26,9 +26,11 @@ from torch import nn
 from ..common.checkpoints import RunCheckpoints, load_for_resume, run_state
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
+from ..common.run_settings import timm_settings
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
 from ..common.trainer_events import TrainerEvents
 from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
+from ..cpu_budget import data_loader_workers
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
@@ -39,6 +41,8 @@ DEFAULT_LR = 1e-3
 WEIGHT_DECAY = 0.05
 LABEL_SMOOTHING = 0.1
 SEED = 42
+# What RunCheckpoints writes after every validated epoch.
+CHECKPOINT_SAVING = "last.pt (weights, optimizer) every epoch, best.pt when it improves"
 
 
 def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tuple[nn.Module, dict[str, Any]]:
@@ -187,18 +191,9 @@ class _TimmRun:
         data_config = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
         self.data_config = data_config
         prefetch = self.device.type == "cuda"  # timm's GPU prefetcher normalises on the device
-        loader_args = dict(
-            input_size=data_config["input_size"],
-            batch_size=int(params["batch"]),
-            interpolation=data_config["interpolation"],
-            mean=data_config["mean"],
-            std=data_config["std"],
-            num_workers=int(params.get("workers") or 0),
-            pin_memory=prefetch,
-            use_prefetcher=prefetch,
-            device=self.device,
-            persistent_workers=False,
-        )
+        loader_args = dict(input_size=data_config["input_size"], batch_size=int(params["batch"]), interpolation=data_config["interpolation"],
+                           mean=data_config["mean"], std=data_config["std"], num_workers=data_loader_workers(params.get("workers") or 0),
+                           pin_memory=prefetch, use_prefetcher=prefetch, device=self.device, persistent_workers=False)
         self.train_loader = create_loader(self.train_set, is_training=True, scale=TRAIN_CROP_SCALE, **loader_args)
         self.val_loader = create_loader(self.val_set, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
 
@@ -270,6 +265,11 @@ class _TimmRun:
             **run_state(self.params, epoch=epoch, epoch_complete=epoch_complete, metrics=metrics, best_metric=self.best_metric, best_epoch=self.best_epoch),
             "versions": self.versions,
         }
+
+    def settings(self) -> dict[str, Any]:
+        return timm_settings(model_name=self.model_name, model=self.model, train_loader=self.train_loader, val_loader=self.val_loader, optimizer=self.optimizer,
+                             scheduler=self.scheduler, loss=self.train_loss, amp=amp_dtype(self.device), epochs=self.epochs, device=self.device,
+                             saving=CHECKPOINT_SAVING)
 
     def training_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
@@ -348,6 +348,7 @@ class _TimmRun:
             device=str(self.device),
             save_dir=str(self.checkpoints.dir.parent),
             best_path=self.checkpoints.best_path,
+            settings=self.settings(),
         )
         last_epoch = self.start_epoch
         for epoch in range(self.start_epoch, self.epochs):

@@ -21,9 +21,11 @@ import numpy as np
 
 from ..common.class_ids import ULTRALYTICS_ATTRIBUTE, ClassIds
 from ..common.infer_metrics import MATCH_IOU_THRESHOLD, image_metrics, match_objects
+from ..common.run_settings import ultralytics_settings
 from ..common.trainer_events import TrainerEvents
 from ..common.validation_images import REPORT_CONFIDENCE, ClassifierValidation, ValidationImages, model_size_mb
 from ..common.yolo_metrics import TASK_BY_PLATFORM, classification_details, detection_details, macro, standard_metrics
+from ..cpu_budget import data_loader_workers
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, failpoint, plain, shield_from_terminal_interrupt
@@ -36,6 +38,18 @@ def configure_offline() -> None:
     from ultralytics.utils import SETTINGS
 
     SETTINGS.update({"sync": False})
+    size_threads()
+
+
+def size_threads() -> None:
+    """ultralytics gives torch one thread less than the host has (the rest feed the data loader),
+    counted from every core of the node; here counted from the CPUs the job may use
+    (cpu_budget.py), so a CPU-limited pod is not oversubscribed."""
+    from ultralytics.utils import torch_utils
+
+    from ..cpu_budget import budget
+
+    torch_utils.NUM_THREADS = min(8, max(1, budget().threads - 1))
 
 
 @entry
@@ -241,9 +255,8 @@ class _Reporter:
                 setattr(model, ULTRALYTICS_ATTRIBUTE, list(self.events.class_ids.ids))
 
     def on_train_start(self, trainer):
-        self.events.start(
-            start_epoch=int(trainer.start_epoch), batches_per_epoch=len(trainer.train_loader), device=str(trainer.device), save_dir=str(trainer.save_dir)
-        )
+        self.events.start(start_epoch=int(trainer.start_epoch), batches_per_epoch=len(trainer.train_loader), device=str(trainer.device), save_dir=str(trainer.save_dir),
+                          settings=ultralytics_settings(trainer))
         self._answered(trainer)
 
     def on_train_epoch_start(self, trainer):
@@ -477,7 +490,7 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
         "epochs": int(params["epochs"]),
         "batch": int(params["batch"]),
         "imgsz": int(params["imgsz"]),
-        "workers": int(params["workers"]),
+        "workers": data_loader_workers(params["workers"]),
         "project": params["project"],
         "name": "train",
         "exist_ok": True,

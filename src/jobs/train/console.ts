@@ -1,5 +1,5 @@
 /** The run as log lines: one line per epoch, validation and checkpoint; a progress bar per batch on a terminal. */
-import type { Metrics, RunEvent, RunSubscriber } from '../../events.js';
+import type { JsonValue, Metrics, RunEvent, RunSubscriber } from '../../events.js';
 import type { Logger } from '../../log.js';
 
 const fmt = (m: Metrics, keys?: string[]) =>
@@ -7,6 +7,13 @@ const fmt = (m: Metrics, keys?: string[]) =>
     .filter(([k, v]) => v !== null && (!keys || keys.includes(k)))
     .map(([k, v]) => `${k}=${Number(v).toPrecision(4)}`)
     .join(' ');
+
+/** The runtime part of the resolved settings in a few words: threads, workers, AMP. */
+function runtimeSummary(settings: Record<string, JsonValue>): string {
+  const r = settings.runtime;
+  if (!r || typeof r !== 'object' || Array.isArray(r)) return String(settings.framework ?? '');
+  return `${settings.framework ?? ''} on ${r.device}, ${r.torch_threads} torch thread(s), ${r.train_workers} data-loader worker(s), AMP ${r.amp || 'off'}`;
+}
 
 export function consoleReporter(logger: Logger): RunSubscriber {
   return (event: RunEvent) => {
@@ -16,6 +23,7 @@ export function consoleReporter(logger: Logger): RunSubscriber {
         return;
       case 'start':
         logger.info(`training ${event.epochs} epochs (${event.batchesPerEpoch} batches each) on ${event.device}`);
+        if (event.settings) logger.info(`resolved settings: ${runtimeSummary(event.settings)}`, { event: 'training_settings', settings: event.settings });
         return;
       case 'batch':
         logger.progress(
