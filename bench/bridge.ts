@@ -23,7 +23,8 @@
  * tree: Node, Python, data-loader workers), and the ratios vision-trainer / native (epoch time:
  * aim at most 1.01). Results: bench/results/bridge.{json,md}.
  *
- *   BENCH_FRAMEWORKS=ultralytics,timm,huggingface BENCH_REPEATS=3 BENCH_EPOCHS=4
+ *   BENCH_FRAMEWORKS=ultralytics,timm,huggingface BENCH_REPEATS=3 BENCH_EPOCHS=4 BENCH_BATCH=16
+ *   BENCH_DEVICE=cpu|cuda:0 BENCH_DETECT_IMGSZ=128 BENCH_CLASSIFY_IMGSZ=64 (bench/gpu.sh sets these)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -35,18 +36,38 @@ import { loadDataset } from '../src/datasets/load.js';
 import { resolveSplits } from '../src/datasets/splits.js';
 import { startCallbackReceiver } from '../src/dev/receiver.js';
 import { PROJECT_ROOT, PYTHON_DIR, defaultPythonBin } from '../src/paths.js';
-import { BENCH_THREADS, BenchError, describeMachine, fmtSpread, machine, measure, type Measured, runBench, type Spread, spread, sameSettings, table, writeResults } from './harness.js';
+import {
+  BENCH_THREADS,
+  BenchError,
+  describeMachine,
+  fmtSpread,
+  machine,
+  measure,
+  type Measured,
+  runBench,
+  type Spread,
+  spread,
+  sameSettings,
+  table,
+  writeResults,
+} from './harness.js';
 
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
 const EPOCHS = Number(process.env.BENCH_EPOCHS ?? 4);
 const FRAMEWORKS = (process.env.BENCH_FRAMEWORKS ?? 'ultralytics,timm,huggingface').split(',').map((f) => f.trim());
-const BATCH = 16;
+const BATCH = Number(process.env.BENCH_BATCH ?? 16);
+/** cpu, or cuda:0 (bench/gpu.sh): both sides train there, with AMP on CUDA as vision-trainer does. */
+const DEVICE = process.env.BENCH_DEVICE ?? 'cpu';
+const DETECT_PX = Number(process.env.BENCH_DETECT_IMGSZ ?? 128);
+const CLASSIFY_PX = Number(process.env.BENCH_CLASSIFY_IMGSZ ?? 64);
 const WORKERS = 2;
 /** The transformers bench's ViT: small enough for seconds per epoch on a CPU. */
 const VIT = { hidden_size: 192, num_hidden_layers: 4, num_attention_heads: 3, intermediate_size: 768, patch_size: 8 };
 
 interface Setup {
   title: string;
+  /** Training images per epoch (for images/s: training images / epoch time, validation included). */
+  trainImages: number;
   /** Environment both sides get (offline switches). */
   env: NodeJS.ProcessEnv;
   native(r: number): { args: string[]; env?: NodeJS.ProcessEnv };
@@ -68,40 +89,62 @@ function sampleData(kind: 'detection' | 'classification', dir: string, extra: st
 
 async function setup(framework: string, scratch: string): Promise<Setup> {
   const datasetDir = join(scratch, 'dataset');
-  const common = { DATASET_PATH: datasetDir, DATASET_ID: 'bench', EPOCHS: String(EPOCHS), BATCH_SIZE: String(BATCH), NUM_WORKERS: String(WORKERS), CHECKPOINT_FREQUENCY: String(EPOCHS) };
+  const common = {
+    DATASET_PATH: datasetDir,
+    DATASET_ID: 'bench',
+    EPOCHS: String(EPOCHS),
+    BATCH_SIZE: String(BATCH),
+    NUM_WORKERS: String(WORKERS),
+    CHECKPOINT_FREQUENCY: String(EPOCHS),
+  };
   const settings = (imgsz: number) => [String(EPOCHS), String(BATCH), String(imgsz), String(WORKERS)];
+  const device = [DEVICE];
   if (framework === 'ultralytics') {
     const images = Number(process.env.BENCH_IMAGES ?? 160);
-    sampleData('detection', datasetDir, ['--images', String(images), '--size', '128']);
+    sampleData('detection', datasetDir, ['--images', String(images), '--size', String(DETECT_PX)]);
     // The native run trains on exactly what vision-trainer converts (same split seed).
     const dataset = await loadDataset(datasetDir, { taskType: 'object_detection' });
-    const yolo = await convertToYolo(dataset, resolveSplits(dataset), join(scratch, 'yolo'));
+    const detectSplits = resolveSplits(dataset);
+    const yolo = await convertToYolo(dataset, detectSplits, join(scratch, 'yolo'));
     return {
-      title: `ultralytics yolo11n, ${images} images at 128 px, batch ${BATCH}, ${EPOCHS} epochs`,
+      trainImages: detectSplits.counts.train,
+      title: `ultralytics yolo11n, ${images} images at ${DETECT_PX} px, batch ${BATCH}, ${EPOCHS} epochs`,
       env: { YOLO_OFFLINE: 'true', YOLO_AUTOINSTALL: 'false' },
-      native: (r) => ({ args: ['native_ultralytics.py', yolo.dataYaml, join(scratch, `native-${r}`), ...settings(128)], env: { YOLO_CONFIG_DIR: join(scratch, 'cfg-native') } }),
-      bridged: () => ({ ...common, TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', IMAGE_SIZE: '128' }),
+      native: (r) => ({
+        args: ['native_ultralytics.py', yolo.dataYaml, join(scratch, `native-${r}`), ...settings(DETECT_PX), ...device],
+        env: { YOLO_CONFIG_DIR: join(scratch, 'cfg-native') },
+      }),
+      bridged: () => ({ ...common, TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', IMAGE_SIZE: String(DETECT_PX) }),
     };
   }
-  sampleData('classification', datasetDir, ['--per-class', String(process.env.BENCH_PER_CLASS ?? 24), '--size', '64']);
+  sampleData('classification', datasetDir, ['--per-class', String(process.env.BENCH_PER_CLASS ?? 24), '--size', String(CLASSIFY_PX)]);
   const dataset = await loadDataset(datasetDir, { taskType: 'image_classification' });
   const splits = resolveSplits(dataset);
   if (framework === 'timm') {
     const folder = await convertToImageFolder(dataset, splits, join(scratch, 'imagefolder'));
     return {
-      title: `timm resnet18, ${dataset.images.length} images at 64 px, batch ${BATCH}, ${EPOCHS} epochs`,
+      trainImages: splits.counts.train,
+      title: `timm resnet18, ${dataset.images.length} images at ${CLASSIFY_PX} px, batch ${BATCH}, ${EPOCHS} epochs`,
       env: { HF_HUB_OFFLINE: '1' },
-      native: (r) => ({ args: ['native_timm.py', folder.root, join(scratch, `native-${r}`), ...settings(64)] }),
-      bridged: () => ({ ...common, TASK_TYPE: 'image_classification', FRAMEWORK: 'timm', MODEL_NAME: 'resnet18', IMAGE_SIZE: '64' }),
+      native: (r) => ({ args: ['native_timm.py', folder.root, join(scratch, `native-${r}`), ...settings(CLASSIFY_PX), ...device] }),
+      bridged: () => ({ ...common, TASK_TYPE: 'image_classification', FRAMEWORK: 'timm', MODEL_NAME: 'resnet18', IMAGE_SIZE: String(CLASSIFY_PX) }),
     };
   }
   if (framework === 'huggingface') {
     const manifest = await writeHuggingFaceManifest(dataset, splits, join(scratch, 'manifest'));
     return {
-      title: `transformers ViT (${VIT.num_hidden_layers} layers, width ${VIT.hidden_size}), ${dataset.images.length} images at 64 px, batch ${BATCH}, ${EPOCHS} epochs`,
+      trainImages: splits.counts.train,
+      title: `transformers ViT (${VIT.num_hidden_layers} layers, width ${VIT.hidden_size}), ${dataset.images.length} images at ${CLASSIFY_PX} px, batch ${BATCH}, ${EPOCHS} epochs`,
       env: { HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' },
-      native: (r) => ({ args: ['native_hf.py', manifest.root, join(scratch, `native-${r}`), ...settings(64), JSON.stringify(VIT)] }),
-      bridged: () => ({ ...common, TASK_TYPE: 'image_classification', FRAMEWORK: 'huggingface', MODEL_NAME: 'vit-base-patch16-224', IMAGE_SIZE: '64', HF_CONFIG_OVERRIDES: JSON.stringify(VIT) }),
+      native: (r) => ({ args: ['native_hf.py', manifest.root, join(scratch, `native-${r}`), ...settings(CLASSIFY_PX), JSON.stringify(VIT), ...device] }),
+      bridged: () => ({
+        ...common,
+        TASK_TYPE: 'image_classification',
+        FRAMEWORK: 'huggingface',
+        MODEL_NAME: 'vit-base-patch16-224',
+        IMAGE_SIZE: String(CLASSIFY_PX),
+        HF_CONFIG_OVERRIDES: JSON.stringify(VIT),
+      }),
     };
   }
   throw new BenchError(`BENCH_FRAMEWORKS: unknown framework ${framework} (ultralytics, timm, huggingface)`);
@@ -138,12 +181,14 @@ function bridgedRun(measured: Measured): Run {
 }
 
 function timed(measured: Measured, start: number | undefined, ends: number[], settings: Json | undefined): Run {
-  if (start === undefined || ends.length < 2) throw new BenchError(`a run reported ${ends.length} epochs:\n${measured.stdout.slice(-2000)}\n${measured.stderr.slice(-2000)}`);
+  if (start === undefined || ends.length < 2)
+    throw new BenchError(`a run reported ${ends.length} epochs:\n${measured.stdout.slice(-2000)}\n${measured.stderr.slice(-2000)}`);
   return { measured, startup: start - measured.startedAt, epochs: ends.slice(1).map((t, k) => t - ends[k]!), settings };
 }
 
 /** What decides the work: the framework's arguments and the runtime settings (not where the budget came from). */
-const work = (s: Json | undefined): Json | undefined => (s && typeof s === 'object' && !Array.isArray(s) ? { args: s.args ?? null, runtime: s.runtime ?? null } : s);
+const work = (s: Json | undefined): Json | undefined =>
+  s && typeof s === 'object' && !Array.isArray(s) ? { args: s.args ?? null, runtime: s.runtime ?? null } : s;
 
 interface Side {
   epoch: Spread;
@@ -183,16 +228,20 @@ async function compare(framework: string, receiverUrl: string) {
         TRACE_ID: `bench-${framework}-${r}`,
         STORAGE_TYPE: 'local',
         LOCAL_STORAGE_PATH: join(scratch, 'storage'),
-        DEVICE: 'cpu',
+        DEVICE,
         WORK_DIR: join(scratch, 'work'),
         ...s.bridged(r),
       };
       bridged.push(bridgedRun(await measure(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], job)));
-      const show = (run: Run) => `${spread(run.epochs).median.toFixed(2)} s/epoch, ${run.measured.wall.toFixed(1)} s wall, ${run.measured.cpu.toFixed(1)} s CPU (load ${run.measured.load.toFixed(2)})`;
+      const show = (run: Run) =>
+        `${spread(run.epochs).median.toFixed(2)} s/epoch, ${run.measured.wall.toFixed(1)} s wall, ${run.measured.cpu.toFixed(1)} s CPU (load ${run.measured.load.toFixed(2)})`;
       process.stdout.write(`run ${r + 1}/${REPEATS}: native ${show(native[r]!)}; vision-trainer ${show(bridged[r]!)}\n`);
     }
     sameSettings(s.title, { native: native[0]!.settings, 'vision-trainer': bridged[0]!.settings }, work);
-    for (const [name, runs] of [['native', native], ['vision-trainer', bridged]] as const) {
+    for (const [name, runs] of [
+      ['native', native],
+      ['vision-trainer', bridged],
+    ] as const) {
       for (const run of runs.slice(1)) sameSettings(`${s.title} (${name}, repeats)`, { first: runs[0]!.settings, later: run.settings }, work);
     }
     const n = side(native);
@@ -205,12 +254,14 @@ async function compare(framework: string, receiverUrl: string) {
       epochRatio: b.epoch.median / n.epoch.median,
       wallRatio: b.wall.median / n.wall.median,
       cpuRatio: b.cpu.median / n.cpu.median,
+      imagesPerSecond: { native: s.trainImages / n.epoch.median, visionTrainer: s.trainImages / b.epoch.median },
       settings: work(native[0]!.settings),
     };
     process.stdout.write(
       [
         `native          epoch ${fmtSpread(n.epoch, 3, ' s')}, start-up ${fmtSpread(n.startup)} s, run ${fmtSpread(n.wall, 1)} s wall, ${fmtSpread(n.cpu, 1)} s CPU`,
         `vision-trainer  epoch ${fmtSpread(b.epoch, 3, ' s')}, start-up ${fmtSpread(b.startup)} s (dataset validation and conversion included), run ${fmtSpread(b.wall, 1)} s wall, ${fmtSpread(b.cpu, 1)} s CPU`,
+        `training images/s (epoch time, validation included): native ${row.imagesPerSecond.native.toFixed(1)}, vision-trainer ${row.imagesPerSecond.visionTrainer.toFixed(1)}`,
         `epoch time ratio: ${row.epochRatio.toFixed(2)}   wall ratio: ${row.wallRatio.toFixed(2)}   CPU ratio: ${row.cpuRatio.toFixed(2)}`,
         '',
       ].join('\n'),
@@ -234,10 +285,19 @@ runBench(async () => {
   const md = [
     '## bench:bridge: training, vision-trainer / the framework by hand',
     '',
-    `${describeMachine(m)}. ${REPEATS} interleaved runs per side, ${EPOCHS} epochs each (the first excluded from epoch times), ${BENCH_THREADS} threads on both sides; median [min-max].`,
+    `${describeMachine(m)}. Device ${DEVICE}. ${REPEATS} interleaved runs per side, ${EPOCHS} epochs each (the first excluded from epoch times), ${BENCH_THREADS} threads on both sides; median [min-max].`,
     '',
     ...table(
-      ['training', 'epoch native', 'epoch vision-trainer', 'epoch ratio', 'start-up native / vision-trainer', 'CPU native / vision-trainer', 'CPU ratio', 'load at each run'],
+      [
+        'training',
+        'epoch native',
+        'epoch vision-trainer',
+        'epoch ratio',
+        'start-up native / vision-trainer',
+        'CPU native / vision-trainer',
+        'CPU ratio',
+        'load at each run',
+      ],
       rows.map((r) => [
         r.title,
         fmtSpread(r.native.epoch, 3, ' s'),
@@ -250,7 +310,7 @@ runBench(async () => {
       ]),
     ),
     '',
-    'Both sides printed the same resolved settings (framework arguments, threads, determinism, AMP, workers, validation, saving); see bridge.json. CPU time is the whole run: vision-trainer\'s includes Node, dataset validation and conversion, and the callbacks.',
+    "Both sides printed the same resolved settings (framework arguments, threads, determinism, AMP, workers, validation, saving); see bridge.json. CPU time is the whole run: vision-trainer's includes Node, dataset validation and conversion, and the callbacks.",
   ];
-  writeResults('bridge', { machine: m, repeats: REPEATS, epochs: EPOCHS, threads: BENCH_THREADS, rows }, md);
+  writeResults('bridge', { machine: m, device: DEVICE, repeats: REPEATS, epochs: EPOCHS, threads: BENCH_THREADS, rows }, md);
 });

@@ -17,7 +17,8 @@ import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from '
 import { join } from 'node:path';
 import { PROJECT_ROOT, defaultPythonBin } from '../src/paths.js';
 
-export const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
+/** BENCH_RESULTS_DIR: elsewhere than bench/results (bench/gpu.sh writes bench/results/gpu). */
+export const RESULTS_DIR = process.env.BENCH_RESULTS_DIR ?? join(PROJECT_ROOT, 'bench', 'results');
 const MEASURE = join(PROJECT_ROOT, 'bench', 'measure.py');
 
 /** Threads both sides of a bench use (OMP_NUM_THREADS, which vision-trainer's CPU budget and torch honour). */
@@ -108,7 +109,11 @@ export function differences(a: Json | undefined, b: Json | undefined, path = '')
  * Prints what both sides resolved and fails when it differs. `compare` picks the parts that
  * decide the work (e.g. the framework's arguments and the runtime settings).
  */
-export function sameSettings(title: string, sides: Record<string, Json | undefined>, compare: (settings: Json | undefined) => Json | undefined = (s) => s): void {
+export function sameSettings(
+  title: string,
+  sides: Record<string, Json | undefined>,
+  compare: (settings: Json | undefined) => Json | undefined = (s) => s,
+): void {
   const names = Object.keys(sides);
   const [first, ...rest] = names;
   if (first === undefined) return;
@@ -148,7 +153,8 @@ export function machine(): MachineInfo {
   };
 }
 
-export const describeMachine = (m: MachineInfo) => `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}; load average at start ${m.loadAtStart.join(' ')}`;
+export const describeMachine = (m: MachineInfo) =>
+  `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}; load average at start ${m.loadAtStart.join(' ')}`;
 
 /** One benchmark's results: bench/results/<name>.json (everything) and <name>.md (the tables). */
 export function writeResults(name: string, report: Record<string, unknown>, markdown: string[]): void {

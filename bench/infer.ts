@@ -16,16 +16,21 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCallbackReceiver } from '../src/dev/receiver.js';
 import { PROJECT_ROOT, defaultPythonBin } from '../src/paths.js';
+import { BENCH_THREADS, describeMachine, machine, table, writeResults } from './harness.js';
 
-const IMAGES = Number(process.env.BENCH_IMAGES ?? 160);
+const IMAGES = Number(process.env.BENCH_INFER_IMAGES ?? process.env.BENCH_IMAGES ?? 160);
 const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
-const BATCH = Number(process.env.BENCH_BATCH ?? 16);
+const BATCH = Number(process.env.BENCH_INFER_BATCH ?? process.env.BENCH_BATCH ?? 16);
 const IMGSZ = Number(process.env.BENCH_IMGSZ ?? 320);
 const FRAMEWORKS = (process.env.BENCH_FRAMEWORKS ?? 'ultralytics,timm,huggingface').split(',');
+/** cpu, or cuda:0 (bench/gpu.sh). */
+const DEVICE = process.env.BENCH_DEVICE ?? 'cpu';
+/** Both sides get the same thread count, whoever imports what first. */
+const THREADS = BENCH_THREADS > 0 ? { OMP_NUM_THREADS: String(BENCH_THREADS), MKL_NUM_THREADS: String(BENCH_THREADS) } : {};
 const TASKS: Record<string, string> = { ultralytics: 'object_detection', timm: 'image_classification', huggingface: 'image_classification' };
 const NATIVE = join(PROJECT_ROOT, 'bench', 'infer_native.py');
 const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
@@ -36,6 +41,8 @@ function median(xs: number[]): number {
   const m = Math.floor(s.length / 2);
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
+
+const spreadText = (xs: number[]) => `${median(xs).toFixed(1)} [${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}]`;
 
 function python(args: string[], env: NodeJS.ProcessEnv): Record<string, number> {
   const r = spawnSync(defaultPythonBin(), [NATIVE, ...args], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
@@ -70,8 +77,9 @@ function visionTrainer(
     DATASET_PATH: dir,
     BATCH_SIZE: String(BATCH),
     IMAGE_SIZE: String(IMGSZ),
-    DEVICE: 'cpu',
+    DEVICE,
     SAVE_VISUALIZATIONS: 'false',
+    ...THREADS,
   };
   const started = Date.now();
   return new Promise((resolve, reject) => {
@@ -92,20 +100,27 @@ function visionTrainer(
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vision-trainer-bench-infer-'));
-  const env = { ...process.env, YOLO_OFFLINE: 'true', YOLO_CONFIG_DIR: join(dir, 'yolo-config'), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1' };
+  const env = { ...process.env, ...THREADS, YOLO_OFFLINE: 'true', YOLO_CONFIG_DIR: join(dir, 'yolo-config'), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1' };
   const receiver = await startCallbackReceiver({ token: TOKEN, print: false });
   try {
     console.log(`Preparing ${IMAGES} images (${IMGSZ} x ${(IMGSZ * 3) / 4}) and checkpoints in ${dir}`);
     python(['prepare', dir, String(IMAGES), String(IMGSZ)], env);
-    console.log(`batch ${BATCH}, image size ${IMGSZ}, ${REPEATS} runs each, CPU; throughput = images / prediction-loop seconds\n`);
+    const m = machine();
+    console.log(describeMachine(m));
+    console.log(
+      `batch ${BATCH}, image size ${IMGSZ}, ${REPEATS} runs each, device ${DEVICE}, ${BENCH_THREADS} threads; throughput = images / prediction-loop seconds\n`,
+    );
+    const rows: Array<{ framework: string; native: number[]; visionTrainer: number[]; ratio: number; cliWallSeconds: number; loads: number[] }> = [];
     for (const framework of FRAMEWORKS) {
       const checkpoint = join(dir, `${framework}.pt`);
       const native: number[] = [];
       const bridged: number[] = [];
       const walls: number[] = [];
       const avgMs: number[] = [];
+      const loads: number[] = [];
       for (let i = 0; i < REPEATS; i++) {
-        native.push(python(['native', framework, checkpoint, join(dir, 'images'), String(BATCH), String(IMGSZ)], env).images_per_second!);
+        loads.push(Number(loadavg()[0]!.toFixed(2)));
+        native.push(python(['native', framework, checkpoint, join(dir, 'images'), String(BATCH), String(IMGSZ), DEVICE], env).images_per_second!);
         const vt = await visionTrainer(framework, checkpoint, dir, receiver.url, `bench-${framework}-${i}`);
         bridged.push(vt.imagesPerSecond);
         walls.push(vt.wallSeconds);
@@ -120,7 +135,25 @@ async function main(): Promise<void> {
       );
       console.log(`  vision-trainer whole CLI run ${median(walls).toFixed(1)} s (start-up, model load, ${IMAGES} images, results.json)`);
       console.log(`  throughput ratio: ${(v / n).toFixed(2)}\n`);
+      rows.push({ framework, native, visionTrainer: bridged, ratio: v / n, cliWallSeconds: median(walls), loads });
     }
+    writeResults('infer', { machine: m, device: DEVICE, threads: BENCH_THREADS, images: IMAGES, batch: BATCH, imgsz: IMGSZ, repeats: REPEATS, rows }, [
+      '## bench:infer: inference throughput, vision-trainer / a native Python loop',
+      '',
+      `${describeMachine(m)}. Device ${DEVICE}, ${BENCH_THREADS} threads on both sides, ${IMAGES} images at ${IMGSZ} px, batch ${BATCH}, ${REPEATS} interleaved runs; images/s of the prediction loop, median [min-max].`,
+      '',
+      ...table(
+        ['framework', 'native images/s', 'vision-trainer images/s', 'ratio', 'whole CLI run', 'load at each run'],
+        rows.map((r) => [
+          r.framework,
+          spreadText(r.native),
+          spreadText(r.visionTrainer),
+          r.ratio.toFixed(2),
+          `${r.cliWallSeconds.toFixed(1)} s`,
+          r.loads.join(', '),
+        ]),
+      ),
+    ]);
   } finally {
     await receiver.close();
     rmSync(dir, { recursive: true, force: true });

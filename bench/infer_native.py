@@ -97,7 +97,7 @@ def prepare(out: str, count: int, size: int) -> dict:
     return {"images": count}
 
 
-def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: int) -> dict:
+def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: int, device: str = "cpu") -> dict:
     paths = sorted(str(p) for p in Path(images_dir).glob("*.jpg"))
     batches = [paths[i : i + batch] for i in range(0, len(paths), batch)]
     if framework == "ultralytics":
@@ -106,7 +106,7 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         model = YOLO(checkpoint)
         started = time.perf_counter()
         for b in batches:
-            for r in model.predict(b, imgsz=imgsz, conf=0.25, iou=0.45, batch=len(b), device="cpu", verbose=False):
+            for r in model.predict(b, imgsz=imgsz, conf=0.25, iou=0.45, batch=len(b), device=device, verbose=False):
                 r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist()
         seconds = time.perf_counter() - started
     else:
@@ -118,6 +118,7 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         from vision_trainer.common.checkpoints import build_model_from_checkpoint
 
         model, meta = build_model_from_checkpoint(checkpoint)
+        model = model.to(device)
         size = int(meta["image_size"])
         if meta["resize_mode"] == "shorter_side_center_crop":
             resize = [T.Resize(math.floor(size / meta["crop_pct"])), T.CenterCrop(size)]
@@ -126,7 +127,7 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         transform = T.Compose([*resize, T.ToTensor(), T.Normalize(meta["mean"], meta["std"])])
         started = time.perf_counter()
         for b in batches:
-            x = torch.stack([transform(Image.open(p).convert("RGB")) for p in b])
+            x = torch.stack([transform(Image.open(p).convert("RGB")) for p in b]).to(device)
             with torch.inference_mode():
                 probabilities = torch.softmax(model(x), dim=1)
             probabilities.topk(min(5, probabilities.shape[1])).indices.tolist()
@@ -139,5 +140,5 @@ if __name__ == "__main__":
     if command == "prepare":
         result = prepare(args[0], int(args[1]), int(args[2]))
     else:
-        result = native(args[0], args[1], args[2], int(args[3]), int(args[4]))
+        result = native(args[0], args[1], args[2], int(args[3]), int(args[4]), *args[5:6])
     print(json.dumps(result), file=RESULT_OUT, flush=True)

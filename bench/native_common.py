@@ -5,6 +5,7 @@ import sizes thread pools and guards torch.load: set-up that running a framework
 
 Lines: {"bench": "settings", "settings": {...}}, {"bench": "epoch_start" | "epoch_end", "t": unix seconds}.
 """
+
 import importlib.util
 import json
 import sys

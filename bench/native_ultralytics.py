@@ -2,14 +2,14 @@
 directly from Python with the same arguments (python/vision_trainer/ultralytics/train.py's),
 reporting its resolved settings at the start and one line per epoch.
 
-    python bench/native_ultralytics.py DATA_YAML PROJECT EPOCHS BATCH IMGSZ WORKERS
+    python bench/native_ultralytics.py DATA_YAML PROJECT EPOCHS BATCH IMGSZ WORKERS [DEVICE]
 """
+
 import sys
 
 from native_common import emit, run_settings
-
-from ultralytics import YOLO  # noqa: E402
-from ultralytics.utils import SETTINGS  # noqa: E402
+from ultralytics import YOLO
+from ultralytics.utils import SETTINGS
 
 SETTINGS.update({"sync": False})
 data, project, epochs, batch, imgsz, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -32,5 +32,5 @@ model.train(
     save_period=-1,
     val=True,
     verbose=False,
-    device="cpu",
+    device=sys.argv[7] if len(sys.argv) > 7 else "cpu",
 )

@@ -28,7 +28,12 @@ export type RunEvent =
   | { type: 'stage'; stage: RunStage; message: string; data?: Record<string, unknown> }
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; message: string }
   /** Things the backend hears about as `event` callbacks (event_type = name). */
-  | { type: 'milestone'; name: 'dataset_downloaded' | 'dataset_prepared' | 'weights_downloaded' | 'training_started' | 'stop_requested'; message: string; data: Record<string, JsonValue> }
+  | {
+      type: 'milestone';
+      name: 'dataset_downloaded' | 'dataset_prepared' | 'weights_downloaded' | 'training_started' | 'stop_requested';
+      message: string;
+      data: Record<string, JsonValue>;
+    }
   | {
       type: 'start';
       epochs: number;

@@ -23,6 +23,9 @@ const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
 export const huggingfaceTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.huggingface.train'),
 
+  // transformers loads its Trainer lazily, inside train().
+  pythonModules: ['transformers.trainer'],
+
   async prepareDataset(dataset, splits, outDir) {
     const r = await writeHuggingFaceManifest(dataset, splits, outDir);
     return { dataPath: r.root, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };

@@ -14,6 +14,9 @@ const TRAIN = pythonEntry('vision_trainer.timm.train', 'train', TrainParamsSchem
 export const timmTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.timm.train'),
 
+  // The trainer module imports torch and timm at its top: the preflight's model check loaded them.
+  pythonModules: [],
+
   async prepareDataset(dataset, splits, outDir) {
     // The tree carries classes.txt, which pins timm's class numbering to classNames' order.
     const r = await convertToImageFolder(dataset, splits, outDir);

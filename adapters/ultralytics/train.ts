@@ -16,6 +16,9 @@ const TRAIN = pythonEntry('vision_trainer.ultralytics.train', 'train', TrainPara
 export const ultralyticsTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.ultralytics.train'),
 
+  // The trainer imports ultralytics' models lazily, inside train(): the YOLO model and trainers.
+  pythonModules: ['ultralytics.models.yolo'],
+
   async prepareDataset(dataset, splits, outDir) {
     if (dataset.taskType === 'image_classification') {
       const r = await convertToImageFolder(dataset, splits, outDir);

@@ -11,4 +11,4 @@ from .safe_load import install_on_import
 # Before any framework code runs: whoever calls torch.load in this process gets weights_only=True.
 install_on_import()
 # Before torch, OpenMP or MKL start their thread pools: sized to the CPUs this process may use.
-#cpu_budget.apply()
+cpu_budget.apply()

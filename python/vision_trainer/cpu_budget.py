@@ -15,8 +15,10 @@ machine two torch threads ran up to 10x slower than one). So the budget is, in o
 MKL_NUM_THREADS (and OpenBLAS') when they are unset, and sizes torch's intra-op and inter-op pools
 the moment torch is imported. Data-loader workers are capped by `data_loader_workers()`.
 """
+
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.util
 import math
@@ -113,7 +115,9 @@ def _affinity() -> int:
         return os.cpu_count() or 1
 
 
-def detect(environ: dict[str, str] | None = None, proc_cgroup: str | None = None, root: Path = Path("/sys/fs/cgroup"), affinity: int | None = None) -> CpuBudget:
+def detect(
+    environ: dict[str, str] | None = None, proc_cgroup: str | None = None, root: Path = Path("/sys/fs/cgroup"), affinity: int | None = None
+) -> CpuBudget:
     environ = dict(os.environ) if environ is None else environ
     if proc_cgroup is None:
         try:
@@ -152,10 +156,9 @@ def data_loader_workers(requested: int) -> int:
 def _configure_torch(torch) -> None:
     threads = budget().threads
     torch.set_num_threads(threads)
-    try:
+    # After parallel work has run the inter-op pool can no longer be resized: it keeps its size.
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(threads)
-    except RuntimeError:
-        pass  # someone ran parallel work already: the inter-op pool keeps its size
 
 
 class _SizeTorchWhenItLoads(importlib.abc.MetaPathFinder):
@@ -185,6 +188,12 @@ def apply() -> CpuBudget:
     for name in POOL_VARIABLES:
         if b.source == "CPU_THREADS" or not os.environ.get(name):
             os.environ[name] = str(b.threads)
+    # Python's stderr reaches the job's output: it says what was chosen and why.
+    print(
+        f"vision-trainer: {b.threads} CPU thread(s) from {b.source}: torch intra-op and inter-op pools, OpenMP/MKL, at most {b.threads} data-loader worker(s)",
+        file=sys.stderr,
+        flush=True,
+    )
     if "torch" in sys.modules:
         _configure_torch(sys.modules["torch"])
     elif not any(isinstance(f, _SizeTorchWhenItLoads) for f in sys.meta_path):

@@ -265,6 +265,16 @@ export class PythonBridge {
     return parseFromPython(entry.answer, envelope.ok ?? null, `The answer of ${name}`);
   }
 
+  /**
+   * Imports `modules` in Python, in order, ahead of the calls that need them (a job starts
+   * torch and the framework while its dataset downloads). A later call of an entry in one of
+   * them waits for the import under way; an import that failed is forgotten, so the call
+   * that needs the module imports it again and reports the error itself.
+   */
+  async preload(modules: readonly string[]): Promise<void> {
+    for (const name of modules) await this.module(name);
+  }
+
   /** Closes the child: SIGTERM, then SIGKILL after a grace period. Safe to call twice. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -188,6 +188,8 @@ interface Common {
   taskType: TaskType;
   device: string;
   numWorkers: number;
+  /** CPU_THREADS: the Python process's thread budget (python/vision_trainer/cpu_budget.py). */
+  cpuThreads?: number;
   workDir?: string;
   keepWorkDir: boolean;
   pythonBin?: string;

@@ -75,6 +75,11 @@ export interface TrainingAdapter {
    * proves the framework loads.
    */
   checkModel(bridge: PythonBridge, config: TrainConfig): Promise<ModelCheck>;
+  /**
+   * Python modules training imports later than the preflight's model check does (a framework's
+   * lazily loaded trainer): the training job imports them while the dataset downloads.
+   */
+  readonly pythonModules: readonly string[];
   /** Writes the dataset in the layout the framework reads (symlinks, not copies). */
   prepareDataset(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<PreparedDataset>;
   /**

@@ -162,7 +162,9 @@ export class JobContext<M extends Mode, E extends JobEvent> {
    * closes with the job, and is killed at once on a forced stop.
    */
   startPython(env: Record<string, string>): Promise<PythonBridge> {
-    this.python ??= PythonBridge.open({ pythonBin: this.config.pythonBin ?? defaultPythonBin(), env, logger: this.logger });
+    // CPU_THREADS reaches python/vision_trainer/cpu_budget.py, which sizes the thread pools at import.
+    const threads: Record<string, string> = this.config.cpuThreads === undefined ? {} : { VISION_TRAINER_CPU_THREADS: String(this.config.cpuThreads) };
+    this.python ??= PythonBridge.open({ pythonBin: this.config.pythonBin ?? defaultPythonBin(), env: { ...env, ...threads }, logger: this.logger });
     // Awaited by the stage that needs it; an earlier failure must not leave it unobserved.
     this.python.catch(() => {});
     return this.python;

@@ -14,7 +14,7 @@ import { jobEnv } from '../helpers/job-env.js';
 import { childPids, isAlive, logLines, startCli } from '../helpers/cli.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
-import { writeSyntheticDataset } from '../helpers/synthetic.js';
+import { rewriteAnnotations, writeSyntheticDataset } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
@@ -159,6 +159,46 @@ describe('TypeScript API', () => {
     expect(seen).toContain('epoch');
     expect(seen.at(-1)).toBe('done');
     expect(seen.filter((t) => t === 'epoch').length).toBeLessThanOrEqual(2);
+  });
+
+  it('a dataset error while Python is still starting fails at once and leaves no Python behind', async () => {
+    const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
+    const broken = writeSyntheticDataset(mkdtempSync(join(tmpdir(), 'vt-ds-')), { taskType: 'object_detection', count: 10, seed: 9 });
+    const images = broken.annotations.images as Array<{ annotations: Array<{ class_id: number }> }>;
+    images.find((im) => im.annotations.length > 0)!.annotations[0]!.class_id = 42;
+    rewriteAnnotations(broken);
+    const before = new Set(childPids(process.pid));
+    const spawned: number[] = [];
+    const run = train(
+      {
+        jobId: 'ts-early-python',
+        taskType: 'object_detection',
+        modelName: 'yolo11n',
+        datasetId: 'local',
+        epochs: 1,
+        imageSize: 32,
+        batchSize: 8,
+        device: 'cpu',
+        numWorkers: 0,
+        storage: { type: 'local', root: storageRoot, datasetPath: broken.root },
+      },
+      {
+        logger: false,
+        onEvent: (e) => {
+          if (e.type === 'stage' && e.stage === 'downloading_dataset') spawned.push(...childPids(process.pid).filter((pid) => !before.has(pid)));
+        },
+      },
+    );
+    const stages: string[] = [];
+    for await (const e of run) if (e.type === 'stage') stages.push(e.stage);
+    const result = await run.result;
+    expect(result.status).toBe('failed');
+    expect(result.exitCode).toBe(3);
+    expect(result.error?.message).toMatch(/class_id.*42/);
+    // Python started with the download; the dataset failed before training was reached, and Python is gone.
+    expect(spawned.length).toBeGreaterThan(0);
+    expect(stages).not.toContain('training');
+    expect(childPids(process.pid).filter((pid) => !before.has(pid) && isAlive(pid))).toEqual([]);
   });
 
   it('runs several trainings one after another in one process', async () => {

@@ -8,6 +8,7 @@ compares the two key by key and refuses to report a ratio when they differ. This
 reads, and imports nothing of the package (the native scripts load this file by itself, so
 that running the framework by hand stays untouched by vision-trainer's own set-up).
 """
+
 from __future__ import annotations
 
 import os
@@ -70,13 +71,23 @@ def ultralytics_settings(trainer) -> dict[str, Any]:
     with the call's) and what it built from them."""
     args = vars(trainer.args)
     val_loader = getattr(getattr(trainer, "validator", None), "dataloader", None) or getattr(trainer, "test_loader", None)
-    saving = "last.pt and best.pt every epoch" + (f", epoch{{N}}.pt every {args['save_period']}" if int(args.get("save_period") or -1) > 0 else "") if args.get("save") else "none"
+    saving = (
+        "last.pt and best.pt every epoch" + (f", epoch{{N}}.pt every {args['save_period']}" if int(args.get("save_period") or -1) > 0 else "")
+        if args.get("save")
+        else "none"
+    )
     return {
         "framework": "ultralytics",
         "cpu_budget": cpu_budget(),
         "args": without_paths(args),
-        "runtime": runtime(trainer.device, amp=bool(trainer.amp), train_workers=trainer.train_loader.num_workers,
-                           val_workers=getattr(val_loader, "num_workers", None), validation="every epoch" if args.get("val") else "final epoch only", saving=saving),
+        "runtime": runtime(
+            trainer.device,
+            amp=bool(trainer.amp),
+            train_workers=trainer.train_loader.num_workers,
+            val_workers=getattr(val_loader, "num_workers", None),
+            validation="every epoch" if args.get("val") else "final epoch only",
+            saving=saving,
+        ),
     }
 
 
@@ -106,8 +117,14 @@ def timm_settings(*, model_name: str, model, train_loader, val_loader, optimizer
             "scheduler": type(scheduler).__name__,
             "loss": {"type": type(loss).__name__, "smoothing": getattr(loss, "smoothing", None)},
         },
-        "runtime": runtime(device, amp=amp, train_workers=getattr(train_loader, "num_workers", 0), val_workers=getattr(val_loader, "num_workers", 0),
-                           validation="every epoch", saving=saving),
+        "runtime": runtime(
+            device,
+            amp=amp,
+            train_workers=getattr(train_loader, "num_workers", 0),
+            val_workers=getattr(val_loader, "num_workers", 0),
+            validation="every epoch",
+            saving=saving,
+        ),
     }
 
 
@@ -124,7 +141,12 @@ def transformers_settings(*, training_args, model, train_dataloader, eval_datalo
             "train_transform": train_transform,
             "val_transform": val_transform,
         },
-        "runtime": runtime(training_args.device, amp="bf16" if training_args.bf16 else "fp16" if training_args.fp16 else False,
-                           train_workers=train_dataloader.num_workers, val_workers=eval_dataloader.num_workers,
-                           validation=str(_plain(training_args.eval_strategy)), saving=saving),
+        "runtime": runtime(
+            training_args.device,
+            amp="bf16" if training_args.bf16 else "fp16" if training_args.fp16 else False,
+            train_workers=train_dataloader.num_workers,
+            val_workers=eval_dataloader.num_workers,
+            validation=str(_plain(training_args.eval_strategy)),
+            saving=saving,
+        ),
     }

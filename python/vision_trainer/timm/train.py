@@ -191,9 +191,18 @@ class _TimmRun:
         data_config = resolve_data_config({"input_size": (3, self.image_size, self.image_size)}, model=self.model)
         self.data_config = data_config
         prefetch = self.device.type == "cuda"  # timm's GPU prefetcher normalises on the device
-        loader_args = dict(input_size=data_config["input_size"], batch_size=int(params["batch"]), interpolation=data_config["interpolation"],
-                           mean=data_config["mean"], std=data_config["std"], num_workers=data_loader_workers(params.get("workers") or 0),
-                           pin_memory=prefetch, use_prefetcher=prefetch, device=self.device, persistent_workers=False)
+        loader_args = dict(
+            input_size=data_config["input_size"],
+            batch_size=int(params["batch"]),
+            interpolation=data_config["interpolation"],
+            mean=data_config["mean"],
+            std=data_config["std"],
+            num_workers=data_loader_workers(params.get("workers") or 0),
+            pin_memory=prefetch,
+            use_prefetcher=prefetch,
+            device=self.device,
+            persistent_workers=False,
+        )
         self.train_loader = create_loader(self.train_set, is_training=True, scale=TRAIN_CROP_SCALE, **loader_args)
         self.val_loader = create_loader(self.val_set, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
 
@@ -267,9 +276,19 @@ class _TimmRun:
         }
 
     def settings(self) -> dict[str, Any]:
-        return timm_settings(model_name=self.model_name, model=self.model, train_loader=self.train_loader, val_loader=self.val_loader, optimizer=self.optimizer,
-                             scheduler=self.scheduler, loss=self.train_loss, amp=amp_dtype(self.device), epochs=self.epochs, device=self.device,
-                             saving=CHECKPOINT_SAVING)
+        return timm_settings(
+            model_name=self.model_name,
+            model=self.model,
+            train_loader=self.train_loader,
+            val_loader=self.val_loader,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            loss=self.train_loss,
+            amp=amp_dtype(self.device),
+            epochs=self.epochs,
+            device=self.device,
+            saving=CHECKPOINT_SAVING,
+        )
 
     def training_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}

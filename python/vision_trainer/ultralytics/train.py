@@ -255,8 +255,13 @@ class _Reporter:
                 setattr(model, ULTRALYTICS_ATTRIBUTE, list(self.events.class_ids.ids))
 
     def on_train_start(self, trainer):
-        self.events.start(start_epoch=int(trainer.start_epoch), batches_per_epoch=len(trainer.train_loader), device=str(trainer.device), save_dir=str(trainer.save_dir),
-                          settings=ultralytics_settings(trainer))
+        self.events.start(
+            start_epoch=int(trainer.start_epoch),
+            batches_per_epoch=len(trainer.train_loader),
+            device=str(trainer.device),
+            save_dir=str(trainer.save_dir),
+            settings=ultralytics_settings(trainer),
+        )
         self._answered(trainer)
 
     def on_train_epoch_start(self, trainer):

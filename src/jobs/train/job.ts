@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { primaryMetric } from '../../config/tasks.js';
 import { loadDataset } from '../../datasets/load.js';
 import { resolveSplits } from '../../datasets/splits.js';
+import type { PythonBridge } from '../../bridge/python.js';
 import { ExitCode, OutOfMemoryError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { Metrics, RunEvent } from '../../events.js';
 import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
@@ -71,7 +72,8 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
       storage: ctx.storage.describe(),
     });
     const adapter = adapterFor(config.framework);
-    await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (bridge) => adapter.training.checkModel(bridge, config) });
+    const bridge = await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (b) => adapter.training.checkModel(b, config) });
+    importFrameworkEarly(ctx, bridge, adapter);
     const data = await prepareDataset(ctx, adapter);
     const weightsPath = await fetchWeights(ctx);
     const resumeFrom = await fetchResumeCheckpoint(ctx);
@@ -86,6 +88,19 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
   } catch (err) {
     return await failed(ctx, progress, err);
   }
+}
+
+/**
+ * The framework's remaining imports (what the trainer loads lazily; seconds of CPU) run in
+ * Python while the dataset downloads and converts: the preflight has already started Python,
+ * imported torch and checked the model. A failed import is not lost: the call that needs the
+ * module imports it again and reports the error. A dataset error fails the job at once, and the
+ * job's close shuts the interpreter down, importing or not.
+ */
+function importFrameworkEarly(ctx: TrainContext, bridge: PythonBridge, adapter: FrameworkAdapter): void {
+  bridge
+    .preload(adapter.training.pythonModules)
+    .catch((err: unknown) => ctx.logger.debug('an early framework import failed; the train stage reports it', { error: String(err) }));
 }
 
 /** The dataset, downloaded, validated and written in the framework's layout. */

@@ -82,8 +82,20 @@ export class TrainingProgress {
       // A resumed run whose checkpoint was its best continues with that best (weights included).
       if (e.best) this.bestCheckpoint.restore({ epoch: e.best.epoch, value: e.best.value, score: e.best.value, metrics: {}, decidedBy: 'score' }, e.best.path);
       this.totalBatches = e.batches_per_epoch * (e.epochs - e.start_epoch);
-      this.emit({ type: 'start', epochs: e.epochs, startEpoch: e.start_epoch, batchesPerEpoch: e.batches_per_epoch, device: e.device, ...(e.settings ? { settings: e.settings } : {}) });
-      this.emit({ type: 'milestone', name: 'training_started', message: `Training ${e.epochs} epochs on ${e.device}`, data: { epochs: e.epochs, device: e.device } });
+      this.emit({
+        type: 'start',
+        epochs: e.epochs,
+        startEpoch: e.start_epoch,
+        batchesPerEpoch: e.batches_per_epoch,
+        device: e.device,
+        ...(e.settings ? { settings: e.settings } : {}),
+      });
+      this.emit({
+        type: 'milestone',
+        name: 'training_started',
+        message: `Training ${e.epochs} epochs on ${e.device}`,
+        data: { epochs: e.epochs, device: e.device },
+      });
     },
     batch: (e) => {
       this.batchesDone++;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The training, inference and ONNX benches on a CUDA machine, in one go (under 8 minutes on one
+# modern GPU): `bash bench/gpu.sh` after `npm run setup`. Results: bench/results/gpu/summary.md
+# (and bridge.md, infer.md), the same ratios as on CPU plus absolute images/s.
+#
+#   training   bench:bridge on cuda:0: both sides with AMP (bfloat16 where the GPU has it, as
+#              vision-trainer does), YOLO11n at 640 px, resnet18 and the small ViT at 224 px,
+#              batch sizes from the GPU's memory; the bench fails if the two sides resolved
+#              different settings (AMP, threads, workers, cudnn.benchmark, ...)
+#   inference  bench:infer on cuda:0 at 640 px, batch from memory
+#   ONNX       bench:onnx: onnxruntime's CPU execution provider against PyTorch eager, as on
+#              CPU (requirements.txt pins the CPU build of onnxruntime: no CUDA provider here)
+#
+#   bash bench/gpu.sh --dry-run   the same chain on the CPU with tiny sizes and one repeat: checks
+#                                 the script, the arguments and the result files without a GPU
+#                                 (its figures are not measurements; results in bench/results/gpu-dry-run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DRY_RUN=0
+[[ "${1:-}" == "--dry-run" ]] && DRY_RUN=1
+
+npm run build >/dev/null
+PY="$(bash scripts/py.sh -c 'import sys; print(sys.executable)')"
+
+if [[ $DRY_RUN == 1 ]]; then
+  export BENCH_DEVICE=cpu BENCH_QUICK=1 BENCH_RESULTS_DIR=bench/results/gpu-dry-run
+  export BENCH_DETECT_IMGSZ=64 BENCH_CLASSIFY_IMGSZ=32 BENCH_BATCH=8
+else
+  # GPU memory in GiB, from torch (which the benches use): fails here when CUDA is not usable.
+  MEM_GIB="$("$PY" -c 'import torch; assert torch.cuda.is_available(), "torch sees no CUDA device"; print(torch.cuda.get_device_properties(0).total_memory // 2**30)')"
+  # Batch sizes by memory: YOLO11n at 640 px needs about 0.25 GiB per image in training with AMP,
+  # resnet18/ViT at 224 px far less; capped where a bigger batch only shortens the bench's epoch
+  # below what it can time.
+  if (( MEM_GIB >= 40 )); then TRAIN_BATCH=64; INFER_BATCH=64
+  elif (( MEM_GIB >= 16 )); then TRAIN_BATCH=32; INFER_BATCH=32
+  else TRAIN_BATCH=16; INFER_BATCH=16; fi
+  export BENCH_DEVICE=cuda:0 BENCH_RESULTS_DIR=bench/results/gpu
+  export BENCH_BATCH=$TRAIN_BATCH BENCH_INFER_BATCH=$INFER_BATCH BENCH_DETECT_IMGSZ=640 BENCH_CLASSIFY_IMGSZ=224 BENCH_IMGSZ=640
+  # Enough images that an epoch is several batches; 2 repeats x 3 epochs keep it under 8 minutes.
+  export BENCH_IMAGES=$((TRAIN_BATCH * 6)) BENCH_PER_CLASS=$((TRAIN_BATCH / 2)) BENCH_INFER_IMAGES=$((INFER_BATCH * 10)) BENCH_REPEATS=2 BENCH_EPOCHS=3 BENCH_SECONDS=5
+  echo "GPU: $("$PY" -c 'import torch; p = torch.cuda.get_device_properties(0); print(f"{p.name}, {p.total_memory / 2**30:.0f} GiB")'); training batch $TRAIN_BATCH, inference batch $INFER_BATCH"
+fi
+
+started=$(date +%s)
+BENCH_ALL=bridge,infer,onnx node dist/bench/all.js || status=$?
+echo
+echo "bench/gpu.sh: $(( $(date +%s) - started )) s; results in $BENCH_RESULTS_DIR/summary.md"
+exit "${status:-0}"

@@ -1,0 +1,261 @@
+/**
+ * `npm run bench:startup`: how long from `vision-trainer train` starting to its first epoch, on a
+ * dataset of BENCH_STARTUP_IMAGES (default 20,000) small images in S3-compatible storage (the
+ * local SeaweedFS server the tests use), against the two things it cannot avoid:
+ *
+ *   download alone    vision-trainer's dataset download by itself (a fresh Node process), into
+ *                     an empty folder: the transfer the job must make before it can convert
+ *   native start-up   timm's training started by hand in Python (bench/native_timm.py) on the
+ *                     already-downloaded, already-converted data: interpreter, torch and timm
+ *                     imports, model, data loaders, up to its first batch
+ *   vision-trainer    the whole job (timm resnet18, 32 px, batch 32): download, validation and
+ *                     conversion, Python started meanwhile, up to `training_started`
+ *
+ * Aim: vision-trainer ≤ download alone + 1.1 x native start-up, i.e. Python's start-up overlaps
+ * the download rather than following it. Each run is stopped once it reached its first epoch
+ * (SIGTERM for the job, whose graceful stop is part of what it does; the native script is
+ * killed). Both sides get the same OMP_NUM_THREADS and print their resolved settings, compared
+ * as in bench:bridge. Interleaved BENCH_REPEATS times (default 2); results in
+ * bench/results/startup.{json,md}.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { convertToImageFolder } from '../src/datasets/convert/classification.js';
+import { loadDataset } from '../src/datasets/load.js';
+import { resolveSplits } from '../src/datasets/splits.js';
+import { startCallbackReceiver } from '../src/dev/receiver.js';
+import { startS3Server } from '../src/dev/s3server.js';
+import { PROJECT_ROOT, PYTHON_DIR, defaultPythonBin } from '../src/paths.js';
+import { mapWithConcurrency } from '../src/storage/files.js';
+import { createStorage } from '../src/storage/index.js';
+import { BENCH_THREADS, BenchError, describeMachine, fmtSpread, machine, measure, runBench, sameSettings, spread, table, writeResults } from './harness.js';
+
+const IMAGES = Number(process.env.BENCH_STARTUP_IMAGES ?? 20_000);
+const REPEATS = Number(process.env.BENCH_REPEATS ?? 2);
+const IMGSZ = 32;
+const BATCH = 32;
+const WORKERS = 0;
+const DATASET_ID = 'startup';
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+interface Watched {
+  /** Seconds from spawning to the line that marks the first epoch. */
+  seconds: number;
+  settings: Json | undefined;
+  /** vision-trainer only: seconds from spawning to `dataset_downloaded`. */
+  downloaded?: number;
+  load: number;
+}
+
+/**
+ * Spawns a command, reads its JSON lines until `first` says the first epoch began, then ends it
+ * with `signal` and waits for it to exit (a job's graceful stop included).
+ */
+function untilFirstEpoch(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  signal: NodeJS.Signals,
+  read: (line: Record<string, unknown>, elapsed: number, w: Partial<Watched>) => boolean,
+  cwd?: string,
+): Promise<Watched> {
+  const load = loadavg()[0]!;
+  const started = performance.now();
+  const child: ChildProcess = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const seen: Partial<Watched> = { load };
+  let stderr = '';
+  let buffered = '';
+  let reached = false;
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-6000)));
+  child.stdout!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop() ?? '';
+    for (const line of parts) {
+      if (reached || !line.startsWith('{')) continue;
+      const elapsed = (performance.now() - started) / 1000;
+      if (read(JSON.parse(line) as Record<string, unknown>, elapsed, seen)) {
+        reached = true;
+        seen.seconds = elapsed;
+        child.kill(signal);
+      }
+    }
+  });
+  return new Promise((resolvePromise, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (!reached) return reject(new BenchError(`${command} ${args.join(' ')} ended (exit ${code}) before its first epoch:\n${stderr}`));
+      resolvePromise(seen as Watched);
+    });
+  });
+}
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? filesUnder(path) : [path];
+  });
+}
+
+const work = (s: Json | undefined): Json | undefined =>
+  s && typeof s === 'object' && !Array.isArray(s) ? { args: s.args ?? null, runtime: s.runtime ?? null } : s;
+
+async function main(): Promise<void> {
+  const m = machine();
+  process.stdout.write(`${describeMachine(m)}\n`);
+  const scratch = mkdtempSync(join(tmpdir(), 'vt-bench-startup-'));
+  const server = await startS3Server();
+  const receiver = await startCallbackReceiver({ token: 'bench-token', print: false });
+  try {
+    const datasetDir = join(scratch, 'dataset');
+    process.stdout.write(`making ${IMAGES} images at ${IMGSZ} px and uploading them as datasets/${DATASET_ID}/ ...\n`);
+    const made = spawnSync(
+      defaultPythonBin(),
+      ['-m', 'vision_trainer.sample_data', 'classification', datasetDir, '--per-class', String(Math.ceil(IMAGES / 10)), '--size', String(IMGSZ)],
+      {
+        cwd: PYTHON_DIR,
+        encoding: 'utf8',
+      },
+    );
+    if (made.status !== 0) throw new Error(made.stderr);
+    const storage = createStorage(server.storageConfig());
+    const files = filesUnder(datasetDir);
+    await mapWithConcurrency(files, 32, (f) => storage.uploadFile(f, `datasets/${DATASET_ID}/${relative(datasetDir, f)}`));
+    // The native side starts on the data as it is after download and conversion.
+    const dataset = await loadDataset(datasetDir, { taskType: 'image_classification' });
+    const folder = await convertToImageFolder(dataset, resolveSplits(dataset), join(scratch, 'imagefolder'));
+
+    const threads = BENCH_THREADS > 0 ? { OMP_NUM_THREADS: String(BENCH_THREADS), MKL_NUM_THREADS: String(BENCH_THREADS) } : {};
+    const storageEnv = {
+      STORAGE_TYPE: 'minio',
+      S3_ENDPOINT: server.endpoint,
+      AWS_REGION: server.region,
+      AWS_ACCESS_KEY_ID: server.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+      BUCKET_NAME: server.bucket,
+    };
+    const env = { ...process.env, PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...threads };
+    const download: number[] = [];
+    const native: Watched[] = [];
+    const job: Watched[] = [];
+    for (let r = 0; r < REPEATS; r++) {
+      const dest = join(scratch, `download-${r}`);
+      const d = await measure(process.execPath, [join(PROJECT_ROOT, 'dist/bench/startup.js'), '--download', dest], { ...env, ...storageEnv });
+      download.push(d.wall);
+      rmSync(dest, { recursive: true, force: true });
+
+      native.push(
+        await untilFirstEpoch(
+          defaultPythonBin(),
+          ['native_timm.py', folder.root, join(scratch, `native-${r}`), '1', String(BATCH), String(IMGSZ), String(WORKERS)],
+          env,
+          'SIGKILL',
+          (e, _t, w) => {
+            if (e.bench === 'settings') w.settings = e.settings as Json;
+            return e.bench === 'epoch_start';
+          },
+          join(PROJECT_ROOT, 'bench'),
+        ),
+      );
+
+      const jobEnv = {
+        ...env,
+        ...storageEnv,
+        LOG_FORMAT: 'json',
+        BACKEND_BASE_URL: receiver.url,
+        CALLBACK_TOKEN: 'bench-token',
+        JOB_ID: `bench-startup-${r}`,
+        TRACE_ID: `bench-startup-${r}`,
+        TASK_TYPE: 'image_classification',
+        FRAMEWORK: 'timm',
+        MODEL_NAME: 'resnet18',
+        DATASET_ID,
+        EPOCHS: '1',
+        BATCH_SIZE: String(BATCH),
+        IMAGE_SIZE: String(IMGSZ),
+        NUM_WORKERS: String(WORKERS),
+        DEVICE: 'cpu',
+        WORK_DIR: join(scratch, 'work'),
+      };
+      job.push(
+        await untilFirstEpoch(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], jobEnv, 'SIGTERM', (e, t, w) => {
+          if (e.event === 'training_settings') w.settings = e.settings as Json;
+          if (e.event === 'dataset_downloaded') w.downloaded = t;
+          return e.event === 'training_started';
+        }),
+      );
+      const last = (xs: Watched[]) => xs.at(-1)!;
+      process.stdout.write(
+        `run ${r + 1}/${REPEATS}: download alone ${d.wall.toFixed(2)} s; native start-up ${last(native).seconds.toFixed(2)} s; vision-trainer to its first epoch ${last(job).seconds.toFixed(2)} s (dataset downloaded at ${last(job).downloaded?.toFixed(2)} s)\n`,
+      );
+    }
+    const title = `timm resnet18 on ${IMAGES} images at ${IMGSZ} px from S3`;
+    sameSettings(title, { native: native[0]!.settings, 'vision-trainer': job[0]!.settings }, work);
+    const dl = spread(download);
+    const nat = spread(native.map((n) => n.seconds));
+    const vt = spread(job.map((n) => n.seconds));
+    const budget = dl.median + 1.1 * nat.median;
+    const overhead = (vt.median - dl.median) / nat.median;
+    const row = { title, download: dl, nativeStartup: nat, visionTrainer: vt, budget, overheadOverNative: overhead, met: vt.median <= budget };
+    process.stdout.write(
+      [
+        '',
+        `download alone              ${fmtSpread(dl)} s`,
+        `native start-up             ${fmtSpread(nat)} s`,
+        `vision-trainer first epoch  ${fmtSpread(vt)} s (aim: at most ${budget.toFixed(2)} s = download + 1.1 x native start-up)`,
+        `start-up ratio: ${overhead.toFixed(2)}   ((vision-trainer - download) / native start-up; aim at most 1.10) ${row.met ? 'met' : 'NOT met'}`,
+        '',
+      ].join('\n'),
+    );
+    writeResults(
+      'startup',
+      {
+        machine: m,
+        images: IMAGES,
+        repeats: REPEATS,
+        threads: BENCH_THREADS,
+        row,
+        loads: { native: native.map((n) => n.load), visionTrainer: job.map((n) => n.load) },
+      },
+      [
+        '## bench:startup: time to the first epoch, dataset in S3',
+        '',
+        `${describeMachine(m)}. ${REPEATS} interleaved runs, ${BENCH_THREADS} threads on both sides; median [min-max].`,
+        '',
+        ...table(
+          [
+            'dataset',
+            'download alone',
+            'native start-up',
+            'vision-trainer to first epoch',
+            'aim (download + 1.1 x native)',
+            '(vision-trainer - download) / native',
+          ],
+          [[title, `${fmtSpread(dl)} s`, `${fmtSpread(nat)} s`, `${fmtSpread(vt)} s`, `${budget.toFixed(2)} s`, overhead.toFixed(2)]],
+        ),
+      ],
+    );
+  } finally {
+    await receiver.close();
+    await server.stop();
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--download') {
+  // One download by itself, in a fresh process as the job has: what the job cannot do faster.
+  const storage = createStorage({
+    type: 'minio',
+    endpoint: process.env.S3_ENDPOINT as string,
+    accessKeyId: process.env.AWS_ACCESS_KEY_ID as string,
+    secretAccessKey: process.env.AWS_SECRET_ACCESS_KEY as string,
+    bucket: process.env.BUCKET_NAME as string,
+    forcePathStyle: true,
+  });
+  await storage.downloadDataset(DATASET_ID, resolve(process.argv[3]!));
+} else {
+  runBench(main);
+}
