@@ -38,7 +38,7 @@ else
   export BENCH_DEVICE=cuda:0 BENCH_RESULTS_DIR=bench/results/gpu
   export BENCH_BATCH=$TRAIN_BATCH BENCH_INFER_BATCH=$INFER_BATCH BENCH_DETECT_IMGSZ=640 BENCH_CLASSIFY_IMGSZ=224 BENCH_IMGSZ=640
   # Enough images that an epoch is several batches; 2 repeats x 3 epochs keep it under 8 minutes.
-  export BENCH_IMAGES=$((TRAIN_BATCH * 6)) BENCH_PER_CLASS=$((TRAIN_BATCH / 2)) BENCH_INFER_IMAGES=$((INFER_BATCH * 10)) BENCH_REPEATS=2 BENCH_EPOCHS=3 BENCH_SECONDS=5
+  export BENCH_IMAGES=$((TRAIN_BATCH * 6)) BENCH_PER_CLASS=$((TRAIN_BATCH / 2)) BENCH_INFER_IMAGES=$((INFER_BATCH * 10)) BENCH_REPEATS=2 BENCH_EPOCHS=3 BENCH_SECONDS=3
   echo "GPU: $("$PY" -c 'import torch; p = torch.cuda.get_device_properties(0); print(f"{p.name}, {p.total_memory / 2**30:.0f} GiB")'); training batch $TRAIN_BATCH, inference batch $INFER_BATCH"
 fi
 

@@ -161,7 +161,7 @@ export function writeResults(name: string, report: Record<string, unknown>, mark
   mkdirSync(RESULTS_DIR, { recursive: true });
   writeFileSync(join(RESULTS_DIR, `${name}.json`), `${JSON.stringify({ bench: name, measuredAt: new Date().toISOString(), ...report }, null, 2)}\n`);
   writeFileSync(join(RESULTS_DIR, `${name}.md`), `${markdown.join('\n')}\n`);
-  process.stdout.write(`\nresults: bench/results/${name}.json, bench/results/${name}.md\n`);
+  process.stdout.write(`\nresults: ${join(RESULTS_DIR, name)}.json, .md\n`);
 }
 
 /** A markdown table. */

@@ -49,6 +49,7 @@ def runtime(device: Any, *, amp: Any, train_workers: int, val_workers: int | Non
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "mkl_num_threads": os.environ.get("MKL_NUM_THREADS"),
         "opencv_threads": cv2.getNumThreads() if cv2 is not None else None,
+        "blas_threads": blas_threads(),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
@@ -58,6 +59,17 @@ def runtime(device: Any, *, amp: Any, train_workers: int, val_workers: int | Non
         "validation": validation,
         "saving": saving,
     }
+
+
+def blas_threads() -> list[str] | None:
+    """The thread count of every BLAS/OpenMP pool loaded in the process ("openblas: 2"), which
+    an import order can change (numpy imported before or after OMP_NUM_THREADS is set);
+    None when threadpoolctl is not installed."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return sorted(f"{pool['internal_api']}: {pool['num_threads']}" for pool in threadpool_info())
 
 
 def cpu_budget() -> dict[str, Any] | None:
