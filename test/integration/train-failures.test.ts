@@ -161,7 +161,7 @@ describe('TypeScript API', () => {
     expect(seen.filter((t) => t === 'epoch').length).toBeLessThanOrEqual(2);
   });
 
-  it('a dataset error while Python is still starting fails at once and leaves no Python behind', async () => {
+  it('a dataset error while the framework is still importing fails at once and leaves no Python behind', async () => {
     const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
     const broken = writeSyntheticDataset(mkdtempSync(join(tmpdir(), 'vt-ds-')), { taskType: 'object_detection', count: 10, seed: 9 });
     const images = broken.annotations.images as Array<{ annotations: Array<{ class_id: number }> }>;
@@ -195,7 +195,7 @@ describe('TypeScript API', () => {
     expect(result.status).toBe('failed');
     expect(result.exitCode).toBe(3);
     expect(result.error?.message).toMatch(/class_id.*42/);
-    // Python started with the download; the dataset failed before training was reached, and Python is gone.
+    // Python was up (the preflight) during the download; the dataset failed before training was reached, and Python is gone.
     expect(spawned.length).toBeGreaterThan(0);
     expect(stages).not.toContain('training');
     expect(childPids(process.pid).filter((pid) => !before.has(pid) && isAlive(pid))).toEqual([]);
