@@ -4,7 +4,7 @@
  * ratio lines as it printed them, its wall time, and the tables of the benches that write
  * bench/results/<name>.md (bridge, transfer).
  *
- *   BENCH_ALL=bridge,infer,onnx,startup,transfer,convert   which benches, in this order (default: all)
+ *   BENCH_ALL=bridge,infer,onnx,threads,startup,transfer,convert   which benches, in this order (default: all)
  *   BENCH_RESULTS_DIR   where the files go (default bench/results)
  *   BENCH_QUICK=1   small sizes and one repeat everywhere: checks that the whole chain runs (a
  *                   dry run for bench/gpu.sh too); its figures are not measurements
@@ -33,6 +33,7 @@ const BENCHES: Bench[] = [
   { name: 'bridge', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_EPOCHS: '2', BENCH_IMAGES: '32', BENCH_PER_CLASS: '6' }, quickArgs: [] },
   { name: 'infer', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_IMAGES: '32', BENCH_IMGSZ: '64' }, quickArgs: [] },
   { name: 'onnx', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '1' }, quickArgs: [] },
+  { name: 'threads', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '2' }, quickArgs: [] },
   { name: 'startup', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '300' }, quickArgs: [] },
   { name: 'transfer', args: [], quickEnv: {}, quickArgs: ['--small', '200', '--zip-mb', '8', '--repeats', '1'] },
   { name: 'convert', args: [], quickEnv: {}, quickArgs: ['--images', '2000', '--boxes', '6000', '--runs', '1', '--skip-design'] },
