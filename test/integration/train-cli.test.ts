@@ -127,17 +127,8 @@ async function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epo
 
 describe('vision-trainer train (ultralytics, real training)', () => {
   it('object_detection from a dataset zip: full callback sequence, checkpoints, log, converted YOLO files', async () => {
-    const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip', env: { CPU_THREADS: '1' } });
+    const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip' });
     const { validations } = await expectCompleteRun(run, 2, 'mAP50-95');
-    // CPU_THREADS sized Python's pools, and the log says what the run resolved.
-    const logged = run.result.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { event?: string; settings?: Record<string, any> });
-    const settings = logged.find((l) => l.event === 'training_settings')?.settings;
-    expect(settings?.cpu_budget).toMatchObject({ threads: 1, source: 'CPU_THREADS' });
-    expect(settings?.runtime).toMatchObject({ device: 'cpu', torch_threads: 1, torch_interop_threads: 1, omp_num_threads: '1', train_workers: 0 });
-    expect(settings?.args).toMatchObject({ epochs: 2, imgsz: 32 });
     expect(Object.keys(validations[0]!.pr_curves).length).toBeGreaterThan(0);
     for (const curve of Object.values(validations[0]!.pr_curves) as Array<{ precision: unknown[]; recall: unknown[] }>) {
       expect(curve.precision.length).toBeLessThanOrEqual(101);

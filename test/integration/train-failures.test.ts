@@ -201,9 +201,13 @@ describe('TypeScript API', () => {
     expect(childPids(process.pid).filter((pid) => !before.has(pid) && isAlive(pid))).toEqual([]);
   });
 
-  it('runs several trainings one after another in one process', async () => {
+  it('runs several trainings one after another in one process; each interpreter gets its own CPU_THREADS', async () => {
     const storageRoot = mkdtempSync(join(tmpdir(), 'vt-local-'));
-    for (const jobId of ['seq-1', 'seq-2']) {
+    for (const [jobId, cpuThreads] of [
+      ['seq-1', 2],
+      ['seq-2', 1],
+    ] as const) {
+      let settings: Record<string, any> | undefined;
       const run = train(
         {
           jobId,
@@ -215,13 +219,26 @@ describe('TypeScript API', () => {
           batchSize: 8,
           device: 'cpu',
           numWorkers: 0,
+          cpuThreads,
           storage: { type: 'local', root: storageRoot, datasetPath: datasetDir },
         },
-        { logger: false },
+        {
+          logger: false,
+          onEvent: (e) => {
+            if (e.type === 'start') settings = e.settings;
+          },
+        },
       );
       const result = await run.result;
       expect(result.status, result.error?.describe()).toBe('succeeded');
       expect(result.checkpointUri).toBe(`file://${join(storageRoot, `checkpoints/job-${jobId}/best.pt`)}`);
+      // CPU_THREADS sized the new interpreter's pools (ultralytics keeps one CPU for its data loading).
+      expect(settings?.cpu_budget).toMatchObject({ threads: cpuThreads, source: 'CPU_THREADS' });
+      expect(settings?.runtime).toMatchObject({
+        torch_interop_threads: cpuThreads,
+        omp_num_threads: String(cpuThreads),
+        torch_threads: Math.max(1, cpuThreads - 1),
+      });
     }
   });
 });
