@@ -2,19 +2,19 @@
  * A test run from a script: evaluate a checkpoint on a dataset's val split, watch the progress,
  * stop it with Ctrl-C (an AbortSignal), and print the metrics.
  *
- *   node dist/examples/infer-test-run.js STORAGE_FOLDER CHECKPOINT_KEY DATASET_FOLDER
- *   e.g. after examples/train-and-compare.ts:
- *   node dist/examples/infer-test-run.js storage checkpoints/job-compare-64/best.pt /tmp/vt-example-XXXX/digits
+ *   node dist/examples/infer-test-run.js CHECKPOINT_URI DATASET_FOLDER [STORAGE_FOLDER]
+ *   e.g. after examples/train-and-compare.ts (it prints each run's checkpoint URI):
+ *   node dist/examples/infer-test-run.js file://$PWD/storage/checkpoints/job-compare-64/best.pt /tmp/vt-example-XXXX/digits
  *
- * Storage is a local folder, so no S3 server or backend is needed. The same call with
+ * Storage is a local folder (results go there), so no S3 server or backend is needed. The same call with
  * `inferenceType: 'inference_job'` and `imagePaths` predicts on images without labels.
  */
 import { resolve } from 'node:path';
 import { type InferenceOutcome, infer } from '../src/index.js';
 
 async function main(): Promise<InferenceOutcome> {
-  const [storageRoot = 'storage', checkpointKey, datasetPath] = process.argv.slice(2);
-  if (!checkpointKey || !datasetPath) throw new Error('usage: infer-test-run.js STORAGE_FOLDER CHECKPOINT_KEY DATASET_FOLDER');
+  const [checkpointUri, datasetPath, storageRoot = 'storage'] = process.argv.slice(2);
+  if (!checkpointUri || !datasetPath) throw new Error('usage: infer-test-run.js CHECKPOINT_URI DATASET_FOLDER [STORAGE_FOLDER]');
 
   // Ctrl-C stops the run after the current batch; the outcome is then `failed`, exit code 143.
   const controller = new AbortController();
@@ -25,7 +25,7 @@ async function main(): Promise<InferenceOutcome> {
       jobId: 'example-test-run',
       taskType: 'object_detection',
       inferenceType: 'test_run',
-      checkpointPath: checkpointKey,
+      checkpointPath: checkpointUri,
       datasetId: 'local',
       testSplit: 'val',
       device: 'cpu',
@@ -42,7 +42,9 @@ async function main(): Promise<InferenceOutcome> {
 main().then(
   (outcome) => {
     if (outcome.error) process.stderr.write(`${outcome.error.describe()}\n`);
-    process.stdout.write(`${outcome.status}: ${outcome.images} images, metrics ${JSON.stringify(outcome.metrics)}\nresults: ${outcome.resultsUri}\n`);
+    process.stdout.write(
+      `${outcome.status}: ${outcome.images} images, metrics ${JSON.stringify(outcome.metrics?.overall_metrics ?? null)}\nresults: ${outcome.resultsUri}\n`,
+    );
     process.exitCode = outcome.exitCode;
   },
   (err: unknown) => {

@@ -292,6 +292,8 @@ export type InferConfigInput = Loose<Omit<InferConfig, 'storage' | 'backend' | '
 /** What a TypeScript caller passes to `exportModel()`: ExportConfig's fields, defaults optional. */
 export type ExportConfigInput = Loose<Omit<ExportConfig, 'storage' | 'backend'>> &
   Pick<ExportConfig, 'jobId' | 'taskType' | 'exportFormat' | 'checkpointPath'> & {
+    /** MODEL_NAME is required for export too (metadata.json and the package carry it). */
+    modelName: string;
     traceId?: string;
     storage?: Partial<RawStorage>;
     backend?: RawBackend;
