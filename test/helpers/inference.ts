@@ -15,7 +15,7 @@ import { uploadDataset } from './datasets.js';
 import { jobEnv } from './job-env.js';
 import type { ReceiverFixture } from './receiver.js';
 import type { S3Fixture } from './s3.js';
-import { writeSyntheticDataset, type SyntheticDataset, type SyntheticTask } from './synthetic.js';
+import { writeSyntheticDataset, type SyntheticDataset, type SyntheticOptions, type SyntheticTask } from './synthetic.js';
 
 export interface TrainedModel {
   datasetId: string;
@@ -31,10 +31,11 @@ export async function trainTinyModel(
   modelName: string,
   name: string,
   extra: Record<string, string> = {},
+  datasetOptions: Partial<SyntheticOptions> = {},
 ): Promise<TrainedModel> {
   const datasetId = `ds-${name}`;
   const dir = mkdtempSync(join(tmpdir(), 'vt-infer-ds-'));
-  const dataset = writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 11 });
+  const dataset = writeSyntheticDataset(dir, { taskType: task, count: 20, width: 64, height: 48, seed: 11, ...datasetOptions });
   await uploadDataset(s3.storage(), datasetId, dir, 'zip');
   const jobId = `train-${name}`;
   const env = jobEnv(s3, backend, jobId, { TASK_TYPE: task, MODEL_NAME: modelName, DATASET_ID: datasetId, EPOCHS: '1', ...extra });

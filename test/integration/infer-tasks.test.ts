@@ -13,6 +13,7 @@ import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } f
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { TINY_CLIP, TINY_VIT } from '../helpers/classifier-runs.js';
 import { useS3Server } from '../helpers/s3.js';
+import { contractClassIds } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
@@ -38,12 +39,42 @@ async function testRun(model: TrainedModel, jobId: string, task: TaskType, extra
   expect(backend.receiver.requests.filter((r) => r.status !== 200)).toEqual([]);
   const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
   expect(doc.results.map((r) => r.image_id)).toEqual(await valIds(model, task));
-  return { done: doneOf(jobId)!, doc };
+  const done = doneOf(jobId)!;
+  expectDatasetIds(model, done, doc);
+  return { done, doc };
 }
+
+/**
+ * The datasets here have ids that are not contiguous and not in name order (circle 7, square 3,
+ * triangle 11; person 5): every id a test run reports is one of them, with that class's name,
+ * and its tables are in ascending id.
+ */
+function expectDatasetIds(model: TrainedModel, done: Record<string, any>, doc: Awaited<ReturnType<typeof readResults>>) {
+  const { classIds, classNames } = model.dataset;
+  const nameOf = (id: number) => classNames[classIds.indexOf(id)];
+  expect(doc.model.class_ids_stored).toBe(true);
+  expect([...doc.model.class_ids].sort((a, b) => a - b)).toEqual([...classIds].sort((a, b) => a - b));
+  doc.model.class_ids.forEach((id, i) => expect(doc.model.class_names[i]).toBe(nameOf(id)));
+  const rows = done.per_class_metrics.map((p: { class_id: number; class_name: string }) => [p.class_id, p.class_name]);
+  expect(rows).toEqual([...rows].sort((a: number[], b: number[]) => a[0]! - b[0]!));
+  for (const [id, name] of rows) expect(nameOf(id)).toBe(name);
+  const ordered = (done.confusion_matrix_class_ids as Array<number | null>).filter((id) => id !== null);
+  expect(ordered).toEqual([...classIds].sort((a, b) => a - b));
+  const seen = doc.results.flatMap((r) => {
+    const gt = r.ground_truth as { class_id?: number; class_name?: string; objects?: Array<{ class_id: number; class_name: string }> };
+    const pred = r.predictions as { class_id?: number; class_name?: string; boxes?: Array<{ class_id: number; class_name: string }> };
+    return [...(gt.objects ?? [gt]), ...(pred.boxes ?? [pred])];
+  });
+  expect(seen.length).toBeGreaterThan(0);
+  for (const c of seen) expect(nameOf(c.class_id!)).toBe(c.class_name);
+}
+
+/** Non-contiguous dataset ids, not in name order, for every model trained here. */
+const ids = (task: TaskType) => ({ classIds: contractClassIds(task === 'pose_estimation' ? 1 : 3) });
 
 describe('ultralytics segmentation and pose', () => {
   it('segmentation: mask mAP primary, box mAP beside; outlines in predictions and ground truth; EigenCAM', async () => {
-    const model = await trainTinyModel(s3, backend, 'instance_segmentation', 'yolo11n-seg', 'infer-seg');
+    const model = await trainTinyModel(s3, backend, 'instance_segmentation', 'yolo11n-seg', 'infer-seg', {}, ids('instance_segmentation'));
     const { done, doc } = await testRun(model, 'tr-seg', 'instance_segmentation', {
       CONFIDENCE_THRESHOLD: '0.001',
       MAX_VISUALIZATIONS: '2',
@@ -62,7 +93,7 @@ describe('ultralytics segmentation and pose', () => {
   });
 
   it('pose: OKS mAP primary; keypoints on every predicted and true object', async () => {
-    const model = await trainTinyModel(s3, backend, 'pose_estimation', 'yolo11n-pose', 'infer-pose');
+    const model = await trainTinyModel(s3, backend, 'pose_estimation', 'yolo11n-pose', 'infer-pose', {}, ids('pose_estimation'));
     const { done, doc } = await testRun(model, 'tr-pose', 'pose_estimation', { CONFIDENCE_THRESHOLD: '0.001', MAX_VISUALIZATIONS: '1' });
     for (const key of ['mAP50', 'mAP50-95', 'box_mAP50']) expect(typeof done.overall_metrics[key]).toBe('number');
     const kpts = doc.model.keypoint_shape![0]!;
@@ -75,7 +106,7 @@ describe('ultralytics segmentation and pose', () => {
 
 describe('timm and transformers classifiers', () => {
   it('timm ResNet: test run with Grad-CAM on its last feature map; an inference job that reads the framework from the checkpoint', async () => {
-    const model = await trainTinyModel(s3, backend, 'image_classification', 'resnet18', 'infer-timm', { FRAMEWORK: 'timm' });
+    const model = await trainTinyModel(s3, backend, 'image_classification', 'resnet18', 'infer-timm', { FRAMEWORK: 'timm' }, ids('image_classification'));
     const { done, doc } = await testRun(model, 'tr-timm', 'image_classification', { FRAMEWORK: 'timm', ENABLE_XAI: 'true' });
     expect(typeof done.overall_metrics.accuracy).toBe('number');
     expect(done.confusion_matrix).toHaveLength(3);
@@ -108,9 +139,17 @@ describe('timm and transformers classifiers', () => {
   });
 
   it('transformers ViT: Grad-CAM on the tokens entering the last attention; FRAMEWORK=ultralytics on its checkpoint is refused', async () => {
-    const model = await trainTinyModel(s3, backend, 'image_classification', 'vit-base-patch16-224', 'infer-vit', {
-      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
-    });
+    const model = await trainTinyModel(
+      s3,
+      backend,
+      'image_classification',
+      'vit-base-patch16-224',
+      'infer-vit',
+      {
+        HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
+      },
+      ids('image_classification'),
+    );
     const { done, doc } = await testRun(model, 'tr-vit', 'image_classification', { ENABLE_XAI: 'true', XAI_METHOD: 'gradcam' });
     expect(typeof done.overall_metrics.top5_accuracy).toBe('number');
     expect(doc.model).toMatchObject({ framework: 'huggingface', architecture: 'ViTForImageClassification' });
@@ -134,13 +173,23 @@ describe('timm and transformers classifiers', () => {
   });
 
   it('transformers CLIP zero-shot: a test run over the class prompts', async () => {
-    const model = await trainTinyModel(s3, backend, 'image_classification', 'clip-vit-base-patch32', 'infer-clip', {
-      TASK_TYPE: 'zero_shot_classification',
-      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP),
-    });
+    const model = await trainTinyModel(
+      s3,
+      backend,
+      'image_classification',
+      'clip-vit-base-patch32',
+      'infer-clip',
+      {
+        TASK_TYPE: 'zero_shot_classification',
+        HF_CONFIG_OVERRIDES: JSON.stringify(TINY_CLIP),
+      },
+      ids('image_classification'),
+    );
     const { done, doc } = await testRun(model, 'tr-clip', 'zero_shot_classification', { ENABLE_XAI: 'true' });
     expect(typeof done.overall_metrics.accuracy).toBe('number');
-    expect(doc.model).toMatchObject({ framework: 'huggingface', task: 'classify', class_names: model.dataset.classNames });
+    // transformers numbers the classes in ascending dataset id.
+    const byId = model.dataset.classIds.map((id, i) => ({ id, name: model.dataset.classNames[i]! })).sort((a, b) => a.id - b.id);
+    expect(doc.model).toMatchObject({ framework: 'huggingface', task: 'classify', class_names: byId.map((c) => c.name), class_ids: byId.map((c) => c.id) });
     expect(doc.results.every((r) => r.xai?.error === null)).toBe(true);
   });
 });
