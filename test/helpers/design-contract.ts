@@ -27,6 +27,8 @@ export interface DesignExample {
   tasks?: Record<string, readonly TaskType[]>;
   /** Dotted paths whose value is not compared (only present). */
   free?: readonly string[];
+  /** Dotted paths of maps (e.g. pr_curves by class name): any keys, each value shaped as the example's one. */
+  maps?: readonly string[];
 }
 
 const CLASSIFICATION: readonly TaskType[] = ['image_classification', 'zero_shot_classification'];
@@ -89,6 +91,7 @@ export const DESIGN_EXAMPLES = {
       confusion_matrix: CLASSIFICATION,
       pr_curves: ['object_detection', 'instance_segmentation'],
     },
+    maps: ['pr_curves'],
   },
   validationResponse: { example: { status: 'ok', is_best: true } },
   inferenceProgress: {
@@ -202,6 +205,11 @@ export function designProblems(kind: DesignKind, actual: unknown, taskType?: Tas
       return;
     }
     if (want !== 'object') return;
+    if (spec.maps?.includes(path)) {
+      const [shape] = Object.values(example as Record<string, Json>);
+      for (const [key, item] of Object.entries(value as Record<string, unknown>)) compare(item, shape!, `${path}.${key}`);
+      return;
+    }
     for (const [key, sub] of Object.entries(example as Record<string, Json>)) {
       const keyPath = path ? `${path}.${key}` : key;
       const onlyFor = spec.tasks?.[keyPath];

@@ -56,6 +56,14 @@ describe('design examples', () => {
     expect(resultsDesignProblems(results)).toEqual(['resultsImage: image_path is missing', 'resultsXai: the statistics under "gradcam" are missing']);
   });
 
+  it('reads pr_curves as a map by class name: any names, each curve shaped as the design’s', () => {
+    const v = clone(DESIGN_EXAMPLES.validation.example) as Record<string, any>;
+    v.pr_curves = { square: { precision: [1, 0.5], recall: [0.5, 1] }, circle: { precision: [1], recall: [null] } };
+    expect(designProblems('validation', v, 'object_detection')).toEqual([]);
+    v.pr_curves.circle = { precision: 0.5, recall: [1] };
+    expect(designProblems('validation', v, 'object_detection')).toEqual(['validation: pr_curves.circle.precision is number, the design has array']);
+  });
+
   it('requires task-specific keys only for their tasks; a metric may be null, a failed completion’s contents are not compared', () => {
     const beat = { epoch: 1, progress: 50, metrics: { loss: 0.3, learning_rate: null }, timestamp: '2025-01-10T12:34:56Z' };
     expect(designProblems('heartbeat', beat, 'object_detection')).toEqual([]);
