@@ -31,6 +31,8 @@ export function inferenceReporter(client: CallbackClient, config: InferConfig): 
       overall_metrics: m?.overall_metrics ?? {},
       per_class_metrics: m?.per_class_metrics ?? [],
       confusion_matrix: m?.confusion_matrix ?? null,
+      // The dataset's class id of each row and column (null: a detection matrix's background).
+      confusion_matrix_class_ids: m?.confusion_matrix_class_ids ?? null,
       pr_curves: m?.pr_curves ?? {},
       ...paths,
     });
