@@ -114,7 +114,8 @@ async function setup(framework: string, scratch: string): Promise<Setup> {
         args: ['native_ultralytics.py', yolo.dataYaml, join(scratch, `native-${r}`), ...settings(DETECT_PX), ...device],
         env: { YOLO_CONFIG_DIR: join(scratch, 'cfg-native') },
       }),
-      bridged: () => ({ ...common, TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', IMAGE_SIZE: String(DETECT_PX) }),
+      // The native script draws no plots; the job draws them by default (logs/job-{JOB_ID}/plots/).
+      bridged: () => ({ ...common, TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', IMAGE_SIZE: String(DETECT_PX), TRAINER_ARGS: '{"plots":false}' }),
     };
   }
   sampleData('classification', datasetDir, ['--per-class', String(process.env.BENCH_PER_CLASS ?? 24), '--size', String(CLASSIFY_PX)]);

@@ -91,7 +91,17 @@ export type RunEvent =
    * answers with the backend's response.
    */
   | { type: 'best'; epoch: number; value: number | null; metrics: Metrics; decidedBy: 'backend' | 'score' }
-  | { type: 'checkpoint'; epoch: number; uri: string; isBest: boolean; reason: 'periodic' | 'stop' | 'best'; metrics: Metrics; bestEpoch?: number | null }
+  | {
+      type: 'checkpoint';
+      epoch: number;
+      uri: string;
+      isBest: boolean;
+      reason: 'periodic' | 'stop' | 'best';
+      metrics: Metrics;
+      bestEpoch?: number | null;
+      /** best.pt: the local file, readable until the job's `done` has been handled (trackers upload it). */
+      localPath?: string;
+    }
   | {
       type: 'done';
       status: 'succeeded' | 'failed';

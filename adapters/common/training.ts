@@ -5,17 +5,46 @@
  */
 import { type PythonBridge, type PythonEntry, pythonCallback, pythonEntry } from '../../src/bridge/python.js';
 import type { TrainConfig } from '../../src/config/schema.js';
+import type { TaskType } from '../../src/config/tasks.js';
+import { ConfigError } from '../../src/errors.js';
+import type { JsonValue } from '../../src/events.js';
 import type { TrainerEventHandler, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
 import {
   type ModelCheck,
   ModelCheckParamsSchema,
   ModelCheckSchema,
   type TrainAnswer,
+  TrainerArgsAnswerSchema,
+  TrainerArgsParamsSchema,
   TrainerEventSchema,
   type TrainParams,
 } from '../../src/frameworks/protocol.js';
 
 export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
+
+/** The TRAINER_ARGS preflight of a framework whose key list lives in the framework (python/vision_trainer/<framework>/trainer_args.py). */
+export function trainerArgsEntry(framework: string) {
+  return pythonEntry(`vision_trainer.${framework}.trainer_args`, 'check', TrainerArgsParamsSchema, TrainerArgsAnswerSchema);
+}
+
+/** Asks Python to check TRAINER_ARGS; its problems become one ConfigError naming each key. */
+export async function checkTrainerArgsInPython(
+  framework: string,
+  args: Record<string, JsonValue>,
+  taskType: TaskType,
+  python: () => Promise<PythonBridge>,
+): Promise<Record<string, JsonValue>> {
+  if (Object.keys(args).length === 0) return {};
+  const bridge = await python();
+  const answer = await bridge.call(trainerArgsEntry(framework), { trainer_args: args, task_type: taskType });
+  if (answer.problems.length > 0) {
+    throw new ConfigError(
+      answer.problems.map((p) => ({ variable: `TRAINER_ARGS ${p.key}`, message: p.message })),
+      'train',
+    );
+  }
+  return answer.resolved;
+}
 
 /** The request in the seam's terms; `overrides` carries a framework's own values. */
 export function trainParams(request: TrainRequest, overrides: Partial<TrainParams> = {}): TrainParams {
@@ -41,6 +70,9 @@ export function trainParams(request: TrainRequest, overrides: Partial<TrainParam
     job_id: config.jobId,
     config_overrides: null,
     event_relay: null,
+    trainer_args: request.trainerArgs,
+    seed: config.seed ?? null,
+    tensorboard_dir: request.tensorboardDir ?? null,
     ...overrides,
   };
 }

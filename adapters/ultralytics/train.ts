@@ -9,12 +9,13 @@ import { convertToImageFolder, convertToYolo } from '../../src/datasets/convert/
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { tailEvents } from '../common/event-relay.js';
-import { modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { checkTrainerArgsInPython, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.ultralytics.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const ultralyticsTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.ultralytics.train'),
+  resolveTrainerArgs: (args, taskType, python) => checkTrainerArgsInPython('ultralytics', args, taskType, python),
 
   // The trainer imports ultralytics' models lazily, inside train(): the YOLO model and trainers.
   pythonModules: ['ultralytics.models.yolo'],

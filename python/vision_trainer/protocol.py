@@ -111,6 +111,24 @@ class TrainParams(TypedDict):
     job_id: str
     config_overrides: dict[str, Any] | None
     event_relay: EventRelay | None
+    trainer_args: dict[str, Any]
+    seed: int | None
+    tensorboard_dir: str | None
+
+
+class TrainerArgsParams(TypedDict):
+    trainer_args: dict[str, Any]
+    task_type: str
+
+
+class TrainerArgProblem(TypedDict):
+    key: str
+    message: str
+
+
+class TrainerArgsAnswer(TypedDict):
+    resolved: dict[str, Any]
+    problems: list[TrainerArgProblem]
 
 
 class TrainAnswer(TypedDict):

@@ -143,6 +143,8 @@ export function parseConfig<M extends Mode>(mode: M, input: unknown): ConfigFor<
     registerSecret(o.storage?.accessKeyId as string | undefined);
     registerSecret((o as Record<string, unknown>).pretrainedWeightUrl as string | undefined);
     registerSecret(o.openai?.apiKey as string | undefined);
+    registerSecret(o.mlflow?.token as string | undefined);
+    registerSecret(o.mlflow?.password as string | undefined);
   }
   const result = SCHEMAS[mode].safeParse(input);
   if (result.success) return result.data as ConfigFor<M>;

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { EXPORT_FORMATS, type Mode, type Variable, variablesFor } from './variables.js';
 import { exportSettingProblems } from '../jobs/export/formats.js';
 import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
+import { trainerArgProblems } from './trainer-args.js';
 
 type Shape = Record<string, z.ZodType>;
 
@@ -32,6 +33,21 @@ function buildShape(vars: Variable[]): Shape {
 
 type Ctx = z.RefinementCtx;
 const problem = (ctx: Ctx, path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+
+/** What TRAINER_ARGS' framework says about its keys without asking Python (src/config/trainer-args.ts). */
+function checkTrainerArgs(c: { framework?: Framework; modelName?: string; trainerArgs?: unknown }, ctx: Ctx): void {
+  if (!c.trainerArgs || typeof c.trainerArgs !== 'object' || Array.isArray(c.trainerArgs)) return;
+  const framework = c.framework === undefined || (FRAMEWORKS as readonly string[]).includes(c.framework) ? resolveFramework(c) : undefined;
+  if (!framework) return;
+  for (const p of trainerArgProblems(framework, c.trainerArgs as Record<string, unknown>)) problem(ctx, ['trainerArgs', p.key], p.message);
+}
+
+function checkMlflow(m: MlflowConfig | undefined, ctx: Ctx): void {
+  if (!m || typeof m !== 'object') return;
+  if (m.username && !m.password) problem(ctx, ['mlflow', 'password'], 'is required when MLFLOW_TRACKING_USERNAME is set');
+  if (m.password && !m.username) problem(ctx, ['mlflow', 'username'], 'is required when MLFLOW_TRACKING_PASSWORD is set');
+  if (m.token && m.username) problem(ctx, ['mlflow', 'token'], 'and MLFLOW_TRACKING_USERNAME/PASSWORD are two ways to sign in: set one of them');
+}
 
 interface RawBackend {
   baseUrl?: string;
@@ -138,6 +154,8 @@ export const TrainConfigSchema = z
         ['hfConfigOverrides'],
         "shapes a model built from its configuration; with PRETRAINED_WEIGHT_URL the folder's config.json decides (unset one of them)",
       );
+    checkTrainerArgs(c, ctx);
+    checkMlflow(c.mlflow, ctx);
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawTrain;
@@ -196,6 +214,7 @@ interface Common {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   logFormat: 'auto' | 'json' | 'text';
 }
+type JsonValue = z.core.util.JSONType;
 type SplitStrategy = z.infer<typeof import('../datasets/splits.js').SplitStrategySchema>;
 
 export interface TrainConfig extends Common {
@@ -217,7 +236,24 @@ export interface TrainConfig extends Common {
   resumeCheckpointPath?: string;
   /** HF_CONFIG_OVERRIDES: merged into a transformers configuration built without weights. */
   hfConfigOverrides?: Record<string, unknown>;
+  /** TRAINER_ARGS: framework-native settings (src/config/trainer-args.ts). */
+  trainerArgs?: Record<string, JsonValue>;
+  /** SEED: a seeded, deterministic-where-possible run; unset = the framework's fixed seed. */
+  seed?: number;
+  /** MLFLOW_*: the run is logged to this MLflow server when trackingUri is set. */
+  mlflow: MlflowConfig;
+  /** ENABLE_TENSORBOARD: event files uploaded under logs/job-{JOB_ID}/tensorboard/. */
+  tensorboard: boolean;
   storage: StorageConfig;
+}
+
+export interface MlflowConfig {
+  trackingUri?: string;
+  experimentName: string;
+  runName?: string;
+  token?: string;
+  username?: string;
+  password?: string;
 }
 type RawTrain = Omit<TrainConfig, 'storage' | 'backend' | 'framework'> & { framework?: Framework; storage: RawStorage; backend: RawBackend };
 
@@ -275,11 +311,12 @@ type Loose<T> = { [K in keyof T]?: T[K] | string };
  * What a TypeScript caller passes to `train()`: the same fields as TrainConfig, native values or
  * env-style strings, with everything that has a default optional.
  */
-export type TrainConfigInput = Loose<Omit<TrainConfig, 'storage' | 'backend'>> &
+export type TrainConfigInput = Loose<Omit<TrainConfig, 'storage' | 'backend' | 'mlflow'>> &
   Pick<TrainConfig, 'jobId' | 'taskType' | 'modelName' | 'datasetId' | 'epochs'> & {
     traceId?: string;
     storage?: Partial<RawStorage>;
     backend?: RawBackend;
+    mlflow?: Partial<MlflowConfig>;
   };
 /** What a TypeScript caller passes to `infer()`: InferConfig's fields, defaults optional. */
 export type InferConfigInput = Loose<Omit<InferConfig, 'storage' | 'backend' | 'openai'>> &

@@ -12,6 +12,7 @@ import type { SplitAssignment } from '../datasets/splits.js';
 import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
 import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
+import type { JsonValue } from '../events.js';
 import type { BatchItem, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent } from './protocol.js';
 
 export interface FrameworkAdapter {
@@ -57,6 +58,10 @@ export interface TrainRequest {
    */
   resumeFrom?: string | undefined;
   primaryMetric: string;
+  /** TRAINER_ARGS as `resolveTrainerArgs` resolved them ({} when unset). */
+  trainerArgs: Record<string, JsonValue>;
+  /** ENABLE_TENSORBOARD: the trainer writes TensorBoard event files into this folder. */
+  tensorboardDir?: string | undefined;
 }
 
 export interface TrainOutcome {
@@ -80,6 +85,12 @@ export interface TrainingAdapter {
    * lazily loaded trainer): the training job imports them while the dataset downloads.
    */
   readonly pythonModules: readonly string[];
+  /**
+   * TRAINER_ARGS checked against what the framework knows and resolved to the values it will
+   * use; unknown keys and bad values throw a ConfigError. Runs before any download: `python`
+   * starts the job's interpreter when the framework must be asked (ultralytics, transformers).
+   */
+  resolveTrainerArgs(args: Record<string, JsonValue>, taskType: TaskType, python: () => Promise<PythonBridge>): Promise<Record<string, JsonValue>>;
   /** Writes the dataset in the layout the framework reads (symlinks, not copies). */
   prepareDataset(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<PreparedDataset>;
   /**

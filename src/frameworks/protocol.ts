@@ -126,6 +126,23 @@ export const TrainParamsSchema = z.object({
    * events to `events_file` and stops when `stop_file` appears (adapters/common/event-relay.ts).
    */
   event_relay: z.object({ events_file: z.string(), stop_file: z.string() }).nullable(),
+  /** TRAINER_ARGS as the preflight resolved them (framework-native names); {} when unset. */
+  trainer_args: z.record(z.string(), z.unknown()),
+  /** SEED: seed everything and switch on deterministic algorithms; null = the framework's fixed seed. */
+  seed: Int.nullable(),
+  /** ENABLE_TENSORBOARD: the folder the trainer writes TensorBoard event files into; null = none. */
+  tensorboard_dir: z.string().nullable(),
+});
+
+/**
+ * The preflight of TRAINER_ARGS (vision_trainer.<framework>.trainer_args.check): the keys
+ * checked against the installed framework's own list, before any download.
+ */
+export const TrainerArgsParamsSchema = z.object({ trainer_args: z.record(z.string(), z.unknown()), task_type: z.enum(TASK_TYPES) });
+export const TrainerArgsAnswerSchema = z.object({
+  /** The settings as the framework will use them (types coerced, enums as their values). */
+  resolved: z.record(z.string(), z.json()),
+  problems: z.array(z.object({ key: z.string(), message: z.string() })),
 });
 
 export const TrainAnswerSchema = z.object({
@@ -417,6 +434,8 @@ export const BRIDGE_SCHEMAS = {
   ModelCheck: { schema: ModelCheckSchema, io: 'input' },
   TrainParams: { schema: TrainParamsSchema, io: 'output' },
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
+  TrainerArgsParams: { schema: TrainerArgsParamsSchema, io: 'output' },
+  TrainerArgsAnswer: { schema: TrainerArgsAnswerSchema, io: 'input' },
   EpochValidation: { schema: EpochValidationSchema, io: 'input' },
   StartEvent: { schema: TrainerEventSchema.options[0], io: 'input' },
   BatchEvent: { schema: TrainerEventSchema.options[1], io: 'input' },

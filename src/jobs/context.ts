@@ -23,6 +23,7 @@ import { type JobEvent, RunStream, type Subscriber } from './run-stream.js';
 import { installSignalHandlers } from './signals.js';
 import { StopController } from './stop.js';
 import { createWorkDir, type WorkDir } from './workdir.js';
+import { EventLog, filesUnder } from './run-files.js';
 
 /** How any job ended. */
 export interface JobOutcome {
@@ -60,6 +61,16 @@ export interface JobDefinition<M extends Mode, E extends JobEvent, O extends Job
   /** The job's events as log lines, if they need more than the job's own logging. */
   console?(logger: Logger): Subscriber<E>;
   /**
+   * Experiment trackers (MLflow and the like, src/tracking/): more subscribers of the event
+   * stream. A tracker never throws; its `done` handling is awaited before the process ends.
+   */
+  trackers?(config: ConfigFor<M>, logger: Logger): Subscriber<E>[];
+  /**
+   * Every event of the job as one JSON line (`metrics.jsonl`), uploaded to this key beside the
+   * log before the completion is reported.
+   */
+  eventLogKey?(config: ConfigFor<M>): string;
+  /**
    * The job's log file, uploaded to this storage key before the completion is reported. The
    * logger writes into it from the moment the work folder exists.
    */
@@ -80,6 +91,8 @@ export class JobContext<M extends Mode, E extends JobEvent> {
   private workDir: WorkDir | undefined;
   private store: Storage | undefined;
   private logFile: string | undefined;
+  private eventLog: EventLog | undefined;
+  private readonly runFiles: Array<{ path: string; key: string; include: (relative: string) => boolean }> = [];
   private python: Promise<PythonBridge> | undefined;
   private readonly cleanups: Array<() => void> = [];
 
@@ -107,6 +120,7 @@ export class JobContext<M extends Mode, E extends JobEvent> {
       });
       this.events.subscribe(definition.reporter(this.callbacks, config));
     }
+    for (const tracker of definition.trackers?.(config, this.logger) ?? []) this.events.subscribe(tracker);
     if (options.signals) {
       const grace = typeof options.signals === 'object' ? options.signals.graceSeconds : definition.graceSeconds(config);
       this.cleanups.push(installSignalHandlers(this.stop, grace, this.logger, definition.stopping));
@@ -150,6 +164,20 @@ export class JobContext<M extends Mode, E extends JobEvent> {
       this.logFile = this.workDir.sub(`${this.mode === 'train' ? 'training' : this.mode}.log`);
       this.logger.teeTo(this.logFile);
     }
+    if (this.definition.eventLogKey) {
+      const eventLog = new EventLog(this.workDir.sub('metrics.jsonl'));
+      this.eventLog = eventLog;
+      this.events.subscribe((event) => eventLog.write(event));
+    }
+  }
+
+  /**
+   * A file, or a folder's files, uploaded beside the log when the job completes (`key` is the
+   * object key of a file, the key prefix of a folder; `include` picks a folder's files by their
+   * relative path). A failed upload is a warning.
+   */
+  uploadAtEnd(path: string, key: string, include: (relative: string) => boolean = () => true): void {
+    if (!this.runFiles.some((f) => f.path === path && f.key === key)) this.runFiles.push({ path, key, include });
   }
 
   /** The file the job's log lines go to (and Python's, when the job passes it on). */
@@ -187,6 +215,7 @@ export class JobContext<M extends Mode, E extends JobEvent> {
    * backend does not know it happened.
    */
   async complete<O extends JobOutcome>(outcome: O, done: E): Promise<O> {
+    await this.uploadRunFiles(done);
     if (this.logFile && this.definition.logKey) {
       this.logger.untee(this.logFile);
       try {
@@ -204,6 +233,25 @@ export class JobContext<M extends Mode, E extends JobEvent> {
       return { ...outcome, exitCode: outcome.status === 'succeeded' ? e.exitCode : outcome.exitCode, error: outcome.error ?? e };
     } finally {
       this.events.end();
+    }
+  }
+
+  /** metrics.jsonl (with the `done` event about to be sent) and what `uploadAtEnd` registered. */
+  private async uploadRunFiles(done: E): Promise<void> {
+    const files = [...this.runFiles];
+    if (this.eventLog && this.definition.eventLogKey) {
+      await this.eventLog.close(done);
+      files.unshift({ path: this.eventLog.path, key: this.definition.eventLogKey(this.config), include: () => true });
+    }
+    for (const { path, key, include } of files) {
+      try {
+        for (const file of (await filesUnder(path)).filter((f) => f.relative === '' || include(f.relative))) {
+          const objectKey = file.relative === '' ? key : `${key.replace(/\/$/, '')}/${file.relative}`;
+          await this.storage.uploadFile(file.path, objectKey);
+        }
+      } catch (err) {
+        this.logger.warn(`upload of ${key} failed: ${asVisionTrainerError(err).message}`);
+      }
     }
   }
 

@@ -73,6 +73,7 @@ def test_every_typed_dict_has_a_schema():
     nested = {
         "EventRelay",
         "ResumedBest",
+        "TrainerArgProblem",
         "XaiParams",
         "OutputFile",
         "TensorInfo",

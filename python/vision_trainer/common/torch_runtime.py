@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 
 import numpy as np
@@ -53,6 +54,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def seed_run(seed: int | None, *, default: int) -> None:
+    """SEED: every generator seeded and deterministic algorithms switched on (cuDNN without
+    autotuning, cuBLAS with a fixed workspace: set before the first CUDA call creates its handle).
+    Ops without a deterministic kernel warn rather than fail, as timm's train.py leaves them.
+    Without SEED: the trainer's fixed seed, and torch's fastest kernels."""
+    if seed is None:
+        seed_everything(default)
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    seed_everything(int(seed))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    log.info("SEED=%d: generators seeded, deterministic algorithms on", int(seed))
 
 
 def attach_log_file(log_file: str | None, logger_names: tuple[str, ...]) -> None:

@@ -9,6 +9,7 @@ saves a checkpoint and sends `end`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ class TrainerEvents:
         best_metric: float | None = None,
         best_epoch: int | None = None,
         relay: Relay | None = None,
+        tensorboard_dir: str | None = None,
     ):
         self.emit = emit
         self.class_ids = class_ids
@@ -42,6 +44,7 @@ class TrainerEvents:
         self.best_metric = best_metric
         self.best_epoch = best_epoch
         self.saved_epoch: int | None = None
+        self.board = _Board(tensorboard_dir) if tensorboard_dir else None
 
     def _send(self, kind: str, payload: dict[str, Any]) -> None:
         event = {"kind": kind, **payload}
@@ -68,6 +71,8 @@ class TrainerEvents:
 
     def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
         self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})
+        if self.board is not None:
+            self.board.batch(losses)
 
     def improves(self, value: float | None) -> bool:
         """Whether a primary-metric value beats the best so far (higher is better)."""
@@ -112,6 +117,8 @@ class TrainerEvents:
                 "epoch_time_seconds": epoch_time_seconds,
             },
         )
+        if self.board is not None:
+            self.board.epoch(int(epoch), losses=losses, metrics=metrics, learning_rate=learning_rate)
 
     def validation(
         self, details: dict[str, Any], *, num_images: int, seconds: float | None, image_results_file: str | None = None, model_size_mb: float | None = None
@@ -140,4 +147,40 @@ class TrainerEvents:
         return out
 
     def end(self, *, best_path: str | None, last_path: str | None) -> None:
+        if self.board is not None:
+            self.board.close()
         self._send("end", {"best_epoch": self.best_epoch, "last_epoch": self.saved_epoch, "best_path": best_path, "last_path": last_path})
+
+
+class _Board:
+    """TensorBoard scalars of the trainer events. A run that stops without `end` has what was
+    flushed at its last epoch; the job uploads the folder whatever happened."""
+
+    def __init__(self, folder: str):
+        from tensorboardX import SummaryWriter
+
+        self.writer = SummaryWriter(logdir=folder)
+        self.step = 0
+
+    @staticmethod
+    def _scalars(values: dict[str, Any] | None):
+        for name, value in (values or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                yield name, float(value)
+
+    def batch(self, losses: dict[str, Any]) -> None:
+        self.step += 1
+        for name, value in self._scalars(losses):
+            self.writer.add_scalar(f"batch/{name}", value, self.step)
+
+    def epoch(self, epoch: int, *, losses: dict[str, Any], metrics: dict[str, Any], learning_rate: float | None) -> None:
+        for name, value in self._scalars(losses):
+            self.writer.add_scalar(f"train/{name}", value, epoch)
+        for name, value in self._scalars(metrics):
+            self.writer.add_scalar(f"val/{name}", value, epoch)
+        for name, value in self._scalars({"lr": learning_rate}):
+            self.writer.add_scalar(name, value, epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

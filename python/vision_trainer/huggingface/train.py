@@ -43,7 +43,7 @@ from ..common.checkpoints import RunCheckpoints, clip_image_embeddings, clip_tex
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.run_settings import transformers_settings
-from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device
+from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device, seed_run
 from ..common.trainer_events import TrainerEvents
 from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
 from ..cpu_budget import data_loader_workers
@@ -439,18 +439,27 @@ class _HfRun:
 
     def training_arguments(self):
         """The Trainer's settings: one evaluation per epoch, no saving or logging of its own (the
-        events and our checkpoints do that), mixed precision where the device has it."""
+        events and our checkpoints do that), mixed precision where the device has it. TRAINER_ARGS
+        (resolved by trainer_args.py; the keys the contract owns are refused there) override the
+        defaults here."""
         from transformers import TrainingArguments
 
         dtype = amp_dtype(self.device)
+        seed = self.params.get("seed")
+        settings: dict[str, Any] = {
+            "weight_decay": WEIGHT_DECAY,
+            "lr_scheduler_type": "cosine",
+            "warmup_steps": WARMUP_RATIO,
+            "bf16": dtype == torch.bfloat16,
+            "fp16": dtype == torch.float16,
+            **(self.params.get("trainer_args") or {}),
+        }
         return TrainingArguments(
             output_dir=str(Path(self.params["project"]) / "hf"),
             num_train_epochs=self.epochs - self.start_epoch,
             per_device_train_batch_size=int(self.params["batch"]),
             per_device_eval_batch_size=int(self.params["batch"]),
             learning_rate=self.lr,
-            weight_decay=WEIGHT_DECAY,
-            lr_scheduler_type="cosine",
             eval_strategy="epoch",
             save_strategy="no",
             logging_strategy="no",  # the events carry the losses; no per-step prints
@@ -460,9 +469,11 @@ class _HfRun:
             label_names=["labels"],  # CLIPModel.forward has no `labels`: without this the Trainer would not know them
             dataloader_num_workers=data_loader_workers(self.params.get("workers") or 0),
             use_cpu=self.device.type == "cpu",
-            bf16=dtype == torch.bfloat16,
-            fp16=dtype == torch.float16,
-            seed=SEED,
+            seed=SEED if seed is None else int(seed),
+            # Not transformers' full_determinism: it makes an op without a deterministic CUDA kernel
+            # raise; seed_run (called before the Trainer exists) makes it warn, as for the other trainers.
+            full_determinism=False,
+            **settings,
         )
 
     def fit(self, emit) -> dict[str, Any]:
@@ -520,12 +531,15 @@ class _HfRun:
         steps_done = self.start_epoch * steps_per_epoch
         if self.resume_state is not None:
             trainer.optimizer.load_state_dict(self.resume_state["optimizer"])
+        scheduler_kwargs = dict(args.lr_scheduler_kwargs or {}) if isinstance(args.lr_scheduler_kwargs, dict) else {}
+        if steps_done:
+            scheduler_kwargs["last_epoch"] = steps_done - 1
         trainer.lr_scheduler = get_scheduler(
             args.lr_scheduler_type,
             optimizer=trainer.optimizer,
-            num_warmup_steps=int(WARMUP_RATIO * total_steps),
+            num_warmup_steps=args.get_warmup_steps(total_steps),
             num_training_steps=total_steps,
-            scheduler_specific_kwargs={"last_epoch": steps_done - 1} if steps_done else None,
+            scheduler_specific_kwargs=scheduler_kwargs or None,
         )
 
         trainer.remove_callback(PrinterCallback)  # the events report; no metric dicts on stdout
@@ -536,6 +550,7 @@ class _HfRun:
             class_ids=self.class_ids,
             best_metric=self.best_metric,
             best_epoch=self.best_epoch,
+            tensorboard_dir=self.params.get("tensorboard_dir"),
         )
         forwarder = _EventForwarder(self, events, epoch_loss, trainer, steps_per_epoch)
         trainer.add_callback(forwarder)
@@ -656,7 +671,5 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     folder, config_overrides is HF_CONFIG_OVERRIDES."""
     shield_from_terminal_interrupt()
     attach_log_file(params.get("log_file"), ("vision_trainer", "transformers"))
-    from transformers import set_seed
-
-    set_seed(SEED)
+    seed_run(params.get("seed"), default=SEED)
     return _HfRun(params).fit(emit)

@@ -8,6 +8,11 @@ per epoch), label-smoothing cross-entropy, mixed precision on CUDA only. The loo
 through `TrainerEvents` (common/trainer_events.py, the protocol every trainer speaks) and
 checkpoints in the format of `common/checkpoints.py`.
 
+Its options (TRAINER_ARGS) are named as timm's train.py names them (`opt`, `sched`,
+`warmup_epochs`, `smoothing`, `mixup`, `aa`, `reprob`, `drop_path`, ...); TypeScript checks them
+and fills in their defaults (src/config/trainer-args.ts is the table), so `params["trainer_args"]`
+always holds every option.
+
 `train(params, emit)`: params are protocol.TrainParams.
 """
 
@@ -21,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from timm.utils import dispatch_clip_grad
 from torch import nn
 
 from ..common.checkpoints import RunCheckpoints, load_for_resume, run_state
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.run_settings import timm_settings
-from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, autocast, resolve_device, seed_everything
+from ..common.torch_runtime import amp_dtype, attach_log_file, autocast, resolve_device, seed_run
 from ..common.trainer_events import TrainerEvents
 from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
 from ..cpu_budget import data_loader_workers
@@ -38,16 +44,15 @@ from ..support import entry, shield_from_terminal_interrupt
 log = logging.getLogger("vision_trainer")
 
 DEFAULT_LR = 1e-3
-WEIGHT_DECAY = 0.05
-LABEL_SMOOTHING = 0.1
 SEED = 42
 # What RunCheckpoints writes after every validated epoch.
 CHECKPOINT_SAVING = "last.pt (weights, optimizer) every epoch, best.pt when it improves"
 
 
-def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tuple[nn.Module, dict[str, Any]]:
+def create_timm_model(model_name: str, num_classes: int, image_size: int, **training_kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
     """(model, the extra create_model arguments a rebuild needs). Models with a fixed input size
-    (ViTs: position embeddings per patch) are built for IMAGE_SIZE."""
+    (ViTs: position embeddings per patch) are built for IMAGE_SIZE. `training_kwargs` (dropout
+    rates) shape training only and are not needed to rebuild the model."""
     import timm
     from timm.models import get_pretrained_cfg
 
@@ -55,7 +60,7 @@ def create_timm_model(model_name: str, num_classes: int, image_size: int) -> tup
     if cfg is None and not timm.is_model(model_name):
         raise ValueError(f"MODEL_NAME={model_name} {_not_a_model(model_name)}")
     kwargs: dict[str, Any] = {"img_size": image_size} if cfg is not None and cfg.fixed_input_size else {}
-    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs)
+    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes, **kwargs, **training_kwargs)
     return model, kwargs
 
 
@@ -162,8 +167,8 @@ class _TimmRun:
 
     def __init__(self, params: TrainParams):
         import timm
-        from timm.data import ImageDataset, create_loader, resolve_data_config
-        from timm.loss import LabelSmoothingCrossEntropy
+        from timm.data import ImageDataset, Mixup, create_loader, resolve_data_config
+        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
         from timm.optim import create_optimizer_v2
         from timm.scheduler import create_scheduler_v2
         from timm.utils import NativeScaler
@@ -176,14 +181,16 @@ class _TimmRun:
         self.image_size = int(params["imgsz"])
         self.device = resolve_device(params.get("device"))
         self.validation_images = ValidationImages(params, self.class_ids)
-        seed_everything(SEED)
+        seed_run(params.get("seed"), default=SEED)
+        a = self.options = dict(params["trainer_args"])
 
         root = Path(params["data"])
         class_map = str(root / "classes.txt")
         self.train_set = ImageDataset(str(root / "train"), class_map=class_map)
         self.val_set = ImageDataset(str(root / "val"), class_map=class_map)
 
-        self.model, self.model_kwargs = create_timm_model(self.model_name, len(self.class_names), self.image_size)
+        dropout = {"drop_rate": float(a["drop"]), **({"drop_path_rate": float(a["drop_path"])} if a["drop_path"] is not None else {})}
+        self.model, self.model_kwargs = create_timm_model(self.model_name, len(self.class_names), self.image_size, **dropout)
         if params.get("weights") and not params.get("resume_from"):
             load_pretrained_weights(self.model, params["weights"])
         self.model.to(self.device)
@@ -203,21 +210,58 @@ class _TimmRun:
             device=self.device,
             persistent_workers=False,
         )
-        self.train_loader = create_loader(self.train_set, is_training=True, scale=TRAIN_CROP_SCALE, **loader_args)
+        augment = dict(
+            scale=tuple(a["scale"]),
+            ratio=tuple(a["ratio"]),
+            hflip=a["hflip"],
+            vflip=a["vflip"],
+            color_jitter=a["color_jitter"],
+            auto_augment=a["aa"],
+            re_prob=a["reprob"],
+            re_mode=a["remode"],
+            re_count=a["recount"],
+        )
+        self.train_loader = create_loader(self.train_set, is_training=True, **augment, **loader_args)
         self.val_loader = create_loader(self.val_set, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
 
         lr = float(params["lr"]) if params.get("lr") is not None else DEFAULT_LR
-        self.optimizer = create_optimizer_v2(self.model, opt="adamw", lr=lr, weight_decay=WEIGHT_DECAY)
+        opt_args = {k: v for k, v in (("eps", a["opt_eps"]), ("betas", tuple(a["opt_betas"]) if a["opt_betas"] else None)) if v is not None}
+        self.optimizer = create_optimizer_v2(self.model, opt=a["opt"], lr=lr, weight_decay=a["weight_decay"], momentum=a["momentum"], **opt_args)
+        cooldown = int(a["cooldown_epochs"])
+        if cooldown >= self.epochs:
+            raise ValueError(f"TRAINER_ARGS cooldown_epochs={cooldown} leaves no epoch of the schedule: EPOCHS={self.epochs} counts the cool-down too")
+        warmup = a["warmup_epochs"] if a["warmup_epochs"] is not None else min(5, self.epochs // 10)
         self.scheduler, _ = create_scheduler_v2(
             self.optimizer,
-            sched="cosine",
-            num_epochs=self.epochs,
-            warmup_epochs=min(5, self.epochs // 10),
-            warmup_lr=lr * 0.01,
-            min_lr=lr * 0.01,
+            sched=a["sched"],
+            num_epochs=self.epochs - cooldown,
+            cooldown_epochs=cooldown,
+            warmup_epochs=warmup,
+            warmup_lr=a["warmup_lr"] if a["warmup_lr"] is not None else lr * 0.01,
+            min_lr=a["min_lr"] if a["min_lr"] is not None else lr * 0.01,
+            decay_epochs=a["decay_epochs"],
+            decay_milestones=list(a["decay_milestones"]),
+            decay_rate=a["decay_rate"],
+            patience_epochs=a["patience_epochs"],
             updates_per_epoch=len(self.train_loader),
         )
-        self.train_loss = LabelSmoothingCrossEntropy(smoothing=LABEL_SMOOTHING).to(self.device)
+        # timm's train.py: mixup/cutmix mix the labels too, so the loss takes soft targets (smoothing folded in).
+        self.mixup = None
+        if a["mixup"] > 0 or a["cutmix"] > 0:
+            self.mixup = Mixup(
+                mixup_alpha=a["mixup"],
+                cutmix_alpha=a["cutmix"],
+                prob=a["mixup_prob"],
+                switch_prob=a["mixup_switch_prob"],
+                mode=a["mixup_mode"],
+                label_smoothing=a["smoothing"],
+                num_classes=len(self.class_names),
+            )
+            self.train_loss = SoftTargetCrossEntropy().to(self.device)
+        elif a["smoothing"] > 0:
+            self.train_loss = LabelSmoothingCrossEntropy(smoothing=a["smoothing"]).to(self.device)
+        else:
+            self.train_loss = nn.CrossEntropyLoss().to(self.device)
         self.val_loss = nn.CrossEntropyLoss().to(self.device)
         # Loss scaling only for float16; bfloat16 has float32's range.
         self.scaler = NativeScaler(device="cuda") if amp_dtype(self.device) == torch.float16 else None
@@ -303,13 +347,18 @@ class _TimmRun:
         total, count = 0.0, 0
         for i, (images, targets) in enumerate(self.train_loader):
             images, targets = images.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True)
+            if self.mixup is not None:
+                images, targets = self.mixup(images, targets)
             with autocast(self.device):
                 loss = self.train_loss(self.model(images), targets)
             self.optimizer.zero_grad(set_to_none=True)
+            clip = self.options["clip_grad"]
             if self.scaler is not None:
-                self.scaler(loss, self.optimizer, parameters=self.model.parameters())
+                self.scaler(loss, self.optimizer, clip_grad=clip, clip_mode=self.options["clip_mode"], parameters=self.model.parameters())
             else:
                 loss.backward()
+                if clip is not None:
+                    dispatch_clip_grad(self.model.parameters(), value=clip, mode=self.options["clip_mode"])
                 self.optimizer.step()
             num_updates += 1
             self.scheduler.step_update(num_updates=num_updates)
@@ -355,6 +404,7 @@ class _TimmRun:
             class_ids=self.class_ids,
             best_metric=self.best_metric,
             best_epoch=self.best_epoch,
+            tensorboard_dir=self.params.get("tensorboard_dir"),
         )
         num_updates = self.start_epoch * len(self.train_loader)
         if self.start_epoch:

@@ -30,14 +30,20 @@ from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, failpoint, plain, shield_from_terminal_interrupt
 
+# ultralytics' own loggers, each switched on by its settings file when its package is importable
+# (MLflow is, by default). The job tracks every framework the same way from TypeScript instead.
+INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
+
 
 def configure_offline() -> None:
-    """No hub, no pip, no telemetry at run time. YOLO_OFFLINE ("true": ultralytics ignores "1"),
-    YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are set by the TypeScript adapter before Python starts;
-    the settings file's `sync` (telemetry) can only be switched off here."""
-    from ultralytics.utils import SETTINGS
+    """No hub, no pip, no telemetry, no integration of ultralytics' own at run time. YOLO_OFFLINE
+    ("true": ultralytics ignores "1"), YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are set by the
+    TypeScript adapter before Python starts; the settings file can only be changed here. The
+    plots' fonts come from matplotlib (ultralytics would download Arial)."""
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
 
-    SETTINGS.update({"sync": False})
+    SETTINGS.update({"sync": False, **{name: False for name in INTEGRATIONS if name in SETTINGS}})
+    _offline_fonts(Path(USER_CONFIG_DIR))
     size_threads()
 
 
@@ -50,6 +56,20 @@ def size_threads() -> None:
     from ..cpu_budget import budget
 
     torch_utils.NUM_THREADS = min(8, max(1, budget().threads - 1))
+
+
+def _offline_fonts(folder: Path) -> None:
+    """ultralytics draws with Arial.ttf (and Arial.Unicode.ttf for non-Latin class names), looked
+    up in its settings folder before it downloads them: matplotlib's DejaVu Sans stands in."""
+    import shutil
+
+    from matplotlib import font_manager
+
+    dejavu = Path(font_manager.findfont("DejaVu Sans", fallback_to_default=True))
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        if not (folder / name).exists() and dejavu.is_file():
+            shutil.copyfile(dejavu, folder / name)
 
 
 @entry
@@ -455,6 +475,40 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
         )
 
 
+def _train_args(params: TrainParams) -> dict[str, Any]:
+    """ultralytics' train arguments: our defaults, then TRAINER_ARGS (resolved by
+    trainer_args.py; the keys the contract owns are refused there), then the contract's values."""
+    trainer_args = dict(params["trainer_args"])
+    args: dict[str, Any] = {
+        "plots": True,  # results.png, confusion matrix, PR curves: uploaded beside training.log
+        "verbose": False,
+        **trainer_args,
+        "data": params["data"],
+        "epochs": int(params["epochs"]),
+        "batch": int(params["batch"]),
+        "imgsz": int(params["imgsz"]),
+        "workers": data_loader_workers(params["workers"]),
+        "project": params["project"],
+        "name": "train",
+        "exist_ok": True,
+        "save_period": -1,
+        "val": True,
+    }
+    if params["device"] not in ("", "auto"):
+        args["device"] = params["device"]
+    if params["seed"] is not None:
+        args["seed"] = int(params["seed"])
+        args["deterministic"] = True
+    if params["lr"] is not None:
+        args["lr0"] = float(params["lr"])
+        if "optimizer" not in trainer_args:
+            # optimizer="auto" ignores lr0 and picks its own: a LEARNING_RATE must not be dropped silently.
+            args["optimizer"] = "AdamW"
+        elif trainer_args["optimizer"] == "auto":
+            logging.getLogger("vision_trainer").warning("TRAINER_ARGS optimizer=auto chooses its own learning rate: LEARNING_RATE=%s is not used", params["lr"])
+    return args
+
+
 @entry
 def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     """Trains params["model_name"] on the YOLO dataset (data.yaml or ImageFolder) at params["data"];
@@ -485,31 +539,13 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
         epochs=int(params["epochs"]),
         class_ids=class_ids,
         relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None,
+        tensorboard_dir=params["tensorboard_dir"],
     )
     reporter = _Reporter(events, task, _ValidationCapture(ValidationImages(params, class_ids), task))
     for event, fn in reporter.callbacks().items():
         model.add_callback(event, fn)
 
-    args: dict[str, Any] = {
-        "data": params["data"],
-        "epochs": int(params["epochs"]),
-        "batch": int(params["batch"]),
-        "imgsz": int(params["imgsz"]),
-        "workers": data_loader_workers(params["workers"]),
-        "project": params["project"],
-        "name": "train",
-        "exist_ok": True,
-        "plots": False,
-        "save_period": -1,
-        "val": True,
-        "verbose": False,
-    }
-    if params["device"] not in ("", "auto"):
-        args["device"] = params["device"]
-    if params["lr"] is not None:
-        # optimizer="auto" ignores lr0 and picks its own: a LEARNING_RATE must not be dropped silently.
-        args["lr0"] = float(params["lr"])
-        args["optimizer"] = "AdamW"
+    args = _train_args(params)
     if resume_from:
         args = _resume_args(args, resume_from)
     model.train(**args)

@@ -9,7 +9,7 @@ import { loadDataset } from '../../datasets/load.js';
 import { resolveSplits } from '../../datasets/splits.js';
 import type { PythonBridge } from '../../bridge/python.js';
 import { ExitCode, OutOfMemoryError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
-import type { Metrics, RunEvent } from '../../events.js';
+import type { JsonValue, Metrics, RunEvent } from '../../events.js';
 import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
 import { jobUrlPolicy } from '../../net/url-guard.js';
 import { describeUrl } from '../../redact.js';
@@ -18,8 +18,9 @@ import type { JobContext, JobDefinition } from '../context.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
-import { checkpointKey, TrainingProgress } from './progress.js';
+import { checkpointKey, plotsKey, TrainingProgress } from './progress.js';
 import { trainingReporter } from './reporter.js';
+import { trainingTrackers } from '../../tracking/index.js';
 
 export interface TrainResult {
   status: 'succeeded' | 'failed';
@@ -38,7 +39,10 @@ type TrainContext = JobContext<'train', RunEvent>;
 const MAX_WEIGHTS_BYTES = 4 * 1024 ** 3;
 
 export const trainingLogKey = (jobId: string) => `logs/job-${jobId}/training.log`;
-export { checkpointKey };
+/** Beside training.log: every event of the run, TensorBoard's event files, the framework's plots (plotsKey). */
+export const metricsLogKey = (jobId: string) => `logs/job-${jobId}/metrics.jsonl`;
+export const tensorboardKey = (jobId: string) => `logs/job-${jobId}/tensorboard`;
+export { checkpointKey, plotsKey };
 
 export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
   mode: 'train',
@@ -47,6 +51,8 @@ export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
   reporter: (client, config) => trainingReporter(client, config.taskType),
   console: consoleReporter,
   logKey: (config) => trainingLogKey(config.jobId),
+  eventLogKey: (config) => metricsLogKey(config.jobId),
+  trackers: trainingTrackers,
   run: runTraining,
   failed: (_ctx, error) => ({
     status: 'failed',
@@ -73,6 +79,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     });
     const adapter = adapterFor(config.framework);
     const bridge = await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (b) => adapter.training.checkModel(b, config) });
+    progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
     importFrameworkEarly(ctx, bridge, adapter);
     const data = await prepareDataset(ctx, adapter);
     const weightsPath = await fetchWeights(ctx);
@@ -101,6 +108,19 @@ function importFrameworkEarly(ctx: TrainContext, bridge: PythonBridge, adapter: 
   bridge
     .preload(adapter.training.pythonModules)
     .catch((err: unknown) => ctx.logger.debug('an early framework import failed; the train stage reports it', { error: String(err) }));
+}
+
+/**
+ * TRAINER_ARGS as the framework will use them, checked before anything is downloaded (the
+ * framework's own key list may need Python: the job's interpreter starts here then).
+ */
+async function resolveTrainerArgs(ctx: TrainContext, adapter: FrameworkAdapter): Promise<Record<string, JsonValue>> {
+  const { config } = ctx;
+  const python = () => ctx.startPython(adapter.pythonEnv(ctx.work.path));
+  const resolved = await adapter.training.resolveTrainerArgs(config.trainerArgs ?? {}, config.taskType, python);
+  if (config.trainerArgs) ctx.logger.info(`TRAINER_ARGS resolved: ${JSON.stringify(resolved)}`, { trainer_args: resolved });
+  ctx.stop.throwIfRequested();
+  return resolved;
 }
 
 /** The dataset, downloaded, validated and written in the framework's layout. */
@@ -178,6 +198,8 @@ async function train(
     if (progress.trainingSeconds > limit) stop.request({ kind: 'time_limit', limitSeconds: limit });
   }, 1000);
   timeLimit.unref();
+  const tensorboardDir = config.tensorboard ? ctx.work.sub('tensorboard') : undefined;
+  if (tensorboardDir) ctx.uploadAtEnd(tensorboardDir, tensorboardKey(config.jobId));
   try {
     const request = {
       config,
@@ -185,6 +207,8 @@ async function train(
       outputDir: ctx.work.sub('runs'),
       logFile: ctx.logPath ?? ctx.work.sub('training.log'),
       primaryMetric: primaryMetric(config.taskType),
+      trainerArgs: progress.trainerArgs,
+      tensorboardDir,
     };
     return await adapter.training.train(bridge, request, progress.onTrainerEvent);
   } finally {
@@ -206,7 +230,15 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
   if (!finalPath) throw new VisionTrainerError('Training finished without writing a checkpoint', { exitCode: ExitCode.framework });
   progress.checkpointUri = await ctx.storage.uploadFile(finalPath, checkpointKey(config.jobId, 'best.pt'));
   const epoch = best.epoch ?? outcome.bestEpoch ?? progress.lastSaved?.epoch ?? config.epochs;
-  void ctx.events.emit({ type: 'checkpoint', epoch, uri: progress.checkpointUri, isBest: true, reason: 'best', metrics: { ...best.metrics } });
+  void ctx.events.emit({
+    type: 'checkpoint',
+    epoch,
+    uri: progress.checkpointUri,
+    isBest: true,
+    reason: 'best',
+    metrics: { ...best.metrics },
+    localPath: finalPath,
+  });
   const failedUploads = await progress.drainUploads();
   if (failedUploads > 0) logger.warn(`${failedUploads} intermediate checkpoint upload(s) failed; best.pt was uploaded`);
   return {

@@ -6,7 +6,7 @@
  */
 import type { TrainConfig } from '../../config/schema.js';
 import { asVisionTrainerError } from '../../errors.js';
-import type { RunEvent, RunEventOf } from '../../events.js';
+import type { JsonValue, RunEvent, RunEventOf } from '../../events.js';
 import type { TrainerAnswer, TrainerEvent, TrainerEventOf } from '../../frameworks/protocol.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobContext } from '../context.js';
@@ -15,6 +15,7 @@ import { BackgroundUploads } from './uploads.js';
 import { answeredIsBest } from './validation-results.js';
 
 export const checkpointKey = (jobId: string, name: string) => `checkpoints/job-${jobId}/${name}`;
+export const plotsKey = (jobId: string) => `logs/job-${jobId}/plots`;
 export const epochCheckpointKey = (jobId: string, epoch: number) => checkpointKey(jobId, `epoch-${epoch}.pt`);
 /** The design's key of an epoch's per-image validation results. */
 export const validationImagesKey = (jobId: string, epoch: number) => `validation-results/job-${jobId}/epoch-${epoch}/images.json`;
@@ -27,6 +28,8 @@ export class TrainingProgress {
   lastSaved: { epoch: number; path: string } | undefined;
   lastUploadedEpoch: number | undefined;
   checkpointUri: string | null = null;
+  /** TRAINER_ARGS as the framework resolved them, sent with training_started. */
+  trainerArgs: Record<string, JsonValue> = {};
   private trainStart = Date.now();
   private totalBatches = 0;
   private batchesDone = 0;
@@ -94,8 +97,10 @@ export class TrainingProgress {
         type: 'milestone',
         name: 'training_started',
         message: `Training ${e.epochs} epochs on ${e.device}`,
-        data: { epochs: e.epochs, device: e.device },
+        data: { epochs: e.epochs, device: e.device, trainer_args: this.trainerArgs, seed: this.config.seed ?? null },
       });
+      // The framework's own result plots (ultralytics: results.png, confusion matrix, PR curves), its per-epoch table and the arguments it ran with.
+      if (e.save_dir) this.ctx.uploadAtEnd(e.save_dir, plotsKey(this.config.jobId), (file) => /^[^/]+\.(png|jpe?g)$|^results\.csv$|^args\.yaml$/.test(file));
     },
     batch: (e) => {
       this.batchesDone++;
