@@ -3,7 +3,7 @@
  * it is quiet and when other processes want its CPUs, the case `CPU_THREADS` and the cgroup-quota
  * sizing (python/vision_trainer/cpu_budget.py) are for. The same workload (resnet18 training
  * steps at 64 px, batch 16, random data: bench/threads_python.py) runs BENCH_SECONDS (default 10)
- * with 1 thread, then with one thread per CPU, interleaved BENCH_REPEATS times (default 3), in
+ * with 1 thread, then with one thread per CPU, interleaved BENCH_REPEATS times (default 2), in
  * two conditions:
  *
  *   as is    the machine as it is (its load average is printed: "quiet" only if it is)
@@ -19,7 +19,7 @@ import { PROJECT_ROOT, defaultPythonBin } from '../src/paths.js';
 import { describeMachine, fmtSpread, machine, measure, runBench, spread, table, writeResults } from './harness.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
-const REPEATS = Number(process.env.BENCH_REPEATS ?? 3);
+const REPEATS = Number(process.env.BENCH_REPEATS ?? 2);
 const CPUS = availableParallelism();
 const COUNTS = [...new Set([1, CPUS])];
 
@@ -38,7 +38,14 @@ async function sample(threads: number): Promise<Sample> {
 }
 
 function busy(): ChildProcess[] {
-  return Array.from({ length: CPUS }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  const hogs = Array.from({ length: CPUS }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  // Never left spinning: not when the bench fails, nor when it is interrupted.
+  const stop = () => {
+    for (const h of hogs) h.kill('SIGKILL');
+  };
+  process.once('exit', stop);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+  return hogs;
 }
 
 runBench(async () => {
