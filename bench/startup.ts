@@ -5,11 +5,11 @@
  *
  *   download alone    vision-trainer's dataset download by itself (a fresh Node process), into
  *                     an empty folder: the transfer the job must make before it can convert
- *   native start-up   timm's training started by hand in Python (bench/native_timm.py) on the
- *                     already-downloaded, already-converted data: interpreter, torch and timm
- *                     imports, model, data loaders, up to its first batch
- *   vision-trainer    the whole job (timm resnet18, 32 px, batch 32): download, validation and
- *                     conversion, Python started meanwhile, up to `training_started`
+ *   native start-up   ultralytics' training started by hand in Python (bench/native_ultralytics.py)
+ *                     on the already-downloaded, already-converted data: interpreter, torch and
+ *                     ultralytics imports, model, dataset scan, data loaders, up to its first epoch
+ *   vision-trainer    the whole job (YOLO11n, 32 px, batch 32): preflight, download, validation and
+ *                     conversion, the framework's imports meanwhile, up to `training_started`
  *
  * Aim: vision-trainer ≤ download alone + 1.1 x native start-up, i.e. Python's start-up overlaps
  * the download rather than following it. Each run is stopped once it reached its first epoch
@@ -22,7 +22,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import { convertToImageFolder } from '../src/datasets/convert/classification.js';
+import { convertToYolo } from '../src/datasets/convert/yolo.js';
 import { loadDataset } from '../src/datasets/load.js';
 import { resolveSplits } from '../src/datasets/splits.js';
 import { startCallbackReceiver } from '../src/dev/receiver.js';
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
     process.stdout.write(`making ${IMAGES} images at ${IMGSZ} px and uploading them as datasets/${DATASET_ID}/ ...\n`);
     const made = spawnSync(
       defaultPythonBin(),
-      ['-m', 'vision_trainer.sample_data', 'classification', datasetDir, '--per-class', String(Math.ceil(IMAGES / 10)), '--size', String(IMGSZ)],
+      ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', String(IMAGES), '--size', String(IMGSZ)],
       {
         cwd: PYTHON_DIR,
         encoding: 'utf8',
@@ -125,8 +125,8 @@ async function main(): Promise<void> {
     const files = filesUnder(datasetDir);
     await mapWithConcurrency(files, 32, (f) => storage.uploadFile(f, `datasets/${DATASET_ID}/${relative(datasetDir, f)}`));
     // The native side starts on the data as it is after download and conversion.
-    const dataset = await loadDataset(datasetDir, { taskType: 'image_classification' });
-    const folder = await convertToImageFolder(dataset, resolveSplits(dataset), join(scratch, 'imagefolder'));
+    const dataset = await loadDataset(datasetDir, { taskType: 'object_detection' });
+    const yolo = await convertToYolo(dataset, resolveSplits(dataset), join(scratch, 'yolo'));
 
     const threads = BENCH_THREADS > 0 ? { OMP_NUM_THREADS: String(BENCH_THREADS), MKL_NUM_THREADS: String(BENCH_THREADS) } : {};
     const storageEnv = {
@@ -137,7 +137,14 @@ async function main(): Promise<void> {
       AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
       BUCKET_NAME: server.bucket,
     };
-    const env = { ...process.env, PYTHONUNBUFFERED: '1', HF_HUB_OFFLINE: '1', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...threads };
+    const env = {
+      ...process.env,
+      PYTHONUNBUFFERED: '1',
+      YOLO_OFFLINE: 'true',
+      YOLO_AUTOINSTALL: 'false',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      ...threads,
+    };
     const download: number[] = [];
     const native: Watched[] = [];
     const job: Watched[] = [];
@@ -150,8 +157,8 @@ async function main(): Promise<void> {
       native.push(
         await untilFirstEpoch(
           defaultPythonBin(),
-          ['native_timm.py', folder.root, join(scratch, `native-${r}`), '1', String(BATCH), String(IMGSZ), String(WORKERS)],
-          env,
+          ['native_ultralytics.py', yolo.dataYaml, join(scratch, `native-${r}`), '1', String(BATCH), String(IMGSZ), String(WORKERS)],
+          { ...env, YOLO_CONFIG_DIR: join(scratch, 'cfg-native') },
           'SIGKILL',
           (e, _t, w) => {
             if (e.bench === 'settings') w.settings = e.settings as Json;
@@ -169,9 +176,8 @@ async function main(): Promise<void> {
         CALLBACK_TOKEN: 'bench-token',
         JOB_ID: `bench-startup-${r}`,
         TRACE_ID: `bench-startup-${r}`,
-        TASK_TYPE: 'image_classification',
-        FRAMEWORK: 'timm',
-        MODEL_NAME: 'resnet18',
+        TASK_TYPE: 'object_detection',
+        MODEL_NAME: 'yolo11n',
         DATASET_ID,
         EPOCHS: '1',
         BATCH_SIZE: String(BATCH),
@@ -192,7 +198,7 @@ async function main(): Promise<void> {
         `run ${r + 1}/${REPEATS}: download alone ${d.wall.toFixed(2)} s; native start-up ${last(native).seconds.toFixed(2)} s; vision-trainer to its first epoch ${last(job).seconds.toFixed(2)} s (dataset downloaded at ${last(job).downloaded?.toFixed(2)} s)\n`,
       );
     }
-    const title = `timm resnet18 on ${IMAGES} images at ${IMGSZ} px from S3`;
+    const title = `ultralytics YOLO11n on ${IMAGES} images at ${IMGSZ} px from S3`;
     sameSettings(title, { native: native[0]!.settings, 'vision-trainer': job[0]!.settings }, work);
     const dl = spread(download);
     const nat = spread(native.map((n) => n.seconds));
