@@ -178,6 +178,8 @@ async function main(): Promise<void> {
         TRACE_ID: `bench-startup-${r}`,
         TASK_TYPE: 'object_detection',
         MODEL_NAME: 'yolo11n',
+        // The native script draws no plots; the job draws them by default.
+        TRAINER_ARGS: '{"plots":false}',
         DATASET_ID,
         EPOCHS: '1',
         BATCH_SIZE: String(BATCH),
