@@ -99,10 +99,18 @@ export class DatasetError extends VisionTrainerError {
 
 export class StorageError extends VisionTrainerError {
   readonly key: string | undefined;
+  /**
+   * The storage could not be reached or answered with a server error: the same request may
+   * succeed later, so it is retried (src/storage/retrying.ts). A missing object, refused
+   * credentials or an invalid key are not transient.
+   */
+  readonly transient: boolean;
   /** exitCode: storage (retry) unless the failure cannot pass by itself, e.g. storageAccessDenied. */
-  constructor(message: string, options: { key?: string; hint?: string; cause?: unknown; exitCode?: number } = {}) {
-    super(message, { exitCode: ExitCode.storage, ...options });
+  constructor(message: string, options: { key?: string; hint?: string; cause?: unknown; exitCode?: number; transient?: boolean } = {}) {
+    const { transient, ...rest } = options;
+    super(message, { exitCode: ExitCode.storage, ...rest });
     this.key = options.key;
+    this.transient = transient ?? false;
   }
 }
 
@@ -133,7 +141,7 @@ export class TimeLimitError extends VisionTrainerError {
   constructor(limitSeconds: number, detail = '') {
     super(`Training exceeded the maximum time limit of ${limitSeconds} s (MAX_TRAINING_TIME_SECONDS)${detail}`, {
       exitCode: ExitCode.timeLimit,
-      hint: 'The last checkpoint was uploaded; resume from it or raise MAX_TRAINING_TIME_SECONDS.',
+      hint: 'Run the job again with the same JOB_ID to continue from its last checkpoint in storage, or raise MAX_TRAINING_TIME_SECONDS.',
     });
   }
 }

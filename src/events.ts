@@ -30,7 +30,18 @@ export type RunEvent =
   /** Things the backend hears about as `event` callbacks (event_type = name). */
   | {
       type: 'milestone';
-      name: 'dataset_downloaded' | 'dataset_prepared' | 'weights_downloaded' | 'training_started' | 'stop_requested';
+      /**
+       * training_resumed: this attempt continues an earlier one of the same JOB_ID from its checkpoint;
+       * checkpoint_upload_failed: a checkpoint could not be stored after every retry (it stays in the kept work folder).
+       */
+      name:
+        | 'dataset_downloaded'
+        | 'dataset_prepared'
+        | 'weights_downloaded'
+        | 'training_started'
+        | 'stop_requested'
+        | 'training_resumed'
+        | 'checkpoint_upload_failed';
       message: string;
       data: Record<string, JsonValue>;
     }

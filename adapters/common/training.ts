@@ -65,6 +65,7 @@ export function trainParams(request: TrainRequest, overrides: Partial<TrainParam
     weights: request.weightsPath ?? null,
     lr: config.learningRate ?? null,
     resume_from: request.resumeFrom ?? null,
+    best_from: request.bestFrom ?? null,
     log_file: request.logFile,
     primary_metric: request.primaryMetric,
     job_id: config.jobId,

@@ -90,6 +90,12 @@ class EventRelay(TypedDict):
     stop_file: str
 
 
+class BestSoFar(TypedDict):
+    path: str
+    epoch: int
+    value: float | None
+
+
 class TrainParams(TypedDict):
     model_name: str
     task_type: str
@@ -106,6 +112,7 @@ class TrainParams(TypedDict):
     weights: str | None
     lr: float | None
     resume_from: str | None
+    best_from: BestSoFar | None
     log_file: str
     primary_metric: str
     job_id: str

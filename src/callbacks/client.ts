@@ -4,19 +4,23 @@
  * Two kinds of call (docs/contract.md, "Callbacks"):
  * - progress (heartbeat, event, validation, inference and export progress) never throws and
  *   never waits: the body is validated, queued, and delivered in order in the background with
- *   a short retry; when it cannot be delivered it is dropped with a warning.
+ *   a short retry. When the backend cannot keep up, heartbeats coalesce and the least
+ *   important callbacks are dropped first (progress-queue.ts); what was dropped is logged as
+ *   one summary line per interval.
  * - completion (training, test-run, inference-job and export done) first lets queued progress
  *   drain, then is retried until delivered; if it never is, CallbackDeliveryError, the one
  *   callback failure that fails the process.
  *
  * Every request carries the bearer token, X-Trace-ID and an Idempotency-Key that stays the
- * same for all attempts of one callback, so a backend can discard a retried duplicate.
+ * same for all attempts of one callback, so a backend can discard a retried duplicate; a
+ * completion's key is derived from its content (idempotency.ts), so a retried pod re-sending
+ * the same outcome is recognised too.
  */
-import { randomUUID } from 'node:crypto';
 import { Agent, type Dispatcher } from 'undici';
 import { CallbackDeliveryError, VisionTrainerError } from '../errors.js';
 import { log, type Logger } from '../log.js';
 import { describeUrl, registerSecret } from '../redact.js';
+import { completionKey, progressKey } from './idempotency.js';
 import { buildPayload, warmUpProgressPayloads } from './payload.js';
 import { ProgressQueue, type DropReason } from './progress-queue.js';
 import {
@@ -25,6 +29,7 @@ import {
   ValidationResponseSchema,
   type CallbackInput,
   type CallbackKind,
+  type CallbackPayload,
   type CompletionStatus,
   type ValidationResponse,
 } from './schemas.js';
@@ -59,6 +64,8 @@ export interface CallbackClientOptions {
   retry?: { progress?: Partial<RetryPolicy>; completion?: Partial<RetryPolicy> };
   /** How long a completion waits for queued progress to be delivered before it goes anyway (default 15 s). */
   flushTimeoutMs?: number;
+  /** Progress callbacks dropped are summed up in one log line per this many ms (default 30 s). */
+  dropSummaryIntervalMs?: number;
 }
 
 export interface CallbackClientStats {
@@ -72,9 +79,57 @@ export interface CallbackClientStats {
 
 interface QueuedCallback {
   kind: CallbackKind;
+  /** A validation or a checkpoint event: dropped only when nothing less important waits. */
+  vital: boolean;
   request: TransportRequest;
   settle: (response: ValidationResponse | undefined) => void;
 }
+
+/** Progress kinds whose newest waiting callback replaces the older one. */
+const COALESCING: ReadonlySet<CallbackKind> = new Set(['heartbeat', 'inferenceProgress', 'exportProgress']);
+/** Events that say something was saved or lost: kept before plain milestones and heartbeats. */
+const VITAL_EVENTS: ReadonlySet<string> = new Set(['checkpoint_saved', 'checkpoint_upload_failed', 'training_resumed']);
+
+/** Callbacks dropped since the last summary line, by label and reason. */
+class DropTally {
+  private counts = new Map<string, number>();
+  private lastError: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly write: (line: string) => void,
+  ) {}
+
+  add(label: string, reason: DropReason, error?: string): void {
+    const what = `${label} (${REASONS[reason]})`;
+    this.counts.set(what, (this.counts.get(what) ?? 0) + 1);
+    if (error) this.lastError = error;
+    if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Writes the summary of what was dropped since the last one, if anything was. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.counts.size === 0) return;
+    const parts = [...this.counts].map(([what, n]) => `${n} ${what}`);
+    const error = this.lastError ? `; last error: ${this.lastError}` : '';
+    this.counts = new Map();
+    this.lastError = undefined;
+    this.write(`Progress callbacks not delivered (the backend is slow or unreachable): ${parts.join(', ')}${error}`);
+  }
+}
+
+const REASONS: Record<DropReason, string> = {
+  coalesced: 'replaced by a newer one',
+  overflow: 'queue full',
+  abandoned: 'given up for the completion',
+  failed: 'delivery failed',
+};
 
 const LABELS: Record<CallbackKind, string> = {
   heartbeat: 'heartbeat',
@@ -90,6 +145,7 @@ const LABELS: Record<CallbackKind, string> = {
 
 const DEFAULT_QUEUE_LIMIT = 200;
 const DEFAULT_FLUSH_TIMEOUT_MS = 15_000;
+const DEFAULT_DROP_SUMMARY_MS = 30_000;
 
 export class CallbackClient {
   readonly jobId: string;
@@ -103,6 +159,7 @@ export class CallbackClient {
   private readonly queue: ProgressQueue<QueuedCallback>;
   private readonly injectedLogger: Logger | undefined;
   private readonly counts = { delivered: 0, dropped: 0 };
+  private readonly drops: DropTally;
   private closed = false;
 
   constructor(options: CallbackClientOptions) {
@@ -123,8 +180,12 @@ export class CallbackClient {
     this.progressPolicy = { ...PROGRESS_RETRY_POLICY, ...options.retry?.progress };
     this.completionPolicy = { ...COMPLETION_RETRY_POLICY, ...options.retry?.completion };
     this.flushTimeoutMs = options.flushTimeoutMs ?? DEFAULT_FLUSH_TIMEOUT_MS;
+    this.drops = new DropTally(options.dropSummaryIntervalMs ?? DEFAULT_DROP_SUMMARY_MS, (line) => this.logger.warn(line));
     this.queue = new ProgressQueue<QueuedCallback>({
       limit: options.queueLimit ?? DEFAULT_QUEUE_LIMIT,
+      coalesceKey: (item) => (COALESCING.has(item.kind) ? item.kind : undefined),
+      // Heartbeats and progress first, then milestones, then validations and checkpoint events.
+      priority: (item) => (item.vital ? 2 : COALESCING.has(item.kind) ? 0 : 1),
       deliver: (item, signal) => this.deliverProgress(item, signal),
       onDropped: (item, reason) => this.onDropped(item, reason),
     });
@@ -166,6 +227,15 @@ export class CallbackClient {
     return this.complete('trainingDone', input);
   }
 
+  /**
+   * Sends a completion body built before (and stored: src/jobs/outcome.ts) with the key it
+   * was stored with. Queued progress is given its chance first; the completion is retried
+   * until delivered, else CallbackDeliveryError.
+   */
+  deliverCompletion<K extends CallbackKind>(kind: K, body: CallbackPayload<K>, idempotencyKey: string): Promise<void> {
+    return this.deliver(kind, body, idempotencyKey);
+  }
+
   testRunDone(input: CallbackInput<'testRunDone'>): Promise<void> {
     return this.complete('testRunDone', input);
   }
@@ -193,6 +263,7 @@ export class CallbackClient {
     if (this.closed) return;
     this.closed = true;
     if (!(await this.queue.flush(timeoutMs))) this.abandonQueue('the client is closing');
+    this.drops.flush();
     await this.ownedAgent?.destroy();
   }
 
@@ -213,7 +284,8 @@ export class CallbackClient {
         return Promise.resolve(undefined);
       }
       const body = this.buildBody(kind, input);
-      return new Promise((settle) => this.queue.push({ kind, request: this.request(kind, body), settle }));
+      const vital = kind === 'validation' || (kind === 'event' && VITAL_EVENTS.has((input as CallbackInput<'event'>).event_type));
+      return new Promise((settle) => this.queue.push({ kind, vital, request: this.request(kind, body, progressKey()), settle }));
     } catch (err) {
       // A progress callback must not stop the work, not even when the code building it is wrong.
       const message = err instanceof VisionTrainerError ? err.describe() : String(err);
@@ -235,7 +307,7 @@ export class CallbackClient {
       const error = err as CallbackTransportError;
       if (error instanceof CallbackAbortedError) return this.onDropped(item, 'abandoned');
       this.counts.dropped++;
-      this.logger.warn(`${label} callback dropped after ${attemptsText(error.attempts)}: ${error.message}`, { callback: item.kind });
+      this.drops.add(label, 'failed', `${error.message} (${attemptsText(error.attempts)})`);
       item.settle(undefined);
     }
   }
@@ -254,11 +326,8 @@ export class CallbackClient {
   private onDropped(item: QueuedCallback, reason: DropReason): void {
     this.counts.dropped++;
     item.settle(undefined);
-    if (reason === 'overflow') {
-      this.logger.warn(`Progress callback queue is full: dropped the oldest queued ${LABELS[item.kind]} callback`, { callback: item.kind });
-    } else if (reason === 'failed') {
-      this.logger.warn(`${LABELS[item.kind]} callback dropped: its delivery failed unexpectedly`, { callback: item.kind });
-    }
+    // The completion's own line says when progress was given up for it.
+    if (reason !== 'abandoned') this.drops.add(LABELS[item.kind], reason);
   }
 
   private abandonQueue(why: string): void {
@@ -267,13 +336,19 @@ export class CallbackClient {
   }
 
   private async complete<K extends CallbackKind>(kind: K, input: CallbackInput<K>): Promise<void> {
+    if (this.closed) throw new VisionTrainerError(`The ${LABELS[kind]} callback was sent after CallbackClient.close(); send completions before closing.`);
+    const body = this.buildBody(kind, input);
+    return this.deliver(kind, body, completionKey(this.jobId, kind, body as object));
+  }
+
+  private async deliver(kind: CallbackKind, body: unknown, idempotencyKey: string): Promise<void> {
     const label = LABELS[kind];
     if (this.closed) throw new VisionTrainerError(`The ${label} callback was sent after CallbackClient.close(); send completions before closing.`);
-    const body = this.buildBody(kind, input);
     if (!(await this.queue.flush(this.flushTimeoutMs))) {
       this.abandonQueue(`the ${label} is due and progress was not delivered within ${this.flushTimeoutMs} ms`);
     }
-    const request = this.request(kind, body);
+    this.drops.flush();
+    const request = this.request(kind, body, idempotencyKey);
     const what = `the ${label} callback (status ${(body as { status: CompletionStatus }).status})`;
     try {
       const response = await this.transport.send(request, this.completionPolicy, {
@@ -299,10 +374,10 @@ export class CallbackClient {
     return body;
   }
 
-  private request(kind: CallbackKind, body: unknown): TransportRequest {
+  private request(kind: CallbackKind, body: unknown, idempotencyKey: string): TransportRequest {
     return {
       url: `${this.baseUrl}${callbackPath(kind, this.jobId)}`,
-      headers: { ...this.headers, 'Idempotency-Key': randomUUID() },
+      headers: { ...this.headers, 'Idempotency-Key': idempotencyKey },
       body: JSON.stringify(body),
     };
   }

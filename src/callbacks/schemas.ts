@@ -40,6 +40,14 @@ function requireErrorMessageWhenFailed(body: { status: string; error_message?: s
   }
 }
 
+/**
+ * Added to a `failed` completion that is not final: the job was stopped (SIGTERM,
+ * preemption), hit its time limit with a checkpoint saved, or could not reach storage; a
+ * retry of the same JOB_ID continues it, and its completion replaces this one. Absent on
+ * final outcomes.
+ */
+const ResumableSchema = z.literal(true).optional();
+
 // ---------------------------------------------------------------------------------------
 // Training: /api/v1/jobs/{JOB_ID}/{heartbeat,event,validation,done}
 
@@ -133,6 +141,7 @@ export const TrainingDoneSchema = z
     final_metrics: MetricsSchema.default({}),
     checkpoint_path: OptionalPath,
     error_message: z.string().nullable().default(null),
+    resumable: ResumableSchema,
     timestamp: TimestampSchema,
   })
   .superRefine(requireErrorMessageWhenFailed);
@@ -167,6 +176,7 @@ export const TestRunDoneSchema = z
     visualizations_path: OptionalPath,
     xai_results_path: OptionalPath,
     error_message: z.string().nullable().default(null),
+    resumable: ResumableSchema,
     timestamp: TimestampSchema,
   })
   .superRefine(requireErrorMessageWhenFailed);
@@ -178,6 +188,7 @@ export const InferenceJobDoneSchema = z
     visualizations_path: OptionalPath,
     xai_results_path: OptionalPath,
     error_message: z.string().nullable().default(null),
+    resumable: ResumableSchema,
     timestamp: TimestampSchema,
   })
   .superRefine(requireErrorMessageWhenFailed);
@@ -229,6 +240,7 @@ export const ExportDoneSchema = z
     model_info: ModelInfoSchema.default({}),
     validation_metrics: ExportValidationMetricsSchema.nullable().default(null),
     error_message: z.string().nullable().default(null),
+    resumable: ResumableSchema,
     timestamp: TimestampSchema,
   })
   .superRefine(requireErrorMessageWhenFailed);

@@ -1,9 +1,10 @@
 /**
  * The one place that sends a callback over HTTP and decides whether, and when, to try again.
  * Both delivery paths use it: progress callbacks with a short policy, completions with a long
- * one. The shape follows openai-node's client: one request loop, one `isRetryable` rule
- * (408, 409, 429, 5xx, connection failures and timeouts), Retry-After honoured in its three
- * spellings, otherwise exponential backoff with jitter.
+ * one. The loop itself is the shared retry core (src/net/retry.ts, which storage uses too);
+ * this file adds what is HTTP's: one `isRetryable` rule (408, 409, 429, 5xx, connection
+ * failures and timeouts), Retry-After honoured in its three spellings, otherwise exponential
+ * backoff with jitter.
  *
  * undici's RetryAgent was considered: it has no jitter (thousands of jobs retrying an
  * outage in lockstep is what jitter prevents), ignores `retry-after-ms`, and gives no hook to
@@ -15,7 +16,10 @@
  */
 import { setTimeout as sleepFor } from 'node:timers/promises';
 import { fetch as undiciFetch, type Dispatcher } from 'undici';
+import { backoffDelay, retry } from '../net/retry.js';
 import { describeUrl, redact } from '../redact.js';
+
+export { backoffDelay };
 
 export interface RetryPolicy {
   /** Attempts in all, the first one included (1 = never retry). */
@@ -203,16 +207,6 @@ export function parseRetryAfter(headers: HeadersLike, now: number = Date.now()):
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
-/**
- * Exponential backoff with jitter for the n-th retry (1 = first). The delay is drawn from the
- * upper half of the exponential step, so retries never bunch up at zero yet jobs hit by the
- * same outage spread out.
- */
-export function backoffDelay(retry: number, policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, random: () => number = Math.random): number {
-  const step = Math.min(policy.baseDelayMs * 2 ** Math.max(0, retry - 1), policy.maxDelayMs);
-  return Math.round(step * (0.5 + 0.5 * random()));
-}
-
 /** The wait before the next attempt after `error` ended attempt number `attempt`. */
 export function retryDelay(error: CallbackTransportError, attempt: number, policy: RetryPolicy, random: () => number = Math.random): number {
   const asked = error instanceof CallbackHttpError ? error.retryAfterMs : undefined;
@@ -251,25 +245,34 @@ export class CallbackTransport {
    */
   async send(request: TransportRequest, policy: RetryPolicy, options: SendOptions = {}): Promise<TransportResponse> {
     const maxAttempts = Math.max(1, Math.floor(policy.maxAttempts));
-    for (let attempt = 1; ; attempt++) {
-      let error: CallbackTransportError;
-      try {
-        const response = await this.attempt(request, policy.timeoutMs, options.signal);
-        return { ...response, attempts: attempt };
-      } catch (err) {
-        error = err as CallbackTransportError;
-        error.attempts = attempt;
-      }
-      if (!error.retryable || attempt >= maxAttempts || options.signal?.aborted) throw error;
-      const delayMs = retryDelay(error, attempt, policy, this.random);
-      options.onRetry?.({ attempt, maxAttempts, delayMs, error });
-      try {
-        await this.sleep(delayMs, options.signal);
-      } catch {
-        const aborted = new CallbackAbortedError(request.url);
-        aborted.attempts = attempt;
-        throw aborted;
-      }
+    let attempts = 0;
+    try {
+      const response = await retry(
+        (n) => {
+          attempts = n;
+          return this.attempt(request, policy.timeoutMs, options.signal);
+        },
+        {
+          ...policy,
+          maxAttempts,
+          signal: options.signal,
+          sleep: this.sleep,
+          random: this.random,
+          retryable: (err) => {
+            const error = err as CallbackTransportError;
+            if (!error.retryable || options.signal?.aborted) return false;
+            return { afterMs: retryDelay(error, attempts, policy, this.random) };
+          },
+          onRetry: (notice) =>
+            options.onRetry?.({ attempt: notice.attempt, maxAttempts, delayMs: notice.delayMs, error: notice.error as CallbackTransportError }),
+        },
+      );
+      return { ...response, attempts };
+    } catch (err) {
+      // The transport's own errors carry their attempts; a wait cut short by the signal is a cancellation.
+      const error = err instanceof CallbackTransportError ? err : new CallbackAbortedError(request.url);
+      error.attempts = attempts;
+      throw error;
     }
   }
 

@@ -59,6 +59,7 @@ interface RawStorage {
   endpoint?: string;
   accessKeyId?: string;
   secretAccessKey?: string;
+  sessionToken?: string;
   bucket: string;
   region?: string;
   root: string;
@@ -68,8 +69,15 @@ interface RawStorage {
 function checkStorage(storage: RawStorage | undefined, ctx: Ctx): void {
   if (!storage || typeof storage !== 'object' || storage.type === 'local') return;
   if (!['s3', 'r2', 'minio'].includes(storage.type)) return;
-  if (!storage.accessKeyId) problem(ctx, ['storage', 'accessKeyId'], `is required for STORAGE_TYPE=${storage.type}`);
-  if (!storage.secretAccessKey) problem(ctx, ['storage', 'secretAccessKey'], `is required for STORAGE_TYPE=${storage.type}`);
+  // AWS S3 without keys uses the SDK's default chain (IRSA, Pod Identity, profiles, instance roles);
+  // R2 and MinIO have no such chain: their keys are explicit.
+  const keysRequired = storage.type !== 's3' || Boolean(storage.accessKeyId) || Boolean(storage.secretAccessKey) || Boolean(storage.sessionToken);
+  const why =
+    storage.type === 's3'
+      ? 'is required with the other key (or leave both unset for the AWS default credential chain)'
+      : `is required for STORAGE_TYPE=${storage.type}`;
+  if (keysRequired && !storage.accessKeyId) problem(ctx, ['storage', 'accessKeyId'], why);
+  if (keysRequired && !storage.secretAccessKey) problem(ctx, ['storage', 'secretAccessKey'], why);
   if ((storage.type === 'r2' || storage.type === 'minio') && !storage.endpoint) {
     problem(ctx, ['storage', 'endpoint'], `is required for STORAGE_TYPE=${storage.type} (there is no default endpoint)`);
   }
@@ -77,15 +85,15 @@ function checkStorage(storage: RawStorage | undefined, ctx: Ctx): void {
 
 /** The storage section as the storage layer takes it. */
 export type StorageConfig =
-  | { type: 's3' | 'r2' | 'minio'; endpoint?: string; accessKeyId: string; secretAccessKey: string; bucket: string; region?: string }
+  | { type: 's3' | 'r2' | 'minio'; endpoint?: string; accessKeyId?: string; secretAccessKey?: string; sessionToken?: string; bucket: string; region?: string }
   | { type: 'local'; root: string; bucket: string; datasetPath?: string };
 
 function toStorageConfig(s: RawStorage): StorageConfig {
   if (s.type === 'local') return { type: 'local', root: s.root, bucket: s.bucket, ...(s.datasetPath ? { datasetPath: s.datasetPath } : {}) };
   return {
     type: s.type,
-    accessKeyId: s.accessKeyId!,
-    secretAccessKey: s.secretAccessKey!,
+    ...(s.accessKeyId && s.secretAccessKey ? { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey } : {}),
+    ...(s.sessionToken ? { sessionToken: s.sessionToken } : {}),
     bucket: s.bucket,
     ...(s.endpoint ? { endpoint: s.endpoint } : {}),
     ...(s.region ? { region: s.region } : {}),
@@ -203,6 +211,12 @@ interface Common {
   /** Where callbacks go; absent for TypeScript scripts that only consume the event stream. */
   backend?: { baseUrl: string; token: string } | undefined;
   callbackMaxAttempts: number;
+  /** RESUME: continue what an earlier attempt of this JOB_ID stored, or start from scratch. */
+  resume: 'auto' | 'never';
+  /** STORAGE_RETRY_SECONDS: how long one storage operation keeps retrying. */
+  storageRetrySeconds: number;
+  /** LOG_UPLOAD_INTERVAL_SECONDS: the job log goes to storage at least this often. */
+  logUploadIntervalSeconds: number;
   taskType: TaskType;
   device: string;
   numWorkers: number;

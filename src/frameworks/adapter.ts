@@ -53,10 +53,13 @@ export interface TrainRequest {
   /** Python-side log lines are appended here too (uploaded as training.log). */
   logFile: string;
   /**
-   * RESUME_CHECKPOINT_PATH, downloaded: continue from the epoch after the checkpoint's with its
-   * optimizer state. The trainer refuses a checkpoint of another model or class list.
+   * The checkpoint to continue (RESUME_CHECKPOINT_PATH, or the latest of an earlier attempt of
+   * this JOB_ID), downloaded: continue from the epoch after the checkpoint's with its optimizer
+   * state. The trainer refuses a checkpoint of another model or class list.
    */
   resumeFrom?: string | undefined;
+  /** With resumeFrom: the earlier attempts' best checkpoint, its epoch and primary metric (the best to beat). */
+  bestFrom?: { path: string; epoch: number; value: number | null } | undefined;
   primaryMetric: string;
   /** TRAINER_ARGS as `resolveTrainerArgs` resolved them ({} when unset). */
   trainerArgs: Record<string, JsonValue>;

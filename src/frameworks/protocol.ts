@@ -115,6 +115,12 @@ export const TrainParamsSchema = z.object({
   lr: z.number().nullable(),
   /** A checkpoint of an unfinished run to continue (optimizer state included). */
   resume_from: z.string().nullable(),
+  /**
+   * With resume_from: the best checkpoint of the earlier attempts (its file, epoch and primary
+   * metric), when it is not resume_from itself. The trainer starts with it as its best, so a
+   * later epoch is best only when it beats it and best.pt holds the best weights of the job.
+   */
+  best_from: z.object({ path: z.string(), epoch: Int, value: z.number().nullable() }).nullable(),
   /** Python's log lines are appended here too (uploaded as training.log). */
   log_file: z.string(),
   primary_metric: z.string(),

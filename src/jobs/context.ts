@@ -4,21 +4,36 @@
  * client, stop controller (signals, AbortSignal, grace period) and the Python bridge's lifetime.
  * `runJob` is the one lifecycle: open → the job's stages → completion → cleanup.
  *
+ * What the context guarantees every job (nothing finished is lost):
+ *  - storage that retries transient failures for STORAGE_RETRY_SECONDS; downloads end at
+ *    the first stop signal, uploads only when the stop is forced (src/storage/retrying.ts);
+ *  - the job log in storage from the start, uploaded every LOG_UPLOAD_INTERVAL_SECONDS;
+ *  - a durable outcome: the completion body is written to storage (outcome.json) before it
+ *    is sent, with an Idempotency-Key derived from its content; an attempt that finds a final
+ *    outcome of its JOB_ID re-delivers it and runs nothing (src/jobs/outcome.ts);
+ *  - a work folder that is kept, and named in the log, when it holds the only copy of
+ *    something (a checkpoint whose upload failed).
+ *
  * A job is a JobDefinition (src/jobs/<job>/job.ts): its stages, what it reports when it fails,
- * the `done` event that carries its outcome, and the subscriber that turns its events into the
- * backend's HTTP callbacks (src/jobs/<job>/reporter.ts).
+ * the `done` event that carries its outcome and the completion callback it becomes, and the
+ * subscriber that turns its progress events into the backend's callbacks (reporter.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { CallbackClient } from '../callbacks/client.js';
+import { buildPayload } from '../callbacks/payload.js';
+import type { CallbackPayload } from '../callbacks/schemas.js';
 import { parseConfig } from '../config/env.js';
 import type { ConfigFor } from '../config/schema.js';
 import type { Mode } from '../config/variables.js';
-import { asVisionTrainerError, type VisionTrainerError } from '../errors.js';
+import { ExitCode, StorageError, VisionTrainerError, asVisionTrainerError } from '../errors.js';
 import { PythonBridge } from '../bridge/python.js';
 import { log, Logger } from '../log.js';
 import { defaultPythonBin } from '../paths.js';
 import { createStorage } from '../storage/index.js';
+import { RetryingStorage } from '../storage/retrying.js';
 import type { Storage } from '../storage/types.js';
+import { LogUploader } from './log-upload.js';
+import { type Completion, type CompletionKind, completionKey, isFinal, OUTCOME_SCHEMA_VERSION, type StoredOutcome, StoredOutcomeSchema } from './outcome.js';
 import { type JobEvent, RunStream, type Subscriber } from './run-stream.js';
 import { installSignalHandlers } from './signals.js';
 import { StopController } from './stop.js';
@@ -30,7 +45,15 @@ export interface JobOutcome {
   status: 'succeeded' | 'failed';
   exitCode: number;
   error?: VisionTrainerError | undefined;
+  /** This attempt found the job's final outcome in storage, re-delivered it and ran nothing. */
+  redelivered?: boolean;
 }
+
+/**
+ * The last writes of a job (its outcome, the final log) after the stop was forced, or after
+ * storage already failed it: a short try, so the completion still goes out in time.
+ */
+const LAST_WRITES_BUDGET_MS = 15_000;
 
 /** How a caller runs a job: the CLI turns signals and callbacks on; a script picks. */
 export interface JobOptions<E> {
@@ -71,16 +94,28 @@ export interface JobDefinition<M extends Mode, E extends JobEvent, O extends Job
    */
   eventLogKey?(config: ConfigFor<M>): string;
   /**
-   * The job's log file, uploaded to this storage key before the completion is reported. The
-   * logger writes into it from the moment the work folder exists.
+   * The job's log file in storage. The logger writes into it from the moment the work folder
+   * exists; it is uploaded while the job runs and last after the completion.
    */
-  logKey?(config: ConfigFor<M>): string;
+  logKey(config: ConfigFor<M>): string;
+  /** Where the durable outcome goes (outcome.json beside the log). */
+  outcomeKey(config: ConfigFor<M>): string;
   /** The stages. A failure the job can describe better than `failed` does may throw. */
   run(ctx: JobContext<M, E>): Promise<O>;
   /** The outcome of a failed job: the error, and what it achieved before. */
   failed(ctx: JobContext<M, E>, error: VisionTrainerError): O;
-  /** The last event; the reporter sends the completion callback from it. */
+  /** The last event of the stream. */
   done(ctx: JobContext<M, E>, outcome: O): E;
+  /** The completion callback the `done` event becomes. */
+  completion(config: ConfigFor<M>, done: E): Completion;
+  /**
+   * Whether a failed outcome with an exit code that is final by itself (a time limit) can still
+   * be continued by a retry (a checkpoint was saved). Storage, delivery and signal failures
+   * always can.
+   */
+  resumable?(outcome: O): boolean;
+  /** The outcome an attempt reports when it found this job's final outcome in storage. */
+  restored(ctx: JobContext<M, E>, stored: StoredOutcome): O;
 }
 
 export class JobContext<M extends Mode, E extends JobEvent> {
@@ -89,12 +124,14 @@ export class JobContext<M extends Mode, E extends JobEvent> {
   readonly logger: Logger;
   readonly callbacks: CallbackClient | undefined;
   private workDir: WorkDir | undefined;
-  private store: Storage | undefined;
+  private store: RetryingStorage | undefined;
   private logFile: string | undefined;
   private eventLog: EventLog | undefined;
   private readonly runFiles: Array<{ path: string; key: string; include: (relative: string) => boolean }> = [];
+  private logs: LogUploader | undefined;
   private python: Promise<PythonBridge> | undefined;
   private readonly cleanups: Array<() => void> = [];
+  private readonly kept: string[] = [];
 
   readonly mode: M;
 
@@ -150,20 +187,44 @@ export class JobContext<M extends Mode, E extends JobEvent> {
     return this.workDir;
   }
 
-  get storage(): Storage {
+  /**
+   * The job's storage: transient failures are retried for STORAGE_RETRY_SECONDS; a stop
+   * abandons downloads at once and uploads when it is forced.
+   */
+  get storage(): RetryingStorage {
     if (!this.store) throw new Error('the job context is not open yet');
     return this.store;
   }
 
-  /** Creates the work folder and the storage client; from here on the log file is written. */
+  /**
+   * Keeps the work folder after the job: it holds the only copy of something (a checkpoint
+   * whose upload failed). The folder and the reason are logged when the job ends.
+   */
+  keepWorkDir(reason: string): void {
+    this.kept.push(reason);
+  }
+
+  /** Uploads the job log now (training does after every epoch); it never fails the job. */
+  uploadLog(): void {
+    void this.logs?.upload();
+  }
+
+  /** Creates the work folder and the storage client; from here on the log file is written and uploaded. */
   async open(): Promise<void> {
     this.workDir = await createWorkDir({ parent: this.config.workDir, jobId: this.config.jobId, keep: this.config.keepWorkDir });
     const s = this.config.storage;
-    this.store = createStorage(s.type === 'local' ? { type: 'local', root: s.root, bucket: s.bucket } : s);
-    if (this.definition.logKey) {
-      this.logFile = this.workDir.sub(`${this.mode === 'train' ? 'training' : this.mode}.log`);
-      this.logger.teeTo(this.logFile);
-    }
+    const base = createStorage(s.type === 'local' ? { type: 'local', root: s.root, bucket: s.bucket } : s);
+    this.store = new RetryingStorage(base, {
+      budgetMs: this.config.storageRetrySeconds * 1000,
+      downloads: this.stop.stopSignal,
+      uploads: this.stop.forceSignal,
+      logger: this.logger,
+    });
+    this.logFile = this.workDir.sub(this.mode === 'train' ? 'training.log' : 'job.log');
+    this.logger.teeTo(this.logFile);
+    // Periodic uploads try once: the next interval is the retry.
+    this.logs = new LogUploader(this.logFile, this.definition.logKey(this.config), this.store.with({ budgetMs: 0 }), this.logger);
+    this.logs.start(this.config.logUploadIntervalSeconds * 1000);
     if (this.definition.eventLogKey) {
       const eventLog = new EventLog(this.workDir.sub('metrics.jsonl'));
       this.eventLog = eventLog;
@@ -178,6 +239,20 @@ export class JobContext<M extends Mode, E extends JobEvent> {
    */
   uploadAtEnd(path: string, key: string, include: (relative: string) => boolean = () => true): void {
     if (!this.runFiles.some((f) => f.path === path && f.key === key)) this.runFiles.push({ path, key, include });
+  }
+
+  /**
+   * The outcome an earlier attempt of this JOB_ID stored, when RESUME=auto and there is one.
+   * A file that is not an outcome of ours is ignored (and logged): the job then runs.
+   */
+  async storedOutcome(): Promise<StoredOutcome | undefined> {
+    if (this.config.resume === 'never') return undefined;
+    const key = this.definition.outcomeKey(this.config);
+    if (!(await this.storage.exists(key))) return undefined;
+    const parsed = StoredOutcomeSchema.safeParse(await this.storage.getJson(key));
+    if (parsed.success && parsed.data.job_id === this.config.jobId && parsed.data.mode === this.mode) return parsed.data;
+    this.logger.warn(`${this.storage.uri(key)} is not an outcome of this job; it is ignored and will be replaced`);
+    return undefined;
   }
 
   /** The file the job's log lines go to (and Python's, when the job passes it on). */
@@ -210,30 +285,83 @@ export class JobContext<M extends Mode, E extends JobEvent> {
   }
 
   /**
-   * Reports the outcome: the log goes to storage, then the `done` event, whose completion
-   * callback must arrive. Work that succeeded but could not be reported fails the process: the
-   * backend does not know it happened.
+   * Reports the outcome: its completion body is written to storage (outcome.json), the `done`
+   * event goes to the subscribers, the completion callback to the backend; last, the log.
+   * An outcome that is final but could not be delivered fails the process with exit 6: a retry
+   * re-delivers the stored outcome without running again.
    */
   async complete<O extends JobOutcome>(outcome: O, done: E): Promise<O> {
     await this.uploadRunFiles(done);
-    if (this.logFile && this.definition.logKey) {
-      this.logger.untee(this.logFile);
-      try {
-        await this.storage.uploadFile(this.logFile, this.definition.logKey(this.config), { contentType: 'text/plain' });
-      } catch (err) {
-        this.logger.warn(`${this.mode === 'train' ? 'training' : this.mode} log upload failed: ${asVisionTrainerError(err).message}`);
-      }
+    const final = isFinal(outcome, this.definition.resumable?.(outcome) ?? false);
+    const { kind, input } = this.definition.completion(this.config, done);
+    const { body, nonFinite } = buildPayload(kind, final ? input : ({ ...input, resumable: true } as never));
+    if (nonFinite.length > 0) this.logger.warn(`The completion carries non-finite numbers, sent as null: ${nonFinite.join(', ')}`);
+    const key = completionKey(this.config.jobId, kind, body);
+    // Without storage (the job failed before it had any) there is nothing to write to.
+    const last = this.store ? this.lastWritesStorage(outcome) : undefined;
+    const stored: StoredOutcome = {
+      schema_version: OUTCOME_SCHEMA_VERSION,
+      job_id: this.config.jobId,
+      mode: this.mode,
+      callback: kind,
+      final,
+      exit_code: outcome.exitCode,
+      idempotency_key: key,
+      body: body as Record<string, unknown>,
+      written_at: new Date().toISOString(),
+    };
+    const outcomeKey = this.definition.outcomeKey(this.config);
+    try {
+      if (!last) throw new VisionTrainerError('the job has no storage');
+      await last.putJson(outcomeKey, stored);
+      this.logger.info(`Outcome stored: ${last.uri(outcomeKey)} (${outcome.status}${final ? ', final' : ', a retry continues it'})`);
+    } catch (err) {
+      this.logger.error(`The outcome could not be stored at ${outcomeKey}: ${asVisionTrainerError(err).message}`);
     }
+    return this.report(outcome, done, { kind, body, key, final }, last);
+  }
+
+  /**
+   * An attempt that found this job's final outcome in storage: it tells the subscribers and
+   * the backend again, with the stored body and Idempotency-Key, and runs nothing.
+   */
+  async redeliver<O extends JobOutcome>(stored: StoredOutcome, outcome: O, done: E): Promise<O> {
+    this.logger.info(
+      `Job ${this.config.jobId} already ended (${String(stored.body.status)}, stored ${stored.written_at} in ${this.storage.uri(this.definition.outcomeKey(this.config))}): re-delivering that outcome, nothing runs again. Set RESUME=never to run it anew.`,
+    );
+    const result = await this.report(
+      { ...outcome, redelivered: true },
+      done,
+      { kind: stored.callback, body: stored.body, key: stored.idempotency_key, final: true },
+      this.storage,
+    );
+    return result;
+  }
+
+  private async report<O extends JobOutcome>(
+    outcome: O,
+    done: E,
+    completion: { kind: CompletionKind; body: object; key: string; final: boolean },
+    last: Storage | undefined,
+  ): Promise<O> {
+    let result = outcome;
     try {
       await this.events.emit(done);
-      return outcome;
+      await this.callbacks?.deliverCompletion(completion.kind, completion.body as CallbackPayload<CompletionKind>, completion.key);
     } catch (err) {
       const e = asVisionTrainerError(err);
-      this.logger.error(`completion could not be delivered: ${e.message}`);
-      return { ...outcome, exitCode: outcome.status === 'succeeded' ? e.exitCode : outcome.exitCode, error: outcome.error ?? e };
+      this.logger.error(`The completion could not be delivered: ${e.message}`);
+      // A final outcome nobody heard of: exit 6, and the retry re-delivers it. Otherwise the
+      // outcome's own code (a stop, a storage failure) already makes the platform retry.
+      result = { ...outcome, exitCode: completion.final ? ExitCode.callbackUndelivered : outcome.exitCode, error: outcome.error ?? e };
     } finally {
       this.events.end();
     }
+    if (this.logFile) {
+      this.logger.untee(this.logFile);
+      if (last) await this.logs?.finish(last);
+    }
+    return result;
   }
 
   /** metrics.jsonl (with the `done` event about to be sent) and what `uploadAtEnd` registered. */
@@ -256,10 +384,21 @@ export class JobContext<M extends Mode, E extends JobEvent> {
   }
 
   /** Undoes what the context set up: signal handlers, the callback client, the work folder. */
+
+  /** The storage for the last writes: as usual, unless the stop was forced or storage already failed the job. */
+  private lastWritesStorage(outcome: JobOutcome): RetryingStorage {
+    const storageFailed = outcome.error instanceof StorageError && outcome.error.transient;
+    if (!this.stop.isForced && !storageFailed) return this.storage;
+    return this.storage.with({ budgetMs: Math.min(LAST_WRITES_BUDGET_MS, this.config.storageRetrySeconds * 1000), uploads: undefined, downloads: undefined });
+  }
+
+  /** Undoes what the context set up: signal handlers, the callback client, the work folder (unless it must be kept). */
   async close(): Promise<void> {
     for (const undo of this.cleanups.splice(0).reverse()) undo();
     await this.callbacks?.close();
-    await this.workDir?.cleanup();
+    if (this.kept.length > 0 && this.workDir) {
+      this.logger.warn(`Work folder kept: ${this.workDir.path} (${[...new Set(this.kept)].join('; ')})`);
+    } else await this.workDir?.cleanup();
   }
 }
 
@@ -277,11 +416,23 @@ export function startJob<M extends Mode, E extends JobEvent, O extends JobOutcom
   return { ctx, outcome };
 }
 
-/** The one lifecycle of every job: open, the job's stages, completion, cleanup. */
+/** The one lifecycle of every job: open, the job's stages (unless an earlier attempt already ended the job), completion, cleanup. */
 async function runJob<M extends Mode, E extends JobEvent, O extends JobOutcome>(ctx: JobContext<M, E>, definition: JobDefinition<M, E, O>): Promise<O> {
   let outcome: O;
+  let stored: StoredOutcome | undefined;
   try {
     await ctx.open();
+    stored = await ctx.storedOutcome();
+    if (stored?.final) {
+      const restored = definition.restored(ctx, stored);
+      try {
+        return await ctx.redeliver(stored, restored, definition.done(ctx, restored));
+      } finally {
+        await ctx.close();
+      }
+    }
+    if (stored)
+      ctx.logger.info(`An earlier attempt of job ${ctx.config.jobId} ended without a final outcome (exit ${stored.exit_code}): this attempt continues it`);
     outcome = await definition.run(ctx);
   } catch (err) {
     // What the job's stages did not turn into an outcome themselves (e.g. no work folder).

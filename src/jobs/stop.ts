@@ -16,6 +16,26 @@ export class StopController {
   private readonly requestListeners: Array<(reason: StopReason) => void> = [];
   private readonly forceListeners: Array<() => void> = [];
   private forced = false;
+  private readonly requestedController = new AbortController();
+  private readonly forcedController = new AbortController();
+  /** When the stop was asked for (ms since the epoch). */
+  requestedAt: number | undefined;
+
+  /**
+   * Aborted when a stop is asked for, with the run's error as its reason: downloads and waits
+   * that serve work not yet begun (a dataset, weights, a checkpoint to resume) end at once.
+   */
+  get stopSignal(): AbortSignal {
+    return this.requestedController.signal;
+  }
+
+  /**
+   * Aborted when the stop is forced (second signal, grace period over): what saves work
+   * (checkpoint uploads) is abandoned too. The local copy stays in the kept work folder.
+   */
+  get forceSignal(): AbortSignal {
+    return this.forcedController.signal;
+  }
 
   get reason(): StopReason | undefined {
     return this.current;
@@ -32,7 +52,9 @@ export class StopController {
   request(reason: StopReason): void {
     if (this.current) return;
     this.current = reason;
+    this.requestedAt = Date.now();
     for (const fn of this.requestListeners) fn(reason);
+    this.requestedController.abort(this.toError());
   }
 
   /** Stop now: kill whatever is running. */
@@ -40,6 +62,7 @@ export class StopController {
     if (this.forced) return;
     this.forced = true;
     for (const fn of this.forceListeners) fn();
+    this.forcedController.abort(this.toError(' (forced)'));
   }
 
   onRequest(fn: (reason: StopReason) => void): void {

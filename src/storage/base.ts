@@ -13,6 +13,7 @@ import type {
   DatasetDownloadOptions,
   DownloadFileOptions,
   ObjectReader,
+  SignalOption,
   Storage,
   StorageConfig,
   StorageObject,
@@ -33,25 +34,24 @@ export abstract class StorageBase implements Storage {
   protected constructor(protected readonly options: StorageOptions) {}
 
   abstract describe(): string;
-  abstract exists(key: string): Promise<boolean>;
-  abstract list(prefix: string): Promise<StorageObject[]>;
+  abstract exists(key: string, options?: SignalOption): Promise<boolean>;
+  abstract list(prefix: string, options?: SignalOption): Promise<StorageObject[]>;
   abstract downloadFile(key: string, destPath: string, options?: DownloadFileOptions): Promise<number>;
-  abstract openObject(key: string): Promise<ObjectReader>;
+  abstract openObject(key: string, options?: SignalOption): Promise<ObjectReader>;
   abstract uploadFile(localPath: string, key: string, options?: UploadOptions): Promise<string>;
   abstract uri(key: string): string;
   abstract parseUri(uri: string): string;
-  /** Stores a small object held in memory; returns its URI. */
-  protected abstract putBytes(key: string, body: Buffer, contentType: string): Promise<string>;
+  abstract putBytes(key: string, body: Buffer, options?: UploadOptions): Promise<string>;
   /** Reads a small object whole into memory. */
-  protected abstract getBytes(key: string): Promise<Buffer>;
+  protected abstract getBytes(key: string, options?: SignalOption): Promise<Buffer>;
 
-  putJson(key: string, value: unknown): Promise<string> {
+  putJson(key: string, value: unknown, options: SignalOption = {}): Promise<string> {
     // JSON.stringify already writes NaN/Infinity as null, which keeps metrics files valid JSON.
-    return this.putBytes(key, Buffer.from(`${JSON.stringify(value, null, 2)}\n`), 'application/json');
+    return this.putBytes(key, Buffer.from(`${JSON.stringify(value, null, 2)}\n`), { contentType: 'application/json', signal: options.signal });
   }
 
-  async getJson<T = unknown>(key: string): Promise<T> {
-    const text = (await this.getBytes(key)).toString('utf8');
+  async getJson<T = unknown>(key: string, options: SignalOption = {}): Promise<T> {
+    const text = (await this.getBytes(key, options)).toString('utf8');
     try {
       return JSON.parse(text) as T;
     } catch (err) {
@@ -94,6 +94,7 @@ export abstract class StorageBase implements Storage {
   downloadDataset(datasetId: string, destDir: string, options: DatasetDownloadOptions = {}): Promise<DatasetDownload> {
     return downloadDataset(this, datasetId, destDir, {
       snapshotId: options.snapshotId,
+      signal: options.signal,
       concurrency: this.options.downloadConcurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY,
       zipLimits: this.options.zipLimits,
     });

@@ -53,6 +53,8 @@ type DatasetSource = Pick<Storage, 'exists' | 'list' | 'downloadFile' | 'openObj
 
 export interface DownloadDatasetSettings {
   snapshotId?: string | undefined;
+  /** Stops the download: requests in flight are cancelled, the staging folder removed. */
+  signal?: AbortSignal | undefined;
   concurrency: number;
   zipLimits?: ZipLimits | undefined;
 }
@@ -64,10 +66,11 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
   const staging = `${dest}.partial`;
   await rm(staging, { recursive: true, force: true });
   const started = Date.now();
+  const { signal } = settings;
 
   try {
-    const zipExists = await storage.exists(keys.zip);
-    const objects = zipExists ? [] : await prefixObjects(storage, keys);
+    const zipExists = await storage.exists(keys.zip, { signal });
+    const objects = zipExists ? [] : await prefixObjects(storage, keys, signal);
     if (!zipExists && objects.length === 0) {
       throw new DatasetError(
         `Dataset "${datasetId}" not found in ${storage.describe()}: neither ${storage.uri(keys.zip)} nor any object under ${storage.uri(keys.prefix)} exists`,
@@ -76,7 +79,7 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
           `(${keys.prefix}annotations.json and ${keys.prefix}images/...), or check DATASET_ID and the bucket name.`,
       );
     }
-    if (keys.snapshot !== undefined && !(await storage.exists(keys.snapshot))) {
+    if (keys.snapshot !== undefined && !(await storage.exists(keys.snapshot, { signal }))) {
       throw new DatasetError(
         `Snapshot "${settings.snapshotId}" of dataset "${datasetId}" not found: ${storage.uri(keys.snapshot)} does not exist`,
         [],
@@ -87,16 +90,16 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
     await mkdir(staging, { recursive: true });
     let counts: { files: number; bytes: number };
     if (zipExists) {
-      const zip = await storage.openObject(keys.zip);
+      const zip = await storage.openObject(keys.zip, { signal });
       log().info(`Downloading dataset ${datasetId} from ${zip.name} (${formatBytes(zip.size)}), extracting as it arrives`);
       counts = await extractZipFrom(zip, staging, { limits: settings.zipLimits, concurrency: Math.min(settings.concurrency, MAX_ZIP_STREAMS) });
     } else {
       log().info(`Downloading dataset ${datasetId} from ${storage.uri(keys.prefix)} (${objects.length} objects)`);
-      counts = await downloadObjects(storage, objects, keys.prefix, staging, settings.concurrency);
+      counts = await downloadObjects(storage, objects, keys.prefix, staging, settings.concurrency, signal);
     }
 
     const rootName = await datasetRootName(staging);
-    if (keys.snapshot !== undefined) await applySnapshot(storage, keys.snapshot, join(staging, rootName));
+    if (keys.snapshot !== undefined) await applySnapshot(storage, keys.snapshot, join(staging, rootName), signal);
 
     await rename(staging, dest); // dest is absent or an empty folder: rename(2) replaces the latter
     const root = join(dest, rootName);
@@ -114,9 +117,9 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
 }
 
 /** The dataset's files under the prefix: folder markers and other snapshots are not part of it. */
-async function prefixObjects(storage: DatasetSource, keys: DatasetKeys): Promise<StorageObject[]> {
+async function prefixObjects(storage: DatasetSource, keys: DatasetKeys, signal: AbortSignal | undefined): Promise<StorageObject[]> {
   const snapshots = `${keys.prefix}snapshots/`;
-  return (await storage.list(keys.prefix)).filter((o) => !o.key.endsWith('/') && !o.key.startsWith(snapshots));
+  return (await storage.list(keys.prefix, { signal })).filter((o) => !o.key.endsWith('/') && !o.key.startsWith(snapshots));
 }
 
 async function downloadObjects(
@@ -125,6 +128,7 @@ async function downloadObjects(
   prefix: string,
   staging: string,
   concurrency: number,
+  signal: AbortSignal | undefined,
 ): Promise<{ files: number; bytes: number }> {
   const planned = objects.map((object) => {
     const target = resolveInside(staging, object.key.slice(prefix.length));
@@ -139,7 +143,7 @@ async function downloadObjects(
   });
   // Folders once, files in place: the staging folder is removed whole when anything fails.
   for (const folder of new Set(planned.map(({ target }) => dirname(target)))) await mkdir(folder, { recursive: true });
-  const sizes = await mapWithConcurrency(planned, concurrency, ({ key, target }) => storage.downloadFile(key, target, { inPlace: true }));
+  const sizes = await mapWithConcurrency(planned, concurrency, ({ key, target }) => storage.downloadFile(key, target, { inPlace: true, signal }));
   return { files: sizes.length, bytes: sizes.reduce((a, b) => a + b, 0) };
 }
 
@@ -155,14 +159,14 @@ async function datasetRootName(dir: string): Promise<string> {
   return (await stat(join(dir, only))).isDirectory() ? only : '';
 }
 
-async function applySnapshot(storage: DatasetSource, snapshotKey: string, root: string): Promise<void> {
+async function applySnapshot(storage: DatasetSource, snapshotKey: string, root: string, signal: AbortSignal | undefined): Promise<void> {
   const annotations = join(root, ANNOTATIONS_FILE);
   try {
     await rename(annotations, join(root, ORIGINAL_ANNOTATIONS_FILE));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
-  await storage.downloadFile(snapshotKey, annotations);
+  await storage.downloadFile(snapshotKey, annotations, { signal });
   log().info(`Using annotations snapshot ${storage.uri(snapshotKey)}`);
 }
 

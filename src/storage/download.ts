@@ -36,6 +36,8 @@ export interface DownloadUrlOptions {
   maxRedirects?: number;
   /** The variable the URL came from, for messages. Default PRETRAINED_WEIGHT_URL. */
   variable?: string;
+  /** Aborting it ends the transfer and any wait at once; the call rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface DownloadUrlResult {
@@ -70,6 +72,10 @@ export async function downloadUrl(url: string, destPath: string, options: Downlo
   const target: Target = { url, shown, variable, policy, maxRedirects };
 
   const dispatcher = guardedAgent(policy, { connectTimeoutMs: timeoutMs, headersTimeoutMs: timeoutMs, bodyTimeoutMs: timeoutMs });
+  const { signal } = options;
+  // Destroying the agent ends the request and the body stream under way, wherever the attempt is.
+  const onAbort = () => void dispatcher.destroy().catch(() => {});
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     return await writeAtomically(destPath, async (temp) => {
       let written = 0;
@@ -77,7 +83,9 @@ export async function downloadUrl(url: string, destPath: string, options: Downlo
       let resumed = 0;
       let failuresWithoutProgress = 0;
       for (;;) {
+        signal?.throwIfAborted();
         const outcome = await attempt(target, temp, written, maxBytes, dispatcher);
+        signal?.throwIfAborted();
         if (outcome.kind === 'done') return { bytes: outcome.written, resumed };
         if (outcome.written > highWater) {
           highWater = outcome.written;
@@ -93,13 +101,15 @@ export async function downloadUrl(url: string, destPath: string, options: Downlo
         if (outcome.written > 0) resumed += 1;
         written = outcome.written;
         const delay = failuresWithoutProgress === 0 ? 0 : Math.min(30_000, retryDelayMs * 2 ** (failuresWithoutProgress - 1));
-        if (delay > 0) await sleep(delay * (1 + Math.random() * 0.2));
+        if (delay > 0) await sleep(delay * (1 + Math.random() * 0.2), undefined, signal ? { signal } : undefined);
       }
     });
   } catch (err) {
+    if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : err;
     throw err instanceof PermanentFailure ? err.error : err;
   } finally {
-    await dispatcher.close();
+    signal?.removeEventListener('abort', onAbort);
+    await dispatcher.close().catch(() => {});
   }
 }
 

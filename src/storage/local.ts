@@ -10,7 +10,7 @@ import { StorageError } from '../errors.js';
 import { StorageBase } from './base.js';
 import { fileObjectReader, isTempName, listFilesRecursive, writeAtomically } from './files.js';
 import { assertValidKey, assertValidPrefix, parseStorageUri, resolveInside } from './keys.js';
-import type { DownloadFileOptions, ObjectReader, StorageObject, StorageOptions } from './types.js';
+import type { DownloadFileOptions, ObjectReader, SignalOption, StorageObject, StorageOptions, UploadOptions } from './types.js';
 
 export class LocalStorage extends StorageBase {
   readonly type = 'local' as const;
@@ -27,7 +27,8 @@ export class LocalStorage extends StorageBase {
     return `local folder ${this.root}`;
   }
 
-  async exists(key: string): Promise<boolean> {
+  async exists(key: string, options: SignalOption = {}): Promise<boolean> {
+    options.signal?.throwIfAborted();
     try {
       return (await stat(this.pathOf(key))).isFile();
     } catch (err) {
@@ -36,8 +37,9 @@ export class LocalStorage extends StorageBase {
     }
   }
 
-  async list(prefix: string): Promise<StorageObject[]> {
+  async list(prefix: string, options: SignalOption = {}): Promise<StorageObject[]> {
     assertValidPrefix(prefix);
+    options.signal?.throwIfAborted();
     // Walk only the folder the prefix points into; the rest of the prefix filters names.
     const folder = prefix.slice(0, prefix.lastIndexOf('/') + 1);
     const base = folder === '' ? this.root : join(this.root, ...folder.split('/'));
@@ -53,6 +55,7 @@ export class LocalStorage extends StorageBase {
 
   async downloadFile(key: string, destPath: string, options: DownloadFileOptions = {}): Promise<number> {
     const source = this.pathOf(key);
+    options.signal?.throwIfAborted();
     try {
       if (options.inPlace) await copyFile(source, destPath);
       else await writeAtomically(destPath, (temp) => copyFile(source, temp));
@@ -63,8 +66,9 @@ export class LocalStorage extends StorageBase {
     }
   }
 
-  async openObject(key: string): Promise<ObjectReader> {
+  async openObject(key: string, options: SignalOption = {}): Promise<ObjectReader> {
     const path = this.pathOf(key);
+    options.signal?.throwIfAborted();
     let size: number;
     try {
       const info = await stat(path);
@@ -77,8 +81,9 @@ export class LocalStorage extends StorageBase {
     return fileObjectReader(path, size, this.uri(key));
   }
 
-  async uploadFile(localPath: string, key: string): Promise<string> {
+  async uploadFile(localPath: string, key: string, options: UploadOptions = {}): Promise<string> {
     const target = this.pathOf(key);
+    options.signal?.throwIfAborted();
     try {
       await writeAtomically(target, (temp) => copyFile(localPath, temp));
     } catch (err) {
@@ -98,7 +103,8 @@ export class LocalStorage extends StorageBase {
     return parseStorageUri(uri, this.bucket, this.root);
   }
 
-  protected async putBytes(key: string, body: Buffer): Promise<string> {
+  async putBytes(key: string, body: Buffer, options: UploadOptions = {}): Promise<string> {
+    options.signal?.throwIfAborted();
     try {
       await writeAtomically(this.pathOf(key), (temp) => writeFile(temp, body));
     } catch (err) {
@@ -107,7 +113,8 @@ export class LocalStorage extends StorageBase {
     return this.uri(key);
   }
 
-  protected async getBytes(key: string): Promise<Buffer> {
+  protected async getBytes(key: string, options: SignalOption = {}): Promise<Buffer> {
+    options.signal?.throwIfAborted();
     try {
       return await readFile(this.pathOf(key));
     } catch (err) {

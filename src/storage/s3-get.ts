@@ -14,16 +14,18 @@
 import { createHash, createHmac, type BinaryLike } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { S3ServiceException } from '@aws-sdk/client-s3';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { Agent, request, type Dispatcher } from 'undici';
+import { backoffDelay } from '../net/retry.js';
 
 export interface S3GetConfig {
   endpoint: string | undefined;
   region: string;
   bucket: string;
   forcePathStyle: boolean;
-  accessKeyId: string;
-  secretAccessKey: string;
+  /** Keys (a session token included when temporary), or the S3 client's provider of the default chain. */
+  credentials: AwsCredentialIdentity | AwsCredentialIdentityProvider;
   /** Total attempts per request, as the SDK's maxAttempts. */
   maxAttempts: number;
 }
@@ -33,6 +35,8 @@ export interface GetOptions {
   range?: { start: number; end: number };
   /** Fails with HTTP 412 when the object is no longer this version. */
   ifMatch?: string | undefined;
+  /** Cancels the request in flight and the waits between attempts. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface GetResponse {
@@ -44,7 +48,7 @@ export interface GetResponse {
 
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
 const THROTTLING_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed']);
-/** The SDK's standard retry: 100 ms base, doubling, full jitter, at most 20 s. */
+/** As the SDK's standard retry: 100 ms base, doubling, at most 20 s. */
 const BASE_DELAY_MS = 100;
 const MAX_DELAY_MS = 20_000;
 
@@ -78,7 +82,7 @@ export class S3Getter {
     this.signer = new SignatureV4({
       service: 's3',
       region: config.region,
-      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      credentials: config.credentials,
       sha256: NodeSha256,
       // S3 signs the path as sent (each segment encoded once), like the SDK's S3 client.
       uriEscapePath: false,
@@ -108,10 +112,10 @@ export class S3Getter {
           query: {},
           headers,
         });
-        response = await request(new URL(path, this.origin), { method: 'GET', headers: signed.headers, dispatcher: this.agent });
+        response = await request(new URL(path, this.origin), { method: 'GET', headers: signed.headers, dispatcher: this.agent, signal: options.signal });
       } catch (err) {
-        if (attempt >= this.config.maxAttempts) throw err;
-        await backoff(attempt);
+        if (attempt >= this.config.maxAttempts || options.signal?.aborted || isCredentialsError(err)) throw err;
+        await backoff(attempt, options.signal);
         continue;
       }
       if (response.statusCode < 300) {
@@ -133,7 +137,7 @@ export class S3Getter {
       }
       const error = await serviceError(response);
       if (attempt >= this.config.maxAttempts || !(RETRYABLE_STATUS.has(response.statusCode) || THROTTLING_CODES.has(error.name))) throw error;
-      await backoff(attempt);
+      await backoff(attempt, options.signal);
     }
   }
 }
@@ -175,8 +179,14 @@ function statusName(status: number): string {
   return 'Unknown';
 }
 
-function backoff(attempt: number): Promise<void> {
-  return sleep(Math.random() * Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** attempt));
+/** The SDK's quick in-request retries; the job-level retry (src/storage/retrying.ts) waits longer. */
+function backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+  return sleep(backoffDelay(attempt, { baseDelayMs: BASE_DELAY_MS, maxDelayMs: MAX_DELAY_MS }), undefined, signal ? { signal } : undefined);
+}
+
+/** No credentials could be loaded: asking again at once finds none either. */
+function isCredentialsError(err: unknown): boolean {
+  return (err as { name?: string })?.name === 'CredentialsProviderError';
 }
 
 /** RFC 3986 encoding of one path segment, as S3 canonicalises it (encodeURIComponent leaves !'()* alone). */

@@ -2,6 +2,14 @@
  * S3-compatible object storage (AWS S3, Cloudflare R2, MinIO, SeaweedFS) through the AWS SDK v3.
  * Downloads stream to disk; uploads go through lib-storage's Upload, which switches to
  * multipart for large files and aborts the multipart upload when it fails.
+ *
+ * Credentials: explicit keys (with AWS_SESSION_TOKEN when they are temporary), or, without
+ * keys, the SDK's default chain as production clusters give pods access: web identity (EKS
+ * IRSA), container credentials (EKS Pod Identity, ECS), profiles, instance roles.
+ *
+ * Every operation takes an AbortSignal that cancels the request in flight. Failures become
+ * StorageErrors; those a later attempt may get past (no connection, 5xx, throttling) are
+ * marked transient, and src/storage/retrying.ts retries them.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat, writeFile } from 'node:fs/promises';
@@ -12,12 +20,13 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   type HeadObjectCommandOutput,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   S3ServiceException,
-  paginateListObjectsV2,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@aws-sdk/types';
 import { ConfigError, ExitCode, StorageError } from '../errors.js';
 import { log } from '../log.js';
 import { describeUrl, redact, registerSecret } from '../redact.js';
@@ -25,7 +34,7 @@ import { StorageBase } from './base.js';
 import { writeAtomically } from './files.js';
 import { S3Getter, type GetResponse } from './s3-get.js';
 import { assertValidKey, assertValidPrefix, parseStorageUri, s3Uri } from './keys.js';
-import type { DownloadFileOptions, ObjectReader, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
+import type { DownloadFileOptions, ObjectReader, SignalOption, StorageConfig, StorageObject, StorageOptions, UploadOptions } from './types.js';
 
 export type S3StorageConfig = Extract<StorageConfig, { type: 's3' | 'r2' | 'minio' }>;
 
@@ -50,9 +59,15 @@ const CONTENT_TYPES: Record<string, string> = {
   '.csv': 'text/csv',
 };
 
+/** HTTP statuses that a later attempt may not see again. */
+const TRANSIENT_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable']);
+
 export class S3Storage extends StorageBase {
   readonly type: S3StorageConfig['type'];
   readonly bucket: string;
+  /** Where the credentials come from, for messages: explicit keys or the SDK's default chain. */
+  readonly credentialSource: 'keys' | 'default chain';
   private readonly client: S3Client;
   private readonly endpoint: string | undefined;
   private readonly region: string;
@@ -61,7 +76,8 @@ export class S3Storage extends StorageBase {
 
   constructor(config: S3StorageConfig, options: StorageOptions = {}) {
     super(options);
-    registerSecret(config.secretAccessKey);
+    if (config.secretAccessKey) registerSecret(config.secretAccessKey);
+    if (config.sessionToken) registerSecret(config.sessionToken);
     this.type = config.type;
     this.bucket = config.bucket;
     this.endpoint = config.endpoint;
@@ -77,11 +93,17 @@ export class S3Storage extends StorageBase {
       ]);
     }
     this.region = config.region ?? (config.type === 'r2' ? 'auto' : 'us-east-1');
+    const keys: AwsCredentialIdentity | undefined =
+      config.accessKeyId && config.secretAccessKey
+        ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey, ...(config.sessionToken ? { sessionToken: config.sessionToken } : {}) }
+        : undefined;
+    this.credentialSource = keys ? 'keys' : 'default chain';
     this.client = new S3Client({
       region: this.region,
       ...(this.endpoint === undefined ? {} : { endpoint: this.endpoint }),
       forcePathStyle: config.forcePathStyle ?? (this.endpoint !== undefined && !isAwsEndpoint(this.endpoint)),
-      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      // Without keys the SDK resolves its default chain (and refreshes what expires).
+      ...(keys ? { credentials: keys } : {}),
       maxAttempts: options.maxAttempts ?? 5,
       // Without timeouts a stalled connection would hang the job forever.
       requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
@@ -95,8 +117,8 @@ export class S3Storage extends StorageBase {
       region: this.region,
       bucket: this.bucket,
       forcePathStyle: config.forcePathStyle ?? (this.endpoint !== undefined && !isAwsEndpoint(this.endpoint)),
-      accessKeyId: config.accessKeyId,
-      secretAccessKey: config.secretAccessKey,
+      // The same credentials the SDK signs with: the chain's provider is memoised and refreshed there.
+      credentials: keys ?? ((() => this.client.config.credentials()) as AwsCredentialIdentityProvider),
       maxAttempts: options.maxAttempts ?? 5,
     });
   }
@@ -114,10 +136,10 @@ export class S3Storage extends StorageBase {
     return parseStorageUri(uri, this.bucket);
   }
 
-  async exists(key: string): Promise<boolean> {
+  async exists(key: string, options: SignalOption = {}): Promise<boolean> {
     assertValidKey(key);
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: options.signal });
       return true;
     } catch (err) {
       if (httpStatus(err) === 404 && errorName(err) !== 'NoSuchBucket') return false;
@@ -125,19 +147,27 @@ export class S3Storage extends StorageBase {
     }
   }
 
-  async list(prefix: string): Promise<StorageObject[]> {
+  async list(prefix: string, options: SignalOption = {}): Promise<StorageObject[]> {
     assertValidPrefix(prefix);
     const objects: StorageObject[] = [];
     try {
-      const pages = paginateListObjectsV2(
-        { client: this.client, pageSize: this.options.listPageSize ?? 1000 },
-        { Bucket: this.bucket, ...(prefix === '' ? {} : { Prefix: prefix }) },
-      );
-      for await (const page of pages) {
+      // The paginator cannot take an AbortSignal: the pages are asked for here.
+      let token: string | undefined;
+      do {
+        const page = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            MaxKeys: this.options.listPageSize ?? 1000,
+            ...(prefix === '' ? {} : { Prefix: prefix }),
+            ...(token ? { ContinuationToken: token } : {}),
+          }),
+          { abortSignal: options.signal },
+        );
         for (const object of page.Contents ?? []) {
           if (object.Key !== undefined) objects.push({ key: object.Key, size: object.Size ?? 0 });
         }
-      }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
     } catch (err) {
       throw this.failure('list', prefix, err);
     }
@@ -151,7 +181,7 @@ export class S3Storage extends StorageBase {
       let receivingBody = false;
       try {
         return await write(async (path) => {
-          const response = await this.getter.get(key);
+          const response = await this.getter.get(key, { signal: options.signal });
           receivingBody = true;
           const expected = response.contentLength;
           let size: number;
@@ -162,32 +192,33 @@ export class S3Storage extends StorageBase {
             if (size === expected) await writeFile(path, bytes);
           } else {
             const file = createWriteStream(path);
-            await pipeline(response.body, file);
+            await pipeline(response.body, file, { signal: options.signal });
             size = file.bytesWritten;
           }
           if (expected !== undefined && size !== expected) throw new Error(`received ${size} of ${expected} bytes`);
           return size;
         });
       } catch (err) {
-        if (!receivingBody || attempt >= BODY_ATTEMPTS) throw this.failure('download', key, err);
+        if (!receivingBody || attempt >= BODY_ATTEMPTS || options.signal?.aborted) throw this.failure('download', key, err);
         log().warn(`Download of ${this.uri(key)} broke off (${redact((err as Error).message)}); trying again (${attempt + 1}/${BODY_ATTEMPTS})`);
         await sleep(1_000 * attempt);
       }
     }
   }
 
-  async openObject(key: string): Promise<ObjectReader> {
+  async openObject(key: string, options: SignalOption = {}): Promise<ObjectReader> {
     assertValidKey(key);
+    const { signal } = options;
     let head: HeadObjectCommandOutput;
     try {
-      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: signal });
     } catch (err) {
       throw this.failure('download', key, err);
     }
     const size = head.ContentLength ?? 0;
     const etag = head.ETag;
     const name = this.uri(key);
-    const get = (start: number, end: number) => this.getter.get(key, { range: { start, end }, ifMatch: etag });
+    const get = (start: number, end: number) => this.getter.get(key, { range: { start, end }, ifMatch: etag, signal });
     const failure = (err: unknown): StorageError =>
       httpStatus(err) === 412
         ? new StorageError(`${name} changed while it was being downloaded`, { key, hint: 'Run the job again once the upload has finished.', cause: err })
@@ -206,7 +237,7 @@ export class S3Storage extends StorageBase {
           throw failure(err);
         }
       },
-      stream: (start, end) => this.streamRange(key, start, end, get, failure),
+      stream: (start, end) => this.streamRange(key, start, end, get, failure, signal),
     };
   }
 
@@ -220,6 +251,7 @@ export class S3Storage extends StorageBase {
     end: number,
     get: (start: number, end: number) => Promise<GetResponse>,
     failure: (err: unknown) => StorageError,
+    signal: AbortSignal | undefined,
   ): AsyncGenerator<Buffer> {
     let position = start;
     let fruitless = 0;
@@ -239,7 +271,7 @@ export class S3Storage extends StorageBase {
         }
         if (position < end) throw new Error(`the body ended at byte ${position} of ${start}-${end - 1}`);
       } catch (err) {
-        if (err instanceof StorageError || !receivingBody) throw err instanceof StorageError ? err : failure(err);
+        if (err instanceof StorageError || !receivingBody || signal?.aborted) throw err instanceof StorageError ? err : failure(err);
         fruitless = position > before ? 1 : fruitless + 1;
         if (fruitless >= BODY_ATTEMPTS) throw failure(err);
         log().warn(
@@ -265,28 +297,35 @@ export class S3Storage extends StorageBase {
       queueSize: 4,
       leavePartsOnError: false,
     });
+    const abort = () => void upload.abort().catch(() => {});
+    options.signal?.addEventListener('abort', abort, { once: true });
     try {
+      options.signal?.throwIfAborted();
       await upload.done();
     } catch (err) {
       throw this.failure('upload', key, err);
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
     }
     return this.uri(key);
   }
 
-  protected async putBytes(key: string, body: Buffer, contentType: string): Promise<string> {
+  async putBytes(key: string, body: Buffer, options: UploadOptions = {}): Promise<string> {
     assertValidKey(key);
     try {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }));
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: options.contentType ?? guessContentType(key) }), {
+        abortSignal: options.signal,
+      });
     } catch (err) {
       throw this.failure('upload', key, err);
     }
     return this.uri(key);
   }
 
-  protected async getBytes(key: string): Promise<Buffer> {
+  protected async getBytes(key: string, options: SignalOption = {}): Promise<Buffer> {
     assertValidKey(key);
     try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal: options.signal });
       return Buffer.from(await (response.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
     } catch (err) {
       throw this.failure('download', key, err);
@@ -303,8 +342,13 @@ export class S3Storage extends StorageBase {
     const code = (err as NodeJS.ErrnoException).code;
     const detail = redact(`${code ?? name}${status ? ` (HTTP ${status})` : ''}: ${(err as Error).message ?? String(err)}`);
     const keys =
-      this.type === 'r2' ? 'R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY' : 'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY)';
+      this.credentialSource === 'default chain'
+        ? "the pod's role (IRSA / EKS Pod Identity / instance profile) or AWS_PROFILE, or set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        : this.type === 'r2'
+          ? 'R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY'
+          : 'AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys; or R2_ACCESS_KEY_ID / R2_SECRET_ACCESS_KEY)';
     const options = { key, cause: err };
+    if (isAbort(err)) return new StorageError(`${what}: cancelled`, { ...options, hint: 'The job was asked to stop.' });
 
     if (name === 'NoSuchKey' || (status === 404 && action !== 'list' && name !== 'NoSuchBucket')) return this.notFound(key, err);
     if (name === 'NoSuchBucket') {
@@ -316,6 +360,9 @@ export class S3Storage extends StorageBase {
     // Credentials the storage refuses stay refused: the job fails with a code the platform does
     // not retry (retrying with the same environment cannot help).
     const denied = { ...options, exitCode: ExitCode.storageAccessDenied };
+    if (name === 'CredentialsProviderError') {
+      return new StorageError(`${what}: no storage credentials: ${detail}`, { ...denied, hint: `Give the job credentials: ${keys}.` });
+    }
     if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'InvalidToken' || name === 'ExpiredToken') {
       return new StorageError(`${what}: the storage rejected the credentials (${name})`, { ...denied, hint: `Check ${keys} for ${this.describe()}.` });
     }
@@ -329,14 +376,22 @@ export class S3Storage extends StorageBase {
     if (!(err instanceof S3ServiceException)) {
       return new StorageError(`${what}: cannot reach ${this.describe()} (${detail})`, {
         ...options,
-        hint: 'Check S3_ENDPOINT (or R2_ENDPOINT) and the network; the SDK already retried.',
+        transient: true,
+        hint: 'Check S3_ENDPOINT (or R2_ENDPOINT) and the network.',
       });
     }
+    const transient = (status !== undefined && TRANSIENT_STATUS.has(status)) || THROTTLING.has(name);
     return new StorageError(`${what}: ${detail}`, {
       ...options,
-      hint: status !== undefined && status >= 500 ? 'The storage service failed; retrying the job later may succeed.' : 'See the storage error above.',
+      transient,
+      hint: transient ? 'The storage service failed; retrying later may succeed.' : 'See the storage error above.',
     });
   }
+}
+
+function isAbort(err: unknown): boolean {
+  const name = (err as { name?: string })?.name;
+  return name === 'AbortError' || name === 'RequestAbortedError';
 }
 
 function isAwsEndpoint(endpoint: string): boolean {

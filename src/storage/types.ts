@@ -9,8 +9,11 @@ export type StorageConfig =
       type: 's3' | 'r2' | 'minio';
       /** Omitted for AWS S3; required for every other provider. */
       endpoint?: string;
-      accessKeyId: string;
-      secretAccessKey: string;
+      /** Without keys (AWS S3 only), the SDK's default credential chain: IRSA, Pod Identity, profiles, instance roles. */
+      accessKeyId?: string;
+      secretAccessKey?: string;
+      /** AWS_SESSION_TOKEN: with temporary keys. */
+      sessionToken?: string;
       bucket: string;
       /** Default: `auto` for R2, `us-east-1` otherwise. */
       region?: string;
@@ -65,7 +68,12 @@ export interface ObjectReader {
   stream(start: number, end: number): AsyncIterable<Buffer>;
 }
 
-export interface DownloadFileOptions {
+/** Cancels the operation: the request in flight is aborted and the call rejects. */
+export interface SignalOption {
+  signal?: AbortSignal | undefined;
+}
+
+export interface DownloadFileOptions extends SignalOption {
   /**
    * Write straight to destPath, whose folder exists, without a temporary file and rename: for
    * callers that stage a whole download in a folder of their own and remove it when anything
@@ -74,12 +82,12 @@ export interface DownloadFileOptions {
   inPlace?: boolean;
 }
 
-export interface UploadOptions {
+export interface UploadOptions extends SignalOption {
   /** MIME type stored with the object; guessed from the file extension when omitted. */
   contentType?: string;
 }
 
-export interface DatasetDownloadOptions {
+export interface DatasetDownloadOptions extends SignalOption {
   /** Names `datasets/{id}/snapshots/{snapshotId}.json`, which then replaces annotations.json. */
   snapshotId?: string;
 }
@@ -103,13 +111,13 @@ export interface Storage {
   /** A one-line description for logs, e.g. `s3://my-bucket at https://x.r2.cloudflarestorage.com`. Never holds credentials. */
   describe(): string;
 
-  exists(key: string): Promise<boolean>;
+  exists(key: string, options?: SignalOption): Promise<boolean>;
   /** Every object whose key starts with prefix (all pages), sorted by key. */
-  list(prefix: string): Promise<StorageObject[]>;
+  list(prefix: string, options?: SignalOption): Promise<StorageObject[]>;
   /** Streams the object to destPath (through a temporary file renamed at the end). Returns the bytes written. */
   downloadFile(key: string, destPath: string, options?: DownloadFileOptions): Promise<number>;
   /** Opens the object for ranged reads (see ObjectReader). */
-  openObject(key: string): Promise<ObjectReader>;
+  openObject(key: string, options?: SignalOption): Promise<ObjectReader>;
   /** Uploads a file (multipart when large) and returns its URI. */
   uploadFile(localPath: string, key: string, options?: UploadOptions): Promise<string>;
   /**
@@ -117,8 +125,10 @@ export interface Storage {
    * last.pt): the file is first copied to a private snapshot, which is uploaded and deleted.
    */
   uploadSnapshot(localPath: string, key: string, options?: UploadOptions): Promise<string>;
-  putJson(key: string, value: unknown): Promise<string>;
-  getJson<T = unknown>(key: string): Promise<T>;
+  putJson(key: string, value: unknown, options?: SignalOption): Promise<string>;
+  /** Stores bytes held in memory (a log file read whole while it still grows); returns the URI. */
+  putBytes(key: string, body: Buffer, options?: UploadOptions): Promise<string>;
+  getJson<T = unknown>(key: string, options?: SignalOption): Promise<T>;
   /** `s3://{bucket}/{key}`, or for local storage `file://{absolute path}`. */
   uri(key: string): string;
   /** The key behind a URI of this storage (see `parseStorageUri`); a bare key is returned as is. */

@@ -54,9 +54,12 @@ describe('stopping a run', () => {
     expect(result.code).toBe(143);
     const done = doneOf(jobId)!;
     expect(done.status).toBe('failed');
-    expect(done.error_message).toMatch(/stopped by SIGTERM; last checkpoint: epoch (\d+) uploaded to s3:\/\//);
-    const epoch = Number(/epoch (\d+) uploaded/.exec(done.error_message)![1]);
+    expect(done.error_message).toMatch(/stopped by SIGTERM; last checkpoint in storage: epoch (\d+) at s3:\/\//);
+    const epoch = Number(/epoch (\d+) at s3/.exec(done.error_message)![1]);
     expect(await s3.storage().exists(`checkpoints/job-${jobId}/epoch-${epoch}.pt`)).toBe(true);
+    // The stop's done names that checkpoint and says a retry continues the job.
+    expect(done.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${epoch}.pt`);
+    expect(done.resumable).toBe(true);
     // No epoch is reported past the one the stop ended (ultralytics' final evaluation is not an epoch).
     const reported = backend.receiver.received
       .filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as any).batch === undefined)

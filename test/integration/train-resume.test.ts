@@ -1,7 +1,9 @@
 /**
- * RESUME_CHECKPOINT_PATH: a run preempted by SIGTERM continues from its uploaded checkpoint,
- * ends with the planned number of epochs and one successful `done`, and its final checkpoint
- * loads. A checkpoint of another model is refused with a message that says so.
+ * Retries continue, never restart: a run preempted by SIGTERM and run again with the identical
+ * environment continues from its last stored checkpoint, ends with the planned number of epochs,
+ * one successful `done` naming the best epoch of both attempts, and a final checkpoint that
+ * loads; a third attempt only re-delivers that outcome. RESUME_CHECKPOINT_PATH: a checkpoint of
+ * another model is refused with a message that says so, a missing one is a configuration error.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -31,7 +33,7 @@ const env = (jobId: string, extra: Record<string, string> = {}) =>
     TASK_TYPE: 'image_classification',
     MODEL_NAME: 'resnet18',
     DATASET_ID: DATASET,
-    EPOCHS: '3',
+    EPOCHS: '6',
     CHECKPOINT_FREQUENCY: '1',
     ...extra,
   });
@@ -43,29 +45,56 @@ const epochBeats = (jobId: string, from = 0) =>
     .map((c) => (c.body as { epoch: number }).epoch);
 
 describe('resume (timm)', () => {
-  it('a run stopped by SIGTERM after epoch 1 of 3 resumes from its checkpoint and completes epochs 2-3', async () => {
+  it('a retried job continues: SIGTERM after epoch 2 of 6, the same environment again trains epochs 3-6 and keeps the best of both attempts', async () => {
     const jobId = 'resume-timm';
     const first = startCli(['train'], env(jobId));
-    await backend.receiver.waitFor((c) => c.kind === 'heartbeat' && c.jobId === jobId && (c.body as { batch?: number }).batch === undefined, 180_000);
+    await backend.receiver.waitFor(
+      (c) =>
+        c.kind === 'heartbeat' &&
+        c.jobId === jobId &&
+        (c.body as { batch?: number; epoch: number }).batch === undefined &&
+        (c.body as { epoch: number }).epoch >= 2,
+      400_000,
+    );
     first.child.kill('SIGTERM');
     const stopped = await first.done;
     expect(stopped.code).toBe(143);
-    const failed = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'trainingDone')!.body as { error_message: string };
-    const epoch = Number(/last checkpoint: epoch (\d+) uploaded/.exec(failed.error_message)![1]);
-    expect(epoch).toBeGreaterThanOrEqual(1);
+    const failed = backend.receiver.received.find((c) => c.jobId === jobId && c.kind === 'trainingDone')!.body as {
+      error_message: string;
+      checkpoint_path: string;
+      resumable?: boolean;
+    };
+    const epoch = Number(/last checkpoint in storage: epoch (\d+) at /.exec(failed.error_message)![1]);
+    expect(epoch).toBeGreaterThanOrEqual(2);
+    expect(failed.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${epoch}.pt`);
+    expect(failed.resumable).toBe(true);
     const before = epochBeats(jobId);
 
+    // The retried pod: the identical environment, no RESUME_CHECKPOINT_PATH.
     const mark = backend.receiver.received.length;
-    const resumed = await runCli(['train'], env(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${epoch}.pt` }), {
-      timeoutMs: 240_000,
-    });
+    const resumed = await runCli(['train'], env(jobId), { timeoutMs: 500_000 });
     expect(resumed.code, resumed.stdout.slice(-3000)).toBe(0);
+    expect(resumed.stdout).toMatch(/Resuming job resume-timm from the checkpoint of epoch \d+ that an earlier attempt stored/);
+    const later = backend.receiver.received.slice(mark).filter((c) => c.jobId === jobId);
+    const event = later.find((c) => c.kind === 'event' && (c.body as { event_type: string }).event_type === 'training_resumed');
+    expect((event?.body as { data: { from_epoch: number } } | undefined)?.data.from_epoch).toBe(epoch);
     const after = epochBeats(jobId, mark);
-    expect(after.at(-1)).toBe(3);
+    expect(after.at(-1)).toBe(6);
     expect(after[0]).toBeLessThanOrEqual(epoch + 1); // an epoch cut short is trained again
-    expect(new Set([...before, ...after])).toEqual(new Set([1, 2, 3]));
-    const dones = backend.receiver.received.slice(mark).filter((c) => c.jobId === jobId && c.kind === 'trainingDone');
+    expect(Math.min(...after)).toBeGreaterThanOrEqual(epoch); // never the epochs already stored
+    expect(new Set([...before, ...after])).toEqual(new Set([1, 2, 3, 4, 5, 6]));
+    const dones = later.filter((c) => c.kind === 'trainingDone');
     expect(dones.map((d) => (d.body as { status: string }).status)).toEqual(['succeeded']);
+
+    // The best epoch of the whole job, across both attempts (the later validation of an epoch trained twice counts).
+    const accuracy = new Map<number, number>();
+    for (const c of backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'validation')) {
+      const v = c.body as unknown as { epoch: number; metrics: { accuracy: number } };
+      accuracy.set(v.epoch, v.metrics.accuracy);
+    }
+    const final = (dones[0]!.body as unknown as { final_metrics: { best_epoch: number; best_accuracy: number } }).final_metrics;
+    expect(final.best_accuracy).toBe(Math.max(...accuracy.values()));
+    expect(accuracy.get(final.best_epoch)).toBe(final.best_accuracy);
 
     // The final checkpoint rebuilds the model without the dataset. (Importing vision_trainer sends
     // print() to stderr, which keeps a job's stdout for its JSON log lines.)
@@ -76,7 +105,7 @@ describe('resume (timm)', () => {
         defaultPythonBin(),
         [
           '-c',
-          'import sys, json\nfrom vision_trainer.common.checkpoints import build_model_from_checkpoint\nm, meta = build_model_from_checkpoint(sys.argv[1])\nsys.__stdout__.write(json.dumps({k: meta[k] for k in ("model_name", "class_names")}))',
+          'import sys, json\nfrom vision_trainer.common.checkpoints import build_model_from_checkpoint\nm, meta = build_model_from_checkpoint(sys.argv[1])\nsys.__stdout__.write(json.dumps({k: meta[k] for k in ("model_name", "class_names", "epoch")}))',
           best,
         ],
         { cwd: PYTHON_DIR, encoding: 'utf8' },
@@ -85,8 +114,17 @@ describe('resume (timm)', () => {
         .split('\n')
         .at(-1)!,
     );
-    expect(meta).toEqual({ model_name: 'resnet18', class_names: ['circle', 'square', 'triangle'] });
-  });
+    expect(meta).toEqual({ model_name: 'resnet18', class_names: ['circle', 'square', 'triangle'], epoch: final.best_epoch });
+
+    // A third attempt finds the final outcome: it re-delivers it with the same key and trains nothing.
+    const again = backend.receiver.received.length;
+    const third = await runCli(['train'], env(jobId), { timeoutMs: 120_000 });
+    expect(third.code).toBe(0);
+    expect(third.stdout).toMatch(/already ended .* re-delivering that outcome/);
+    const redelivered = backend.receiver.requests.slice(again).filter((r) => r.kind === 'trainingDone');
+    expect(redelivered.map((r) => r.idempotencyKey)).toEqual([dones[0]!.idempotencyKey]);
+    expect(backend.receiver.received.slice(again).filter((c) => c.jobId === jobId && c.kind === 'heartbeat')).toEqual([]);
+  }, 1_200_000);
 
   it('refuses a checkpoint of another model with a message that says which', async () => {
     const jobId = 'resume-wrong-model';

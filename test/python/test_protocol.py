@@ -74,6 +74,7 @@ def test_every_typed_dict_has_a_schema():
         "EventRelay",
         "ResumedBest",
         "TrainerArgProblem",
+        "BestSoFar",
         "XaiParams",
         "OutputFile",
         "TensorInfo",

@@ -110,9 +110,27 @@ describe('CallbackClient', () => {
   it('sends a completion only after the progress queued before it', async () => {
     const { fetch, sent } = fakeBackend();
     const { client } = makeClient({ fetch });
-    for (let epoch = 1; epoch <= 5; epoch++) client.heartbeat({ epoch, progress: epoch * 20, metrics: {} });
+    for (let epoch = 1; epoch <= 3; epoch++) {
+      client.event({ ...EXAMPLE_INPUTS.event, data: { epoch } });
+      client.validation({ ...EXAMPLE_INPUTS.validation, epoch });
+    }
     await client.trainingDone(EXAMPLE_INPUTS.trainingDone);
-    expect(sent.map((s) => s.url.split('/').pop())).toEqual(['heartbeat', 'heartbeat', 'heartbeat', 'heartbeat', 'heartbeat', 'done']);
+    expect(sent.map((s) => s.url.split('/').pop())).toEqual(['event', 'validation', 'event', 'validation', 'event', 'validation', 'done']);
+  });
+
+  it('derives a completion Idempotency-Key from the job and the content, not the time', async () => {
+    const { fetch, sent } = fakeBackend();
+    const { client } = makeClient({ fetch });
+    await client.trainingDone(EXAMPLE_INPUTS.trainingDone);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const again = makeClient({ fetch }).client;
+    await again.trainingDone(EXAMPLE_INPUTS.trainingDone);
+    await again.trainingDone({ ...EXAMPLE_INPUTS.trainingDone, final_metrics: { best_epoch: 3 } });
+    const keys = sent.map((s) => s.init.headers['Idempotency-Key']);
+    expect(sent[0]!.body.timestamp).not.toBe(sent[1]!.body.timestamp);
+    expect(keys[0]).toBe(keys[1]);
+    expect(keys[2]).not.toBe(keys[0]);
+    expect(keys[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   });
 
   it('abandons stuck progress when a completion is due, so the completion still goes', async () => {
@@ -123,22 +141,53 @@ describe('CallbackClient', () => {
       return new Promise((_resolve, reject) => init.signal.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError'))));
     };
     const { client, lines } = makeClient({ fetch, flushTimeoutMs: 50, retry: { ...FAST_RETRY, progress: { ...FAST_RETRY.progress, timeoutMs: 60_000 } } });
-    client.heartbeat(EXAMPLE_INPUTS.heartbeat);
-    client.heartbeat(EXAMPLE_INPUTS.heartbeat);
+    client.event(EXAMPLE_INPUTS.event);
+    client.event(EXAMPLE_INPUTS.event);
     await client.trainingDone(EXAMPLE_INPUTS.trainingDone);
-    expect(sent.map((u) => u.split('/').pop())).toEqual(['heartbeat', 'done']);
+    expect(sent.map((u) => u.split('/').pop())).toEqual(['event', 'done']);
     expect(client.stats()).toEqual({ delivered: 0, dropped: 2, queued: 0 });
     expect(lines.join('\n')).toContain('Gave up on 1 queued progress callback (and any in flight)');
   });
 
-  it('drops the oldest progress with a warning when the queue is full', async () => {
+  it('keeps only the newest waiting heartbeat, and never drops a validation or checkpoint event before a heartbeat', async () => {
     const { fetch, sent } = fakeBackend();
-    const { client, lines } = makeClient({ fetch, queueLimit: 2 });
+    const { client, lines } = makeClient({ fetch, queueLimit: 3 });
     for (let epoch = 1; epoch <= 5; epoch++) client.heartbeat({ epoch, progress: epoch * 20, metrics: {} });
-    await client.flush(1_000);
-    expect(sent.map((s) => s.body.epoch)).toEqual([4, 5]);
-    expect(lines.filter((l) => l.includes('queue is full'))).toHaveLength(3);
-    expect(client.stats()).toMatchObject({ delivered: 2, dropped: 3 });
+    client.validation({ ...EXAMPLE_INPUTS.validation, epoch: 5 });
+    client.event(EXAMPLE_INPUTS.event); // checkpoint_saved
+    client.event({ event_type: 'dataset_prepared', message: 'a milestone', data: {} });
+    client.event({ event_type: 'dataset_prepared', message: 'another milestone', data: {} });
+    await client.close(1_000);
+    // Heartbeats 1-4 were replaced by 5; when the queue overflowed, heartbeat 5 went, then the oldest milestone.
+    expect(sent.map((s) => s.url.split('/').pop())).toEqual(['validation', 'event', 'event']);
+    expect(sent.map((s) => s.body.event_type).filter(Boolean)).toEqual(['checkpoint_saved', 'dataset_prepared']);
+    expect(sent[2]!.body.message).toBe('another milestone');
+    const summaries = lines.filter((l) => l.includes('Progress callbacks not delivered'));
+    expect(summaries).toHaveLength(1);
+    expect(summaries[0]).toContain('4 heartbeat (replaced by a newer one)');
+    expect(summaries[0]).toContain('1 heartbeat (queue full)');
+    expect(summaries[0]).toContain('1 event (queue full)');
+    expect(client.stats()).toMatchObject({ delivered: 3, dropped: 6 });
+  });
+
+  it('sums up progress that could not be delivered in one line per interval, not one per drop', async () => {
+    const fetch: FetchLike = async () => ({ status: 503, statusText: '', headers: { get: () => null }, text: async () => 'down' });
+    const { client, lines } = makeClient({
+      fetch,
+      dropSummaryIntervalMs: 60_000,
+      retry: { ...FAST_RETRY, progress: { ...FAST_RETRY.progress, maxAttempts: 1 } },
+    });
+    for (let i = 0; i < 200; i++) {
+      client.heartbeat({ epoch: i, progress: 0, metrics: {} });
+      client.event({ event_type: 'dataset_prepared', message: `m${i}`, data: {} });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await client.flush(5_000);
+    expect(lines.filter((l) => l.includes('WARN'))).toHaveLength(0);
+    await client.close(100);
+    const warnings = lines.filter((l) => l.includes('WARN'));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/Progress callbacks not delivered .*heartbeat \(delivery failed\).*event \(delivery failed\).*last error: .*answered 503/);
   });
 
   it('fails a completion refused with 401 at once, without the token in the error or the logs', async () => {

@@ -92,10 +92,16 @@ describe('configFromEnv (train)', () => {
     expect(text).not.toContain('super-secret-storage-key');
   });
 
-  it('requires credentials for S3-compatible storage but not for local storage', () => {
+  it('requires keys for R2 and MinIO, uses the AWS default credential chain for S3 without keys, and needs none for local storage', () => {
     const { AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...rest } = base;
-    const e = configError(() => configFromEnv('train', rest));
+    const e = configError(() => configFromEnv('train', { ...rest, STORAGE_TYPE: 'minio' }));
     expect(e.problems.map((p) => p.variable).sort()).toEqual(['AWS_ACCESS_KEY_ID or R2_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY or R2_SECRET_ACCESS_KEY']);
+    const chain = configFromEnv('train', { ...rest, STORAGE_TYPE: 's3' });
+    expect(chain.storage).toEqual({ type: 's3', endpoint: rest.S3_ENDPOINT, bucket: 'vision-platform' });
+    const half = configError(() => configFromEnv('train', { ...rest, STORAGE_TYPE: 's3', AWS_ACCESS_KEY_ID }));
+    expect(half.problems.map((p) => p.variable)).toEqual(['AWS_SECRET_ACCESS_KEY or R2_SECRET_ACCESS_KEY']);
+    const temporary = configFromEnv('train', { ...base, STORAGE_TYPE: 's3', AWS_SESSION_TOKEN: 'session-token-1' });
+    expect(temporary.storage).toMatchObject({ accessKeyId: AWS_ACCESS_KEY_ID, secretAccessKey: AWS_SECRET_ACCESS_KEY, sessionToken: 'session-token-1' });
     const local = configFromEnv('train', { ...rest, STORAGE_TYPE: 'local', DATASET_PATH: '/data/ds' });
     expect(local.storage).toEqual({ type: 'local', root: './storage', bucket: 'vision-platform', datasetPath: '/data/ds' });
   });

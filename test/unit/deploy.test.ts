@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ExitCode } from '../../src/errors.js';
+import { RESUMABLE_EXITS } from '../../src/jobs/outcome.js';
 import { PROJECT_ROOT } from '../../src/paths.js';
 
 const job = parse(readFileSync(join(PROJECT_ROOT, 'deploy/k8s/training-job.yaml'), 'utf8'));
@@ -16,8 +17,10 @@ const container = pod.containers.find((c: { name: string }) => c.name === 'train
 const dockerfile = readFileSync(join(PROJECT_ROOT, 'Dockerfile'), 'utf8');
 const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
 
-/** Failures a retry of the same pod may fix. */
-const RETRIED = new Set<number>([ExitCode.storage, ExitCode.callbackUndelivered, ExitCode.terminated]);
+/** Failures a retry of the same pod may fix: it continues what the failed attempt stored. */
+const RETRIED = RESUMABLE_EXITS;
+/** SIGKILL (the OOM killer, a lost node): the process could not say why, a retry resumes. */
+const KILLED = 137;
 
 describe('exit codes', () => {
   const codes = Object.values(ExitCode).filter((c) => c !== ExitCode.ok);
@@ -29,6 +32,8 @@ describe('exit codes', () => {
     for (const code of codes) expect(actionOf(code), `exit code ${code}`).toEqual([RETRIED.has(code) ? 'Count' : 'FailJob']);
     expect(actionOf(ExitCode.unsafeArtifact)).toEqual(['FailJob']);
     expect(actionOf(ExitCode.storageAccessDenied)).toEqual(['FailJob']);
+    expect(actionOf(KILLED)).toEqual(['Count']);
+    expect(RETRIED).toEqual(new Set([ExitCode.storage, ExitCode.callbackUndelivered, ExitCode.terminated]));
   });
 
   it('each code has a row in the README table', () => {

@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, VisionTrainerError } from '../../src/errors.js';
 import type { ExportEvent } from '../../src/events.js';
 import { type JobDefinition, type JobOutcome, startRun } from '../../src/jobs/context.js';
+import { exportCompletion } from '../../src/jobs/export/reporter.js';
 
 interface FakeOutcome extends JobOutcome {
   steps: number;
@@ -24,6 +25,10 @@ function fakeJob(steps: number): JobDefinition<'export', ExportEvent, FakeOutcom
     graceSeconds: () => 1,
     stopping: 'stopping',
     reporter: () => () => undefined,
+    logKey: (config) => `export-jobs/${config.jobId}/job.log`,
+    outcomeKey: (config) => `export-jobs/${config.jobId}/outcome.json`,
+    completion: (_config, done) => exportCompletion(done as Extract<ExportEvent, { type: 'done' }>),
+    restored: (_ctx, stored) => ({ status: stored.final ? 'succeeded' : 'failed', exitCode: stored.exit_code, steps: 0 }),
     reached: () => reached,
     async run(ctx) {
       for (let i = 1; i <= steps; i++) {

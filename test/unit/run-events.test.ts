@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { CallbackClient } from '../../src/callbacks/client.js';
 import type { RunEvent } from '../../src/events.js';
-import { trainingReporter } from '../../src/jobs/train/reporter.js';
+import { trainingCompletion, trainingReporter } from '../../src/jobs/train/reporter.js';
 import { RunStream } from '../../src/jobs/run-stream.js';
 import { StopController } from '../../src/jobs/stop.js';
 import { Logger } from '../../src/log.js';
@@ -129,7 +129,7 @@ describe('trainingReporter', () => {
     expect(client.heartbeat.mock.calls[0]![0]).toMatchObject({ epoch: 1, batch: 1, total_batches: 10, eta_seconds: 19, progress: 5 });
   });
 
-  it('maps checkpoints to checkpoint_saved events and done to the awaited completion', async () => {
+  it('maps checkpoints to checkpoint_saved events, and done to the completion the job context stores and sends', async () => {
     const client = fakeClient();
     const report = trainingReporter(client as unknown as CallbackClient, 'object_detection');
     report({ type: 'checkpoint', epoch: 5, uri: 's3://b/checkpoints/job-1/epoch-5.pt', isBest: false, reason: 'periodic', metrics: {} });
@@ -140,11 +140,10 @@ describe('trainingReporter', () => {
       }),
     );
     await report(done);
-    expect(client.trainingDone).toHaveBeenCalledWith({
-      status: 'succeeded',
-      final_metrics: { best_epoch: 2 },
-      checkpoint_path: 's3://b/k',
-      error_message: null,
+    expect(client.trainingDone).not.toHaveBeenCalled();
+    expect(trainingCompletion(done as Extract<RunEvent, { type: 'done' }>)).toEqual({
+      kind: 'trainingDone',
+      input: { status: 'succeeded', final_metrics: { best_epoch: 2 }, checkpoint_path: 's3://b/k', error_message: null },
     });
   });
 });

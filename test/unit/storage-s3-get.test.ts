@@ -41,7 +41,14 @@ describe('S3Getter against a scripted server', () => {
   let requests: IncomingMessage[];
   let answer: (req: IncomingMessage, res: ServerResponse, index: number) => void;
   const getter = (maxAttempts = 3) =>
-    new S3Getter({ endpoint, region: 'us-east-1', bucket: 'data', forcePathStyle: true, accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret', maxAttempts });
+    new S3Getter({
+      endpoint,
+      region: 'us-east-1',
+      bucket: 'data',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' },
+      maxAttempts,
+    });
 
   beforeAll(async () => {
     server = createServer((req, res) => {

@@ -35,7 +35,7 @@ Metadata keys (all plain JSON values; `load_checkpoint` returns them with the te
     metrics           that epoch's validation metrics ({"accuracy": ..., ...})
     primary_metric    "accuracy"
     best_metric       best primary metric value up to and including this epoch (a resumed
-                      run counts from its resume point unless it resumed from its best epoch)
+                      run carries the best of the earlier attempts: see best_after_resume)
     best_epoch        the epoch that reached it, by the trainer's score when it wrote this
                       file: the backend's is_best answers arrive later and may choose another
                       epoch for best.pt (the job's best state, src/jobs/train/best.ts, is the
@@ -238,6 +238,42 @@ def load_for_resume(
     if not ckpt.get("training_state"):
         raise ValueError("RESUME_CHECKPOINT_PATH has no optimizer state (it is an inference-only checkpoint); resume from an epoch-N.pt checkpoint")
     return ckpt
+
+
+def best_after_resume(
+    ckpt: dict[str, Any],
+    resume_path: str,
+    best_from: dict[str, Any] | None,
+    checkpoints: RunCheckpoints,
+    *,
+    framework: str,
+    model_name: str,
+    class_names: list[str],
+    class_ids: list[int],
+    task_type: str,
+    image_size: int,
+) -> tuple[float | None, int | None]:
+    """The best-so-far a resumed run starts with (primary metric, epoch), its weights put in place
+    as best.pt: the best checkpoint of the earlier attempts when TypeScript found one in storage
+    (`best_from`, checked like the resume checkpoint), else the resume checkpoint when its epoch was
+    the best. Otherwise best.pt starts over with this run's epochs, so it always holds the weights
+    of the epoch reported as best."""
+    if best_from:
+        load_for_resume(
+            best_from["path"],
+            framework=framework,
+            model_name=model_name,
+            class_names=class_names,
+            class_ids=class_ids,
+            task_type=task_type,
+            image_size=image_size,
+        )
+        checkpoints.adopt_best(best_from["path"])
+        return best_from["value"], int(best_from["epoch"])
+    if ckpt.get("epoch_complete", True) and ckpt.get("best_epoch") == int(ckpt["epoch"]):
+        checkpoints.adopt_best(resume_path)
+        return ckpt.get("best_metric"), ckpt.get("best_epoch")
+    return None, None
 
 
 def build_model_from_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -39,7 +39,15 @@ from torch.nn import functional as F
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
-from ..common.checkpoints import RunCheckpoints, clip_image_embeddings, clip_text_embeddings, hf_model_from_checkpoint, load_for_resume, run_state
+from ..common.checkpoints import (
+    RunCheckpoints,
+    best_after_resume,
+    clip_image_embeddings,
+    clip_text_embeddings,
+    hf_model_from_checkpoint,
+    load_for_resume,
+    run_state,
+)
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.run_settings import transformers_settings
@@ -362,11 +370,18 @@ class _HfRun:
             self.tokenizer_json = ckpt.get("hf_tokenizer_json")
         # The optimizer state restores the learning rate the schedule had reached.
         self.lr = float(self.params["lr"]) if self.params.get("lr") is not None else float(self.resume_state["optimizer"]["param_groups"][0]["initial_lr"])
-        if ckpt.get("epoch_complete", True) and ckpt.get("best_epoch") == self.start_epoch:
-            self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
-            self.checkpoints.adopt_best(path)
-        # Otherwise the best weights so far are not in this file: best.pt starts over with this
-        # run's epochs, so it always holds the weights of the epoch reported as best.
+        self.best_metric, self.best_epoch = best_after_resume(
+            ckpt,
+            path,
+            self.params.get("best_from"),
+            self.checkpoints,
+            framework="huggingface",
+            model_name=self.model_name,
+            class_names=self.class_names,
+            class_ids=self.class_ids.ids,
+            task_type=self.task,
+            image_size=self.image_size,
+        )
         log.info("resuming %s from epoch %d (best %s at epoch %s)", self.model_name, self.start_epoch, self.best_metric, self.best_epoch)
 
     # ---- what the Trainer calls ----

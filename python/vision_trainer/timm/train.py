@@ -29,7 +29,7 @@ import torch
 from timm.utils import dispatch_clip_grad
 from torch import nn
 
-from ..common.checkpoints import RunCheckpoints, load_for_resume, run_state
+from ..common.checkpoints import RunCheckpoints, best_after_resume, load_for_resume, run_state
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.run_settings import timm_settings
@@ -292,11 +292,18 @@ class _TimmRun:
         self.start_epoch = int(ckpt["epoch"])
         if self.start_epoch >= self.epochs:
             raise ValueError(f"RESUME_CHECKPOINT_PATH already has {self.start_epoch} epochs done, EPOCHS={self.epochs}: nothing is left to train")
-        if ckpt.get("epoch_complete", True) and ckpt.get("best_epoch") == self.start_epoch:
-            self.best_metric, self.best_epoch = ckpt.get("best_metric"), ckpt.get("best_epoch")
-            self.checkpoints.adopt_best(path)
-        # Otherwise the best weights so far are not in this file: best.pt starts over with this
-        # run's epochs, so it always holds the weights of the epoch reported as best.
+        self.best_metric, self.best_epoch = best_after_resume(
+            ckpt,
+            path,
+            self.params.get("best_from"),
+            self.checkpoints,
+            framework="timm",
+            model_name=self.model_name,
+            class_names=self.class_names,
+            class_ids=self.class_ids.ids,
+            task_type=self.params["task_type"],
+            image_size=self.image_size,
+        )
         log.info("resuming %s from epoch %d (best %s at epoch %s)", self.model_name, self.start_epoch, self.best_metric, self.best_epoch)
 
     def metadata(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any]) -> dict[str, Any]:

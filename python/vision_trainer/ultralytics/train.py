@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -275,12 +276,15 @@ class _Reporter:
                 setattr(model, ULTRALYTICS_ATTRIBUTE, list(self.events.class_ids.ids))
 
     def on_train_start(self, trainer):
+        # A resumed job's best of the earlier attempts (adopted as best.pt before training) stays the best until beaten.
+        best = _existing(trainer.best) if self.events.best_epoch is not None else None
         self.events.start(
             start_epoch=int(trainer.start_epoch),
             batches_per_epoch=len(trainer.train_loader),
             device=str(trainer.device),
             save_dir=str(trainer.save_dir),
             settings=ultralytics_settings(trainer),
+            best_path=best,
         )
         self._answered(trainer)
 
@@ -416,6 +420,14 @@ def _resume_args(args: dict[str, Any], resume_from: str) -> dict[str, Any]:
     return {**kept, "resume": resume_from, "save_dir": str(Path(args["project"]) / args["name"])}
 
 
+def _adopt_best(path: str, weights_dir: Path) -> None:
+    """The best checkpoint of the earlier attempts becomes this run's best.pt. ultralytics restores
+    its best fitness from the resume checkpoint, so it rewrites best.pt only for an epoch that beats
+    it; without the file, a resumed run whose best epoch was earlier would end without best.pt."""
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(path, weights_dir / "best.pt")
+
+
 def _dataset_class_names(data: str, task: str) -> list[str]:
     """Class names in index order, as ultralytics will read them from the prepared dataset."""
     if task == "classify":
@@ -531,6 +543,9 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     else:
         model = YOLO(f"{params['model_name']}.yaml", task=task)
 
+    best_from = params.get("best_from") if resume_from else None
+    if best_from:
+        _check_resumable(best_from["path"], params, task)
     relay = params["event_relay"]
     class_ids = ClassIds(params["class_ids"], params["class_names"])
     events = TrainerEvents(
@@ -548,6 +563,8 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     args = _train_args(params)
     if resume_from:
         args = _resume_args(args, resume_from)
+        if best_from:
+            _adopt_best(best_from["path"], Path(args["save_dir"]) / "weights")
     model.train(**args)
     trainer = model.trainer
     return {

@@ -39,7 +39,7 @@ export class DashboardArtifacts {
       endpoint: config.endpoint,
       region: config.region ?? 'us-east-1',
       forcePathStyle: true,
-      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      ...(config.accessKeyId && config.secretAccessKey ? { credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey } } : {}),
       maxAttempts: 2,
     });
     board.subscribe(({ log }) => {

@@ -18,7 +18,7 @@ import type { Framework } from '../../config/tasks.js';
 import { loadDataset } from '../../datasets/load.js';
 import type { Dataset, DatasetImage } from '../../datasets/model.js';
 import { resolveSplits } from '../../datasets/splits.js';
-import { ConfigError, ExitCode, type VisionTrainerError, asVisionTrainerError } from '../../errors.js';
+import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { ExportEvent, ExportModelInfo } from '../../events.js';
 import { adapterFor, chooseFramework, configuredFramework, type ExportAdapter, type ModelDescription, pythonEnvFor } from '../../frameworks/index.js';
 import { type ModelIo, ModelIoSchema, PathParamsSchema } from '../../frameworks/protocol.js';
@@ -33,7 +33,8 @@ import { summarize } from './latency.js';
 import { buildMetadata, type PackageMetadata, type TensorInfo, type ValidationReport } from './metadata.js';
 import { buildPackage } from './package.js';
 import { finalizeOnnx, quantizeOnnx } from './quantize.js';
-import { exportReporter } from './reporter.js';
+import { exportCompletion, exportReporter } from './reporter.js';
+import type { StoredOutcome } from '../outcome.js';
 import { type ModelRunner, NodeOnnxRunner, PythonRunner, tileBatch } from './runners.js';
 import { ExportValidationError, type SamplePrediction, validateExport } from './validate.js';
 
@@ -66,8 +67,12 @@ export const exportJob: JobDefinition<'export', ExportEvent, ExportResult> = {
   graceSeconds: () => 0,
   stopping: 'stopping the export',
   reporter: exportReporter,
+  logKey: (config) => exportKey(config.jobId, 'job.log'),
+  outcomeKey: (config) => exportKey(config.jobId, 'outcome.json'),
   run: runExport,
   failed: (_ctx, error) => failedResult(error, null),
+  completion: (_config, done) => exportCompletion(done as Extract<ExportEvent, { type: 'done' }>),
+  restored,
   done: (_ctx, r) => ({
     type: 'done',
     status: r.status,
@@ -80,6 +85,30 @@ export const exportJob: JobDefinition<'export', ExportEvent, ExportResult> = {
     exitCode: r.exitCode,
   }),
 };
+
+/** What the body of a stored completion says, as a result. */
+function restored(_ctx: ExportContext, stored: StoredOutcome): ExportResult {
+  const body = stored.body as {
+    status: 'succeeded' | 'failed';
+    export_path?: string | null;
+    metadata_path?: string | null;
+    package_path?: string | null;
+    model_info?: ModelInfo;
+    validation_metrics?: ValidationReport | null;
+    error_message?: string | null;
+  };
+  return {
+    status: body.status,
+    exitCode: stored.exit_code,
+    exportPath: body.export_path ?? null,
+    metadataPath: body.metadata_path ?? null,
+    packagePath: body.package_path ?? null,
+    modelInfo: body.status === 'succeeded' ? (body.model_info ?? null) : null,
+    validation: body.validation_metrics ?? null,
+    metadata: null,
+    ...(body.status === 'failed' ? { error: new VisionTrainerError(body.error_message ?? 'failed', { exitCode: stored.exit_code }) } : {}),
+  };
+}
 
 /** Where the export stands; every stage adds to it. */
 interface Export {

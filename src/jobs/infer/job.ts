@@ -11,7 +11,7 @@
  * Progress and the outcome go out as events; reporter.ts sends them to the backend.
  */
 import type { InferConfig } from '../../config/schema.js';
-import { ConfigError, DatasetError, ExitCode, type ConfigProblem, StorageError, type VisionTrainerError, asVisionTrainerError } from '../../errors.js';
+import { ConfigError, DatasetError, ExitCode, type ConfigProblem, StorageError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { InferenceEvent } from '../../events.js';
 import { adapterFor, chooseFramework, type InferenceSession, pythonEnvFor } from '../../frameworks/index.js';
 import { checkUrl, jobUrlPolicy } from '../../net/url-guard.js';
@@ -19,13 +19,14 @@ import type { Storage } from '../../storage/types.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint } from '../stages.js';
-import { ArtifactUploads, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
+import type { StoredOutcome } from '../outcome.js';
+import { ArtifactUploads, jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
 import { mapClasses } from './ground-truth.js';
 import { imagesForJob, type JobImages } from './inputs.js';
 import { layerPathProblems } from './layers.js';
 import { Explainer } from './llm.js';
 import { type InferenceProgress, LoopStats, predictAll } from './predict-loop.js';
-import { inferenceReporter } from './reporter.js';
+import { inferenceCompletion, inferenceReporter } from './reporter.js';
 import { RESULTS_SCHEMA_VERSION, type ModelInfo, type TestRunMetrics } from './results.js';
 import { ResultsWriter, type ResultsSummary } from './results-writer.js';
 
@@ -55,8 +56,12 @@ export const inferenceJob: JobDefinition<'infer', InferenceEvent, InferenceOutco
   graceSeconds: () => STOP_GRACE_SECONDS,
   stopping: 'stopping after the current batch',
   reporter: inferenceReporter,
+  logKey: (config) => `${jobPrefix(config.inferenceType, config.jobId)}/job.log`,
+  outcomeKey: (config) => `${jobPrefix(config.inferenceType, config.jobId)}/outcome.json`,
   run: runInference,
   failed: (_ctx, error) => failedOutcome(error, new LoopStats(), 0),
+  completion: (config, done) => inferenceCompletion(config, done as Extract<InferenceEvent, { type: 'done' }>),
+  restored,
   done: (ctx, outcome) => ({
     type: 'done',
     inferenceType: ctx.config.inferenceType,
@@ -69,6 +74,42 @@ export const inferenceJob: JobDefinition<'infer', InferenceEvent, InferenceOutco
     exitCode: outcome.exitCode,
   }),
 };
+
+/** What the body of a stored completion says, as an outcome. */
+function restored(_ctx: InferContext, stored: StoredOutcome): InferenceOutcome {
+  const body = stored.body as {
+    status: 'succeeded' | 'failed';
+    results_path?: string | null;
+    visualizations_path?: string | null;
+    xai_results_path?: string | null;
+    error_message?: string | null;
+    overall_metrics?: TestRunMetrics['overall_metrics'];
+    per_class_metrics?: TestRunMetrics['per_class_metrics'];
+    confusion_matrix?: TestRunMetrics['confusion_matrix'];
+    pr_curves?: TestRunMetrics['pr_curves'];
+  };
+  const metrics =
+    body.status === 'succeeded' && body.overall_metrics
+      ? ({
+          overall_metrics: body.overall_metrics,
+          per_class_metrics: body.per_class_metrics ?? [],
+          confusion_matrix: body.confusion_matrix ?? null,
+          pr_curves: body.pr_curves ?? {},
+        } as TestRunMetrics)
+      : null;
+  return {
+    status: body.status,
+    exitCode: stored.exit_code,
+    resultsUri: body.results_path ?? null,
+    visualizationsUri: body.visualizations_path ?? null,
+    xaiUri: body.xai_results_path ?? null,
+    metrics,
+    images: 0,
+    failedImages: 0,
+    avgInferenceTimeMs: null,
+    ...(body.status === 'failed' ? { error: new VisionTrainerError(body.error_message ?? 'failed', { exitCode: stored.exit_code }) } : {}),
+  };
+}
 
 async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
   const { config, logger, stop } = ctx;

@@ -1,25 +1,32 @@
 /**
- * The training job: dataset → pretrained weights → resume checkpoint → Python → the framework's
- * training → checkpoints → `done`. It reports through the run's event stream only; the HTTP
- * callbacks (reporter.ts), the log lines (console.ts) and TypeScript scripts subscribe to it.
+ * The training job: earlier attempts → dataset → pretrained weights or the checkpoint to resume
+ * → Python → the framework's training → checkpoints → `done`. It reports through the run's event
+ * stream only; the HTTP callbacks (reporter.ts), the log lines (console.ts) and TypeScript
+ * scripts subscribe to it.
+ *
+ * An attempt of a JOB_ID whose earlier attempt stored checkpoints continues from the latest
+ * (resume.ts). A stopped or failed run reports the last checkpoint storage confirmed, never one
+ * that was only meant to be uploaded.
  */
 import { join } from 'node:path';
 import { primaryMetric } from '../../config/tasks.js';
 import { loadDataset } from '../../datasets/load.js';
 import { resolveSplits } from '../../datasets/splits.js';
 import type { PythonBridge } from '../../bridge/python.js';
-import { ExitCode, OutOfMemoryError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
+import { ExitCode, OutOfMemoryError, PythonError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { JsonValue, Metrics, RunEvent } from '../../events.js';
 import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
 import { jobUrlPolicy } from '../../net/url-guard.js';
 import { describeUrl } from '../../redact.js';
 import { downloadUrl } from '../../storage/download.js';
 import type { JobContext, JobDefinition } from '../context.js';
+import type { StoredOutcome } from '../outcome.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
 import { checkpointKey, plotsKey, TrainingProgress } from './progress.js';
-import { trainingReporter } from './reporter.js';
+import { trainingCompletion, trainingReporter } from './reporter.js';
+import { findResumePoint, type ResumePoint } from './resume.js';
 import { trainingTrackers } from '../../tracking/index.js';
 
 export interface TrainResult {
@@ -42,6 +49,7 @@ export const trainingLogKey = (jobId: string) => `logs/job-${jobId}/training.log
 /** Beside training.log: every event of the run, TensorBoard's event files, the framework's plots (plotsKey). */
 export const metricsLogKey = (jobId: string) => `logs/job-${jobId}/metrics.jsonl`;
 export const tensorboardKey = (jobId: string) => `logs/job-${jobId}/tensorboard`;
+export const trainingOutcomeKey = (jobId: string) => `logs/job-${jobId}/outcome.json`;
 export { checkpointKey, plotsKey };
 
 export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
@@ -51,6 +59,7 @@ export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
   reporter: (client, config) => trainingReporter(client, config.taskType),
   console: consoleReporter,
   logKey: (config) => trainingLogKey(config.jobId),
+  outcomeKey: (config) => trainingOutcomeKey(config.jobId),
   eventLogKey: (config) => metricsLogKey(config.jobId),
   trackers: trainingTrackers,
   run: runTraining,
@@ -64,7 +73,27 @@ export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
     error,
   }),
   done: doneEvent,
+  completion: (_config, done) => trainingCompletion(done as Extract<RunEvent, { type: 'done' }>),
+  // A time limit that left a checkpoint in storage: running the job again continues it.
+  resumable: (result) => result.exitCode === ExitCode.timeLimit && result.checkpointUri !== null,
+  restored,
 };
+
+/** What the body of a stored training completion says, as a result. */
+function restored(ctx: TrainContext, stored: StoredOutcome): TrainResult {
+  const body = stored.body as { status: 'succeeded' | 'failed'; final_metrics?: Metrics; checkpoint_path?: string | null; error_message?: string | null };
+  const metrics = body.final_metrics ?? {};
+  const number = (v: unknown) => (typeof v === 'number' ? v : null);
+  return {
+    status: body.status,
+    exitCode: stored.exit_code,
+    bestEpoch: number(metrics.best_epoch),
+    bestMetricValue: number(metrics[`best_${primaryMetric(ctx.config.taskType)}`]),
+    checkpointUri: body.checkpoint_path ?? null,
+    totalTimeSeconds: number(metrics.total_time_seconds) ?? 0,
+    ...(body.status === 'failed' ? { error: new VisionTrainerError(body.error_message ?? 'failed', { exitCode: stored.exit_code }) } : {}),
+  };
+}
 
 async function runTraining(ctx: TrainContext): Promise<TrainResult> {
   const { config, logger } = ctx;
@@ -77,17 +106,21 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
       work_dir: ctx.work.path,
       storage: ctx.storage.describe(),
     });
+    const earlier = await earlierAttempt(ctx);
+    if (earlier) progress.continueFrom(earlier);
+    if (earlier?.finished) return await finishFromStorage(ctx, progress, earlier);
     const adapter = adapterFor(config.framework);
     const bridge = await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (b) => adapter.training.checkModel(b, config) });
     progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
     importFrameworkEarly(ctx, bridge, adapter);
     const data = await prepareDataset(ctx, adapter);
-    const weightsPath = await fetchWeights(ctx);
-    const resumeFrom = await fetchResumeCheckpoint(ctx);
-    const outcome = await train(ctx, adapter, progress, { data, weightsPath, resumeFrom });
+    const resume = earlier ? await fetchEarlierAttempt(ctx, earlier) : await fetchResumeCheckpoint(ctx);
+    // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
+    const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
+    const outcome = await train(ctx, adapter, progress, { data, weightsPath, ...resume });
     if (ctx.stop.requested) {
       // Stopped (signal, time limit, failing handler): the last checkpoint goes up, then the run fails.
-      await progress.uploadLastCheckpoint();
+      await progress.saveCheckpoint('stop');
       await progress.drainUploads();
       throw ctx.stop.toError(progress.lastCheckpointNote());
     }
@@ -121,6 +154,16 @@ async function resolveTrainerArgs(ctx: TrainContext, adapter: FrameworkAdapter):
   if (config.trainerArgs) ctx.logger.info(`TRAINER_ARGS resolved: ${JSON.stringify(resolved)}`, { trainer_args: resolved });
   ctx.stop.throwIfRequested();
   return resolved;
+}
+
+/**
+ * Checkpoints an earlier attempt of this JOB_ID stored, when this attempt should continue them:
+ * RESUME=auto and no RESUME_CHECKPOINT_PATH (which names the checkpoint itself).
+ */
+async function earlierAttempt(ctx: TrainContext): Promise<ResumePoint | undefined> {
+  const { config } = ctx;
+  if (config.resume === 'never' || config.resumeCheckpointPath) return undefined;
+  return findResumePoint(ctx.storage, config.jobId, config.epochs, (m) => ctx.logger.warn(m));
 }
 
 /** The dataset, downloaded, validated and written in the framework's layout. */
@@ -160,22 +203,72 @@ async function fetchWeights(ctx: TrainContext): Promise<string | undefined> {
   ctx.logger.stage('Downloading Pretrained Weight');
   const ext = /\.(pt|pth|safetensors|bin|zip)(?:$|\?)/i.exec(new URL(config.pretrainedWeightUrl).pathname)?.[1] ?? 'pt';
   const path = join(ctx.work.sub('weights'), `${config.modelName}.${ext.toLowerCase()}`);
-  const d = await downloadUrl(config.pretrainedWeightUrl, path, { maxBytes: MAX_WEIGHTS_BYTES, policy: jobUrlPolicy(config) });
+  const d = await downloadUrl(config.pretrainedWeightUrl, path, { maxBytes: MAX_WEIGHTS_BYTES, policy: jobUrlPolicy(config), signal: ctx.stop.stopSignal });
   const message = `Pretrained weights downloaded from ${describeUrl(config.pretrainedWeightUrl)}`;
   void ctx.events.emit({ type: 'milestone', name: 'weights_downloaded', message, data: { bytes: d.bytes } });
   ctx.stop.throwIfRequested();
   return path;
 }
 
+interface ResumeInputs {
+  resumeFrom?: string | undefined;
+  bestFrom?: { path: string; epoch: number; value: number | null } | undefined;
+}
+
 /** RESUME_CHECKPOINT_PATH: the checkpoint of a preempted run (ours: same key layout, same storage). */
-async function fetchResumeCheckpoint(ctx: TrainContext): Promise<string | undefined> {
+async function fetchResumeCheckpoint(ctx: TrainContext): Promise<ResumeInputs> {
   const uri = ctx.config.resumeCheckpointPath;
-  if (!uri) return undefined;
+  if (!uri) return {};
   void ctx.events.emit({ type: 'stage', stage: 'downloading_checkpoint', message: 'Downloading the checkpoint to resume from' });
   const source = { variable: 'RESUME_CHECKPOINT_PATH', uri, mode: 'train', fileName: 'resume.pt', missingIsConfigError: true } as const;
   const { path } = await fetchCheckpoint(ctx.storage, source, ctx.work.sub('resume'));
   ctx.stop.throwIfRequested();
-  return path;
+  return { resumeFrom: path };
+}
+
+/** The latest checkpoint of the earlier attempts, and their best one, for the trainer to continue from. */
+async function fetchEarlierAttempt(ctx: TrainContext, earlier: ResumePoint): Promise<ResumeInputs> {
+  const { storage } = ctx;
+  void ctx.events.emit({
+    type: 'stage',
+    stage: 'downloading_checkpoint',
+    message: `Downloading the checkpoint of epoch ${earlier.latest.epoch} to resume from`,
+  });
+  const resumeFrom = ctx.work.sub(join('resume', 'resume.pt'));
+  await storage.downloadFile(earlier.latest.key, resumeFrom);
+  let bestFrom: ResumeInputs['bestFrom'];
+  if (earlier.best) {
+    const path = earlier.best.key === earlier.latest.key ? resumeFrom : ctx.work.sub(join('resume', 'best.pt'));
+    if (path !== resumeFrom) await storage.downloadFile(earlier.best.key, path);
+    bestFrom = { path, epoch: earlier.best.epoch, value: earlier.best.value };
+  }
+  ctx.stop.throwIfRequested();
+  announceResume(ctx, earlier);
+  return { resumeFrom, bestFrom };
+}
+
+function announceResume(ctx: TrainContext, earlier: ResumePoint, finished = false): void {
+  const uri = ctx.storage.uri(earlier.latest.key);
+  const best = earlier.best ? `; best so far: epoch ${earlier.best.epoch} (${primaryMetric(ctx.config.taskType)} ${earlier.best.value ?? 'n/a'})` : '';
+  const message = finished
+    ? `Resuming job ${ctx.config.jobId}: an earlier attempt trained all ${ctx.config.epochs} epochs (${uri}) but did not store best.pt; it is taken from storage${best}`
+    : `Resuming job ${ctx.config.jobId} from the checkpoint of epoch ${earlier.latest.epoch} that an earlier attempt stored (${uri})${best}`;
+  ctx.logger.info(message);
+  const data = { from_epoch: earlier.latest.epoch, checkpoint_path: uri, best_epoch: earlier.best?.epoch ?? null, epochs: ctx.config.epochs, finished };
+  void ctx.events.emit({ type: 'milestone', name: 'training_resumed', message, data });
+}
+
+/**
+ * Every epoch was trained by an earlier attempt, whose best.pt upload never finished: the best
+ * checkpoint it stored becomes best.pt, without Python or the dataset.
+ */
+async function finishFromStorage(ctx: TrainContext, progress: TrainingProgress, earlier: ResumePoint): Promise<TrainResult> {
+  announceResume(ctx, earlier, true);
+  const source = earlier.best ?? { epoch: earlier.latest.epoch, key: earlier.latest.key };
+  const local = ctx.work.sub(join('resume', 'best.pt'));
+  await ctx.storage.downloadFile(source.key, local);
+  progress.restoreEarlierBest(local);
+  return uploadBest(ctx, progress, { bestEpoch: source.epoch, bestPath: local, lastPath: local, stoppedEarly: false });
 }
 
 /** Python, then the framework's training, with MAX_TRAINING_TIME_SECONDS watched from here. */
@@ -183,7 +276,7 @@ async function train(
   ctx: TrainContext,
   adapter: FrameworkAdapter,
   progress: TrainingProgress,
-  inputs: { data: PreparedDataset; weightsPath: string | undefined; resumeFrom: string | undefined },
+  inputs: { data: PreparedDataset; weightsPath: string | undefined } & ResumeInputs,
 ): Promise<TrainOutcome> {
   const { config, events, logger, stop } = ctx;
   void events.emit({ type: 'stage', stage: 'starting_python', message: 'Starting Python' });
@@ -228,7 +321,13 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
   const best = progress.best;
   const finalPath = progress.bestCheckpoint.path ?? outcome.bestPath ?? outcome.lastPath;
   if (!finalPath) throw new VisionTrainerError('Training finished without writing a checkpoint', { exitCode: ExitCode.framework });
-  progress.checkpointUri = await ctx.storage.uploadFile(finalPath, checkpointKey(config.jobId, 'best.pt'));
+  try {
+    progress.checkpointUri = await ctx.storage.uploadFile(finalPath, checkpointKey(config.jobId, 'best.pt'));
+  } catch (err) {
+    // The trained model exists only here now: the work folder outlives the job.
+    ctx.keepWorkDir(`best.pt is not in storage: ${finalPath}`);
+    throw err;
+  }
   const epoch = best.epoch ?? outcome.bestEpoch ?? progress.lastSaved?.epoch ?? config.epochs;
   void ctx.events.emit({
     type: 'checkpoint',
@@ -247,7 +346,7 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
     bestEpoch: best.epoch ?? outcome.bestEpoch,
     bestMetricValue: best.value,
     checkpointUri: progress.checkpointUri,
-    totalTimeSeconds: (Date.now() - progress.started) / 1000,
+    totalTimeSeconds: progress.jobSeconds,
     bestMetrics: { ...best.metrics },
   };
 }
@@ -255,6 +354,17 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
 /** A failed run: the error that explains it best, with every checkpoint it can still save. */
 async function failed(ctx: TrainContext, progress: TrainingProgress, err: unknown): Promise<TrainResult> {
   const { config, stop } = ctx;
+  if (progress.resumedFrom !== undefined && err instanceof PythonError && /RESUME_CHECKPOINT_PATH/.test(err.message)) {
+    err = new PythonError(
+      err.pythonType,
+      `${err.message.replace(/^\w+: /, '').replace(/RESUME_CHECKPOINT_PATH/g, `the checkpoint of epoch ${progress.resumedFrom} that an earlier attempt of this JOB_ID stored`)}`,
+      err.traceback,
+      {
+        exitCode: err.exitCode,
+        hint: 'Run the job with RESUME=never to start it over (what it stored is overwritten), or give the new setup a new JOB_ID.',
+      },
+    );
+  }
   if (err instanceof OutOfMemoryError) {
     const smaller = Math.max(1, Math.floor(config.batchSize / 2));
     err = new OutOfMemoryError(
@@ -264,17 +374,19 @@ async function failed(ctx: TrainContext, progress: TrainingProgress, err: unknow
   }
   // A stop explains a framework error (Python interrupted or killed); any other error explains itself.
   const explainedByStop = stop.isForced || (stop.requested && !(err instanceof VisionTrainerError && err.exitCode !== ExitCode.framework));
-  const error = explainedByStop ? stop.toError() : asVisionTrainerError(err);
-  if (stop.requested) await progress.retryLastCheckpoint();
+  // A stop that interrupted Python before it sent its last checkpoint: what the trainer wrote goes up now (until the stop is forced).
+  if (stop.requested && !stop.isForced) await progress.saveCheckpoint('stop');
   await progress.drainUploads();
+  const error = explainedByStop ? stop.toError(progress.lastCheckpointNote()) : asVisionTrainerError(err);
   ctx.logger.error(error.describe());
   return {
     status: 'failed',
     exitCode: error.exitCode,
     bestEpoch: progress.best.epoch,
     bestMetricValue: progress.best.value,
-    checkpointUri: progress.checkpointUri,
-    totalTimeSeconds: (Date.now() - progress.started) / 1000,
+    // What storage holds, never what was only meant to go there.
+    checkpointUri: progress.checkpointUri ?? progress.stored?.uri ?? null,
+    totalTimeSeconds: progress.jobSeconds,
     bestMetrics: { ...progress.best.metrics },
     error,
   };

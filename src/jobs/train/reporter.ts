@@ -1,12 +1,21 @@
 /**
  * The backend as one subscriber of a run's events: each RunEvent becomes the HTTP callback the
  * design specifies. Progress callbacks are queued by the client and never block or fail the
- * run; the `done` event's completion is awaited and its final failure fails the process.
+ * run. The `done` event becomes the completion (`trainingCompletion`), which the job context
+ * stores and then sends (src/jobs/context.ts).
  */
 import type { CallbackClient } from '../../callbacks/client.js';
 import type { ValidationResponse } from '../../callbacks/schemas.js';
 import type { TaskType } from '../../config/tasks.js';
 import type { Metrics, RunEvent, RunEventOf, RunSubscriber } from '../../events.js';
+import type { Completion } from '../outcome.js';
+
+export function trainingCompletion(done: RunEventOf<'done'>): Completion {
+  return {
+    kind: 'trainingDone',
+    input: { status: done.status, final_metrics: done.finalMetrics, checkpoint_path: done.checkpointUri, error_message: done.errorMessage },
+  };
+}
 
 /** Batch progress reaches the backend at most this often; epochs always do. */
 const BATCH_HEARTBEAT_INTERVAL_MS = 5_000;
@@ -47,13 +56,6 @@ class TrainingReporter {
       case 'checkpoint':
         this.checkpoint(event);
         return undefined;
-      case 'done':
-        return this.client.trainingDone({
-          status: event.status,
-          final_metrics: event.finalMetrics,
-          checkpoint_path: event.checkpointUri,
-          error_message: event.errorMessage,
-        });
       default:
         return undefined;
     }
