@@ -308,7 +308,15 @@ export class TrainingProgress {
         else void this.state.write();
         // Whether this epoch is the best is known once its validation is answered (best.ts).
         const report = (isBest: boolean) =>
-          this.emit({ type: 'checkpoint', epoch, uri, isBest, reason: reason === 'best' ? 'periodic' : reason, metrics: { ...this.best.metrics }, bestEpoch: this.best.epoch });
+          this.emit({
+            type: 'checkpoint',
+            epoch,
+            uri,
+            isBest,
+            reason: reason === 'best' ? 'periodic' : reason,
+            metrics: { ...this.best.metrics },
+            bestEpoch: this.best.epoch,
+          });
         const decision = this.bestCheckpoint.decisionFor(epoch);
         if (!decision) return report(this.best.epoch === epoch);
         void decision.then((d) => report(d.isBest));
