@@ -75,6 +75,8 @@ def test_every_typed_dict_has_a_schema():
         "ResumedBest",
         "TrainerArgProblem",
         "BestSoFar",
+        "ImportCheck",
+        "TorchReport",
         "XaiParams",
         "OutputFile",
         "TensorInfo",
