@@ -77,7 +77,11 @@ describe('stopping a run', () => {
     expect(result.code).toBe(7);
     const done = doneOf(jobId)!;
     expect(done.error_message).toMatch(/exceeded the maximum time limit of 3 s \(MAX_TRAINING_TIME_SECONDS\)/);
-    expect((await s3.storage().list(`checkpoints/job-${jobId}/`)).length).toBe(1);
+    // The stop's checkpoint, and the best epoch's weights when that is another epoch (a retry continues with them).
+    const last = Number(/last checkpoint in storage: epoch (\d+)/.exec(done.error_message)![1]);
+    const epochs = [...new Set([last, done.final_metrics.best_epoch as number])];
+    const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
+    expect(keys).toEqual(epochs.map((e) => `checkpoints/job-${jobId}/epoch-${e}.pt`).sort());
   });
 });
 
