@@ -75,8 +75,6 @@ def test_every_typed_dict_has_a_schema():
         "ResumedBest",
         "TrainerArgProblem",
         "BestSoFar",
-        "ImportCheck",
-        "TorchReport",
         "XaiParams",
         "OutputFile",
         "TensorInfo",
