@@ -69,7 +69,11 @@ async function exportJob(jobId: string, task: Task, vars: Record<string, string>
   const result = await runCli(['export'], env, { timeoutMs: 230_000 });
   const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
   const done = callbacks.find((c) => c.kind === 'exportDone')?.body as Record<string, any> | undefined;
-  const keys = (await s3.storage().list(`export-jobs/${jobId}/`)).map((o) => o.key).sort();
+  // The job's own record (job.log, outcome.json) sits beside what the export produced.
+  const keys = (await s3.storage().list(`export-jobs/${jobId}/`))
+    .map((o) => o.key)
+    .filter((k) => !/\/(job\.log|outcome\.json)$/.test(k))
+    .sort();
   return { result, callbacks, done, keys };
 }
 
