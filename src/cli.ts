@@ -20,6 +20,7 @@ import { configFromEnv } from './config/env.js';
 import { MODE_SUMMARY, variablesHelp } from './config/help.js';
 import { jobIdSchema, type Mode, traceIdSchema } from './config/variables.js';
 import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from './errors.js';
+import { RESUMABLE_EXITS } from './jobs/outcome.js';
 import { type JobDefinition, type JobOutcome, startJob } from './jobs/context.js';
 import type { JobEvent } from './jobs/run-stream.js';
 import { Logger, type LogLevel, setLogger } from './log.js';
@@ -63,6 +64,9 @@ async function reportConfigError(mode: Mode, error: ConfigError, env: NodeJS.Pro
   const token = env.CALLBACK_TOKEN?.trim();
   const { jobId, traceId } = identity(env);
   if (!baseUrl || !token || !jobId || ['BACKEND_BASE_URL', 'CALLBACK_TOKEN', 'JOB_ID'].some((v) => bad.has(v))) return;
+  // The other nodes of a multi-node training have node 0's configuration: node 0 reports it once.
+  const nodeRank = Number(env.NODE_RANK ?? env.PET_NODE_RANK ?? env.RANK ?? 0);
+  if (mode === 'train' && Number.isInteger(nodeRank) && nodeRank > 0) return;
   const client = new CallbackClient({ baseUrl, token, jobId, traceId: traceId ?? jobId, logger, retry: { completion: { maxAttempts: 3 } } });
   const message = error.describe();
   try {
@@ -117,7 +121,9 @@ async function runFromEnv<M extends Mode, E extends JobEvent, O extends JobOutco
   setLogger(logger);
   if (!callbacks) logger.info("--no-callbacks: no HTTP callbacks are sent; progress is in these log lines and the job's result is the exit code");
   const { outcome } = startJob(definition, config, { logger, signals: true, callbacks });
-  return (await outcome).exitCode;
+  const code = (await outcome).exitCode;
+  // RETRY_EXIT_CODE_BASE=128: the Training Operator's restartPolicy ExitCode restarts a pod for 128-255 only.
+  return RESUMABLE_EXITS.has(code) && code < 128 ? code + config.retryExitCodeBase : code;
 }
 
 /** Runs scripts/setup-python.sh of this package: the venv jobs use (nothing else is installed). */

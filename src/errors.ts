@@ -30,10 +30,16 @@ export const ExitCode = {
   unsafeArtifact: 9,
   /** Storage refused the credentials (401/403, InvalidAccessKeyId, SignatureDoesNotMatch, AccessDenied). Retrying cannot help. */
   storageAccessDenied: 10,
+  /**
+   * Multi-node training: another node was lost (killed, evicted, unreachable) or stopped, or never
+   * joined. Retry: the job resumes from its last checkpoint on a fresh rendezvous.
+   */
+  nodeLost: 11,
   /** Stopped by SIGTERM/SIGINT (preemption, kubectl delete); the last checkpoint was uploaded. */
   terminated: 143,
 } as const;
 export type ExitCodeName = keyof typeof ExitCode;
+
 
 export class VisionTrainerError extends Error {
   readonly exitCode: number;
@@ -143,6 +149,13 @@ export class TimeLimitError extends VisionTrainerError {
       exitCode: ExitCode.timeLimit,
       hint: 'Run the job again with the same JOB_ID to continue from its last checkpoint in storage, or raise MAX_TRAINING_TIME_SECONDS.',
     });
+  }
+}
+
+/** A node of a multi-node training was lost or stopped, or never joined (exit 11: retry). */
+export class NodeLostError extends VisionTrainerError {
+  constructor(message: string, detail = '') {
+    super(`${message}${detail}`, { exitCode: ExitCode.nodeLost, hint: 'Retry the job: it resumes from its last checkpoint once every node has joined again.' });
   }
 }
 

@@ -1,61 +1,62 @@
 /**
- * The TypeScript end of python/vision_trainer/ultralytics/train.py's FileRelay: when the trainer
- * runs in processes the bridge cannot reach (ultralytics DDP workers, DEVICE=0,1), it appends its
- * events as JSON lines to a file. This tails that file while the bridge call is pending (Node's
- * event loop is free then) and answers "stop" by creating the stop file.
+ * The Node end of a distributed training's event channel (python/vision_trainer/common/distributed.py,
+ * SocketRelay). The trainer runs in worker processes the bridge cannot reach, and JavaScript
+ * functions can only be called from the bridged interpreter's main thread, which is busy
+ * launching them; so global rank 0 connects to this Unix socket and sends each trainer event as
+ * one JSON line, then waits for one JSON line back: {"answer": "stop" | null}, or
+ * {"error": message} when the event was refused (it did not fit its schema, a handler threw).
+ * Node's event loop is free while the bridge call is pending, so events are handled as they come.
  */
-import { type FileHandle, open, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TrainerAnswer } from '../../src/frameworks/protocol.js';
 
-const POLL_MS = 250;
-
-export interface EventTail {
-  /** Reads what is left, then stops polling. */
-  finish(): Promise<void>;
+export interface EventServer {
+  readonly path: string;
+  /** Stops listening, ends open connections and removes the socket file. */
+  close(): Promise<void>;
 }
 
-export function tailEvents(eventsPath: string, stopPath: string, onLine: (raw: unknown) => TrainerAnswer): EventTail {
-  let offset = 0;
-  let partial = '';
-  let reading: Promise<void> = Promise.resolve();
-  let failure: unknown;
-
-  const readNew = async () => {
-    let handle: FileHandle;
-    try {
-      handle = await open(eventsPath, 'r');
-    } catch {
-      return; // not written yet
-    }
-    try {
-      const { size } = await handle.stat();
-      if (size <= offset) return;
-      const buffer = Buffer.alloc(size - offset);
-      await handle.read(buffer, 0, buffer.length, offset);
-      offset = size;
-      const lines = (partial + buffer.toString('utf8')).split('\n');
+/**
+ * Listens on a new socket (in the temp folder: a Unix socket path may be at most ~104 bytes,
+ * shorter than a job's work folder can be).
+ */
+export async function serveEvents(onEvent: (raw: unknown) => TrainerAnswer): Promise<EventServer> {
+  const path = join(tmpdir(), `vt-events-${process.pid}-${randomBytes(6).toString('hex')}.sock`);
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.setEncoding('utf8');
+    let partial = '';
+    socket.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
       partial = lines.pop() ?? '';
-      for (const line of lines) {
-        if (!line.trim()) continue;
-        if (onLine(JSON.parse(line)) === 'stop') await writeFile(stopPath, 'stop\n');
-      }
-    } finally {
-      await handle.close();
-    }
-  };
-
-  const timer = setInterval(() => {
-    reading = reading.then(readNew).catch((err: unknown) => {
-      failure ??= err;
+      for (const line of lines) if (line.trim()) socket.write(`${JSON.stringify(answer(onEvent, line))}\n`);
     });
-  }, POLL_MS);
-
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
   return {
-    async finish() {
-      clearInterval(timer);
-      await reading;
-      await readNew();
-      if (failure) throw failure;
+    path,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(path, { force: true });
     },
   };
+}
+
+function answer(onEvent: (raw: unknown) => TrainerAnswer, line: string): { answer: 'stop' | null } | { error: string } {
+  try {
+    return { answer: onEvent(JSON.parse(line)) === 'stop' ? 'stop' : null };
+  } catch (err) {
+    return { error: err instanceof Error ? err.message : String(err) };
+  }
 }

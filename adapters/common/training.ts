@@ -1,8 +1,15 @@
 /**
  * The training call every framework makes: the job's request as the shared TrainParams, the
  * trainer's events parsed with the shared schema before the job sees them, the answer parsed
- * into a TrainOutcome. A framework adds only what is its own (weights it unpacks, an event relay).
+ * into a TrainOutcome. A framework adds only what is its own (weights it unpacks).
+ *
+ * A distributed training (request.distributed, src/jobs/distributed.ts) is the same call: the
+ * Python side launches the workers; here the reporting node serves the event channel
+ * (event-relay.ts), and a stop request becomes this node's stop file, which every rank obeys at
+ * the same batch.
  */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { type PythonBridge, type PythonEntry, pythonCallback, pythonEntry } from '../../src/bridge/python.js';
 import type { TrainConfig } from '../../src/config/schema.js';
 import type { TaskType } from '../../src/config/tasks.js';
@@ -10,6 +17,7 @@ import { ConfigError } from '../../src/errors.js';
 import type { JsonValue } from '../../src/events.js';
 import type { TrainerEventHandler, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
 import {
+  type DistributedParams,
   type ModelCheck,
   ModelCheckParamsSchema,
   ModelCheckSchema,
@@ -19,6 +27,8 @@ import {
   TrainerEventSchema,
   type TrainParams,
 } from '../../src/frameworks/protocol.js';
+import { freePort } from '../../src/jobs/distributed.js';
+import { type EventServer, serveEvents } from './event-relay.js';
 
 export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
 
@@ -70,7 +80,7 @@ export function trainParams(request: TrainRequest, overrides: Partial<TrainParam
     primary_metric: request.primaryMetric,
     job_id: config.jobId,
     config_overrides: null,
-    event_relay: null,
+    distributed: null,
     trainer_args: request.trainerArgs,
     seed: config.seed ?? null,
     tensorboard_dir: request.tensorboardDir ?? null,
@@ -83,9 +93,52 @@ export function trainerEvents(trainer: string, onEvent: TrainerEventHandler): (p
   return pythonCallback(TrainerEventSchema, `An event of the ${trainer} trainer`, onEvent);
 }
 
-export async function trainInPython(bridge: PythonBridge, entry: TrainEntry, params: TrainParams, emit: (payload: unknown) => unknown): Promise<TrainOutcome> {
-  const answer = await bridge.call(entry, params, emit);
-  return { bestEpoch: answer.best_epoch, bestPath: answer.best_path, lastPath: answer.last_path, stoppedEarly: answer.stopped_early };
+export async function trainInPython(
+  bridge: PythonBridge,
+  entry: TrainEntry,
+  request: TrainRequest,
+  params: TrainParams,
+  emit: (payload: unknown) => ReturnType<TrainerEventHandler>,
+): Promise<TrainOutcome> {
+  const plan = request.distributed;
+  let server: EventServer | undefined;
+  try {
+    if (plan) {
+      server = plan.reports ? await serveEvents(emit) : undefined;
+      params = { ...params, distributed: await distributedParams(request, server) };
+    }
+    const answer = await bridge.call(entry, params, emit);
+    return {
+      bestEpoch: answer.best_epoch,
+      bestPath: answer.best_path,
+      lastPath: answer.last_path,
+      stoppedEarly: answer.stopped_early,
+      stoppedByNode: answer.stopped_by_node ?? null,
+    };
+  } finally {
+    await server?.close();
+  }
+}
+
+async function distributedParams(request: TrainRequest, server: EventServer | undefined): Promise<DistributedParams> {
+  const plan = request.distributed!;
+  const folder = join(request.outputDir, 'distributed');
+  await mkdir(folder, { recursive: true });
+  const stopFile = join(folder, 'stop');
+  request.onStopRequest?.((reason) => void writeFile(stopFile, `${reason}\n`).catch(() => undefined));
+  return {
+    nnodes: plan.nnodes,
+    node_rank: plan.nodeRank,
+    nproc_per_node: plan.nprocPerNode,
+    master_addr: plan.masterAddr,
+    // One node without MASTER_PORT: any free port (several jobs may share a machine).
+    master_port: plan.masterPort ?? (await freePort()),
+    run_id: request.config.jobId,
+    rendezvous_timeout_seconds: plan.rendezvousTimeoutSeconds,
+    node_timeout_seconds: plan.nodeTimeoutSeconds,
+    events_socket: server?.path ?? null,
+    stop_file: stopFile,
+  };
 }
 
 /** The preflight's model check of a framework's trainer module (`check_model` beside its `train`). */

@@ -36,7 +36,7 @@ export const huggingfaceTraining: TrainingAdapter = {
     // A resumed run rebuilds its model from the checkpoint; the pretrained folder is not needed.
     const weights = request.weightsPath && !request.resumeFrom ? await extractPretrained(request.weightsPath) : null;
     const params = trainParams(request, { weights, config_overrides: request.config.hfConfigOverrides ?? null });
-    return trainInPython(bridge, TRAIN, params, trainerEvents('transformers', onEvent));
+    return trainInPython(bridge, TRAIN, request, params, trainerEvents('transformers', onEvent));
   },
 };
 

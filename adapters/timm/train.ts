@@ -27,5 +27,5 @@ export const timmTraining: TrainingAdapter = {
     return { dataPath: r.root, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };
   },
 
-  train: (bridge, request, onEvent) => trainInPython(bridge, TRAIN, trainParams(request), trainerEvents('timm', onEvent)),
+  train: (bridge, request, onEvent) => trainInPython(bridge, TRAIN, request, trainParams(request), trainerEvents('timm', onEvent)),
 };

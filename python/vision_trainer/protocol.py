@@ -85,8 +85,16 @@ class ModelCheck(TypedDict):
 # Training: vision_trainer.<framework>.train(params, emit)
 
 
-class EventRelay(TypedDict):
-    events_file: str
+class DistributedParams(TypedDict):
+    nnodes: int
+    node_rank: int
+    nproc_per_node: int | Literal["auto", "gpu"]
+    master_addr: str
+    master_port: int
+    run_id: str
+    rendezvous_timeout_seconds: float
+    node_timeout_seconds: float
+    events_socket: str | None
     stop_file: str
 
 
@@ -117,7 +125,7 @@ class TrainParams(TypedDict):
     primary_metric: str
     job_id: str
     config_overrides: dict[str, Any] | None
-    event_relay: EventRelay | None
+    distributed: DistributedParams | None
     trainer_args: dict[str, Any]
     seed: int | None
     tensorboard_dir: str | None
@@ -143,6 +151,7 @@ class TrainAnswer(TypedDict):
     best_path: str | None
     last_path: str | None
     stopped_early: bool
+    stopped_by_node: NotRequired[int | None]
 
 
 class EpochValidation(TypedDict):

@@ -46,7 +46,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 def error_envelope(exc: BaseException) -> dict:
     """What an entry point returns instead of raising: pythonia's own error objects lose the
-    Python type and message (the JS Error arrives with an empty message)."""
+    Python type and message (the JS Error arrives with an empty message). An exception that
+    stands for one raised in another process (a distributed training worker) carries that
+    exception's envelope, which is passed on as it is."""
+    carried = getattr(exc, "envelope", None)
+    if isinstance(carried, dict):
+        return {"__error__": carried}
     return {
         "__error__": {
             "type": type(exc).__name__,

@@ -21,7 +21,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { z } from 'zod';
-import { ExitCode, FrameworkError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
+import { ConfigError, ExitCode, FrameworkError, NodeLostError, OutOfMemoryError, PythonError, VisionTrainerError } from '../errors.js';
 import { log, type Logger } from '../log.js';
 import { PYTHON_DIR } from '../paths.js';
 import { redact } from '../redact.js';
@@ -341,6 +341,10 @@ function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError 
       exitCode: ExitCode.unsafeArtifact,
       hint: 'Nothing in the file was run. Point CHECKPOINT_PATH, RESUME_CHECKPOINT_PATH or PRETRAINED_WEIGHT_URL at a file this platform wrote, an official ultralytics release, or safetensors weights.',
     });
+  }
+  if (e.module === 'vision_trainer.common.distributed' && e.type === 'NodeLostError') return new NodeLostError(e.message);
+  if (e.module === 'vision_trainer.common.distributed' && e.type === 'DistributedSetupError') {
+    return new ConfigError([{ variable: 'NPROC_PER_NODE', message: e.message }], 'train');
   }
   return new PythonError(e.type, e.message, e.traceback);
 }

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { EXPORT_FORMATS, type Mode, type Variable, variablesFor } from './variables.js';
+import { type DistributedSettings, distributedProblems } from '../jobs/distributed.js';
 import { exportSettingProblems } from '../jobs/export/formats.js';
 import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
 import { trainerArgProblems } from './trainer-args.js';
@@ -138,6 +139,17 @@ function checkExportSettings(c: RawExport, ctx: Ctx): void {
   for (const p of exportSettingProblems(framework, c.exportFormat, c.quantizationType, c.quantizationDtype)) problem(ctx, [p.field], p.message);
 }
 
+/** Inference and export run on one device: a GPU list would be a silent first GPU. */
+function checkSingleDevice(device: unknown, mode: string, ctx: Ctx): void {
+  if (typeof device === 'string' && /^\d+(,\d+)+$/.test(device)) {
+    problem(
+      ctx,
+      ['device'],
+      `lists several GPUs, but ${mode} runs on one device: name one, e.g. DEVICE=${device.split(',')[0]} (several GPUs are for training)`,
+    );
+  }
+}
+
 /**
  * Cross-field rules run even when single fields failed, so one message lists every problem.
  * They therefore see unvalidated values and check types before trusting them.
@@ -164,6 +176,7 @@ export const TrainConfigSchema = z
       );
     checkTrainerArgs(c, ctx);
     checkMlflow(c.mlflow, ctx);
+    for (const p of distributedProblems(c)) problem(ctx, p.path.split('.'), p.message);
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawTrain;
@@ -176,6 +189,7 @@ export const InferConfigSchema = z
     const c = v as unknown as RawInfer;
     checkStorage(c.storage, ctx);
     checkBackend(c.backend, ctx);
+    checkSingleDevice(c.device, 'inference', ctx);
     if (c.inferenceType === 'test_run' && !c.datasetId)
       problem(ctx, ['datasetId'], 'is required for INFERENCE_TYPE=test_run (the labelled dataset to evaluate)');
     if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
@@ -193,6 +207,7 @@ export const ExportConfigSchema = z
     const c = v as unknown as RawExport;
     checkStorage(c.storage, ctx);
     checkBackend(c.backend, ctx);
+    checkSingleDevice(c.device, 'export', ctx);
     if (c.modelName) checkModel(c, ctx);
     if (c.enableValidation && !c.validationDatasetId) problem(ctx, ['validationDatasetId'], 'is required when ENABLE_VALIDATION=true');
     if (c.quantizationType === 'static' && !c.validationDatasetId) {
@@ -227,6 +242,8 @@ interface Common {
   pythonBin?: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   logFormat: 'auto' | 'json' | 'text';
+  /** RETRY_EXIT_CODE_BASE: added to the exit code of a retryable failure (0 or 128). */
+  retryExitCodeBase: number;
 }
 type JsonValue = z.core.util.JSONType;
 type SplitStrategy = z.infer<typeof import('../datasets/splits.js').SplitStrategySchema>;
@@ -258,6 +275,8 @@ export interface TrainConfig extends Common {
   mlflow: MlflowConfig;
   /** ENABLE_TENSORBOARD: event files uploaded under logs/job-{JOB_ID}/tensorboard/. */
   tensorboard: boolean;
+  /** Several processes and machines (src/jobs/distributed.ts). */
+  distributed: DistributedSettings;
   storage: StorageConfig;
 }
 

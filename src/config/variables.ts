@@ -53,6 +53,26 @@ const inputSize = z.preprocess(
   }),
 );
 
+/** NPROC_PER_NODE: a count, or Kubeflow's and torchrun's words for "one per GPU". */
+const processCount = z.preprocess(
+  (v) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : typeof v === 'string' ? v.trim() : v),
+  z.union([z.number().int().min(1).max(1024), z.enum(['auto', 'gpu'])], {
+    error: 'must be a number of processes (1-1024), auto (one per GPU of DEVICE, else per visible GPU) or gpu (one per visible GPU)',
+  }),
+);
+/** NNODES: a fixed count. Kubeflow's elastic "min:max" is refused by name: the job's ranks are fixed. */
+const nodeCount = z.preprocess(
+  (v) => (typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : typeof v === 'string' ? v.trim() : v),
+  z
+    .number({
+      error:
+        'must be a whole number of nodes; elastic ranges such as 1:4 are not supported (ranks, the reporting node 0 and the global batch are fixed for a job)',
+    })
+    .int()
+    .min(1, 'must be at least 1')
+    .max(4096, 'must be at most 4096'),
+);
+
 /** Exported for the CLI, which must judge JOB_ID and TRACE_ID before the whole configuration parses. */
 export const jobIdSchema = identifier(128, 'it is a callback path segment and part of storage keys');
 export const traceIdSchema = printable(256, 'it is sent as the X-Trace-ID header and written on every log line');
@@ -102,6 +122,18 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Tracking', env: ['MLFLOW_TRACKING_PASSWORD'], path: 'mlflow.password', schema: str().optional(), modes: ['train'], secret: true, help: 'Basic-auth password for the MLflow server.' },
   { group: 'Tracking', env: ['ENABLE_TENSORBOARD'], path: 'tensorboard', schema: bool().default(false), modes: ['train'], defaultText: 'false', help: 'Write TensorBoard event files (losses per batch; losses, metrics and learning rate per epoch; the same for every framework) and upload them under logs/job-{JOB_ID}/tensorboard/.' },
 
+  // Several processes and machines (src/jobs/distributed.ts). The PET_ spellings are what Kubeflow's Training Operator and Trainer set for torchrun.
+  { group: 'Distributed', env: ['NPROC_PER_NODE', 'PET_NPROC_PER_NODE'], path: 'distributed.nprocPerNode', schema: processCount.optional(), modes: ['train'], defaultText: 'the number of GPUs DEVICE lists, else 1', help: 'Training processes on this node, one per GPU (PyTorch DDP started by torch\'s elastic launcher): a number, auto (one per GPU DEVICE lists, else per visible GPU; one on a node without GPUs) or gpu. With DEVICE=cpu, that many CPU processes (gloo).' },
+  { group: 'Distributed', env: ['NNODES', 'PET_NNODES'], path: 'distributed.nnodes', schema: nodeCount.optional(), modes: ['train'], defaultText: '1 (or WORLD_SIZE / NPROC_PER_NODE)', help: 'Nodes (machines or pods) of a multi-node training, each running `vision-trainer train` with the same configuration. A fixed number.' },
+  { group: 'Distributed', env: ['NODE_RANK', 'PET_NODE_RANK'], path: 'distributed.nodeRank', schema: int({ min: 0, max: 4095 }).optional(), modes: ['train'], defaultText: 'RANK, else 0', help: 'This node\'s index, 0 to NNODES-1. Node 0 alone reports: callbacks, checkpoint and log uploads, the outcome; the other nodes download the dataset, train and send nothing.' },
+  { group: 'Distributed', env: ['MASTER_ADDR', 'PET_MASTER_ADDR'], path: 'distributed.masterAddr', schema: str({ pattern: /^[A-Za-z0-9.:[\]-]+$/, patternMessage: 'must be a host name or IP address' }).optional(), modes: ['train'], defaultText: '127.0.0.1 on one node; required with NNODES > 1', help: 'Host name or address of node 0, where the nodes meet (torch\'s static rendezvous).' },
+  { group: 'Distributed', env: ['MASTER_PORT', 'PET_MASTER_PORT'], path: 'distributed.masterPort', schema: int({ min: 1, max: 65535 }).optional(), modes: ['train'], defaultText: 'a free port on one node; required with NNODES > 1', help: 'TCP port of the rendezvous on node 0 (node 0 listens on it; the other nodes connect).' },
+  { group: 'Distributed', env: ['WORLD_SIZE'], path: 'distributed.worldSize', schema: int({ min: 1, max: 1_000_000 }).optional(), modes: ['train'], help: 'Set by the Training Operator (PyTorchJob): every process of the job. Checked against NNODES x NPROC_PER_NODE; gives NNODES when only it is set.' },
+  { group: 'Distributed', env: ['RANK'], path: 'distributed.rank', schema: int({ min: 0, max: 1_000_000 }).optional(), modes: ['train'], help: 'Set by the Training Operator (PyTorchJob): this pod\'s index, used as NODE_RANK when that is not set.' },
+  { group: 'Distributed', env: ['LOCAL_RANK'], path: 'distributed.localRank', schema: int({ min: 0 }).optional(), modes: ['train'], help: 'Set by torchrun for its workers. vision-trainer starts its workers itself: set, it refuses to start (run `vision-trainer train` in each pod, not under torchrun).' },
+  { group: 'Distributed', env: ['RENDEZVOUS_TIMEOUT_SECONDS'], path: 'distributed.rendezvousTimeoutSeconds', schema: int({ min: 10, max: 86400 }).default(900), modes: ['train'], defaultText: '900', help: 'How long the nodes wait for each other before training (each downloads and prepares the dataset first); a node missing then fails the job (exit 11).' },
+  { group: 'Distributed', env: ['NODE_TIMEOUT_SECONDS'], path: 'distributed.nodeTimeoutSeconds', schema: int({ min: 5, max: 3600 }).default(60), modes: ['train'], defaultText: '60', help: 'A node whose heartbeat stops for this long during training is lost: the job fails naming it (exit 11) instead of waiting for the collective\'s own timeout.' },
+
   // Inference
   { group: 'Inference', env: ['INFERENCE_TYPE'], path: 'inferenceType', schema: oneOf(['test_run', 'inference_job'] as const), modes: ['infer'], required: true, help: 'test_run (labelled dataset, metrics) or inference_job (predictions only).' },
   { group: 'Inference', env: ['CHECKPOINT_PATH'], path: 'checkpointPath', schema: str({ pattern: /^(s3|file):\/\//, patternMessage: 'must be an s3:// path (or file:// for local storage), e.g. s3://bucket/checkpoints/job-1/best.pt' }), modes: ['infer', 'export'], required: true, help: 'Checkpoint to load.' },
@@ -145,7 +177,8 @@ export const VARIABLES: readonly Variable[] = [
 
   // Runtime
   { group: 'Runtime', env: ['ALLOWED_PRIVATE_HOSTS'], path: 'allowedPrivateHosts', schema: hostList().default([]), modes: ['train', 'infer'], defaultText: 'none (the storage endpoint\'s host is always allowed)', help: 'Comma-separated host names, IP addresses or CIDR ranges that PRETRAINED_WEIGHT_URL, OPENAI_BASE_URL and their redirects may reach on loopback or private addresses (e.g. an in-cluster model server: weights.internal,10.0.0.0/8). Link-local and cloud-metadata addresses (169.254.0.0/16, fd00:ec2::254, ...) are refused whatever this says.' },
-  { group: 'Runtime', env: ['DEVICE'], path: 'device', schema: str({ pattern: /^(auto|cpu|mps|cuda(:\d+)?|\d+(,\d+)*)$/, patternMessage: 'must be auto, cpu, mps, cuda, cuda:N or GPU indices like 0 or 0,1' }).default('auto'), modes: ALL, defaultText: 'auto (GPU 0 if present, else cpu)', help: 'Device; several GPU indices (0,1) train on several GPUs (ultralytics).' },
+  { group: 'Runtime', env: ['DEVICE'], path: 'device', schema: str({ pattern: /^(auto|cpu|mps|cuda(:\d+)?|\d+(,\d+)*)$/, patternMessage: 'must be auto, cpu, mps, cuda, cuda:N or GPU indices like 0 or 0,1' }).default('auto'), modes: ALL, defaultText: 'auto (GPU 0 if present, else cpu)', help: 'Device. Training: several GPU indices (0,1) train with one process per GPU (see NPROC_PER_NODE); inference and export run on one device.' },
+  { group: 'Runtime', env: ['RETRY_EXIT_CODE_BASE'], path: 'retryExitCodeBase', schema: int({ min: 0, max: 128 }).refine((v) => v === 0 || v === 128, 'must be 0 or 128').default(0), modes: ALL, defaultText: '0', help: 'Added to the exit code of a failure a retry may fix (4, 6, 11; 143 stays). 128 suits the Training Operator\'s restartPolicy: ExitCode (PyTorchJob), which restarts a pod only for exit codes 128-255.' },
   { group: 'Runtime', env: ['NUM_WORKERS'], path: 'numWorkers', schema: int({ min: 0, max: 256 }).default(4), modes: ALL, defaultText: '4', help: 'Data-loader worker processes.' },
   { group: 'Runtime', env: ['CPU_THREADS'], path: 'cpuThreads', schema: int({ min: 1, max: 1024 }).optional(), modes: ALL, defaultText: 'OMP_NUM_THREADS if set, else the CPUs the process may use (cgroup CPU quota, CPU affinity)', help: "Threads for torch's intra-op and inter-op pools and OpenMP/MKL in the Python process; also caps NUM_WORKERS. The default follows a pod's CPU limit, not the node's core count, so a CPU-limited pod is not oversubscribed." },
   { group: 'Runtime', env: ['WORK_DIR'], path: 'workDir', schema: str().optional(), modes: ALL, defaultText: 'a new temp folder', help: 'Parent folder of the job work folder.' },

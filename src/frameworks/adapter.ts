@@ -9,6 +9,7 @@ import type { InferConfig, TrainConfig } from '../config/schema.js';
 import type { Framework, TaskType } from '../config/tasks.js';
 import type { Dataset } from '../datasets/model.js';
 import type { SplitAssignment } from '../datasets/splits.js';
+import type { DistributedPlan } from '../jobs/distributed.js';
 import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
 import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
@@ -65,6 +66,13 @@ export interface TrainRequest {
   trainerArgs: Record<string, JsonValue>;
   /** ENABLE_TENSORBOARD: the trainer writes TensorBoard event files into this folder. */
   tensorboardDir?: string | undefined;
+  /** This node's part of a training on several processes (src/jobs/distributed.ts); undefined for one process. */
+  distributed?: DistributedPlan | undefined;
+  /**
+   * Calls `fn` with the reason once the job is asked to stop (at once if it already was). A
+   * distributed training passes the request on to its workers through a file.
+   */
+  onStopRequest?: ((fn: (reason: string) => void) => void) | undefined;
 }
 
 export interface TrainOutcome {
@@ -72,6 +80,8 @@ export interface TrainOutcome {
   bestPath: string | null;
   lastPath: string | null;
   stoppedEarly: boolean;
+  /** A distributed training stopped early at the request of this node (preempted, stopped). */
+  stoppedByNode?: number | null;
 }
 
 export type TrainerEventHandler = (event: TrainerEvent) => TrainerAnswer;

@@ -92,6 +92,32 @@ export const ModelCheckSchema = z.object({
 // ---------------------------------------------------------------------------------------------
 // Training: vision_trainer.<framework>.train.train(params, emit)
 
+/**
+ * One node of a distributed training (src/jobs/distributed.ts plans it). Its Python interpreter
+ * starts `nproc_per_node` workers with torch's elastic launcher and joins the static rendezvous
+ * at master_addr:master_port as node `node_rank`; global rank 0 (on node 0) sends the trainer
+ * events to `events_socket`, every node's workers stop together once any node's `stop_file`
+ * exists.
+ */
+export const DistributedParamsSchema = z.object({
+  nnodes: Int.min(1),
+  node_rank: Int.min(0),
+  /** A number, or resolved on the node: "auto" (its GPUs, else one process), "gpu" (its GPUs). */
+  nproc_per_node: z.union([Int.min(1), z.enum(['auto', 'gpu'])]),
+  master_addr: z.string(),
+  master_port: Int.min(1).max(65535),
+  /** The rendezvous id: the same on every node (JOB_ID). */
+  run_id: z.string(),
+  rendezvous_timeout_seconds: z.number().positive(),
+  /** A node whose heartbeat stops for this long is lost. */
+  node_timeout_seconds: z.number().positive(),
+  /** The Unix socket of the reporting node's Node process; null on the other nodes. */
+  events_socket: z.string().nullable(),
+  stop_file: z.string(),
+});
+
+export type DistributedParams = z.output<typeof DistributedParamsSchema>;
+
 export const TrainParamsSchema = z.object({
   model_name: z.string(),
   task_type: z.enum(TASK_TYPES),
@@ -127,11 +153,8 @@ export const TrainParamsSchema = z.object({
   job_id: z.string(),
   /** transformers: HF_CONFIG_OVERRIDES, deep-merged into the model configuration. */
   config_overrides: z.record(z.string(), z.unknown()).nullable(),
-  /**
-   * ultralytics on several GPUs: its DDP workers cannot call JavaScript, so rank 0 appends the
-   * events to `events_file` and stops when `stop_file` appears (adapters/common/event-relay.ts).
-   */
-  event_relay: z.object({ events_file: z.string(), stop_file: z.string() }).nullable(),
+  /** Several processes (DDP): how this node joins the job (python/vision_trainer/common/distributed.py). */
+  distributed: DistributedParamsSchema.nullable(),
   /** TRAINER_ARGS as the preflight resolved them (framework-native names); {} when unset. */
   trainer_args: z.record(z.string(), z.unknown()),
   /** SEED: seed everything and switch on deterministic algorithms; null = the framework's fixed seed. */
@@ -156,6 +179,8 @@ export const TrainAnswerSchema = z.object({
   best_path: z.string().nullable(),
   last_path: z.string().nullable(),
   stopped_early: z.boolean(),
+  /** Distributed runs: the node whose stop request ended the training early, if one did. */
+  stopped_by_node: Int.nullable().optional(),
 });
 
 /**
@@ -439,6 +464,7 @@ export const BRIDGE_SCHEMAS = {
   ModelCheckParams: { schema: ModelCheckParamsSchema, io: 'output' },
   ModelCheck: { schema: ModelCheckSchema, io: 'input' },
   TrainParams: { schema: TrainParamsSchema, io: 'output' },
+  DistributedParams: { schema: DistributedParamsSchema, io: 'output' },
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
   TrainerArgsParams: { schema: TrainerArgsParamsSchema, io: 'output' },
   TrainerArgsAnswer: { schema: TrainerArgsAnswerSchema, io: 'input' },

@@ -79,6 +79,11 @@ export interface JobDefinition<M extends Mode, E extends JobEvent, O extends Job
   graceSeconds(config: ConfigFor<M>): number;
   /** What the job does on the first SIGTERM, for the log. */
   readonly stopping: string;
+  /**
+   * Whether this process reports the job: callbacks, the log upload. Every process does but the
+   * nodes other than node 0 of a multi-node training (src/jobs/distributed.ts). Default true.
+   */
+  reports?(config: ConfigFor<M>): boolean;
   /** The job's events as the backend's callbacks. */
   reporter(client: CallbackClient, config: ConfigFor<M>): Subscriber<E>;
   /** The job's events as log lines, if they need more than the job's own logging. */
@@ -123,6 +128,8 @@ export class JobContext<M extends Mode, E extends JobEvent> {
   readonly stop = new StopController();
   readonly logger: Logger;
   readonly callbacks: CallbackClient | undefined;
+  /** False on a node that trains but does not report (JobDefinition.reports). */
+  readonly reports: boolean;
   private workDir: WorkDir | undefined;
   private store: RetryingStorage | undefined;
   private logFile: string | undefined;
@@ -145,7 +152,8 @@ export class JobContext<M extends Mode, E extends JobEvent> {
     this.logger = options.logger === false ? Logger.create({ sink: () => {} }) : (options.logger ?? log()).child(fields);
     if (options.onEvent) this.events.subscribe(options.onEvent);
     if (options.logger !== false && definition.console) this.events.subscribe(definition.console(this.logger));
-    const backend = options.callbacks === false ? undefined : config.backend;
+    this.reports = definition.reports?.(config) ?? true;
+    const backend = options.callbacks === false || !this.reports ? undefined : config.backend;
     if (backend) {
       this.callbacks = new CallbackClient({
         baseUrl: backend.baseUrl,
@@ -157,7 +165,8 @@ export class JobContext<M extends Mode, E extends JobEvent> {
       });
       this.events.subscribe(definition.reporter(this.callbacks, config));
     }
-    for (const tracker of definition.trackers?.(config, this.logger) ?? []) this.events.subscribe(tracker);
+    // One run per job in the trackers too: only the reporting node logs to them.
+    if (this.reports) for (const tracker of definition.trackers?.(config, this.logger) ?? []) this.events.subscribe(tracker);
     if (options.signals) {
       const grace = typeof options.signals === 'object' ? options.signals.graceSeconds : definition.graceSeconds(config);
       this.cleanups.push(installSignalHandlers(this.stop, grace, this.logger, definition.stopping));
@@ -222,9 +231,12 @@ export class JobContext<M extends Mode, E extends JobEvent> {
     });
     this.logFile = this.workDir.sub(this.mode === 'train' ? 'training.log' : 'job.log');
     this.logger.teeTo(this.logFile);
-    // Periodic uploads try once: the next interval is the retry.
-    this.logs = new LogUploader(this.logFile, this.definition.logKey(this.config), this.store.with({ budgetMs: 0 }), this.logger);
-    this.logs.start(this.config.logUploadIntervalSeconds * 1000);
+    // Periodic uploads try once: the next interval is the retry. Only the reporting node's log
+    // goes up (the other nodes of a distributed training would overwrite it).
+    if (this.reports) {
+      this.logs = new LogUploader(this.logFile, this.definition.logKey(this.config), this.store.with({ budgetMs: 0 }), this.logger);
+      this.logs.start(this.config.logUploadIntervalSeconds * 1000);
+    }
     if (this.definition.eventLogKey) {
       const eventLog = new EventLog(this.workDir.sub('metrics.jsonl'));
       this.eventLog = eventLog;
@@ -291,6 +303,7 @@ export class JobContext<M extends Mode, E extends JobEvent> {
    * re-delivers the stored outcome without running again.
    */
   async complete<O extends JobOutcome>(outcome: O, done: E): Promise<O> {
+    if (!this.reports) return this.completeQuietly(outcome, done);
     await this.uploadRunFiles(done);
     const final = isFinal(outcome, this.definition.resumable?.(outcome) ?? false);
     const { kind, input } = this.definition.completion(this.config, done);
@@ -362,6 +375,21 @@ export class JobContext<M extends Mode, E extends JobEvent> {
       if (last) await this.logs?.finish(last);
     }
     return result;
+  }
+
+  /**
+   * A node other than node 0 of a distributed training: its subscribers see `done`, but it stores
+   * no outcome, uploads no files and sends no completion (node 0 reports the job).
+   */
+  private async completeQuietly<O extends JobOutcome>(outcome: O, done: E): Promise<O> {
+    await this.eventLog?.close(done);
+    try {
+      await this.events.emit(done);
+    } finally {
+      this.events.end();
+    }
+    if (this.logFile) this.logger.untee(this.logFile);
+    return outcome;
   }
 
   /** metrics.jsonl (with the `done` event about to be sent) and what `uploadAtEnd` registered. */

@@ -44,7 +44,7 @@ export const StoredOutcomeSchema = z.object({
 export type StoredOutcome = z.infer<typeof StoredOutcomeSchema>;
 
 /** Exit codes whose failure another attempt can get past: it continues where this one stopped. */
-export const RESUMABLE_EXITS: ReadonlySet<number> = new Set([ExitCode.storage, ExitCode.callbackUndelivered, ExitCode.terminated]);
+export const RESUMABLE_EXITS: ReadonlySet<number> = new Set([ExitCode.storage, ExitCode.callbackUndelivered, ExitCode.nodeLost, ExitCode.terminated]);
 
 /**
  * Whether an outcome is final. `resumable` is the job's own say for exit codes that depend on

@@ -96,7 +96,8 @@ export function classifierJobs(s3: S3Fixture, backend: ReceiverFixture) {
     return { jobId, result, callbacks, keys, work: work ?? workDir, labels };
   };
 
-  return { env, run, dataset };
+  /** The labels of the uploaded dataset's images (after `dataset()`), for runs started another way. */
+  return { env, run, dataset, labels: () => labels };
 }
 
 /** The assertions every successful classification run passes; returns its validations. */

@@ -1,11 +1,8 @@
 """The trainer-event protocol every trainer speaks: the dicts it builds, best-so-far tracking,
-"stop" answers, and the file relay of ultralytics' DDP workers."""
-
-import json
+"stop" answers, and a distributed worker's relay and stop vote."""
 
 from vision_trainer.common.class_ids import ClassIds
 from vision_trainer.common.trainer_events import TrainerEvents
-from vision_trainer.ultralytics.train import FileRelay
 
 # Non-contiguous ids whose order differs from the framework's: index 0 is "red" (id 7), 1 "blue" (id 3).
 IDS = ClassIds([7, 3], ["red", "blue"])
@@ -77,22 +74,37 @@ def test_explicit_metrics_and_fitness_win():
     assert sent[0]["fitness"] == 0.3
 
 
-def test_the_file_relay_writes_rank_0_and_stops_all_ranks_at_an_epoch_end(tmp_path, monkeypatch):
-    events_file, stop_file = tmp_path / "events.jsonl", tmp_path / "stop"
-    relay = FileRelay(str(events_file), str(stop_file))
-    monkeypatch.setenv("RANK", "0")
-    events = TrainerEvents(None, primary_metric="mAP50-95", epochs=2, class_ids=IDS, relay=relay)
-    events.batch(epoch=1, batch=1, batches=2, losses={"box_loss": float("nan")})
-    stop_file.write_text("stop\n")
-    events.batch(epoch=1, batch=2, batches=2, losses={})
-    assert not events.stop_requested, "a DDP rank must not stop mid-epoch on its own"
-    events.epoch(epoch=1, losses={}, learning_rate=None, validation=None, is_best=False, epoch_time_seconds=None)
-    assert events.stop_requested
-    lines = [json.loads(line) for line in events_file.read_text().splitlines()]
-    assert [line["kind"] for line in lines] == ["batch", "batch", "epoch"]
-    assert lines[0]["losses"] == {"box_loss": None}
+def test_a_distributed_worker_relays_its_events_and_votes_after_every_batch():
+    relayed, votes = [], []
 
-    monkeypatch.setenv("RANK", "1")
-    assert relay("batch", {"kind": "batch"}) is None
-    assert relay("epoch", {"kind": "epoch"}) == "stop"
-    assert len(events_file.read_text().splitlines()) == 3, "only rank 0 writes"
+    def relay(kind, event):
+        relayed.append(event)
+        return "stop" if kind == "epoch" else None
+
+    def vote(mine):
+        votes.append(mine)
+        return len(votes) == 2  # another rank asks to stop at the second batch
+
+    events = TrainerEvents(None, primary_metric="mAP50-95", epochs=2, class_ids=IDS, relay=relay, vote=vote)
+    events.batch(epoch=1, batch=1, batches=3, losses={"box_loss": 0.5})
+    assert not events.stop_requested
+    events.batch(epoch=1, batch=2, batches=3, losses={})
+    assert events.stop_requested, "every rank stops after the batch where any rank asked"
+    assert votes == [False, False]
+    assert [e["kind"] for e in relayed] == ["batch", "batch"]
+
+
+def test_a_stop_answered_to_rank_0_reaches_the_vote():
+    votes = []
+    events = TrainerEvents(
+        None,
+        primary_metric="accuracy",
+        epochs=1,
+        class_ids=IDS,
+        relay=lambda kind, event: "stop" if kind == "epoch" else None,
+        vote=lambda mine: votes.append(mine) or mine,
+    )
+    events.epoch(epoch=1, losses={}, learning_rate=None, validation=None, is_best=False, epoch_time_seconds=None)
+    events.agree()
+    assert votes == [True]
+    assert events.stop_requested

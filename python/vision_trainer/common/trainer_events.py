@@ -5,6 +5,10 @@ dicts and remembers what TypeScript answered.
 Per epoch the order is the one ultralytics uses: batches, validation, `checkpoint`, then `epoch`.
 A "stop" answer to any event sets `stop_requested`; the trainer ends after the current batch,
 saves a checkpoint and sends `end`.
+
+In a distributed run (common/distributed.py) every rank has a TrainerEvents: global rank 0's
+sends through the worker's relay, the others send nothing, and `batch` and `agree` are a vote
+that every rank takes part in, so `stop_requested` turns true on every rank at the same batch.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from typing import Any
 from ..support import guarded_js_call
 from .class_ids import ClassIds
 
-# Where events go when they cannot reach JavaScript (ultralytics' DDP workers): called with the
+# Where events go when they cannot reach JavaScript (distributed workers): called with the
 # event's kind and dict, it answers like the JS function would ("stop" or None).
 Relay = Callable[[str, dict], Any]
+# A distributed run's stop vote: called by every rank with its own wish, answers for all of them.
+Vote = Callable[[bool], bool]
 
 
 class TrainerEvents:
@@ -33,10 +39,15 @@ class TrainerEvents:
         best_epoch: int | None = None,
         relay: Relay | None = None,
         tensorboard_dir: str | None = None,
+        vote: Vote | None = None,
+        reports: bool = True,
     ):
         self.emit = emit
         self.class_ids = class_ids
         self.relay = relay
+        self.vote = vote
+        # Whether this process's events reach the job (single process, or global rank 0).
+        self.reports = reports
         self.primary = primary_metric
         self.epochs = int(epochs)
         self.stop_requested = False
@@ -70,9 +81,17 @@ class TrainerEvents:
         self._send("start", {**event, "settings": settings} if settings is not None else event)
 
     def batch(self, *, epoch: int, batch: int, batches: int, losses: dict[str, float | None]) -> None:
+        """Every rank calls it after every batch: in a distributed run it is also the stop vote."""
         self._send("batch", {"epoch": int(epoch), "epochs": self.epochs, "batch": int(batch), "batches": int(batches), "losses": losses})
         if self.board is not None:
             self.board.batch(losses)
+        self.agree()
+
+    def agree(self) -> None:
+        """Makes `stop_requested` the same on every rank (a collective: every rank calls it at the
+        same points); a no-op in a single process."""
+        if self.vote is not None:
+            self.stop_requested = self.vote(self.stop_requested)
 
     def improves(self, value: float | None) -> bool:
         """Whether a primary-metric value beats the best so far (higher is better)."""

@@ -1,11 +1,15 @@
 """Image classification and CLIP zero-shot fine-tuning with HuggingFace transformers, driven
 from TypeScript.
 
-Training runs in `transformers.Trainer` (one process, one device); `_EventForwarder`, a
-`TrainerCallback`, turns its hooks into the shared trainer events (common/trainer_events.py). The Trainer
-evaluates after `on_epoch_end`, so an epoch's `checkpoint` and `epoch` events go out from
-`on_evaluate`, once its validation exists. Checkpoints are ours (`common/checkpoints.py`); the
-Trainer's own saving is off.
+Training runs in `transformers.Trainer`; `_EventForwarder`, a `TrainerCallback`, turns its hooks
+into the shared trainer events (common/trainer_events.py). The Trainer evaluates after
+`on_epoch_end`, so an epoch's `checkpoint` and `epoch` events go out from `on_evaluate`, once its
+validation exists. Checkpoints are ours (`common/checkpoints.py`); the Trainer's own saving is off.
+
+On several processes (common/distributed.py) the Trainer runs its own distributed training
+(accelerate: DDP, each process a shard of every global batch, predictions gathered for the
+metrics without duplicates); BATCH_SIZE is the global batch, so per_device_train_batch_size is
+BATCH_SIZE / processes. Global rank 0 writes the checkpoints and sends the events.
 
 Tasks:
 - image_classification: any `AutoModelForImageClassification` architecture; the labels are
@@ -39,6 +43,7 @@ from torch.nn import functional as F
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 
+from ..common import distributed
 from ..common.checkpoints import (
     RunCheckpoints,
     best_after_resume,
@@ -239,23 +244,30 @@ class _RunningMean:
 class _HfRun:
     """Model, data and Trainer for one job, built from its params."""
 
-    def __init__(self, params: TrainParams):
+    def __init__(self, params: TrainParams, worker: distributed.WorkerContext | None = None):
         import transformers
 
         self.params = params
+        self.worker = worker
         self.task = params["task_type"]
         self.model_name = params["model_name"]
         self.class_names = [str(c) for c in params["class_names"]]
         self.class_ids = ClassIds(params["class_ids"], self.class_names)
-        self.validation_images = ValidationImages(params, self.class_ids)
+        # images.json is written by the process that reports (the only one on a distributed run).
+        self.validation_images = ValidationImages(params, self.class_ids) if worker is None or worker.reports else None
         # The epoch under validation's per-image capture (images.json, AP, speed); see compute_metrics.
         self.capture: ClassifierValidation | None = None
         self.image_size = int(params["imgsz"])
         self.epochs = int(params["epochs"])
-        self.device = resolve_device(params.get("device"))
+        self.device = worker.device if worker else resolve_device(params.get("device"))
+        if worker:
+            # accelerate takes over the process group the Trainer finds initialised.
+            distributed.init_process_group(self.device)
+        self.world = worker.ranks.world_size if worker else 1
+        self.reports = worker.reports if worker else True
         if self.task not in ("image_classification", "zero_shot_classification"):
             raise ValueError(f"the transformers trainer does not train {self.task}")
-        self.checkpoints = RunCheckpoints(Path(params["project"]) / "train" / "weights")
+        self.checkpoints = RunCheckpoints(distributed.weights_dir(params["project"], worker))
         self.start_epoch = 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
@@ -445,6 +457,8 @@ class _HfRun:
         return meta
 
     def save(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], is_best: bool, optimizer) -> None:
+        if not self.reports:  # the model is the same on every rank: global rank 0 writes it
+            return
         state = {"optimizer": optimizer.state_dict()}
         self.checkpoints.save(
             self.metadata(epoch=epoch, epoch_complete=epoch_complete, metrics=metrics), self.model.state_dict(), is_best=is_best, training_state=state
@@ -472,8 +486,8 @@ class _HfRun:
         return TrainingArguments(
             output_dir=str(Path(self.params["project"]) / "hf"),
             num_train_epochs=self.epochs - self.start_epoch,
-            per_device_train_batch_size=int(self.params["batch"]),
-            per_device_eval_batch_size=int(self.params["batch"]),
+            per_device_train_batch_size=int(self.params["batch"]) // self.world,
+            per_device_eval_batch_size=int(self.params["batch"]) // self.world,
             learning_rate=self.lr,
             eval_strategy="epoch",
             save_strategy="no",
@@ -484,6 +498,7 @@ class _HfRun:
             label_names=["labels"],  # CLIPModel.forward has no `labels`: without this the Trainer would not know them
             dataloader_num_workers=data_loader_workers(self.params.get("workers") or 0),
             use_cpu=self.device.type == "cpu",
+            ddp_backend=("nccl" if self.device.type == "cuda" else "gloo") if self.worker else None,
             seed=SEED if seed is None else int(seed),
             # Not transformers' full_determinism: it makes an op without a deterministic CUDA kernel
             # raise; seed_run (called before the Trainer exists) makes it warn, as for the other trainers.
@@ -558,8 +573,9 @@ class _HfRun:
         )
 
         trainer.remove_callback(PrinterCallback)  # the events report; no metric dicts on stdout
-        events = TrainerEvents(
+        events = distributed.trainer_events(
             emit,
+            self.worker,
             primary_metric=self.params["primary_metric"],
             epochs=self.epochs,
             class_ids=self.class_ids,
@@ -647,6 +663,10 @@ class _EventForwarder(TrainerCallback):
         if metrics.get("eval_loss") is not None:
             details["metrics"]["loss"] = float(metrics["eval_loss"])
         value = details["metrics"].get(run.params["primary_metric"])
+        epoch_loss = self.epoch_loss.mean
+        if run.worker:  # every rank is here (the Trainer evaluates on all of them): the epoch's loss over all ranks
+            total, count = distributed.sum_across_ranks([self.epoch_loss.total, float(self.epoch_loss.count)], run.device)
+            epoch_loss = total / count if count else None
         is_best = events.improves(value)
         if is_best:
             events.record_best(self.epoch, value)
@@ -655,7 +675,7 @@ class _EventForwarder(TrainerCallback):
         events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best)
         events.epoch(
             epoch=self.epoch,
-            losses={"loss": self.epoch_loss.mean},
+            losses={"loss": epoch_loss},
             learning_rate=self.trainer.last_lr,
             validation=events.validation(
                 details,
@@ -667,10 +687,10 @@ class _EventForwarder(TrainerCallback):
             is_best=is_best,
             epoch_time_seconds=time.perf_counter() - self.epoch_started,
         )
-        log.info(
-            "epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, self.epoch_loss.mean, run.params["primary_metric"], value, " (best)" if is_best else ""
-        )
+        if run.reports:
+            log.info("epoch %d/%d: loss %s, val %s %s%s", self.epoch, run.epochs, epoch_loss, run.params["primary_metric"], value, " (best)" if is_best else "")
         run.last_validation = None
+        events.agree()  # a "stop" answered to rank 0's epoch events reaches every rank here
         if events.stop_requested:
             control.should_training_stop = True
         return control
@@ -686,5 +706,14 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     folder, config_overrides is HF_CONFIG_OVERRIDES."""
     shield_from_terminal_interrupt()
     attach_log_file(params.get("log_file"), ("vision_trainer", "transformers"))
+    if params["distributed"]:
+        return distributed.launch("vision_trainer.huggingface.train:train_worker", params)
     seed_run(params.get("seed"), default=SEED)
     return _HfRun(params).fit(emit)
+
+
+def train_worker(params: TrainParams, worker: distributed.WorkerContext) -> TrainAnswer:
+    """One process of a distributed run (started by distributed.launch)."""
+    attach_log_file(params.get("log_file") if worker.reports else None, ("vision_trainer", "transformers"))
+    seed_run(params.get("seed"), default=SEED)
+    return _HfRun(params, worker).fit(None)

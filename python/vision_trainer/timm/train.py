@@ -1,12 +1,18 @@
 """Image classification with timm, driven from TypeScript.
 
 timm has no trainer object with callbacks, so this is the training loop of timm's own
-`train.py`, cut to one process and one GPU: `resolve_data_config` + `create_loader` (train
-augmentation: random-resized crop, flip, colour jitter; val: resize + centre crop),
-`create_optimizer_v2` (AdamW), `create_scheduler_v2` (cosine with warmup, stepped per update and
-per epoch), label-smoothing cross-entropy, mixed precision on CUDA only. The loop reports
-through `TrainerEvents` (common/trainer_events.py, the protocol every trainer speaks) and
-checkpoints in the format of `common/checkpoints.py`.
+`train.py`: `resolve_data_config` + `create_loader` (train augmentation: random-resized crop,
+flip, colour jitter; val: resize + centre crop), `create_optimizer_v2` (AdamW),
+`create_scheduler_v2` (cosine with warmup, stepped per update and per epoch), label-smoothing
+cross-entropy, mixed precision on CUDA only. The loop reports through `TrainerEvents`
+(common/trainer_events.py, the protocol every trainer speaks) and checkpoints in the format of
+`common/checkpoints.py`.
+
+On several processes (common/distributed.py) it is timm's train.py distributed: the model in
+DistributedDataParallel, the training set split by a DistributedSampler (BATCH_SIZE is the global
+batch: each process takes BATCH_SIZE / processes), the epoch's loss averaged over every rank. The
+validation set is split without padding and the logits gathered, so every image is counted once
+and the metrics are exactly a single process's. Global rank 0 writes the checkpoints.
 
 Its options (TRAINER_ARGS) are named as timm's train.py names them (`opt`, `sched`,
 `warmup_epochs`, `smoothing`, `mixup`, `aa`, `reprob`, `drop_path`, ...); TypeScript checks them
@@ -29,6 +35,7 @@ import torch
 from timm.utils import dispatch_clip_grad
 from torch import nn
 
+from ..common import distributed
 from ..common.checkpoints import RunCheckpoints, best_after_resume, load_for_resume, run_state
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
@@ -162,10 +169,33 @@ def _classifier_names(model: nn.Module) -> list[str]:
     return [names] if isinstance(names, str) else list(names)
 
 
+class _Shard(torch.utils.data.Dataset):
+    """Every `step`-th item from `start` (one rank's part of the validation set, unpadded).
+    timm's create_loader sets the transform on the dataset it is given: it goes to the whole set."""
+
+    def __init__(self, dataset, start: int, step: int):
+        self.dataset = dataset
+        self.indices = list(range(start, len(dataset), step))
+
+    @property
+    def transform(self):
+        return self.dataset.transform
+
+    @transform.setter
+    def transform(self, value) -> None:
+        self.dataset.transform = value
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.dataset[self.indices[index]]
+
+
 class _TimmRun:
     """One training run: model, data, optimizer and schedule, built from the job's params."""
 
-    def __init__(self, params: TrainParams):
+    def __init__(self, params: TrainParams, worker: distributed.WorkerContext | None = None):
         import timm
         from timm.data import ImageDataset, Mixup, create_loader, resolve_data_config
         from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
@@ -179,8 +209,14 @@ class _TimmRun:
         self.class_ids = ClassIds(params["class_ids"], self.class_names)
         self.epochs = int(params["epochs"])
         self.image_size = int(params["imgsz"])
-        self.device = resolve_device(params.get("device"))
-        self.validation_images = ValidationImages(params, self.class_ids)
+        self.worker = worker
+        self.device = worker.device if worker else resolve_device(params.get("device"))
+        if worker:
+            distributed.init_process_group(self.device)
+        rank, world = (worker.ranks.rank, worker.ranks.world_size) if worker else (0, 1)
+        self.reports = rank == 0
+        # images.json is written by the process that reports (global rank 0 on a distributed run).
+        self.validation_images = ValidationImages(params, self.class_ids) if self.reports else None
         seed_run(params.get("seed"), default=SEED)
         a = self.options = dict(params["trainer_args"])
 
@@ -200,7 +236,7 @@ class _TimmRun:
         prefetch = self.device.type == "cuda"  # timm's GPU prefetcher normalises on the device
         loader_args = dict(
             input_size=data_config["input_size"],
-            batch_size=int(params["batch"]),
+            batch_size=int(params["batch"]) // world,
             interpolation=data_config["interpolation"],
             mean=data_config["mean"],
             std=data_config["std"],
@@ -221,8 +257,14 @@ class _TimmRun:
             re_mode=a["remode"],
             re_count=a["recount"],
         )
-        self.train_loader = create_loader(self.train_set, is_training=True, **augment, **loader_args)
-        self.val_loader = create_loader(self.val_set, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
+        self.train_loader = create_loader(self.train_set, is_training=True, distributed=worker is not None, **augment, **loader_args)
+        val_part = _Shard(self.val_set, rank, world) if worker else self.val_set
+        self.val_loader = create_loader(val_part, is_training=False, crop_pct=data_config["crop_pct"], **loader_args)
+        # Training steps go through DDP (gradients averaged over the ranks); validation, state
+        # dicts and the optimizer's parameter names use the plain module.
+        self.net: nn.Module = self.model
+        if worker:
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
 
         lr = float(params["lr"]) if params.get("lr") is not None else DEFAULT_LR
         opt_args = {k: v for k, v in (("eps", a["opt_eps"]), ("betas", tuple(a["opt_betas"]) if a["opt_betas"] else None)) if v is not None}
@@ -266,7 +308,7 @@ class _TimmRun:
         # Loss scaling only for float16; bfloat16 has float32's range.
         self.scaler = NativeScaler(device="cuda") if amp_dtype(self.device) == torch.float16 else None
 
-        self.checkpoints = RunCheckpoints(Path(params["project"]) / "train" / "weights")
+        self.checkpoints = RunCheckpoints(distributed.weights_dir(params["project"], worker))
         self.start_epoch = 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
@@ -348,8 +390,11 @@ class _TimmRun:
         return state
 
     def train_one_epoch(self, epoch: int, events: TrainerEvents, num_updates: int) -> tuple[float | None, int, bool]:
-        """(mean loss, updates so far, whether every batch ran)."""
-        self.model.train()
+        """(mean loss over every rank, updates so far, whether every batch ran)."""
+        self.net.train()
+        sampler = getattr(self.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle each epoch, the same on every rank
         batches = len(self.train_loader)
         total, count = 0.0, 0
         for i, (images, targets) in enumerate(self.train_loader):
@@ -357,7 +402,7 @@ class _TimmRun:
             if self.mixup is not None:
                 images, targets = self.mixup(images, targets)
             with autocast(self.device):
-                loss = self.train_loss(self.model(images), targets)
+                loss = self.train_loss(self.net(images), targets)
             self.optimizer.zero_grad(set_to_none=True)
             clip = self.options["clip_grad"]
             if self.scaler is not None:
@@ -373,16 +418,30 @@ class _TimmRun:
             total, count = total + value * len(targets), count + len(targets)
             events.batch(epoch=epoch + 1, batch=i + 1, batches=batches, losses={"loss": total / count})
             if events.stop_requested and i + 1 < batches:
-                return total / count, num_updates, False
-        return (total / count if count else None), num_updates, True
+                return self._mean_loss(total, count), num_updates, False
+        return self._mean_loss(total, count), num_updates, True
+
+    def _mean_loss(self, total: float, count: int) -> float | None:
+        if self.worker:
+            total, count = distributed.sum_across_ranks([total, float(count)], self.device)
+        return total / count if count else None
 
     @torch.no_grad()
     def validate(self, epoch: int) -> tuple[dict[str, Any], int, float, str | None]:
-        """(metrics details, images, seconds, the epoch's images.json)."""
+        """(metrics details, images, seconds, the epoch's images.json). On several processes every
+        rank validates its part (every world-th image); the metrics come from all of them."""
         started = time.perf_counter()
+        if self.worker:
+            # Each rank's BatchNorm statistics saw only its own batches: averaged first, as timm's
+            # train.py does (--dist-bn reduce), so every rank validates, and rank 0 saves, one model.
+            from timm.utils import distribute_bn
+
+            distribute_bn(self.model, self.worker.ranks.world_size, reduce=True)
         self.model.eval()
         logits, targets, loss_sum = [], [], 0.0
-        # The loader keeps the dataset's order (no shuffling at validation), so image i is file i.
+        # The loader keeps the dataset's order (no shuffling at validation), so image i is file i
+        # (of this rank's part: files[rank::world], see _Shard).
+        rank, world = (self.worker.ranks.rank, self.worker.ranks.world_size) if self.worker else (0, 1)
         files = self.val_set.filenames(absolute=True)
         capture = ClassifierValidation(self.validation_images, epoch)
         try:
@@ -391,21 +450,38 @@ class _TimmRun:
                 with capture.timed(), autocast(self.device):
                     out = self.model(images)
                 loss_sum += float(self.val_loss(out.float(), target)) * len(target)
-                first = capture.images
-                capture.add(files[first : first + len(target)], out.float(), target)
+                first = sum(len(t) for t in targets)
+                capture.add(files[rank::world][first : first + len(target)], out.float(), target)
                 logits.append(out.float().cpu())
                 targets.append(target.cpu())
+            parts = [(logits, targets, loss_sum)]
+            if self.worker:
+                parts = distributed.gather_to_all(parts[0])
+                for other, (part_logits, part_targets, _) in enumerate(parts):
+                    if other != rank and part_targets:
+                        capture.add(files[other::world], torch.cat(part_logits), torch.cat(part_targets))
         except BaseException:
             capture.discard()
             raise
-        all_logits, all_targets = torch.cat(logits), torch.cat(targets)
-        details = classification_metrics(all_logits, all_targets, self.class_names, loss=loss_sum / len(all_targets))
+        all_logits = torch.cat([t for p in parts for t in p[0]])
+        all_targets = torch.cat([t for p in parts for t in p[1]])
+        details = classification_metrics(all_logits, all_targets, self.class_names, loss=sum(p[2] for p in parts) / len(all_targets))
         images_json = capture.finish(details, len(self.class_names))
         return details, len(all_targets), time.perf_counter() - started, images_json
 
+    def save(self, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], is_best: bool) -> None:
+        if self.reports:  # the model is the same on every rank: global rank 0 writes it
+            self.checkpoints.save(
+                self.metadata(epoch=epoch, epoch_complete=epoch_complete, metrics=metrics),
+                self.model.state_dict(),
+                is_best=is_best,
+                training_state=self.training_state(),
+            )
+
     def fit(self, emit) -> dict[str, Any]:
-        events = TrainerEvents(
+        events = distributed.trainer_events(
             emit,
+            self.worker,
             primary_metric=self.params["primary_metric"],
             epochs=self.epochs,
             class_ids=self.class_ids,
@@ -433,9 +509,7 @@ class _TimmRun:
             if not complete:
                 # Stopped mid-epoch: keep the progress, but call only the finished epochs done, so
                 # a resume runs this epoch again (ultralytics' resume does the same).
-                self.checkpoints.save(
-                    self.metadata(epoch=epoch, epoch_complete=False, metrics={}), self.model.state_dict(), is_best=False, training_state=self.training_state()
-                )
+                self.save(epoch=epoch, epoch_complete=False, metrics={}, is_best=False)
                 events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=False)
                 break
             learning_rate = float(self.optimizer.param_groups[0]["lr"])
@@ -446,12 +520,7 @@ class _TimmRun:
             if is_best:
                 events.record_best(epoch + 1, accuracy)
                 self.best_metric, self.best_epoch = events.best_metric, events.best_epoch
-            self.checkpoints.save(
-                self.metadata(epoch=epoch + 1, epoch_complete=True, metrics=details["metrics"]),
-                self.model.state_dict(),
-                is_best=is_best,
-                training_state=self.training_state(),
-            )
+            self.save(epoch=epoch + 1, epoch_complete=True, metrics=details["metrics"], is_best=is_best)
             events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best)
             events.epoch(
                 epoch=epoch + 1,
@@ -463,10 +532,17 @@ class _TimmRun:
                 is_best=is_best,
                 epoch_time_seconds=time.perf_counter() - started,
             )
-            log.info(
-                "epoch %d/%d: loss %.4f, val accuracy %.4f%s", epoch + 1, self.epochs, train_loss or float("nan"), accuracy or 0.0, " (best)" if is_best else ""
-            )
+            if self.reports:
+                log.info(
+                    "epoch %d/%d: loss %.4f, val accuracy %.4f%s",
+                    epoch + 1,
+                    self.epochs,
+                    train_loss or float("nan"),
+                    accuracy or 0.0,
+                    " (best)" if is_best else "",
+                )
             last_epoch = epoch + 1
+            events.agree()  # a "stop" answered to rank 0's epoch events reaches every rank here
             if events.stop_requested:
                 break
         events.end(best_path=self.checkpoints.best_path, last_path=self.checkpoints.last_path)
@@ -484,4 +560,12 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     pins the class order); weights is a local .safetensors/.pth file."""
     shield_from_terminal_interrupt()
     attach_log_file(params.get("log_file"), ("vision_trainer", "timm"))
+    if params["distributed"]:
+        return distributed.launch("vision_trainer.timm.train:train_worker", params)
     return _TimmRun(params).fit(emit)
+
+
+def train_worker(params: TrainParams, worker: distributed.WorkerContext) -> TrainAnswer:
+    """One process of a distributed run (started by distributed.launch)."""
+    attach_log_file(params.get("log_file") if worker.reports else None, ("vision_trainer", "timm"))
+    return _TimmRun(params, worker).fit(None)

@@ -5,11 +5,18 @@ the shared trainer events (common/trainer_events.py), calling `emit(event)` (a J
 trainer's main thread. When `emit` answers "stop", training stops at the end of the current
 batch; ultralytics then validates, saves last.pt and fires on_model_save, so a stopped run still
 leaves a checkpoint.
+
+On several processes (common/distributed.py) each worker runs ultralytics' own DDP training loop
+(DDP model, distributed sampler, validation gathered on rank 0, checkpoints by rank 0, the stop
+broadcast at epoch ends). Only the launch is ours: ultralytics' launcher runs torch.distributed.run
+on one machine with a port of its own and a world size of that machine's GPUs, and trains on GPUs
+only; `_joined_trainer` lets its trainer join our rendezvous instead, across machines and on
+CPUs (gloo). BATCH_SIZE is the global batch, as in ultralytics (each rank takes BATCH_SIZE /
+processes).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -20,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common import distributed
 from ..common.class_ids import ULTRALYTICS_ATTRIBUTE, ClassIds
 from ..common.infer_metrics import MATCH_IOU_THRESHOLD, image_metrics, match_objects
 from ..common.run_settings import ultralytics_settings
@@ -29,7 +37,7 @@ from ..common.yolo_metrics import TASK_BY_PLATFORM, classification_details, dete
 from ..cpu_budget import data_loader_workers
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
-from ..support import entry, failpoint, plain, shield_from_terminal_interrupt
+from ..support import entry, failpoint, shield_from_terminal_interrupt
 
 # ultralytics' own loggers, each switched on by its settings file when its package is importable
 # (MLflow is, by default). The job tracks every framework the same way from TypeScript instead.
@@ -106,36 +114,6 @@ def train_losses(trainer) -> dict[str, float | None]:
     # A diverged component makes the total unknown too (sent as null, never NaN).
     losses["loss"] = float(sum(parts)) if parts and all(np.isfinite(parts)) else None
     return losses
-
-
-class FileRelay:
-    """Multi-GPU (DEVICE=0,1): ultralytics trains in DDP worker processes it spawns itself, with
-    our callbacks pickled into them, where the JavaScript functions of the bridge do not exist.
-    There rank 0 appends the same event dicts as JSON lines to a file that TypeScript tails, and
-    TypeScript answers "stop" by creating a file. Picklable: it holds two paths only."""
-
-    def __init__(self, events_path: str, stop_path: str):
-        self.events_path = events_path
-        self.stop_path = stop_path
-
-    @property
-    def writes(self) -> bool:
-        return _rank() in (-1, 0)
-
-    def __call__(self, kind: str, event: dict):
-        """TrainerEvents' relay: writes the event (rank 0), and answers "stop" only where every
-        rank stops at the same batch: at an epoch's end, which ultralytics broadcasts from rank 0."""
-        if not self.writes and kind != "epoch":
-            return None
-        if self.writes:
-            with open(self.events_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(plain(event), allow_nan=False) + "\n")
-        stop = os.path.exists(self.stop_path)
-        return "stop" if stop and (kind == "epoch" or _rank() == -1) else None
-
-
-def _rank() -> int:
-    return int(os.environ.get("RANK", -1))
 
 
 class _ValidationCapture:
@@ -292,6 +270,7 @@ class _Reporter:
         self.batch_index = 0
 
     def on_train_batch_end(self, trainer):
+        """Every rank: the batch event is also the stop vote (ultralytics breaks after the batch)."""
         self.batch_index += 1
         if failpoint("nan_loss") and trainer.tloss:
             trainer.tloss = {k: float("nan") for k in trainer.tloss}
@@ -302,7 +281,8 @@ class _Reporter:
         self.val_started = time.perf_counter()
         self.val_seconds = None
         self.trained_epoch = int(trainer.epoch) + 1
-        if getattr(trainer, "validator", None) is not None:
+        # Per-image results from the reporting rank only (ranks of one node share the run folder).
+        if self.events.reports and getattr(trainer, "validator", None) is not None:
             self.capture.install(trainer.validator)
             self.capture.begin(self.trained_epoch)
 
@@ -347,9 +327,10 @@ class _Reporter:
 
     def _validation(self, trainer, metrics: dict) -> dict | None:
         """The epoch's validation in the platform's terms (per-class rows, PR curves or confusion
-        matrix); None when ultralytics did not validate. Adds the classification averages to `metrics`."""
+        matrix); None when ultralytics did not validate (or on a rank whose events go nowhere).
+        Adds the classification averages to `metrics`."""
         validator = getattr(trainer, "validator", None)
-        if not trainer.metrics or validator is None or getattr(validator, "metrics", None) is None:
+        if not self.events.reports or not trainer.metrics or validator is None or getattr(validator, "metrics", None) is None:
             self.capture.discard()
             return None
         names = dict(trainer.data["names"])
@@ -521,6 +502,51 @@ def _train_args(params: TrainParams) -> dict[str, Any]:
     return args
 
 
+def _joined_trainer(base: type) -> type:
+    """ultralytics' task trainer, training in this process as one rank of our elastic launch."""
+    import torch
+    import torch.nn.parallel
+
+    class JoinedTrainer(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            # ultralytics counts only this machine's GPUs (0 on a CPU) and would spawn workers of
+            # its own: here the process already is a worker, of a job this wide.
+            self.world_size = int(os.environ["WORLD_SIZE"])
+            self.ddp = False
+
+        def _setup_ddp(self):
+            if self.device.type == "cuda":
+                super()._setup_ddp()  # cuda:LOCAL_RANK, NCCL, rank RANK of self.world_size
+            else:
+                distributed.init_process_group(self.device)
+
+        def final_eval(self):
+            if self.device.type == "cuda":
+                return super().final_eval()
+            # ultralytics validates best.pt once more on DDP ranks with a CUDA device; on CPUs only
+            # its other part applies: rank 0 strips the optimizer from the final weights.
+            from ultralytics.utils import LOCAL_RANK, RANK
+            from ultralytics.utils.torch_utils import strip_optimizer, torch_distributed_zero_first
+
+            with torch_distributed_zero_first(LOCAL_RANK):
+                if RANK in {-1, 0}:
+                    ckpt = strip_optimizer(self.last) if self.last.exists() else {}
+                    if self.best.exists():
+                        strip_optimizer(self.best, updates={"train_results": ckpt.get("train_results")})
+            return None
+
+    class CpuDistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
+        """ultralytics passes device_ids=[device.index], [None] on a CPU, which DDP refuses."""
+
+        def __init__(self, module, device_ids=None, **kwargs):
+            super().__init__(module, device_ids=None if device_ids == [None] else device_ids, **kwargs)
+
+    if os.environ.get("VISION_TRAINER_DIST_DEVICE") == "cpu":
+        torch.nn.parallel.DistributedDataParallel = CpuDistributedDataParallel
+    return JoinedTrainer
+
+
 @entry
 def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     """Trains params["model_name"] on the YOLO dataset (data.yaml or ImageFolder) at params["data"];
@@ -528,6 +554,20 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     shield_from_terminal_interrupt()
     configure_offline()
     _attach_log_file(params["log_file"])
+    if params["distributed"]:
+        return distributed.launch("vision_trainer.ultralytics.train:train_worker", params)
+    return _train(params, emit, None)
+
+
+def train_worker(params: TrainParams, worker: distributed.WorkerContext) -> TrainAnswer:
+    """One process of a distributed run (started by distributed.launch)."""
+    configure_offline()
+    if worker.reports:
+        _attach_log_file(params["log_file"])
+    return _train(params, None, worker)
+
+
+def _train(params: TrainParams, emit: Callable | None, worker: distributed.WorkerContext | None) -> TrainAnswer:
     from ultralytics import YOLO
 
     task = TASK_BY_PLATFORM[params["task_type"]]
@@ -546,15 +586,9 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     best_from = params.get("best_from") if resume_from else None
     if best_from:
         _check_resumable(best_from["path"], params, task)
-    relay = params["event_relay"]
     class_ids = ClassIds(params["class_ids"], params["class_names"])
-    events = TrainerEvents(
-        emit,
-        primary_metric=params["primary_metric"],
-        epochs=int(params["epochs"]),
-        class_ids=class_ids,
-        relay=FileRelay(relay["events_file"], relay["stop_file"]) if relay else None,
-        tensorboard_dir=params["tensorboard_dir"],
+    events: TrainerEvents = distributed.trainer_events(
+        emit, worker, primary_metric=params["primary_metric"], epochs=int(params["epochs"]), class_ids=class_ids, tensorboard_dir=params["tensorboard_dir"]
     )
     reporter = _Reporter(events, task, _ValidationCapture(ValidationImages(params, class_ids), task))
     for event, fn in reporter.callbacks().items():
@@ -563,8 +597,10 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     args = _train_args(params)
     if resume_from:
         args = _resume_args(args, resume_from)
-        if best_from:
+        if best_from and (worker is None or worker.reports):  # one writer per node's run folder
             _adopt_best(best_from["path"], Path(args["save_dir"]) / "weights")
+    if worker:
+        args["trainer"] = _joined_trainer(model._smart_load("trainer"))
     model.train(**args)
     trainer = model.trainer
     return {

@@ -13,7 +13,7 @@ import { primaryMetric } from '../../config/tasks.js';
 import { loadDataset } from '../../datasets/load.js';
 import { resolveSplits } from '../../datasets/splits.js';
 import type { PythonBridge } from '../../bridge/python.js';
-import { ExitCode, OutOfMemoryError, PythonError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
+import { ExitCode, NodeLostError, OutOfMemoryError, PythonError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { JsonValue, Metrics, RunEvent } from '../../events.js';
 import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
 import { jobUrlPolicy } from '../../net/url-guard.js';
@@ -21,6 +21,7 @@ import { describeUrl } from '../../redact.js';
 import { downloadUrl } from '../../storage/download.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import type { StoredOutcome } from '../outcome.js';
+import { distributedPlan, reportsJob } from '../distributed.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
@@ -54,6 +55,7 @@ export { checkpointKey, plotsKey };
 
 export const trainingJob: JobDefinition<'train', RunEvent, TrainResult> = {
   mode: 'train',
+  reports: reportsJob,
   graceSeconds: (config) => config.stopGraceSeconds,
   stopping: 'stopping after the current batch and uploading the last checkpoint',
   reporter: (client, config) => trainingReporter(client, config.taskType),
@@ -118,11 +120,12 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
     const outcome = await train(ctx, adapter, progress, { data, weightsPath, ...resume });
-    if (ctx.stop.requested) {
-      // Stopped (signal, time limit, failing handler): the last checkpoint goes up, then the run fails.
+    const byPeer = peerStop(ctx, outcome);
+    if (ctx.stop.requested || byPeer) {
+      // Stopped (signal, time limit, failing handler, another node's stop): the last checkpoint goes up, then the run fails.
       await progress.saveCheckpoint('stop');
       await progress.drainUploads();
-      throw ctx.stop.toError(progress.lastCheckpointNote());
+      throw byPeer && !ctx.stop.requested ? new NodeLostError(byPeer, progress.lastCheckpointNote()) : ctx.stop.toError(progress.lastCheckpointNote());
     }
     return await uploadBest(ctx, progress, outcome);
   } catch (err) {
@@ -302,6 +305,11 @@ async function train(
       primaryMetric: primaryMetric(config.taskType),
       trainerArgs: progress.trainerArgs,
       tensorboardDir,
+      distributed: distributedPlan(config),
+      onStopRequest: (fn: (reason: string) => void) => {
+        if (stop.requested) fn(stop.toError().message);
+        else stop.onRequest(() => fn(stop.toError().message));
+      },
     };
     return await adapter.training.train(bridge, request, progress.onTrainerEvent);
   } finally {
@@ -309,11 +317,20 @@ async function train(
   }
 }
 
+/** Why training ended early when another node of a distributed training asked it to (undefined otherwise). */
+function peerStop(ctx: TrainContext, outcome: TrainOutcome): string | undefined {
+  const plan = distributedPlan(ctx.config);
+  const node = outcome.stoppedByNode;
+  if (!plan || node === null || node === undefined || node === plan.nodeRank) return undefined;
+  return `node ${node} of the job was stopped (preempted or asked to stop), so every node stopped with it; retry the job: it resumes from its last checkpoint`;
+}
+
 /** best.pt (or the last checkpoint) to storage, once every epoch checkpoint has gone up. */
 async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome: TrainOutcome): Promise<TrainResult> {
   const { config, logger } = ctx;
   void ctx.events.emit({ type: 'stage', stage: 'uploading', message: 'Uploading best checkpoint' });
   logger.stage('Training Complete');
+  if (!ctx.reports) return nodeDone(progress);
   // The backend's is_best answers decide the best epoch (best.ts): wait for those still out, then
   // upload the weights of the epoch they chose. Without a chosen epoch (no validation, or every
   // epoch refused) the framework's own best, else its last checkpoint, becomes best.pt.
@@ -348,6 +365,18 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
     checkpointUri: progress.checkpointUri,
     totalTimeSeconds: progress.jobSeconds,
     bestMetrics: { ...best.metrics },
+  };
+}
+
+/** A node other than node 0 of a distributed training: it trained; node 0 has the checkpoints and reports. */
+function nodeDone(progress: TrainingProgress): TrainResult {
+  return {
+    status: 'succeeded',
+    exitCode: ExitCode.ok,
+    bestEpoch: null,
+    bestMetricValue: null,
+    checkpointUri: null,
+    totalTimeSeconds: (Date.now() - progress.started) / 1000,
   };
 }
 

@@ -1,0 +1,168 @@
+/**
+ * Training on several processes and machines, proved on this machine's CPUs with gloo on
+ * localhost (src/jobs/distributed.ts, python/vision_trainer/common/distributed.py): one node
+ * with two worker processes for each framework; two "nodes" as two `vision-trainer train`
+ * processes of one job, where only node 0 reports; node 1 killed mid-epoch, where the job ends
+ * with one failed completion naming it. Every process runs one thread (2 cores).
+ */
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/jobs/distributed.js';
+import { startCli } from '../helpers/cli.js';
+import {
+  CLASS_NAMES,
+  classifierJobs,
+  expectCompleteClassifierRun,
+  fixture,
+  inIdOrder,
+  scratchDir,
+  TINY_VIT,
+  valImages,
+  type ClassifierRun,
+} from '../helpers/classifier-runs.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+const jobs = classifierJobs(s3, backend);
+const scratch = scratchDir('vt-dist-');
+const ONE_THREAD = { OMP_NUM_THREADS: '1' };
+
+beforeAll(async () => {
+  await jobs.dataset();
+});
+
+/** best.pt of a run, re-evaluated in one plain process on the run's val images. */
+async function reevaluateBest(run: ClassifierRun) {
+  const best = join(scratch, `${run.jobId}-best.pt`);
+  await s3.storage().downloadFile(`checkpoints/job-${run.jobId}/best.pt`, best);
+  const images = join(scratch, `${run.jobId}-val.json`);
+  const layout = existsManifest(run.work) ? 'manifest' : 'imagefolder';
+  writeFileSync(images, JSON.stringify(valImages(run.work, layout)));
+  const seen = fixture<{ confusion_matrix: number[][]; metadata: Record<string, any> }>('reevaluate', best, images);
+  return { ...seen, confusion_matrix: inIdOrder(seen.confusion_matrix, seen.metadata.class_ids) };
+}
+const existsManifest = (work: string) => readdirSync(join(work, 'data')).includes('val.jsonl');
+
+/** What every framework's report must be, whatever its metrics: each epoch once, the checkpoints once, one `done`. */
+function expectOneReport(run: ClassifierRun, epochs: number) {
+  expect(run.result.code, run.result.stdout.slice(-3000) + run.result.stderr.slice(-3000)).toBe(0);
+  const epochsOf = (kind: string) =>
+    run.callbacks.filter((c) => c.kind === kind && (c.body as { batch?: number }).batch === undefined).map((c) => (c.body as { epoch: number }).epoch);
+  const all = Array.from({ length: epochs }, (_, i) => i + 1);
+  expect(epochsOf('heartbeat')).toEqual(all);
+  expect(epochsOf('validation')).toEqual(all);
+  expect(run.keys).toEqual([...all.map((e) => `checkpoints/job-${run.jobId}/epoch-${e}.pt`), `checkpoints/job-${run.jobId}/best.pt`].sort());
+  const dones = run.callbacks.filter((c) => c.kind === 'trainingDone');
+  expect(dones.map((c) => (c.body as { status: string }).status)).toEqual(['succeeded']);
+}
+
+const validationsOf = (run: ClassifierRun) => run.callbacks.filter((c) => c.kind === 'validation').map((c) => c.body as Record<string, any>);
+
+describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
+  it("timm: one report of each epoch; the metrics are a single process's within tolerance; best.pt re-evaluates to the same matrix", async () => {
+    const single = await jobs.run('dist-timm-single', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', ...ONE_THREAD });
+    await expectCompleteClassifierRun(single, 1, s3, backend);
+    const run = await jobs.run('dist-timm', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', NPROC_PER_NODE: '2', ...ONE_THREAD });
+    const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 1, s3, backend);
+    const [a] = validationsOf(single);
+    const [b] = validations;
+    // Every val image counted once (the shards are gathered, not padded), the same model start
+    // and the same global batch: close to the single process's numbers.
+    expect(b!.num_images_validated).toBe(a!.num_images_validated);
+    expect(Math.abs(b!.metrics.loss - a!.metrics.loss)).toBeLessThan(0.35);
+    const seen = await reevaluateBest(run);
+    expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
+  }, 420_000);
+
+  it("transformers (a tiny ViT through the Trainer's own DDP): one report of each epoch; best.pt re-evaluates to the same matrix", async () => {
+    const run = await jobs.run('dist-hf', {
+      TASK_TYPE: 'image_classification',
+      MODEL_NAME: 'vit-base-patch16-224',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_VIT),
+      EPOCHS: '1',
+      NPROC_PER_NODE: '2',
+      ...ONE_THREAD,
+    });
+    const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 1, s3, backend);
+    const seen = await reevaluateBest(run);
+    expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
+    expect([...seen.metadata.class_names].sort()).toEqual([...CLASS_NAMES].sort());
+  }, 420_000);
+
+  it('ultralytics (its own DDP loop joined to our rendezvous): one report of each epoch, the checkpoints once', async () => {
+    const run = await jobs.run('dist-yolo', { TASK_TYPE: 'image_classification', MODEL_NAME: 'yolo11n-cls', EPOCHS: '1', NPROC_PER_NODE: '2', ...ONE_THREAD });
+    expectOneReport(run, 1);
+    expect(validationsOf(run)[0]!.num_images_validated).toBe(4); // ultralytics validates on rank 0, every image once
+  }, 420_000);
+});
+
+/** Two `vision-trainer train` processes of one job on this machine, as two pods would run it. */
+async function twoNodes(jobId: string, vars: Record<string, string>) {
+  const port = await freePort();
+  const datasetId = await jobs.dataset();
+  const node = (rank: number) => {
+    const workDir = mkdtempSync(join(scratch, `${jobId}-node${rank}-`));
+    const env = jobs.env(jobId, {
+      DATASET_ID: datasetId,
+      WORK_DIR: workDir,
+      TRACE_ID: `trace-${jobId}-node${rank}`,
+      NNODES: '2',
+      NODE_RANK: String(rank),
+      NPROC_PER_NODE: '1',
+      MASTER_ADDR: '127.0.0.1',
+      MASTER_PORT: String(port),
+      ...ONE_THREAD,
+      ...vars,
+    });
+    return startCli(['train'], env, { timeoutMs: 300_000 });
+  };
+  return [node(0), node(1)] as const;
+}
+
+describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
+  it('node 0 reports everything once; node 1 trains and sends nothing', async () => {
+    const jobId = 'dist-2nodes';
+    const [n0, n1] = await twoNodes(jobId, { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
+    const [r0, r1] = await Promise.all([n0.done, n1.done]);
+    expect(r0.code, r0.stdout.slice(-3000) + r0.stderr.slice(-3000)).toBe(0);
+    expect(r1.code, r1.stdout.slice(-3000) + r1.stderr.slice(-3000)).toBe(0);
+    const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
+    const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
+    await expectCompleteClassifierRun({ jobId, result: r0, callbacks, keys, work: '', labels: jobs.labels() }, 2, s3, backend);
+    const traces = new Set(backend.receiver.requests.map((r) => r.traceId));
+    expect(traces).toEqual(new Set([`trace-${jobId}-node0`]));
+    expect(await s3.storage().exists(`logs/job-${jobId}/training.log`)).toBe(true);
+  }, 420_000);
+
+  it('node 1 killed mid-epoch: node 0 ends the job with one failed completion naming node 1, in bounded time', async () => {
+    const jobId = 'dist-lost';
+    const [n0, n1] = await twoNodes(jobId, {
+      TASK_TYPE: 'image_classification',
+      MODEL_NAME: 'resnet18',
+      EPOCHS: '3',
+      BATCH_SIZE: '4', // 4 steps an epoch, 2 images per process (BatchNorm needs 2)
+      NODE_TIMEOUT_SECONDS: '10',
+    });
+    const batch = backend.receiver.waitFor(
+      (c) => c.jobId === jobId && c.kind === 'heartbeat' && typeof (c.body as { batch?: number }).batch === 'number',
+      300_000,
+    );
+    const early = await Promise.race([batch.then(() => undefined), n0.done]);
+    expect(early, 'node 0 ended before the first batch').toBeUndefined();
+    const killedAt = Date.now();
+    n1.child.kill('SIGKILL'); // its Python and workers die with it (parent-death signal)
+    const r0 = await n0.done;
+    const seconds = (Date.now() - killedAt) / 1000;
+    await n1.done;
+    expect(seconds).toBeLessThan(90);
+    expect(r0.code, r0.stdout.slice(-3000) + r0.stderr.slice(-3000)).toBe(11);
+    const dones = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'trainingDone');
+    expect(dones).toHaveLength(1);
+    const done = dones[0]!.body as Record<string, any>;
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toMatch(/node 1 \(rank 1\)/);
+  }, 420_000);
+});
