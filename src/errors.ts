@@ -40,7 +40,6 @@ export const ExitCode = {
 } as const;
 export type ExitCodeName = keyof typeof ExitCode;
 
-
 export class VisionTrainerError extends Error {
   readonly exitCode: number;
   readonly hint: string | undefined;
