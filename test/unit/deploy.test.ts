@@ -33,7 +33,7 @@ describe('exit codes', () => {
     expect(actionOf(ExitCode.unsafeArtifact)).toEqual(['FailJob']);
     expect(actionOf(ExitCode.storageAccessDenied)).toEqual(['FailJob']);
     expect(actionOf(KILLED)).toEqual(['Count']);
-    expect(RETRIED).toEqual(new Set([ExitCode.storage, ExitCode.callbackUndelivered, ExitCode.terminated]));
+    expect(RETRIED).toEqual(new Set([ExitCode.storage, ExitCode.callbackUndelivered, ExitCode.nodeLost, ExitCode.terminated]));
   });
 
   it('each code has a row in the README table', () => {
