@@ -175,7 +175,9 @@ describe('vision-trainer infer: ultralytics detection', () => {
     );
     expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
     expectAllCallbacksAccepted();
-    expect(progressOf(jobId).map((p) => p.processed_images)).toEqual([12, 13]); // batches of 4: 12 crosses 10, then the end
+    // Batches of 4: 12 crosses 10, then the end. A progress callback still waiting when the next
+    // one comes is replaced by it, so 12 reaches the backend only when it was sent before 13 came.
+    expect([[12, 13], [13]]).toContainEqual(progressOf(jobId).map((p) => p.processed_images));
     const done = bodyOf(jobId, 'inferenceJobDone')!;
     expect(done).toMatchObject({ status: 'succeeded', results_path: `s3://${s3.config.bucket}/inference_jobs/${jobId}/results.json`, xai_results_path: null });
 
@@ -262,7 +264,7 @@ describe('vision-trainer infer: ultralytics classification', () => {
     const doc = await readResults(s3.storage(), `inference_jobs/${jobId}/results.json`);
     expect(doc.num_images).toBe(20);
     expect(doc.results.every((r) => r.error === null && r.visualization_path === null)).toBe(true);
-    expect(progressOf(jobId).map((p) => p.processed_images)).toEqual([12, 20]);
+    expect([[12, 20], [20]]).toContainEqual(progressOf(jobId).map((p) => p.processed_images)); // 12 may be replaced by 20 while waiting
   });
 });
 

@@ -111,6 +111,9 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
       wrong_class: [],
       missed: [],
       false_positives: [],
+      precision: 1,
+      recall: 1,
+      mean_iou: 1,
     });
     for (const curve of Object.values(summary.pr_curves)) {
       expect(curve.precision.length).toBeLessThanOrEqual(101);
@@ -162,6 +165,9 @@ describe('detection metrics (ultralytics DetMetrics / ConfusionMatrix)', () => {
       wrong_class: [{ prediction: 0, ground_truth: 0, predicted_class_id: 1, true_class_id: 0, iou: 1 }],
       missed: [],
       false_positives: [],
+      precision: 0,
+      recall: 0,
+      mean_iou: null,
     });
     expect(summary.confusion_matrix).toEqual([
       [0, 1, 0],
