@@ -273,13 +273,16 @@ function invokedDirectly(): boolean {
 }
 
 if (invokedDirectly()) {
+  // Exit as soon as the command is done: everything a job must finish (uploads, outcome,
+  // callbacks) is awaited inside main, and a handle left behind must not hold the pod. One
+  // did: pythonia keeps a 100 s timer for a call whose interpreter was shut down mid-import
+  // (a dataset error during the early framework import), which kept the process alive 100 s.
+  // Standard output and error are synchronous for files, pipes and terminals on Linux.
   main(process.argv.slice(2)).then(
-    (code) => {
-      process.exitCode = code;
-    },
+    (code) => process.exit(code),
     (err: unknown) => {
       process.stderr.write(`${redact(String((err as Error)?.stack ?? err))}\n`);
-      process.exitCode = ExitCode.internal;
+      process.exit(ExitCode.internal);
     },
   );
 }

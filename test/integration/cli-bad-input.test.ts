@@ -34,7 +34,9 @@ function env(jobId: string, extra: Record<string, string | undefined> = {}) {
 async function runJob(jobId: string, extra: Record<string, string | undefined> = {}) {
   const parent = mkdtempSync(join(tmpdir(), 'vt-bad-'));
   const workDir = join(parent, 'work');
-  const result = await runCli(['train'], env(jobId, { WORK_DIR: workDir, ...extra }), { timeoutMs: 120_000 });
+  // A bad dataset fails in seconds; a process still alive after a minute is hanging (it once
+  // waited 100 s on a timer the bridge library left behind).
+  const result = await runCli(['train'], env(jobId, { WORK_DIR: workDir, ...extra }), { timeoutMs: 60_000 });
   const done = backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
   // Config errors stop before a work folder exists; later failures remove theirs.
   const leftInWorkDir = existsSync(workDir) ? readdirSync(workDir) : [];
