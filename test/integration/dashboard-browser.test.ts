@@ -230,7 +230,10 @@ describe('the dev dashboard in Chromium during a real training run', () => {
     expect(await row.textContent()).toMatch(/heartbeat.*422.*schema error.*epoch:/);
     // The whole request behind the row, the token redacted.
     await row.getByRole('button', { name: 'request' }).click();
-    const detail = JSON.parse((await row.locator('pre.json').textContent())!) as { outcome: string; body: unknown; headers: Record<string, string> };
+    // The request is fetched when the row opens: wait for it rather than read an empty block.
+    const requestBlock = row.locator('pre.json');
+    await expect.poll(() => requestBlock.textContent(), { timeout: 10_000 }).toMatch(/"outcome"/);
+    const detail = JSON.parse((await requestBlock.textContent())!) as { outcome: string; body: unknown; headers: Record<string, string> };
     expect(detail).toMatchObject({ outcome: 'invalid', status: 422, body: { epoch: -1 } });
     expect(detail.headers.authorization).toBe('Bearer [REDACTED]');
     expect(JSON.stringify(detail)).not.toContain(env.CALLBACK_TOKEN!);

@@ -381,6 +381,13 @@ export function milestones(job) {
 }
 
 /**
+ * Which requests the user opened, by seq: the log re-renders whenever a callback arrives, and an
+ * opened request must stay open (and not be fetched again) across that.
+ * @type {Map<number, { shown: boolean, text: string }>}
+ */
+const openRequests = new Map();
+
+/**
  * The callback log: one row per request, its HTTP answer and whether its body passed the
  * schema; a row opens to the whole request.
  * @param {LogEntry[]} entries
@@ -393,7 +400,9 @@ export function logTable(entries, loadRequest, showJob) {
     .reverse()
     .map((e) => {
       const ok = e.outcome === 'accepted' || e.outcome === 'duplicate';
-      const detail = h('pre', { class: 'json', hidden: true });
+      const open = openRequests.get(e.seq);
+      const detail = h('pre', { class: 'json', hidden: !open?.shown });
+      if (open?.text) detail.textContent = open.text;
       const row = h(
         'tr',
         { class: ok ? '' : 'refused', 'data-outcome': e.outcome },
@@ -427,8 +436,12 @@ export function logTable(entries, loadRequest, showJob) {
               type: 'button',
               class: 'link-button small',
               onclick: async () => {
-                if (detail.hidden && !detail.textContent) detail.textContent = JSON.stringify(await loadRequest(e.seq), null, 2);
-                detail.hidden = !detail.hidden;
+                const opened = openRequests.get(e.seq) ?? { shown: false, text: '' };
+                openRequests.set(e.seq, opened);
+                opened.shown = !opened.shown;
+                if (opened.shown && !opened.text) opened.text = JSON.stringify(await loadRequest(e.seq), null, 2);
+                detail.textContent = opened.text;
+                detail.hidden = !opened.shown;
               },
             },
             'request',
