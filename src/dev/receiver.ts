@@ -107,6 +107,92 @@ export interface CallbackReceiver {
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
+/** A request turned away: the status answered, the outcome recorded and the reason stated. */
+interface Refusal {
+  status: number;
+  outcome: ReceiverOutcome;
+  message: string;
+}
+
+type Waiter = { matches: (c: ReceivedCallback) => boolean; resolve: (c: ReceivedCallback) => void };
+
+/**
+ * What the receiver remembers between requests: what it accepted, the answer it gave per
+ * Idempotency-Key (a redelivery is answered the same), the best primary metric per job, the
+ * failures queued to inject, and the tests waiting for a callback.
+ */
+class ReceiverMemory {
+  readonly received: ReceivedCallback[] = [];
+  readonly requests: ReceivedRequest[] = [];
+  private readonly answersByKey = new Map<string, unknown>();
+  private readonly bestByJob = new Map<string, number>();
+  private failures: InjectedFailure[] = [];
+  private waiters: Waiter[] = [];
+
+  queueFailures(n: number, failure: InjectedFailure): void {
+    for (let i = 0; i < n; i++) this.failures.push({ ...failure, status: failure.status ?? 503 });
+  }
+
+  /** The next queued failure for this kind of callback, removed from the queue. */
+  takeFailure(kind: CallbackKind): { failure: InjectedFailure; left: number } | undefined {
+    const index = this.failures.findIndex((f) => f.kind === undefined || f.kind === kind);
+    if (index === -1) return undefined;
+    const [failure] = this.failures.splice(index, 1);
+    return failure && { failure, left: this.failures.length };
+  }
+
+  previousAnswer(key: string | undefined): { answer: unknown } | undefined {
+    return key !== undefined && this.answersByKey.has(key) ? { answer: this.answersByKey.get(key) } : undefined;
+  }
+
+  /** Tracks the best primary metric per job: losses and errors improve downwards. */
+  isNewBest(jobId: string, body: CallbackPayload<'validation'>): boolean {
+    const value = body.primary_metric_value;
+    if (value === null) return false;
+    const lowerIsBetter = /loss|error/i.test(body.primary_metric_name);
+    const best = this.bestByJob.get(jobId);
+    const better = best === undefined || (lowerIsBetter ? value < best : value > best);
+    if (better) this.bestByJob.set(jobId, value);
+    return better;
+  }
+
+  accept(callback: ReceivedCallback, answer: unknown): void {
+    if (callback.idempotencyKey !== undefined) this.answersByKey.set(callback.idempotencyKey, answer);
+    this.received.push(callback);
+    for (const waiter of this.waiters.filter((w) => w.matches(callback))) waiter.resolve(callback);
+  }
+
+  waitFor(target: CallbackKind | ((c: ReceivedCallback) => boolean), timeoutMs = 10_000): Promise<ReceivedCallback> {
+    const matches = typeof target === 'string' ? (c: ReceivedCallback) => c.kind === target : target;
+    const already = this.received.find(matches);
+    if (already) return Promise.resolve(already);
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        matches,
+        resolve: (c) => {
+          clearTimeout(timer);
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          resolve(c);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        const what = typeof target === 'string' ? `a ${target} callback` : 'a matching callback';
+        reject(new Error(`No ${what} within ${timeoutMs} ms; received so far: ${summarise(this.received)}`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
+    });
+  }
+
+  reset(): void {
+    this.received.length = 0;
+    this.requests.length = 0;
+    this.answersByKey.clear();
+    this.bestByJob.clear();
+    this.failures = [];
+  }
+}
+
 export async function startCallbackReceiver(options: CallbackReceiverOptions): Promise<CallbackReceiver> {
   const host = options.host ?? '127.0.0.1';
   const print = options.print ?? true;
@@ -114,142 +200,9 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
   const say = (line: string) => {
     if (print) emit(line);
   };
-
-  const received: ReceivedCallback[] = [];
-  const requests: ReceivedRequest[] = [];
-  const answersByKey = new Map<string, unknown>();
-  const bestByJob = new Map<string, number>();
-  let failures: Array<Required<Pick<InjectedFailure, 'status'>> & InjectedFailure> = [];
-  let waiters: Array<{ matches: (c: ReceivedCallback) => boolean; resolve: (c: ReceivedCallback) => void }> = [];
+  const memory = new ReceiverMemory();
   const shutdown = new AbortController();
-
-  function notify(record: ReceivedRequest): void {
-    try {
-      options.onRequest?.(record);
-    } catch (err) {
-      say(`[receiver] onRequest failed: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-
-  function takeFailure(kind: CallbackKind): InjectedFailure | undefined {
-    const index = failures.findIndex((f) => f.kind === undefined || f.kind === kind);
-    return index === -1 ? undefined : failures.splice(index, 1)[0];
-  }
-
-  /** Tracks the best primary metric per job: losses and errors improve downwards. */
-  function isNewBest(jobId: string, body: CallbackPayload<'validation'>): boolean {
-    const value = body.primary_metric_value;
-    if (value === null) return false;
-    const lowerIsBetter = /loss|error/i.test(body.primary_metric_name);
-    const best = bestByJob.get(jobId);
-    const better = best === undefined || (lowerIsBetter ? value < best : value > best);
-    if (better) bestByJob.set(jobId, value);
-    return better;
-  }
-
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const receivedAt = new Date();
-    const url = new URL(req.url ?? '/', 'http://receiver.local');
-    const route = matchCallbackPath(url.pathname);
-    const headers = recordHeaders(req);
-    const record: ReceivedRequest = {
-      method: req.method ?? '?',
-      path: url.pathname,
-      kind: route?.kind,
-      jobId: route?.jobId,
-      body: undefined,
-      headers,
-      idempotencyKey: headers['idempotency-key'],
-      traceId: headers['x-trace-id'],
-      valid: false,
-      errors: [],
-      status: 0,
-      outcome: 'pending',
-      receivedAt,
-    };
-    // Recorded on arrival, so `requests` is in arrival order even when an answer is delayed;
-    // status and outcome are filled in when it is answered (status 0 until then).
-    requests.push(record);
-    const who = `[job ${route?.jobId ?? '?'}] ${route ? describeKind(route.kind) : `${record.method} ${record.path}`}`;
-    const answer = (status: number, outcome: ReceiverOutcome, payload: unknown, errors: string[] = [], extraHeaders: Record<string, string> = {}) => {
-      record.status = status;
-      record.outcome = outcome;
-      record.errors = errors;
-      if (!res.destroyed) {
-        res.writeHead(status, { 'Content-Type': 'application/json', ...extraHeaders });
-        res.end(JSON.stringify(payload));
-      }
-      notify(record);
-    };
-    const refuse = (status: number, outcome: ReceiverOutcome, message: string, extra: Record<string, unknown> = {}) => {
-      say(`${who} REFUSED ${status}: ${message}`);
-      answer(status, outcome, { status: 'error', message, ...extra }, [message]);
-    };
-
-    let text: string;
-    try {
-      text = await readBody(req, MAX_BODY_BYTES);
-    } catch {
-      return refuse(413, 'too_large', `body larger than ${MAX_BODY_BYTES} bytes`);
-    }
-    record.body = parseJson(text) ?? text;
-
-    if (!route) return refuse(404, 'not_found', 'not a callback path (see ENDPOINTS in src/callbacks/schemas.ts)');
-    if (req.method !== 'POST') return refuse(405, 'method_not_allowed', `${req.method} is not allowed; callbacks are POST`);
-
-    const failure = takeFailure(route.kind);
-    if (failure) {
-      if (failure.delayMs) await sleepFor(failure.delayMs, undefined, { signal: shutdown.signal }).catch(() => undefined);
-      const extra: Record<string, string> = {};
-      if (failure.retryAfter !== undefined) extra['Retry-After'] = String(failure.retryAfter);
-      if (failure.retryAfterMs !== undefined) extra['retry-after-ms'] = String(failure.retryAfterMs);
-      const status = failure.status ?? 503;
-      const left = failures.length;
-      say(`${who} answered ${status} (injected failure${left ? `, ${left} more queued` : ''})`);
-      return answer(status, 'injected_failure', { status: 'error', message: 'injected failure' }, [`injected ${status}`], extra);
-    }
-
-    if (req.headers.authorization !== `Bearer ${options.token}`) {
-      return refuse(401, 'unauthorized', req.headers.authorization ? 'wrong bearer token' : 'missing Authorization: Bearer header');
-    }
-    if (!record.traceId) return refuse(400, 'missing_trace_id', 'missing X-Trace-ID header');
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
-      return refuse(415, 'unsupported_media_type', `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '')}`);
-    }
-    const json = parseJson(text);
-    if (json === undefined) return refuse(400, 'bad_json', 'body is not JSON');
-
-    const key = record.idempotencyKey;
-    if (key !== undefined && answersByKey.has(key)) {
-      say(`${who} duplicate delivery (Idempotency-Key ${key.slice(0, 8)}…), answered as before`);
-      return answer(200, 'duplicate', answersByKey.get(key));
-    }
-
-    const parsed = ENDPOINTS[route.kind].schema.safeParse(json);
-    if (!parsed.success) {
-      const errors = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`);
-      say(`${who} REFUSED 422: ${errors.join('; ')}`);
-      return answer(422, 'invalid', { status: 'error', message: 'body does not match the schema', issues: parsed.error.issues }, errors);
-    }
-
-    record.valid = true;
-    record.body = parsed.data;
-    const callback = record as ReceivedCallback;
-    let response: unknown = { status: 'ok' };
-    let bestNote = '';
-    if (route.kind === 'validation') {
-      const body = parsed.data as CallbackPayload<'validation'>;
-      const chosen = options.answerValidation?.(route.jobId, body) ?? { isBest: isNewBest(route.jobId, body) };
-      if (chosen.delayMs) await sleepFor(chosen.delayMs, undefined, { signal: shutdown.signal }).catch(() => undefined);
-      response = chosen.isBest === undefined ? { status: 'ok' } : ({ status: 'ok', is_best: chosen.isBest } satisfies ValidationResponse);
-      bestNote = chosen.isBest ? ' (new best)' : '';
-    }
-    if (key !== undefined) answersByKey.set(key, response);
-    say(`[job ${route.jobId}] ${describeCallback(callback)}${bestNote}`);
-    answer(200, 'accepted', response);
-    received.push(callback);
-    for (const waiter of waiters.filter((w) => w.matches(callback))) waiter.resolve(callback);
-  }
+  const handle = requestHandler(options, memory, say, shutdown.signal);
 
   const server = createServer((req, res) => {
     if (options.serveOther && !matchCallbackPath(new URL(req.url ?? '/', 'http://receiver.local').pathname) && options.serveOther(req, res)) return;
@@ -270,44 +223,14 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
   });
   const port = (server.address() as AddressInfo).port;
 
-  function waitFor(target: CallbackKind | ((c: ReceivedCallback) => boolean), timeoutMs = 10_000): Promise<ReceivedCallback> {
-    const matches = typeof target === 'string' ? (c: ReceivedCallback) => c.kind === target : target;
-    const already = received.find(matches);
-    if (already) return Promise.resolve(already);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        matches,
-        resolve: (c: ReceivedCallback) => {
-          clearTimeout(timer);
-          waiters = waiters.filter((w) => w !== waiter);
-          resolve(c);
-        },
-      };
-      const timer = setTimeout(() => {
-        waiters = waiters.filter((w) => w !== waiter);
-        const what = typeof target === 'string' ? `a ${target} callback` : 'a matching callback';
-        reject(new Error(`No ${what} within ${timeoutMs} ms; received so far: ${summarise(received)}`));
-      }, timeoutMs);
-      waiters.push(waiter);
-    });
-  }
-
   return {
     url: `http://${host}:${port}`,
     port,
-    received,
-    requests,
-    waitFor: waitFor as CallbackReceiver['waitFor'],
-    failNext(n, failure = {}) {
-      for (let i = 0; i < n; i++) failures.push({ ...failure, status: failure.status ?? 503 });
-    },
-    reset() {
-      received.length = 0;
-      requests.length = 0;
-      answersByKey.clear();
-      bestByJob.clear();
-      failures = [];
-    },
+    received: memory.received,
+    requests: memory.requests,
+    waitFor: memory.waitFor.bind(memory) as CallbackReceiver['waitFor'],
+    failNext: (n, failure = {}) => memory.queueFailures(n, failure),
+    reset: () => memory.reset(),
     async close() {
       shutdown.abort();
       await new Promise<void>((resolve) => {
@@ -316,6 +239,134 @@ export async function startCallbackReceiver(options: CallbackReceiverOptions): P
       });
     },
   };
+}
+
+/**
+ * One request, checked in the order a backend checks it: the route, then any injected failure
+ * (so a test can fail even a request that would be refused), then the headers, the JSON, a
+ * redelivery, the schema; the first check that fails answers.
+ */
+function requestHandler(options: CallbackReceiverOptions, memory: ReceiverMemory, say: (line: string) => void, shutdown: AbortSignal) {
+  const pause = (ms: number | undefined) => (ms ? sleepFor(ms, undefined, { signal: shutdown }).catch(() => undefined) : undefined);
+
+  return async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://receiver.local').pathname;
+    const route = matchCallbackPath(path);
+    const record = newRecord(req, path, route);
+    // Recorded on arrival, so `requests` is in arrival order even when an answer is delayed;
+    // status and outcome are filled in when it is answered (status 0 until then).
+    memory.requests.push(record);
+    const who = `[job ${route?.jobId ?? '?'}] ${route ? describeKind(route.kind) : `${record.method} ${record.path}`}`;
+    const answer = (status: number, outcome: ReceiverOutcome, payload: unknown, errors: string[] = [], extraHeaders: Record<string, string> = {}) => {
+      Object.assign(record, { status, outcome, errors });
+      if (!res.destroyed) {
+        res.writeHead(status, { 'Content-Type': 'application/json', ...extraHeaders });
+        res.end(JSON.stringify(payload));
+      }
+      try {
+        options.onRequest?.(record);
+      } catch (err) {
+        say(`[receiver] onRequest failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    const refuse = ({ status, outcome, message }: Refusal) => {
+      say(`${who} REFUSED ${status}: ${message}`);
+      answer(status, outcome, { status: 'error', message }, [message]);
+    };
+
+    let text: string;
+    try {
+      text = await readBody(req, MAX_BODY_BYTES);
+    } catch {
+      return refuse({ status: 413, outcome: 'too_large', message: `body larger than ${MAX_BODY_BYTES} bytes` });
+    }
+    const json = parseJson(text);
+    record.body = json ?? text;
+    if (!route) return refuse({ status: 404, outcome: 'not_found', message: 'not a callback path (see ENDPOINTS in src/callbacks/schemas.ts)' });
+
+    const injected = req.method === 'POST' ? memory.takeFailure(route.kind) : undefined;
+    if (injected) {
+      const { failure, left } = injected;
+      await pause(failure.delayMs);
+      const status = failure.status ?? 503;
+      say(`${who} answered ${status} (injected failure${left ? `, ${left} more queued` : ''})`);
+      return answer(status, 'injected_failure', { status: 'error', message: 'injected failure' }, [`injected ${status}`], retryHeaders(failure));
+    }
+
+    const refusal =
+      headerRefusal(req, record, options.token) ?? (json === undefined ? { status: 400, outcome: 'bad_json', message: 'body is not JSON' } : undefined);
+    if (refusal) return refuse(refusal);
+
+    const before = memory.previousAnswer(record.idempotencyKey);
+    if (before) {
+      say(`${who} duplicate delivery (Idempotency-Key ${record.idempotencyKey?.slice(0, 8)}…), answered as before`);
+      return answer(200, 'duplicate', before.answer);
+    }
+
+    const parsed = ENDPOINTS[route.kind].schema.safeParse(json);
+    if (!parsed.success) {
+      const errors = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(body)'}: ${issue.message}`);
+      say(`${who} REFUSED 422: ${errors.join('; ')}`);
+      return answer(422, 'invalid', { status: 'error', message: 'body does not match the schema', issues: parsed.error.issues }, errors);
+    }
+
+    Object.assign(record, { valid: true, body: parsed.data });
+    const callback = record as ReceivedCallback;
+    let response: unknown = { status: 'ok' };
+    let bestNote = '';
+    if (callback.kind === 'validation') {
+      const chosen = options.answerValidation?.(callback.jobId, callback.body) ?? { isBest: memory.isNewBest(callback.jobId, callback.body) };
+      await pause(chosen.delayMs);
+      response = chosen.isBest === undefined ? { status: 'ok' } : ({ status: 'ok', is_best: chosen.isBest } satisfies ValidationResponse);
+      bestNote = chosen.isBest ? ' (new best)' : '';
+    }
+    say(`[job ${callback.jobId}] ${describeCallback(callback)}${bestNote}`);
+    answer(200, 'accepted', response);
+    memory.accept(callback, response);
+  };
+}
+
+function newRecord(req: IncomingMessage, path: string, route: ReturnType<typeof matchCallbackPath>): ReceivedRequest {
+  const headers = recordHeaders(req);
+  return {
+    method: req.method ?? '?',
+    path,
+    kind: route?.kind,
+    jobId: route?.jobId,
+    body: undefined,
+    headers,
+    idempotencyKey: headers['idempotency-key'],
+    traceId: headers['x-trace-id'],
+    valid: false,
+    errors: [],
+    status: 0,
+    outcome: 'pending',
+    receivedAt: new Date(),
+  };
+}
+
+/** What the backend refuses before it reads the body: the method, the token, the trace id, the media type. */
+function headerRefusal(req: IncomingMessage, record: ReceivedRequest, token: string): Refusal | undefined {
+  if (req.method !== 'POST') return { status: 405, outcome: 'method_not_allowed', message: `${req.method} is not allowed; callbacks are POST` };
+  if (req.headers.authorization !== `Bearer ${token}`) {
+    return { status: 401, outcome: 'unauthorized', message: req.headers.authorization ? 'wrong bearer token' : 'missing Authorization: Bearer header' };
+  }
+  if (!record.traceId) return { status: 400, outcome: 'missing_trace_id', message: 'missing X-Trace-ID header' };
+  if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) {
+    return {
+      status: 415,
+      outcome: 'unsupported_media_type',
+      message: `Content-Type must be application/json, got ${JSON.stringify(req.headers['content-type'] ?? '')}`,
+    };
+  }
+  return undefined;
+}
+
+function retryHeaders(failure: InjectedFailure): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (failure.retryAfter !== undefined) headers['Retry-After'] = String(failure.retryAfter);
+  if (failure.retryAfterMs !== undefined) headers['retry-after-ms'] = String(failure.retryAfterMs);
+  return headers;
 }
 
 // ---------------------------------------------------------------------------------------

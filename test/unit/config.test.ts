@@ -193,7 +193,7 @@ describe('help', () => {
 });
 
 describe('env fuzz', () => {
-  it('never throws anything but ConfigError for thousands of generated environments', () => {
+  it('never throws anything but ConfigError for 1000 generated environments in each mode', () => {
     let seed = 12345;
     const rand = () => {
       seed = (seed * 1103515245 + 12345) >>> 0;
@@ -221,7 +221,7 @@ describe('env fuzz', () => {
       '1.5',
     ];
     const names = [...new Set(VARIABLES.flatMap((v) => v.env))];
-    for (let i = 0; i < 3000; i++) {
+    for (let i = 0; i < 1000; i++) {
       const env: Record<string, string> = { ...base };
       for (const name of names) if (rand() < 0.25) env[name] = junk[Math.floor(rand() * junk.length)]!;
       for (const mode of ['train', 'infer', 'export'] as const) {
@@ -234,7 +234,7 @@ describe('env fuzz', () => {
         }
       }
     }
-  });
+  }, 60_000);
 });
 
 describe('--help says what the config enforces', () => {
