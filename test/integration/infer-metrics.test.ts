@@ -317,56 +317,32 @@ describe('segmentation and pose metrics (mask IoU, keypoint OKS)', () => {
       ],
     ];
     const gt = { boxes: [[10, 10, 50, 50] as Box], classes: [0], keypoints };
-    const options = { kpt_shape: [3, 3] };
-    const exact = await evaluate(
-      'pose',
-      { 0: 'person' },
-      [
-        {
-          width: 64,
-          height: 64,
-          ground_truth: gt,
-          predictions: {
-            boxes: [[10, 10, 50, 50]],
-            confidences: [0.9],
-            classes: [0],
-            keypoints: [
-              [
-                [20, 20, 0.9],
-                [30, 30, 0.9],
-                [40, 40, 0.9],
-              ],
-            ],
+    // One 64 px image holding the ground truth above and one predicted person with these points.
+    const posed = (points: number[][]) =>
+      evaluate(
+        'pose',
+        { 0: 'person' },
+        [
+          {
+            width: 64,
+            height: 64,
+            ground_truth: gt,
+            predictions: { boxes: [[10, 10, 50, 50]], confidences: [0.9], classes: [0], keypoints: [points.map(([x, y]) => [x!, y!, 0.9])] },
           },
-        },
-      ],
-      options,
-    );
+        ],
+        { kpt_shape: [3, 3] },
+      );
+    const exact = await posed([
+      [20, 20],
+      [30, 30],
+      [40, 40],
+    ]);
     expect(exact.summary.overall_metrics.mAP50).toBeCloseTo(PERFECT_AP, 6);
-    const off = await evaluate(
-      'pose',
-      { 0: 'person' },
-      [
-        {
-          width: 64,
-          height: 64,
-          ground_truth: gt,
-          predictions: {
-            boxes: [[10, 10, 50, 50]],
-            confidences: [0.9],
-            classes: [0],
-            keypoints: [
-              [
-                [50, 50, 0.9],
-                [60, 60, 0.9],
-                [5, 5, 0.9],
-              ],
-            ],
-          },
-        },
-      ],
-      options,
-    );
+    const off = await posed([
+      [50, 50],
+      [60, 60],
+      [5, 5],
+    ]);
     expect(off.summary.overall_metrics.mAP50).toBe(0);
     expect(off.summary.overall_metrics.box_mAP50).toBeCloseTo(PERFECT_AP, 6);
   });
