@@ -587,8 +587,17 @@ def _train(params: TrainParams, emit: Callable | None, worker: distributed.Worke
     if best_from:
         _check_resumable(best_from["path"], params, task)
     class_ids = ClassIds(params["class_ids"], params["class_names"])
+    # The earlier attempts' best (adopted as best.pt below) is this run's best until an epoch beats
+    # it: ultralytics restores only its best fitness from the resume checkpoint, not which epoch it was.
     events: TrainerEvents = distributed.trainer_events(
-        emit, worker, primary_metric=params["primary_metric"], epochs=int(params["epochs"]), class_ids=class_ids, tensorboard_dir=params["tensorboard_dir"]
+        emit,
+        worker,
+        primary_metric=params["primary_metric"],
+        epochs=int(params["epochs"]),
+        class_ids=class_ids,
+        tensorboard_dir=params["tensorboard_dir"],
+        best_metric=best_from["value"] if best_from else None,
+        best_epoch=int(best_from["epoch"]) if best_from else None,
     )
     reporter = _Reporter(events, task, _ValidationCapture(ValidationImages(params, class_ids), task))
     for event, fn in reporter.callbacks().items():

@@ -94,7 +94,11 @@ export class TrainingProgress {
   /** The earlier attempts' best, with its weights at `path`, as this attempt's best so far. */
   restoreEarlierBest(path: string): void {
     const best = this.earlierBest;
-    if (best) this.bestCheckpoint.restore({ epoch: best.epoch, value: best.value, score: best.value, metrics: { ...best.metrics }, decidedBy: 'score' }, path);
+    if (best)
+      this.bestCheckpoint.restore(
+        { epoch: best.epoch, value: best.value, score: best.score ?? best.value, metrics: { ...best.metrics }, decidedBy: 'score' },
+        path,
+      );
   }
 
   /** The best so far: epoch, primary metric value, that epoch's metrics. */
@@ -142,7 +146,7 @@ export class TrainingProgress {
       if (e.best) {
         const earlier = this.earlierBest?.epoch === e.best.epoch ? this.earlierBest : undefined;
         this.bestCheckpoint.restore(
-          { epoch: e.best.epoch, value: e.best.value, score: e.best.value, metrics: { ...(earlier?.metrics ?? {}) }, decidedBy: 'score' },
+          { epoch: e.best.epoch, value: e.best.value, score: earlier?.score ?? e.best.value, metrics: { ...(earlier?.metrics ?? {}) }, decidedBy: 'score' },
           e.best.path,
         );
       }
@@ -337,7 +341,7 @@ export class TrainingProgress {
   }
 
   private recordStoredBest(epoch: number): void {
-    this.state.storedBest(epoch, this.best.value, this.best.metrics);
+    this.state.storedBest(epoch, this.best.value, this.best.score, this.best.metrics);
     void this.state.write();
   }
 

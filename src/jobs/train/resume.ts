@@ -28,6 +28,12 @@ const StoredCheckpointSchema = z.object({
 const BestSchema = z.object({
   epoch: z.number().int().nonnegative(),
   value: z.number().nullable(),
+  /**
+   * What later epochs without a backend answer are compared with (best.ts): the framework's
+   * score, which for ultralytics is its fitness, not the primary metric. Absent in states
+   * written before it was kept: the value stands in.
+   */
+  score: z.number().nullable().optional(),
   metrics: z.record(z.string(), z.number().nullable()),
   /** The stored checkpoint holding the best epoch's weights. */
   key: z.string(),
@@ -127,8 +133,8 @@ export class TrainingStateWriter {
   }
 
   /** The best epoch so far, once its checkpoint is stored: best.pt of a later attempt starts from it. */
-  storedBest(epoch: number, value: number | null, metrics: Metrics): void {
-    this.best = { epoch, value, metrics: { ...metrics }, key: epochCheckpointKey(this.jobId, epoch) };
+  storedBest(epoch: number, value: number | null, score: number | null, metrics: Metrics): void {
+    this.best = { epoch, value, score, metrics: { ...metrics }, key: epochCheckpointKey(this.jobId, epoch) };
   }
 
   /** Whether the checkpoint of this epoch is in storage. */
