@@ -21,7 +21,7 @@ import { uploadDataset } from '../helpers/datasets.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { jobEnv } from '../helpers/job-env.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
-import { useS3Server } from '../helpers/s3.js';
+import { type TemporaryCredentials, useS3Server } from '../helpers/s3.js';
 import { writeSyntheticDataset } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
@@ -124,6 +124,13 @@ async function assertNothingLost(jobId: string, run: { stdout: string }, from = 
   expect(finals.length).toBeLessThanOrEqual(1);
 }
 
+/** A request signed with temporary credentials: their key, and their session token sent and signed. */
+function expectTemporary(headers: Record<string, unknown>, temporary: TemporaryCredentials): void {
+  expect(String(headers.authorization)).toContain(`Credential=${temporary.accessKeyId}/`);
+  expect(String(headers.authorization)).toMatch(/SignedHeaders=[^,]*x-amz-security-token/);
+  expect(headers['x-amz-security-token']).toBe(temporary.sessionToken);
+}
+
 /** Every descendant of a process (Linux /proc). */
 function descendants(pid: number): number[] {
   const parents = new Map<number, number>();
@@ -158,12 +165,16 @@ async function until(condition: () => boolean | Promise<boolean>, timeoutMs: num
 }
 
 describe('storage outages', { timeout: 1_500_000 }, () => {
-  it('S3 down mid-training (credentials from the default chain), backend resets after receiving done; the retry only re-delivers', async () => {
+  it('S3 down mid-training (temporary credentials from the default chain), backend resets after receiving done; the retry only re-delivers', async () => {
     const jobId = 'chaos-s3-blip';
-    // No keys in the environment: the SDK's default chain finds them (here in a profile, as a pod finds its role).
-    const c = s3.config;
+    // No keys in the environment: the SDK's default chain finds them, here in a profile, as a pod
+    // finds its role's: temporary credentials SeaweedFS issued (STS), with their session token.
+    const temporary = await s3.temporaryCredentials();
     const credentials = join(workRoot, 'aws-credentials');
-    writeFileSync(credentials, `[chaos]\naws_access_key_id = ${c.accessKeyId}\naws_secret_access_key = ${c.secretAccessKey}\n`);
+    writeFileSync(
+      credentials,
+      `[chaos]\naws_access_key_id = ${temporary.accessKeyId}\naws_secret_access_key = ${temporary.secretAccessKey}\naws_session_token = ${temporary.sessionToken}\n`,
+    );
     const chainEnv = env(jobId, {
       STORAGE_TYPE: 's3',
       AWS_ACCESS_KEY_ID: undefined,
@@ -192,10 +203,11 @@ describe('storage outages', { timeout: 1_500_000 }, () => {
     expect(outageEnd).toBeGreaterThan(0);
     expect(s3Proxy.seen.filter((r) => r.action === 'reset').length).toBeGreaterThan(0);
     expect(run.stdout).toMatch(/Could not upload .*epoch-1\.pt/);
-    // Signed with the profile's key.
-    const ours = s3Proxy.seen.filter((r) => r.path.includes(jobId));
+    // Every request was signed with the profile's temporary key and carried its session token, signed too.
+    const ours = s3Proxy.seen.filter((r) => r.path.includes(jobId) || r.path.includes(DATASET));
     expect(ours.length).toBeGreaterThan(0);
-    for (const r of ours) expect(String(r.headers.authorization)).toContain(`Credential=${c.accessKeyId}/`);
+    for (const r of ours) expectTemporary(r.headers, temporary);
+    expect(run.stdout).not.toContain(temporary.sessionToken);
     expect(epochBeats(jobId)).toEqual([1, 2, 3]);
     const storage = s3.storage();
     for (const epoch of [1, 2, 3]) expect(await storage.exists(`checkpoints/job-${jobId}/epoch-${epoch}.pt`)).toBe(true);
@@ -217,7 +229,7 @@ describe('storage outages', { timeout: 1_500_000 }, () => {
     expect(backendProxy.seen.filter((r) => r.path.endsWith('/done')).at(-1)!.headers['idempotency-key']).toBe(stored!.idempotency_key);
   });
 
-  it('AWS_SESSION_TOKEN is sent, signed, on every request; SeaweedFS checks it and refuses one it did not issue: exit 10, not retried', async () => {
+  it('an AWS_SESSION_TOKEN SeaweedFS did not issue is sent, signed, on every request and refused: exit 10, not retried', async () => {
     const jobId = 'chaos-session-token';
     const run = await runCli(['train'], env(jobId, { AWS_SESSION_TOKEN: 'token-seaweedfs-never-issued' }), { timeoutMs: 300_000 });
     expect(run.code, run.stdout.slice(-3000)).toBe(10);
@@ -293,10 +305,18 @@ describe('storage outages', { timeout: 1_500_000 }, () => {
     await assertNothingLost(jobId, second, mark);
   });
 
-  it('SIGTERM while the dataset download hangs: the job stops at once, exit 143; the retry trains', async () => {
+  it('SIGTERM while the dataset download hangs: the job stops at once, exit 143; the retry trains (temporary keys and AWS_SESSION_TOKEN in the environment)', async () => {
     const jobId = 'chaos-dataset-hang';
+    const temporary = await s3.temporaryCredentials();
+    const jobEnvironment = env(jobId, {
+      EPOCHS: '1',
+      STOP_GRACE_SECONDS: '60',
+      AWS_ACCESS_KEY_ID: temporary.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: temporary.secretAccessKey,
+      AWS_SESSION_TOKEN: temporary.sessionToken,
+    });
     s3Proxy.rule = ({ path }) => (path.includes(`/datasets/${DATASET}`) ? 'hang' : 'pass');
-    const run = startCli(['train'], env(jobId, { EPOCHS: '1', STOP_GRACE_SECONDS: '60' }), { timeoutMs: 600_000 });
+    const run = startCli(['train'], jobEnvironment, { timeoutMs: 600_000 });
     await s3Proxy.waitFor((r) => r.path.includes(`/datasets/${DATASET}`) && r.action === 'hang', REACH);
     const signalled = Date.now();
     run.child.kill('SIGTERM');
@@ -310,9 +330,15 @@ describe('storage outages', { timeout: 1_500_000 }, () => {
     s3Proxy.rule = () => 'pass';
 
     const mark = backend.receiver.received.length;
-    const retry = await runCli(['train'], env(jobId, { EPOCHS: '1', STOP_GRACE_SECONDS: '60' }), { timeoutMs: 600_000 });
+    const seen = s3Proxy.seen.length;
+    const retry = await runCli(['train'], jobEnvironment, { timeoutMs: 600_000 });
     expect(retry.code, retry.stdout.slice(-3000)).toBe(0);
     expect(dones(jobId, mark).map((d) => (d.body as Body).status)).toEqual(['succeeded']);
+    // The whole job (dataset, checkpoints, log, outcome) ran on the temporary keys SeaweedFS checked.
+    const ours = s3Proxy.seen.slice(seen).filter((r) => r.path.includes(jobId) || r.path.includes(DATASET));
+    expect(ours.some((r) => r.path.includes(`/checkpoints/job-${jobId}/best.pt`))).toBe(true);
+    for (const r of ours) expectTemporary(r.headers, temporary);
+    expect(retry.stdout).not.toContain(temporary.sessionToken);
     await assertNothingLost(jobId, retry, mark);
   });
 });
