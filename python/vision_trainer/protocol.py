@@ -98,6 +98,18 @@ class DistributedParams(TypedDict):
     stop_file: str
 
 
+class AnnounceFailureParams(TypedDict):
+    distributed: DistributedParams
+    kind: Literal["failed", "stopped"]
+    message: str
+    exit_code: int
+    wait_seconds: float
+
+
+class AnnounceFailureAnswer(TypedDict):
+    delivered: bool
+
+
 class BestSoFar(TypedDict):
     path: str
     epoch: int

@@ -95,7 +95,8 @@ export interface BridgeOptions {
 
 interface Envelope {
   ok?: unknown;
-  __error__?: { type: string; module: string; message: string; traceback: string; out_of_memory: boolean };
+  /** exit_code: a failure that stands for another node's (PeerFailedError), with that node's exit code. */
+  __error__?: { type: string; module: string; message: string; traceback: string; out_of_memory: boolean; exit_code?: number };
 }
 
 const KILL_GRACE_MS = 5_000;
@@ -343,6 +344,9 @@ function pythonError(e: NonNullable<Envelope['__error__']>): VisionTrainerError 
     });
   }
   if (e.module === 'vision_trainer.common.distributed' && e.type === 'NodeLostError') return new NodeLostError(e.message);
+  if (e.module === 'vision_trainer.common.distributed' && e.type === 'PeerFailedError') {
+    return new VisionTrainerError(e.message, { exitCode: e.exit_code ?? ExitCode.nodeLost });
+  }
   if (e.module === 'vision_trainer.common.distributed' && e.type === 'DistributedSetupError') {
     return new ConfigError([{ variable: 'NPROC_PER_NODE', message: e.message }], 'train');
   }

@@ -118,6 +118,24 @@ export const DistributedParamsSchema = z.object({
 
 export type DistributedParams = z.output<typeof DistributedParamsSchema>;
 
+/**
+ * A node other than node 0 that fails (or is stopped) before its launcher joins the rendezvous
+ * tells node 0 through the rendezvous store, so node 0 fails the job at once with this node's
+ * reason and exit code instead of waiting RENDEZVOUS_TIMEOUT_SECONDS.
+ */
+export const AnnounceFailureParamsSchema = z.object({
+  distributed: DistributedParamsSchema,
+  kind: z.enum(['failed', 'stopped']),
+  message: z.string(),
+  /** This node's exit code; node 0's job exits with it. */
+  exit_code: Int,
+  /** How long to wait for node 0 to host the store (it may still be downloading the dataset). */
+  wait_seconds: z.number().nonnegative(),
+});
+export type AnnounceFailureParams = z.output<typeof AnnounceFailureParamsSchema>;
+
+export const AnnounceFailureAnswerSchema = z.object({ delivered: z.boolean() });
+
 export const TrainParamsSchema = z.object({
   model_name: z.string(),
   task_type: z.enum(TASK_TYPES),
@@ -465,6 +483,8 @@ export const BRIDGE_SCHEMAS = {
   ModelCheck: { schema: ModelCheckSchema, io: 'input' },
   TrainParams: { schema: TrainParamsSchema, io: 'output' },
   DistributedParams: { schema: DistributedParamsSchema, io: 'output' },
+  AnnounceFailureParams: { schema: AnnounceFailureParamsSchema, io: 'output' },
+  AnnounceFailureAnswer: { schema: AnnounceFailureAnswerSchema, io: 'input' },
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
   TrainerArgsParams: { schema: TrainerArgsParamsSchema, io: 'output' },
   TrainerArgsAnswer: { schema: TrainerArgsAnswerSchema, io: 'input' },

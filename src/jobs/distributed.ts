@@ -16,7 +16,9 @@
  * trains the same on one GPU or many and LEARNING_RATE keeps its meaning.
  */
 import { createServer } from 'node:net';
+import { type PythonBridge, pythonEntry } from '../bridge/python.js';
 import type { TrainConfig } from '../config/schema.js';
+import { AnnounceFailureAnswerSchema, AnnounceFailureParamsSchema } from '../frameworks/protocol.js';
 
 /** The raw variables (src/config/variables.ts, group Distributed). */
 export interface DistributedSettings {
@@ -172,4 +174,44 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+const ANNOUNCE_FAILURE = pythonEntry('vision_trainer.common.distributed', 'announce', AnnounceFailureParamsSchema, AnnounceFailureAnswerSchema, {
+  long: true,
+});
+
+/**
+ * A node other than node 0 whose job failed or was stopped before its launcher joined the
+ * rendezvous (a download, the dataset, the preflight: what node 0 cannot see) leaves its reason
+ * in node 0's rendezvous store, so node 0 fails the job at once with this reason and exit code
+ * instead of waiting RENDEZVOUS_TIMEOUT_SECONDS. Node 0 may still be downloading: a failure
+ * waits for its store up to that timeout, a stop only `stopWaitSeconds` (the stop's grace
+ * period bounds it). Whether node 0 got it.
+ */
+export async function announceToNodeZero(
+  bridge: PythonBridge,
+  plan: DistributedPlan,
+  jobId: string,
+  failure: { stopped: boolean; message: string; exitCode: number; stopWaitSeconds: number },
+): Promise<boolean> {
+  if (plan.reports || plan.masterPort === undefined) return false;
+  const answer = await bridge.call(ANNOUNCE_FAILURE, {
+    distributed: {
+      nnodes: plan.nnodes,
+      node_rank: plan.nodeRank,
+      nproc_per_node: plan.nprocPerNode,
+      master_addr: plan.masterAddr,
+      master_port: plan.masterPort,
+      run_id: jobId,
+      rendezvous_timeout_seconds: plan.rendezvousTimeoutSeconds,
+      node_timeout_seconds: plan.nodeTimeoutSeconds,
+      events_socket: null,
+      stop_file: '',
+    },
+    kind: failure.stopped ? 'stopped' : 'failed',
+    message: failure.message,
+    exit_code: failure.exitCode,
+    wait_seconds: failure.stopped ? failure.stopWaitSeconds : plan.rendezvousTimeoutSeconds,
+  });
+  return answer.delivered;
 }

@@ -100,7 +100,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
 });
 
 /** Two `vision-trainer train` processes of one job on this machine, as two pods would run it. */
-async function twoNodes(jobId: string, vars: Record<string, string>) {
+async function twoNodes(jobId: string, vars: Record<string, string>, node1: Record<string, string> = {}) {
   const port = await freePort();
   const datasetId = await jobs.dataset();
   const node = (rank: number) => {
@@ -116,6 +116,7 @@ async function twoNodes(jobId: string, vars: Record<string, string>) {
       MASTER_PORT: String(port),
       ...ONE_THREAD,
       ...vars,
+      ...(rank === 1 ? node1 : {}),
     });
     return startCli(['train'], env, { timeoutMs: 300_000 });
   };
@@ -135,6 +136,27 @@ describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
     const traces = new Set(backend.receiver.requests.map((r) => r.traceId));
     expect(traces).toEqual(new Set([`trace-${jobId}-node0`]));
     expect(await s3.storage().exists(`logs/job-${jobId}/training.log`)).toBe(true);
+  }, 420_000);
+
+  it("node 1 refuses to start (DEVICE=0 where torch sees no GPU): node 0 fails the job at once with node 1's reason and exit code, not at the rendezvous timeout", async () => {
+    const jobId = 'dist-refused';
+    const started = Date.now();
+    const [n0, n1] = await twoNodes(
+      jobId,
+      { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', RENDEZVOUS_TIMEOUT_SECONDS: '600' },
+      { DEVICE: '0' },
+    );
+    const [r0, r1] = await Promise.all([n0.done, n1.done]);
+    expect((Date.now() - started) / 1000).toBeLessThan(240); // node 0 waited for nothing near its 600 s
+    expect(r1.code, r1.stdout.slice(-3000) + r1.stderr.slice(-3000)).toBe(2);
+    expect(r0.code, r0.stdout.slice(-3000) + r0.stderr.slice(-3000)).toBe(2); // a configuration error stays one: a retry would repeat it
+    const dones = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'trainingDone');
+    expect(dones).toHaveLength(1);
+    const done = dones[0]!.body as Record<string, any>;
+    expect(done.status).toBe('failed');
+    expect(done.error_message).toMatch(/^node 1 \(rank 1\) failed before training started: .*DEVICE="0": needs a CUDA GPU/s);
+    expect(done.resumable).toBeUndefined();
+    expect(new Set(backend.receiver.requests.filter((r) => r.jobId === jobId).map((r) => r.traceId))).toEqual(new Set([`trace-${jobId}-node0`]));
   }, 420_000);
 
   it('node 1 killed mid-epoch: node 0 ends the job with one failed completion naming node 1, in bounded time', async () => {
@@ -165,4 +187,55 @@ describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
     expect(done.status).toBe('failed');
     expect(done.error_message).toMatch(/node 1 \(rank 1\)/);
   }, 420_000);
+
+  it('node 1 preempted (SIGTERM) in epoch 1: every node stops at one batch, node 0 fails the job resumably naming node 1; the retried pods continue from its checkpoint on both nodes', async () => {
+    const jobId = 'dist-preempt';
+    const vars = { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2', BATCH_SIZE: '4', NODE_TIMEOUT_SECONDS: '10' };
+    const [n0, n1] = await twoNodes(jobId, vars);
+    const batch = backend.receiver.waitFor(
+      (c) => c.jobId === jobId && c.kind === 'heartbeat' && typeof (c.body as { batch?: number }).batch === 'number',
+      300_000,
+    );
+    const early = await Promise.race([batch.then(() => undefined), n0.done]);
+    expect(early, 'node 0 ended before the first batch').toBeUndefined();
+    const stoppedAt = Date.now();
+    n1.child.kill('SIGTERM'); // the kubelet's notice to a preempted pod
+    const [r0, r1] = await Promise.all([n0.done, n1.done]);
+    expect((Date.now() - stoppedAt) / 1000).toBeLessThan(90);
+    expect(r1.code, r1.stdout.slice(-3000) + r1.stderr.slice(-3000)).toBe(143);
+    expect(r0.code, r0.stdout.slice(-3000) + r0.stderr.slice(-3000)).toBe(11);
+    const dones = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'trainingDone');
+    expect(dones).toHaveLength(1);
+    const failed = dones[0]!.body as Record<string, any>;
+    expect(failed.status).toBe('failed');
+    expect(failed.error_message).toMatch(/node 1 of the job was stopped/);
+    expect(failed.resumable).toBe(true);
+    // The stop's checkpoint (an epoch cut short says so inside: a resume trains that epoch again), stored once.
+    const stored = Number(/last checkpoint in storage: epoch (\d+) at /.exec(failed.error_message)?.[1]);
+    expect(failed.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${stored}.pt`);
+    const epochKeys = (to: number) => Array.from({ length: to }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`);
+    expect((await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort()).toEqual(epochKeys(stored));
+    expect(new Set(backend.receiver.requests.filter((r) => r.jobId === jobId).map((r) => r.traceId))).toEqual(new Set([`trace-${jobId}-node0`]));
+    const epochBeats = (from: number) =>
+      backend.receiver.received
+        .slice(from)
+        .filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined)
+        .map((c) => (c.body as { epoch: number }).epoch);
+    const finished = Math.max(0, ...epochBeats(0));
+
+    // The retried pods: the identical environment (RESUME=auto), a fresh rendezvous.
+    const mark = backend.receiver.received.length;
+    const [m0, m1] = await twoNodes(jobId, vars);
+    const [s0, s1] = await Promise.all([m0.done, m1.done]);
+    expect(s0.code, s0.stdout.slice(-3000) + s0.stderr.slice(-3000)).toBe(0);
+    expect(s1.code, s1.stdout.slice(-3000) + s1.stderr.slice(-3000)).toBe(0);
+    const resumed = new RegExp(`Resuming job ${jobId} from the checkpoint of epoch ${stored} that an earlier attempt stored`);
+    for (const node of [s0, s1]) expect(node.stdout).toMatch(resumed);
+    // Both nodes continue where the first attempt stopped: the epochs it finished are not trained again.
+    expect(epochBeats(mark)).toEqual(Array.from({ length: 2 - finished }, (_, i) => finished + 1 + i));
+    const later = backend.receiver.received.slice(mark).filter((c) => c.jobId === jobId);
+    expect(later.filter((c) => c.kind === 'trainingDone').map((c) => (c.body as { status: string }).status)).toEqual(['succeeded']);
+    const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
+    expect(keys).toEqual([`checkpoints/job-${jobId}/best.pt`, ...epochKeys(2)]);
+  }, 600_000);
 });

@@ -92,3 +92,55 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _plan(tmp_path, node: int, port: int, timeout: float = 30.0) -> dict:
+    return {
+        "nnodes": 2,
+        "node_rank": node,
+        "nproc_per_node": 1,
+        "master_addr": "127.0.0.1",
+        "master_port": port,
+        "run_id": "job-gather",
+        "rendezvous_timeout_seconds": timeout,
+        "node_timeout_seconds": 10.0,
+        "events_socket": None,
+        "stop_file": str(tmp_path / f"stop-{node}"),
+    }
+
+
+def test_node_0_fails_at_once_with_the_reason_a_peer_left_before_its_launch(tmp_path):
+    port = _free_port()
+    node0 = distributed.NodeMonitor(_plan(tmp_path, 0, port))
+    raised: list[BaseException] = []
+
+    def gather():
+        try:
+            node0.gather()
+        except BaseException as exc:  # noqa: BLE001 - the assertion reads it
+            raised.append(exc)
+
+    thread = threading.Thread(target=gather)
+    thread.start()
+    note = {"kind": "failed", "type": "NodeFailure", "message": "DEVICE: torch sees no GPU", "exit_code": 2}
+    assert distributed.announce_failure(_plan(tmp_path, 1, port), note, 20.0) is True
+    thread.join(20)
+    assert not thread.is_alive()
+    [exc] = raised
+    assert isinstance(exc, distributed.PeerFailedError)
+    assert exc.envelope["exit_code"] == 2
+    assert exc.envelope["message"] == "node 1 (rank 1) failed before training started: DEVICE: torch sees no GPU"
+
+
+def test_gathering_ends_when_every_peer_has_arrived_and_names_one_that_never_does(tmp_path):
+    port = _free_port()
+    node0 = distributed.NodeMonitor(_plan(tmp_path, 0, port))
+    thread = threading.Thread(target=node0.gather)
+    thread.start()
+    distributed.NodeMonitor(_plan(tmp_path, 1, port)).gather()
+    thread.join(20)
+    assert not thread.is_alive()
+
+    alone = distributed.NodeMonitor(_plan(tmp_path, 0, _free_port(), timeout=1.0))
+    with pytest.raises(distributed.NodeLostError, match=r"timed out after 1 s: node 1 never joined"):
+        alone.gather()

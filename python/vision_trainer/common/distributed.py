@@ -46,8 +46,8 @@ from typing import Any
 import torch
 
 from .. import cpu_budget
-from ..protocol import DistributedParams, TrainAnswer, TrainParams
-from ..support import die_with_parent, error_envelope, plain
+from ..protocol import AnnounceFailureAnswer, AnnounceFailureParams, DistributedParams, TrainAnswer, TrainParams
+from ..support import die_with_parent, entry, error_envelope, plain
 
 log = logging.getLogger("vision_trainer")
 
@@ -356,7 +356,12 @@ def launch(target: str, params: TrainParams) -> TrainAnswer:
 
     plan = params["distributed"]
     assert plan is not None
-    nproc, gpus = local_devices(params["device"], plan["nproc_per_node"])
+    try:
+        nproc, gpus = local_devices(params["device"], plan["nproc_per_node"])
+    except DistributedSetupError as exc:
+        # The other nodes learn it now, not at the end of their rendezvous timeout.
+        announce_failure(plan, {**error_envelope(exc)["__error__"], "exit_code": 2}, float(plan["rendezvous_timeout_seconds"]))
+        raise
     plan = {**plan, "nproc_per_node": nproc}
     worker_params: TrainParams = {**params, "distributed": plan}
     if gpus is not None:
@@ -402,6 +407,7 @@ def launch(target: str, params: TrainParams) -> TrainAnswer:
         plan["master_port"],
     )
     monitor = NodeMonitor(plan)
+    monitor.gather()
     monitor.start()
     # The elastic agent installs its own SIGTERM/SIGHUP/SIGQUIT handlers and leaves them: after
     # the launch this interpreter must end on them as before (Node closes it with SIGTERM).
@@ -546,8 +552,61 @@ class NodeMonitor:
                 self.stopping.wait(HEARTBEAT_SECONDS)
         return False
 
+    def gather(self) -> None:
+        """Before the elastic launch, every node meets in the rendezvous store, in Python: node 0
+        hosts the store (torch's static rendezvous then shares its server: multi_tenant) and
+        waits until each peer has arrived, or has left a note that it failed or was stopped
+        before its launch (`announce_failure`). Torch's own rendezvous waits inside C++ for the
+        full RENDEZVOUS_TIMEOUT_SECONDS whatever happened to a peer; this wait fails the job the
+        moment a peer says why it will never come."""
+        if not self.peers:
+            return
+        from torch.distributed import TCPStore
+
+        deadline = time.monotonic() + float(self.plan["rendezvous_timeout_seconds"])
+        if self.node != 0:
+            if not self._connect():
+                raise NodeLostError(
+                    f"node {self.node} could not reach the rendezvous at {self.plan['master_addr']}:{self.plan['master_port']} "
+                    f"within {self.plan['rendezvous_timeout_seconds']:g} s; node 0 must be running and reachable there"
+                )
+            with self.lock:
+                self.store.set(self.key(f"arrived/{self.node}"), "1")
+            return
+        store = TCPStore(
+            self.plan["master_addr"],
+            int(self.plan["master_port"]),
+            is_master=True,
+            wait_for_workers=False,
+            multi_tenant=True,
+            timeout=datetime.timedelta(seconds=10),
+        )
+        with self.lock:
+            self.store = store
+        waiting = list(self.peers)
+        while waiting:
+            for peer in list(waiting):
+                note = self._note_of(peer)
+                if note is not None:
+                    raise _before_start(self.plan, peer, note)
+                with self.lock:
+                    if self.store.check([self.key(f"arrived/{peer}")]):
+                        waiting.remove(peer)
+            if not waiting:
+                break
+            if os.path.exists(self.plan["stop_file"]):
+                raise NodeLostError("the job was asked to stop while node 0 waited for the other nodes to join")
+            if time.monotonic() > deadline:
+                who = ", ".join(f"node {n}" for n in waiting)
+                raise NodeLostError(
+                    f"the rendezvous at {self.plan['master_addr']}:{self.plan['master_port']} timed out after "
+                    f"{self.plan['rendezvous_timeout_seconds']:g} s: {who} never joined (NNODES={self.plan['nnodes']}). Check that every "
+                    "node's pod started and can reach MASTER_ADDR, or raise RENDEZVOUS_TIMEOUT_SECONDS if dataset downloads take longer"
+                )
+            time.sleep(0.25)
+
     def _run(self) -> None:
-        if not self._connect():
+        if self.store is None and not self._connect():
             return
         while not self.stopping.wait(HEARTBEAT_SECONDS):
             try:
@@ -688,6 +747,60 @@ class NodeMonitor:
             return self._beat_of(node)
         except Exception:  # noqa: BLE001 - the store itself is gone (node 0 died)
             return -1
+
+
+class PeerFailedError(RuntimeError):
+    """Another node failed before its launch; `envelope` carries its exit code, which node 0's
+    job exits with (a configuration error stays one, a storage outage stays retryable)."""
+
+    def __init__(self, envelope: dict[str, Any]):
+        self.envelope = envelope
+        super().__init__(envelope["message"])
+
+
+def _before_start(plan: DistributedParams, peer: int, note: dict[str, Any]) -> BaseException:
+    where = f"node {peer} ({node_ranks(plan, peer)})"
+    if note.get("kind") == "stopped":
+        return NodeLostError(f"{where} was stopped before training started ({note.get('message', '')}); retry the job")
+    return PeerFailedError(
+        {
+            **_envelope(note),
+            "type": "PeerFailedError",
+            "module": __name__,
+            "message": f"{where} failed before training started: {note.get('message', '')}",
+            "exit_code": int(note.get("exit_code", 11)),
+        }
+    )
+
+
+def announce_failure(plan: DistributedParams, note: dict[str, Any], wait_seconds: float) -> bool:
+    """A node other than node 0 that will not join (its own refusal, a download that failed, a
+    stop) leaves a note in node 0's rendezvous store, waiting up to `wait_seconds` for node 0
+    to host it; node 0's `gather` fails the job with it. False when node 0 never came."""
+    if plan["node_rank"] == 0 or plan["nnodes"] < 2:
+        return False
+    from torch.distributed import TCPStore
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            store = TCPStore(plan["master_addr"], int(plan["master_port"]), is_master=False, wait_for_workers=False, timeout=datetime.timedelta(seconds=5))
+            key = f"{STORE_PREFIX}/{plan['run_id']}/note/{plan['node_rank']}"
+            store.set(key, json.dumps(plain({**note, "node": plan["node_rank"]}), allow_nan=False))
+            return True
+        except Exception as exc:  # noqa: BLE001 - node 0's store is not up yet (still downloading): try again
+            if time.monotonic() + HEARTBEAT_SECONDS > deadline:
+                log.warning("node 0's rendezvous store at %s:%s did not answer: %s", plan["master_addr"], plan["master_port"], exc)
+                return False
+            time.sleep(HEARTBEAT_SECONDS)
+
+
+@entry
+def announce(params: AnnounceFailureParams) -> AnnounceFailureAnswer:
+    """TypeScript's door to `announce_failure`: the job of a node other than node 0 failed or was
+    stopped before its launch (a download, the dataset, the preflight)."""
+    note = {"kind": params["kind"], "type": "NodeFailure", "module": __name__, "message": params["message"], "exit_code": params["exit_code"]}
+    return {"delivered": announce_failure(params["distributed"], note, float(params["wait_seconds"]))}
 
 
 def _envelope(note: dict[str, Any]) -> dict[str, Any]:

@@ -17,11 +17,11 @@ import { ExitCode, NodeLostError, OutOfMemoryError, PythonError, VisionTrainerEr
 import type { JsonValue, Metrics, RunEvent } from '../../events.js';
 import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
 import { jobUrlPolicy } from '../../net/url-guard.js';
-import { describeUrl } from '../../redact.js';
+import { describeUrl, redact } from '../../redact.js';
 import { downloadUrl } from '../../storage/download.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import type { StoredOutcome } from '../outcome.js';
-import { distributedPlan, reportsJob } from '../distributed.js';
+import { announceToNodeZero, distributedPlan, reportsJob } from '../distributed.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
@@ -100,6 +100,8 @@ function restored(ctx: TrainContext, stored: StoredOutcome): TrainResult {
 async function runTraining(ctx: TrainContext): Promise<TrainResult> {
   const { config, logger } = ctx;
   const progress = new TrainingProgress(ctx);
+  // From here on a failure reaches the other nodes through the process group and the launchers.
+  let launched = false;
   ctx.events.onAsyncError = (err, event) => {
     if (event.type !== 'done') ctx.stop.request({ kind: 'handler_error', error: err });
   };
@@ -119,6 +121,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     const resume = earlier ? await fetchEarlierAttempt(ctx, earlier) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
+    launched = true;
     const outcome = await train(ctx, adapter, progress, { data, weightsPath, ...resume });
     const byPeer = peerStop(ctx, outcome);
     if (ctx.stop.requested || byPeer) {
@@ -129,7 +132,30 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     }
     return await uploadBest(ctx, progress, outcome);
   } catch (err) {
+    if (!launched) await tellNodeZero(ctx, err);
     return await failed(ctx, progress, err);
+  }
+}
+
+/** A node other than node 0 that fails before training: node 0 learns why now (announceToNodeZero). */
+async function tellNodeZero(ctx: TrainContext, err: unknown): Promise<void> {
+  const plan = distributedPlan(ctx.config);
+  if (!plan || plan.reports) return;
+  const error = ctx.stop.requested ? ctx.stop.toError() : asVisionTrainerError(err);
+  try {
+    const bridge = await ctx.startPython(adapterFor(ctx.config.framework).pythonEnv(ctx.work.path));
+    const delivered = await announceToNodeZero(bridge, plan, ctx.config.jobId, {
+      stopped: ctx.stop.requested,
+      message: redact(error.message),
+      exitCode: error.exitCode,
+      stopWaitSeconds: Math.min(10, ctx.config.stopGraceSeconds),
+    });
+    if (!delivered)
+      ctx.logger.warn(
+        `node 0 did not open its rendezvous store at ${plan.masterAddr}:${plan.masterPort} in time: it learns of this failure at its rendezvous timeout`,
+      );
+  } catch (e) {
+    ctx.logger.warn(`could not tell node 0 why this node failed: ${asVisionTrainerError(e).message}`);
   }
 }
 
