@@ -266,6 +266,7 @@ class BatchItem(TypedDict):
     ground_truth: dict[str, Any] | None
     visualization_path: str | None
     xai_path: str | None
+    mask_path: NotRequired[str | None]
 
 
 class PredictParams(TypedDict):

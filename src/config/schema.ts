@@ -195,6 +195,9 @@ export const InferConfigSchema = z
     if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
       problem(ctx, ['imagePaths'], 'INFERENCE_TYPE=inference_job needs IMAGE_PATHS (JSON list of s3:// paths) or DATASET_ID');
     }
+    // Refused before any download: no explanation method covers a per-pixel class map yet.
+    if (c.enableXai && c.taskType === 'semantic_segmentation')
+      problem(ctx, ['enableXai'], 'no XAI_METHOD explains semantic_segmentation models yet (each pixel is its own prediction); set ENABLE_XAI=false');
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawInfer;

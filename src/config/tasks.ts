@@ -18,7 +18,7 @@ export type Framework = (typeof FRAMEWORKS)[number];
 export const FRAMEWORK_TASKS: Record<Framework, readonly TaskType[]> = {
   ultralytics: ['object_detection', 'instance_segmentation', 'pose_estimation', 'image_classification'],
   timm: ['image_classification'],
-  huggingface: ['image_classification', 'zero_shot_classification'],
+  huggingface: ['image_classification', 'zero_shot_classification', 'semantic_segmentation'],
 };
 
 /** The design's ultralytics family: yolo11n..x plus -seg/-pose/-cls; yolov8 and yolo12 share the layout. */
@@ -32,7 +32,7 @@ const YOLO_SUFFIX_TASK: Record<string, TaskType> = {
 const YOLO_TASK_SUFFIX: Partial<Record<TaskType, string>> = Object.fromEntries(Object.entries(YOLO_SUFFIX_TASK).map(([s, t]) => [t, s]));
 
 /** HuggingFace names from the design plus families whose checkpoint names use dashes. */
-const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-)[-\w.]*$/i;
+const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-|segformer|upernet|dpt)[-\w.]*$/i;
 
 export function inferFramework(modelName: string): Framework {
   // The design lists yolo_world_v2_* and sam2_* under ultralytics too (refused later with a reason).
@@ -67,5 +67,6 @@ export function checkModelForTask(framework: Framework, taskType: TaskType, mode
 
 /** The metric that decides the best epoch/checkpoint for a task. */
 export function primaryMetric(taskType: TaskType): string {
+  if (taskType === 'semantic_segmentation') return 'mIoU';
   return taskType === 'image_classification' || taskType === 'zero_shot_classification' ? 'accuracy' : 'mAP50-95';
 }

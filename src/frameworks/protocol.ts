@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
 import { TASK_TYPES } from '../config/tasks.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
-import { ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
+import { GroundTruthSchema, ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
 
 const Int = z.number().int();
 const Num = z.number().nullable();
@@ -293,6 +293,8 @@ export const GroundTruthInputSchema = z.union([
     keypoints: z.array(z.array(z.tuple([z.number(), z.number(), z.number()]))).optional(),
   }),
   z.object({ class: Int }),
+  /** Semantic segmentation: the mask file and, for each test dataset class id, the model's index (classes matched by name). */
+  z.object({ mask: z.string(), class_map: z.array(z.tuple([Int, Int])) }),
 ]);
 
 export const BatchItemSchema = z.object({
@@ -305,6 +307,8 @@ export const BatchItemSchema = z.object({
   visualization_path: z.string().nullable(),
   /** Write a heatmap overlay PNG here (the XAI sample). */
   xai_path: z.string().nullable(),
+  /** Semantic segmentation: write the predicted class map here as an indexed PNG (every image). */
+  mask_path: z.string().nullable().optional(),
 });
 export const PredictParamsSchema = z.object({ items: z.array(BatchItemSchema) });
 
@@ -319,6 +323,8 @@ export const ImageOutcomeSchema = z.union([
     /** Test runs: the image judged against its ground truth. */
     metrics: ImageMetricsSchema.nullable(),
     xai: XaiOutcomeSchema.nullable(),
+    /** Semantic segmentation: the ground truth's classes, which only Python (reading the mask) knows. */
+    ground_truth: GroundTruthSchema.nullable().optional(),
   }),
 ]);
 export const BatchAnswerSchema = z.object({

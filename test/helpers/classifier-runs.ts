@@ -44,6 +44,19 @@ export const TINY_CLIP = {
   vision_config: { hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, patch_size: 8 },
 };
 
+/** SegFormer (MiT) two stages wide 8 and 16: trains in seconds on a CPU. */
+export const TINY_SEGFORMER = {
+  num_encoder_blocks: 2,
+  depths: [1, 1],
+  sr_ratios: [2, 1],
+  hidden_sizes: [8, 16],
+  patch_sizes: [7, 3],
+  strides: [4, 2],
+  num_attention_heads: [1, 1],
+  mlp_ratios: [2, 2],
+  decoder_hidden_size: 16,
+};
+
 export interface ClassifierRun {
   jobId: string;
   result: Awaited<ReturnType<typeof runCli>>;

@@ -98,7 +98,9 @@ async function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epo
     const images = ValidationImagesSchema.parse(await s3.storage().getJson(key));
     expect(images).toMatchObject({ job_id: jobId, epoch: v.epoch, task_type: run.task });
     expect(images.results).toHaveLength(v.num_images_validated);
-    const truth = images.results.flatMap((r) => ('objects' in r.ground_truth ? r.ground_truth.objects.map((o) => o.class_id) : [r.ground_truth.class_id]));
+    const truth = images.results.flatMap((r) =>
+      'objects' in r.ground_truth ? r.ground_truth.objects.map((o) => o.class_id) : 'classes' in r.ground_truth ? [] : [r.ground_truth.class_id],
+    );
     expect(truth.length).toBeGreaterThan(0);
     for (const id of truth) expect(dataset.classIds).toContain(id);
   }

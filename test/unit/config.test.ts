@@ -118,6 +118,23 @@ describe('configFromEnv (train)', () => {
     expect(e.problems[0]!.message).toMatch(/unknown ultralytics model|segment-anything/);
     expect(configFromEnv('train', { ...base, TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18' }).framework).toBe('timm');
     expect(configFromEnv('train', { ...base, TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32' }).framework).toBe('huggingface');
+    // Semantic segmentation is transformers' (SegFormer); a YOLO name for it names the framework that can.
+    expect(configFromEnv('train', { ...base, TASK_TYPE: 'semantic_segmentation', MODEL_NAME: 'nvidia/segformer-b0-finetuned-ade-512-512' }).framework).toBe(
+      'huggingface',
+    );
+    expect(configFromEnv('train', { ...base, TASK_TYPE: 'semantic_segmentation', MODEL_NAME: 'segformer-b1' }).framework).toBe('huggingface');
+    e = configError(() => configFromEnv('train', { ...base, TASK_TYPE: 'semantic_segmentation', MODEL_NAME: 'yolo11n-seg' }));
+    expect(e.problems[0]!.message).toMatch(/ultralytics does not train semantic_segmentation; use FRAMEWORK=huggingface/);
+    const infer = {
+      ...base,
+      TASK_TYPE: 'semantic_segmentation',
+      INFERENCE_TYPE: 'inference_job',
+      CHECKPOINT_PATH: 's3://b/c.pt',
+      IMAGE_PATHS: '["s3://b/i.png"]',
+    };
+    expect(configFromEnv('infer', infer).taskType).toBe('semantic_segmentation');
+    e = configError(() => configFromEnv('infer', { ...infer, ENABLE_XAI: 'true' }));
+    expect(e.problems).toContainEqual(expect.objectContaining({ variable: 'ENABLE_XAI', message: expect.stringMatching(/explains semantic_segmentation/) }));
   });
 
   it('treats blank variables as unset', () => {

@@ -312,6 +312,22 @@ describe('writeHuggingFaceManifest', () => {
     const { dataset, splits } = await prepared({ taskType: 'object_detection', count: 4 });
     await expect(writeHuggingFaceManifest(dataset, splits, next('hf'))).rejects.toThrow(/writes classification datasets/);
   });
+
+  it('semantic segmentation: one {image, mask} line per image with a mask; classes by id; images without a mask left out', async () => {
+    const { dataset, splits } = await prepared({ taskType: 'semantic_segmentation', count: 8, classIds: [0, 11, 5] }, (a) => {
+      delete a.images[0].annotation;
+    });
+    const out = next('hf');
+    const result = await writeHuggingFaceManifest(dataset, splits, out);
+    expect(result.classIds).toEqual([0, 5, 11]);
+    expect(result.unlabelled).toBe(1);
+    const rows = ['train', 'val'].flatMap((split) => lines(join(out, `${split}.jsonl`)).map((l) => JSON.parse(l)));
+    expect(rows).toHaveLength(7);
+    for (const row of rows) {
+      const image = dataset.images.find((i) => i.path === row.image)!;
+      expect(row).toEqual({ image: image.path, mask: image.maskPath });
+    }
+  });
 });
 
 describe('names', () => {

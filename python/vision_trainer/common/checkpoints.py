@@ -13,7 +13,7 @@ Metadata keys (all plain JSON values; `load_checkpoint` returns them with the te
     model_name        the job's MODEL_NAME (e.g. "resnet18", "vit-base-patch16-224")
     architecture      timm: the timm model name; huggingface: the transformers class name
                       ("ViTForImageClassification", "CLIPModel", ...)
-    task_type         "image_classification" | "zero_shot_classification"
+    task_type         "image_classification" | "zero_shot_classification" | "semantic_segmentation"
     class_names       class names in logit index order
     class_ids         the dataset's class id of each logit index (common/class_ids.py); absent
                       from checkpoints written before it was stored: indices are the ids then
@@ -60,7 +60,8 @@ Tensor / training-state keys:
 `build_model_from_checkpoint(path)` gives `(model, metadata)`: a torch module in eval mode that
 maps a normalised float batch [B, 3, image_size, image_size] to logits [B, num_classes] for
 every framework and task (transformers models are wrapped so they return the logits tensor; the
-wrapped model is `model.hf_model`).
+wrapped model is `model.hf_model`); a semantic segmentation model's logits are per pixel,
+[B, num_classes, H, W] at the input's size (SemanticLogits), and argmax over dim 1 is the class map.
 """
 
 from __future__ import annotations
@@ -322,6 +323,8 @@ def _build_huggingface(ckpt: dict[str, Any]) -> nn.Module:
     hf_model = hf_model_from_checkpoint(ckpt)
     hf_model.eval()
     interpolate = bool(ckpt.get("interpolate_pos_encoding", False))
+    if ckpt["task_type"] == "semantic_segmentation":
+        return SemanticLogits(hf_model)
     if ckpt["task_type"] == "zero_shot_classification":
         return ZeroShotLogits(
             hf_model, torch.tensor(ckpt["prompt_input_ids"]), torch.tensor(ckpt["prompt_attention_mask"]), interpolate_pos_encoding=interpolate
@@ -348,6 +351,19 @@ class ImageClassifierLogits(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         extra = {"interpolate_pos_encoding": True} if self.interpolate_pos_encoding else {}
         return self.hf_model(pixel_values=pixel_values, **extra).logits
+
+
+class SemanticLogits(nn.Module):
+    """A transformers segmentation model as `pixel_values -> [B, C, H, W]` logits at the input's
+    size (SegFormer's come at a quarter of it: upsampled bilinearly, as its own loss does)."""
+
+    def __init__(self, hf_model: nn.Module):
+        super().__init__()
+        self.hf_model = hf_model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        logits = self.hf_model(pixel_values=pixel_values).logits
+        return nn.functional.interpolate(logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def _pooled(features) -> torch.Tensor:

@@ -286,4 +286,9 @@ def checkpoint_framework(params: CheckpointParams) -> str | None:
 
 @entry
 def open_session(params: SessionParams) -> ModelInfo:
-    return open_with(ClassifierBackend(params["checkpoint"], params), params)
+    backend = ClassifierBackend(params["checkpoint"], params)
+    if backend.meta.get("task_type") == "semantic_segmentation":
+        from .semantic_infer import SemanticBackend
+
+        backend = SemanticBackend(backend)
+    return open_with(backend, params)

@@ -21,6 +21,7 @@ from typing import Any
 from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams
 from ..support import entry, is_out_of_memory
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
+from .semantic_infer import SemanticEvaluator
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
 from .yolo_metrics import TASK_BY_PLATFORM
 
@@ -45,7 +46,9 @@ class Session:
     def __init__(self, backend, params: SessionParams):
         self.params = params
         self.backend = backend
-        expected = TASK_BY_PLATFORM.get(params["task_type"], "classify" if params["task_type"].endswith("classification") else None)
+        expected = {**TASK_BY_PLATFORM, "semantic_segmentation": "semantic"}.get(
+            params["task_type"], "classify" if params["task_type"].endswith("classification") else None
+        )
         if self.backend.task != expected:
             raise CheckpointMismatchError(
                 f"the checkpoint holds a {self.backend.task} model (classes: {', '.join(list(self.backend.names.values())[:8])}), "
@@ -62,6 +65,8 @@ class Session:
         if params.get("evaluate"):
             if self.backend.task == "classify":
                 self.evaluator = ClassificationEvaluator(self.backend.names)
+            elif self.backend.task == "semantic":
+                self.evaluator = SemanticEvaluator([self.backend.names[i] for i in sorted(self.backend.names)])
             else:
                 self.evaluator = DetectionEvaluator(self.backend.task, self.backend.names, self.conf_threshold, self.backend.kpt_shape)
         # A test run predicts down to the evaluation confidence and reports what passes the threshold.
@@ -72,7 +77,11 @@ class Session:
         if xai:
             method = xai["method"]
             if method not in self.backend.xai_methods():
-                raise XaiMethodError(f"XAI_METHOD={method} does not fit a {self.backend.task} model; use one of: {', '.join(self.backend.xai_methods())}")
+                able = ", ".join(self.backend.xai_methods())
+                raise XaiMethodError(
+                    f"XAI_METHOD={method} does not fit a {self.backend.task} model; "
+                    + (f"use one of: {able}" if able else "no explanation method explains it yet: set ENABLE_XAI=false")
+                )
             network, root = self.backend.xai_network()
             self.xai_layers = list(xai.get("layers") or self.backend.default_xai_layers(root))
             layers = resolve_layers(root, self.xai_layers)  # UnknownLayerError before any image is processed
@@ -110,6 +119,8 @@ class Session:
     def _one(self, item: dict, result) -> dict:
         width, height = self.backend.image_size(result)
         ground_truth = item.get("ground_truth")
+        if self.backend.task == "semantic":
+            return self._one_semantic(item, result, width, height)
         evaluate = self.evaluator is not None and ground_truth is not None
         reported, evaluation_input, shown = self.backend.describe(result, self.conf_threshold, evaluate)
         metrics = None
@@ -131,6 +142,23 @@ class Session:
         if self.explainer is not None and item.get("xai_path"):
             out["xai"] = self._explain(item, reported)
         return out
+
+    def _one_semantic(self, item: dict, result, width: int, height: int) -> dict:
+        """A class map: its indexed PNG (item["mask_path"]), the classes it holds, and in a test
+        run the ground truth's classes and the image's pixel accuracy and IoUs (dataset ids)."""
+        ground_truth = item.get("ground_truth")
+        evaluator = self.evaluator if ground_truth is not None else None
+        out = self.backend.outcome(result, ground_truth, evaluator, item.get("mask_path"))
+        if item.get("visualization_path"):
+            self.backend.render(result, item["visualization_path"], out["target"])
+        return {
+            "width": width,
+            "height": height,
+            "predictions": out["predictions"],
+            "ground_truth": out["ground_truth"],
+            "metrics": out["metrics"],
+            "xai": None,
+        }
 
     def _explain(self, item: dict, reported: dict) -> dict:
         """The design's xai member: {method, <method>: statistics} (plus the layers and what the

@@ -205,7 +205,7 @@ class ClassifierValidation:
 
 
 class _Timer:
-    def __init__(self, owner: ClassifierValidation):
+    def __init__(self, owner: ClassifierValidation | SemanticValidation):
         self.owner = owner
 
     def __enter__(self):
@@ -219,3 +219,40 @@ class _Timer:
             torch.cuda.synchronize()  # CUDA runs asynchronously: the time is the work's once it is done
         self.owner.model_seconds += time.perf_counter() - self.started
         return False
+
+
+class SemanticValidation:
+    """What a semantic segmentation validation pass collects: one confusion matrix over every
+    labelled pixel (the epoch's metrics) and, per image, its predicted classes, true classes,
+    pixel accuracy and IoUs for images.json. Same interface as ClassifierValidation."""
+
+    def __init__(self, output: ValidationImages | None, epoch: int, num_classes: int):
+        self.output = output
+        self.writer = output.open(epoch) if output is not None else None
+        self.num_classes = num_classes
+        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.model_seconds = 0.0
+        self.images = 0
+
+    def timed(self):
+        return _Timer(self)
+
+    def add(self, paths: Sequence[str], predicted, targets) -> None:
+        """`predicted` [B, H, W] class indices, `targets` [B, H, W] indices (IGNORE_INDEX unlabelled)."""
+        from .semantic_metrics import confusion, image_summary
+
+        for path, pred, target in zip(paths, np.asarray(predicted), np.asarray(targets), strict=True):
+            self.matrix += confusion(pred, target, self.num_classes)
+            self.images += 1
+            if self.writer is not None:
+                entry = image_summary(pred, target, self.output.class_ids)
+                self.writer.add({**self.output.named(path, None, None), **entry})
+
+    def finish(self, details: dict[str, Any], num_classes: int) -> str | None:
+        if self.model_seconds > 0 and self.images:
+            details["metrics"]["inference_speed_fps"] = self.images / self.model_seconds
+        return self.writer.close() if self.writer is not None else None
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()

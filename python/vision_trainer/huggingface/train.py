@@ -56,13 +56,15 @@ from ..common.checkpoints import (
 from ..common.class_ids import ClassIds
 from ..common.classification_metrics import classification_metrics
 from ..common.run_settings import transformers_settings
+from ..common.semantic_metrics import MaskCodec, metrics_from_confusion
 from ..common.torch_runtime import TRAIN_CROP_SCALE, amp_dtype, attach_log_file, resolve_device, seed_run
 from ..common.trainer_events import TrainerEvents
-from ..common.validation_images import ClassifierValidation, ValidationImages, model_size_mb
+from ..common.validation_images import ClassifierValidation, SemanticValidation, ValidationImages, model_size_mb
 from ..cpu_budget import data_loader_workers
 from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, shield_from_terminal_interrupt
+from . import semantic
 
 log = logging.getLogger("vision_trainer")
 
@@ -82,6 +84,7 @@ SCRATCH_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "vit-base-patch16-224": ("vit", {}),
     "dino-vits16": ("vit", {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6, "intermediate_size": 1536, "patch_size": 16}),
     "clip-vit-base-patch32": ("clip", {}),
+    **semantic.SCRATCH_CONFIGS,
 }
 
 IMAGENET_DEFAULT = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -265,7 +268,7 @@ class _HfRun:
             distributed.init_process_group(self.device)
         self.world = worker.ranks.world_size if worker else 1
         self.reports = worker.reports if worker else True
-        if self.task not in ("image_classification", "zero_shot_classification"):
+        if self.task not in ("image_classification", "zero_shot_classification", "semantic_segmentation"):
             raise ValueError(f"the transformers trainer does not train {self.task}")
         self.checkpoints = RunCheckpoints(distributed.weights_dir(params["project"], worker))
         self.start_epoch = 0
@@ -283,10 +286,15 @@ class _HfRun:
         self.architecture = type(self.model).__name__
         self.model_type = str(getattr(self.model.config, "model_type", ""))
 
-        train_tf, val_tf = _transforms(self.image_size, self.mean, self.std, self.interpolation)
         root = Path(params["data"])
-        self.train_set = ManifestDataset(root / "train.jsonl", train_tf)
-        self.val_set = ManifestDataset(root / "val.jsonl", val_tf)
+        if self.task == "semantic_segmentation":
+            codec = MaskCodec(self.class_ids.ids)
+            self.train_set = semantic.SemanticManifestDataset(root / "train.jsonl", codec, self.image_size, self.mean, self.std, train=True)
+            self.val_set = semantic.SemanticManifestDataset(root / "val.jsonl", codec, self.image_size, self.mean, self.std, train=False)
+        else:
+            train_tf, val_tf = _transforms(self.image_size, self.mean, self.std, self.interpolation)
+            self.train_set = ManifestDataset(root / "train.jsonl", train_tf)
+            self.val_set = ManifestDataset(root / "val.jsonl", val_tf)
         self.versions = {"torch": torch.__version__, "transformers": transformers.__version__}
         self.last_validation: dict[str, Any] | None = None
 
@@ -298,7 +306,10 @@ class _HfRun:
         id2label = dict(enumerate(self.class_names))
         label2id = {name: i for i, name in id2label.items()}
         tokenizer = None
-        if self.task == "image_classification":
+        if self.task == "semantic_segmentation":
+            config = None if folder is not None else scratch_config(self.model_name, params.get("config_overrides"), self.image_size)
+            self.model = semantic.build_model(config, folder, self.class_names)
+        elif self.task == "image_classification":
             if folder is not None:
                 try:
                     # trust_remote_code=False: a config.json naming its own model code is refused, not run.
@@ -399,7 +410,10 @@ class _HfRun:
     # ---- what the Trainer calls ----
 
     def collate(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        batch: dict[str, Any] = {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "labels": torch.tensor([r["labels"] for r in rows])}
+        labels = None if self.task == "semantic_segmentation" else torch.tensor([r["labels"] for r in rows])
+        batch: dict[str, Any] = {"pixel_values": torch.stack([r["pixel_values"] for r in rows]), "labels": labels}
+        if self.task == "semantic_segmentation":
+            batch["labels"] = torch.stack([r["labels"] for r in rows])
         if self.interpolate_pos_encoding and self.task == "image_classification":
             batch["interpolate_pos_encoding"] = True
         return batch
@@ -414,11 +428,31 @@ class _HfRun:
         """The Trainer hands over the whole split's logits in dataset order (evaluation never
         shuffles): row i is val.jsonl's image i."""
         logits = eval_pred.predictions[0] if isinstance(eval_pred.predictions, tuple) else eval_pred.predictions
+        if self.task == "semantic_segmentation":
+            return self._semantic_metrics(logits, eval_pred.label_ids)
         capture = self.capture or ClassifierValidation(None, 0)
         self.capture = None
         try:
             capture.add([row["image"] for row in self.val_set.rows], logits, eval_pred.label_ids)
             self.last_validation = classification_metrics(torch.as_tensor(logits), torch.as_tensor(eval_pred.label_ids), self.class_names)
+            self.last_validation["image_results_file"] = capture.finish(self.last_validation, len(self.class_names))
+        except BaseException:
+            capture.discard()
+            raise
+        return {k: v for k, v in self.last_validation["metrics"].items() if v is not None}
+
+    def new_capture(self, epoch: int):
+        if self.task == "semantic_segmentation":
+            return SemanticValidation(self.validation_images, epoch, len(self.class_names))
+        return ClassifierValidation(self.validation_images, epoch)
+
+    def _semantic_metrics(self, predicted, labels) -> dict[str, float]:
+        """`predicted`: the class maps preprocess_logits_for_metrics made, [N, S, S]."""
+        capture = self.capture or SemanticValidation(None, 0, len(self.class_names))
+        self.capture = None
+        try:
+            capture.add([row["image"] for row in self.val_set.rows], predicted, labels)
+            self.last_validation = metrics_from_confusion(capture.matrix, self.class_names)
             self.last_validation["image_results_file"] = capture.finish(self.last_validation, len(self.class_names))
         except BaseException:
             capture.discard()
@@ -535,7 +569,7 @@ class _HfRun:
                 return (loss, {"logits": logits}) if return_outputs else loss
 
             def evaluate(self, *args, **kwargs):
-                run.capture = ClassifierValidation(run.validation_images, forwarder.epoch)
+                run.capture = run.new_capture(forwarder.epoch)
                 try:
                     return super().evaluate(*args, **kwargs)
                 finally:
@@ -551,6 +585,11 @@ class _HfRun:
             eval_dataset=self.val_set,
             data_collator=self.collate,
             compute_metrics=self.compute_metrics,
+            # A segmentation model's logits are small maps: only the class map (at the labels'
+            # size) is kept across the val split, not C floats per pixel.
+            preprocess_logits_for_metrics=(lambda logits, labels: semantic.class_map(logits, tuple(labels.shape[-2:])))
+            if self.task == "semantic_segmentation"
+            else None,
         )
         # The schedule spans the whole job (all EPOCHS) and is a function of the steps done, so a
         # resumed run is positioned on the same curve at the start of its first epoch (after a

@@ -1,10 +1,12 @@
 /**
  * Classification layouts: an ImageFolder tree (ultralytics-cls, torchvision, timm) and a
- * JSON-lines manifest for HuggingFace `datasets`.
+ * JSON-lines manifest for HuggingFace `datasets` (which also carries semantic segmentation).
  *
  *   ImageFolder:  outDir/{train,val[,test]}/<class folder>/<flat name>   (symlinks)
  *                 outDir/classes.txt   class folders in index order, one per line
  *   HuggingFace:  outDir/{train,val[,test]}.jsonl   {"image": abs path, "label": i, "label_name": name}
+ *                 (semantic segmentation: {"image": abs path, "mask": abs path of the indexed PNG},
+ *                 the mask's values are dataset class ids, translated by the trainer)
  *                 outDir/labels.json   id2label ({"0": "cat", ...})
  *
  * ImageFolder readers number classes by their folders: torchvision (and ultralytics) by
@@ -137,17 +139,19 @@ export async function convertToImageFolder(dataset: Dataset, splits: SplitAssign
 }
 
 export async function writeHuggingFaceManifest(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<HuggingFaceManifest> {
-  assertClassification(dataset, 'writeHuggingFaceManifest');
+  const semantic = labelKindOf(dataset.taskType) === 'semantic';
+  if (!semantic) assertClassification(dataset, 'writeHuggingFaceManifest');
   const root = resolve(outDir);
   const classes: HuggingFaceClass[] = [...dataset.classes].sort((a, b) => a.id - b.id).map((c, index) => ({ index, datasetId: c.id, name: c.name }));
   const byId = new Map(classes.map((c) => [c.datasetId, c]));
-  const { images, ...counts } = groupLabelled(dataset, splits, (id) => (byId.get(id) as HuggingFaceClass).name);
+  const { images, ...counts } = groupLabelled(dataset, splits, semantic ? null : (id) => (byId.get(id) as HuggingFaceClass).name);
   const used = usedSplits(images);
   await prepareOutputDir(root, ['train.jsonl', 'val.jsonl', 'test.jsonl', 'labels.json', VAL_IMAGES_FILE], ['.']);
 
   const files: Partial<Record<SplitName, string>> = {};
   for (const split of used) {
     const lines = images[split].map((image) => {
+      if (semantic) return JSON.stringify({ image: image.path, mask: image.maskPath });
       const cls = byId.get(image.label as number) as HuggingFaceClass;
       return JSON.stringify({ image: image.path, label: cls.index, label_name: cls.name });
     });
@@ -190,12 +194,13 @@ function usedSplits(images: Record<SplitName, DatasetImage[]>): SplitName[] {
 /**
  * Labelled images per split. Splits are made over all images, so unlabelled ones can leave
  * train or val without a single usable image: that is reported here, before a framework
- * fails on an empty folder.
+ * fails on an empty folder. `nameOf` null: semantic segmentation, where an image is labelled by
+ * its mask (no per-class tally: a mask holds several classes).
  */
 function groupLabelled(
   dataset: Dataset,
   splits: SplitAssignment,
-  nameOf: (classId: number) => string,
+  nameOf: ((classId: number) => string) | null,
 ): ClassificationCounts & { images: Record<SplitName, DatasetImage[]> } {
   const images: Record<SplitName, DatasetImage[]> = { train: [], val: [], test: [] };
   const perClass: Partial<Record<SplitName, Record<string, number>>> = {};
@@ -204,12 +209,13 @@ function groupLabelled(
   for (const image of dataset.images) {
     const split = splits.get(image.id);
     if (split === undefined) unassigned++;
-    else if (image.label === undefined) unlabelled++;
+    else if (nameOf === null ? image.maskPath === undefined : image.label === undefined) unlabelled++;
     else {
       images[split].push(image);
+      if (nameOf === null) continue;
       const tally = perClass[split] ?? {};
       perClass[split] = tally;
-      const name = nameOf(image.label);
+      const name = nameOf(image.label as number);
       tally[name] = (tally[name] ?? 0) + 1;
     }
   }
@@ -218,9 +224,11 @@ function groupLabelled(
   for (const split of ['train', 'val'] as const) {
     if (images[split].length === 0) {
       throw new DatasetError(
-        `The ${split} split has no labelled images (${unlabelled} of the dataset's ${dataset.images.length} images have no class); a classifier cannot ${split === 'train' ? 'train' : 'be validated'} without them`,
+        `The ${split} split has no labelled images (${unlabelled} of the dataset's ${dataset.images.length} images have no ${nameOf === null ? 'mask' : 'class'}); a ${nameOf === null ? 'segmentation model' : 'classifier'} cannot ${split === 'train' ? 'train' : 'be validated'} without them`,
         [],
-        'Label more images (annotation.class_id), or change SPLIT_STRATEGY so that labelled images reach both train and val.',
+        nameOf === null
+          ? 'Give more images a mask (annotation.mask_file), or change SPLIT_STRATEGY so that labelled images reach both train and val.'
+          : 'Label more images (annotation.class_id), or change SPLIT_STRATEGY so that labelled images reach both train and val.',
       );
     }
   }

@@ -250,6 +250,7 @@ function describePredictions(r: ImageResult): string {
     const shown = p.boxes.slice(0, 4).map((b) => `${b.class_name} ${percent(b.confidence)}`);
     return `${p.boxes.length} detected: ${shown.join(', ')}${p.boxes.length > 4 ? ', …' : ''}`;
   }
+  if ('classes' in p) return describeShares(p.classes);
   return `${p.class_name} ${percent(p.confidence)}`;
 }
 
@@ -258,12 +259,21 @@ function describeGroundTruth(r: ImageResult): string | null {
   if (!g) return null;
   if ('objects' in g)
     return `${g.objects.length} object${g.objects.length === 1 ? '' : 's'}: ${[...new Set(g.objects.map((o) => o.class_name))].join(', ') || 'none'}`;
+  if ('classes' in g) return describeShares(g.classes);
   return g.class_name;
+}
+
+/** A semantic map's classes, largest first. */
+function describeShares(classes: Array<{ class_name: string; pixel_fraction: number }>): string {
+  if (classes.length === 0) return 'no labelled pixels';
+  const shown = [...classes].sort((a, b) => b.pixel_fraction - a.pixel_fraction).slice(0, 4);
+  return shown.map((c) => `${c.class_name} ${percent(c.pixel_fraction)}`).join(', ') + (classes.length > 4 ? ', …' : '');
 }
 
 function isCorrect(r: ImageResult): boolean | null {
   const e = r.metrics;
   if (!e) return null;
   if ('correct' in e) return e.correct;
+  if ('pixel_accuracy' in e) return null; // a map is neither right nor wrong: its IoUs say how good
   return e.missed.length === 0 && e.false_positives.length === 0 && e.wrong_class.length === 0;
 }

@@ -48,8 +48,8 @@ export function mapClasses(dataset: Pick<Dataset, 'classes'>, model: { class_nam
 export interface ImageGroundTruth {
   /** What the Python evaluator takes. */
   input: GroundTruthInput;
-  /** What results.json shows. */
-  record: GroundTruthRecord;
+  /** What results.json shows; null when only Python can say it (a semantic mask's classes, in the image's outcome). */
+  record: GroundTruthRecord | null;
 }
 
 /**
@@ -63,6 +63,11 @@ export function groundTruthOf(image: DatasetImage, dataset: Pick<Dataset, 'taskT
     if (index === undefined) throw new DatasetError(`Image ${image.id} uses class id ${datasetClassId}, which the dataset does not list in "classes"`);
     return index;
   };
+  if (taskType === 'semantic_segmentation') {
+    if (image.maskPath === undefined) return null;
+    // The mask's values are this dataset's ids: each is paired with the model's index of the same class name.
+    return { input: { mask: image.maskPath, class_map: [...mapping.toModel.entries()] }, record: null };
+  }
   if (taskType === 'image_classification' || taskType === 'zero_shot_classification') {
     if (image.label === undefined) return null;
     const index = model(image.label);

@@ -194,6 +194,8 @@ export function buildPrompt(c: ExplanationContext): string {
   if ('top5' in c.predictions) {
     lines.push(`Predicted class: ${c.predictions.class_name} (confidence ${pct(c.predictions.confidence)}).`);
     lines.push(`Top classes: ${c.predictions.top5.map((t) => `${t.class_name} ${pct(t.confidence)}`).join(', ')}.`);
+  } else if ('classes' in c.predictions) {
+    lines.push(`Predicted classes (share of the image): ${c.predictions.classes.map((t) => `${t.class_name} ${pct(t.pixel_fraction)}`).join(', ') || 'none'}.`);
   } else {
     const boxes = c.predictions.boxes;
     lines.push(boxes.length === 0 ? 'Detections: none above the confidence threshold.' : `Detections (${boxes.length}):`);
@@ -205,6 +207,11 @@ export function buildPrompt(c: ExplanationContext): string {
     if ('correct' in c.metrics && 'class_name' in c.groundTruth) {
       lines.push(
         `Ground truth: ${c.groundTruth.class_name}; the prediction is ${c.metrics.correct ? 'correct' : 'wrong'}${c.metrics.top5_correct ? '' : ' and the true class is not in the top 5'}.`,
+      );
+    } else if ('pixel_accuracy' in c.metrics) {
+      const e = c.metrics;
+      lines.push(
+        `Ground truth: pixel accuracy ${e.pixel_accuracy === null ? 'n/a' : pct(e.pixel_accuracy)}, mean IoU ${e.mean_iou === null ? 'n/a' : pct(e.mean_iou)}; per class: ${e.class_iou.map((x) => `${x.class_name} ${pct(x.iou)}`).join(', ')}.`,
       );
     } else if ('matched' in c.metrics) {
       const e = c.metrics;

@@ -59,6 +59,7 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   const visDir = join(parts.scratchDir, 'visualizations');
   const xaiDir = join(parts.scratchDir, 'xai');
   await mkdir(visDir, { recursive: true });
+  if (config.taskType === 'semantic_segmentation') await mkdir(join(visDir, MASKS), { recursive: true });
   await mkdir(xaiDir, { recursive: true });
   const started = Date.now();
   let loggedDecile = 0;
@@ -98,6 +99,9 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   stats.loopSeconds = (Date.now() - started) / 1000;
 }
 
+/** Semantic segmentation: the predicted class maps (indexed PNGs) go to `visualizations/masks/`. */
+const MASKS = 'masks';
+
 interface Planned {
   image: JobImage;
   item: BatchItem;
@@ -121,6 +125,8 @@ function plan(image: JobImage, total: number, parts: LoopParts, visDir: string, 
       ground_truth: truth?.input ?? null,
       visualization_path: sampled && config.saveVisualizations ? join(visDir, name) : null,
       xai_path: sampled && config.enableXai ? join(xaiDir, name) : null,
+      // Every image's class map, not only the sample's: it is the prediction itself.
+      ...(config.taskType === 'semantic_segmentation' ? { mask_path: join(visDir, MASKS, name) } : {}),
     },
   };
 }
@@ -144,6 +150,8 @@ async function imageResult(
     localPath ? uploads.add(localPath, `${prefix}${basename(localPath)}`) : Promise.resolve(null);
   const visualization = upload(item.visualization_path, visualizationsPrefix(config.inferenceType, config.jobId));
   const heatmap = upload(outcome.xai?.error === null ? item.xai_path : null, xaiPrefix(config.inferenceType, config.jobId));
+  const mask = upload(item.mask_path, `${visualizationsPrefix(config.inferenceType, config.jobId)}${MASKS}/`);
+  const groundTruth = outcome.ground_truth ?? base.ground_truth;
   const explanation: Promise<Explanation | null> =
     explainer && done.sampled
       ? explainer.explain({
@@ -152,20 +160,21 @@ async function imageResult(
           width: outcome.width,
           height: outcome.height,
           predictions: outcome.predictions,
-          groundTruth: done.truth?.record ?? null,
+          groundTruth,
           metrics: outcome.metrics,
           xai: outcome.xai,
         })
       : Promise.resolve(null);
-  const [visualizationUri, heatmapUri, explained] = await Promise.all([visualization, heatmap, explanation]);
+  const [visualizationUri, heatmapUri, explained, maskUri] = await Promise.all([visualization, heatmap, explanation, mask]);
   if (visualizationUri) stats.stored.visualizations++;
   if (heatmapUri) stats.stored.heatmaps++;
   return {
     ...base,
+    ground_truth: groundTruth,
     width: outcome.width,
     height: outcome.height,
     error: null,
-    predictions: outcome.predictions,
+    predictions: maskUri && 'classes' in outcome.predictions ? { ...outcome.predictions, mask_path: maskUri } : outcome.predictions,
     metrics: outcome.metrics,
     inference_time_ms: perImageMs,
     visualization_path: visualizationUri,

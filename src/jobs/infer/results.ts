@@ -67,7 +67,21 @@ export const ClassificationPredictionsSchema = z.object({
   top5: z.array(ClassScoreSchema).min(1).max(5),
 });
 
-export const PredictionsSchema = z.union([DetectionPredictionsSchema, ClassificationPredictionsSchema]);
+/** Semantic segmentation: a class and the share of the image's (labelled) pixels it covers. */
+export const ClassShareSchema = z.object({ class_id: Count, class_name: z.string(), pixel_fraction: Score });
+
+export const SemanticPredictionsSchema = z.object({
+  /** The classes the predicted map holds, in ascending class id. */
+  classes: z.array(ClassShareSchema),
+  /**
+   * Test runs and inference jobs: the predicted class map as an indexed PNG of the image's size
+   * (its pixel values are the dataset's class ids, its palette the classes' colours), relative
+   * to the job's results folder (`visualizations/...`). Absent from training's images.json.
+   */
+  mask_path: z.string().optional(),
+});
+
+export const PredictionsSchema = z.union([DetectionPredictionsSchema, ClassificationPredictionsSchema, SemanticPredictionsSchema]);
 
 // ---------------------------------------------------------------------------------------------
 // Ground truth and per-image metrics (test runs, validation)
@@ -80,7 +94,12 @@ export const GroundTruthObjectSchema = z.object({
   keypoints: z.array(Point3).optional(),
 });
 
-export const GroundTruthSchema = z.union([z.object({ objects: z.array(GroundTruthObjectSchema) }), z.object({ class_id: Count, class_name: z.string() })]);
+export const GroundTruthSchema = z.union([
+  z.object({ objects: z.array(GroundTruthObjectSchema) }),
+  z.object({ class_id: Count, class_name: z.string() }),
+  /** Semantic segmentation: the classes of the mask's labelled pixels (values that are no class id are ignored). */
+  z.object({ classes: z.array(ClassShareSchema) }),
+]);
 
 /**
  * A detection image's metrics: its precision, recall and mean IoU at the reporting confidence,
@@ -116,8 +135,16 @@ export const ClassificationImageMetricsSchema = z.object({
   top5_correct: z.boolean(),
 });
 
-/** The design's per-image `metrics` ("IoU, precision, recall" for detection, correct/incorrect for classification). */
-export const ImageMetricsSchema = z.union([DetectionImageMetricsSchema, ClassificationImageMetricsSchema]);
+/** A semantic segmentation image's metrics over its labelled pixels. */
+export const SemanticImageMetricsSchema = z.object({
+  pixel_accuracy: Metric,
+  /** Mean of class_iou's values: the classes in the image's ground truth or prediction. */
+  mean_iou: Metric,
+  class_iou: z.array(z.object({ class_id: Count, class_name: z.string(), iou: Score })),
+});
+
+/** The design's per-image `metrics` ("IoU, precision, recall" for detection, correct/incorrect for classification; pixel accuracy and IoU for semantic segmentation). */
+export const ImageMetricsSchema = z.union([DetectionImageMetricsSchema, ClassificationImageMetricsSchema, SemanticImageMetricsSchema]);
 
 // ---------------------------------------------------------------------------------------------
 // Explanations

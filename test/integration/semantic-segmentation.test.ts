@@ -1,0 +1,197 @@
+/**
+ * Semantic segmentation through the real path (SeaweedFS, the callback receiver, the CLI as a
+ * child process, transformers): a SegFormer built from a tiny configuration trains on indexed
+ * PNG masks whose values are non-contiguous dataset class ids. One training run (2 epochs) is
+ * shared by every test of the file: its callbacks, its checkpoints, and the jobs that read them.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ValidationImagesSchema } from '../../src/jobs/train/validation-results.js';
+import { defaultPythonBin } from '../../src/paths.js';
+import { scratchDir, TINY_SEGFORMER } from '../helpers/classifier-runs.js';
+import { runCli } from '../helpers/cli.js';
+import { uploadDataset } from '../helpers/datasets.js';
+import { callbackDesignProblems } from '../helpers/design-contract.js';
+import { jobEnv } from '../helpers/job-env.js';
+import { useCallbackReceiver } from '../helpers/receiver.js';
+import { useS3Server } from '../helpers/s3.js';
+import { inferEnv, readResults } from '../helpers/inference.js';
+import { type SyntheticDataset, writeSyntheticDataset } from '../helpers/synthetic.js';
+
+const s3 = useS3Server();
+const backend = useCallbackReceiver();
+const scratch = scratchDir('vt-semseg-');
+
+/** background 0 (the synthetic masks' empty pixels), square 11, ellipse 5: not contiguous, not in name order. */
+const CLASSES = [
+  { id: 0, name: 'background' },
+  { id: 11, name: 'square' },
+  { id: 5, name: 'ellipse' },
+];
+const BY_ID = [...CLASSES].sort((a, b) => a.id - b.id);
+const DATASET_ID = `ds-semseg-${Date.now()}`;
+const TRAIN_JOB = 'semseg-train';
+
+type Callback = { kind: string; jobId: string; body: any };
+let train: { code: number | null; stdout: string; stderr: string; callbacks: Callback[] };
+let dataset: SyntheticDataset;
+const BEST = () => `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/best.pt`;
+const doneOf = (jobId: string) =>
+  backend.receiver.received.find((c) => c.jobId === jobId && (c.kind === 'testRunDone' || c.kind === 'inferenceJobDone'))?.body as Record<string, any>;
+
+/** The pixel values of a PNG written by the runtime, decoded by Python's PIL (as a backend would read it). */
+function pngValues(file: string): { mode: string; size: [number, number]; values: number[] } {
+  const script =
+    'import sys,json; from PIL import Image; im=Image.open(sys.argv[1]); print(json.dumps({"mode": im.mode, "size": im.size, "values": sorted(set(im.getdata()))}))';
+  const r = spawnSync(defaultPythonBin(), ['-c', script, file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+beforeAll(async () => {
+  const dir = mkdtempSync(join(scratch, 'dataset-'));
+  dataset = writeSyntheticDataset(dir, {
+    taskType: 'semantic_segmentation',
+    count: 12,
+    width: 40,
+    height: 32,
+    seed: 5,
+    classes: CLASSES.map((c) => c.name),
+    classIds: CLASSES.map((c) => c.id),
+  });
+  await uploadDataset(s3.storage(), DATASET_ID, dir, 'zip');
+  const env = jobEnv(s3, backend, TRAIN_JOB, {
+    TASK_TYPE: 'semantic_segmentation',
+    MODEL_NAME: 'segformer-b0',
+    DATASET_ID,
+    EPOCHS: '2',
+    BATCH_SIZE: '4',
+    CHECKPOINT_FREQUENCY: '1',
+    HF_CONFIG_OVERRIDES: JSON.stringify(TINY_SEGFORMER),
+  });
+  const result = await runCli(['train'], env, { timeoutMs: 240_000 });
+  train = { ...result, callbacks: backend.receiver.received.filter((c) => c.jobId === TRAIN_JOB) as Callback[] };
+}, 300_000);
+
+describe('semantic segmentation (transformers SegFormer)', () => {
+  it('trains 2 epochs: mIoU is the primary metric, per-class IoU rows in dataset id order, pixel accuracy, images.json per epoch', async () => {
+    expect(train.code, train.stdout.slice(-4000) + train.stderr.slice(-3000)).toBe(0);
+    const validations = train.callbacks.filter((c) => c.kind === 'validation').map((c) => c.body);
+    expect(validations.map((v) => v.epoch)).toEqual([1, 2]);
+    for (const v of validations) {
+      expect(v.primary_metric_name).toBe('mIoU');
+      expect(v.primary_metric_value).toBe(v.metrics.mIoU);
+      expect(v.metrics.mIoU).toBeGreaterThanOrEqual(0);
+      expect(v.metrics.mIoU).toBeLessThanOrEqual(1);
+      for (const key of ['pixel_accuracy', 'mean_accuracy', 'loss', 'inference_speed_fps', 'model_size_mb']) expect(typeof v.metrics[key], key).toBe('number');
+      expect(v.per_class_metrics.map((p: any) => [p.class_id, p.class_name])).toEqual(BY_ID.map((c) => [c.id, c.name]));
+      for (const p of v.per_class_metrics) for (const key of ['iou', 'accuracy', 'precision', 'support']) expect(p).toHaveProperty(key);
+      // Every labelled pixel of the val split (at IMAGE_SIZE 32 x 32) is counted once.
+      const pixels = v.per_class_metrics.reduce((sum: number, p: any) => sum + p.support, 0);
+      expect(pixels).toBe(v.num_images_validated * 32 * 32);
+      // mIoU is the mean of the defined per-class IoUs.
+      const ious = v.per_class_metrics.map((p: any) => p.iou).filter((x: number | null) => x !== null);
+      expect(v.metrics.mIoU).toBeCloseTo(ious.reduce((a: number, b: number) => a + b, 0) / ious.length, 10);
+
+      const key = `validation-results/job-${TRAIN_JOB}/epoch-${v.epoch}/images.json`;
+      expect(v.image_results_path).toBe(`s3://${s3.config.bucket}/${key}`);
+      const doc = ValidationImagesSchema.parse(await s3.storage().getJson(key));
+      expect(doc.task_type).toBe('semantic_segmentation');
+      expect(doc.results).toHaveLength(v.num_images_validated);
+      for (const r of doc.results) {
+        const gt = r.ground_truth as { classes: Array<{ class_id: number; pixel_fraction: number }> };
+        expect(gt.classes.map((c) => c.class_id).every((id) => CLASSES.some((c) => c.id === id))).toBe(true);
+        expect(gt.classes.reduce((a, c) => a + c.pixel_fraction, 0)).toBeCloseTo(1, 6);
+        expect(typeof (r.metrics as { pixel_accuracy: number }).pixel_accuracy).toBe('number');
+      }
+    }
+    expect(callbackDesignProblems(train.callbacks, 'semantic_segmentation')).toEqual([]);
+    const done = train.callbacks.at(-1)!;
+    expect(done.kind).toBe('trainingDone');
+    expect(done.body.status).toBe('succeeded');
+    const best = done.body.final_metrics.best_epoch as number;
+    expect(done.body.final_metrics.best_mIoU).toBe(validations[best - 1].metrics.mIoU);
+    const keys = (await s3.storage().list(`checkpoints/job-${TRAIN_JOB}/`)).map((o) => o.key).sort();
+    expect(keys).toEqual([`checkpoints/job-${TRAIN_JOB}/best.pt`, `checkpoints/job-${TRAIN_JOB}/epoch-1.pt`, `checkpoints/job-${TRAIN_JOB}/epoch-2.pt`]);
+  });
+
+  it("test run: mIoU, pixel accuracy and per-class IoU over every labelled pixel; each image's class map as an indexed PNG of dataset ids; colour overlays", async () => {
+    expect(train.code).toBe(0);
+    const jobId = 'semseg-test-run';
+    const result = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'test_run',
+        TASK_TYPE: 'semantic_segmentation',
+        CHECKPOINT_PATH: BEST(),
+        DATASET_ID,
+        MAX_VISUALIZATIONS: '2',
+      }),
+      { timeoutMs: 240_000 },
+    );
+    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    const done = doneOf(jobId);
+    expect(done.status).toBe('succeeded');
+    for (const key of ['mIoU', 'pixel_accuracy', 'mean_accuracy']) expect(typeof done.overall_metrics[key], key).toBe('number');
+    expect(done.per_class_metrics.map((p: any) => [p.class_id, p.class_name])).toEqual(BY_ID.map((c) => [c.id, c.name]));
+    expect(done.confusion_matrix_class_ids).toEqual(BY_ID.map((c) => c.id));
+    const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
+    expect(doc.task_type).toBe('semantic_segmentation');
+    expect(doc.model).toMatchObject({
+      framework: 'huggingface',
+      task: 'semantic',
+      architecture: 'SegformerForSemanticSegmentation',
+      class_ids: BY_ID.map((c) => c.id),
+    });
+    // At full size: the test run counts every pixel of every image (40 x 32), all of them labelled.
+    const pixels = done.confusion_matrix.flat().reduce((a: number, b: number) => a + b, 0);
+    expect(pixels).toBe(doc.num_images * 40 * 32);
+    const annotations = dataset.annotations as { images: Array<{ file_name: string; annotation: { mask_file: string } }> };
+    const scratchPng = mkdtempSync(join(scratch, 'png-'));
+    for (const r of doc.results) {
+      const predictions = r.predictions as { classes: Array<{ class_id: number }>; mask_path: string };
+      expect(predictions.mask_path).toMatch(new RegExp(`^s3://${s3.config.bucket}/test_runs/${jobId}/visualizations/masks/\\d{6}-.*\\.png$`));
+      const local = join(scratchPng, `${r.index}.png`);
+      await s3.storage().downloadFile(predictions.mask_path.replace(`s3://${s3.config.bucket}/`, ''), local);
+      const png = pngValues(local);
+      expect(png.mode).toBe('P');
+      expect(png.size).toEqual([40, 32]);
+      // Its values are the dataset's class ids, exactly the classes the predictions list.
+      expect(png.values).toEqual(predictions.classes.map((c) => c.class_id).sort((a, b) => a - b));
+      // The ground truth read from the image's mask: its classes are those the mask holds.
+      const entry = annotations.images.find((i) => i.file_name === r.file_name)!;
+      const truth = pngValues(join(dataset.root, entry.annotation.mask_file)).values;
+      expect((r.ground_truth as { classes: Array<{ class_id: number }> }).classes.map((c) => c.class_id).sort((a, b) => a - b)).toEqual(truth);
+      expect(typeof (r.metrics as { pixel_accuracy: number }).pixel_accuracy).toBe('number');
+    }
+    const overlays = doc.results.filter((r) => r.visualization_path !== null);
+    expect(overlays).toHaveLength(2);
+    const overlay = join(scratchPng, 'overlay.png');
+    await s3.storage().downloadFile(overlays[0]!.visualization_path!.replace(`s3://${s3.config.bucket}/`, ''), overlay);
+    // Prediction and ground truth side by side.
+    expect(pngValues(overlay)).toMatchObject({ mode: 'RGB', size: [80, 32] });
+  });
+
+  it('inference job on images from storage: a class map per image', async () => {
+    expect(train.code).toBe(0);
+    const storage = s3.storage();
+    const images = (dataset.annotations as { images: Array<{ file_name: string }> }).images.slice(0, 2);
+    const uris: string[] = [];
+    for (const [i, image] of images.entries()) {
+      await storage.uploadFile(join(dataset.root, 'images', image.file_name), `inference-inputs/semseg/${i}.png`);
+      uris.push(`s3://${s3.config.bucket}/inference-inputs/semseg/${i}.png`);
+    }
+    const env = { INFERENCE_TYPE: 'inference_job', TASK_TYPE: 'semantic_segmentation', CHECKPOINT_PATH: BEST(), IMAGE_PATHS: JSON.stringify(uris) };
+    const job = await runCli(['infer'], inferEnv(s3, backend, 'semseg-ij', env), { timeoutMs: 240_000 });
+    expect(job.code, job.stdout.slice(-3000) + job.stderr.slice(-2000)).toBe(0);
+    const doc = await readResults(storage, 'inference_jobs/semseg-ij/results.json');
+    expect(doc.results).toHaveLength(2);
+    for (const r of doc.results) {
+      expect(r.ground_truth).toBeNull();
+      expect(r.metrics).toBeNull();
+      expect((r.predictions as { mask_path: string }).mask_path).toMatch(/\/inference_jobs\/semseg-ij\/visualizations\/masks\//);
+    }
+  });
+});
