@@ -383,6 +383,20 @@ describe('backend outages', { timeout: 1_500_000 }, () => {
     expect(dones(jobId).map((d) => d.idempotencyKey)).toEqual([stored!.idempotency_key]);
     expect(epochBeats(jobId)).toEqual([1]);
     await assertNothingLost(jobId, retry);
+
+    // RESUME=never starts the job over, final outcome and checkpoints in storage notwithstanding:
+    // it trains epoch 1 again, and its outcome (a new delivery, with its own key) replaces the stored one.
+    const mark = backend.receiver.received.length;
+    const over = await runCli(['train'], env(jobId, { EPOCHS: '1', RESUME: 'never' }), { timeoutMs: 300_000 });
+    expect(over.code, over.stdout.slice(-3000)).toBe(0);
+    expect(over.stdout).not.toMatch(/already ended|Resuming job/);
+    expect(events(jobId, 'training_resumed', mark)).toEqual([]);
+    expect(epochBeats(jobId, mark)).toEqual([1]);
+    const [again] = dones(jobId, mark);
+    expect(again!.body).toMatchObject({ status: 'succeeded' });
+    expect(again!.idempotencyKey).not.toBe(stored!.idempotency_key);
+    const replaced = await storedOutcome(jobId);
+    expect(replaced).toMatchObject({ final: true, idempotency_key: again!.idempotencyKey, body: again!.body });
   });
 
   it('a hanging backend holds nothing up: training ends, `done` goes out after the progress wait; the retry re-delivers', async () => {

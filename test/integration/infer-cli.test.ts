@@ -4,12 +4,13 @@
  * checkpoints trained a moment before by `vision-trainer train` (ultralytics detection and
  * classification).
  */
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
+import { StoredOutcomeSchema } from '../../src/jobs/outcome.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
@@ -35,6 +36,19 @@ afterAll(async () => {
 });
 
 const callbacksOf = (jobId: string) => backend.receiver.received.filter((c) => c.jobId === jobId);
+
+/** The job's durable record beside its results: outcome.json (the completion exactly as delivered, with its key) and job.log. */
+async function expectStoredRecord(prefix: 'test_runs' | 'inference_jobs', jobId: string, callback: 'testRunDone' | 'inferenceJobDone', final: boolean) {
+  const storage = s3.storage();
+  const stored = StoredOutcomeSchema.parse(await storage.getJson(`${prefix}/${jobId}/outcome.json`));
+  const delivered = callbacksOf(jobId).filter((c) => c.kind === callback);
+  expect(delivered).toHaveLength(1);
+  expect(stored).toMatchObject({ job_id: jobId, mode: 'infer', callback, final, idempotency_key: delivered[0]!.idempotencyKey });
+  expect(stored.body).toEqual(delivered[0]!.body);
+  const log = join(mkdtempSync(join(tmpdir(), 'vt-job-log-')), 'job.log');
+  await storage.downloadFile(`${prefix}/${jobId}/job.log`, log);
+  expect(readFileSync(log, 'utf8')).toContain(`vision-trainer infer: job ${jobId}`);
+}
 const bodyOf = (jobId: string, kind: string) => callbacksOf(jobId).find((c) => c.kind === kind)?.body as Record<string, any> | undefined;
 const progressOf = (jobId: string) =>
   callbacksOf(jobId)
@@ -93,6 +107,7 @@ describe('vision-trainer infer: ultralytics detection', () => {
       xai_results_path: `${prefix}xai/`,
     });
     for (const key of ['precision', 'recall', 'mAP50', 'mAP50-95']) expect(typeof done.overall_metrics[key]).toBe('number');
+    await expectStoredRecord('test_runs', jobId, 'testRunDone', true);
     expect(done.per_class_metrics.map((r: any) => r.class_name)).toEqual(detector.dataset.classNames);
     // Rows are the true classes plus background; each class row counts that class's objects in the split.
     const objects = dataset.images.filter((i) => ids.includes(i.id)).flatMap((i) => i.objects);
@@ -290,6 +305,9 @@ describe('vision-trainer infer: stopped', () => {
     expect(done.status).toBe('failed');
     expect(done.error_message).toMatch(/^Job stopped by SIGTERM after \d+ images/);
     expect(await s3.storage().exists(`inference_jobs/${jobId}/results.json`)).toBe(false);
+    // A stop is not final: a retry of the job runs it again, and its outcome replaces this one.
+    expect(done.resumable).toBe(true);
+    await expectStoredRecord('inference_jobs', jobId, 'inferenceJobDone', false);
   });
 });
 

@@ -164,5 +164,5 @@ describe('RESUME_CHECKPOINT_PATH (timm, transformers)', () => {
     expect(done(other)[0]!.error_message).toMatch(
       /RESUME_CHECKPOINT_PATH belongs to another training setup: it has framework 'timm' \(this job: 'huggingface'\); model 'resnet18'/,
     );
-  });
+  }, 600_000); // four jobs
 });
