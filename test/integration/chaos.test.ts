@@ -305,7 +305,7 @@ describe('storage outages', { timeout: 1_500_000 }, () => {
     await assertNothingLost(jobId, second, mark);
   });
 
-  it('SIGTERM while the dataset download hangs: the job stops at once, exit 143; the retry trains (temporary keys and AWS_SESSION_TOKEN in the environment)', async () => {
+  it('SIGTERM while the dataset download hangs, then while the weights download hangs: the job stops at once, exit 143; the retry trains (temporary keys and AWS_SESSION_TOKEN in the environment)', async () => {
     const jobId = 'chaos-dataset-hang';
     const temporary = await s3.temporaryCredentials();
     const jobEnvironment = env(jobId, {
@@ -325,6 +325,20 @@ describe('storage outages', { timeout: 1_500_000 }, () => {
     expect(Date.now() - signalled).toBeLessThan(30_000);
     expect(stopped.code, stopped.stdout.slice(-3000)).toBe(143);
     expect(dones(jobId).map((d) => d.body)).toMatchObject([{ status: 'failed', resumable: true, checkpoint_path: null }]);
+    expect(epochBeats(jobId)).toEqual([]);
+    s3Proxy.release();
+
+    // The next attempt stops while its pretrained weights (a URL that hangs) download: aborted at once too.
+    s3Proxy.rule = ({ path }) => (path.startsWith('/weights/') ? 'hang' : 'pass');
+    const weightsAttempt = backend.receiver.received.length;
+    const second = startCli(['train'], { ...jobEnvironment, PRETRAINED_WEIGHT_URL: `${s3Proxy.endpoint}/weights/resnet18.pt` }, { timeoutMs: 600_000 });
+    await s3Proxy.waitFor((r) => r.path.startsWith('/weights/') && r.action === 'hang', REACH);
+    const signalledAgain = Date.now();
+    second.child.kill('SIGTERM');
+    const stoppedAgain = await second.done;
+    expect(Date.now() - signalledAgain).toBeLessThan(30_000);
+    expect(stoppedAgain.code, stoppedAgain.stdout.slice(-3000)).toBe(143);
+    expect(dones(jobId, weightsAttempt).map((d) => d.body)).toMatchObject([{ status: 'failed', resumable: true, checkpoint_path: null }]);
     expect(epochBeats(jobId)).toEqual([]);
     s3Proxy.release();
     s3Proxy.rule = () => 'pass';
