@@ -29,6 +29,15 @@ function processingOf(f: TorchFacts, options: ProcessingOptions): { preprocessin
     embedded: false,
     included: options.includePreprocessing,
   };
+  if (f.task_type === 'semantic_segmentation') {
+    const postprocessing: PostprocessingSpec = {
+      output_layout:
+        'logits [batch, classes, height, width] at the input size; the class map is their argmax over classes, resized to the image by nearest neighbour (the wrappers return one mask per class present)',
+      embedded: false,
+      included: options.includePostprocessing,
+    };
+    return { preprocessing, postprocessing };
+  }
   const postprocessing: PostprocessingSpec = {
     output_layout: `logits [batch, classes]${f.task_type === 'zero_shot_classification' ? ' (scaled image-prompt similarities)' : ''}`,
     softmax: { apply: true, temperature: 1 },

@@ -454,6 +454,7 @@ class ValidationImage(TypedDict):
     width: float
     height: float
     label: NotRequired[int]
+    mask: NotRequired[str]
     objects: list[ValidationObject]
 
 
@@ -461,6 +462,7 @@ class ValidationGroundTruth(TypedDict):
     class_names: list[str]
     class_ids: list[int]
     keypoint_count: int
+    mask_class_ids: NotRequired[list[list[int]]]
     images: list[ValidationImage]
 
 

@@ -294,6 +294,42 @@ std::vector<Prediction> ModelWrapper::postprocess(const std::vector<cv::Mat>& ou
   std::vector<Prediction> predictions;
   const cv::Mat& first = outputs.at(0);
   const float* d = first.ptr<float>();
+  if (task_ == "semantic_segmentation") {
+    // logits [batch, classes, h, w] at the input size: argmax per input pixel (the first of equal
+    // scores), sampled at the input pixel each image pixel's centre falls in; one mask per class.
+    const int classes = first.size[1], in_h = first.size[2], in_w = first.size[3];
+    const int plane = in_h * in_w;
+    std::vector<int> best(plane, 0);
+    for (int p = 0; p < plane; ++p) {
+      float score = d[p];
+      for (int c = 1; c < classes; ++c) {
+        if (d[c * plane + p] > score) {
+          score = d[c * plane + p];
+          best[p] = c;
+        }
+      }
+    }
+    cv::Mat map(t.height, t.width, CV_32S);
+    for (int y = 0; y < t.height; ++y) {
+      int v = std::min(in_h - 1, std::max(0, static_cast<int>(std::floor((y + 0.5) * t.scale_y + t.pad_top))));
+      for (int x = 0; x < t.width; ++x) {
+        int u = std::min(in_w - 1, std::max(0, static_cast<int>(std::floor((x + 0.5) * t.scale_x + t.pad_left))));
+        map.at<int>(y, x) = best[v * in_w + u];
+      }
+    }
+    for (int c = 0; c < static_cast<int>(class_names_.size()); ++c) {
+      cv::Mat mask = map == c;  // 255 inside
+      int count = cv::countNonZero(mask);
+      if (!count) continue;
+      Prediction p;
+      p.class_id = class_ids_[c];
+      p.class_name = class_names_[c];
+      p.confidence = static_cast<float>(static_cast<double>(count) / (t.width * t.height));
+      p.mask = mask / 255;
+      predictions.push_back(p);
+    }
+    return predictions;
+  }
   if (task_ == "image_classification" || task_ == "zero_shot_classification") {
     const int n = static_cast<int>(class_names_.size());
     std::vector<float> probs(d, d + n);

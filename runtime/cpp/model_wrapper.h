@@ -1,6 +1,7 @@
 // Runs an exported ONNX vision model with OpenCV's DNN module and the pre- and post-processing
 // its metadata.json describes: letterbox / resize + crop, normalisation, then class-aware NMS,
-// instance masks, keypoints or softmax top-k, as the Python and Node wrappers do.
+// instance masks, keypoints, softmax top-k or a semantic class map (one mask per class present),
+// as the Python and Node wrappers do.
 //
 //   ModelWrapper model("model.onnx", "metadata.json");
 //   std::vector<Prediction> predictions = model.predict("photo.jpg");

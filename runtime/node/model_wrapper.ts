@@ -7,6 +7,8 @@
  *   pose_estimation        as detection, plus keypoints [x, y, confidence] per box
  *   image_classification   resize/crop + normalise -> model -> softmax (for logits) -> top-k
  *   zero_shot_classification  as classification (the class prompts are baked into the model)
+ *   semantic_segmentation  resize + normalise -> model -> argmax over classes per pixel -> the class
+ *                          map at the image's size (nearest neighbour); one mask per class present
  *
  * The arithmetic (rounding, padding, NMS order) is the Python and C++ wrappers', so the three give
  * the same predictions. Boxes are [x1, y1, x2, y2] in pixels of the original image.
@@ -588,6 +590,39 @@ export function maskToRle(mask: Uint8Array, width: number, height: number): { si
   return { size: [height, width], counts };
 }
 
+/**
+ * Semantic segmentation: the class index of every pixel of the original image (row-major,
+ * width x height of `transform`), from logits [batch, classes, H, W] at the input size: argmax over
+ * classes (the first of equal scores), sampled at the input pixel each image pixel's centre falls in.
+ */
+export function classMap(logits: Tensor, transform: Transform): Uint8Array {
+  const [, classes, inH, inW] = logits.dims as [number, number, number, number];
+  const plane = inH * inW;
+  const best = new Uint8Array(plane);
+  for (let p = 0; p < plane; p++) {
+    let top = 0;
+    let score = at(logits.data, p);
+    for (let c = 1; c < classes; c++) {
+      const v = at(logits.data, c * plane + p);
+      if (v > score) {
+        score = v;
+        top = c;
+      }
+    }
+    best[p] = top;
+  }
+  const { width, height } = transform;
+  const map = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const v = Math.min(inH - 1, Math.max(0, Math.floor((y + 0.5) * transform.scaleY + transform.padTop)));
+    for (let x = 0; x < width; x++) {
+      const u = Math.min(inW - 1, Math.max(0, Math.floor((x + 0.5) * transform.scaleX + transform.padLeft)));
+      map[y * width + x] = best[v * inW + u] as number;
+    }
+  }
+  return map;
+}
+
 /** Predictions as JSON-ready objects (masks as COCO RLE). */
 export function predictionsToJson(predictions: Prediction[], width: number, height: number): Record<string, unknown>[] {
   return predictions.map(({ mask, ...rest }) => {
@@ -679,6 +714,10 @@ export class ModelWrapper {
     const task = this.metadata.task_type;
     const first = outputs[0];
     if (!first) throw new Error('the model gave no outputs');
+    if (task === 'semantic_segmentation') {
+      const map = classMap(first, transform);
+      return this.masksOf(map, transform.width, transform.height);
+    }
     if (task === 'image_classification' || task === 'zero_shot_classification') {
       const soft = post.softmax ?? { apply: true, temperature: 1 };
       const logits = first.data.subarray(0, first.data.length / (first.dims[0] ?? 1)); // the first image of the batch
@@ -739,6 +778,20 @@ export class ModelWrapper {
       });
     }
     return predictions;
+  }
+
+  /** Semantic segmentation: one prediction per class of the map, its mask and its share of the image (`confidence`), in output order. */
+  masksOf(map: Uint8Array, width: number, height: number): Prediction[] {
+    const counts = new Array<number>(this.classNames.length).fill(0);
+    for (const v of map) counts[v] = (counts[v] ?? 0) + 1;
+    const out: Prediction[] = [];
+    counts.forEach((count, c) => {
+      if (!count) return;
+      const mask = new Uint8Array(map.length);
+      for (let k = 0; k < map.length; k++) if (map[k] === c) mask[k] = 1;
+      out.push({ class_id: this.classIds[c] ?? c, class_name: this.classNames[c] ?? String(c), confidence: count / (width * height), mask });
+    });
+    return out;
   }
 
   /**

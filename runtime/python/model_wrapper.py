@@ -7,6 +7,8 @@ One class, `ModelWrapper`, for every task the platform exports:
     pose_estimation        as detection, plus keypoints [x, y, confidence] per box
     image_classification   resize/crop + normalise -> model -> softmax (when the model gives logits) -> top-k
     zero_shot_classification  as classification (the class prompts are baked into the model)
+    semantic_segmentation  resize + normalise -> model -> argmax over classes per pixel -> the class
+                           map at the image's size (nearest neighbour); one mask per class present
 
 and every format the wrapper can load here: ONNX (onnxruntime), TorchScript (torch), OpenVINO IR
 (openvino), LiteRT/TFLite (ai_edge_litert or tflite_runtime) and TensorRT engines (tensorrt +
@@ -208,6 +210,18 @@ def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = x.astype(np.float64) / temperature
     z = np.exp(z - z.max())
     return (z / z.sum()).astype(np.float32)
+
+
+def class_map(logits: np.ndarray, transform: Transform) -> np.ndarray:
+    """Semantic segmentation: the class index of every pixel of the original image (H x W), from
+    logits [batch, classes, h, w] at the input size: argmax over classes (the first of equal
+    scores), sampled at the input pixel each image pixel's centre falls in."""
+    first = np.asarray(logits, dtype=np.float32)[0]
+    best = np.argmax(first, axis=0)
+    in_h, in_w = best.shape
+    ys = np.clip(np.floor((np.arange(transform.height) + 0.5) * transform.scale_y + transform.pad_top), 0, in_h - 1).astype(np.int64)
+    xs = np.clip(np.floor((np.arange(transform.width) + 0.5) * transform.scale_x + transform.pad_left), 0, in_w - 1).astype(np.int64)
+    return best[ys[:, None], xs[None, :]]
 
 
 def mask_to_rle(mask: np.ndarray) -> dict:
@@ -421,6 +435,20 @@ class ModelWrapper:
         top_k: int | None = None,
     ) -> list[dict]:
         post = self.metadata["postprocessing"]
+        if self.task == "semantic_segmentation":
+            # One prediction per class of the map: its mask and its share of the image.
+            indices = class_map(outputs[0], transform)
+            total = indices.size
+            return [
+                {
+                    "class_id": self.class_ids[c],
+                    "class_name": self.class_names[c],
+                    "confidence": float((indices == c).sum() / total),
+                    "mask": (indices == c).astype(np.uint8),
+                }
+                for c in range(len(self.class_names))
+                if (indices == c).any()
+            ]
         if self.task in ("image_classification", "zero_shot_classification"):
             first = np.asarray(outputs[0], dtype=np.float32)
             values = first.reshape(first.shape[0], -1)[0]  # the first image of the batch

@@ -419,11 +419,15 @@ export const ValidationGroundTruthSchema = z.object({
   /** The model's class id of each class name. */
   class_ids: z.array(Int),
   keypoint_count: Int,
+  /** Semantic segmentation: [validation dataset class id, the model's class id] of each class the model knows (matched by name). */
+  mask_class_ids: z.array(z.tuple([Int, Int])).optional(),
   images: z.array(
     z.object({
       width: z.number(),
       height: z.number(),
       label: Int.optional(),
+      /** Semantic segmentation: the image's indexed PNG mask (values: the validation dataset's class ids). */
+      mask: z.string().optional(),
       objects: z.array(
         z.object({
           class_id: Int,

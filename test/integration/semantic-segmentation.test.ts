@@ -17,6 +17,7 @@ import { callbackDesignProblems } from '../helpers/design-contract.js';
 import { jobEnv } from '../helpers/job-env.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
+import { downloadPackage, expectDatasetClassIds, expectSamePredictions, runNodeWrapper, runPythonWrapper, SAME_RUNTIME } from '../helpers/export-packages.js';
 import { inferEnv, readResults } from '../helpers/inference.js';
 import { type SyntheticDataset, writeSyntheticDataset } from '../helpers/synthetic.js';
 
@@ -193,5 +194,42 @@ describe('semantic segmentation (transformers SegFormer)', () => {
       expect(r.metrics).toBeNull();
       expect((r.predictions as { mask_path: string }).mask_path).toMatch(/\/inference_jobs\/semseg-ij\/visualizations\/masks\//);
     }
+  });
+
+  it('ONNX export validated by mIoU on the dataset; the Python and Node wrappers give the recorded class maps (one mask per class)', async () => {
+    expect(train.code).toBe(0);
+    const jobId = 'semseg-export';
+    const env = jobEnv(s3, backend, jobId, {
+      TASK_TYPE: 'semantic_segmentation',
+      MODEL_NAME: 'segformer-b0',
+      CHECKPOINT_PATH: BEST(),
+      EXPORT_FORMAT: 'onnx',
+      ENABLE_VALIDATION: 'true',
+      VALIDATION_DATASET_ID: DATASET_ID,
+      BATCH_SIZE: '1',
+    });
+    const result = await runCli(['export'], env, { timeoutMs: 240_000 });
+    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
+    expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'mIoU', passed: true } });
+    expect(done.validation_metrics.original_accuracy).toBe(done.validation_metrics.original_metrics.mIoU);
+    expect(done.validation_metrics.accuracy_drop).toBeLessThanOrEqual(0.001);
+    expect(typeof done.validation_metrics.exported_metrics.pixel_accuracy).toBe('number');
+    expect(done.model_info.output_shape).toEqual([1, 3, 32, 32]);
+    const pkg = await downloadPackage(s3.storage(), jobId);
+    expect(pkg.metadata).toMatchObject({
+      task_type: 'semantic_segmentation',
+      model: { architecture: 'SegformerForSemanticSegmentation', class_ids: BY_ID.map((c) => c.id) },
+      preprocessing: { resize: { method: 'resize', size: [32, 32] } },
+    });
+    const recorded = pkg.expected!.images.map((i) => ({ predictions: i.predictions }));
+    // A class map covers every pixel: the masks' shares add up to the whole image.
+    for (const image of recorded) expect(image.predictions.reduce((a, p) => a + p.confidence, 0)).toBeCloseTo(1, 6);
+    // The C++ wrapper is not run: OpenCV 4.6's DNN module cannot load SegFormer's LayerNormalization
+    // (opset 17), as for the transformers classifiers' exports.
+    const [python, node] = [runPythonWrapper(pkg), runNodeWrapper(pkg)];
+    for (const lines of [python, node]) expectDatasetClassIds(lines, pkg.metadata);
+    expectSamePredictions(python, recorded, SAME_RUNTIME, 'python');
+    expectSamePredictions(node, recorded, SAME_RUNTIME, 'node');
   });
 });

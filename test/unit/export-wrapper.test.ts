@@ -6,6 +6,7 @@
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
+  classMap,
   ModelWrapper,
   decodePng,
   maskToRle,
@@ -203,5 +204,15 @@ describe('post-processing', () => {
     // 2 rows x 3 columns: [[0, 1, 1], [0, 1, 0]] -> column-major 0,0,1,1,1,0
     expect(maskToRle(Uint8Array.from([0, 1, 1, 0, 1, 0]), 3, 2)).toEqual({ size: [2, 3], counts: [2, 3, 1] });
     expect(maskToRle(Uint8Array.from([1, 1]), 1, 2)).toEqual({ size: [2, 1], counts: [0, 2] });
+  });
+});
+
+describe('semantic segmentation post-processing', () => {
+  it('takes the argmax per input pixel (the first of equal scores) and samples it at each image pixel centre', () => {
+    // 2 classes on a 2x2 input: class 1 wins top-left and bottom-right, a tie (class 0) top-right.
+    const logits = { data: Float32Array.from([0, 5, 1, 0, /* class 1: */ 1, 5, 0, 2]), dims: [1, 2, 2, 2] };
+    // A 4x2 image squashed to 2x2: scaleX 0.5, scaleY 1.
+    const map = classMap(logits, { scaleX: 0.5, scaleY: 1, padLeft: 0, padTop: 0, width: 4, height: 2 });
+    expect([...map]).toEqual([1, 1, 0, 0, 0, 0, 1, 1]);
   });
 });

@@ -243,6 +243,8 @@ def evaluate(params: EvaluateParams) -> dict[str, float | None]:
         top1 = sum(1 for label, preds in labelled if preds and preds[0]["class_id"] == label) / len(labelled)
         top5 = sum(1 for label, preds in labelled if any(p["class_id"] == label for p in preds[:5])) / len(labelled)
         return {"accuracy": top1, "top5_accuracy": top5, "images": len(labelled)}
+    if task == "semantic_segmentation":
+        return _semantic_metrics(ground_truth, predictions)
 
     gt = _coco_ground_truth(ground_truth, task)
     keypoint_count = int(ground_truth.get("keypoint_count") or 0)
@@ -258,3 +260,48 @@ def evaluate(params: EvaluateParams) -> dict[str, float | None]:
     metrics["images"] = len(gt["images"])
     metrics["predictions"] = len(results)
     return metrics
+
+
+def _semantic_metrics(ground_truth, predictions: list[list[dict[str, Any]]]) -> dict[str, float | None]:
+    """mIoU and pixel accuracy of the wrappers' class maps (one prediction per class present,
+    its mask as COCO RLE) against the images' masks, over one confusion matrix of every
+    labelled pixel (common/semantic_metrics.py)."""
+    from pycocotools import mask as mask_utils
+
+    from .semantic_metrics import IGNORE_INDEX, confusion, metrics_from_confusion, read_mask
+
+    model_ids = [int(i) for i in ground_truth["class_ids"]]
+    index_of = {cid: i for i, cid in enumerate(model_ids)}
+    pairs = [(int(d), int(m)) for d, m in ground_truth.get("mask_class_ids") or []]
+    table = np.full(max([d for d, _ in pairs] + [255]) + 1, IGNORE_INDEX, dtype=np.uint8)
+    for dataset_id, model_id in pairs:
+        if model_id in index_of:
+            table[dataset_id] = index_of[model_id]
+    n = len(model_ids)
+    # One column more than the classes: labelled pixels no prediction covers (a miss, never right).
+    matrix = np.zeros((n + 1, n + 1), dtype=np.int64)
+    images = 0
+    for image, preds in zip(ground_truth["images"], predictions, strict=True):
+        if not image.get("mask"):
+            continue
+        raw = read_mask(image["mask"])
+        target = np.full(raw.shape, IGNORE_INDEX, dtype=np.uint8)
+        inside = (raw >= 0) & (raw < len(table))
+        target[inside] = table[raw[inside]]
+        pred = np.full(raw.shape, n, dtype=np.int64)
+        for p in preds:
+            rle = mask_utils.frPyObjects(p["mask"], *p["mask"]["size"])
+            pred[mask_utils.decode(rle).astype(bool)] = index_of[int(p["class_id"])]
+        matrix += confusion(pred, target, n + 1)
+        images += 1
+    if images == 0:
+        return {"mIoU": None, "pixel_accuracy": None, "images": 0}
+    out = metrics_from_confusion(matrix, [*[str(c) for c in ground_truth["class_names"]], "(none)"])
+    rows = out["per_class_metrics"][:n]
+    ious = [r["iou"] for r in rows if r["iou"] is not None]
+    labelled = int(matrix[:n].sum())
+    return {
+        "mIoU": float(np.mean(ious)) if ious else None,
+        "pixel_accuracy": float(np.trace(matrix[:n, :n]) / labelled) if labelled else None,
+        "images": images,
+    }

@@ -212,5 +212,7 @@ function describePost(m: PackageMetadata): string {
           : '';
     return `boxes above confidence ${p.nms.confidence_threshold}, class-aware NMS at IoU ${p.nms.iou_threshold}, at most ${p.nms.max_detections}, as [x1, y1, x2, y2] image pixels${extra}.`;
   }
+  if (m.task_type === 'semantic_segmentation')
+    return 'the class map: argmax of the per-pixel logits, at the image size (nearest neighbour); one prediction per class present, with its mask and its share of the image as `confidence`.';
   return `${p.softmax?.apply ? 'softmax, ' : ''}top-${p.top_k} classes with confidences.`;
 }

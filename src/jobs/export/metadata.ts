@@ -73,7 +73,7 @@ export const ValidationReportSchema = z.strictObject({
   /** original - exported: positive when the export scores lower. */
   accuracy_drop: z.number().nullable(),
   passed: z.boolean(),
-  metric: z.enum(['accuracy', 'mAP50-95']),
+  metric: z.enum(['accuracy', 'mAP50-95', 'mIoU']),
   threshold: z.number(),
   num_samples: z.number().int().nonnegative(),
   /** Largest |original - exported| over every raw output value of every validation image. */

@@ -75,14 +75,18 @@ export function groundTruthFor(
       'Validate on a dataset with the keypoints the model was trained on.',
     );
   }
+  const semantic = dataset.taskType === 'semantic_segmentation';
   const gt: GroundTruth = {
     class_names: [...classNames],
     class_ids: [...model.classIds],
     keypoint_count: keypointShape?.[0] ?? 0,
+    // A mask value that is no class of the dataset is unlabelled (ignored), not an error.
+    ...(semantic ? { mask_class_ids: dataset.classes.map((c): [number, number] => [c.id, indexOf(c.id)]) } : {}),
     images: images.map((img) => ({
       width: img.width,
       height: img.height,
       ...(img.label !== undefined ? { label: indexOf(img.label) } : {}),
+      ...(img.maskPath !== undefined ? { mask: img.maskPath } : {}),
       objects: img.objects.map((o) => ({
         class_id: indexOf(o.classId),
         bbox: [...o.bbox],
@@ -217,7 +221,7 @@ export async function validateExport(input: ValidationInput): Promise<Validation
   const evaluate = (predictions: Record<string, unknown>[][]) => bridge.call(EVALUATE, { task: input.taskType, ground_truth: groundTruth, predictions });
   const originalMetrics = await evaluate(predictions.original);
   const exportedMetrics = await evaluate(predictions.exported);
-  const metric = primaryMetric(input.taskType) as 'accuracy' | 'mAP50-95';
+  const metric = primaryMetric(input.taskType) as ValidationReport['metric'];
   const originalValue = originalMetrics[metric] ?? null;
   const exportedValue = exportedMetrics[metric] ?? null;
   const drop = originalValue === null || exportedValue === null ? null : Math.round((originalValue - exportedValue) * 1e6) / 1e6;
