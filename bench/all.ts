@@ -31,7 +31,12 @@ interface Bench {
 
 const BENCHES: Bench[] = [
   { name: 'bridge', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_EPOCHS: '2', BENCH_IMAGES: '32', BENCH_PER_CLASS: '6' }, quickArgs: [] },
-  { name: 'infer', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_IMAGES: '32', BENCH_IMGSZ: '64' }, quickArgs: [] },
+  {
+    name: 'infer',
+    args: [],
+    quickEnv: { BENCH_REPEATS: '1', BENCH_IMAGES: '32', BENCH_IMGSZ: '64', BENCH_INFER_SETTINGS: 'batch=4;threads=1' },
+    quickArgs: [],
+  },
   { name: 'onnx', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '1' }, quickArgs: [] },
   { name: 'threads', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '2' }, quickArgs: [] },
   { name: 'startup', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '300' }, quickArgs: [] },

@@ -36,6 +36,8 @@ else
   elif (( MEM_GIB >= 16 )); then TRAIN_BATCH=32; INFER_BATCH=32
   else TRAIN_BATCH=16; INFER_BATCH=16; fi
   export BENCH_DEVICE=cuda:0 BENCH_RESULTS_DIR=bench/results/gpu
+  # bench:infer's thread-count table is about CPUs; the ONNX/OpenVINO backends run on the CPU only.
+  export BENCH_INFER_SETTINGS_REPEATS=0
   export BENCH_BATCH=$TRAIN_BATCH BENCH_INFER_BATCH=$INFER_BATCH BENCH_DETECT_IMGSZ=640 BENCH_CLASSIFY_IMGSZ=224 BENCH_IMGSZ=640
   # Enough images that an epoch is several batches; 2 repeats x 3 epochs keep it under 8 minutes.
   export BENCH_IMAGES=$((TRAIN_BATCH * 6)) BENCH_PER_CLASS=$((TRAIN_BATCH / 2)) BENCH_INFER_IMAGES=$((INFER_BATCH * 10)) BENCH_REPEATS=2 BENCH_EPOCHS=3 BENCH_SECONDS=3

@@ -9,10 +9,21 @@
  *                   the bridge, every image's header is checked, results are validated and
  *                   written to results.json.
  *
+ * and, interleaved with them in every repeat, the same job with
+ *
+ *   prefetch off        VISION_TRAINER_INFER_PREFETCH=0: no decoding of the next batch during
+ *                       this one's forward pass, the same sequential work as the native loop;
+ *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only): the exported graph.
+ *
  * Throughput is images / seconds of the prediction loop (after the model is loaded), as
  * results.json's `timing.images_per_second` reports it. Prints, per framework, the median of
- * BENCH_REPEATS runs of each and `throughput ratio: X.XX` (vision-trainer / native), plus the
- * CLI's whole wall time (Python start-up and model loading included).
+ * BENCH_REPEATS runs of each and `throughput ratio: X.XX` (vision-trainer / native), what the
+ * prefetch buys, each backend's speed-up over PyTorch, plus the CLI's whole wall time (Python
+ * start-up, export and model loading included).
+ *
+ * Then a settings table (BENCH_INFER_SETTINGS, default `batch=1,16;threads=1,2`, for
+ * BENCH_INFER_SETTINGS_FRAMEWORKS, default timm): native and vision-trainer (pytorch, onnx) at
+ * each batch size and thread count, BENCH_INFER_SETTINGS_REPEATS runs each (default 1).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -35,6 +46,17 @@ const TASKS: Record<string, string> = { ultralytics: 'object_detection', timm: '
 const NATIVE = join(PROJECT_ROOT, 'bench', 'infer_native.py');
 const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
 const TOKEN = 'bench-token-123456';
+/** Graph backends to compare with PyTorch: they run on the CPU only. */
+const BACKENDS = (process.env.BENCH_INFER_BACKENDS ?? (DEVICE === 'cpu' ? 'onnx,openvino' : '')).split(',').filter(Boolean);
+const SETTINGS = parseSettings(process.env.BENCH_INFER_SETTINGS ?? 'batch=1,16;threads=1,2');
+const SETTINGS_FRAMEWORKS = (process.env.BENCH_INFER_SETTINGS_FRAMEWORKS ?? 'timm').split(',').filter(Boolean);
+const SETTINGS_REPEATS = Number(process.env.BENCH_INFER_SETTINGS_REPEATS ?? 1);
+
+function parseSettings(text: string): { batch: number[]; threads: number[] } {
+  const parts = Object.fromEntries(text.split(';').map((p) => p.split('=') as [string, string]));
+  const list = (v: string | undefined, fallback: number) => (v ? v.split(',').map(Number) : [fallback]);
+  return { batch: list(parts.batch, BATCH), threads: list(parts.threads, BENCH_THREADS) };
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,12 +72,22 @@ function python(args: string[], env: NodeJS.ProcessEnv): Record<string, number> 
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number>;
 }
 
+interface Variant {
+  batch?: number;
+  threads?: number;
+  backend?: string;
+  prefetch?: boolean;
+}
+
+const threadEnv = (threads: number | undefined) => (threads === undefined ? THREADS : { OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) });
+
 function visionTrainer(
   framework: string,
   checkpoint: string,
   dir: string,
   receiverUrl: string,
   jobId: string,
+  variant: Variant = {},
 ): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number }> {
   const env = {
     PATH: process.env.PATH,
@@ -75,11 +107,13 @@ function visionTrainer(
     LOCAL_STORAGE_PATH: dir,
     DATASET_ID: 'bench',
     DATASET_PATH: dir,
-    BATCH_SIZE: String(BATCH),
+    BATCH_SIZE: String(variant.batch ?? BATCH),
     IMAGE_SIZE: String(IMGSZ),
     DEVICE,
     SAVE_VISUALIZATIONS: 'false',
-    ...THREADS,
+    INFERENCE_BACKEND: variant.backend ?? 'pytorch',
+    ...(variant.prefetch === false ? { VISION_TRAINER_INFER_PREFETCH: '0' } : {}),
+    ...threadEnv(variant.threads),
   };
   const started = Date.now();
   return new Promise((resolve, reject) => {
@@ -102,6 +136,14 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vision-trainer-bench-infer-'));
   const env = { ...process.env, ...THREADS, YOLO_OFFLINE: 'true', YOLO_CONFIG_DIR: join(dir, 'yolo-config'), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1' };
   const receiver = await startCallbackReceiver({ token: TOKEN, print: false });
+  let jobs = 0;
+  const native = (framework: string, v: Variant = {}) =>
+    python(['native', framework, join(dir, `${framework}.pt`), join(dir, 'images'), String(v.batch ?? BATCH), String(IMGSZ), DEVICE], {
+      ...env,
+      ...threadEnv(v.threads),
+    }).images_per_second!;
+  const bridged = (framework: string, v: Variant = {}) =>
+    visionTrainer(framework, join(dir, `${framework}.pt`), dir, receiver.url, `bench-${framework}-${jobs++}`, v);
   try {
     console.log(`Preparing ${IMAGES} images (${IMGSZ} x ${(IMGSZ * 3) / 4}) and checkpoints in ${dir}`);
     python(['prepare', dir, String(IMAGES), String(IMGSZ)], env);
@@ -110,50 +152,139 @@ async function main(): Promise<void> {
     console.log(
       `batch ${BATCH}, image size ${IMGSZ}, ${REPEATS} runs each, device ${DEVICE}, ${BENCH_THREADS} threads; throughput = images / prediction-loop seconds\n`,
     );
-    const rows: Array<{ framework: string; native: number[]; visionTrainer: number[]; ratio: number; cliWallSeconds: number; loads: number[] }> = [];
+    type Row = {
+      framework: string;
+      native: number[];
+      visionTrainer: number[];
+      noPrefetch: number[];
+      backends: Record<string, number[]>;
+      ratio: number;
+      ratioNoPrefetch: number;
+      prefetchGain: number;
+      speedups: Record<string, number>;
+      cliWallSeconds: Record<string, number>;
+      loads: number[];
+    };
+    const rows: Row[] = [];
     for (const framework of FRAMEWORKS) {
-      const checkpoint = join(dir, `${framework}.pt`);
-      const native: number[] = [];
-      const bridged: number[] = [];
-      const walls: number[] = [];
+      const runs = { native: [] as number[], vt: [] as number[], noPrefetch: [] as number[] };
+      const backends: Record<string, number[]> = Object.fromEntries(BACKENDS.map((b) => [b, []]));
+      const walls: Record<string, number[]> = { pytorch: [], ...Object.fromEntries(BACKENDS.map((b) => [b, []])) };
       const avgMs: number[] = [];
       const loads: number[] = [];
       for (let i = 0; i < REPEATS; i++) {
         loads.push(Number(loadavg()[0]!.toFixed(2)));
-        native.push(python(['native', framework, checkpoint, join(dir, 'images'), String(BATCH), String(IMGSZ), DEVICE], env).images_per_second!);
-        const vt = await visionTrainer(framework, checkpoint, dir, receiver.url, `bench-${framework}-${i}`);
-        bridged.push(vt.imagesPerSecond);
-        walls.push(vt.wallSeconds);
+        runs.native.push(native(framework));
+        const vt = await bridged(framework);
+        runs.vt.push(vt.imagesPerSecond);
+        walls.pytorch!.push(vt.wallSeconds);
         avgMs.push(vt.avgMs);
+        runs.noPrefetch.push((await bridged(framework, { prefetch: false })).imagesPerSecond);
+        for (const backend of BACKENDS) {
+          const run = await bridged(framework, { backend });
+          backends[backend]!.push(run.imagesPerSecond);
+          walls[backend]!.push(run.wallSeconds);
+        }
       }
-      const n = median(native);
-      const v = median(bridged);
+      const n = median(runs.native);
+      const v = median(runs.vt);
+      const off = median(runs.noPrefetch);
+      const line = (label: string, xs: number[], extra = '') =>
+        console.log(`  ${label.padEnd(34)} ${median(xs).toFixed(1)} images/s   runs: ${xs.map((x) => x.toFixed(1)).join(', ')}${extra}`);
       console.log(`${framework} (${TASKS[framework]})`);
-      console.log(`  native Python loop      ${n.toFixed(1)} images/s   runs: ${native.map((x) => x.toFixed(1)).join(', ')}`);
+      line('native Python loop', runs.native);
+      line('vision-trainer infer', runs.vt, `   (${median(avgMs).toFixed(1)} ms/image in predict)`);
+      line('vision-trainer, prefetch off', runs.noPrefetch);
+      for (const backend of BACKENDS) line(`vision-trainer INFERENCE_BACKEND=${backend}`, backends[backend]!);
       console.log(
-        `  vision-trainer infer    ${v.toFixed(1)} images/s   runs: ${bridged.map((x) => x.toFixed(1)).join(', ')}   (${median(avgMs).toFixed(1)} ms/image in predict)`,
+        `  vision-trainer whole CLI run ${Object.entries(walls)
+          .map(([b, w]) => `${b} ${median(w).toFixed(1)} s`)
+          .join(', ')} (start-up, export, model load, ${IMAGES} images, results.json)`,
       );
-      console.log(`  vision-trainer whole CLI run ${median(walls).toFixed(1)} s (start-up, model load, ${IMAGES} images, results.json)`);
-      console.log(`  throughput ratio: ${(v / n).toFixed(2)}\n`);
-      rows.push({ framework, native, visionTrainer: bridged, ratio: v / n, cliWallSeconds: median(walls), loads });
+      console.log(`  throughput ratio: ${(v / n).toFixed(2)}`);
+      console.log(`  throughput ratio, prefetch off (the same sequential work): ${(off / n).toFixed(2)}; prefetch speedup ${(v / off).toFixed(2)}x`);
+      const speedups = Object.fromEntries(BACKENDS.map((b) => [b, median(backends[b]!) / v]));
+      for (const backend of BACKENDS) console.log(`  ${backend} speedup over pytorch: ${speedups[backend]!.toFixed(2)}x`);
+      console.log('');
+      rows.push({
+        framework,
+        native: runs.native,
+        visionTrainer: runs.vt,
+        noPrefetch: runs.noPrefetch,
+        backends,
+        ratio: v / n,
+        ratioNoPrefetch: off / n,
+        prefetchGain: v / off,
+        speedups,
+        cliWallSeconds: Object.fromEntries(Object.entries(walls).map(([b, w]) => [b, median(w)])),
+        loads,
+      });
     }
-    writeResults('infer', { machine: m, device: DEVICE, threads: BENCH_THREADS, images: IMAGES, batch: BATCH, imgsz: IMGSZ, repeats: REPEATS, rows }, [
-      '## bench:infer: inference throughput, vision-trainer / a native Python loop',
-      '',
-      `${describeMachine(m)}. Device ${DEVICE}, ${BENCH_THREADS} threads on both sides, ${IMAGES} images at ${IMGSZ} px, batch ${BATCH}, ${REPEATS} interleaved runs; images/s of the prediction loop, median [min-max].`,
-      '',
-      ...table(
-        ['framework', 'native images/s', 'vision-trainer images/s', 'ratio', 'whole CLI run', 'load at each run'],
-        rows.map((r) => [
-          r.framework,
-          spreadText(r.native),
-          spreadText(r.visionTrainer),
-          r.ratio.toFixed(2),
-          `${r.cliWallSeconds.toFixed(1)} s`,
-          r.loads.join(', '),
-        ]),
-      ),
-    ]);
+
+    type SettingRow = { framework: string; batch: number; threads: number; native: number[]; pytorch: number[]; onnx: number[]; load: number };
+    const settingRows: SettingRow[] = [];
+    const settingBackend = BACKENDS.includes('onnx') ? ['onnx'] : [];
+    if (SETTINGS_REPEATS > 0)
+      for (const framework of SETTINGS_FRAMEWORKS.filter((f) => FRAMEWORKS.includes(f)))
+        for (const threads of SETTINGS.threads)
+          for (const batch of SETTINGS.batch) {
+            const row: SettingRow = { framework, batch, threads, native: [], pytorch: [], onnx: [], load: Number(loadavg()[0]!.toFixed(2)) };
+            for (let i = 0; i < SETTINGS_REPEATS; i++) {
+              row.native.push(native(framework, { batch, threads }));
+              row.pytorch.push((await bridged(framework, { batch, threads })).imagesPerSecond);
+              for (const backend of settingBackend) row.onnx.push((await bridged(framework, { batch, threads, backend })).imagesPerSecond);
+            }
+            const onnx = row.onnx.length ? `, onnx ${median(row.onnx).toFixed(1)}` : '';
+            console.log(
+              `settings ${framework} batch ${batch} threads ${threads}: native ${median(row.native).toFixed(1)}, vision-trainer ${median(row.pytorch).toFixed(1)}${onnx} images/s (ratio ${(median(row.pytorch) / median(row.native)).toFixed(2)})`,
+            );
+            settingRows.push(row);
+          }
+
+    const fmt = (xs: number[]) => (xs.length ? spreadText(xs) : 'n/a');
+    writeResults(
+      'infer',
+      { machine: m, device: DEVICE, threads: BENCH_THREADS, images: IMAGES, batch: BATCH, imgsz: IMGSZ, repeats: REPEATS, rows, settings: settingRows },
+      [
+        '## bench:infer: inference throughput, vision-trainer / a native Python loop, and the inference backends',
+        '',
+        `${describeMachine(m)}. Device ${DEVICE}, ${BENCH_THREADS} threads on both sides, ${IMAGES} images at ${IMGSZ} px, batch ${BATCH}, ${REPEATS} interleaved runs; images/s of the prediction loop, median [min-max].`,
+        '',
+        ...table(
+          ['framework', 'native', 'vision-trainer', 'ratio', 'prefetch off', 'ratio', ...BACKENDS.flatMap((b) => [b, `${b} / pytorch`]), 'load at each run'],
+          rows.map((r) => [
+            r.framework,
+            fmt(r.native),
+            fmt(r.visionTrainer),
+            r.ratio.toFixed(2),
+            fmt(r.noPrefetch),
+            r.ratioNoPrefetch.toFixed(2),
+            ...BACKENDS.flatMap((b) => [fmt(r.backends[b]!), `${r.speedups[b]!.toFixed(2)}x`]),
+            r.loads.join(', '),
+          ]),
+        ),
+        '',
+        ...(settingRows.length
+          ? [
+              `Settings (${SETTINGS_REPEATS} run(s) each, images/s):`,
+              '',
+              ...table(
+                ['framework', 'batch', 'threads', 'native', 'vision-trainer', 'ratio', ...settingBackend, 'load'],
+                settingRows.map((r) => [
+                  r.framework,
+                  String(r.batch),
+                  String(r.threads),
+                  fmt(r.native),
+                  fmt(r.pytorch),
+                  (median(r.pytorch) / median(r.native)).toFixed(2),
+                  ...settingBackend.map(() => fmt(r.onnx)),
+                  String(r.load),
+                ]),
+              ),
+            ]
+          : []),
+      ],
+    );
   } finally {
     await receiver.close();
     rmSync(dir, { recursive: true, force: true });

@@ -34,6 +34,7 @@ const CONFIG_ERRORS: Record<string, { variable: string; value: (r: OpenSessionRe
   XaiMethodError: { variable: 'XAI_METHOD', value: (r) => r.xai?.method },
   CheckpointMismatchError: { variable: 'TASK_TYPE', value: (r) => r.config.taskType },
   FrameworkMismatchError: { variable: 'FRAMEWORK', value: (r) => r.config.framework },
+  InferenceBackendError: { variable: 'INFERENCE_BACKEND', value: (r) => r.config.inferenceBackend },
 };
 
 function sessionParams(request: OpenSessionRequest): SessionParams {
@@ -47,6 +48,8 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     device: config.device,
     evaluate: request.evaluate,
     xai: request.xai ? { method: request.xai.method, layers: request.xai.layers ?? null } : null,
+    inference_backend: config.inferenceBackend,
+    graph_dir: request.graphDir,
   };
 }
 
@@ -70,8 +73,8 @@ export async function openSession(
 
   return {
     info,
-    async predictBatch(items: BatchItem[]): Promise<BatchOutcome> {
-      const batch = await bridge.call(PREDICT, { items });
+    async predictBatch(items: BatchItem[], prefetch?: string[]): Promise<BatchOutcome> {
+      const batch = await bridge.call(PREDICT, prefetch?.length ? { items, prefetch } : { items });
       if (batch.images.length !== items.length)
         throw new FrameworkError(`The Python inference session answered ${batch.images.length} results for ${items.length} images`);
       return { images: batch.images, inferenceSeconds: batch.inference_seconds };

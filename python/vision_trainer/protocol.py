@@ -258,6 +258,8 @@ class SessionParams(TypedDict):
     device: str
     evaluate: bool
     xai: XaiParams | None
+    inference_backend: Literal["pytorch", "onnx", "openvino"]
+    graph_dir: str
 
 
 class BatchItem(TypedDict):
@@ -271,6 +273,15 @@ class BatchItem(TypedDict):
 
 class PredictParams(TypedDict):
     items: list[BatchItem]
+    prefetch: NotRequired[list[str]]
+
+
+class InferenceBackendInfo(TypedDict):
+    name: Literal["pytorch", "onnx", "openvino"]
+    runtime: str
+    device: str
+    export_seconds: float | None
+    xai_backend: Literal["pytorch"] | None
 
 
 class ModelInfo(TypedDict):
@@ -285,6 +296,7 @@ class ModelInfo(TypedDict):
     keypoint_shape: list[int] | None
     xai_layers: list[str]
     prediction_confidence: float
+    inference_backend: InferenceBackendInfo
 
 
 class BatchAnswer(TypedDict):

@@ -309,6 +309,8 @@ export interface InferConfig extends Common {
   iouThreshold: number;
   saveVisualizations: boolean;
   maxVisualizations: number;
+  /** INFERENCE_BACKEND: what runs the model. */
+  inferenceBackend: 'pytorch' | 'onnx' | 'openvino';
   enableXai: boolean;
   xaiMethod: 'gradcam' | 'gradcam++' | 'eigencam' | 'scorecam' | 'layercam';
   xaiTargetLayers?: string[];

@@ -28,6 +28,8 @@ export interface Variable {
 
 const ALL: readonly Mode[] = ['train', 'infer', 'export'];
 export const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam'] as const;
+/** What runs an inference job's model (src/jobs/infer; python/vision_trainer/common/graph_runtime.py). */
+export const INFERENCE_BACKENDS = ['pytorch', 'onnx', 'openvino'] as const;
 export const EXPORT_FORMATS = ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'] as const;
 
 const imagePaths = json(
@@ -143,6 +145,7 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Inference', env: ['IOU_THRESHOLD'], path: 'iouThreshold', schema: num({ min: 0, max: 1 }).default(0.45), modes: ['infer'], defaultText: '0.45', help: 'IoU threshold for NMS.' },
   { group: 'Inference', env: ['SAVE_VISUALIZATIONS'], path: 'saveVisualizations', schema: bool().default(true), modes: ['infer'], defaultText: 'true', help: 'Upload annotated images under visualizations/.' },
   { group: 'Inference', env: ['MAX_VISUALIZATIONS'], path: 'maxVisualizations', schema: int({ min: 0 }).default(200), modes: ['infer'], defaultText: '200', help: 'At most this many images are drawn (visualizations/), explained by heatmaps (xai/) and by the LLM: all of them when they fit, else an evenly spread sample, the same on every run.' },
+  { group: 'Inference', env: ['INFERENCE_BACKEND'], path: 'inferenceBackend', schema: oneOf(INFERENCE_BACKENDS).default('pytorch'), modes: ['infer'], defaultText: 'pytorch', help: "What runs the model: pytorch (the framework itself, any DEVICE), or onnx / openvino: the checkpoint exported once into the job's work folder and run by ONNX Runtime or OpenVINO on the CPU (1.3-2x PyTorch's images/s on CPU; bench:infer). Pre- and post-processing stay the framework's, so predictions and metrics match PyTorch's; Grad-CAM heatmaps still come from the PyTorch model. results.json's model.inference_backend says what ran." },
   { group: 'Inference', env: ['ENABLE_XAI'], path: 'enableXai', schema: bool().default(false), modes: ['infer'], defaultText: 'false', help: 'Compute Grad-CAM style heatmaps, uploaded under xai/.' },
   { group: 'Inference', env: ['XAI_METHOD'], path: 'xaiMethod', schema: oneOf(XAI_METHODS).default('gradcam'), modes: ['infer'], defaultText: 'gradcam', help: `XAI method: ${XAI_METHODS.join(', ')}.` },
   { group: 'Inference', env: ['XAI_TARGET_LAYERS'], path: 'xaiTargetLayers', schema: layerList.optional(), modes: ['infer'], defaultText: 'per architecture', help: 'JSON list of layer paths, e.g. ["model.9"] or ["layer4"]; resolved by attribute/index lookup, never evaluated.' },

@@ -126,6 +126,8 @@ export interface OpenSessionRequest {
   evaluate: boolean;
   /** Grad-CAM settings when ENABLE_XAI; layers undefined = the architecture's defaults. */
   xai?: { method: XaiMethod; layers: string[] | undefined };
+  /** A folder of the job's work folder where INFERENCE_BACKEND=onnx|openvino writes its graph. */
+  graphDir: string;
 }
 
 export interface BatchOutcome {
@@ -136,7 +138,8 @@ export interface BatchOutcome {
 
 export interface InferenceSession {
   readonly info: ModelInfo;
-  predictBatch(items: BatchItem[]): Promise<BatchOutcome>;
+  /** `prefetch`: the next batch's image paths, which Python decodes while this batch predicts. */
+  predictBatch(items: BatchItem[], prefetch?: string[]): Promise<BatchOutcome>;
   /** The test run's metrics, from everything evaluated so far; null when not evaluating. */
   finish(): Promise<TestRunMetrics | null>;
   close(): Promise<void>;

@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
 import { TASK_TYPES } from '../config/tasks.js';
+import { INFERENCE_BACKENDS } from '../config/variables.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
 import { GroundTruthSchema, ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
 
@@ -278,6 +279,10 @@ export const SessionParamsSchema = z.object({
   evaluate: z.boolean(),
   /** Grad-CAM when ENABLE_XAI; layers null = the architecture's defaults. */
   xai: z.object({ method: z.string(), layers: z.array(z.string()).nullable() }).nullable(),
+  /** INFERENCE_BACKEND; onnx and openvino export the checkpoint into `graph_dir` first. */
+  inference_backend: z.enum(INFERENCE_BACKENDS),
+  /** A folder of the job's work folder for the exported graph. */
+  graph_dir: z.string(),
 });
 
 /**
@@ -310,7 +315,11 @@ export const BatchItemSchema = z.object({
   /** Semantic segmentation: write the predicted class map here as an indexed PNG (every image). */
   mask_path: z.string().nullable().optional(),
 });
-export const PredictParamsSchema = z.object({ items: z.array(BatchItemSchema) });
+export const PredictParamsSchema = z.object({
+  items: z.array(BatchItemSchema),
+  /** The next batch's image paths: Python decodes them while this batch runs through the model. */
+  prefetch: z.array(z.string()).optional(),
+});
 
 /** One image's outcome; `error` alone when the image could not be read or predicted. */
 export const ImageOutcomeSchema = z.union([

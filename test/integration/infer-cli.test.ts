@@ -217,6 +217,74 @@ describe('vision-trainer infer: ultralytics detection', () => {
   });
 });
 
+describe('vision-trainer infer: INFERENCE_BACKEND', () => {
+  type Box = { bbox: number[]; class_id: number; confidence: number };
+  const boxesOf = (r: { predictions: unknown }) => (r.predictions as { boxes: Box[] }).boxes;
+
+  it('onnx and openvino: the exported graph predicts the boxes PyTorch predicts, and the metrics agree within 0.002', async () => {
+    const run = async (backendName: string) => {
+      const jobId = `tr-det-${backendName}`;
+      const result = await runCli(
+        ['infer'],
+        inferEnv(s3, backend, jobId, {
+          INFERENCE_TYPE: 'test_run',
+          TASK_TYPE: 'object_detection',
+          CHECKPOINT_PATH: detector.checkpointUri,
+          DATASET_ID: detector.datasetId,
+          TEST_SPLIT: 'val',
+          // Low enough that the 1-epoch model reports boxes to compare.
+          CONFIDENCE_THRESHOLD: '0.0001',
+          SAVE_VISUALIZATIONS: 'false',
+          INFERENCE_BACKEND: backendName,
+        }),
+        { timeoutMs: 240_000 },
+      );
+      expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+      return readResults(s3.storage(), `test_runs/${jobId}/results.json`);
+    };
+    const torch = await run('pytorch');
+    expect(torch.model.inference_backend).toMatchObject({
+      name: 'pytorch',
+      runtime: expect.stringMatching(/^torch /),
+      export_seconds: null,
+      xai_backend: null,
+    });
+    const reported = torch.results.flatMap(boxesOf);
+    expect(reported.length).toBeGreaterThan(0);
+    for (const name of ['onnx', 'openvino']) {
+      const graph = await run(name);
+      expect(graph.settings.inference_backend).toBe(name);
+      expect(graph.model.inference_backend).toMatchObject({ name, device: 'cpu', runtime: expect.stringMatching(/^(onnxruntime|openvino) /) });
+      expect(graph.model.inference_backend.export_seconds).toBeGreaterThan(0);
+      for (const [key, value] of Object.entries(torch.metrics!.overall_metrics)) {
+        if (value === null) expect(graph.metrics!.overall_metrics[key], key).toBeNull();
+        else expect(Math.abs(graph.metrics!.overall_metrics[key]! - value), `${name} ${key}`).toBeLessThanOrEqual(0.002);
+      }
+      expect(graph.results.map((r) => r.image_id)).toEqual(torch.results.map((r) => r.image_id));
+      // Box by box: float rounding may move a box scoring right at the threshold, or tip NMS
+      // between two near-equal neighbours, so a few boxes may lack a twin; the rest agree.
+      const twinOf = (box: Box, among: Box[]) => among.find((b) => b.class_id === box.class_id && b.bbox.every((v, k) => Math.abs(v - box.bbox[k]!) < 0.5));
+      let boxes = 0;
+      let twins = 0;
+      graph.results.forEach((r, i) => {
+        for (const [from, to] of [
+          [boxesOf(r), boxesOf(torch.results[i]!)],
+          [boxesOf(torch.results[i]!), boxesOf(r)],
+        ] as const) {
+          for (const box of from) {
+            const twin = twinOf(box, to);
+            boxes++;
+            if (!twin) continue;
+            twins++;
+            expect(Math.abs(twin.confidence - box.confidence)).toBeLessThan(1e-3);
+          }
+        }
+      });
+      expect(twins / boxes, `${name}: ${twins} of ${boxes} boxes have a twin`).toBeGreaterThanOrEqual(0.95);
+    }
+  });
+});
+
 describe('vision-trainer infer: ultralytics classification', () => {
   it('test run on a split of SPLIT_STRATEGY: accuracy, top-5, per-class F1, confusion matrix; Grad-CAM++ heatmaps', async () => {
     const jobId = 'tr-cls';

@@ -114,6 +114,27 @@ describe('timm and transformers classifiers', () => {
     // At 32 px ResNet's layer4 is 1x1; the last map with an extent is layer3.
     expect(doc.model.xai_layers).toEqual(['layer3']);
     expect(doc.results.every((r) => r.xai?.error === null && r.visualization_path !== null)).toBe(true);
+    expect(doc.model.inference_backend).toMatchObject({ name: 'pytorch', xai_backend: 'pytorch' });
+
+    // INFERENCE_BACKEND=onnx: the same top-5 from the exported graph, accuracy within 0.002;
+    // the heatmaps still come from the PyTorch model.
+    const onnx = await testRun(model, 'tr-timm-onnx', 'image_classification', { FRAMEWORK: 'timm', ENABLE_XAI: 'true', INFERENCE_BACKEND: 'onnx' });
+    expect(onnx.doc.model.inference_backend).toMatchObject({
+      name: 'onnx',
+      runtime: expect.stringMatching(/^onnxruntime /),
+      device: 'cpu',
+      xai_backend: 'pytorch',
+    });
+    expect(Math.abs(onnx.done.overall_metrics.accuracy - done.overall_metrics.accuracy)).toBeLessThanOrEqual(0.002);
+    expect(onnx.doc.model.xai_layers).toEqual(['layer3']);
+    onnx.doc.results.forEach((r, i) => {
+      type Top5 = { top5: Array<{ class_id: number; confidence: number }> };
+      const expected = (doc.results[i]!.predictions as Top5).top5;
+      const got = (r.predictions as Top5).top5;
+      expect(got.map((c) => c.class_id)).toEqual(expected.map((c) => c.class_id));
+      got.forEach((c, k) => expect(Math.abs(c.confidence - expected[k]!.confidence)).toBeLessThan(1e-4));
+      expect(r.xai).toMatchObject({ error: null, method: 'gradcam' });
+    });
 
     const storage = s3.storage();
     const inputs = model.dataset.annotations.images as Array<{ file_name: string }>;

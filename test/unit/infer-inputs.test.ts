@@ -7,6 +7,7 @@ import type { DatasetImage } from '../../src/datasets/model.js';
 import { DatasetError } from '../../src/errors.js';
 import { groundTruthOf, mapClasses } from '../../src/jobs/infer/ground-truth.js';
 import { datasetFolderImages, inBatches, prefetched } from '../../src/jobs/infer/inputs.js';
+import { withNext } from '../../src/jobs/infer/predict-loop.js';
 import { InferenceResultsSchema, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/jobs/infer/results.js';
 import { ResultsWriter, type ResultsSummary } from '../../src/jobs/infer/results-writer.js';
 import { encodePng } from '../helpers/synthetic.js';
@@ -119,6 +120,29 @@ describe("ground truth in the model's classes", () => {
 });
 
 describe('prefetching', () => {
+  it('each batch comes with the next one (the last with none); leaving early ends the source', async () => {
+    async function* three() {
+      yield* [1, 2, 3];
+    }
+    const pairs: Array<[number, number | undefined]> = [];
+    for await (const pair of withNext(three())) pairs.push(pair);
+    expect(pairs).toEqual([
+      [1, 2],
+      [2, 3],
+      [3, undefined],
+    ]);
+    let ended = false;
+    async function* endless() {
+      try {
+        for (let i = 0; ; i++) yield i;
+      } finally {
+        ended = true;
+      }
+    }
+    for await (const [n] of withNext(endless())) if (n === 2) break;
+    expect(ended).toBe(true);
+  });
+
   it('yields in order, with at most `concurrency` fetches running and at most `window` ahead of the consumer', async () => {
     let running = 0;
     let peak = 0;
@@ -215,6 +239,7 @@ const SUMMARY: ResultsSummary = {
     keypoint_shape: null,
     xai_layers: [],
     prediction_confidence: 0.25,
+    inference_backend: { name: 'onnx', runtime: 'onnxruntime 1.31.1', device: 'cpu', export_seconds: 1.2, xai_backend: null },
   },
   settings: {
     batch_size: 2,
@@ -222,6 +247,7 @@ const SUMMARY: ResultsSummary = {
     confidence_threshold: 0.25,
     iou_threshold: 0.45,
     device: 'cpu',
+    inference_backend: 'onnx',
     dataset_id: null,
     test_split: null,
     split_source: null,

@@ -18,6 +18,7 @@ import numpy as np
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
 from .class_ids import ClassIds
+from .graph_runtime import GRAPH_BACKENDS, InferenceBackendError, backend_info, check_device, export_classifier
 from .infer_session import open_with
 from .xai import CamInput
 
@@ -45,12 +46,21 @@ class ClassifierBackend:
         from .torch_runtime import resolve_device
 
         self.device = resolve_device(params["device"])
+        self.backend = params["inference_backend"]
+        check_device(self.backend, self.device.type)
         self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
         self.framework = str(self.meta["framework"])
         self.names = {i: str(n) for i, n in enumerate(self.meta["class_names"])}
         self.class_ids = ClassIds.of_checkpoint(self.meta, self.meta["class_names"])
         self.size = int(self.meta["image_size"])
         self.transform = self._transform()
+        self.graph = None
+        export_seconds = None
+        if self.backend in GRAPH_BACKENDS:
+            if self.meta.get("task_type") == "semantic_segmentation":
+                raise InferenceBackendError(f"INFERENCE_BACKEND={self.backend} does not run semantic segmentation models yet: use pytorch")
+            self.graph, export_seconds = export_classifier(self.model, self.size, params["graph_dir"], self.backend)
+        self.backend_info = backend_info(self.backend, str(self.device), export_seconds, bool(params.get("xai")))
 
     def _transform(self):
         import torchvision.transforms as T
@@ -72,6 +82,7 @@ class ClassifierBackend:
             "architecture": str(self.meta.get("architecture")),
             "training_image_size": self.size,
             "keypoint_shape": None,
+            "inference_backend": self.backend_info,
         }
 
     # --- prediction -------------------------------------------------------------------------
@@ -83,14 +94,23 @@ class ClassifierBackend:
         with Image.open(path) as image:
             return ImageOps.exif_transpose(image).convert("RGB")
 
-    def predict(self, paths: list[str], conf: float) -> list[ClassifierResult]:
+    def load(self, paths: list[str]) -> list[tuple]:
+        """Each image decoded and prepared as validation prepared it: (tensor, width, height)."""
+        prepared = []
+        for path in paths:
+            image = self._open(path)
+            prepared.append((self.transform(image), image.width, image.height))
+        return prepared
+
+    def predict(self, paths: list[str], conf: float, loaded: list[tuple] | None = None) -> list[ClassifierResult]:
         import torch
 
-        images = [self._open(p) for p in paths]
-        batch = torch.stack([self.transform(im) for im in images]).to(self.device)
+        loaded = loaded if loaded is not None else self.load(paths)
+        batch = torch.stack([tensor for tensor, _, _ in loaded])
         with torch.inference_mode():
-            probabilities = torch.softmax(self.model(batch).float(), dim=1).cpu().numpy()
-        return [ClassifierResult(probabilities[i], images[i].width, images[i].height, p) for i, p in enumerate(paths)]
+            logits = torch.from_numpy(self.graph(batch.numpy())) if self.graph else self.model(batch.to(self.device))
+            probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        return [ClassifierResult(probabilities[i], w, h, p) for i, ((_, w, h), p) in enumerate(zip(loaded, paths, strict=True))]
 
     @staticmethod
     def image_size(result: ClassifierResult) -> tuple[int, int]:

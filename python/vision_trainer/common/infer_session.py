@@ -15,7 +15,9 @@ and heatmaps are written to the paths TypeScript names and uploaded from there.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams
@@ -40,6 +42,39 @@ class XaiMethodError(ValueError):
 
 class FrameworkMismatchError(ValueError):
     """FRAMEWORK names another framework than the one that wrote the checkpoint."""
+
+
+class Prefetcher:
+    """Decodes and preprocesses the next batch's images (`backend.load`) in a background thread
+    while the current batch runs through the model: JPEG decoding and resizing (PIL, OpenCV)
+    release the GIL, as do the model's kernels, so the two overlap, and the next call finds its
+    batch ready. TypeScript names the next batch with each call (`prefetch`). A batch that fails
+    to load here is loaded again on the normal path, which reports which image is at fault.
+    VISION_TRAINER_INFER_PREFETCH=0 in the environment turns it off (bench:infer measures what it buys)."""
+
+    def __init__(self, load):
+        self.load = load
+        self.enabled = os.environ.get("VISION_TRAINER_INFER_PREFETCH", "1") != "0"
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-prefetch") if self.enabled else None
+        self.pending: tuple[tuple[str, ...], Future] | None = None
+
+    def start(self, paths: list[str]) -> None:
+        if self.pool is not None:
+            self.pending = (tuple(paths), self.pool.submit(self.load, paths))
+
+    def take(self, paths: list[str]):
+        """The loaded batch when `paths` is the one prefetched, else None."""
+        pending, self.pending = self.pending, None
+        if pending is None or pending[0] != tuple(paths):
+            return None
+        try:
+            return pending[1].result()
+        except Exception:  # noqa: BLE001  (the normal path loads it again and names the image)
+            return None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Session:
@@ -71,6 +106,7 @@ class Session:
                 self.evaluator = DetectionEvaluator(self.backend.task, self.backend.names, self.conf_threshold, self.backend.kpt_shape)
         # A test run predicts down to the evaluation confidence and reports what passes the threshold.
         self.predict_conf = min(EVALUATION_CONFIDENCE, self.conf_threshold) if self.evaluator else self.conf_threshold
+        self.prefetcher = Prefetcher(self.backend.load)
         self.explainer = None
         self.xai_layers: list[str] = []
         xai = params.get("xai")
@@ -96,11 +132,14 @@ class Session:
             "prediction_confidence": self.predict_conf,
         }
 
-    def predict(self, items: list[dict]) -> dict:
+    def predict(self, items: list[dict], prefetch: list[str] | None = None) -> dict:
         paths = [item["path"] for item in items]
         started = time.perf_counter()
+        loaded = self.prefetcher.take(paths)
+        if prefetch:
+            self.prefetcher.start(prefetch)
         try:
-            results: list[Any] = list(self.backend.predict(paths, self.predict_conf))
+            results: list[Any] = list(self.backend.predict(paths, self.predict_conf, loaded))
         except Exception as batch_error:  # one unreadable image must not sink its whole batch
             if is_out_of_memory(batch_error):
                 raise
@@ -210,6 +249,8 @@ def _require() -> Session:
 def open_with(backend, params: SessionParams) -> ModelInfo:
     """Makes `backend` (a framework's, loaded on params["checkpoint"]) the open session."""
     global _session
+    if _session is not None:
+        _session.prefetcher.close()
     _session = None
     _session = Session(backend, params)
     return _session.info()
@@ -217,7 +258,7 @@ def open_with(backend, params: SessionParams) -> ModelInfo:
 
 @entry
 def predict_batch(params: PredictParams) -> BatchAnswer:
-    return _require().predict([dict(item) for item in params["items"]])
+    return _require().predict([dict(item) for item in params["items"]], list(params.get("prefetch") or []))
 
 
 @entry
@@ -229,6 +270,8 @@ def finish() -> dict | None:
 @entry
 def close_session() -> None:
     global _session
+    if _session is not None:
+        _session.prefetcher.close()
     _session = None
 
 

@@ -93,18 +93,21 @@ class SemanticBackend:
     def info(self) -> dict:
         return {**self.base.info(), "task": self.task}
 
-    def predict(self, paths: list[str], conf: float) -> list[SemanticResult]:
+    def load(self, paths: list[str]) -> list[tuple]:
+        return self.base.load(paths)
+
+    def predict(self, paths: list[str], conf: float, loaded: list[tuple] | None = None) -> list[SemanticResult]:
         import torch
         from torch.nn import functional as F
 
-        images = [self.base._open(p) for p in paths]
-        batch = torch.stack([self.base.transform(im) for im in images]).to(self.device)
+        loaded = loaded if loaded is not None else self.load(paths)
+        batch = torch.stack([tensor for tensor, _, _ in loaded]).to(self.device)
         with torch.inference_mode():
             logits = self.model(batch).float()
         out = []
-        for i, (image, path) in enumerate(zip(images, paths, strict=True)):
-            full = F.interpolate(logits[i : i + 1], size=(image.height, image.width), mode="bilinear", align_corners=False)
-            out.append(SemanticResult(full[0].argmax(dim=0).to(torch.uint8).cpu().numpy(), image.width, image.height, path))
+        for i, ((_, width, height), path) in enumerate(zip(loaded, paths, strict=True)):
+            full = F.interpolate(logits[i : i + 1], size=(height, width), mode="bilinear", align_corners=False)
+            out.append(SemanticResult(full[0].argmax(dim=0).to(torch.uint8).cpu().numpy(), width, height, path))
         return out
 
     @staticmethod

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 
 from ..common.class_ids import ClassIds
+from ..common.graph_runtime import GRAPH_BACKENDS, backend_info, check_device, export_ultralytics, ultralytics_openvino_f32
 from ..common.infer_session import FrameworkMismatchError, open_with
 from ..common.xai import CamInput
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
+from .export import resolve_export_device
 from .train import configure_offline
 
 # At most this many detections per image, as ultralytics' own default.
@@ -118,6 +120,26 @@ class UltralyticsBackend:
         self.kpt_shape = [int(v) for v in getattr(net, "kpt_shape", None) or net.yaml.get("kpt_shape") or []] or None
         ckpt = getattr(self.yolo, "ckpt", None) or {}
         self.train_args = dict(ckpt.get("train_args") or {})
+        # INFERENCE_BACKEND=onnx|openvino: the exported graph predicts through ultralytics' own
+        # predictor (same letterbox, NMS and result objects); self.yolo stays for Grad-CAM.
+        self.backend = params["inference_backend"]
+        self.predictor_model = self.yolo
+        export_seconds = None
+        if self.backend in GRAPH_BACKENDS:
+            check_device(self.backend, resolve_export_device(params.get("device") or "auto"))
+            graph, export_seconds = export_ultralytics(checkpoint, self.imgsz, params["graph_dir"], self.backend)
+            self.predictor_model = YOLO(str(graph), task=self.task)
+            self.device = "cpu"
+            if self.backend == "openvino":
+                ultralytics_openvino_f32(self.predictor_model, graph, self.imgsz)
+        self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")))
+
+    def _device_name(self) -> str:
+        if self.backend in GRAPH_BACKENDS:
+            return "cpu"
+        from ..common.torch_runtime import resolve_device
+
+        return str(resolve_device(self.device or "auto"))
 
     # --- description ------------------------------------------------------------------------
 
@@ -131,13 +153,33 @@ class UltralyticsBackend:
             "architecture": type(self.yolo.model).__name__,
             "training_image_size": self.train_args.get("imgsz"),
             "keypoint_shape": self.kpt_shape,
+            "inference_backend": self.backend_info,
         }
 
     # --- prediction -------------------------------------------------------------------------
 
-    def predict(self, paths: list[str], conf: float) -> list:
-        return self.yolo.predict(
-            paths, imgsz=self.imgsz, conf=conf, iou=self.iou, device=self.device, batch=len(paths), max_det=MAX_DETECTIONS, verbose=False, save=False
+    def load(self, paths: list[str]) -> list[np.ndarray] | None:
+        """The images as ultralytics' own loader decodes them (BGR), for 3-channel models."""
+        from ultralytics.utils.patches import imread
+
+        if int(self.yolo.model.yaml.get("channels", 3)) != 3:
+            return None
+        images = [imread(p) for p in paths]
+        if any(im is None or im.ndim != 3 for im in images):
+            raise OSError("an image of the batch is not readable as a colour image")
+        return images
+
+    def predict(self, paths: list[str], conf: float, loaded: list[np.ndarray] | None = None) -> list:
+        return self.predictor_model.predict(
+            loaded if loaded is not None else paths,
+            imgsz=self.imgsz,
+            conf=conf,
+            iou=self.iou,
+            device=self.device,
+            batch=len(paths),
+            max_det=MAX_DETECTIONS,
+            verbose=False,
+            save=False,
         )
 
     @staticmethod

@@ -219,11 +219,16 @@ async function openSession(ctx: InferContext, checkpointPath: string): Promise<I
     checkpointPath,
     config,
     evaluate: config.inferenceType === 'test_run',
+    graphDir: ctx.work.sub('graph'),
     ...(config.enableXai ? { xai: { method: config.xaiMethod, layers: config.xaiTargetLayers } } : {}),
   });
   const model = session.info;
   const xai = config.enableXai ? `; XAI ${config.xaiMethod} on ${model.xai_layers.join(', ')}` : '';
-  ctx.logger.info(`Model loaded: ${framework} ${model.model_name ?? model.architecture} (${model.task}, ${model.class_names.length} classes)${xai}`);
+  const ran = model.inference_backend;
+  const exported = ran.export_seconds === null ? '' : `, exported in ${ran.export_seconds.toFixed(1)} s`;
+  ctx.logger.info(
+    `Model loaded: ${framework} ${model.model_name ?? model.architecture} (${model.task}, ${model.class_names.length} classes) on ${ran.runtime} (${ran.device}${exported})${xai}`,
+  );
   return session;
 }
 
@@ -307,6 +312,7 @@ function summary(config: InferConfig, f: Finished, extra: { visualizationsUri: s
       confidence_threshold: config.confidenceThreshold,
       iou_threshold: config.iouThreshold,
       device: config.device,
+      inference_backend: config.inferenceBackend,
       dataset_id: config.datasetId ?? null,
       test_split: config.inferenceType === 'test_run' ? config.testSplit : null,
       split_source: f.images.splitDescription,

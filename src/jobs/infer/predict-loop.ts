@@ -64,11 +64,18 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   const started = Date.now();
   let loggedDecile = 0;
 
-  for await (const batch of source.batches(config.batchSize)) {
+  for await (const [batch, next] of withNext(source.batches(config.batchSize))) {
     stop.throwIfRequested();
     const ready = batch.filter((image) => !image.error && image.path);
     const planned = ready.map((image) => plan(image, total, parts, visDir, xaiDir));
-    const outcome = planned.length > 0 ? await session.predictBatch(planned.map((p) => p.item)) : { images: [], inferenceSeconds: 0 };
+    const prefetch = next?.filter((image) => !image.error && image.path).map((image) => image.path!);
+    const outcome =
+      planned.length > 0
+        ? await session.predictBatch(
+            planned.map((p) => p.item),
+            prefetch,
+          )
+        : { images: [], inferenceSeconds: 0 };
     const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
     stats.inferenceSeconds += outcome.inferenceSeconds;
     stats.predicted += predictedHere;
@@ -101,6 +108,26 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
 
 /** Semantic segmentation: the predicted class maps (indexed PNGs) go to `visualizations/masks/`. */
 const MASKS = 'masks';
+
+/**
+ * Each batch with the one after it (undefined for the last), so Python can decode the next
+ * batch while this one runs through the model. The next batch is ready by the time this one is
+ * handed over (its downloads and header checks ran during the previous prediction).
+ */
+export async function* withNext<T>(batches: AsyncIterable<T>): AsyncGenerator<[T, T | undefined]> {
+  const iterator = batches[Symbol.asyncIterator]();
+  try {
+    let current = await iterator.next();
+    while (!current.done) {
+      const next = await iterator.next();
+      yield [current.value, next.done ? undefined : next.value];
+      current = next;
+    }
+  } finally {
+    // A loop left early (a stop, a failure) ends the source too: its downloads stop.
+    await iterator.return?.(undefined);
+  }
+}
 
 interface Planned {
   image: JobImage;

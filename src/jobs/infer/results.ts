@@ -29,7 +29,7 @@ import {
   TimestampSchema,
 } from '../../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
-import { XAI_METHODS } from '../../config/variables.js';
+import { INFERENCE_BACKENDS, XAI_METHODS } from '../../config/variables.js';
 
 /** 2: the design's names and nesting (image_path, metrics, xai.<method>, xai.explanation), dataset class ids. */
 export const RESULTS_SCHEMA_VERSION = 2;
@@ -254,6 +254,19 @@ export const TestRunMetricsSchema = z.object({
   images_evaluated: Count,
 });
 
+/** What ran the model (INFERENCE_BACKEND), and what the heatmaps came from. */
+export const InferenceBackendInfoSchema = z.object({
+  name: z.enum(INFERENCE_BACKENDS),
+  /** The runtime's package and version, e.g. `onnxruntime 1.31.1`, `torch 2.14.1`. */
+  runtime: z.string(),
+  /** Where it ran: cpu, cuda:0. */
+  device: z.string(),
+  /** Seconds spent exporting the checkpoint to the graph this job ran (null: pytorch). */
+  export_seconds: z.number().nonnegative().nullable(),
+  /** Grad-CAM needs gradients: heatmaps always come from the PyTorch model (null: no XAI). */
+  xai_backend: z.literal('pytorch').nullable(),
+});
+
 export const ModelInfoSchema = z.object({
   framework: z.enum(FRAMEWORKS),
   /** The checkpoint's task in the framework's words (detect, segment, pose, classify). */
@@ -271,6 +284,7 @@ export const ModelInfoSchema = z.object({
   xai_layers: z.array(z.string()),
   /** Lowest confidence the model was asked for (test runs go down to 0.001 for mAP). */
   prediction_confidence: Score,
+  inference_backend: InferenceBackendInfoSchema,
 });
 
 export const InferenceResultsSchema = z.object({
@@ -288,6 +302,8 @@ export const InferenceResultsSchema = z.object({
     confidence_threshold: Score,
     iou_threshold: Score,
     device: z.string(),
+    /** INFERENCE_BACKEND as configured (model.inference_backend: what ran). */
+    inference_backend: z.enum(INFERENCE_BACKENDS),
     dataset_id: z.string().nullable(),
     test_split: z.string().nullable(),
     split_source: z.string().nullable(),

@@ -1,0 +1,162 @@
+"""INFERENCE_BACKEND: what runs an inference session's model.
+
+    pytorch   the framework itself (any DEVICE)
+    onnx      the checkpoint exported once into the job's work folder (`graph_dir`) and run by
+              ONNX Runtime's CPU provider
+    openvino  the same ONNX graph converted to OpenVINO IR and run by OpenVINO's CPU plugin
+
+Only the forward pass moves: images are decoded, resized and normalised by the same code as on
+the PyTorch path and the outputs go through the same post-processing (ultralytics' own
+AutoBackend for YOLO graphs; softmax and top-k here for classifiers), so predictions and metrics
+agree with PyTorch's to float rounding. Grad-CAM needs gradients, so heatmaps always come from
+the PyTorch model, which stays loaded when ENABLE_XAI is on.
+
+Both runtimes size their thread pools to the process's CPU budget (cpu_budget.py) and compute in
+float32 (OpenVINO would otherwise pick bf16 on CPUs that have it, and drift from PyTorch).
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+
+from ..protocol import InferenceBackendInfo
+
+BACKENDS = ("pytorch", "onnx", "openvino")
+GRAPH_BACKENDS = ("onnx", "openvino")
+# torch.onnx.export's TorchScript exporter: opset 17 holds every op timm and transformers
+# classifiers use (LayerNorm, GELU) and is read by both runtimes.
+OPSET = 17
+RUNTIME_PACKAGE = {"pytorch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
+
+
+class InferenceBackendError(ValueError):
+    """INFERENCE_BACKEND does not fit this job (a GPU device for a CPU runtime)."""
+
+
+def check_device(backend: str, device: str) -> None:
+    """ONNX Runtime (the CPU build this image installs) and OpenVINO's CPU plugin run on the CPU."""
+    if backend in GRAPH_BACKENDS and device != "cpu":
+        raise InferenceBackendError(
+            f"INFERENCE_BACKEND={backend} runs on the CPU, but the job's device is {device}: on a GPU use INFERENCE_BACKEND=pytorch, or set DEVICE=cpu"
+        )
+
+
+def backend_info(backend: str, device: str, export_seconds: float | None, xai: bool) -> InferenceBackendInfo:
+    package = RUNTIME_PACKAGE[backend]
+    return {
+        "name": backend,  # type: ignore[typeddict-item]
+        "runtime": f"{package} {version(package)}",
+        "device": device,
+        "export_seconds": None if export_seconds is None else round(export_seconds, 3),
+        "xai_backend": "pytorch" if xai else None,
+    }
+
+
+def cpu_threads() -> int:
+    from ..cpu_budget import budget
+
+    return budget().threads
+
+
+class OnnxRunner:
+    """float32 NCHW batch -> the graph's first output, with ONNX Runtime's CPU provider."""
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cpu_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+
+class OpenVinoRunner:
+    """float32 NCHW batch -> the model's first output, with OpenVINO's CPU plugin."""
+
+    def __init__(self, path: Path):
+        import openvino as ov
+
+        core = ov.Core()
+        config = {"INFERENCE_NUM_THREADS": cpu_threads(), "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return np.array(self.request.get_output_tensor(0).data, copy=True)
+
+
+def export_classifier(model, size: int, graph_dir: str, backend: str):
+    """(runner, seconds): a `normalised [B, 3, S, S] -> logits` model exported with a dynamic batch
+    and loaded by `backend`'s runtime."""
+    import torch
+
+    started = time.perf_counter()
+    folder = Path(graph_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / "model.onnx"
+    example = torch.zeros(2, 3, size, size)
+    with torch.inference_mode():
+        torch.onnx.export(
+            model.cpu().eval(),
+            (example,),
+            str(onnx_path),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    if backend == "onnx":
+        runner = OnnxRunner(onnx_path)
+    else:
+        import openvino as ov
+
+        xml = folder / "model.xml"
+        ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+        runner = OpenVinoRunner(xml)
+    return runner, time.perf_counter() - started
+
+
+def export_ultralytics(checkpoint: str, imgsz: int, graph_dir: str, backend: str):
+    """(path of the exported model, seconds): ultralytics' own exporter, with a dynamic batch and
+    input size so its predictor letterboxes exactly as for the .pt (minimal rectangular padding)."""
+    import shutil
+
+    from ultralytics import YOLO
+
+    started = time.perf_counter()
+    folder = Path(graph_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    # ultralytics writes the export beside its input: a copy keeps the job's checkpoint folder clean.
+    source = folder / "model.pt"
+    shutil.copyfile(checkpoint, source)
+    kwargs = {"format": backend, "imgsz": imgsz, "dynamic": True, "batch": 1, "device": "cpu", "nms": False, "verbose": False}
+    if backend == "onnx":
+        kwargs["simplify"] = False
+    path = Path(YOLO(str(source)).export(**kwargs))
+    source.unlink(missing_ok=True)
+    return path, time.perf_counter() - started
+
+
+def ultralytics_openvino_f32(yolo, graph: Path, imgsz: int) -> None:
+    """ultralytics compiles an OpenVINO model with the CPU plugin's default precision, which is
+    bf16 on CPUs that have it (AMX, AVX512-BF16): confidences then drift ~1% from PyTorch's.
+    Its predictor is built here on a blank image and its model recompiled in float32."""
+    from functools import partial
+
+    yolo.predict(np.zeros((imgsz, imgsz, 3), dtype=np.uint8), imgsz=imgsz, device="cpu", verbose=False, save=False)
+    backend = yolo.predictor.model.backend
+    config = {**backend.compile_model.keywords.get("config", {}), "INFERENCE_PRECISION_HINT": "f32"}
+    backend.compile_model = partial(backend.compile_model, config=config)
+    xml = graph if graph.suffix == ".xml" else next(graph.glob("*.xml"))
+    backend.ov_compiled_model = backend.compile_model(str(xml))
