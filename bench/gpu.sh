@@ -11,6 +11,12 @@
 #   ONNX       bench:onnx: onnxruntime's CPU execution provider against PyTorch eager, as on
 #              CPU (requirements.txt pins the CPU build of onnxruntime: no CUDA provider here)
 #
+#   DDP        on a machine with 2 or more GPUs: one ultralytics detection job on every GPU
+#              (DEVICE=0,1,...) through vision-trainer's own elastic launch, ultralytics' DDP
+#              training loop joined to it (NCCL), local storage, no callbacks; it must exit 0 and
+#              store best.pt. One GPU cannot run DDP (NCCL refuses two ranks on one device): then
+#              the check says so and is not counted as passed.
+#
 #   bash bench/gpu.sh --dry-run   the same chain on the CPU with tiny sizes and one repeat: checks
 #                                 the script, the arguments and the result files without a GPU
 #                                 (its figures are not measurements; results in bench/results/gpu-dry-run)
@@ -46,6 +52,26 @@ fi
 
 started=$(date +%s)
 BENCH_ALL=bridge,infer,onnx node dist/bench/all.js || status=$?
+
+# Multi-GPU DDP: ultralytics detection on every GPU (the dry run: 2 CPU processes, gloo).
+if [[ $DRY_RUN == 1 ]]; then GPUS=2; DDP_DEVICE=cpu; DDP_PX=64; DDP_IMAGES=24; DDP_EPOCHS=1; else
+  GPUS="$("$PY" -c 'import torch; print(torch.cuda.device_count())')"; DDP_DEVICE="$(seq -s, 0 $((GPUS - 1)))"; DDP_PX=320; DDP_IMAGES=64; DDP_EPOCHS=2
+fi
+if (( GPUS >= 2 )); then
+  ddp="$(mktemp -d)"
+  (cd python && "$PY" -m vision_trainer.sample_data detection "$ddp/dataset" --images "$DDP_IMAGES" --size "$DDP_PX" >/dev/null)
+  ddp_started=$(date +%s)
+  if env STORAGE_TYPE=local LOCAL_STORAGE_PATH="$ddp/storage" WORK_DIR="$ddp/work" DATASET_PATH="$ddp/dataset" DATASET_ID=ddp \
+      JOB_ID=gpu-ddp TASK_TYPE=object_detection MODEL_NAME=yolo11n EPOCHS="$DDP_EPOCHS" IMAGE_SIZE="$DDP_PX" BATCH_SIZE=$((8 * GPUS)) \
+      DEVICE="$DDP_DEVICE" NPROC_PER_NODE="$GPUS" node dist/src/cli.js train --no-callbacks >"$ddp/job.log" 2>&1 &&
+      grep -q "$GPUS worker process(es)" "$ddp/job.log" && [[ -s "$ddp/storage/checkpoints/job-gpu-ddp/best.pt" ]]; then
+    echo "DDP: ultralytics detection on $GPUS processes ($DDP_DEVICE): passed in $(( $(date +%s) - ddp_started )) s"
+  else
+    echo "DDP: ultralytics detection on $GPUS processes ($DDP_DEVICE) FAILED; the job's log:"; tail -n 60 "$ddp/job.log"; status=1
+  fi
+else
+  echo "DDP: not checked: torch sees $GPUS GPU (DDP needs 2)"
+fi
 echo
 echo "bench/gpu.sh: $(( $(date +%s) - started )) s; results in $BENCH_RESULTS_DIR/summary.md"
 exit "${status:-0}"

@@ -224,6 +224,7 @@ class CheckpointEvent(TypedDict):
     last_path: str
     best_path: str | None
     is_best: bool
+    stopping: NotRequired[bool]
 
 
 class EndEvent(TypedDict):

@@ -249,7 +249,18 @@ export const TrainerEventSchema = z.discriminatedUnion('kind', [
     is_best: z.boolean(),
     epoch_time_seconds: Num.optional(),
   }),
-  z.object({ kind: z.literal('checkpoint'), epoch: Int, last_path: z.string(), best_path: z.string().nullable(), is_best: z.boolean() }),
+  z.object({
+    kind: z.literal('checkpoint'),
+    epoch: Int,
+    last_path: z.string(),
+    best_path: z.string().nullable(),
+    is_best: z.boolean(),
+    /**
+     * Written after a stop (this node's, or another node's through the stop vote): it may hold an
+     * epoch cut short, which a resume trains again. Absent from trainers of earlier versions.
+     */
+    stopping: z.boolean().optional(),
+  }),
   z.object({
     kind: z.literal('end'),
     best_epoch: Int.nullable(),

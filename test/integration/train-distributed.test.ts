@@ -2,8 +2,10 @@
  * Training on several processes and machines, proved on this machine's CPUs with gloo on
  * localhost (src/jobs/distributed.ts, python/vision_trainer/common/distributed.py): one node
  * with two worker processes for each framework; two "nodes" as two `vision-trainer train`
- * processes of one job, where only node 0 reports; node 1 killed mid-epoch, where the job ends
- * with one failed completion naming it. Every process runs one thread (2 cores).
+ * processes of one job, where only node 0 reports (as the retry of an attempt whose node 1 was
+ * preempted: both nodes resume); node 1 refusing to start, which node 0 learns at once; node 1
+ * killed mid-epoch, where the job ends with one failed completion naming it. Every process runs
+ * one thread (2 cores).
  */
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,19 +126,58 @@ async function twoNodes(jobId: string, vars: Record<string, string>, node1: Reco
 }
 
 describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
-  it('node 0 reports everything once; node 1 trains and sends nothing', async () => {
+  it('node 1 preempted (SIGTERM): every node stops at one batch, node 0 fails the job resumably naming node 1; the retried pods resume on both nodes, node 0 reports everything once, node 1 sends nothing', async () => {
     const jobId = 'dist-2nodes';
-    const [n0, n1] = await twoNodes(jobId, { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2' });
-    const [r0, r1] = await Promise.all([n0.done, n1.done]);
+    const vars = { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2', BATCH_SIZE: '4' }; // 4 steps an epoch
+    const ofJob = (from: number) => backend.receiver.received.slice(from).filter((c) => c.jobId === jobId);
+    const epochBeats = (from: number) =>
+      ofJob(from)
+        .filter((c) => c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined)
+        .map((c) => (c.body as { epoch: number }).epoch);
+
+    // The first attempt: node 1's pod is preempted as soon as the training starts (its first batch).
+    const [n0, n1] = await twoNodes(jobId, vars);
+    const started = backend.receiver.waitFor(
+      (c) => c.jobId === jobId && c.kind === 'event' && (c.body as { event_type: string }).event_type === 'training_started',
+      300_000,
+    );
+    const early = await Promise.race([started.then(() => undefined), n0.done]);
+    expect(early, 'node 0 ended before the training started').toBeUndefined();
+    const stoppedAt = Date.now();
+    n1.child.kill('SIGTERM'); // the kubelet's notice to a preempted pod
+    const [p0, p1] = await Promise.all([n0.done, n1.done]);
+    expect((Date.now() - stoppedAt) / 1000).toBeLessThan(90);
+    expect(p1.code, p1.stdout.slice(-3000) + p1.stderr.slice(-3000)).toBe(143);
+    expect(p0.code, p0.stdout.slice(-3000) + p0.stderr.slice(-3000)).toBe(11);
+    const failed = ofJob(0).filter((c) => c.kind === 'trainingDone');
+    expect(failed).toHaveLength(1);
+    const body = failed[0]!.body as Record<string, any>;
+    expect(body.status).toBe('failed');
+    expect(body.error_message).toMatch(/node 1 of the job was stopped/);
+    expect(body.resumable).toBe(true);
+    // Stopped within epoch 1: its checkpoint holds the batches done and says the epoch is unfinished.
+    expect(epochBeats(0)).toEqual([]);
+    expect(body.error_message).toMatch(/last checkpoint in storage: epoch 1 at /);
+    expect(body.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-1.pt`);
+    expect((await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key)).toEqual([`checkpoints/job-${jobId}/epoch-1.pt`]);
+
+    // The retried pods: the identical environment (RESUME=auto), a fresh rendezvous.
+    const mark = backend.receiver.received.length;
+    const [n0b, n1b] = await twoNodes(jobId, vars);
+    const [r0, r1] = await Promise.all([n0b.done, n1b.done]);
     expect(r0.code, r0.stdout.slice(-3000) + r0.stderr.slice(-3000)).toBe(0);
     expect(r1.code, r1.stdout.slice(-3000) + r1.stderr.slice(-3000)).toBe(0);
-    const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
+    for (const node of [r0, r1]) expect(node.stdout).toMatch(/Resuming job dist-2nodes from the checkpoint of epoch 1 that an earlier attempt stored/);
+    const later = ofJob(mark);
+    expect(later.filter((c) => c.kind === 'event' && (c.body as { event_type: string }).event_type === 'training_resumed')).toHaveLength(1);
+    // Apart from saying it resumed, the retried job reports like a fresh one: every epoch once, one done.
+    const callbacks = later.filter((c) => !(c.kind === 'event' && (c.body as { event_type: string }).event_type === 'training_resumed'));
     const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
     await expectCompleteClassifierRun({ jobId, result: r0, callbacks, keys, work: '', labels: jobs.labels() }, 2, s3, backend);
-    const traces = new Set(backend.receiver.requests.map((r) => r.traceId));
-    expect(traces).toEqual(new Set([`trace-${jobId}-node0`]));
+    const traces = new Set(backend.receiver.requests.filter((r) => r.jobId === jobId).map((r) => r.traceId));
+    expect(traces, 'node 1 sent nothing in either attempt').toEqual(new Set([`trace-${jobId}-node0`]));
     expect(await s3.storage().exists(`logs/job-${jobId}/training.log`)).toBe(true);
-  }, 420_000);
+  }, 600_000);
 
   it("node 1 refuses to start (DEVICE=0 where torch sees no GPU): node 0 fails the job at once with node 1's reason and exit code, not at the rendezvous timeout", async () => {
     const jobId = 'dist-refused';
@@ -187,55 +228,4 @@ describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
     expect(done.status).toBe('failed');
     expect(done.error_message).toMatch(/node 1 \(rank 1\)/);
   }, 420_000);
-
-  it('node 1 preempted (SIGTERM) in epoch 1: every node stops at one batch, node 0 fails the job resumably naming node 1; the retried pods continue from its checkpoint on both nodes', async () => {
-    const jobId = 'dist-preempt';
-    const vars = { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '2', BATCH_SIZE: '4', NODE_TIMEOUT_SECONDS: '10' };
-    const [n0, n1] = await twoNodes(jobId, vars);
-    const batch = backend.receiver.waitFor(
-      (c) => c.jobId === jobId && c.kind === 'heartbeat' && typeof (c.body as { batch?: number }).batch === 'number',
-      300_000,
-    );
-    const early = await Promise.race([batch.then(() => undefined), n0.done]);
-    expect(early, 'node 0 ended before the first batch').toBeUndefined();
-    const stoppedAt = Date.now();
-    n1.child.kill('SIGTERM'); // the kubelet's notice to a preempted pod
-    const [r0, r1] = await Promise.all([n0.done, n1.done]);
-    expect((Date.now() - stoppedAt) / 1000).toBeLessThan(90);
-    expect(r1.code, r1.stdout.slice(-3000) + r1.stderr.slice(-3000)).toBe(143);
-    expect(r0.code, r0.stdout.slice(-3000) + r0.stderr.slice(-3000)).toBe(11);
-    const dones = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'trainingDone');
-    expect(dones).toHaveLength(1);
-    const failed = dones[0]!.body as Record<string, any>;
-    expect(failed.status).toBe('failed');
-    expect(failed.error_message).toMatch(/node 1 of the job was stopped/);
-    expect(failed.resumable).toBe(true);
-    // The stop's checkpoint (an epoch cut short says so inside: a resume trains that epoch again), stored once.
-    const stored = Number(/last checkpoint in storage: epoch (\d+) at /.exec(failed.error_message)?.[1]);
-    expect(failed.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/epoch-${stored}.pt`);
-    const epochKeys = (to: number) => Array.from({ length: to }, (_, i) => `checkpoints/job-${jobId}/epoch-${i + 1}.pt`);
-    expect((await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort()).toEqual(epochKeys(stored));
-    expect(new Set(backend.receiver.requests.filter((r) => r.jobId === jobId).map((r) => r.traceId))).toEqual(new Set([`trace-${jobId}-node0`]));
-    const epochBeats = (from: number) =>
-      backend.receiver.received
-        .slice(from)
-        .filter((c) => c.jobId === jobId && c.kind === 'heartbeat' && (c.body as { batch?: number }).batch === undefined)
-        .map((c) => (c.body as { epoch: number }).epoch);
-    const finished = Math.max(0, ...epochBeats(0));
-
-    // The retried pods: the identical environment (RESUME=auto), a fresh rendezvous.
-    const mark = backend.receiver.received.length;
-    const [m0, m1] = await twoNodes(jobId, vars);
-    const [s0, s1] = await Promise.all([m0.done, m1.done]);
-    expect(s0.code, s0.stdout.slice(-3000) + s0.stderr.slice(-3000)).toBe(0);
-    expect(s1.code, s1.stdout.slice(-3000) + s1.stderr.slice(-3000)).toBe(0);
-    const resumed = new RegExp(`Resuming job ${jobId} from the checkpoint of epoch ${stored} that an earlier attempt stored`);
-    for (const node of [s0, s1]) expect(node.stdout).toMatch(resumed);
-    // Both nodes continue where the first attempt stopped: the epochs it finished are not trained again.
-    expect(epochBeats(mark)).toEqual(Array.from({ length: 2 - finished }, (_, i) => finished + 1 + i));
-    const later = backend.receiver.received.slice(mark).filter((c) => c.jobId === jobId);
-    expect(later.filter((c) => c.kind === 'trainingDone').map((c) => (c.body as { status: string }).status)).toEqual(['succeeded']);
-    const keys = (await s3.storage().list(`checkpoints/job-${jobId}/`)).map((o) => o.key).sort();
-    expect(keys).toEqual([`checkpoints/job-${jobId}/best.pt`, ...epochKeys(2)]);
-  }, 600_000);
 });

@@ -104,7 +104,12 @@ class TrainerEvents:
 
     def checkpoint(self, *, epoch: int, last_path: str, best_path: str | None, is_best: bool) -> None:
         self.saved_epoch = int(epoch)
-        self._send("checkpoint", {"epoch": int(epoch), "last_path": str(last_path), "best_path": best_path, "is_best": bool(is_best)})
+        # `stopping`: what a stop vote decided on every rank, so node 0 knows when another node's
+        # stop cut this epoch short (its own stops it knows anyway).
+        self._send(
+            "checkpoint",
+            {"epoch": int(epoch), "last_path": str(last_path), "best_path": best_path, "is_best": bool(is_best), "stopping": self.stop_requested},
+        )
 
     def epoch(
         self,

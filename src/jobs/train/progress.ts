@@ -87,7 +87,9 @@ export class TrainingProgress {
     this.earlierBest = earlier.best;
     this.state.continueFrom(earlier);
     this.stored = { epoch: earlier.latest.epoch, uri: this.storage.uri(earlier.latest.key) };
-    this.sent.add(earlier.latest.epoch);
+    // A stop's checkpoint of an epoch cut short is not that epoch's: this attempt trains the
+    // epoch again and uploads its checkpoint over it.
+    if (earlier.latest.complete) this.sent.add(earlier.latest.epoch);
     if (earlier.best) this.sent.add(earlier.best.epoch);
   }
 
@@ -187,7 +189,7 @@ export class TrainingProgress {
     },
     checkpoint: async (e) => {
       this.lastSaved = { epoch: e.epoch, path: e.last_path };
-      const stopping = this.ctx.stop.requested;
+      const stopping = this.ctx.stop.requested || e.stopping === true;
       if (e.epoch % this.config.checkpointFrequency === 0 || stopping) await this.saveCheckpoint(stopping ? 'stop' : 'periodic');
     },
     epoch: (e) => {
