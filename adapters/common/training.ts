@@ -15,9 +15,11 @@ import type { TrainConfig } from '../../src/config/schema.js';
 import type { TaskType } from '../../src/config/tasks.js';
 import { ConfigError } from '../../src/errors.js';
 import type { JsonValue } from '../../src/events.js';
-import type { TrainerEventHandler, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
+import type { TrainerEventHandler, TrainingAdapter, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
 import {
   type DistributedParams,
+  MarkBestAnswerSchema,
+  MarkBestParamsSchema,
   type ModelCheck,
   ModelCheckParamsSchema,
   ModelCheckSchema,
@@ -142,6 +144,15 @@ async function distributedParams(request: TrainRequest, server: EventServer | un
 }
 
 /** The preflight's model check of a framework's trainer module (`check_model` beside its `train`). */
+/** markBest through `mark_best` of the framework's checkpoint module. */
+export function markBest(module: string): TrainingAdapter['markBest'] {
+  const entry = pythonEntry(module, 'mark_best', MarkBestParamsSchema, MarkBestAnswerSchema);
+  return async (bridge, path, best) => {
+    const answer = await bridge.call(entry, { path, epoch: best.epoch, value: best.value, score: best.score, decided_by: best.decidedBy });
+    return answer.previous_best_epoch;
+  };
+}
+
 export function modelCheck(module: string): (bridge: PythonBridge, config: TrainConfig) => Promise<ModelCheck> {
   const entry = pythonEntry(module, 'check_model', ModelCheckParamsSchema, ModelCheckSchema, { long: true });
   return (bridge, config) =>

@@ -14,7 +14,7 @@ import { FrameworkError, VisionTrainerError } from '../../src/errors.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { extractZip } from '../../src/storage/zip.js';
-import { checkTrainerArgsInPython, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { checkTrainerArgsInPython, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.huggingface.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 /** A save_pretrained folder of the largest models this runtime fine-tunes fits well within this. */
@@ -22,6 +22,7 @@ const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
 
 export const huggingfaceTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.huggingface.train'),
+  markBest: markBest('vision_trainer.common.checkpoints'),
   resolveTrainerArgs: (args, taskType, python) => checkTrainerArgsInPython('huggingface', args, taskType, python),
 
   // transformers loads its Trainer lazily, inside train().

@@ -6,12 +6,13 @@ import { pythonEntry } from '../../src/bridge/python.js';
 import { convertToImageFolder, convertToYolo } from '../../src/datasets/convert/index.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
-import { checkTrainerArgsInPython, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { checkTrainerArgsInPython, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.ultralytics.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const ultralyticsTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.ultralytics.train'),
+  markBest: markBest('vision_trainer.ultralytics.train'),
   resolveTrainerArgs: (args, taskType, python) => checkTrainerArgsInPython('ultralytics', args, taskType, python),
 
   // The trainer imports ultralytics' models lazily, inside train(): the YOLO model and trainers.

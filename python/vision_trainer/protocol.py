@@ -158,6 +158,18 @@ class TrainerArgsAnswer(TypedDict):
     problems: list[TrainerArgProblem]
 
 
+class MarkBestParams(TypedDict):
+    path: str
+    epoch: int
+    value: float | None
+    score: float | None
+    decided_by: Literal["backend", "score"] | None
+
+
+class MarkBestAnswer(TypedDict):
+    previous_best_epoch: int | None
+
+
 class TrainAnswer(TypedDict):
     best_epoch: int | None
     best_path: str | None

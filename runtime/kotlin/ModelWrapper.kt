@@ -28,7 +28,7 @@ data class Prediction(
     val classId: Int,
     val className: String,
     val confidence: Float,
-    val keypoints: List<FloatArray>? = null,
+    val keypoints: List<FloatArray>? = null
 )
 
 class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
@@ -116,7 +116,7 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
         val softmax = post.optJSONObject("softmax")
         val probs = if (softmax?.optBoolean("apply", true) != false) {
             val t = softmax?.optDouble("temperature", 1.0)?.toFloat() ?: 1f
-            val m = values.maxOrNull()!! / t
+            val m = values.reduce { a, b -> max(a, b) } / t
             val e = values.map { exp(it / t - m) }
             val s = e.sum()
             e.map { it / s }.toFloatArray()

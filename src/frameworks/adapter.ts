@@ -111,6 +111,20 @@ export interface TrainingAdapter {
    * event; answering "stop" ends training after the current batch (a checkpoint is still saved).
    */
   train(bridge: PythonBridge, request: TrainRequest, onEvent: TrainerEventHandler): Promise<TrainOutcome>;
+  /**
+   * Rewrites the checkpoint that becomes best.pt (in place, atomically) so its own record of the
+   * best epoch is the epoch the job chose (src/jobs/train/best.ts), not the trainer's score-based
+   * view when it wrote the file. Resolves with the best epoch the file recorded before.
+   */
+  markBest(bridge: PythonBridge, checkpointPath: string, best: ChosenBest): Promise<number | null>;
+}
+
+/** The epoch best.ts chose, as markBest stamps it into best.pt. */
+export interface ChosenBest {
+  epoch: number;
+  value: number | null;
+  score: number | null;
+  decidedBy: 'backend' | 'score' | null;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -193,6 +193,28 @@ export const TrainerArgsAnswerSchema = z.object({
   problems: z.array(z.object({ key: z.string(), message: z.string() })),
 });
 
+/**
+ * best.pt stamped with the epoch the job chose (src/jobs/train/best.ts), so the file's own record
+ * of its best epoch is what `done` reports: the trainer wrote the chosen epoch's checkpoint
+ * before the backend's is_best answer, with its score-based view of the best
+ * (vision_trainer.<module>.mark_best).
+ */
+export const MarkBestParamsSchema = z.object({
+  path: z.string(),
+  /** The chosen epoch (1-based, as in the validation callbacks). */
+  epoch: Int,
+  /** Its primary metric value. */
+  value: Num,
+  /** Its framework score (ultralytics' fitness, else the primary metric). */
+  score: Num,
+  /** Who chose it: the backend's is_best answer, or the score. */
+  decided_by: z.enum(['backend', 'score']).nullable(),
+});
+export const MarkBestAnswerSchema = z.object({
+  /** The best epoch the file recorded before (null when it had none). */
+  previous_best_epoch: Int.nullable(),
+});
+
 export const TrainAnswerSchema = z.object({
   best_epoch: Int.nullable(),
   best_path: z.string().nullable(),
@@ -518,6 +540,8 @@ export const BRIDGE_SCHEMAS = {
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
   TrainerArgsParams: { schema: TrainerArgsParamsSchema, io: 'output' },
   TrainerArgsAnswer: { schema: TrainerArgsAnswerSchema, io: 'input' },
+  MarkBestParams: { schema: MarkBestParamsSchema, io: 'output' },
+  MarkBestAnswer: { schema: MarkBestAnswerSchema, io: 'input' },
   EpochValidation: { schema: EpochValidationSchema, io: 'input' },
   StartEvent: { schema: TrainerEventSchema.options[0], io: 'input' },
   BatchEvent: { schema: TrainerEventSchema.options[1], io: 'input' },

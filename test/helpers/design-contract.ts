@@ -247,9 +247,9 @@ export function resultsDesignProblems(doc: unknown): string[] {
       const hasHeatmap = method !== 'none' && !r.xai.error;
       if (hasHeatmap && (typeof r.xai[method] !== 'object' || r.xai[method] === null))
         problems.push(`resultsXai: the statistics under "${method}" are missing`);
-      // An explanation that could not be had at all says why ({available: false, reason}); one the model gave has the design's fields.
-      const explanation = r.xai.explanation as { available?: boolean } | null | undefined;
-      if (explanation && explanation.available !== false) problems.push(...designProblems('llmExplanation', explanation, d.task_type));
+      // Every explanation has the design's fields: one the model gave, and one that could not be had (empty, with `reason`).
+      const explanation = r.xai.explanation as Record<string, unknown> | null | undefined;
+      if (explanation) problems.push(...designProblems('llmExplanation', explanation, d.task_type));
     }
   }
   return problems;

@@ -55,6 +55,31 @@ export async function readResults(storage: Storage, key: string): Promise<Infere
   return InferenceResultsSchema.parse(doc);
 }
 
+/**
+ * For datasets whose ids are not contiguous and not in name order (circle 7, square 3, triangle 11;
+ * person 5: synthetic.ts's contractClassIds): every id a test run reports is one of them, with
+ * that class's name, and its tables are in ascending id.
+ */
+export function expectDatasetIds(model: TrainedModel, done: Record<string, any>, doc: InferenceResults): void {
+  const { classIds, classNames } = model.dataset;
+  const nameOf = (id: number) => classNames[classIds.indexOf(id)];
+  expect(doc.model.class_ids_stored).toBe(true);
+  expect([...doc.model.class_ids].sort((a, b) => a - b)).toEqual([...classIds].sort((a, b) => a - b));
+  doc.model.class_ids.forEach((id, i) => expect(doc.model.class_names[i]).toBe(nameOf(id)));
+  const rows = done.per_class_metrics.map((p: { class_id: number; class_name: string }) => [p.class_id, p.class_name]);
+  expect(rows).toEqual([...rows].sort((a: number[], b: number[]) => a[0]! - b[0]!));
+  for (const [id, name] of rows) expect(nameOf(id)).toBe(name);
+  const ordered = (done.confusion_matrix_class_ids as Array<number | null>).filter((id) => id !== null);
+  expect(ordered).toEqual([...classIds].sort((a, b) => a - b));
+  const seen = doc.results.flatMap((r) => {
+    const gt = r.ground_truth as { class_id?: number; class_name?: string; objects?: Array<{ class_id: number; class_name: string }> };
+    const pred = r.predictions as { class_id?: number; class_name?: string; boxes?: Array<{ class_id: number; class_name: string }> };
+    return [...(gt.objects ?? [gt]), ...(pred.boxes ?? [pred])];
+  });
+  expect(seen.length).toBeGreaterThan(0);
+  for (const c of seen) expect(nameOf(c.class_id!)).toBe(c.class_name);
+}
+
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 
 /** Every object under prefix is a PNG; returns their keys. */

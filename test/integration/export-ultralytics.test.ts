@@ -4,7 +4,9 @@
  * The checkpoints are trained here, small (64 px, 40 images) but long enough for the detection
  * tasks to find objects, so the validation figures and the wrappers' predictions mean something.
  * The exported packages are downloaded and their Python, Node and C++ wrappers run on the
- * package's sample images against the predictions the validation step recorded.
+ * package's sample images against the predictions the validation step recorded. The datasets'
+ * class ids are not contiguous and not in name order (circle 7, square 3, triangle 11; person 5):
+ * metadata.json and every wrapper's predictions must carry those, never the model's output index.
  */
 import { describe, beforeAll, expect, it } from 'vitest';
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,7 @@ import {
   SAME_RUNTIME,
   buildCppWrapper,
   downloadPackage,
+  expectDatasetClassIds,
   expectSamePredictions,
   runCppWrapper,
   runNodeWrapper,
@@ -29,18 +32,19 @@ import { jobEnv } from '../helpers/job-env.js';
 import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
-import { encodePng } from '../helpers/synthetic.js';
+import { contractClassIds, encodePng } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 expectDesignCallbacksAfterEach(backend);
 
 type Task = 'object_detection' | 'instance_segmentation' | 'pose_estimation' | 'image_classification';
+const ids = contractClassIds(3);
 const FIXTURES: Record<Task, TinyTrainingOptions> = {
-  object_detection: { taskType: 'object_detection', modelName: 'yolo11n', imageSize: 64, epochs: 50, dataset: { count: 40 } },
-  instance_segmentation: { taskType: 'instance_segmentation', modelName: 'yolo11n-seg', imageSize: 64, epochs: 40, dataset: { count: 40 } },
-  pose_estimation: { taskType: 'pose_estimation', modelName: 'yolo11n-pose', imageSize: 64, epochs: 30, dataset: { count: 40 } },
-  image_classification: { taskType: 'image_classification', modelName: 'yolo11n-cls', imageSize: 64, epochs: 5 },
+  object_detection: { taskType: 'object_detection', modelName: 'yolo11n', imageSize: 64, epochs: 50, dataset: { count: 40, classIds: ids } },
+  instance_segmentation: { taskType: 'instance_segmentation', modelName: 'yolo11n-seg', imageSize: 64, epochs: 40, dataset: { count: 40, classIds: ids } },
+  pose_estimation: { taskType: 'pose_estimation', modelName: 'yolo11n-pose', imageSize: 64, epochs: 30, dataset: { count: 40, classIds: contractClassIds(1) } },
+  image_classification: { taskType: 'image_classification', modelName: 'yolo11n-cls', imageSize: 64, epochs: 5, dataset: { classIds: ids } },
 };
 const checkpointUri = (task: Task) => `s3://${s3.config.bucket}/checkpoints/job-fixture-${task}/best.pt`;
 const datasetId = (task: Task) => `ds-export-${task.replace(/_/g, '-')}`;
@@ -130,14 +134,25 @@ function expectWrappersAgree(pkg: ExportPackage, options: { cpp: boolean }) {
     scored.some((s) => s.predictions.length > 0),
     'the samples have predictions to compare',
   ).toBe(true);
-  expectSamePredictions(runPythonWrapper(pkg, opts), scored, SAME_RUNTIME, 'python (validation thresholds)');
+  const python = runPythonWrapper(pkg, opts);
+  expectSamePredictions(python, scored, SAME_RUNTIME, 'python (validation thresholds)');
   expectSamePredictions(runPythonWrapper(pkg), defaults, SAME_RUNTIME, 'python (defaults)');
-  expectSamePredictions(runNodeWrapper(pkg, opts), scored, SAME_RUNTIME, 'node (validation thresholds)');
+  const node = runNodeWrapper(pkg, opts);
+  expectSamePredictions(node, scored, SAME_RUNTIME, 'node (validation thresholds)');
   expectSamePredictions(runNodeWrapper(pkg), defaults, SAME_RUNTIME, 'node (defaults)');
+  const outputs = [python, node];
   if (options.cpp) {
     const binary = cppWrapper(pkg);
-    expectSamePredictions(runCppWrapper(binary, pkg, opts), scored, OTHER_RUNTIME, 'c++ (validation thresholds)', threshold, 0.002);
+    const cpp = runCppWrapper(binary, pkg, opts);
+    expectSamePredictions(cpp, scored, OTHER_RUNTIME, 'c++ (validation thresholds)', threshold, 0.002);
+    outputs.push(cpp);
   }
+  // The recorded predictions and every wrapper's name the dataset's ids (metadata.json model.class_ids).
+  expectDatasetClassIds(
+    scored.map((p, i) => ({ image: String(i), ...p })),
+    pkg.metadata,
+  );
+  for (const lines of outputs) expectDatasetClassIds(lines, pkg.metadata);
 }
 
 describe('vision-trainer export (ultralytics)', () => {
@@ -162,7 +177,9 @@ describe('vision-trainer export (ultralytics)', () => {
       model: {
         framework: 'ultralytics',
         file: 'model.onnx',
-        class_names: ['circle', 'square', 'triangle'],
+        // ultralytics numbers the classes by dataset id: square 3, circle 7, triangle 11.
+        class_names: ['square', 'circle', 'triangle'],
+        class_ids: [3, 7, 11],
         inputs: [{ name: 'images', shape: [1, 3, 64, 64] }],
         outputs: [{ name: 'output0', shape: [1, 7, 84] }],
       },
@@ -175,6 +192,7 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(stored.optimization.passes).toEqual(expect.arrayContaining([expect.stringMatching(/materialized \d+ broadcast constant/)]));
     const readme = readFileSync(join(pkg.dir, 'README.md'), 'utf8');
     expect(readme).toContain(`| original | ${validation.original_accuracy.toFixed(4)} |`);
+    expect(readme).toContain('3 classes (class id: name): 3: square, 7: circle, 11: triangle.');
     expect(readFileSync(join(pkg.dir, 'Dockerfile'), 'utf8')).toContain('COPY model.onnx .');
     expectWrappersAgree(pkg, { cpp: true });
   });
@@ -273,6 +291,7 @@ describe('vision-trainer export (ultralytics)', () => {
     expectExported(run, 'exp-pose', 'pose_estimation', 'onnx');
     const pkg = await downloadPackage(s3.storage(), 'exp-pose');
     expect(pkg.metadata.model.keypoints).toEqual({ shape: [17, 3] });
+    expect(pkg.metadata.model).toMatchObject({ class_names: ['person'], class_ids: [5] });
     expect(pkg.expected!.images[0]!.validation_predictions[0]!.keypoints).toHaveLength(17);
     expectWrappersAgree(pkg, { cpp: true });
   });
@@ -284,7 +303,13 @@ describe('vision-trainer export (ultralytics)', () => {
     const pkg = await downloadPackage(s3.storage(), 'exp-cls-fp16');
     expect(pkg.metadata.preprocessing.resize).toMatchObject({ method: 'resize_shorter_center_crop', crop_pct: 1 });
     expect(pkg.metadata.postprocessing.softmax).toEqual({ apply: false, temperature: 1 });
-    expect(pkg.expected!.images[0]!.predictions.map((p) => p.class_name).sort()).toEqual(['circle', 'square', 'triangle']);
+    // yolo-cls numbers the classes by folder name: circle, square, triangle; their dataset ids are 7, 3, 11.
+    expect(pkg.metadata.model).toMatchObject({ class_names: ['circle', 'square', 'triangle'], class_ids: [7, 3, 11] });
+    expect(pkg.expected!.images[0]!.predictions.map((p) => [p.class_id, p.class_name]).sort()).toEqual([
+      [11, 'triangle'],
+      [3, 'square'],
+      [7, 'circle'],
+    ]);
     expectWrappersAgree(pkg, { cpp: false }); // float16 graphs: ONNX Runtime wrappers only
   });
 

@@ -12,11 +12,12 @@ import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
 import { StoredOutcomeSchema } from '../../src/jobs/outcome.js';
 import { runCli, startCli } from '../helpers/cli.js';
-import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
+import { expectDatasetIds, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
 import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
+import { contractClassIds } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
@@ -28,8 +29,10 @@ let classifier: TrainedModel;
 
 beforeAll(async () => {
   llm = await startOpenAiServer();
-  detector = await trainTinyModel(s3, backend, 'object_detection', 'yolo11n', 'infer-det');
-  classifier = await trainTinyModel(s3, backend, 'image_classification', 'yolo11n-cls', 'infer-cls');
+  // The dataset's class ids are not contiguous and not in name order (circle 7, square 3,
+  // triangle 11): every id a job reports must be one of these, never the framework's index.
+  detector = await trainTinyModel(s3, backend, 'object_detection', 'yolo11n', 'infer-det', {}, { classIds: contractClassIds(3) });
+  classifier = await trainTinyModel(s3, backend, 'image_classification', 'yolo11n-cls', 'infer-cls', {}, { classIds: contractClassIds(3) });
 }, 600_000);
 afterAll(async () => {
   await llm?.close();
@@ -108,13 +111,19 @@ describe('vision-trainer infer: ultralytics detection', () => {
     });
     for (const key of ['precision', 'recall', 'mAP50', 'mAP50-95']) expect(typeof done.overall_metrics[key]).toBe('number');
     await expectStoredRecord('test_runs', jobId, 'testRunDone', true);
-    expect(done.per_class_metrics.map((r: any) => r.class_name)).toEqual(detector.dataset.classNames);
-    // Rows are the true classes plus background; each class row counts that class's objects in the split.
+    // Rows in ascending dataset id: square 3, circle 7, triangle 11.
+    expect(done.per_class_metrics.map((r: any) => [r.class_id, r.class_name])).toEqual([
+      [3, 'square'],
+      [7, 'circle'],
+      [11, 'triangle'],
+    ]);
+    // Rows are the true classes (ascending dataset id) plus background; each class row counts that class's objects in the split.
     const objects = dataset.images.filter((i) => ids.includes(i.id)).flatMap((i) => i.objects);
     expect(done.confusion_matrix).toHaveLength(4);
-    detector.dataset.classNames.forEach((_, c) => {
-      const row = done.confusion_matrix[c] as number[];
-      expect(row.reduce((a, b) => a + b, 0)).toBe(objects.filter((o) => o.classId === c).length);
+    expect(done.confusion_matrix_class_ids).toEqual([3, 7, 11, null]);
+    [3, 7, 11].forEach((classId, row) => {
+      const counts = done.confusion_matrix[row] as number[];
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(objects.filter((o) => o.classId === classId).length);
     });
 
     const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
@@ -123,11 +132,11 @@ describe('vision-trainer infer: ultralytics detection', () => {
     expect(doc.model).toMatchObject({
       framework: 'ultralytics',
       task: 'detect',
-      class_names: detector.dataset.classNames,
       model_name: 'yolo11n',
       xai_layers: ['model.16', 'model.19', 'model.22'],
     });
     expect(doc.metrics!.overall_metrics).toEqual(done.overall_metrics);
+    expectDatasetIds(detector, done, doc);
     expect(doc.timing.avg_inference_time_ms).toBeGreaterThan(0);
     expect(doc.results.map((r) => r.image_id)).toEqual(ids);
     for (const r of doc.results) {
@@ -143,7 +152,6 @@ describe('vision-trainer infer: ultralytics detection', () => {
     const sampled = doc.results.filter((r) => r.visualization_path !== null);
     expect(sampled).toHaveLength(3);
     expect(doc.results.filter((r) => r.xai !== null)).toHaveLength(3);
-    expect(doc.model).toMatchObject({ class_ids: [0, 1, 2], class_ids_stored: true });
     for (const r of sampled) {
       expect(r.visualization_path).toMatch(new RegExp(`^${prefix}visualizations/\\d{6}-`));
       expect(r.xai).toMatchObject({ method: 'gradcam', error: null, target_layers: ['model.16', 'model.19', 'model.22'] });
@@ -302,6 +310,8 @@ describe('vision-trainer infer: ultralytics classification', () => {
         SPLIT_STRATEGY: JSON.stringify(strategy),
         ENABLE_XAI: 'true',
         XAI_METHOD: 'gradcam++',
+        // No OPENAI_API_KEY: every explanation is unavailable, in the design's shape all the same.
+        ENABLE_LLM_EXPLANATION: 'true',
       }),
       { timeoutMs: 240_000 },
     );
@@ -318,15 +328,36 @@ describe('vision-trainer infer: ultralytics classification', () => {
 
     const doc = await readResults(s3.storage(), `test_runs/${jobId}/results.json`);
     expect(doc.results.map((r) => r.image_id)).toEqual(ids);
+    expectDatasetIds(classifier, done, doc);
+    expect(done.per_class_metrics.map((r: any) => r.class_id)).toEqual([3, 7, 11]);
     expect(doc.settings.split_source).toContain('SPLIT_STRATEGY (job): auto, ratio 0.6/0.2/0.2, seed 7');
     const correct = doc.results.filter((r) => (r.metrics as { correct: boolean }).correct).length;
     expect(done.overall_metrics.accuracy).toBeCloseTo(correct / ids.length, 10);
     for (const r of doc.results) {
       expect(r.predictions).toMatchObject({ class_name: expect.any(String), top5: expect.any(Array) });
-      expect((r.predictions as { top5: unknown[] }).top5).toHaveLength(3);
+      const top5 = (r.predictions as { top5: Array<{ class_id: number; class_name: string }> }).top5;
+      expect(top5.map((t) => [t.class_id, t.class_name]).sort()).toEqual([
+        [11, 'triangle'],
+        [3, 'square'],
+        [7, 'circle'],
+      ]);
       expect(r.xai).toMatchObject({ method: 'gradcam++', error: null, target: { class_id: (r.predictions as { class_id: number }).class_id } });
     }
     expect(await pngsUnder(s3.storage(), `test_runs/${jobId}/xai/`)).toHaveLength(ids.length);
+    const explanations = doc.results.map((r) => r.xai?.explanation).filter((e) => e);
+    expect(explanations.length).toBeGreaterThan(0);
+    for (const e of explanations) {
+      expect(e).toEqual({
+        available: false,
+        reason: expect.stringContaining('OPENAI_API_KEY is not set'),
+        summary: '',
+        key_factors: [],
+        confidence_reasoning: '',
+        alternative_considerations: '',
+        model: 'gpt-4o-mini',
+        generated_at: expect.any(String),
+      });
+    }
   });
 
   it('inference job on every image of a dataset, without visualisations', async () => {

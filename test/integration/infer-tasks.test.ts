@@ -9,7 +9,7 @@ import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
 import type { TaskType } from '../../src/config/tasks.js';
 import { runCli } from '../helpers/cli.js';
-import { inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
+import { expectDatasetIds, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { TINY_CLIP, TINY_VIT } from '../helpers/classifier-runs.js';
 import { useS3Server } from '../helpers/s3.js';
@@ -42,31 +42,6 @@ async function testRun(model: TrainedModel, jobId: string, task: TaskType, extra
   const done = doneOf(jobId)!;
   expectDatasetIds(model, done, doc);
   return { done, doc };
-}
-
-/**
- * The datasets here have ids that are not contiguous and not in name order (circle 7, square 3,
- * triangle 11; person 5): every id a test run reports is one of them, with that class's name,
- * and its tables are in ascending id.
- */
-function expectDatasetIds(model: TrainedModel, done: Record<string, any>, doc: Awaited<ReturnType<typeof readResults>>) {
-  const { classIds, classNames } = model.dataset;
-  const nameOf = (id: number) => classNames[classIds.indexOf(id)];
-  expect(doc.model.class_ids_stored).toBe(true);
-  expect([...doc.model.class_ids].sort((a, b) => a - b)).toEqual([...classIds].sort((a, b) => a - b));
-  doc.model.class_ids.forEach((id, i) => expect(doc.model.class_names[i]).toBe(nameOf(id)));
-  const rows = done.per_class_metrics.map((p: { class_id: number; class_name: string }) => [p.class_id, p.class_name]);
-  expect(rows).toEqual([...rows].sort((a: number[], b: number[]) => a[0]! - b[0]!));
-  for (const [id, name] of rows) expect(nameOf(id)).toBe(name);
-  const ordered = (done.confusion_matrix_class_ids as Array<number | null>).filter((id) => id !== null);
-  expect(ordered).toEqual([...classIds].sort((a, b) => a - b));
-  const seen = doc.results.flatMap((r) => {
-    const gt = r.ground_truth as { class_id?: number; class_name?: string; objects?: Array<{ class_id: number; class_name: string }> };
-    const pred = r.predictions as { class_id?: number; class_name?: string; boxes?: Array<{ class_id: number; class_name: string }> };
-    return [...(gt.objects ?? [gt]), ...(pred.boxes ?? [pred])];
-  });
-  expect(seen.length).toBeGreaterThan(0);
-  for (const c of seen) expect(nameOf(c.class_id!)).toBe(c.class_name);
 }
 
 /** Non-contiguous dataset ids, not in name order, for every model trained here. */

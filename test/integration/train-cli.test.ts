@@ -3,6 +3,7 @@
  * receiver for callbacks, `vision-trainer train` as a child process, tiny ultralytics models
  * on generated Platform Format datasets (one per task).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,7 @@ import { runCli } from '../helpers/cli.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { useS3Server } from '../helpers/s3.js';
 import { ValidationImagesSchema } from '../../src/jobs/train/validation-results.js';
+import { defaultPythonBin } from '../../src/paths.js';
 import { callbackDesignProblems } from '../helpers/design-contract.js';
 import { contractClassIds, defaultClassNames, writeSyntheticDataset, type SyntheticTask } from '../helpers/synthetic.js';
 
@@ -119,6 +121,7 @@ async function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epo
 
   const done = callbacks.at(-1)!.body as Record<string, any>;
   expect(done.status).toBe('succeeded');
+  expect(result.stdout + result.stderr).not.toContain('could not be stamped with its best epoch');
   expect(done.error_message).toBeNull();
   expect(done.checkpoint_path).toBe(`s3://${s3.config.bucket}/checkpoints/job-${jobId}/best.pt`);
   expect(done.final_metrics.best_epoch).toBeGreaterThanOrEqual(1);
@@ -130,13 +133,33 @@ async function expectCompleteRun(run: Awaited<ReturnType<typeof trainTask>>, epo
 describe('vision-trainer train (ultralytics, real training)', () => {
   it('object_detection from a dataset zip: full callback sequence, checkpoints, log, converted YOLO files', async () => {
     const run = await trainTask('object_detection', 'yolo11n', { epochs: 2, upload: 'zip' });
-    const { validations } = await expectCompleteRun(run, 2, 'mAP50-95');
+    const { validations, done } = await expectCompleteRun(run, 2, 'mAP50-95');
     expect(Object.keys(validations[0]!.pr_curves).length).toBeGreaterThan(0);
     for (const curve of Object.values(validations[0]!.pr_curves) as Array<{ precision: unknown[]; recall: unknown[] }>) {
       expect(curve.precision.length).toBeLessThanOrEqual(101);
       expect(curve.recall.length).toBe(curve.precision.length);
     }
     expect(await s3.storage().exists(`logs/job-${run.jobId}/training.log`)).toBe(true);
+
+    // best.pt is stamped with the epoch the job chose (the receiver answers is_best): ultralytics'
+    // best_fitness becomes that epoch's own fitness, and vision_trainer_best names it.
+    const best = join(mkdtempSync(join(tmpdir(), 'vt-best-')), 'best.pt');
+    await s3.storage().downloadFile(`checkpoints/job-${run.jobId}/best.pt`, best);
+    const read = spawnSync(
+      defaultPythonBin(),
+      [
+        '-c',
+        'import json, sys\nfrom ultralytics.nn.tasks import torch_safe_load\nprint(json.dumps(torch_safe_load(sys.argv[1])[0]["vision_trainer_best"]))',
+        best,
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(read.status, read.stderr).toBe(0);
+    expect(JSON.parse(read.stdout.trim().split('\n').at(-1)!)).toEqual({
+      epoch: done.final_metrics.best_epoch,
+      value: done.final_metrics['best_mAP50-95'],
+      decided_by: 'backend',
+    });
 
     // KEEP_WORK_DIR: the converted dataset is left for inspection, file by file.
     const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));

@@ -82,11 +82,15 @@ describe('vision-trainer train (timm)', () => {
       image_size: 32,
       input_channels: 3,
       resize_mode: 'shorter_side_center_crop',
-      // best.pt is the checkpoint of the epoch the backend chose; its run state's best_epoch is
-      // the trainer's score-based view when it wrote the file, so it is not compared here.
+      // best.pt is the checkpoint of the epoch the backend chose, stamped with that choice: the
+      // trainer wrote best_epoch by its score before the answer came (when epoch 2 scores no
+      // higher, it named epoch 1), and the file now says what `done` says.
       epoch: bestEpoch,
       epoch_complete: true,
       job_id: run.jobId,
+      best_epoch: bestEpoch,
+      best_metric: validations[bestEpoch - 1]!.primary_metric_value,
+      best_decided_by: 'backend',
     });
     expect(seen.metadata.mean).toHaveLength(3);
     expect([...seen.metadata.class_ids].sort((a: number, b: number) => a - b)).toEqual([...CLASS_IDS].sort((a, b) => a - b));

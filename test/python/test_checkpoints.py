@@ -1,9 +1,11 @@
 """The timm/transformers checkpoint format: written atomically, read without unpickling, refused
 with a reason when it is not ours, would run code, or belongs to another setup."""
 
+import json
+
 import pytest
 import torch
-from vision_trainer.common.checkpoints import CheckpointError, RunCheckpoints, load_for_resume, read_metadata, save_checkpoint
+from vision_trainer.common.checkpoints import CheckpointError, RunCheckpoints, load_checkpoint, load_for_resume, mark_best, read_metadata, save_checkpoint
 from vision_trainer.safe_load import UnsafeArtifactError
 
 META = {
@@ -46,6 +48,24 @@ def test_foreign_files_are_named_not_unpickled(tmp_path):
         read_metadata(plain)
     with pytest.raises(CheckpointError, match="does not exist"):
         read_metadata(tmp_path / "none.pt")
+
+
+def test_mark_best_stamps_the_chosen_epoch_and_keeps_the_weights(tmp_path):
+    # Epoch 2's checkpoint, written when the score still named epoch 1 the best; the backend then chose epoch 2.
+    path = save_checkpoint(
+        tmp_path / "best.pt",
+        {**META, "epoch": 2, "best_epoch": 1, "best_metric": 0.8, "metrics": {"accuracy": 0.7}},
+        {"w": torch.arange(3.0)},
+        training_state={"optimizer": {"state": {}, "param_groups": []}},
+    )
+    answer = json.loads(mark_best({"path": path, "epoch": 2, "value": 0.7, "score": 0.7, "decided_by": "backend"}))
+    assert answer == {"ok": {"previous_best_epoch": 1}}
+    ckpt = load_checkpoint(path)
+    assert (ckpt["best_epoch"], ckpt["best_metric"], ckpt["best_decided_by"]) == (2, 0.7, "backend")
+    assert ckpt["epoch"] == 2 and ckpt["metrics"] == {"accuracy": 0.7}
+    assert torch.equal(ckpt["state_dict"]["w"], torch.arange(3.0))
+    assert ckpt["training_state"] == {"optimizer": {"state": {}, "param_groups": []}}
+    assert [p.name for p in tmp_path.iterdir()] == ["best.pt"], "no temporary file is left behind"
 
 
 def test_best_is_the_last_checkpoint_of_the_best_epoch(tmp_path):

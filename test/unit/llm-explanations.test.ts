@@ -10,6 +10,7 @@ import { ExplanationSchema } from '../../src/jobs/infer/results.js';
 import { Logger } from '../../src/log.js';
 import { urlPolicy } from '../../src/net/url-guard.js';
 import { clearSecrets } from '../../src/redact.js';
+import { designProblems } from '../helpers/design-contract.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
 
 const KEY = 'sk-test-explainer-key-0123456789';
@@ -53,6 +54,18 @@ const DETECTION: ExplanationContext = {
     error: null,
   },
 };
+
+/** An unavailable explanation: the design's fields, empty, the model that was to answer, and why. */
+const unavailable = (reason: unknown, model = 'test-model') => ({
+  available: false,
+  reason,
+  summary: '',
+  key_factors: [],
+  confidence_reasoning: '',
+  alternative_considerations: '',
+  model,
+  generated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/),
+});
 
 function explainer(overrides: Partial<ConstructorParameters<typeof Explainer>[0]> = {}) {
   // The test server listens on 127.0.0.1, which OPENAI_BASE_URL reaches only when allowed.
@@ -128,7 +141,10 @@ describe('LLM explanations', () => {
   it('two empty answers: unavailable, with the reason', async () => {
     server.script({ text: '' }, { text: '  ' });
     const result = await explainer().explain(DETECTION);
-    expect(result).toEqual({ available: false, reason: expect.stringMatching(/^the model gave no usable answer, twice \(not JSON/) });
+    expect(result).toEqual(unavailable(expect.stringMatching(/^the model gave no usable answer, twice \(not JSON/)));
+    // As a backend written against the design reads it: the same fields as an answer, and valid by our schema.
+    expect(designProblems('llmExplanation', result as Record<string, unknown>, 'object_detection')).toEqual([]);
+    expect(ExplanationSchema.parse(result)).toEqual(result);
   });
 
   it('HTTP 500: unavailable with the status, after the SDK retry; the key is not in the reason even when the server echoes it', async () => {
@@ -147,29 +163,31 @@ describe('LLM explanations', () => {
     server.fallback = { hang: true };
     const started = Date.now();
     const result = await explainer({ timeoutMs: 300 }).explain(DETECTION);
-    expect(result).toEqual({ available: false, reason: 'the LLM server did not answer within 300 ms' });
+    expect(result).toEqual(unavailable('the LLM server did not answer within 300 ms'));
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('no API key and no base URL: unavailable without any request', async () => {
     const result = await new Explainer({ model: 'gpt-4o-mini', logger }).explain(DETECTION);
-    expect(result).toEqual({ available: false, reason: expect.stringContaining('OPENAI_API_KEY is not set') });
+    expect(result).toEqual(unavailable(expect.stringContaining('OPENAI_API_KEY is not set'), 'gpt-4o-mini'));
+    expect(designProblems('llmExplanation', result as Record<string, unknown>, 'image_classification')).toEqual([]);
     expect(server.requests).toHaveLength(0);
   });
 
   it('an unreachable server: unavailable, not an error', async () => {
     const result = await explainer({ baseUrl: 'http://127.0.0.1:9/v1' }).explain(DETECTION);
-    expect(result).toEqual({ available: false, reason: expect.stringMatching(/^the LLM server could not be reached/) });
+    expect(result).toEqual(unavailable(expect.stringMatching(/^the LLM server could not be reached/)));
   });
 
   it('OPENAI_BASE_URL on a private address that is not allowed: unavailable, saying why, nothing sent', async () => {
     const result = await explainer({ baseUrl: server.baseUrl.replace('127.0.0.1', 'localhost'), policy: urlPolicy([]) }).explain(DETECTION);
-    expect(result).toEqual({
-      available: false,
-      reason: expect.stringMatching(
-        /^OPENAI_BASE_URL was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address, and localhost is not in ALLOWED_PRIVATE_HOSTS/,
+    expect(result).toEqual(
+      unavailable(
+        expect.stringMatching(
+          /^OPENAI_BASE_URL was refused: localhost \((127\.0\.0\.1|::1)\) is a loopback address, and localhost is not in ALLOWED_PRIVATE_HOSTS/,
+        ),
       ),
-    });
+    );
     expect(server.requests).toHaveLength(0);
   });
 

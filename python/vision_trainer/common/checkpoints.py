@@ -37,9 +37,11 @@ Metadata keys (all plain JSON values; `load_checkpoint` returns them with the te
     best_metric       best primary metric value up to and including this epoch (a resumed
                       run carries the best of the earlier attempts: see best_after_resume)
     best_epoch        the epoch that reached it, by the trainer's score when it wrote this
-                      file: the backend's is_best answers arrive later and may choose another
-                      epoch for best.pt (the job's best state, src/jobs/train/best.ts, is the
-                      authority; best.pt is a copy of the chosen epoch's checkpoint)
+                      file; in best.pt (a copy of the chosen epoch's checkpoint), the epoch the
+                      job chose: the backend's is_best answers arrive later and may choose
+                      another epoch than the score did (src/jobs/train/best.ts), so `mark_best`
+                      rewrites best_epoch and best_metric of best.pt before it is uploaded
+    best_decided_by   best.pt only: "backend" (its is_best answer) or "score"
     job_id            the training job that wrote it
     versions          {"torch": ..., "timm" | "transformers": ...}
     model_kwargs      timm only: extra `timm.create_model` arguments (e.g. {"img_size": 32})
@@ -77,8 +79,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..protocol import MarkBestAnswer, MarkBestParams
 from ..safe_load import UnsafeArtifactError, names_ultralytics_model, pickle_globals
-from ..support import plain
+from ..support import entry, plain
 
 CHECKPOINT_FORMAT = "vision-trainer-checkpoint"
 FORMAT_VERSION = 1
@@ -110,6 +113,12 @@ def save_checkpoint(
     }
     if training_state is not None:
         payload["training_state"] = training_state
+    return save_atomically(payload, path)
+
+
+def save_atomically(payload: Any, path: str | os.PathLike) -> str:
+    """torch.save into a temporary file beside `path`, then renamed over it: a reader never sees
+    half a file, and a failure leaves the old file as it was."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
@@ -122,6 +131,20 @@ def save_checkpoint(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return str(target)
+
+
+@entry
+def mark_best(params: MarkBestParams) -> MarkBestAnswer:
+    """Stamps the checkpoint that becomes best.pt with the epoch the job chose (the backend's
+    is_best, else the score): `best_epoch`, `best_metric` and `best_decided_by` then say what the
+    training's `done` says. The trainer wrote them earlier, by its score alone."""
+    ckpt = load_checkpoint(params["path"])
+    previous = ckpt.get("best_epoch")
+    ckpt["best_epoch"] = int(params["epoch"])
+    ckpt["best_metric"] = params["value"]
+    ckpt["best_decided_by"] = params["decided_by"]
+    save_atomically(ckpt, params["path"])
+    return {"previous_best_epoch": None if previous is None else int(previous)}
 
 
 def run_state(params, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], best_metric: float | None, best_epoch: int | None) -> dict[str, Any]:

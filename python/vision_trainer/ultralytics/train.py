@@ -35,7 +35,7 @@ from ..common.trainer_events import TrainerEvents
 from ..common.validation_images import REPORT_CONFIDENCE, ClassifierValidation, ValidationImages, model_size_mb
 from ..common.yolo_metrics import TASK_BY_PLATFORM, classification_details, detection_details, macro, standard_metrics
 from ..cpu_budget import data_loader_workers
-from ..protocol import ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
+from ..protocol import MarkBestAnswer, MarkBestParams, ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, failpoint, shield_from_terminal_interrupt
 
@@ -399,6 +399,25 @@ def _resume_args(args: dict[str, Any], resume_from: str) -> dict[str, Any]:
     writing into this job's folder rather than the preempted job's."""
     kept = {k: v for k, v in args.items() if k in RESUME_OVERRIDABLE}
     return {**kept, "resume": resume_from, "save_dir": str(Path(args["project"]) / args["name"])}
+
+
+@entry
+def mark_best(params: MarkBestParams) -> MarkBestAnswer:
+    """Stamps the checkpoint that becomes best.pt with the epoch the job chose (the backend's
+    is_best, else the score). ultralytics records no best epoch, only `best_fitness`, the best
+    score up to the epoch it wrote the file: that becomes the chosen epoch's own fitness, and
+    `vision_trainer_best` says which epoch it is and who chose it."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    from ..common.checkpoints import save_atomically
+
+    ckpt, _ = torch_safe_load(params["path"])
+    previous = (ckpt.get("vision_trainer_best") or {}).get("epoch")
+    if params["score"] is not None:
+        ckpt["best_fitness"] = float(params["score"])
+    ckpt["vision_trainer_best"] = {"epoch": int(params["epoch"]), "value": params["value"], "decided_by": params["decided_by"]}
+    save_atomically(ckpt, params["path"])
+    return {"previous_best_epoch": None if previous is None else int(previous)}
 
 
 def _adopt_best(path: str, weights_dir: Path) -> None:

@@ -102,9 +102,9 @@ export class Explainer {
     });
   }
 
-  /** Never rejects: failures become `{ available: false, reason }`. */
+  /** Never rejects: a failure becomes an unavailable explanation that says why (`unavailableExplanation`). */
   explain(context: ExplanationContext): Promise<Explanation> {
-    if (!this.client) return Promise.resolve({ available: false, reason: this.unavailable! });
+    if (!this.client) return Promise.resolve(unavailableExplanation(this.model, this.unavailable!));
     const client = this.client;
     return this.limiter.run(async () => {
       try {
@@ -112,7 +112,7 @@ export class Explainer {
       } catch (err) {
         const reason = describeFailure(err, this.options.timeoutMs ?? DEFAULT_LLM_TIMEOUT_MS);
         this.options.logger.warn(`LLM explanation unavailable for ${context.fileName}: ${reason}`);
-        return { available: false as const, reason };
+        return unavailableExplanation(this.model, reason);
       }
     });
   }
@@ -153,6 +153,24 @@ export class Explainer {
 }
 
 class InvalidAnswerError extends Error {}
+
+/**
+ * No explanation could be had: still the design's fields (empty texts, no key factors, the model
+ * that was asked, when it gave up), so a backend reading `summary` or `key_factors` never meets
+ * a missing field; `available: false` and `reason` say there is none and why.
+ */
+export function unavailableExplanation(model: string, reason: string): Explanation {
+  return {
+    available: false,
+    reason,
+    summary: '',
+    key_factors: [],
+    confidence_reasoning: '',
+    alternative_considerations: '',
+    model,
+    generated_at: new Date().toISOString(),
+  };
+}
 
 export function parseAnswer(text: string): { ok: true; answer: z.infer<typeof LlmAnswerSchema> } | { ok: false; problem: string } {
   // Some servers wrap JSON in a Markdown fence despite response_format.

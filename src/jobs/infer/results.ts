@@ -199,6 +199,15 @@ export const ExplanationSchema = z.discriminatedUnion('available', [
     available: z.literal(false),
     /** Why there is no explanation (no API key, server error, empty answers, timeout). */
     reason: z.string(),
+    // The design's fields all the same, empty: a backend reads the same shape either way.
+    summary: z.literal(''),
+    key_factors: z.array(z.string()).max(0),
+    confidence_reasoning: z.literal(''),
+    alternative_considerations: z.literal(''),
+    /** The model that was to be asked (OPENAI_MODEL). */
+    model: z.string(),
+    /** When the runtime gave up on it. */
+    generated_at: TimestampSchema,
   }),
 ]);
 

@@ -15,6 +15,7 @@ import { resolveSplits } from '../../datasets/splits.js';
 import type { PythonBridge } from '../../bridge/python.js';
 import { ExitCode, NodeLostError, OutOfMemoryError, PythonError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { JsonValue, Metrics, RunEvent } from '../../events.js';
+import type { ChosenBest } from '../../frameworks/adapter.js';
 import { adapterFor, type FrameworkAdapter, type PreparedDataset, type TrainOutcome } from '../../frameworks/index.js';
 import { jobUrlPolicy } from '../../net/url-guard.js';
 import { describeUrl, redact } from '../../redact.js';
@@ -130,7 +131,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
       await progress.drainUploads();
       throw byPeer && !ctx.stop.requested ? new NodeLostError(byPeer, progress.lastCheckpointNote()) : ctx.stop.toError(progress.lastCheckpointNote());
     }
-    return await uploadBest(ctx, progress, outcome);
+    return await uploadBest(ctx, progress, outcome, (path, best) => adapter.training.markBest(bridge, path, best));
   } catch (err) {
     if (!launched) await tellNodeZero(ctx, err);
     return await failed(ctx, progress, err);
@@ -351,8 +352,17 @@ function peerStop(ctx: TrainContext, outcome: TrainOutcome): string | undefined 
   return `node ${node} of the job was stopped (preempted or asked to stop), so every node stopped with it; retry the job: it resumes from its last checkpoint`;
 }
 
-/** best.pt (or the last checkpoint) to storage, once every epoch checkpoint has gone up. */
-async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome: TrainOutcome): Promise<TrainResult> {
+/**
+ * best.pt (or the last checkpoint) to storage, once every epoch checkpoint has gone up. With
+ * `markBest` (Python is running), the chosen epoch's checkpoint is first stamped with that epoch
+ * (its best_epoch / best_metric), so the file agrees with `done`.
+ */
+async function uploadBest(
+  ctx: TrainContext,
+  progress: TrainingProgress,
+  outcome: TrainOutcome,
+  markBest?: (path: string, best: ChosenBest) => Promise<number | null>,
+): Promise<TrainResult> {
   const { config, logger } = ctx;
   void ctx.events.emit({ type: 'stage', stage: 'uploading', message: 'Uploading best checkpoint' });
   logger.stage('Training Complete');
@@ -364,6 +374,21 @@ async function uploadBest(ctx: TrainContext, progress: TrainingProgress, outcome
   const best = progress.best;
   const finalPath = progress.bestCheckpoint.path ?? outcome.bestPath ?? outcome.lastPath;
   if (!finalPath) throw new VisionTrainerError('Training finished without writing a checkpoint', { exitCode: ExitCode.framework });
+  if (markBest && progress.bestCheckpoint.path && best.epoch !== null) {
+    const chosen: ChosenBest = { epoch: best.epoch, value: best.value, score: best.score, decidedBy: best.decidedBy };
+    // The weights are right either way: a file that could not be stamped still goes up, and the log says so.
+    try {
+      const before = await markBest(finalPath, chosen);
+      if (before !== chosen.epoch)
+        logger.info(
+          `best.pt holds epoch ${chosen.epoch} (chosen by ${chosen.decidedBy}); its file recorded epoch ${before ?? 'none'} as the best, now ${chosen.epoch}`,
+        );
+    } catch (err) {
+      logger.warn(
+        `best.pt (epoch ${chosen.epoch}) could not be stamped with its best epoch; its own best_epoch may name another: ${asVisionTrainerError(err).message}`,
+      );
+    }
+  }
   try {
     progress.checkpointUri = await ctx.storage.uploadFile(finalPath, checkpointKey(config.jobId, 'best.pt'));
   } catch (err) {
