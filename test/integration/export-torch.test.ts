@@ -35,10 +35,24 @@ expectDesignCallbacksAfterEach(backend);
 
 type Fixture = 'timm' | 'vit' | 'clip';
 const FIXTURES: Record<Fixture, TinyTrainingOptions> = {
-  // The dataset's ids: circle 7, square 3, triangle 11 (the ImageFolder numbers them by name).
+  // The dataset's ids: circle 7, square 3, triangle 11 (the ImageFolder numbers them by name, transformers by id).
   timm: { taskType: 'image_classification', modelName: 'resnet10t', imageSize: 32, epochs: 2, dataset: { classIds: [7, 3, 11] } },
-  vit: { taskType: 'image_classification', modelName: 'vit-base-patch16-224', imageSize: 32, epochs: 2, config: { hfConfigOverrides: TINY_VIT } },
-  clip: { taskType: 'zero_shot_classification', modelName: 'clip-vit-base-patch32', imageSize: 32, epochs: 2, config: { hfConfigOverrides: TINY_CLIP } },
+  vit: {
+    taskType: 'image_classification',
+    modelName: 'vit-base-patch16-224',
+    imageSize: 32,
+    epochs: 2,
+    dataset: { classIds: [7, 3, 11] },
+    config: { hfConfigOverrides: TINY_VIT },
+  },
+  clip: {
+    taskType: 'zero_shot_classification',
+    modelName: 'clip-vit-base-patch32',
+    imageSize: 32,
+    epochs: 2,
+    dataset: { classIds: [7, 3, 11] },
+    config: { hfConfigOverrides: TINY_CLIP },
+  },
 };
 
 beforeAll(async () => {
@@ -132,11 +146,14 @@ describe('vision-trainer export (timm, transformers)', () => {
   it('transformers ViT to ONNX and OpenVINO; the wrappers give the recorded top-k', async () => {
     const onnx = await exportJob('exp-vit-onnx', 'vit', { EXPORT_FORMAT: 'onnx' });
     expect(onnx.pkg.metadata).toMatchObject({
-      model: { framework: 'huggingface', architecture: 'ViTForImageClassification' },
+      // transformers numbers the classes by dataset id: square 3, circle 7, triangle 11.
+      model: { framework: 'huggingface', architecture: 'ViTForImageClassification', class_names: ['square', 'circle', 'triangle'], class_ids: [3, 7, 11] },
       preprocessing: { resize: { method: 'resize' } },
     });
-    expectSamePredictions(runPythonWrapper(onnx.pkg), recorded(onnx.pkg), SAME_RUNTIME, 'python');
-    expectSamePredictions(runNodeWrapper(onnx.pkg), recorded(onnx.pkg), SAME_RUNTIME, 'node');
+    const [python, node] = [runPythonWrapper(onnx.pkg), runNodeWrapper(onnx.pkg)];
+    for (const lines of [python, node]) expectDatasetClassIds(lines, onnx.pkg.metadata);
+    expectSamePredictions(python, recorded(onnx.pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(node, recorded(onnx.pkg), SAME_RUNTIME, 'node');
 
     const ov = await exportJob('exp-vit-openvino', 'vit', { EXPORT_FORMAT: 'openvino' });
     expect(ov.done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-vit-openvino/model.openvino`);
@@ -154,7 +171,10 @@ describe('vision-trainer export (timm, transformers)', () => {
     // CLIP multiplies cosine similarities by its logit scale (exp(4.6052) = 100): float32 noise of
     // 1e-7 between two onnxruntime builds' kernels becomes ~1e-5 in the probabilities.
     const clipTolerance = { ...SAME_RUNTIME, confidence: SAME_RUNTIME.confidence * 100 };
-    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), clipTolerance, 'python');
-    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), clipTolerance, 'node');
+    expect([...pkg.metadata.model.class_ids].sort((a: number, b: number) => a - b)).toEqual([3, 7, 11]);
+    const [python, node] = [runPythonWrapper(pkg), runNodeWrapper(pkg)];
+    for (const lines of [python, node]) expectDatasetClassIds(lines, pkg.metadata);
+    expectSamePredictions(python, recorded(pkg), clipTolerance, 'python');
+    expectSamePredictions(node, recorded(pkg), clipTolerance, 'node');
   });
 });
