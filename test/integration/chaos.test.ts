@@ -13,9 +13,10 @@
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StoredOutcomeSchema, type StoredOutcome } from '../../src/jobs/outcome.js';
+import { defaultPythonBin } from '../../src/paths.js';
 import { isAlive, logLines, runCli, startCli as startCliProcess } from '../helpers/cli.js';
 import { uploadDataset } from '../helpers/datasets.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -478,7 +479,26 @@ describe('killed outright', { timeout: 1_500_000 }, () => {
     const folder = mkdtempSync(join(tmpdir(), 'vt-chaos-best-'));
     await s3.storage().downloadFile(`checkpoints/job-${jobId}/best.pt`, join(folder, 'best.pt'));
     await s3.storage().downloadFile(`checkpoints/job-${jobId}/epoch-${final.best_epoch}.pt`, join(folder, 'epoch.pt'));
-    expect(readFileSync(join(folder, 'best.pt')).equals(readFileSync(join(folder, 'epoch.pt')))).toBe(true);
+    // best.pt is stamped with the chosen epoch (markBest), so its weights are compared, not its bytes.
+    const read = spawnSync(
+      defaultPythonBin(),
+      [
+        '-c',
+        [
+          'import json, sys, torch',
+          'from ultralytics.nn.tasks import torch_safe_load',
+          'best, epoch = (torch_safe_load(p)[0] for p in sys.argv[1:3])',
+          'a, b = ((c.get("ema") or c["model"]).state_dict() for c in (best, epoch))',
+          'same = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)',
+          'print(json.dumps({"stamped": best["vision_trainer_best"]["epoch"], "same_weights": same}))',
+        ].join('\n'),
+        join(folder, 'best.pt'),
+        join(folder, 'epoch.pt'),
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(read.status, read.stderr).toBe(0);
+    expect(JSON.parse(read.stdout.trim().split('\n').at(-1)!)).toEqual({ stamped: final.best_epoch, same_weights: true });
     await assertNothingLost(jobId, retry, mark);
   });
 });
