@@ -47,7 +47,7 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     iou_threshold: config.iouThreshold,
     device: config.device,
     evaluate: request.evaluate,
-    xai: request.xai ? { method: request.xai.method, layers: request.xai.layers ?? null } : null,
+    xai: request.xai ? { method: request.xai.method, layers: request.xai.layers ?? null, samples: request.xai.samples ?? null } : null,
     inference_backend: config.inferenceBackend,
     graph_dir: request.graphDir,
   };

@@ -260,6 +260,7 @@ class CheckpointParams(TypedDict):
 class XaiParams(TypedDict):
     method: str
     layers: list[str] | None
+    samples: NotRequired[int | None]
 
 
 class SessionParams(TypedDict):

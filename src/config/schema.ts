@@ -4,7 +4,7 @@
  * both go through them.
  */
 import { z } from 'zod';
-import { EXPORT_FORMATS, type Mode, type Variable, variablesFor } from './variables.js';
+import { EXPORT_FORMATS, type Mode, PERTURBATION_XAI_METHODS, type Variable, variablesFor, XAI_METHODS } from './variables.js';
 import { type DistributedSettings, distributedProblems } from '../jobs/distributed.js';
 import { exportSettingProblems } from '../jobs/export/formats.js';
 import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
@@ -198,6 +198,12 @@ export const InferConfigSchema = z
     // Refused before any download: no explanation method covers a per-pixel class map yet.
     if (c.enableXai && c.taskType === 'semantic_segmentation')
       problem(ctx, ['enableXai'], 'no XAI_METHOD explains semantic_segmentation models yet (each pixel is its own prediction); set ENABLE_XAI=false');
+    else if (c.enableXai && PERTURBATION_XAI_METHODS.includes(c.xaiMethod) && !c.taskType.endsWith('classification'))
+      problem(
+        ctx,
+        ['xaiMethod'],
+        `${c.xaiMethod} explains classifiers' class scores only; for ${c.taskType} use ${XAI_METHODS.filter((m) => !PERTURBATION_XAI_METHODS.includes(m)).join(', ')}`,
+      );
   }, ALWAYS)
   .transform((v) => {
     const c = v as unknown as RawInfer;
@@ -312,8 +318,9 @@ export interface InferConfig extends Common {
   /** INFERENCE_BACKEND: what runs the model. */
   inferenceBackend: 'pytorch' | 'onnx' | 'openvino';
   enableXai: boolean;
-  xaiMethod: 'gradcam' | 'gradcam++' | 'eigencam' | 'scorecam' | 'layercam';
+  xaiMethod: (typeof XAI_METHODS)[number];
   xaiTargetLayers?: string[];
+  xaiSamples: number;
   enableLlmExplanation: boolean;
   openai: { apiKey?: string; baseUrl?: string; model: string };
   /** ALLOWED_PRIVATE_HOSTS: private hosts configuration URLs may reach (see src/net/url-guard.ts). */

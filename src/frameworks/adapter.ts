@@ -139,7 +139,7 @@ export interface OpenSessionRequest {
   /** Test runs: evaluate predictions against ground truth. */
   evaluate: boolean;
   /** Grad-CAM settings when ENABLE_XAI; layers undefined = the architecture's defaults. */
-  xai?: { method: XaiMethod; layers: string[] | undefined };
+  xai?: { method: XaiMethod; layers: string[] | undefined; samples?: number };
   /** A folder of the job's work folder where INFERENCE_BACKEND=onnx|openvino writes its graph. */
   graphDir: string;
 }

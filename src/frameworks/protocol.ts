@@ -311,7 +311,8 @@ export const SessionParamsSchema = z.object({
   /** Test runs: evaluate predictions against ground truth. */
   evaluate: z.boolean(),
   /** Grad-CAM when ENABLE_XAI; layers null = the architecture's defaults. */
-  xai: z.object({ method: z.string(), layers: z.array(z.string()).nullable() }).nullable(),
+  /** samples: XAI_SAMPLES, the model evaluations per image of a perturbation method (lime, shap). */
+  xai: z.object({ method: z.string(), layers: z.array(z.string()).nullable(), samples: Int.nullable().optional() }).nullable(),
   /** INFERENCE_BACKEND; onnx and openvino export the checkpoint into `graph_dir` first. */
   inference_backend: z.enum(INFERENCE_BACKENDS),
   /** A folder of the job's work folder for the exported graph. */

@@ -382,6 +382,35 @@ describe('vision-trainer infer: ultralytics classification', () => {
   });
 });
 
+describe('vision-trainer infer: LIME on a YOLO classifier', () => {
+  it("XAI_METHOD=lime: captum LIME over superpixels for the sampled images, with Grad-CAM's statistics fields and an overlay under xai/", async () => {
+    const jobId = 'ij-cls-lime';
+    const result = await runCli(
+      ['infer'],
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'inference_job',
+        TASK_TYPE: 'image_classification',
+        CHECKPOINT_PATH: classifier.checkpointUri,
+        DATASET_ID: classifier.datasetId,
+        ENABLE_XAI: 'true',
+        XAI_METHOD: 'lime',
+        XAI_SAMPLES: '40',
+        MAX_VISUALIZATIONS: '2',
+      }),
+      { timeoutMs: 240_000 },
+    );
+    expect(result.code, result.stdout.slice(-4000) + result.stderr).toBe(0);
+    const doc = await readResults(s3.storage(), `inference_jobs/${jobId}/results.json`);
+    const explained = doc.results.filter((r) => r.xai !== null);
+    expect(explained).toHaveLength(2);
+    for (const r of explained) {
+      expect(r.xai).toMatchObject({ method: 'lime', error: null, target_layers: [], target: { class_id: (r.predictions as { class_id: number }).class_id } });
+      expect(r.xai!.lime).toMatchObject({ max_activation: expect.any(Number), mean_activation: expect.any(Number), top_regions: expect.any(Array) });
+    }
+    expect(await pngsUnder(s3.storage(), `inference_jobs/${jobId}/xai/`)).toHaveLength(2);
+  });
+});
+
 describe('vision-trainer infer: stopped', () => {
   it('SIGTERM mid-job: the current batch ends, `failed` is reported with how far it got, exit 143', async () => {
     const jobId = 'ij-sigterm';

@@ -111,6 +111,16 @@ describe('timm and transformers classifiers', () => {
       expect(r.xai).toMatchObject({ error: null, method: 'gradcam' });
     });
 
+    // Kernel SHAP (captum) over superpixels, a bounded number of model evaluations per image.
+    const shap = await testRun(model, 'tr-timm-shap', 'image_classification', {
+      FRAMEWORK: 'timm',
+      ENABLE_XAI: 'true',
+      XAI_METHOD: 'shap',
+      XAI_SAMPLES: '40',
+      MAX_VISUALIZATIONS: '2',
+    });
+    expectPerturbationXai(shap.doc, 'shap', 2);
+
     const storage = s3.storage();
     const inputs = model.dataset.annotations.images as Array<{ file_name: string }>;
     const uris: string[] = [];
@@ -181,11 +191,32 @@ describe('timm and transformers classifiers', () => {
       },
       ids('image_classification'),
     );
-    const { done, doc } = await testRun(model, 'tr-clip', 'zero_shot_classification', { ENABLE_XAI: 'true' });
+    const { done, doc } = await testRun(model, 'tr-clip', 'zero_shot_classification', {
+      ENABLE_XAI: 'true',
+      XAI_METHOD: 'lime',
+      XAI_SAMPLES: '40',
+      MAX_VISUALIZATIONS: '3',
+    });
     expect(typeof done.overall_metrics.accuracy).toBe('number');
     // transformers numbers the classes in ascending dataset id.
     const byId = model.dataset.classIds.map((id, i) => ({ id, name: model.dataset.classNames[i]! })).sort((a, b) => a.id - b.id);
     expect(doc.model).toMatchObject({ framework: 'huggingface', task: 'classify', class_names: byId.map((c) => c.name), class_ids: byId.map((c) => c.id) });
-    expect(doc.results.every((r) => r.xai?.error === null)).toBe(true);
+    // LIME (captum) over superpixels explains the predicted class of the sample's images.
+    expectPerturbationXai(doc, 'lime', 3);
   });
 });
+
+/** LIME/SHAP: the sampled images carry the method's statistics (Grad-CAM's fields), no layers, a stored overlay. */
+function expectPerturbationXai(doc: Awaited<ReturnType<typeof testRun>>['doc'], method: 'lime' | 'shap', sampled: number) {
+  expect(doc.model.xai_layers).toEqual([]);
+  const explained = doc.results.filter((r) => r.xai !== null);
+  expect(explained).toHaveLength(sampled);
+  for (const r of explained) {
+    expect(r.xai).toMatchObject({ method, error: null, target: { class_id: (r.predictions as { class_id: number }).class_id } });
+    const stats = r.xai![method]!;
+    // A weak tiny model may find no superpixel in favour of its class (an all-zero heatmap): the numbers are there either way.
+    expect(stats.max_activation).toBeGreaterThanOrEqual(0);
+    expect(Array.isArray(stats.top_regions)).toBe(true);
+    expect(r.xai!.heatmap_path).toMatch(/\/xai\/\d{6}-.*\.png$/);
+  }
+}

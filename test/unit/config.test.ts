@@ -135,6 +135,15 @@ describe('configFromEnv (train)', () => {
     expect(configFromEnv('infer', infer).taskType).toBe('semantic_segmentation');
     e = configError(() => configFromEnv('infer', { ...infer, ENABLE_XAI: 'true' }));
     expect(e.problems).toContainEqual(expect.objectContaining({ variable: 'ENABLE_XAI', message: expect.stringMatching(/explains semantic_segmentation/) }));
+    // LIME and SHAP explain class scores: refused for detection, naming the methods that work.
+    e = configError(() => configFromEnv('infer', { ...infer, TASK_TYPE: 'object_detection', ENABLE_XAI: 'true', XAI_METHOD: 'shap' }));
+    expect(e.problems).toContainEqual(
+      expect.objectContaining({
+        variable: 'XAI_METHOD',
+        message: "shap explains classifiers' class scores only; for object_detection use gradcam, gradcam++, eigencam, scorecam, layercam",
+      }),
+    );
+    expect(configFromEnv('infer', { ...infer, TASK_TYPE: 'image_classification', ENABLE_XAI: 'true', XAI_METHOD: 'lime' }).xaiSamples).toBe(200);
   });
 
   it('treats blank variables as unset', () => {

@@ -158,7 +158,7 @@ class ClassifierBackend:
         return self.model, root
 
     def xai_methods(self) -> list[str]:
-        return ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam"]
+        return ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam", "lime", "shap"]
 
     def _layer_outputs(self, root) -> list[tuple[str, tuple]]:
         """(path, output shape) of every module named at most DEFAULT_LAYER_MAX_DEPTH deep, in the

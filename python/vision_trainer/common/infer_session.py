@@ -25,6 +25,7 @@ from ..support import entry, is_out_of_memory
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
 from .semantic_infer import SemanticEvaluator
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
+from .xai_perturbation import DEFAULT_SAMPLES, PERTURBATION_METHODS, PerturbationExplainer
 from .yolo_metrics import TASK_BY_PLATFORM
 
 LOG = logging.getLogger("vision_trainer.infer")
@@ -119,9 +120,13 @@ class Session:
                     + (f"use one of: {able}" if able else "no explanation method explains it yet: set ENABLE_XAI=false")
                 )
             network, root = self.backend.xai_network()
-            self.xai_layers = list(xai.get("layers") or self.backend.default_xai_layers(root))
-            layers = resolve_layers(root, self.xai_layers)  # UnknownLayerError before any image is processed
-            self.explainer = CamExplainer(network, layers, method, self.backend.xai_reshape_for(root, self.xai_layers))
+            if method in PERTURBATION_METHODS:
+                # Superpixel perturbations of the whole input: no layer is involved.
+                self.explainer = PerturbationExplainer(network, method, int(xai.get("samples") or DEFAULT_SAMPLES))
+            else:
+                self.xai_layers = list(xai.get("layers") or self.backend.default_xai_layers(root))
+                layers = resolve_layers(root, self.xai_layers)  # UnknownLayerError before any image is processed
+                self.explainer = CamExplainer(network, layers, method, self.backend.xai_reshape_for(root, self.xai_layers))
 
     def info(self) -> dict:
         return {
@@ -210,7 +215,8 @@ class Session:
             with torch.enable_grad():
                 cam_input = self.backend.xai_input(item["path"])
                 target, explained = self.backend.xai_target(cam_input, reported)
-                heat = self.explainer.heatmap(cam_input, target)
+                # LIME/SHAP explain the reported class's score (classifiers only).
+                heat = self.explainer.heatmap(cam_input, explained["class_id"] if method in PERTURBATION_METHODS else target)
             save_overlay(cam_input.original_rgb, heat, item["xai_path"])
             boxes = [b["bbox"] for b in reported["boxes"]] if "boxes" in reported else None
             if "class_id" in explained:

@@ -311,7 +311,9 @@ class UltralyticsBackend:
     def xai_methods(self) -> list[str]:
         # Score-CAM runs the network once per channel of the target layer: fine for a classifier,
         # hundreds of full detection passes per image for YOLO.
-        return ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam"] if self.task == "classify" else ["gradcam", "gradcam++", "eigencam", "layercam"]
+        if self.task == "classify":
+            return ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam", "lime", "shap"]
+        return ["gradcam", "gradcam++", "eigencam", "layercam"]
 
     def xai_input(self, image_path: str) -> CamInput:
         import cv2

@@ -220,7 +220,7 @@ async function openSession(ctx: InferContext, checkpointPath: string): Promise<I
     config,
     evaluate: config.inferenceType === 'test_run',
     graphDir: ctx.work.sub('graph'),
-    ...(config.enableXai ? { xai: { method: config.xaiMethod, layers: config.xaiTargetLayers } } : {}),
+    ...(config.enableXai ? { xai: { method: config.xaiMethod, layers: config.xaiTargetLayers, samples: config.xaiSamples } } : {}),
   });
   const model = session.info;
   const xai = config.enableXai ? `; XAI ${config.xaiMethod} on ${model.xai_layers.join(', ')}` : '';
