@@ -6,6 +6,7 @@ export default defineConfig({
   test: {
     // Node 20 is supported with the locked AWS SDK; its notice about future releases is noise here.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    globalSetup: ['test/global-tmp.ts'],
     projects: [
       {
         extends: true,
