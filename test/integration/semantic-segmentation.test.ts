@@ -232,4 +232,26 @@ describe('semantic segmentation (transformers SegFormer)', () => {
     expectSamePredictions(python, recorded, SAME_RUNTIME, 'python');
     expectSamePredictions(node, recorded, SAME_RUNTIME, 'node');
   });
+
+  it("RESUME_CHECKPOINT_PATH: the first run's epoch-1.pt continues to epoch 2, rebuilt from the file alone", async () => {
+    expect(train.code).toBe(0);
+    const jobId = 'semseg-resume';
+    const env = jobEnv(s3, backend, jobId, {
+      TASK_TYPE: 'semantic_segmentation',
+      MODEL_NAME: 'segformer-b0',
+      DATASET_ID,
+      EPOCHS: '2',
+      BATCH_SIZE: '4',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_SEGFORMER),
+      RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/epoch-1.pt`,
+    });
+    const result = await runCli(['train'], env, { timeoutMs: 240_000 });
+    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId) as Callback[];
+    // An explicit RESUME_CHECKPOINT_PATH starts this job at the checkpoint's epoch (training_resumed is for a retried JOB_ID).
+    const started = callbacks.find((c) => c.kind === 'event' && c.body.event_type === 'training_started');
+    expect(started?.body.data).toMatchObject({ start_epoch: 1, epochs: 2 });
+    expect(callbacks.filter((c) => c.kind === 'validation').map((c) => c.body.epoch)).toEqual([2]);
+    expect(callbacks.at(-1)!.body).toMatchObject({ status: 'succeeded' });
+  });
 });
