@@ -64,7 +64,7 @@ if (( GPUS >= 2 )); then
   if env STORAGE_TYPE=local LOCAL_STORAGE_PATH="$ddp/storage" WORK_DIR="$ddp/work" DATASET_PATH="$ddp/dataset" DATASET_ID=ddp \
       JOB_ID=gpu-ddp TASK_TYPE=object_detection MODEL_NAME=yolo11n EPOCHS="$DDP_EPOCHS" IMAGE_SIZE="$DDP_PX" BATCH_SIZE=$((8 * GPUS)) \
       DEVICE="$DDP_DEVICE" NPROC_PER_NODE="$GPUS" node dist/src/cli.js train --no-callbacks >"$ddp/job.log" 2>&1 &&
-      grep -q "$GPUS worker process(es)" "$ddp/job.log" && [[ -s "$ddp/storage/checkpoints/job-gpu-ddp/best.pt" ]]; then
+      grep -q "node 0 of 1: $GPUS worker process(es)" "$ddp/job.log" && [[ -s "$ddp/storage/checkpoints/job-gpu-ddp/best.pt" ]]; then
     echo "DDP: ultralytics detection on $GPUS processes ($DDP_DEVICE): passed in $(( $(date +%s) - ddp_started )) s"
   else
     echo "DDP: ultralytics detection on $GPUS processes ($DDP_DEVICE) FAILED; the job's log:"; tail -n 60 "$ddp/job.log"; status=1

@@ -61,6 +61,10 @@ function expectOneReport(run: ClassifierRun, epochs: number) {
   expect(dones.map((c) => (c.body as { status: string }).status)).toEqual(['succeeded']);
 }
 
+/** The launcher's own line: this node ran that many worker processes (DDP), not one process. */
+const expectWorkers = (run: ClassifierRun, n: number) =>
+  expect(run.result.stdout + run.result.stderr).toContain(`vision-trainer: node 0 of 1: ${n} worker process(es) on the CPU`);
+
 const validationsOf = (run: ClassifierRun) => run.callbacks.filter((c) => c.kind === 'validation').map((c) => c.body as Record<string, any>);
 
 describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
@@ -69,6 +73,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
     await expectCompleteClassifierRun(single, 1, s3, backend);
     const run = await jobs.run('dist-timm', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', NPROC_PER_NODE: '2', ...ONE_THREAD });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 1, s3, backend);
+    expectWorkers(run, 2);
     const [a] = validationsOf(single);
     const [b] = validations;
     // Every val image counted once (the shards are gathered, not padded), the same model start
@@ -89,6 +94,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
       ...ONE_THREAD,
     });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 1, s3, backend);
+    expectWorkers(run, 2);
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
     expect([...seen.metadata.class_names].sort()).toEqual([...CLASS_NAMES].sort());
@@ -97,6 +103,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
   it('ultralytics (its own DDP loop joined to our rendezvous): one report of each epoch, the checkpoints once', async () => {
     const run = await jobs.run('dist-yolo', { TASK_TYPE: 'image_classification', MODEL_NAME: 'yolo11n-cls', EPOCHS: '1', NPROC_PER_NODE: '2', ...ONE_THREAD });
     expectOneReport(run, 1);
+    expectWorkers(run, 2);
     expect(validationsOf(run)[0]!.num_images_validated).toBe(4); // ultralytics validates on rank 0, every image once
   }, 420_000);
 });

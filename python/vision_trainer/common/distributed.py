@@ -397,14 +397,12 @@ def launch(target: str, params: TrainParams) -> TrainAnswer:
         signals_to_handle="SIGTERM,SIGHUP,SIGQUIT",
         logs_specs=DefaultLogsSpecs(log_dir=str(work / "torchelastic")),
     )
-    log.info(
-        "node %d of %d: %d worker process(es) on %s, rendezvous at %s:%s",
-        plan["node_rank"],
-        plan["nnodes"],
-        nproc,
-        "GPU " + ",".join(gpus) if gpus else "the CPU",
-        plan["master_addr"],
-        plan["master_port"],
+    # Python's stderr reaches the job's output (the "vision_trainer" logger has no handler there).
+    print(
+        f"vision-trainer: node {plan['node_rank']} of {plan['nnodes']}: {nproc} worker process(es) on "
+        f"{'GPU ' + ','.join(gpus) if gpus else 'the CPU'}, rendezvous at {plan['master_addr']}:{plan['master_port']}",
+        file=sys.stderr,
+        flush=True,
     )
     monitor = NodeMonitor(plan)
     monitor.gather()
