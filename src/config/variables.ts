@@ -27,9 +27,9 @@ export interface Variable {
 }
 
 const ALL: readonly Mode[] = ['train', 'infer', 'export'];
-export const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam', 'lime', 'shap'] as const;
-/** Perturbation methods: they explain a classifier's class score and cost XAI_SAMPLES model evaluations per image. */
-export const PERTURBATION_XAI_METHODS: readonly string[] = ['lime', 'shap'];
+export const XAI_METHODS = ['gradcam', 'gradcam++', 'eigencam', 'scorecam', 'layercam', 'lime', 'shap', 'attention'] as const;
+/** Methods for classifiers only: perturbations of the class score (XAI_SAMPLES model evaluations per image) and attention rollout. */
+export const PERTURBATION_XAI_METHODS: readonly string[] = ['lime', 'shap', 'attention'];
 /** What runs an inference job's model (src/jobs/infer; python/vision_trainer/common/graph_runtime.py). */
 export const INFERENCE_BACKENDS = ['pytorch', 'onnx', 'openvino'] as const;
 export const EXPORT_FORMATS = ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'] as const;
@@ -149,7 +149,7 @@ export const VARIABLES: readonly Variable[] = [
   { group: 'Inference', env: ['MAX_VISUALIZATIONS'], path: 'maxVisualizations', schema: int({ min: 0 }).default(200), modes: ['infer'], defaultText: '200', help: 'At most this many images are drawn (visualizations/), explained by heatmaps (xai/) and by the LLM: all of them when they fit, else an evenly spread sample, the same on every run.' },
   { group: 'Inference', env: ['INFERENCE_BACKEND'], path: 'inferenceBackend', schema: oneOf(INFERENCE_BACKENDS).default('pytorch'), modes: ['infer'], defaultText: 'pytorch', help: "What runs the model: pytorch (the framework itself, any DEVICE), or onnx / openvino: the checkpoint exported once into the job's work folder and run by ONNX Runtime or OpenVINO on the CPU (1.3-2x PyTorch's images/s on CPU; bench:infer). Pre- and post-processing stay the framework's, so predictions and metrics match PyTorch's; Grad-CAM heatmaps still come from the PyTorch model. results.json's model.inference_backend says what ran." },
   { group: 'Inference', env: ['ENABLE_XAI'], path: 'enableXai', schema: bool().default(false), modes: ['infer'], defaultText: 'false', help: 'Compute Grad-CAM style heatmaps, uploaded under xai/.' },
-  { group: 'Inference', env: ['XAI_METHOD'], path: 'xaiMethod', schema: oneOf(XAI_METHODS).default('gradcam'), modes: ['infer'], defaultText: 'gradcam', help: `XAI method: ${XAI_METHODS.join(', ')}. The CAM methods (grad-cam) work for every task but semantic segmentation; lime and shap (captum's LIME and Kernel SHAP over superpixels) explain classifiers only.` },
+  { group: 'Inference', env: ['XAI_METHOD'], path: 'xaiMethod', schema: oneOf(XAI_METHODS).default('gradcam'), modes: ['infer'], defaultText: 'gradcam', help: `XAI method: ${XAI_METHODS.join(', ')}. The CAM methods (grad-cam) work for every task but semantic segmentation; lime and shap (captum's LIME and Kernel SHAP over superpixels) explain classifiers only; attention (attention rollout) explains transformers ViT, DINO and CLIP classifiers.` },
   { group: 'Inference', env: ['XAI_SAMPLES'], path: 'xaiSamples', schema: int({ min: 10, max: 100000 }).default(200), modes: ['infer'], defaultText: '200', help: 'XAI_METHOD=lime|shap: model evaluations per explained image (perturbed copies of it). The cost of an explanation grows with it; only images in the MAX_VISUALIZATIONS sample are explained.' },
   { group: 'Inference', env: ['XAI_TARGET_LAYERS'], path: 'xaiTargetLayers', schema: layerList.optional(), modes: ['infer'], defaultText: 'per architecture', help: 'JSON list of layer paths, e.g. ["model.9"] or ["layer4"]; resolved by attribute/index lookup, never evaluated.' },
   { group: 'Inference', env: ['ENABLE_LLM_EXPLANATION'], path: 'enableLlmExplanation', schema: bool().default(false), modes: ['infer'], defaultText: 'false', help: 'Ask an OpenAI-compatible model for a natural-language explanation of each image in the MAX_VISUALIZATIONS sample; when it fails, the job goes on and the explanation says why.' },

@@ -163,6 +163,11 @@ describe('timm and transformers classifiers', () => {
     expect(doc.model.xai_layers).toEqual([expect.stringMatching(/^vit\.(encoder\.)?layers?\.1\.layernorm_before$/)]);
     expect(doc.results.every((r) => r.xai?.error === null && (r.xai.gradcam?.top_regions.length ?? 0) > 0)).toBe(true);
 
+    // Attention rollout through the ViT's layers: the class token's attention over the patches.
+    const rollout = await testRun(model, 'tr-vit-attention', 'image_classification', { ENABLE_XAI: 'true', XAI_METHOD: 'attention', MAX_VISUALIZATIONS: '2' });
+    expectPerturbationXai(rollout.doc, 'attention', 2);
+    for (const r of rollout.doc.results.filter((r) => r.xai !== null)) expect(r.xai!.attention!.max_activation).toBeGreaterThan(0);
+
     const wrong = await runCli(
       ['infer'],
       inferEnv(s3, backend, 'fw-mismatch', {
@@ -207,7 +212,7 @@ describe('timm and transformers classifiers', () => {
 });
 
 /** LIME/SHAP: the sampled images carry the method's statistics (Grad-CAM's fields), no layers, a stored overlay. */
-function expectPerturbationXai(doc: Awaited<ReturnType<typeof testRun>>['doc'], method: 'lime' | 'shap', sampled: number) {
+function expectPerturbationXai(doc: Awaited<ReturnType<typeof testRun>>['doc'], method: 'lime' | 'shap' | 'attention', sampled: number) {
   expect(doc.model.xai_layers).toEqual([]);
   const explained = doc.results.filter((r) => r.xai !== null);
   expect(explained).toHaveLength(sampled);

@@ -158,7 +158,12 @@ class ClassifierBackend:
         return self.model, root
 
     def xai_methods(self) -> list[str]:
-        return ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam", "lime", "shap"]
+        methods = ["gradcam", "gradcam++", "eigencam", "scorecam", "layercam", "lime", "shap"]
+        hf = getattr(self.model, "hf_model", None)
+        # Attention rollout: transformers vision transformers (ViT, DeiT, DINO) and CLIP's vision tower.
+        if hf is not None and (hasattr(hf, "vision_model") or str(getattr(hf.config, "model_type", "")) in ("vit", "deit", "dinov2", "beit")):
+            methods.append("attention")
+        return methods
 
     def _layer_outputs(self, root) -> list[tuple[str, tuple]]:
         """(path, output shape) of every module named at most DEFAULT_LAYER_MAX_DEPTH deep, in the

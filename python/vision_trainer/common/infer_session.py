@@ -25,7 +25,7 @@ from ..support import entry, is_out_of_memory
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
 from .semantic_infer import SemanticEvaluator
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
-from .xai_perturbation import DEFAULT_SAMPLES, PERTURBATION_METHODS, PerturbationExplainer
+from .xai_perturbation import DEFAULT_SAMPLES, LAYERLESS_METHODS, PERTURBATION_METHODS, AttentionRollout, PerturbationExplainer
 from .yolo_metrics import TASK_BY_PLATFORM
 
 LOG = logging.getLogger("vision_trainer.infer")
@@ -123,6 +123,8 @@ class Session:
             if method in PERTURBATION_METHODS:
                 # Superpixel perturbations of the whole input: no layer is involved.
                 self.explainer = PerturbationExplainer(network, method, int(xai.get("samples") or DEFAULT_SAMPLES))
+            elif method == "attention":
+                self.explainer = AttentionRollout(root)
             else:
                 self.xai_layers = list(xai.get("layers") or self.backend.default_xai_layers(root))
                 layers = resolve_layers(root, self.xai_layers)  # UnknownLayerError before any image is processed
@@ -216,7 +218,7 @@ class Session:
                 cam_input = self.backend.xai_input(item["path"])
                 target, explained = self.backend.xai_target(cam_input, reported)
                 # LIME/SHAP explain the reported class's score (classifiers only).
-                heat = self.explainer.heatmap(cam_input, explained["class_id"] if method in PERTURBATION_METHODS else target)
+                heat = self.explainer.heatmap(cam_input, explained["class_id"] if method in LAYERLESS_METHODS else target)
             save_overlay(cam_input.original_rgb, heat, item["xai_path"])
             boxes = [b["bbox"] for b in reported["boxes"]] if "boxes" in reported else None
             if "class_id" in explained:

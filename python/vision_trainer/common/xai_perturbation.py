@@ -26,6 +26,8 @@ from .xai import CamInput
 
 LOG = logging.getLogger("vision_trainer.infer")
 PERTURBATION_METHODS = ("lime", "shap")
+# Methods that explain a classifier's reported class without target layers.
+LAYERLESS_METHODS = (*PERTURBATION_METHODS, "attention")
 # XAI_SAMPLES' default (src/config/variables.ts): model evaluations per explained image.
 DEFAULT_SAMPLES = 200
 # Superpixels per image: enough to follow object outlines at the small sizes classifiers take,
@@ -105,3 +107,60 @@ class PerturbationExplainer:
         top = float(positive.max())
         heat = positive / top if top > 0 else np.zeros_like(positive)
         return np.clip(cam_input.to_original(heat.astype(np.float32)), 0.0, 1.0)
+
+
+class AttentionRollout:
+    """Attention rollout (Abnar and Zuidema, 2020) of a transformers ViT-family or CLIP vision
+    tower: per layer the heads' mean attention plus the residual (0.5 A + 0.5 I, rows
+    renormalised), multiplied through the layers; the class token's row over the patch tokens
+    is the heatmap. It says where the class token gathered information from, for whatever class
+    was predicted (the method is not class-specific)."""
+
+    method = "attention"
+
+    def __init__(self, hf_model):
+        self.hf_model = hf_model
+        # The fused attention kernels return no weights; the eager implementation does.
+        if hasattr(hf_model, "set_attn_implementation"):
+            hf_model.set_attn_implementation("eager")
+        else:
+            hf_model.config._attn_implementation = "eager"
+        self.tower = getattr(hf_model, "vision_model", None)
+        if self.tower is None and not hasattr(hf_model.config, "patch_size"):
+            raise ValueError(f"XAI_METHOD=attention needs a vision transformer (ViT, DeiT, DINO, CLIP); {type(hf_model).__name__} is not one")
+
+    def attentions(self, pixel_values):
+        model = self.tower if self.tower is not None else self.hf_model
+        out = model(pixel_values=pixel_values, output_attentions=True)
+        if not out.attentions:
+            raise ValueError(f"{type(self.hf_model).__name__} returned no attention weights")
+        return out.attentions
+
+    def heatmap(self, cam_input: CamInput, target_class: int) -> np.ndarray:
+        import math
+
+        import torch
+
+        with torch.no_grad():
+            layers = self.attentions(cam_input.tensor)
+            tokens = layers[0].shape[-1]
+            rollout = torch.eye(tokens, device=layers[0].device)
+            for attention in layers:
+                a = attention[0].float().mean(dim=0)
+                a = 0.5 * a + 0.5 * torch.eye(tokens, device=a.device)
+                a = a / a.sum(dim=-1, keepdim=True)
+                rollout = a @ rollout
+        for prefix in range(0, 9):
+            side = math.isqrt(max(tokens - prefix, 0))
+            if side > 1 and side * side == tokens - prefix:
+                break
+        else:
+            raise ValueError(f"the {tokens} tokens do not form a class token and a square grid of patches")
+        grid = rollout[0, prefix:].reshape(side, side).cpu().numpy()
+        grid = grid - grid.min()
+        grid = grid / grid.max() if grid.max() > 0 else grid
+        import cv2
+
+        h, w = int(cam_input.tensor.shape[-2]), int(cam_input.tensor.shape[-1])
+        heat = cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.clip(cam_input.to_original(heat), 0.0, 1.0)
