@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..common.class_ids import ClassIds
-from ..common.graph_runtime import GRAPH_BACKENDS, backend_info, check_device, export_ultralytics, ultralytics_openvino_f32
+from ..common.graph_runtime import GRAPH_BACKENDS, backend_info, check_device, export_ultralytics, ultralytics_runtime_settings
 from ..common.infer_session import FrameworkMismatchError, open_with
 from ..common.xai import CamInput
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
@@ -130,8 +130,7 @@ class UltralyticsBackend:
             graph, export_seconds = export_ultralytics(checkpoint, self.imgsz, params["graph_dir"], self.backend)
             self.predictor_model = YOLO(str(graph), task=self.task)
             self.device = "cpu"
-            if self.backend == "openvino":
-                ultralytics_openvino_f32(self.predictor_model, graph, self.imgsz)
+            ultralytics_runtime_settings(self.predictor_model, graph, self.imgsz, self.backend)
         self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")))
 
     def _device_name(self) -> str:
