@@ -85,12 +85,16 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
         ...exportParams(request, 17),
         optimization_level: request.optimizationLevel,
         half: q?.format === 'openvino' && q.dtype === 'float16',
-        quantize_dynamic: q?.format === 'torchscript' && q.dtype === 'int8',
+        quantize_dynamic: q?.format === 'torchscript' && q.type === 'dynamic' && q.dtype === 'int8',
+        quantize_static: q?.format === 'torchscript' && q.type === 'static' && q.dtype === 'int8',
+        calibration: request.calibration?.files ?? [],
+        calibration_shape: request.calibration?.shape ?? [],
       });
       return {
         path: r.path,
         directory: r.directory,
         notes: [`torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`, ...r.notes],
+        ...(r.unquantized_size_bytes === undefined ? {} : { unquantizedSizeBytes: r.unquantized_size_bytes }),
       };
     },
 

@@ -380,12 +380,16 @@ class TorchExportParams(ExportParams):
     optimization_level: int
     half: bool
     quantize_dynamic: bool
+    quantize_static: bool
+    calibration: list[str]
+    calibration_shape: list[int]
 
 
 class ExportAnswer(TypedDict):
     path: str
     directory: bool
     notes: NotRequired[list[str]]
+    unquantized_size_bytes: NotRequired[int]
 
 
 class OpenOriginalParams(TypedDict):
@@ -507,6 +511,11 @@ class FinalizeAnswer(TypedDict):
     level: int
     opset: int
     passes: list[str]
+
+
+class SpecializeAnswer(TypedDict):
+    passes: list[str]
+    operators: list[str]
 
 
 class QuantizeParams(TypedDict):

@@ -213,6 +213,8 @@ export interface ExportRequest {
   optimizationLevel: number;
   /** A quantization the format's own converter applies (never ONNX's: the job does those). */
   quantization: QuantizationRule | null;
+  /** Static quantization by the converter: float32 tensor files of preprocessed calibration images, and their shape. */
+  calibration: { files: string[]; shape: number[] } | null;
 }
 
 export interface ExportedArtifact {
@@ -221,6 +223,8 @@ export interface ExportedArtifact {
   directory: boolean;
   /** What the exporter did beyond the plain conversion, for metadata.optimization.passes. */
   notes: string[];
+  /** The size the model had before the converter quantized it (bytes), when it did and knows. */
+  unquantizedSizeBytes?: number;
 }
 
 export interface ExportAdapter {

@@ -432,6 +432,11 @@ export const TorchExportParamsSchema = ExportParamsBase.extend({
   half: z.boolean(),
   /** TorchScript dynamic int8 quantization of Linear layers. */
   quantize_dynamic: z.boolean(),
+  /** TorchScript static int8 quantization (FX graph mode, x86 backend), calibrated on `calibration`. */
+  quantize_static: z.boolean(),
+  /** float32 tensor files of preprocessed calibration images, each of `calibration_shape`. */
+  calibration: z.array(z.string()),
+  calibration_shape: z.array(Int),
 });
 export const ExportAnswerSchema = z.object({
   /** The exported file, or folder (OpenVINO IR, CoreML package). */
@@ -439,6 +444,8 @@ export const ExportAnswerSchema = z.object({
   directory: z.boolean(),
   /** What the exporter did beyond the plain conversion. */
   notes: z.array(z.string()).default([]),
+  /** The model's size before the exporter quantized it (bytes), when it did. */
+  unquantized_size_bytes: Int.optional(),
 });
 
 /** The model runners of export validation (vision_trainer.common.export_validation). */
@@ -493,6 +500,8 @@ export const EvaluateParamsSchema = z.object({
 /** ONNX graph passes and quantization after any framework's export (vision_trainer.common.export_onnx). */
 export const FinalizeParamsSchema = z.object({ path: z.string(), level: Int });
 export const FinalizeAnswerSchema = z.object({ level: Int, opset: Int, passes: z.array(z.string()) });
+/** The last ONNX pass (level 3's runtime-specific optimizations) and the final file's operators, "domain:op". */
+export const SpecializeAnswerSchema = z.object({ passes: z.array(z.string()), operators: z.array(z.string()) });
 export const QuantizeParamsSchema = z.object({
   source: z.string(),
   output: z.string(),
@@ -578,6 +587,7 @@ export const BRIDGE_SCHEMAS = {
   EvaluateParams: { schema: EvaluateParamsSchema, io: 'output' },
   FinalizeParams: { schema: FinalizeParamsSchema, io: 'output' },
   FinalizeAnswer: { schema: FinalizeAnswerSchema, io: 'input' },
+  SpecializeAnswer: { schema: SpecializeAnswerSchema, io: 'input' },
   QuantizeParams: { schema: QuantizeParamsSchema, io: 'output' },
   QuantizeAnswer: { schema: QuantizeAnswerSchema, io: 'input' },
 } as const satisfies Record<string, { schema: z.ZodType; io: 'input' | 'output' }>;

@@ -5,6 +5,7 @@
  * epochs); the packages' wrappers are run against the validation step's predictions.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { defaultPythonBin } from '../../src/paths.js';
@@ -106,17 +107,47 @@ describe('vision-trainer export (timm, transformers)', () => {
     expectSamePredictions(cpp, recorded(pkg), OTHER_RUNTIME, 'c++');
   });
 
-  it('timm to TorchScript with dynamic int8 (Linear layers): the Python wrapper runs it', async () => {
-    const { done, pkg } = await exportJob('exp-timm-ts', 'timm', { EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'int8' });
-    expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-ts/model.torchscript`);
-    expect(pkg.metadata.optimization.quantization).toBe('dynamic');
-    expect(pkg.metadata.optimization.quantization_details).toMatchObject({
-      type: 'dynamic',
-      dtype: 'int8',
-      method: 'torch dynamic quantization of Linear layers (int8 weights)',
+  it('timm to TorchScript with static int8 (convolutions too, calibrated): a quarter of the size, the drop in metadata, the Python wrapper runs it', async () => {
+    // Five validation images: one flipped prediction is a drop of 0.2, so the gate is opened; the figures are what is checked.
+    const { done, pkg } = await exportJob('exp-timm-ts', 'timm', {
+      EXPORT_FORMAT: 'torchscript',
+      QUANTIZATION_TYPE: 'static',
+      QUANTIZATION_DTYPE: 'int8',
+      OPTIMIZATION_LEVEL: '2',
+      ACCURACY_DROP_MAX: '1',
     });
+    expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-ts/model.torchscript`);
+    const details = pkg.metadata.optimization.quantization_details;
+    expect(details).toMatchObject({ type: 'static', dtype: 'int8', method: expect.stringContaining('FX graph mode, x86 backend') });
+    // resnet10t is convolutions: int8 weights everywhere make the file about a quarter of float32's.
+    expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.35);
+    expect(details.accuracy_drop).toBe(done.validation_metrics.accuracy_drop);
+    expect(pkg.metadata.optimization.passes).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^torch FX static int8 quantization .* calibrated on \d+ images$/), 'torch.jit.freeze']),
+    );
     expect(pkg.metadata.runtime.wrappers).toEqual(['python']);
     expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python torchscript');
+  });
+
+  it("OPTIMIZATION_LEVEL=3 to ONNX: ONNX Runtime's own fused operators baked in, so the package leaves out the C++ wrapper and says why", async () => {
+    const { done, pkg } = await exportJob('exp-timm-level3', 'timm', { EXPORT_FORMAT: 'onnx', OPTIMIZATION_LEVEL: '3' });
+    expect(done.validation_metrics.max_abs_output_diff).toBeLessThan(1e-3);
+    expect(pkg.metadata.optimization.passes).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^onnxslim /),
+        expect.stringMatching(/basic graph optimizations/),
+        expect.stringMatching(/ORT_ENABLE_ALL/),
+      ]),
+    );
+    expect(pkg.metadata.runtime).toMatchObject({
+      wrappers: ['python', 'node'],
+      engines: ['onnxruntime'],
+      absent_wrappers: [{ wrapper: 'cpp', reason: expect.stringContaining("OPTIMIZATION_LEVEL=3 baked ONNX Runtime's own operators (com.microsoft") }],
+    });
+    expect(existsSync(join(pkg.dir, 'runtimes', 'cpp'))).toBe(false);
+    expect(readFileSync(join(pkg.dir, 'README.md'), 'utf8')).toContain('### Runtimes not in this package');
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
+    expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
   });
 
   it('BATCH_SIZE=2: the model takes a fixed batch of two, which validation and the wrappers fill with copies of one image', async () => {

@@ -208,8 +208,15 @@ describe('vision-trainer export (ultralytics)', () => {
       type: 'dynamic',
       dtype: 'int8',
       method: expect.stringMatching(/onnxruntime dynamic quantization/),
+      unquantized_size_mb: expect.any(Number),
+      accuracy_drop: validation.accuracy_drop,
     });
+    expect(pkg.metadata.optimization.quantization_details.unquantized_size_mb).toBeGreaterThan(info.model_size_mb * 2);
     expect(pkg.metadata.model.inputs[0].dtype).toBe('float32');
+    // The package ships only the wrappers that can load the model, and says why the C++ one is absent.
+    expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'node']);
+    expect(pkg.metadata.runtime.absent_wrappers).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('dynamically quantized (') }]);
+    expect(readFileSync(join(pkg.dir, 'README.md'), 'utf8')).toContain('- **cpp**: the graph is dynamically quantized');
     expectWrappersAgree(pkg, { cpp: false }); // OpenCV's DNN module does not run dynamically quantized graphs
   });
 
@@ -310,7 +317,8 @@ describe('vision-trainer export (ultralytics)', () => {
       [3, 'square'],
       [7, 'circle'],
     ]);
-    expectWrappersAgree(pkg, { cpp: false }); // float16 graphs: ONNX Runtime wrappers only
+    expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'node']); // float16 graphs: ONNX Runtime wrappers only
+    expectWrappersAgree(pkg, { cpp: false });
   });
 
   it('formats this machine cannot write fail with what is missing: TensorRT (no CUDA GPU), CoreML (coremltools)', async () => {

@@ -4,6 +4,7 @@ import { designProblems } from '../helpers/design-contract.js';
 import { dockerfile, nodePackageJson, pythonRequirements, readme } from '../../src/jobs/export/docs.js';
 import { percentile, summarize } from '../../src/jobs/export/latency.js';
 import { MetadataSchema, buildMetadata, type MetadataInput, type ValidationReport } from '../../src/jobs/export/metadata.js';
+import { packageRuntimes, quantizationRule } from '../../src/jobs/export/formats.js';
 
 const input: MetadataInput = {
   format: 'openvino',
@@ -40,7 +41,7 @@ const input: MetadataInput = {
   optimization: {
     level: 1,
     quantization: 'dynamic',
-    quantization_details: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression' },
+    quantization_details: { type: 'dynamic', dtype: 'float16', method: 'OpenVINO float16 weight compression', unquantized_size_mb: null, accuracy_drop: null },
     include_preprocessing: true,
     include_postprocessing: true,
     passes: [],
@@ -123,6 +124,38 @@ describe('package texts', () => {
       type: 'module',
       dependencies: { 'onnxruntime-node': '1.30.0' },
     });
+  });
+});
+
+describe('runtimes a package ships', () => {
+  const float = { operators: [':Conv', ':Relu', ':Gemm'], quantization: undefined };
+  it('a float32 ONNX graph of standard operators: every wrapper and engine of the format', () => {
+    expect(packageRuntimes('onnx', float)).toEqual({ wrappers: ['python', 'node', 'cpp'], engines: ['onnxruntime', 'opencv_dnn', 'tensorrt'], absent: [] });
+  });
+
+  it("leaves out the C++ wrapper (OpenCV DNN) for a dynamically quantized, a float16 or ONNX Runtime's own graph, saying why", () => {
+    const dynamic = packageRuntimes('onnx', {
+      operators: [':ConvInteger', ':DynamicQuantizeLinear'],
+      quantization: quantizationRule('timm', 'onnx', 'dynamic', 'int8'),
+    });
+    expect(dynamic.wrappers).toEqual(['python', 'node']);
+    expect(dynamic.engines).toEqual(['onnxruntime', 'tensorrt']);
+    expect(dynamic.absent).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('dynamically quantized (ConvInteger, DynamicQuantizeLinear)') }]);
+    const half = packageRuntimes('onnx', { operators: [':Cast', ':Conv'], quantization: quantizationRule('timm', 'onnx', 'dynamic', 'float16') });
+    expect(half.absent[0]!.reason).toContain('this float16 graph (dynamic quantization) needs ONNX Runtime');
+    const fused = packageRuntimes('onnx', { operators: [':Gemm', 'com.microsoft.nchwc:Conv', 'com.microsoft.nchwc:ReorderOutput'], quantization: undefined });
+    expect(fused).toMatchObject({ wrappers: ['python', 'node'], engines: ['onnxruntime'] });
+    expect(fused.absent[0]!.reason).toContain("OPTIMIZATION_LEVEL=3 baked ONNX Runtime's own operators (com.microsoft.nchwc: Conv, ReorderOutput)");
+  });
+
+  it('metadata.json and the README name the absent wrapper and the reason', () => {
+    const runtimes = packageRuntimes('onnx', { operators: ['com.microsoft:FusedConv'], quantization: undefined });
+    const m = buildMetadata({ ...input, format: 'onnx', runtimes });
+    expect(m.runtime).toMatchObject({ wrappers: ['python', 'node'], absent_wrappers: [{ wrapper: 'cpp', reason: runtimes.absent[0]!.reason }] });
+    const text = readme(m, { hasSamples: false });
+    expect(text).toContain('### Runtimes not in this package');
+    expect(text).toContain(`- **cpp**: ${runtimes.absent[0]!.reason}`);
+    expect(text).not.toContain('### C++');
   });
 });
 

@@ -1,7 +1,9 @@
 """ONNX graph passes and quantization shared by every framework's export.
 
 `finalize(path, level)` makes an exported graph portable and lean; `quantize(params)` writes the
-dynamic int8, static int8/int16 (calibrated) or float16 variant of a finalized model. Both are
+dynamic int8, static int8/int16 (calibrated) or float16 variant of a finalized model;
+`specialize(path, level)` applies the runtime-specific optimizations of level 3 last and names
+the operators of the final file. All three are
 called from TypeScript (src/jobs/export/) after the framework's own exporter has written the file.
 """
 
@@ -11,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..protocol import FinalizeAnswer, FinalizeParams, QuantizeAnswer, QuantizeParams
+from ..protocol import FinalizeAnswer, FinalizeParams, QuantizeAnswer, QuantizeParams, SpecializeAnswer
 from ..support import entry
 
 # Elementwise ops whose broadcasting older runtimes mishandle when one side is a constant of
@@ -77,12 +79,29 @@ def _opset(model) -> int:
     return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
+def _ort_optimized(path: str, level) -> None:
+    """Bakes ONNX Runtime's graph optimizations of `level` into the file at `path`."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    optimized = f"{path}.opt.onnx"
+    options.optimized_model_filepath = optimized
+    ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    os.replace(optimized, path)
+
+
 @entry
 def finalize(params: FinalizeParams) -> FinalizeAnswer:
-    """Level 0: as exported. 1: broadcast constants materialized, graph checked. 2-3: also
-    ONNX Runtime's basic graph optimizations (constant folding, redundant nodes removed) baked
-    in; they keep to standard ONNX operators, so the file stays portable. (Hardware-specific
-    fusions are applied at load time by the wrappers, which enable them.)"""
+    """The portable passes of OPTIMIZATION_LEVEL, before any quantization (every result keeps to
+    standard ONNX operators, so every runtime of the package loads it):
+
+    - 0: the file as the framework's exporter wrote it.
+    - 1: broadcast constants materialized (runtimes without general broadcasting), graph checked.
+    - 2: also onnxslim (constant folding, dead and duplicate nodes, shape-op cleanup) and
+      ONNX Runtime's basic graph optimizations baked in.
+    - 3: as 2 here; `specialize` adds the runtime-specific step after quantization.
+    """
     import onnx
 
     path, level = params["path"], params["level"]
@@ -94,16 +113,48 @@ def finalize(params: FinalizeParams) -> FinalizeAnswer:
         onnx.checker.check_model(model)
         onnx.save(model, path)
     if level >= 2:
+        import onnxslim
+
+        before = len(model.graph.node)
+        slim = onnxslim.slim(model)
+        onnx.checker.check_model(slim)
+        onnx.save(slim, path)
+        report["passes"].append(f"onnxslim {_version('onnxslim')} ({before} -> {len(slim.graph.node)} nodes)")
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        optimized = f"{path}.opt.onnx"
-        options.optimized_model_filepath = optimized
-        ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        os.replace(optimized, path)
-        report["passes"].append("onnxruntime basic graph optimizations")
+        _ort_optimized(path, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+        report["passes"].append("onnxruntime basic graph optimizations (constant folding, redundant nodes)")
     return report
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def operators(model) -> list[str]:
+    """Every operator of the graph as "domain:op" ("" for standard ONNX), sorted."""
+    return sorted({f"{n.domain if n.domain not in ('', 'ai.onnx') else ''}:{n.op_type}" for n in model.graph.node})
+
+
+@entry
+def specialize(params: FinalizeParams) -> SpecializeAnswer:
+    """The last pass, after quantization. Level 3 bakes in ONNX Runtime's extended and layout
+    optimizations (ORT_ENABLE_ALL: fused Conv+activation, GELU, attention and the NCHWc layout
+    of this CPU's vector width) for this fixed input shape: the fastest file for ONNX Runtime on
+    CPU, loadable by ONNX Runtime only (its com.microsoft operators). Every level answers the
+    operators of the final file, which decide the wrappers a package can ship."""
+    import onnx
+
+    path, level = params["path"], params["level"]
+    passes: list[str] = []
+    if level >= 3:
+        import onnxruntime as ort
+
+        _ort_optimized(path, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        passes.append(f"onnxruntime {ort.__version__} extended and layout optimizations (ORT_ENABLE_ALL) for the CPU execution provider")
+    return {"passes": passes, "operators": operators(onnx.load(path, load_external_data=False))}
 
 
 class _TensorFiles:

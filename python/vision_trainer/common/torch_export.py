@@ -14,7 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
+from ..protocol import (
+    CheckFormatAnswer,
+    CheckFormatParams,
+    CheckpointParams,
+    ExportAnswer,
+    OpenedModel,
+    OpenOriginalParams,
+    TorchExportParams,
+    TorchFacts,
+)
 from ..support import entry
 from .class_ids import ClassIds
 from .export_validation import register_model
@@ -77,7 +86,8 @@ def _onnx(model, example, path: Path, opset: int) -> None:
 
 @entry
 def export(params: TorchExportParams) -> ExportAnswer:
-    """Writes params["format"]: half is OpenVINO's float16 weights, quantize_dynamic TorchScript's int8."""
+    """Writes params["format"]: half is OpenVINO's float16 weights, quantize_dynamic and
+    quantize_static TorchScript's int8."""
     import torch
 
     export_format = params["format"]
@@ -90,20 +100,7 @@ def export(params: TorchExportParams) -> ExportAnswer:
     notes: list[str] = []
 
     if export_format == "torchscript":
-        if params["quantize_dynamic"]:
-            # Linear layers (transformer blocks, classifier heads) get int8 weights and dynamically
-            # quantized activations; convolutions stay float (torch has no dynamic conv quantization).
-            model = torch.ao.quantization.quantize_dynamic(model.cpu(), {torch.nn.Linear}, dtype=torch.qint8)
-            example = example.cpu()
-            notes.append("torch dynamic int8 quantization of nn.Linear layers")
-        with torch.inference_mode():
-            traced = torch.jit.trace(model, example, check_trace=False)
-        if int(params["optimization_level"]) >= 2:
-            traced = torch.jit.freeze(traced.eval())
-            notes.append("torch.jit.freeze")
-        path = out_dir / "model.torchscript"
-        traced.save(str(path))
-        return {"path": str(path), "directory": False, "notes": notes}
+        return _torchscript(model, example, out_dir, params, notes)
 
     onnx_path = out_dir / "model.onnx"
     _onnx(model, example, onnx_path, int(params["opset"]))
@@ -118,6 +115,69 @@ def export(params: TorchExportParams) -> ExportAnswer:
     ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=bool(params["half"]))
     onnx_path.unlink()
     return {"path": str(folder), "directory": True, "notes": ["converted from ONNX by openvino.convert_model"]}
+
+
+def _traced(model, example, level: int, notes: list[str], quantized: bool):
+    """torch.jit.trace, then OPTIMIZATION_LEVEL: 0-1 the trace as it is, 2 frozen (weights and
+    attributes inlined as constants, dead code removed), 3 also torch.jit.optimize_for_inference
+    (Conv+BatchNorm folding, MKL-DNN layouts for this CPU) where the model is float."""
+    import torch
+
+    with torch.inference_mode():
+        traced = torch.jit.trace(model, example, check_trace=False)
+    if level >= 2:
+        traced = torch.jit.freeze(traced.eval())
+        notes.append("torch.jit.freeze")
+    if level >= 3 and not quantized:
+        traced = torch.jit.optimize_for_inference(traced)
+        notes.append("torch.jit.optimize_for_inference")
+    return traced
+
+
+def _static_int8(model, example, params: TorchExportParams):
+    """Static int8 quantization of the whole network (convolutions included): FX graph mode with
+    the x86 backend's default qconfig (per-channel int8 weights, uint8 activations, histogram
+    observers), calibrated on the preprocessed images TypeScript wrote. The converted modules are
+    torch's quantized kernels (quantized::conv2d), which TorchScript carries and runs as int8."""
+    import torch
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    files, shape = params["calibration"], [int(v) for v in params["calibration_shape"]]
+    if not files:
+        raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
+    torch.backends.quantized.engine = "x86"
+    prepared = prepare_fx(model.cpu().eval(), get_default_qconfig_mapping("x86"), example_inputs=(example,))
+    with torch.inference_mode():
+        for path in files:
+            prepared(torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(shape)))
+    return convert_fx(prepared), len(files)
+
+
+def _torchscript(model, example, out_dir: Path, params: TorchExportParams, notes: list[str]) -> ExportAnswer:
+    import torch
+
+    level = int(params["optimization_level"])
+    path = out_dir / "model.torchscript"
+    answer: ExportAnswer = {"path": str(path), "directory": False, "notes": notes}
+    quantized = bool(params["quantize_dynamic"] or params["quantize_static"])
+    if quantized:
+        # The float model as this level would ship it: the size the quantization is measured against.
+        model, example = model.cpu(), example.cpu()
+        float_path = out_dir / "model.float.torchscript"
+        _traced(model, example, level, [], quantized=False).save(str(float_path))
+        answer["unquantized_size_bytes"] = float_path.stat().st_size
+        float_path.unlink()
+    if params["quantize_dynamic"]:
+        # Linear layers (transformer blocks, classifier heads) get int8 weights and dynamically
+        # quantized activations; convolutions stay float (torch has no dynamic conv quantization).
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        notes.append("torch dynamic int8 quantization of nn.Linear layers")
+    if params["quantize_static"]:
+        model, count = _static_int8(model, example, params)
+        notes.append(f"torch FX static int8 quantization (x86 backend, per-channel weights), calibrated on {count} images")
+    _traced(model, example, level, notes, quantized).save(str(path))
+    return answer
 
 
 class _Logits:

@@ -124,6 +124,16 @@ dependencies in \`build.gradle\` and put the model and metadata.json in the app'
 `,
 };
 
+/** Why a runtime the format usually ships is not in this package. */
+function absentSection(m: PackageMetadata): string {
+  if (!m.runtime.absent_wrappers.length) return '';
+  return `
+### Runtimes not in this package
+
+${m.runtime.absent_wrappers.map((a) => `- **${a.wrapper}**: ${a.reason}`).join('\n')}
+`;
+}
+
 function validationSection(m: PackageMetadata): string {
   const v = m.validation;
   if (!v) return 'Validation was not run for this export (ENABLE_VALIDATION=false).\n';
@@ -174,7 +184,7 @@ Raw outputs: ${m.postprocessing.output_layout}.
 
 ## Quick start
 
-${wrappers.map((w) => WRAPPER_SECTIONS[w](m)).join('\n')}
+${wrappers.map((w) => WRAPPER_SECTIONS[w](m)).join('\n')}${absentSection(m)}
 ### Container
 
 \`\`\`bash

@@ -82,6 +82,56 @@ export const FORMATS: Record<ExportFormat, FormatInfo> = {
   },
 };
 
+/** A runtime wrapper a format usually ships that this package leaves out, and why (README, metadata.json). */
+export interface AbsentWrapper {
+  wrapper: RuntimeLanguage;
+  reason: string;
+}
+
+/** ONNX operators OpenCV's DNN importer (the C++ wrapper's engine) does not implement. */
+const OPENCV_MISSING_OPS = [':DynamicQuantizeLinear', ':MatMulInteger', ':ConvInteger'];
+
+/**
+ * The wrappers and engines this model can really run on: the format's list, less the runtimes
+ * that cannot load what the export produced (a quantized graph, ONNX Runtime's own operators).
+ * `operators` are the final ONNX file's ("domain:op"), null for other formats.
+ */
+export function packageRuntimes(
+  format: ExportFormat,
+  model: { operators: readonly string[] | null; quantization: QuantizationRule | undefined },
+): { wrappers: RuntimeLanguage[]; engines: string[]; absent: AbsentWrapper[] } {
+  const info = FORMATS[format];
+  const absent: AbsentWrapper[] = [];
+  let engines = [...info.engines];
+  if (format === 'onnx') {
+    const ops = model.operators ?? [];
+    const foreign = ops.filter((op) => !op.startsWith(':'));
+    const dynamic = ops.filter((op) => OPENCV_MISSING_OPS.includes(op));
+    if (foreign.length) {
+      const domains = [...new Set(foreign.map((op) => op.split(':')[0]))].join(', ');
+      absent.push({
+        wrapper: 'cpp',
+        reason: `OPTIMIZATION_LEVEL=3 baked ONNX Runtime's own operators (${domains}: ${foreign.map((op) => op.split(':')[1]).join(', ')}) into the graph; OpenCV's DNN module (the C++ wrapper) and TensorRT load standard ONNX operators only. Export with OPTIMIZATION_LEVEL=2 for them.`,
+      });
+      engines = ['onnxruntime'];
+    } else if (dynamic.length) {
+      absent.push({
+        wrapper: 'cpp',
+        reason: `the graph is dynamically quantized (${dynamic.map((op) => op.slice(1)).join(', ')}), which OpenCV's DNN module (the C++ wrapper) does not implement; ONNX Runtime runs it (Python, Node).`,
+      });
+      engines = engines.filter((e) => e !== 'opencv_dnn');
+    } else if (model.quantization) {
+      absent.push({
+        wrapper: 'cpp',
+        reason: `the C++ wrapper (OpenCV DNN) runs float32 graphs; this ${model.quantization.dtype} graph (${model.quantization.type} quantization) needs ONNX Runtime (Python, Node).`,
+      });
+      engines = engines.filter((e) => e !== 'opencv_dnn');
+    }
+  }
+  const left = new Set(absent.map((a) => a.wrapper));
+  return { wrappers: info.wrappers.filter((w) => !left.has(w)), engines, absent };
+}
+
 /** Storage key of the exported model: `export-jobs/{JOB_ID}/model.{fmt}` (docs/contract.md). */
 export const exportKey = (jobId: string, name: string) => `export-jobs/${jobId}/${name}`;
 export const modelObjectName = (format: ExportFormat) => `model.${format}`;
@@ -132,6 +182,14 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
     type: 'dynamic',
     dtype: 'int8',
     method: 'torch dynamic quantization of Linear layers (int8 weights)',
+  },
+  {
+    // FX graph mode traces timm's convolutional networks; transformers models are not FX-traceable by torch's tracer.
+    format: 'torchscript',
+    frameworks: ['timm'],
+    type: 'static',
+    dtype: 'int8',
+    method: 'torch static int8 quantization of the whole network (FX graph mode, x86 backend, per-channel weights), calibrated on the validation dataset',
   },
   { format: 'tensorrt', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'TensorRT FP16 engine' },
   { format: 'coreml', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },

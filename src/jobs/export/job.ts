@@ -28,11 +28,11 @@ import { createZip } from '../../storage/zip.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
-import { exportKey, FORMATS, modelObjectName, type QuantizationRule, quantizationRule } from './formats.js';
+import { exportKey, FORMATS, modelObjectName, packageRuntimes, type QuantizationRule, quantizationRule } from './formats.js';
 import { summarize } from './latency.js';
 import { buildMetadata, type PackageMetadata, type TensorInfo, type ValidationReport } from './metadata.js';
 import { buildPackage } from './package.js';
-import { finalizeOnnx, quantizeOnnx } from './quantize.js';
+import { calibrationTensors, finalizeOnnx, quantizeOnnx, specializeOnnx } from './quantize.js';
 import { exportCompletion, exportReporter } from './reporter.js';
 import type { StoredOutcome } from '../outcome.js';
 import { type ModelRunner, NodeOnnxRunner, PythonRunner, tileBatch } from './runners.js';
@@ -210,7 +210,13 @@ async function fetchValidationData(ctx: ExportContext): Promise<ValidationData> 
   return { dataset, datasetId, images, calibration: train.length ? train : images };
 }
 
-type Converted = Omit<Export, 'metadata' | 'exported' | 'wrapper'> & { passes: string[] };
+type Converted = Omit<Export, 'metadata' | 'exported' | 'wrapper'> & {
+  passes: string[];
+  /** The model's size before quantization, when quantized and known. */
+  unquantizedSizeBytes: number | null;
+  /** The final ONNX file's operators ("domain:op"); null for other formats. */
+  operators: string[] | null;
+};
 
 /** 2-3. The framework's conversion, then ONNX graph passes and quantization (other formats' converters did theirs). */
 async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fetchInputs>>): Promise<Converted> {
@@ -224,6 +230,10 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     throw new ConfigError([{ variable: 'TASK_TYPE', value: config.taskType, message }], 'export');
   }
   const inputSize = config.inputSize ?? description.trainedSize;
+  const { preprocessing } = description.processing(processingOptions(config, inputSize));
+  const calibrationInput = { calibrationImages: inputs.data?.calibration ?? [], preprocessing, batchSize: config.batchSize, scratchDir: scratch(ctx) };
+  // A converter's own static quantization (TorchScript) calibrates on the same tensors as ONNX's.
+  const calibration = rule?.type === 'static' && format !== 'onnx' ? await calibrationTensors(bridge, calibrationInput) : null;
   const artifact = await exporter.export(bridge, {
     checkpointPath: inputs.checkpointPath,
     format,
@@ -233,9 +243,12 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     device: config.device,
     optimizationLevel: config.optimizationLevel,
     quantization: rule && rule.format !== 'onnx' ? rule : null,
+    calibration,
   });
   const passes = [...artifact.notes];
   let modelPath = artifact.path;
+  let unquantizedSizeBytes = artifact.unquantizedSizeBytes ?? null;
+  let operators: string[] | null = null;
 
   const optimizing =
     format !== 'onnx'
@@ -248,23 +261,15 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     passes.push(...(await finalizeOnnx(bridge, modelPath, config.optimizationLevel)));
     if (rule) {
       const quantized = join(ctx.work.sub('export'), `model.${rule.dtype}.onnx`);
-      const { preprocessing } = description.processing(processingOptions(config, inputSize));
-      const calibrationImages = inputs.data?.calibration ?? [];
-      passes.push(
-        await quantizeOnnx(bridge, {
-          source: modelPath,
-          output: quantized,
-          rule,
-          calibrationImages,
-          preprocessing,
-          batchSize: config.batchSize,
-          scratchDir: scratch(ctx),
-        }),
-      );
+      unquantizedSizeBytes = await sizeOf(modelPath);
+      passes.push(await quantizeOnnx(bridge, { source: modelPath, output: quantized, rule, ...calibrationInput }));
       modelPath = quantized;
     }
+    const last = await specializeOnnx(bridge, modelPath, config.optimizationLevel);
+    passes.push(...last.passes);
+    operators = last.operators;
   }
-  return { ...inputs, description, inputSize, modelPath, passes };
+  return { ...inputs, description, inputSize, modelPath, passes, unquantizedSizeBytes, operators };
 }
 
 const processingOptions = (config: ExportConfig, inputSize: [number, number]) => ({
@@ -283,6 +288,7 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
   const { description, inputSize, modelPath, rule, framework } = c;
   const format = config.exportFormat;
   const { preprocessing, postprocessing } = description.processing(processingOptions(config, inputSize));
+  const megabytes = (bytes: number) => Math.round((bytes / 1024 ** 2) * 100) / 100;
   const draft = {
     format,
     taskType: config.taskType,
@@ -302,11 +308,21 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
       level: config.optimizationLevel,
       // The design's string: QUANTIZATION_TYPE (dynamic or static), null for none; dtype and method in quantization_details.
       quantization: rule ? rule.type : null,
-      quantization_details: rule ? { type: rule.type, dtype: rule.dtype, method: rule.method } : null,
+      quantization_details: rule
+        ? {
+            type: rule.type,
+            dtype: rule.dtype,
+            method: rule.method,
+            unquantized_size_mb: c.unquantizedSizeBytes === null ? null : megabytes(c.unquantizedSizeBytes),
+            // Filled in by validation (ENABLE_VALIDATION), the quantized model against the original checkpoint.
+            accuracy_drop: null,
+          }
+        : null,
       include_preprocessing: config.includePreprocessing,
       include_postprocessing: config.includePostprocessing,
       passes: c.passes,
     },
+    runtimes: packageRuntimes(format, { operators: c.operators, quantization: rule }),
   };
   if (format === 'onnx') {
     // The session is the Node wrapper's; the wrapper itself is made once the metadata is final.
@@ -393,7 +409,11 @@ async function measure(ctx: ExportContext, e: Export, checked: Checked): Promise
     device: e.exported.device,
     cpu_threads: availableParallelism(),
   };
-  return { metadata: { ...e.metadata, performance, ...(checked.validation ? { validation: checked.validation } : {}) }, latency };
+  const v = checked.validation;
+  const details = e.metadata.optimization.quantization_details;
+  const optimization =
+    details && v ? { ...e.metadata.optimization, quantization_details: { ...details, accuracy_drop: v.accuracy_drop } } : e.metadata.optimization;
+  return { metadata: { ...e.metadata, optimization, performance, ...(v ? { validation: v } : {}) }, latency };
 }
 
 /** 7-8. The package, then the model, metadata.json and package.zip to storage. */

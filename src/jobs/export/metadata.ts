@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { WrapperMetadata } from '../../../runtime/node/model_wrapper.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
 import { EXPORT_FORMATS } from '../../config/variables.js';
-import { FORMATS, type ExportFormat } from './formats.js';
+import { type AbsentWrapper, FORMATS, type ExportFormat, type RuntimeLanguage } from './formats.js';
 
 export const METADATA_FORMAT_VERSION = '1.0';
 
@@ -137,15 +137,27 @@ export const MetadataSchema = z.strictObject({
     engines: z.array(z.string()),
     languages: z.array(z.string()),
     platforms: z.array(z.string()),
-    /** Wrappers in runtimes/ of package.zip. */
+    /** Wrappers in runtimes/ of package.zip: those that can load this model. */
     wrappers: z.array(z.string()),
+    /** The format's other wrappers, left out because they cannot load this model, each with the reason. */
+    absent_wrappers: z.array(z.strictObject({ wrapper: z.string(), reason: z.string() })),
   }),
   optimization: z.strictObject({
     level: z.number().int().min(0).max(3),
     /** The design's string: QUANTIZATION_TYPE (dynamic or static), null when not quantized. */
     quantization: z.enum(['dynamic', 'static']).nullable(),
     /** Not in the design: the type again, the dtype (int8, int16, float16) and the method that applied it. */
-    quantization_details: z.strictObject({ type: z.enum(['dynamic', 'static']), dtype: z.enum(['int8', 'int16', 'float16']), method: z.string() }).nullable(),
+    quantization_details: z
+      .strictObject({
+        type: z.enum(['dynamic', 'static']),
+        dtype: z.enum(['int8', 'int16', 'float16']),
+        method: z.string(),
+        /** The model's size before quantization (MB), null where the converter quantizes in one step (OpenVINO, LiteRT). */
+        unquantized_size_mb: z.number().nonnegative().nullable(),
+        /** validation.accuracy_drop: the quantized model against the original checkpoint; null without ENABLE_VALIDATION. */
+        accuracy_drop: z.number().nullable(),
+      })
+      .nullable(),
     include_preprocessing: z.boolean(),
     include_postprocessing: z.boolean(),
     passes: z.array(z.string()),
@@ -177,10 +189,13 @@ export interface MetadataInput {
   preprocessing: PreprocessingSpec;
   postprocessing: PostprocessingSpec;
   optimization: PackageMetadata['optimization'];
+  /** What the package can run the model with (formats.ts packageRuntimes); the format's full list when absent. */
+  runtimes?: { wrappers: RuntimeLanguage[]; engines: string[]; absent: AbsentWrapper[] };
 }
 
 export function buildMetadata(input: MetadataInput, now = new Date()): PackageMetadata {
   const info = FORMATS[input.format];
+  const runtimes = input.runtimes ?? { wrappers: [...info.wrappers], engines: [...info.engines], absent: [] };
   return MetadataSchema.parse({
     format_version: METADATA_FORMAT_VERSION,
     export_format: input.format,
@@ -205,7 +220,13 @@ export function buildMetadata(input: MetadataInput, now = new Date()): PackageMe
     },
     preprocessing: input.preprocessing,
     postprocessing: input.postprocessing,
-    runtime: { engines: [...info.engines], languages: [...info.languages], platforms: [...info.platforms], wrappers: [...info.wrappers] },
+    runtime: {
+      engines: runtimes.engines,
+      languages: [...info.languages],
+      platforms: [...info.platforms],
+      wrappers: runtimes.wrappers,
+      absent_wrappers: runtimes.absent,
+    },
     optimization: input.optimization,
   });
 }

@@ -99,14 +99,15 @@ export async function buildPackage(input: PackageInput): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   await cp(input.modelPath, join(dir, info.packageName), { recursive: true });
   await writeFile(join(dir, 'metadata.json'), `${JSON.stringify(metadata, null, 2)}\n`);
-  for (const language of info.wrappers) await writeWrapper(language, join(dir, 'runtimes', language), input);
+  const wrappers = metadata.runtime.wrappers as RuntimeLanguage[];
+  for (const language of wrappers) await writeWrapper(language, join(dir, 'runtimes', language), input);
   if (input.samples.length) {
     await mkdir(join(dir, 'samples'), { recursive: true });
     for (const s of input.samples) await cp(s.path, join(dir, 'samples', s.name));
     await writeFile(join(dir, 'samples', 'expected_predictions.json'), `${JSON.stringify(expectedPredictions(input), null, 1)}\n`);
   }
   await writeFile(join(dir, 'README.md'), readme(metadata, { hasSamples: input.samples.length > 0 }));
-  if (info.wrappers.includes('python')) await writeFile(join(dir, 'Dockerfile'), dockerfile(input.format, metadata));
+  if (wrappers.includes('python')) await writeFile(join(dir, 'Dockerfile'), dockerfile(input.format, metadata));
   await createZip(dir, input.zipPath);
   return listFilesRecursive(dir);
 }

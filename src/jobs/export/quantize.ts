@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { preprocess } from '../../../runtime/node/model_wrapper.js';
 import { type PythonBridge, pythonEntry } from '../../bridge/python.js';
 import type { DatasetImage } from '../../datasets/model.js';
-import { FinalizeAnswerSchema, FinalizeParamsSchema, QuantizeAnswerSchema, QuantizeParamsSchema } from '../../frameworks/protocol.js';
+import { FinalizeAnswerSchema, FinalizeParamsSchema, QuantizeAnswerSchema, QuantizeParamsSchema, SpecializeAnswerSchema } from '../../frameworks/protocol.js';
 import type { QuantizationRule } from './formats.js';
 import type { PreprocessingSpec } from './metadata.js';
 import { tileBatch } from './runners.js';
@@ -16,6 +16,7 @@ import { decodeImages } from './validate.js';
 
 const MODULE = 'vision_trainer.common.export_onnx';
 const FINALIZE = pythonEntry(MODULE, 'finalize', FinalizeParamsSchema, FinalizeAnswerSchema, { long: true });
+const SPECIALIZE = pythonEntry(MODULE, 'specialize', FinalizeParamsSchema, SpecializeAnswerSchema, { long: true });
 const QUANTIZE = pythonEntry(MODULE, 'quantize', QuantizeParamsSchema, QuantizeAnswerSchema, { long: true });
 /** Enough images for stable MinMax ranges; more only costs time. */
 export const MAX_CALIBRATION_IMAGES = 32;
@@ -31,7 +32,10 @@ export interface QuantizeInput {
   scratchDir: string;
 }
 
-async function calibrationTensors(bridge: PythonBridge, input: QuantizeInput): Promise<{ files: string[]; shape: number[] }> {
+export async function calibrationTensors(
+  bridge: PythonBridge,
+  input: Pick<QuantizeInput, 'calibrationImages' | 'preprocessing' | 'batchSize' | 'scratchDir'>,
+): Promise<{ files: string[]; shape: number[] }> {
   const dir = join(input.scratchDir, 'calibration');
   await mkdir(dir, { recursive: true });
   const images = input.calibrationImages.slice(0, MAX_CALIBRATION_IMAGES);
@@ -66,4 +70,9 @@ export async function quantizeOnnx(bridge: PythonBridge, input: QuantizeInput): 
 /** ONNX graph passes for OPTIMIZATION_LEVEL (after any framework's ONNX export); returns what was done. */
 export async function finalizeOnnx(bridge: PythonBridge, path: string, level: number): Promise<string[]> {
   return (await bridge.call(FINALIZE, { path, level })).passes;
+}
+
+/** The last ONNX pass, after quantization (level 3's runtime-specific optimizations); returns what was done and the file's operators. */
+export async function specializeOnnx(bridge: PythonBridge, path: string, level: number): Promise<{ passes: string[]; operators: string[] }> {
+  return bridge.call(SPECIALIZE, { path, level });
 }

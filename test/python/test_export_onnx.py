@@ -1,0 +1,75 @@
+"""OPTIMIZATION_LEVEL's ONNX passes (vision_trainer.common.export_onnx) on a tiny conv network:
+each level does something distinct, keeps the outputs, and only level 3 leaves the standard
+operator set (which decides the wrappers a package ships)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from vision_trainer.common import export_onnx  # noqa: E402
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.head = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x))).mean((2, 3))
+        return self.head(y) * torch.ones(1, 3)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    model = _Tiny().eval()
+    torch.onnx.export(model, (torch.zeros(1, 3, 16, 16),), str(path), input_names=["images"], opset_version=17, dynamo=False, do_constant_folding=False)
+    return path.read_bytes()
+
+
+def _answer(envelope: str):
+    answer = json.loads(envelope)
+    assert "ok" in answer, answer
+    return answer["ok"]
+
+
+def _run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"images": x})[0]
+
+
+def _at_level(tmp_path, data, level):
+    path = tmp_path / f"level{level}.onnx"
+    path.write_bytes(data)
+    finalized = _answer(export_onnx.finalize({"path": str(path), "level": level}))
+    special = _answer(export_onnx.specialize({"path": str(path), "level": level}))
+    return path, finalized["passes"] + special["passes"], special["operators"]
+
+
+def test_each_level_does_more_and_keeps_the_outputs(tmp_path, exported):
+    x = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    reference = None
+    seen = []
+    for level in range(4):
+        path, passes, operators = _at_level(tmp_path, exported, level)
+        out = _run(path, x)
+        reference = out if reference is None else reference
+        np.testing.assert_allclose(out, reference, atol=1e-4)
+        seen.append((passes, operators))
+    assert seen[0][0] == []
+    assert [p.split(" ")[0] for p in seen[1][0]] == ["materialized"]
+    assert any(p.startswith("onnxslim") for p in seen[2][0]) and any("basic graph" in p for p in seen[2][0])
+    assert any("ORT_ENABLE_ALL" in p for p in seen[3][0])
+    # Levels 0-2: standard operators only (BatchNormalization folded into the Conv from level 2).
+    for _passes, operators in seen[:3]:
+        assert all(op.startswith(":") for op in operators), operators
+    assert ":BatchNormalization" in seen[0][1] and ":BatchNormalization" not in seen[2][1]
+    # Level 3: ONNX Runtime's own fused operators.
+    assert any(op.startswith("com.microsoft") for op in seen[3][1]), seen[3][1]
