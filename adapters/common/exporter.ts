@@ -4,7 +4,7 @@
  * need nothing of the framework but its module.
  */
 import { type PythonBridge, pythonEntry } from '../../src/bridge/python.js';
-import type { ExportRequest } from '../../src/frameworks/adapter.js';
+import type { EmbeddedSteps, ExportRequest } from '../../src/frameworks/adapter.js';
 import {
   CheckFormatAnswerSchema,
   CheckFormatParamsSchema,
@@ -33,8 +33,15 @@ export async function checkFormat(bridge: PythonBridge, entries: Entries, format
 }
 
 /** Loads the checkpoint under `handle` for validation; returns the device it runs on. */
-export async function openOriginal(bridge: PythonBridge, entries: Entries, handle: string, checkpoint: string, device: string): Promise<string> {
-  return (await bridge.call(entries.openOriginal, { handle, checkpoint, device })).device;
+export async function openOriginal(
+  bridge: PythonBridge,
+  entries: Entries,
+  handle: string,
+  checkpoint: string,
+  device: string,
+  embedded: EmbeddedSteps,
+): Promise<string> {
+  return (await bridge.call(entries.openOriginal, { handle, checkpoint, device, embedded_postprocessing: embedded.postprocessing })).device;
 }
 
 /** What every exporter is told, in the seam's terms; a framework adds its own options. */

@@ -38,11 +38,16 @@ function processingOf(f: TorchFacts, options: ProcessingOptions): { preprocessin
     };
     return { preprocessing, postprocessing };
   }
+  const zeroShot = f.task_type === 'zero_shot_classification' ? ' of the scaled image-prompt similarities' : '';
+  // INCLUDE_POSTPROCESSING builds the softmax into the model; top-k stays with the wrappers (a fixed k would cut what callers may want).
+  const embedded = options.includePostprocessing;
   const postprocessing: PostprocessingSpec = {
-    output_layout: `logits [batch, classes]${f.task_type === 'zero_shot_classification' ? ' (scaled image-prompt similarities)' : ''}`,
-    softmax: { apply: true, temperature: 1 },
+    output_layout: embedded
+      ? `probabilities [batch, classes]: softmax${zeroShot} applied in the model`
+      : `logits [batch, classes]${zeroShot ? ' (scaled image-prompt similarities)' : ''}`,
+    softmax: { apply: !embedded, temperature: 1 },
     top_k: Math.min(5, f.class_names.length),
-    embedded: false,
+    embedded,
     included: options.includePostprocessing,
   };
   return { preprocessing, postprocessing };
@@ -85,6 +90,7 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
         ...exportParams(request, 17),
         optimization_level: request.optimizationLevel,
         half: q?.format === 'openvino' && q.dtype === 'float16',
+        embed_softmax: request.embedPostprocessing,
         quantize_dynamic: q?.format === 'torchscript' && q.type === 'dynamic' && q.dtype === 'int8',
         quantize_static: q?.format === 'torchscript' && q.type === 'static' && q.dtype === 'int8',
         calibration: request.calibration?.files ?? [],
@@ -93,11 +99,15 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
       return {
         path: r.path,
         directory: r.directory,
-        notes: [`torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`, ...r.notes],
+        notes: [
+          `torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`,
+          ...(request.embedPostprocessing ? ['softmax built into the model (INCLUDE_POSTPROCESSING)'] : []),
+          ...r.notes,
+        ],
         ...(r.unquantized_size_bytes === undefined ? {} : { unquantizedSizeBytes: r.unquantized_size_bytes }),
       };
     },
 
-    openOriginal: (bridge, handle, checkpointPath, device) => openOriginal(bridge, PYTHON, handle, checkpointPath, device),
+    openOriginal: (bridge, handle, checkpointPath, device, embedded) => openOriginal(bridge, PYTHON, handle, checkpointPath, device, embedded),
   };
 }

@@ -48,7 +48,8 @@ function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { prepro
         output_layout: layout,
         softmax: { apply: false, temperature: 1 },
         top_k: Math.min(5, f.class_names.length),
-        embedded: false,
+        // ultralytics' classifiers end in a softmax in every export.
+        embedded: true,
         included: options.includePostprocessing,
       }
     : {
@@ -95,5 +96,5 @@ export const ultralyticsExport: ExportAdapter = {
     return { path: r.path, directory: r.directory, notes };
   },
 
-  openOriginal: (bridge, handle, checkpointPath, device) => openOriginal(bridge, PYTHON, handle, checkpointPath, device),
+  openOriginal: (bridge, handle, checkpointPath, device, embedded) => openOriginal(bridge, PYTHON, handle, checkpointPath, device, embedded),
 };

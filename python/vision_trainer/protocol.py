@@ -380,6 +380,7 @@ class TorchExportParams(ExportParams):
     optimization_level: int
     half: bool
     quantize_dynamic: bool
+    embed_softmax: bool
     quantize_static: bool
     calibration: list[str]
     calibration_shape: list[int]
@@ -396,6 +397,7 @@ class OpenOriginalParams(TypedDict):
     handle: str
     checkpoint: str
     device: str
+    embedded_postprocessing: bool
 
 
 class OpenExportedParams(TypedDict):

@@ -201,6 +201,12 @@ export interface ProcessingOptions {
   format: ExportFormat;
 }
 
+/** What the exported model carries beyond the network, so that validation runs the original the same way. */
+export interface EmbeddedSteps {
+  /** The post-processing (a classifier's softmax) is part of the exported model. */
+  postprocessing: boolean;
+}
+
 export interface ExportRequest {
   /** The checkpoint on local disk. */
   checkpointPath: string;
@@ -213,6 +219,8 @@ export interface ExportRequest {
   optimizationLevel: number;
   /** A quantization the format's own converter applies (never ONNX's: the job does those). */
   quantization: QuantizationRule | null;
+  /** INCLUDE_POSTPROCESSING where the model can carry it: the exporter builds it into the model (a classifier's softmax). */
+  embedPostprocessing: boolean;
   /** Static quantization by the converter: float32 tensor files of preprocessed calibration images, and their shape. */
   calibration: { files: string[]; shape: number[] } | null;
 }
@@ -236,5 +244,5 @@ export interface ExportAdapter {
    * Loads the checkpoint in Python under `handle` for export validation, its head in export
    * mode so that its raw outputs have the exported model's layout. Returns the device it runs on.
    */
-  openOriginal(bridge: PythonBridge, handle: string, checkpointPath: string, device: string): Promise<string>;
+  openOriginal(bridge: PythonBridge, handle: string, checkpointPath: string, device: string, embedded: EmbeddedSteps): Promise<string>;
 }

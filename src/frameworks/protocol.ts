@@ -432,6 +432,8 @@ export const TorchExportParamsSchema = ExportParamsBase.extend({
   half: z.boolean(),
   /** TorchScript dynamic int8 quantization of Linear layers. */
   quantize_dynamic: z.boolean(),
+  /** A softmax after the logits, in the exported model (INCLUDE_POSTPROCESSING). */
+  embed_softmax: z.boolean(),
   /** TorchScript static int8 quantization (FX graph mode, x86 backend), calibrated on `calibration`. */
   quantize_static: z.boolean(),
   /** float32 tensor files of preprocessed calibration images, each of `calibration_shape`. */
@@ -449,7 +451,13 @@ export const ExportAnswerSchema = z.object({
 });
 
 /** The model runners of export validation (vision_trainer.common.export_validation). */
-export const OpenOriginalParamsSchema = z.object({ handle: z.string(), checkpoint: z.string(), device: z.string() });
+export const OpenOriginalParamsSchema = z.object({
+  handle: z.string(),
+  checkpoint: z.string(),
+  device: z.string(),
+  /** The exported model embeds its post-processing (softmax): the original applies it too. */
+  embedded_postprocessing: z.boolean(),
+});
 export const OpenExportedParamsSchema = z.object({ handle: z.string(), format: z.string(), path: z.string() });
 export const OpenedModelSchema = z.object({ handle: z.string(), device: z.string() });
 export const HandleParamsSchema = z.object({ handle: z.string() });

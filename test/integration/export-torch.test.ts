@@ -95,9 +95,15 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(done.validation_metrics.accuracy_drop).toBe(0);
     expect(done.validation_metrics.max_abs_output_diff).toBeLessThan(1e-3);
     expect(pkg.metadata).toMatchObject({
-      model: { framework: 'timm', architecture: 'resnet10t', class_names: ['circle', 'square', 'triangle'], class_ids: [7, 3, 11] },
+      model: {
+        framework: 'timm',
+        architecture: 'resnet10t',
+        class_names: ['circle', 'square', 'triangle'],
+        class_ids: [7, 3, 11],
+        outputs: [{ name: 'probabilities', shape: [1, 3] }],
+      },
       preprocessing: { resize: { method: 'resize_shorter_center_crop', size: [32, 32] }, normalize: { method: 'standardize', mean: [0.485, 0.456, 0.406] } },
-      postprocessing: { softmax: { apply: true }, top_k: 3 },
+      postprocessing: { softmax: { apply: false }, top_k: 3, embedded: true, included: true },
     });
     const [python, node, cpp] = [runPythonWrapper(pkg), runNodeWrapper(pkg), runCppWrapper(buildCppWrapper(pkg), pkg)];
     // Every wrapper answers in the dataset's class ids, each with its own name.
@@ -188,7 +194,9 @@ describe('vision-trainer export (timm, transformers)', () => {
 
     const ov = await exportJob('exp-vit-openvino', 'vit', { EXPORT_FORMAT: 'openvino' });
     expect(ov.done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-vit-openvino/model.openvino`);
-    expect(ov.pkg.metadata.model.outputs).toEqual([{ name: 'logits', shape: [1, 3], dtype: 'float32' }]);
+    // INCLUDE_POSTPROCESSING (default true): the softmax is in the model, so the wrappers read probabilities.
+    expect(ov.pkg.metadata.model.outputs).toEqual([{ name: 'probabilities', shape: [1, 3], dtype: 'float32' }]);
+    expect(ov.pkg.metadata.postprocessing).toMatchObject({ embedded: true, softmax: { apply: false } });
     expectSamePredictions(runPythonWrapper(ov.pkg), recorded(ov.pkg), SAME_RUNTIME, 'python openvino');
   });
 

@@ -76,12 +76,25 @@ def describe(params: CheckpointParams) -> TorchFacts:
     }
 
 
-def _onnx(model, example, path: Path, opset: int) -> None:
+def _with_softmax(model):
+    """The classifier followed by a softmax over its classes (INCLUDE_POSTPROCESSING)."""
     import torch
 
-    torch.onnx.export(
-        model, (example,), str(path), input_names=["images"], output_names=["logits"], opset_version=opset, dynamo=False, do_constant_folding=True
-    )
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return torch.softmax(self.net(x), dim=-1)
+
+    return WithSoftmax(model).eval()
+
+
+def _onnx(model, example, path: Path, opset: int, output: str) -> None:
+    import torch
+
+    torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=[output], opset_version=opset, dynamo=False, do_constant_folding=True)
 
 
 @entry
@@ -98,12 +111,14 @@ def export(params: TorchExportParams) -> ExportAnswer:
     h, w = (int(v) for v in params["input_size"])
     example = torch.zeros(int(params["batch"]), 3, h, w, device=device)
     notes: list[str] = []
+    if params["embed_softmax"]:
+        model = _with_softmax(model)
 
     if export_format == "torchscript":
         return _torchscript(model, example, out_dir, params, notes)
 
     onnx_path = out_dir / "model.onnx"
-    _onnx(model, example, onnx_path, int(params["opset"]))
+    _onnx(model, example, onnx_path, int(params["opset"]), "probabilities" if params["embed_softmax"] else "logits")
     if export_format == "onnx":
         return {"path": str(onnx_path), "directory": False, "notes": notes}
 
@@ -181,12 +196,14 @@ def _torchscript(model, example, out_dir: Path, params: TorchExportParams, notes
 
 
 class _Logits:
-    def __init__(self, checkpoint: str, device: str):
+    def __init__(self, checkpoint: str, device: str, softmax: bool):
         import torch
 
         self.torch = torch
         self.device = _device(device)
         self.model, _ = _build(checkpoint, self.device)
+        if softmax:
+            self.model = _with_softmax(self.model)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         with self.torch.inference_mode():
@@ -196,5 +213,6 @@ class _Logits:
 
 @entry
 def open_original(params: OpenOriginalParams) -> OpenedModel:
-    """The checkpoint for export validation: its logits, as the exported model's."""
-    return register_model(params["handle"], _Logits(params["checkpoint"], params["device"]))
+    """The checkpoint for export validation: its logits (probabilities when the export embeds the
+    softmax), as the exported model's."""
+    return register_model(params["handle"], _Logits(params["checkpoint"], params["device"], bool(params["embedded_postprocessing"])))

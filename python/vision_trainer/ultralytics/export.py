@@ -174,5 +174,6 @@ class _ExportModeNetwork:
 
 @entry
 def open_original(params: OpenOriginalParams) -> OpenedModel:
-    """The checkpoint for export validation, its outputs in the exported model's layout."""
+    """The checkpoint for export validation, its outputs in the exported model's layout (a
+    classifier's softmax is part of the network, so `embedded_postprocessing` changes nothing)."""
     return register_model(params["handle"], _ExportModeNetwork(params["checkpoint"], params["device"]))

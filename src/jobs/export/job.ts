@@ -230,7 +230,7 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     throw new ConfigError([{ variable: 'TASK_TYPE', value: config.taskType, message }], 'export');
   }
   const inputSize = config.inputSize ?? description.trainedSize;
-  const { preprocessing } = description.processing(processingOptions(config, inputSize));
+  const { preprocessing, postprocessing } = description.processing(processingOptions(config, inputSize));
   const calibrationInput = { calibrationImages: inputs.data?.calibration ?? [], preprocessing, batchSize: config.batchSize, scratchDir: scratch(ctx) };
   // A converter's own static quantization (TorchScript) calibrates on the same tensors as ONNX's.
   const calibration = rule?.type === 'static' && format !== 'onnx' ? await calibrationTensors(bridge, calibrationInput) : null;
@@ -244,6 +244,7 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     optimizationLevel: config.optimizationLevel,
     quantization: rule && rule.format !== 'onnx' ? rule : null,
     calibration,
+    embedPostprocessing: postprocessing.embedded,
   });
   const passes = [...artifact.notes];
   let modelPath = artifact.path;
@@ -360,7 +361,13 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
   const original = await PythonRunner.open(
     e.bridge,
     'original',
-    { kind: 'original', exporter: e.exporter, checkpoint: e.checkpointPath, device: config.device },
+    {
+      kind: 'original',
+      exporter: e.exporter,
+      checkpoint: e.checkpointPath,
+      device: config.device,
+      embedded: { postprocessing: e.metadata.postprocessing.embedded },
+    },
     scratch(ctx),
     `pytorch (${e.framework} checkpoint)`,
   );

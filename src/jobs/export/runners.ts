@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { ModelWrapper, Tensor } from '../../../runtime/node/model_wrapper.js';
 import { type PythonBridge, pythonEntry } from '../../bridge/python.js';
-import type { ExportAdapter } from '../../frameworks/adapter.js';
+import type { EmbeddedSteps, ExportAdapter } from '../../frameworks/adapter.js';
 import {
   BenchmarkParamsSchema,
   HandleParamsSchema,
@@ -82,7 +82,7 @@ export class NodeOnnxRunner implements ModelRunner {
 
 /** What a Python runner runs: the checkpoint (through its framework's exporter), or an exported model. */
 export type PythonModelSpec =
-  | { kind: 'original'; exporter: ExportAdapter; checkpoint: string; device: string }
+  | { kind: 'original'; exporter: ExportAdapter; checkpoint: string; device: string; embedded: EmbeddedSteps }
   | { kind: 'exported'; format: ExportFormat; path: string };
 
 export class PythonRunner implements ModelRunner {
@@ -99,7 +99,7 @@ export class PythonRunner implements ModelRunner {
   static async open(bridge: PythonBridge, handle: string, spec: PythonModelSpec, scratchDir: string, engine: string): Promise<PythonRunner> {
     const device =
       spec.kind === 'original'
-        ? await spec.exporter.openOriginal(bridge, handle, spec.checkpoint, spec.device)
+        ? await spec.exporter.openOriginal(bridge, handle, spec.checkpoint, spec.device, spec.embedded)
         : (await bridge.call(OPEN_EXPORTED, { handle, format: spec.format, path: spec.path })).device;
     return new PythonRunner(bridge, handle, scratchDir, engine, device);
   }
