@@ -14,16 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..protocol import (
-    CheckFormatAnswer,
-    CheckFormatParams,
-    CheckpointParams,
-    ExportAnswer,
-    OpenedModel,
-    OpenOriginalParams,
-    TorchExportParams,
-    TorchFacts,
-)
+from ..protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
 from ..support import entry
 from .class_ids import ClassIds
 from .export_validation import register_model
