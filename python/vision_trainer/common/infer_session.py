@@ -51,11 +51,12 @@ class Prefetcher:
     release the GIL, as do the model's kernels, so the two overlap, and the next call finds its
     batch ready. TypeScript names the next batch with each call (`prefetch`). A batch that fails
     to load here is loaded again on the normal path, which reports which image is at fault.
-    VISION_TRAINER_INFER_PREFETCH=0 in the environment turns it off (bench:infer measures what it buys)."""
+    Off unless VISION_TRAINER_INFER_PREFETCH=1: on 2 CPUs with torch using both it cost 6-10%
+    (bench:infer measures it); it is for machines where the model leaves CPUs idle."""
 
     def __init__(self, load):
         self.load = load
-        self.enabled = os.environ.get("VISION_TRAINER_INFER_PREFETCH", "1") != "0"
+        self.enabled = os.environ.get("VISION_TRAINER_INFER_PREFETCH", "0") == "1"
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-prefetch") if self.enabled else None
         self.pending: tuple[tuple[str, ...], Future] | None = None
 
