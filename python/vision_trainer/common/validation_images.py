@@ -158,21 +158,38 @@ def _score(value: float) -> float:
     return float(min(1.0, max(0.0, value)))
 
 
-class ClassifierValidation:
-    """What a classifier's validation pass collects: per image its path and softmax scores, and
-    the time spent in the model. Turned into images.json, per-class AP and the speed figure."""
+class _ValidationPass:
+    """What every validation pass shares: its images.json writer, and the images and seconds
+    spent in the model that make the speed figure."""
 
     def __init__(self, output: ValidationImages | None, epoch: int):
         self.output = output
         self.writer = output.open(epoch) if output is not None else None
-        self.scores: list[np.ndarray] = []
-        self.targets: list[np.ndarray] = []
         self.model_seconds = 0.0
         self.images = 0
 
     def timed(self):
         """A context manager around the model's forward pass."""
         return _Timer(self)
+
+    def _finish(self, details: dict[str, Any]) -> str | None:
+        if self.model_seconds > 0 and self.images:
+            details["metrics"]["inference_speed_fps"] = self.images / self.model_seconds
+        return self.writer.close() if self.writer is not None else None
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.discard()
+
+
+class ClassifierValidation(_ValidationPass):
+    """What a classifier's validation pass collects: per image its path and softmax scores, and
+    the time spent in the model. Turned into images.json, per-class AP and the speed figure."""
+
+    def __init__(self, output: ValidationImages | None, epoch: int):
+        super().__init__(output, epoch)
+        self.scores: list[np.ndarray] = []
+        self.targets: list[np.ndarray] = []
 
     def add(self, paths: Sequence[str], logits, targets, *, probabilities: bool = False) -> None:
         """`logits` of a batch (or its softmax already, with probabilities=True), `targets` the true indices."""
@@ -195,17 +212,11 @@ class ClassifierValidation:
             ap = one_vs_rest_ap(np.concatenate(self.scores), np.concatenate(self.targets), num_classes)
             for row in details["per_class_metrics"]:
                 row["ap"] = ap[int(row["class_id"])]
-        if self.model_seconds > 0 and self.images:
-            details["metrics"]["inference_speed_fps"] = self.images / self.model_seconds
-        return self.writer.close() if self.writer is not None else None
-
-    def discard(self) -> None:
-        if self.writer is not None:
-            self.writer.discard()
+        return self._finish(details)
 
 
 class _Timer:
-    def __init__(self, owner: ClassifierValidation | SemanticValidation):
+    def __init__(self, owner: _ValidationPass):
         self.owner = owner
 
     def __enter__(self):
@@ -221,21 +232,15 @@ class _Timer:
         return False
 
 
-class SemanticValidation:
+class SemanticValidation(_ValidationPass):
     """What a semantic segmentation validation pass collects: one confusion matrix over every
     labelled pixel (the epoch's metrics) and, per image, its predicted classes, true classes,
     pixel accuracy and IoUs for images.json. Same interface as ClassifierValidation."""
 
     def __init__(self, output: ValidationImages | None, epoch: int, num_classes: int):
-        self.output = output
-        self.writer = output.open(epoch) if output is not None else None
+        super().__init__(output, epoch)
         self.num_classes = num_classes
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-        self.model_seconds = 0.0
-        self.images = 0
-
-    def timed(self):
-        return _Timer(self)
 
     def add(self, paths: Sequence[str], predicted, targets) -> None:
         """`predicted` [B, H, W] class indices, `targets` [B, H, W] indices (IGNORE_INDEX unlabelled)."""
@@ -249,10 +254,4 @@ class SemanticValidation:
                 self.writer.add({**self.output.named(path, None, None), **entry})
 
     def finish(self, details: dict[str, Any], num_classes: int) -> str | None:
-        if self.model_seconds > 0 and self.images:
-            details["metrics"]["inference_speed_fps"] = self.images / self.model_seconds
-        return self.writer.close() if self.writer is not None else None
-
-    def discard(self) -> None:
-        if self.writer is not None:
-            self.writer.discard()
+        return self._finish(details)
