@@ -5,27 +5,16 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
+import { freePort } from '../../src/jobs/distributed.js';
 import { defaultPythonBin } from '../../src/paths.js';
 
 export interface MlflowFixture {
   url: string;
   /** One call of MLflow's REST API (`/api/2.0/mlflow/<endpoint>`), its JSON answer. */
   api(endpoint: string, body?: unknown): Promise<any>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export function useMlflowServer(): MlflowFixture {
