@@ -38,6 +38,7 @@ export type RunEvent =
         | 'dataset_downloaded'
         | 'dataset_prepared'
         | 'weights_downloaded'
+        | 'text_encoder_downloaded'
         | 'training_started'
         | 'stop_requested'
         | 'training_resumed'

@@ -9,11 +9,11 @@
  * the same batch.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type PythonBridge, type PythonEntry, pythonCallback, pythonEntry } from '../../src/bridge/python.js';
 import type { TrainConfig } from '../../src/config/schema.js';
 import type { TaskType } from '../../src/config/tasks.js';
-import { ConfigError } from '../../src/errors.js';
+import { ConfigError, FrameworkError, VisionTrainerError } from '../../src/errors.js';
 import type { JsonValue } from '../../src/events.js';
 import type { TrainerEventHandler, TrainingAdapter, TrainOutcome, TrainRequest } from '../../src/frameworks/adapter.js';
 import {
@@ -30,6 +30,7 @@ import {
   type TrainParams,
 } from '../../src/frameworks/protocol.js';
 import { freePort } from '../../src/jobs/distributed.js';
+import { extractZip } from '../../src/storage/zip.js';
 import { type EventServer, serveEvents } from './event-relay.js';
 
 export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
@@ -86,8 +87,27 @@ export function trainParams(request: TrainRequest, overrides: Partial<TrainParam
     trainer_args: request.trainerArgs,
     seed: config.seed ?? null,
     tensorboard_dir: request.tensorboardDir ?? null,
+    text_encoder: null,
     ...overrides,
   };
+}
+
+/** A save_pretrained folder of the largest models this runtime uses fits well within this. */
+const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
+
+/**
+ * A downloaded zip of a transformers `save_pretrained` folder, extracted beside it (into `folder`)
+ * with the datasets' safe extraction; Python finds config.json at its root or one level down.
+ */
+export async function extractSavePretrained(zipPath: string, folder: string, variable: string, hint: string): Promise<string> {
+  const target = join(dirname(zipPath), folder);
+  try {
+    await extractZip(zipPath, target, { maxTotalBytes: MAX_PRETRAINED_BYTES });
+  } catch (err) {
+    const why = err instanceof VisionTrainerError ? err.message : String(err);
+    throw new FrameworkError(`${variable} is not a zip of a save_pretrained folder: ${why}`, { hint, cause: err });
+  }
+  return target;
 }
 
 /** Trainer events as Python sends them, parsed; the job answers "stop" or nothing. */

@@ -7,18 +7,13 @@
  * same safe extraction as datasets. Without it the model is built from its configuration, which
  * HF_CONFIG_OVERRIDES may reshape (a tiny ViT or CLIP for tests, or another architecture).
  */
-import { dirname, join } from 'node:path';
 import { pythonEntry } from '../../src/bridge/python.js';
 import { writeHuggingFaceManifest } from '../../src/datasets/convert/index.js';
-import { FrameworkError, VisionTrainerError } from '../../src/errors.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
-import { extractZip } from '../../src/storage/zip.js';
-import { checkTrainerArgsInPython, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { checkTrainerArgsInPython, extractSavePretrained, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.huggingface.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
-/** A save_pretrained folder of the largest models this runtime fine-tunes fits well within this. */
-const MAX_PRETRAINED_BYTES = 8 * 1024 ** 3;
 
 export const huggingfaceTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.huggingface.train'),
@@ -41,17 +36,12 @@ export const huggingfaceTraining: TrainingAdapter = {
   },
 };
 
-/** The downloaded zip, extracted beside it; Python finds config.json at its root or one level down. */
-async function extractPretrained(zipPath: string): Promise<string> {
-  const folder = join(dirname(zipPath), 'pretrained');
-  try {
-    await extractZip(zipPath, folder, { maxTotalBytes: MAX_PRETRAINED_BYTES });
-  } catch (err) {
-    const why = err instanceof VisionTrainerError ? err.message : String(err);
-    throw new FrameworkError(`PRETRAINED_WEIGHT_URL is not a zip of a save_pretrained folder: ${why}`, {
-      hint: 'For FRAMEWORK=huggingface, zip the folder that model.save_pretrained(dir) wrote (config.json and model.safetensors, plus the image processor and, for CLIP, tokenizer files).',
-      cause: err,
-    });
-  }
-  return folder;
+/** The downloaded zip, extracted beside it. */
+function extractPretrained(zipPath: string): Promise<string> {
+  return extractSavePretrained(
+    zipPath,
+    'pretrained',
+    'PRETRAINED_WEIGHT_URL',
+    'For FRAMEWORK=huggingface, zip the folder that model.save_pretrained(dir) wrote (config.json and model.safetensors, plus the image processor and, for CLIP, tokenizer files).',
+  );
 }

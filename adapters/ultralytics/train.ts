@@ -1,12 +1,13 @@
 /**
  * ultralytics training: object detection, instance segmentation, pose estimation and image
- * classification. Python side: python/vision_trainer/ultralytics/train.py.
+ * classification, and YOLO-World detection prompted by the class names. Python side:
+ * python/vision_trainer/ultralytics/train.py (and world.py).
  */
 import { pythonEntry } from '../../src/bridge/python.js';
 import { convertToImageFolder, convertToYolo } from '../../src/datasets/convert/index.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
-import { checkTrainerArgsInPython, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { checkTrainerArgsInPython, extractSavePretrained, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.ultralytics.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
@@ -27,5 +28,16 @@ export const ultralyticsTraining: TrainingAdapter = {
     return { dataPath: r.dataYaml, classNames: r.classNames, classIds: r.classIds, valImagesFile: r.valImagesFile, counts: r.counts };
   },
 
-  train: (bridge, request, onEvent) => trainInPython(bridge, TRAIN, request, trainParams(request), trainerEvents('ultralytics', onEvent)),
+  async train(bridge, request, onEvent) {
+    // YOLO-World: the CLIP text encoder that embeds the class names (python/vision_trainer/ultralytics/world.py).
+    const textEncoder = request.textEncoderPath
+      ? await extractSavePretrained(
+          request.textEncoderPath,
+          'text-encoder',
+          'TEXT_ENCODER_WEIGHT_URL',
+          'Zip the folder that a transformers CLIP model and its tokenizer were saved to with save_pretrained (config.json, model.safetensors, tokenizer files), e.g. openai/clip-vit-base-patch32.',
+        )
+      : null;
+    return trainInPython(bridge, TRAIN, request, trainParams(request, { text_encoder: textEncoder }), trainerEvents('ultralytics', onEvent));
+  },
 };

@@ -141,6 +141,7 @@ class TrainParams(TypedDict):
     trainer_args: dict[str, Any]
     seed: int | None
     tensorboard_dir: str | None
+    text_encoder: str | None
 
 
 class TrainerArgsParams(TypedDict):

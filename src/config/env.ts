@@ -142,6 +142,7 @@ export function parseConfig<M extends Mode>(mode: M, input: unknown): ConfigFor<
     registerSecret(o.storage?.secretAccessKey as string | undefined);
     registerSecret(o.storage?.accessKeyId as string | undefined);
     registerSecret((o as Record<string, unknown>).pretrainedWeightUrl as string | undefined);
+    registerSecret((o as Record<string, unknown>).textEncoderWeightUrl as string | undefined);
     registerSecret(o.openai?.apiKey as string | undefined);
     registerSecret(o.mlflow?.token as string | undefined);
     registerSecret(o.mlflow?.password as string | undefined);

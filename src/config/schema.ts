@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { EXPORT_FORMATS, type Mode, PERTURBATION_XAI_METHODS, type Variable, variablesFor, XAI_METHODS } from './variables.js';
 import { type DistributedSettings, distributedProblems } from '../jobs/distributed.js';
 import { exportSettingProblems } from '../jobs/export/formats.js';
-import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, TASK_TYPES, type TaskType } from './tasks.js';
+import { checkModelForTask, FRAMEWORKS, type Framework, inferFramework, isYoloWorld, TASK_TYPES, type TaskType } from './tasks.js';
 import { trainerArgProblems } from './trainer-args.js';
 
 type Shape = Record<string, z.ZodType>;
@@ -131,6 +131,20 @@ function checkModel(v: { framework?: Framework; modelName?: string; taskType: Ta
   if (why) problem(ctx, ['modelName'], why);
 }
 
+/** YOLO-World embeds the class names with a CLIP text encoder that only TEXT_ENCODER_WEIGHT_URL brings; nothing else reads it. */
+function checkTextEncoder(c: RawTrain, ctx: Ctx): void {
+  if (typeof c.modelName !== 'string') return;
+  const world = isYoloWorld(c.modelName);
+  if (world && !c.textEncoderWeightUrl)
+    problem(
+      ctx,
+      ['textEncoderWeightUrl'],
+      `is required for ${c.modelName}: YOLO-World embeds the class names with a CLIP text encoder (a zip of a transformers CLIP save_pretrained folder, e.g. openai/clip-vit-base-patch32); nothing is fetched at run time`,
+    );
+  if (!world && c.textEncoderWeightUrl)
+    problem(ctx, ['textEncoderWeightUrl'], `is read by YOLO-World models (yolo_world_v2_s, yolo_world_v2_m) only, not ${c.modelName}: unset it`);
+}
+
 /** The framework/format/quantization matrix of src/jobs/export/formats.ts, checked before any work. */
 function checkExportSettings(c: RawExport, ctx: Ctx): void {
   const framework = (FRAMEWORKS as readonly string[]).includes(c.framework ?? '') || c.framework === undefined ? resolveFramework(c) : undefined;
@@ -174,6 +188,7 @@ export const TrainConfigSchema = z
         ['hfConfigOverrides'],
         "shapes a model built from its configuration; with PRETRAINED_WEIGHT_URL the folder's config.json decides (unset one of them)",
       );
+    checkTextEncoder(c, ctx);
     checkTrainerArgs(c, ctx);
     checkMlflow(c.mlflow, ctx);
     for (const p of distributedProblems(c)) problem(ctx, p.path.split('.'), p.message);
@@ -268,6 +283,8 @@ export interface TrainConfig extends Common {
   imageSize: number;
   splitStrategy?: SplitStrategy;
   pretrainedWeightUrl?: string;
+  /** TEXT_ENCODER_WEIGHT_URL: YOLO-World's CLIP text encoder (a zip of a transformers save_pretrained folder). */
+  textEncoderWeightUrl?: string;
   /** ALLOWED_PRIVATE_HOSTS: private hosts configuration URLs may reach (see src/net/url-guard.ts). */
   allowedPrivateHosts: string[];
   checkpointFrequency: number;

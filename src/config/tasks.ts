@@ -31,11 +31,15 @@ const YOLO_SUFFIX_TASK: Record<string, TaskType> = {
 };
 const YOLO_TASK_SUFFIX: Partial<Record<TaskType, string>> = Object.fromEntries(Object.entries(YOLO_SUFFIX_TASK).map(([s, t]) => [t, s]));
 
+/** YOLO-World v2 (open-vocabulary detection), the design's yolo_world_v2_s/m plus the other scales ultralytics ships. */
+const YOLO_WORLD_NAME = /^yolo_world_v2_[nsmlx]$/;
+export const isYoloWorld = (modelName: string): boolean => YOLO_WORLD_NAME.test(modelName);
+
 /** HuggingFace names from the design plus families whose checkpoint names use dashes. */
 const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-|segformer|upernet|dpt)[-\w.]*$/i;
 
 export function inferFramework(modelName: string): Framework {
-  // The design lists yolo_world_v2_* and sam2_* under ultralytics too (refused later with a reason).
+  // The design lists yolo_world_v2_* and sam2_* under ultralytics too (sam2_* refused later with a reason).
   if (/^(yolo|sam\d?_|rtdetr)/i.test(modelName)) return 'ultralytics';
   if (HF_NAME.test(modelName) && modelName.includes('-')) return 'huggingface';
   return 'timm';
@@ -50,8 +54,13 @@ export function checkModelForTask(framework: Framework, taskType: TaskType, mode
       : `no supported framework trains ${taskType} yet; supported tasks: ${[...new Set(Object.values(FRAMEWORK_TASKS).flat())].join(', ')}`;
   }
   if (framework === 'ultralytics') {
+    if (isYoloWorld(modelName)) {
+      return taskType === 'object_detection'
+        ? undefined
+        : `${modelName} (YOLO-World) detects boxes only (TASK_TYPE=object_detection); for ${taskType} use a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
+    }
     if (/^(yolo_world|yolo-world|sam)/i.test(modelName)) {
-      return `${modelName} is an open-vocabulary/segment-anything model, which this runtime does not fine-tune; use a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
+      return `${modelName} is an open-vocabulary/segment-anything model, which this runtime does not fine-tune; use yolo_world_v2_s or yolo_world_v2_m (object_detection) or a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
     }
     const m = YOLO_NAME.exec(modelName);
     if (!m)

@@ -51,6 +51,8 @@ export interface TrainRequest {
   outputDir: string;
   /** Local pretrained weights (downloaded from PRETRAINED_WEIGHT_URL), if any. */
   weightsPath?: string | undefined;
+  /** YOLO-World: the text encoder's zip (downloaded from TEXT_ENCODER_WEIGHT_URL), if any. */
+  textEncoderPath?: string | undefined;
   /** Python-side log lines are appended here too (uploaded as training.log). */
   logFile: string;
   /**

@@ -180,6 +180,8 @@ export const TrainParamsSchema = z.object({
   seed: Int.nullable(),
   /** ENABLE_TENSORBOARD: the folder the trainer writes TensorBoard event files into; null = none. */
   tensorboard_dir: z.string().nullable(),
+  /** YOLO-World: the extracted transformers CLIP folder (TEXT_ENCODER_WEIGHT_URL) that embeds the class names; null = none. */
+  text_encoder: z.string().nullable(),
 });
 
 /**

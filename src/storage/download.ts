@@ -1,6 +1,6 @@
 /**
  * Downloads a file from an http(s) URL, typically a presigned URL for pretrained weights
- * (PRETRAINED_WEIGHT_URL). Weights are large and connections drop, so a dropped transfer
+ * (PRETRAINED_WEIGHT_URL, TEXT_ENCODER_WEIGHT_URL). Weights are large and connections drop, so a dropped transfer
  * continues with a Range request from the bytes already on disk; a server that ignores Range
  * makes it start over. The URL's query string holds the signature: it never appears in a
  * message (describeUrl keeps scheme, host and path only).
@@ -181,7 +181,7 @@ async function attempt(target: Target, temp: string, written: number, maxBytes: 
   } else {
     const detail = await errorDetail(response);
     if (status === 408 || status === 429 || status >= 500) return { kind: 'retry', written, reason: `HTTP ${status}${detail}` };
-    throw new PermanentFailure(httpError(shown, status, detail));
+    throw new PermanentFailure(httpError(shown, status, detail, target.variable));
   }
 
   if (total !== undefined && Number.isFinite(total) && total > maxBytes) {
@@ -211,13 +211,13 @@ async function attempt(target: Target, temp: string, written: number, maxBytes: 
   return { kind: 'done', written: position };
 }
 
-function httpError(shown: string, status: number, detail: string): StorageError {
+function httpError(shown: string, status: number, detail: string, variable: string): StorageError {
   const secretNote = 'The query string (which holds the signature) is not shown.';
   if (status === 401 || status === 403) {
     // The same URL stays refused: retrying the job with it cannot help.
     return new StorageError(`Downloading ${shown} was refused (HTTP ${status}${detail}): the presigned URL is invalid or has expired`, {
       exitCode: ExitCode.storageAccessDenied,
-      hint: `Ask the platform for a fresh PRETRAINED_WEIGHT_URL; presigned URLs expire and break when altered. ${secretNote}`,
+      hint: `Ask the platform for a fresh ${variable}; presigned URLs expire and break when altered. ${secretNote}`,
     });
   }
   if (status === 404) {

@@ -207,13 +207,18 @@ async function expectValidationImages(run: ClassifierRun, v: Record<string, any>
 
 /** Runs a classifier-fixtures.py subcommand; returns its JSON line. */
 export function fixture<T = Record<string, unknown>>(command: string, ...args: string[]): T {
-  const script = join(PROJECT_ROOT, 'test/integration/classifier-fixtures.py');
+  return pythonFixture<T>('classifier-fixtures.py', command, ...args);
+}
+
+/** Runs a subcommand of a fixture script in test/integration/ that prints one JSON line; returns it. */
+export function pythonFixture<T = Record<string, unknown>>(file: string, command: string, ...args: string[]): T {
+  const script = join(PROJECT_ROOT, 'test/integration', file);
   const r = spawnSync(defaultPythonBin(), [script, command, ...args], {
     encoding: 'utf8',
     env: { ...process.env, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' },
     maxBuffer: 64 * 1024 * 1024,
   });
-  if (r.status !== 0) throw new Error(`classifier-fixtures.py ${command} failed (${r.status}): ${r.stderr.slice(-3000)}`);
+  if (r.status !== 0) throw new Error(`${file} ${command} failed (${r.status}): ${r.stderr.slice(-3000)}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as T;
 }
 

@@ -38,6 +38,7 @@ from ..cpu_budget import data_loader_workers
 from ..protocol import MarkBestAnswer, MarkBestParams, ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, failpoint, shield_from_terminal_interrupt
+from . import world
 
 # ultralytics' own loggers, each switched on by its settings file when its package is importable
 # (MLflow is, by default). The job tracks every framework the same way from TypeScript instead.
@@ -49,8 +50,11 @@ def configure_offline() -> None:
     ("true": ultralytics ignores "1"), YOLO_AUTOINSTALL and YOLO_CONFIG_DIR are set by the
     TypeScript adapter before Python starts; the settings file can only be changed here. The
     plots' fonts come from matplotlib (ultralytics would download Arial)."""
-    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR
+    from ultralytics.utils import SETTINGS, USER_CONFIG_DIR, checks
 
+    # check_requirements reads this module global when it runs: never a pip install at run time,
+    # whatever YOLO_AUTOINSTALL the process started with.
+    checks.AUTOINSTALL = False
     SETTINGS.update({"sync": False, **{name: False for name in INTEGRATIONS if name in SETTINGS}})
     _offline_fonts(Path(USER_CONFIG_DIR))
     size_threads()
@@ -94,7 +98,7 @@ def check_model(params: ModelCheckParams) -> ModelCheck:
     if params["has_weights"]:
         return {"description": f"{description} (architecture from the weights)", "problem": None, "variable": "MODEL_NAME"}
     try:
-        cfg = yaml_model_load(f"{name}.yaml")
+        cfg = yaml_model_load(f"{world.config_name(name)}.yaml")
     except (FileNotFoundError, OSError) as exc:
         return {"description": description, "problem": f"has no model configuration in ultralytics {ultralytics.__version__} ({exc})", "variable": "MODEL_NAME"}
     scale = cfg.get("scale")
@@ -461,7 +465,7 @@ def _check_resumable(path: str, params: dict, task: str) -> None:
         raise ValueError(f"RESUME_CHECKPOINT_PATH is not an ultralytics training checkpoint ({type(exc).__name__}: {str(exc)[:300]})") from exc
     problems = []
     architecture = Path(str((getattr(model, "yaml", None) or {}).get("yaml_file", ""))).stem
-    if architecture != params["model_name"]:
+    if architecture != world.config_name(params["model_name"]):
         problems.append(f"model {architecture or 'unknown'!r} (this job: {params['model_name']!r})")
     if model.task != task:
         problems.append(f"task {model.task!r} (this job: {task!r})")
@@ -587,18 +591,30 @@ def train_worker(params: TrainParams, worker: distributed.WorkerContext) -> Trai
 
 
 def _train(params: TrainParams, emit: Callable | None, worker: distributed.WorkerContext | None) -> TrainAnswer:
-    from ultralytics import YOLO
+    from ultralytics import YOLO, YOLOWorld
 
     task = TASK_BY_PLATFORM[params["task_type"]]
     weights = params["weights"]
     resume_from = params["resume_from"]
+    is_world = world.is_world(params["model_name"])
+    if is_world:
+        # ultralytics' WorldTrainer embeds the class names as prompts with this encoder.
+        world.use_text_encoder(params["text_encoder"])
+    # ultralytics picks YOLOWorld by "-world" in a file name only; ours are weights.pt, resume.pt.
+    build = YOLOWorld if is_world else YOLO
     if resume_from:
         _check_resumable(resume_from, params, task)
-        model = YOLO(resume_from)
+        model = build(resume_from)
     elif weights:
-        model = YOLO(weights)
+        model = build(weights)
         if model.task != task:
             raise ValueError(f"PRETRAINED_WEIGHT_URL holds a {model.task} model, but TASK_TYPE={params['task_type']} needs a {task} model")
+        if is_world and not world.holds_world_model(model.model):
+            raise ValueError(
+                f"PRETRAINED_WEIGHT_URL holds a {type(model.model).__name__}, not a YOLO-World v2 model (e.g. yolov8s-worldv2.pt) for {params['model_name']}"
+            )
+    elif is_world:
+        model = YOLOWorld(f"{world.config_name(params['model_name'])}.yaml")
     else:
         model = YOLO(f"{params['model_name']}.yaml", task=task)
 

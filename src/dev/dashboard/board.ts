@@ -342,6 +342,9 @@ export class JobBoard {
       case 'weights_downloaded':
         job.stage = 'pretrained weights downloaded';
         break;
+      case 'text_encoder_downloaded':
+        job.stage = 'text encoder downloaded';
+        break;
       case 'training_started': {
         job.stage = 'training started';
         if (typeof data.epochs === 'number') t.totalEpochs = data.epochs;

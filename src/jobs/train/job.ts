@@ -122,8 +122,10 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     const resume = earlier ? await fetchEarlierAttempt(ctx, earlier) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
+    // A resumed YOLO-World run embeds the class names again, so the text encoder comes every time.
+    const textEncoderPath = await fetchTextEncoder(ctx);
     launched = true;
-    const outcome = await train(ctx, adapter, progress, { data, weightsPath, ...resume });
+    const outcome = await train(ctx, adapter, progress, { data, weightsPath, textEncoderPath, ...resume });
     const byPeer = peerStop(ctx, outcome);
     if (ctx.stop.requested || byPeer) {
       // Stopped (signal, time limit, failing handler, another node's stop): the last checkpoint goes up, then the run fails.
@@ -240,6 +242,24 @@ async function fetchWeights(ctx: TrainContext): Promise<string | undefined> {
   return path;
 }
 
+/** TEXT_ENCODER_WEIGHT_URL (YOLO-World's CLIP text encoder, a zip), downloaded; undefined without one. */
+async function fetchTextEncoder(ctx: TrainContext): Promise<string | undefined> {
+  const { config } = ctx;
+  if (!config.textEncoderWeightUrl) return undefined;
+  void ctx.events.emit({ type: 'stage', stage: 'downloading_weights', message: 'Downloading the text encoder' });
+  const path = join(ctx.work.sub('weights'), 'text-encoder.zip');
+  const d = await downloadUrl(config.textEncoderWeightUrl, path, {
+    maxBytes: MAX_WEIGHTS_BYTES,
+    policy: jobUrlPolicy(config),
+    signal: ctx.stop.stopSignal,
+    variable: 'TEXT_ENCODER_WEIGHT_URL',
+  });
+  const message = `Text encoder downloaded from ${describeUrl(config.textEncoderWeightUrl)}`;
+  void ctx.events.emit({ type: 'milestone', name: 'text_encoder_downloaded', message, data: { bytes: d.bytes } });
+  ctx.stop.throwIfRequested();
+  return path;
+}
+
 interface ResumeInputs {
   resumeFrom?: string | undefined;
   bestFrom?: { path: string; epoch: number; value: number | null } | undefined;
@@ -306,7 +326,7 @@ async function train(
   ctx: TrainContext,
   adapter: FrameworkAdapter,
   progress: TrainingProgress,
-  inputs: { data: PreparedDataset; weightsPath: string | undefined } & ResumeInputs,
+  inputs: { data: PreparedDataset; weightsPath: string | undefined; textEncoderPath: string | undefined } & ResumeInputs,
 ): Promise<TrainOutcome> {
   const { config, events, logger, stop } = ctx;
   void events.emit({ type: 'stage', stage: 'starting_python', message: 'Starting Python' });

@@ -1,0 +1,94 @@
+"""YOLO-World's text encoder (vision_trainer/ultralytics/world.py): a transformers CLIP folder
+embeds the prompts in place of ultralytics' GitHub `clip`, which is never imported; a missing or
+pickled encoder is refused naming TEXT_ENCODER_WEIGHT_URL."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory) -> Path:
+    """The integration test's tiny CLIP folder (test/integration/world-fixtures.py), made in this process."""
+    spec = importlib.util.spec_from_file_location("world_fixtures", ROOT / "test" / "integration" / "world-fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    folder = tmp_path_factory.mktemp("clip-text")
+    fixtures.text_encoder(str(folder))
+    return folder
+
+
+def test_names_map_to_ultralytics_configurations():
+    from vision_trainer.ultralytics import world
+
+    assert world.config_name("yolo_world_v2_s") == "yolov8s-worldv2"
+    assert world.config_name("yolo_world_v2_m") == "yolov8m-worldv2"
+    assert world.is_world("yolo_world_v2_n") and not world.is_world("yolo11n") and not world.is_world("yolo_world_v2_q")
+
+
+def test_set_classes_embeds_with_the_folder_and_never_imports_ultralytics_clip(encoder_folder):
+    # A fresh interpreter: whether ultralytics.nn.text_model (and `clip`) got imported is the point.
+    code = f"""
+import json, sys, torch
+sys.path.insert(0, {str(ROOT / "python")!r})
+from vision_trainer.ultralytics.train import configure_offline
+from vision_trainer.ultralytics import world
+configure_offline()
+from ultralytics.nn.tasks import WorldModel
+world.use_text_encoder({str(encoder_folder)!r})
+model = WorldModel("yolov8n-worldv2.yaml", nc=3, verbose=False).eval()
+model.set_classes(["circle", "square", "red triangle"])
+enc = world.ClipTextEncoder({str(encoder_folder)!r}, torch.device("cpu"))
+expected = enc.encode_text(*enc.tokenize(["circle", "square", "red triangle"]))
+out = model.predict(torch.zeros(1, 3, 32, 32))
+sys.__stdout__.write(json.dumps({{
+    "shape": list(model.txt_feats.shape),
+    "diff": float((model.txt_feats[0] - expected).abs().max()),
+    "norms": [float(n) for n in model.txt_feats[0].norm(dim=-1)],
+    "outputs": list(out[0].shape) if isinstance(out, (list, tuple)) else list(out.shape),
+    "clip_model": model.clip_model is None,
+    "imported": [m for m in ("ultralytics.nn.text_model", "clip") if m in sys.modules],
+}}) + "\\n")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    answer = json.loads(r.stdout.strip().splitlines()[-1])
+    assert answer["shape"] == [1, 3, 512]
+    assert answer["diff"] < 1e-6
+    assert all(abs(n - 1) < 1e-5 for n in answer["norms"])
+    assert answer["outputs"][1] == 4 + 3  # boxes + one score per prompt
+    assert answer["clip_model"] is True  # the encoder is not kept on the model (it would be pickled)
+    assert answer["imported"] == []
+
+
+def test_without_an_encoder_the_error_names_the_variable():
+    from vision_trainer.ultralytics import world
+
+    world.use_text_encoder(None)
+    with pytest.raises(ValueError, match="set TEXT_ENCODER_WEIGHT_URL"):
+        world._encoder("cpu")
+
+
+def test_pickled_or_foreign_folders_are_refused(encoder_folder, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+    from vision_trainer.ultralytics import world
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    for f in encoder_folder.iterdir():
+        if f.name != "model.safetensors":
+            (pickled / f.name).write_bytes(f.read_bytes())
+    torch.save(load_file(encoder_folder / "model.safetensors"), pickled / "pytorch_model.bin")
+    with pytest.raises(ValueError, match="TEXT_ENCODER_WEIGHT_URL is not a zip of a transformers CLIP save_pretrained folder with safetensors weights"):
+        world.ClipTextEncoder(str(pickled), torch.device("cpu"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"TEXT_ENCODER_WEIGHT_URL: no config\.json"):
+        world.ClipTextEncoder(str(empty), torch.device("cpu"))
