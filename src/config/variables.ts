@@ -95,7 +95,7 @@ export const VARIABLES: readonly Variable[] = [
 
   // Training
   { group: 'Training', env: ['TASK_TYPE'], path: 'taskType', schema: oneOf(TASK_TYPES), modes: ALL, required: true, help: `Task: ${TASK_TYPES.join(', ')}.` },
-  { group: 'Training', env: ['MODEL_NAME'], path: 'modelName', schema: str(), modes: ['train', 'export'], required: true, help: 'Model, e.g. yolo11n, yolo11n-seg, resnet18, vit-base-patch16-224, clip-vit-base-patch32 (export: the model name metadata.json and the package carry; the checkpoint decides what is built).' },
+  { group: 'Training', env: ['MODEL_NAME'], path: 'modelName', schema: str(), modes: ['train', 'export'], required: true, help: 'Model, e.g. yolo11n, yolo11n-seg, yolo_world_v2_s (with TEXT_ENCODER_WEIGHT_URL), resnet18, vit-base-patch16-224, clip-vit-base-patch32 (export: the model name metadata.json and the package carry; the checkpoint decides what is built).' },
   { group: 'Training', env: ['FRAMEWORK'], path: 'framework', schema: oneOf(FRAMEWORKS).optional(), modes: ALL, help: 'ultralytics, timm or huggingface; inferred from MODEL_NAME (training) or the checkpoint when unset.' },
   { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: datasetId, modes: ['train'], required: true, help: 'Dataset: datasets/{DATASET_ID}.zip or the prefix datasets/{DATASET_ID}/. Letters, digits, "_", "-" and single "." between them; at most 200 characters.' },
   { group: 'Training', env: ['DATASET_ID'], path: 'datasetId', schema: datasetId.optional(), modes: ['infer'], help: 'Labelled dataset of a test run, or the images of a dataset-based inference job.' },

@@ -3,8 +3,6 @@ embeds the prompts in place of ultralytics' GitHub `clip`, which is never import
 pickled encoder is refused naming TEXT_ENCODER_WEIGHT_URL."""
 
 import importlib.util
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,39 +30,28 @@ def test_names_map_to_ultralytics_configurations():
     assert world.is_world("yolo_world_v2_n") and not world.is_world("yolo11n") and not world.is_world("yolo_world_v2_q")
 
 
-def test_set_classes_embeds_with_the_folder_and_never_imports_ultralytics_clip(encoder_folder):
-    # A fresh interpreter: whether ultralytics.nn.text_model (and `clip`) got imported is the point.
-    code = f"""
-import json, sys, torch
-sys.path.insert(0, {str(ROOT / "python")!r})
-from vision_trainer.ultralytics.train import configure_offline
-from vision_trainer.ultralytics import world
-configure_offline()
-from ultralytics.nn.tasks import WorldModel
-world.use_text_encoder({str(encoder_folder)!r})
-model = WorldModel("yolov8n-worldv2.yaml", nc=3, verbose=False).eval()
-model.set_classes(["circle", "square", "red triangle"])
-enc = world.ClipTextEncoder({str(encoder_folder)!r}, torch.device("cpu"))
-expected = enc.encode_text(*enc.tokenize(["circle", "square", "red triangle"]))
-out = model.predict(torch.zeros(1, 3, 32, 32))
-sys.__stdout__.write(json.dumps({{
-    "shape": list(model.txt_feats.shape),
-    "diff": float((model.txt_feats[0] - expected).abs().max()),
-    "norms": [float(n) for n in model.txt_feats[0].norm(dim=-1)],
-    "outputs": list(out[0].shape) if isinstance(out, (list, tuple)) else list(out.shape),
-    "clip_model": model.clip_model is None,
-    "imported": [m for m in ("ultralytics.nn.text_model", "clip") if m in sys.modules],
-}}) + "\\n")
-"""
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert r.returncode == 0, r.stderr[-3000:]
-    answer = json.loads(r.stdout.strip().splitlines()[-1])
-    assert answer["shape"] == [1, 3, 512]
-    assert answer["diff"] < 1e-6
-    assert all(abs(n - 1) < 1e-5 for n in answer["norms"])
-    assert answer["outputs"][1] == 4 + 3  # boxes + one score per prompt
-    assert answer["clip_model"] is True  # the encoder is not kept on the model (it would be pickled)
-    assert answer["imported"] == []
+def test_set_classes_embeds_with_the_folder_and_never_imports_ultralytics_clip(encoder_folder, monkeypatch):
+    import torch
+    from ultralytics.nn.tasks import WorldModel
+    from ultralytics.utils import checks
+    from vision_trainer.ultralytics import world
+
+    # Were ultralytics' text_model imported after all, its missing `clip` must not become a pip install here.
+    monkeypatch.setattr(checks, "AUTOINSTALL", False)
+    assert "ultralytics.nn.text_model" not in sys.modules  # nothing before this test imported it either
+    world.use_text_encoder(str(encoder_folder))
+    names = ["circle", "square", "red triangle"]
+    model = WorldModel("yolov8n-worldv2.yaml", nc=3, verbose=False).eval()
+    model.set_classes(names)
+    enc = world.ClipTextEncoder(str(encoder_folder), torch.device("cpu"))
+    expected = enc.encode_text(*enc.tokenize(names))
+    out = model.predict(torch.zeros(1, 3, 32, 32))
+    assert list(model.txt_feats.shape) == [1, 3, 512]
+    assert float((model.txt_feats[0] - expected).abs().max()) < 1e-6
+    assert torch.allclose(model.txt_feats[0].norm(dim=-1), torch.ones(3), atol=1e-5)
+    assert (out[0] if isinstance(out, (list, tuple)) else out).shape[1] == 4 + 3  # boxes + one score per prompt
+    assert model.clip_model is None  # the encoder is not kept on the model (it would be pickled into checkpoints)
+    assert [m for m in ("ultralytics.nn.text_model", "clip") if m in sys.modules] == []
 
 
 def test_without_an_encoder_the_error_names_the_variable():
