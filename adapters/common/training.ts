@@ -29,7 +29,7 @@ import {
   TrainerEventSchema,
   type TrainParams,
 } from '../../src/frameworks/protocol.js';
-import { freePort } from '../../src/jobs/distributed.js';
+import { freePort, rendezvousParams } from '../../src/jobs/distributed.js';
 import { extractZip } from '../../src/storage/zip.js';
 import { type EventServer, serveEvents } from './event-relay.js';
 
@@ -148,19 +148,8 @@ async function distributedParams(request: TrainRequest, server: EventServer | un
   await mkdir(folder, { recursive: true });
   const stopFile = join(folder, 'stop');
   request.onStopRequest?.((reason) => void writeFile(stopFile, `${reason}\n`).catch(() => undefined));
-  return {
-    nnodes: plan.nnodes,
-    node_rank: plan.nodeRank,
-    nproc_per_node: plan.nprocPerNode,
-    master_addr: plan.masterAddr,
-    // One node without MASTER_PORT: any free port (several jobs may share a machine).
-    master_port: plan.masterPort ?? (await freePort()),
-    run_id: request.config.jobId,
-    rendezvous_timeout_seconds: plan.rendezvousTimeoutSeconds,
-    node_timeout_seconds: plan.nodeTimeoutSeconds,
-    events_socket: server?.path ?? null,
-    stop_file: stopFile,
-  };
+  // One node without MASTER_PORT: any free port (several jobs may share a machine).
+  return rendezvousParams(plan, request.config.jobId, plan.masterPort ?? (await freePort()), { eventsSocket: server?.path ?? null, stopFile });
 }
 
 /** The preflight's model check of a framework's trainer module (`check_model` beside its `train`). */

@@ -93,9 +93,18 @@ class DistributedParams(TypedDict):
     master_port: int
     run_id: str
     rendezvous_timeout_seconds: float
+    join_timeout_seconds: float
     node_timeout_seconds: float
     events_socket: str | None
     stop_file: str
+
+
+class CheckInParams(TypedDict):
+    distributed: DistributedParams
+
+
+class CheckInAnswer(TypedDict):
+    hosting: bool
 
 
 class AnnounceFailureParams(TypedDict):

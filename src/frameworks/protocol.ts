@@ -110,7 +110,9 @@ export const DistributedParamsSchema = z.object({
   /** The rendezvous id: the same on every node (JOB_ID). */
   run_id: z.string(),
   rendezvous_timeout_seconds: z.number().positive(),
-  /** A node whose heartbeat stops for this long is lost. */
+  /** How long node 0 waits for a node to check in (reach its store), and a node for node 0's store; at most rendezvous_timeout_seconds. */
+  join_timeout_seconds: z.number().positive(),
+  /** A node whose heartbeat stops for this long is lost (before the launch as during training). */
   node_timeout_seconds: z.number().positive(),
   /** The Unix socket of the reporting node's Node process; null on the other nodes. */
   events_socket: z.string().nullable(),
@@ -118,6 +120,17 @@ export const DistributedParamsSchema = z.object({
 });
 
 export type DistributedParams = z.output<typeof DistributedParamsSchema>;
+
+/**
+ * A node of a multi-node job checks in once its Python runs, before its dataset download: node 0
+ * hosts the rendezvous store, every node beats in it from then on, so a node that dies before it
+ * joins is noticed by its silence, one that never starts after join_timeout_seconds.
+ */
+export const CheckInParamsSchema = z.object({ distributed: DistributedParamsSchema });
+export const CheckInAnswerSchema = z.object({
+  /** Whether this node hosts the store (node 0). */
+  hosting: z.boolean(),
+});
 
 /**
  * A node other than node 0 that fails (or is stopped) before its launcher joins the rendezvous
@@ -555,6 +568,8 @@ export const BRIDGE_SCHEMAS = {
   ModelCheck: { schema: ModelCheckSchema, io: 'input' },
   TrainParams: { schema: TrainParamsSchema, io: 'output' },
   DistributedParams: { schema: DistributedParamsSchema, io: 'output' },
+  CheckInParams: { schema: CheckInParamsSchema, io: 'output' },
+  CheckInAnswer: { schema: CheckInAnswerSchema, io: 'input' },
   AnnounceFailureParams: { schema: AnnounceFailureParamsSchema, io: 'output' },
   AnnounceFailureAnswer: { schema: AnnounceFailureAnswerSchema, io: 'input' },
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },

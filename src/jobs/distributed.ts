@@ -18,7 +18,13 @@
 import { createServer } from 'node:net';
 import { type PythonBridge, pythonEntry } from '../bridge/python.js';
 import type { TrainConfig } from '../config/schema.js';
-import { AnnounceFailureAnswerSchema, AnnounceFailureParamsSchema } from '../frameworks/protocol.js';
+import {
+  AnnounceFailureAnswerSchema,
+  AnnounceFailureParamsSchema,
+  CheckInAnswerSchema,
+  CheckInParamsSchema,
+  type DistributedParams,
+} from '../frameworks/protocol.js';
 
 /** The raw variables (src/config/variables.ts, group Distributed). */
 export interface DistributedSettings {
@@ -31,6 +37,7 @@ export interface DistributedSettings {
   rank?: number | undefined;
   localRank?: number | undefined;
   rendezvousTimeoutSeconds: number;
+  joinTimeoutSeconds: number;
   nodeTimeoutSeconds: number;
 }
 
@@ -46,6 +53,8 @@ export interface DistributedPlan {
   /** Undefined on a single node without MASTER_PORT: a free port is taken when training starts. */
   masterPort: number | undefined;
   rendezvousTimeoutSeconds: number;
+  /** JOIN_TIMEOUT_SECONDS, at most the rendezvous timeout (which also covers the dataset downloads). */
+  joinTimeoutSeconds: number;
   nodeTimeoutSeconds: number;
   /** Node 0: callbacks, checkpoint and log uploads, the outcome. */
   reports: boolean;
@@ -156,6 +165,7 @@ export function distributedPlan(config: Pick<TrainConfig, 'device' | 'distribute
     masterAddr: s.masterAddr ?? '127.0.0.1',
     masterPort: s.masterPort,
     rendezvousTimeoutSeconds: s.rendezvousTimeoutSeconds,
+    joinTimeoutSeconds: Math.min(s.joinTimeoutSeconds, s.rendezvousTimeoutSeconds),
     nodeTimeoutSeconds: s.nodeTimeoutSeconds,
     reports: nodeRank === 0,
   };
@@ -176,6 +186,45 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The rendezvous part of this node's DistributedParams: what every node agrees on, the timeouts,
+ * and this node's rank (the launch adds its events socket and stop file).
+ */
+export function rendezvousParams(
+  plan: DistributedPlan,
+  runId: string,
+  masterPort: number,
+  local: { eventsSocket: string | null; stopFile: string } = { eventsSocket: null, stopFile: '' },
+): DistributedParams {
+  return {
+    nnodes: plan.nnodes,
+    node_rank: plan.nodeRank,
+    nproc_per_node: plan.nprocPerNode,
+    master_addr: plan.masterAddr,
+    master_port: masterPort,
+    run_id: runId,
+    rendezvous_timeout_seconds: plan.rendezvousTimeoutSeconds,
+    join_timeout_seconds: plan.joinTimeoutSeconds,
+    node_timeout_seconds: plan.nodeTimeoutSeconds,
+    events_socket: local.eventsSocket,
+    stop_file: local.stopFile,
+  };
+}
+
+const CHECK_IN = pythonEntry('vision_trainer.common.distributed', 'check_in', CheckInParamsSchema, CheckInAnswerSchema);
+
+/**
+ * A node of a multi-node job checks in as soon as its Python runs, before the dataset download:
+ * node 0 hosts the rendezvous store, and every node keeps a heartbeat in it until training ends.
+ * A node that dies before it joins (killed during its download, without a word) is then noticed
+ * by its silence (NODE_TIMEOUT_SECONDS), one that never starts after JOIN_TIMEOUT_SECONDS, instead
+ * of at the end of RENDEZVOUS_TIMEOUT_SECONDS; the other nodes notice node 0's store going away.
+ */
+export async function checkIn(bridge: PythonBridge, plan: DistributedPlan | undefined, jobId: string): Promise<void> {
+  if (!plan || plan.nnodes < 2 || plan.masterPort === undefined) return;
+  await bridge.call(CHECK_IN, { distributed: rendezvousParams(plan, jobId, plan.masterPort) });
+}
+
 const ANNOUNCE_FAILURE = pythonEntry('vision_trainer.common.distributed', 'announce', AnnounceFailureParamsSchema, AnnounceFailureAnswerSchema, {
   long: true,
 });
@@ -184,9 +233,11 @@ const ANNOUNCE_FAILURE = pythonEntry('vision_trainer.common.distributed', 'annou
  * A node other than node 0 whose job failed or was stopped before its launcher joined the
  * rendezvous (a download, the dataset, the preflight: what node 0 cannot see) leaves its reason
  * in node 0's rendezvous store, so node 0 fails the job at once with this reason and exit code
- * instead of waiting RENDEZVOUS_TIMEOUT_SECONDS. Node 0 may still be downloading: a failure
- * waits for its store up to that timeout, a stop only `stopWaitSeconds` (the stop's grace
- * period bounds it). Whether node 0 got it.
+ * instead of noticing only this node's silence. A node that checked in writes it at once; one
+ * whose check-in has not reached node 0's store yet waits for it: a failure up to
+ * JOIN_TIMEOUT_SECONDS, a stop only `stopWaitSeconds` (the stop's grace period bounds it; a note
+ * lost then still ends node 0's wait, by this node's silence or its missing check-in). Whether
+ * node 0 got it.
  */
 export async function announceToNodeZero(
   bridge: PythonBridge,
@@ -196,22 +247,11 @@ export async function announceToNodeZero(
 ): Promise<boolean> {
   if (plan.reports || plan.masterPort === undefined) return false;
   const answer = await bridge.call(ANNOUNCE_FAILURE, {
-    distributed: {
-      nnodes: plan.nnodes,
-      node_rank: plan.nodeRank,
-      nproc_per_node: plan.nprocPerNode,
-      master_addr: plan.masterAddr,
-      master_port: plan.masterPort,
-      run_id: jobId,
-      rendezvous_timeout_seconds: plan.rendezvousTimeoutSeconds,
-      node_timeout_seconds: plan.nodeTimeoutSeconds,
-      events_socket: null,
-      stop_file: '',
-    },
+    distributed: rendezvousParams(plan, jobId, plan.masterPort),
     kind: failure.stopped ? 'stopped' : 'failed',
     message: failure.message,
     exit_code: failure.exitCode,
-    wait_seconds: failure.stopped ? failure.stopWaitSeconds : plan.rendezvousTimeoutSeconds,
+    wait_seconds: failure.stopped ? failure.stopWaitSeconds : plan.joinTimeoutSeconds,
   });
   return answer.delivered;
 }

@@ -9,6 +9,10 @@ train-hf*.test.ts), one subcommand each; every subcommand prints one JSON line.
   reevaluate CHECKPOINT IMAGES_JSON      rebuilds the model from the checkpoint alone
                                          (build_model_from_checkpoint + its metadata's preprocessing)
                                          and scores [[image path, label], ...]: the confusion matrix
+  yolo-reevaluate CHECKPOINT IMAGES_JSON an ultralytics best.pt loaded as the job loads one (YOLO()
+                                         behind the package's restricted unpickler) and scored on
+                                         [[image path, class name], ...]: the confusion matrix in
+                                         the checkpoint's class order, and its class names
   roundtrip OUT_DIR                      saves timm/ViT/CLIP models with save_checkpoint and rebuilds
                                          them: the largest logit difference per model
 """
@@ -193,7 +197,20 @@ def roundtrip(out_dir: str) -> dict:
     return {"max_abs_diff": diffs, "logit_scale": float(before.abs().max())}
 
 
-COMMANDS = {"timm-weights": timm_weights, "hf-pretrained": hf_pretrained, "reevaluate": reevaluate, "roundtrip": roundtrip}
+def yolo_reevaluate(checkpoint: str, images_json: str) -> dict:
+    from ultralytics import YOLO
+
+    # Importing vision_trainer (above) put safe_load's restricted unpickler in front of torch.load.
+    model = YOLO(checkpoint)
+    names = [model.names[i] for i in range(len(model.names))]
+    matrix = [[0] * len(names) for _ in names]
+    for path, name in json.loads(Path(images_json).read_text()):
+        [result] = model.predict(path, verbose=False, device="cpu")
+        matrix[names.index(name)][int(result.probs.top1)] += 1
+    return {"confusion_matrix": matrix, "class_names": names, "task": model.task}
+
+
+COMMANDS = {"timm-weights": timm_weights, "hf-pretrained": hf_pretrained, "reevaluate": reevaluate, "yolo-reevaluate": yolo_reevaluate, "roundtrip": roundtrip}
 
 if __name__ == "__main__":
     result = COMMANDS[sys.argv[1]](*sys.argv[2:])

@@ -5,7 +5,10 @@ in a one-process gloo group."""
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 from vision_trainer.common import distributed
@@ -94,7 +97,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _plan(tmp_path, node: int, port: int, timeout: float = 30.0) -> dict:
+def _plan(tmp_path, node: int, port: int, timeout: float = 30.0, join: float | None = None, node_timeout: float = 10.0) -> dict:
     return {
         "nnodes": 2,
         "node_rank": node,
@@ -103,7 +106,8 @@ def _plan(tmp_path, node: int, port: int, timeout: float = 30.0) -> dict:
         "master_port": port,
         "run_id": "job-gather",
         "rendezvous_timeout_seconds": timeout,
-        "node_timeout_seconds": 10.0,
+        "join_timeout_seconds": timeout if join is None else join,
+        "node_timeout_seconds": node_timeout,
         "events_socket": None,
         "stop_file": str(tmp_path / f"stop-{node}"),
     }
@@ -141,6 +145,67 @@ def test_gathering_ends_when_every_peer_has_arrived_and_names_one_that_never_doe
     thread.join(20)
     assert not thread.is_alive()
 
-    alone = distributed.NodeMonitor(_plan(tmp_path, 0, _free_port(), timeout=1.0))
-    with pytest.raises(distributed.NodeLostError, match=r"timed out after 1 s: node 1 never joined"):
+    alone = distributed.NodeMonitor(_plan(tmp_path, 0, _free_port(), join=1.0))
+    with pytest.raises(distributed.NodeLostError, match=r"node 1 \(rank 1\) never checked in .* within JOIN_TIMEOUT_SECONDS=1 s"):
         alone.gather()
+    alone.stop()
+
+    # A peer that checks in and keeps beating, but never arrives (a slow download): the rendezvous timeout.
+    port = _free_port()
+    node0 = distributed.NodeMonitor(_plan(tmp_path, 0, port, timeout=3.0))
+    node0.open()
+    slow = distributed.NodeMonitor(_plan(tmp_path, 1, port, timeout=3.0))
+    slow.open()
+    with pytest.raises(distributed.NodeLostError, match=r"timed out after 3 s: node 1 never joined"):
+        node0.gather()
+    slow.stop()
+    node0.stop()
+
+
+def test_a_peer_that_checked_in_and_went_silent_before_joining_fails_the_job_after_the_node_timeout(tmp_path):
+    port = _free_port()
+    node0 = distributed.NodeMonitor(_plan(tmp_path, 0, port, timeout=600.0, node_timeout=2.0))
+    node0.open()
+    peer = distributed.NodeMonitor(_plan(tmp_path, 1, port, timeout=600.0, node_timeout=2.0))
+    peer.open()
+    assert peer.connected.wait(10) and peer.store is not None
+    time.sleep(1.5)  # node 0's heartbeat thread has seen it beat
+    peer.stop()  # killed during its dataset download: no note, its beats stop
+    started = time.monotonic()
+    with pytest.raises(distributed.NodeLostError, match=r"node 1 \(rank 1\) stopped answering before training started: it checked in, then sent no heartbeat"):
+        node0.gather()
+    assert time.monotonic() - started < 10  # not the 600 s rendezvous timeout
+    node0.stop()
+
+
+def test_a_peer_fails_fast_when_node_0_never_opens_its_store_or_goes_away_before_the_launch(tmp_path):
+    never = distributed.NodeMonitor(_plan(tmp_path, 1, _free_port(), timeout=600.0, join=1.0))
+    started = time.monotonic()
+    with pytest.raises(distributed.NodeLostError, match=r"node 1 could not reach node 0's rendezvous store .* within JOIN_TIMEOUT_SECONDS=1 s"):
+        never.gather()
+    assert time.monotonic() - started < 10
+
+    # Node 0 in a process of its own that checks in, then ends (its job failed before the launch).
+    port = _free_port()
+    plan0 = json.dumps(_plan(tmp_path, 0, port, timeout=600.0))
+    node0 = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import json, time; from vision_trainer.common import distributed as d; d.NodeMonitor(json.loads({plan0!r})).open(); time.sleep(4)",
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    peer = distributed.NodeMonitor(_plan(tmp_path, 1, port, timeout=600.0, join=60.0))
+    try:
+        peer.open()
+        assert peer.connected.wait(60) and peer.store is not None
+        started = time.monotonic()
+        with pytest.raises(
+            distributed.NodeLostError, match=r"node 0's rendezvous store at 127.0.0.1:\d+ went away before training started|node 0 .*stopped answering"
+        ):
+            peer.gather()
+        assert time.monotonic() - started < 20
+    finally:
+        peer.stop()
+        node0.wait(30)

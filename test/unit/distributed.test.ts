@@ -68,6 +68,13 @@ describe('the plan', () => {
     expect(reportsJob(c)).toBe(false);
   });
 
+  it('the join deadline (a node checking in) is its own, shorter than the rendezvous (which covers the downloads), and never longer', () => {
+    const env = { NNODES: '2', NODE_RANK: '1', MASTER_ADDR: 'node-0', MASTER_PORT: '29400', DEVICE: 'cpu' };
+    expect(distributedPlan(train(env))).toMatchObject({ rendezvousTimeoutSeconds: 900, joinTimeoutSeconds: 300, nodeTimeoutSeconds: 60 });
+    expect(distributedPlan(train({ ...env, JOIN_TIMEOUT_SECONDS: '30' }))).toMatchObject({ joinTimeoutSeconds: 30 });
+    expect(distributedPlan(train({ ...env, RENDEZVOUS_TIMEOUT_SECONDS: '120' }))).toMatchObject({ rendezvousTimeoutSeconds: 120, joinTimeoutSeconds: 120 });
+  });
+
   it("the Training Operator's PyTorchJob variables: WORLD_SIZE counts processes, RANK is the pod's index", () => {
     const env = { MASTER_ADDR: 'job-master-0', MASTER_PORT: '23456', WORLD_SIZE: '4', RANK: '1', PET_NPROC_PER_NODE: '2', DEVICE: '0,1' };
     expect(distributedPlan(train(env))).toMatchObject({ nnodes: 2, nodeRank: 1, worldSize: 4, reports: false });

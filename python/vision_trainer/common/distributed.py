@@ -19,10 +19,13 @@ through `TrainerEvents` like a single-process run:
   socket's "stop" answer, and one all-reduce decides for everyone.
 - Only global rank 0 writes checkpoints (the model is the same on every rank).
 
-The launchers of all nodes keep a heartbeat in the rendezvous store (`NodeMonitor`). When
-training fails, each node leaves a note saying why; node 0 turns its own failure, the notes and
-the missing heartbeats into one error that names the node at fault. A node whose heartbeat
-stops for `node_timeout_seconds` is declared lost even if no collective noticed.
+The launchers of all nodes keep a heartbeat in the rendezvous store (`NodeMonitor`), from the
+job's check-in (`check_in`: node 0 hosts the store as soon as its Python runs, before any node
+downloads its dataset) to the end of training. When training fails, each node leaves a note
+saying why; node 0 turns its own failure, the notes and the missing heartbeats into one error
+that names the node at fault. A node whose heartbeat stops for `node_timeout_seconds` is
+declared lost even if no collective noticed, before the launch as during training; a node that
+never checks in is given up after `join_timeout_seconds`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from typing import Any
 import torch
 
 from .. import cpu_budget
-from ..protocol import AnnounceFailureAnswer, AnnounceFailureParams, DistributedParams, TrainAnswer, TrainParams
+from ..protocol import AnnounceFailureAnswer, AnnounceFailureParams, CheckInAnswer, CheckInParams, DistributedParams, TrainAnswer, TrainParams
 from ..support import die_with_parent, entry, error_envelope, plain
 
 log = logging.getLogger("vision_trainer")
@@ -404,9 +407,8 @@ def launch(target: str, params: TrainParams) -> TrainAnswer:
         file=sys.stderr,
         flush=True,
     )
-    monitor = NodeMonitor(plan)
+    monitor = _monitor_for(plan)
     monitor.gather()
-    monitor.start()
     # The elastic agent installs its own SIGTERM/SIGHUP/SIGQUIT handlers and leaves them: after
     # the launch this interpreter must end on them as before (Node closes it with SIGTERM).
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)}
@@ -506,8 +508,8 @@ def _rendezvous_error(exc: BaseException, plan: DistributedParams, monitor: Node
 
 
 class NodeMonitor:
-    """Each node's heartbeat and failure note in the rendezvous store (node 0's launcher hosts it
-    once its elastic agent starts). Beats are counters, not timestamps: nodes' clocks may differ."""
+    """Each node's heartbeat and failure note in the rendezvous store, which node 0 hosts from its
+    check-in on (`open`). Beats are counters, not timestamps: nodes' clocks may differ."""
 
     def __init__(self, plan: DistributedParams):
         self.plan = plan
@@ -516,33 +518,71 @@ class NodeMonitor:
         self.store: Any = None
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        # Set once a node other than node 0 has reached node 0's store, or has given up on it.
+        self.connected = threading.Event()
         self.launching = True
         self.last_beats: dict[int, tuple[int, float]] = {}
         self.lost_node: int | None = None
         self.thread = threading.Thread(target=self._run, name="vision-trainer-heartbeat", daemon=True)
         self.stop_note_left = False
+        self.checked_in_at: float | None = None
 
     def key(self, name: str) -> str:
         return f"{STORE_PREFIX}/{self.plan['run_id']}/{name}"
 
-    def start(self) -> None:
-        if self.peers:
-            self.thread.start()
+    def open(self) -> None:
+        """The node's check-in: node 0 hosts the rendezvous store (torch's static rendezvous later
+        shares its server: multi_tenant), every node beats in it from now on, through its dataset
+        download, so a node that dies before it joins is noticed by its silence."""
+        if not self.peers or self.checked_in_at is not None:
+            return
+        self.checked_in_at = time.monotonic()
+        if self.node == 0:
+            from torch.distributed import TCPStore
+
+            self.store = TCPStore(
+                self.plan["master_addr"],
+                int(self.plan["master_port"]),
+                is_master=True,
+                wait_for_workers=False,
+                multi_tenant=True,
+                timeout=datetime.timedelta(seconds=10),
+            )
+            self.connected.set()
+        self._say(
+            f"hosts the rendezvous store on {self.plan['master_addr']}:{self.plan['master_port']}"
+            if self.node == 0
+            else f"checks in at node 0's rendezvous store on {self.plan['master_addr']}:{self.plan['master_port']}"
+        )
+        self.thread.start()
+
+    def _say(self, what: str) -> None:
+        # Python's stderr reaches the job's output (the "vision_trainer" logger has no handler there).
+        print(f"vision-trainer: node {self.node} of {self.plan['nnodes']} {what}", file=sys.stderr, flush=True)
+
+    def adopt(self, plan: DistributedParams) -> None:
+        """The launch's full plan (its stop file, its resolved process count) for a monitor that
+        checked in earlier."""
+        self.plan = plan
 
     def stop(self) -> None:
         with self.lock:
             self.launching = False
         self.stopping.set()
 
+    @property
+    def join_timeout(self) -> float:
+        return float(self.plan["join_timeout_seconds"])
+
     def _connect(self) -> bool:
         from torch.distributed import TCPStore
 
-        deadline = time.monotonic() + float(self.plan["rendezvous_timeout_seconds"])
+        deadline = (self.checked_in_at or time.monotonic()) + self.join_timeout
         while not self.stopping.is_set() and time.monotonic() < deadline:
             try:
-                store = TCPStore(
-                    self.plan["master_addr"], int(self.plan["master_port"]), is_master=False, wait_for_workers=False, timeout=datetime.timedelta(seconds=10)
-                )
+                # The client retries a refused connection for its whole timeout: no longer than the deadline.
+                timeout = datetime.timedelta(seconds=max(1.0, min(10.0, deadline - time.monotonic())))
+                store = TCPStore(self.plan["master_addr"], int(self.plan["master_port"]), is_master=False, wait_for_workers=False, timeout=timeout)
                 with self.lock:
                     self.store = store
                 return True
@@ -551,49 +591,49 @@ class NodeMonitor:
         return False
 
     def gather(self) -> None:
-        """Before the elastic launch, every node meets in the rendezvous store, in Python: node 0
-        hosts the store (torch's static rendezvous then shares its server: multi_tenant) and
-        waits until each peer has arrived, or has left a note that it failed or was stopped
-        before its launch (`announce_failure`). Torch's own rendezvous waits inside C++ for the
-        full RENDEZVOUS_TIMEOUT_SECONDS whatever happened to a peer; this wait fails the job the
-        moment a peer says why it will never come."""
+        """Before the elastic launch, every node meets in the rendezvous store, in Python: each
+        node marks its arrival, node 0 waits for every peer and the peers wait for node 0. Torch's
+        own rendezvous waits inside C++ for the full RENDEZVOUS_TIMEOUT_SECONDS whatever happened
+        to a node; this wait fails the job the moment a node says why it will never come (its
+        note, `announce_failure`), or its heartbeat has stopped for NODE_TIMEOUT_SECONDS (killed
+        without a word during its download), or it never checked in within JOIN_TIMEOUT_SECONDS,
+        or node 0's store went away."""
         if not self.peers:
             return
-        from torch.distributed import TCPStore
-
-        deadline = time.monotonic() + float(self.plan["rendezvous_timeout_seconds"])
+        self.open()
+        where = f"{self.plan['master_addr']}:{self.plan['master_port']}"
         if self.node != 0:
-            if not self._connect():
+            while not self.connected.wait(0.25):
+                self._check_stop()
+            if self.store is None:
                 raise NodeLostError(
-                    f"node {self.node} could not reach the rendezvous at {self.plan['master_addr']}:{self.plan['master_port']} "
-                    f"within {self.plan['rendezvous_timeout_seconds']:g} s; node 0 must be running and reachable there"
+                    f"node {self.node} could not reach node 0's rendezvous store at {where} within JOIN_TIMEOUT_SECONDS="
+                    f"{self.join_timeout:g} s: node 0's pod did not start, failed before its store opened, or MASTER_ADDR/MASTER_PORT do not reach it"
                 )
-            with self.lock:
-                self.store.set(self.key(f"arrived/{self.node}"), "1")
-            return
-        store = TCPStore(
-            self.plan["master_addr"],
-            int(self.plan["master_port"]),
-            is_master=True,
-            wait_for_workers=False,
-            multi_tenant=True,
-            timeout=datetime.timedelta(seconds=10),
-        )
-        with self.lock:
-            self.store = store
-        waiting = list(self.peers)
+            self._store_call(lambda: self.store.set(self.key(f"arrived/{self.node}"), "1"))
+            self._await([0])
+        else:
+            self._await(self.peers)
+            self._store_call(lambda: self.store.set(self.key("arrived/0"), "1"))
+
+    def _await(self, nodes: list[int]) -> None:
+        deadline = time.monotonic() + float(self.plan["rendezvous_timeout_seconds"])
+        waiting = list(nodes)
         while waiting:
-            for peer in list(waiting):
-                note = self._note_of(peer)
+            for node in list(waiting):
+                note_key, arrived_key = self.key(f"note/{node}"), self.key(f"arrived/{node}")
+                note = self._store_call(lambda k=note_key: json.loads(self.store.get(k)) if self.store.check([k]) else None)
                 if note is not None:
-                    raise _before_start(self.plan, peer, note)
-                with self.lock:
-                    if self.store.check([self.key(f"arrived/{peer}")]):
-                        waiting.remove(peer)
+                    raise _before_start(self.plan, node, note)
+                if self._store_call(lambda k=arrived_key: self.store.check([k])):
+                    waiting.remove(node)
+                    continue
+                absent = self._absence(node)
+                if absent is not None:
+                    raise NodeLostError(absent)
             if not waiting:
                 break
-            if os.path.exists(self.plan["stop_file"]):
-                raise NodeLostError("the job was asked to stop while node 0 waited for the other nodes to join")
+            self._check_stop()
             if time.monotonic() > deadline:
                 who = ", ".join(f"node {n}" for n in waiting)
                 raise NodeLostError(
@@ -603,10 +643,52 @@ class NodeMonitor:
                 )
             time.sleep(0.25)
 
+    def _check_stop(self) -> None:
+        if os.path.exists(self.plan["stop_file"]):
+            raise NodeLostError(f"the job was asked to stop while node {self.node} waited for the other nodes to join")
+
+    def _store_call(self, call: Any) -> Any:
+        """A store operation before the launch; on a node other than node 0, a store that fails
+        means node 0's process is gone (its job failed or was stopped: its completion says why)."""
+        try:
+            with self.lock:
+                return call()
+        except Exception as exc:  # noqa: BLE001 - the store's client does not reconnect: node 0 is gone
+            raise NodeLostError(
+                f"node 0's rendezvous store at {self.plan['master_addr']}:{self.plan['master_port']} went away before training started "
+                f"({type(exc).__name__}: {str(exc)[:200]}): node 0's job failed or was stopped, and its completion says why"
+            ) from None
+
+    def _absence(self, node: int) -> str | None:
+        """Why `node` will not come, from its heartbeat as this node's heartbeat thread saw it."""
+        now = time.monotonic()
+        seen = self.last_beats.get(node)
+        where = f"node {node} ({node_ranks(self.plan, node)})"
+        if seen is None or seen[0] <= 0:
+            if now - (self.checked_in_at or now) > self.join_timeout:
+                return (
+                    f"{where} never checked in at the rendezvous store on {self.plan['master_addr']}:{self.plan['master_port']} within "
+                    f"JOIN_TIMEOUT_SECONDS={self.join_timeout:g} s: its pod did not start, failed before its Python ran, or cannot reach "
+                    "MASTER_ADDR. Retry the job once every node can start"
+                )
+            return None
+        silent = now - seen[1]
+        if silent > float(self.plan["node_timeout_seconds"]):
+            return (
+                f"{where} stopped answering before training started: it checked in, then sent no heartbeat for {silent:.0f} s "
+                f"(NODE_TIMEOUT_SECONDS={float(self.plan['node_timeout_seconds']):g}): its process was killed or its machine left the "
+                "cluster during its dataset download or preparation; retry the job"
+            )
+        return None
+
     def _run(self) -> None:
-        if self.store is None and not self._connect():
-            return
-        while not self.stopping.wait(HEARTBEAT_SECONDS):
+        if self.store is None:
+            connected = self._connect()
+            self.connected.set()
+            if not connected:
+                return
+            self._say("checked in (its heartbeat runs until training ends)")
+        while True:
             try:
                 with self.lock:
                     self.store.add(self.key(f"beat/{self.node}"), 1)
@@ -614,6 +696,8 @@ class NodeMonitor:
                 self._watch_peers()
             except Exception as exc:  # noqa: BLE001 - node 0's store went away; the training itself will fail or finish
                 log.debug("heartbeat: %s", exc)
+            if self.stopping.wait(HEARTBEAT_SECONDS):
+                return
 
     def _leave_stop_note(self) -> None:
         stop_file = self.plan["stop_file"]
@@ -669,14 +753,16 @@ class NodeMonitor:
                 pass
         return seen
 
-    def leave_note(self, note: dict[str, Any]) -> None:
+    def leave_note(self, note: dict[str, Any]) -> bool:
         if self.store is None:
-            return
+            return False
         try:
             with self.lock:
                 self.store.set(self.key(f"note/{self.node}"), json.dumps(plain({**note, "node": self.node}), allow_nan=False))
+            return True
         except Exception as exc:  # noqa: BLE001 - node 0's store is gone: node 0 names this node from its silence
             log.debug("could not leave a note: %s", exc)
+            return False
 
     def _note_of(self, node: int) -> dict[str, Any] | None:
         key = self.key(f"note/{node}")
@@ -771,12 +857,45 @@ def _before_start(plan: DistributedParams, peer: int, note: dict[str, Any]) -> B
     )
 
 
+# This interpreter's check-in (one job per interpreter): the launch and a note before it reuse it.
+_CHECKED_IN: NodeMonitor | None = None
+
+
+def _monitor_for(plan: DistributedParams) -> NodeMonitor:
+    """The monitor this node checked in with, given the launch's plan, else a new one."""
+    monitor = _CHECKED_IN
+    if monitor is None or monitor.plan["run_id"] != plan["run_id"] or monitor.stopping.is_set():
+        return NodeMonitor(plan)
+    monitor.adopt(plan)
+    return monitor
+
+
+@entry
+def check_in(params: CheckInParams) -> CheckInAnswer:
+    """A node of a multi-node job checks in as soon as its Python runs, before its dataset
+    download: node 0 hosts the rendezvous store, every node starts beating in it (the peers
+    connect in the background, for up to JOIN_TIMEOUT_SECONDS). The launch continues from here."""
+    global _CHECKED_IN
+    plan = params["distributed"]
+    if plan["nnodes"] < 2:
+        return {"hosting": False}
+    monitor = _monitor_for(plan)
+    monitor.open()
+    _CHECKED_IN = monitor
+    return {"hosting": plan["node_rank"] == 0}
+
+
 def announce_failure(plan: DistributedParams, note: dict[str, Any], wait_seconds: float) -> bool:
     """A node other than node 0 that will not join (its own refusal, a download that failed, a
-    stop) leaves a note in node 0's rendezvous store, waiting up to `wait_seconds` for node 0
-    to host it; node 0's `gather` fails the job with it. False when node 0 never came."""
+    stop) leaves a note in node 0's rendezvous store, at once through its check-in's connection,
+    else waiting up to `wait_seconds` for node 0 to host it; node 0's `gather` fails the job with
+    it. False when node 0 never came (node 0 then notices this node's silence, or that it never
+    checked in)."""
     if plan["node_rank"] == 0 or plan["nnodes"] < 2:
         return False
+    checked_in = _CHECKED_IN
+    if checked_in is not None and checked_in.plan["run_id"] == plan["run_id"] and checked_in.store is not None and checked_in.leave_note(note):
+        return True
     from torch.distributed import TCPStore
 
     deadline = time.monotonic() + wait_seconds

@@ -22,7 +22,7 @@ import { describeUrl, redact } from '../../redact.js';
 import { downloadUrl } from '../../storage/download.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import type { StoredOutcome } from '../outcome.js';
-import { announceToNodeZero, distributedPlan, reportsJob } from '../distributed.js';
+import { announceToNodeZero, checkIn, distributedPlan, reportsJob } from '../distributed.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
@@ -116,6 +116,8 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     if (earlier?.finished) return await finishFromStorage(ctx, progress, earlier);
     const adapter = adapterFor(config.framework);
     const bridge = await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (b) => adapter.training.checkModel(b, config) });
+    // Before any download: node 0 hosts the rendezvous store, every node beats in it from now on.
+    await checkIn(bridge, distributedPlan(config), config.jobId);
     progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
     importFrameworkEarly(ctx, bridge, adapter);
     const data = await prepareDataset(ctx, adapter);
