@@ -73,15 +73,17 @@ const validationsOf = (run: ClassifierRun) => run.callbacks.filter((c) => c.kind
  * the same global batch: the gradients are averaged over as many images, but the ranks draw
  * their shards in another order than one process does (and BatchNorm, in resnet18 and YOLO, sees
  * half a batch per rank), so the validation loss is close, not equal. Every val image is counted
- * once (the shards are gathered, not padded). The tolerances are for 1 epoch of randomly
- * initialised tiny models on 4 val images (docs/scaling.md has what the runs here differed by).
+ * once (the shards are gathered, not padded). The runs are seeded and single-threaded, so the
+ * differences repeat; measured here (docs/scaling.md): timm 0.065, transformers 0.0001 (its ViT
+ * has no BatchNorm), ultralytics 0.003. The tolerances leave room for other CPUs' arithmetic.
  */
 const TIMM_LOSS_TOLERANCE = 0.35;
-const HF_LOSS_TOLERANCE = 0.35;
-const YOLO_LOSS_TOLERANCE = 0.35;
-function expectCloseTo(single: Record<string, any>, distributed: Record<string, any>, lossTolerance: number) {
+const HF_LOSS_TOLERANCE = 0.05;
+const YOLO_LOSS_TOLERANCE = 0.05;
+function expectCloseTo(single: Record<string, any>, distributed: Record<string, any>, lossTolerance: number, what: string) {
   expect(distributed.num_images_validated).toBe(single.num_images_validated);
   const loss = `validation loss ${distributed.metrics.loss} (2 processes) against ${single.metrics.loss} (1 process)`;
+  console.info(`${what}: ${loss}, accuracy ${distributed.metrics.accuracy} against ${single.metrics.accuracy}`);
   expect(Math.abs(distributed.metrics.loss - single.metrics.loss), loss).toBeLessThan(lossTolerance);
 }
 
@@ -92,7 +94,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
     const run = await jobs.run('dist-timm', { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', NPROC_PER_NODE: '2', ...ONE_THREAD });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 1, s3, backend);
     expectWorkers(run, 2);
-    expectCloseTo(validationsOf(single)[0]!, validations[0]!, TIMM_LOSS_TOLERANCE);
+    expectCloseTo(validationsOf(single)[0]!, validations[0]!, TIMM_LOSS_TOLERANCE, 'timm');
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
   }, 420_000);
@@ -110,7 +112,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
     const run = await jobs.run('dist-hf', { ...vit, NPROC_PER_NODE: '2' });
     const { validations, bestEpoch } = await expectCompleteClassifierRun(run, 1, s3, backend);
     expectWorkers(run, 2);
-    expectCloseTo(validationsOf(single)[0]!, validations[0]!, HF_LOSS_TOLERANCE);
+    expectCloseTo(validationsOf(single)[0]!, validations[0]!, HF_LOSS_TOLERANCE, 'transformers');
     const seen = await reevaluateBest(run);
     expect(seen.confusion_matrix).toEqual(validations[bestEpoch - 1]!.confusion_matrix);
     expect([...seen.metadata.class_names].sort()).toEqual([...CLASS_NAMES].sort());
@@ -125,7 +127,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
     expectWorkers(run, 2);
     const [v] = validationsOf(run);
     expect(v!.num_images_validated).toBe(4); // ultralytics validates on rank 0, every image once
-    expectCloseTo(validationsOf(single)[0]!, v!, YOLO_LOSS_TOLERANCE);
+    expectCloseTo(validationsOf(single)[0]!, v!, YOLO_LOSS_TOLERANCE, 'ultralytics');
     const best = join(scratch, 'dist-yolo-best.pt');
     await s3.storage().downloadFile('checkpoints/job-dist-yolo/best.pt', best);
     const images = join(scratch, 'dist-yolo-val.json');
