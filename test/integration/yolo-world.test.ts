@@ -173,6 +173,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
     const started = callbacks.find((c) => c.kind === 'event' && c.body.event_type === 'training_started');
     expect(started?.body.data).toMatchObject({ start_epoch: 1, epochs: 2 });
     expect(callbacks.filter((c) => c.kind === 'validation').map((c) => c.body.epoch)).toEqual([2]);
+    expect(callbacks.some((c) => c.kind === 'event' && c.body.event_type === 'text_encoder_downloaded')).toBe(true);
     expect(callbacks.at(-1)!.body).toMatchObject({ status: 'succeeded' });
   });
 });

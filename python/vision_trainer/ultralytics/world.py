@@ -50,8 +50,10 @@ class ClipTextEncoder:
         hf_logging.set_verbosity_error()
         try:
             # use_safetensors: a pickled pytorch_model.bin is refused, not loaded.
-            self.model = CLIPTextModelWithProjection.from_pretrained(str(root), use_safetensors=True, local_files_only=True).to(device).eval()
-            self.tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True)
+            self.model = (
+                CLIPTextModelWithProjection.from_pretrained(str(root), use_safetensors=True, local_files_only=True, trust_remote_code=False).to(device).eval()
+            )
+            self.tokenizer = AutoTokenizer.from_pretrained(str(root), local_files_only=True, trust_remote_code=False)
         except (OSError, ValueError, KeyError) as exc:
             raise ValueError(
                 f"{VARIABLE} is not a zip of a transformers CLIP save_pretrained folder with safetensors weights and tokenizer files "
