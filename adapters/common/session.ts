@@ -35,6 +35,8 @@ const CONFIG_ERRORS: Record<string, { variable: string; value: (r: OpenSessionRe
   CheckpointMismatchError: { variable: 'TASK_TYPE', value: (r) => r.config.taskType },
   FrameworkMismatchError: { variable: 'FRAMEWORK', value: (r) => r.config.framework },
   InferenceBackendError: { variable: 'INFERENCE_BACKEND', value: (r) => r.config.inferenceBackend },
+  PromptError: { variable: 'PROMPT_CHECKPOINT_PATH', value: (r) => r.config.promptCheckpointPath },
+  Sam2WeightsError: { variable: 'CHECKPOINT_PATH', value: (r) => r.config.checkpointPath },
 };
 
 function sessionParams(request: OpenSessionRequest): SessionParams {
@@ -50,6 +52,8 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     xai: request.xai ? { method: request.xai.method, layers: request.xai.layers ?? null, samples: request.xai.samples ?? null } : null,
     inference_backend: config.inferenceBackend,
     graph_dir: request.graphDir,
+    prompt_checkpoint: request.promptCheckpointPath ?? null,
+    dataset_classes: request.datasetClasses ?? null,
   };
 }
 

@@ -273,6 +273,11 @@ class XaiParams(TypedDict):
     samples: NotRequired[int | None]
 
 
+class DatasetClasses(TypedDict):
+    ids: list[int]
+    names: list[str]
+
+
 class SessionParams(TypedDict):
     checkpoint: str
     task_type: str
@@ -284,6 +289,8 @@ class SessionParams(TypedDict):
     xai: XaiParams | None
     inference_backend: Literal["pytorch", "onnx", "openvino"]
     graph_dir: str
+    prompt_checkpoint: NotRequired[str | None]
+    dataset_classes: NotRequired[DatasetClasses | None]
 
 
 class BatchItem(TypedDict):
@@ -321,6 +328,7 @@ class ModelInfo(TypedDict):
     xai_layers: list[str]
     prediction_confidence: float
     inference_backend: InferenceBackendInfo
+    prompts: NotRequired[Literal["ground_truth_boxes", "detector"] | None]
 
 
 class BatchAnswer(TypedDict):

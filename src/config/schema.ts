@@ -210,6 +210,10 @@ export const InferConfigSchema = z
     if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
       problem(ctx, ['imagePaths'], 'INFERENCE_TYPE=inference_job needs IMAGE_PATHS (JSON list of s3:// paths) or DATASET_ID');
     }
+    if (c.promptCheckpointPath && c.inferenceType === 'test_run')
+      problem(ctx, ['promptCheckpointPath'], 'is for inference jobs: a test run prompts SAM 2 with the ground-truth boxes; unset it');
+    if (c.promptCheckpointPath && c.taskType !== 'instance_segmentation')
+      problem(ctx, ['promptCheckpointPath'], `prompts SAM 2, which segments instances: set TASK_TYPE=instance_segmentation (not ${c.taskType})`);
     // Refused before any download: no explanation method covers a per-pixel class map yet.
     if (c.enableXai && c.taskType === 'semantic_segmentation')
       problem(ctx, ['enableXai'], 'no XAI_METHOD explains semantic_segmentation models yet (each pixel is its own prediction); set ENABLE_XAI=false');
@@ -320,6 +324,8 @@ export interface InferConfig extends Common {
   inferenceType: 'test_run' | 'inference_job';
   framework?: Framework;
   checkpointPath: string;
+  /** SAM 2 inference jobs: the detector checkpoint whose boxes prompt it. */
+  promptCheckpointPath?: string;
   datasetId?: string;
   snapshotId?: string;
   testSplit: 'train' | 'val' | 'test';

@@ -59,6 +59,7 @@ export function checkModelForTask(framework: Framework, taskType: TaskType, mode
         ? undefined
         : `${modelName} (YOLO-World) detects boxes only (TASK_TYPE=object_detection); for ${taskType} use a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
     }
+    if (/^sam/i.test(modelName)) return samRefusal(modelName, taskType);
     if (/^(yolo_world|yolo-world|sam)/i.test(modelName)) {
       return `${modelName} is an open-vocabulary/segment-anything model, which this runtime does not fine-tune; use yolo_world_v2_s or yolo_world_v2_m (object_detection) or a yolo11 model (e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''})`;
     }
@@ -72,6 +73,19 @@ export function checkModelForTask(framework: Framework, taskType: TaskType, mode
     return `zero_shot_classification needs a CLIP-style model (e.g. clip-vit-base-patch32), not ${modelName}`;
   }
   return undefined;
+}
+
+/**
+ * SAM 2 (sam2_t, sam2_s) is a promptable mask model: nothing here fine-tunes it (its trainer needs
+ * prompts sampled from masks and a video memory this runtime does not build) and its image
+ * encoder + prompt decoder pair is not one graph the export formats hold. It runs in `infer` jobs.
+ */
+function samRefusal(modelName: string, taskType: TaskType): string {
+  return (
+    `${modelName} (Segment Anything) is neither trained nor exported by this runtime: SAM 2 runs in inference only ` +
+    '(vision-trainer infer, TASK_TYPE=instance_segmentation, CHECKPOINT_PATH = sam2_t or sam2_s weights; a test run prompts it with the ground-truth boxes, ' +
+    `an inference job with the boxes of PROMPT_CHECKPOINT_PATH's detector). To train or export ${taskType} use a yolo11 model, e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''}`
+  );
 }
 
 /** The metric that decides the best epoch/checkpoint for a task. */

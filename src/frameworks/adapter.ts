@@ -144,6 +144,10 @@ export interface OpenSessionRequest {
   xai?: { method: XaiMethod; layers: string[] | undefined; samples?: number };
   /** A folder of the job's work folder where INFERENCE_BACKEND=onnx|openvino writes its graph. */
   graphDir: string;
+  /** The downloaded PROMPT_CHECKPOINT_PATH: a detector whose boxes prompt a SAM 2 checkpoint. */
+  promptCheckpointPath?: string;
+  /** Test runs: the test dataset's classes, which a model without classes of its own (SAM 2) reports. */
+  datasetClasses?: { ids: number[]; names: string[] };
 }
 
 export interface BatchOutcome {

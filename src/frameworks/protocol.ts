@@ -332,6 +332,10 @@ export const SessionParamsSchema = z.object({
   inference_backend: z.enum(INFERENCE_BACKENDS),
   /** A folder of the job's work folder for the exported graph. */
   graph_dir: z.string(),
+  /** SAM 2 inference jobs: the downloaded PROMPT_CHECKPOINT_PATH, a detector whose boxes prompt it. */
+  prompt_checkpoint: z.string().nullable().optional(),
+  /** Test runs: the test dataset's classes (ids and names in its order), the classes of a model that has none of its own (SAM 2). */
+  dataset_classes: z.object({ ids: z.array(Int), names: z.array(z.string()) }).nullable().optional(),
 });
 
 /**

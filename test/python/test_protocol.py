@@ -75,6 +75,7 @@ def test_every_typed_dict_has_a_schema():
         "TrainerArgProblem",
         "BestSoFar",
         "XaiParams",
+        "DatasetClasses",
         "InferenceBackendInfo",
         "OutputFile",
         "TensorInfo",

@@ -115,7 +115,7 @@ describe('configFromEnv (train)', () => {
     e = configError(() => configFromEnv('train', { ...base, MODEL_NAME: 'resnet18' }));
     expect(e.problems[0]!.message).toMatch(/timm does not train object_detection; use FRAMEWORK=ultralytics/);
     e = configError(() => configFromEnv('train', { ...base, MODEL_NAME: 'sam2_t' }));
-    expect(e.problems[0]!.message).toMatch(/unknown ultralytics model|segment-anything/);
+    expect(e.problems[0]!.message).toMatch(/sam2_t \(Segment Anything\) is neither trained nor exported by this runtime: SAM 2 runs in inference only/);
     expect(configFromEnv('train', { ...base, TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18' }).framework).toBe('timm');
     expect(configFromEnv('train', { ...base, TASK_TYPE: 'zero_shot_classification', MODEL_NAME: 'clip-vit-base-patch32' }).framework).toBe('huggingface');
     // Semantic segmentation is transformers' (SegFormer); a YOLO name for it names the framework that can.
@@ -168,6 +168,23 @@ describe('configFromEnv (infer, export)', () => {
     expect(c.imagePaths).toEqual(['s3://b/x.jpg']);
     expect(c.xaiTargetLayers).toEqual(['model.9']);
     expect(c.confidenceThreshold).toBe(0.25);
+  });
+
+  it('SAM 2: training and export refused naming what works; PROMPT_CHECKPOINT_PATH for instance-segmentation inference jobs only', () => {
+    for (const [mode, env] of [
+      ['train', { ...base, TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'sam2_s' }],
+      ['export', { ...base, TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'sam2_t', EXPORT_FORMAT: 'onnx', CHECKPOINT_PATH: infer.CHECKPOINT_PATH }],
+    ] as const) {
+      const e = configError(() => configFromEnv(mode, env));
+      expect(e.exitCode).toBe(2);
+      expect(e.problems[0]).toMatchObject({ variable: 'MODEL_NAME', message: expect.stringMatching(/inference only .*PROMPT_CHECKPOINT_PATH.*use a yolo11 model, e\.g\. yolo11n-seg$/) });
+    }
+    const job = { ...infer, TASK_TYPE: 'instance_segmentation', INFERENCE_TYPE: 'inference_job', PROMPT_CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-7/best.pt' };
+    expect(configFromEnv('infer', job).promptCheckpointPath).toBe('s3://vision-platform/checkpoints/job-7/best.pt');
+    const problems = (env: Record<string, string>) => configError(() => configFromEnv('infer', env)).problems;
+    expect(problems({ ...job, INFERENCE_TYPE: 'test_run' })[0]).toMatchObject({ variable: 'PROMPT_CHECKPOINT_PATH', message: expect.stringMatching(/ground-truth boxes/) });
+    expect(problems({ ...job, TASK_TYPE: 'object_detection' })[0]).toMatchObject({ variable: 'PROMPT_CHECKPOINT_PATH', message: expect.stringMatching(/TASK_TYPE=instance_segmentation/) });
+    expect(problems({ ...job, PROMPT_CHECKPOINT_PATH: 'https://x/y.pt' })[0]).toMatchObject({ variable: 'PROMPT_CHECKPOINT_PATH' });
   });
 
   it('validates export settings', () => {

@@ -100,7 +100,11 @@ class Session:
                 "or not by vision-trainer): its output indices are reported as the class ids"
             )
         if params.get("evaluate"):
-            if self.backend.task == "classify":
+            if getattr(self.backend, "prompted", False):
+                from ..ultralytics.sam import PromptedMaskEvaluator
+
+                self.evaluator = PromptedMaskEvaluator(self.backend.names)
+            elif self.backend.task == "classify":
                 self.evaluator = ClassificationEvaluator(self.backend.names)
             elif self.backend.task == "semantic":
                 self.evaluator = SemanticEvaluator([self.backend.names[i] for i in sorted(self.backend.names)])
@@ -147,14 +151,14 @@ class Session:
         if prefetch:
             self.prefetcher.start(prefetch)
         try:
-            results: list[Any] = list(self.backend.predict(paths, self.predict_conf, loaded))
+            results: list[Any] = self._predict(items, loaded)
         except Exception as batch_error:  # one unreadable image must not sink its whole batch
             if is_out_of_memory(batch_error):
                 raise
             results = []
-            for path in paths:
+            for item in items:
                 try:
-                    results.append(self.backend.predict([path], self.predict_conf)[0])
+                    results.append(self._predict([item])[0])
                 except Exception as exc:  # noqa: BLE001
                     results.append(exc)
             if len(paths) > 1 and all(isinstance(r, Exception) for r in results):
@@ -162,6 +166,12 @@ class Session:
         seconds = time.perf_counter() - started
         images = [self._one(item, r) if not isinstance(r, Exception) else {"error": f"{type(r).__name__}: {r}"} for item, r in zip(items, results, strict=True)]
         return {"images": images, "inference_seconds": seconds}
+
+    def _predict(self, items: list[dict], loaded=None) -> list[Any]:
+        """A prompted backend (SAM 2) takes the items, whose ground truth may be its prompts."""
+        if getattr(self.backend, "prompted", False):
+            return self.backend.predict_items(items, self.predict_conf)
+        return list(self.backend.predict([item["path"] for item in items], self.predict_conf, loaded))
 
     def _one(self, item: dict, result) -> dict:
         width, height = self.backend.image_size(result)

@@ -357,18 +357,29 @@ class UltralyticsBackend:
 
 @entry
 def recognizes(params: CheckpointParams) -> bool:
-    """Whether an ultralytics run wrote the checkpoint (asked when FRAMEWORK is not set). Nothing
-    is unpickled to find out: the pickle's opcodes name ultralytics classes. Loading it later
-    refuses whatever else it names (safe_load)."""
+    """Whether an ultralytics run wrote the checkpoint, or it holds SAM 2 weights (asked when
+    FRAMEWORK is not set). Nothing is unpickled to find out whether it is a YOLO checkpoint: the
+    pickle's opcodes name ultralytics classes. Loading it later refuses whatever else it names
+    (safe_load). SAM 2 weights are a plain state dict, read weights_only."""
     from ..safe_load import pickle_globals
+    from .sam import read_state
 
-    return any(name.startswith("ultralytics.") for name in pickle_globals(params["checkpoint"]) or ())
+    names = pickle_globals(params["checkpoint"])
+    if any(name.startswith("ultralytics.") for name in names or ()):
+        return True
+    return names is not None and read_state(params["checkpoint"]) is not None
 
 
 @entry
 def open_session(params: SessionParams) -> ModelInfo:
     from ..common.classifier_infer import read_checkpoint_framework
+    from .sam import Sam2Backend, read_state
 
+    sam2 = read_state(params["checkpoint"])
+    if sam2 is not None:
+        configure_offline()
+        prepare_fonts()
+        return open_with(Sam2Backend(params["checkpoint"], sam2, params), params)
     try:
         backend = UltralyticsBackend(params["checkpoint"], params)
     except Exception:

@@ -275,5 +275,6 @@ function isCorrect(r: ImageResult): boolean | null {
   if (!e) return null;
   if ('correct' in e) return e.correct;
   if ('pixel_accuracy' in e) return null; // a map is neither right nor wrong: its IoUs say how good
+  if ('objects' in e) return e.objects.every((o) => o.iou >= 0.5); // SAM 2: every prompted mask covers its object
   return e.missed.length === 0 && e.false_positives.length === 0 && e.wrong_class.length === 0;
 }

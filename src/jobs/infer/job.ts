@@ -13,7 +13,7 @@
 import type { InferConfig } from '../../config/schema.js';
 import { ConfigError, DatasetError, ExitCode, type ConfigProblem, StorageError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { InferenceEvent } from '../../events.js';
-import { adapterFor, chooseFramework, type InferenceSession, pythonEnvFor } from '../../frameworks/index.js';
+import { adapterFor, chooseFramework, type InferenceSession, type OpenSessionRequest, pythonEnvFor } from '../../frameworks/index.js';
 import { checkUrl, jobUrlPolicy } from '../../net/url-guard.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobContext, JobDefinition } from '../context.js';
@@ -135,6 +135,10 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
       ctx.work.sub('checkpoint'),
     );
     logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
+    const prompt = config.promptCheckpointPath
+      ? await fetchCheckpoint(ctx.storage, { variable: 'PROMPT_CHECKPOINT_PATH', uri: config.promptCheckpointPath, mode: 'infer' }, ctx.work.sub('prompt-checkpoint'))
+      : undefined;
+    if (prompt) logger.info(`Prompt detector downloaded: ${config.promptCheckpointPath} (${(prompt.bytes / 1024 / 1024).toFixed(1)} MB)`);
     stop.throwIfRequested();
 
     // 2. Images
@@ -144,7 +148,10 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
 
     // 3. Model
     logger.stage('Loading Model');
-    session = await openSession(ctx, checkpoint.path);
+    session = await openSession(ctx, checkpoint.path, {
+      ...(prompt ? { promptCheckpointPath: prompt.path } : {}),
+      ...(images.dataset ? { datasetClasses: { ids: images.dataset.classes.map((c) => c.id), names: images.dataset.classes.map((c) => c.name) } } : {}),
+    });
     const model = session.info;
     const explainer = config.enableLlmExplanation
       ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger, policy: jobUrlPolicy(config) })
@@ -199,6 +206,7 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
     }
   };
   checkUri('CHECKPOINT_PATH', config.checkpointPath);
+  if (config.promptCheckpointPath) checkUri('PROMPT_CHECKPOINT_PATH', config.promptCheckpointPath);
   if (config.enableLlmExplanation && config.openai.baseUrl) {
     try {
       checkUrl(jobUrlPolicy(config), config.openai.baseUrl, 'OPENAI_BASE_URL');
@@ -210,8 +218,16 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
   return problems;
 }
 
-/** The framework (FRAMEWORK, or read from the checkpoint) opens a session on the checkpoint. */
-async function openSession(ctx: InferContext, checkpointPath: string): Promise<InferenceSession> {
+/**
+ * The framework (FRAMEWORK, or read from the checkpoint) opens a session on the checkpoint.
+ * `prompts`: PROMPT_CHECKPOINT_PATH's detector and the test dataset's classes, which only a
+ * prompted model (SAM 2) uses; a detector given to any other model is refused.
+ */
+async function openSession(
+  ctx: InferContext,
+  checkpointPath: string,
+  prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses'>,
+): Promise<InferenceSession> {
   const { config } = ctx;
   const bridge = await ctx.bridge;
   const framework = await chooseFramework(config, 'infer', bridge, checkpointPath);
@@ -220,9 +236,23 @@ async function openSession(ctx: InferContext, checkpointPath: string): Promise<I
     config,
     evaluate: config.inferenceType === 'test_run',
     graphDir: ctx.work.sub('graph'),
+    ...prompts,
     ...(config.enableXai ? { xai: { method: config.xaiMethod, layers: config.xaiTargetLayers, samples: config.xaiSamples } } : {}),
   });
   const model = session.info;
+  if (config.promptCheckpointPath && model.prompts !== 'detector') {
+    await session.close().catch(() => {});
+    throw new ConfigError(
+      [
+        {
+          variable: 'PROMPT_CHECKPOINT_PATH',
+          value: config.promptCheckpointPath,
+          message: `prompts SAM 2 weights only, and CHECKPOINT_PATH holds a ${framework} ${model.task} model (${model.model_name ?? model.architecture}); unset it`,
+        },
+      ],
+      'infer',
+    );
+  }
   const xai = config.enableXai ? `; XAI ${config.xaiMethod} on ${model.xai_layers.join(', ')}` : '';
   const ran = model.inference_backend;
   const exported = ran.export_seconds === null ? '' : `, exported in ${ran.export_seconds.toFixed(1)} s`;

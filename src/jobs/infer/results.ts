@@ -53,6 +53,8 @@ export const DetectedObjectSchema = z.object({
   segmentation: z.array(z.array(Pixel)).optional(),
   /** Pose: one `[x, y, confidence]` per keypoint, in the model's keypoint order. */
   keypoints: z.array(Point3).optional(),
+  /** SAM 2: the mask's own predicted IoU (bbox, class and confidence are its prompt's). */
+  mask_score: Score.optional(),
 });
 
 export const DetectionPredictionsSchema = z.object({ boxes: z.array(DetectedObjectSchema) });
@@ -143,8 +145,20 @@ export const SemanticImageMetricsSchema = z.object({
   class_iou: z.array(z.object({ class_id: Count, class_name: z.string(), iou: Score })),
 });
 
+/** SAM 2 prompted by the ground-truth boxes: the mask IoU of each object (ground_truth: its index). */
+export const PromptedMaskImageMetricsSchema = z.object({
+  /** Mean of the objects' mask IoU; null without an outlined object. */
+  mask_iou: Metric,
+  objects: z.array(z.object({ ground_truth: Count, class_id: Count, class_name: z.string(), iou: Score })),
+});
+
 /** The design's per-image `metrics` ("IoU, precision, recall" for detection, correct/incorrect for classification; pixel accuracy and IoU for semantic segmentation). */
-export const ImageMetricsSchema = z.union([DetectionImageMetricsSchema, ClassificationImageMetricsSchema, SemanticImageMetricsSchema]);
+export const ImageMetricsSchema = z.union([
+  DetectionImageMetricsSchema,
+  ClassificationImageMetricsSchema,
+  SemanticImageMetricsSchema,
+  PromptedMaskImageMetricsSchema,
+]);
 
 // ---------------------------------------------------------------------------------------------
 // Explanations
@@ -294,6 +308,8 @@ export const ModelInfoSchema = z.object({
   /** Lowest confidence the model was asked for (test runs go down to 0.001 for mAP). */
   prediction_confidence: Score,
   inference_backend: InferenceBackendInfoSchema,
+  /** A prompted model's prompts (SAM 2): the test run's ground-truth boxes, or PROMPT_CHECKPOINT_PATH's detector. Absent for other models. */
+  prompts: z.enum(['ground_truth_boxes', 'detector']).nullable().optional(),
 });
 
 export const InferenceResultsSchema = z.object({
