@@ -3,6 +3,7 @@
  * litert/tflite, tensorrt). Python side: python/vision_trainer/ultralytics/export.py.
  */
 import type { TaskType } from '../../src/config/tasks.js';
+import { ConfigError, PythonError } from '../../src/errors.js';
 import type { ExportAdapter, ExportRequest, ProcessingOptions } from '../../src/frameworks/adapter.js';
 import { type UltralyticsFacts, UltralyticsExportParamsSchema, UltralyticsFactsSchema } from '../../src/frameworks/protocol.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
@@ -69,7 +70,11 @@ export const ultralyticsExport: ExportAdapter = {
   checkFormat: (bridge, format, device) => checkFormat(bridge, PYTHON, format, device),
 
   async describe(bridge, checkpointPath) {
-    const f = await bridge.call(PYTHON.describe, { checkpoint: checkpointPath });
+    const f = await bridge.call(PYTHON.describe, { checkpoint: checkpointPath }).catch((err: unknown) => {
+      if (err instanceof PythonError && err.pythonType === 'Sam2WeightsError')
+        throw new ConfigError([{ variable: 'CHECKPOINT_PATH', message: err.message.slice(err.pythonType.length + 2) }], 'export');
+      throw err;
+    });
     return {
       framework: 'ultralytics',
       taskType: f.task_type,

@@ -335,7 +335,10 @@ export const SessionParamsSchema = z.object({
   /** SAM 2 inference jobs: the downloaded PROMPT_CHECKPOINT_PATH, a detector whose boxes prompt it. */
   prompt_checkpoint: z.string().nullable().optional(),
   /** Test runs: the test dataset's classes (ids and names in its order), the classes of a model that has none of its own (SAM 2). */
-  dataset_classes: z.object({ ids: z.array(Int), names: z.array(z.string()) }).nullable().optional(),
+  dataset_classes: z
+    .object({ ids: z.array(Int), names: z.array(z.string()) })
+    .nullable()
+    .optional(),
 });
 
 /**

@@ -2,8 +2,10 @@
  * Test runs and inference jobs through the CLI, as the platform runs them: SeaweedFS for
  * storage, the real callback receiver, an OpenAI-compatible server for explanations, and
  * checkpoints trained a moment before by `vision-trainer train` (ultralytics detection and
- * classification).
+ * classification). SAM 2 runs on randomly initialised sam2_t weights, prompted by the ground truth
+ * and by the detector trained here.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,13 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
 import { StoredOutcomeSchema } from '../../src/jobs/outcome.js';
+import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli, startCli } from '../helpers/cli.js';
+import { uploadDataset } from '../helpers/datasets.js';
 import { expectDatasetIds, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
 import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
+import { jobEnv } from '../helpers/job-env.js';
 import { useS3Server } from '../helpers/s3.js';
-import { contractClassIds } from '../helpers/synthetic.js';
+import { contractClassIds, writeSyntheticDataset } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
@@ -495,5 +500,132 @@ describe('vision-trainer infer: refused before any image is processed', () => {
     const result = await testRun('no-checkpoint', { CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-nope/best.pt` });
     expect(result.code).toBe(4);
     expect(bodyOf('no-checkpoint', 'testRunDone')!.error_message).toContain('checkpoints/job-nope/best.pt does not exist');
+  });
+});
+
+describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t weights: no hub here)', () => {
+  const storage = () => s3.storage();
+  let samUri: string;
+  let segmentation: { datasetId: string; ids: number[]; names: string[] };
+
+  beforeAll(async () => {
+    // The weights file as SAM 2's release holds it ({"model": state dict}), built offline.
+    const out = join(mkdtempSync(join(tmpdir(), 'vt-sam2-')), 'sam2_t.pt');
+    const built = spawnSync(defaultPythonBin(), [join(PROJECT_ROOT, 'test/integration/sam2-fixtures.py'), out], { encoding: 'utf8' });
+    expect(built.status, built.stderr.slice(-3000)).toBe(0);
+    await storage().uploadFile(out, 'models/sam2/sam2_t.pt');
+    samUri = `s3://${s3.config.bucket}/models/sam2/sam2_t.pt`;
+    // Outlined objects of the detector's classes and ids (circle 7, square 3, triangle 11).
+    const dir = mkdtempSync(join(tmpdir(), 'vt-sam2-ds-'));
+    const ds = writeSyntheticDataset(dir, { taskType: 'instance_segmentation', count: 8, classIds: contractClassIds(3), seed: 5 });
+    await uploadDataset(storage(), 'ds-sam2', dir, 'zip');
+    segmentation = { datasetId: 'ds-sam2', ids: ds.classIds, names: ds.classNames };
+  }, 300_000);
+
+  const sam = (jobId: string, extra: Record<string, string>) =>
+    runCli(['infer'], inferEnv(s3, backend, jobId, { TASK_TYPE: 'instance_segmentation', CHECKPOINT_PATH: samUri, IMAGE_SIZE: '64', ...extra }), {
+      timeoutMs: 240_000,
+    });
+  type Box = { bbox: number[]; class_id: number; class_name: string; confidence: number; mask_score: number; segmentation: number[][] };
+
+  it('test run prompted by the ground-truth boxes: one mask per object, mask IoU per object, per class (dataset ids) and overall; overlays', async () => {
+    const jobId = 'tr-sam2';
+    const result = await sam(jobId, { INFERENCE_TYPE: 'test_run', DATASET_ID: segmentation.datasetId });
+    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    expectAllCallbacksAccepted();
+    const done = bodyOf(jobId, 'testRunDone')!;
+    const doc = await readResults(storage(), `test_runs/${jobId}/results.json`);
+    expect(doc.model).toMatchObject({ framework: 'ultralytics', task: 'segment', model_name: 'sam2_t', prompts: 'ground_truth_boxes', class_ids_stored: true });
+    expect(doc.model.class_ids).toEqual(segmentation.ids);
+    expect(doc.model.class_names).toEqual(segmentation.names);
+    expect(doc.results.length).toBeGreaterThan(0);
+
+    // Each object's prompt is its own box: the prediction carries the box, class and id it was given.
+    const perClass = new Map<number, number[]>();
+    for (const r of doc.results) {
+      const truth = (r.ground_truth as { objects: Array<{ bbox: number[]; class_id: number; class_name: string }> }).objects;
+      const boxes = (r.predictions as { boxes: Box[] }).boxes;
+      const metrics = r.metrics as { mask_iou: number | null; objects: Array<{ ground_truth: number; class_id: number; class_name: string; iou: number }> };
+      expect(boxes).toHaveLength(truth.length);
+      boxes.forEach((b, i) => {
+        truth[i]!.bbox.forEach((v, k) => expect(b.bbox[k]).toBeCloseTo(v, 3));
+        expect([b.class_id, b.class_name]).toEqual([truth[i]!.class_id, truth[i]!.class_name]);
+        expect(b.mask_score).toBeGreaterThanOrEqual(0);
+        expect(b.mask_score).toBeLessThanOrEqual(1);
+        for (const outline of b.segmentation) expect(outline.length % 2).toBe(0);
+      });
+      expect(metrics.objects.map((o) => o.ground_truth)).toEqual(truth.map((_, i) => i));
+      for (const o of metrics.objects) {
+        expect([o.class_id, o.class_name]).toEqual([truth[o.ground_truth]!.class_id, truth[o.ground_truth]!.class_name]);
+        perClass.set(o.class_id, [...(perClass.get(o.class_id) ?? []), o.iou]);
+      }
+      const mean = metrics.objects.reduce((s, o) => s + o.iou, 0) / metrics.objects.length;
+      expect(metrics.mask_iou).toBeCloseTo(mean, 9);
+    }
+    // The run's tables are the per-image IoUs aggregated: per class (ascending dataset id), overall, and the matrix.
+    const all = [...perClass.values()].flat();
+    const meanOf = (v: number[]) => v.reduce((s, x) => s + x, 0) / v.length;
+    expect(done.overall_metrics.mask_iou).toBeCloseTo(meanOf(all), 9);
+    expect(done.overall_metrics.mIoU).toBeCloseTo(meanOf([...perClass.values()].map(meanOf)), 9);
+    expect(done.overall_metrics.mask_recall50).toBeCloseTo(all.filter((v) => v >= 0.5).length / all.length, 9);
+    expect(done.per_class_metrics.map((p: { class_id: number }) => p.class_id)).toEqual([...segmentation.ids].sort((a, b) => a - b));
+    for (const row of done.per_class_metrics as Array<{ class_id: number; iou: number | null; support: number }>) {
+      const ious = perClass.get(row.class_id) ?? [];
+      expect(row.support).toBe(ious.length);
+      if (ious.length) expect(row.iou).toBeCloseTo(meanOf(ious), 9);
+    }
+    const hits = (done.confusion_matrix as number[][]).reduce((s, row, i) => s + (i < row.length - 1 ? row[i]! : 0), 0);
+    expect(hits).toBe(all.filter((v) => v >= 0.5).length);
+    expect(done.confusion_matrix_class_ids).toEqual([...[...segmentation.ids].sort((a, b) => a - b), null]);
+    expect(await pngsUnder(storage(), `test_runs/${jobId}/visualizations/`)).toHaveLength(doc.results.length);
+  });
+
+  it("inference job prompted by PROMPT_CHECKPOINT_PATH's detector: one mask per detection, with the detection's class id and confidence", async () => {
+    const jobId = 'ij-sam2';
+    const images = (await loadDataset(detector.dataset.root, { taskType: 'object_detection' })).images.slice(0, 2);
+    const uris: string[] = [];
+    for (const [i, image] of images.entries()) {
+      await storage().uploadFile(image.path, `inference-inputs/${jobId}/photo-${i}.png`);
+      uris.push(`s3://${s3.config.bucket}/inference-inputs/${jobId}/photo-${i}.png`);
+    }
+    const result = await sam(jobId, {
+      INFERENCE_TYPE: 'inference_job',
+      PROMPT_CHECKPOINT_PATH: detector.checkpointUri,
+      IMAGE_PATHS: JSON.stringify(uris),
+      CONFIDENCE_THRESHOLD: '0.001',
+    });
+    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    expectAllCallbacksAccepted();
+    expect(bodyOf(jobId, 'inferenceJobDone')).toMatchObject({ status: 'succeeded' });
+    const doc = await readResults(storage(), `inference_jobs/${jobId}/results.json`);
+    expect(doc.model).toMatchObject({ model_name: 'sam2_t', prompts: 'detector', class_ids_stored: true });
+    expect(doc.model.class_ids).toEqual(expect.arrayContaining(detector.dataset.classIds));
+    const boxes = doc.results.flatMap((r) => (r.predictions as { boxes: Box[] }).boxes);
+    expect(boxes.length).toBeGreaterThan(0);
+    for (const b of boxes) {
+      expect(detector.dataset.classNames[detector.dataset.classIds.indexOf(b.class_id)]).toBe(b.class_name);
+      expect(b.confidence).toBeGreaterThan(0.001);
+      expect(Array.isArray(b.segmentation)).toBe(true);
+    }
+    expect(doc.results.every((r) => r.ground_truth === null && r.metrics === null && r.error === null)).toBe(true);
+    expect(await pngsUnder(storage(), `inference_jobs/${jobId}/visualizations/`)).toHaveLength(2);
+  });
+
+  it('refused with exit 2 naming the variable: SAM 2 without a detector, a detector without SAM 2, SAM 2 weights to export', async () => {
+    const images = { INFERENCE_TYPE: 'inference_job', IMAGE_PATHS: JSON.stringify([`s3://${s3.config.bucket}/inference-inputs/ij-sam2/photo-0.png`]) };
+    const unprompted = await sam('sam2-unprompted', images);
+    expect(unprompted.code, unprompted.stdout.slice(-3000)).toBe(2);
+    expect(bodyOf('sam2-unprompted', 'inferenceJobDone')!.error_message).toMatch(/PROMPT_CHECKPOINT_PATH.*SAM 2 segments what a prompt points at/s);
+    const yolo = await sam('sam2-not-sam', { ...images, CHECKPOINT_PATH: detector.checkpointUri, PROMPT_CHECKPOINT_PATH: detector.checkpointUri });
+    expect(yolo.code, yolo.stdout.slice(-3000)).toBe(2);
+    expect(bodyOf('sam2-not-sam', 'inferenceJobDone')!.error_message).toMatch(/PROMPT_CHECKPOINT_PATH.*prompts SAM 2 weights only/s);
+    // MODEL_NAME=sam2_* is refused before Python starts (unit tests); weights named as another model are refused when read.
+    const exported = await runCli(
+      ['export'],
+      jobEnv(s3, backend, 'sam2-export', { TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'yolo11n-seg', EXPORT_FORMAT: 'onnx', CHECKPOINT_PATH: samUri }),
+      { timeoutMs: 240_000 },
+    );
+    expect(exported.code, exported.stdout.slice(-3000)).toBe(2);
+    expect(bodyOf('sam2-export', 'exportDone')!.error_message).toMatch(/CHECKPOINT_PATH.*SAM 2 weights, which this runtime does not export/s);
   });
 });

@@ -4,7 +4,6 @@ results.json carries, and what a weights file is recognised as (without building
 import numpy as np
 import pytest
 import torch
-
 from vision_trainer.ultralytics.sam import PromptedMaskEvaluator, Sam2WeightsError, mask_iou, outlines, read_state, variant_of
 
 
@@ -27,34 +26,40 @@ def test_mask_iou_known_values():
 
 
 def test_evaluator_per_object_per_class_and_matrix():
-    # Two classes; image 1: a perfect mask (class 0) and a half-covering one (class 1);
-    # image 2: an empty mask for a class-0 object (a miss).
+    # Two classes; image 1: a perfect mask (class 0, score 0.9) and one covering 66 of the
+    # object's 121 pixels (class 1, IoU 0.545); image 2: an empty mask for a class-0 object, the
+    # one SAM scored highest (0.95): a miss ranked first.
     ev = PromptedMaskEvaluator({0: "cat", 1: "dog"})
     truth = {"classes": [0, 1], "segmentations": [square(0, 0, 10, 10), square(20, 0, 30, 10)]}
     predicted = np.stack([box_mask(0, 0, 10, 10), box_mask(20, 0, 25, 10)])
-    one = ev.add("a", 40, 30, truth, {"masks": predicted, "classes": np.array([0, 1])})
-    ious = [o["iou"] for o in one["objects"]]
-    assert ious[0] == pytest.approx(1.0, abs=0.02)
-    assert 0.45 < ious[1] < 0.6  # the outline's filled polygon vs half of it
-    assert one["mask_iou"] == pytest.approx(np.mean(ious))
-    two = ev.add("b", 40, 30, {"classes": [0], "segmentations": [square(5, 5, 15, 15)]}, {"masks": np.zeros((1, 30, 40), bool), "classes": np.array([0])})
+    one = ev.add("a", 40, 30, truth, {"masks": predicted, "scores": np.array([0.9, 0.8])})
+    assert [o["iou"] for o in one["objects"]] == [pytest.approx(1.0), pytest.approx(66 / 121)]
+    assert one["mask_iou"] == pytest.approx((1 + 66 / 121) / 2)
+    empty = {"masks": np.zeros((1, 30, 40), bool), "scores": np.array([0.95])}
+    two = ev.add("b", 40, 30, {"classes": [0], "segmentations": [square(5, 5, 15, 15)]}, empty)
     assert two == {"mask_iou": 0.0, "objects": [{"ground_truth": 0, "class_id": 0, "iou": 0.0}]}
     out = ev.finish()
     assert out["images_evaluated"] == 2
-    rows = {r["class_id"]: r for r in out["per_class_metrics"]}
-    assert rows[0]["support"] == 2 and rows[0]["iou"] == pytest.approx((ious[0] + 0) / 2)
-    assert rows[1]["iou"] == pytest.approx(ious[1]) and rows[1]["recall"] == (1.0 if ious[1] >= 0.5 else 0.0)
+    cat, dog = out["per_class_metrics"]
+    assert cat["support"] == 2 and cat["iou"] == pytest.approx(0.5) and cat["recall"] == 0.5
+    # cat ranked by score: the miss (0.95) before the hit (0.9): precision 0 then 1/2 up to recall 1/2.
+    assert cat["ap"] == pytest.approx(0.25, abs=0.01)
+    assert dog["iou"] == pytest.approx(66 / 121) and dog["ap"] == pytest.approx(1.0, abs=0.01)
+    assert dog["ap50_95"] == pytest.approx(0.1, abs=0.01)  # IoU 0.545 passes only the 0.5 threshold
     m = out["overall_metrics"]
-    assert m["mask_iou"] == pytest.approx((ious[0] + ious[1] + 0) / 3)
-    assert m["mIoU"] == pytest.approx((rows[0]["iou"] + rows[1]["iou"]) / 2)
+    assert m["mask_iou"] == pytest.approx((1 + 66 / 121 + 0) / 3)
+    assert m["mIoU"] == pytest.approx((0.5 + 66 / 121) / 2)
+    assert m["precision"] == m["recall"] == m["mask_recall50"] == pytest.approx(2 / 3)
+    assert m["mask_recall75"] == pytest.approx(1 / 3)
+    assert m["mAP50"] == pytest.approx((0.25 + 1.0) / 2, abs=0.01)
     # Rows are true classes; a mask under IoU 0.5 counts in the last (background) column.
-    assert out["confusion_matrix"][0] == [1, 0, 1]
+    assert out["confusion_matrix"] == [[1, 0, 1], [0, 1, 0], [0, 0, 0]]
     assert out["confusion_matrix_labels"] == ["cat", "dog", "background"]
 
 
 def test_objects_without_outline_are_not_scored():
     ev = PromptedMaskEvaluator({0: "cat"})
-    got = ev.add("a", 20, 20, {"classes": [0], "segmentations": [[]]}, {"masks": np.ones((1, 20, 20), bool), "classes": np.array([0])})
+    got = ev.add("a", 20, 20, {"classes": [0], "segmentations": [[]]}, {"masks": np.ones((1, 20, 20), bool), "scores": np.array([0.5])})
     assert got == {"mask_iou": None, "objects": []}
     assert ev.finish()["overall_metrics"]["mask_iou"] is None
 
@@ -88,5 +93,5 @@ def test_weights_are_recognised_by_their_keys(tmp_path):
 def test_other_variants_are_refused_by_name():
     with pytest.raises(Sam2WeightsError, match="sam2_b"):
         variant_of(fake_state(24))
-    with pytest.raises(Sam2WeightsError, match="SAM 2.1"):
+    with pytest.raises(Sam2WeightsError, match=r"SAM 2\.1"):
         variant_of({**fake_state(12), "no_obj_embed_spatial": torch.zeros(1)})

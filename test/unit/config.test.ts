@@ -177,13 +177,27 @@ describe('configFromEnv (infer, export)', () => {
     ] as const) {
       const e = configError(() => configFromEnv(mode, env));
       expect(e.exitCode).toBe(2);
-      expect(e.problems[0]).toMatchObject({ variable: 'MODEL_NAME', message: expect.stringMatching(/inference only .*PROMPT_CHECKPOINT_PATH.*use a yolo11 model, e\.g\. yolo11n-seg$/) });
+      expect(e.problems[0]).toMatchObject({
+        variable: 'MODEL_NAME',
+        message: expect.stringMatching(/inference only .*PROMPT_CHECKPOINT_PATH.*use a yolo11 model, e\.g\. yolo11n-seg$/),
+      });
     }
-    const job = { ...infer, TASK_TYPE: 'instance_segmentation', INFERENCE_TYPE: 'inference_job', PROMPT_CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-7/best.pt' };
+    const job = {
+      ...infer,
+      TASK_TYPE: 'instance_segmentation',
+      INFERENCE_TYPE: 'inference_job',
+      PROMPT_CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-7/best.pt',
+    };
     expect(configFromEnv('infer', job).promptCheckpointPath).toBe('s3://vision-platform/checkpoints/job-7/best.pt');
     const problems = (env: Record<string, string>) => configError(() => configFromEnv('infer', env)).problems;
-    expect(problems({ ...job, INFERENCE_TYPE: 'test_run' })[0]).toMatchObject({ variable: 'PROMPT_CHECKPOINT_PATH', message: expect.stringMatching(/ground-truth boxes/) });
-    expect(problems({ ...job, TASK_TYPE: 'object_detection' })[0]).toMatchObject({ variable: 'PROMPT_CHECKPOINT_PATH', message: expect.stringMatching(/TASK_TYPE=instance_segmentation/) });
+    expect(problems({ ...job, INFERENCE_TYPE: 'test_run' })[0]).toMatchObject({
+      variable: 'PROMPT_CHECKPOINT_PATH',
+      message: expect.stringMatching(/ground-truth boxes/),
+    });
+    expect(problems({ ...job, TASK_TYPE: 'object_detection' })[0]).toMatchObject({
+      variable: 'PROMPT_CHECKPOINT_PATH',
+      message: expect.stringMatching(/TASK_TYPE=instance_segmentation/),
+    });
     expect(problems({ ...job, PROMPT_CHECKPOINT_PATH: 'https://x/y.pt' })[0]).toMatchObject({ variable: 'PROMPT_CHECKPOINT_PATH' });
   });
 

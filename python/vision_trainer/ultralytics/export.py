@@ -84,6 +84,12 @@ def check_format(params: CheckFormatParams) -> CheckFormatAnswer:
 def describe(params: CheckpointParams) -> UltralyticsFacts:
     """The facts about a checkpoint an export needs; the TypeScript adapter turns them into the
     metadata's pre- and post-processing specification."""
+    from .sam import Sam2WeightsError, read_state
+
+    if read_state(params["checkpoint"]) is not None:
+        raise Sam2WeightsError(
+            "the checkpoint holds SAM 2 weights, which this runtime does not export: SAM 2 runs in inference jobs (vision-trainer infer) only"
+        )
     model = _load(params["checkpoint"])
     net = model.model
     task = TASK_BY_ULTRALYTICS.get(model.task)

@@ -364,10 +364,9 @@ def recognizes(params: CheckpointParams) -> bool:
     from ..safe_load import pickle_globals
     from .sam import read_state
 
-    names = pickle_globals(params["checkpoint"])
-    if any(name.startswith("ultralytics.") for name in names or ()):
+    if any(name.startswith("ultralytics.") for name in pickle_globals(params["checkpoint"]) or ()):
         return True
-    return names is not None and read_state(params["checkpoint"]) is not None
+    return read_state(params["checkpoint"]) is not None
 
 
 @entry
@@ -380,6 +379,10 @@ def open_session(params: SessionParams) -> ModelInfo:
         configure_offline()
         prepare_fonts()
         return open_with(Sam2Backend(params["checkpoint"], sam2, params), params)
+    if params.get("prompt_checkpoint"):
+        from .sam import PromptError
+
+        raise PromptError("prompts SAM 2 weights only, and CHECKPOINT_PATH holds no SAM 2 weights; unset PROMPT_CHECKPOINT_PATH")
     try:
         backend = UltralyticsBackend(params["checkpoint"], params)
     except Exception:

@@ -48,6 +48,11 @@ def read_state(path: str) -> dict | None:
     a look at the keys costs no copy."""
     import torch
 
+    from ..safe_load import pickle_globals
+
+    names = pickle_globals(path)
+    if names is None or any(name.startswith("ultralytics.") for name in names):
+        return None  # no pickle, or an ultralytics model (YOLO): read without loading anything
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - not a torch zip file, or one naming classes: not SAM weights
@@ -106,6 +111,13 @@ class Sam2Backend:
             from ..common.graph_runtime import InferenceBackendError
 
             raise InferenceBackendError(f"SAM 2 runs on pytorch only, not INFERENCE_BACKEND={params['inference_backend']}")
+        prompt = params.get("prompt_checkpoint")
+        classes = params.get("dataset_classes")
+        if not prompt and not (params.get("evaluate") and classes is not None):
+            raise PromptError(
+                "SAM 2 segments what a prompt points at: an inference job needs PROMPT_CHECKPOINT_PATH, an ultralytics detection "
+                "checkpoint whose boxes prompt it (test runs prompt it with the ground-truth boxes)"
+            )
         self.model_name, builder = variant_of(state)
         model = getattr(sam_build, builder)()
         model.load_state_dict({k: v for k, v in state.items()}, strict=True)
@@ -117,8 +129,6 @@ class Sam2Backend:
         with torch.no_grad():
             self.predictor.setup_model(model=model, verbose=False)
         self.detector = None
-        prompt = params.get("prompt_checkpoint")
-        classes = params.get("dataset_classes")
         if prompt:
             from .infer import UltralyticsBackend
 
@@ -127,14 +137,9 @@ class Sam2Backend:
                 raise PromptError(f"PROMPT_CHECKPOINT_PATH holds a {self.detector.task} model; SAM 2 is prompted by a detection model's boxes")
             self.names = dict(self.detector.names)
             self.class_ids = self.detector.class_ids
-        elif params.get("evaluate") and classes is not None:
+        else:
             self.names = dict(enumerate(classes["names"]))
             self.class_ids = ClassIds(classes["ids"], classes["names"])
-        else:
-            raise PromptError(
-                "SAM 2 segments what a prompt points at: an inference job needs PROMPT_CHECKPOINT_PATH, an ultralytics detection "
-                "checkpoint whose boxes prompt it (test runs prompt it with the ground-truth boxes)"
-            )
         self.backend_info = backend_info("pytorch", str(device), None, False)
 
     def info(self) -> dict:
@@ -202,7 +207,8 @@ class Sam2Backend:
                     "segmentation": outlines(result.masks[k]),
                 }
             )
-        return {"boxes": boxes}, ({"masks": result.masks, "classes": result.classes} if for_evaluation else None), result
+        evaluation_input = {"masks": result.masks, "scores": result.mask_scores} if for_evaluation else None
+        return {"boxes": boxes}, evaluation_input, result
 
     def render(self, result: PromptedMasks, out_path: str, ground_truth: dict | None, evaluation: dict | None) -> None:
         """Each mask filled over the image with its prompt box and label; in a test run the mask IoU
@@ -249,19 +255,19 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float | None:
 
 class PromptedMaskEvaluator:
     """Mask IoU of box-prompted masks against the true outlines: mask i answers ground-truth object
-    i. Per image the IoU of each object; over the run the mean over objects (mask_iou), the mean
-    over classes (mIoU), the share of objects above IoU 0.5 and 0.75, and per class its mean IoU.
-    The confusion matrix counts each object in its class's column when its mask reaches IoU 0.5,
-    else in the last "background" column (a miss), as a detection matrix does."""
+    i. Per image the IoU of each object. Over the run: the mean over objects (mask_iou) and over
+    classes (mIoU), the share of objects at IoU 0.5 and 0.75, per class its mean IoU; and the
+    design's detection fields with one mask per object: precision and recall at IoU 0.5 (equal:
+    as many masks as objects) and mask mAP50 / mAP50-95, the masks ranked by SAM's own score
+    (ultralytics' ap_per_class). The confusion matrix counts each object in its class's column when
+    its mask reaches IoU 0.5, else in the last "background" column (a miss), as a detection
+    matrix does."""
 
     def __init__(self, names: dict[int, str]):
         self.names = names
-        n = len(names)
-        self.sums = np.zeros(n)
-        self.counts = np.zeros(n, dtype=int)
-        self.hits = np.zeros(n, dtype=int)
-        self.hits75 = np.zeros(n, dtype=int)
-        self.matrix = np.zeros((n + 1, n + 1), dtype=int)
+        self.classes: list[int] = []
+        self.ious: list[float] = []
+        self.scores: list[float] = []
         self.images = 0
 
     def add(self, image_key: str, width: int, height: int, ground_truth: dict, predictions: dict) -> dict:
@@ -269,6 +275,7 @@ class PromptedMaskEvaluator:
         segmentations = ground_truth.get("segmentations") or []
         truth = rasterize_polygons(segmentations, width, height)
         predicted = resize_masks(np.asarray(predictions["masks"]), width, height)
+        scores = np.asarray(predictions.get("scores", np.ones(len(predicted))), dtype=float)
         objects = []
         for i, c in enumerate(int(v) for v in ground_truth.get("classes") or []):
             if i >= len(segmentations) or not segmentations[i]:
@@ -277,37 +284,60 @@ class PromptedMaskEvaluator:
             if iou is None:
                 continue
             objects.append({"ground_truth": i, "class_id": c, "iou": iou})
-            self.sums[c] += iou
-            self.counts[c] += 1
-            self.hits[c] += iou >= MATCH_IOU
-            self.hits75[c] += iou >= 0.75
-            self.matrix[c, c if iou >= MATCH_IOU else len(self.names)] += 1
+            self.classes.append(c)
+            self.ious.append(iou)
+            self.scores.append(float(scores[i]) if i < len(scores) else 0.0)
         mean = float(np.mean([o["iou"] for o in objects])) if objects else None
         return {"mask_iou": mean, "objects": objects}
 
     def finish(self) -> dict:
-        total = int(self.counts.sum())
-        present = self.counts > 0
-        per_class = [
-            {
-                "class_id": c,
-                "class_name": self.names[c],
-                "iou": float(self.sums[c] / self.counts[c]) if self.counts[c] else None,
-                "recall": float(self.hits[c] / self.counts[c]) if self.counts[c] else None,
-                "support": int(self.counts[c]),
-            }
-            for c in sorted(self.names)
-        ]
+        from ultralytics.utils.metrics import ap_per_class
+
+        n = len(self.names)
+        classes, ious = np.asarray(self.classes, dtype=int), np.asarray(self.ious, dtype=float)
+        hit = ious >= MATCH_IOU
+        ap = np.full((n, 10), np.nan)
+        if len(ious):
+            tp = ious[:, None] >= np.linspace(0.5, 0.95, 10)[None]
+            result = ap_per_class(tp, np.asarray(self.scores), classes, classes)
+            ap[result[6].astype(int)] = result[5]
+        matrix = np.zeros((n + 1, n + 1), dtype=int)
+        for c, h in zip(classes, hit, strict=True):
+            matrix[c, c if h else n] += 1
+
+        def mean(values: np.ndarray) -> float | None:
+            return float(np.mean(values)) if len(values) else None
+
+        present = [c for c in sorted(self.names) if (classes == c).any()]
+        per_class = []
+        for c in sorted(self.names):
+            mine = classes == c
+            per_class.append(
+                {
+                    "class_id": c,
+                    "class_name": self.names[c],
+                    "precision": mean(hit[mine]),
+                    "recall": mean(hit[mine]),
+                    "ap": None if np.isnan(ap[c, 0]) else float(ap[c, 0]),
+                    "ap50_95": None if np.isnan(ap[c, 0]) else float(ap[c].mean()),
+                    "iou": mean(ious[mine]),
+                    "support": int(mine.sum()),
+                }
+            )
         overall = {
-            "mask_iou": float(self.sums.sum() / total) if total else None,
-            "mIoU": float(np.mean(self.sums[present] / self.counts[present])) if present.any() else None,
-            "mask_recall50": float(self.hits.sum() / total) if total else None,
-            "mask_recall75": float(self.hits75.sum() / total) if total else None,
+            "precision": mean(hit),
+            "recall": mean(hit),
+            "mAP50": float(np.mean(ap[present, 0])) if present else None,
+            "mAP50-95": float(np.mean(ap[present])) if present else None,
+            "mask_iou": mean(ious),
+            "mIoU": float(np.mean([ious[classes == c].mean() for c in present])) if present else None,
+            "mask_recall50": mean(hit),
+            "mask_recall75": mean(ious >= 0.75),
         }
         return {
             "overall_metrics": overall,
             "per_class_metrics": per_class,
-            "confusion_matrix": self.matrix.tolist(),
+            "confusion_matrix": matrix.tolist(),
             "confusion_matrix_labels": [self.names[c] for c in sorted(self.names)] + ["background"],
             "pr_curves": {},
             "match_iou_threshold": MATCH_IOU,

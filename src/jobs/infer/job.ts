@@ -136,7 +136,11 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     );
     logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
     const prompt = config.promptCheckpointPath
-      ? await fetchCheckpoint(ctx.storage, { variable: 'PROMPT_CHECKPOINT_PATH', uri: config.promptCheckpointPath, mode: 'infer' }, ctx.work.sub('prompt-checkpoint'))
+      ? await fetchCheckpoint(
+          ctx.storage,
+          { variable: 'PROMPT_CHECKPOINT_PATH', uri: config.promptCheckpointPath, mode: 'infer' },
+          ctx.work.sub('prompt-checkpoint'),
+        )
       : undefined;
     if (prompt) logger.info(`Prompt detector downloaded: ${config.promptCheckpointPath} (${(prompt.bytes / 1024 / 1024).toFixed(1)} MB)`);
     stop.throwIfRequested();
@@ -221,7 +225,7 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
 /**
  * The framework (FRAMEWORK, or read from the checkpoint) opens a session on the checkpoint.
  * `prompts`: PROMPT_CHECKPOINT_PATH's detector and the test dataset's classes, which only a
- * prompted model (SAM 2) uses; a detector given to any other model is refused.
+ * prompted model (SAM 2) uses; ultralytics refuses a detector given to another checkpoint.
  */
 async function openSession(
   ctx: InferContext,
@@ -240,19 +244,6 @@ async function openSession(
     ...(config.enableXai ? { xai: { method: config.xaiMethod, layers: config.xaiTargetLayers, samples: config.xaiSamples } } : {}),
   });
   const model = session.info;
-  if (config.promptCheckpointPath && model.prompts !== 'detector') {
-    await session.close().catch(() => {});
-    throw new ConfigError(
-      [
-        {
-          variable: 'PROMPT_CHECKPOINT_PATH',
-          value: config.promptCheckpointPath,
-          message: `prompts SAM 2 weights only, and CHECKPOINT_PATH holds a ${framework} ${model.task} model (${model.model_name ?? model.architecture}); unset it`,
-        },
-      ],
-      'infer',
-    );
-  }
   const xai = config.enableXai ? `; XAI ${config.xaiMethod} on ${model.xai_layers.join(', ')}` : '';
   const ran = model.inference_backend;
   const exported = ran.export_seconds === null ? '' : `, exported in ${ran.export_seconds.toFixed(1)} s`;
