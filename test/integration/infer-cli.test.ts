@@ -568,6 +568,10 @@ describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t weights: no h
     expect(done.overall_metrics.mask_iou).toBeCloseTo(meanOf(all), 9);
     expect(done.overall_metrics.mIoU).toBeCloseTo(meanOf([...perClass.values()].map(meanOf)), 9);
     expect(done.overall_metrics.mask_recall50).toBeCloseTo(all.filter((v) => v >= 0.5).length / all.length, 9);
+    // The design's detection fields, read for one mask per object (mask AP ranked by SAM's score).
+    expect(done.overall_metrics.precision).toBe(done.overall_metrics.mask_recall50);
+    expect(done.overall_metrics.recall).toBe(done.overall_metrics.mask_recall50);
+    for (const key of ['mAP50', 'mAP50-95']) expect(done.overall_metrics[key]).toBeGreaterThanOrEqual(0);
     expect(done.per_class_metrics.map((p: { class_id: number }) => p.class_id)).toEqual([...segmentation.ids].sort((a, b) => a - b));
     for (const row of done.per_class_metrics as Array<{ class_id: number; iou: number | null; support: number }>) {
       const ious = perClass.get(row.class_id) ?? [];

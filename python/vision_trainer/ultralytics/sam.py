@@ -118,6 +118,11 @@ class Sam2Backend:
                 "SAM 2 segments what a prompt points at: an inference job needs PROMPT_CHECKPOINT_PATH, an ultralytics detection "
                 "checkpoint whose boxes prompt it (test runs prompt it with the ground-truth boxes)"
             )
+        if prompt:
+            from ..safe_load import pickle_globals
+
+            if not any(name.startswith("ultralytics.") for name in pickle_globals(prompt) or ()):
+                raise PromptError("is not an ultralytics checkpoint; SAM 2 is prompted by the boxes of an ultralytics detection model (e.g. a yolo11n best.pt)")
         self.model_name, builder = variant_of(state)
         model = getattr(sam_build, builder)()
         model.load_state_dict({k: v for k, v in state.items()}, strict=True)
@@ -134,7 +139,7 @@ class Sam2Backend:
 
             self.detector = UltralyticsBackend(prompt, {**params, "inference_backend": "pytorch", "xai": None})
             if self.detector.task not in ("detect", "segment"):
-                raise PromptError(f"PROMPT_CHECKPOINT_PATH holds a {self.detector.task} model; SAM 2 is prompted by a detection model's boxes")
+                raise PromptError(f"holds a {self.detector.task} model; SAM 2 is prompted by a detection model's boxes")
             self.names = dict(self.detector.names)
             self.class_ids = self.detector.class_ids
         else:
