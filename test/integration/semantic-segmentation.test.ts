@@ -5,7 +5,7 @@
  * shared by every test of the file: its callbacks, its checkpoints, and the jobs that read them.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ValidationImagesSchema } from '../../src/jobs/train/validation-results.js';
@@ -225,8 +225,13 @@ describe('semantic segmentation (transformers SegFormer)', () => {
     const recorded = pkg.expected!.images.map((i) => ({ predictions: i.predictions }));
     // A class map covers every pixel: the masks' shares add up to the whole image.
     for (const image of recorded) expect(image.predictions.reduce((a, p) => a + p.confidence, 0)).toBeCloseTo(1, 6);
-    // The C++ wrapper is not run: OpenCV 4.6's DNN module cannot load SegFormer's LayerNormalization
-    // (opset 17), as for the transformers classifiers' exports.
+    // OpenCV 4.6's DNN module (the C++ wrapper's engine) cannot create SegFormer's LayerNormalization:
+    // the package leaves the C++ wrapper out and says why.
+    expect(pkg.metadata.runtime).toMatchObject({
+      wrappers: ['python', 'node'],
+      absent_wrappers: [{ wrapper: 'cpp', reason: expect.stringContaining('uses LayerNormalization (opset 17') }],
+    });
+    expect(existsSync(join(pkg.dir, 'runtimes', 'cpp'))).toBe(false);
     const [python, node] = [runPythonWrapper(pkg), runNodeWrapper(pkg)];
     for (const lines of [python, node]) expectDatasetClassIds(lines, pkg.metadata);
     expectSamePredictions(python, recorded, SAME_RUNTIME, 'python');

@@ -148,6 +148,12 @@ describe('runtimes a package ships', () => {
     expect(fused.absent[0]!.reason).toContain("OPTIMIZATION_LEVEL=3 baked ONNX Runtime's own operators (com.microsoft.nchwc: Conv, ReorderOutput)");
   });
 
+  it("leaves out the C++ wrapper for a transformer's LayerNormalization (OpenCV 4.6 cannot create the layer)", () => {
+    const segformer = packageRuntimes('onnx', { operators: [':Conv', ':LayerNormalization', ':MatMul', ':Resize'], quantization: undefined });
+    expect(segformer).toMatchObject({ wrappers: ['python', 'node'], engines: ['onnxruntime', 'tensorrt'] });
+    expect(segformer.absent).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('uses LayerNormalization (opset 17') }]);
+  });
+
   it('metadata.json and the README name the absent wrapper and the reason', () => {
     const runtimes = packageRuntimes('onnx', { operators: ['com.microsoft:FusedConv'], quantization: undefined });
     const m = buildMetadata({ ...input, format: 'onnx', runtimes });

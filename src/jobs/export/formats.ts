@@ -90,6 +90,12 @@ export interface AbsentWrapper {
 
 /** ONNX operators OpenCV's DNN importer (the C++ wrapper's engine) does not implement. */
 const OPENCV_MISSING_OPS = [':DynamicQuantizeLinear', ':MatMulInteger', ':ConvInteger'];
+/**
+ * Standard operators that OpenCV's DNN importer of the distributions' OpenCV (Debian and Ubuntu
+ * ship 4.6) cannot create: torch writes LayerNormalization for transformers (ViT, SegFormer) at
+ * opset 17, and OpenCV 4.6 fails at `readNetFromONNX` ("Can't create layer ... LayerNormalization").
+ */
+const OPENCV_46_MISSING_OPS = [':LayerNormalization'];
 
 /**
  * The wrappers and engines this model can really run on: the format's list, less the runtimes
@@ -118,6 +124,13 @@ export function packageRuntimes(
       absent.push({
         wrapper: 'cpp',
         reason: `the graph is dynamically quantized (${dynamic.map((op) => op.slice(1)).join(', ')}), which OpenCV's DNN module (the C++ wrapper) does not implement; ONNX Runtime runs it (Python, Node).`,
+      });
+      engines = engines.filter((e) => e !== 'opencv_dnn');
+    } else if (ops.some((op) => OPENCV_46_MISSING_OPS.includes(op))) {
+      const missing = ops.filter((op) => OPENCV_46_MISSING_OPS.includes(op)).map((op) => op.slice(1));
+      absent.push({
+        wrapper: 'cpp',
+        reason: `the graph uses ${missing.join(', ')} (opset 17, transformer models), which the OpenCV DNN module of Debian and Ubuntu (OpenCV 4.6, the C++ wrapper's engine) cannot load; ONNX Runtime runs it (Python, Node).`,
       });
       engines = engines.filter((e) => e !== 'opencv_dnn');
     } else if (model.quantization) {
