@@ -20,6 +20,8 @@ import {
   type DistributedParams,
   MarkBestAnswerSchema,
   MarkBestParamsSchema,
+  PathParamsSchema,
+  RecordedBestSchema,
   type ModelCheck,
   ModelCheckParamsSchema,
   ModelCheckSchema,
@@ -153,6 +155,12 @@ async function distributedParams(request: TrainRequest, server: EventServer | un
 }
 
 /** The preflight's model check of a framework's trainer module (`check_model` beside its `train`). */
+/** recordedBest through `recorded_best` of our checkpoint format (timm, transformers). */
+export function recordedBest(module: string): NonNullable<TrainingAdapter['recordedBest']> {
+  const entry = pythonEntry(module, 'recorded_best', PathParamsSchema, RecordedBestSchema);
+  return (bridge, path) => bridge.call(entry, { path });
+}
+
 /** markBest through `mark_best` of the framework's checkpoint module. */
 export function markBest(module: string): TrainingAdapter['markBest'] {
   const entry = pythonEntry(module, 'mark_best', MarkBestParamsSchema, MarkBestAnswerSchema);

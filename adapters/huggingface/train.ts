@@ -11,13 +11,14 @@ import { pythonEntry } from '../../src/bridge/python.js';
 import { writeHuggingFaceManifest } from '../../src/datasets/convert/index.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
-import { checkTrainerArgsInPython, extractSavePretrained, markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { checkTrainerArgsInPython, extractSavePretrained, markBest, modelCheck, recordedBest, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.huggingface.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const huggingfaceTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.huggingface.train'),
   markBest: markBest('vision_trainer.common.checkpoints'),
+  recordedBest: recordedBest('vision_trainer.common.checkpoints'),
   resolveTrainerArgs: (args, taskType, python) => checkTrainerArgsInPython('huggingface', args, taskType, python),
 
   // transformers loads its Trainer lazily, inside train().

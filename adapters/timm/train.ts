@@ -9,13 +9,14 @@ import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { resolveTimmArgs } from '../../src/config/trainer-args.js';
 import type { JsonValue } from '../../src/events.js';
-import { markBest, modelCheck, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { markBest, modelCheck, recordedBest, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.timm.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
 export const timmTraining: TrainingAdapter = {
   checkModel: modelCheck('vision_trainer.timm.train'),
   markBest: markBest('vision_trainer.common.checkpoints'),
+  recordedBest: recordedBest('vision_trainer.common.checkpoints'),
   // Our own loop: its options are a static table, checked with the configuration; here the defaults are filled in.
   resolveTrainerArgs: async (args) => resolveTimmArgs(args) as Record<string, JsonValue>,
 

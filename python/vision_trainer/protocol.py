@@ -180,6 +180,11 @@ class MarkBestAnswer(TypedDict):
     previous_best_epoch: int | None
 
 
+class RecordedBest(TypedDict):
+    epoch: int | None
+    value: float | None
+
+
 class TrainAnswer(TypedDict):
     best_epoch: int | None
     best_path: str | None

@@ -119,6 +119,12 @@ export interface TrainingAdapter {
    * view when it wrote the file. Resolves with the best epoch the file recorded before.
    */
   markBest(bridge: PythonBridge, checkpointPath: string, best: ChosenBest): Promise<number | null>;
+  /**
+   * The best epoch (and its primary metric) a stored epoch checkpoint records, for a retried job
+   * whose state.json names no best. Absent where the framework's checkpoints record none
+   * (ultralytics keeps only its best fitness, not the epoch).
+   */
+  recordedBest?(bridge: PythonBridge, checkpointPath: string): Promise<{ epoch: number | null; value: number | null }>;
 }
 
 /** The epoch best.ts chose, as markBest stamps it into best.pt. */

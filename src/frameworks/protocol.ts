@@ -230,6 +230,13 @@ export const MarkBestAnswerSchema = z.object({
   previous_best_epoch: Int.nullable(),
 });
 
+/**
+ * The best epoch a checkpoint of ours records (`best_epoch`, `best_metric`: the trainer's view
+ * when it wrote the file), read when a retried job's state.json names no best
+ * (src/jobs/train/resume.ts). Null where the checkpoint records none.
+ */
+export const RecordedBestSchema = z.object({ epoch: Int.nullable(), value: Num });
+
 export const TrainAnswerSchema = z.object({
   best_epoch: Int.nullable(),
   best_path: z.string().nullable(),
@@ -584,6 +591,7 @@ export const BRIDGE_SCHEMAS = {
   TrainerArgsAnswer: { schema: TrainerArgsAnswerSchema, io: 'input' },
   MarkBestParams: { schema: MarkBestParamsSchema, io: 'output' },
   MarkBestAnswer: { schema: MarkBestAnswerSchema, io: 'input' },
+  RecordedBest: { schema: RecordedBestSchema, io: 'input' },
   EpochValidation: { schema: EpochValidationSchema, io: 'input' },
   StartEvent: { schema: TrainerEventSchema.options[0], io: 'input' },
   BatchEvent: { schema: TrainerEventSchema.options[1], io: 'input' },

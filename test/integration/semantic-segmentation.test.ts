@@ -22,7 +22,8 @@ import { inferEnv, readResults } from '../helpers/inference.js';
 import { type SyntheticDataset, writeSyntheticDataset } from '../helpers/synthetic.js';
 
 const s3 = useS3Server();
-const backend = useCallbackReceiver();
+// A backend that lost its memory of the resumed job's earlier epochs: no is_best answer, the job's score decides.
+const backend = useCallbackReceiver({ answerValidation: (jobId) => (jobId === 'semseg-auto-resume' ? {} : undefined) });
 const scratch = scratchDir('vt-semseg-');
 
 /** background 0 (the synthetic masks' empty pixels), square 11, ellipse 5: not contiguous, not in name order. */
@@ -49,6 +50,23 @@ function pngValues(file: string): { mode: string; size: [number, number]; values
   const r = spawnSync(defaultPythonBin(), ['-c', script, file], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout);
+}
+
+const CHECKPOINTS = "import sys,json; sys.path.insert(0, 'python'); from vision_trainer.common import checkpoints as c\n";
+
+/** Stamps a checkpoint's own record of the best epoch (as the trainer writes it). */
+function stampBest(file: string, epoch: number, value: number): void {
+  const script = `${CHECKPOINTS}ck=c.load_checkpoint(sys.argv[1]); ck['best_epoch']=${epoch}; ck['best_metric']=${value}; c.save_atomically(ck, sys.argv[1])`;
+  const r = spawnSync(defaultPythonBin(), ['-c', script, file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+}
+
+/** A checkpoint's epoch and best epoch, and whether its weights are those of `reference`. */
+function checkpointFacts(file: string, reference: string): { epoch: number; best_epoch: number; same_weights: boolean } {
+  const script = `${CHECKPOINTS}import torch; a=c.load_checkpoint(sys.argv[1]); b=c.load_checkpoint(sys.argv[2]); same=all(torch.equal(a['state_dict'][k], b['state_dict'][k]) for k in b['state_dict']); print(json.dumps({'epoch': a['epoch'], 'best_epoch': a['best_epoch'], 'same_weights': same}))`;
+  const r = spawnSync(defaultPythonBin(), ['-c', script, file, reference], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
 
 beforeAll(async () => {
@@ -238,25 +256,44 @@ describe('semantic segmentation (transformers SegFormer)', () => {
     expectSamePredictions(node, recorded, SAME_RUNTIME, 'node');
   });
 
-  it("RESUME_CHECKPOINT_PATH: the first run's epoch-1.pt continues to epoch 2, rebuilt from the file alone", async () => {
+  it("automatic resume of a retried job whose killed attempt stored epochs 1-2 but never a best in state.json: epoch 3 only, the best recovered from epoch 2's checkpoint", async () => {
     expect(train.code).toBe(0);
-    const jobId = 'semseg-resume';
+    const jobId = 'semseg-auto-resume';
+    const storage = s3.storage();
+    const dir = mkdtempSync(join(scratch, 'attempt-'));
+    // What an attempt killed after storing epoch 2 and before any state.json write leaves: the
+    // checkpoints alone. Epoch 2's records epoch 1 as the best, stamped with a value no epoch can beat.
+    for (const epoch of [1, 2]) {
+      const local = join(dir, `epoch-${epoch}.pt`);
+      await storage.downloadFile(`checkpoints/job-${TRAIN_JOB}/epoch-${epoch}.pt`, local);
+      if (epoch === 2) stampBest(local, 1, 1.0);
+      await storage.uploadFile(local, `checkpoints/job-${jobId}/epoch-${epoch}.pt`);
+    }
+    expect(await storage.exists(`logs/job-${jobId}/state.json`)).toBe(false);
     const env = jobEnv(s3, backend, jobId, {
       TASK_TYPE: 'semantic_segmentation',
       MODEL_NAME: 'segformer-b0',
       DATASET_ID,
-      EPOCHS: '2',
+      EPOCHS: '3',
       BATCH_SIZE: '4',
       HF_CONFIG_OVERRIDES: JSON.stringify(TINY_SEGFORMER),
-      RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/epoch-1.pt`,
     });
     const result = await runCli(['train'], env, { timeoutMs: 240_000 });
     expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    expect(result.stdout + result.stderr).toContain('the checkpoint of epoch 2 records epoch 1 as the best so far');
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId) as Callback[];
-    // An explicit RESUME_CHECKPOINT_PATH starts this job at the checkpoint's epoch (training_resumed is for a retried JOB_ID).
-    const started = callbacks.find((c) => c.kind === 'event' && c.body.event_type === 'training_started');
-    expect(started?.body.data).toMatchObject({ start_epoch: 1, epochs: 2 });
-    expect(callbacks.filter((c) => c.kind === 'validation').map((c) => c.body.epoch)).toEqual([2]);
-    expect(callbacks.at(-1)!.body).toMatchObject({ status: 'succeeded' });
+    const resumed = callbacks.find((c) => c.kind === 'event' && c.body.event_type === 'training_resumed');
+    expect(resumed?.body.data).toMatchObject({ from_epoch: 2, best_epoch: 1, epochs: 3 });
+    expect(callbacks.filter((c) => c.kind === 'validation').map((c) => c.body.epoch)).toEqual([3]);
+    const done = callbacks.at(-1)!.body;
+    expect(done).toMatchObject({ status: 'succeeded', final_metrics: { best_epoch: 1, best_mIoU: 1 } });
+    // best.pt holds epoch 1's weights, stamped with the epoch the job chose.
+    const best = join(dir, 'best.pt');
+    await storage.downloadFile(`checkpoints/job-${jobId}/best.pt`, best);
+    expect(checkpointFacts(best, join(dir, 'epoch-1.pt'))).toMatchObject({ best_epoch: 1, epoch: 1, same_weights: true });
+    const state = (await storage.getJson(`logs/job-${jobId}/state.json`)) as { best: { epoch: number; key: string } };
+    expect(state.best).toMatchObject({ epoch: 1, key: `checkpoints/job-${jobId}/epoch-1.pt` });
+  });
+});
   });
 });

@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from vision_trainer.common.checkpoints import CheckpointError, RunCheckpoints, load_checkpoint, load_for_resume, mark_best, read_metadata, save_checkpoint
+from vision_trainer.common.checkpoints import CheckpointError, RunCheckpoints, load_checkpoint, load_for_resume, mark_best, read_metadata, recorded_best, save_checkpoint
 from vision_trainer.safe_load import UnsafeArtifactError
 
 META = {
@@ -66,6 +66,14 @@ def test_mark_best_stamps_the_chosen_epoch_and_keeps_the_weights(tmp_path):
     assert torch.equal(ckpt["state_dict"]["w"], torch.arange(3.0))
     assert ckpt["training_state"] == {"optimizer": {"state": {}, "param_groups": []}}
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"], "no temporary file is left behind"
+
+
+def test_recorded_best_reads_the_epoch_a_checkpoint_names(tmp_path):
+    # A retried job whose state.json names no best asks the latest checkpoint (resume.ts recoverBest).
+    path = save_checkpoint(tmp_path / "epoch-3.pt", {**META, "epoch": 3, "best_epoch": 2, "best_metric": 0.75, "metrics": {"accuracy": 0.5}}, {"w": torch.ones(1)})
+    assert json.loads(recorded_best({"path": path})) == {"ok": {"epoch": 2, "value": 0.75}}
+    bare = save_checkpoint(tmp_path / "epoch-1.pt", {**META, "epoch": 1, "metrics": {}}, {"w": torch.ones(1)})
+    assert json.loads(recorded_best({"path": bare})) == {"ok": {"epoch": None, "value": None}}
 
 
 def test_best_is_the_last_checkpoint_of_the_best_epoch(tmp_path):

@@ -16,6 +16,7 @@ import { completionKey } from '../../src/callbacks/idempotency.js';
 import { ExitCode, StorageError } from '../../src/errors.js';
 import { LogUploader } from '../../src/jobs/log-upload.js';
 import { isFinal } from '../../src/jobs/outcome.js';
+import { findResumePoint, recoverBest, trainingStateKey } from '../../src/jobs/train/resume.js';
 import { Logger } from '../../src/log.js';
 import { backoffDelay, retry } from '../../src/net/retry.js';
 import { downloadUrl } from '../../src/storage/download.js';
@@ -275,6 +276,47 @@ describe('URL downloads', () => {
     } finally {
       server.closeAllConnections();
       server.close();
+      await rm(work, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('automatic resume without a best in state.json', () => {
+  it("takes the best epoch the latest checkpoint records when that epoch's checkpoint is stored", async () => {
+    const work = await mkdtemp(join(tmpdir(), 'vt-resume-'));
+    try {
+      const storage = createStorage({ type: 'local', root: join(work, 'bucket'), bucket: 'b' });
+      // An attempt killed after storing epochs 1-3 but before state.json ever recorded a best (here: no state at all).
+      for (const epoch of [1, 2, 3]) {
+        await mkdir(join(work, 'bucket', 'checkpoints', 'job-j'), { recursive: true });
+        await writeFile(join(work, 'bucket', 'checkpoints', 'job-j', `epoch-${epoch}.pt`), `weights ${epoch}`);
+      }
+      const warnings: string[] = [];
+      const earlier = (await findResumePoint(storage, 'j', 5, (m) => warnings.push(m)))!;
+      expect(earlier).toMatchObject({ latest: { epoch: 3, complete: false }, best: undefined, finished: false });
+      expect(earlier.stored.map((c) => c.epoch)).toEqual([3, 2, 1]);
+      expect(recoverBest(earlier, { epoch: 2, value: 0.75 })).toEqual({ epoch: 2, value: 0.75, score: 0.75, metrics: {}, key: 'checkpoints/job-j/epoch-2.pt' });
+      // Nothing to recover: the checkpoint records no best, or one whose file is not stored.
+      expect(recoverBest(earlier, { epoch: null, value: null })).toBeUndefined();
+      expect(recoverBest(earlier, { epoch: 7, value: 0.9 })).toBeUndefined();
+      // The latest is a stop's checkpoint (epoch cut short): its weights are not epoch 3's.
+      expect(recoverBest(earlier, { epoch: 3, value: 0.8 })).toBeUndefined();
+      // A state that names a best keeps it; its best is not replaced.
+      await storage.putJson(trainingStateKey('j'), {
+        schema_version: 1,
+        job_id: 'j',
+        epochs: 5,
+        checkpoints: [{ epoch: 3, key: 'checkpoints/job-j/epoch-3.pt', complete: true }],
+        best: { epoch: 1, value: 0.5, score: 0.5, metrics: { accuracy: 0.5 }, key: 'checkpoints/job-j/epoch-1.pt' },
+        seconds: 12,
+        updated_at: new Date().toISOString(),
+      });
+      const withState = (await findResumePoint(storage, 'j', 5, (m) => warnings.push(m)))!;
+      expect(withState.best?.epoch).toBe(1);
+      expect(recoverBest(withState, { epoch: 2, value: 0.75 })).toBeUndefined();
+      expect(recoverBest({ ...withState, best: undefined }, { epoch: 3, value: 0.8 })?.key).toBe('checkpoints/job-j/epoch-3.pt');
+      expect(warnings).toEqual([]);
+    } finally {
       await rm(work, { recursive: true, force: true });
     }
   });

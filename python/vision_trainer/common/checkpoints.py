@@ -79,7 +79,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..protocol import MarkBestAnswer, MarkBestParams
+from ..protocol import MarkBestAnswer, MarkBestParams, PathParams, RecordedBest
 from ..safe_load import UnsafeArtifactError, names_ultralytics_model, pickle_globals
 from ..support import entry, plain
 
@@ -145,6 +145,17 @@ def mark_best(params: MarkBestParams) -> MarkBestAnswer:
     ckpt["best_decided_by"] = params["decided_by"]
     save_atomically(ckpt, params["path"])
     return {"previous_best_epoch": None if previous is None else int(previous)}
+
+
+@entry
+def recorded_best(params: PathParams) -> RecordedBest:
+    """The best epoch and primary metric a checkpoint records: in an epoch's checkpoint, the
+    trainer's view of the whole run up to that epoch (earlier attempts included). A retried job
+    whose state.json names no best (killed before it was written) takes its best from here."""
+    meta = read_metadata(params["path"])
+    epoch = meta.get("best_epoch")
+    value = meta.get("best_metric")
+    return {"epoch": None if epoch is None else int(epoch), "value": None if value is None else float(value)}
 
 
 def run_state(params, *, epoch: int, epoch_complete: bool, metrics: dict[str, Any], best_metric: float | None, best_epoch: int | None) -> dict[str, Any]:

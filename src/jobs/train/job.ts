@@ -28,7 +28,7 @@ import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { consoleReporter } from './console.js';
 import { checkpointKey, plotsKey, TrainingProgress } from './progress.js';
 import { trainingCompletion, trainingReporter } from './reporter.js';
-import { findResumePoint, type ResumePoint } from './resume.js';
+import { findResumePoint, recoverBest, type ResumePoint } from './resume.js';
 import { trainingTrackers } from '../../tracking/index.js';
 
 export interface TrainResult {
@@ -121,7 +121,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
     importFrameworkEarly(ctx, bridge, adapter);
     const data = await prepareDataset(ctx, adapter);
-    const resume = earlier ? await fetchEarlierAttempt(ctx, earlier) : await fetchResumeCheckpoint(ctx);
+    const resume = earlier ? await fetchEarlierAttempt(ctx, earlier, progress, adapter, bridge) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
     // A resumed YOLO-World run embeds the class names again, so the text encoder comes every time.
@@ -278,8 +278,18 @@ async function fetchResumeCheckpoint(ctx: TrainContext): Promise<ResumeInputs> {
   return { resumeFrom: path };
 }
 
-/** The latest checkpoint of the earlier attempts, and their best one, for the trainer to continue from. */
-async function fetchEarlierAttempt(ctx: TrainContext, earlier: ResumePoint): Promise<ResumeInputs> {
+/**
+ * The latest checkpoint of the earlier attempts, and their best one, for the trainer to continue
+ * from. When state.json names no best, the best epoch the latest checkpoint records is taken
+ * (resume.ts recoverBest) where the framework's checkpoints record one.
+ */
+async function fetchEarlierAttempt(
+  ctx: TrainContext,
+  earlier: ResumePoint,
+  progress: TrainingProgress,
+  adapter: FrameworkAdapter,
+  bridge: PythonBridge,
+): Promise<ResumeInputs> {
   const { storage } = ctx;
   void ctx.events.emit({
     type: 'stage',
@@ -288,6 +298,16 @@ async function fetchEarlierAttempt(ctx: TrainContext, earlier: ResumePoint): Pro
   });
   const resumeFrom = ctx.work.sub(join('resume', 'resume.pt'));
   await storage.downloadFile(earlier.latest.key, resumeFrom);
+  if (!earlier.best && earlier.stored.length > 0 && adapter.training.recordedBest) {
+    const recovered = recoverBest(earlier, await adapter.training.recordedBest(bridge, resumeFrom));
+    if (recovered) {
+      ctx.logger.info(
+        `The training state names no best epoch; the checkpoint of epoch ${earlier.latest.epoch} records epoch ${recovered.epoch} as the best so far (${storage.uri(recovered.key)})`,
+      );
+      earlier.best = recovered;
+      progress.continueFrom(earlier);
+    }
+  }
   let bestFrom: ResumeInputs['bestFrom'];
   if (earlier.best) {
     const path = earlier.best.key === earlier.latest.key ? resumeFrom : ctx.work.sub(join('resume', 'best.pt'));

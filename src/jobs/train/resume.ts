@@ -63,6 +63,8 @@ export interface ResumePoint {
   seconds: number;
   /** Every epoch was trained (the latest checkpoint closes the last epoch): only best.pt is missing. */
   finished: boolean;
+  /** Every epoch checkpoint in storage, newest first. */
+  stored: Array<{ epoch: number; key: string }>;
 }
 
 const EPOCH_KEY = /\/epoch-(\d+)\.pt$/;
@@ -96,7 +98,22 @@ export async function findResumePoint(storage: Storage, jobId: string, epochs: n
   const known = state?.checkpoints.find((c) => c.key === newest.key && c.epoch === newest.epoch);
   const latest: StoredCheckpoint = { epoch: newest.epoch, key: newest.key, complete: known?.complete ?? false };
   const best = state?.best && keys.has(state.best.key) ? state.best : undefined;
-  return { latest, best, seconds: state?.seconds ?? 0, finished: latest.complete && latest.epoch >= epochs };
+  return { latest, best, seconds: state?.seconds ?? 0, finished: latest.complete && latest.epoch >= epochs, stored };
+}
+
+/**
+ * The earlier attempts' best when state.json names none (an attempt killed before its state
+ * recorded a best, or whose state writes failed): the best epoch the latest checkpoint records
+ * (`recorded`, the trainer's view of every epoch before it), when that epoch's checkpoint is in
+ * storage. Its metrics beyond the primary value are not known here.
+ */
+export function recoverBest(earlier: ResumePoint, recorded: { epoch: number | null; value: number | null }): StoredBest | undefined {
+  if (earlier.best || recorded.epoch === null) return undefined;
+  const stored = earlier.stored.find((c) => c.epoch === recorded.epoch);
+  if (!stored) return undefined;
+  // A stop's checkpoint of an epoch cut short holds part of the next epoch: not that epoch's weights.
+  if (stored.key === earlier.latest.key && !earlier.latest.complete) return undefined;
+  return { epoch: recorded.epoch, value: recorded.value, score: recorded.value, metrics: {}, key: stored.key };
 }
 
 /**
