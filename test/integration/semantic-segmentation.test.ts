@@ -295,5 +295,3 @@ describe('semantic segmentation (transformers SegFormer)', () => {
     expect(state.best).toMatchObject({ epoch: 1, key: `checkpoints/job-${jobId}/epoch-1.pt` });
   });
 });
-  });
-});
