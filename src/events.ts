@@ -140,6 +140,11 @@ export type InferenceEvent =
       percent: number;
       /** Measured prediction time per image so far; null before the first prediction. */
       avgInferenceTimeMs: number | null;
+      /**
+       * Heatmaps made so far of the sample's (ENABLE_XAI): reported after each image while a
+       * batch is still being explained, since LIME and SHAP take seconds to minutes per image.
+       */
+      explained?: { method: string; images: number; of: number; lastSeconds: number };
     }
   | {
       type: 'done';

@@ -8,7 +8,7 @@
  * method that does not fit) become ConfigErrors naming the variable, exit code 2: retrying the
  * job cannot help.
  */
-import { type PythonBridge, type PythonEntry, pythonEntry } from '../../src/bridge/python.js';
+import { type PythonBridge, type PythonEntry, pythonCallback, pythonEntry } from '../../src/bridge/python.js';
 import { ConfigError, FrameworkError, PythonError } from '../../src/errors.js';
 import type { BatchOutcome, InferenceSession, OpenSessionRequest } from '../../src/frameworks/adapter.js';
 import {
@@ -18,6 +18,8 @@ import {
   PredictParamsSchema,
   type SessionParams,
   TestRunMetricsSchema,
+  type XaiProgress,
+  XaiProgressSchema,
 } from '../../src/frameworks/protocol.js';
 import type { ModelInfo } from '../../src/jobs/infer/results.js';
 
@@ -77,8 +79,11 @@ export async function openSession(
 
   return {
     info,
-    async predictBatch(items: BatchItem[], prefetch?: string[]): Promise<BatchOutcome> {
-      const batch = await bridge.call(PREDICT, prefetch?.length ? { items, prefetch } : { items });
+    async predictBatch(items: BatchItem[], prefetch?: string[], onExplained?: (progress: XaiProgress) => void): Promise<BatchOutcome> {
+      const params = prefetch?.length ? { items, prefetch } : { items };
+      const batch = onExplained
+        ? await bridge.call(PREDICT, params, pythonCallback(XaiProgressSchema, 'An explanation progress event', onExplained))
+        : await bridge.call(PREDICT, params);
       if (batch.images.length !== items.length)
         throw new FrameworkError(`The Python inference session answered ${batch.images.length} results for ${items.length} images`);
       return { images: batch.images, inferenceSeconds: batch.inference_seconds };

@@ -312,6 +312,11 @@ class PredictParams(TypedDict):
     prefetch: NotRequired[list[str]]
 
 
+class XaiProgress(TypedDict):
+    method: str
+    seconds: float
+
+
 class InferenceBackendInfo(TypedDict):
     name: Literal["pytorch", "onnx", "openvino"]
     runtime: str

@@ -156,6 +156,10 @@ export const InferenceProgressSchema = z
     total_images: Count,
     progress_percent: Percent,
     avg_inference_time_ms: MetricValueSchema.default(null),
+    /** ENABLE_XAI: heatmaps made so far, of the sample's; sent after each one while LIME or SHAP run (minutes). */
+    explained_images: Count.optional(),
+    images_to_explain: Count.optional(),
+    xai_method: z.string().optional(),
     timestamp: TimestampSchema,
   })
   .refine((body) => body.processed_images <= body.total_images, {

@@ -14,7 +14,7 @@ import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
 import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
 import type { JsonValue } from '../events.js';
-import type { BatchItem, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent } from './protocol.js';
+import type { BatchItem, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent, XaiProgress } from './protocol.js';
 
 export interface FrameworkAdapter {
   readonly framework: Framework;
@@ -164,8 +164,11 @@ export interface BatchOutcome {
 
 export interface InferenceSession {
   readonly info: ModelInfo;
-  /** `prefetch`: the next batch's image paths, which Python decodes while this batch predicts. */
-  predictBatch(items: BatchItem[], prefetch?: string[]): Promise<BatchOutcome>;
+  /**
+   * `prefetch`: the next batch's image paths, which Python decodes while this batch predicts.
+   * `onExplained`: called after each image's heatmap, while the batch is still running.
+   */
+  predictBatch(items: BatchItem[], prefetch?: string[], onExplained?: (progress: XaiProgress) => void): Promise<BatchOutcome>;
   /** The test run's metrics, from everything evaluated so far; null when not evaluating. */
   finish(): Promise<TestRunMetrics | null>;
   close(): Promise<void>;

@@ -378,6 +378,12 @@ export const BatchItemSchema = z.object({
   /** Semantic segmentation: write the predicted class map here as an indexed PNG (every image). */
   mask_path: z.string().nullable().optional(),
 });
+/**
+ * Python's word after each image it explained (heatmap written), during `predict_batch`: LIME and
+ * SHAP take seconds to minutes per image, so the job reports them one by one (predict-loop.ts).
+ */
+export const XaiProgressSchema = z.object({ method: z.string(), seconds: z.number().nonnegative() });
+
 export const PredictParamsSchema = z.object({
   items: z.array(BatchItemSchema),
   /** The next batch's image paths: Python decodes them while this batch runs through the model. */
@@ -561,6 +567,7 @@ export type TrainerEventOf<K extends TrainerEvent['kind']> = Extract<TrainerEven
 export type TrainerAnswer = z.output<typeof TrainerAnswerSchema>;
 export type SessionParams = z.input<typeof SessionParamsSchema>;
 export type BatchItem = z.input<typeof BatchItemSchema>;
+export type XaiProgress = z.output<typeof XaiProgressSchema>;
 export type GroundTruthInput = z.output<typeof GroundTruthInputSchema>;
 export type ImageOutcome = z.output<typeof ImageOutcomeSchema>;
 export type UltralyticsFacts = z.output<typeof UltralyticsFactsSchema>;
@@ -602,6 +609,7 @@ export const BRIDGE_SCHEMAS = {
   SessionParams: { schema: SessionParamsSchema, io: 'output' },
   BatchItem: { schema: BatchItemSchema, io: 'output' },
   PredictParams: { schema: PredictParamsSchema, io: 'output' },
+  XaiProgress: { schema: XaiProgressSchema, io: 'input' },
   ModelInfo: { schema: ModelInfoSchema, io: 'input' },
   BatchAnswer: { schema: BatchAnswerSchema, io: 'input' },
   CheckFormatParams: { schema: CheckFormatParamsSchema, io: 'output' },

@@ -413,6 +413,13 @@ describe('vision-trainer infer: LIME on a YOLO classifier', () => {
       expect(r.xai!.lime).toMatchObject({ max_activation: expect.any(Number), mean_activation: expect.any(Number), top_regions: expect.any(Array) });
     }
     expect(await pngsUnder(s3.storage(), `inference_jobs/${jobId}/xai/`)).toHaveLength(2);
+    // Progress while the heatmaps are made: a line and a progress callback for the first and the last.
+    expect(result.stdout + result.stderr).toMatch(/XAI lime: 1\/2 images explained \(\d+\.\d s per image\)/);
+    expect(result.stdout + result.stderr).toMatch(/XAI lime: 2\/2 images explained/);
+    // (A later progress callback may replace a queued one: at least one of the two reaches the backend.)
+    const explaining = progressOf(jobId).filter((p) => p.explained_images !== undefined);
+    expect(explaining.length).toBeGreaterThan(0);
+    for (const p of explaining) expect(p).toMatchObject({ explained_images: expect.toBeOneOf([1, 2]), images_to_explain: 2, xai_method: 'lime' });
   });
 });
 

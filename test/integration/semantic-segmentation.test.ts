@@ -52,6 +52,7 @@ function pngValues(file: string): { mode: string; size: [number, number]; values
   return JSON.parse(r.stdout);
 }
 
+// vision_trainer sends print() to stderr (stdout is the bridge's): answers go to sys.__stdout__.
 const CHECKPOINTS = "import sys,json; sys.path.insert(0, 'python'); from vision_trainer.common import checkpoints as c\n";
 
 /** Stamps a checkpoint's own record of the best epoch (as the trainer writes it). */
@@ -63,7 +64,7 @@ function stampBest(file: string, epoch: number, value: number): void {
 
 /** A checkpoint's epoch and best epoch, and whether its weights are those of `reference`. */
 function checkpointFacts(file: string, reference: string): { epoch: number; best_epoch: number; same_weights: boolean } {
-  const script = `${CHECKPOINTS}import torch; a=c.load_checkpoint(sys.argv[1]); b=c.load_checkpoint(sys.argv[2]); same=all(torch.equal(a['state_dict'][k], b['state_dict'][k]) for k in b['state_dict']); print(json.dumps({'epoch': a['epoch'], 'best_epoch': a['best_epoch'], 'same_weights': same}))`;
+  const script = `${CHECKPOINTS}import torch; a=c.load_checkpoint(sys.argv[1]); b=c.load_checkpoint(sys.argv[2]); same=all(torch.equal(a['state_dict'][k], b['state_dict'][k]) for k in b['state_dict']); sys.__stdout__.write(json.dumps({'epoch': a['epoch'], 'best_epoch': a['best_epoch'], 'same_weights': same}))`;
   const r = spawnSync(defaultPythonBin(), ['-c', script, file, reference], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);

@@ -5,7 +5,16 @@ import json
 
 import pytest
 import torch
-from vision_trainer.common.checkpoints import CheckpointError, RunCheckpoints, load_checkpoint, load_for_resume, mark_best, read_metadata, recorded_best, save_checkpoint
+from vision_trainer.common.checkpoints import (
+    CheckpointError,
+    RunCheckpoints,
+    load_checkpoint,
+    load_for_resume,
+    mark_best,
+    read_metadata,
+    recorded_best,
+    save_checkpoint,
+)
 from vision_trainer.safe_load import UnsafeArtifactError
 
 META = {
@@ -70,7 +79,9 @@ def test_mark_best_stamps_the_chosen_epoch_and_keeps_the_weights(tmp_path):
 
 def test_recorded_best_reads_the_epoch_a_checkpoint_names(tmp_path):
     # A retried job whose state.json names no best asks the latest checkpoint (resume.ts recoverBest).
-    path = save_checkpoint(tmp_path / "epoch-3.pt", {**META, "epoch": 3, "best_epoch": 2, "best_metric": 0.75, "metrics": {"accuracy": 0.5}}, {"w": torch.ones(1)})
+    path = save_checkpoint(
+        tmp_path / "epoch-3.pt", {**META, "epoch": 3, "best_epoch": 2, "best_metric": 0.75, "metrics": {"accuracy": 0.5}}, {"w": torch.ones(1)}
+    )
     assert json.loads(recorded_best({"path": path})) == {"ok": {"epoch": 2, "value": 0.75}}
     bare = save_checkpoint(tmp_path / "epoch-1.pt", {**META, "epoch": 1, "metrics": {}}, {"w": torch.ones(1)})
     assert json.loads(recorded_best({"path": bare})) == {"ok": {"epoch": None, "value": None}}

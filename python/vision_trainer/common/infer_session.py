@@ -20,8 +20,8 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams
-from ..support import entry, is_out_of_memory
+from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams, XaiProgress
+from ..support import entry, guarded_js_call, is_out_of_memory
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
 from .semantic_infer import SemanticEvaluator
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
@@ -114,6 +114,7 @@ class Session:
         self.predict_conf = min(EVALUATION_CONFIDENCE, self.conf_threshold) if self.evaluator else self.conf_threshold
         self.prefetcher = Prefetcher(self.backend.load)
         self.explainer = None
+        self.on_explained = None
         self.xai_layers: list[str] = []
         xai = params.get("xai")
         if xai:
@@ -144,7 +145,9 @@ class Session:
             "prediction_confidence": self.predict_conf,
         }
 
-    def predict(self, items: list[dict], prefetch: list[str] | None = None) -> dict:
+    def predict(self, items: list[dict], prefetch: list[str] | None = None, on_explained=None) -> dict:
+        """`on_explained`: a JavaScript function told after each image's heatmap (XaiProgress)."""
+        self.on_explained = on_explained
         paths = [item["path"] for item in items]
         started = time.perf_counter()
         loaded = self.prefetcher.take(paths)
@@ -197,7 +200,11 @@ class Session:
             "xai": None,
         }
         if self.explainer is not None and item.get("xai_path"):
+            started = time.perf_counter()
             out["xai"] = self._explain(item, reported)
+            if self.on_explained is not None:
+                progress: XaiProgress = {"method": self.explainer.method, "seconds": time.perf_counter() - started}
+                guarded_js_call(self.on_explained, progress)
         return out
 
     def _one_semantic(self, item: dict, result, width: int, height: int) -> dict:
@@ -276,8 +283,8 @@ def open_with(backend, params: SessionParams) -> ModelInfo:
 
 
 @entry
-def predict_batch(params: PredictParams) -> BatchAnswer:
-    return _require().predict([dict(item) for item in params["items"]], list(params.get("prefetch") or []))
+def predict_batch(params: PredictParams, on_explained=None) -> BatchAnswer:
+    return _require().predict([dict(item) for item in params["items"]], list(params.get("prefetch") or []), on_explained)
 
 
 @entry

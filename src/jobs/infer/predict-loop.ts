@@ -6,7 +6,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { InferenceSession } from '../../frameworks/adapter.js';
-import type { BatchItem, ImageOutcome } from '../../frameworks/protocol.js';
+import type { BatchItem, ImageOutcome, XaiProgress } from '../../frameworks/protocol.js';
 import type { InferConfig } from '../../config/schema.js';
 import type { Dataset } from '../../datasets/model.js';
 import type { StopController } from '../stop.js';
@@ -63,6 +63,7 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   await mkdir(xaiDir, { recursive: true });
   const started = Date.now();
   let loggedDecile = 0;
+  const onExplained = explanationProgress(parts, total, () => stats);
 
   for await (const [batch, next] of withNext(source.batches(config.batchSize))) {
     stop.throwIfRequested();
@@ -74,6 +75,7 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
         ? await session.predictBatch(
             planned.map((p) => p.item),
             prefetch,
+            onExplained,
           )
         : { images: [], inferenceSeconds: 0 };
     const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
@@ -104,6 +106,42 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
     }
   }
   stats.loopSeconds = (Date.now() - started) / 1000;
+}
+
+/** While heatmaps are made, a progress line and event at most this often (and for the first and the last). */
+export const EXPLAIN_PROGRESS_MS = 5_000;
+
+/**
+ * Progress inside a batch while its sample's heatmaps are made: Python tells after each image.
+ * A log line and a progress event (the backend's progress callback, with `explained_images`)
+ * for the first and the last heatmap and at most every EXPLAIN_PROGRESS_MS between.
+ */
+function explanationProgress(parts: LoopParts, total: number, stats: () => LoopStats): ((p: XaiProgress) => void) | undefined {
+  const { config, logger } = parts;
+  if (!config.enableXai) return undefined;
+  let of = 0;
+  for (let i = 0; i < total; i++) if (inSample(i, total, config.maxVisualizations)) of++;
+  if (of === 0) return undefined;
+  let images = 0;
+  let seconds = 0;
+  let lastReport = 0;
+  return (p) => {
+    images++;
+    seconds += p.seconds;
+    const now = Date.now();
+    if (images !== 1 && images < of && now - lastReport < EXPLAIN_PROGRESS_MS) return;
+    lastReport = now;
+    logger.info(`XAI ${p.method}: ${images}/${of} images explained (${(seconds / images).toFixed(1)} s per image)`);
+    const s = stats();
+    const percent = total > 0 ? Math.min(100, (s.processed / total) * 100) : 100;
+    parts.onProgress?.({
+      processed: s.processed,
+      total,
+      percent,
+      avgInferenceTimeMs: s.avgInferenceTimeMs,
+      explained: { method: p.method, images, of, lastSeconds: p.seconds },
+    });
+  };
 }
 
 /** Semantic segmentation: the predicted class maps (indexed PNGs) go to `visualizations/masks/`. */

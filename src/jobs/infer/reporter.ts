@@ -17,6 +17,7 @@ export function inferenceReporter(client: CallbackClient): Subscriber<InferenceE
       total_images: event.total,
       progress_percent: Math.round(event.percent * 100) / 100,
       avg_inference_time_ms: event.avgInferenceTimeMs,
+      ...(event.explained ? { explained_images: event.explained.images, images_to_explain: event.explained.of, xai_method: event.explained.method } : {}),
     });
   };
 }
