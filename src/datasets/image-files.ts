@@ -98,7 +98,7 @@ function sizeAgrees(header: ImageHeader, width: number, height: number): boolean
 export async function verifyImageFiles(targets: readonly ReadImage[], root: string, problems: ProblemList, concurrency = FILE_CONCURRENCY): Promise<void> {
   const findings: Array<Array<{ field: string; message: string }> | undefined> = new Array(targets.length);
   const scratch = Array.from({ length: Math.min(concurrency, targets.length) }, () => Buffer.allocUnsafe(FIRST_READ_BYTES));
-  await forEachBounded(targets, concurrency, async ({ image, field }, index, worker) => {
+  await forEachBounded(targets, concurrency, async ({ image, field, maskField }, index, worker) => {
     const found: Array<{ field: string; message: string }> = [];
     const shown = relative(root, image.path);
     const result = await readImageHeader(image.path, scratch[worker]);
@@ -114,12 +114,13 @@ export async function verifyImageFiles(targets: readonly ReadImage[], root: stri
       }
     }
     if (image.maskPath !== undefined) {
+      const maskAt = maskField ?? `${field}.annotation.mask_file`;
       const mask = await readImageHeader(image.maskPath, scratch[worker]);
       const maskShown = relative(root, image.maskPath);
-      if (!mask.ok) found.push({ field: `${field}.annotation.mask_file`, message: `mask file ${maskShown} ${mask.reason}` });
+      if (!mask.ok) found.push({ field: maskAt, message: `mask file ${maskShown} ${mask.reason}` });
       else if (mask.header.width !== image.width || mask.header.height !== image.height) {
         found.push({
-          field: `${field}.annotation.mask_file`,
+          field: maskAt,
           message: `mask ${maskShown} is ${mask.header.width}x${mask.header.height} but the image is ${image.width}x${image.height}; a mask must match its image pixel for pixel`,
         });
       }

@@ -5,25 +5,18 @@
  */
 import { addZodProblems, checkObject, ClassTable, KeypointCount, ObjectPlace, preview, type ObjectRules } from './checks.js';
 import type { DatasetImage } from './model.js';
-import { forEachImage, readClasses, type ReadContext, type ReadImage, type ReadResult } from './read-common.js';
+import { forEachImage, readClasses, resolveInside, type ReadContext, type ReadImage, type ReadResult } from './read-common.js';
 import { CocoAnnotationSchema, CocoCategorySchema, CocoHeaderSchema, CocoImageSchema, type CocoAnnotation } from './schema.js';
 
 export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined {
   const { problems } = ctx;
-  if (ctx.kind === 'semantic') {
-    problems.add(
-      undefined,
-      undefined,
-      'a COCO file carries no indexed masks for semantic segmentation; provide the dataset in the Platform Format with annotation.mask_file per image',
-    );
-    return undefined;
-  }
   const header = CocoHeaderSchema.safeParse(doc);
   if (!header.success) {
     addZodProblems(problems, header.error, undefined, []);
     return undefined;
   }
   const file = header.data;
+  if (ctx.kind === 'semantic') return readCocoPixelMaps(file, ctx);
   const classes = readClasses(file.categories, CocoCategorySchema, 'categories', problems);
   const result: ReadResult = { classes, images: [] };
 
@@ -81,6 +74,45 @@ export function readCoco(doc: unknown, ctx: ReadContext): ReadResult | undefined
 
   for (const read of byId.values()) if (!broken.has(read.image.id)) result.images.push(read);
   if (rules.keypointCount.count !== undefined) result.keypointCount = rules.keypointCount.count;
+  return result;
+}
+
+/** Where a COCO semantic dataset's label map for an image is: `masks/<file_name's stem>.png`. */
+export function cocoMaskFile(fileName: string): string {
+  return `${COCO_MASKS_DIR}/${fileName.replace(/\.[^./]*$/, '')}.png`;
+}
+export const COCO_MASKS_DIR = 'masks';
+
+/**
+ * Semantic segmentation from COCO: the layout of COCO-Stuff's pixel maps. `images` and
+ * `categories` come from the COCO file; each image's labels are a PNG at
+ * `masks/<file_name's stem>.png` whose pixel values are the categories' ids (values that are no
+ * category id, such as COCO-Stuff's 0 "unlabeled" or 255, are ignored by training and metrics).
+ * Segments inside the JSON (polygons or RLE per category, as in `stuff_*.json`, or panoptic
+ * `segments_info`) are not rasterised here: the problem names the converters that write these maps.
+ */
+function readCocoPixelMaps(file: { categories: unknown[]; images: unknown[]; annotations: unknown[] }, ctx: ReadContext): ReadResult | undefined {
+  const { problems } = ctx;
+  const classes = readClasses(file.categories, CocoCategorySchema, 'categories', problems);
+  const segmented = file.annotations.findIndex((a) => a !== null && typeof a === 'object' && ('segmentation' in a || 'segments_info' in a));
+  if (segmented !== -1) {
+    const panoptic = 'segments_info' in (file.annotations[segmented] as object);
+    const count = file.annotations.filter((a) => a !== null && typeof a === 'object' && ('segmentation' in a || 'segments_info' in a)).length;
+    problems.add(
+      undefined,
+      `annotations[${segmented}].${panoptic ? 'segments_info' : 'segmentation'}`,
+      `${count} annotation(s) carry ${panoptic ? 'panoptic segments' : 'polygon or RLE segments'}; semantic segmentation reads COCO labels as pixel maps, one PNG per image at ${COCO_MASKS_DIR}/<image file stem>.png with pixel value = category id (COCO-Stuff's *_pixelmaps layout). Write them with ${panoptic ? "panopticapi's converters/panoptic2semantic_segmentation.py" : "cocostuffapi's cocoSegmentationToPng (pycocotools)"}, or use the Platform Format's annotation.mask_file`,
+    );
+    return undefined;
+  }
+  const result: ReadResult = { classes, images: [] };
+  forEachImage(file.images, CocoImageSchema, ctx.imagesDir, problems, (entry, read) => {
+    const maskPath = resolveInside(ctx.root, cocoMaskFile(entry.file_name), { image: read.label, field: `${read.field}.file_name` }, problems);
+    if (maskPath === undefined) return;
+    read.image.maskPath = maskPath;
+    read.maskField = `${read.field} (its label map ${cocoMaskFile(entry.file_name)})`;
+    result.images.push(read);
+  });
   return result;
 }
 

@@ -23,6 +23,8 @@ export interface ReadImage {
   label: string;
   /** e.g. `images[3]` */
   field: string;
+  /** Semantic segmentation: how problems name the mask (default `<field>.annotation.mask_file`). */
+  maskField?: string;
 }
 
 /** The model's fields a reader fills; `load.ts` adds the rest. */

@@ -9,6 +9,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
+import { cocoMaskFile } from '../../src/datasets/read-coco.js';
 import { COCO_KEYPOINT_NAMES, type SplitName, type TaskType } from '../../src/datasets/schema.js';
 import { mulberry32 } from './random.js';
 
@@ -412,7 +413,12 @@ function toPlatform(task: SyntheticTask, names: string[], classIds: number[], im
 }
 
 function toCoco(task: SyntheticTask, names: string[], classIds: number[], images: DrawnImage[]): Record<string, unknown> {
-  if (task === 'semantic_segmentation') throw new Error('writeSyntheticDataset: COCO has no semantic masks; use the Platform Format');
+  // Semantic segmentation: COCO-Stuff's pixel-map layout, masks/<image stem>.png beside the file (read-coco.ts).
+  for (const image of images) {
+    if (task === 'semantic_segmentation' && image.maskFile !== cocoMaskFile(image.fileName)) {
+      throw new Error(`writeSyntheticDataset: ${image.maskFile} is not where COCO semantic datasets keep ${image.fileName}'s label map`);
+    }
+  }
   const categories = classIds.map((id, i) => {
     const category: Record<string, unknown> = { id, name: names[i], supercategory: 'shape' };
     if (task === 'pose_estimation') category.keypoints = [...COCO_KEYPOINT_NAMES];
@@ -424,6 +430,7 @@ function toCoco(task: SyntheticTask, names: string[], classIds: number[], images
       if (image.label !== undefined) annotations.push({ id: annotations.length + 1, image_id: image.id, category_id: image.label });
       continue;
     }
+    if (task === 'semantic_segmentation') continue;
     for (const object of image.objects) {
       const a: Record<string, unknown> = {
         id: annotations.length + 1,

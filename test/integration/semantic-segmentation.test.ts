@@ -27,6 +27,16 @@ const backend = useCallbackReceiver({ answerValidation: (jobId) => (jobId === 's
 const scratch = scratchDir('vt-semseg-');
 
 /** background 0 (the synthetic masks' empty pixels), square 11, ellipse 5: not contiguous, not in name order. */
+/** UperNet's heads on a ConvNeXt backbone, both tiny, built from their configurations (no download). */
+const TINY_UPERNET = {
+  model_type: 'upernet',
+  backbone_config: { model_type: 'convnext', hidden_sizes: [8, 16, 32, 64], depths: [1, 1, 1, 1], out_features: ['stage1', 'stage2', 'stage3', 'stage4'] },
+  hidden_size: 16,
+  auxiliary_in_channels: 32,
+  auxiliary_channels: 8,
+  pool_scales: [1, 2],
+};
+
 const CLASSES = [
   { id: 0, name: 'background' },
   { id: 11, name: 'square' },
@@ -62,6 +72,14 @@ function stampBest(file: string, epoch: number, value: number): void {
   if (r.status !== 0) throw new Error(r.stderr);
 }
 
+/** A few metadata fields of a checkpoint of ours. */
+function checkpointMetadata(file: string): Record<string, unknown> {
+  const script = `${CHECKPOINTS}m=c.read_metadata(sys.argv[1]); sys.__stdout__.write(json.dumps({k: m.get(k) for k in ('architecture', 'class_ids', 'epoch')}))`;
+  const r = spawnSync(defaultPythonBin(), ['-c', script, file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
 /** A checkpoint's epoch and best epoch, and whether its weights are those of `reference`. */
 function checkpointFacts(file: string, reference: string): { epoch: number; best_epoch: number; same_weights: boolean } {
   const script = `${CHECKPOINTS}import torch; a=c.load_checkpoint(sys.argv[1]); b=c.load_checkpoint(sys.argv[2]); same=all(torch.equal(a['state_dict'][k], b['state_dict'][k]) for k in b['state_dict']); sys.__stdout__.write(json.dumps({'epoch': a['epoch'], 'best_epoch': a['best_epoch'], 'same_weights': same}))`;
@@ -70,17 +88,19 @@ function checkpointFacts(file: string, reference: string): { epoch: number; best
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!);
 }
 
+const DATASET_OPTIONS = {
+  taskType: 'semantic_segmentation',
+  count: 12,
+  width: 40,
+  height: 32,
+  seed: 5,
+  classes: CLASSES.map((c) => c.name),
+  classIds: CLASSES.map((c) => c.id),
+} as const;
+
 beforeAll(async () => {
   const dir = mkdtempSync(join(scratch, 'dataset-'));
-  dataset = writeSyntheticDataset(dir, {
-    taskType: 'semantic_segmentation',
-    count: 12,
-    width: 40,
-    height: 32,
-    seed: 5,
-    classes: CLASSES.map((c) => c.name),
-    classIds: CLASSES.map((c) => c.id),
-  });
+  dataset = writeSyntheticDataset(dir, { ...DATASET_OPTIONS, classes: [...DATASET_OPTIONS.classes], classIds: [...DATASET_OPTIONS.classIds] });
   await uploadDataset(s3.storage(), DATASET_ID, dir, 'zip');
   const env = jobEnv(s3, backend, TRAIN_JOB, {
     TASK_TYPE: 'semantic_segmentation',
@@ -194,6 +214,40 @@ describe('semantic segmentation (transformers SegFormer)', () => {
     expect(pngValues(overlay)).toMatchObject({ mode: 'RGB', size: [80, 32] });
   });
 
+  it("UperNet (a ConvNeXt backbone from HF_CONFIG_OVERRIDES) trains 1 epoch on the same data given as COCO with COCO-Stuff's pixel maps (masks/<stem>.png, pixel = category id)", async () => {
+    const dir = mkdtempSync(join(scratch, 'coco-'));
+    const coco = writeSyntheticDataset(dir, {
+      ...DATASET_OPTIONS,
+      classes: [...DATASET_OPTIONS.classes],
+      classIds: [...DATASET_OPTIONS.classIds],
+      format: 'coco',
+    });
+    expect(coco.annotations).toMatchObject({ annotations: [], categories: CLASSES.map((c) => ({ id: c.id, name: c.name })) });
+    const datasetId = `${DATASET_ID}-coco`;
+    await uploadDataset(s3.storage(), datasetId, dir, 'zip');
+    const jobId = 'semseg-upernet-coco';
+    const env = jobEnv(s3, backend, jobId, {
+      TASK_TYPE: 'semantic_segmentation',
+      MODEL_NAME: 'upernet-convnext-tiny',
+      DATASET_ID: datasetId,
+      EPOCHS: '1',
+      BATCH_SIZE: '4',
+      HF_CONFIG_OVERRIDES: JSON.stringify(TINY_UPERNET),
+    });
+    const result = await runCli(['train'], env, { timeoutMs: 240_000 });
+    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId) as Callback[];
+    const [validation] = callbacks.filter((c) => c.kind === 'validation').map((c) => c.body);
+    expect(validation).toMatchObject({ epoch: 1, primary_metric_name: 'mIoU' });
+    // The COCO categories' ids, in id order, and every labelled pixel of the val split counted.
+    expect(validation.per_class_metrics.map((p: any) => [p.class_id, p.class_name])).toEqual(BY_ID.map((c) => [c.id, c.name]));
+    expect(validation.per_class_metrics.reduce((sum: number, p: any) => sum + p.support, 0)).toBe(validation.num_images_validated * 32 * 32);
+    expect(callbacks.at(-1)!.body).toMatchObject({ status: 'succeeded', final_metrics: { best_epoch: 1 } });
+    const best = join(dir, 'best.pt');
+    await s3.storage().downloadFile(`checkpoints/job-${jobId}/best.pt`, best);
+    expect(checkpointMetadata(best)).toMatchObject({ architecture: 'UperNetForSemanticSegmentation', class_ids: BY_ID.map((c) => c.id) });
+  });
+
   it('inference job on images from storage: a class map per image', async () => {
     expect(train.code).toBe(0);
     const storage = s3.storage();
@@ -277,6 +331,7 @@ describe('semantic segmentation (transformers SegFormer)', () => {
       DATASET_ID,
       EPOCHS: '3',
       BATCH_SIZE: '4',
+      CHECKPOINT_FREQUENCY: '1',
       HF_CONFIG_OVERRIDES: JSON.stringify(TINY_SEGFORMER),
     });
     const result = await runCli(['train'], env, { timeoutMs: 240_000 });
@@ -292,6 +347,7 @@ describe('semantic segmentation (transformers SegFormer)', () => {
     const best = join(dir, 'best.pt');
     await storage.downloadFile(`checkpoints/job-${jobId}/best.pt`, best);
     expect(checkpointFacts(best, join(dir, 'epoch-1.pt'))).toMatchObject({ best_epoch: 1, epoch: 1, same_weights: true });
+    // epoch-3.pt's upload wrote the state: it carries the recovered best.
     const state = (await storage.getJson(`logs/job-${jobId}/state.json`)) as { best: { epoch: number; key: string } };
     expect(state.best).toMatchObject({ epoch: 1, key: `checkpoints/job-${jobId}/epoch-1.pt` });
   });

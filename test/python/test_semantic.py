@@ -55,3 +55,46 @@ def test_read_mask_takes_palette_values_not_colours_and_refuses_rgb(tmp_path):
     Image.new("RGB", (2, 2)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="indexed"):
         read_mask(str(tmp_path / "rgb.png"))
+
+
+def test_upernet_on_swin_and_dpt_build_from_their_configurations_and_train_a_step():
+    """HF_CONFIG_OVERRIDES with a "model_type" builds any AutoModelForSemanticSegmentation: UperNet
+    on a ConvNeXt backbone trains through the CLI (test/integration/semantic-segmentation.test.ts);
+    UperNet on a Swin backbone and DPT here, as the trainer builds them (scratch_config, build_model),
+    one step on the ignore-index loss at the job's 32 x 32."""
+    import torch
+    from vision_trainer.huggingface.semantic import build_model, class_map
+    from vision_trainer.huggingface.train import scratch_config
+
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    swin = {"model_type": "swin", "embed_dim": 8, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1], "window_size": 2, "patch_size": 2, "out_features": stages}
+    overrides = {
+        "upernet-swin": {
+            "model_type": "upernet",
+            "backbone_config": swin,
+            "hidden_size": 16,
+            "auxiliary_in_channels": 32,
+            "auxiliary_channels": 8,
+            "pool_scales": [1, 2],
+        },
+        "dpt": {
+            "model_type": "dpt",
+            "hidden_size": 16,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "patch_size": 8,
+            "backbone_out_indices": [0, 1, 2, 3],
+            "neck_hidden_sizes": [8, 16, 16, 16],
+            "fusion_hidden_size": 16,
+            "reassemble_factors": [4, 2, 1, 0.5],
+        },
+    }
+    labels = torch.randint(0, 3, (2, 32, 32))
+    labels[:, :4] = IGNORE_INDEX
+    for name, override in overrides.items():
+        model = build_model(scratch_config(f"{name}-tiny", override, 32), None, ["background", "square", "ellipse"]).train()
+        out = model(pixel_values=torch.randn(2, 3, 32, 32), labels=labels)
+        out.loss.backward()
+        assert torch.isfinite(out.loss), name
+        assert class_map(out.logits.detach(), (32, 32)).shape == (2, 32, 32), name

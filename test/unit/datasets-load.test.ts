@@ -388,9 +388,36 @@ describe('loadDataset: each problem names the image and the field', () => {
     });
   });
 
-  it('COCO semantic segmentation is refused with what to do instead', async () => {
-    const ds = fresh({ taskType: 'object_detection', format: 'coco', count: 2 });
-    expect((await loadError(ds.root, 'semantic_segmentation')).message).toMatch(/COCO file carries no indexed masks .* Platform Format/);
+  it("COCO semantic segmentation: COCO-Stuff's pixel maps (masks/<stem>.png, pixel = category id) are read; segments in the JSON are refused naming the converters", async () => {
+    const ds = fresh({ taskType: 'semantic_segmentation', format: 'coco', count: 3, classes: ['background', 'square', 'ellipse'], classIds: [0, 11, 5] });
+    const dataset = await loadDataset(ds.root, { taskType: 'semantic_segmentation' });
+    expect(dataset.sourceFormat).toBe('coco');
+    expect(dataset.classes.map((c) => c.id)).toEqual([0, 11, 5]);
+    expect(dataset.images.map((i) => i.maskPath)).toEqual(dataset.images.map((i) => join(ds.root, 'masks', i.fileName)));
+
+    // A label map that is missing is named with the image entry it belongs to.
+    unlinkSync(join(ds.root, 'masks', (images(ds)[1] as { file_name: string }).file_name));
+    expectProblem(await loadError(ds.root, 'semantic_segmentation'), {
+      image: /^2 /,
+      field: `images[1] (its label map masks/${images(ds)[1]!.file_name})`,
+      message: /mask file masks\/.* does not exist/,
+    });
+
+    // COCO-Stuff's stuff_*.json (RLE per category) and panoptic files: not rasterised, refused with the way to pixel maps.
+    const stuff = fresh({ taskType: 'object_detection', format: 'coco', count: 2 });
+    (stuff.annotations.annotations as Array<Record<string, unknown>>)[0]!.segmentation = { counts: 'abc', size: [48, 64] };
+    rewriteAnnotations(stuff);
+    expectProblem(await loadError(stuff.root, 'semantic_segmentation'), {
+      field: 'annotations[0].segmentation',
+      message: /cocostuffapi's cocoSegmentationToPng/,
+    });
+    const panoptic = fresh({ taskType: 'object_detection', format: 'coco', count: 2 });
+    panoptic.annotations.annotations = [{ image_id: 1, file_name: 'img-00001.png', segments_info: [{ id: 1, category_id: 0 }] }];
+    rewriteAnnotations(panoptic);
+    expectProblem(await loadError(panoptic.root, 'semantic_segmentation'), {
+      field: 'annotations[0].segments_info',
+      message: /1 annotation\(s\) carry panoptic segments; .* masks\/<image file stem>\.png .*panoptic2semantic_segmentation/,
+    });
   });
 });
 
