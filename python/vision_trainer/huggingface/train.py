@@ -509,6 +509,7 @@ class _HfRun:
 
         dtype = amp_dtype(self.device)
         seed = self.params.get("seed")
+        per_device = int(self.params["batch"]) // self.world
         settings: dict[str, Any] = {
             "weight_decay": WEIGHT_DECAY,
             "lr_scheduler_type": "cosine",
@@ -520,8 +521,8 @@ class _HfRun:
         return TrainingArguments(
             output_dir=str(Path(self.params["project"]) / "hf"),
             num_train_epochs=self.epochs - self.start_epoch,
-            per_device_train_batch_size=int(self.params["batch"]) // self.world,
-            per_device_eval_batch_size=int(self.params["batch"]) // self.world,
+            per_device_train_batch_size=per_device,
+            per_device_eval_batch_size=per_device,
             learning_rate=self.lr,
             eval_strategy="epoch",
             save_strategy="no",
@@ -540,6 +541,16 @@ class _HfRun:
             **settings,
         )
 
+    def single_image_last_batch(self) -> bool:
+        """Segmentation heads with batch norm over pooled features (UperNet's pyramid pooling at
+        1 x 1) cannot train on a batch of one image: a last training batch of one is dropped (a
+        different image each epoch, the order being shuffled). Validation keeps every image."""
+        per_device = int(self.params["batch"]) // self.world
+        if self.task != "semantic_segmentation" or per_device < 2:
+            return False
+        images = len(self.train_set) // self.world
+        return images > per_device and images % per_device == 1
+
     def fit(self, emit) -> dict[str, Any]:
         from transformers import Trainer, get_scheduler
 
@@ -551,6 +562,16 @@ class _HfRun:
             Trainer itself only logs every N steps)."""
 
             last_lr: float | None = None
+
+            def get_train_dataloader(self):
+                if not run.single_image_last_batch() or self.args.dataloader_drop_last:
+                    return super().get_train_dataloader()
+                # transformers' flag drops evaluation's last batch too: set for the training loader only.
+                self.args.dataloader_drop_last = True
+                try:
+                    return super().get_train_dataloader()
+                finally:
+                    self.args.dataloader_drop_last = False
 
             def training_step(self, model, inputs, num_items_in_batch=None):
                 self.last_lr = float(self.optimizer.param_groups[0]["lr"])
