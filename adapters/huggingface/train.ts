@@ -11,7 +11,16 @@ import { pythonEntry } from '../../src/bridge/python.js';
 import { writeHuggingFaceManifest } from '../../src/datasets/convert/index.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
-import { checkTrainerArgsInPython, extractSavePretrained, markBest, modelCheck, recordedBest, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import {
+  checkTrainerArgsInPython,
+  extractSavePretrained,
+  markBest,
+  modelCheck,
+  recordedBest,
+  trainerEvents,
+  trainInPython,
+  trainParams,
+} from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.huggingface.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
