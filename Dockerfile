@@ -3,8 +3,9 @@
 #         (BuildKit; --build-arg BASE_IMAGE=... picks another Debian bookworm image with Node.js
 #         >= 20.19; behind a TLS-intercepting proxy add --secret id=ca,src=/path/to/ca-bundle.crt)
 # Run:    docker run --rm --gpus all --env-file job.env vision-trainer train
-# Only production requirements go in: python/requirements.txt (the dev stack's S3 server, sample
-# data and test tools are python/requirements-dev.txt, never installed here).
+# Only production requirements go in: python/requirements.txt and the export converters of
+# python/requirements-export.txt (CoreML, TFLite); the dev stack's S3 server, sample data and test
+# tools are python/requirements-dev.txt, never installed here.
 ARG BASE_IMAGE=node:20-bookworm-slim
 
 FROM ${BASE_IMAGE} AS base
@@ -17,12 +18,14 @@ RUN apt-get update \
 
 FROM base AS python
 COPY python/requirements.txt /tmp/requirements.txt
+COPY python/requirements-export.txt /tmp/requirements-export.txt
 # The optional `ca` secret is a CA bundle for pip (a proxy that re-signs TLS); it never lands in a layer.
 RUN --mount=type=secret,id=ca,required=false \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
- && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements-export.txt -c /tmp/requirements.txt
 
 FROM base AS build
 WORKDIR /app

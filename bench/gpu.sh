@@ -17,6 +17,9 @@
 #              store best.pt. One GPU cannot run DDP (NCCL refuses two ranks on one device): then
 #              the check says so and is not counted as passed.
 #
+#   TensorRT   EXPORT_FORMAT=tensorrt of a tiny detector: the engine built for this GPU and
+#              validated against the checkpoint (needs NVIDIA's tensorrt wheel)
+#
 #   bash bench/gpu.sh --dry-run   the same chain on the CPU with tiny sizes and one repeat: checks
 #                                 the script, the arguments and the result files without a GPU
 #                                 (its figures are not measurements; results in bench/results/gpu-dry-run)
@@ -72,6 +75,33 @@ if (( GPUS >= 2 )); then
 else
   echo "DDP: not checked: torch sees $GPUS GPU (DDP needs 2)"
 fi
+# TensorRT export: a tiny detector trained here, exported with EXPORT_FORMAT=tensorrt (ultralytics
+# builds the engine for this GPU, FP16 with QUANTIZATION_DTYPE=float16) and validated against the
+# checkpoint on its own dataset (the engine runs through the package's Python wrapper, mAP drop in
+# metadata.json). It needs NVIDIA's `tensorrt` wheel matching the CUDA driver (not in any
+# requirements group). The dry run checks the refusal instead: no CUDA GPU, exit code 5.
+trt="$(mktemp -d)"
+(cd python && "$PY" -m vision_trainer.sample_data detection "$trt/dataset" --images 24 --size 64 >/dev/null)
+trt_env=(STORAGE_TYPE=local LOCAL_STORAGE_PATH="$trt/storage" WORK_DIR="$trt/work" DATASET_PATH="$trt/dataset" TASK_TYPE=object_detection MODEL_NAME=yolo11n)
+if env "${trt_env[@]}" JOB_ID=gpu-trt-train DATASET_ID=trt EPOCHS=2 IMAGE_SIZE=64 BATCH_SIZE=8 DEVICE="$([[ $DRY_RUN == 1 ]] && echo cpu || echo 0)" \
+    node dist/src/cli.js train --no-callbacks >"$trt/train.log" 2>&1; then
+  trt_export=(env "${trt_env[@]}" JOB_ID=gpu-trt EXPORT_FORMAT=tensorrt CHECKPOINT_PATH="$trt/storage/checkpoints/job-gpu-trt-train/best.pt"
+    ENABLE_VALIDATION=true VALIDATION_DATASET_ID=trt ACCURACY_DROP_MAX=0.05 DEVICE=0 node dist/src/cli.js export --no-callbacks)
+  trt_status=0; "${trt_export[@]}" >"$trt/export.log" 2>&1 || trt_status=$?
+  if [[ $DRY_RUN == 1 ]]; then
+    if [[ $trt_status == 5 ]] && grep -q "needs a CUDA GPU" "$trt/export.log"; then echo "TensorRT: refused without a CUDA GPU (exit 5), as it should"; else
+      echo "TensorRT: the CPU refusal is wrong (exit $trt_status):"; tail -n 30 "$trt/export.log"; status=1; fi
+  elif ! "$PY" -c 'import tensorrt' 2>/dev/null; then
+    echo "TensorRT: not checked: NVIDIA's tensorrt wheel is not installed (pip install tensorrt-cu12, matching the driver's CUDA)"
+  elif [[ $trt_status == 0 ]] && [[ -s "$trt/storage/export-jobs/gpu-trt/model.tensorrt" ]]; then
+    echo "TensorRT: engine built and validated: $(grep -m1 '^.*validation: ' "$trt/export.log" | sed 's/.*validation: /validation: /')"
+  else
+    echo "TensorRT: export FAILED (exit $trt_status); the job's log:"; tail -n 60 "$trt/export.log"; status=1
+  fi
+else
+  echo "TensorRT: the fixture's training FAILED:"; tail -n 30 "$trt/train.log"; status=1
+fi
+
 echo
 echo "bench/gpu.sh: $(( $(date +%s) - started )) s; results in $BENCH_RESULTS_DIR/summary.md"
 exit "${status:-0}"

@@ -162,8 +162,9 @@ export type InferenceEvent =
 /** The design's model_info of an export, every figure read or measured. */
 export interface ExportModelInfo {
   model_size_mb: number;
-  inference_speed_ms: number;
-  inference_speed_p95_ms: number;
+  /** null where the format cannot run on this machine (CoreML on Linux: metadata.json structural_validation). */
+  inference_speed_ms: number | null;
+  inference_speed_p95_ms: number | null;
   input_shape: (number | string)[];
   output_shape: (number | string)[] | (number | string)[][];
   engine: string;

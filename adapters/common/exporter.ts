@@ -14,6 +14,7 @@ import {
   OpenOriginalParamsSchema,
 } from '../../src/frameworks/protocol.js';
 import type { z } from 'zod';
+import { ConfigError } from '../../src/errors.js';
 
 /** `check_format`, `describe`, `export` and `open_original` of one framework's export module. */
 export function exporterEntries<F extends z.ZodType, P extends z.ZodType>(module: string, facts: F, params: P) {
@@ -27,9 +28,21 @@ export function exporterEntries<F extends z.ZodType, P extends z.ZodType>(module
 
 type Entries = ReturnType<typeof exporterEntries>;
 
-/** Fails, saying what is missing and what to do, when this machine cannot write the format. */
+/** The optional requirements group of the heavy converters (CoreML, TFLite). */
+export const EXPORT_GROUP = 'python/requirements-export.txt';
+
+/**
+ * Fails, saying what is missing and what to do, when this machine cannot write the format: a
+ * converter of the optional export group that is not installed is a configuration error (the
+ * image lacks it; retrying cannot help), a missing GPU the framework's error.
+ */
 export async function checkFormat(bridge: PythonBridge, entries: Entries, format: string, device: string): Promise<void> {
-  await bridge.call(entries.checkFormat, { format, device });
+  const answer = await bridge.call(entries.checkFormat, { format, device });
+  const missing = answer.missing_packages ?? [];
+  if (missing.length) {
+    const message = `EXPORT_FORMAT=${format} needs the Python package(s) ${missing.join(', ')} of the optional export group (${EXPORT_GROUP}), which this Python environment does not have: install it with \`VISION_TRAINER_GROUPS=export bash scripts/setup-python.sh\` (the container image includes it), or export to onnx, torchscript or openvino`;
+    throw new ConfigError([{ variable: 'EXPORT_FORMAT', value: format, message }], 'export');
+  }
 }
 
 /** Loads the checkpoint under `handle` for validation; returns the device it runs on. */

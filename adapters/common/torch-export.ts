@@ -12,6 +12,9 @@ import { type TorchFacts, TorchExportParamsSchema, TorchFactsSchema } from '../.
 import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
 import { checkFormat, exporterEntries, exportParams, openOriginal } from './exporter.js';
 
+/** How torch hands each format its module (the rest go through ONNX). */
+const TORCH_STEP: Partial<Record<string, string>> = { torchscript: 'jit.trace', coreml: 'jit.trace', tflite: 'export (litert-torch)' };
+
 const PYTHON = exporterEntries('vision_trainer.common.torch_export', TorchFactsSchema, TorchExportParamsSchema);
 
 /** The normalisation and resize rules the trainer stored in the checkpoint. */
@@ -89,9 +92,9 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
       const r = await bridge.call(PYTHON.export, {
         ...exportParams(request, 17),
         optimization_level: request.optimizationLevel,
-        half: q?.format === 'openvino' && q.dtype === 'float16',
+        half: (q?.format === 'openvino' || q?.format === 'coreml' || q?.format === 'tflite') && q.dtype === 'float16',
         embed_softmax: request.embedPostprocessing,
-        quantize_dynamic: q?.format === 'torchscript' && q.type === 'dynamic' && q.dtype === 'int8',
+        quantize_dynamic: (q?.format === 'torchscript' || q?.format === 'tflite') && q.type === 'dynamic' && q.dtype === 'int8',
         quantize_static: q?.format === 'torchscript' && q.type === 'static' && q.dtype === 'int8',
         calibration: request.calibration?.files ?? [],
         calibration_shape: request.calibration?.shape ?? [],
@@ -100,7 +103,7 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
         path: r.path,
         directory: r.directory,
         notes: [
-          `torch ${request.format === 'torchscript' ? 'jit.trace' : 'onnx.export (opset 17)'}`,
+          `torch ${TORCH_STEP[request.format] ?? 'onnx.export (opset 17)'}`,
           ...(request.embedPostprocessing ? ['softmax built into the model (INCLUDE_POSTPROCESSING)'] : []),
           ...r.notes,
         ],

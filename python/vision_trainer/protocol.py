@@ -358,6 +358,8 @@ class CheckFormatParams(TypedDict):
 class CheckFormatAnswer(TypedDict):
     device: str
     note: NotRequired[str]
+    # pip requirements of the format's optional group that are not installed (a configuration error)
+    missing_packages: NotRequired[list[str]]
 
 
 class UltralyticsFacts(TypedDict):
@@ -486,6 +488,22 @@ class ModelIo(TypedDict):
 
 class PathParams(TypedDict):
     path: str
+
+
+class InspectCoremlParams(TypedDict):
+    path: str
+    input_shape: list[int]
+    class_names: list[str]
+    classifier: bool
+
+
+class CoremlInspection(TypedDict):
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    spec_type: str
+    class_labels: list[str] | None
+    checks: list[str]
+    user_metadata: dict[str, str]
 
 
 class DecodeItem(TypedDict):

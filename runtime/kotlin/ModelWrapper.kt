@@ -1,8 +1,8 @@
 // Runs the exported LiteRT/TFLite model on Android with the pre- and post-processing its
 // metadata.json describes: letterbox (detection tasks) or resize + centre crop (classification),
 // then confidence filter, class-aware NMS and keypoints, or top-k classes, as the Python wrapper
-// does (ultralytics' LiteRT exports take NHWC input and give coordinates as fractions of the
-// input size: metadata "box_units": "normalized").
+// does (NCHW or NHWC input as the model declares it; ultralytics' LiteRT exports give
+// coordinates as fractions of the input size: metadata "box_units": "normalized").
 //
 // Not built where the package was made (it needs the Android SDK); the arithmetic follows
 // runtimes/python/model_wrapper.py.
@@ -101,12 +101,18 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
         val buffer = ByteBuffer.allocateDirect(4 * inputH * inputW * 3).order(ByteOrder.nativeOrder())
         val pixels = IntArray(inputW * inputH)
         canvasBitmap.getPixels(pixels, 0, inputW, 0, 0, inputW, inputH)
-        for (p in pixels) {  // NHWC, RGB
-            val rgb = intArrayOf((p shr 16) and 0xff, (p shr 8) and 0xff, p and 0xff)
-            for (c in 0 until 3) {
-                val v = if (standardize) rgb[c] / 255f else rgb[c].toFloat()
-                buffer.putFloat((v - mean.getDouble(c).toFloat()) / std.getDouble(c).toFloat())
-            }
+        // litert-torch exports keep torch's NCHW input ([1, 3, H, W]); TensorFlow-made ones take NHWC.
+        val inputShape = interpreter.getInputTensor(0).shape()
+        val channelsFirst = inputShape.size == 4 && inputShape[1] == 3
+        fun value(p: Int, c: Int): Float {
+            val channel = when (c) { 0 -> (p shr 16) and 0xff; 1 -> (p shr 8) and 0xff; else -> p and 0xff }  // RGB
+            val v = if (standardize) channel / 255f else channel.toFloat()
+            return (v - mean.getDouble(c).toFloat()) / std.getDouble(c).toFloat()
+        }
+        if (channelsFirst) {
+            for (c in 0 until 3) for (p in pixels) buffer.putFloat(value(p, c))
+        } else {
+            for (p in pixels) for (c in 0 until 3) buffer.putFloat(value(p, c))
         }
         buffer.rewind()
         return Pair(buffer, transform)

@@ -304,8 +304,9 @@ class OpenVinoBackend:
 
 
 class LiteRtBackend:
-    """LiteRT/TFLite models take NHWC input; ultralytics' LiteRT exports give boxes and keypoints
-    normalised to 0..1, which `scale_outputs` turns back into input pixels."""
+    """LiteRT/TFLite models: litert-torch keeps torch's NCHW input, converters from TensorFlow
+    take NHWC (read from the model's input shape); ultralytics' LiteRT exports give boxes and
+    keypoints normalised to 0..1, which `scale_outputs` turns back into input pixels."""
 
     def __init__(self, path: Path, threads: int | None):
         try:
@@ -317,9 +318,11 @@ class LiteRtBackend:
         self.device = "cpu"
         self.input = self.interpreter.get_input_details()[0]
         self.outputs = self.interpreter.get_output_details()
+        shape = list(self.input["shape"])
+        self.channels_last = len(shape) == 4 and shape[3] in (1, 3) and shape[1] not in (1, 3)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        x = batch.transpose(0, 2, 3, 1)
+        x = batch.transpose(0, 2, 3, 1) if self.channels_last else batch
         if self.input["dtype"] != np.float32:
             scale, zero = self.input["quantization"]
             x = (x / scale + zero).astype(self.input["dtype"])
@@ -333,6 +336,41 @@ class LiteRtBackend:
                 y = (y.astype(np.float32) - zero) * scale
             outs.append(y)
         return outs
+
+
+class CoreMLBackend:
+    """A CoreML package through coremltools. Core ML itself predicts on macOS only: elsewhere
+    coremltools loads the spec but `predict` raises, and this backend says so. Image inputs
+    (ultralytics' exports scale 0..255 pixels inside the model) get the wrapper's normalised
+    tensor back as an RGB picture; tensor inputs (timm) get it as it is."""
+
+    def __init__(self, path: Path, threads: int | None):
+        import platform
+
+        import coremltools as ct
+
+        if platform.system() != "Darwin":
+            raise RuntimeError(
+                f"CoreML models run on macOS and iOS only (Core ML); this is {platform.system()}: use the Swift wrapper on Apple devices, or this wrapper on a Mac"
+            )
+        self.model = ct.models.MLModel(str(path))
+        spec = self.model.get_spec()
+        self.input = spec.description.input[0]
+        self.output_names = [o.name for o in spec.description.output]
+        self.device = "coreml"
+
+    def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self.input.type.WhichOneof("Type") == "imageType":
+            from PIL import Image
+
+            pictures = [Image.fromarray(np.clip(img.transpose(1, 2, 0) * 255.0 + 0.5, 0, 255).astype(np.uint8)) for img in batch]
+            results = [self.model.predict({self.input.name: p}) for p in pictures]
+            return [
+                np.concatenate([np.asarray(r[name], dtype=np.float32).reshape(1, *np.asarray(r[name]).shape[1:]) for r in results])
+                for name in self.output_names
+            ]
+        result = self.model.predict({self.input.name: batch.astype(np.float32)})
+        return [np.asarray(result[name], dtype=np.float32) for name in self.output_names]
 
 
 class TensorRtBackend:
@@ -380,14 +418,13 @@ BACKENDS = {
     "openvino": OpenVinoBackend,
     "tflite": LiteRtBackend,
     "tensorrt": TensorRtBackend,
+    "coreml": CoreMLBackend,
 }
 
 
 def open_backend(export_format: str, path: Path, threads: int | None = None):
     if export_format not in BACKENDS:
-        raise ValueError(
-            f"the Python wrapper cannot run {export_format} models (it runs {', '.join(BACKENDS)}); for CoreML use the Swift wrapper in runtimes/swift"
-        )
+        raise ValueError(f"the Python wrapper cannot run {export_format} models (it runs {', '.join(BACKENDS)})")
     return BACKENDS[export_format](path, threads)
 
 

@@ -416,7 +416,12 @@ export { ModelInfoSchema, TestRunMetricsSchema };
 // Export: vision_trainer.<framework>.export.{check_format, describe, export, open_original}
 
 export const CheckFormatParamsSchema = z.object({ format: z.string(), device: z.string() });
-export const CheckFormatAnswerSchema = z.object({ device: z.string(), note: z.string().optional() });
+export const CheckFormatAnswerSchema = z.object({
+  device: z.string(),
+  note: z.string().optional(),
+  /** pip requirements of the format's optional group (python/requirements-export.txt) that are not installed. */
+  missing_packages: z.array(z.string()).optional(),
+});
 
 /** What an export needs to know about a checkpoint; each framework adds its own facts. */
 const ModelFactsBase = z.object({
@@ -463,9 +468,9 @@ export const UltralyticsExportParamsSchema = ExportParamsBase.extend({
 });
 export const TorchExportParamsSchema = ExportParamsBase.extend({
   optimization_level: Int,
-  /** OpenVINO float16 weight compression. */
+  /** float16 weights: OpenVINO's compression, CoreML's compute precision, TFLite's float casting. */
   half: z.boolean(),
-  /** TorchScript dynamic int8 quantization of Linear layers. */
+  /** Dynamic int8: TorchScript's of Linear layers, TFLite's dynamic-range recipe. */
   quantize_dynamic: z.boolean(),
   /** A softmax after the logits, in the exported model (INCLUDE_POSTPROCESSING). */
   embed_softmax: z.boolean(),
@@ -504,6 +509,15 @@ export const BenchmarkParamsSchema = ModelInputSchema.extend({ warmup: Int, runs
 export const ModelIoParamsSchema = z.object({ handle: z.string(), shape: z.array(Int) });
 export const ModelIoSchema = z.object({ inputs: z.array(TensorInfoSchema), outputs: z.array(TensorInfoSchema) });
 export const PathParamsSchema = z.object({ path: z.string() });
+/** The structural check of a CoreML package (vision_trainer.common.mobile_export.inspect_coreml). */
+export const InspectCoremlParamsSchema = z.object({ path: z.string(), input_shape: z.array(Int), class_names: z.array(z.string()), classifier: z.boolean() });
+export const CoremlInspectionSchema = ModelIoSchema.extend({
+  spec_type: z.string(),
+  class_labels: z.array(z.string()).nullable(),
+  /** What was checked, in words (metadata.json validation_checks). */
+  checks: z.array(z.string()),
+  user_metadata: z.record(z.string(), z.string()),
+});
 export const DecodeImagesParamsSchema = z.object({ items: z.array(z.object({ path: z.string(), out: z.string() })) });
 export const DecodedImageSchema = z.object({ width: Int.positive(), height: Int.positive() });
 /** A validation split's labels as the model's class ids (the ids its predictions carry; src/jobs/export/validate.ts). */
@@ -629,6 +643,8 @@ export const BRIDGE_SCHEMAS = {
   ModelIoParams: { schema: ModelIoParamsSchema, io: 'output' },
   ModelIo: { schema: ModelIoSchema, io: 'input' },
   PathParams: { schema: PathParamsSchema, io: 'output' },
+  InspectCoremlParams: { schema: InspectCoremlParamsSchema, io: 'output' },
+  CoremlInspection: { schema: CoremlInspectionSchema, io: 'input' },
   DecodeImagesParams: { schema: DecodeImagesParamsSchema, io: 'output' },
   DecodedImage: { schema: DecodedImageSchema, io: 'input' },
   ValidationGroundTruth: { schema: ValidationGroundTruthSchema, io: 'output' },

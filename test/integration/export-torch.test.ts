@@ -180,6 +180,104 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(example.stderr).toContain('exported with INCLUDE_PREPROCESSING=false: call ModelWrapper.predict(tensor)');
   });
 
+  it('timm to CoreML (float16): an ML program checked structurally, since Core ML predicts on macOS only; metadata says so', async () => {
+    const jobId = 'exp-timm-coreml';
+    const env = jobEnv(s3, backend, jobId, {
+      TASK_TYPE: 'image_classification',
+      MODEL_NAME: 'resnet10t',
+      CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-fixture-timm/best.pt`,
+      EXPORT_FORMAT: 'coreml',
+      QUANTIZATION_TYPE: 'dynamic',
+      QUANTIZATION_DTYPE: 'float16',
+      ENABLE_VALIDATION: 'true',
+      VALIDATION_DATASET_ID: 'ds-export-timm',
+      BATCH_SIZE: '1',
+    });
+    const result = await runCli(['export'], env, { timeoutMs: 420_000 });
+    expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-3000)).toBe(0);
+    const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
+    const stages = callbacks.filter((c) => c.kind === 'exportProgress').map((c) => (c.body as { stage: string }).stage);
+    expect([...new Set(stages)]).toEqual(['downloading', 'converting', 'optimizing', 'validating', 'packaging', 'uploading']);
+    const done = callbacks.find((c) => c.kind === 'exportDone')!.body as Record<string, any>;
+    expect(done).toMatchObject({
+      status: 'succeeded',
+      export_path: `s3://${s3.config.bucket}/export-jobs/${jobId}/model.coreml`,
+      // Nothing ran the model: no accuracy and no latency are claimed.
+      validation_metrics: null,
+      model_info: {
+        inference_speed_ms: null,
+        input_shape: [1, 3, 32, 32],
+        output_shape: [1, 3],
+        engine: expect.stringContaining('Core ML runs models on macOS and iOS only'),
+      },
+    });
+    const pkg = await downloadPackage(s3.storage(), jobId);
+    expect(pkg.metadata).toMatchObject({
+      export_format: 'coreml',
+      model: {
+        file: 'model.mlpackage',
+        directory: true,
+        inputs: [{ name: 'images', shape: [1, 3, 32, 32], dtype: 'float32' }],
+        outputs: [{ name: 'probabilities', shape: [1, 3] }],
+        class_ids: [7, 3, 11],
+      },
+      optimization: { quantization: 'dynamic', quantization_details: { dtype: 'float16', method: 'CoreML float16 weights' } },
+      runtime: { wrappers: ['swift', 'python'], engines: ['coreml'] },
+      structural_validation: {
+        method: 'structural',
+        passed: true,
+        predictions_compared: false,
+        reason: expect.stringContaining('export jobs run on Linux'),
+        checks: expect.arrayContaining(["one input 'images' of shape [1, 3, 32, 32]", "output 'probabilities' holds the checkpoint's 3 classes"]),
+      },
+    });
+    expect(pkg.metadata.performance).toBeUndefined();
+    expect(pkg.metadata.validation).toBeUndefined();
+    expect(pkg.metadata.optimization.passes).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^coremltools 9\.0 ML program from torch\.jit\.trace \(float16/)]),
+    );
+    expect(readFileSync(join(pkg.dir, 'README.md'), 'utf8')).toContain('**Validation**: structural only');
+    // The package's model loads back with coremltools as a float16 ML program; its Python wrapper says where it runs.
+    const check = spawnSync(
+      defaultPythonBin(),
+      [
+        '-c',
+        'import sys, coremltools as ct; s = ct.utils.load_spec(sys.argv[1]); print(s.WhichOneof("Type"), s.description.input[0].type.multiArrayType.shape)',
+        join(pkg.dir, 'model.mlpackage'),
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(check.stdout.trim()).toBe('mlProgram [1, 3, 32, 32]');
+    for (const file of ['model_wrapper.py', 'example.py', 'requirements.txt']) expect(existsSync(join(pkg.dir, 'runtimes', 'python', file))).toBe(true);
+    expect(readFileSync(join(pkg.dir, 'runtimes', 'python', 'requirements.txt'), 'utf8')).toContain('coremltools>=9.0');
+    const wrapper = spawnSync(defaultPythonBin(), ['example.py'], { cwd: join(pkg.dir, 'runtimes', 'python'), encoding: 'utf8' });
+    expect(wrapper.status).not.toBe(0);
+    expect(wrapper.stderr).toContain('CoreML models run on macOS and iOS only (Core ML); this is Linux');
+  }, 480_000);
+
+  it('timm to TFLite with dynamic int8 (litert-torch + ai-edge-quantizer): validated in the LiteRT interpreter, the Python wrapper gives the recorded top-k', async () => {
+    const { done, pkg } = await exportJob('exp-timm-tflite', 'timm', {
+      EXPORT_FORMAT: 'tflite',
+      QUANTIZATION_TYPE: 'dynamic',
+      QUANTIZATION_DTYPE: 'int8',
+      ACCURACY_DROP_MAX: '1',
+    });
+    expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-tflite/model.tflite`);
+    expect(done.validation_metrics).toMatchObject({ exported_runtime: 'python tflite runtime (package wrapper)' });
+    expect(done.validation_metrics.accuracy_drop).toBeCloseTo(done.validation_metrics.original_accuracy - done.validation_metrics.accuracy, 6);
+    expect(pkg.metadata.model.inputs).toEqual([{ name: 'images', shape: [1, 3, 32, 32], dtype: 'float32' }]);
+    const details = pkg.metadata.optimization.quantization_details;
+    expect(details).toMatchObject({ type: 'dynamic', dtype: 'int8', accuracy_drop: done.validation_metrics.accuracy_drop });
+    // int8 weights: well under half of the float32 file.
+    expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.5);
+    expect(pkg.metadata.optimization.passes).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^litert-torch 0\.10\.0/), expect.stringMatching(/dynamic_wi8_afp32/)]),
+    );
+    expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'kotlin']);
+    expect(readFileSync(join(pkg.dir, 'runtimes', 'python', 'requirements.txt'), 'utf8')).toContain('ai-edge-litert');
+    expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python tflite');
+  }, 480_000);
+
   it('transformers ViT to ONNX and OpenVINO; the wrappers give the recorded top-k', async () => {
     const onnx = await exportJob('exp-vit-onnx', 'vit', { EXPORT_FORMAT: 'onnx' });
     expect(onnx.pkg.metadata).toMatchObject({

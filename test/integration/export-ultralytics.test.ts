@@ -321,22 +321,66 @@ describe('vision-trainer export (ultralytics)', () => {
     expectWrappersAgree(pkg, { cpp: false });
   });
 
-  it('formats this machine cannot write fail with what is missing: TensorRT (no CUDA GPU), CoreML (coremltools)', async () => {
+  it("object_detection to TFLite through ultralytics' LiteRT exporter: validated in the LiteRT interpreter, boxes as fractions, the Python wrapper reproduces the validation predictions", async () => {
+    const run = await exportJob('exp-det-tflite', 'object_detection', { EXPORT_FORMAT: 'tflite' });
+    const { info, validation } = expectExported(run, 'exp-det-tflite', 'object_detection', 'tflite');
+    expect(info.engine).toBe('python tflite runtime (package wrapper)');
+    expect(validation.exported_runtime).toBe('python tflite runtime (package wrapper)');
+    expect(validation.original_accuracy).toBeGreaterThan(0.01);
+    expect(validation.accuracy_drop).toBeLessThan(0.005); // float32: the same model
+    const pkg = await downloadPackage(s3.storage(), 'exp-det-tflite');
+    expect(pkg.metadata).toMatchObject({
+      export_format: 'tflite',
+      model: { file: 'model.tflite', inputs: [{ shape: [1, 3, 64, 64], dtype: 'float32' }], outputs: [{ shape: [1, 7, 84] }] },
+      postprocessing: { box_units: 'normalized' },
+      runtime: { wrappers: ['python', 'kotlin'], engines: ['tflite'] },
+    });
+    expect(pkg.metadata.optimization.passes.join(' ')).not.toContain('onnx');
+    const scored = pkg.expected!.images.map((i) => ({ predictions: i.validation_predictions }));
+    expect(scored.some((s) => s.predictions.length > 0)).toBe(true);
+    expectSamePredictions(runPythonWrapper(pkg, validationOptions(pkg)), scored, SAME_RUNTIME, 'python tflite');
+  });
+
+  it('TensorRT without a CUDA GPU fails at once, naming what it needs, and uploads nothing', async () => {
     const trt = await exportJob('exp-trt', 'object_detection', { EXPORT_FORMAT: 'tensorrt', ENABLE_VALIDATION: 'false' });
     expect(trt.result.code).toBe(5);
     expect(trt.done).toMatchObject({ status: 'failed' });
     expect(trt.done!.error_message).toContain(
       'EXPORT_FORMAT=tensorrt builds a TensorRT engine for the GPU it runs on and needs a CUDA GPU; torch sees none on this machine',
     );
-    const coreml = await exportJob('exp-coreml', 'object_detection', { EXPORT_FORMAT: 'coreml', ENABLE_VALIDATION: 'false' });
-    expect(coreml.done!.error_message).toContain('EXPORT_FORMAT=coreml needs the Python package(s) coremltools>=9.0, which this image does not install');
-    expect([...trt.keys, ...coreml.keys]).toEqual([]);
+    expect(trt.keys).toEqual([]);
+  });
+
+  it("classifier to CoreML through ultralytics' exporter: the class labels in the ML program are checked structurally", async () => {
+    const run = await exportJob('exp-coreml-cls', 'image_classification', { EXPORT_FORMAT: 'coreml' });
+    expect(run.result.code, run.result.stdout.slice(-3000) + run.result.stderr.slice(-3000)).toBe(0);
+    const stages = run.callbacks.filter((c) => c.kind === 'exportProgress').map((c) => (c.body as { stage: string }).stage);
+    expect([...new Set(stages)]).toEqual(['downloading', 'converting', 'optimizing', 'validating', 'packaging', 'uploading']);
+    expect(run.keys).toEqual(['metadata.json', 'model.coreml', 'package.zip'].map((f) => `export-jobs/exp-coreml-cls/${f}`));
+    expect(run.done).toMatchObject({ status: 'succeeded', validation_metrics: null, model_info: { inference_speed_ms: null, input_shape: [1, 3, 64, 64] } });
+    const pkg = await downloadPackage(s3.storage(), 'exp-coreml-cls');
+    expect(pkg.metadata.model).toMatchObject({
+      framework: 'ultralytics',
+      file: 'model.mlpackage',
+      // ultralytics' CoreML classifiers take the picture itself (scaled by 1/255 inside) and name the class.
+      inputs: [{ name: 'image', shape: [1, 3, 64, 64], dtype: expect.stringContaining('image') }],
+      outputs: [
+        { name: 'classLabel', dtype: 'stringType' },
+        { name: 'classLabel_probs', dtype: 'dictionaryType' },
+      ],
+    });
+    expect(pkg.metadata.structural_validation).toMatchObject({
+      passed: true,
+      predictions_compared: false,
+      checks: expect.arrayContaining([`class labels are the checkpoint's 3 classes, in output order`]),
+    });
+    expect(pkg.metadata.runtime).toMatchObject({ wrappers: ['swift', 'python'], absent_wrappers: [] });
   });
 
   it('an unsupported framework/format pair is a configuration error listing the supported formats, reported at once', async () => {
-    const run = await exportJob('exp-bad-pair', 'image_classification', { EXPORT_FORMAT: 'tflite', MODEL_NAME: 'resnet18' });
+    const run = await exportJob('exp-bad-pair', 'image_classification', { EXPORT_FORMAT: 'tensorrt', MODEL_NAME: 'resnet18' });
     expect(run.result.code).toBe(2);
-    expect(run.result.stderr).toContain('EXPORT_FORMAT="tflite": timm models export to onnx, torchscript, openvino; tflite is not supported for timm');
+    expect(run.result.stderr).toContain('EXPORT_FORMAT="tensorrt": timm models export to onnx, torchscript, openvino, coreml');
     expect(run.callbacks.map((c) => c.kind)).toEqual(['exportDone']);
     expect(run.done).toMatchObject({ status: 'failed' });
   });

@@ -4,8 +4,12 @@
  * what is supported, before any download or Python start.
  */
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { configFromEnv } from '../../src/config/env.js';
 import { ConfigError } from '../../src/errors.js';
+import { checkFormat, exporterEntries } from '../../adapters/common/exporter.js';
+import type { PythonBridge } from '../../src/bridge/python.js';
+import { ExitCode } from '../../src/errors.js';
 import { FORMATS, FORMATS_BY_FRAMEWORK, QUANTIZATIONS, exportSettingProblems, quantizationRule } from '../../src/jobs/export/formats.js';
 
 const env = {
@@ -39,9 +43,9 @@ describe('export settings', () => {
   });
 
   it('an unsupported framework/format pair names the supported formats', () => {
-    const [p] = problemsOf({ EXPORT_FORMAT: 'tflite' });
-    expect(p).toMatchObject({ variable: 'EXPORT_FORMAT', value: 'tflite' });
-    expect(p!.message).toBe('timm models export to onnx, torchscript, openvino; tflite is not supported for timm');
+    const [p] = problemsOf({ EXPORT_FORMAT: 'tensorrt' });
+    expect(p).toMatchObject({ variable: 'EXPORT_FORMAT', value: 'tensorrt' });
+    expect(p!.message).toBe(`timm models export to ${FORMATS_BY_FRAMEWORK.timm.join(', ')}; tensorrt is not supported for timm`);
     expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'coreml' })[0]!.message).toMatch(
       /^huggingface models export to onnx, torchscript, openvino/,
     );
@@ -74,12 +78,28 @@ describe('export settings', () => {
 
   it('the framework comes from MODEL_NAME when FRAMEWORK is unset', () => {
     expect(problemsOf({ MODEL_NAME: 'yolo11n-cls', EXPORT_FORMAT: 'coreml' })).toEqual([]);
-    expect(problemsOf({ MODEL_NAME: 'resnet18', EXPORT_FORMAT: 'coreml' }).map((p) => p.variable)).toEqual(['EXPORT_FORMAT']);
-    expect(problemsOf({ MODEL_NAME: 'resnet18', FRAMEWORK: 'timm', EXPORT_FORMAT: 'coreml' }).map((p) => p.variable)).toEqual(['EXPORT_FORMAT']);
+    expect(problemsOf({ MODEL_NAME: 'resnet18', EXPORT_FORMAT: 'tensorrt' }).map((p) => p.variable)).toEqual(['EXPORT_FORMAT']);
+    expect(problemsOf({ MODEL_NAME: 'resnet18', FRAMEWORK: 'timm', EXPORT_FORMAT: 'tensorrt' }).map((p) => p.variable)).toEqual(['EXPORT_FORMAT']);
   });
 
   it('every quantization names a format whose framework exports it; every format has a wrapper', () => {
     for (const q of QUANTIZATIONS) for (const f of q.frameworks) expect(FORMATS_BY_FRAMEWORK[f]).toContain(q.format);
     for (const info of Object.values(FORMATS)) expect(info.wrappers.length).toBeGreaterThan(0);
+  });
+
+  it('a converter of the optional export group that is not installed is a configuration error naming the group and the command', async () => {
+    const entries = exporterEntries('vision_trainer.common.torch_export', z.any(), z.any());
+    const bridge = { call: async () => ({ device: 'cpu', missing_packages: ['coremltools'] }) } as unknown as PythonBridge;
+    const error = await checkFormat(bridge, entries, 'coreml', 'cpu').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).exitCode).toBe(ExitCode.config);
+    expect((error as ConfigError).problems[0]!.message).toBe(
+      'EXPORT_FORMAT=coreml needs the Python package(s) coremltools of the optional export group (python/requirements-export.txt), which this Python environment does not have: install it with `VISION_TRAINER_GROUPS=export bash scripts/setup-python.sh` (the container image includes it), or export to onnx, torchscript or openvino',
+    );
+    const installed = { call: async () => ({ device: 'cpu' }) } as unknown as PythonBridge;
+    await expect(checkFormat(installed, entries, 'coreml', 'cpu')).resolves.toBeUndefined();
   });
 });

@@ -1,6 +1,7 @@
 """Export of timm and transformers checkpoints (python/vision_trainer/common/checkpoints.py) with
-torch's own tools: ONNX through torch.onnx.export, TorchScript through torch.jit.trace, and
-OpenVINO IR converted from the ONNX file by openvino. Driven from adapters/timm/export.ts.
+torch's own tools: ONNX through torch.onnx.export, TorchScript through torch.jit.trace,
+OpenVINO IR converted from the ONNX file by openvino, CoreML and TFLite through the optional
+converters of common/mobile_export.py. Driven from adapters/common/torch-export.ts.
 
 Every exported model maps a normalised float batch [B, 3, H, W] to logits [B, num_classes]
 (zero-shot models: the class prompts are baked in), which the wrappers turn into top-k.
@@ -18,8 +19,9 @@ from ..protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, E
 from ..support import entry
 from .class_ids import ClassIds
 from .export_validation import register_model
+from .mobile_export import coreml_from_torch, missing_packages, tflite_from_torch
 
-FORMATS = ("onnx", "torchscript", "openvino")
+FORMATS = ("onnx", "torchscript", "openvino", "coreml", "tflite")
 
 
 def _build(checkpoint: str, device: str = "cpu"):
@@ -41,7 +43,11 @@ def check_format(params: CheckFormatParams) -> CheckFormatAnswer:
         raise RuntimeError(f"timm and transformers models export to {', '.join(FORMATS)}, not {export_format}")
     if export_format == "openvino" and importlib.util.find_spec("openvino") is None:
         raise RuntimeError("EXPORT_FORMAT=openvino needs the Python package openvino, which this image does not install")
-    return {"device": _device(device)}
+    missing = missing_packages(export_format)
+    if missing:
+        return {"device": "cpu", "missing_packages": missing}
+    # The mobile converters trace on the CPU.
+    return {"device": "cpu" if export_format in ("coreml", "tflite") else _device(device)}
 
 
 @entry
@@ -107,9 +113,22 @@ def export(params: TorchExportParams) -> ExportAnswer:
 
     if export_format == "torchscript":
         return _torchscript(model, example, out_dir, params, notes)
+    output = "probabilities" if params["embed_softmax"] else "logits"
+    if export_format == "coreml":
+        path = out_dir / "model.mlpackage"
+        notes += coreml_from_torch(model, example, path, output=output, half=bool(params["half"]))
+        return {"path": str(path), "directory": True, "notes": notes}
+    if export_format == "tflite":
+        path = out_dir / "model.tflite"
+        quantize = "int8" if params["quantize_dynamic"] else "float16" if params["half"] else None
+        more, unquantized = tflite_from_torch(model, example, path, quantize=quantize)
+        answer: ExportAnswer = {"path": str(path), "directory": False, "notes": notes + more}
+        if unquantized is not None:
+            answer["unquantized_size_bytes"] = unquantized
+        return answer
 
     onnx_path = out_dir / "model.onnx"
-    _onnx(model, example, onnx_path, int(params["opset"]), "probabilities" if params["embed_softmax"] else "logits")
+    _onnx(model, example, onnx_path, int(params["opset"]), output)
     if export_format == "onnx":
         return {"path": str(onnx_path), "directory": False, "notes": notes}
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..common.class_ids import ClassIds
 from ..common.export_validation import register_model
+from ..common.mobile_export import FORMAT_PACKAGES, missing_packages, patch_coremltools_numpy
 from ..protocol import (
     CheckFormatAnswer,
     CheckFormatParams,
@@ -33,12 +34,8 @@ from .train import configure_offline
 TASK_BY_ULTRALYTICS = {"detect": "object_detection", "segment": "instance_segmentation", "pose": "pose_estimation", "classify": "image_classification"}
 # Our EXPORT_FORMAT names -> ultralytics' `format=` argument.
 FORMAT_ARGUMENT = {"onnx": "onnx", "torchscript": "torchscript", "openvino": "openvino", "coreml": "coreml", "tflite": "litert", "tensorrt": "engine"}
-# What each format needs beyond the base requirements (python/requirements.txt), by import name.
-FORMAT_PACKAGES = {
-    "coreml": [("coremltools", "coremltools>=9.0")],
-    "tflite": [("litert_torch", "litert-torch>=0.10.0"), ("ai_edge_litert", "ai-edge-litert>=2.3.0")],
-    "tensorrt": [("tensorrt", "tensorrt>=8.5 (NVIDIA's wheels, matching the CUDA version)")],
-}
+# TensorRT is NVIDIA's, matched to the node's CUDA: not in any requirements group (the GPU image's).
+TENSORRT_PACKAGES = [("tensorrt", "tensorrt>=8.5 (NVIDIA's wheels, matching the CUDA version)")]
 
 
 def _load(checkpoint: str):
@@ -65,8 +62,12 @@ def check_format(params: CheckFormatParams) -> CheckFormatAnswer:
     import torch
 
     export_format, device = params["format"], params["device"]
-    missing = [spec for module, spec in FORMAT_PACKAGES.get(export_format, []) if importlib.util.find_spec(module) is None]
-    packages = f"the Python package(s) {', '.join(missing)}, which this image does not install (python/requirements.txt)" if missing else ""
+    if export_format in FORMAT_PACKAGES:
+        missing = missing_packages(export_format)
+        if missing:
+            return {"device": "cpu", "missing_packages": missing}
+    missing = [spec for module, spec in TENSORRT_PACKAGES if export_format == "tensorrt" and importlib.util.find_spec(module) is None]
+    packages = f"the Python package(s) {', '.join(missing)}, which this image does not install" if missing else ""
     if export_format == "tensorrt" and not torch.cuda.is_available():
         raise RuntimeError(
             "EXPORT_FORMAT=tensorrt builds a TensorRT engine for the GPU it runs on and needs a CUDA GPU; torch sees none on this machine"
@@ -74,7 +75,7 @@ def check_format(params: CheckFormatParams) -> CheckFormatAnswer:
             + ". Run the export job on a GPU node (DEVICE=0), or export to onnx and build the engine on the target with trtexec"
         )
     if missing:
-        raise RuntimeError(f"EXPORT_FORMAT={export_format} needs {packages}; add them to the image, or export to onnx, torchscript or openvino")
+        raise RuntimeError(f"EXPORT_FORMAT={export_format} needs {packages}; add them to the GPU image, or export to onnx, torchscript or openvino")
     if export_format == "coreml" and resolve_export_device(device) != "cpu":
         return {"device": "cpu", "note": "CoreML export runs on the CPU"}
     return {"device": resolve_export_device(device)}
@@ -142,6 +143,8 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
     if export_format in ("onnx", "tensorrt"):
         kwargs["opset"] = int(params["opset"])
         kwargs["simplify"] = bool(params["simplify"])
+    if export_format == "coreml":
+        patch_coremltools_numpy()
     if params["quantize"] is not None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
         kwargs["quantize"] = params["quantize"]
     path = Path(model.export(**kwargs))

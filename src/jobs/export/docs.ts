@@ -13,7 +13,7 @@ const PYTHON_REQUIREMENTS: Record<ExportFormat, string[]> = {
   openvino: ['openvino>=2024.0'],
   tflite: ['ai-edge-litert>=1.2'],
   tensorrt: ['tensorrt>=8.5', 'torch>=2.1'],
-  coreml: [],
+  coreml: ['coremltools>=9.0', 'pillow>=10'],
 };
 
 export function pythonRequirements(format: ExportFormat): string {
@@ -167,7 +167,7 @@ export function readme(metadata: PackageMetadata, options: { hasSamples: boolean
 - **Input**: ${inputs}
 - **Output**: ${outputs}
 - **Quantization**: ${m.optimization.quantization_details ? `${m.optimization.quantization_details.type} ${m.optimization.quantization_details.dtype}: ${m.optimization.quantization_details.method}` : 'none'}
-${p ? `- **Latency**: ${p.inference_speed_ms} ms median, ${p.p95_ms} ms p95 per batch of ${p.batch_size} (${p.engine}, ${p.device}, ${p.cpu_threads} CPU threads, ${p.runs} runs)\n` : ''}
+${p ? `- **Latency**: ${p.inference_speed_ms} ms median, ${p.p95_ms} ms p95 per batch of ${p.batch_size} (${p.engine}, ${p.device}, ${p.cpu_threads} CPU threads, ${p.runs} runs)\n` : ''}${m.structural_validation ? `- **Validation**: structural only (${m.structural_validation.checks.join('; ')}). ${m.structural_validation.reason}.\n` : ''}
 ## Contents
 
 - \`${m.model.file}\`: the model

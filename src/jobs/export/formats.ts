@@ -14,7 +14,7 @@ export type RuntimeLanguage = 'python' | 'node' | 'cpp' | 'swift' | 'kotlin';
 /** ultralytics exports through its own exporter; timm and transformers through torch's tools. */
 export const FORMATS_BY_FRAMEWORK: Record<Framework, readonly ExportFormat[]> = {
   ultralytics: ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'],
-  timm: ['onnx', 'torchscript', 'openvino'],
+  timm: ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite'],
   huggingface: ['onnx', 'torchscript', 'openvino'],
 };
 
@@ -59,7 +59,8 @@ export const FORMATS: Record<ExportFormat, FormatInfo> = {
   coreml: {
     packageName: 'model.mlpackage',
     directory: true,
-    wrappers: ['swift'],
+    // The Python wrapper runs it through coremltools, which predicts on macOS only.
+    wrappers: ['swift', 'python'],
     engines: ['coreml'],
     languages: ['swift', 'objective-c', 'python'],
     platforms: ['ios', 'macos'],
@@ -80,6 +81,17 @@ export const FORMATS: Record<ExportFormat, FormatInfo> = {
     languages: ['python', 'cpp'],
     platforms: ['linux', 'windows'],
   },
+};
+
+/**
+ * Formats whose predictions cannot be computed on this platform's Linux nodes: Core ML runs on
+ * Apple's operating systems only, so a CoreML export is checked structurally (its spec loaded back
+ * and compared with the checkpoint) and its latency is not measured. The value is the reason, for
+ * metadata.json and the log.
+ */
+export const NOT_RUNNABLE_HERE: Partial<Record<ExportFormat, string>> = {
+  coreml:
+    'Core ML runs models on macOS and iOS only, and export jobs run on Linux: the predictions and the latency of the CoreML model were not measured (run the package on a Mac to compare them)',
 };
 
 /** A runtime wrapper a format usually ships that this package leaves out, and why (README, metadata.json). */
@@ -205,8 +217,15 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
     method: 'torch static int8 quantization of the whole network (FX graph mode, x86 backend, per-channel weights), calibrated on the validation dataset',
   },
   { format: 'tensorrt', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'TensorRT FP16 engine' },
-  { format: 'coreml', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
-  { format: 'tflite', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'int8', method: 'LiteRT dynamic-range int8 (int8 weights, float activations)' },
+  { format: 'coreml', frameworks: ['ultralytics', 'timm'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
+  {
+    format: 'tflite',
+    frameworks: ['ultralytics', 'timm'],
+    type: 'dynamic',
+    dtype: 'int8',
+    method: 'LiteRT dynamic-range int8 (int8 weights, float activations)',
+  },
+  { format: 'tflite', frameworks: ['timm'], type: 'dynamic', dtype: 'float16', method: 'LiteRT float16 weights (computed in float32)' },
 ];
 
 export function quantizationRule(framework: Framework, format: ExportFormat, type: QuantizationType, dtype: QuantizationDtype): QuantizationRule | undefined {

@@ -21,16 +21,16 @@ import { resolveSplits } from '../../datasets/splits.js';
 import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { ExportEvent, ExportModelInfo } from '../../events.js';
 import { adapterFor, chooseFramework, configuredFramework, type ExportAdapter, type ModelDescription, pythonEnvFor } from '../../frameworks/index.js';
-import { type ModelIo, ModelIoSchema, PathParamsSchema } from '../../frameworks/protocol.js';
+import { CoremlInspectionSchema, InspectCoremlParamsSchema, type ModelIo, ModelIoSchema, PathParamsSchema } from '../../frameworks/protocol.js';
 import { PROJECT_ROOT } from '../../paths.js';
 import { listFilesRecursive } from '../../storage/files.js';
 import { createZip } from '../../storage/zip.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
-import { exportKey, FORMATS, modelObjectName, packageRuntimes, type QuantizationRule, quantizationRule } from './formats.js';
+import { exportKey, FORMATS, modelObjectName, NOT_RUNNABLE_HERE, packageRuntimes, type QuantizationRule, quantizationRule } from './formats.js';
 import { summarize } from './latency.js';
-import { buildMetadata, type PackageMetadata, type TensorInfo, type ValidationReport } from './metadata.js';
+import { buildMetadata, MetadataSchema, type PackageMetadata, type TensorInfo, type ValidationReport } from './metadata.js';
 import { buildPackage } from './package.js';
 import { calibrationTensors, finalizeOnnx, quantizeOnnx, specializeOnnx } from './quantize.js';
 import { exportCompletion, exportReporter } from './reporter.js';
@@ -60,6 +60,9 @@ type ExportContext = JobContext<'export', ExportEvent>;
 const SAMPLE_IMAGES = 3;
 const BENCHMARK = { warmup: 3, runs: 20 } as const;
 const OPENVINO_IO = pythonEntry('vision_trainer.common.export_validation', 'openvino_io', PathParamsSchema, ModelIoSchema, { long: true });
+const INSPECT_COREML = pythonEntry('vision_trainer.common.mobile_export', 'inspect_coreml', InspectCoremlParamsSchema, CoremlInspectionSchema, {
+  long: true,
+});
 
 export const exportJob: JobDefinition<'export', ExportEvent, ExportResult> = {
   mode: 'export',
@@ -122,7 +125,8 @@ interface Export {
   inputSize: [number, number];
   modelPath: string;
   metadata: PackageMetadata;
-  exported: ModelRunner;
+  /** Where the exported model runs; null for formats this machine cannot run (NOT_RUNNABLE_HERE). */
+  exported: ModelRunner | null;
   wrapper: ModelWrapper;
 }
 
@@ -192,7 +196,8 @@ async function fetchInputs(ctx: ExportContext): Promise<Pick<Export, 'bridge' | 
   const rule = quantizationRule(framework, format, config.quantizationType, config.quantizationDtype);
 
   let data: ValidationData | undefined;
-  if (config.enableValidation || rule?.type === 'static') {
+  // A model that cannot run here is checked without images (structural validation).
+  if ((config.enableValidation && !NOT_RUNNABLE_HERE[format]) || rule?.type === 'static') {
     progress(ctx, 'downloading', 12, `Downloading validation dataset ${config.validationDatasetId}...`);
     data = await fetchValidationData(ctx);
   }
@@ -334,6 +339,23 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
     runners.push(exported);
     return { ...c, metadata, wrapper, exported };
   }
+  const notRunnable = NOT_RUNNABLE_HERE[format];
+  if (format === 'coreml' && notRunnable) {
+    // Always run (the metadata's tensors come from it); it is the validation ENABLE_VALIDATION asks for.
+    if (config.enableValidation) progress(ctx, 'validating', 60, 'Validating the CoreML model structurally (Core ML runs on Apple platforms only)...');
+    const inspected = await c.bridge.call(INSPECT_COREML, {
+      path: modelPath,
+      input_shape: [config.batchSize, 3, ...inputSize],
+      class_names: description.classNames,
+      classifier: config.taskType === 'image_classification' || config.taskType === 'zero_shot_classification',
+    });
+    ctx.logger.info(`CoreML structural validation passed: ${inspected.checks.join('; ')}`);
+    const metadata = MetadataSchema.parse({
+      ...buildMetadata({ ...draft, inputs: inspected.inputs, outputs: inspected.outputs }),
+      structural_validation: { method: 'structural', passed: true, checks: inspected.checks, predictions_compared: false, reason: notRunnable },
+    });
+    return { ...c, metadata, wrapper: new ModelWrapper(metadata), exported: null };
+  }
   const python = await PythonRunner.open(
     c.bridge,
     'exported',
@@ -347,6 +369,12 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
   return { ...c, metadata, wrapper: new ModelWrapper(metadata), exported: python };
 }
 
+interface Measured {
+  metadata: PackageMetadata;
+  /** null where the model cannot run here. */
+  latency: { p50: number; p95: number } | null;
+}
+
 interface Checked {
   validation: ValidationReport | null;
   samples: SamplePrediction[];
@@ -356,7 +384,11 @@ interface Checked {
 /** 5. Validation against the original checkpoint (ENABLE_VALIDATION). */
 async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): Promise<Checked> {
   const { config, logger } = ctx;
-  if (!config.enableValidation || !e.data) return { validation: null, samples: [], sampleInput: undefined };
+  if (!config.enableValidation || !e.data || !e.exported) {
+    // The structural checks ran when the model was loaded (metadata.json structural_validation).
+    if (config.enableValidation && !e.exported) logger.info(`validation: predictions not compared (${NOT_RUNNABLE_HERE[config.exportFormat]})`);
+    return { validation: null, samples: [], sampleInput: undefined };
+  }
   progress(ctx, 'validating', 60, `Validating the exported model on ${e.data.images.length} images...`);
   const original = await PythonRunner.open(
     e.bridge,
@@ -400,8 +432,9 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
 }
 
 /** 6. Latency, measured on this machine (on a validation image when there is one). */
-async function measure(ctx: ExportContext, e: Export, checked: Checked): Promise<{ metadata: PackageMetadata; latency: { p50: number; p95: number } }> {
+async function measure(ctx: ExportContext, e: Export, checked: Checked): Promise<Measured> {
   const { config } = ctx;
+  if (!e.exported) return { metadata: e.metadata, latency: null };
   const [height, width] = e.inputSize;
   const grey = { data: new Uint8Array(height * width * 3).fill(114), width, height };
   const input = checked.sampleInput ?? tileBatch(preprocess(grey, e.metadata.preprocessing).tensor, config.batchSize);
@@ -427,7 +460,7 @@ async function measure(ctx: ExportContext, e: Export, checked: Checked): Promise
 async function packageAndUpload(
   ctx: ExportContext,
   e: Export,
-  measured: { metadata: PackageMetadata; latency: { p50: number; p95: number } },
+  measured: Measured,
   validation: ValidationReport | null,
   samples: SamplePrediction[],
 ): Promise<ExportResult> {
@@ -451,11 +484,11 @@ async function packageAndUpload(
   const outputs = metadata.model.outputs;
   const modelInfo: ModelInfo = {
     model_size_mb: metadata.model.size_mb,
-    inference_speed_ms: latency.p50,
-    inference_speed_p95_ms: latency.p95,
+    inference_speed_ms: latency?.p50 ?? null,
+    inference_speed_p95_ms: latency?.p95 ?? null,
     input_shape: metadata.model.inputs[0]?.shape ?? [],
     output_shape: outputs.length === 1 ? (outputs[0] as TensorInfo).shape : outputs.map((o) => o.shape),
-    engine: e.exported.engine,
+    engine: e.exported?.engine ?? `none: ${NOT_RUNNABLE_HERE[format] ?? 'not run'}`,
   };
   return { status: 'succeeded', exitCode: ExitCode.ok, exportPath, metadataPath, packagePath, modelInfo, validation, metadata };
 }

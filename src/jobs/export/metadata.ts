@@ -164,6 +164,19 @@ export const MetadataSchema = z.strictObject({
   }),
   performance: PerformanceSchema.optional(),
   validation: ValidationReportSchema.optional(),
+  /**
+   * Formats this platform cannot run (CoreML on Linux): the checks that did run on the saved
+   * model instead of comparing predictions, and why predictions were not compared.
+   */
+  structural_validation: z
+    .strictObject({
+      method: z.literal('structural'),
+      passed: z.boolean(),
+      checks: z.array(z.string()),
+      predictions_compared: z.literal(false),
+      reason: z.string(),
+    })
+    .optional(),
 });
 export type PackageMetadata = z.infer<typeof MetadataSchema>;
 
