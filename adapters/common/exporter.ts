@@ -54,7 +54,14 @@ export async function openOriginal(
   device: string,
   embedded: EmbeddedSteps,
 ): Promise<string> {
-  return (await bridge.call(entries.openOriginal, { handle, checkpoint, device, embedded_postprocessing: embedded.postprocessing })).device;
+  const params = {
+    handle,
+    checkpoint,
+    device,
+    embedded_postprocessing: embedded.postprocessing,
+    normalized_coordinates: embedded.normalizedCoordinates ?? false,
+  };
+  return (await bridge.call(entries.openOriginal, params)).device;
 }
 
 /** What every exporter is told, in the seam's terms; a framework adds its own options. */

@@ -428,6 +428,8 @@ class OpenOriginalParams(TypedDict):
     checkpoint: str
     device: str
     embedded_postprocessing: bool
+    # the export gives coordinates as fractions of the input size (ultralytics' LiteRT exports)
+    normalized_coordinates: NotRequired[bool]
 
 
 class OpenExportedParams(TypedDict):

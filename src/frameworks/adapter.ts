@@ -220,6 +220,8 @@ export interface ProcessingOptions {
 export interface EmbeddedSteps {
   /** The post-processing (a classifier's softmax) is part of the exported model. */
   postprocessing: boolean;
+  /** The exported model gives coordinates as fractions of the input size (metadata box_units "normalized"). */
+  normalizedCoordinates?: boolean;
 }
 
 export interface ExportRequest {

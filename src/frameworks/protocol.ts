@@ -497,6 +497,8 @@ export const OpenOriginalParamsSchema = z.object({
   device: z.string(),
   /** The exported model embeds its post-processing (softmax): the original applies it too. */
   embedded_postprocessing: z.boolean(),
+  /** The export gives box and keypoint coordinates as fractions of the input size (ultralytics' LiteRT exports): the original's are divided too. */
+  normalized_coordinates: z.boolean().optional(),
 });
 export const OpenExportedParamsSchema = z.object({ handle: z.string(), format: z.string(), path: z.string() });
 export const OpenedModelSchema = z.object({ handle: z.string(), device: z.string() });

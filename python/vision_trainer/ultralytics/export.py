@@ -157,13 +157,16 @@ class _ExportModeNetwork:
     its outputs are those of the exported model: detect [1, 4+nc, anchors], segment plus
     prototypes, pose [1, 4+nc+K*D, anchors], classify probabilities [1, nc]."""
 
-    def __init__(self, checkpoint: str, device: str):
+    def __init__(self, checkpoint: str, device: str, normalized_coordinates: bool = False):
         import torch
         from ultralytics.nn.modules import Classify, Detect
 
         self.torch = torch
         self.device = torch.device("cuda:0" if resolve_export_device(device) not in ("cpu", "mps") and torch.cuda.is_available() else "cpu")
-        net = _load(checkpoint).model.float().eval().to(self.device)
+        model = _load(checkpoint)
+        net = model.model.float().eval().to(self.device)
+        self.normalized = normalized_coordinates and model.task in ("detect", "segment", "pose")
+        self.task, self.nc, self.kpt_shape = model.task, len(net.names), getattr(net, "kpt_shape", None)
         for m in net.modules():
             if isinstance(m, (Detect, Classify)):
                 m.export = True
@@ -175,8 +178,14 @@ class _ExportModeNetwork:
         self.net = net
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
+        net = self.net
+        if self.normalized:
+            # As ultralytics' LiteRT export wraps the network: coordinates / input size.
+            from ultralytics.utils.export.engine import _NormalizeCoords
+
+            net = _NormalizeCoords(self.net, int(batch.shape[2]), int(batch.shape[3]), self.task, self.nc, self.kpt_shape)
         with self.torch.inference_mode():
-            y = self.net(self.torch.from_numpy(batch).to(self.device))
+            y = net(self.torch.from_numpy(batch).to(self.device))
         parts = y if isinstance(y, (list, tuple)) else [y]
         return [p.float().cpu().numpy() for p in parts if isinstance(p, self.torch.Tensor)]
 
@@ -185,4 +194,5 @@ class _ExportModeNetwork:
 def open_original(params: OpenOriginalParams) -> OpenedModel:
     """The checkpoint for export validation, its outputs in the exported model's layout (a
     classifier's softmax is part of the network, so `embedded_postprocessing` changes nothing)."""
-    return register_model(params["handle"], _ExportModeNetwork(params["checkpoint"], params["device"]))
+    network = _ExportModeNetwork(params["checkpoint"], params["device"], bool(params.get("normalized_coordinates", False)))
+    return register_model(params["handle"], network)

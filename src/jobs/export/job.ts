@@ -398,7 +398,7 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
       exporter: e.exporter,
       checkpoint: e.checkpointPath,
       device: config.device,
-      embedded: { postprocessing: e.metadata.postprocessing.embedded },
+      embedded: { postprocessing: e.metadata.postprocessing.embedded, normalizedCoordinates: e.metadata.postprocessing.box_units === 'normalized' },
     },
     scratch(ctx),
     `pytorch (${e.framework} checkpoint)`,
