@@ -85,8 +85,8 @@ trt="$(mktemp -d)"
 trt_env=(STORAGE_TYPE=local LOCAL_STORAGE_PATH="$trt/storage" WORK_DIR="$trt/work" DATASET_PATH="$trt/dataset" TASK_TYPE=object_detection MODEL_NAME=yolo11n)
 if env "${trt_env[@]}" JOB_ID=gpu-trt-train DATASET_ID=trt EPOCHS=2 IMAGE_SIZE=64 BATCH_SIZE=8 DEVICE="$([[ $DRY_RUN == 1 ]] && echo cpu || echo 0)" \
     node dist/src/cli.js train --no-callbacks >"$trt/train.log" 2>&1; then
-  trt_export=(env "${trt_env[@]}" JOB_ID=gpu-trt EXPORT_FORMAT=tensorrt CHECKPOINT_PATH="$trt/storage/checkpoints/job-gpu-trt-train/best.pt"
-    ENABLE_VALIDATION=true VALIDATION_DATASET_ID=trt ACCURACY_DROP_MAX=0.05 DEVICE=0 node dist/src/cli.js export --no-callbacks)
+  trt_export=(env "${trt_env[@]}" JOB_ID=gpu-trt EXPORT_FORMAT=tensorrt CHECKPOINT_PATH="file://$trt/storage/checkpoints/job-gpu-trt-train/best.pt"
+    ENABLE_VALIDATION=true VALIDATION_DATASET_ID=trt ACCURACY_DROP_MAX=0.05 DEVICE="$([[ $DRY_RUN == 1 ]] && echo auto || echo 0)" node dist/src/cli.js export --no-callbacks)
   trt_status=0; "${trt_export[@]}" >"$trt/export.log" 2>&1 || trt_status=$?
   if [[ $DRY_RUN == 1 ]]; then
     if [[ $trt_status == 5 ]] && grep -q "needs a CUDA GPU" "$trt/export.log"; then echo "TensorRT: refused without a CUDA GPU (exit 5), as it should"; else
