@@ -56,6 +56,7 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     graph_dir: request.graphDir,
     prompt_checkpoint: request.promptCheckpointPath ?? null,
     dataset_classes: request.datasetClasses ?? null,
+    image_count: request.imageCount ?? null,
   };
 }
 

@@ -292,10 +292,11 @@ class SessionParams(TypedDict):
     device: str
     evaluate: bool
     xai: XaiParams | None
-    inference_backend: Literal["pytorch", "onnx", "openvino"]
+    inference_backend: Literal["auto", "pytorch", "onnx", "openvino"]
     graph_dir: str
     prompt_checkpoint: NotRequired[str | None]
     dataset_classes: NotRequired[DatasetClasses | None]
+    image_count: NotRequired[int | None]
 
 
 class BatchItem(TypedDict):
@@ -323,6 +324,9 @@ class InferenceBackendInfo(TypedDict):
     device: str
     export_seconds: float | None
     xai_backend: Literal["pytorch"] | None
+    requested: Literal["auto", "pytorch", "onnx", "openvino"]
+    reason: str
+    cpu_threads: int | None
 
 
 class ModelInfo(TypedDict):

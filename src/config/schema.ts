@@ -339,7 +339,7 @@ export interface InferConfig extends Common {
   saveVisualizations: boolean;
   maxVisualizations: number;
   /** INFERENCE_BACKEND: what runs the model. */
-  inferenceBackend: 'pytorch' | 'onnx' | 'openvino';
+  inferenceBackend: 'auto' | 'pytorch' | 'onnx' | 'openvino';
   enableXai: boolean;
   xaiMethod: (typeof XAI_METHODS)[number];
   xaiTargetLayers?: string[];

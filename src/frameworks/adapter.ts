@@ -154,6 +154,8 @@ export interface OpenSessionRequest {
   promptCheckpointPath?: string;
   /** Test runs: the test dataset's classes, which a model without classes of its own (SAM 2) reports. */
   datasetClasses?: { ids: number[]; names: string[] };
+  /** How many images the job predicts (INFERENCE_BACKEND=auto weighs the export against it). */
+  imageCount?: number;
 }
 
 export interface BatchOutcome {

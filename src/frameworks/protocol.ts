@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
 import { TASK_TYPES } from '../config/tasks.js';
-import { INFERENCE_BACKENDS } from '../config/variables.js';
+import { INFERENCE_BACKEND_CHOICES } from '../config/variables.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
 import { GroundTruthSchema, ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
 
@@ -335,8 +335,8 @@ export const SessionParamsSchema = z.object({
   /** Grad-CAM when ENABLE_XAI; layers null = the architecture's defaults. */
   /** samples: XAI_SAMPLES, the model evaluations per image of a perturbation method (lime, shap). */
   xai: z.object({ method: z.string(), layers: z.array(z.string()).nullable(), samples: Int.nullable().optional() }).nullable(),
-  /** INFERENCE_BACKEND; onnx and openvino export the checkpoint into `graph_dir` first. */
-  inference_backend: z.enum(INFERENCE_BACKENDS),
+  /** INFERENCE_BACKEND; onnx and openvino export the checkpoint into `graph_dir` first; auto decides in Python. */
+  inference_backend: z.enum(INFERENCE_BACKEND_CHOICES),
   /** A folder of the job's work folder for the exported graph. */
   graph_dir: z.string(),
   /** SAM 2 inference jobs: the downloaded PROMPT_CHECKPOINT_PATH, a detector whose boxes prompt it. */
@@ -346,6 +346,8 @@ export const SessionParamsSchema = z.object({
     .object({ ids: z.array(Int), names: z.array(z.string()) })
     .nullable()
     .optional(),
+  /** How many images the job predicts: INFERENCE_BACKEND=auto exports only when enough images pay for it. */
+  image_count: Int.nullable().optional(),
 });
 
 /**

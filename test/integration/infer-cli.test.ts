@@ -248,6 +248,7 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
           // Low enough that the 1-epoch model reports boxes to compare.
           CONFIDENCE_THRESHOLD: '0.0001',
           SAVE_VISUALIZATIONS: 'false',
+          // auto: the default, spelled out; on 12 images it keeps PyTorch (no export to pay for).
           INFERENCE_BACKEND: backendName,
         }),
         { timeoutMs: 240_000 },
@@ -255,19 +256,29 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
       expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
       return readResults(s3.storage(), `test_runs/${jobId}/results.json`);
     };
-    const torch = await run('pytorch');
+    const torch = await run('auto');
+    expect(torch.settings.inference_backend).toBe('auto');
     expect(torch.model.inference_backend).toMatchObject({
       name: 'pytorch',
+      requested: 'auto',
+      reason: expect.stringMatching(/^auto: \d+ image\(s\), fewer than 1000/),
       runtime: expect.stringMatching(/^torch /),
       export_seconds: null,
       xai_backend: null,
+      cpu_threads: expect.any(Number),
     });
     const reported = torch.results.flatMap(boxesOf);
     expect(reported.length).toBeGreaterThan(0);
     for (const name of ['onnx', 'openvino']) {
       const graph = await run(name);
       expect(graph.settings.inference_backend).toBe(name);
-      expect(graph.model.inference_backend).toMatchObject({ name, device: 'cpu', runtime: expect.stringMatching(/^(onnxruntime|openvino) /) });
+      expect(graph.model.inference_backend).toMatchObject({
+        name,
+        requested: name,
+        reason: 'INFERENCE_BACKEND',
+        device: 'cpu',
+        runtime: expect.stringMatching(/^(onnxruntime|openvino) /),
+      });
       expect(graph.model.inference_backend.export_seconds).toBeGreaterThan(0);
       for (const [key, value] of Object.entries(torch.metrics!.overall_metrics)) {
         if (value === null) expect(graph.metrics!.overall_metrics[key], key).toBeNull();

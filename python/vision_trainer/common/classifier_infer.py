@@ -18,7 +18,7 @@ import numpy as np
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
 from .class_ids import ClassIds
-from .graph_runtime import GRAPH_BACKENDS, InferenceBackendError, backend_info, check_device, export_classifier
+from .graph_runtime import GRAPH_BACKENDS, InferenceBackendError, backend_info, check_device, export_classifier, resolve_backend
 from .infer_session import open_with
 from .xai import CamInput
 
@@ -46,9 +46,13 @@ class ClassifierBackend:
         from .torch_runtime import resolve_device
 
         self.device = resolve_device(params["device"])
-        self.backend = params["inference_backend"]
-        check_device(self.backend, self.device.type)
         self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
+        semantic = self.meta.get("task_type") == "semantic_segmentation"
+        requested = params["inference_backend"]
+        self.backend, reason = resolve_backend(
+            requested, self.device.type, params.get("image_count"), "the graph does not run semantic segmentation yet" if semantic else None
+        )
+        check_device(self.backend, self.device.type)
         self.framework = str(self.meta["framework"])
         self.names = {i: str(n) for i, n in enumerate(self.meta["class_names"])}
         self.class_ids = ClassIds.of_checkpoint(self.meta, self.meta["class_names"])
@@ -57,10 +61,10 @@ class ClassifierBackend:
         self.graph = None
         export_seconds = None
         if self.backend in GRAPH_BACKENDS:
-            if self.meta.get("task_type") == "semantic_segmentation":
+            if semantic:
                 raise InferenceBackendError(f"INFERENCE_BACKEND={self.backend} does not run semantic segmentation models yet: use pytorch")
             self.graph, export_seconds = export_classifier(self.model, self.size, params["graph_dir"], self.backend)
-        self.backend_info = backend_info(self.backend, str(self.device), export_seconds, bool(params.get("xai")))
+        self.backend_info = backend_info(self.backend, str(self.device), export_seconds, bool(params.get("xai")), requested, reason)
 
     def _transform(self):
         import torchvision.transforms as T

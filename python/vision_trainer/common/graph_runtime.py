@@ -1,5 +1,8 @@
 """INFERENCE_BACKEND: what runs an inference session's model.
 
+    auto      (the default) onnx on the CPU for a job of at least AUTO_GRAPH_MIN_IMAGES images
+              that the graph can run; pytorch otherwise (a GPU, a small job, semantic
+              segmentation, onnxruntime missing): `resolve_backend`
     pytorch   the framework itself (any DEVICE)
     onnx      the checkpoint exported once into the job's work folder (`graph_dir`) and run by
               ONNX Runtime's CPU provider
@@ -27,6 +30,14 @@ from ..protocol import InferenceBackendInfo
 
 BACKENDS = ("pytorch", "onnx", "openvino")
 GRAPH_BACKENDS = ("onnx", "openvino")
+# INFERENCE_BACKEND=auto exports to ONNX only for a job this large. Measured on a 2-CPU Xeon
+# (docs/performance.md): exporting costs 0.4-1.8 CPU seconds (2-7 s of wall time on a busy
+# machine) and the graph saves 0.4 (small ViT) to 3.9 (ResNet-18) CPU ms per image, so the
+# export pays for itself after 150-1,000 images; below that PyTorch finishes first. ONNX rather
+# than OpenVINO: its export is half the cost and its per-image figures were within 10% of
+# OpenVINO's (better on ResNet-18, worse on ViT and YOLO11n).
+AUTO_GRAPH_MIN_IMAGES = 1000
+AUTO_GRAPH_BACKEND = "onnx"
 # torch.onnx.export's TorchScript exporter: opset 17 holds every op timm and transformers
 # classifiers use (LayerNorm, GELU) and is read by both runtimes.
 OPSET = 17
@@ -45,7 +56,32 @@ def check_device(backend: str, device: str) -> None:
         )
 
 
-def backend_info(backend: str, device: str, export_seconds: float | None, xai: bool) -> InferenceBackendInfo:
+def resolve_backend(requested: str, device_type: str, images: int | None, unsupported: str | None = None) -> tuple[str, str]:
+    """(backend, why) for INFERENCE_BACKEND; an explicit choice stands as it is (check_device and
+    the backends refuse what cannot run). `auto` takes the graph only where it is known to be
+    faster end to end: on the CPU, for a task the graph runs (`unsupported` says why not), for a
+    job with enough images to pay for the export, with onnxruntime installed."""
+    if requested != "auto":
+        return requested, "INFERENCE_BACKEND"
+    if device_type != "cpu":
+        return "pytorch", f"auto: the device is {device_type} (the graph runtimes here run on the CPU)"
+    if unsupported:
+        return "pytorch", f"auto: {unsupported}"
+    if images is None or images < AUTO_GRAPH_MIN_IMAGES:
+        return (
+            "pytorch",
+            f"auto: {images if images is not None else 'an unknown number of'} image(s), fewer than {AUTO_GRAPH_MIN_IMAGES} that pay for the export",
+        )
+    import importlib.util
+
+    if importlib.util.find_spec(RUNTIME_PACKAGE[AUTO_GRAPH_BACKEND]) is None:
+        return "pytorch", f"auto: {RUNTIME_PACKAGE[AUTO_GRAPH_BACKEND]} is not installed"
+    return AUTO_GRAPH_BACKEND, f"auto: the CPU and {images} images (at least {AUTO_GRAPH_MIN_IMAGES})"
+
+
+def backend_info(
+    backend: str, device: str, export_seconds: float | None, xai: bool, requested: str | None = None, reason: str | None = None
+) -> InferenceBackendInfo:
     package = RUNTIME_PACKAGE[backend]
     return {
         "name": backend,  # type: ignore[typeddict-item]
@@ -53,7 +89,22 @@ def backend_info(backend: str, device: str, export_seconds: float | None, xai: b
         "device": device,
         "export_seconds": None if export_seconds is None else round(export_seconds, 3),
         "xai_backend": "pytorch" if xai else None,
+        "requested": requested or backend,  # type: ignore[typeddict-item]
+        "reason": reason or "INFERENCE_BACKEND",
+        "cpu_threads": runtime_threads(backend, device),
     }
+
+
+def runtime_threads(backend: str, device: str) -> int | None:
+    """The threads the model's runtime computes with on the CPU (None on a GPU): what bench:infer
+    compares with its native loop's."""
+    if not device.startswith("cpu"):
+        return None
+    if backend == "pytorch":
+        import torch
+
+        return int(torch.get_num_threads())
+    return cpu_threads()
 
 
 def cpu_threads() -> int:

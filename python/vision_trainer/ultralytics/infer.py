@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..common.class_ids import ClassIds
-from ..common.graph_runtime import GRAPH_BACKENDS, backend_info, check_device, export_ultralytics, ultralytics_runtime_settings
+from ..common.graph_runtime import GRAPH_BACKENDS, backend_info, check_device, export_ultralytics, resolve_backend, ultralytics_runtime_settings
 from ..common.infer_session import FrameworkMismatchError, open_with
 from ..common.xai import CamInput
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
@@ -122,16 +122,18 @@ class UltralyticsBackend:
         self.train_args = dict(ckpt.get("train_args") or {})
         # INFERENCE_BACKEND=onnx|openvino: the exported graph predicts through ultralytics' own
         # predictor (same letterbox, NMS and result objects); self.yolo stays for Grad-CAM.
-        self.backend = params["inference_backend"]
+        requested = params["inference_backend"]
+        export_device = resolve_export_device(params.get("device") or "auto")
+        self.backend, reason = resolve_backend(requested, "cuda" if export_device[0].isdigit() else export_device, params.get("image_count"))
         self.predictor_model = self.yolo
         export_seconds = None
         if self.backend in GRAPH_BACKENDS:
-            check_device(self.backend, resolve_export_device(params.get("device") or "auto"))
+            check_device(self.backend, export_device)
             graph, export_seconds = export_ultralytics(checkpoint, self.imgsz, params["graph_dir"], self.backend)
             self.predictor_model = YOLO(str(graph), task=self.task)
             self.device = "cpu"
             ultralytics_runtime_settings(self.predictor_model, graph, self.imgsz, self.backend)
-        self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")))
+        self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")), requested, reason)
 
     def _device_name(self) -> str:
         if self.backend in GRAPH_BACKENDS:

@@ -107,7 +107,8 @@ class Sam2Backend:
         from ..common.graph_runtime import backend_info
         from ..common.torch_runtime import resolve_device
 
-        if params["inference_backend"] != "pytorch":
+        requested = params["inference_backend"]
+        if requested not in ("pytorch", "auto"):
             from ..common.graph_runtime import InferenceBackendError
 
             raise InferenceBackendError(f"SAM 2 runs on pytorch only, not INFERENCE_BACKEND={params['inference_backend']}")
@@ -145,7 +146,8 @@ class Sam2Backend:
         else:
             self.names = dict(enumerate(classes["names"]))
             self.class_ids = ClassIds(classes["ids"], classes["names"])
-        self.backend_info = backend_info("pytorch", str(device), None, False)
+        reason = "auto: SAM 2 runs on pytorch only" if requested == "auto" else "INFERENCE_BACKEND"
+        self.backend_info = backend_info("pytorch", str(device), None, False, requested, reason)
 
     def info(self) -> dict:
         return {

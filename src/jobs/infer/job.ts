@@ -153,6 +153,7 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     // 3. Model
     logger.stage('Loading Model');
     session = await openSession(ctx, checkpoint.path, {
+      imageCount: images.source.total,
       ...(prompt ? { promptCheckpointPath: prompt.path } : {}),
       ...(images.dataset ? { datasetClasses: { ids: images.dataset.classes.map((c) => c.id), names: images.dataset.classes.map((c) => c.name) } } : {}),
     });
@@ -226,11 +227,12 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
  * The framework (FRAMEWORK, or read from the checkpoint) opens a session on the checkpoint.
  * `prompts`: PROMPT_CHECKPOINT_PATH's detector and the test dataset's classes, which only a
  * prompted model (SAM 2) uses; ultralytics refuses a detector given to another checkpoint.
+ * `imageCount`: how many images the job predicts, which INFERENCE_BACKEND=auto weighs.
  */
 async function openSession(
   ctx: InferContext,
   checkpointPath: string,
-  prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses'>,
+  prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses' | 'imageCount'>,
 ): Promise<InferenceSession> {
   const { config } = ctx;
   const bridge = await ctx.bridge;
@@ -248,7 +250,7 @@ async function openSession(
   const ran = model.inference_backend;
   const exported = ran.export_seconds === null ? '' : `, exported in ${ran.export_seconds.toFixed(1)} s`;
   ctx.logger.info(
-    `Model loaded: ${framework} ${model.model_name ?? model.architecture} (${model.task}, ${model.class_names.length} classes) on ${ran.runtime} (${ran.device}${exported})${xai}`,
+    `Model loaded: ${framework} ${model.model_name ?? model.architecture} (${model.task}, ${model.class_names.length} classes) on ${ran.runtime} (${ran.device}${exported}; ${ran.reason})${xai}`,
   );
   return session;
 }

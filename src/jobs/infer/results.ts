@@ -29,7 +29,7 @@ import {
   TimestampSchema,
 } from '../../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
-import { INFERENCE_BACKENDS, XAI_METHODS } from '../../config/variables.js';
+import { INFERENCE_BACKEND_CHOICES, INFERENCE_BACKENDS, XAI_METHODS } from '../../config/variables.js';
 
 /** 2: the design's names and nesting (image_path, metrics, xai.<method>, xai.explanation), dataset class ids. */
 export const RESULTS_SCHEMA_VERSION = 2;
@@ -288,6 +288,12 @@ export const InferenceBackendInfoSchema = z.object({
   export_seconds: z.number().nonnegative().nullable(),
   /** Grad-CAM needs gradients: heatmaps always come from the PyTorch model (null: no XAI). */
   xai_backend: z.literal('pytorch').nullable(),
+  /** INFERENCE_BACKEND as configured: auto, or the backend named. */
+  requested: z.enum(INFERENCE_BACKEND_CHOICES),
+  /** Why this backend ran: `INFERENCE_BACKEND`, or what auto decided on (the device, the job's image count). */
+  reason: z.string(),
+  /** Threads the runtime computed with on the CPU (null on a GPU): what bench:infer compares with its native loop's. */
+  cpu_threads: z.number().int().positive().nullable(),
 });
 
 export const ModelInfoSchema = z.object({
@@ -328,7 +334,7 @@ export const InferenceResultsSchema = z.object({
     iou_threshold: Score,
     device: z.string(),
     /** INFERENCE_BACKEND as configured (model.inference_backend: what ran). */
-    inference_backend: z.enum(INFERENCE_BACKENDS),
+    inference_backend: z.enum(INFERENCE_BACKEND_CHOICES),
     dataset_id: z.string().nullable(),
     test_split: z.string().nullable(),
     split_source: z.string().nullable(),
