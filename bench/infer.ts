@@ -66,10 +66,29 @@ function median(xs: number[]): number {
 
 const spreadText = (xs: number[]) => `${median(xs).toFixed(1)} [${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}]`;
 
-function python(args: string[], env: NodeJS.ProcessEnv): Record<string, number> {
+/** What both sides must share for their ratio to mean anything: torch's CPU threads, the batch, the model's input size, the device. */
+interface Settings {
+  cpu_threads: number | null;
+  batch: number;
+  input_size: number;
+  device: string;
+}
+
+function python(args: string[], env: NodeJS.ProcessEnv): { images_per_second: number; settings: Settings } {
   const r = spawnSync(defaultPythonBin(), [NATIVE, ...args], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(`infer_native.py ${args[0]} failed (${r.status}): ${r.stderr.slice(-3000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, number>;
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { images_per_second: number; settings: Settings };
+}
+
+const describeSettings = (s: Settings) => `${s.cpu_threads ?? 'GPU'} CPU thread(s), batch ${s.batch}, input ${s.input_size} px, device ${s.device}`;
+
+/** Fails the bench when the two sides did different work (the figures would compare nothing). */
+function sameSettings(framework: string, native: Settings, job: Settings): void {
+  const differing = (Object.keys(native) as Array<keyof Settings>).filter((k) => native[k] !== job[k]);
+  if (differing.length > 0)
+    throw new Error(
+      `${framework}: the two sides differ in ${differing.join(', ')}: native ${describeSettings(native)}; vision-trainer ${describeSettings(job)}`,
+    );
 }
 
 interface Variant {
@@ -88,7 +107,7 @@ function visionTrainer(
   receiverUrl: string,
   jobId: string,
   variant: Variant = {},
-): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number }> {
+): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number; settings: Settings; backend: string }> {
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -125,9 +144,20 @@ function visionTrainer(
       const doc = JSON.parse(readFileSync(join(dir, 'inference_jobs', jobId, 'results.json'), 'utf8')) as {
         num_images: number;
         timing: { images_per_second: number; avg_inference_time_ms: number };
+        settings: { batch_size: number; image_size: number; device: string };
+        model: { training_image_size: number | null; inference_backend: { name: string; device: string; cpu_threads: number | null } };
       };
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
-      resolve({ imagesPerSecond: doc.timing.images_per_second, avgMs: doc.timing.avg_inference_time_ms, wallSeconds: (Date.now() - started) / 1000 });
+      const ran = doc.model.inference_backend;
+      // YOLO predicts at IMAGE_SIZE; a classifier at the size it was trained at.
+      const inputSize = framework === 'ultralytics' ? doc.settings.image_size : doc.model.training_image_size!;
+      resolve({
+        imagesPerSecond: doc.timing.images_per_second,
+        avgMs: doc.timing.avg_inference_time_ms,
+        wallSeconds: (Date.now() - started) / 1000,
+        settings: { cpu_threads: ran.cpu_threads, batch: doc.settings.batch_size, input_size: inputSize, device: ran.device },
+        backend: ran.name,
+      });
     });
   });
 }
@@ -137,13 +167,26 @@ async function main(): Promise<void> {
   const env = { ...process.env, ...THREADS, YOLO_OFFLINE: 'true', YOLO_CONFIG_DIR: join(dir, 'yolo-config'), HF_HUB_OFFLINE: '1', PYTHONUNBUFFERED: '1' };
   const receiver = await startCallbackReceiver({ token: TOKEN, print: false });
   let jobs = 0;
-  const native = (framework: string, v: Variant = {}) =>
-    python(['native', framework, join(dir, `${framework}.pt`), join(dir, 'images'), String(v.batch ?? BATCH), String(IMGSZ), DEVICE], {
+  // Every run's settings are checked against the native loop's at the same variant.
+  const nativeSettings = new Map<string, Settings>();
+  const variantKey = (framework: string, v: Variant) => `${framework}/${v.batch ?? BATCH}/${v.threads ?? BENCH_THREADS}`;
+  const native = (framework: string, v: Variant = {}) => {
+    const run = python(['native', framework, join(dir, `${framework}.pt`), join(dir, 'images'), String(v.batch ?? BATCH), String(IMGSZ), DEVICE], {
       ...env,
       ...threadEnv(v.threads),
-    }).images_per_second!;
-  const bridged = (framework: string, v: Variant = {}) =>
-    visionTrainer(framework, join(dir, `${framework}.pt`), dir, receiver.url, `bench-${framework}-${jobs++}`, v);
+    });
+    if (!nativeSettings.has(variantKey(framework, v))) console.log(`  ${framework} native loop: ${describeSettings(run.settings)}`);
+    nativeSettings.set(variantKey(framework, v), run.settings);
+    return run.images_per_second;
+  };
+  const bridged = async (framework: string, v: Variant = {}) => {
+    const run = await visionTrainer(framework, join(dir, `${framework}.pt`), dir, receiver.url, `bench-${framework}-${jobs++}`, v);
+    const expected = v.backend ?? 'pytorch';
+    if (run.backend !== expected) throw new Error(`${framework}: asked for INFERENCE_BACKEND=${expected}, results.json says ${run.backend} ran`);
+    const theirs = nativeSettings.get(variantKey(framework, v));
+    if (theirs) sameSettings(framework, theirs, run.settings);
+    return run;
+  };
   try {
     console.log(`Preparing ${IMAGES} images (${IMGSZ} x ${(IMGSZ * 3) / 4}) and checkpoints in ${dir}`);
     python(['prepare', dir, String(IMAGES), String(IMGSZ)], env);
@@ -176,6 +219,7 @@ async function main(): Promise<void> {
         loads.push(Number(loadavg()[0]!.toFixed(2)));
         runs.native.push(native(framework));
         const vt = await bridged(framework);
+        if (i === 0) console.log(`  ${framework} vision-trainer:  ${describeSettings(vt.settings)}`);
         runs.vt.push(vt.imagesPerSecond);
         walls.pytorch!.push(vt.wallSeconds);
         avgMs.push(vt.avgMs);

@@ -7,7 +7,9 @@ framework's own Python predict loop on them (what a user writes without vision-t
                                   OUT_DIR/huggingface.pt (a small ViT)
   native FRAMEWORK CHECKPOINT IMAGES_DIR BATCH IMGSZ
                                   predicts every image in batches; prints one JSON line
-                                  {"images", "seconds", "images_per_second"}
+                                  {"images", "seconds", "images_per_second", "settings"}
+                                  (settings: torch's CPU threads, batch, the model's input
+                                  size, device: what bench/infer.ts compares with the job's)
 
 Weights are random (no hub here); throughput does not depend on them.
 """
@@ -109,6 +111,7 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
             for r in model.predict(b, imgsz=imgsz, conf=0.25, iou=0.45, batch=len(b), device=device, verbose=False):
                 r.boxes.xyxy.tolist(), r.boxes.conf.tolist(), r.boxes.cls.tolist()
         seconds = time.perf_counter() - started
+        input_size = imgsz
     else:
         import math
 
@@ -132,7 +135,12 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
                 probabilities = torch.softmax(model(x), dim=1)
             probabilities.topk(min(5, probabilities.shape[1])).indices.tolist()
         seconds = time.perf_counter() - started
-    return {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds}
+        input_size = size
+    import torch
+
+    # What bench/infer.ts compares with the job's results.json: a ratio between different work measures nothing.
+    settings = {"cpu_threads": torch.get_num_threads() if device == "cpu" else None, "batch": batch, "input_size": input_size, "device": device}
+    return {"images": len(paths), "seconds": seconds, "images_per_second": len(paths) / seconds, "settings": settings}
 
 
 if __name__ == "__main__":
