@@ -42,3 +42,23 @@ def test_backend_info_says_what_was_asked_why_and_with_how_many_threads():
     assert info["cpu_threads"] == graph_runtime.cpu_threads()
     assert backend_info("pytorch", "cuda:0", None, False)["cpu_threads"] is None
     assert backend_info("pytorch", "cuda:0", None, False)["requested"] == "pytorch"
+
+
+def test_under_auto_a_failed_export_leaves_pytorch_running_and_says_why():
+    def broken():
+        raise RuntimeError("Unsupported: ONNX export of operator foo\nmore detail")
+
+    name, reason, exported = graph_runtime.export_or_fall_back("auto", "onnx", "auto: the CPU and 5000 images", broken)
+    assert (name, exported) == ("pytorch", None)
+    assert reason == "auto: the export to onnx failed (RuntimeError: Unsupported: ONNX export of operator foo)"
+    assert graph_runtime.export_or_fall_back("auto", "onnx", "why", lambda: ("graph", 1.0)) == ("onnx", "why", ("graph", 1.0))
+
+
+def test_a_named_backend_whose_export_fails_fails_the_job():
+    import pytest
+
+    def broken():
+        raise RuntimeError("no")
+
+    with pytest.raises(RuntimeError, match="no"):
+        graph_runtime.export_or_fall_back("onnx", "onnx", "INFERENCE_BACKEND", broken)

@@ -18,7 +18,7 @@ import numpy as np
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
 from .class_ids import ClassIds
-from .graph_runtime import GRAPH_BACKENDS, InferenceBackendError, backend_info, check_device, export_classifier, resolve_backend
+from .graph_runtime import GRAPH_BACKENDS, InferenceBackendError, backend_info, check_device, export_classifier, export_or_fall_back, resolve_backend
 from .infer_session import open_with
 from .xai import CamInput
 
@@ -63,7 +63,13 @@ class ClassifierBackend:
         if self.backend in GRAPH_BACKENDS:
             if semantic:
                 raise InferenceBackendError(f"INFERENCE_BACKEND={self.backend} does not run semantic segmentation models yet: use pytorch")
-            self.graph, export_seconds = export_classifier(self.model, self.size, params["graph_dir"], self.backend)
+            self.backend, reason, exported = export_or_fall_back(
+                requested, self.backend, reason, lambda: export_classifier(self.model, self.size, params["graph_dir"], self.backend)
+            )
+            if exported is not None:
+                self.graph, export_seconds = exported
+            else:
+                self.model.to(self.device)  # the export moved it to the CPU
         self.backend_info = backend_info(self.backend, str(self.device), export_seconds, bool(params.get("xai")), requested, reason)
 
     def _transform(self):

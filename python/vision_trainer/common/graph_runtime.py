@@ -20,6 +20,7 @@ float32 (OpenVINO would otherwise pick bf16 on CPUs that have it, and drift from
 
 from __future__ import annotations
 
+import logging
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -77,6 +78,20 @@ def resolve_backend(requested: str, device_type: str, images: int | None, unsupp
     if importlib.util.find_spec(RUNTIME_PACKAGE[AUTO_GRAPH_BACKEND]) is None:
         return "pytorch", f"auto: {RUNTIME_PACKAGE[AUTO_GRAPH_BACKEND]} is not installed"
     return AUTO_GRAPH_BACKEND, f"auto: the CPU and {images} images (at least {AUTO_GRAPH_MIN_IMAGES})"
+
+
+def export_or_fall_back(requested: str, backend: str, reason: str, export):
+    """(backend, reason, what `export()` returned): under auto, a graph that fails to export (a
+    model torch.onnx or the converter cannot take) leaves the job on PyTorch, as it ran before
+    auto existed, with the failure in the reason; a backend named explicitly fails the job."""
+    try:
+        return backend, reason, export()
+    except Exception as exc:
+        if requested != "auto":
+            raise
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+        logging.getLogger("vision_trainer.infer").warning("INFERENCE_BACKEND=auto: exporting to %s failed (%s); PyTorch runs the model", backend, message)
+        return "pytorch", f"auto: the export to {backend} failed ({message})", None
 
 
 def backend_info(

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from ..common.class_ids import ClassIds
-from ..common.graph_runtime import GRAPH_BACKENDS, backend_info, check_device, export_ultralytics, resolve_backend, ultralytics_runtime_settings
+from ..common.graph_runtime import (
+    GRAPH_BACKENDS,
+    backend_info,
+    check_device,
+    export_or_fall_back,
+    export_ultralytics,
+    resolve_backend,
+    ultralytics_runtime_settings,
+)
 from ..common.infer_session import FrameworkMismatchError, open_with
 from ..common.xai import CamInput
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
@@ -129,10 +137,17 @@ class UltralyticsBackend:
         export_seconds = None
         if self.backend in GRAPH_BACKENDS:
             check_device(self.backend, export_device)
-            graph, export_seconds = export_ultralytics(checkpoint, self.imgsz, params["graph_dir"], self.backend)
-            self.predictor_model = YOLO(str(graph), task=self.task)
-            self.device = "cpu"
-            ultralytics_runtime_settings(self.predictor_model, graph, self.imgsz, self.backend)
+
+            def export():
+                graph, seconds = export_ultralytics(checkpoint, self.imgsz, params["graph_dir"], self.backend)
+                model = YOLO(str(graph), task=self.task)
+                ultralytics_runtime_settings(model, graph, self.imgsz, self.backend)
+                return model, seconds
+
+            self.backend, reason, exported = export_or_fall_back(requested, self.backend, reason, export)
+            if exported is not None:
+                self.predictor_model, export_seconds = exported
+                self.device = "cpu"
         self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")), requested, reason)
 
     def _device_name(self) -> str:
