@@ -1,5 +1,6 @@
 /** The pieces of an inference job that need no Python: ground truth, prefetching, results.json. */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +8,9 @@ import type { DatasetImage } from '../../src/datasets/model.js';
 import { DatasetError } from '../../src/errors.js';
 import { groundTruthOf, mapClasses } from '../../src/jobs/infer/ground-truth.js';
 import { datasetFolderImages, inBatches, prefetched } from '../../src/jobs/infer/inputs.js';
-import { withNext } from '../../src/jobs/infer/predict-loop.js';
+import { type LoopParts, LoopStats, predictAll, withAhead } from '../../src/jobs/infer/predict-loop.js';
+import { StopController } from '../../src/jobs/stop.js';
+import { Logger } from '../../src/log.js';
 import { InferenceResultsSchema, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/jobs/infer/results.js';
 import { ResultsWriter, type ResultsSummary } from '../../src/jobs/infer/results-writer.js';
 import { encodePng } from '../helpers/synthetic.js';
@@ -124,13 +127,12 @@ describe('prefetching', () => {
     async function* three() {
       yield* [1, 2, 3];
     }
-    const pairs: Array<[number, number | undefined]> = [];
-    for await (const pair of withNext(three())) pairs.push(pair);
-    expect(pairs).toEqual([
-      [1, 2],
-      [2, 3],
-      [3, undefined],
-    ]);
+    const pairs: number[][] = [];
+    for await (const pair of withAhead(three(), 1)) pairs.push(pair);
+    expect(pairs).toEqual([[1, 2], [2, 3], [3]]);
+    const triples: number[][] = [];
+    for await (const triple of withAhead(three(), 2)) triples.push(triple);
+    expect(triples).toEqual([[1, 2, 3], [2, 3], [3]]);
     let ended = false;
     async function* endless() {
       try {
@@ -139,7 +141,7 @@ describe('prefetching', () => {
         ended = true;
       }
     }
-    for await (const [n] of withNext(endless())) if (n === 2) break;
+    for await (const [n] of withAhead(endless(), 2)) if (n === 2) break;
     expect(ended).toBe(true);
   });
 
@@ -301,5 +303,95 @@ describe('results.json', () => {
     writer.add(result(0, { predictions: { boxes: [{ bbox: [1, 2, 3, 4], class_id: 0, class_name: 'cat', confidence: 1.5 }] } }));
     await expect(writer.flush()).rejects.toThrow(/predictions.boxes.0.confidence/);
     await writer.close();
+  });
+});
+
+describe('the prediction loop', () => {
+  type Answer = { images: Array<Record<string, unknown>>; inferenceSeconds: number };
+  /** A session whose batches finish when the test says; records what was asked and when. */
+  function fakeSession() {
+    const events: string[] = [];
+    const answers: Array<(a: Answer) => void> = [];
+    const session = {
+      predictBatch(items: Array<{ key: string }>, prefetch?: string[]) {
+        events.push(`ask ${items.map((i) => i.key).join(',')} prefetch ${prefetch?.length ?? 0}`);
+        return new Promise<Answer>((resolve) => answers.push(resolve));
+      },
+    };
+    const answer = (n: number) =>
+      answers.shift()!({
+        images: Array.from({ length: n }, () => ({ width: 4, height: 4, predictions: { boxes: [] }, metrics: null, xai: null })),
+        inferenceSeconds: 0.01,
+      });
+    return { events, session, answer };
+  }
+
+  async function run(stopAfterFirst: boolean) {
+    const dir = await mkdtemp(join(tmpdir(), 'vt-loop-'));
+    const { events, session, answer } = fakeSession();
+    const images = Array.from({ length: 5 }, (_, i) => ({ imageId: `${i}`, fileName: `${i}.jpg`, source: `${i}.jpg`, path: join(dir, `${i}.jpg`) }));
+    const source = {
+      total: 5,
+      description: 'five',
+      async *batches() {
+        for (let i = 0; i < 5; i += 2) yield images.slice(i, i + 2).map((im, k) => ({ ...im, index: i + k, temporary: false }));
+      },
+    };
+    const stop = new StopController();
+    // The first image's result handed on asks for a stop (a signal while the batch is handled).
+    const writer = {
+      add: () => {
+        events.push('result');
+        if (stopAfterFirst) stop.request({ kind: 'signal', signal: 'SIGTERM' });
+      },
+    };
+    const parts = {
+      config: {
+        taskType: 'object_detection',
+        batchSize: 2,
+        maxVisualizations: 0,
+        saveVisualizations: false,
+        enableXai: false,
+        inferenceType: 'inference_job',
+        jobId: 'j',
+      },
+      session,
+      writer,
+      uploads: {},
+      explainer: undefined,
+      scratchDir: dir,
+      stop,
+      logger: Logger.create({ sink: () => {} }),
+    } as unknown as LoopParts;
+    const stats = new LoopStats();
+    const loop = predictAll(source, parts, stats);
+    const settle = () => new Promise((r) => setTimeout(r, 20));
+    await settle();
+    answer(2);
+    await settle();
+    if (!stopAfterFirst) {
+      answer(2);
+      await settle();
+      answer(1);
+      await loop;
+    } else {
+      answer(2);
+      await expect(loop).rejects.toThrow();
+    }
+    await rm(dir, { recursive: true, force: true });
+    return { events, stats };
+  }
+
+  it("hands Python the next batch before handling this one's answer, and handles the answers in order", async () => {
+    const { events, stats } = await run(false);
+    expect(events).toEqual(['ask 0,1 prefetch 2', 'ask 2,3 prefetch 1', 'result', 'result', 'ask 4 prefetch 0', 'result', 'result', 'result']);
+    expect(stats.processed).toBe(5);
+    expect(stats.predicted).toBe(5);
+  });
+
+  it('after a stop, nothing more is handed over and the batch in flight is waited for', async () => {
+    const { events, stats } = await run(true);
+    expect(events).toEqual(['ask 0,1 prefetch 2', 'ask 2,3 prefetch 1', 'result', 'result']);
+    expect(stats.processed).toBe(2);
   });
 });

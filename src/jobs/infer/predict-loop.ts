@@ -5,7 +5,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { InferenceSession } from '../../frameworks/adapter.js';
+import type { BatchOutcome, InferenceSession } from '../../frameworks/adapter.js';
 import type { BatchItem, ImageOutcome, XaiProgress } from '../../frameworks/protocol.js';
 import type { InferConfig } from '../../config/schema.js';
 import type { Dataset } from '../../datasets/model.js';
@@ -65,45 +65,61 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   let loggedDecile = 0;
   const onExplained = explanationProgress(parts, total, () => stats);
 
-  for await (const [batch, next] of withNext(source.batches(config.batchSize))) {
-    stop.throwIfRequested();
-    const ready = batch.filter((image) => !image.error && image.path);
-    const planned = ready.map((image) => plan(image, total, parts, visDir, xaiDir));
-    const prefetch = next?.filter((image) => !image.error && image.path).map((image) => image.path!);
-    const outcome =
+  const submit = (batch: JobImage[], after: JobImage[] | undefined): Submitted => {
+    const planned = batch.filter((image) => !image.error && image.path).map((image) => plan(image, total, parts, visDir, xaiDir));
+    const prefetch = after?.filter((image) => !image.error && image.path).map((image) => image.path!);
+    const call: Promise<BatchOutcome> =
       planned.length > 0
-        ? await session.predictBatch(
+        ? session.predictBatch(
             planned.map((p) => p.item),
             prefetch,
             onExplained,
           )
-        : { images: [], inferenceSeconds: 0 };
-    const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
-    stats.inferenceSeconds += outcome.inferenceSeconds;
-    stats.predicted += predictedHere;
-    const perImageMs = predictedHere > 0 ? (outcome.inferenceSeconds * 1000) / predictedHere : null;
+        : Promise.resolve({ images: [], inferenceSeconds: 0 });
+    call.catch(() => {}); // awaited in turn; must not be an unhandled rejection meanwhile
+    return { planned, call };
+  };
+  let inFlight: Submitted | undefined;
+  try {
+    for await (const window of withAhead(source.batches(config.batchSize), 2)) {
+      const [batch, next, afterNext] = window as [JobImage[], JobImage[]?, JobImage[]?];
+      stop.throwIfRequested();
+      const current = inFlight ?? submit(batch, next);
+      // The next batch goes to Python before this one's answer is handled here: Python predicts
+      // it while Node checks, writes and reports this one, so Python never waits for Node.
+      inFlight = next && !stop.requested ? submit(next, afterNext) : undefined;
+      const { planned } = current;
+      const outcome = await current.call;
+      const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
+      stats.inferenceSeconds += outcome.inferenceSeconds;
+      stats.predicted += predictedHere;
+      const perImageMs = predictedHere > 0 ? (outcome.inferenceSeconds * 1000) / predictedHere : null;
 
-    const byIndex = new Map(planned.map((p, i) => [p.image.index, { ...p, outcome: outcome.images[i]! }]));
-    for (const image of batch) {
-      const done = byIndex.get(image.index);
-      const problem = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : undefined);
-      if (problem !== undefined) logger.warn(`Image ${image.index} (${image.source}) skipped: ${problem}`);
-      parts.writer.add(imageResult(parts, stats, image, done, perImageMs));
-    }
-    for (const image of batch) if (image.temporary && image.path) await rm(image.path, { force: true });
+      const byIndex = new Map(planned.map((p, i) => [p.image.index, { ...p, outcome: outcome.images[i]! }]));
+      for (const image of batch) {
+        const done = byIndex.get(image.index);
+        const problem = image.error ?? (done && 'error' in done.outcome ? done.outcome.error : undefined);
+        if (problem !== undefined) logger.warn(`Image ${image.index} (${image.source}) skipped: ${problem}`);
+        parts.writer.add(imageResult(parts, stats, image, done, perImageMs));
+      }
+      for (const image of batch) if (image.temporary && image.path) await rm(image.path, { force: true });
 
-    const before = stats.processed;
-    stats.processed += batch.length;
-    if (Math.floor(stats.processed / PROGRESS_EVERY) > Math.floor(before / PROGRESS_EVERY) || stats.processed === total) {
-      const percent = total > 0 ? Math.min(100, (stats.processed / total) * 100) : 100;
-      parts.onProgress?.({ processed: stats.processed, total, percent, avgInferenceTimeMs: stats.avgInferenceTimeMs });
-      const ms = stats.avgInferenceTimeMs;
-      logger.progress('Inference', stats.processed, total, ms === null ? '' : `${ms.toFixed(1)} ms/image`);
-      if (Math.floor(percent / 10) > loggedDecile) {
-        loggedDecile = Math.floor(percent / 10);
-        logger.info(`Progress: ${stats.processed}/${total} images${ms === null ? '' : `, ${ms.toFixed(1)} ms per image`}`);
+      const before = stats.processed;
+      stats.processed += batch.length;
+      if (Math.floor(stats.processed / PROGRESS_EVERY) > Math.floor(before / PROGRESS_EVERY) || stats.processed === total) {
+        const percent = total > 0 ? Math.min(100, (stats.processed / total) * 100) : 100;
+        parts.onProgress?.({ processed: stats.processed, total, percent, avgInferenceTimeMs: stats.avgInferenceTimeMs });
+        const ms = stats.avgInferenceTimeMs;
+        logger.progress('Inference', stats.processed, total, ms === null ? '' : `${ms.toFixed(1)} ms/image`);
+        if (Math.floor(percent / 10) > loggedDecile) {
+          loggedDecile = Math.floor(percent / 10);
+          logger.info(`Progress: ${stats.processed}/${total} images${ms === null ? '' : `, ${ms.toFixed(1)} ms per image`}`);
+        }
       }
     }
+  } finally {
+    // Left early (a stop, a failure): the batch already handed over finishes before the session closes.
+    if (inFlight) await inFlight.call.catch(() => {});
   }
   stats.loopSeconds = (Date.now() - started) / 1000;
 }
@@ -148,23 +164,38 @@ function explanationProgress(parts: LoopParts, total: number, stats: () => LoopS
 const MASKS = 'masks';
 
 /**
- * Each batch with the one after it (undefined for the last), so Python can decode the next
- * batch while this one runs through the model. The next batch is ready by the time this one is
- * handed over (its downloads and header checks ran during the previous prediction).
+ * Each item with up to `ahead` items after it (fewer at the end): `[current, next, ...]`. The
+ * items ahead are ready by the time the current one is handed over (their downloads and header
+ * checks ran during earlier predictions).
  */
-export async function* withNext<T>(batches: AsyncIterable<T>): AsyncGenerator<[T, T | undefined]> {
-  const iterator = batches[Symbol.asyncIterator]();
+export async function* withAhead<T>(items: AsyncIterable<T>, ahead: number): AsyncGenerator<T[]> {
+  const iterator = items[Symbol.asyncIterator]();
   try {
-    let current = await iterator.next();
-    while (!current.done) {
-      const next = await iterator.next();
-      yield [current.value, next.done ? undefined : next.value];
-      current = next;
+    const window: T[] = [];
+    let done = false;
+    const fill = async () => {
+      while (!done && window.length < ahead + 1) {
+        const next = await iterator.next();
+        if (next.done) done = true;
+        else window.push(next.value);
+      }
+    };
+    await fill();
+    while (window.length > 0) {
+      yield [...window];
+      window.shift();
+      await fill();
     }
   } finally {
     // A loop left early (a stop, a failure) ends the source too: its downloads stop.
     await iterator.return?.(undefined);
   }
+}
+
+/** A batch handed to Python: what was asked for each image, and the answer to come. */
+interface Submitted {
+  planned: Planned[];
+  call: Promise<BatchOutcome>;
 }
 
 interface Planned {
