@@ -11,7 +11,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/jobs/distributed.js';
-import { startCli } from '../helpers/cli.js';
+import { type CliRun, startCli } from '../helpers/cli.js';
 import {
   BY_ID,
   CLASS_NAMES,
@@ -143,7 +143,7 @@ describe('one node, NPROC_PER_NODE=2 on the CPU (gloo)', () => {
 });
 
 /** Two `vision-trainer train` processes of one job on this machine, as two pods would run it. */
-async function twoNodes(jobId: string, vars: Record<string, string>, node1: Record<string, string> = {}) {
+async function twoNodes(jobId: string, vars: Record<string, string>, node1: Record<string, string> = {}, beforeNode1?: (n0: CliRun) => Promise<void>) {
   const port = await freePort();
   const datasetId = await jobs.dataset();
   const node = (rank: number) => {
@@ -163,7 +163,21 @@ async function twoNodes(jobId: string, vars: Record<string, string>, node1: Reco
     });
     return startCli(['train'], env, { timeoutMs: 300_000 });
   };
-  return [node(0), node(1)] as const;
+  const n0 = node(0);
+  if (beforeNode1) await beforeNode1(n0);
+  return [n0, node(1)] as const;
+}
+
+/** Resolves once the job's output (Python's stderr) holds `text`; undefined if the job ended first. */
+async function outputLine(run: CliRun, text: string): Promise<'ended' | undefined> {
+  const seen = new Promise<void>((resolve) => {
+    let out = '';
+    run.child.stderr!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes(text)) resolve();
+    });
+  });
+  return Promise.race([seen.then(() => undefined), run.done.then(() => 'ended' as const)]);
 }
 
 describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
@@ -243,23 +257,17 @@ describe('two nodes (two vision-trainer processes, NNODES=2)', () => {
 
   it('node 1 killed without a word before it joins (during its download): node 0 fails the job naming it once its heartbeat has stopped for NODE_TIMEOUT_SECONDS, not at the rendezvous timeout', async () => {
     const jobId = 'dist-silent';
-    const [n0, n1] = await twoNodes(jobId, {
-      TASK_TYPE: 'image_classification',
-      MODEL_NAME: 'resnet18',
-      EPOCHS: '1',
-      RENDEZVOUS_TIMEOUT_SECONDS: '600',
-      NODE_TIMEOUT_SECONDS: '10',
-    });
-    // Node 1 has checked in at node 0's store (before its download): it dies with no note left.
-    const checkedIn = new Promise<void>((resolve) => {
-      let seen = '';
-      n1.child.stderr!.on('data', (d: Buffer) => {
-        seen += d.toString();
-        if (seen.includes('vision-trainer: node 1 of 2 checked in')) resolve();
-      });
-    });
-    const early = await Promise.race([checkedIn.then(() => undefined), n1.done]);
-    expect(early, 'node 1 ended before it checked in').toBeUndefined();
+    // Node 1 starts once node 0's store is up, so that it checks in at once, before its download,
+    // and is killed there (not after it has already joined: that is the mid-epoch test's case).
+    const [n0, n1] = await twoNodes(
+      jobId,
+      { TASK_TYPE: 'image_classification', MODEL_NAME: 'resnet18', EPOCHS: '1', RENDEZVOUS_TIMEOUT_SECONDS: '600', NODE_TIMEOUT_SECONDS: '10' },
+      {},
+      async (n0) =>
+        expect(await outputLine(n0, 'vision-trainer: node 0 of 2 hosts the rendezvous store'), 'node 0 ended before it hosted its store').toBeUndefined(),
+    );
+    // Node 1 has checked in at node 0's store: it dies with no note left.
+    expect(await outputLine(n1, 'vision-trainer: node 1 of 2 checked in'), 'node 1 ended before it checked in').toBeUndefined();
     const killedAt = Date.now();
     n1.child.kill('SIGKILL'); // its Python dies with it (parent-death signal)
     await n1.done;

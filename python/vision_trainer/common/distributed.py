@@ -583,6 +583,9 @@ class NodeMonitor:
                 # The client retries a refused connection for its whole timeout: no longer than the deadline.
                 timeout = datetime.timedelta(seconds=max(1.0, min(10.0, deadline - time.monotonic())))
                 store = TCPStore(self.plan["master_addr"], int(self.plan["master_port"]), is_master=False, wait_for_workers=False, timeout=timeout)
+                # The first beat is the check-in: node 0 tells a node that checked in and died
+                # (silent for NODE_TIMEOUT_SECONDS) from one that never came (JOIN_TIMEOUT_SECONDS).
+                store.add(self.key(f"beat/{self.node}"), 1)
                 with self.lock:
                     self.store = store
                 return True
