@@ -4,12 +4,13 @@
  * need nothing of the framework but its module.
  */
 import { type PythonBridge, pythonEntry } from '../../src/bridge/python.js';
-import type { EmbeddedSteps, ExportRequest } from '../../src/frameworks/adapter.js';
+import type { EmbeddedNms, EmbeddedSteps, ExportRequest } from '../../src/frameworks/adapter.js';
 import {
   CheckFormatAnswerSchema,
   CheckFormatParamsSchema,
   CheckpointParamsSchema,
   ExportAnswerSchema,
+  type NmsParams,
   OpenedModelSchema,
   OpenOriginalParamsSchema,
 } from '../../src/frameworks/protocol.js';
@@ -60,8 +61,14 @@ export async function openOriginal(
     device,
     embedded_postprocessing: embedded.postprocessing,
     normalized_coordinates: embedded.normalizedCoordinates ?? false,
+    nms: nmsParams(embedded.nms),
   };
   return (await bridge.call(entries.openOriginal, params)).device;
+}
+
+/** The embedded NMS as Python takes it. */
+export function nmsParams(nms: EmbeddedNms | null): NmsParams | null {
+  return nms && { iou_threshold: nms.iou_threshold, min_confidence: nms.min_confidence, max_detections: nms.max_detections };
 }
 
 /** What every exporter is told, in the seam's terms; a framework adds its own options. */
@@ -74,5 +81,6 @@ export function exportParams(request: ExportRequest, opset: number) {
     batch: request.batchSize,
     device: request.device,
     opset,
+    embed_preprocessing: request.embedPreprocessing,
   };
 }

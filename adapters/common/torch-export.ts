@@ -9,7 +9,7 @@ import type { Framework } from '../../src/config/tasks.js';
 import { ConfigError } from '../../src/errors.js';
 import type { ExportAdapter, ProcessingOptions } from '../../src/frameworks/adapter.js';
 import { type TorchFacts, TorchExportParamsSchema, TorchFactsSchema } from '../../src/frameworks/protocol.js';
-import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
+import { embeddedPreprocessing, type PostprocessingSpec, type PreprocessingSpec } from '../../src/jobs/export/metadata.js';
 import { checkFormat, exporterEntries, exportParams, openOriginal } from './exporter.js';
 
 /** How torch hands each format its module (the rest go through ONNX). */
@@ -20,7 +20,7 @@ const PYTHON = exporterEntries('vision_trainer.common.torch_export', TorchFactsS
 /** The normalisation and resize rules the trainer stored in the checkpoint. */
 function processingOf(f: TorchFacts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {
   const interpolation = f.interpolation === 'bicubic' ? 'bicubic' : 'bilinear';
-  const preprocessing: PreprocessingSpec = {
+  let preprocessing: PreprocessingSpec = {
     resize:
       f.resize_mode === 'squash'
         ? { method: 'resize', size: options.inputSize, interpolation }
@@ -32,6 +32,8 @@ function processingOf(f: TorchFacts, options: ProcessingOptions): { preprocessin
     embedded: false,
     included: options.includePreprocessing,
   };
+  // ONNX, and OpenVINO converted from it, take the normalisation into the graph; TorchScript keeps the float input.
+  if (options.includePreprocessing && (options.format === 'onnx' || options.format === 'openvino')) preprocessing = embeddedPreprocessing(preprocessing);
   if (f.task_type === 'semantic_segmentation') {
     const postprocessing: PostprocessingSpec = {
       output_layout:

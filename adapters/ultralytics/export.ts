@@ -6,8 +6,9 @@ import type { TaskType } from '../../src/config/tasks.js';
 import { ConfigError, PythonError } from '../../src/errors.js';
 import type { ExportAdapter, ExportRequest, ProcessingOptions } from '../../src/frameworks/adapter.js';
 import { type UltralyticsFacts, UltralyticsExportParamsSchema, UltralyticsFactsSchema } from '../../src/frameworks/protocol.js';
-import type { PostprocessingSpec, PreprocessingSpec } from '../../src/jobs/export/metadata.js';
-import { checkFormat, exporterEntries, exportParams, openOriginal } from '../common/exporter.js';
+import { embeddedPreprocessing, type PostprocessingSpec, type PreprocessingSpec } from '../../src/jobs/export/metadata.js';
+import { METRIC_THRESHOLDS } from '../../src/jobs/export/validate.js';
+import { checkFormat, exporterEntries, exportParams, nmsParams, openOriginal } from '../common/exporter.js';
 
 const PYTHON = exporterEntries('vision_trainer.ultralytics.export', UltralyticsFactsSchema, UltralyticsExportParamsSchema);
 
@@ -29,10 +30,19 @@ const OUTPUT_LAYOUT: Partial<Record<TaskType, string>> = {
   image_classification: 'output0 [batch, classes]: class probabilities (softmax applied in the model)',
 };
 
+const NMS_ROWS =
+  'output0 [batch, max_detections, 6 + extras]: one row per detection kept by the NMS in the model, best first, then zero rows; x1, y1, x2, y2 in input pixels, score, the dataset class id';
+/** Decoding of a model with NMS built in (INCLUDE_POSTPROCESSING). */
+const EMBEDDED_NMS_LAYOUT: Partial<Record<TaskType, string>> = {
+  object_detection: NMS_ROWS,
+  instance_segmentation: `${NMS_ROWS}, then 32 mask coefficients; output1 [batch, 32, H/4, W/4]: prototype masks (mask = sigmoid(coefficients . prototypes))`,
+  pose_estimation: `${NMS_ROWS}, then x, y, visibility (already sigmoid) per keypoint, in input pixels`,
+};
+
 /** ultralytics' own conventions: LetterBox for detection tasks, classify_transforms otherwise. */
 function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { preprocessing: PreprocessingSpec; postprocessing: PostprocessingSpec } {
   const classification = f.task_type === 'image_classification';
-  const preprocessing: PreprocessingSpec = {
+  let preprocessing: PreprocessingSpec = {
     resize: classification
       ? { method: 'resize_shorter_center_crop', size: options.inputSize, crop_pct: 1, interpolation: 'bilinear' }
       : { method: 'letterbox', size: options.inputSize, fill_value: 114, interpolation: 'bilinear' },
@@ -43,7 +53,11 @@ function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { prepro
     embedded: false,
     included: options.includePreprocessing,
   };
+  // The ONNX graph takes the normalisation (the other formats come from ultralytics' exporter as they are).
+  if (options.includePreprocessing && options.format === 'onnx') preprocessing = embeddedPreprocessing(preprocessing);
   const layout = OUTPUT_LAYOUT[f.task_type] ?? '';
+  // INCLUDE_POSTPROCESSING builds a detector's NMS into its ONNX graph (ultralytics' nms=True).
+  const nmsEmbedded = !classification && options.includePostprocessing && options.format === 'onnx';
   const postprocessing: PostprocessingSpec = classification
     ? {
         output_layout: layout,
@@ -54,13 +68,21 @@ function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { prepro
         included: options.includePostprocessing,
       }
     : {
-        output_layout: layout,
-        nms: { method: 'nms', class_aware: true, iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300 },
+        output_layout: nmsEmbedded ? (EMBEDDED_NMS_LAYOUT[f.task_type] ?? '') : layout,
+        nms: {
+          method: 'nms',
+          class_aware: true,
+          iou_threshold: 0.45,
+          confidence_threshold: 0.25,
+          max_detections: 300,
+          // The graph keeps every detection validation's mAP needs; the wrappers filter at confidence_threshold.
+          ...(nmsEmbedded ? { min_confidence: METRIC_THRESHOLDS.confidence } : {}),
+        },
         coordinate_format: 'xyxy',
         // ultralytics' LiteRT export divides coordinates by the input size (for int8 ranges).
         box_units: options.format === 'tflite' ? 'normalized' : 'pixels',
         ...(f.task_type === 'instance_segmentation' ? { mask_threshold: 0.5 } : {}),
-        embedded: false,
+        embedded: nmsEmbedded,
         included: options.includePostprocessing,
       };
   return { preprocessing, postprocessing };
@@ -93,9 +115,11 @@ export const ultralyticsExport: ExportAdapter = {
       ...exportParams(request, 12),
       simplify: request.optimizationLevel >= 1,
       quantize: nativeQuantize(request),
+      nms: nmsParams(request.embedNms),
     });
     const notes = [
       `ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`,
+      ...r.notes,
     ];
     if (request.quantization) notes.push(request.quantization.method);
     return { path: r.path, directory: r.directory, notes };

@@ -395,6 +395,12 @@ class TorchFacts(TypedDict):
     crop_pct: float
 
 
+class Normalization(TypedDict):
+    method: Literal["divide", "standardize"]
+    mean: list[float]
+    std: list[float]
+
+
 class ExportParams(TypedDict):
     checkpoint: str
     format: str
@@ -403,11 +409,19 @@ class ExportParams(TypedDict):
     batch: int
     device: str
     opset: int
+    embed_preprocessing: Normalization | None
+
+
+class NmsParams(TypedDict):
+    iou_threshold: float
+    min_confidence: float
+    max_detections: int
 
 
 class UltralyticsExportParams(ExportParams):
     simplify: bool
     quantize: int | str | None
+    nms: NmsParams | None
 
 
 class TorchExportParams(ExportParams):
@@ -434,6 +448,7 @@ class OpenOriginalParams(TypedDict):
     embedded_postprocessing: bool
     # the export gives coordinates as fractions of the input size (ultralytics' LiteRT exports)
     normalized_coordinates: NotRequired[bool]
+    nms: NotRequired[NmsParams | None]
 
 
 class OpenExportedParams(TypedDict):

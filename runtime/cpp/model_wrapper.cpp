@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -220,6 +221,7 @@ ModelWrapper::ModelWrapper(const std::string& model_path, const std::string& met
     std_[c] = static_cast<float>(pre["normalize"]["std"].items().at(c).number());
   }
   bgr_ = pre["channel_order"].string("RGB") == "BGR";
+  embedded_preprocessing_ = pre["embedded"].boolean(false);
   preprocessing_included_ = pre["included"].boolean(true);
   postprocessing_included_ = m["postprocessing"]["included"].boolean(true);
 
@@ -265,6 +267,16 @@ cv::Mat ModelWrapper::preprocess(const cv::Mat& rgb, Transform& t) const {
   }
 
   const int plane = input_h_ * input_w_;
+  if (embedded_preprocessing_) {
+    // The model normalises itself: it takes the pixels, uint8 NHWC (RGB).
+    cv::Mat pixels;
+    if (bgr_) cv::cvtColor(canvas, pixels, cv::COLOR_RGB2BGR);
+    else pixels = canvas.clone();
+    cv::Mat blob(std::vector<int>{fixed_batch_, input_h_, input_w_, 3}, CV_8U);
+    const size_t image = static_cast<size_t>(plane) * 3;
+    for (int b = 0; b < fixed_batch_; ++b) std::memcpy(blob.ptr<uchar>() + b * image, pixels.ptr<uchar>(), image);
+    return blob;
+  }
   cv::Mat blob(std::vector<int>{fixed_batch_, 3, input_h_, input_w_}, CV_32F);
   float* out = blob.ptr<float>();
   for (int y = 0; y < input_h_; ++y) {

@@ -76,6 +76,7 @@ class ModelWrapper {
   bool standardize_ = false;
   std::array<float, 3> mean_{}, std_{};
   bool bgr_ = false;
+  bool embedded_preprocessing_ = false;
   bool preprocessing_included_ = true, postprocessing_included_ = true;
   int fixed_batch_ = 1;
   // Post-processing

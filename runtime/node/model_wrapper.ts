@@ -40,6 +40,9 @@ export interface PreprocessingSpec {
   normalize: { method: 'divide' | 'standardize'; mean: number[]; std: number[] };
   channel_order: 'RGB' | 'BGR';
   layout: 'NCHW' | 'NHWC';
+  /** "uint8" with `embedded`: the model normalises itself and takes the resized image's pixels (absent in older packages: float32). */
+  data_type?: 'float32' | 'uint8';
+  embedded?: boolean;
 }
 
 export interface PostprocessingSpec {
@@ -49,6 +52,8 @@ export interface PostprocessingSpec {
   top_k?: number;
   /** "normalized": boxes and keypoints come as fractions of the input size (LiteRT exports). */
   box_units?: 'pixels' | 'normalized';
+  /** The model ran it: a detector's outputs are its NMS's kept rows (absent in older packages: false). */
+  embedded?: boolean;
 }
 
 export interface WrapperMetadata {
@@ -407,6 +412,8 @@ export function preprocess(image: RgbImage, spec: PreprocessingSpec): { tensor: 
 
   const { mean, std, method } = spec.normalize;
   const pre = method === 'standardize' ? 255 : 1;
+  // The model normalises in its graph: it is fed the pixels (as float32 values here; infer() makes them uint8).
+  const raw = spec.embedded === true;
   const plane = outH * outW;
   const data = new Float32Array(3 * plane);
   const order = spec.channel_order === 'BGR' ? [2, 1, 0] : [0, 1, 2];
@@ -421,7 +428,7 @@ export function preprocess(image: RgbImage, spec: PreprocessingSpec): { tensor: 
         const pixel = inside ? at(placed.data, (sy * placed.width + sx) * 3 + ch) : fill;
         // float32 steps, as numpy computes them in the Python wrapper.
         const scaled = pre === 1 ? pixel : Math.fround(pixel / pre);
-        const v = Math.fround(Math.fround(scaled - at(mean, c)) / at(std, c));
+        const v = raw ? pixel : Math.fround(Math.fround(scaled - at(mean, c)) / at(std, c));
         data[nchw ? c * plane + y * outW + x : (y * outW + x) * 3 + c] = v;
       }
     }
@@ -510,6 +517,26 @@ export function selectDetections(pred: Tensor, numClasses: number, conf: number,
       for (let r = 0; r < extraRows; r++) e[r] = at(d, (4 + numClasses + r) * anchors + a);
       return e;
     }),
+  };
+}
+
+/**
+ * The rows of a model with NMS built in, [1, max_detections, 6 + extra] (x1, y1, x2, y2, score,
+ * dataset class id, extra; best first, zero rows after the last) -> kept detections, their class
+ * ids turned back into output indices.
+ */
+export function embeddedDetections(pred: Tensor, classIds: readonly number[], conf: number, maxDet: number): Detections {
+  const count = pred.dims[1] as number;
+  const width = pred.dims[2] as number;
+  const d = pred.data;
+  const index = new Map(classIds.map((id, i) => [id, i]));
+  const kept: number[] = [];
+  for (let r = 0; r < count && kept.length < maxDet; r++) if (at(d, r * width + 4) > conf) kept.push(r);
+  return {
+    boxes: Float32Array.from(kept.flatMap((r) => Array.from(d.subarray(r * width, r * width + 4)))),
+    scores: Float32Array.from(kept.map((r) => at(d, r * width + 4))),
+    classes: Int32Array.from(kept.map((r) => index.get(Math.round(at(d, r * width + 5))) ?? -1)),
+    extra: kept.map((r) => d.slice(r * width + 6, (r + 1) * width)),
   };
 }
 
@@ -700,7 +727,10 @@ export class ModelWrapper {
       for (let i = 0; i < fixed; i++) data.set(tensor.data, i * tensor.data.length);
       tensor = { data, dims: [fixed, ...tensor.dims.slice(1)] };
     }
-    const input = new ort.Tensor('float32', tensor.data, tensor.dims);
+    const input =
+      this.metadata.preprocessing.data_type === 'uint8'
+        ? new ort.Tensor('uint8', Uint8Array.from(tensor.data), tensor.dims)
+        : new ort.Tensor('float32', tensor.data, tensor.dims);
     const results = await this.session.run({ [this.session.inputNames[0] as string]: input });
     return this.session.outputNames.map((name) => {
       const t = results[name] as ort.Tensor;
@@ -729,14 +759,12 @@ export class ModelWrapper {
     const spec = post.nms!;
     const [inH, inW] = this.inputSize;
     const boxScale: [number, number] = post.box_units === 'normalized' ? [inW, inH] : [1, 1];
-    const det = selectDetections(
-      first,
-      this.classNames.length,
-      options.confidence ?? spec.confidence_threshold,
-      options.iou ?? spec.iou_threshold,
-      options.maxDetections ?? spec.max_detections,
-      boxScale,
-    );
+    const confidence = options.confidence ?? spec.confidence_threshold;
+    const maxDetections = options.maxDetections ?? spec.max_detections;
+    // A model with NMS built in (INCLUDE_POSTPROCESSING) gives the kept detections: they are only filtered.
+    const det = post.embedded
+      ? embeddedDetections(first, this.classIds, confidence, maxDetections)
+      : selectDetections(first, this.classNames.length, confidence, options.iou ?? spec.iou_threshold, maxDetections, boxScale);
     const boxes: number[][] = [];
     const predictions: Prediction[] = [];
     for (let k = 0; k < det.scores.length; k++) {

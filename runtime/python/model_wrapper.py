@@ -83,7 +83,8 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def preprocess(image: np.ndarray, spec: dict) -> tuple[np.ndarray, Transform]:
-    """RGB uint8 (H, W, 3) -> float32 NCHW batch of one, per metadata["preprocessing"]."""
+    """RGB uint8 (H, W, 3) -> a batch of one in the model's input form, per metadata["preprocessing"]:
+    float32 NCHW, normalised; or, where the model embeds its preprocessing, its uint8 NHWC pixels."""
     image = as_rgb(image)
     h0, w0 = image.shape[:2]
     resize = spec["resize"]
@@ -116,17 +117,22 @@ def preprocess(image: np.ndarray, spec: dict) -> tuple[np.ndarray, Transform]:
 
     # "divide": (pixel - mean) / std in 0..255 units (mean 0, std 255 gives 0..1);
     # "standardize": pixels scaled to 0..1 first, then (x - mean) / std (ImageNet style).
-    norm = spec["normalize"]
-    mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
-    x = canvas.astype(np.float32)
-    if norm["method"] == "standardize":
-        x = x / np.float32(255.0)
-    x = (x - mean) / std
+    # "embedded": the model normalises in its graph and takes the pixels (uint8 NHWC).
+    dtype = np.uint8 if spec.get("data_type", "float32") == "uint8" else np.float32
+    if spec.get("embedded", False):
+        x = canvas
+    else:
+        norm = spec["normalize"]
+        mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+        x = canvas.astype(np.float32)
+        if norm["method"] == "standardize":
+            x = x / np.float32(255.0)
+        x = (x - mean) / std
     if spec.get("channel_order", "RGB") == "BGR":
         x = x[:, :, ::-1]
     if spec.get("layout", "NCHW") == "NCHW":
         x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None], dtype=np.float32), transform
+    return np.ascontiguousarray(x[None], dtype=dtype), transform
 
 
 # ---------------------------------------------------------------------------------------------
@@ -175,6 +181,16 @@ def select_detections(pred: np.ndarray, num_classes: int, conf: float, iou: floa
     keep = nms(boxes + cand_classes[:, None].astype(np.float32) * MAX_WH, cand_scores, iou)[:max_det]
     extra = pred[4 + num_classes :, candidates].T[keep]
     return boxes[keep], cand_scores[keep], cand_classes[keep], extra
+
+
+def embedded_detections(rows: np.ndarray, class_ids: list[int], conf: float, max_det: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a model with NMS built in, [max_detections, 6 + extra] (x1, y1, x2, y2, score,
+    dataset class id, extra; best first, zero rows after the last) -> the same tuple as
+    select_detections, class ids turned back into output indices."""
+    rows = rows[rows[:, 4] > conf][:max_det].astype(np.float32)
+    index = {cid: i for i, cid in enumerate(class_ids)}
+    classes = np.asarray([index[round(float(c))] for c in rows[:, 5]], dtype=np.int64)
+    return rows[:, :4], rows[:, 4], classes, rows[:, 6:]
 
 
 def masks_for(
@@ -252,11 +268,14 @@ class OnnxBackend:
         available = ort.get_available_providers()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        # A model with embedded preprocessing takes uint8 pixels; callers holding them as float32 values get them cast.
+        self.input_dtype = np.uint8 if first.type == "tensor(uint8)" else np.float32
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(o) for o in self.session.run(None, {self.input_name: batch})]
+        return [np.asarray(o) for o in self.session.run(None, {self.input_name: batch.astype(self.input_dtype, copy=False)})]
 
 
 class TorchScriptBackend:
@@ -297,9 +316,10 @@ class OpenVinoBackend:
         config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
         self.model = ov.Core().compile_model(str(xml), "CPU", config)
         self.device = "cpu"
+        self.input_dtype = self.model.inputs[0].get_element_type().to_dtype()
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
-        result = self.model(batch)
+        result = self.model(batch.astype(self.input_dtype, copy=False))
         return [np.asarray(result[o]) for o in self.model.outputs]
 
 
@@ -505,7 +525,10 @@ class ModelWrapper:
             pred = pred.copy()
             pred[[0, 2]] *= self.input_size[1]
             pred[[1, 3]] *= self.input_size[0]
-        boxes, scores, classes, extra = select_detections(pred, len(self.class_names), conf, iou_t, max_det)
+        if post.get("embedded", False):  # the model ran the NMS (INCLUDE_POSTPROCESSING): filter its rows only
+            boxes, scores, classes, extra = embedded_detections(pred, self.class_ids, conf, max_det)
+        else:
+            boxes, scores, classes, extra = select_detections(pred, len(self.class_names), conf, iou_t, max_det)
         x1, y1 = transform.to_image(boxes[:, 0], boxes[:, 1])
         x2, y2 = transform.to_image(boxes[:, 2], boxes[:, 3])
         boxes = np.stack([x1, y1, x2, y2], 1) if len(boxes) else np.zeros((0, 4), np.float32)

@@ -220,11 +220,16 @@ export interface ProcessingOptions {
 
 /** What the exported model carries beyond the network, so that validation runs the original the same way. */
 export interface EmbeddedSteps {
-  /** The post-processing (a classifier's softmax) is part of the exported model. */
+  /** The post-processing (a classifier's softmax, a detector's NMS) is part of the exported model. */
   postprocessing: boolean;
   /** The exported model gives coordinates as fractions of the input size (metadata box_units "normalized"). */
   normalizedCoordinates?: boolean;
+  /** The detector's NMS the exported model embeds (metadata.json `postprocessing.nms`), null when none. */
+  nms: EmbeddedNms | null;
 }
+
+/** NMS built into an exported detector. */
+export type EmbeddedNms = Required<NonNullable<PostprocessingSpec['nms']>>;
 
 export interface ExportRequest {
   /** The checkpoint on local disk. */
@@ -240,6 +245,14 @@ export interface ExportRequest {
   quantization: QuantizationRule | null;
   /** INCLUDE_POSTPROCESSING where the model can carry it: the exporter builds it into the model (a classifier's softmax). */
   embedPostprocessing: boolean;
+  /** A detector's NMS to build into the model (INCLUDE_POSTPROCESSING where the format carries it), null otherwise. */
+  embedNms: EmbeddedNms | null;
+  /**
+   * INCLUDE_PREPROCESSING where the format can carry it (`preprocessing.embedded`): the
+   * normalisation the exporter builds into the graph, with the NHWC -> NCHW transpose; null
+   * when the wrappers normalise.
+   */
+  embedPreprocessing: PreprocessingSpec['normalize'] | null;
   /** Static quantization by the converter: float32 tensor files of preprocessed calibration images, and their shape. */
   calibration: { files: string[]; shape: number[] } | null;
 }

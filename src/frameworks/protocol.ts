@@ -453,6 +453,9 @@ export const TorchFactsSchema = ModelFactsBase.extend({
   crop_pct: z.number(),
 });
 
+export const NmsParamsSchema = z.object({ iou_threshold: z.number(), min_confidence: z.number(), max_detections: Int });
+export type NmsParams = z.infer<typeof NmsParamsSchema>;
+
 const ExportParamsBase = z.object({
   checkpoint: z.string(),
   format: z.string(),
@@ -461,12 +464,18 @@ const ExportParamsBase = z.object({
   batch: Int,
   device: z.string(),
   opset: Int,
+  /** INCLUDE_PREPROCESSING where the format carries it: this normalisation (metadata.json's) and NHWC -> NCHW go into the graph, whose input becomes uint8 NHWC. */
+  embed_preprocessing: z
+    .object({ method: z.enum(['divide', 'standardize']), mean: z.array(z.number()).length(3), std: z.array(z.number()).length(3) })
+    .nullable(),
 });
 export const UltralyticsExportParamsSchema = ExportParamsBase.extend({
   /** onnxslim after the export (OPTIMIZATION_LEVEL >= 1). */
   simplify: z.boolean(),
   /** ultralytics' own `quantize=`: 16 (float16) or "w8a32" (LiteRT dynamic int8). */
   quantize: z.union([z.literal(16), z.literal('w8a32')]).nullable(),
+  /** Detectors' NMS built into the graph (ultralytics' `nms=True`, INCLUDE_POSTPROCESSING), as metadata.json's `postprocessing.nms` says. */
+  nms: NmsParamsSchema.nullable(),
 });
 export const TorchExportParamsSchema = ExportParamsBase.extend({
   optimization_level: Int,
@@ -501,6 +510,8 @@ export const OpenOriginalParamsSchema = z.object({
   embedded_postprocessing: z.boolean(),
   /** The export gives box and keypoint coordinates as fractions of the input size (ultralytics' LiteRT exports): the original's are divided too. */
   normalized_coordinates: z.boolean().optional(),
+  /** The exported detector embeds this NMS: the original runs the same (ultralytics). */
+  nms: NmsParamsSchema.nullable().optional(),
 });
 export const OpenExportedParamsSchema = z.object({ handle: z.string(), format: z.string(), path: z.string() });
 export const OpenedModelSchema = z.object({ handle: z.string(), device: z.string() });

@@ -81,7 +81,9 @@ async function exportJob(jobId: string, fixture: Fixture, vars: Record<string, s
   const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
   expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'accuracy', passed: true, num_samples: 5 } });
   const batch = Number(vars.BATCH_SIZE ?? 1);
-  expect(done.model_info.input_shape).toEqual([batch, 3, 32, 32]);
+  // INCLUDE_PREPROCESSING (default true) builds the normalisation into ONNX and OpenVINO graphs: they take uint8 NHWC pixels.
+  const embedded = vars.INCLUDE_PREPROCESSING !== 'false' && (vars.EXPORT_FORMAT === 'onnx' || vars.EXPORT_FORMAT === 'openvino');
+  expect(done.model_info.input_shape).toEqual(embedded ? [batch, 32, 32, 3] : [batch, 3, 32, 32]);
   expect(done.model_info.output_shape).toEqual([batch, 3]);
   return { done, pkg: await downloadPackage(s3.storage(), jobId) };
 }
@@ -100,11 +102,22 @@ describe('vision-trainer export (timm, transformers)', () => {
         architecture: 'resnet10t',
         class_names: ['circle', 'square', 'triangle'],
         class_ids: [7, 3, 11],
+        inputs: [{ name: 'images', shape: [1, 32, 32, 3], dtype: 'uint8' }],
         outputs: [{ name: 'probabilities', shape: [1, 3] }],
       },
-      preprocessing: { resize: { method: 'resize_shorter_center_crop', size: [32, 32] }, normalize: { method: 'standardize', mean: [0.485, 0.456, 0.406] } },
+      // The graph normalises (and transposes): the wrappers resize and feed the pixels; validation fed the checkpoint its float input.
+      preprocessing: {
+        resize: { method: 'resize_shorter_center_crop', size: [32, 32] },
+        normalize: { method: 'standardize', mean: [0.485, 0.456, 0.406] },
+        data_type: 'uint8',
+        layout: 'NHWC',
+        embedded: true,
+        included: true,
+      },
       postprocessing: { softmax: { apply: false }, top_k: 3, embedded: true, included: true },
     });
+    expect(pkg.metadata.optimization.passes).toContain('normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)');
+    expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'node', 'cpp']);
     const [python, node, cpp] = [runPythonWrapper(pkg), runNodeWrapper(pkg), runCppWrapper(buildCppWrapper(pkg), pkg)];
     // Every wrapper answers in the dataset's class ids, each with its own name.
     for (const lines of [python, node, cpp]) expectDatasetClassIds(lines, pkg.metadata);
@@ -159,10 +172,12 @@ describe('vision-trainer export (timm, transformers)', () => {
   it('BATCH_SIZE=2: the model takes a fixed batch of two, which validation and the wrappers fill with copies of one image', async () => {
     const { done, pkg } = await exportJob('exp-timm-batch', 'timm', { EXPORT_FORMAT: 'onnx', BATCH_SIZE: '2' });
     expect(pkg.metadata.performance.batch_size).toBe(2);
+    expect(pkg.metadata.model.inputs).toEqual([{ name: 'images', shape: [2, 32, 32, 3], dtype: 'uint8' }]);
     expect(done.validation_metrics.accuracy_drop).toBe(0);
     expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python');
     expectSamePredictions(runNodeWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'node');
-    expectSamePredictions(runCppWrapper(buildCppWrapper(pkg), pkg), recorded(pkg), OTHER_RUNTIME, 'c++');
+    // OpenCV 4.6 cannot run a batch-2 uint8 NHWC graph: the package says so instead of shipping a wrapper that fails.
+    expect(pkg.metadata.runtime.absent_wrappers).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('uint8 NHWC input of batch 2') }]);
   });
 
   it('INCLUDE_PREPROCESSING=false and INCLUDE_POSTPROCESSING=false: the Python wrapper maps tensors to raw outputs', async () => {
@@ -297,6 +312,9 @@ describe('vision-trainer export (timm, transformers)', () => {
     // INCLUDE_POSTPROCESSING (default true): the softmax is in the model, so the wrappers read probabilities.
     expect(ov.pkg.metadata.model.outputs).toEqual([{ name: 'probabilities', shape: [1, 3], dtype: 'float32' }]);
     expect(ov.pkg.metadata.postprocessing).toMatchObject({ embedded: true, softmax: { apply: false } });
+    // OpenVINO is converted from the ONNX graph, normalisation included.
+    expect(ov.pkg.metadata.preprocessing).toMatchObject({ embedded: true, data_type: 'uint8', layout: 'NHWC' });
+    expect(ov.pkg.metadata.model.inputs).toEqual([{ name: 'images', shape: [1, 32, 32, 3], dtype: 'uint8' }]);
     expectSamePredictions(runPythonWrapper(ov.pkg), recorded(ov.pkg), SAME_RUNTIME, 'python openvino');
   });
 
@@ -305,7 +323,7 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(done.validation_metrics.original_accuracy).toBe(done.validation_metrics.accuracy);
     expect(pkg.metadata).toMatchObject({
       task_type: 'zero_shot_classification',
-      model: { architecture: 'CLIPModel', inputs: [{ name: 'images', shape: [1, 3, 32, 32] }] },
+      model: { architecture: 'CLIPModel', inputs: [{ name: 'images', shape: [1, 32, 32, 3] }] },
     });
     // CLIP multiplies cosine similarities by its logit scale (exp(4.6052) = 100): float32 noise of
     // 1e-7 between two onnxruntime builds' kernels becomes ~1e-5 in the probabilities.

@@ -9,7 +9,7 @@
  * metadata.json and every wrapper's predictions must carry those, never the model's output index.
  */
 import { describe, beforeAll, expect, it } from 'vitest';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../helpers/cli.js';
@@ -78,7 +78,7 @@ async function exportJob(jobId: string, task: Task, vars: Record<string, string>
     .map((o) => o.key)
     .filter((k) => !/\/(job\.log|outcome\.json)$/.test(k))
     .sort();
-  return { result, callbacks, done, keys };
+  return { result, callbacks, done, keys, vars };
 }
 
 type Run = Awaited<ReturnType<typeof exportJob>>;
@@ -104,7 +104,8 @@ function expectExported(run: Run, jobId: string, task: Task, format: string) {
   expect(info.model_size_mb).toBeGreaterThan(0);
   expect(info.inference_speed_ms).toBeGreaterThan(0);
   expect(info.inference_speed_p95_ms).toBeGreaterThanOrEqual(info.inference_speed_ms);
-  expect(info.input_shape).toEqual([1, 3, 64, 64]);
+  // INCLUDE_PREPROCESSING (default true) builds the normalisation into ONNX graphs: they take uint8 NHWC pixels.
+  expect(info.input_shape).toEqual(format === 'onnx' && run.vars.INCLUDE_PREPROCESSING !== 'false' ? [1, 64, 64, 3] : [1, 3, 64, 64]);
   const v = done!.validation_metrics;
   // The validation split, resolved as training resolves it: a fifth of the images.
   expect(v).toMatchObject({ passed: true, num_samples: Math.round((FIXTURES[task].dataset?.count ?? 24) * 0.2), dataset_id: datasetId(task), split: 'val' });
@@ -156,10 +157,11 @@ function expectWrappersAgree(pkg: ExportPackage, options: { cpp: boolean }) {
 }
 
 describe('vision-trainer export (ultralytics)', () => {
-  it('object_detection to ONNX: stages, figures, metadata.json, package; Python, Node and C++ wrappers reproduce the validation predictions', async () => {
+  it('object_detection to ONNX: stages, figures, metadata.json, package; NMS and normalisation in the graph; the Python and Node wrappers reproduce the validation predictions', async () => {
     const run = await exportJob('exp-det-onnx', 'object_detection', { EXPORT_FORMAT: 'onnx' });
     const { info, validation } = expectExported(run, 'exp-det-onnx', 'object_detection', 'onnx');
-    expect(info.output_shape).toEqual([1, 7, 84]);
+    // INCLUDE_POSTPROCESSING (default true): the model's own NMS gives up to 300 rows of x1, y1, x2, y2, score, dataset class id.
+    expect(info.output_shape).toEqual([1, 300, 6]);
     expect(info.engine).toBe('onnxruntime-node 1.30.0');
     expect(validation.metric).toBe('mAP50-95');
     expect(validation.original_accuracy).toBeGreaterThan(0.01); // the fixture model finds objects
@@ -180,21 +182,49 @@ describe('vision-trainer export (ultralytics)', () => {
         // ultralytics numbers the classes by dataset id: square 3, circle 7, triangle 11.
         class_names: ['square', 'circle', 'triangle'],
         class_ids: [3, 7, 11],
-        inputs: [{ name: 'images', shape: [1, 3, 64, 64] }],
-        outputs: [{ name: 'output0', shape: [1, 7, 84] }],
+        inputs: [{ name: 'images', shape: [1, 64, 64, 3], dtype: 'uint8' }],
+        outputs: [{ name: 'output0', shape: [1, 300, 6] }],
       },
-      preprocessing: { resize: { method: 'letterbox', size: [64, 64], fill_value: 114 }, included: true },
-      postprocessing: { nms: { iou_threshold: 0.45, confidence_threshold: 0.25 }, coordinate_format: 'xyxy' },
+      preprocessing: {
+        resize: { method: 'letterbox', size: [64, 64], fill_value: 114 },
+        normalize: { method: 'divide', std: [255, 255, 255] },
+        data_type: 'uint8',
+        layout: 'NHWC',
+        embedded: true,
+        included: true,
+      },
+      postprocessing: {
+        nms: { iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300, min_confidence: 0.001 },
+        coordinate_format: 'xyxy',
+        output_layout: expect.stringContaining('the dataset class id'),
+        embedded: true,
+        included: true,
+      },
+      runtime: {
+        wrappers: ['python', 'node'],
+        absent_wrappers: [
+          { wrapper: 'cpp', reason: expect.stringContaining('NMS is built into the graph (INCLUDE_POSTPROCESSING=true: ONNX NonMaxSuppression)') },
+        ],
+      },
       optimization: { level: 1, quantization: null },
       performance: { inference_speed_ms: info.inference_speed_ms, engine: 'onnxruntime-node 1.30.0' },
       validation: { accuracy: validation.accuracy },
     });
-    expect(stored.optimization.passes).toEqual(expect.arrayContaining([expect.stringMatching(/materialized \d+ broadcast constant/)]));
+    expect(stored.optimization.passes).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/materialized \d+ broadcast constant/),
+        expect.stringMatching(/^NMS built into the model \(ultralytics nms=True: class-aware, IoU 0.45, scores above 0.001, at most 300 detections/),
+        'normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)',
+      ]),
+    );
+    // Validation ran the checkpoint through the same NMS: its outputs are the exported rows, to float precision.
+    expect(validation.max_abs_output_diff).toBeLessThan(0.01);
     const readme = readFileSync(join(pkg.dir, 'README.md'), 'utf8');
     expect(readme).toContain(`| original | ${validation.original_accuracy.toFixed(4)} |`);
     expect(readme).toContain('3 classes (class id: name): 3: square, 7: circle, 11: triangle.');
     expect(readFileSync(join(pkg.dir, 'Dockerfile'), 'utf8')).toContain('COPY model.onnx .');
-    expectWrappersAgree(pkg, { cpp: true });
+    expect(existsSync(join(pkg.dir, 'runtimes', 'cpp'))).toBe(false);
+    expectWrappersAgree(pkg, { cpp: false }); // OpenCV's DNN module has no NonMaxSuppression
   });
 
   it('object_detection to ONNX with dynamic int8 quantization: a smaller model, figures within the default drop', async () => {
@@ -212,12 +242,13 @@ describe('vision-trainer export (ultralytics)', () => {
       accuracy_drop: validation.accuracy_drop,
     });
     expect(pkg.metadata.optimization.quantization_details.unquantized_size_mb).toBeGreaterThan(info.model_size_mb * 2);
-    expect(pkg.metadata.model.inputs[0].dtype).toBe('float32');
+    // The quantized graph keeps the embedded preprocessing's uint8 pixel input.
+    expect(pkg.metadata.model.inputs[0].dtype).toBe('uint8');
     // The package ships only the wrappers that can load the model, and says why the C++ one is absent.
     expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'node']);
-    expect(pkg.metadata.runtime.absent_wrappers).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('dynamically quantized (') }]);
-    expect(readFileSync(join(pkg.dir, 'README.md'), 'utf8')).toContain('- **cpp**: the graph is dynamically quantized');
-    expectWrappersAgree(pkg, { cpp: false }); // OpenCV's DNN module does not run dynamically quantized graphs
+    expect(pkg.metadata.runtime.absent_wrappers).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('ONNX NonMaxSuppression') }]);
+    expect(readFileSync(join(pkg.dir, 'README.md'), 'utf8')).toContain("- **cpp**: the detector's NMS is built into the graph");
+    expectWrappersAgree(pkg, { cpp: false });
   });
 
   it('object_detection to TorchScript and OpenVINO: the Python wrapper runs both', async () => {
@@ -280,27 +311,29 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(run.keys).toEqual([]);
   });
 
-  it('instance_segmentation to ONNX: masks agree across the Python, Node and C++ wrappers', async () => {
+  it('instance_segmentation to ONNX with NMS in the graph: masks agree across the Python and Node wrappers', async () => {
     const run = await exportJob('exp-seg', 'instance_segmentation', { EXPORT_FORMAT: 'onnx' });
     const { info, validation } = expectExported(run, 'exp-seg', 'instance_segmentation', 'onnx');
+    // The NMS rows carry the 32 mask coefficients after the class id.
     expect(info.output_shape).toEqual([
-      [1, 39, 84],
+      [1, 300, 38],
       [1, 32, 16, 16],
     ]);
     expect(validation.exported_metrics).toHaveProperty('box_mAP50-95');
     const pkg = await downloadPackage(s3.storage(), 'exp-seg');
     expect(pkg.expected!.images.flatMap((i) => i.validation_predictions).some((p) => p.mask!.counts.length > 1)).toBe(true);
-    expectWrappersAgree(pkg, { cpp: true });
+    expectWrappersAgree(pkg, { cpp: false });
   });
 
-  it('pose_estimation to ONNX: keypoints agree across the wrappers', async () => {
+  it('pose_estimation to ONNX with NMS in the graph: keypoints agree across the Python and Node wrappers', async () => {
     const run = await exportJob('exp-pose', 'pose_estimation', { EXPORT_FORMAT: 'onnx' });
-    expectExported(run, 'exp-pose', 'pose_estimation', 'onnx');
+    const { info } = expectExported(run, 'exp-pose', 'pose_estimation', 'onnx');
+    expect(info.output_shape).toEqual([1, 300, 6 + 17 * 3]);
     const pkg = await downloadPackage(s3.storage(), 'exp-pose');
     expect(pkg.metadata.model.keypoints).toEqual({ shape: [17, 3] });
     expect(pkg.metadata.model).toMatchObject({ class_names: ['person'], class_ids: [5] });
     expect(pkg.expected!.images[0]!.validation_predictions[0]!.keypoints).toHaveLength(17);
-    expectWrappersAgree(pkg, { cpp: true });
+    expectWrappersAgree(pkg, { cpp: false });
   });
 
   it('image_classification to ONNX as float16: top-k agrees across the wrappers', async () => {

@@ -73,3 +73,30 @@ def test_each_level_does_more_and_keeps_the_outputs(tmp_path, exported):
     assert ":BatchNormalization" in seen[0][1] and ":BatchNormalization" not in seen[2][1]
     # Level 3: ONNX Runtime's own fused operators.
     assert any(op.startswith("com.microsoft") for op in seen[3][1]), seen[3][1]
+
+
+@pytest.mark.parametrize(
+    ("normalize", "float_input"),
+    [
+        (
+            {"method": "standardize", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+            lambda px: (px / np.float32(255) - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225],
+        ),
+        ({"method": "divide", "mean": [0, 0, 0], "std": [255, 255, 255]}, lambda px: px / np.float32(255)),
+    ],
+)
+def test_embedded_preprocessing_takes_uint8_nhwc_pixels_and_gives_the_float_models_outputs(tmp_path, exported, normalize, float_input):
+    path = tmp_path / "embedded.onnx"
+    path.write_bytes(exported)
+    export_onnx.embed_preprocessing(str(path), normalize)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    first = session.get_inputs()[0]
+    assert (first.name, first.type, first.shape) == ("images", "tensor(uint8)", [1, 16, 16, 3])
+    pixels = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), dtype=np.uint8)
+    reference = float_input(pixels.astype(np.float32)).astype(np.float32).transpose(0, 3, 1, 2)
+    expected = _run(_at_level(tmp_path, exported, 0)[0], np.ascontiguousarray(reference))
+    np.testing.assert_allclose(session.run(None, {"images": pixels})[0], expected, atol=1e-5)
+    # onnxslim and ONNX Runtime's basic passes keep the conversion and the uint8 input.
+    level2, _, operators = _at_level(tmp_path, path.read_bytes(), 2)
+    assert ":Cast" in operators
+    np.testing.assert_allclose(_run(level2, pixels), expected, atol=1e-5)

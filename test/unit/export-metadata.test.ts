@@ -154,6 +154,30 @@ describe('runtimes a package ships', () => {
     expect(segformer.absent).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('uses LayerNormalization (opset 17') }]);
   });
 
+  it("leaves out the C++ wrapper for a graph with NMS built in (OpenCV's DNN has no NonMaxSuppression) and for a uint8 NHWC input of batch > 1", () => {
+    const nms = packageRuntimes('onnx', { operators: [':Conv', ':NonMaxSuppression', ':DynamicQuantizeLinear'], quantization: undefined, pixelInputBatch: 1 });
+    expect(nms).toMatchObject({ wrappers: ['python', 'node'], engines: ['onnxruntime', 'tensorrt'] });
+    expect(nms.absent).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('INCLUDE_POSTPROCESSING=true: ONNX NonMaxSuppression') }]);
+    expect(packageRuntimes('onnx', { operators: [':Conv', ':Cast'], quantization: undefined, pixelInputBatch: 1 }).absent).toEqual([]);
+    const batch = packageRuntimes('onnx', { operators: [':Conv', ':Cast'], quantization: undefined, pixelInputBatch: 2 });
+    expect(batch).toMatchObject({ wrappers: ['python', 'node'], absent: [{ wrapper: 'cpp', reason: expect.stringContaining('uint8 NHWC input of batch 2') }] });
+  });
+
+  it('the README of a package whose graph normalises says the caller resizes and feeds uint8 NHWC pixels; with NMS in the graph, that the wrappers only filter', () => {
+    const pre = { ...input.preprocessing, data_type: 'uint8' as const, layout: 'NHWC' as const, embedded: true };
+    const post = {
+      output_layout: 'output0 [batch, max_detections, 6 + extras]',
+      nms: { method: 'nms' as const, class_aware: true, iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300, min_confidence: 0.001 },
+      coordinate_format: 'xyxy' as const,
+      embedded: true,
+      included: true,
+    };
+    const m = buildMetadata({ ...input, format: 'onnx', taskType: 'object_detection', preprocessing: pre, postprocessing: post });
+    const text = readme(m, { hasSamples: false });
+    expect(text).toMatch(/the model normalises and transposes in its graph .* uint8 NHWC \[batch, \d+, \d+, 3\]\. Resizing stays outside the model/);
+    expect(text).toContain('class-aware NMS at IoU 0.45 runs in the model (INCLUDE_POSTPROCESSING=true; it keeps scores above 0.001');
+  });
+
   it('metadata.json and the README name the absent wrapper and the reason', () => {
     const runtimes = packageRuntimes('onnx', { operators: ['com.microsoft:FusedConv'], quantization: undefined });
     const m = buildMetadata({ ...input, format: 'onnx', runtimes });

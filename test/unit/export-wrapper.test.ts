@@ -123,6 +123,14 @@ describe('pre-processing', () => {
     expect(tensor.data[0]).toBeCloseTo((128 / 255 - 0.5) / 0.25, 5);
   });
 
+  it('feeds the resized pixels themselves, NHWC, to a model that normalises in its graph (embedded preprocessing)', () => {
+    const image = { data: new Uint8Array(64 * 32 * 3).fill(255), width: 64, height: 32 };
+    const { tensor } = preprocess(image, { ...LETTERBOX, layout: 'NHWC', data_type: 'uint8', embedded: true });
+    expect(tensor.dims).toEqual([1, 32, 32, 3]);
+    expect(Array.from(tensor.data.subarray(0, 3))).toEqual([114, 114, 114]); // top padding row, not divided
+    expect(Array.from(tensor.data.subarray((16 * 32 + 16) * 3, (16 * 32 + 16) * 3 + 3))).toEqual([255, 255, 255]);
+  });
+
   it('keeps pixel values when the size does not change, and interpolates between neighbours', () => {
     const image = { data: Uint8Array.from([0, 0, 0, 200, 200, 200]), width: 2, height: 1 };
     expect(resizeImage(image, 2, 1)).toBe(image);
@@ -177,6 +185,33 @@ describe('post-processing', () => {
     expect(inside(23, 15)).toBe(0); // left of the box
     expect(inside(30, 24)).toBe(0); // below the box
     expect(mask.reduce((a, b) => a + b, 0)).toBe(16 * 16);
+  });
+
+  it('with NMS in the model, only filters its rows (score above the threshold, at most max_detections) and maps dataset class ids back', () => {
+    const metadata: WrapperMetadata = {
+      export_format: 'onnx',
+      task_type: 'object_detection',
+      model: { file: 'model.onnx', class_names: ['a', 'b'], class_ids: [7, 3] },
+      preprocessing: LETTERBOX,
+      postprocessing: { nms: { iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 10 }, embedded: true },
+    };
+    const wrapper = new ModelWrapper(metadata);
+    // Rows: x1, y1, x2, y2, score, dataset class id; two overlapping boxes stay (the model's NMS kept them), the zero row goes.
+    const rows = [
+      [0, 8, 16, 24, 0.9, 3],
+      [1, 9, 17, 25, 0.6, 7],
+      [4, 10, 8, 12, 0.1, 7],
+      [0, 0, 0, 0, 0, 0],
+    ];
+    const output0: Tensor = { data: Float32Array.from(rows.flat()), dims: [1, rows.length, 6] };
+    const transform = { scaleX: 0.5, scaleY: 0.5, padLeft: 0, padTop: 8, width: 64, height: 32 };
+    const predictions = wrapper.postprocess([output0], transform);
+    expect(predictions.map((p) => [p.class_id, p.class_name, p.confidence])).toEqual([
+      [3, 'b', Math.fround(0.9)],
+      [7, 'a', Math.fround(0.6)],
+    ]);
+    expect(predictions[0]!.bbox).toEqual([0, 0, 32, 32]);
+    expect(wrapper.postprocess([output0], transform, { confidence: 0.05, maxDetections: 1 })).toHaveLength(1);
   });
 
   it('turns logits into softmax top-k', () => {

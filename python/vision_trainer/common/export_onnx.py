@@ -67,6 +67,60 @@ def materialize_broadcast_constants(model) -> int:
     return rewritten
 
 
+def embed_preprocessing(path: str, normalize: dict) -> None:
+    """Builds the wrappers' normalisation and layout conversion into the ONNX file at `path`
+    (INCLUDE_PREPROCESSING): its input becomes uint8 [batch, height, width, 3], RGB pixels of the
+    image already resized to the model's size, and the graph itself transposes to NCHW, casts to
+    float32 and normalises as metadata.json's `normalize` says ("standardize": pixel / 255, then
+    (x - mean) / std; "divide": (pixel - mean) / std). The same float32 steps as the wrappers',
+    so the outputs match theirs. Resizing stays outside: it depends on each image's size."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(path)
+    graph = model.graph
+    source = graph.input[0]
+    name = source.name
+    dims = list(source.type.tensor_type.shape.dim)
+    if len(dims) != 4 or dims[1].dim_value != 3:
+        raise ValueError(f"preprocessing can be embedded in a model with an [N, 3, H, W] input; {name} is not one")
+    inner = f"{name}__normalized"
+    for node in graph.node:
+        for i, value in enumerate(node.input):
+            if value == name:
+                node.input[i] = inner
+    for output in graph.output:
+        if output.name == name:
+            raise ValueError("the model passes its input straight to an output")
+
+    def const(tag: str, values) -> str:
+        tensor = numpy_helper.from_array(
+            np.asarray(values, dtype=np.float32).reshape(1, 3, 1, 1) if np.size(values) == 3 else np.float32(values), f"{name}__{tag}"
+        )
+        graph.initializer.append(tensor)
+        return tensor.name
+
+    steps = [
+        helper.make_node("Transpose", [name], [f"{name}__nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", [f"{name}__nchw"], [f"{name}__float"], to=TensorProto.FLOAT),
+    ]
+    x = f"{name}__float"
+    if normalize["method"] == "standardize":
+        steps.append(helper.make_node("Div", [x, const("scale", 255.0)], [f"{name}__unit"]))
+        x = f"{name}__unit"
+    steps.append(helper.make_node("Sub", [x, const("mean", normalize["mean"])], [f"{name}__centred"]))
+    steps.append(helper.make_node("Div", [f"{name}__centred", const("std", normalize["std"])], [inner]))
+    for node in reversed(steps):
+        graph.node.insert(0, node)
+
+    layout = [dims[0], dims[2], dims[3]]
+    shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in layout] + [3]
+    graph.input.remove(source)
+    graph.input.insert(0, helper.make_tensor_value_info(name, TensorProto.UINT8, shape))
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def _drop_unused_constants(model) -> None:
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     for tensor in [t for t in model.graph.initializer if t.name not in used]:
@@ -158,18 +212,20 @@ def specialize(params: FinalizeParams) -> SpecializeAnswer:
 
 
 class _TensorFiles:
-    """Calibration batches for static quantization: float32 NCHW tensors written by TypeScript."""
+    """Calibration batches for static quantization: float32 tensors written by TypeScript, in the
+    model's input layout; a model with embedded preprocessing gets them as its uint8 pixels."""
 
-    def __init__(self, input_name: str, files: list[str], shape: list[int]):
+    def __init__(self, input_name: str, files: list[str], shape: list[int], dtype: np.dtype):
         self.input_name = input_name
         self.items = iter(files)
         self.shape = shape
+        self.dtype = dtype
 
     def get_next(self):
         path = next(self.items, None)
         if path is None:
             return None
-        return {self.input_name: np.fromfile(path, dtype=np.float32).reshape(self.shape)}
+        return {self.input_name: np.fromfile(path, dtype=np.float32).reshape(self.shape).astype(self.dtype)}
 
 
 @entry
@@ -214,8 +270,10 @@ def quantize(params: QuantizeParams) -> QuantizeAnswer:
 
             model = version_converter.convert_version(model, 13)
             onnx.save(model, prepared)
-        input_name = model.graph.input[0].name
-        reader = _TensorFiles(input_name, files, params["input_shape"])
+        from onnx import helper
+
+        first = model.graph.input[0]
+        reader = _TensorFiles(first.name, files, params["input_shape"], helper.tensor_dtype_to_np_dtype(first.type.tensor_type.elem_type))
         activation = QuantType.QInt16 if dtype == "int16" else QuantType.QUInt8
         weight = QuantType.QInt16 if dtype == "int16" else QuantType.QInt8
         quantize_static(

@@ -18,6 +18,7 @@ import numpy as np
 from ..protocol import CheckFormatAnswer, CheckFormatParams, CheckpointParams, ExportAnswer, OpenedModel, OpenOriginalParams, TorchExportParams, TorchFacts
 from ..support import entry
 from .class_ids import ClassIds
+from .export_onnx import embed_preprocessing
 from .export_validation import register_model
 from .mobile_export import coreml_from_torch, missing_packages, tflite_from_torch
 
@@ -111,6 +112,8 @@ def export(params: TorchExportParams) -> ExportAnswer:
     if params["embed_softmax"]:
         model = _with_softmax(model)
 
+    if params["embed_preprocessing"] is not None and export_format not in ("onnx", "openvino"):
+        raise ValueError("preprocessing is embedded in ONNX and OpenVINO exports only")
     if export_format == "torchscript":
         return _torchscript(model, example, out_dir, params, notes)
     output = "probabilities" if params["embed_softmax"] else "logits"
@@ -129,6 +132,10 @@ def export(params: TorchExportParams) -> ExportAnswer:
 
     onnx_path = out_dir / "model.onnx"
     _onnx(model, example, onnx_path, int(params["opset"]), output)
+    if params["embed_preprocessing"] is not None:
+        # Before the OpenVINO conversion, so that the IR takes the same uint8 NHWC input.
+        embed_preprocessing(str(onnx_path), params["embed_preprocessing"])
+        notes.append("normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)")
     if export_format == "onnx":
         return {"path": str(onnx_path), "directory": False, "notes": notes}
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..common.class_ids import ClassIds
+from ..common.export_onnx import embed_preprocessing
 from ..common.export_validation import register_model
 from ..common.mobile_export import FORMAT_PACKAGES, missing_packages, patch_coremltools_numpy
 from ..protocol import (
@@ -23,6 +24,7 @@ from ..protocol import (
     CheckFormatParams,
     CheckpointParams,
     ExportAnswer,
+    NmsParams,
     OpenedModel,
     OpenOriginalParams,
     UltralyticsExportParams,
@@ -106,13 +108,18 @@ def describe(params: CheckpointParams) -> UltralyticsFacts:
         "task_type": task,
         "architecture": yaml_file.stem or type(net).__name__,
         "class_names": [str(names[i]) for i in range(len(names))],
-        "class_ids": ClassIds.of_ultralytics(net, [str(names[i]) for i in range(len(names))]).ids,
+        "class_ids": _class_ids(net),
         "image_size": [int(v) for v in size],
         "keypoint_shape": [int(v) for v in net.kpt_shape] if task == "pose_estimation" else None,
         "stride": int(max(net.stride)) if hasattr(net, "stride") else 32,
         "mask_coefficients": int(net.model[-1].nm) if task == "instance_segmentation" else None,
         "versions": {"ultralytics": _version("ultralytics"), "torch": _version("torch")},
     }
+
+
+def _class_ids(net) -> list[int]:
+    names = net.names
+    return ClassIds.of_ultralytics(net, [str(names[i]) for i in range(len(names))]).ids
 
 
 def _version(package: str) -> str:
@@ -147,9 +154,76 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
         patch_coremltools_numpy()
     if params["quantize"] is not None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
         kwargs["quantize"] = params["quantize"]
+    nms = params["nms"]
+    if nms is not None:
+        if export_format != "onnx":
+            raise ValueError("NMS is embedded in ultralytics' ONNX exports only")
+        kwargs.update(_nms_arguments(nms, int(params["batch"])))
+    class_ids = _class_ids(model.model)
     path = Path(model.export(**kwargs))
     source.unlink(missing_ok=True)
-    return {"path": str(path), "directory": path.is_dir()}
+    notes: list[str] = []
+    if nms is not None:
+        _dataset_class_ids(str(path), class_ids)
+        notes.append(
+            f"NMS built into the model (ultralytics nms=True: class-aware, IoU {nms['iou_threshold']}, scores above {nms['min_confidence']}, "
+            f"at most {nms['max_detections']} detections, dataset class ids)"
+        )
+    if params["embed_preprocessing"] is not None:
+        if export_format != "onnx":
+            raise ValueError("preprocessing is embedded in ultralytics' ONNX exports only")
+        embed_preprocessing(str(path), params["embed_preprocessing"])
+        notes.append("normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)")
+    return {"path": str(path), "directory": path.is_dir(), "notes": notes}
+
+
+def _nms_arguments(nms: NmsParams, batch: int) -> dict[str, Any]:
+    """ultralytics' export arguments of NMSModel, the NMS it builds into the graph."""
+    return {
+        "nms": True,
+        "conf": float(nms["min_confidence"]),
+        "iou": float(nms["iou_threshold"]),
+        "max_det": int(nms["max_detections"]),
+        "agnostic_nms": False,
+        "batch": batch,
+    }
+
+
+def _dataset_class_ids(path: str, class_ids: list[int]) -> None:
+    """Rewrites column 5 of output0 (ultralytics' NMS output: x1, y1, x2, y2, score, class index,
+    extras) from the model's class index to the dataset's class id, in the graph."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(path)
+    graph = model.graph
+    out = graph.output[0]
+    name = out.name
+    width = out.type.tensor_type.shape.dim[2].dim_value
+    raw = f"{name}__class_index"
+    for node in graph.node:
+        for i, value in enumerate(node.output):
+            if value == name:
+                node.output[i] = raw
+
+    def const(tag: str, values, dtype) -> str:
+        tensor = numpy_helper.from_array(np.asarray(values, dtype=dtype), f"{name}__{tag}")
+        graph.initializer.append(tensor)
+        return tensor.name
+
+    axis = const("axis", [2], np.int64)
+    graph.node.extend(
+        [
+            helper.make_node("Slice", [raw, const("s0", [0], np.int64), const("e0", [5], np.int64), axis], [f"{name}__head"]),
+            helper.make_node("Slice", [raw, const("s1", [5], np.int64), const("e1", [6], np.int64), axis], [f"{name}__index_f"]),
+            helper.make_node("Slice", [raw, const("s2", [6], np.int64), const("e2", [width], np.int64), axis], [f"{name}__extras"]),
+            helper.make_node("Cast", [f"{name}__index_f"], [f"{name}__index"], to=TensorProto.INT64),
+            helper.make_node("Gather", [const("ids", class_ids, np.float32), f"{name}__index"], [f"{name}__ids"], axis=0),
+            helper.make_node("Concat", [f"{name}__head", f"{name}__ids", f"{name}__extras"], [name], axis=2),
+        ]
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
 
 
 class _ExportModeNetwork:
@@ -157,25 +231,35 @@ class _ExportModeNetwork:
     its outputs are those of the exported model: detect [1, 4+nc, anchors], segment plus
     prototypes, pose [1, 4+nc+K*D, anchors], classify probabilities [1, nc]."""
 
-    def __init__(self, checkpoint: str, device: str, normalized_coordinates: bool = False):
+    def __init__(self, checkpoint: str, device: str, normalized_coordinates: bool = False, nms: NmsParams | None = None):
         import torch
         from ultralytics.nn.modules import Classify, Detect
 
         self.torch = torch
         self.device = torch.device("cuda:0" if resolve_export_device(device) not in ("cpu", "mps") and torch.cuda.is_available() else "cpu")
-        model = _load(checkpoint)
-        net = model.model.float().eval().to(self.device)
-        self.normalized = normalized_coordinates and model.task in ("detect", "segment", "pose")
-        self.task, self.nc, self.kpt_shape = model.task, len(net.names), getattr(net, "kpt_shape", None)
+        yolo = _load(checkpoint)
+        net = yolo.model.float().eval().to(self.device)
+        self.normalized = normalized_coordinates and yolo.task in ("detect", "segment", "pose")
+        self.task, self.nc, self.kpt_shape = yolo.task, len(net.names), getattr(net, "kpt_shape", None)
         for m in net.modules():
             if isinstance(m, (Detect, Classify)):
                 m.export = True
                 m.format = "onnx"
                 if isinstance(m, Detect):
                     m.dynamic = False
-                    m.xyxy = False
+                    m.xyxy = nms is not None
                     m.shape = None
         self.net = net
+        self.class_ids = None
+        if nms is not None:
+            # The exporter's own NMS module with the export's arguments, then the same class-id column.
+            from types import SimpleNamespace
+
+            from ultralytics.engine.exporter import NMSModel
+
+            net.task = yolo.task
+            self.net = NMSModel(net, SimpleNamespace(format="onnx", dynamic=False, opset=12, **_nms_arguments(nms, 1)))
+            self.class_ids = torch.tensor(_class_ids(net), dtype=torch.float32, device=self.device)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         net = self.net
@@ -186,13 +270,18 @@ class _ExportModeNetwork:
             net = _NormalizeCoords(self.net, int(batch.shape[2]), int(batch.shape[3]), self.task, self.nc, self.kpt_shape)
         with self.torch.inference_mode():
             y = net(self.torch.from_numpy(batch).to(self.device))
-        parts = y if isinstance(y, (list, tuple)) else [y]
+        parts = list(y) if isinstance(y, (list, tuple)) else [y]
+        if self.class_ids is not None:
+            rows = parts[0].clone()
+            rows[..., 5] = self.class_ids[rows[..., 5].long()]
+            parts[0] = rows
         return [p.float().cpu().numpy() for p in parts if isinstance(p, self.torch.Tensor)]
 
 
 @entry
 def open_original(params: OpenOriginalParams) -> OpenedModel:
     """The checkpoint for export validation, its outputs in the exported model's layout (a
-    classifier's softmax is part of the network, so `embedded_postprocessing` changes nothing)."""
-    network = _ExportModeNetwork(params["checkpoint"], params["device"], bool(params.get("normalized_coordinates", False)))
+    classifier's softmax is part of the network; a detector's embedded NMS is `nms`, run here by
+    the same ultralytics module the exporter traced)."""
+    network = _ExportModeNetwork(params["checkpoint"], params["device"], bool(params.get("normalized_coordinates", False)), params.get("nms"))
     return register_model(params["handle"], network)

@@ -178,7 +178,7 @@ ${options.hasSamples ? '- `samples/`: validation images and `expected_prediction
 
 ## Pre- and post-processing
 
-${m.preprocessing.included ? `Pre-processing (done by the wrappers): ${describeResize(m)}, ${m.preprocessing.channel_order}, ${m.preprocessing.layout} float32.` : 'The wrappers expect preprocessed tensors (exported with INCLUDE_PREPROCESSING=false); metadata.json still describes the expected input.'}
+${describePre(m)}
 ${m.postprocessing.included ? `Post-processing (done by the wrappers): ${describePost(m)}` : 'The wrappers return raw outputs (exported with INCLUDE_POSTPROCESSING=false).'}
 Raw outputs: ${m.postprocessing.output_layout}.
 
@@ -197,7 +197,16 @@ docker run --rm -v "$(pwd)/test_images:/input" my-model
 ${validationSection(m)}`;
 }
 
-function describeResize(m: PackageMetadata): string {
+function describePre(m: PackageMetadata): string {
+  const pre = m.preprocessing;
+  if (!pre.included)
+    return 'The wrappers expect preprocessed tensors (exported with INCLUDE_PREPROCESSING=false); metadata.json still describes the expected input.';
+  if (!pre.embedded) return `Pre-processing (done by the wrappers): ${describeResize(m)}, ${pre.channel_order}, ${pre.layout} float32.`;
+  const [h, w] = pre.resize.size;
+  return `Pre-processing: the model normalises and transposes in its graph (INCLUDE_PREPROCESSING=true); it takes ${pre.channel_order} pixels, ${pre.data_type} ${pre.layout} [batch, ${h}, ${w}, 3]. Resizing stays outside the model: callers without a wrapper resize each image to ${w}x${h} as the wrappers do (${describeResize(m, false)}) and feed the pixels as they are.`;
+}
+
+function describeResize(m: PackageMetadata, normalisation = true): string {
   const r = m.preprocessing.resize;
   const size = `${r.size[0]}x${r.size[1]}`;
   const norm = m.preprocessing.normalize;
@@ -205,10 +214,10 @@ function describeResize(m: PackageMetadata): string {
     norm.method === 'divide'
       ? `pixels (x - ${norm.mean.join('/')}) / ${norm.std.join('/')}`
       : `pixels / 255, then (x - [${norm.mean.join(', ')}]) / [${norm.std.join(', ')}]`;
-  if (r.method === 'letterbox') return `letterbox to ${size} (aspect kept, padded with ${r.fill_value}, ${r.interpolation}), ${normText}`;
-  if (r.method === 'resize_shorter_center_crop')
-    return `shorter side resized to ${size} / ${r.crop_pct} (${r.interpolation}), centre crop ${size}, ${normText}`;
-  return `resize to ${size} (${r.interpolation}), ${normText}`;
+  const then = normalisation ? `, ${normText}` : '';
+  if (r.method === 'letterbox') return `letterbox to ${size} (aspect kept, padded with ${r.fill_value}, ${r.interpolation})${then}`;
+  if (r.method === 'resize_shorter_center_crop') return `shorter side resized to ${size} / ${r.crop_pct} (${r.interpolation}), centre crop ${size}${then}`;
+  return `resize to ${size} (${r.interpolation})${then}`;
 }
 
 function describePost(m: PackageMetadata): string {
@@ -220,6 +229,8 @@ function describePost(m: PackageMetadata): string {
         : m.task_type === 'pose_estimation'
           ? ', keypoints per box'
           : '';
+    if (p.embedded)
+      return `class-aware NMS at IoU ${p.nms.iou_threshold} runs in the model (INCLUDE_POSTPROCESSING=true; it keeps scores above ${p.nms.min_confidence}, at most ${p.nms.max_detections}, with the dataset's class ids); the wrappers keep the rows above confidence ${p.nms.confidence_threshold} and map them to [x1, y1, x2, y2] image pixels${extra}.`;
     return `boxes above confidence ${p.nms.confidence_threshold}, class-aware NMS at IoU ${p.nms.iou_threshold}, at most ${p.nms.max_detections}, as [x1, y1, x2, y2] image pixels${extra}.`;
   }
   if (m.task_type === 'semantic_segmentation')

@@ -116,7 +116,12 @@ const OPENCV_46_MISSING_OPS = [':LayerNormalization'];
  */
 export function packageRuntimes(
   format: ExportFormat,
-  model: { operators: readonly string[] | null; quantization: QuantizationRule | undefined },
+  model: {
+    operators: readonly string[] | null;
+    quantization: QuantizationRule | undefined;
+    /** The fixed batch of an embedded-preprocessing (uint8 NHWC) input; absent for float inputs. */
+    pixelInputBatch?: number;
+  },
 ): { wrappers: RuntimeLanguage[]; engines: string[]; absent: AbsentWrapper[] } {
   const info = FORMATS[format];
   const absent: AbsentWrapper[] = [];
@@ -125,7 +130,15 @@ export function packageRuntimes(
     const ops = model.operators ?? [];
     const foreign = ops.filter((op) => !op.startsWith(':'));
     const dynamic = ops.filter((op) => OPENCV_MISSING_OPS.includes(op));
-    if (foreign.length) {
+    if (ops.includes(':NonMaxSuppression')) {
+      // Checked first: it holds whatever else the graph is.
+      absent.push({
+        wrapper: 'cpp',
+        reason:
+          "the detector's NMS is built into the graph (INCLUDE_POSTPROCESSING=true: ONNX NonMaxSuppression), which OpenCV's DNN module (the C++ wrapper) does not implement; ONNX Runtime runs it (Python, Node). Export with INCLUDE_POSTPROCESSING=false for a graph OpenCV loads (raw outputs, NMS left to the caller).",
+      });
+      engines = foreign.length ? ['onnxruntime'] : engines.filter((e) => e !== 'opencv_dnn');
+    } else if (foreign.length) {
       const domains = [...new Set(foreign.map((op) => op.split(':')[0]))].join(', ');
       absent.push({
         wrapper: 'cpp',
@@ -152,6 +165,14 @@ export function packageRuntimes(
       });
       engines = engines.filter((e) => e !== 'opencv_dnn');
     }
+  }
+  if (format === 'onnx' && !absent.length && (model.pixelInputBatch ?? 1) > 1) {
+    // Measured: OpenCV 4.6 runs the uint8 NHWC graph at batch 1 and fails an assertion in its shape code at batch 2.
+    absent.push({
+      wrapper: 'cpp',
+      reason: `OpenCV's DNN module (4.6, the C++ wrapper) fails on a uint8 NHWC input of batch ${model.pixelInputBatch} (the preprocessing built into the graph); ONNX Runtime runs it (Python, Node). Export with BATCH_SIZE=1, or INCLUDE_PREPROCESSING=false, for it.`,
+    });
+    engines = engines.filter((e) => e !== 'opencv_dnn');
   }
   const left = new Set(absent.map((a) => a.wrapper));
   return { wrappers: info.wrappers.filter((w) => !left.has(w)), engines, absent };

@@ -20,6 +20,7 @@ import type { Dataset, DatasetImage } from '../../datasets/model.js';
 import { resolveSplits } from '../../datasets/splits.js';
 import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { ExportEvent, ExportModelInfo } from '../../events.js';
+import type { EmbeddedNms } from '../../frameworks/adapter.js';
 import { adapterFor, chooseFramework, configuredFramework, type ExportAdapter, type ModelDescription, pythonEnvFor } from '../../frameworks/index.js';
 import { CoremlInspectionSchema, InspectCoremlParamsSchema, type ModelIo, ModelIoSchema, PathParamsSchema } from '../../frameworks/protocol.js';
 import { PROJECT_ROOT } from '../../paths.js';
@@ -30,7 +31,15 @@ import { preflight } from '../preflight.js';
 import { fetchCheckpoint, fetchDataset } from '../stages.js';
 import { exportKey, FORMATS, modelObjectName, NOT_RUNNABLE_HERE, packageRuntimes, type QuantizationRule, quantizationRule } from './formats.js';
 import { summarize } from './latency.js';
-import { buildMetadata, MetadataSchema, type PackageMetadata, type TensorInfo, type ValidationReport } from './metadata.js';
+import {
+  buildMetadata,
+  checkpointPreprocessing,
+  MetadataSchema,
+  type PackageMetadata,
+  type PostprocessingSpec,
+  type TensorInfo,
+  type ValidationReport,
+} from './metadata.js';
 import { buildPackage } from './package.js';
 import { calibrationTensors, finalizeOnnx, quantizeOnnx, specializeOnnx } from './quantize.js';
 import { exportCompletion, exportReporter } from './reporter.js';
@@ -250,6 +259,8 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     quantization: rule && rule.format !== 'onnx' ? rule : null,
     calibration,
     embedPostprocessing: postprocessing.embedded,
+    embedPreprocessing: preprocessing.embedded ? preprocessing.normalize : null,
+    embedNms: embeddedNms(postprocessing),
   });
   const passes = [...artifact.notes];
   let modelPath = artifact.path;
@@ -276,6 +287,12 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     operators = last.operators;
   }
   return { ...inputs, description, inputSize, modelPath, passes, unquantizedSizeBytes, operators };
+}
+
+/** The NMS a detector's export builds in, from its post-processing spec; null for none. */
+function embeddedNms(post: PostprocessingSpec): EmbeddedNms | null {
+  const nms = post.nms;
+  return post.embedded && nms ? { ...nms, min_confidence: nms.min_confidence ?? 0 } : null;
 }
 
 const processingOptions = (config: ExportConfig, inputSize: [number, number]) => ({
@@ -328,7 +345,11 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
       include_postprocessing: config.includePostprocessing,
       passes: c.passes,
     },
-    runtimes: packageRuntimes(format, { operators: c.operators, quantization: rule }),
+    runtimes: packageRuntimes(format, {
+      operators: c.operators,
+      quantization: rule,
+      ...(preprocessing.embedded ? { pixelInputBatch: config.batchSize } : {}),
+    }),
   };
   if (format === 'onnx') {
     // The session is the Node wrapper's; the wrapper itself is made once the metadata is final.
@@ -398,7 +419,11 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
       exporter: e.exporter,
       checkpoint: e.checkpointPath,
       device: config.device,
-      embedded: { postprocessing: e.metadata.postprocessing.embedded, normalizedCoordinates: e.metadata.postprocessing.box_units === 'normalized' },
+      embedded: {
+        postprocessing: e.metadata.postprocessing.embedded,
+        normalizedCoordinates: e.metadata.postprocessing.box_units === 'normalized',
+        nms: embeddedNms(e.metadata.postprocessing),
+      },
     },
     scratch(ctx),
     `pytorch (${e.framework} checkpoint)`,
@@ -419,6 +444,8 @@ async function validate(ctx: ExportContext, e: Export, runners: ModelRunner[]): 
     classIds: e.description.classIds,
     keypointShape: e.description.keypointShape,
     threshold: config.accuracyDropMax,
+    // The checkpoint runs its usual float input; an export with embedded preprocessing gets the pixels.
+    ...(e.metadata.preprocessing.embedded ? { originalPreprocessing: checkpointPreprocessing(e.metadata.preprocessing) } : {}),
     samples: config.includePreprocessing && config.includePostprocessing ? SAMPLE_IMAGES : 0,
     scratchDir: scratch(ctx),
     logger,

@@ -32,14 +32,29 @@ export const PreprocessingSchema = z.strictObject({
   /** "divide": (pixel - mean) / std on 0..255 values; "standardize": pixel / 255 first (ImageNet style). */
   normalize: z.strictObject({ method: z.enum(['divide', 'standardize']), mean: z.array(z.number()).length(3), std: z.array(z.number().positive()).length(3) }),
   channel_order: z.enum(['RGB', 'BGR']),
-  data_type: z.literal('float32'),
+  /** The model input's element type and layout: uint8 NHWC (the resized image's pixels) when `embedded`. */
+  data_type: z.enum(['float32', 'uint8']),
   layout: z.enum(['NCHW', 'NHWC']),
-  /** Whether the exported graph itself contains this step (never, for these exports). */
+  /**
+   * The exported graph itself normalises and transposes (INCLUDE_PREPROCESSING on ONNX and, for
+   * timm and transformers, OpenVINO): the caller resizes the image to `resize.size` as `resize`
+   * says and feeds its uint8 RGB pixels; `normalize` records what the graph does.
+   */
   embedded: z.boolean(),
   /** INCLUDE_PREPROCESSING: the package's wrappers apply it in predict(). */
   included: z.boolean(),
 });
 export type PreprocessingSpec = z.infer<typeof PreprocessingSchema>;
+
+/** `spec` for a model whose graph normalises and transposes: its input is the resized image's pixels, uint8 NHWC. */
+export function embeddedPreprocessing(spec: PreprocessingSpec): PreprocessingSpec {
+  return { ...spec, data_type: 'uint8', layout: 'NHWC', embedded: true };
+}
+
+/** The float32 NCHW input the original checkpoint takes, whatever the export embeds. */
+export function checkpointPreprocessing(spec: PreprocessingSpec): PreprocessingSpec {
+  return { ...spec, data_type: 'float32', layout: 'NCHW', embedded: false };
+}
 
 export const PostprocessingSchema = z.strictObject({
   /** How to read the raw outputs, for readers without a wrapper. */
@@ -51,6 +66,11 @@ export const PostprocessingSchema = z.strictObject({
       iou_threshold: z.number().min(0).max(1),
       confidence_threshold: z.number().min(0).max(1),
       max_detections: z.number().int().positive(),
+      /**
+       * Embedded NMS only (`embedded`): the graph keeps the detections scoring above this floor
+       * (as low as validation's mAP needs); `confidence_threshold` is the wrappers' default filter above it.
+       */
+      min_confidence: z.number().min(0).max(1).optional(),
     })
     .optional(),
   coordinate_format: z.literal('xyxy').optional(),

@@ -8,7 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { predictionsToJson, type ModelWrapper, type Prediction, type RgbImage, type Tensor } from '../../../runtime/node/model_wrapper.js';
+import { predictionsToJson, preprocess, type ModelWrapper, type Prediction, type RgbImage, type Tensor } from '../../../runtime/node/model_wrapper.js';
 import { type PythonBridge, pythonEntry } from '../../bridge/python.js';
 import { primaryMetric, type TaskType } from '../../config/tasks.js';
 import type { Dataset, DatasetImage } from '../../datasets/model.js';
@@ -22,7 +22,7 @@ import {
 } from '../../frameworks/protocol.js';
 import type { Logger } from '../../log.js';
 import { summarize } from './latency.js';
-import type { ValidationReport } from './metadata.js';
+import type { PreprocessingSpec, ValidationReport } from './metadata.js';
 import { tileBatch, type ModelRunner } from './runners.js';
 
 const MODULE = 'vision_trainer.common.export_validation';
@@ -133,6 +133,8 @@ export interface ValidationInput {
   classIds: readonly number[];
   keypointShape: [number, number] | null;
   threshold: number;
+  /** When the export embeds its pre-processing: the original checkpoint's (float32 NCHW), from the same resized pixels. */
+  originalPreprocessing?: PreprocessingSpec;
   /** Images whose exported-model predictions go into the package as samples. */
   samples: number;
   scratchDir: string;
@@ -197,7 +199,8 @@ export async function validateExport(input: ValidationInput): Promise<Validation
       const { tensor, transform } = wrapper.preprocess(rgb);
       const batch = tileBatch(tensor, input.batchSize);
       sampleInput ??= batch;
-      const original = await input.original.run(batch);
+      const reference = input.originalPreprocessing ? tileBatch(preprocess(rgb, input.originalPreprocessing).tensor, input.batchSize) : batch;
+      const original = await input.original.run(reference);
       const exported = await input.exported.run(batch);
       compareOutputs(original.outputs, exported.outputs, diff);
       latency.original.push(original.milliseconds);
