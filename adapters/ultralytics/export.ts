@@ -7,7 +7,6 @@ import { ConfigError, PythonError } from '../../src/errors.js';
 import type { ExportAdapter, ExportRequest, ProcessingOptions } from '../../src/frameworks/adapter.js';
 import { type UltralyticsFacts, UltralyticsExportParamsSchema, UltralyticsFactsSchema } from '../../src/frameworks/protocol.js';
 import { embeddedPreprocessing, type PostprocessingSpec, type PreprocessingSpec } from '../../src/jobs/export/metadata.js';
-import { METRIC_THRESHOLDS } from '../../src/jobs/export/validate.js';
 import { checkFormat, exporterEntries, exportParams, nmsParams, openOriginal } from '../common/exporter.js';
 
 const PYTHON = exporterEntries('vision_trainer.ultralytics.export', UltralyticsFactsSchema, UltralyticsExportParamsSchema);
@@ -75,8 +74,8 @@ function processingOf(f: UltralyticsFacts, options: ProcessingOptions): { prepro
           iou_threshold: 0.45,
           confidence_threshold: 0.25,
           max_detections: 300,
-          // The graph keeps every detection validation's mAP needs; the wrappers filter at confidence_threshold.
-          ...(nmsEmbedded ? { min_confidence: METRIC_THRESHOLDS.confidence } : {}),
+          // The graph thresholds nothing (every score above 0 enters its NMS): the wrappers' confidence_threshold, or the caller's, decides.
+          ...(nmsEmbedded ? { min_confidence: 0 } : {}),
         },
         coordinate_format: 'xyxy',
         // ultralytics' LiteRT export divides coordinates by the input size (for int8 ranges).

@@ -194,7 +194,7 @@ describe('vision-trainer export (ultralytics)', () => {
         included: true,
       },
       postprocessing: {
-        nms: { iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300, min_confidence: 0.001 },
+        nms: { iou_threshold: 0.45, confidence_threshold: 0.25, max_detections: 300, min_confidence: 0 },
         coordinate_format: 'xyxy',
         output_layout: expect.stringContaining('the dataset class id'),
         embedded: true,
@@ -213,7 +213,7 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(stored.optimization.passes).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/materialized \d+ broadcast constant/),
-        expect.stringMatching(/^NMS built into the model \(ultralytics nms=True: class-aware, IoU 0.45, scores above 0.001, at most 300 detections/),
+        expect.stringMatching(/^NMS built into the model \(ultralytics nms=True: class-aware, IoU 0.45, scores above 0, at most 300 detections/),
         'normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)',
       ]),
     );

@@ -218,8 +218,8 @@ def _dataset_class_ids(path: str, class_ids: list[int]) -> None:
             helper.make_node("Slice", [raw, const("s1", [5], np.int64), const("e1", [6], np.int64), axis], [f"{name}__index_f"]),
             helper.make_node("Slice", [raw, const("s2", [6], np.int64), const("e2", [width], np.int64), axis], [f"{name}__extras"]),
             helper.make_node("Cast", [f"{name}__index_f"], [f"{name}__index"], to=TensorProto.INT64),
-            helper.make_node("Gather", [const("ids", class_ids, np.float32), f"{name}__index"], [f"{name}__ids"], axis=0),
-            helper.make_node("Concat", [f"{name}__head", f"{name}__ids", f"{name}__extras"], [name], axis=2),
+            helper.make_node("Gather", [const("id_table", class_ids, np.float32), f"{name}__index"], [f"{name}__class_ids"], axis=0),
+            helper.make_node("Concat", [f"{name}__head", f"{name}__class_ids", f"{name}__extras"], [name], axis=2),
         ]
     )
     onnx.checker.check_model(model)
