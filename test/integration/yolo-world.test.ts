@@ -137,15 +137,17 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
     const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
     expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'mAP50-95', passed: true } });
     expect(done.validation_metrics.accuracy_drop).toBeLessThan(0.005);
-    // 4 box rows + one score per class: the vocabulary is the dataset's three names, fixed in the graph.
-    expect(done.model_info.output_shape).toEqual([1, 7, 21]);
+    // INCLUDE_POSTPROCESSING (default true) builds the NMS into the graph: up to 300 rows of box, score and dataset class id
+    // (the vocabulary is the dataset's three names, fixed in the graph); the pixels go in as uint8 NHWC.
+    expect(done.model_info.output_shape).toEqual([1, 300, 6]);
+    expect(done.model_info.input_shape).toEqual([1, 32, 32, 3]);
     const pkg = await downloadPackage(s3.storage(), jobId);
     expect(pkg.metadata).toMatchObject({
       task_type: 'object_detection',
       model_name: MODEL,
       model: { framework: 'ultralytics', class_ids: [...CLASS_IDS].sort((a, b) => a - b) },
     });
-    // The graph is the checkpoint's model: the same raw outputs on the validation images.
+    // The graph is the checkpoint's model and the same NMS: the same outputs on the validation images.
     expect(done.validation_metrics.max_abs_output_diff).toBeLessThan(1e-3);
     // Trained 2 epochs from scratch, the model scores every box below the validation step's 0.001:
     // near 0, each image's top boxes survive, enough to compare the wrappers and read their class ids.
