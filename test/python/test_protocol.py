@@ -84,6 +84,8 @@ def test_every_typed_dict_has_a_schema():
         "ValidationImage",
         "ModelInput",
         "ExportParams",
+        "Normalization",
+        "NmsParams",
         "ImportCheck",
         "TorchReport",
     }
