@@ -82,9 +82,13 @@ function python(args: string[], env: NodeJS.ProcessEnv): { images_per_second: nu
 
 const describeSettings = (s: Settings) => `${s.cpu_threads ?? 'GPU'} CPU thread(s), batch ${s.batch}, input ${s.input_size} px, device ${s.device}`;
 
-/** Fails the bench when the two sides did different work (the figures would compare nothing). */
-function sameSettings(framework: string, native: Settings, job: Settings): void {
-  const differing = (Object.keys(native) as Array<keyof Settings>).filter((k) => native[k] !== job[k]);
+/**
+ * Fails the bench when the two sides did different work (the figures would compare nothing).
+ * A graph backend's runtime sizes its own pool from the CPU budget: its threads are printed,
+ * not required to match (ultralytics gives PyTorch one thread less than the budget).
+ */
+function sameSettings(framework: string, native: Settings, job: Settings, compareThreads: boolean): void {
+  const differing = (Object.keys(native) as Array<keyof Settings>).filter((k) => (compareThreads || k !== 'cpu_threads') && native[k] !== job[k]);
   if (differing.length > 0)
     throw new Error(
       `${framework}: the two sides differ in ${differing.join(', ')}: native ${describeSettings(native)}; vision-trainer ${describeSettings(job)}`,
@@ -169,6 +173,7 @@ async function main(): Promise<void> {
   let jobs = 0;
   // Every run's settings are checked against the native loop's at the same variant.
   const nativeSettings = new Map<string, Settings>();
+  const printedBackend = new Set<string>();
   const variantKey = (framework: string, v: Variant) => `${framework}/${v.batch ?? BATCH}/${v.threads ?? BENCH_THREADS}`;
   const native = (framework: string, v: Variant = {}) => {
     const run = python(['native', framework, join(dir, `${framework}.pt`), join(dir, 'images'), String(v.batch ?? BATCH), String(IMGSZ), DEVICE], {
@@ -184,7 +189,11 @@ async function main(): Promise<void> {
     const expected = v.backend ?? 'pytorch';
     if (run.backend !== expected) throw new Error(`${framework}: asked for INFERENCE_BACKEND=${expected}, results.json says ${run.backend} ran`);
     const theirs = nativeSettings.get(variantKey(framework, v));
-    if (theirs) sameSettings(framework, theirs, run.settings);
+    if (theirs) sameSettings(framework, theirs, run.settings, expected === 'pytorch');
+    if (expected !== 'pytorch' && !printedBackend.has(`${framework}/${expected}`)) {
+      printedBackend.add(`${framework}/${expected}`);
+      console.log(`  ${framework} INFERENCE_BACKEND=${expected}: ${describeSettings(run.settings)}`);
+    }
     return run;
   };
   try {

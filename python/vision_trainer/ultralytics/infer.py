@@ -148,6 +148,13 @@ class UltralyticsBackend:
             if exported is not None:
                 self.predictor_model, export_seconds = exported
                 self.device = "cpu"
+        if self.backend == "pytorch" and self._device_name() == "cpu":
+            from ultralytics.utils.torch_utils import select_device
+
+            # ultralytics sizes torch's pool when it selects the device (one thread less than the
+            # budget: NUM_THREADS, train.size_threads), at the first predict; done here, the
+            # threads results.json reports are the ones predicting.
+            select_device("cpu", verbose=False)
         self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")), requested, reason)
 
     def _device_name(self) -> str:
