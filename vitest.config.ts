@@ -7,6 +7,11 @@ export default defineConfig({
     // Node 20 is supported with the locked AWS SDK; its notice about future releases is noise here.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     globalSetup: ['test/global-tmp.ts'],
+    // Two files at a time, integration files included, even on the 2-core CI machine: a file
+    // spends much of its time in single-threaded work (Python start-up and imports, data loading,
+    // the S3 server, waiting on a child job), so a second file fills the idle core. Every file has
+    // its own ports, S3 server, fixtures and temporary folder. VT_TEST_WORKERS=1: one at a time.
+    maxWorkers: Number(process.env.VT_TEST_WORKERS ?? 2),
     projects: [
       {
         extends: true,
@@ -23,8 +28,6 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           testTimeout: 240_000,
           hookTimeout: 300_000,
-          // The machine has 2 cores and each integration file may start Python and a server.
-          fileParallelism: false,
         },
       },
     ],
