@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { PROJECT_ROOT } from '../../src/paths.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist/src/cli.js');
@@ -44,6 +45,13 @@ export function startCli(args: string[], env: Record<string, string | undefined>
 
 export async function runCli(args: string[], env: Record<string, string | undefined>, options: { timeoutMs?: number } = {}) {
   return startCli(args, env, options).done;
+}
+
+/** A job expected to succeed: exit 0, else the failure shows the end of what it printed. */
+export async function runCliOk(args: string[], env: Record<string, string | undefined>, options: { timeoutMs?: number } = { timeoutMs: 240_000 }) {
+  const result = await runCli(args, env, options);
+  expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+  return result;
 }
 
 /** JSON log lines the CLI printed (LOG_FORMAT=json). */

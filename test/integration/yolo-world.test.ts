@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createZip } from '../../src/storage/zip.js';
 import { pythonFixture, scratchDir, serveWeights } from '../helpers/classifier-runs.js';
-import { runCli } from '../helpers/cli.js';
+import { runCli, runCliOk } from '../helpers/cli.js';
 import { uploadDataset } from '../helpers/datasets.js';
 import { callbackDesignProblems } from '../helpers/design-contract.js';
 import { downloadPackage, expectDatasetClassIds, expectSamePredictions, runNodeWrapper, runPythonWrapper, SAME_RUNTIME } from '../helpers/export-packages.js';
@@ -100,7 +100,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
   it('test run: mAP with the dataset class ids', async () => {
     expect(train.code).toBe(0);
     const jobId = 'world-test-run';
-    const result = await runCli(
+    const result = await runCliOk(
       ['infer'],
       inferEnv(s3, backend, jobId, {
         INFERENCE_TYPE: 'test_run',
@@ -109,9 +109,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
         DATASET_ID,
         CONFIDENCE_THRESHOLD: '0.001',
       }),
-      { timeoutMs: 240_000 },
     );
-    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
     const done = doneOf(jobId);
     expect(done.status).toBe('succeeded');
     for (const key of ['mAP50', 'mAP50-95']) expect(typeof done.overall_metrics[key], key).toBe('number');
@@ -132,8 +130,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
       VALIDATION_DATASET_ID: DATASET_ID,
       BATCH_SIZE: '1',
     });
-    const result = await runCli(['export'], env, { timeoutMs: 240_000 });
-    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    const result = await runCliOk(['export'], env);
     const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
     expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'mAP50-95', passed: true } });
     expect(done.validation_metrics.accuracy_drop).toBeLessThan(0.005);
@@ -169,10 +166,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
   it("RESUME_CHECKPOINT_PATH: the first run's epoch-1.pt continues to epoch 2 (the encoder fetched again for the prompts)", async () => {
     expect(train.code).toBe(0);
     const jobId = 'world-resume';
-    const result = await runCli(['train'], trainEnv(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/epoch-1.pt` }), {
-      timeoutMs: 240_000,
-    });
-    expect(result.code, result.stdout.slice(-4000) + result.stderr.slice(-3000)).toBe(0);
+    const result = await runCliOk(['train'], trainEnv(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/epoch-1.pt` }));
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId) as Callback[];
     const started = callbacks.find((c) => c.kind === 'event' && c.body.event_type === 'training_started');
     expect(started?.body.data).toMatchObject({ start_epoch: 1, epochs: 2 });
