@@ -160,7 +160,7 @@ describe('semantic segmentation (transformers SegFormer)', () => {
   it("test run: mIoU, pixel accuracy and per-class IoU over every labelled pixel; each image's class map as an indexed PNG of dataset ids; colour overlays", async () => {
     expect(train.code).toBe(0);
     const jobId = 'semseg-test-run';
-    const result = await runCliOk(
+    await runCliOk(
       ['infer'],
       inferEnv(s3, backend, jobId, {
         INFERENCE_TYPE: 'test_run',
@@ -232,7 +232,7 @@ describe('semantic segmentation (transformers SegFormer)', () => {
       BATCH_SIZE: '4',
       HF_CONFIG_OVERRIDES: JSON.stringify(TINY_UPERNET),
     });
-    const result = await runCliOk(['train'], env);
+    await runCliOk(['train'], env);
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId) as Callback[];
     const [validation] = callbacks.filter((c) => c.kind === 'validation').map((c) => c.body);
     expect(validation).toMatchObject({ epoch: 1, primary_metric_name: 'mIoU' });
@@ -278,7 +278,7 @@ describe('semantic segmentation (transformers SegFormer)', () => {
       VALIDATION_DATASET_ID: DATASET_ID,
       BATCH_SIZE: '1',
     });
-    const result = await runCliOk(['export'], env);
+    await runCliOk(['export'], env);
     const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
     expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'mIoU', passed: true } });
     expect(done.validation_metrics.original_accuracy).toBe(done.validation_metrics.original_metrics.mIoU);

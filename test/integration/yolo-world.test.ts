@@ -100,7 +100,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
   it('test run: mAP with the dataset class ids', async () => {
     expect(train.code).toBe(0);
     const jobId = 'world-test-run';
-    const result = await runCliOk(
+    await runCliOk(
       ['infer'],
       inferEnv(s3, backend, jobId, {
         INFERENCE_TYPE: 'test_run',
@@ -130,7 +130,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
       VALIDATION_DATASET_ID: DATASET_ID,
       BATCH_SIZE: '1',
     });
-    const result = await runCliOk(['export'], env);
+    await runCliOk(['export'], env);
     const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
     expect(done).toMatchObject({ status: 'succeeded', validation_metrics: { metric: 'mAP50-95', passed: true } });
     expect(done.validation_metrics.accuracy_drop).toBeLessThan(0.005);
@@ -166,7 +166,7 @@ describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
   it("RESUME_CHECKPOINT_PATH: the first run's epoch-1.pt continues to epoch 2 (the encoder fetched again for the prompts)", async () => {
     expect(train.code).toBe(0);
     const jobId = 'world-resume';
-    const result = await runCliOk(['train'], trainEnv(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/epoch-1.pt` }));
+    await runCliOk(['train'], trainEnv(jobId, { RESUME_CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/epoch-1.pt` }));
     const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId) as Callback[];
     const started = callbacks.find((c) => c.kind === 'event' && c.body.event_type === 'training_started');
     expect(started?.body.data).toMatchObject({ start_epoch: 1, epochs: 2 });
