@@ -39,8 +39,8 @@ export const isYoloWorld = (modelName: string): boolean => YOLO_WORLD_NAME.test(
 const HF_NAME = /\/|^(clip|dino|dinov2|vit|deit|beit|swin|swinv2|convnextv2|siglip|mobilevit|levit|regnet-y|resnet-|segformer|upernet|dpt)[-\w.]*$/i;
 
 export function inferFramework(modelName: string): Framework {
-  // The design lists yolo_world_v2_* and sam2_* under ultralytics too (sam2_* refused later with a reason).
-  if (/^(yolo|sam\d?_|rtdetr)/i.test(modelName)) return 'ultralytics';
+  // The design lists yolo_world_v2_* and sam2_* under ultralytics too (sam2_*, sam2.1_* refused later with a reason).
+  if (/^(yolo|sam\d?(\.\d)?_|rtdetr)/i.test(modelName)) return 'ultralytics';
   if (HF_NAME.test(modelName) && modelName.includes('-')) return 'huggingface';
   return 'timm';
 }
@@ -76,14 +76,14 @@ export function checkModelForTask(framework: Framework, taskType: TaskType, mode
 }
 
 /**
- * SAM 2 (sam2_t, sam2_s) is a promptable mask model: nothing here fine-tunes it (its trainer needs
+ * SAM 2 and 2.1 (sam2_t|s|b|l, sam2.1_t|s|b|l) are promptable mask models: nothing here fine-tunes it (its trainer needs
  * prompts sampled from masks and a video memory this runtime does not build) and its image
  * encoder + prompt decoder pair is not one graph the export formats hold. It runs in `infer` jobs.
  */
 function samRefusal(modelName: string, taskType: TaskType): string {
   return (
     `${modelName} (Segment Anything) is neither trained nor exported by this runtime: SAM 2 runs in inference only ` +
-    '(vision-trainer infer, TASK_TYPE=instance_segmentation, CHECKPOINT_PATH = sam2_t or sam2_s weights; a test run prompts it with the ground-truth boxes, ' +
+    '(vision-trainer infer, TASK_TYPE=instance_segmentation, CHECKPOINT_PATH = SAM 2 or 2.1 weights of any size, sam2_t to sam2.1_l; a test run prompts it with the ground-truth boxes, ' +
     `an inference job with the boxes of PROMPT_CHECKPOINT_PATH's detector). To train or export ${taskType} use a yolo11 model, e.g. yolo11n${YOLO_TASK_SUFFIX[taskType] ?? ''}`
   );
 }

@@ -2,7 +2,7 @@
  * Test runs and inference jobs through the CLI, as the platform runs them: SeaweedFS for
  * storage, the real callback receiver, an OpenAI-compatible server for explanations, and
  * checkpoints trained a moment before by `vision-trainer train` (ultralytics detection and
- * classification). SAM 2 runs on randomly initialised sam2_t weights, prompted by the ground truth
+ * classification). SAM 2 runs on randomly initialised sam2_t and sam2.1_t weights, prompted by the ground truth
  * and by the detector trained here.
  */
 import { spawnSync } from 'node:child_process';
@@ -521,18 +521,22 @@ describe('vision-trainer infer: refused before any image is processed', () => {
   });
 });
 
-describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t weights: no hub here)', () => {
+describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t and sam2.1_t weights: no hub here)', () => {
   const storage = () => s3.storage();
   let samUri: string;
+  let sam21Uri: string;
   let segmentation: { datasetId: string; ids: number[]; names: string[] };
 
   beforeAll(async () => {
-    // The weights file as SAM 2's release holds it ({"model": state dict}), built offline.
-    const out = join(mkdtempSync(join(tmpdir(), 'vt-sam2-')), 'sam2_t.pt');
+    // The weights files as SAM 2's releases hold them ({"model": state dict}), built offline: sam2_t (float16) and
+    // sam2.1_t (float32, the release's exact layout), uploaded under names that say nothing (the keys decide).
+    const out = mkdtempSync(join(tmpdir(), 'vt-sam2-'));
     const built = spawnSync(defaultPythonBin(), [join(PROJECT_ROOT, 'test/integration/sam2-fixtures.py'), out], { encoding: 'utf8' });
     expect(built.status, built.stderr.slice(-3000)).toBe(0);
-    await storage().uploadFile(out, 'models/sam2/sam2_t.pt');
-    samUri = `s3://${s3.config.bucket}/models/sam2/sam2_t.pt`;
+    await storage().uploadFile(join(out, 'sam2_t.pt'), 'models/sam2/weights.pt');
+    samUri = `s3://${s3.config.bucket}/models/sam2/weights.pt`;
+    await storage().uploadFile(join(out, 'sam2.1_t.pt'), 'models/sam2.1/weights.pt');
+    sam21Uri = `s3://${s3.config.bucket}/models/sam2.1/weights.pt`;
     // Outlined objects of the detector's classes and ids (circle 7, square 3, triangle 11).
     const dir = mkdtempSync(join(tmpdir(), 'vt-sam2-ds-'));
     const ds = writeSyntheticDataset(dir, { taskType: 'instance_segmentation', count: 8, classIds: contractClassIds(3), seed: 5 });
@@ -602,7 +606,7 @@ describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t weights: no h
     expect(await pngsUnder(storage(), `test_runs/${jobId}/visualizations/`)).toHaveLength(doc.results.length);
   });
 
-  it("inference job prompted by PROMPT_CHECKPOINT_PATH's detector: one mask per detection, with the detection's class id and confidence", async () => {
+  it("inference job on SAM 2.1 weights (the release's float32 file) prompted by PROMPT_CHECKPOINT_PATH's detector: one mask per detection, with the detection's class id and confidence", async () => {
     const jobId = 'ij-sam2';
     const images = (await loadDataset(detector.dataset.root, { taskType: 'object_detection' })).images.slice(0, 2);
     const uris: string[] = [];
@@ -612,6 +616,7 @@ describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t weights: no h
     }
     const result = await sam(jobId, {
       INFERENCE_TYPE: 'inference_job',
+      CHECKPOINT_PATH: sam21Uri,
       PROMPT_CHECKPOINT_PATH: detector.checkpointUri,
       IMAGE_PATHS: JSON.stringify(uris),
       CONFIDENCE_THRESHOLD: '0.001',
@@ -620,7 +625,7 @@ describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t weights: no h
     expectAllCallbacksAccepted();
     expect(bodyOf(jobId, 'inferenceJobDone')).toMatchObject({ status: 'succeeded' });
     const doc = await readResults(storage(), `inference_jobs/${jobId}/results.json`);
-    expect(doc.model).toMatchObject({ model_name: 'sam2_t', prompts: 'detector', class_ids_stored: true });
+    expect(doc.model).toMatchObject({ model_name: 'sam2.1_t', prompts: 'detector', class_ids_stored: true });
     expect(doc.model.class_ids).toEqual(expect.arrayContaining(detector.dataset.classIds));
     const boxes = doc.results.flatMap((r) => (r.predictions as { boxes: Box[] }).boxes);
     expect(boxes.length).toBeGreaterThan(0);

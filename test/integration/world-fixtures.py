@@ -3,6 +3,10 @@
 text-encoder OUT_DIR    a tiny randomly initialised transformers CLIP (512-wide projection, as
                         YOLO-World's head takes) with the code-made byte-level tokenizer, saved
                         with save_pretrained: what TEXT_ENCODER_WEIGHT_URL's zip holds
+release OUT             a YOLO-World v2 release file as ultralytics publishes yolov8s-worldv2.pt, at
+                        the n scale, randomly initialised: a pickled WorldModel (80 COCO prompts'
+                        embeddings, no text encoder) written by ultralytics' own save path
+                        (Model.save, then strip_optimizer as at the end of a training run)
 embed CHECKPOINT FOLDER the largest difference between the checkpoint's class embeddings
                         (txt_feats) and the encoder's embeddings of its class names
 """
@@ -39,6 +43,21 @@ def text_encoder(out: str) -> dict:
     return {"folder": out, "files": sorted(p.name for p in Path(out).iterdir())}
 
 
+def release(out: str) -> dict:
+    import torch
+    from ultralytics import YOLOWorld
+    from ultralytics.utils.torch_utils import strip_optimizer
+    from vision_trainer.safe_load import pickle_globals
+
+    torch.manual_seed(0)
+    model = YOLOWorld("yolov8n-worldv2.yaml")  # 80 classes, COCO's names, as the release
+    feats = torch.randn(1, len(model.model.names), 512)
+    model.model.txt_feats = feats / feats.norm(dim=-1, keepdim=True)
+    model.save(out)
+    strip_optimizer(out)
+    return {"path": out, "classes": len(model.model.names), "globals": sorted(pickle_globals(out))}
+
+
 def embed(checkpoint: str, folder: str) -> dict:
     import torch
     from ultralytics.nn.tasks import torch_safe_load
@@ -56,6 +75,6 @@ def embed(checkpoint: str, folder: str) -> dict:
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    result = {"text-encoder": text_encoder, "embed": embed}[command](*args)
+    result = {"text-encoder": text_encoder, "release": release, "embed": embed}[command](*args)
     # vision_trainer.support sends sys.stdout to stderr (the job's logs own stdout): answer on the real one.
     sys.__stdout__.write(json.dumps(result) + "\n")

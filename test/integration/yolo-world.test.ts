@@ -1,9 +1,11 @@
 /**
  * YOLO-World through the real path (SeaweedFS, the callback receiver, the CLI as a child process,
- * ultralytics' WorldTrainer): yolo_world_v2_n built from its configuration, prompted by the
- * dataset's class names, embedded by a tiny randomly initialised transformers CLIP that the job
- * downloads from TEXT_ENCODER_WEIGHT_URL. One training run (2 epochs) is shared by every test of
- * the file: its callbacks and checkpoints, the test run, the export and the resume that read them.
+ * ultralytics' WorldTrainer): yolo_world_v2_n fine-tuned from a release-format weights file (a
+ * pickled WorldModel with 80 COCO prompts, as yolov8s-worldv2.pt is, randomly initialised here)
+ * served at PRETRAINED_WEIGHT_URL, prompted by the dataset's class names, embedded by a tiny
+ * randomly initialised transformers CLIP that the job downloads from TEXT_ENCODER_WEIGHT_URL. One
+ * training run (2 epochs) is shared by every test of the file: its callbacks and checkpoints, the
+ * test run, the export and the resume that read them.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,6 +38,8 @@ let train: { code: number | null; stdout: string; stderr: string; callbacks: Cal
 let dataset: SyntheticDataset;
 let encoderFolder: string;
 let weights: Awaited<ReturnType<typeof serveWeights>>;
+let release: Awaited<ReturnType<typeof serveWeights>>;
+let releaseGlobals: string[];
 const BEST = () => `s3://${s3.config.bucket}/checkpoints/job-${TRAIN_JOB}/best.pt`;
 const doneOf = (jobId: string) =>
   backend.receiver.received.find((c) => c.jobId === jobId && (c.kind === 'testRunDone' || c.kind === 'inferenceJobDone'))?.body as Record<string, any>;
@@ -61,17 +65,24 @@ beforeAll(async () => {
   const zip = join(scratch, 'clip-text.zip');
   await createZip(encoderFolder, zip);
   weights = await serveWeights({ file: zip });
-  const result = await runCli(['train'], trainEnv(TRAIN_JOB), { timeoutMs: 240_000 });
+  const made = fixture<{ path: string; globals: string[] }>('release', join(scratch, 'yolov8n-worldv2.pt'));
+  releaseGlobals = made.globals;
+  release = await serveWeights({ file: made.path });
+  const result = await runCli(['train'], trainEnv(TRAIN_JOB, { PRETRAINED_WEIGHT_URL: release.url('yolov8n-worldv2.pt') }), { timeoutMs: 240_000 });
   train = { ...result, callbacks: backend.receiver.received.filter((c) => c.jobId === TRAIN_JOB) as Callback[] };
 }, 300_000);
 
-afterAll(async () => weights?.close());
+afterAll(async () => Promise.all([weights?.close(), release?.close()]));
 
 describe('YOLO-World (yolo_world_v2_n, prompted by the class names)', () => {
-  it('trains 2 epochs with the text encoder from TEXT_ENCODER_WEIGHT_URL: callbacks, per-class rows by dataset id, checkpoints holding the class embeddings', async () => {
+  it('fine-tunes the release-format file from PRETRAINED_WEIGHT_URL 2 epochs with the text encoder from TEXT_ENCODER_WEIGHT_URL: callbacks, per-class rows by dataset id, checkpoints holding the class embeddings', async () => {
     expect(train.code, train.stdout.slice(-4000) + train.stderr.slice(-3000)).toBe(0);
     const events = train.callbacks.filter((c) => c.kind === 'event').map((c) => c.body.event_type);
-    expect(events).toContain('text_encoder_downloaded');
+    expect(events).toEqual(expect.arrayContaining(['weights_downloaded', 'text_encoder_downloaded']));
+    // The file is a pickle of ultralytics' classes (WorldModel and its modules), read through the weights_only
+    // allow-list loader, and its weights were transferred into the model trained for the 3 classes.
+    expect(releaseGlobals).toEqual(expect.arrayContaining(['ultralytics.nn.tasks.WorldModel', 'ultralytics.nn.modules.head.WorldDetect']));
+    expect(train.stdout + train.stderr).toMatch(/Transferred \d+\/\d+ items from pretrained weights/);
     const validations = train.callbacks.filter((c) => c.kind === 'validation').map((c) => c.body);
     expect(validations.map((v) => v.epoch)).toEqual([1, 2]);
     const byId = dataset.classIds.map((id, i) => [id, dataset.classNames[i]]).sort((a, b) => (a[0] as number) - (b[0] as number));

@@ -1,10 +1,23 @@
 """SAM 2's pure parts: mask IoU on masks with a known answer, the evaluator's tables, the outlines
-results.json carries, and what a weights file is recognised as (without building the model)."""
+results.json carries, and what a weights file is recognised as; then the bigger builds (b, l and
+SAM 2.1), which cost no CLI run: their structure, and one release-format file of sam2.1_b read
+back through the weights_only loading and answering a box prompt. The CLI tests run sam2_t and
+sam2.1_t (test/integration/infer-cli.test.ts)."""
 
 import numpy as np
 import pytest
 import torch
-from vision_trainer.ultralytics.sam import PromptedMaskEvaluator, Sam2WeightsError, mask_iou, outlines, read_state, variant_of
+from vision_trainer.ultralytics.sam import (
+    MODEL_NAMES,
+    PromptedMaskEvaluator,
+    Sam2Backend,
+    Sam2WeightsError,
+    build,
+    mask_iou,
+    outlines,
+    read_state,
+    variant_of,
+)
 
 
 def square(x1: int, y1: int, x2: int, y2: int) -> list[list[float]]:
@@ -83,15 +96,73 @@ def test_weights_are_recognised_by_their_keys(tmp_path):
     torch.save({"model": fake_state(12)}, nested)
     torch.save(fake_state(16), flat)
     torch.save({"model": {"backbone.weight": torch.zeros(1)}}, other)
-    assert variant_of(read_state(str(nested)))[0] == "sam2_t"
-    assert variant_of(read_state(str(flat)))[0] == "sam2_s"
+    assert variant_of(read_state(str(nested))) == "sam2_t"
+    assert variant_of(read_state(str(flat))) == "sam2_s"
     assert read_state(str(other)) is None
     (tmp_path / "text.pt").write_text("not a checkpoint")
     assert read_state(str(tmp_path / "text.pt")) is None
 
 
-def test_other_variants_are_refused_by_name():
-    with pytest.raises(Sam2WeightsError, match="sam2_b"):
-        variant_of(fake_state(24))
-    with pytest.raises(Sam2WeightsError, match=r"SAM 2\.1"):
-        variant_of({**fake_state(12), "no_obj_embed_spatial": torch.zeros(1)})
+def test_every_size_and_sam2_1_are_told_apart_by_their_keys():
+    sam2_1 = {"no_obj_embed_spatial": torch.zeros(1, 64), "obj_ptr_tpos_proj.weight": torch.zeros(64, 256)}
+    assert [variant_of(fake_state(n)) for n in (12, 16, 24, 48)] == ["sam2_t", "sam2_s", "sam2_b", "sam2_l"]
+    assert [variant_of({**fake_state(n), **sam2_1}) for n in (12, 16, 24, 48)] == ["sam2.1_t", "sam2.1_s", "sam2.1_b", "sam2.1_l"]
+    assert MODEL_NAMES == ("sam2_t", "sam2_s", "sam2_b", "sam2_l", "sam2.1_t", "sam2.1_s", "sam2.1_b", "sam2.1_l")
+
+
+def test_other_encoders_are_refused_naming_what_is_built():
+    with pytest.raises(Sam2WeightsError, match=r"32 Hiera blocks; this runtime builds sam2_t, .*sam2\.1_l"):
+        variant_of(fake_state(32))
+    with pytest.raises(Sam2WeightsError, match="sam2_h is not a SAM 2 model"):
+        build("sam2_h")
+
+
+def parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# SAM 2.1 adds the object-pointer position projection (Linear 256 -> 64) and a 64-wide no-object embedding.
+SAM2_1_EXTRA = 256 * 64 + 64 + 64
+
+
+def test_sam2_l_and_sam2_1_l_structure():
+    # The published sizes (Hiera-L: 224.4M parameters), as the pinned ultralytics builds them; built once, the
+    # 2.1 layout is the same model plus the 2.1 keys (checked on the b build below).
+    model = build("sam2_l")
+    assert parameters(model) == 224_430_130
+    state = model.state_dict()
+    assert len({k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")}) == 48
+    assert variant_of(state) == "sam2_l"
+    assert not any(k in state for k in ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight"))
+
+
+def test_sam2_1_b_release_file_round_trip_and_prompted_masks(tmp_path):
+    """A sam2.1_b weights file as the release holds it ({"model": state dict}; float16 to halve the
+    file here) is recognised from its keys, loaded strictly through the guarded weights_only
+    torch.load, and the backend answers a box prompt with a mask."""
+    import cv2
+    from vision_trainer.safe_load import pickle_globals
+
+    torch.manual_seed(0)
+    source = build("sam2.1_b")
+    assert parameters(source) == 80_833_666 + SAM2_1_EXTRA  # Hiera-B+: 80.8M
+    assert getattr(torch.load, "vision_trainer_guarded", False)  # every load below is forced weights_only
+    path = tmp_path / "weights.pt"  # the name says nothing: the keys decide
+    torch.save({"model": {k: v.half() if v.is_floating_point() else v for k, v in source.state_dict().items()}}, path)
+    assert all(not name.startswith("ultralytics.") for name in pickle_globals(path))  # tensors and containers only
+    state = read_state(str(path))
+    assert variant_of(state) == "sam2.1_b"
+    rebuilt = build("sam2.1_b", state)
+    for key in ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight", "image_encoder.trunk.blocks.23.attn.qkv.weight"):
+        assert torch.equal(rebuilt.state_dict()[key], source.state_dict()[key].half().float())
+    with pytest.raises(RuntimeError, match="Missing key"):
+        build("sam2_b", {k: v for k, v in state.items() if k != "sam_mask_decoder.iou_token.weight"})
+
+    image = np.full((48, 64, 3), 40, np.uint8)
+    cv2.rectangle(image, (10, 8), (40, 30), (220, 220, 220), -1)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    params = {"inference_backend": "auto", "evaluate": True, "dataset_classes": {"ids": [7], "names": ["square"]}, "image_size": 64, "device": "cpu"}
+    backend = Sam2Backend(str(path), state, params)
+    assert backend.info()["model_name"] == "sam2.1_b"
+    (result,) = backend.predict_items([{"path": str(tmp_path / "a.png"), "ground_truth": {"boxes": [[10, 8, 40, 30]], "classes": [0]}}], 0.25)
+    assert result.masks.shape == (1, 48, 64) and 0 <= float(result.mask_scores[0]) <= 1

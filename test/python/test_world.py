@@ -11,14 +11,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def encoder_folder(tmp_path_factory) -> Path:
-    """The integration test's tiny CLIP folder (test/integration/world-fixtures.py), made in this process."""
+def world_fixtures():
+    """The integration test's fixture script (test/integration/world-fixtures.py), run in this process."""
     spec = importlib.util.spec_from_file_location("world_fixtures", ROOT / "test" / "integration" / "world-fixtures.py")
     fixtures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixtures)
+    return fixtures
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory) -> Path:
+    """The integration test's tiny CLIP folder."""
     folder = tmp_path_factory.mktemp("clip-text")
-    fixtures.text_encoder(str(folder))
+    world_fixtures().text_encoder(str(folder))
     return folder
 
 
@@ -79,3 +84,41 @@ def test_pickled_or_foreign_folders_are_refused(encoder_folder, tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match=r"TEXT_ENCODER_WEIGHT_URL: no config\.json"):
         world.ClipTextEncoder(str(empty), torch.device("cpu"))
+
+
+class Payload:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_release_file_loads_through_the_allow_list_and_a_payload_beside_it_is_refused(tmp_path):
+    """A YOLO-World release file (a pickled WorldModel, as yolov8s-worldv2.pt is; written by
+    ultralytics' own save path) is admitted by the weights_only loading with ultralytics' class
+    allow-list, with no new entry of ours; the same model with one hostile value beside it is
+    refused naming the global, and the payload never runs."""
+    import torch
+    from ultralytics.nn.tasks import WorldModel, load_checkpoint
+    from vision_trainer.safe_load import UnsafeArtifactError, names_ultralytics_model, pickle_globals
+
+    assert getattr(torch.load, "vision_trainer_guarded", False)
+    release = tmp_path / "yolov8n-worldv2.pt"
+    made = world_fixtures().release(str(release))
+    names = pickle_globals(release)
+    assert {"ultralytics.nn.tasks.WorldModel", "ultralytics.nn.modules.head.WorldDetect", "ultralytics.nn.modules.block.C2fAttn"} <= names
+    assert names_ultralytics_model(names) and made["classes"] == 80
+    model, ckpt = load_checkpoint(str(release))
+    assert isinstance(model, WorldModel) and len(model.names) == 80 and list(model.txt_feats.shape) == [1, 80, 512]
+    assert ckpt["epoch"] == -1 and ckpt["optimizer"] is None and ckpt["train_args"]  # a finished run's release layout
+
+    marker = tmp_path / "payload-ran"
+    evil = tmp_path / "evil-world.pt"
+    torch.save({**ckpt, "model": model, "optimizer": Payload(marker)}, evil)
+    with pytest.raises(UnsafeArtifactError) as refused:
+        load_checkpoint(str(evil))
+    assert refused.value.globals == ["posix.system"]
+    assert not marker.exists()

@@ -174,6 +174,9 @@ describe('configFromEnv (infer, export)', () => {
     for (const [mode, env] of [
       ['train', { ...base, TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'sam2_s' }],
       ['export', { ...base, TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'sam2_t', EXPORT_FORMAT: 'onnx', CHECKPOINT_PATH: infer.CHECKPOINT_PATH }],
+      // SAM 2.1 and the bigger sizes: ultralytics' names, refused the same way (not sent to timm for the dot).
+      ['train', { ...base, TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'sam2.1_l' }],
+      ['train', { ...base, TASK_TYPE: 'instance_segmentation', MODEL_NAME: 'sam2_b' }],
     ] as const) {
       const e = configError(() => configFromEnv(mode, env));
       expect(e.exitCode).toBe(2);

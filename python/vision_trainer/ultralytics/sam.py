@@ -11,8 +11,9 @@ The classes are the prompts' classes: the test dataset's (sent by TypeScript as
 
 The weights file is a plain state dict (`{"model": state_dict}` as ultralytics and Meta ship
 them, or the state dict itself), read by the process-wide weights_only torch.load
-(safe_load.py); the architecture is ultralytics' sam2_t or sam2_s, chosen by the number of
-Hiera blocks the weights hold. Training SAM 2 is refused at configuration time.
+(safe_load.py). The architecture is one of ultralytics' eight SAM 2 builds, told from the keys:
+the size (t, s, b, l) by the number of Hiera blocks, SAM 2.1 by the parameters only 2.1 has.
+Training SAM 2 is refused at configuration time.
 """
 
 from __future__ import annotations
@@ -25,9 +26,13 @@ import numpy as np
 from ..common.class_ids import ClassIds
 from ..common.infer_metrics import rasterize_polygons, resize_masks
 
-# Hiera blocks in the image encoder -> (model name, ultralytics builder).
-VARIANTS = {12: ("sam2_t", "build_sam2_t"), 16: ("sam2_s", "build_sam2_s")}
-OTHER_VARIANTS = {24: "sam2_b", 48: "sam2_l"}
+# Hiera blocks in the image encoder (stages 1+2+7+2, 1+2+11+2, 2+3+16+3, 2+6+36+4) -> size.
+SIZES = {12: "t", 16: "s", 24: "b", 48: "l"}
+# Parameters SAM 2.1 added (an object-pointer position projection and a spatial no-object
+# embedding); SAM 2 weights hold neither.
+SAM2_1_KEYS = ("no_obj_embed_spatial", "obj_ptr_tpos_proj.weight")
+# The model names, as ultralytics names the release files (sam2_t.pt ... sam2.1_l.pt).
+MODEL_NAMES = tuple(f"{version}_{size}" for version in ("sam2", "sam2.1") for size in SIZES.values())
 MATCH_IOU = 0.5
 MASK_COLOR = (0, 200, 255)  # BGR
 MISSED_COLOR = (255, 0, 255)
@@ -66,14 +71,42 @@ def read_state(path: str) -> dict | None:
     return state
 
 
-def variant_of(state: dict) -> tuple[str, str]:
+def variant_of(state: dict) -> str:
+    """The model name the weights are for (sam2_t ... sam2.1_l), from their key layout alone."""
     blocks = len({k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")})
-    if blocks in VARIANTS:
-        if "no_obj_embed_spatial" in state:
-            raise Sam2WeightsError("these are SAM 2.1 weights; this runtime builds SAM 2 (sam2_t, sam2_s) only")
-        return VARIANTS[blocks]
-    name = OTHER_VARIANTS.get(blocks, f"a SAM 2 encoder with {blocks} blocks")
-    raise Sam2WeightsError(f"the weights are {name}; this runtime builds sam2_t and sam2_s (Hiera with 12 or 16 blocks)")
+    if blocks not in SIZES:
+        raise Sam2WeightsError(
+            f"the weights hold a SAM 2 image encoder with {blocks} Hiera blocks; this runtime builds {', '.join(MODEL_NAMES)} (12, 16, 24 or 48 blocks)"
+        )
+    version = "sam2.1" if any(k in state for k in SAM2_1_KEYS) else "sam2"
+    return f"{version}_{SIZES[blocks]}"
+
+
+def build(model_name: str, state: dict | None = None):
+    """ultralytics' SAM2Model for `model_name` (sam2_t ... sam2.1_l), loaded strictly from `state`
+    when given (else randomly initialised), in eval mode.
+
+    ultralytics builds the 2.1 layout only when the checkpoint's file name contains "sam2.1", and
+    then loads that file itself (downloading it when absent, with its own torch_load). Neither
+    may happen here: the builder is given the release's file name and, for that one call, a loader
+    that loads the state dict already read weights_only instead of any file."""
+    from ultralytics.models.sam import build as sam_build
+
+    if model_name not in MODEL_NAMES:
+        raise Sam2WeightsError(f"{model_name} is not a SAM 2 model this runtime builds ({', '.join(MODEL_NAMES)})")
+    builder = getattr(sam_build, f"build_sam2_{model_name.rpartition('_')[2]}")
+
+    def load(model, _name):
+        if state is not None:
+            model.load_state_dict(state, strict=True)
+        return model
+
+    original = sam_build._load_checkpoint
+    sam_build._load_checkpoint = load
+    try:
+        return builder(f"{model_name}.pt").eval()
+    finally:
+        sam_build._load_checkpoint = original
 
 
 @dataclass
@@ -101,7 +134,6 @@ class Sam2Backend:
 
     def __init__(self, checkpoint: str, state: dict, params: dict):
         import torch
-        from ultralytics.models.sam import build as sam_build
         from ultralytics.models.sam.predict import SAM2Predictor
 
         from ..common.graph_runtime import backend_info
@@ -124,9 +156,8 @@ class Sam2Backend:
 
             if not any(name.startswith("ultralytics.") for name in pickle_globals(prompt) or ()):
                 raise PromptError("is not an ultralytics checkpoint; SAM 2 is prompted by the boxes of an ultralytics detection model (e.g. a yolo11n best.pt)")
-        self.model_name, builder = variant_of(state)
-        model = getattr(sam_build, builder)()
-        model.load_state_dict({k: v for k, v in state.items()}, strict=True)
+        self.model_name = variant_of(state)
+        model = build(self.model_name, state)
         device = resolve_device(params.get("device") or "auto")
         self.imgsz = int(params["image_size"])
         # conf 0: every prompt keeps its mask (SAM's scores are sigmoids, above 0); the prompts were
