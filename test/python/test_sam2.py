@@ -103,6 +103,29 @@ def test_weights_are_recognised_by_their_keys(tmp_path):
     assert read_state(str(tmp_path / "text.pt")) is None
 
 
+class Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_sam_layout_with_a_payload_is_not_loaded(tmp_path):
+    # The release's layout plus one pickled callable: refused by the guarded load (so not SAM weights
+    # to the framework sniff; the job's loaders then refuse it naming the global), and nothing runs.
+    from vision_trainer.safe_load import UnsafeArtifactError
+
+    marker, path = tmp_path / "payload-ran", tmp_path / "sam2_t.pt"
+    torch.save({"model": fake_state(12), "extra": Payload(marker)}, path)
+    assert read_state(str(path)) is None
+    with pytest.raises(UnsafeArtifactError, match=r"posix\.system"):
+        torch.load(path)
+    assert not marker.exists()
+
+
 def test_every_size_and_sam2_1_are_told_apart_by_their_keys():
     sam2_1 = {"no_obj_embed_spatial": torch.zeros(1, 64), "obj_ptr_tpos_proj.weight": torch.zeros(64, 256)}
     assert [variant_of(fake_state(n)) for n in (12, 16, 24, 48)] == ["sam2_t", "sam2_s", "sam2_b", "sam2_l"]
