@@ -46,11 +46,13 @@ def text_encoder(out: str) -> dict:
 def release(out: str) -> dict:
     import torch
     from ultralytics import YOLOWorld
+    from ultralytics.utils import ROOT, YAML
     from ultralytics.utils.torch_utils import strip_optimizer
     from vision_trainer.safe_load import pickle_globals
 
     torch.manual_seed(0)
-    model = YOLOWorld("yolov8n-worldv2.yaml")  # 80 classes, COCO's names, as the release
+    model = YOLOWorld("yolov8n-worldv2.yaml")  # 80 classes, as the release
+    model.model.names = YAML.load(ROOT / "cfg/datasets/coco.yaml")["names"]  # COCO's names, as the release
     feats = torch.randn(1, len(model.model.names), 512)
     model.model.txt_feats = feats / feats.norm(dim=-1, keepdim=True)
     model.save(out)

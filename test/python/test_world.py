@@ -112,7 +112,8 @@ def test_release_file_loads_through_the_allow_list_and_a_payload_beside_it_is_re
     assert {"ultralytics.nn.tasks.WorldModel", "ultralytics.nn.modules.head.WorldDetect", "ultralytics.nn.modules.block.C2fAttn"} <= names
     assert names_ultralytics_model(names) and made["classes"] == 80
     model, ckpt = load_checkpoint(str(release))
-    assert isinstance(model, WorldModel) and len(model.names) == 80 and list(model.txt_feats.shape) == [1, 80, 512]
+    assert isinstance(model, WorldModel) and list(model.txt_feats.shape) == [1, 80, 512]
+    assert len(model.names) == 80 and (model.names[0], model.names[79]) == ("person", "toothbrush")
     assert ckpt["epoch"] == -1 and ckpt["optimizer"] is None and ckpt["train_args"]  # a finished run's release layout
 
     marker = tmp_path / "payload-ran"
