@@ -115,13 +115,25 @@ export const ultralyticsExport: ExportAdapter = {
       simplify: request.optimizationLevel >= 1,
       quantize: nativeQuantize(request),
       nms: nmsParams(request.embedNms),
+      optimization_level: request.optimizationLevel,
+      quantize_static: request.quantization?.format === 'torchscript' && request.quantization.type === 'static',
+      calibration: request.calibration?.files ?? [],
+      calibration_shape: request.calibration?.shape ?? [],
     });
+    const own = request.quantization?.format === 'torchscript';
     const notes = [
-      `ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`,
+      own
+        ? 'torch.jit.trace of the fused network (ultralytics export-mode heads)'
+        : `ultralytics ${request.format} exporter${request.format === 'onnx' ? ` (opset 12${request.optimizationLevel >= 1 ? ', onnxslim' : ''})` : ''}`,
       ...r.notes,
     ];
-    if (request.quantization) notes.push(request.quantization.method);
-    return { path: r.path, directory: r.directory, notes };
+    if (request.quantization && !own) notes.push(request.quantization.method);
+    return {
+      path: r.path,
+      directory: r.directory,
+      notes,
+      ...(r.unquantized_size_bytes === undefined ? {} : { unquantizedSizeBytes: r.unquantized_size_bytes }),
+    };
   },
 
   openOriginal: (bridge, handle, checkpointPath, device, embedded) => openOriginal(bridge, PYTHON, handle, checkpointPath, device, embedded),

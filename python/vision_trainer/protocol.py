@@ -422,6 +422,10 @@ class UltralyticsExportParams(ExportParams):
     simplify: bool
     quantize: int | str | None
     nms: NmsParams | None
+    optimization_level: int
+    quantize_static: bool
+    calibration: list[str]
+    calibration_shape: list[int]
 
 
 class TorchExportParams(ExportParams):

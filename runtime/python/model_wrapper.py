@@ -285,8 +285,13 @@ class TorchScriptBackend:
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = torch.jit.load(str(path), map_location=self.device).eval()
+        self.model = torch.jit.load(str(path), map_location="cpu").eval()
+        # torch's int8 kernels (quantized::conv2d, quantized::linear_dynamic) run on the CPU only.
+        quantized = "quantized::" in str(self.model.inlined_graph)
+        self.device = "cuda" if torch.cuda.is_available() and not quantized else "cpu"
+        if self.device == "cuda":
+            # A frozen model's weights are graph constants, which only map_location moves.
+            self.model = torch.jit.load(str(path), map_location="cuda").eval()
         self.dtype = next((p.dtype for p in self.model.parameters()), torch.float32)
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:

@@ -100,3 +100,34 @@ def test_embedded_preprocessing_takes_uint8_nhwc_pixels_and_gives_the_float_mode
     level2, _, operators = _at_level(tmp_path, path.read_bytes(), 2)
     assert ":Cast" in operators
     np.testing.assert_allclose(_run(level2, pixels), expected, atol=1e-5)
+
+
+def test_torchscript_levels_differ_and_every_archive_loads_back(tmp_path):
+    """TorchScript's OPTIMIZATION_LEVEL (vision_trainer.common.torch_export.traced_at_level): 0-1
+    the trace, 2 frozen (the BatchNorm folded away), 3 also channels-last weights; each saved
+    archive loads back and gives the float model's outputs."""
+    from vision_trainer.common.torch_export import traced_at_level
+
+    torch.manual_seed(0)
+    model = _Tiny().eval()
+    model.bn.running_mean.uniform_(-1, 1)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.inference_mode():
+        reference = model(x)
+    graphs = {}
+    for level in range(4):
+        notes: list[str] = []
+        path = tmp_path / f"level{level}.torchscript"
+        traced_at_level(model, x, level, notes, quantized=False).save(str(path))
+        loaded = torch.jit.load(str(path))
+        with torch.inference_mode():
+            torch.testing.assert_close(loaded(x), reference, rtol=1e-4, atol=1e-5)
+        graphs[level] = str(loaded.inlined_graph)
+        assert notes == ([] if level < 2 else ["torch.jit.freeze"] if level == 2 else ["torch.jit.freeze", "channels-last weights and activations"])
+    assert "batch_norm" in graphs[1] and "batch_norm" not in graphs[2]
+    # The level-3 archive keeps its convolution weights channels-last (the model passed in is untouched).
+    assert model.conv.weight.is_contiguous()
+    level3 = torch.jit.load(str(tmp_path / "level3.torchscript"))
+    tensors = [n.output().toIValue() for n in level3.graph.nodes() if n.kind() == "prim::Constant" and n.output().type().kind() == "TensorType"]
+    kernels = [t for t in tensors if t.dim() == 4]
+    assert kernels and all(t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() for t in kernels)

@@ -62,9 +62,18 @@ describe('export settings', () => {
       /float16 needs no calibration: use QUANTIZATION_TYPE=dynamic/,
     );
     const yolo = { TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n' };
-    expect(problemsOf({ ...yolo, EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic' })[0]!.message).toBe(
-      'ultralytics torchscript exports support no quantization here; use QUANTIZATION_TYPE=none, or export to onnx to quantize',
+    expect(problemsOf({ ...yolo, EXPORT_FORMAT: 'coreml', QUANTIZATION_TYPE: 'static', VALIDATION_DATASET_ID: 'ds' })[0]!.message).toMatch(
+      /^static int8 quantization is not available for ultralytics coreml; supported: QUANTIZATION_TYPE=dynamic with QUANTIZATION_DTYPE=float16, or none$/,
     );
+    // The combinations people ask for say why they are absent and name the one that works.
+    expect(problemsOf({ ...yolo, EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'dynamic' })[0]!.message).toBe(
+      "dynamic int8 quantization is not available for ultralytics torchscript (torch's dynamic quantization covers nn.Linear layers only and YOLO networks are convolutions, so nothing would shrink; static int8 quantizes the convolutions); supported: QUANTIZATION_TYPE=static with QUANTIZATION_DTYPE=int8, or none",
+    );
+    const vit = { MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'static', VALIDATION_DATASET_ID: 'ds' };
+    expect(problemsOf(vit)[0]!.message).toMatch(
+      /^static int8 quantization is not available for huggingface torchscript \(torch's FX tracer, .* cannot trace transformers models .*\); supported: QUANTIZATION_TYPE=dynamic with QUANTIZATION_DTYPE=int8, or none$/,
+    );
+    expect(problemsOf({ ...yolo, EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'static', VALIDATION_DATASET_ID: 'ds' })).toEqual([]);
   });
 
   it('quantizes ONNX exports of every framework, statically only with calibration images', () => {

@@ -149,41 +149,63 @@ def export(params: TorchExportParams) -> ExportAnswer:
     return {"path": str(folder), "directory": True, "notes": ["converted from ONNX by openvino.convert_model"]}
 
 
-def _traced(model, example, level: int, notes: list[str], quantized: bool):
+def traced_at_level(model, example, level: int, notes: list[str], quantized: bool):
     """torch.jit.trace, then OPTIMIZATION_LEVEL: 0-1 the trace as it is, 2 frozen (weights and
-    attributes inlined as constants, dead code removed), 3 also torch.jit.optimize_for_inference
-    (Conv+BatchNorm folding, MKL-DNN layouts for this CPU) where the model is float."""
+    attributes inlined as constants, Conv+BatchNorm folded, dead code removed), 3 also, for float
+    models, weights and activations in channels-last layout (oneDNN's fast path for convolutions
+    on x86 CPUs). torch.jit.optimize_for_inference is not used: its MKL-DNN weight constants
+    cannot be saved (the archive does not load back)."""
+    import copy
+
     import torch
 
+    if level >= 3 and not quantized:
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        example = example.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         traced = torch.jit.trace(model, example, check_trace=False)
     if level >= 2:
         traced = torch.jit.freeze(traced.eval())
         notes.append("torch.jit.freeze")
     if level >= 3 and not quantized:
-        traced = torch.jit.optimize_for_inference(traced)
-        notes.append("torch.jit.optimize_for_inference")
+        notes.append("channels-last weights and activations")
     return traced
 
 
-def _static_int8(model, example, params: TorchExportParams):
+def static_int8(model, example, calibration: list[str], calibration_shape: list[int], float_types: tuple[type, ...] = ()):
     """Static int8 quantization of the whole network (convolutions included): FX graph mode with
     the x86 backend's default qconfig (per-channel int8 weights, uint8 activations, histogram
     observers), calibrated on the preprocessed images TypeScript wrote. The converted modules are
-    torch's quantized kernels (quantized::conv2d), which TorchScript carries and runs as int8."""
+    torch's quantized kernels (quantized::conv2d), which TorchScript carries and runs as int8.
+    Modules of `float_types` are kept whole and float (FX does not trace into them: their
+    Python control flow depends on tensor shapes); their inputs are dequantized."""
     import torch
     from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    files, shape = params["calibration"], [int(v) for v in params["calibration_shape"]]
+    files, shape = calibration, [int(v) for v in calibration_shape]
     if not files:
         raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
     torch.backends.quantized.engine = "x86"
-    prepared = prepare_fx(model.cpu().eval(), get_default_qconfig_mapping("x86"), example_inputs=(example,))
+    qconfig = get_default_qconfig_mapping("x86")
+    for kind in float_types:
+        qconfig.set_object_type(kind, None)
+    custom = PrepareCustomConfig().set_non_traceable_module_classes(list(float_types))
+    prepared = prepare_fx(model.cpu().eval(), qconfig, example_inputs=(example,), prepare_custom_config=custom)
     with torch.inference_mode():
         for path in files:
             prepared(torch.from_numpy(np.fromfile(path, dtype=np.float32).reshape(shape)))
     return convert_fx(prepared), len(files)
+
+
+def float_size_bytes(model, example, level: int, out_dir: Path) -> int:
+    """The size of the float model as this level would ship it: what quantization is measured against."""
+    float_path = out_dir / "model.float.torchscript"
+    traced_at_level(model, example, level, [], quantized=False).save(str(float_path))
+    size = float_path.stat().st_size
+    float_path.unlink()
+    return size
 
 
 def _torchscript(model, example, out_dir: Path, params: TorchExportParams, notes: list[str]) -> ExportAnswer:
@@ -194,21 +216,17 @@ def _torchscript(model, example, out_dir: Path, params: TorchExportParams, notes
     answer: ExportAnswer = {"path": str(path), "directory": False, "notes": notes}
     quantized = bool(params["quantize_dynamic"] or params["quantize_static"])
     if quantized:
-        # The float model as this level would ship it: the size the quantization is measured against.
         model, example = model.cpu(), example.cpu()
-        float_path = out_dir / "model.float.torchscript"
-        _traced(model, example, level, [], quantized=False).save(str(float_path))
-        answer["unquantized_size_bytes"] = float_path.stat().st_size
-        float_path.unlink()
+        answer["unquantized_size_bytes"] = float_size_bytes(model, example, level, out_dir)
     if params["quantize_dynamic"]:
         # Linear layers (transformer blocks, classifier heads) get int8 weights and dynamically
         # quantized activations; convolutions stay float (torch has no dynamic conv quantization).
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         notes.append("torch dynamic int8 quantization of nn.Linear layers")
     if params["quantize_static"]:
-        model, count = _static_int8(model, example, params)
+        model, count = static_int8(model, example, params["calibration"], params["calibration_shape"])
         notes.append(f"torch FX static int8 quantization (x86 backend, per-channel weights), calibrated on {count} images")
-    _traced(model, example, level, notes, quantized).save(str(path))
+    traced_at_level(model, example, level, notes, quantized).save(str(path))
     return answer
 
 

@@ -134,6 +134,10 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
     export_format = params["format"]
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    if params.get("quantize_static"):
+        if export_format != "torchscript":
+            raise ValueError("static int8 quantization of ultralytics models is written as TorchScript only")
+        return _static_int8_torchscript(params, out_dir)
     # ultralytics names its output after the input file and writes it beside it.
     source = out_dir / "model.pt"
     shutil.copyfile(params["checkpoint"], source)
@@ -175,6 +179,79 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
         embed_preprocessing(str(path), params["embed_preprocessing"])
         notes.append("normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)")
     return {"path": str(path), "directory": path.is_dir(), "notes": notes}
+
+
+def _layers(net):
+    """The network's layers run as ultralytics' DetectionModel/ClassificationModel run them
+    (each layer's inputs by index, the saved outputs kept), without the model's own forward,
+    whose training, augmentation and profiling branches torch.fx cannot trace."""
+    import torch
+
+    class Layers(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = net.model
+            self.save = set(net.save)
+
+        def forward(self, x):
+            outputs: list = []
+            for m in self.model:
+                if m.f != -1:
+                    x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+                x = m(x)
+                outputs.append(x if m.i in self.save else None)
+            return x
+
+    return Layers().eval()
+
+
+def _static_int8_torchscript(params: UltralyticsExportParams, out_dir: Path) -> ExportAnswer:
+    """TorchScript with the backbone and neck in int8: torch FX static quantization (x86 backend,
+    per-channel int8 weights, calibrated on the preprocessed images TypeScript wrote), BatchNorm
+    folded first as ultralytics' exporter does. The detection-family heads (box decoding, DFL,
+    anchors; Segment's prototypes, Pose's keypoints) and attention blocks keep their float32
+    modules: their forward branches on tensor shapes, which FX cannot trace. A classifier is int8
+    to its softmax. Outputs have the layout of ultralytics' own TorchScript export."""
+    import torch
+    from ultralytics.nn.modules import Classify, Detect
+    from ultralytics.nn.modules.block import C2f
+
+    from ..common.torch_export import float_size_bytes, static_int8, traced_at_level
+
+    configure_offline()
+    net = _load(params["checkpoint"]).model.float().eval().cpu().fuse()
+    for m in net.modules():
+        if isinstance(m, (Detect, Classify)):
+            m.export = True
+            m.format = "torchscript"
+            if isinstance(m, Detect):
+                m.dynamic = False
+                m.shape = None
+        if isinstance(m, C2f):
+            # The same computation with split() in place of list(chunk()), which FX cannot iterate.
+            m.forward = m.forward_split
+    layers = _layers(net)
+    h, w = (int(v) for v in params["input_size"])
+    example = torch.zeros(int(params["batch"]), 3, h, w)
+    level = int(params["optimization_level"])
+    unquantized = float_size_bytes(layers, example, level, out_dir)
+    float_types = _float_module_types(net)
+    quantized, count = static_int8(layers, example, params["calibration"], params["calibration_shape"], float_types)
+    notes = [
+        f"torch FX static int8 quantization (x86 backend, per-channel weights), calibrated on {count} images; "
+        + (f"float32 kept: {', '.join(sorted({t.__name__ for t in float_types}))}" if float_types else "every layer int8")
+    ]
+    path = out_dir / "model.torchscript"
+    traced_at_level(quantized, example, level, notes, quantized=True).save(str(path))
+    return {"path": str(path), "directory": False, "notes": notes, "unquantized_size_bytes": unquantized}
+
+
+def _float_module_types(net) -> tuple[type, ...]:
+    """The module classes left float by static int8: detection-family heads and attention blocks."""
+    from ultralytics.nn.modules import Detect
+    from ultralytics.nn.modules.block import Attention
+
+    return tuple(sorted({type(m) for m in net.modules() if isinstance(m, (Detect, Attention))}, key=lambda t: t.__name__))
 
 
 def _nms_arguments(nms: NmsParams, batch: int) -> dict[str, Any]:

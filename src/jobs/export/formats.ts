@@ -237,6 +237,15 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
     dtype: 'int8',
     method: 'torch static int8 quantization of the whole network (FX graph mode, x86 backend, per-channel weights), calibrated on the validation dataset',
   },
+  {
+    // Our own trace of the fused network: the heads' shape-dependent decoding is beyond FX's tracer.
+    format: 'torchscript',
+    frameworks: ['ultralytics'],
+    type: 'static',
+    dtype: 'int8',
+    method:
+      'torch static int8 quantization of the backbone and neck (FX graph mode, x86 backend, per-channel weights), calibrated on the validation dataset; detection, segmentation and pose heads (box decoding) and attention blocks stay float32, classifiers are int8 up to the softmax',
+  },
   { format: 'tensorrt', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'TensorRT FP16 engine' },
   { format: 'coreml', frameworks: ['ultralytics', 'timm'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
   {
@@ -247,6 +256,26 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
     method: 'LiteRT dynamic-range int8 (int8 weights, float activations)',
   },
   { format: 'tflite', frameworks: ['timm'], type: 'dynamic', dtype: 'float16', method: 'LiteRT float16 weights (computed in float32)' },
+];
+
+/** Why a combination someone is likely to ask for is absent, where the list of what works does not say it. */
+const UNAVAILABLE_BECAUSE: readonly (Omit<QuantizationRule, 'method'> & { reason: string })[] = [
+  {
+    format: 'torchscript',
+    frameworks: ['huggingface'],
+    type: 'static',
+    dtype: 'int8',
+    reason:
+      "torch's FX tracer, which static quantization needs, cannot trace transformers models (their forward branches on tensor shapes and optional arguments); dynamic int8 quantizes every nn.Linear, most of a transformer's weights",
+  },
+  {
+    format: 'torchscript',
+    frameworks: ['ultralytics'],
+    type: 'dynamic',
+    dtype: 'int8',
+    reason:
+      "torch's dynamic quantization covers nn.Linear layers only and YOLO networks are convolutions, so nothing would shrink; static int8 quantizes the convolutions",
+  },
 ];
 
 export function quantizationRule(framework: Framework, format: ExportFormat, type: QuantizationType, dtype: QuantizationDtype): QuantizationRule | undefined {
@@ -270,7 +299,12 @@ export function exportSettingProblems(framework: Framework, format: ExportFormat
   const options = QUANTIZATIONS.filter((q) => q.format === format && q.frameworks.includes(framework)).map(
     (q) => `QUANTIZATION_TYPE=${q.type} with QUANTIZATION_DTYPE=${q.dtype}`,
   );
-  const hint = type === 'static' && dtype === 'float16' ? ' (float16 needs no calibration: use QUANTIZATION_TYPE=dynamic)' : '';
+  const because = UNAVAILABLE_BECAUSE.find((u) => u.format === format && u.frameworks.includes(framework) && u.type === type && u.dtype === dtype);
+  const hint = because
+    ? ` (${because.reason})`
+    : type === 'static' && dtype === 'float16'
+      ? ' (float16 needs no calibration: use QUANTIZATION_TYPE=dynamic)'
+      : '';
   return [
     {
       field: 'quantizationType',
