@@ -133,6 +133,7 @@ export const ultralyticsExport: ExportAdapter = {
       directory: r.directory,
       notes,
       ...(r.unquantized_size_bytes === undefined ? {} : { unquantizedSizeBytes: r.unquantized_size_bytes }),
+      ...(r.float32_modules === undefined ? {} : { float32Modules: r.float32_modules }),
     };
   },
 

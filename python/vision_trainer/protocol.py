@@ -443,6 +443,7 @@ class ExportAnswer(TypedDict):
     directory: bool
     notes: NotRequired[list[str]]
     unquantized_size_bytes: NotRequired[int]
+    float32_modules: NotRequired[list[str]]
 
 
 class OpenOriginalParams(TypedDict):

@@ -265,6 +265,8 @@ export interface ExportedArtifact {
   notes: string[];
   /** The size the model had before the converter quantized it (bytes), when it did and knows. */
   unquantizedSizeBytes?: number;
+  /** Module classes the converter's quantization left in float32 (ultralytics' TorchScript int8: heads, attention). */
+  float32Modules?: string[];
 }
 
 export interface ExportAdapter {

@@ -506,6 +506,8 @@ export const ExportAnswerSchema = z.object({
   notes: z.array(z.string()).default([]),
   /** The model's size before the exporter quantized it (bytes), when it did. */
   unquantized_size_bytes: Int.optional(),
+  /** Module classes the quantization left in float32, when it left some on purpose. */
+  float32_modules: z.array(z.string()).optional(),
 });
 
 /** The model runners of export validation (vision_trainer.common.export_validation). */

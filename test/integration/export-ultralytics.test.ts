@@ -276,7 +276,12 @@ describe('vision-trainer export (ultralytics)', () => {
     const ts = await downloadPackage(s3.storage(), 'exp-det-torchscript');
     const details = ts.metadata.optimization.quantization_details;
     expect(ts.metadata.optimization.quantization).toBe('static');
-    expect(details).toMatchObject({ type: 'static', dtype: 'int8', method: expect.stringContaining('backbone and neck (FX graph mode, x86 backend') });
+    expect(details).toMatchObject({
+      type: 'static',
+      dtype: 'int8',
+      method: expect.stringContaining('backbone and neck (FX graph mode, x86 backend'),
+      float32_modules: ['Attention', 'Detect'],
+    });
     expect(details.accuracy_drop).toBe(drops.get('torchscript'));
     // The convolutions of backbone and neck in int8, the Detect head (box decoding) in float32: well under half of float32's 10 MB.
     expect(ts.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.5);
@@ -379,7 +384,7 @@ describe('vision-trainer export (ultralytics)', () => {
     const { validation } = expectExported(run, 'exp-cls-int8', 'image_classification', 'torchscript');
     const pkg = await downloadPackage(s3.storage(), 'exp-cls-int8');
     const details = pkg.metadata.optimization.quantization_details;
-    expect(details).toMatchObject({ type: 'static', dtype: 'int8', accuracy_drop: validation.accuracy_drop });
+    expect(details).toMatchObject({ type: 'static', dtype: 'int8', accuracy_drop: validation.accuracy_drop, float32_modules: ['Attention'] });
     // Every convolution and the Linear head in int8 (only the C2PSA attention stays float32).
     expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.35);
     expect(pkg.metadata.optimization.passes).toEqual(expect.arrayContaining([expect.stringMatching(/float32 kept: Attention$/)]));

@@ -237,13 +237,14 @@ def _static_int8_torchscript(params: UltralyticsExportParams, out_dir: Path) -> 
     unquantized = float_size_bytes(layers, example, level, out_dir)
     float_types = _float_module_types(net)
     quantized, count = static_int8(layers, example, params["calibration"], params["calibration_shape"], float_types)
+    kept = sorted({t.__name__ for t in float_types})
     notes = [
         f"torch FX static int8 quantization (x86 backend, per-channel weights), calibrated on {count} images; "
-        + (f"float32 kept: {', '.join(sorted({t.__name__ for t in float_types}))}" if float_types else "every layer int8")
+        + (f"float32 kept: {', '.join(kept)}" if kept else "every layer int8")
     ]
     path = out_dir / "model.torchscript"
     traced_at_level(quantized, example, level, notes, quantized=True).save(str(path))
-    return {"path": str(path), "directory": False, "notes": notes, "unquantized_size_bytes": unquantized}
+    return {"path": str(path), "directory": False, "notes": notes, "unquantized_size_bytes": unquantized, "float32_modules": kept}
 
 
 def _float_module_types(net) -> tuple[type, ...]:

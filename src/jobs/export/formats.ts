@@ -227,7 +227,7 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
     frameworks: ['timm', 'huggingface'],
     type: 'dynamic',
     dtype: 'int8',
-    method: 'torch dynamic quantization of Linear layers (int8 weights)',
+    method: 'torch dynamic quantization of every nn.Linear layer (int8 weights, activations quantized at run time); convolutions stay float32',
   },
   {
     // FX graph mode traces timm's convolutional networks; transformers models are not FX-traceable by torch's tracer.

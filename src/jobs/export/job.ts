@@ -228,6 +228,8 @@ type Converted = Omit<Export, 'metadata' | 'exported' | 'wrapper'> & {
   passes: string[];
   /** The model's size before quantization, when quantized and known. */
   unquantizedSizeBytes: number | null;
+  /** Module classes the converter's quantization left in float32. */
+  float32Modules: string[] | undefined;
   /** The final ONNX file's operators ("domain:op"); null for other formats. */
   operators: string[] | null;
 };
@@ -286,7 +288,7 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     passes.push(...last.passes);
     operators = last.operators;
   }
-  return { ...inputs, description, inputSize, modelPath, passes, unquantizedSizeBytes, operators };
+  return { ...inputs, description, inputSize, modelPath, passes, unquantizedSizeBytes, float32Modules: artifact.float32Modules, operators };
 }
 
 /** The NMS a detector's export builds in, from its post-processing spec; null for none. */
@@ -339,6 +341,7 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
             unquantized_size_mb: c.unquantizedSizeBytes === null ? null : megabytes(c.unquantizedSizeBytes),
             // Filled in by validation (ENABLE_VALIDATION), the quantized model against the original checkpoint.
             accuracy_drop: null,
+            ...(c.float32Modules?.length ? { float32_modules: c.float32Modules } : {}),
           }
         : null,
       include_preprocessing: config.includePreprocessing,

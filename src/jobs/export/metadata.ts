@@ -176,6 +176,8 @@ export const MetadataSchema = z.strictObject({
         unquantized_size_mb: z.number().nonnegative().nullable(),
         /** validation.accuracy_drop: the quantized model against the original checkpoint; null without ENABLE_VALIDATION. */
         accuracy_drop: z.number().nullable(),
+        /** Module classes the quantization left in float32 on purpose (ultralytics TorchScript static int8: the detection-family head's box decoding, attention blocks); absent when none. */
+        float32_modules: z.array(z.string()).optional(),
       })
       .nullable(),
     include_preprocessing: z.boolean(),
