@@ -134,7 +134,7 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
     export_format = params["format"]
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    if params.get("quantize_static"):
+    if params["quantize_static"]:
         if export_format != "torchscript":
             raise ValueError("static int8 quantization of ultralytics models is written as TorchScript only")
         return _static_int8_torchscript(params, out_dir)
