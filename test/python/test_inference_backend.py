@@ -62,3 +62,17 @@ def test_a_named_backend_whose_export_fails_fails_the_job():
 
     with pytest.raises(RuntimeError, match="no"):
         graph_runtime.export_or_fall_back("onnx", "onnx", "INFERENCE_BACKEND", broken)
+
+
+def test_with_a_graph_torch_preprocesses_on_one_thread_unless_gradcam_needs_the_budget():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        graph_runtime.torch_for_preprocessing_only(xai=True)
+        assert torch.get_num_threads() == 2
+        graph_runtime.torch_for_preprocessing_only(xai=False)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

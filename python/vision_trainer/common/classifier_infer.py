@@ -18,7 +18,16 @@ import numpy as np
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
 from .class_ids import ClassIds
-from .graph_runtime import GRAPH_BACKENDS, InferenceBackendError, backend_info, check_device, export_classifier, export_or_fall_back, resolve_backend
+from .graph_runtime import (
+    GRAPH_BACKENDS,
+    InferenceBackendError,
+    backend_info,
+    check_device,
+    export_classifier,
+    export_or_fall_back,
+    resolve_backend,
+    torch_for_preprocessing_only,
+)
 from .infer_session import open_with
 from .xai import CamInput
 
@@ -68,6 +77,7 @@ class ClassifierBackend:
             )
             if exported is not None:
                 self.graph, export_seconds = exported
+                torch_for_preprocessing_only(bool(params.get("xai")))
             else:
                 self.model.to(self.device)  # the export moved it to the CPU
         self.backend_info = backend_info(self.backend, str(self.device), export_seconds, bool(params.get("xai")), requested, reason)

@@ -128,6 +128,21 @@ def cpu_threads() -> int:
     return budget().threads
 
 
+def torch_for_preprocessing_only(xai: bool) -> None:
+    """With a graph running the forward pass, torch only decodes-to-tensor, normalises and stacks
+    each batch (and takes a softmax): tensors of ~50,000 values, where OpenMP's fork-join over the
+    CPU budget costs more than it saves and its waiting threads spin against the graph runtime's
+    own pool. Measured on 2 CPUs (timm ResNet-18 at 128 px, docs/performance.md): preprocessing
+    took 14-34 CPU ms per image with torch on 2 threads and 1.8 ms on 1, and OpenVINO's forward
+    pass lost to that spinning. So torch gets one thread; not when Grad-CAM runs the PyTorch model
+    (ENABLE_XAI), whose forward and backward passes use the budget."""
+    if xai:
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def onnx_session(path: Path):
     """An ONNX Runtime CPU session with the CPU budget's threads. Its threads do not spin while
     they wait for work: in a pod with a CPU quota, or on a busy machine, spinning burns the CPU
