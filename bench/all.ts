@@ -8,6 +8,10 @@
  *   BENCH_RESULTS_DIR   where the files go (default bench/results)
  *   BENCH_QUICK=1   small sizes and one repeat everywhere: checks that the whole chain runs (a
  *                   dry run for bench/gpu.sh too); its figures are not measurements
+ *   BENCH_SHORT=1   (`npm run bench:all:short`) every comparison at the full benches' model and
+ *                   image sizes with fewer repeats, images and objects, and without bench:infer's
+ *                   settings table: real measurements in about 12 minutes on a quiet 2-CPU
+ *                   machine, where the full run takes about an hour
  *
  * A bench that fails (including a comparison whose two sides resolved different settings) is
  * reported as failed in the summary, the others still run, and the exit code is 1.
@@ -17,9 +21,10 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/paths.js';
-import { RESULTS_DIR, describeMachine, machine } from './harness.js';
+import { RESULTS_DIR, describeMachine, machine, writeJson } from './harness.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+const SHORT = !QUICK && process.env.BENCH_SHORT === '1';
 
 interface Bench {
   name: string;
@@ -27,21 +32,49 @@ interface Bench {
   /** What BENCH_QUICK=1 changes. */
   quickEnv: Record<string, string>;
   quickArgs: string[];
+  /** What BENCH_SHORT=1 changes. */
+  shortEnv?: Record<string, string>;
+  shortArgs?: string[];
 }
 
 const BENCHES: Bench[] = [
-  { name: 'bridge', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_EPOCHS: '2', BENCH_IMAGES: '32', BENCH_PER_CLASS: '6' }, quickArgs: [] },
+  {
+    name: 'bridge',
+    args: [],
+    quickEnv: { BENCH_REPEATS: '1', BENCH_EPOCHS: '2', BENCH_IMAGES: '32', BENCH_PER_CLASS: '6' },
+    quickArgs: [],
+    shortEnv: { BENCH_REPEATS: '2', BENCH_EPOCHS: '2' },
+  },
   {
     name: 'infer',
     args: [],
     quickEnv: { BENCH_REPEATS: '1', BENCH_IMAGES: '32', BENCH_IMGSZ: '64', BENCH_INFER_SETTINGS: 'batch=4;threads=1' },
     quickArgs: [],
+    shortEnv: { BENCH_REPEATS: '2', BENCH_INFER_IMAGES: '96', BENCH_INFER_SETTINGS_REPEATS: '0' },
   },
-  { name: 'onnx', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '1' }, quickArgs: [] },
-  { name: 'threads', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '2' }, quickArgs: [] },
-  { name: 'startup', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '300' }, quickArgs: [] },
-  { name: 'transfer', args: [], quickEnv: {}, quickArgs: ['--small', '200', '--zip-mb', '8', '--repeats', '1'] },
-  { name: 'convert', args: [], quickEnv: {}, quickArgs: ['--images', '2000', '--boxes', '6000', '--runs', '1', '--skip-design'] },
+  { name: 'onnx', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '1' }, quickArgs: [], shortEnv: { BENCH_REPEATS: '2', BENCH_SECONDS: '4' } },
+  { name: 'threads', args: [], quickEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '2' }, quickArgs: [], shortEnv: { BENCH_REPEATS: '1', BENCH_SECONDS: '5' } },
+  {
+    name: 'startup',
+    args: [],
+    quickEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '300' },
+    quickArgs: [],
+    shortEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '4000' },
+  },
+  {
+    name: 'transfer',
+    args: [],
+    quickEnv: {},
+    quickArgs: ['--small', '200', '--zip-mb', '8', '--repeats', '1'],
+    shortArgs: ['--small', '4000', '--zip-mb', '256', '--repeats', '1'],
+  },
+  {
+    name: 'convert',
+    args: [],
+    quickEnv: {},
+    quickArgs: ['--images', '2000', '--boxes', '6000', '--runs', '1', '--skip-design'],
+    shortArgs: ['--images', '20000', '--boxes', '60000', '--runs', '1'],
+  },
 ];
 
 /** The lines that carry a bench's verdict: its ratios, speed-ups and throughputs. */
@@ -62,10 +95,11 @@ function run(bench: Bench): Promise<Outcome> {
   const loadAtStart = loadavg().map((l) => Number(l.toFixed(2)));
   const resultsMd = join(RESULTS_DIR, `${bench.name}.md`);
   const before = existsSync(resultsMd) ? statSync(resultsMd).mtimeMs : 0;
-  const args = [join(PROJECT_ROOT, 'dist', 'bench', `${bench.name}.js`), ...bench.args, ...(QUICK ? bench.quickArgs : [])];
+  const args = [join(PROJECT_ROOT, 'dist', 'bench', `${bench.name}.js`), ...bench.args, ...(QUICK ? bench.quickArgs : SHORT ? (bench.shortArgs ?? []) : [])];
   process.stdout.write(`\n=== bench:${bench.name} (load average ${loadAtStart.join(' ')}) ===\n`);
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { env: { ...process.env, ...(QUICK ? bench.quickEnv : {}) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = { ...process.env, ...(QUICK ? bench.quickEnv : SHORT ? (bench.shortEnv ?? {}) : {}) };
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -102,13 +136,22 @@ async function main(): Promise<void> {
   const outcomes: Outcome[] = [];
   for (const name of wanted) outcomes.push(await run(BENCHES.find((b) => b.name === name)!));
 
-  const summary = { bench: 'all', measuredAt: new Date().toISOString(), quick: QUICK, machine: m, outcomes: outcomes.map(({ results: _r, ...o }) => o) };
+  const totalSeconds = outcomes.reduce((sum, o) => sum + o.wallSeconds, 0);
+  const summary = {
+    bench: 'all',
+    measuredAt: new Date().toISOString(),
+    quick: QUICK,
+    short: SHORT,
+    totalSeconds: Math.round(totalSeconds),
+    machine: m,
+    outcomes: outcomes.map(({ results: _r, ...o }) => o),
+  };
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(join(RESULTS_DIR, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+  writeJson(join(RESULTS_DIR, 'summary.json'), summary);
   const md = [
     '# Benchmarks: summary of `npm run bench:all`',
     '',
-    `${describeMachine(m)}. Measured ${summary.measuredAt}.${QUICK ? ' **BENCH_QUICK=1: a dry run with tiny sizes, not a measurement.**' : ''}`,
+    `${describeMachine(m)}. Measured ${summary.measuredAt}, ${(totalSeconds / 60).toFixed(1)} min in all.${QUICK ? ' **BENCH_QUICK=1: a dry run with tiny sizes, not a measurement.**' : SHORT ? ' BENCH_SHORT=1: fewer repeats, images and objects than the full benches (the sizes each bench prints).' : ''}`,
     '',
     ...outcomes.flatMap((o) => [
       `## bench:${o.name}: ${o.ok ? 'done' : '**failed**'} in ${o.wallSeconds.toFixed(0)} s (load average at start ${o.loadAtStart.join(' ')})`,

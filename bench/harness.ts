@@ -11,10 +11,10 @@
  * - `machine` and `writeResults`: the machine and its load, and bench/results/<name>.{json,md}
  *   (collected by bench/all.ts into bench/results/summary.{json,md}).
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { PROJECT_ROOT, defaultPythonBin } from '../src/paths.js';
 
 /** BENCH_RESULTS_DIR: elsewhere than bench/results (bench/gpu.sh writes bench/results/gpu). */
@@ -156,10 +156,24 @@ export function machine(): MachineInfo {
 export const describeMachine = (m: MachineInfo) =>
   `${m.cpus} CPUs (${m.cpuModel}), ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}; load average at start ${m.loadAtStart.join(' ')}`;
 
+/**
+ * A results JSON file in the repository's JSON style: Biome (which `npm run lint` runs over the
+ * committed bench/results) lays short arrays out on one line where JSON.stringify breaks them,
+ * so the file is formatted by it once written. Files outside the repository (BENCH_RESULTS_DIR
+ * elsewhere) are not linted and stay as JSON.stringify writes them.
+ */
+export function writeJson(path: string, value: unknown): void {
+  writeFileSync(path, `${JSON.stringify(value, null, 2)}\n`);
+  if (relative(PROJECT_ROOT, resolve(path)).startsWith('..')) return;
+  const biome = join(PROJECT_ROOT, 'node_modules', '.bin', 'biome');
+  const formatted = spawnSync(biome, ['format', '--write', path], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+  if (formatted.status !== 0) process.stderr.write(`biome format ${path} failed (the file is plain JSON.stringify): ${formatted.stderr.slice(-500)}\n`);
+}
+
 /** One benchmark's results: bench/results/<name>.json (everything) and <name>.md (the tables). */
 export function writeResults(name: string, report: Record<string, unknown>, markdown: string[]): void {
   mkdirSync(RESULTS_DIR, { recursive: true });
-  writeFileSync(join(RESULTS_DIR, `${name}.json`), `${JSON.stringify({ bench: name, measuredAt: new Date().toISOString(), ...report }, null, 2)}\n`);
+  writeJson(join(RESULTS_DIR, `${name}.json`), { bench: name, measuredAt: new Date().toISOString(), ...report });
   writeFileSync(join(RESULTS_DIR, `${name}.md`), `${markdown.join('\n')}\n`);
   process.stdout.write(`\nresults: ${join(RESULTS_DIR, name)}.json, .md\n`);
 }

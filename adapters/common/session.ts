@@ -39,6 +39,7 @@ const CONFIG_ERRORS: Record<string, { variable: string; value: (r: OpenSessionRe
   InferenceBackendError: { variable: 'INFERENCE_BACKEND', value: (r) => r.config.inferenceBackend },
   PromptError: { variable: 'PROMPT_CHECKPOINT_PATH', value: (r) => r.config.promptCheckpointPath },
   Sam2WeightsError: { variable: 'CHECKPOINT_PATH', value: (r) => r.config.checkpointPath },
+  GraphModelMismatchError: { variable: 'INFERENCE_MODEL_PATH', value: (r) => r.config.inferenceModelPath },
 };
 
 function sessionParams(request: OpenSessionRequest): SessionParams {
@@ -57,6 +58,7 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     prompt_checkpoint: request.promptCheckpointPath ?? null,
     dataset_classes: request.datasetClasses ?? null,
     image_count: request.imageCount ?? null,
+    graph_model: request.graphModel ?? null,
   };
 }
 

@@ -283,6 +283,19 @@ class DatasetClasses(TypedDict):
     names: list[str]
 
 
+class GraphModel(TypedDict):
+    path: str
+    uri: str
+    framework: str
+    task_type: str
+    class_names: list[str]
+    input_size: list[int]
+    embedded_preprocessing: bool
+    embedded_softmax: bool
+    batch: int | None
+    quantized: bool
+
+
 class SessionParams(TypedDict):
     checkpoint: str
     task_type: str
@@ -297,6 +310,7 @@ class SessionParams(TypedDict):
     prompt_checkpoint: NotRequired[str | None]
     dataset_classes: NotRequired[DatasetClasses | None]
     image_count: NotRequired[int | None]
+    graph_model: NotRequired[GraphModel | None]
 
 
 class BatchItem(TypedDict):
@@ -327,6 +341,7 @@ class InferenceBackendInfo(TypedDict):
     requested: Literal["auto", "pytorch", "onnx", "openvino"]
     reason: str
     cpu_threads: int | None
+    model_path: NotRequired[str | None]
 
 
 class ModelInfo(TypedDict):

@@ -340,6 +340,8 @@ export interface InferConfig extends Common {
   maxVisualizations: number;
   /** INFERENCE_BACKEND: what runs the model. */
   inferenceBackend: 'auto' | 'pytorch' | 'onnx' | 'openvino';
+  /** INFERENCE_MODEL_PATH: an export job's ONNX model run instead of exporting the checkpoint. */
+  inferenceModelPath?: string;
   enableXai: boolean;
   xaiMethod: (typeof XAI_METHODS)[number];
   xaiTargetLayers?: string[];

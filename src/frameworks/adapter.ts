@@ -14,7 +14,7 @@ import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
 import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
 import type { JsonValue } from '../events.js';
-import type { BatchItem, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent, XaiProgress } from './protocol.js';
+import type { BatchItem, GraphModel, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent, XaiProgress } from './protocol.js';
 
 export interface FrameworkAdapter {
   readonly framework: Framework;
@@ -156,6 +156,8 @@ export interface OpenSessionRequest {
   datasetClasses?: { ids: number[]; names: string[] };
   /** How many images the job predicts (INFERENCE_BACKEND=auto weighs the export against it). */
   imageCount?: number;
+  /** INFERENCE_MODEL_PATH, downloaded: the export job's graph to run instead of exporting the checkpoint. */
+  graphModel?: GraphModel;
 }
 
 export interface BatchOutcome {

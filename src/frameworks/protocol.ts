@@ -11,7 +11,7 @@
  */
 import { z } from 'zod';
 import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
-import { TASK_TYPES } from '../config/tasks.js';
+import { FRAMEWORKS, TASK_TYPES } from '../config/tasks.js';
 import { INFERENCE_BACKEND_CHOICES } from '../config/variables.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
 import { GroundTruthSchema, ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
@@ -323,6 +323,26 @@ export const TrainerAnswerSchema = z.literal('stop').optional();
 
 export const CheckpointParamsSchema = z.object({ checkpoint: z.string() });
 
+/** What the session checks an export job's ONNX model against the checkpoint with, and how it feeds it (metadata.json). */
+export const GraphModelSchema = z.object({
+  /** The downloaded model.onnx. */
+  path: z.string(),
+  /** INFERENCE_MODEL_PATH, as results.json names it. */
+  uri: z.string(),
+  framework: z.enum(FRAMEWORKS),
+  task_type: z.enum(TASK_TYPES),
+  class_names: z.array(z.string()),
+  input_size: z.tuple([Int, Int]),
+  /** The graph normalises itself and takes the resized image's uint8 NHWC pixels. */
+  embedded_preprocessing: z.boolean(),
+  /** The graph ends in a softmax: its output is probabilities, not logits. */
+  embedded_softmax: z.boolean(),
+  /** The graph's fixed batch size, or null for a dynamic batch. */
+  batch: Int.nullable(),
+  quantized: z.boolean(),
+});
+export type GraphModel = z.infer<typeof GraphModelSchema>;
+
 export const SessionParamsSchema = z.object({
   checkpoint: z.string(),
   task_type: z.enum(TASK_TYPES),
@@ -348,6 +368,8 @@ export const SessionParamsSchema = z.object({
     .optional(),
   /** How many images the job predicts: INFERENCE_BACKEND=auto exports only when enough images pay for it. */
   image_count: Int.nullable().optional(),
+  /** INFERENCE_MODEL_PATH: an export job's ONNX model (downloaded) and what its metadata.json says, instead of exporting the checkpoint. */
+  graph_model: GraphModelSchema.nullable().optional(),
 });
 
 /**

@@ -25,6 +25,7 @@ import {
   type ExportPackage,
 } from '../helpers/export-packages.js';
 import { jobEnv } from '../helpers/job-env.js';
+import { readResults } from '../helpers/inference.js';
 import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { TINY_CLIP, TINY_VIT } from '../helpers/classifier-runs.js';
@@ -88,6 +89,24 @@ async function exportJob(jobId: string, fixture: Fixture, vars: Record<string, s
   return { done, pkg: await downloadPackage(s3.storage(), jobId) };
 }
 
+/** A test run of a fixture's checkpoint on its own dataset. */
+const graphTestEnv = (jobId: string, fixture: Fixture, vars: Record<string, string>) =>
+  jobEnv(s3, backend, jobId, {
+    INFERENCE_TYPE: 'test_run',
+    TASK_TYPE: FIXTURES[fixture].taskType,
+    CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-fixture-${fixture}/best.pt`,
+    DATASET_ID: `ds-export-${fixture}`,
+    SAVE_VISUALIZATIONS: 'false',
+    ...vars,
+  });
+
+async function graphTestRun(jobId: string, fixture: Fixture, vars: Record<string, string>) {
+  const result = await runCli(['infer'], graphTestEnv(jobId, fixture, vars), { timeoutMs: 240_000 });
+  expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-2000)).toBe(0);
+  const done = backend.receiver.received.find((c) => c.kind === 'testRunDone' && c.jobId === jobId)?.body as Record<string, any>;
+  return { done, doc: await readResults(s3.storage(), `test_runs/${jobId}/results.json`) };
+}
+
 /** Top-k lists of every sample image, as the validation step recorded them. */
 const recorded = (pkg: ExportPackage) => pkg.expected!.images.map((i) => ({ predictions: i.predictions }));
 
@@ -124,6 +143,31 @@ describe('vision-trainer export (timm, transformers)', () => {
     expectSamePredictions(python, recorded(pkg), SAME_RUNTIME, 'python');
     expectSamePredictions(node, recorded(pkg), SAME_RUNTIME, 'node');
     expectSamePredictions(cpp, recorded(pkg), OTHER_RUNTIME, 'c++');
+
+    // INFERENCE_MODEL_PATH: a test run on this package's model.onnx (uint8 NHWC input, softmax
+    // inside, a fixed batch of 1) instead of exporting the checkpoint again: the PyTorch run's
+    // accuracy and top classes, and results.json names the model it ran.
+    const modelPath = `s3://${s3.config.bucket}/export-jobs/exp-timm-onnx/model.onnx`;
+    const pytorch = await graphTestRun('tr-graph-pytorch', 'timm', { INFERENCE_BACKEND: 'pytorch' });
+    const reused = await graphTestRun('tr-graph-reused', 'timm', { INFERENCE_BACKEND: 'auto', INFERENCE_MODEL_PATH: modelPath });
+    expect(reused.doc.model.inference_backend).toMatchObject({
+      name: 'onnx',
+      requested: 'auto',
+      export_seconds: null,
+      model_path: modelPath,
+      reason: expect.stringContaining('INFERENCE_MODEL_PATH'),
+    });
+    expect(pytorch.doc.model.inference_backend.model_path).toBeNull();
+    expect(Math.abs(reused.done.overall_metrics.accuracy - pytorch.done.overall_metrics.accuracy)).toBeLessThanOrEqual(0.002);
+    expect(reused.doc.results.map((r: any) => r.predictions.class_id)).toEqual(pytorch.doc.results.map((r: any) => r.predictions.class_id));
+    // Another checkpoint's model is refused before any image is predicted: a configuration error (exit 2) naming the variable.
+    const other = await runCli(['infer'], graphTestEnv('tr-graph-mismatch', 'vit', { INFERENCE_BACKEND: 'onnx', INFERENCE_MODEL_PATH: modelPath }), {
+      timeoutMs: 240_000,
+    });
+    expect(other.code, other.stdout.slice(-3000)).toBe(2);
+    expect(other.stdout).toMatch(
+      /INFERENCE_MODEL_PATH.*was not exported from CHECKPOINT_PATH: it was exported from a timm model, the checkpoint is huggingface/,
+    );
   });
 
   it('timm to TorchScript with static int8 (convolutions too, calibrated): a quarter of the size, the drop in metadata, the Python wrapper runs it', async () => {

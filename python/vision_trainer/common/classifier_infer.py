@@ -25,6 +25,7 @@ from .graph_runtime import (
     check_device,
     export_classifier,
     export_or_fall_back,
+    open_exported_classifier,
     resolve_backend,
     torch_for_preprocessing_only,
 )
@@ -58,8 +59,13 @@ class ClassifierBackend:
         self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
         semantic = self.meta.get("task_type") == "semantic_segmentation"
         requested = params["inference_backend"]
+        graph_model = params.get("graph_model")
         self.backend, reason = resolve_backend(
-            requested, self.device.type, params.get("image_count"), "the graph does not run semantic segmentation yet" if semantic else None
+            requested,
+            self.device.type,
+            params.get("image_count"),
+            "the graph does not run semantic segmentation yet" if semantic else None,
+            given_graph=graph_model is not None,
         )
         check_device(self.backend, self.device.type)
         self.framework = str(self.meta["framework"])
@@ -72,15 +78,29 @@ class ClassifierBackend:
         if self.backend in GRAPH_BACKENDS:
             if semantic:
                 raise InferenceBackendError(f"INFERENCE_BACKEND={self.backend} does not run semantic segmentation models yet: use pytorch")
-            self.backend, reason, exported = export_or_fall_back(
-                requested, self.backend, reason, lambda: export_classifier(self.model, self.size, params["graph_dir"], self.backend)
-            )
-            if exported is not None:
+            if graph_model is not None:
+                exported = open_exported_classifier(graph_model, self.backend, self.model, self.meta, self.size)
+            else:
+                self.backend, reason, exported = export_or_fall_back(
+                    requested, self.backend, reason, lambda: export_classifier(self.model, self.size, params["graph_dir"], self.backend)
+                )
+            if exported is not None and graph_model is not None:
+                self.graph, _ = exported
+                torch_for_preprocessing_only(bool(params.get("xai")))
+            elif exported is not None:
                 self.graph, export_seconds = exported
                 torch_for_preprocessing_only(bool(params.get("xai")))
             else:
                 self.model.to(self.device)  # the export moved it to the CPU
-        self.backend_info = backend_info(self.backend, str(self.device), export_seconds, bool(params.get("xai")), requested, reason)
+        self.backend_info = backend_info(
+            self.backend,
+            str(self.device),
+            export_seconds,
+            bool(params.get("xai")),
+            requested,
+            reason,
+            graph_model["uri"] if graph_model is not None and self.graph is not None else None,
+        )
 
     def _transform(self):
         import torchvision.transforms as T

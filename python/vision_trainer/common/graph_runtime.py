@@ -49,6 +49,17 @@ class InferenceBackendError(ValueError):
     """INFERENCE_BACKEND does not fit this job (a GPU device for a CPU runtime)."""
 
 
+class GraphModelMismatchError(ValueError):
+    """INFERENCE_MODEL_PATH's model was not exported from CHECKPOINT_PATH, or cannot run here."""
+
+
+# An export job's graph must give the checkpoint's class probabilities on the same input to within
+# float rounding (measured ~1e-6); a quantized graph within what int8 costs. Beyond that it holds
+# other weights, classes or preprocessing than the checkpoint it is meant to replace.
+GRAPH_MATCH_TOLERANCE = 1e-3
+QUANTIZED_GRAPH_MATCH_TOLERANCE = 0.1
+
+
 def check_device(backend: str, device: str) -> None:
     """ONNX Runtime (the CPU build this image installs) and OpenVINO's CPU plugin run on the CPU."""
     if backend in GRAPH_BACKENDS and device != "cpu":
@@ -57,13 +68,16 @@ def check_device(backend: str, device: str) -> None:
         )
 
 
-def resolve_backend(requested: str, device_type: str, images: int | None, unsupported: str | None = None) -> tuple[str, str]:
+def resolve_backend(requested: str, device_type: str, images: int | None, unsupported: str | None = None, given_graph: bool = False) -> tuple[str, str]:
     """(backend, why) for INFERENCE_BACKEND; an explicit choice stands as it is (check_device and
     the backends refuse what cannot run). `auto` takes the graph only where it is known to be
     faster end to end: on the CPU, for a task the graph runs (`unsupported` says why not), for a
-    job with enough images to pay for the export, with onnxruntime installed."""
+    job with enough images to pay for the export, with onnxruntime installed; and always when
+    INFERENCE_MODEL_PATH names an export job's graph (`given_graph`: there is no export to pay for)."""
     if requested != "auto":
         return requested, "INFERENCE_BACKEND"
+    if given_graph:
+        return AUTO_GRAPH_BACKEND, "auto: INFERENCE_MODEL_PATH names an export job's ONNX model"
     if device_type != "cpu":
         return "pytorch", f"auto: the device is {device_type} (the graph runtimes here run on the CPU)"
     if unsupported:
@@ -95,7 +109,13 @@ def export_or_fall_back(requested: str, backend: str, reason: str, export):
 
 
 def backend_info(
-    backend: str, device: str, export_seconds: float | None, xai: bool, requested: str | None = None, reason: str | None = None
+    backend: str,
+    device: str,
+    export_seconds: float | None,
+    xai: bool,
+    requested: str | None = None,
+    reason: str | None = None,
+    model_path: str | None = None,
 ) -> InferenceBackendInfo:
     package = RUNTIME_PACKAGE[backend]
     return {
@@ -107,6 +127,7 @@ def backend_info(
         "requested": requested or backend,  # type: ignore[typeddict-item]
         "reason": reason or "INFERENCE_BACKEND",
         "cpu_threads": runtime_threads(backend, device),
+        "model_path": model_path,
     }
 
 
@@ -168,7 +189,11 @@ class OnnxRunner:
         self.input = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.infer_raw(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def infer_raw(self, feed: np.ndarray) -> np.ndarray:
+        """The graph's first output for an input of its own type (uint8 where the graph normalises)."""
+        return self.session.run(None, {self.input: feed})[0]
 
 
 class OpenVinoRunner:
@@ -182,7 +207,11 @@ class OpenVinoRunner:
         self.request = self.compiled.create_infer_request()
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        self.request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})
+        return self.infer_raw(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def infer_raw(self, feed: np.ndarray) -> np.ndarray:
+        """The model's first output for an input of its own type (uint8 where the graph normalises)."""
+        self.request.infer({0: feed})
         return np.array(self.request.get_output_tensor(0).data, copy=True)
 
 
@@ -216,6 +245,80 @@ def export_classifier(model, size: int, graph_dir: str, backend: str):
         xml = folder / "model.xml"
         ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
         runner = OpenVinoRunner(xml)
+    return runner, time.perf_counter() - started
+
+
+class ExportedClassifier:
+    """An export job's ONNX classifier (INFERENCE_MODEL_PATH) behind the runner's interface: the
+    session's normalised float32 NCHW batch in, logits out. Where the graph normalises itself
+    (INCLUDE_PREPROCESSING) the batch goes back to the resized image's uint8 NHWC pixels
+    (ToTensor's x / 255 inverted, exact after rounding); where it ends in a softmax, its
+    probabilities come back as log-probabilities, whose softmax is those probabilities again; a
+    graph of a fixed batch size is fed batches of that size, the last padded with copies."""
+
+    def __init__(self, graph_model: dict, backend: str, mean: list[float], std: list[float]):
+        self.runner = OnnxRunner(Path(graph_model["path"])) if backend == "onnx" else OpenVinoRunner(Path(graph_model["path"]))
+        self.embedded_preprocessing = bool(graph_model["embedded_preprocessing"])
+        self.embedded_softmax = bool(graph_model["embedded_softmax"])
+        self.batch = graph_model.get("batch")
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+
+    def _feed(self, batch: np.ndarray) -> np.ndarray:
+        if not self.embedded_preprocessing:
+            return np.ascontiguousarray(batch, dtype=np.float32)
+        pixels = np.rint((batch * self.std + self.mean) * 255.0).clip(0, 255).astype(np.uint8)
+        return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.runner.infer_raw(self._feed(batch))
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float32)
+        if self.batch:
+            outputs = []
+            for start in range(0, len(batch), self.batch):
+                chunk = batch[start : start + self.batch]
+                padded = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - len(chunk), axis=0)]) if len(chunk) < self.batch else chunk
+                outputs.append(self._run(padded)[: len(chunk)])
+            out = np.concatenate(outputs)
+        else:
+            out = self._run(batch)
+        out = np.asarray(out, dtype=np.float32)
+        return np.log(np.clip(out, 1e-30, None)) if self.embedded_softmax else out
+
+
+def open_exported_classifier(graph_model: dict, backend: str, model, meta: dict, size: int):
+    """(runner, seconds): INFERENCE_MODEL_PATH's graph, once what its metadata.json says and what
+    it computes are shown to be the checkpoint's (GraphModelMismatchError otherwise): the same
+    framework, classes in the same order and input size, and the same class probabilities on two
+    seeded random images (so other weights, or another normalisation, are caught too)."""
+    import torch
+
+    started = time.perf_counter()
+    names = [str(n) for n in meta["class_names"]]
+    problems = []
+    if graph_model["framework"] != str(meta["framework"]):
+        problems.append(f"it was exported from a {graph_model['framework']} model, the checkpoint is {meta['framework']}")
+    if list(graph_model["class_names"]) != names:
+        problems.append(f"its classes ({', '.join(graph_model['class_names'][:8])}) are not the checkpoint's ({', '.join(names[:8])}) in the same order")
+    if list(graph_model["input_size"]) != [size, size]:
+        problems.append(f"it takes {graph_model['input_size'][0]}x{graph_model['input_size'][1]} images, the checkpoint {size}x{size}")
+    if problems:
+        raise GraphModelMismatchError(f"{graph_model['uri']} was not exported from CHECKPOINT_PATH: {'; '.join(problems)}")
+    runner = ExportedClassifier(graph_model, backend, meta["mean"], meta["std"])
+    pixels = np.random.default_rng(0).integers(0, 256, size=(2, 3, size, size)).astype(np.float32) / 255.0
+    batch = (pixels - runner.mean) / runner.std
+    with torch.inference_mode():
+        expected = torch.softmax(model(torch.from_numpy(batch)).float(), dim=1).numpy()
+        got = torch.softmax(torch.from_numpy(runner(batch)), dim=1).numpy()
+    difference = float(np.abs(expected - got).max())
+    tolerance = QUANTIZED_GRAPH_MATCH_TOLERANCE if graph_model.get("quantized") else GRAPH_MATCH_TOLERANCE
+    if not difference <= tolerance:
+        raise GraphModelMismatchError(
+            f"{graph_model['uri']} was not exported from CHECKPOINT_PATH: on the same input its class probabilities differ from the checkpoint's "
+            f"by up to {difference:.4f} (more than {tolerance}); point INFERENCE_MODEL_PATH at the export of this checkpoint, or leave it unset"
+        )
     return runner, time.perf_counter() - started
 
 

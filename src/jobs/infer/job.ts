@@ -21,6 +21,7 @@ import { preflight } from '../preflight.js';
 import { fetchCheckpoint } from '../stages.js';
 import type { StoredOutcome } from '../outcome.js';
 import { ArtifactUploads, jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
+import { checkGraphModelFramework, fetchGraphModel, graphModelProblems } from './graph-model.js';
 import { mapClasses } from './ground-truth.js';
 import { imagesForJob, type JobImages } from './inputs.js';
 import { layerPathProblems } from './layers.js';
@@ -143,6 +144,9 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
         )
       : undefined;
     if (prompt) logger.info(`Prompt detector downloaded: ${config.promptCheckpointPath} (${(prompt.bytes / 1024 / 1024).toFixed(1)} MB)`);
+    const graphModel = config.inferenceModelPath ? await fetchGraphModel(config, ctx.storage, ctx.work.sub('exported-model')) : undefined;
+    if (graphModel)
+      logger.info(`Exported model downloaded: ${graphModel.uri} (its metadata.json: ${graphModel.framework}, ${graphModel.class_names.length} classes)`);
     stop.throwIfRequested();
 
     // 2. Images
@@ -154,6 +158,7 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     logger.stage('Loading Model');
     session = await openSession(ctx, checkpoint.path, {
       imageCount: images.source.total,
+      ...(graphModel ? { graphModel } : {}),
       ...(prompt ? { promptCheckpointPath: prompt.path } : {}),
       ...(images.dataset ? { datasetClasses: { ids: images.dataset.classes.map((c) => c.id), names: images.dataset.classes.map((c) => c.name) } } : {}),
     });
@@ -212,6 +217,8 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
   };
   checkUri('CHECKPOINT_PATH', config.checkpointPath);
   if (config.promptCheckpointPath) checkUri('PROMPT_CHECKPOINT_PATH', config.promptCheckpointPath);
+  if (config.inferenceModelPath) checkUri('INFERENCE_MODEL_PATH', config.inferenceModelPath);
+  for (const message of graphModelProblems(config)) problems.push({ variable: 'INFERENCE_MODEL_PATH', value: config.inferenceModelPath, message });
   if (config.enableLlmExplanation && config.openai.baseUrl) {
     try {
       checkUrl(jobUrlPolicy(config), config.openai.baseUrl, 'OPENAI_BASE_URL');
@@ -232,11 +239,12 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
 async function openSession(
   ctx: InferContext,
   checkpointPath: string,
-  prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses' | 'imageCount'>,
+  prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses' | 'imageCount' | 'graphModel'>,
 ): Promise<InferenceSession> {
   const { config } = ctx;
   const bridge = await ctx.bridge;
   const framework = await chooseFramework(config, 'infer', bridge, checkpointPath);
+  if (prompts.graphModel) checkGraphModelFramework(config, framework);
   const session = await adapterFor(framework).inference.open(bridge, {
     checkpointPath,
     config,

@@ -294,6 +294,8 @@ export const InferenceBackendInfoSchema = z.object({
   reason: z.string(),
   /** Threads the runtime computed with on the CPU (null on a GPU): what bench:infer compares with its native loop's. */
   cpu_threads: z.number().int().positive().nullable(),
+  /** INFERENCE_MODEL_PATH: the export job's model this job ran (export_seconds is then null); null when the graph was exported here or PyTorch ran. */
+  model_path: z.string().nullable().optional(),
 });
 
 export const ModelInfoSchema = z.object({
