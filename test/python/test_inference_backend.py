@@ -76,3 +76,37 @@ def test_with_a_graph_torch_preprocesses_on_one_thread_unless_gradcam_needs_the_
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_export_jobs_graph_is_fed_its_own_input_type_and_batch(tmp_path):
+    """A graph of a fixed batch of 2 that normalises uint8 NHWC pixels itself and ends in a
+    softmax (what EXPORT_FORMAT=onnx writes by default, at BATCH_SIZE=2) gives the float model's
+    logits' probabilities for 3 images: the last batch is padded, the pixels recovered exactly."""
+    import numpy as np
+    import torch
+
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+
+    class Embedded(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels):
+            x = pixels.permute(0, 3, 1, 2).float() / 255.0
+            x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+            return torch.softmax(self.net(x), dim=1)
+
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(Embedded().eval(), (torch.zeros(2, 8, 8, 3, dtype=torch.uint8),), str(path), input_names=["images"], opset_version=17, dynamo=False)
+    graph = {"path": str(path), "embedded_preprocessing": True, "embedded_softmax": True, "batch": 2}
+    runner = graph_runtime.ExportedClassifier(graph, "onnx", mean, std)
+    pixels = np.random.default_rng(1).integers(0, 256, size=(3, 3, 8, 8)).astype(np.float32) / 255.0
+    batch = (pixels - runner.mean) / runner.std
+    with torch.inference_mode():
+        expected = torch.softmax(net(torch.from_numpy(batch)), dim=1).numpy()
+    got = torch.softmax(torch.from_numpy(runner(batch)), dim=1).numpy()
+    assert got.shape == (3, 3)
+    assert np.abs(got - expected).max() < 1e-5
