@@ -74,10 +74,30 @@ interface Settings {
   device: string;
 }
 
-function python(args: string[], env: NodeJS.ProcessEnv): { images_per_second: number; settings: Settings } {
+/**
+ * Where a side's loop time went, load-robust figures when wall times are not: its forward
+ * passes and preprocessing (wall seconds, as Python times them) and its CPU seconds over the
+ * loop (the job's: Python during its prediction calls plus Node over the loop).
+ */
+interface Stages {
+  forward: number | null;
+  preprocess: number | null;
+  cpu: number;
+}
+
+function python(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): {
+  images_per_second: number;
+  preprocess_seconds: number;
+  forward_seconds: number;
+  cpu_seconds: number;
+  settings: Settings;
+} {
   const r = spawnSync(defaultPythonBin(), [NATIVE, ...args], { env, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(`infer_native.py ${args[0]} failed (${r.status}): ${r.stderr.slice(-3000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { images_per_second: number; settings: Settings };
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReturnType<typeof python>;
 }
 
 const describeSettings = (s: Settings) => `${s.cpu_threads ?? 'GPU'} CPU thread(s), batch ${s.batch}, input ${s.input_size} px, device ${s.device}`;
@@ -111,7 +131,7 @@ function visionTrainer(
   receiverUrl: string,
   jobId: string,
   variant: Variant = {},
-): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number; settings: Settings; backend: string }> {
+): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number; settings: Settings; backend: string; stages: Stages }> {
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -147,7 +167,14 @@ function visionTrainer(
       if (code !== 0) return reject(new Error(`vision-trainer infer (${framework}) exited ${code}: ${err}`));
       const doc = JSON.parse(readFileSync(join(dir, 'inference_jobs', jobId, 'results.json'), 'utf8')) as {
         num_images: number;
-        timing: { images_per_second: number; avg_inference_time_ms: number };
+        timing: {
+          images_per_second: number;
+          avg_inference_time_ms: number;
+          preprocess_seconds: number | null;
+          forward_seconds: number | null;
+          python_cpu_seconds: number;
+          node_cpu_seconds: number;
+        };
         settings: { batch_size: number; image_size: number; device: string };
         model: { training_image_size: number | null; inference_backend: { name: string; device: string; cpu_threads: number | null } };
       };
@@ -161,6 +188,11 @@ function visionTrainer(
         wallSeconds: (Date.now() - started) / 1000,
         settings: { cpu_threads: ran.cpu_threads, batch: doc.settings.batch_size, input_size: inputSize, device: ran.device },
         backend: ran.name,
+        stages: {
+          forward: doc.timing.forward_seconds,
+          preprocess: doc.timing.preprocess_seconds,
+          cpu: doc.timing.python_cpu_seconds + doc.timing.node_cpu_seconds,
+        },
       });
     });
   });
@@ -182,7 +214,7 @@ async function main(): Promise<void> {
     });
     if (!nativeSettings.has(variantKey(framework, v))) console.log(`  ${framework} native loop: ${describeSettings(run.settings)}`);
     nativeSettings.set(variantKey(framework, v), run.settings);
-    return run.images_per_second;
+    return run;
   };
   const bridged = async (framework: string, v: Variant = {}) => {
     const run = await visionTrainer(framework, join(dir, `${framework}.pt`), dir, receiver.url, `bench-${framework}-${jobs++}`, v);
@@ -206,6 +238,11 @@ async function main(): Promise<void> {
     );
     type Row = {
       framework: string;
+      /** Medians in ms per image, [native, vision-trainer]. */
+      stageMs: Record<'forward' | 'preprocess' | 'cpu', [number | null, number | null]>;
+      /** native / vision-trainer time: at least 0.98 when the job's forward passes and CPU time match the native loop's. */
+      forwardRatio: number | null;
+      cpuRatio: number | null;
       native: number[];
       visionTrainer: number[];
       prefetchOn: number[];
@@ -220,14 +257,18 @@ async function main(): Promise<void> {
     const rows: Row[] = [];
     for (const framework of FRAMEWORKS) {
       const runs = { native: [] as number[], vt: [] as number[], prefetchOn: [] as number[] };
+      const stages = { native: [] as Stages[], vt: [] as Stages[] };
       const backends: Record<string, number[]> = Object.fromEntries(BACKENDS.map((b) => [b, []]));
       const walls: Record<string, number[]> = { pytorch: [], ...Object.fromEntries(BACKENDS.map((b) => [b, []])) };
       const avgMs: number[] = [];
       const loads: number[] = [];
       for (let i = 0; i < REPEATS; i++) {
         loads.push(Number(loadavg()[0]!.toFixed(2)));
-        runs.native.push(native(framework));
+        const nativeRun = native(framework);
+        runs.native.push(nativeRun.images_per_second);
+        stages.native.push({ forward: nativeRun.forward_seconds, preprocess: nativeRun.preprocess_seconds, cpu: nativeRun.cpu_seconds });
         const vt = await bridged(framework);
+        stages.vt.push(vt.stages);
         if (i === 0) console.log(`  ${framework} vision-trainer:  ${describeSettings(vt.settings)}`);
         runs.vt.push(vt.imagesPerSecond);
         walls.pytorch!.push(vt.wallSeconds);
@@ -255,12 +296,32 @@ async function main(): Promise<void> {
           .join(', ')} (start-up, export, model load, ${IMAGES} images, results.json)`,
       );
       console.log(`  throughput ratio: ${(v / n).toFixed(2)}`);
+      // Less sensitive to other work on the machine than wall time: the forward passes alone and CPU time.
+      const perImageMs = (xs: Array<number | null>) => {
+        const known = xs.filter((x): x is number => x !== null);
+        return known.length === xs.length ? (median(known) * 1000) / IMAGES : null;
+      };
+      const stageMs: Record<'forward' | 'preprocess' | 'cpu', [number | null, number | null]> = {
+        forward: [perImageMs(stages.native.map((s) => s.forward)), perImageMs(stages.vt.map((s) => s.forward))],
+        preprocess: [perImageMs(stages.native.map((s) => s.preprocess)), perImageMs(stages.vt.map((s) => s.preprocess))],
+        cpu: [perImageMs(stages.native.map((s) => s.cpu)), perImageMs(stages.vt.map((s) => s.cpu))],
+      };
+      const stageRatio = ([native, job]: [number | null, number | null]) => (native !== null && job ? native / job : null);
+      for (const [what, pair] of Object.entries(stageMs)) {
+        const r = stageRatio(pair);
+        console.log(
+          `  ${what} ms per image: native ${pair[0]?.toFixed(2) ?? 'n/a'}, vision-trainer ${pair[1]?.toFixed(2) ?? 'n/a'}${r === null ? '' : ` (native / vision-trainer ${r.toFixed(2)})`}`,
+        );
+      }
       console.log(`  throughput ratio, prefetch on: ${(off / n).toFixed(2)}; prefetch speedup ${(off / v).toFixed(2)}x`);
       const speedups = Object.fromEntries(BACKENDS.map((b) => [b, median(backends[b]!) / v]));
       for (const backend of BACKENDS) console.log(`  ${backend} speedup over pytorch: ${speedups[backend]!.toFixed(2)}x`);
       console.log('');
       rows.push({
         framework,
+        stageMs,
+        forwardRatio: stageRatio(stageMs.forward),
+        cpuRatio: stageRatio(stageMs.cpu),
         native: runs.native,
         visionTrainer: runs.vt,
         prefetchOn: runs.prefetchOn,
@@ -283,7 +344,7 @@ async function main(): Promise<void> {
           for (const batch of SETTINGS.batch) {
             const row: SettingRow = { framework, batch, threads, native: [], pytorch: [], onnx: [], load: Number(loadavg()[0]!.toFixed(2)) };
             for (let i = 0; i < SETTINGS_REPEATS; i++) {
-              row.native.push(native(framework, { batch, threads }));
+              row.native.push(native(framework, { batch, threads }).images_per_second);
               row.pytorch.push((await bridged(framework, { batch, threads })).imagesPerSecond);
               for (const backend of settingBackend) row.onnx.push((await bridged(framework, { batch, threads, backend })).imagesPerSecond);
             }
@@ -304,12 +365,29 @@ async function main(): Promise<void> {
         `${describeMachine(m)}. Device ${DEVICE}, ${BENCH_THREADS} threads on both sides, ${IMAGES} images at ${IMGSZ} px, batch ${BATCH}, ${REPEATS} interleaved runs; images/s of the prediction loop, median [min-max].`,
         '',
         ...table(
-          ['framework', 'native', 'vision-trainer', 'ratio', 'prefetch on', 'ratio', ...BACKENDS.flatMap((b) => [b, `${b} / pytorch`]), 'load at each run'],
+          [
+            'framework',
+            'native',
+            'vision-trainer',
+            'ratio',
+            'forward ms/image (native, vt)',
+            'forward ratio',
+            'CPU ms/image (native, vt)',
+            'CPU ratio',
+            'prefetch on',
+            'ratio',
+            ...BACKENDS.flatMap((b) => [b, `${b} / pytorch`]),
+            'load at each run',
+          ],
           rows.map((r) => [
             r.framework,
             fmt(r.native),
             fmt(r.visionTrainer),
             r.ratio.toFixed(2),
+            r.stageMs.forward.map((x) => x?.toFixed(2) ?? 'n/a').join(', '),
+            r.forwardRatio?.toFixed(2) ?? 'n/a',
+            r.stageMs.cpu.map((x) => x?.toFixed(2) ?? 'n/a').join(', '),
+            r.cpuRatio?.toFixed(2) ?? 'n/a',
             fmt(r.prefetchOn),
             r.ratioPrefetchOn.toFixed(2),
             ...BACKENDS.flatMap((b) => [fmt(r.backends[b]!), `${r.speedups[b]!.toFixed(2)}x`]),

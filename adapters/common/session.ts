@@ -89,7 +89,11 @@ export async function openSession(
         : await bridge.call(PREDICT, params);
       if (batch.images.length !== items.length)
         throw new FrameworkError(`The Python inference session answered ${batch.images.length} results for ${items.length} images`);
-      return { images: batch.images, inferenceSeconds: batch.inference_seconds };
+      return {
+        images: batch.images,
+        inferenceSeconds: batch.inference_seconds,
+        stages: { preprocessSeconds: batch.preprocess_seconds, forwardSeconds: batch.forward_seconds, cpuSeconds: batch.cpu_seconds },
+      };
     },
     finish: () => bridge.call(FINISH),
     async close() {

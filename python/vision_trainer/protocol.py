@@ -363,6 +363,9 @@ class ModelInfo(TypedDict):
 class BatchAnswer(TypedDict):
     images: list[dict[str, Any]]
     inference_seconds: float
+    preprocess_seconds: float | None
+    forward_seconds: float | None
+    cpu_seconds: float
 
 
 # ---------------------------------------------------------------------------------------------

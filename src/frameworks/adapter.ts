@@ -164,6 +164,8 @@ export interface BatchOutcome {
   images: ImageOutcome[];
   /** Wall time of the framework's prediction call for the batch (pre/post-processing included). */
   inferenceSeconds: number;
+  /** Python's timing of the batch's stages (null where the backend has none) and its CPU time (BatchAnswerSchema). */
+  stages?: { preprocessSeconds: number | null; forwardSeconds: number | null; cpuSeconds: number };
 }
 
 export interface InferenceSession {

@@ -433,6 +433,11 @@ export const BatchAnswerSchema = z.object({
   images: z.array(ImageOutcomeSchema),
   /** Wall time of the framework's prediction call for the batch (pre/post-processing included). */
   inference_seconds: z.number().nonnegative(),
+  /** Of that, decoding and preparing the images (not counted when prefetched; ultralytics: its own preprocess stage), and the model's forward pass; null where the backend does not time them (SAM 2). */
+  preprocess_seconds: z.number().nonnegative().nullable(),
+  forward_seconds: z.number().nonnegative().nullable(),
+  /** CPU time (user + system) of the whole Python process during the call: every thread, results and drawing included. */
+  cpu_seconds: z.number().nonnegative(),
 });
 export { ModelInfoSchema, TestRunMetricsSchema };
 

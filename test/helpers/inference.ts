@@ -94,3 +94,22 @@ export async function pngsUnder(storage: Storage, prefix: string): Promise<strin
   }
   return objects.map((o) => o.key);
 }
+
+/**
+ * results.json's account of the prediction loop: Python's preprocessing and forward passes
+ * inside the loop's wall time (null for a backend that does not time its stages: SAM 2), and
+ * the CPU time of both processes.
+ */
+export function expectLoopTiming(timing: InferenceResults['timing'], stages: boolean): void {
+  const loop = timing.loop_seconds!;
+  expect(loop).toBeGreaterThan(0);
+  if (stages) {
+    expect(timing.forward_seconds).toBeGreaterThan(0);
+    expect(timing.preprocess_seconds).toBeGreaterThan(0);
+    expect(timing.forward_seconds! + timing.preprocess_seconds!).toBeLessThanOrEqual(loop);
+  } else {
+    expect(timing).toMatchObject({ forward_seconds: null, preprocess_seconds: null });
+  }
+  expect(timing.python_cpu_seconds).toBeGreaterThan(0);
+  expect(timing.node_cpu_seconds).toBeGreaterThan(0);
+}

@@ -16,7 +16,7 @@ import { StoredOutcomeSchema } from '../../src/jobs/outcome.js';
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli, startCli } from '../helpers/cli.js';
 import { uploadDataset } from '../helpers/datasets.js';
-import { expectDatasetIds, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
+import { expectDatasetIds, expectLoopTiming, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
 import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
@@ -143,6 +143,7 @@ describe('vision-trainer infer: ultralytics detection', () => {
     expect(doc.metrics!.overall_metrics).toEqual(done.overall_metrics);
     expectDatasetIds(detector, done, doc);
     expect(doc.timing.avg_inference_time_ms).toBeGreaterThan(0);
+    expectLoopTiming(doc.timing, true);
     expect(doc.results.map((r) => r.image_id)).toEqual(ids);
     for (const r of doc.results) {
       expect(r.error).toBeNull();
@@ -558,6 +559,7 @@ describe('vision-trainer infer: SAM 2 (randomly initialised sam2_t and sam2.1_t 
     const done = bodyOf(jobId, 'testRunDone')!;
     const doc = await readResults(storage(), `test_runs/${jobId}/results.json`);
     expect(doc.model).toMatchObject({ framework: 'ultralytics', task: 'segment', model_name: 'sam2_t', prompts: 'ground_truth_boxes', class_ids_stored: true });
+    expectLoopTiming(doc.timing, false);
     expect(doc.model.class_ids).toEqual(segmentation.ids);
     expect(doc.model.class_names).toEqual(segmentation.names);
     expect(doc.results.length).toBeGreaterThan(0);

@@ -9,7 +9,7 @@ import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
 import type { TaskType } from '../../src/config/tasks.js';
 import { runCli } from '../helpers/cli.js';
-import { expectDatasetIds, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
+import { expectDatasetIds, expectLoopTiming, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
 import { TINY_CLIP, TINY_VIT } from '../helpers/classifier-runs.js';
 import { useS3Server } from '../helpers/s3.js';
@@ -90,6 +90,7 @@ describe('timm and transformers classifiers', () => {
     expect(doc.model.xai_layers).toEqual(['layer3']);
     expect(doc.results.every((r) => r.xai?.error === null && r.visualization_path !== null)).toBe(true);
     expect(doc.model.inference_backend).toMatchObject({ name: 'pytorch', xai_backend: 'pytorch' });
+    expectLoopTiming(doc.timing, true);
 
     // INFERENCE_BACKEND=onnx: the same top-5 from the exported graph, accuracy within 0.002;
     // the heatmaps still come from the PyTorch model.

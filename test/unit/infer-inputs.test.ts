@@ -307,7 +307,8 @@ describe('results.json', () => {
 });
 
 describe('the prediction loop', () => {
-  type Answer = { images: Array<Record<string, unknown>>; inferenceSeconds: number };
+  type Stages = { preprocessSeconds: number | null; forwardSeconds: number | null; cpuSeconds: number };
+  type Answer = { images: Array<Record<string, unknown>>; inferenceSeconds: number; stages?: Stages };
   /** A session whose batches finish when the test says; records what was asked and when. */
   function fakeSession() {
     const events: string[] = [];
@@ -318,15 +319,17 @@ describe('the prediction loop', () => {
         return new Promise<Answer>((resolve) => answers.push(resolve));
       },
     };
-    const answer = (n: number) =>
+    // Python's stage timings, per image: 1 ms preprocessing, 2 ms forward, 3 ms CPU (a backend without them: forward null).
+    const answer = (n: number, timed = true) =>
       answers.shift()!({
         images: Array.from({ length: n }, () => ({ width: 4, height: 4, predictions: { boxes: [] }, metrics: null, xai: null })),
         inferenceSeconds: 0.01,
+        stages: { preprocessSeconds: 0.001 * n, forwardSeconds: timed ? 0.002 * n : null, cpuSeconds: 0.003 * n },
       });
     return { events, session, answer };
   }
 
-  async function run(stopAfterFirst: boolean) {
+  async function run(stopAfterFirst: boolean, lastTimed = true) {
     const dir = await mkdtemp(join(tmpdir(), 'vt-loop-'));
     const { events, session, answer } = fakeSession();
     const images = Array.from({ length: 5 }, (_, i) => ({ imageId: `${i}`, fileName: `${i}.jpg`, source: `${i}.jpg`, path: join(dir, `${i}.jpg`) }));
@@ -372,7 +375,7 @@ describe('the prediction loop', () => {
     if (!stopAfterFirst) {
       answer(2);
       await settle();
-      answer(1);
+      answer(1, lastTimed);
       await loop;
     } else {
       answer(2);
@@ -387,6 +390,18 @@ describe('the prediction loop', () => {
     expect(events).toEqual(['ask 0,1 prefetch 2', 'ask 2,3 prefetch 1', 'result', 'result', 'ask 4 prefetch 0', 'result', 'result', 'result']);
     expect(stats.processed).toBe(5);
     expect(stats.predicted).toBe(5);
+    // results.json's timing: Python's stages summed over the batches; Node's own CPU over the loop.
+    expect(stats.preprocessSeconds).toBeCloseTo(0.005, 9);
+    expect(stats.forwardSeconds).toBeCloseTo(0.01, 9);
+    expect(stats.pythonCpuSeconds).toBeCloseTo(0.015, 9);
+    expect(stats.nodeCpuSeconds).toBeGreaterThan(0);
+    expect(stats.loopSeconds).toBeGreaterThan(0);
+  });
+
+  it('one batch without a stage timing makes the sum unknown (null), not a partial figure', async () => {
+    const { stats } = await run(false, false);
+    expect(stats.forwardSeconds).toBeNull();
+    expect(stats.preprocessSeconds).toBeCloseTo(0.005, 9);
   });
 
   it('after a stop, nothing more is handed over and the batch in flight is waited for', async () => {

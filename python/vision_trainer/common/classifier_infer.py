@@ -10,6 +10,7 @@ the adapter checks against its own.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,10 @@ class ClassifierBackend:
         self.size = int(self.meta["image_size"])
         self.transform = self._transform()
         self.graph = None
+        # The last batch's decoding and preparing (none when prefetched) and forward pass
+        # (infer_session reports them; results.json `timing`).
+        self.preprocess_seconds: float | None = None
+        self.forward_seconds: float | None = None
         export_seconds = None
         if self.backend in GRAPH_BACKENDS:
             if semantic:
@@ -145,11 +150,15 @@ class ClassifierBackend:
     def predict(self, paths: list[str], conf: float, loaded: list[tuple] | None = None) -> list[ClassifierResult]:
         import torch
 
+        started = time.perf_counter()
         loaded = loaded if loaded is not None else self.load(paths)
         batch = torch.stack([tensor for tensor, _, _ in loaded])
+        self.preprocess_seconds = time.perf_counter() - started
+        started = time.perf_counter()
         with torch.inference_mode():
             logits = torch.from_numpy(self.graph(batch.numpy())) if self.graph else self.model(batch.to(self.device))
             probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        self.forward_seconds = time.perf_counter() - started
         return [ClassifierResult(probabilities[i], w, h, p) for i, ((_, w, h), p) in enumerate(zip(loaded, paths, strict=True))]
 
     @staticmethod

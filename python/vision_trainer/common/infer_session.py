@@ -150,6 +150,8 @@ class Session:
         self.on_explained = on_explained
         paths = [item["path"] for item in items]
         started = time.perf_counter()
+        cpu_started = time.process_time()
+        self.stages: dict[str, float] | None = {"preprocess": 0.0, "forward": 0.0}
         loaded = self.prefetcher.take(paths)
         if prefetch:
             self.prefetcher.start(prefetch)
@@ -168,13 +170,32 @@ class Session:
                 raise batch_error  # not an image's fault: the model or the framework fails
         seconds = time.perf_counter() - started
         images = [self._one(item, r) if not isinstance(r, Exception) else {"error": f"{type(r).__name__}: {r}"} for item, r in zip(items, results, strict=True)]
-        return {"images": images, "inference_seconds": seconds}
+        stages = self.stages
+        return {
+            "images": images,
+            "inference_seconds": seconds,
+            "preprocess_seconds": stages["preprocess"] if stages else None,
+            "forward_seconds": stages["forward"] if stages else None,
+            # Every thread of this process (torch's pool, a prefetch), results and drawing included.
+            "cpu_seconds": time.process_time() - cpu_started,
+        }
 
     def _predict(self, items: list[dict], loaded=None) -> list[Any]:
-        """A prompted backend (SAM 2) takes the items, whose ground truth may be its prompts."""
+        """A prompted backend (SAM 2) takes the items, whose ground truth may be its prompts.
+        Adds to `self.stages` the backend's timing of the batch (`preprocess_seconds`: decoding
+        and preparing the images, `forward_seconds`: the model), None where it has none."""
         if getattr(self.backend, "prompted", False):
+            self.stages = None
             return self.backend.predict_items(items, self.predict_conf)
-        return list(self.backend.predict([item["path"] for item in items], self.predict_conf, loaded))
+        self.backend.preprocess_seconds, self.backend.forward_seconds = None, None
+        results = list(self.backend.predict([item["path"] for item in items], self.predict_conf, loaded))
+        preprocess, forward = self.backend.preprocess_seconds, self.backend.forward_seconds
+        if self.stages is not None and preprocess is not None and forward is not None:
+            self.stages["preprocess"] += preprocess
+            self.stages["forward"] += forward
+        else:
+            self.stages = None
+        return results
 
     def _one(self, item: dict, result) -> dict:
         width, height = self.backend.image_size(result)

@@ -12,6 +12,7 @@ the image's mask at full size: one confusion matrix over every labelled pixel of
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,8 @@ class SemanticBackend:
         # The loaded model, its metadata and class ids come from the classifier backend, which
         # already reads our checkpoint format; only prediction and drawing differ.
         self.base = classifier_backend
+        self.preprocess_seconds: float | None = None
+        self.forward_seconds: float | None = None
         self.model = classifier_backend.model
         self.meta = classifier_backend.meta
         self.device = classifier_backend.device
@@ -100,10 +103,14 @@ class SemanticBackend:
         import torch
         from torch.nn import functional as F
 
+        started = time.perf_counter()
         loaded = loaded if loaded is not None else self.load(paths)
         batch = torch.stack([tensor for tensor, _, _ in loaded]).to(self.device)
+        self.preprocess_seconds = time.perf_counter() - started
+        started = time.perf_counter()
         with torch.inference_mode():
             logits = self.model(batch).float()
+        self.forward_seconds = time.perf_counter() - started
         out = []
         for i, ((_, width, height), path) in enumerate(zip(loaded, paths, strict=True)):
             full = F.interpolate(logits[i : i + 1], size=(height, width), mode="bilinear", align_corners=False)

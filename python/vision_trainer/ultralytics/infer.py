@@ -193,7 +193,7 @@ class UltralyticsBackend:
         return images
 
     def predict(self, paths: list[str], conf: float, loaded: list[np.ndarray] | None = None) -> list:
-        return self.predictor_model.predict(
+        results = self.predictor_model.predict(
             loaded if loaded is not None else paths,
             imgsz=self.imgsz,
             conf=conf,
@@ -204,6 +204,11 @@ class UltralyticsBackend:
             verbose=False,
             save=False,
         )
+        # ultralytics times its stages per image (the batch's average, in ms): preprocess
+        # (letterbox, normalising; decoding is not in it), the forward pass, NMS.
+        self.preprocess_seconds = sum(r.speed.get("preprocess") or 0.0 for r in results) / 1000
+        self.forward_seconds = sum(r.speed.get("inference") or 0.0 for r in results) / 1000
+        return results
 
     @staticmethod
     def image_size(result) -> tuple[int, int]:

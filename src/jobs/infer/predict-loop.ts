@@ -46,6 +46,12 @@ export class LoopStats {
   predicted = 0;
   inferenceSeconds = 0;
   loopSeconds = 0;
+  /** Sums over the batches of Python's stage timings (null once a batch came without them) and CPU time. */
+  preprocessSeconds: number | null = 0;
+  forwardSeconds: number | null = 0;
+  pythonCpuSeconds = 0;
+  /** This process's CPU time (user + system) over the loop. */
+  nodeCpuSeconds = 0;
   stored = { visualizations: 0, heatmaps: 0 };
 
   get avgInferenceTimeMs(): number | null {
@@ -62,6 +68,7 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   if (config.taskType === 'semantic_segmentation') await mkdir(join(visDir, MASKS), { recursive: true });
   await mkdir(xaiDir, { recursive: true });
   const started = Date.now();
+  const cpuStarted = process.cpuUsage();
   let loggedDecile = 0;
   const onExplained = explanationProgress(parts, total, () => stats);
 
@@ -92,6 +99,7 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
       const outcome = await current.call;
       const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
       stats.inferenceSeconds += outcome.inferenceSeconds;
+      addStages(stats, outcome);
       stats.predicted += predictedHere;
       const perImageMs = predictedHere > 0 ? (outcome.inferenceSeconds * 1000) / predictedHere : null;
 
@@ -122,6 +130,17 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
     if (inFlight) await inFlight.call.catch(() => {});
   }
   stats.loopSeconds = (Date.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuStarted);
+  stats.nodeCpuSeconds = (cpu.user + cpu.system) / 1e6;
+}
+
+function addStages(stats: LoopStats, outcome: BatchOutcome): void {
+  const stages = outcome.stages;
+  if (outcome.images.length === 0) return; // nothing was asked of Python
+  const add = (sum: number | null, value: number | null | undefined) => (sum === null || value === null || value === undefined ? null : sum + value);
+  stats.preprocessSeconds = add(stats.preprocessSeconds, stages?.preprocessSeconds);
+  stats.forwardSeconds = add(stats.forwardSeconds, stages?.forwardSeconds);
+  stats.pythonCpuSeconds += stages?.cpuSeconds ?? 0;
 }
 
 /** While heatmaps are made, a progress line and event at most this often (and for the first and the last). */

@@ -352,6 +352,12 @@ export const InferenceResultsSchema = z.object({
     /** Images per second over the whole prediction loop (downloads, bridge, drawing, XAI included). */
     images_per_second: Metric,
     total_seconds: z.number().nonnegative(),
+    /** Where the prediction loop's time went (added fields, absent in documents written before them; null where unknown): its wall seconds; Python's decoding and preparing (ultralytics: its preprocess stage) and forward passes; CPU seconds of Python during its prediction calls and of this process over the loop. */
+    loop_seconds: z.number().nonnegative().optional(),
+    preprocess_seconds: z.number().nonnegative().nullable().optional(),
+    forward_seconds: z.number().nonnegative().nullable().optional(),
+    python_cpu_seconds: z.number().nonnegative().optional(),
+    node_cpu_seconds: z.number().nonnegative().optional(),
   }),
   /** Test runs only. */
   metrics: TestRunMetricsSchema.nullable(),
