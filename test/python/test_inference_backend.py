@@ -110,3 +110,56 @@ def test_an_export_jobs_graph_is_fed_its_own_input_type_and_batch(tmp_path):
     got = torch.softmax(torch.from_numpy(runner(batch)), dim=1).numpy()
     assert got.shape == (3, 3)
     assert np.abs(got - expected).max() < 1e-5
+
+
+def _tiny_classifier(seed: int):
+    import torch
+
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+
+
+def _exported(tmp_path, net) -> dict:
+    import torch
+
+    path = tmp_path / "model.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), input_names=["images"], dynamic_axes={"images": {0: "batch"}}, opset_version=17, dynamo=False)
+    return {
+        "path": str(path),
+        "uri": "s3://bucket/export-jobs/exp-1/model.onnx",
+        "framework": "timm",
+        "task_type": "image_classification",
+        "class_names": ["a", "b", "c"],
+        "input_size": [8, 8],
+        "embedded_preprocessing": False,
+        "embedded_softmax": False,
+        "batch": None,
+        "quantized": False,
+    }
+
+
+META = {"framework": "timm", "class_names": ["a", "b", "c"], "mean": [0.5] * 3, "std": [0.25] * 3}
+
+
+def test_an_export_of_this_checkpoint_opens_and_says_nothing_is_wrong(tmp_path):
+    net = _tiny_classifier(0)
+    runner, seconds = graph_runtime.open_exported_classifier(_exported(tmp_path, net), "onnx", net, META, 8)
+    assert seconds >= 0 and runner.batch is None
+
+
+def test_a_model_exported_from_another_checkpoint_is_refused_naming_what_differs(tmp_path):
+    import pytest
+
+    net = _tiny_classifier(0)
+    graph = _exported(tmp_path, net)
+    mismatches = [
+        ({**graph, "framework": "huggingface"}, META, 8, "exported from a huggingface model, the checkpoint is timm"),
+        ({**graph, "class_names": ["a", "c", "b"]}, META, 8, "its classes (a, c, b) are not the checkpoint's (a, b, c)"),
+        (graph, META, 16, "it takes 8x8 images, the checkpoint 16x16"),
+    ]
+    for model, meta, size, message in mismatches:
+        with pytest.raises(graph_runtime.GraphModelMismatchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            graph_runtime.open_exported_classifier(model, "onnx", net, meta, size)
+    # Same classes and size, other weights: caught by comparing the outputs.
+    with pytest.raises(graph_runtime.GraphModelMismatchError, match="class probabilities differ from the checkpoint's"):
+        graph_runtime.open_exported_classifier(graph, "onnx", _tiny_classifier(1), META, 8)

@@ -3,6 +3,7 @@ import { configFromEnv, parseConfig } from '../../src/config/env.js';
 import { helpText } from '../../src/config/help.js';
 import { VARIABLES } from '../../src/config/variables.js';
 import { ConfigError } from '../../src/errors.js';
+import { graphModelProblems } from '../../src/jobs/infer/graph-model.js';
 
 const base = {
   JOB_ID: 'job-1',
@@ -160,6 +161,19 @@ describe('configFromEnv (train)', () => {
 
 describe('configFromEnv (infer, export)', () => {
   const infer = { ...base, INFERENCE_TYPE: 'test_run', CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt' };
+  it("INFERENCE_MODEL_PATH: an export job's .onnx only, and not with INFERENCE_BACKEND=pytorch", () => {
+    const path = 's3://b/export-jobs/exp-1/model.onnx';
+    expect(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }).inferenceModelPath).toBe(path);
+    for (const other of ['s3://b/export-jobs/exp-1/model.pt', 's3://b/export-jobs/exp-1/model.openvino', 'https://x/model.onnx'])
+      expect(configError(() => configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: other })).problems[0]).toMatchObject({
+        variable: 'INFERENCE_MODEL_PATH',
+      });
+    expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path, INFERENCE_BACKEND: 'pytorch' }))).toEqual([
+      expect.stringMatching(/INFERENCE_BACKEND=pytorch runs the checkpoint itself/),
+    ]);
+    expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }))).toEqual([]);
+  });
+
   it('requires DATASET_ID for a test run and IMAGE_PATHS or DATASET_ID for an inference job', () => {
     const { DATASET_ID, ...noDataset } = infer;
     expect(configError(() => configFromEnv('infer', noDataset)).problems[0]).toMatchObject({ variable: 'DATASET_ID' });
