@@ -11,7 +11,11 @@ from native_common import emit, run_settings
 from ultralytics import YOLO
 from ultralytics.utils import SETTINGS
 
-SETTINGS.update({"sync": False})
+# As the job does (ultralytics/train.py's configure_offline): none of ultralytics' own loggers.
+# MLflow is installed (the tracking group), so without this the native run alone logged every
+# epoch to an SQLite store (bench/mlflow.db, bench/mlruns/): extra work on one side only.
+INTEGRATIONS = ("clearml", "comet", "dvc", "mlflow", "neptune", "raytune", "tensorboard", "wandb")
+SETTINGS.update({"sync": False, **{name: False for name in INTEGRATIONS if name in SETTINGS}})
 data, project, epochs, batch, imgsz, workers = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 settings = run_settings()
 
