@@ -97,7 +97,7 @@ export function torchModuleExport(framework: Framework): ExportAdapter {
         half: (q?.format === 'openvino' || q?.format === 'coreml' || q?.format === 'tflite') && q.dtype === 'float16',
         embed_softmax: request.embedPostprocessing,
         quantize_dynamic: (q?.format === 'torchscript' || q?.format === 'tflite') && q.type === 'dynamic' && q.dtype === 'int8',
-        quantize_static: q?.format === 'torchscript' && q.type === 'static' && q.dtype === 'int8',
+        quantize_static: (q?.format === 'torchscript' || q?.format === 'tflite') && q.type === 'static' && q.dtype === 'int8',
         calibration: request.calibration?.files ?? [],
         calibration_shape: request.calibration?.shape ?? [],
       });

@@ -12,11 +12,11 @@ import { checkFormat, exporterEntries, exportParams, nmsParams, openOriginal } f
 const PYTHON = exporterEntries('vision_trainer.ultralytics.export', UltralyticsFactsSchema, UltralyticsExportParamsSchema);
 
 /** ultralytics' `quantize=` value for the format-native quantizations of src/jobs/export/formats.ts. */
-function nativeQuantize(request: ExportRequest): 16 | 'w8a32' | null {
+function nativeQuantize(request: ExportRequest): 16 | 'w8a32' | 8 | null {
   const q = request.quantization;
   if (!q) return null;
   if (q.dtype === 'float16') return 16;
-  if (q.format === 'tflite' && q.dtype === 'int8') return 'w8a32';
+  if (q.format === 'tflite' && q.dtype === 'int8') return q.type === 'static' ? 8 : 'w8a32';
   return null;
 }
 

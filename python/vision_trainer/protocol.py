@@ -519,10 +519,16 @@ class ModelIoParams(TypedDict):
     shape: list[int]
 
 
+class TensorQuantization(TypedDict):
+    scale: float
+    zero_point: int
+
+
 class TensorInfo(TypedDict):
     name: str
     shape: list[int | str]
     dtype: str
+    quantization: NotRequired[TensorQuantization]
 
 
 class ModelIo(TypedDict):

@@ -1,7 +1,7 @@
 // Runs the exported LiteRT/TFLite model on Android with the pre- and post-processing its
 // metadata.json describes: letterbox (detection tasks) or resize + centre crop (classification),
 // then confidence filter, class-aware NMS and keypoints, or top-k classes, as the Python wrapper
-// does (NCHW or NHWC input as the model declares it; ultralytics' LiteRT exports give
+// does (NCHW or NHWC input as the model declares it, float32 or int8 with its quantization; ultralytics' LiteRT exports give
 // coordinates as fractions of the input size: metadata "box_units": "normalized").
 //
 // Not built where the package was made (it needs the Android SDK); the arithmetic follows
@@ -14,7 +14,9 @@ import android.graphics.Color
 import android.graphics.Paint
 import android.graphics.Rect
 import org.json.JSONObject
+import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
+import org.tensorflow.lite.Tensor
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -53,13 +55,28 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
         val (input, transform) = preprocess(bitmap)
         val outputs = HashMap<Int, Any>()
         val arrays = (0 until interpreter.outputTensorCount).map { i ->
-            val shape = interpreter.getOutputTensor(i).shape()
-            FloatArray(shape.fold(1) { a, b -> a * b }).also { outputs[i] = ByteBuffer.allocateDirect(it.size * 4).order(ByteOrder.nativeOrder()) }
+            val tensor = interpreter.getOutputTensor(i)
+            val bytes = if (isInteger(tensor)) 1 else 4
+            FloatArray(tensor.shape().fold(1) { a, b -> a * b }).also { outputs[i] = ByteBuffer.allocateDirect(it.size * bytes).order(ByteOrder.nativeOrder()) }
         }
         interpreter.runForMultipleInputsOutputs(arrayOf(input), outputs)
-        arrays.forEachIndexed { i, a -> (outputs[i] as ByteBuffer).rewind(); (outputs[i] as ByteBuffer).asFloatBuffer().get(a) }
+        arrays.forEachIndexed { i, a ->
+            val buffer = (outputs[i] as ByteBuffer).also { it.rewind() }
+            val tensor = interpreter.getOutputTensor(i)
+            if (isInteger(tensor)) {
+                // Full-integer exports (static int8): dequantize with the output's scale and zero point.
+                val q = tensor.quantizationParams()
+                val unsigned = tensor.dataType() == DataType.UINT8
+                for (j in a.indices) {
+                    val raw = buffer.get().toInt()
+                    a[j] = ((if (unsigned) raw and 0xff else raw) - q.zeroPoint) * q.scale
+                }
+            } else buffer.asFloatBuffer().get(a)
+        }
         return if (task.endsWith("classification")) topK(arrays[0]) else decodeDetections(arrays[0], interpreter.getOutputTensor(0).shape(), transform)
     }
+
+    private fun isInteger(tensor: Tensor) = tensor.dataType() == DataType.INT8 || tensor.dataType() == DataType.UINT8
 
     private fun preprocess(bitmap: Bitmap): Pair<ByteBuffer, Transform> {
         val w0 = bitmap.width
@@ -98,21 +115,29 @@ class ModelWrapper(modelFile: File, metadataFile: File, threads: Int = 4) {
         val standardize = normalize.getString("method") == "standardize"
         val mean = normalize.getJSONArray("mean")
         val std = normalize.getJSONArray("std")
-        val buffer = ByteBuffer.allocateDirect(4 * inputH * inputW * 3).order(ByteOrder.nativeOrder())
+        val inputTensor = interpreter.getInputTensor(0)
+        // Full-integer exports (static int8) take the normalised values quantized with the input's scale and zero point.
+        val quantized = isInteger(inputTensor)
+        val buffer = ByteBuffer.allocateDirect((if (quantized) 1 else 4) * inputH * inputW * 3).order(ByteOrder.nativeOrder())
         val pixels = IntArray(inputW * inputH)
         canvasBitmap.getPixels(pixels, 0, inputW, 0, 0, inputW, inputH)
         // litert-torch exports keep torch's NCHW input ([1, 3, H, W]); TensorFlow-made ones take NHWC.
-        val inputShape = interpreter.getInputTensor(0).shape()
+        val inputShape = inputTensor.shape()
         val channelsFirst = inputShape.size == 4 && inputShape[1] == 3
+        val q = inputTensor.quantizationParams()
+        val (low, high) = if (inputTensor.dataType() == DataType.UINT8) Pair(0, 255) else Pair(-128, 127)
+        fun put(v: Float) {
+            if (quantized) buffer.put(min(high, max(low, roundHalfUp((v / q.scale + q.zeroPoint).toDouble()))).toByte()) else buffer.putFloat(v)
+        }
         fun value(p: Int, c: Int): Float {
             val channel = when (c) { 0 -> (p shr 16) and 0xff; 1 -> (p shr 8) and 0xff; else -> p and 0xff }  // RGB
             val v = if (standardize) channel / 255f else channel.toFloat()
             return (v - mean.getDouble(c).toFloat()) / std.getDouble(c).toFloat()
         }
         if (channelsFirst) {
-            for (c in 0 until 3) for (p in pixels) buffer.putFloat(value(p, c))
+            for (c in 0 until 3) for (p in pixels) put(value(p, c))
         } else {
-            for (p in pixels) for (c in 0 until 3) buffer.putFloat(value(p, c))
+            for (p in pixels) for (c in 0 until 3) put(value(p, c))
         }
         buffer.rewind()
         return Pair(buffer, transform)

@@ -349,8 +349,10 @@ class LiteRtBackend:
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
         x = batch.transpose(0, 2, 3, 1) if self.channels_last else batch
         if self.input["dtype"] != np.float32:
+            # Full-integer exports take the normalised tensor quantized with the input's own scale and zero point.
             scale, zero = self.input["quantization"]
-            x = (x / scale + zero).astype(self.input["dtype"])
+            limits = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale + zero), limits.min, limits.max).astype(self.input["dtype"])
         self.interpreter.set_tensor(self.input["index"], x)
         self.interpreter.invoke()
         outs = []

@@ -150,7 +150,7 @@ function checkExportSettings(c: RawExport, ctx: Ctx): void {
   const framework = (FRAMEWORKS as readonly string[]).includes(c.framework ?? '') || c.framework === undefined ? resolveFramework(c) : undefined;
   if (!framework || !(EXPORT_FORMATS as readonly string[]).includes(c.exportFormat)) return;
   if (!['none', 'dynamic', 'static'].includes(c.quantizationType) || !['int8', 'int16', 'float16'].includes(c.quantizationDtype)) return;
-  for (const p of exportSettingProblems(framework, c.exportFormat, c.quantizationType, c.quantizationDtype)) problem(ctx, [p.field], p.message);
+  for (const p of exportSettingProblems(framework, c.exportFormat, c.quantizationType, c.quantizationDtype, c.taskType)) problem(ctx, [p.field], p.message);
 }
 
 /** Inference and export run on one device: a GPU list would be a silent first GPU. */

@@ -499,8 +499,15 @@ const ExportParamsBase = z.object({
 export const UltralyticsExportParamsSchema = ExportParamsBase.extend({
   /** onnxslim after the export (OPTIMIZATION_LEVEL >= 1). */
   simplify: z.boolean(),
-  /** ultralytics' own `quantize=`: 16 (float16) or "w8a32" (LiteRT dynamic int8). */
-  quantize: z.union([z.literal(16), z.literal('w8a32')]).nullable(),
+  /**
+   * ultralytics' `quantize=` vocabulary: 16 (float16), "w8a32" (LiteRT dynamic int8), 8 (static
+   * int8). For TFLite, 16 and 8 are applied by python/vision_trainer/common/mobile_export.py to
+   * ultralytics' float32 file (8 calibrated on `calibration`).
+   */
+  quantize: z.union([z.literal(16), z.literal('w8a32'), z.literal(8)]).nullable(),
+  /** float32 tensor files of preprocessed calibration images, each of `calibration_shape` (static int8 only). */
+  calibration: z.array(z.string()),
+  calibration_shape: z.array(Int),
   /** Detectors' NMS built into the graph (ultralytics' `nms=True`, INCLUDE_POSTPROCESSING), as metadata.json's `postprocessing.nms` says. */
   nms: NmsParamsSchema.nullable(),
   /** Static int8 TorchScript (our own trace, not ultralytics' exporter): 2 and 3 frozen. */
@@ -519,7 +526,7 @@ export const TorchExportParamsSchema = ExportParamsBase.extend({
   quantize_dynamic: z.boolean(),
   /** A softmax after the logits, in the exported model (INCLUDE_POSTPROCESSING). */
   embed_softmax: z.boolean(),
-  /** TorchScript static int8 quantization (FX graph mode, x86 backend), calibrated on `calibration`. */
+  /** Static int8 quantization calibrated on `calibration`: TorchScript's FX graph mode (x86 backend), TFLite's PT2E full-integer int8. */
   quantize_static: z.boolean(),
   /** float32 tensor files of preprocessed calibration images, each of `calibration_shape`. */
   calibration: z.array(z.string()),

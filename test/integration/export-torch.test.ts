@@ -307,27 +307,73 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(wrapper.stderr).toContain('CoreML models run on macOS and iOS only (Core ML); this is Linux');
   }, 480_000);
 
-  it('timm to TFLite with dynamic int8 (litert-torch + ai-edge-quantizer): validated in the LiteRT interpreter, the Python wrapper gives the recorded top-k', async () => {
+  it('timm to TFLite with static int8 (litert-torch PT2E, calibrated): full integer down to the int8 input, validated in the LiteRT interpreter, the Python wrapper gives the recorded top-k', async () => {
+    // Five validation images: one flipped prediction is a drop of 0.2, so the gate is opened; the figures are what is checked.
     const { done, pkg } = await exportJob('exp-timm-tflite', 'timm', {
       EXPORT_FORMAT: 'tflite',
-      QUANTIZATION_TYPE: 'dynamic',
+      QUANTIZATION_TYPE: 'static',
       QUANTIZATION_DTYPE: 'int8',
       ACCURACY_DROP_MAX: '1',
     });
     expect(done.export_path).toBe(`s3://${s3.config.bucket}/export-jobs/exp-timm-tflite/model.tflite`);
     expect(done.validation_metrics).toMatchObject({ exported_runtime: 'python tflite runtime (package wrapper)' });
     expect(done.validation_metrics.accuracy_drop).toBeCloseTo(done.validation_metrics.original_accuracy - done.validation_metrics.accuracy, 6);
-    expect(pkg.metadata.model.inputs).toEqual([{ name: 'images', shape: [1, 3, 32, 32], dtype: 'float32' }]);
+    // The model's own input is int8 (the wrappers quantize the normalised tensor with its scale and zero point).
+    expect(pkg.metadata.model.inputs).toEqual([{ name: expect.any(String), shape: [1, 3, 32, 32], dtype: 'int8', quantization: { scale: expect.any(Number), zero_point: expect.any(Number) } }]);
+    expect(pkg.metadata.model.outputs).toEqual([expect.objectContaining({ shape: [1, 3], dtype: 'int8' })]);
     const details = pkg.metadata.optimization.quantization_details;
-    expect(details).toMatchObject({ type: 'dynamic', dtype: 'int8', accuracy_drop: done.validation_metrics.accuracy_drop });
-    // int8 weights: well under half of the float32 file.
-    expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.5);
+    expect(details).toMatchObject({
+      type: 'static',
+      dtype: 'int8',
+      method: expect.stringContaining('PT2E'),
+      accuracy_drop: done.validation_metrics.accuracy_drop,
+    });
+    // int8 weights everywhere: about a quarter of the float32 file.
+    expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.35);
     expect(pkg.metadata.optimization.passes).toEqual(
-      expect.arrayContaining([expect.stringMatching(/^litert-torch 0\.10\.0/), expect.stringMatching(/dynamic_wi8_afp32/)]),
+      expect.arrayContaining([
+        expect.stringMatching(/^litert-torch 0\.10\.0/),
+        expect.stringMatching(/^litert-torch PT2E static int8 .* calibrated on \d+ images$/),
+      ]),
     );
     expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'kotlin']);
     expect(readFileSync(join(pkg.dir, 'runtimes', 'python', 'requirements.txt'), 'utf8')).toContain('ai-edge-litert');
     expectSamePredictions(runPythonWrapper(pkg), recorded(pkg), SAME_RUNTIME, 'python tflite');
+  }, 480_000);
+
+  it('transformers ViT to TFLite (float16 weights) and CoreML: LiteRT validation with the wrapper, structural validation for CoreML', async () => {
+    const tflite = await exportJob('exp-vit-tflite', 'vit', { EXPORT_FORMAT: 'tflite', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'float16' });
+    expect(tflite.done.validation_metrics).toMatchObject({ exported_runtime: 'python tflite runtime (package wrapper)', accuracy_drop: 0 });
+    expect(tflite.pkg.metadata).toMatchObject({
+      model: { framework: 'huggingface', architecture: 'ViTForImageClassification', inputs: [{ shape: [1, 3, 32, 32], dtype: 'float32' }] },
+      optimization: { quantization_details: { dtype: 'float16', method: 'LiteRT float16 weights (computed in float32)' } },
+      runtime: { wrappers: ['python', 'kotlin'], engines: ['tflite'] },
+    });
+    expect(tflite.pkg.metadata.model.size_mb).toBeLessThan(tflite.pkg.metadata.optimization.quantization_details.unquantized_size_mb);
+    expectSamePredictions(runPythonWrapper(tflite.pkg), recorded(tflite.pkg), SAME_RUNTIME, 'python tflite vit');
+
+    const jobId = 'exp-vit-coreml';
+    const env = jobEnv(s3, backend, jobId, {
+      TASK_TYPE: 'image_classification',
+      MODEL_NAME: FIXTURES.vit.modelName,
+      CHECKPOINT_PATH: `s3://${s3.config.bucket}/checkpoints/job-fixture-vit/best.pt`,
+      EXPORT_FORMAT: 'coreml',
+      BATCH_SIZE: '1',
+    });
+    const result = await runCli(['export'], env, { timeoutMs: 420_000 });
+    expect(result.code, result.stdout.slice(-3000) + result.stderr.slice(-3000)).toBe(0);
+    const done = backend.receiver.received.find((c) => c.kind === 'exportDone' && c.jobId === jobId)!.body as Record<string, any>;
+    expect(done).toMatchObject({ status: 'succeeded', validation_metrics: null, model_info: { inference_speed_ms: null, output_shape: [1, 3] } });
+    const pkg = await downloadPackage(s3.storage(), jobId);
+    expect(pkg.metadata).toMatchObject({
+      model: { file: 'model.mlpackage', architecture: 'ViTForImageClassification', inputs: [{ name: 'images', shape: [1, 3, 32, 32] }] },
+      structural_validation: {
+        passed: true,
+        predictions_compared: false,
+        checks: expect.arrayContaining(["output 'probabilities' holds the checkpoint's 3 classes"]),
+      },
+      runtime: { wrappers: ['swift', 'python'], engines: ['coreml'] },
+    });
   }, 480_000);
 
   it('transformers ViT to ONNX and OpenVINO; the wrappers give the recorded top-k', async () => {

@@ -9,9 +9,11 @@
  * metadata.json and every wrapper's predictions must carry those, never the model's output index.
  */
 import { describe, beforeAll, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { defaultPythonBin } from '../../src/paths.js';
 import { runCli } from '../helpers/cli.js';
 import { uploadDataset } from '../helpers/datasets.js';
 import { trainTinyCheckpoint, type TinyTrainingOptions } from '../helpers/export-checkpoints.js';
@@ -392,24 +394,66 @@ describe('vision-trainer export (ultralytics)', () => {
     expectSamePredictions(runPythonWrapper(pkg), defaults, SAME_RUNTIME, 'python torchscript int8');
   });
 
-  it("object_detection to TFLite through ultralytics' LiteRT exporter: validated in the LiteRT interpreter, boxes as fractions, the Python wrapper reproduces the validation predictions", async () => {
-    const run = await exportJob('exp-det-tflite', 'object_detection', { EXPORT_FORMAT: 'tflite' });
+  it("object_detection to TFLite (ultralytics' LiteRT exporter) with float16 weights: validated in the LiteRT interpreter, boxes as fractions, the Python wrapper reproduces the validation predictions", async () => {
+    const run = await exportJob('exp-det-tflite', 'object_detection', { EXPORT_FORMAT: 'tflite', QUANTIZATION_TYPE: 'dynamic', QUANTIZATION_DTYPE: 'float16' });
     const { info, validation } = expectExported(run, 'exp-det-tflite', 'object_detection', 'tflite');
     expect(info.engine).toBe('python tflite runtime (package wrapper)');
     expect(validation.exported_runtime).toBe('python tflite runtime (package wrapper)');
     expect(validation.original_accuracy).toBeGreaterThan(0.01);
-    expect(validation.accuracy_drop).toBeLessThan(0.005); // float32: the same model
+    expect(validation.accuracy_drop).toBeLessThan(0.005); // float16 weights computed in float32: the same detections
     const pkg = await downloadPackage(s3.storage(), 'exp-det-tflite');
     expect(pkg.metadata).toMatchObject({
       export_format: 'tflite',
       model: { file: 'model.tflite', inputs: [{ shape: [1, 3, 64, 64], dtype: 'float32' }], outputs: [{ shape: [1, 7, 84] }] },
       postprocessing: { box_units: 'normalized' },
       runtime: { wrappers: ['python', 'kotlin'], engines: ['tflite'] },
+      optimization: { quantization: 'dynamic', quantization_details: { dtype: 'float16', accuracy_drop: validation.accuracy_drop } },
     });
+    // ultralytics writes float32; the weights cast to float16 roughly halve the file.
+    const details = pkg.metadata.optimization.quantization_details;
+    expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.6);
+    expect(pkg.metadata.optimization.passes).toEqual(expect.arrayContaining([expect.stringMatching(/ai-edge-quantizer .* float16 weights/)]));
     expect(pkg.metadata.optimization.passes.join(' ')).not.toContain('onnx');
     const scored = pkg.expected!.images.map((i) => ({ predictions: i.validation_predictions }));
     expect(scored.some((s) => s.predictions.length > 0)).toBe(true);
     expectSamePredictions(runPythonWrapper(pkg, validationOptions(pkg)), scored, SAME_RUNTIME, 'python tflite');
+  });
+
+  it('object_detection to TFLite with static int8 calibrated on the dataset: int8 weights and activations, the mAP drop and size drop in metadata', async () => {
+    // Eight validation images of a 50-epoch toy detector: int8 may move its mAP a lot, so the gate is opened; the figures are what is checked.
+    const run = await exportJob('exp-det-tflite-int8', 'object_detection', {
+      EXPORT_FORMAT: 'tflite',
+      QUANTIZATION_TYPE: 'static',
+      QUANTIZATION_DTYPE: 'int8',
+      ACCURACY_DROP_MAX: '1',
+    });
+    const { validation } = expectExported(run, 'exp-det-tflite-int8', 'object_detection', 'tflite');
+    const pkg = await downloadPackage(s3.storage(), 'exp-det-tflite-int8');
+    const details = pkg.metadata.optimization.quantization_details;
+    expect(details).toMatchObject({
+      type: 'static',
+      dtype: 'int8',
+      method: expect.stringContaining('static_wi8_ai8'),
+      accuracy_drop: validation.accuracy_drop,
+    });
+    expect(pkg.metadata.optimization.passes).toEqual(expect.arrayContaining([expect.stringMatching(/static_wi8_ai8 .* calibrated on \d+ images$/)]));
+    // int8 weights: well under half of ultralytics' float32 file.
+    expect(pkg.metadata.model.size_mb).toBeLessThan(details.unquantized_size_mb * 0.5);
+    // float32 in and out (ultralytics' contract), int8 inside: the interpreter lists int8 tensors.
+    expect(pkg.metadata.model.inputs).toEqual([{ name: expect.any(String), shape: [1, 3, 64, 64], dtype: 'float32' }]);
+    const int8 = spawnSync(
+      defaultPythonBin(),
+      [
+        '-c',
+        'import sys; from ai_edge_litert.interpreter import Interpreter as I; print(sum(d["dtype"].__name__ == "int8" for d in I(sys.argv[1]).get_tensor_details()))',
+        join(pkg.dir, 'model.tflite'),
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(int8.status, int8.stderr).toBe(0);
+    expect(Number(int8.stdout.trim())).toBeGreaterThan(50);
+    const scored = pkg.expected!.images.map((i) => ({ predictions: i.validation_predictions }));
+    expectSamePredictions(runPythonWrapper(pkg, validationOptions(pkg)), scored, SAME_RUNTIME, 'python tflite int8');
   });
 
   it('TensorRT without a CUDA GPU fails at once, naming what it needs, and uploads nothing', async () => {

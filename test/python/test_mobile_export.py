@@ -1,6 +1,7 @@
 """The CoreML and TFLite converters of common/mobile_export.py on a tiny conv network: the
 structural check reads the saved CoreML package back and refuses a mismatch, and TFLite's float16 weights shrink the file and
-keep the outputs (run in the LiteRT interpreter through the package's Python wrapper backend).
+keep the outputs, and dynamic-range int8 keeps them close (run in the LiteRT interpreter through the
+package's Python wrapper backend).
 The integration tests cover the other quantizations through the export job."""
 
 import json
@@ -65,5 +66,11 @@ def test_tflite_float16_weights_halve_the_file_and_keep_the_outputs(tmp_path):
     with torch.inference_mode():
         expected = model(x).numpy()
     np.testing.assert_allclose(y, expected, atol=2e-3)
+    # Dynamic-range int8 (the integration tests export static int8 for timm): int8 weights, float32 tensors in and out.
+    notes, unquantized = mobile_export.tflite_from_torch(model, x, tmp_path / "int8.tflite", quantize="int8")
+    assert "dynamic_wi8_afp32" in notes[1] and (tmp_path / "int8.tflite").stat().st_size < unquantized
+    int8 = model_wrapper.LiteRtBackend(tmp_path / "int8.tflite", 1)
+    assert int8.input["dtype"] == np.float32
+    np.testing.assert_allclose(int8(x.numpy())[0], expected, atol=5e-2)
     with pytest.raises(ValueError, match="int8 or float16"):
         mobile_export.tflite_from_torch(model, x, tmp_path / "other.tflite", quantize="int4")

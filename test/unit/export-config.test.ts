@@ -46,8 +46,15 @@ describe('export settings', () => {
     const [p] = problemsOf({ EXPORT_FORMAT: 'tensorrt' });
     expect(p).toMatchObject({ variable: 'EXPORT_FORMAT', value: 'tensorrt' });
     expect(p!.message).toBe(`timm models export to ${FORMATS_BY_FRAMEWORK.timm.join(', ')}; tensorrt is not supported for timm`);
-    expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'coreml' })[0]!.message).toMatch(
-      /^huggingface models export to onnx, torchscript, openvino/,
+    expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'tensorrt' })[0]!.message).toMatch(
+      /^huggingface models export to onnx, torchscript, openvino, coreml, tflite; tensorrt/,
+    );
+    expect(problemsOf({ MODEL_NAME: 'vit-base-patch16-224', EXPORT_FORMAT: 'coreml' })).toEqual([]);
+    // The converters take SegFormer, but the CoreML and TFLite packages' wrappers cannot decode class maps.
+    const [semantic] = problemsOf({ TASK_TYPE: 'semantic_segmentation', MODEL_NAME: 'segformer-b0', EXPORT_FORMAT: 'tflite' });
+    expect(semantic).toMatchObject({ variable: 'EXPORT_FORMAT', value: 'tflite' });
+    expect(semantic!.message).toMatch(
+      /^semantic_segmentation models export to onnx, torchscript, openvino; tflite is not supported for them \(the Swift and Kotlin wrappers/,
     );
     expect(problemsOf({ TASK_TYPE: 'object_detection', MODEL_NAME: 'yolo11n', EXPORT_FORMAT: 'tensorrt' })).toEqual([]);
   });
@@ -74,6 +81,14 @@ describe('export settings', () => {
       /^static int8 quantization is not available for huggingface torchscript \(torch's FX tracer, .* cannot trace transformers models .*\); supported: QUANTIZATION_TYPE=dynamic with QUANTIZATION_DTYPE=int8, or none$/,
     );
     expect(problemsOf({ ...yolo, EXPORT_FORMAT: 'torchscript', QUANTIZATION_TYPE: 'static', VALIDATION_DATASET_ID: 'ds' })).toEqual([]);
+  });
+
+  it('TFLite static int8 for timm (PT2E) and ultralytics (ai-edge-quantizer); not for transformers', () => {
+    expect(quantizationRule('timm', 'tflite', 'static', 'int8')?.method).toMatch(/PT2E/);
+    expect(quantizationRule('ultralytics', 'tflite', 'static', 'int8')?.method).toMatch(/static_wi8_ai8/);
+    expect(quantizationRule('huggingface', 'tflite', 'static', 'int8')).toBeUndefined();
+    for (const framework of ['ultralytics', 'timm', 'huggingface'] as const) expect(quantizationRule(framework, 'tflite', 'dynamic', 'float16')).toBeDefined();
+    expect(problemsOf({ EXPORT_FORMAT: 'tflite', QUANTIZATION_TYPE: 'static', VALIDATION_DATASET_ID: 'ds-val' })).toEqual([]);
   });
 
   it('quantizes ONNX exports of every framework, statically only with calibration images', () => {

@@ -33,6 +33,7 @@ from ..protocol import (
     PathParams,
     RunModelAnswer,
     RunModelParams,
+    TensorInfo,
 )
 from ..support import entry
 
@@ -124,6 +125,25 @@ def openvino_io(params: PathParams) -> ModelIo:
         return {"name": names[0] if names else f"{kind}{i}", "shape": shape, "dtype": v.get_element_type().to_dtype().name}
 
     return {"inputs": [port(v, i, "input") for i, v in enumerate(model.inputs)], "outputs": [port(v, i, "output") for i, v in enumerate(model.outputs)]}
+
+
+@entry
+def tflite_io(params: PathParams) -> ModelIo:
+    """Input and output tensors of a LiteRT model as the interpreter declares them; integer
+    tensors (full-integer int8 exports) carry their scale and zero point, which a caller needs to
+    feed and read them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=params["path"])
+
+    def tensor(d) -> TensorInfo:
+        info: TensorInfo = {"name": str(d["name"]), "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
+        if np.issubdtype(np.dtype(d["dtype"]), np.integer):
+            scale, zero = d["quantization"]
+            info["quantization"] = {"scale": float(scale), "zero_point": int(zero)}
+        return info
+
+    return {"inputs": [tensor(d) for d in interpreter.get_input_details()], "outputs": [tensor(d) for d in interpreter.get_output_details()]}
 
 
 @entry

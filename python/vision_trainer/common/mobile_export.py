@@ -21,6 +21,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..protocol import CoremlInspection, InspectCoremlParams
 from ..support import entry
 
@@ -91,11 +93,12 @@ def coreml_from_torch(model, example, path: Path, *, output: str, half: bool) ->
     return [f"coremltools {ct.__version__} ML program from torch.jit.trace ({'float16' if half else 'float32'} compute precision)"]
 
 
-def tflite_from_torch(model, example, path: Path, *, quantize: str | None) -> tuple[list[str], int | None]:
+def tflite_from_torch(model, example, path: Path, *, quantize: str | None, calibration: list[np.ndarray] | None = None) -> tuple[list[str], int | None]:
     """The module converted by litert-torch (torch.export, then LiteRT's converter) to one
     .tflite file, input [B, 3, H, W] float32 as torch takes it. `quantize`: "int8" is the
     quantizer's dynamic-range recipe (int8 weights, activations quantized at run time), "float16"
-    casts the weights of convolutions and fully connected layers to float16. Returns the notes
+    casts the weights of convolutions and fully connected layers to float16, "static" is
+    full-integer int8 calibrated on `calibration` (`static_int8_from_torch`). Returns the notes
     and the float32 file's size when quantized."""
     import litert_torch
 
@@ -104,22 +107,90 @@ def tflite_from_torch(model, example, path: Path, *, quantize: str | None) -> tu
     notes = [f"litert-torch {_version('litert-torch')}: torch.export, then the LiteRT converter"]
     if quantize is None:
         return notes, None
+    unquantized = path.stat().st_size
+    if quantize == "static":
+        notes.append(static_int8_from_torch(model, example, path, calibration or []))
+        return notes, unquantized
+    notes.append(quantize_tflite_weights(path, quantize))
+    return notes, unquantized
+
+
+def quantize_tflite_weights(path: Path, quantize: str) -> str:
+    """Rewrites a float32 .tflite file in place with ai-edge-quantizer: "int8" dynamic-range
+    (int8 weights, activations quantized at run time) or "float16" weights (float casting,
+    computed in float32). Returns what was done."""
     from ai_edge_quantizer import qtyping, quantizer, recipe
 
-    unquantized = path.stat().st_size
     qt = quantizer.Quantizer(str(path))
     if quantize == "int8":
         qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-        notes.append(f"ai-edge-quantizer {_version('ai-edge-quantizer')} dynamic_wi8_afp32 (int8 weights, float32 activations quantized at run time)")
+        note = f"ai-edge-quantizer {_version('ai-edge-quantizer')} dynamic_wi8_afp32 (int8 weights, float32 activations quantized at run time)"
     elif quantize == "float16":
         qt.add_weight_only_config(
             regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16, algorithm_key=recipe.AlgorithmName.FLOAT_CASTING
         )
-        notes.append(f"ai-edge-quantizer {_version('ai-edge-quantizer')} float16 weights (float casting; computed in float32)")
+        note = f"ai-edge-quantizer {_version('ai-edge-quantizer')} float16 weights (float casting; computed in float32)"
     else:
         raise ValueError(f"TFLite exports quantize to int8 or float16, not {quantize}")
     qt.quantize().export_model(str(path), overwrite=True)
-    return notes, unquantized
+    return note
+
+
+def static_int8_from_torch(model, example, path: Path, calibration: list[np.ndarray]) -> str:
+    """Full-integer int8 (static) through litert-torch's PT2E quantizer: torch.export, observers
+    inserted by the quantizer's symmetric config (per-channel int8 weights, int8 activations),
+    calibrated by running the validation split's preprocessed images through the prepared graph,
+    converted to quantize/dequantize pairs that LiteRT's converter folds into int8 kernels. The
+    model's input and output tensors are int8 too (their scale and zero point are in the file: the
+    wrappers quantize the normalised input and dequantize the output). Overwrites `path`."""
+    import litert_torch
+    import torch
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not calibration:
+        raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
+    model, example = model.cpu().eval(), example.cpu()
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    prepared = prepare_pt2e(torch.export.export(model, (example,)).module(), quantizer)
+    with torch.no_grad():
+        for batch in calibration:
+            prepared(torch.from_numpy(batch))
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+    return (
+        f"litert-torch PT2E static int8 (full integer: per-channel int8 weights, int8 activations, int8 input and output), "
+        f"calibrated on {len(calibration)} images"
+    )
+
+
+def static_int8_tflite_file(path: Path, calibration: list[np.ndarray]) -> str:
+    """Static int8 of a float32 .tflite file with ai-edge-quantizer, the recipe ultralytics' own
+    LiteRT export applies for `quantize=8` (static_wi8_ai8: int8 weights and activations,
+    calibrated by running `calibration` through the model), input and output left float32 as
+    ultralytics leaves them (its box coordinates are normalised to 0..1 for int8 ranges).
+    Rewrites `path` in place; returns what was done."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+
+    if not calibration:
+        raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
+    signatures = Interpreter(model_path=str(path)).get_signature_list()
+    if len(signatures) != 1:
+        raise ValueError(f"the LiteRT model has signatures {sorted(signatures)}, not one")
+    ((name, signature),) = signatures.items()
+    (input_name,) = signature["inputs"]
+    qt = quantizer.Quantizer(str(path))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
+        qt.update_quantization_recipe(regex=".*", operation_name=op, algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
+    result = qt.calibrate({name: [{input_name: batch} for batch in calibration]})
+    qt.quantize(calibration_result=result).export_model(str(path), overwrite=True)
+    return (
+        f"ai-edge-quantizer {_version('ai-edge-quantizer')} static_wi8_ai8 (int8 weights and activations, float32 input and output), "
+        f"calibrated on {len(calibration)} images"
+    )
 
 
 def _version(package: str) -> str:

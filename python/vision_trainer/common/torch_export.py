@@ -105,7 +105,7 @@ def export(params: TorchExportParams) -> ExportAnswer:
     out_dir = Path(params["out_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     device = _device(params["device"])
-    model, _meta = _build(params["checkpoint"], device)
+    model, meta = _build(params["checkpoint"], device)
     h, w = (int(v) for v in params["input_size"])
     example = torch.zeros(int(params["batch"]), 3, h, w, device=device)
     notes: list[str] = []
@@ -117,18 +117,13 @@ def export(params: TorchExportParams) -> ExportAnswer:
     if export_format == "torchscript":
         return _torchscript(model, example, out_dir, params, notes)
     output = "probabilities" if params["embed_softmax"] else "logits"
-    if export_format == "coreml":
-        path = out_dir / "model.mlpackage"
-        notes += coreml_from_torch(model, example, path, output=output, half=bool(params["half"]))
-        return {"path": str(path), "directory": True, "notes": notes}
-    if export_format == "tflite":
-        path = out_dir / "model.tflite"
-        quantize = "int8" if params["quantize_dynamic"] else "float16" if params["half"] else None
-        more, unquantized = tflite_from_torch(model, example, path, quantize=quantize)
-        answer: ExportAnswer = {"path": str(path), "directory": False, "notes": notes + more}
-        if unquantized is not None:
-            answer["unquantized_size_bytes"] = unquantized
-        return answer
+    if export_format in ("coreml", "tflite"):
+        if params["quantize_static"] and not params["calibration"]:
+            raise ValueError("static quantization needs calibration images; VALIDATION_DATASET_ID gave none")
+        try:
+            return _mobile(model, example, out_dir, params, output, notes)
+        except Exception as exc:
+            raise _converter_failure(export_format, meta, exc) from exc
 
     onnx_path = out_dir / "model.onnx"
     _onnx(model, example, onnx_path, int(params["opset"]), output)
@@ -147,6 +142,37 @@ def export(params: TorchExportParams) -> ExportAnswer:
     ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=bool(params["half"]))
     onnx_path.unlink()
     return {"path": str(folder), "directory": True, "notes": ["converted from ONNX by openvino.convert_model"]}
+
+
+def _mobile(model, example, out_dir: Path, params: TorchExportParams, output: str, notes: list[str]) -> ExportAnswer:
+    if params["format"] == "coreml":
+        path = out_dir / "model.mlpackage"
+        notes += coreml_from_torch(model, example, path, output=output, half=bool(params["half"]))
+        return {"path": str(path), "directory": True, "notes": notes}
+    path = out_dir / "model.tflite"
+    quantize = "static" if params["quantize_static"] else "int8" if params["quantize_dynamic"] else "float16" if params["half"] else None
+    calibration = _calibration_batches(params) if quantize == "static" else None
+    more, unquantized = tflite_from_torch(model, example, path, quantize=quantize, calibration=calibration)
+    answer: ExportAnswer = {"path": str(path), "directory": False, "notes": notes + more}
+    if unquantized is not None:
+        answer["unquantized_size_bytes"] = unquantized
+    return answer
+
+
+# What converts a model of these frameworks to each format, for the failure message.
+_CONVERTER = {"coreml": "coremltools", "tflite": "litert-torch"}
+
+
+def _converter_failure(export_format: str, meta: dict[str, Any], exc: Exception) -> RuntimeError:
+    """A converter that cannot handle an architecture fails deep inside (an op it does not
+    implement, a rank its kernels refuse): the job's error names the model, the converter, its
+    reason and the formats that take any model of the framework."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return RuntimeError(
+        f"{_CONVERTER[export_format]} could not convert {meta.get('architecture')} ({meta.get('model_name')}) to {export_format}: "
+        f"{type(exc).__name__}: {reason[:500]}. This architecture does not export to {export_format} with the pinned converter; "
+        "export it to onnx, torchscript or openvino, which take every model of its framework"
+    )
 
 
 def traced_at_level(model, example, level: int, notes: list[str], quantized: bool):
@@ -170,6 +196,12 @@ def traced_at_level(model, example, level: int, notes: list[str], quantized: boo
     if level >= 3 and not quantized:
         notes.append("channels-last weights and activations")
     return traced
+
+
+def _calibration_batches(params: TorchExportParams) -> list[np.ndarray]:
+    """The preprocessed calibration images TypeScript wrote (float32, each of calibration_shape)."""
+    shape = [int(v) for v in params["calibration_shape"]]
+    return [np.fromfile(path, dtype=np.float32).reshape(shape) for path in params["calibration"]]
 
 
 def static_int8(model, example, calibration: list[str], calibration_shape: list[int], float_types: tuple[type, ...] = ()):

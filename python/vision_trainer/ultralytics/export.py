@@ -18,7 +18,7 @@ import numpy as np
 from ..common.class_ids import ClassIds
 from ..common.export_onnx import embed_preprocessing
 from ..common.export_validation import register_model
-from ..common.mobile_export import FORMAT_PACKAGES, missing_packages, patch_coremltools_numpy
+from ..common.mobile_export import FORMAT_PACKAGES, missing_packages, patch_coremltools_numpy, quantize_tflite_weights, static_int8_tflite_file
 from ..protocol import (
     CheckFormatAnswer,
     CheckFormatParams,
@@ -156,7 +156,11 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
         kwargs["simplify"] = bool(params["simplify"])
     if export_format == "coreml":
         patch_coremltools_numpy()
-    if params["quantize"] is not None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
+    # ultralytics' LiteRT export writes float32 for quantize=16 (it leaves float16 to the runtime's
+    # delegate) and calibrates quantize=8 only on a dataset YAML: both are applied here to its
+    # float32 file instead (mobile_export), calibrated on the job's own preprocessed images.
+    after = params["quantize"] if export_format == "tflite" and params["quantize"] in (16, 8) else None
+    if params["quantize"] is not None and after is None:  # format-native: 16 (float16), "w8a32" (LiteRT dynamic int8)
         kwargs["quantize"] = params["quantize"]
     nms = params["nms"]
     if nms is not None:
@@ -178,7 +182,15 @@ def export(params: UltralyticsExportParams) -> ExportAnswer:
             raise ValueError("preprocessing is embedded in ultralytics' ONNX exports only")
         embed_preprocessing(str(path), params["embed_preprocessing"])
         notes.append("normalisation and NHWC -> NCHW built into the model (input uint8 NHWC)")
-    return {"path": str(path), "directory": path.is_dir(), "notes": notes}
+    answer: ExportAnswer = {"path": str(path), "directory": path.is_dir(), "notes": notes}
+    if after is not None:
+        answer["unquantized_size_bytes"] = path.stat().st_size
+        if after == 16:
+            notes.append(quantize_tflite_weights(path, "float16"))
+        else:
+            shape = [int(v) for v in params["calibration_shape"]]
+            notes.append(static_int8_tflite_file(path, [np.fromfile(f, dtype=np.float32).reshape(shape) for f in params["calibration"]]))
+    return answer
 
 
 def _layers(net):

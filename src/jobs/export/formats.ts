@@ -3,7 +3,7 @@
  * quantization), the file layout of each format, and the runtimes its package ships. Config
  * validation, the export job and the packager all read this one table.
  */
-import type { Framework } from '../../config/tasks.js';
+import type { Framework, TaskType } from '../../config/tasks.js';
 import type { EXPORT_FORMATS } from '../../config/variables.js';
 
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -15,7 +15,19 @@ export type RuntimeLanguage = 'python' | 'node' | 'cpp' | 'swift' | 'kotlin';
 export const FORMATS_BY_FRAMEWORK: Record<Framework, readonly ExportFormat[]> = {
   ultralytics: ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite', 'tensorrt'],
   timm: ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite'],
-  huggingface: ['onnx', 'torchscript', 'openvino'],
+  huggingface: ['onnx', 'torchscript', 'openvino', 'coreml', 'tflite'],
+};
+
+/**
+ * Formats a task cannot export to although its framework converts to them: the Swift and Kotlin
+ * wrappers of CoreML and TFLite packages decode class scores and boxes, not the per-pixel class
+ * maps of semantic segmentation (the converters themselves handle SegFormer).
+ */
+export const TASK_FORMAT_LIMITS: Partial<Record<TaskType, { formats: readonly ExportFormat[]; reason: string }>> = {
+  semantic_segmentation: {
+    formats: ['onnx', 'torchscript', 'openvino'],
+    reason: 'the Swift and Kotlin wrappers of CoreML and TFLite packages decode class scores and boxes, not per-pixel class maps',
+  },
 };
 
 export interface FormatInfo {
@@ -247,15 +259,25 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
       'torch static int8 quantization of the backbone and neck (FX graph mode, x86 backend, per-channel weights), calibrated on the validation dataset; detection, segmentation and pose heads (box decoding) and attention blocks stay float32, classifiers are int8 up to the softmax',
   },
   { format: 'tensorrt', frameworks: ['ultralytics'], type: 'dynamic', dtype: 'float16', method: 'TensorRT FP16 engine' },
-  { format: 'coreml', frameworks: ['ultralytics', 'timm'], type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
+  { format: 'coreml', frameworks: ALL, type: 'dynamic', dtype: 'float16', method: 'CoreML float16 weights' },
+  { format: 'tflite', frameworks: ALL, type: 'dynamic', dtype: 'int8', method: 'LiteRT dynamic-range int8 (int8 weights, float activations)' },
+  { format: 'tflite', frameworks: ALL, type: 'dynamic', dtype: 'float16', method: 'LiteRT float16 weights (computed in float32)' },
   {
     format: 'tflite',
-    frameworks: ['ultralytics', 'timm'],
-    type: 'dynamic',
+    frameworks: ['ultralytics'],
+    type: 'static',
     dtype: 'int8',
-    method: 'LiteRT dynamic-range int8 (int8 weights, float activations)',
+    method:
+      'LiteRT static int8 (ai-edge-quantizer static_wi8_ai8, as ultralytics applies it: int8 weights and activations, float32 input and output), calibrated on the validation dataset',
   },
-  { format: 'tflite', frameworks: ['timm'], type: 'dynamic', dtype: 'float16', method: 'LiteRT float16 weights (computed in float32)' },
+  {
+    format: 'tflite',
+    frameworks: ['timm'],
+    type: 'static',
+    dtype: 'int8',
+    method:
+      'LiteRT full-integer int8 (litert-torch PT2E quantizer: per-channel int8 weights, int8 activations, int8 input and output), calibrated on the validation dataset',
+  },
 ];
 
 /** Why a combination someone is likely to ask for is absent, where the list of what works does not say it. */
@@ -289,11 +311,23 @@ export interface ExportSettingProblem {
   message: string;
 }
 
-/** Why a framework/format/quantization combination cannot be exported, or nothing. */
-export function exportSettingProblems(framework: Framework, format: ExportFormat, type: QuantizationType, dtype: QuantizationDtype): ExportSettingProblem[] {
+/** Why a framework/format/quantization combination (for this task, when known) cannot be exported, or nothing. */
+export function exportSettingProblems(
+  framework: Framework,
+  format: ExportFormat,
+  type: QuantizationType,
+  dtype: QuantizationDtype,
+  taskType?: TaskType,
+): ExportSettingProblem[] {
   const formats = FORMATS_BY_FRAMEWORK[framework];
   if (!formats.includes(format)) {
     return [{ field: 'exportFormat', message: `${framework} models export to ${formats.join(', ')}; ${format} is not supported for ${framework}` }];
+  }
+  const limit = taskType ? TASK_FORMAT_LIMITS[taskType] : undefined;
+  if (limit && !limit.formats.includes(format)) {
+    return [
+      { field: 'exportFormat', message: `${taskType} models export to ${limit.formats.join(', ')}; ${format} is not supported for them (${limit.reason})` },
+    ];
   }
   if (type === 'none' || quantizationRule(framework, format, type, dtype)) return [];
   const options = QUANTIZATIONS.filter((q) => q.format === format && q.frameworks.includes(framework)).map(

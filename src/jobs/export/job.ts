@@ -69,6 +69,8 @@ type ExportContext = JobContext<'export', ExportEvent>;
 const SAMPLE_IMAGES = 3;
 const BENCHMARK = { warmup: 3, runs: 20 } as const;
 const OPENVINO_IO = pythonEntry('vision_trainer.common.export_validation', 'openvino_io', PathParamsSchema, ModelIoSchema, { long: true });
+/** The LiteRT model's own tensors: names, dtypes (int8 for full-integer exports) and their quantization. */
+const TFLITE_IO = pythonEntry('vision_trainer.common.export_validation', 'tflite_io', PathParamsSchema, ModelIoSchema, { long: true });
 const INSPECT_COREML = pythonEntry('vision_trainer.common.mobile_export', 'inspect_coreml', InspectCoremlParamsSchema, CoremlInspectionSchema, {
   long: true,
 });
@@ -248,7 +250,7 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
   const inputSize = config.inputSize ?? description.trainedSize;
   const { preprocessing, postprocessing } = description.processing(processingOptions(config, inputSize));
   const calibrationInput = { calibrationImages: inputs.data?.calibration ?? [], preprocessing, batchSize: config.batchSize, scratchDir: scratch(ctx) };
-  // A converter's own static quantization (TorchScript) calibrates on the same tensors as ONNX's.
+  // A converter's own static quantization (TorchScript, TFLite) calibrates on the same tensors as ONNX's.
   const calibration = rule?.type === 'static' && format !== 'onnx' ? await calibrationTensors(bridge, calibrationInput) : null;
   const artifact = await exporter.export(bridge, {
     checkpointPath: inputs.checkpointPath,
@@ -388,7 +390,12 @@ async function loadExported(ctx: ExportContext, c: Converted, runners: ModelRunn
     `python ${format} runtime (package wrapper)`,
   );
   runners.push(python);
-  const io: ModelIo = format === 'openvino' ? await c.bridge.call(OPENVINO_IO, { path: modelPath }) : await python.io([config.batchSize, 3, ...inputSize]);
+  const io: ModelIo =
+    format === 'openvino'
+      ? await c.bridge.call(OPENVINO_IO, { path: modelPath })
+      : format === 'tflite'
+        ? await c.bridge.call(TFLITE_IO, { path: modelPath })
+        : await python.io([config.batchSize, 3, ...inputSize]);
   const metadata = buildMetadata({ ...draft, ...io });
   return { ...c, metadata, wrapper: new ModelWrapper(metadata), exported: python };
 }

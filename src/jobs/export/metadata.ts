@@ -17,7 +17,13 @@ const Size = z.tuple([z.number().int().positive(), z.number().int().positive()])
 const Interpolation = z.enum(['bilinear', 'bicubic', 'nearest']);
 /** ONNX and OpenVINO name dynamic axes; a dimension is a number or a name. */
 export const TensorShapeSchema = z.array(z.union([z.number().int().nonnegative(), z.string()]));
-export const TensorInfoSchema = z.strictObject({ name: z.string(), shape: TensorShapeSchema, dtype: z.string() });
+export const TensorInfoSchema = z.strictObject({
+  name: z.string(),
+  shape: TensorShapeSchema,
+  dtype: z.string(),
+  /** Integer tensors of a quantized TFLite model (full-integer int8): real value = (q - zero_point) * scale. */
+  quantization: z.strictObject({ scale: z.number(), zero_point: z.number().int() }).optional(),
+});
 export type TensorInfo = z.infer<typeof TensorInfoSchema>;
 
 export const PreprocessingSchema = z.strictObject({

@@ -12,6 +12,8 @@ public final class Interpreter implements AutoCloseable {
 
     public Interpreter(File modelFile, Options options) { throw new RuntimeException("Stub!"); }
 
+    public Tensor getInputTensor(int inputIndex) { throw new RuntimeException("Stub!"); }
+
     public int getOutputTensorCount() { throw new RuntimeException("Stub!"); }
 
     public Tensor getOutputTensor(int outputIndex) { throw new RuntimeException("Stub!"); }
