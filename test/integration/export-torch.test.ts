@@ -319,8 +319,11 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(done.validation_metrics).toMatchObject({ exported_runtime: 'python tflite runtime (package wrapper)' });
     expect(done.validation_metrics.accuracy_drop).toBeCloseTo(done.validation_metrics.original_accuracy - done.validation_metrics.accuracy, 6);
     // The model's own input is int8 (the wrappers quantize the normalised tensor with its scale and zero point).
-    expect(pkg.metadata.model.inputs).toEqual([{ name: expect.any(String), shape: [1, 3, 32, 32], dtype: 'int8', quantization: { scale: expect.any(Number), zero_point: expect.any(Number) } }]);
-    expect(pkg.metadata.model.outputs).toEqual([expect.objectContaining({ shape: [1, 3], dtype: 'int8' })]);
+    expect(pkg.metadata.model.inputs).toEqual([
+      { name: expect.any(String), shape: [1, 3, 32, 32], dtype: 'int8', quantization: { scale: expect.any(Number), zero_point: expect.any(Number) } },
+    ]);
+    // INCLUDE_POSTPROCESSING's softmax is an op the PT2E quantizer leaves float: the probabilities come out float32.
+    expect(pkg.metadata.model.outputs).toEqual([expect.objectContaining({ shape: [1, 3], dtype: 'float32' })]);
     const details = pkg.metadata.optimization.quantization_details;
     expect(details).toMatchObject({
       type: 'static',
@@ -333,7 +336,7 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(pkg.metadata.optimization.passes).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^litert-torch 0\.10\.0/),
-        expect.stringMatching(/^litert-torch PT2E static int8 .* calibrated on \d+ images$/),
+        expect.stringMatching(/^litert-torch PT2E static int8 .*; int8 input, float32 output\), calibrated on \d+ images$/),
       ]),
     );
     expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'kotlin']);

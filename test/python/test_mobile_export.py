@@ -74,3 +74,15 @@ def test_tflite_float16_weights_halve_the_file_and_keep_the_outputs(tmp_path):
     np.testing.assert_allclose(int8(x.numpy())[0], expected, atol=5e-2)
     with pytest.raises(ValueError, match="int8 or float16"):
         mobile_export.tflite_from_torch(model, x, tmp_path / "other.tflite", quantize="int4")
+
+
+def test_a_converter_failure_names_the_model_the_reason_and_the_formats_that_work():
+    from vision_trainer.common import torch_export
+
+    cause = NotImplementedError("PyTorch convert function for op 'upsample_bicubic2d' not implemented.")
+    error = torch_export._converter_failure("coreml", {"architecture": "Dinov2ForImageClassification", "model_name": "dinov2-small"}, cause)
+    assert str(error) == (
+        "coremltools could not convert Dinov2ForImageClassification (dinov2-small) to coreml: NotImplementedError: "
+        "PyTorch convert function for op 'upsample_bicubic2d' not implemented. This architecture does not export to coreml "
+        "with the pinned converter; export it to onnx, torchscript or openvino, which take every model of its framework"
+    )

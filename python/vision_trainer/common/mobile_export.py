@@ -141,8 +141,9 @@ def static_int8_from_torch(model, example, path: Path, calibration: list[np.ndar
     inserted by the quantizer's symmetric config (per-channel int8 weights, int8 activations),
     calibrated by running the validation split's preprocessed images through the prepared graph,
     converted to quantize/dequantize pairs that LiteRT's converter folds into int8 kernels. The
-    model's input and output tensors are int8 too (their scale and zero point are in the file: the
-    wrappers quantize the normalised input and dequantize the output). Overwrites `path`."""
+    model's input tensor is int8 too, and its output where the last op is quantized (logits; an
+    embedded softmax stays float32): their scale and zero point are in the file, and the wrappers
+    quantize the normalised input and dequantize an int8 output. Overwrites `path`."""
     import litert_torch
     import torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -159,8 +160,13 @@ def static_int8_from_torch(model, example, path: Path, calibration: list[np.ndar
             prepared(torch.from_numpy(batch))
     converted = convert_pt2e(prepared, fold_quantize=False)
     litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+    from ai_edge_litert.interpreter import Interpreter
+
+    # An op the quantizer does not annotate (the softmax INCLUDE_POSTPROCESSING embeds) stays float: say what the file holds.
+    interpreter = Interpreter(model_path=str(path))
+    io = [np.dtype(d["dtype"]).name for d in interpreter.get_input_details()] + [np.dtype(d["dtype"]).name for d in interpreter.get_output_details()]
     return (
-        f"litert-torch PT2E static int8 (full integer: per-channel int8 weights, int8 activations, int8 input and output), "
+        f"litert-torch PT2E static int8 (per-channel int8 weights, int8 activations; {io[0]} input, {'/'.join(io[1:])} output), "
         f"calibrated on {len(calibration)} images"
     )
 

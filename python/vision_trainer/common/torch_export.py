@@ -167,7 +167,7 @@ def _converter_failure(export_format: str, meta: dict[str, Any], exc: Exception)
     """A converter that cannot handle an architecture fails deep inside (an op it does not
     implement, a rank its kernels refuse): the job's error names the model, the converter, its
     reason and the formats that take any model of the framework."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
     return RuntimeError(
         f"{_CONVERTER[export_format]} could not convert {meta.get('architecture')} ({meta.get('model_name')}) to {export_format}: "
         f"{type(exc).__name__}: {reason[:500]}. This architecture does not export to {export_format} with the pinned converter; "

@@ -276,7 +276,7 @@ export const QUANTIZATIONS: readonly QuantizationRule[] = [
     type: 'static',
     dtype: 'int8',
     method:
-      'LiteRT full-integer int8 (litert-torch PT2E quantizer: per-channel int8 weights, int8 activations, int8 input and output), calibrated on the validation dataset',
+      'LiteRT full-integer int8 (litert-torch PT2E quantizer: per-channel int8 weights, int8 activations and input; int8 output unless an embedded softmax keeps it float32), calibrated on the validation dataset',
   },
 ];
 
