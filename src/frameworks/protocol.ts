@@ -505,16 +505,13 @@ export const UltralyticsExportParamsSchema = ExportParamsBase.extend({
    * ultralytics' float32 file (8 calibrated on `calibration`).
    */
   quantize: z.union([z.literal(16), z.literal('w8a32'), z.literal(8)]).nullable(),
-  /** float32 tensor files of preprocessed calibration images, each of `calibration_shape` (static int8 only). */
-  calibration: z.array(z.string()),
-  calibration_shape: z.array(Int),
   /** Detectors' NMS built into the graph (ultralytics' `nms=True`, INCLUDE_POSTPROCESSING), as metadata.json's `postprocessing.nms` says. */
   nms: NmsParamsSchema.nullable(),
   /** Static int8 TorchScript (our own trace, not ultralytics' exporter): 2 and 3 frozen. */
   optimization_level: Int,
   /** TorchScript static int8 of the backbone and neck (FX graph mode, x86 backend), calibrated on `calibration`. */
   quantize_static: z.boolean(),
-  /** float32 tensor files of preprocessed calibration images, each of `calibration_shape`. */
+  /** float32 tensor files of preprocessed calibration images, each of `calibration_shape` (TorchScript and TFLite static int8). */
   calibration: z.array(z.string()),
   calibration_shape: z.array(Int),
 });
