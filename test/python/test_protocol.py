@@ -79,6 +79,7 @@ def test_every_typed_dict_has_a_schema():
         "InferenceBackendInfo",
         "OutputFile",
         "TensorInfo",
+        "TensorQuantization",
         "DecodeItem",
         "ValidationObject",
         "ValidationImage",
