@@ -163,3 +163,24 @@ def test_a_model_exported_from_another_checkpoint_is_refused_naming_what_differs
     # Same classes and size, other weights: caught by comparing the outputs.
     with pytest.raises(graph_runtime.GraphModelMismatchError, match="class probabilities differ from the checkpoint's"):
         graph_runtime.open_exported_classifier(graph, "onnx", _tiny_classifier(1), META, 8)
+
+
+def test_classifier_preprocessing_is_torchvisions_bit_for_bit():
+    """The job normalises in NumPy (outside torch's thread pool); a test run must still see the
+    tensors validation saw during training: torchvision's ToTensor + Normalize, exactly."""
+    import numpy as np
+    import torch
+    import torchvision.transforms as T
+    from PIL import Image
+    from vision_trainer.common.classifier_infer import NormalisedInput
+
+    rng = np.random.default_rng(3)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    resize = T.Compose([T.Resize(73), T.CenterCrop(64)])
+    ours = NormalisedInput(resize, mean, std)
+    reference = T.Compose([resize, T.ToTensor(), T.Normalize(mean, std)])
+    for shape in [(90, 120, 3), (64, 64, 3), (201, 77, 3)]:
+        image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+        got, want = ours(image), reference(image)
+        assert got.dtype == torch.float32 and got.shape == (3, 64, 64)
+        assert torch.equal(got, want)
