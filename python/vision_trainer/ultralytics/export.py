@@ -217,6 +217,22 @@ def _layers(net):
     return Layers().eval()
 
 
+def _heads_for_export(net, fmt: str, xyxy: bool | None = None) -> None:
+    """Puts the Detect-family and Classify heads in the state ultralytics' exporter traces them in
+    (export outputs, static shapes, no cached anchors); `xyxy` where NMS follows."""
+    from ultralytics.nn.modules import Classify, Detect
+
+    for m in net.modules():
+        if isinstance(m, (Detect, Classify)):
+            m.export = True
+            m.format = fmt
+            if isinstance(m, Detect):
+                m.dynamic = False
+                m.shape = None
+                if xyxy is not None:
+                    m.xyxy = xyxy
+
+
 def _static_int8_torchscript(params: UltralyticsExportParams, out_dir: Path) -> ExportAnswer:
     """TorchScript with the backbone and neck in int8: torch FX static quantization (x86 backend,
     per-channel int8 weights, calibrated on the preprocessed images TypeScript wrote), BatchNorm
@@ -225,20 +241,14 @@ def _static_int8_torchscript(params: UltralyticsExportParams, out_dir: Path) -> 
     modules: their forward branches on tensor shapes, which FX cannot trace. A classifier is int8
     to its softmax. Outputs have the layout of ultralytics' own TorchScript export."""
     import torch
-    from ultralytics.nn.modules import Classify, Detect
     from ultralytics.nn.modules.block import C2f
 
     from ..common.torch_export import float_size_bytes, static_int8, traced_at_level
 
     configure_offline()
     net = _load(params["checkpoint"]).model.float().eval().cpu().fuse()
+    _heads_for_export(net, "torchscript")
     for m in net.modules():
-        if isinstance(m, (Detect, Classify)):
-            m.export = True
-            m.format = "torchscript"
-            if isinstance(m, Detect):
-                m.dynamic = False
-                m.shape = None
         if isinstance(m, C2f):
             # The same computation with split() in place of list(chunk()), which FX cannot iterate.
             m.forward = m.forward_split
@@ -323,7 +333,6 @@ class _ExportModeNetwork:
 
     def __init__(self, checkpoint: str, device: str, normalized_coordinates: bool = False, nms: NmsParams | None = None):
         import torch
-        from ultralytics.nn.modules import Classify, Detect
 
         self.torch = torch
         self.device = torch.device("cuda:0" if resolve_export_device(device) not in ("cpu", "mps") and torch.cuda.is_available() else "cpu")
@@ -331,14 +340,7 @@ class _ExportModeNetwork:
         net = yolo.model.float().eval().to(self.device)
         self.normalized = normalized_coordinates and yolo.task in ("detect", "segment", "pose")
         self.task, self.nc, self.kpt_shape = yolo.task, len(net.names), getattr(net, "kpt_shape", None)
-        for m in net.modules():
-            if isinstance(m, (Detect, Classify)):
-                m.export = True
-                m.format = "onnx"
-                if isinstance(m, Detect):
-                    m.dynamic = False
-                    m.xyxy = nms is not None
-                    m.shape = None
+        _heads_for_export(net, "onnx", xyxy=nms is not None)
         self.net = net
         self.class_ids = None
         if nms is not None:
