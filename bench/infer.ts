@@ -11,9 +11,16 @@
  *
  * and, interleaved with them in every repeat, the same job with
  *
- *   prefetch on         VISION_TRAINER_INFER_PREFETCH=1: the next batch decoded during this
- *                       one's forward pass (the default job does the native loop's sequential work);
+ *   the native loop's way  DECODE_THREADS=1 and RETAIN_FREED_MEMORY=false: images decoded one
+ *                       after another and glibc's allocator defaults, as in the native loop; its
+ *                       ratio is the cost of the job itself (bridge, checks, results, callbacks),
+ *                       the default job's ratio adds what those two settings buy;
+ *   prefetch on         PREFETCH_NEXT_BATCH=true: the next batch decoded during this one's
+ *                       forward pass;
  *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only): the exported graph.
+ *
+ * Each variant's results.json must say it ran as asked (decode threads, allocator settings,
+ * prefetch): a setting that did not reach Python fails the bench instead of measuring nothing.
  *
  * Throughput is images / seconds of the prediction loop (after the model is loaded), as
  * results.json's `timing.images_per_second` reports it. Prints, per framework, the median of
@@ -120,6 +127,8 @@ interface Variant {
   threads?: number;
   backend?: string;
   prefetch?: boolean;
+  /** The native loop's way: one decoding thread, glibc's allocator defaults. */
+  plain?: boolean;
 }
 
 const threadEnv = (threads: number | undefined) => (threads === undefined ? THREADS : { OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) });
@@ -131,7 +140,16 @@ function visionTrainer(
   receiverUrl: string,
   jobId: string,
   variant: Variant = {},
-): Promise<{ imagesPerSecond: number; avgMs: number; wallSeconds: number; settings: Settings; backend: string; stages: Stages }> {
+): Promise<{
+  imagesPerSecond: number;
+  avgMs: number;
+  wallSeconds: number;
+  settings: Settings;
+  backend: string;
+  decodeThreads: number | null;
+  mallocTunables: string | null;
+  stages: Stages;
+}> {
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
@@ -155,7 +173,8 @@ function visionTrainer(
     DEVICE,
     SAVE_VISUALIZATIONS: 'false',
     INFERENCE_BACKEND: variant.backend ?? 'pytorch',
-    ...(variant.prefetch ? { VISION_TRAINER_INFER_PREFETCH: '1' } : {}),
+    ...(variant.prefetch ? { PREFETCH_NEXT_BATCH: 'true' } : {}),
+    ...(variant.plain ? { DECODE_THREADS: '1', RETAIN_FREED_MEMORY: 'false' } : {}),
     ...threadEnv(variant.threads),
   };
   const started = Date.now();
@@ -176,10 +195,29 @@ function visionTrainer(
           node_cpu_seconds: number;
         };
         settings: { batch_size: number; image_size: number; device: string };
-        model: { training_image_size: number | null; inference_backend: { name: string; device: string; cpu_threads: number | null } };
+        model: {
+          training_image_size: number | null;
+          inference_backend: {
+            name: string;
+            device: string;
+            cpu_threads: number | null;
+            decode_threads?: number;
+            prefetch?: boolean;
+            malloc_tunables?: string | null;
+          };
+        };
       };
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
       const ran = doc.model.inference_backend;
+      const asked = { prefetch: variant.prefetch === true, plainDecode: variant.plain === true, plainMalloc: variant.plain === true };
+      const got = { prefetch: ran.prefetch === true, plainDecode: ran.decode_threads === 1, plainMalloc: !ran.malloc_tunables };
+      const unlike = (Object.keys(asked) as Array<keyof typeof asked>).filter((k) => asked[k] !== got[k] && (k !== 'plainDecode' || asked[k]));
+      if (unlike.length > 0)
+        return reject(
+          new Error(
+            `${framework}: the job did not run as asked (${unlike.join(', ')}): decode_threads ${ran.decode_threads}, prefetch ${ran.prefetch}, malloc_tunables ${ran.malloc_tunables}`,
+          ),
+        );
       // YOLO predicts at IMAGE_SIZE; a classifier at the size it was trained at.
       const inputSize = framework === 'ultralytics' ? doc.settings.image_size : doc.model.training_image_size!;
       resolve({
@@ -188,6 +226,8 @@ function visionTrainer(
         wallSeconds: (Date.now() - started) / 1000,
         settings: { cpu_threads: ran.cpu_threads, batch: doc.settings.batch_size, input_size: inputSize, device: ran.device },
         backend: ran.name,
+        decodeThreads: ran.decode_threads ?? null,
+        mallocTunables: ran.malloc_tunables ?? null,
         stages: {
           forward: doc.timing.forward_seconds,
           preprocess: doc.timing.preprocess_seconds,
@@ -239,15 +279,18 @@ async function main(): Promise<void> {
     type Row = {
       framework: string;
       /** Medians in ms per image, [native, vision-trainer]. */
-      stageMs: Record<'forward' | 'preprocess' | 'cpu', [number | null, number | null]>;
+      stageMs: Record<'forward' | 'forwardPlain' | 'preprocess' | 'cpu', [number | null, number | null]>;
       /** native / vision-trainer time: at least 0.98 when the job's forward passes and CPU time match the native loop's. */
       forwardRatio: number | null;
       cpuRatio: number | null;
       native: number[];
       visionTrainer: number[];
       prefetchOn: number[];
+      /** The job the native loop's way (DECODE_THREADS=1, RETAIN_FREED_MEMORY=false). */
+      plain: number[];
       backends: Record<string, number[]>;
       ratio: number;
+      ratioPlain: number;
       ratioPrefetchOn: number;
       prefetchGain: number;
       speedups: Record<string, number>;
@@ -256,8 +299,8 @@ async function main(): Promise<void> {
     };
     const rows: Row[] = [];
     for (const framework of FRAMEWORKS) {
-      const runs = { native: [] as number[], vt: [] as number[], prefetchOn: [] as number[] };
-      const stages = { native: [] as Stages[], vt: [] as Stages[] };
+      const runs = { native: [] as number[], vt: [] as number[], plain: [] as number[], prefetchOn: [] as number[] };
+      const stages = { native: [] as Stages[], vt: [] as Stages[], plain: [] as Stages[] };
       const backends: Record<string, number[]> = Object.fromEntries(BACKENDS.map((b) => [b, []]));
       const walls: Record<string, number[]> = { pytorch: [], ...Object.fromEntries(BACKENDS.map((b) => [b, []])) };
       const avgMs: number[] = [];
@@ -269,10 +312,16 @@ async function main(): Promise<void> {
         stages.native.push({ forward: nativeRun.forward_seconds, preprocess: nativeRun.preprocess_seconds, cpu: nativeRun.cpu_seconds });
         const vt = await bridged(framework);
         stages.vt.push(vt.stages);
-        if (i === 0) console.log(`  ${framework} vision-trainer:  ${describeSettings(vt.settings)}`);
+        if (i === 0)
+          console.log(
+            `  ${framework} vision-trainer:  ${describeSettings(vt.settings)}; decoding on ${vt.decodeThreads} thread(s), GLIBC_TUNABLES ${vt.mallocTunables ?? '(glibc defaults)'}`,
+          );
         runs.vt.push(vt.imagesPerSecond);
         walls.pytorch!.push(vt.wallSeconds);
         avgMs.push(vt.avgMs);
+        const plain = await bridged(framework, { plain: true });
+        runs.plain.push(plain.imagesPerSecond);
+        stages.plain.push(plain.stages);
         runs.prefetchOn.push((await bridged(framework, { prefetch: true })).imagesPerSecond);
         for (const backend of BACKENDS) {
           const run = await bridged(framework, { backend });
@@ -283,11 +332,13 @@ async function main(): Promise<void> {
       const n = median(runs.native);
       const v = median(runs.vt);
       const off = median(runs.prefetchOn);
+      const p = median(runs.plain);
       const line = (label: string, xs: number[], extra = '') =>
         console.log(`  ${label.padEnd(34)} ${median(xs).toFixed(1)} images/s   runs: ${xs.map((x) => x.toFixed(1)).join(', ')}${extra}`);
       console.log(`${framework} (${TASKS[framework]})`);
       line('native Python loop', runs.native);
       line('vision-trainer infer', runs.vt, `   (${median(avgMs).toFixed(1)} ms/image in predict)`);
+      line("vision-trainer, the native loop's way", runs.plain, ' (1 decoding thread, glibc malloc defaults)');
       line('vision-trainer, prefetch on', runs.prefetchOn);
       for (const backend of BACKENDS) line(`vision-trainer INFERENCE_BACKEND=${backend}`, backends[backend]!);
       console.log(
@@ -295,14 +346,15 @@ async function main(): Promise<void> {
           .map(([b, w]) => `${b} ${median(w).toFixed(1)} s`)
           .join(', ')} (start-up, export, model load, ${IMAGES} images, results.json)`,
       );
-      console.log(`  throughput ratio: ${(v / n).toFixed(2)}`);
+      console.log(`  throughput ratio: ${(v / n).toFixed(2)}; the native loop's way: ${(p / n).toFixed(2)}`);
       // Less sensitive to other work on the machine than wall time: the forward passes alone and CPU time.
       const perImageMs = (xs: Array<number | null>) => {
         const known = xs.filter((x): x is number => x !== null);
         return known.length === xs.length ? (median(known) * 1000) / IMAGES : null;
       };
-      const stageMs: Record<'forward' | 'preprocess' | 'cpu', [number | null, number | null]> = {
+      const stageMs: Record<'forward' | 'forwardPlain' | 'preprocess' | 'cpu', [number | null, number | null]> = {
         forward: [perImageMs(stages.native.map((s) => s.forward)), perImageMs(stages.vt.map((s) => s.forward))],
+        forwardPlain: [perImageMs(stages.native.map((s) => s.forward)), perImageMs(stages.plain.map((s) => s.forward))],
         preprocess: [perImageMs(stages.native.map((s) => s.preprocess)), perImageMs(stages.vt.map((s) => s.preprocess))],
         cpu: [perImageMs(stages.native.map((s) => s.cpu)), perImageMs(stages.vt.map((s) => s.cpu))],
       };
@@ -325,8 +377,10 @@ async function main(): Promise<void> {
         native: runs.native,
         visionTrainer: runs.vt,
         prefetchOn: runs.prefetchOn,
+        plain: runs.plain,
         backends,
         ratio: v / n,
+        ratioPlain: p / n,
         ratioPrefetchOn: off / n,
         prefetchGain: off / v,
         speedups,
@@ -374,6 +428,8 @@ async function main(): Promise<void> {
             'forward ratio',
             'CPU ms/image (native, vt)',
             'CPU ratio',
+            "native loop's way",
+            'ratio',
             'prefetch on',
             'ratio',
             ...BACKENDS.flatMap((b) => [b, `${b} / pytorch`]),
@@ -388,6 +444,8 @@ async function main(): Promise<void> {
             r.forwardRatio?.toFixed(2) ?? 'n/a',
             r.stageMs.cpu.map((x) => x?.toFixed(2) ?? 'n/a').join(', '),
             r.cpuRatio?.toFixed(2) ?? 'n/a',
+            fmt(r.plain),
+            r.ratioPlain.toFixed(2),
             fmt(r.prefetchOn),
             r.ratioPrefetchOn.toFixed(2),
             ...BACKENDS.flatMap((b) => [fmt(r.backends[b]!), `${r.speedups[b]!.toFixed(2)}x`]),

@@ -59,6 +59,8 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     dataset_classes: request.datasetClasses ?? null,
     image_count: request.imageCount ?? null,
     graph_model: request.graphModel ?? null,
+    decode_threads: config.decodeThreads ?? null,
+    prefetch: config.prefetchNextBatch,
   };
 }
 

@@ -311,6 +311,8 @@ class SessionParams(TypedDict):
     dataset_classes: NotRequired[DatasetClasses | None]
     image_count: NotRequired[int | None]
     graph_model: NotRequired[GraphModel | None]
+    decode_threads: NotRequired[int | None]
+    prefetch: NotRequired[bool]
 
 
 class BatchItem(TypedDict):
@@ -342,6 +344,9 @@ class InferenceBackendInfo(TypedDict):
     reason: str
     cpu_threads: int | None
     model_path: NotRequired[str | None]
+    decode_threads: NotRequired[int]
+    prefetch: NotRequired[bool]
+    malloc_tunables: NotRequired[str | None]
 
 
 class ModelInfo(TypedDict):

@@ -11,6 +11,7 @@
  *  - locale and time: LANG, LANGUAGE, LC_*, TZ
  *  - accelerators: CUDA_*, NVIDIA_*, NCCL_*, CUBLAS_*, CUDNN_*, ROCR_*, HIP_*
  *  - thread counts and math libraries: OMP_*, MKL_*, OPENBLAS_*, KMP_*, GOMP_*, NUMEXPR_*
+ *  - the C allocator: GLIBC_TUNABLES
  *  - frameworks: TORCH_*, TORCHINDUCTOR_*, TRITON_*, PYTORCH_*, HF_*, TRANSFORMERS_*, YOLO_*,
  *    ULTRALYTICS_*, TIMM_*, MPLCONFIGDIR, OPENCV_*
  *  - test fault injection: VISION_TRAINER_FAILPOINTS
@@ -41,6 +42,7 @@ const EXACT = new Set([
   'LANGUAGE',
   'TZ',
   'MPLCONFIGDIR',
+  'GLIBC_TUNABLES',
   'VISION_TRAINER_FAILPOINTS',
 ]);
 
@@ -107,4 +109,24 @@ export function pythonEnvironment(source: NodeJS.ProcessEnv, options: PythonEnvi
     env[name] = value;
   }
   return env;
+}
+
+/**
+ * glibc malloc settings under which Python keeps the memory a batch freed for the next one: no
+ * mmap below 256 MiB (glibc's dynamic threshold otherwise maps and unmaps a model's activations
+ * on every batch) and no trimming below 512 MiB of free heap, 64 MiB of heap grown at a time. With
+ * glibc's defaults a small ViT's inference loop took 56,000 fresh zeroed pages a second; with
+ * these, none. What is kept was in use at the peak, so the peak does not grow.
+ */
+export const RETAIN_FREED_MEMORY_TUNABLES = 'glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=536870912:glibc.malloc.top_pad=67108864';
+
+/**
+ * GLIBC_TUNABLES for a job's Python when RETAIN_FREED_MEMORY is on: the environment's own
+ * malloc tunables win (an operator's choice stands); other tunables it sets are kept beside ours.
+ */
+export function retainFreedMemoryEnv(source: NodeJS.ProcessEnv): Record<string, string> {
+  const existing = source.GLIBC_TUNABLES?.trim();
+  if (!existing) return { GLIBC_TUNABLES: RETAIN_FREED_MEMORY_TUNABLES };
+  if (/(^|:)glibc\.malloc\./.test(existing)) return { GLIBC_TUNABLES: existing };
+  return { GLIBC_TUNABLES: `${existing}:${RETAIN_FREED_MEMORY_TUNABLES}` };
 }

@@ -342,6 +342,12 @@ export interface InferConfig extends Common {
   inferenceBackend: 'auto' | 'pytorch' | 'onnx' | 'openvino';
   /** INFERENCE_MODEL_PATH: an export job's ONNX model run instead of exporting the checkpoint. */
   inferenceModelPath?: string;
+  /** DECODE_THREADS: threads that decode a batch's images (undefined: the CPU budget's). */
+  decodeThreads?: number;
+  /** PREFETCH_NEXT_BATCH: decode the next batch during this one's forward pass. */
+  prefetchNextBatch: boolean;
+  /** RETAIN_FREED_MEMORY: Python's allocator keeps freed memory for the next batch (GLIBC_TUNABLES). */
+  retainFreedMemory: boolean;
   enableXai: boolean;
   xaiMethod: (typeof XAI_METHODS)[number];
   xaiTargetLayers?: string[];

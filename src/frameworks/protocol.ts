@@ -370,6 +370,10 @@ export const SessionParamsSchema = z.object({
   image_count: Int.nullable().optional(),
   /** INFERENCE_MODEL_PATH: an export job's ONNX model (downloaded) and what its metadata.json says, instead of exporting the checkpoint. */
   graph_model: GraphModelSchema.nullable().optional(),
+  /** DECODE_THREADS: threads decoding each batch's images (null: the CPU budget's). */
+  decode_threads: Int.nullable().optional(),
+  /** PREFETCH_NEXT_BATCH: decode the next batch while this one runs through the model. */
+  prefetch: z.boolean().optional(),
 });
 
 /**

@@ -91,6 +91,30 @@ describe('timm and transformers classifiers', () => {
     expect(doc.results.every((r) => r.xai?.error === null && r.visualization_path !== null)).toBe(true);
     expect(doc.model.inference_backend).toMatchObject({ name: 'pytorch', xai_backend: 'pytorch' });
     expectLoopTiming(doc.timing, true);
+    // By default a batch decodes on the CPU budget's threads, and Python's allocator keeps freed memory.
+    const ran = doc.model.inference_backend;
+    expect(ran.decode_threads).toBe(ran.cpu_threads);
+    expect(ran).toMatchObject({ prefetch: false, malloc_tunables: expect.stringMatching(/^glibc\.malloc\.mmap_threshold=268435456:/) });
+
+    // The native loop's way (one decoding thread, glibc's defaults) with the next batch prefetched:
+    // the settings reach Python, and the predictions are the same (batches of 2 here, so that a
+    // batch is prefetched: the kernels may round differently at another batch size).
+    const plain = await testRun(model, 'tr-timm-plain', 'image_classification', {
+      FRAMEWORK: 'timm',
+      DECODE_THREADS: '1',
+      RETAIN_FREED_MEMORY: 'false',
+      PREFETCH_NEXT_BATCH: 'true',
+      BATCH_SIZE: '2',
+    });
+    expect(plain.doc.model.inference_backend).toMatchObject({ decode_threads: 1, prefetch: true, malloc_tunables: null });
+    type Top5 = { top5: Array<{ class_id: number; confidence: number }> };
+    plain.doc.results.forEach((r, i) => {
+      const expected = (doc.results[i]!.predictions as Top5).top5;
+      const got = (r.predictions as Top5).top5;
+      expect(got.map((c) => c.class_id)).toEqual(expected.map((c) => c.class_id));
+      got.forEach((c, k) => expect(Math.abs(c.confidence - expected[k]!.confidence)).toBeLessThan(1e-5));
+    });
+    expect(plain.done.overall_metrics.accuracy).toBe(done.overall_metrics.accuracy);
 
     // INFERENCE_BACKEND=onnx: the same top-5 from the exported graph, accuracy within 0.002;
     // the heatmaps still come from the PyTorch model.
@@ -104,7 +128,6 @@ describe('timm and transformers classifiers', () => {
     expect(Math.abs(onnx.done.overall_metrics.accuracy - done.overall_metrics.accuracy)).toBeLessThanOrEqual(0.002);
     expect(onnx.doc.model.xai_layers).toEqual(['layer3']);
     onnx.doc.results.forEach((r, i) => {
-      type Top5 = { top5: Array<{ class_id: number; confidence: number }> };
       const expected = (doc.results[i]!.predictions as Top5).top5;
       const got = (r.predictions as Top5).top5;
       expect(got.map((c) => c.class_id)).toEqual(expected.map((c) => c.class_id));

@@ -174,6 +174,18 @@ describe('configFromEnv (infer, export)', () => {
     expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }))).toEqual([]);
   });
 
+  it('DECODE_THREADS, PREFETCH_NEXT_BATCH, RETAIN_FREED_MEMORY: the CPU budget, off, on unless set', () => {
+    const defaults = configFromEnv('infer', infer);
+    expect(defaults.decodeThreads).toBeUndefined();
+    expect(defaults).toMatchObject({ prefetchNextBatch: false, retainFreedMemory: true });
+    expect(configFromEnv('infer', { ...infer, DECODE_THREADS: '1', PREFETCH_NEXT_BATCH: 'true', RETAIN_FREED_MEMORY: 'false' })).toMatchObject({
+      decodeThreads: 1,
+      prefetchNextBatch: true,
+      retainFreedMemory: false,
+    });
+    expect(configError(() => configFromEnv('infer', { ...infer, DECODE_THREADS: '0' })).problems[0]).toMatchObject({ variable: 'DECODE_THREADS' });
+  });
+
   it('requires DATASET_ID for a test run and IMAGE_PATHS or DATASET_ID for an inference job', () => {
     const { DATASET_ID, ...noDataset } = infer;
     expect(configError(() => configFromEnv('infer', noDataset)).problems[0]).toMatchObject({ variable: 'DATASET_ID' });

@@ -1,6 +1,6 @@
 /** The Python child's environment is built from an allow-list: no credential ever reaches it. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { isAllowedPythonVariable, pythonEnvironment } from '../../src/bridge/environment.js';
+import { RETAIN_FREED_MEMORY_TUNABLES, isAllowedPythonVariable, pythonEnvironment, retainFreedMemoryEnv } from '../../src/bridge/environment.js';
 import { clearSecrets, registerSecret } from '../../src/redact.js';
 
 /** Variables the frameworks need: passed as they are. */
@@ -71,5 +71,21 @@ describe('pythonEnvironment', () => {
       expect(isAllowedPythonVariable(name), name).toBe(false);
     for (const name of ['HF_HOME', 'CUDA_VISIBLE_DEVICES', 'TORCH_HOME', 'LC_CTYPE', 'OPENBLAS_NUM_THREADS', 'VISION_TRAINER_FAILPOINTS'])
       expect(isAllowedPythonVariable(name), name).toBe(true);
+  });
+});
+
+describe('retainFreedMemoryEnv (RETAIN_FREED_MEMORY)', () => {
+  it("sets glibc's malloc tunables, keeps an operator's other tunables, and never overrides their malloc ones", () => {
+    expect(retainFreedMemoryEnv({})).toEqual({ GLIBC_TUNABLES: RETAIN_FREED_MEMORY_TUNABLES });
+    expect(RETAIN_FREED_MEMORY_TUNABLES).toMatch(/^glibc\.malloc\.mmap_threshold=268435456:glibc\.malloc\.trim_threshold=536870912:/);
+    expect(retainFreedMemoryEnv({ GLIBC_TUNABLES: 'glibc.cpu.hwcaps=-AVX512F' })).toEqual({
+      GLIBC_TUNABLES: `glibc.cpu.hwcaps=-AVX512F:${RETAIN_FREED_MEMORY_TUNABLES}`,
+    });
+    expect(retainFreedMemoryEnv({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' })).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' });
+  });
+
+  it('reaches Python through the allow-list', () => {
+    expect(isAllowedPythonVariable('GLIBC_TUNABLES')).toBe(true);
+    expect(pythonEnvironment({ PATH: '/usr/bin' }, { pythonPath: [], extra: retainFreedMemoryEnv({}) }).GLIBC_TUNABLES).toBe(RETAIN_FREED_MEMORY_TUNABLES);
   });
 });

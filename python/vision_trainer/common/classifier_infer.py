@@ -19,6 +19,7 @@ import numpy as np
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
 from .class_ids import ClassIds
+from .decode_pool import SEQUENTIAL
 from .graph_runtime import (
     GRAPH_BACKENDS,
     InferenceBackendError,
@@ -74,6 +75,8 @@ class ClassifierResult:
 class ClassifierBackend:
     task = "classify"
     kpt_shape = None
+    # The session replaces it with its pool (DECODE_THREADS).
+    decoder = SEQUENTIAL
 
     def __init__(self, checkpoint: str, params: SessionParams):
         from .checkpoints import build_model_from_checkpoint
@@ -166,13 +169,14 @@ class ClassifierBackend:
                 return ImageOps.exif_transpose(image).convert("RGB")
             return image.convert("RGB")
 
+    def _load_one(self, path: str) -> tuple:
+        image = self._open(path)
+        return self.transform(image), image.width, image.height
+
     def load(self, paths: list[str]) -> list[tuple]:
-        """Each image decoded and prepared as validation prepared it: (tensor, width, height)."""
-        prepared = []
-        for path in paths:
-            image = self._open(path)
-            prepared.append((self.transform(image), image.width, image.height))
-        return prepared
+        """Each image decoded and prepared as validation prepared it: (tensor, width, height), on
+        the session's decoding threads (PIL and NumPy release the GIL)."""
+        return self.decoder.map(self._load_one, paths)
 
     def predict(self, paths: list[str], conf: float, loaded: list[tuple] | None = None) -> list[ClassifierResult]:
         import torch

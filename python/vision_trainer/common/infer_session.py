@@ -20,8 +20,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ..cpu_budget import budget as cpu_budget
 from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams, XaiProgress
 from ..support import entry, guarded_js_call, is_out_of_memory
+from .decode_pool import DecodePool
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
 from .semantic_infer import SemanticEvaluator
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
@@ -51,12 +53,12 @@ class Prefetcher:
     release the GIL, as do the model's kernels, so the two overlap, and the next call finds its
     batch ready. TypeScript names the next batch with each call (`prefetch`). A batch that fails
     to load here is loaded again on the normal path, which reports which image is at fault.
-    Off unless VISION_TRAINER_INFER_PREFETCH=1: on 2 CPUs with torch using both it cost 6-10%
-    (bench:infer measures it); it is for machines where the model leaves CPUs idle."""
+    PREFETCH_NEXT_BATCH turns it on (bench:infer measures what it buys): it pays where the model
+    leaves CPUs idle during its forward pass, and competes with it where it does not."""
 
-    def __init__(self, load):
+    def __init__(self, load, enabled: bool):
         self.load = load
-        self.enabled = os.environ.get("VISION_TRAINER_INFER_PREFETCH", "0") == "1"
+        self.enabled = enabled
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vt-prefetch") if self.enabled else None
         self.pending: tuple[tuple[str, ...], Future] | None = None
 
@@ -112,7 +114,10 @@ class Session:
                 self.evaluator = DetectionEvaluator(self.backend.task, self.backend.names, self.conf_threshold, self.backend.kpt_shape)
         # A test run predicts down to the evaluation confidence and reports what passes the threshold.
         self.predict_conf = min(EVALUATION_CONFIDENCE, self.conf_threshold) if self.evaluator else self.conf_threshold
-        self.prefetcher = Prefetcher(self.backend.load)
+        # Decoding a batch on the CPU budget's threads (DECODE_THREADS; decode_pool.py).
+        self.decoder = DecodePool(params.get("decode_threads") or cpu_budget().threads)
+        self.backend.decoder = self.decoder
+        self.prefetcher = Prefetcher(self.backend.load, bool(params.get("prefetch")))
         self.explainer = None
         self.on_explained = None
         self.xai_layers: list[str] = []
@@ -137,8 +142,16 @@ class Session:
                 self.explainer = CamExplainer(network, layers, method, self.backend.xai_reshape_for(root, self.xai_layers))
 
     def info(self) -> dict:
+        info = self.backend.info()
         return {
-            **self.backend.info(),
+            **info,
+            "inference_backend": {
+                **info["inference_backend"],
+                "decode_threads": self.decoder.threads,
+                "prefetch": self.prefetcher.enabled,
+                # The allocator settings the process started with (the job sets them: RETAIN_FREED_MEMORY).
+                "malloc_tunables": os.environ.get("GLIBC_TUNABLES") or None,
+            },
             "class_ids": self.class_ids.ids,
             "class_ids_stored": self.class_ids.stored,
             "xai_layers": self.xai_layers,
@@ -267,6 +280,10 @@ class Session:
             LOG.warning("XAI failed for %s: %s", item["path"], exc)
             return {**base, "target": None, "error": f"{type(exc).__name__}: {exc}"}
 
+    def close(self) -> None:
+        self.prefetcher.close()
+        self.decoder.close()
+
     def finish(self) -> dict | None:
         """The test run's metrics with dataset class ids, tables in ascending id order."""
         if self.evaluator is None:
@@ -297,7 +314,7 @@ def open_with(backend, params: SessionParams) -> ModelInfo:
     """Makes `backend` (a framework's, loaded on params["checkpoint"]) the open session."""
     global _session
     if _session is not None:
-        _session.prefetcher.close()
+        _session.close()
     _session = None
     _session = Session(backend, params)
     return _session.info()
@@ -318,7 +335,7 @@ def finish() -> dict | None:
 def close_session() -> None:
     global _session
     if _session is not None:
-        _session.prefetcher.close()
+        _session.close()
     _session = None
 
 

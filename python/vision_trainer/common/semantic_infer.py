@@ -96,6 +96,14 @@ class SemanticBackend:
     def info(self) -> dict:
         return {**self.base.info(), "task": self.task}
 
+    @property
+    def decoder(self):
+        return self.base.decoder
+
+    @decoder.setter
+    def decoder(self, pool) -> None:
+        self.base.decoder = pool
+
     def load(self, paths: list[str]) -> list[tuple]:
         return self.base.load(paths)
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..common.class_ids import ClassIds
+from ..common.decode_pool import SEQUENTIAL
 from ..common.graph_runtime import (
     GRAPH_BACKENDS,
     backend_info,
@@ -110,6 +111,8 @@ class YoloBoxScoreTarget:
 
 
 class UltralyticsBackend:
+    # The session replaces it with its pool (DECODE_THREADS).
+    decoder = SEQUENTIAL
     framework = "ultralytics"
 
     def __init__(self, checkpoint: str, params: dict):
@@ -187,12 +190,15 @@ class UltralyticsBackend:
 
         if int(self.yolo.model.yaml.get("channels", 3)) != 3:
             return None
-        images = [imread(p) for p in paths]
+        images = self.decoder.map(imread, paths)
         if any(im is None or im.ndim != 3 for im in images):
             raise OSError("an image of the batch is not readable as a colour image")
         return images
 
     def predict(self, paths: list[str], conf: float, loaded: list[np.ndarray] | None = None) -> list:
+        if loaded is None and self.decoder.threads > 1:
+            # ultralytics' own loader reads one image after another; the same imread on the pool.
+            loaded = self.load(paths)
         results = self.predictor_model.predict(
             loaded if loaded is not None else paths,
             imgsz=self.imgsz,

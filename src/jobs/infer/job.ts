@@ -10,6 +10,7 @@
  *
  * Progress and the outcome go out as events; reporter.ts sends them to the backend.
  */
+import { retainFreedMemoryEnv } from '../../bridge/environment.js';
 import type { InferConfig } from '../../config/schema.js';
 import { ConfigError, DatasetError, ExitCode, type ConfigProblem, StorageError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { InferenceEvent } from '../../events.js';
@@ -128,7 +129,9 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     if (problems.length > 0) throw new ConfigError(problems, 'infer');
 
     // 1. Python (its requirements, torch, DEVICE) before anything is downloaded, then the checkpoint.
-    await preflight(ctx, { pythonEnv: pythonEnvFor(config.framework, ctx.work.path) });
+    await preflight(ctx, {
+      pythonEnv: { ...pythonEnvFor(config.framework, ctx.work.path), ...(config.retainFreedMemory ? retainFreedMemoryEnv(process.env) : {}) },
+    });
     logger.stage('Downloading Checkpoint');
     const checkpoint = await fetchCheckpoint(
       ctx.storage,

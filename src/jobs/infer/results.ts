@@ -296,6 +296,12 @@ export const InferenceBackendInfoSchema = z.object({
   cpu_threads: z.number().int().positive().nullable(),
   /** INFERENCE_MODEL_PATH: the export job's model this job ran (export_seconds is then null); null when the graph was exported here or PyTorch ran. */
   model_path: z.string().nullable().optional(),
+  /** Threads that decoded and prepared each batch's images (DECODE_THREADS). */
+  decode_threads: z.number().int().positive().optional(),
+  /** Whether the next batch was decoded during this one's forward pass (PREFETCH_NEXT_BATCH). */
+  prefetch: z.boolean().optional(),
+  /** The allocator settings (GLIBC_TUNABLES) Python ran with; null: glibc's defaults (RETAIN_FREED_MEMORY=false). */
+  malloc_tunables: z.string().nullable().optional(),
 });
 
 export const ModelInfoSchema = z.object({
