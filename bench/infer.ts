@@ -11,10 +11,11 @@
  *
  * and, interleaved with them in every repeat, the same job with
  *
- *   the native loop's way  DECODE_THREADS=1 and RETAIN_FREED_MEMORY=false: images decoded one
- *                       after another and glibc's allocator defaults, as in the native loop; its
- *                       ratio is the cost of the job itself (bridge, checks, results, callbacks),
- *                       the default job's ratio adds what those two settings buy;
+ *   the native loop's way  DECODE_THREADS=1, RETAIN_FREED_MEMORY=false, GOMP_SPINCOUNT=300000:
+ *                       images decoded one after another, glibc's allocator and libgomp's spin
+ *                       defaults, as in the native loop; its ratio is the cost of the job itself
+ *                       (bridge, checks, results, callbacks), the default job's ratio adds what
+ *                       those settings buy;
  *   prefetch on         PREFETCH_NEXT_BATCH=true: the next batch decoded during this one's
  *                       forward pass;
  *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only): the exported graph.
@@ -174,7 +175,8 @@ function visionTrainer(
     SAVE_VISUALIZATIONS: 'false',
     INFERENCE_BACKEND: variant.backend ?? 'pytorch',
     ...(variant.prefetch ? { PREFETCH_NEXT_BATCH: 'true' } : {}),
-    ...(variant.plain ? { DECODE_THREADS: '1', RETAIN_FREED_MEMORY: 'false' } : {}),
+    // libgomp's own default spin (the job sets 10000 unless told otherwise).
+    ...(variant.plain ? { DECODE_THREADS: '1', RETAIN_FREED_MEMORY: 'false', GOMP_SPINCOUNT: '300000' } : {}),
     ...threadEnv(variant.threads),
   };
   const started = Date.now();
@@ -204,18 +206,25 @@ function visionTrainer(
             decode_threads?: number;
             prefetch?: boolean;
             malloc_tunables?: string | null;
+            omp_spin_count?: string | null;
           };
         };
       };
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
       const ran = doc.model.inference_backend;
-      const asked = { prefetch: variant.prefetch === true, plainDecode: variant.plain === true, plainMalloc: variant.plain === true };
-      const got = { prefetch: ran.prefetch === true, plainDecode: ran.decode_threads === 1, plainMalloc: !ran.malloc_tunables };
+      const plain = variant.plain === true;
+      const asked = { prefetch: variant.prefetch === true, plainDecode: plain, plainMalloc: plain, plainSpin: plain };
+      const got = {
+        prefetch: ran.prefetch === true,
+        plainDecode: ran.decode_threads === 1,
+        plainMalloc: !ran.malloc_tunables,
+        plainSpin: ran.omp_spin_count === '300000',
+      };
       const unlike = (Object.keys(asked) as Array<keyof typeof asked>).filter((k) => asked[k] !== got[k] && (k !== 'plainDecode' || asked[k]));
       if (unlike.length > 0)
         return reject(
           new Error(
-            `${framework}: the job did not run as asked (${unlike.join(', ')}): decode_threads ${ran.decode_threads}, prefetch ${ran.prefetch}, malloc_tunables ${ran.malloc_tunables}`,
+            `${framework}: the job did not run as asked (${unlike.join(', ')}): decode_threads ${ran.decode_threads}, prefetch ${ran.prefetch}, malloc_tunables ${ran.malloc_tunables}, omp_spin_count ${ran.omp_spin_count}`,
           ),
         );
       // YOLO predicts at IMAGE_SIZE; a classifier at the size it was trained at.
@@ -338,7 +347,7 @@ async function main(): Promise<void> {
       console.log(`${framework} (${TASKS[framework]})`);
       line('native Python loop', runs.native);
       line('vision-trainer infer', runs.vt, `   (${median(avgMs).toFixed(1)} ms/image in predict)`);
-      line("vision-trainer, the native loop's way", runs.plain, ' (1 decoding thread, glibc malloc defaults)');
+      line("vision-trainer, the native loop's way", runs.plain, ' (1 decoding thread, glibc malloc and libgomp spin defaults)');
       line('vision-trainer, prefetch on', runs.prefetchOn);
       for (const backend of BACKENDS) line(`vision-trainer INFERENCE_BACKEND=${backend}`, backends[backend]!);
       console.log(

@@ -347,6 +347,8 @@ class InferenceBackendInfo(TypedDict):
     decode_threads: NotRequired[int]
     prefetch: NotRequired[bool]
     malloc_tunables: NotRequired[str | None]
+    omp_spin_count: NotRequired[str | None]
+    memory_format: NotRequired[Literal["contiguous", "channels_last"]]
 
 
 class ModelInfo(TypedDict):

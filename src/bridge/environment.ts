@@ -130,3 +130,18 @@ export function retainFreedMemoryEnv(source: NodeJS.ProcessEnv): Record<string, 
   if (/(^|:)glibc\.malloc\./.test(existing)) return { GLIBC_TUNABLES: existing };
   return { GLIBC_TUNABLES: `${existing}:${RETAIN_FREED_MEMORY_TUNABLES}` };
 }
+
+/**
+ * libgomp's spin before an idle OpenMP thread sleeps, for inference jobs: 10,000 rounds (well
+ * under a millisecond) instead of 300,000. Inside a forward pass the gaps between parallel
+ * regions are microseconds, so torch's threads still find work while spinning; between batches
+ * they sleep instead of spinning against the threads decoding the next batch and Node's work on
+ * the last answer. Measured on 2 CPUs (timm ResNet-18 jobs, interleaved): 88-97 images/s against
+ * 76-95 with the default, and steadier. An environment that sets GOMP_SPINCOUNT or
+ * OMP_WAIT_POLICY keeps its own (they reach Python through the allow-list).
+ */
+export const INFERENCE_GOMP_SPINCOUNT = '10000';
+
+export function inferenceSpinEnv(source: NodeJS.ProcessEnv): Record<string, string> {
+  return source.GOMP_SPINCOUNT?.trim() || source.OMP_WAIT_POLICY?.trim() ? {} : { GOMP_SPINCOUNT: INFERENCE_GOMP_SPINCOUNT };
+}

@@ -94,7 +94,12 @@ describe('timm and transformers classifiers', () => {
     // By default a batch decodes on the CPU budget's threads, and Python's allocator keeps freed memory.
     const ran = doc.model.inference_backend;
     expect(ran.decode_threads).toBe(ran.cpu_threads);
-    expect(ran).toMatchObject({ prefetch: false, malloc_tunables: expect.stringMatching(/^glibc\.malloc\.mmap_threshold=268435456:/) });
+    expect(ran).toMatchObject({
+      prefetch: false,
+      malloc_tunables: expect.stringMatching(/^glibc\.malloc\.mmap_threshold=268435456:/),
+      memory_format: 'channels_last',
+      omp_spin_count: '10000',
+    });
 
     // The native loop's way (one decoding thread, glibc's defaults) with the next batch prefetched:
     // the settings reach Python, and the predictions are the same (batches of 2 here, so that a

@@ -1,6 +1,12 @@
 /** The Python child's environment is built from an allow-list: no credential ever reaches it. */
 import { afterEach, describe, expect, it } from 'vitest';
-import { RETAIN_FREED_MEMORY_TUNABLES, isAllowedPythonVariable, pythonEnvironment, retainFreedMemoryEnv } from '../../src/bridge/environment.js';
+import {
+  RETAIN_FREED_MEMORY_TUNABLES,
+  inferenceSpinEnv,
+  isAllowedPythonVariable,
+  pythonEnvironment,
+  retainFreedMemoryEnv,
+} from '../../src/bridge/environment.js';
 import { clearSecrets, registerSecret } from '../../src/redact.js';
 
 /** Variables the frameworks need: passed as they are. */
@@ -87,5 +93,14 @@ describe('retainFreedMemoryEnv (RETAIN_FREED_MEMORY)', () => {
   it('reaches Python through the allow-list', () => {
     expect(isAllowedPythonVariable('GLIBC_TUNABLES')).toBe(true);
     expect(pythonEnvironment({ PATH: '/usr/bin' }, { pythonPath: [], extra: retainFreedMemoryEnv({}) }).GLIBC_TUNABLES).toBe(RETAIN_FREED_MEMORY_TUNABLES);
+  });
+});
+
+describe('inferenceSpinEnv', () => {
+  it("shortens libgomp's spin unless the environment chose a spin or a wait policy", () => {
+    expect(inferenceSpinEnv({})).toEqual({ GOMP_SPINCOUNT: '10000' });
+    expect(inferenceSpinEnv({ GOMP_SPINCOUNT: '300000' })).toEqual({});
+    expect(inferenceSpinEnv({ OMP_WAIT_POLICY: 'PASSIVE' })).toEqual({});
+    expect(pythonEnvironment({ GOMP_SPINCOUNT: '300000' }, { pythonPath: [] }).GOMP_SPINCOUNT).toBe('300000');
   });
 });

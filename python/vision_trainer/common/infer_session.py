@@ -151,6 +151,7 @@ class Session:
                 "prefetch": self.prefetcher.enabled,
                 # The allocator settings the process started with (the job sets them: RETAIN_FREED_MEMORY).
                 "malloc_tunables": os.environ.get("GLIBC_TUNABLES") or None,
+                "omp_spin_count": os.environ.get("GOMP_SPINCOUNT") or None,
             },
             "class_ids": self.class_ids.ids,
             "class_ids_stored": self.class_ids.stored,

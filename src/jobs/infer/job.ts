@@ -10,7 +10,7 @@
  *
  * Progress and the outcome go out as events; reporter.ts sends them to the backend.
  */
-import { retainFreedMemoryEnv } from '../../bridge/environment.js';
+import { inferenceSpinEnv, retainFreedMemoryEnv } from '../../bridge/environment.js';
 import type { InferConfig } from '../../config/schema.js';
 import { ConfigError, DatasetError, ExitCode, type ConfigProblem, StorageError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { InferenceEvent } from '../../events.js';
@@ -130,7 +130,11 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
 
     // 1. Python (its requirements, torch, DEVICE) before anything is downloaded, then the checkpoint.
     await preflight(ctx, {
-      pythonEnv: { ...pythonEnvFor(config.framework, ctx.work.path), ...(config.retainFreedMemory ? retainFreedMemoryEnv(process.env) : {}) },
+      pythonEnv: {
+        ...pythonEnvFor(config.framework, ctx.work.path),
+        ...inferenceSpinEnv(process.env),
+        ...(config.retainFreedMemory ? retainFreedMemoryEnv(process.env) : {}),
+      },
     });
     logger.stage('Downloading Checkpoint');
     const checkpoint = await fetchCheckpoint(

@@ -302,6 +302,10 @@ export const InferenceBackendInfoSchema = z.object({
   prefetch: z.boolean().optional(),
   /** The allocator settings (GLIBC_TUNABLES) Python ran with; null: glibc's defaults (RETAIN_FREED_MEMORY=false). */
   malloc_tunables: z.string().nullable().optional(),
+  /** GOMP_SPINCOUNT Python ran with (the job's 10000 unless the environment set it or OMP_WAIT_POLICY); null: libgomp's default. */
+  omp_spin_count: z.string().nullable().optional(),
+  /** How a PyTorch classifier's weights and batches were laid out in memory: channels_last on the CPU (faster convolutions), else contiguous. */
+  memory_format: z.enum(['contiguous', 'channels_last']).optional(),
 });
 
 export const ModelInfoSchema = z.object({
