@@ -81,3 +81,16 @@ def test_ultralytics_predicts_the_same_from_our_decoded_images_as_from_the_files
     for a, b in zip(from_files, from_arrays, strict=True):
         assert a.orig_shape == b.orig_shape
         assert torch.equal(a.boxes.data, b.boxes.data)
+
+
+def test_with_ultralytics_imported_an_unreadable_image_still_names_itself(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_OFFLINE", "true")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    from PIL import Image, UnidentifiedImageError
+    from vision_trainer.ultralytics.train import configure_offline
+
+    configure_offline()
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(UnidentifiedImageError, match=r"cannot identify image file .*broken"):
+        Image.open(broken)

@@ -58,6 +58,23 @@ def configure_offline() -> None:
     SETTINGS.update({"sync": False, **{name: False for name in INTEGRATIONS if name in SETTINGS}})
     _offline_fonts(Path(USER_CONFIG_DIR))
     size_threads()
+    _plain_image_open()
+
+
+def _plain_image_open() -> None:
+    """ultralytics replaces PIL's Image.open: a file PIL cannot identify makes it require pi-heif
+    (HEIC support) and retry. With installs off and pi-heif absent, an unreadable image (in
+    any framework's job, once ultralytics is imported) then fails with "No module named
+    'pi_heif'" instead of PIL's "cannot identify image file <path>". The job's formats need no
+    plugin, so without pi-heif PIL's own Image.open is put back."""
+    import importlib.util
+
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and importlib.util.find_spec("pi_heif") is None and Image.open is not original:
+        Image.open = original
 
 
 def size_threads() -> None:
