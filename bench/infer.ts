@@ -11,13 +11,14 @@
  *
  * and, interleaved with them in every repeat, the same job with
  *
- *   the native loop's way  DECODE_THREADS=1, RETAIN_FREED_MEMORY=false, GOMP_SPINCOUNT=300000:
+ *   the native loop's way  DECODE_THREADS=1, RETAIN_FREED_MEMORY=false, GOMP_SPINCOUNT=300000,
+ *                       PREFETCH_NEXT_BATCH=false:
  *                       images decoded one after another, glibc's allocator and libgomp's spin
  *                       defaults, as in the native loop; its ratio is the cost of the job itself
  *                       (bridge, checks, results, callbacks), the default job's ratio adds what
  *                       those settings buy;
- *   prefetch on         PREFETCH_NEXT_BATCH=true: the next batch decoded during this one's
- *                       forward pass;
+ *   prefetch off        PREFETCH_NEXT_BATCH=false: the default job without decoding the next
+ *                       batch during this one's forward pass;
  *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only): the exported graph.
  *
  * Each variant's results.json must say it ran as asked (decode threads, allocator settings,
@@ -128,6 +129,7 @@ interface Variant {
   batch?: number;
   threads?: number;
   backend?: string;
+  /** false: PREFETCH_NEXT_BATCH=false (the job prefetches by default). */
   prefetch?: boolean;
   /** The native loop's way: one decoding thread, glibc's allocator defaults. */
   plain?: boolean;
@@ -175,7 +177,7 @@ function visionTrainer(
     DEVICE,
     SAVE_VISUALIZATIONS: 'false',
     INFERENCE_BACKEND: variant.backend ?? 'pytorch',
-    ...(variant.prefetch ? { PREFETCH_NEXT_BATCH: 'true' } : {}),
+    ...(variant.prefetch === false || variant.plain ? { PREFETCH_NEXT_BATCH: 'false' } : {}),
     // libgomp's own default spin (the job sets 10000 unless told otherwise).
     ...(variant.plain ? { DECODE_THREADS: '1', RETAIN_FREED_MEMORY: 'false', GOMP_SPINCOUNT: '300000' } : {}),
     ...threadEnv(variant.threads),
@@ -214,7 +216,7 @@ function visionTrainer(
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
       const ran = doc.model.inference_backend;
       const plain = variant.plain === true;
-      const asked = { prefetch: variant.prefetch === true, plainDecode: plain, plainMalloc: plain, plainSpin: plain };
+      const asked = { prefetch: variant.prefetch !== false && !plain, plainDecode: plain, plainMalloc: plain, plainSpin: plain };
       const got = {
         prefetch: ran.prefetch === true,
         plainDecode: ran.decode_threads === 1,
@@ -295,13 +297,13 @@ async function main(): Promise<void> {
       cpuRatio: number | null;
       native: number[];
       visionTrainer: number[];
-      prefetchOn: number[];
+      prefetchOff: number[];
       /** The job the native loop's way (DECODE_THREADS=1, RETAIN_FREED_MEMORY=false). */
       plain: number[];
       backends: Record<string, number[]>;
       ratio: number;
       ratioPlain: number;
-      ratioPrefetchOn: number;
+      ratioPrefetchOff: number;
       prefetchGain: number;
       speedups: Record<string, number>;
       cliWallSeconds: Record<string, number>;
@@ -309,7 +311,7 @@ async function main(): Promise<void> {
     };
     const rows: Row[] = [];
     for (const framework of FRAMEWORKS) {
-      const runs = { native: [] as number[], vt: [] as number[], plain: [] as number[], prefetchOn: [] as number[] };
+      const runs = { native: [] as number[], vt: [] as number[], plain: [] as number[], prefetchOff: [] as number[] };
       const stages = { native: [] as Stages[], vt: [] as Stages[], plain: [] as Stages[] };
       const backends: Record<string, number[]> = Object.fromEntries(BACKENDS.map((b) => [b, []]));
       const walls: Record<string, number[]> = { pytorch: [], ...Object.fromEntries(BACKENDS.map((b) => [b, []])) };
@@ -332,7 +334,7 @@ async function main(): Promise<void> {
         const plain = await bridged(framework, { plain: true });
         runs.plain.push(plain.imagesPerSecond);
         stages.plain.push(plain.stages);
-        runs.prefetchOn.push((await bridged(framework, { prefetch: true })).imagesPerSecond);
+        runs.prefetchOff.push((await bridged(framework, { prefetch: false })).imagesPerSecond);
         for (const backend of BACKENDS) {
           const run = await bridged(framework, { backend });
           backends[backend]!.push(run.imagesPerSecond);
@@ -341,7 +343,7 @@ async function main(): Promise<void> {
       }
       const n = median(runs.native);
       const v = median(runs.vt);
-      const off = median(runs.prefetchOn);
+      const off = median(runs.prefetchOff);
       const p = median(runs.plain);
       const line = (label: string, xs: number[], extra = '') =>
         console.log(`  ${label.padEnd(34)} ${median(xs).toFixed(1)} images/s   runs: ${xs.map((x) => x.toFixed(1)).join(', ')}${extra}`);
@@ -349,7 +351,7 @@ async function main(): Promise<void> {
       line('native Python loop', runs.native);
       line('vision-trainer infer', runs.vt, `   (${median(avgMs).toFixed(1)} ms/image in predict)`);
       line("vision-trainer, the native loop's way", runs.plain, ' (1 decoding thread, glibc malloc and libgomp spin defaults)');
-      line('vision-trainer, prefetch on', runs.prefetchOn);
+      line('vision-trainer, prefetch off', runs.prefetchOff);
       for (const backend of BACKENDS) line(`vision-trainer INFERENCE_BACKEND=${backend}`, backends[backend]!);
       console.log(
         `  vision-trainer whole CLI run ${Object.entries(walls)
@@ -375,7 +377,7 @@ async function main(): Promise<void> {
           `  ${what} ms per image: native ${pair[0]?.toFixed(2) ?? 'n/a'}, vision-trainer ${pair[1]?.toFixed(2) ?? 'n/a'}${r === null ? '' : ` (native / vision-trainer ${r.toFixed(2)})`}`,
         );
       }
-      console.log(`  throughput ratio, prefetch on: ${(off / n).toFixed(2)}; prefetch speedup ${(off / v).toFixed(2)}x`);
+      console.log(`  throughput ratio, prefetch off: ${(off / n).toFixed(2)}; prefetch speedup ${(v / off).toFixed(2)}x`);
       const speedups = Object.fromEntries(BACKENDS.map((b) => [b, median(backends[b]!) / v]));
       for (const backend of BACKENDS) console.log(`  ${backend} speedup over pytorch: ${speedups[backend]!.toFixed(2)}x`);
       console.log('');
@@ -386,13 +388,13 @@ async function main(): Promise<void> {
         cpuRatio: stageRatio(stageMs.cpu),
         native: runs.native,
         visionTrainer: runs.vt,
-        prefetchOn: runs.prefetchOn,
+        prefetchOff: runs.prefetchOff,
         plain: runs.plain,
         backends,
         ratio: v / n,
         ratioPlain: p / n,
-        ratioPrefetchOn: off / n,
-        prefetchGain: off / v,
+        ratioPrefetchOff: off / n,
+        prefetchGain: v / off,
         speedups,
         cliWallSeconds: Object.fromEntries(Object.entries(walls).map(([b, w]) => [b, median(w)])),
         loads,
@@ -440,7 +442,7 @@ async function main(): Promise<void> {
             'CPU ratio',
             "native loop's way",
             'ratio',
-            'prefetch on',
+            'prefetch off',
             'ratio',
             ...BACKENDS.flatMap((b) => [b, `${b} / pytorch`]),
             'load at each run',
@@ -456,8 +458,8 @@ async function main(): Promise<void> {
             r.cpuRatio?.toFixed(2) ?? 'n/a',
             fmt(r.plain),
             r.ratioPlain.toFixed(2),
-            fmt(r.prefetchOn),
-            r.ratioPrefetchOn.toFixed(2),
+            fmt(r.prefetchOff),
+            r.ratioPrefetchOff.toFixed(2),
             ...BACKENDS.flatMap((b) => [fmt(r.backends[b]!), `${r.speedups[b]!.toFixed(2)}x`]),
             r.loads.join(', '),
           ]),

@@ -95,23 +95,23 @@ describe('timm and transformers classifiers', () => {
     const ran = doc.model.inference_backend;
     expect(ran.decode_threads).toBe(ran.cpu_threads);
     expect(ran).toMatchObject({
-      prefetch: false,
+      prefetch: true,
       malloc_tunables: expect.stringMatching(/^glibc\.malloc\.mmap_threshold=268435456:/),
       memory_format: 'channels_last',
       omp_spin_count: '10000',
     });
 
-    // The native loop's way (one decoding thread, glibc's defaults) with the next batch prefetched:
-    // the settings reach Python, and the predictions are the same (batches of 2 here, so that a
-    // batch is prefetched: the kernels may round differently at another batch size).
+    // The native loop's way (one decoding thread, glibc's defaults, no prefetch):
+    // the settings reach Python, and the predictions are the same (in batches of 2 here: the
+    // kernels may round differently at another batch size).
     const plain = await testRun(model, 'tr-timm-plain', 'image_classification', {
       FRAMEWORK: 'timm',
       DECODE_THREADS: '1',
       RETAIN_FREED_MEMORY: 'false',
-      PREFETCH_NEXT_BATCH: 'true',
+      PREFETCH_NEXT_BATCH: 'false',
       BATCH_SIZE: '2',
     });
-    expect(plain.doc.model.inference_backend).toMatchObject({ decode_threads: 1, prefetch: true, malloc_tunables: null });
+    expect(plain.doc.model.inference_backend).toMatchObject({ decode_threads: 1, prefetch: false, malloc_tunables: null });
     type Top5 = { top5: Array<{ class_id: number; confidence: number }> };
     plain.doc.results.forEach((r, i) => {
       const expected = (doc.results[i]!.predictions as Top5).top5;

@@ -174,13 +174,13 @@ describe('configFromEnv (infer, export)', () => {
     expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }))).toEqual([]);
   });
 
-  it('DECODE_THREADS, PREFETCH_NEXT_BATCH, RETAIN_FREED_MEMORY: the CPU budget, off, on unless set', () => {
+  it('DECODE_THREADS, PREFETCH_NEXT_BATCH, RETAIN_FREED_MEMORY: the CPU budget, on, on unless set', () => {
     const defaults = configFromEnv('infer', infer);
     expect(defaults.decodeThreads).toBeUndefined();
-    expect(defaults).toMatchObject({ prefetchNextBatch: false, retainFreedMemory: true });
-    expect(configFromEnv('infer', { ...infer, DECODE_THREADS: '1', PREFETCH_NEXT_BATCH: 'true', RETAIN_FREED_MEMORY: 'false' })).toMatchObject({
+    expect(defaults).toMatchObject({ prefetchNextBatch: true, retainFreedMemory: true });
+    expect(configFromEnv('infer', { ...infer, DECODE_THREADS: '1', PREFETCH_NEXT_BATCH: 'false', RETAIN_FREED_MEMORY: 'false' })).toMatchObject({
       decodeThreads: 1,
-      prefetchNextBatch: true,
+      prefetchNextBatch: false,
       retainFreedMemory: false,
     });
     expect(configError(() => configFromEnv('infer', { ...infer, DECODE_THREADS: '0' })).problems[0]).toMatchObject({ variable: 'DECODE_THREADS' });
