@@ -93,9 +93,15 @@ export const fmtSpread = (s: Spread, digits = 2, unit = '') => `${s.median.toFix
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/**
+ * A printed setting with its whole-number floats written as integers: `scale=(0.5, 1.0)` from one
+ * side and `scale=(0.5, 1)` from the other (the value crossed JSON) are the same work.
+ */
+const sameNumbers = (v: Json | undefined) => JSON.stringify(v)?.replace(/(\d)\.0+\b/g, '$1');
+
 /** Every path where `a` and `b` differ ("runtime.torch_threads: 1 vs 2"). */
 export function differences(a: Json | undefined, b: Json | undefined, path = ''): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
+  if (sameNumbers(a) === sameNumbers(b)) return [];
   const isObject = (v: Json | undefined): v is { [key: string]: Json } => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (isObject(a) && isObject(b)) {
     const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
