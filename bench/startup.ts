@@ -8,6 +8,8 @@
  *   native start-up   ultralytics' training started by hand in Python (bench/native_ultralytics.py)
  *                     on the already-downloaded, already-converted data: interpreter, torch and
  *                     ultralytics imports, model, dataset scan, data loaders, up to its first epoch
+ *                     (ultralytics' label cache removed before each run: the job scans its freshly
+ *                     converted labels every time, so the native side does too)
  *   vision-trainer    the whole job (YOLO11n, 32 px, batch 32): preflight, download, validation and
  *                     conversion, the framework's imports meanwhile, up to `training_started`
  *
@@ -16,7 +18,8 @@
  * (SIGTERM for the job, whose graceful stop is part of what it does; the native script is
  * killed). Both sides get the same OMP_NUM_THREADS and print their resolved settings, compared
  * as in bench:bridge. Interleaved BENCH_REPEATS times (default 2); results in
- * bench/results/startup.{json,md}.
+ * bench/results/startup.{json,md}, with the stages and milestones the job logged and when
+ * (`jobPhases`: where its time went). BENCH_TRACE=1 prints the job's log lines as they come.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -38,6 +41,8 @@ const IMGSZ = 32;
 const BATCH = 32;
 const WORKERS = 0;
 const DATASET_ID = 'startup';
+/** BENCH_TRACE=1: every line the job logs, with its second from spawning. */
+const TRACE = process.env.BENCH_TRACE === '1';
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -47,6 +52,8 @@ interface Watched {
   settings: Json | undefined;
   /** vision-trainer only: seconds from spawning to `dataset_downloaded`. */
   downloaded?: number;
+  /** vision-trainer only: each stage and milestone the job logged, with its second from spawning. */
+  phases?: [string, number][];
   load: number;
 }
 
@@ -91,6 +98,19 @@ function untilFirstEpoch(
       resolvePromise(seen as Watched);
     });
   });
+}
+
+/** The job's way to its first epoch in parts, from the stages and milestones it logged (seconds). */
+const PARTS: [label: string, from: string, to: string][] = [
+  ['start and preflight (Node, Python, torch, model check)', '', 'Downloading Dataset'],
+  ['dataset download (framework imports meanwhile)', 'Downloading Dataset', 'dataset_downloaded'],
+  ['validation and conversion', 'dataset_downloaded', 'dataset_prepared'],
+  ['framework set-up (model, label scan, data loaders)', 'dataset_prepared', 'training_started'],
+];
+
+function parts(phases: [string, number][]): number[] {
+  const at = (name: string) => (name === '' ? 0 : (phases.find(([n]) => n === name)?.[1] ?? Number.NaN));
+  return PARTS.map(([, from, to]) => at(to) - at(from));
 }
 
 function filesUnder(dir: string): string[] {
@@ -154,6 +174,9 @@ async function main(): Promise<void> {
       download.push(d.wall);
       rmSync(dest, { recursive: true, force: true });
 
+      // ultralytics caches its label scan beside the labels (labels/train.cache): a later native
+      // run would skip the scan the job makes on its freshly converted data every time.
+      for (const f of filesUnder(join(scratch, 'yolo'))) if (f.endsWith('.cache')) rmSync(f);
       native.push(
         await untilFirstEpoch(
           defaultPythonBin(),
@@ -187,11 +210,18 @@ async function main(): Promise<void> {
         NUM_WORKERS: String(WORKERS),
         DEVICE: 'cpu',
         WORK_DIR: join(scratch, 'work'),
+        ...(TRACE ? { LOG_LEVEL: 'debug' } : {}),
       };
       job.push(
         await untilFirstEpoch(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], jobEnv, 'SIGTERM', (e, t, w) => {
           if (e.event === 'training_settings') w.settings = e.settings as Json;
           if (e.event === 'dataset_downloaded') w.downloaded = t;
+          const phase = e.event === 'stage' ? e.stage : e.event;
+          if (typeof phase === 'string') {
+            w.phases ??= [];
+            w.phases.push([phase, Number(t.toFixed(2))]);
+          }
+          if (TRACE) process.stdout.write(`  ${t.toFixed(2).padStart(7)} s  ${String(e.msg).slice(0, 110)}\n`);
           return e.event === 'training_started';
         }),
       );
@@ -207,7 +237,8 @@ async function main(): Promise<void> {
     const vt = spread(job.map((n) => n.seconds));
     const budget = dl.median + 1.1 * nat.median;
     const overhead = (vt.median - dl.median) / nat.median;
-    const row = { title, download: dl, nativeStartup: nat, visionTrainer: vt, budget, overheadOverNative: overhead, met: vt.median <= budget };
+    const jobParts = PARTS.map(([label], i) => ({ label, seconds: spread(job.map((j) => parts(j.phases ?? [])[i] as number)) }));
+    const row = { title, download: dl, nativeStartup: nat, visionTrainer: vt, budget, overheadOverNative: overhead, met: vt.median <= budget, jobParts };
     process.stdout.write(
       [
         '',
@@ -215,6 +246,8 @@ async function main(): Promise<void> {
         `native start-up             ${fmtSpread(nat)} s`,
         `vision-trainer first epoch  ${fmtSpread(vt)} s (aim: at most ${budget.toFixed(2)} s = download + 1.1 x native start-up)`,
         `start-up ratio: ${overhead.toFixed(2)}   ((vision-trainer - download) / native start-up; aim at most 1.10) ${row.met ? 'met' : 'NOT met'}`,
+        'the job to its first epoch, in parts:',
+        ...jobParts.map((p) => `  ${p.label.padEnd(58)} ${fmtSpread(p.seconds)} s`),
         '',
       ].join('\n'),
     );
@@ -227,6 +260,7 @@ async function main(): Promise<void> {
         threads: BENCH_THREADS,
         row,
         loads: { native: native.map((n) => n.load), visionTrainer: job.map((n) => n.load) },
+        jobPhases: job.map((j) => j.phases ?? []),
       },
       [
         '## bench:startup: time to the first epoch, dataset in S3',
@@ -243,6 +277,13 @@ async function main(): Promise<void> {
             '(vision-trainer - download) / native',
           ],
           [[title, `${fmtSpread(dl)} s`, `${fmtSpread(nat)} s`, `${fmtSpread(vt)} s`, `${budget.toFixed(2)} s`, overhead.toFixed(2)]],
+        ),
+        '',
+        'The job to its first epoch, in parts (from the stages and milestones it logged):',
+        '',
+        ...table(
+          ['part', 'seconds'],
+          jobParts.map((p) => [p.label, fmtSpread(p.seconds)]),
         ),
       ],
     );

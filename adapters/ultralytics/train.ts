@@ -17,7 +17,11 @@ export const ultralyticsTraining: TrainingAdapter = {
   resolveTrainerArgs: (args, taskType, python) => checkTrainerArgsInPython('ultralytics', args, taskType, python),
 
   // The trainer imports ultralytics' models lazily, inside train(): the YOLO model and trainers.
-  pythonModules: ['ultralytics.models.yolo'],
+  // Its init_seeds sets torch's deterministic mode on or off in every run, and the first
+  // torch.use_deterministic_algorithms call imports torch's compiler (torch._inductor,
+  // torch._dynamo): 1.5-3 s of CPU here, more than the rest of a small run's set-up. (timm and
+  // transformers import it with their own modules, in the preflight or below.)
+  pythonModules: ['ultralytics.models.yolo', 'torch._inductor.config'],
 
   async prepareDataset(dataset, splits, outDir) {
     if (dataset.taskType === 'image_classification') {
