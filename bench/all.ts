@@ -119,7 +119,8 @@ function run(bench: Bench): Promise<Outcome> {
         loadAtStart,
         verdict: out
           .split('\n')
-          .filter((l) => VERDICT.test(l))
+          // Not the printed settings (JSON lines such as "mask_ratio": 4).
+          .filter((l) => VERDICT.test(l) && !l.trim().startsWith('"'))
           .map((l) => l.trim()),
         ...(code === 0 ? {} : { error: `exit ${code ?? signal}: ${err.trim().split('\n').slice(-6).join('\n')}` }),
         ...(written ? { results: readFileSync(resultsMd, 'utf8') } : {}),

@@ -64,6 +64,8 @@ args = TrainingArguments(
     learning_rate=3e-4,
     weight_decay=0.05,
     lr_scheduler_type="cosine",
+    # The job's default warm-up: the first 10% of the steps (a float is a ratio in transformers).
+    warmup_steps=0.1,
     eval_strategy="epoch",
     save_strategy="no",
     logging_strategy="no",
