@@ -9,6 +9,7 @@
  * so destDir either holds a complete dataset or does not exist; a crashed attempt leaves only
  * the staging folder, which the next attempt removes.
  */
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, DatasetError, StorageError } from '../errors.js';
@@ -26,6 +27,9 @@ export const ORIGINAL_ANNOTATIONS_FILE = 'annotations.original.json';
  * 130 MB/s per core); more streams than a few per core would only hold more buffers.
  */
 export const MAX_ZIP_STREAMS = 8;
+
+const DEFAULT_MAX_LISTENERS = 10;
+const LISTENERS_PER_REQUEST = 4;
 
 /** Names that archivers add and that never make a folder "the dataset's own". */
 const ARCHIVER_LITTER = new Set(['__MACOSX', '.DS_Store', 'Thumbs.db']);
@@ -67,6 +71,9 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
   await rm(staging, { recursive: true, force: true });
   const started = Date.now();
   const { signal } = settings;
+  // Every request in flight listens on this one signal (the request, its body's pipeline, a
+  // backoff's sleep): a bounded fan-out that Node's leak warning (at 11 listeners) would misread.
+  if (signal) setMaxListeners(Math.max(getMaxListeners(signal), DEFAULT_MAX_LISTENERS + LISTENERS_PER_REQUEST * settings.concurrency), signal);
 
   try {
     const zipExists = await storage.exists(keys.zip, { signal });

@@ -8,12 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, sep } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DatasetError, StorageError } from '../../src/errors.js';
 import { createStorage, type Storage } from '../../src/storage/index.js';
+import { RetryingStorage } from '../../src/storage/retrying.js';
 import { useS3Server } from '../helpers/s3.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { pseudoImageBytes, rawZip, type RawEntry } from '../helpers/zips.js';
@@ -155,6 +156,29 @@ describe('datasets/{id}/ prefixes (many objects) over a flaky connection', () =>
     await expectFolder(dest);
     expect(proxy.stats.cuts - before).toBeGreaterThanOrEqual(2);
     expect((await readdir(join(dest, 'images', '0'))).every((name) => name.endsWith('.jpg'))).toBe(true); // no temporary files
+  });
+
+  it('many objects at once under one stop signal: no listener-leak warning, and the stop still cancels', async () => {
+    // Every request in flight listens on the job's stop signal; 32 at once is legitimate, not a leak.
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const stop = new AbortController();
+      const wide = new RetryingStorage(s3.storage({ downloadConcurrency: 32 }), { budgetMs: 0, downloads: stop.signal });
+      const result = await wide.downloadDataset('folder', join(work, 'out4', 'ds-folder-wide'));
+      expect(result.files).toBe(objects.length);
+      await mkdir(join(work, 'out5'), { recursive: true });
+      const stopped = wide.downloadDataset('folder', join(work, 'out5', 'ds-folder-stopped')).catch((e: unknown) => e);
+      setImmediate(() => stop.abort());
+      expect(await stopped).toBeInstanceOf(Error);
+      await assertNothingLeft(join(work, 'out5', 'ds-folder-stopped'));
+      // Warnings are emitted on the next tick.
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => `${w.name}: ${w.message}`)).toEqual([]);
   });
 
   it('a server that goes away mid-download: StorageError, nothing left', async () => {
