@@ -4,7 +4,7 @@
  * exception, and a TypeScript event handler that throws.
  */
 import { createServer } from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +38,15 @@ function env(jobId: string, extra: Record<string, string> = {}) {
   });
 }
 
+/** ultralytics' final_eval announces itself with this line. */
+const FINAL_EVAL_LINE = /Validating \S*best\.pt/;
+
+async function trainingLog(jobId: string): Promise<string> {
+  const file = join(mkdtempSync(join(tmpdir(), 'vt-log-')), 'training.log');
+  await s3.storage().downloadFile(`logs/job-${jobId}/training.log`, file);
+  return readFileSync(file, 'utf8');
+}
+
 const doneOf = (jobId: string) =>
   backend.receiver.received.find((c) => c.kind === 'trainingDone' && c.jobId === jobId)?.body as Record<string, any> | undefined;
 
@@ -68,7 +77,11 @@ describe('stopping a run', () => {
     const saved = backend.receiver.received.filter((c) => c.jobId === jobId && c.kind === 'event' && (c.body as any).event_type === 'checkpoint_saved');
     expect(saved.map((c) => (c.body as any).data.reason)).toEqual(['stop']);
     for (const pid of pythons) expect(isAlive(pid)).toBe(false);
-    expect(await s3.storage().exists(`logs/job-${jobId}/training.log`)).toBe(true);
+    // ultralytics' re-validation of best.pt after the last epoch is skipped after our stop: it would
+    // spend the grace period on figures nobody reads (a finished run has it: the NaN-loss run below).
+    const log = await trainingLog(jobId);
+    expect(log).toMatch(/stopping after the current batch|SIGTERM/);
+    expect(log).not.toMatch(FINAL_EVAL_LINE);
   });
 
   it('MAX_TRAINING_TIME_SECONDS: stops, uploads the last checkpoint and fails with the time-limit message (exit 7)', async () => {
@@ -114,6 +127,7 @@ describe('failures that must not lose the work', () => {
     expect(beat.metrics.box_loss).toBeNull();
     expect(beat.metrics.loss).toBeNull();
     expect(doneOf(jobId)!.status).toBe('succeeded');
+    expect(await trainingLog(jobId)).toMatch(FINAL_EVAL_LINE);
   });
 
   it('a Python exception fails the run with the Python error named (wrong pretrained weights file)', async () => {

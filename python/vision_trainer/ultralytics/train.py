@@ -542,6 +542,37 @@ def _train_args(params: TrainParams) -> dict[str, Any]:
     return args
 
 
+def _strip_final_weights(trainer) -> None:
+    """The first half of ultralytics' final_eval: rank 0 strips the optimizer from last.pt and
+    best.pt (the weights a finished run keeps), the other ranks wait for it."""
+    from ultralytics.utils import LOCAL_RANK, RANK
+    from ultralytics.utils.torch_utils import strip_optimizer, torch_distributed_zero_first
+
+    with torch_distributed_zero_first(LOCAL_RANK):
+        if RANK in {-1, 0}:
+            ckpt = strip_optimizer(trainer.last) if trainer.last.exists() else {}
+            if trainer.best.exists():
+                strip_optimizer(trainer.best, updates={"train_results": ckpt.get("train_results")})
+
+
+def _stoppable_trainer(base: type, events: TrainerEvents) -> type:
+    """After the last epoch ultralytics validates best.pt once more (final_eval); the job reports
+    nothing from it. After a stop the job asked for (SIGTERM, cancel, time limit) that validation
+    only spends the grace period the platform gives before it kills the pod (25-30 s at 20,000
+    images): the stop's epoch is already validated and its checkpoint stored, so only the
+    weights are stripped. ultralytics' own stops (patience) keep the full final_eval."""
+
+    class StoppableTrainer(base):
+        def final_eval(self):
+            if not events.stop_requested:
+                return super().final_eval()
+            _strip_final_weights(self)
+            return None
+
+    StoppableTrainer.__name__ = StoppableTrainer.__qualname__ = f"Stoppable{base.__name__}"
+    return StoppableTrainer
+
+
 def _joined_trainer(base: type) -> type:
     """ultralytics' task trainer, training in this process as one rank of our elastic launch."""
     import torch
@@ -566,14 +597,7 @@ def _joined_trainer(base: type) -> type:
                 return super().final_eval()
             # ultralytics validates best.pt once more on DDP ranks with a CUDA device; on CPUs only
             # its other part applies: rank 0 strips the optimizer from the final weights.
-            from ultralytics.utils import LOCAL_RANK, RANK
-            from ultralytics.utils.torch_utils import strip_optimizer, torch_distributed_zero_first
-
-            with torch_distributed_zero_first(LOCAL_RANK):
-                if RANK in {-1, 0}:
-                    ckpt = strip_optimizer(self.last) if self.last.exists() else {}
-                    if self.best.exists():
-                        strip_optimizer(self.best, updates={"train_results": ckpt.get("train_results")})
+            _strip_final_weights(self)
             return None
 
     class CpuDistributedDataParallel(torch.nn.parallel.DistributedDataParallel):
@@ -660,8 +684,10 @@ def _train(params: TrainParams, emit: Callable | None, worker: distributed.Worke
         args = _resume_args(args, resume_from)
         if best_from and (worker is None or worker.reports):  # one writer per node's run folder
             _adopt_best(best_from["path"], Path(args["save_dir"]) / "weights")
+    trainer_class = model._smart_load("trainer")
     if worker:
-        args["trainer"] = _joined_trainer(model._smart_load("trainer"))
+        trainer_class = _joined_trainer(trainer_class)
+    args["trainer"] = _stoppable_trainer(trainer_class, events)
     model.train(**args)
     trainer = model.trainer
     return {
