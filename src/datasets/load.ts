@@ -22,6 +22,8 @@ export interface LoadOptions {
   verifyImages?: boolean;
   /** The annotations file; defaults to `<root>/annotations.json` (a SNAPSHOT_ID file goes here). */
   annotationsPath?: string;
+  /** The annotations file's text, already read (its name for messages still comes from annotationsPath). */
+  annotationsText?: string;
   /** Image headers read at once. */
   concurrency?: number;
 }
@@ -33,7 +35,7 @@ export async function loadDataset(root: string, options: LoadOptions): Promise<D
   const annotationsPath = resolve(options.annotationsPath ?? join(datasetRoot, 'annotations.json'));
   const fileName = basename(annotationsPath);
   const taskType = options.taskType;
-  const doc = parseAnnotationsText(await readAnnotationsFile(annotationsPath), fileName);
+  const doc = parseAnnotationsText(options.annotationsText ?? (await readAnnotationsFile(annotationsPath)), fileName);
 
   const format = detectFormat(doc);
   if (format === undefined) {
@@ -98,7 +100,7 @@ function checkDatasetAsAWhole(read: ReadResult, ctx: ReadContext): void {
   }
 }
 
-async function readAnnotationsFile(path: string): Promise<string> {
+export async function readAnnotationsFile(path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import type { StorageConfig } from '../config/schema.js';
 import type { Mode } from '../config/variables.js';
 import { ConfigError, StorageError, asVisionTrainerError } from '../errors.js';
-import type { DatasetDownload, Storage } from '../storage/types.js';
+import type { DatasetDownload, DatasetDownloadOptions, Storage } from '../storage/types.js';
 
 /** A downloaded dataset, or DATASET_PATH used where it is. */
 export type FetchedDataset = DatasetDownload | { root: string; source: 'local' };
@@ -20,9 +20,13 @@ export async function fetchDataset(
   storage: Storage,
   datasetId: string,
   dest: string,
+  onAnnotations?: DatasetDownloadOptions['onAnnotations'],
 ): Promise<FetchedDataset> {
   if (config.storage.type === 'local' && config.storage.datasetPath) return { root: config.storage.datasetPath, source: 'local' };
-  return storage.downloadDataset(datasetId, dest, config.snapshotId ? { snapshotId: config.snapshotId } : {});
+  return storage.downloadDataset(datasetId, dest, {
+    ...(config.snapshotId ? { snapshotId: config.snapshotId } : {}),
+    ...(onAnnotations ? { onAnnotations } : {}),
+  });
 }
 
 /** How a checkpoint that cannot be fetched is reported: which variable, and what to do. */

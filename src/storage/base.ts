@@ -95,6 +95,7 @@ export abstract class StorageBase implements Storage {
     return downloadDataset(this, datasetId, destDir, {
       snapshotId: options.snapshotId,
       signal: options.signal,
+      onAnnotations: options.onAnnotations,
       concurrency: this.options.downloadConcurrency ?? DEFAULT_DOWNLOAD_CONCURRENCY,
       zipLimits: this.options.zipLimits,
     });

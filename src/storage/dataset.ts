@@ -16,7 +16,7 @@ import { ConfigError, DatasetError, StorageError } from '../errors.js';
 import { log } from '../log.js';
 import { formatBytes, mapWithConcurrency } from './files.js';
 import { resolveInside } from './keys.js';
-import type { DatasetDownload, Storage, StorageObject } from './types.js';
+import type { DatasetDownload, DatasetDownloadOptions, Storage, StorageObject } from './types.js';
 import { extractZipFrom, type ZipLimits } from './zip.js';
 
 export const ANNOTATIONS_FILE = 'annotations.json';
@@ -61,6 +61,7 @@ export interface DownloadDatasetSettings {
   signal?: AbortSignal | undefined;
   concurrency: number;
   zipLimits?: ZipLimits | undefined;
+  onAnnotations?: DatasetDownloadOptions['onAnnotations'];
 }
 
 export async function downloadDataset(storage: DatasetSource, datasetId: string, destDir: string, settings: DownloadDatasetSettings): Promise<DatasetDownload> {
@@ -96,17 +97,24 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
 
     await mkdir(staging, { recursive: true });
     let counts: { files: number; bytes: number };
+    let snapshotApplied = false;
     if (zipExists) {
       const zip = await storage.openObject(keys.zip, { signal });
       log().info(`Downloading dataset ${datasetId} from ${zip.name} (${formatBytes(zip.size)}), extracting as it arrives`);
       counts = await extractZipFrom(zip, staging, { limits: settings.zipLimits, concurrency: Math.min(settings.concurrency, MAX_ZIP_STREAMS) });
     } else {
       log().info(`Downloading dataset ${datasetId} from ${storage.uri(keys.prefix)} (${objects.length} objects)`);
-      counts = await downloadObjects(storage, objects, keys.prefix, staging, settings.concurrency, signal);
+      const first = annotationsFirst(objects, keys, settings.onAnnotations !== undefined);
+      if (first) {
+        counts = await downloadAnnotationsFirst(storage, objects, keys, { staging, dest, first, settings });
+        snapshotApplied = keys.snapshot !== undefined;
+      } else {
+        counts = await downloadObjects(storage, objects, keys.prefix, staging, settings.concurrency, signal);
+      }
     }
 
     const rootName = await datasetRootName(staging);
-    if (keys.snapshot !== undefined) await applySnapshot(storage, keys.snapshot, join(staging, rootName), signal);
+    if (keys.snapshot !== undefined && !snapshotApplied) await applySnapshot(storage, keys.snapshot, join(staging, rootName), signal);
 
     await rename(staging, dest); // dest is absent or an empty folder: rename(2) replaces the latter
     const root = join(dest, rootName);
@@ -129,6 +137,53 @@ async function prefixObjects(storage: DatasetSource, keys: DatasetKeys, signal: 
   return (await storage.list(keys.prefix, { signal })).filter((o) => !o.key.endsWith('/') && !o.key.startsWith(snapshots));
 }
 
+/**
+ * Where the annotations the dataset will use come from, when they can be fetched before the
+ * images: annotations.json at the top of the prefix (else the root is known only at the end),
+ * and no object of the dataset's own at the path a snapshot moves that file to.
+ */
+function annotationsFirst(objects: readonly StorageObject[], keys: DatasetKeys, wanted: boolean): string | undefined {
+  if (!wanted) return undefined;
+  const own = `${keys.prefix}${ANNOTATIONS_FILE}`;
+  if (!objects.some((o) => o.key === own)) return undefined;
+  if (keys.snapshot === undefined) return own;
+  return objects.some((o) => o.key === `${keys.prefix}${ORIGINAL_ANNOTATIONS_FILE}`) ? undefined : keys.snapshot;
+}
+
+/**
+ * The annotations (the snapshot's, with SNAPSHOT_ID) first, then the caller's onAnnotations runs
+ * while every other object downloads; with a snapshot the dataset's own file lands directly as
+ * annotations.original.json, which is what applySnapshot would leave.
+ */
+async function downloadAnnotationsFirst(
+  storage: DatasetSource,
+  objects: StorageObject[],
+  keys: DatasetKeys,
+  run: { staging: string; dest: string; first: string; settings: DownloadDatasetSettings },
+): Promise<{ files: number; bytes: number }> {
+  const { staging, dest, first, settings } = run;
+  const { signal } = settings;
+  const path = join(staging, ANNOTATIONS_FILE);
+  const firstBytes = await storage.downloadFile(first, path, { signal });
+  const snapshot = first === keys.snapshot;
+  if (snapshot) log().info(`Using annotations snapshot ${storage.uri(first)}`);
+  let hook: Promise<void> = Promise.resolve();
+  try {
+    hook = Promise.resolve(settings.onAnnotations?.({ path, root: dest })).catch(() => undefined);
+  } catch {
+    // The caller's preparation is its own business: the download goes on regardless.
+  }
+  const rest = snapshot ? objects : objects.filter((o) => o.key !== first);
+  const rename = snapshot ? new Map([[`${keys.prefix}${ANNOTATIONS_FILE}`, ORIGINAL_ANNOTATIONS_FILE]]) : undefined;
+  try {
+    const counts = await downloadObjects(storage, rest, keys.prefix, staging, settings.concurrency, signal, rename);
+    // The snapshot is not one of the dataset's files (DatasetDownload.files).
+    return snapshot ? counts : { files: counts.files + 1, bytes: counts.bytes + firstBytes };
+  } finally {
+    await hook;
+  }
+}
+
 async function downloadObjects(
   storage: DatasetSource,
   objects: StorageObject[],
@@ -136,9 +191,10 @@ async function downloadObjects(
   staging: string,
   concurrency: number,
   signal: AbortSignal | undefined,
+  renamed?: ReadonlyMap<string, string>,
 ): Promise<{ files: number; bytes: number }> {
   const planned = objects.map((object) => {
-    const target = resolveInside(staging, object.key.slice(prefix.length));
+    const target = resolveInside(staging, renamed?.get(object.key) ?? object.key.slice(prefix.length));
     if (target === undefined) {
       throw new DatasetError(
         `Object ${storage.uri(object.key)} cannot be part of the dataset: its name would be written outside the dataset folder`,

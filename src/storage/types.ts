@@ -90,6 +90,22 @@ export interface UploadOptions extends SignalOption {
 export interface DatasetDownloadOptions extends SignalOption {
   /** Names `datasets/{id}/snapshots/{snapshotId}.json`, which then replaces annotations.json. */
   snapshotId?: string;
+  /**
+   * Called, for a dataset stored as files under its prefix with annotations.json at the top, as
+   * soon as the annotations it will use (the snapshot's, with SNAPSHOT_ID) are on disk, while the
+   * images still download: the caller may prepare what needs only the annotations. The staging
+   * folder is renamed only after the promise it returns settles, so it may read `staged.path`
+   * until then. A retried download calls it again. Not called for zips, nor for a dataset
+   * wrapped in a folder (its root is known only at the end).
+   */
+  onAnnotations?: ((staged: StagedAnnotations) => Promise<void> | void) | undefined;
+}
+
+export interface StagedAnnotations {
+  /** The annotations file as it lies in the staging folder now. */
+  path: string;
+  /** The dataset's root once the download completes (`DatasetDownload.root`). */
+  root: string;
 }
 
 export interface DatasetDownload {

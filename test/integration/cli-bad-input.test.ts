@@ -4,7 +4,7 @@
  * non-zero exit, and nothing written outside the job's work folder.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -152,6 +152,21 @@ describe('dataset errors', () => {
     const { result, done } = await runJob(jobId);
     expect(result.code).toBe(3);
     expect(done?.error_message).toContain(first.file_name);
+  });
+
+  it('a dataset stored as files: the layout is written before the images arrive, yet an unreadable or missing image still fails the job, named', async () => {
+    const jobId = 'ds-files-bad';
+    const ds = dataset(jobId);
+    const [first, second] = ds.annotations.images as Array<{ file_name: string }>;
+    writeFileSync(join(ds.root, 'images', first!.file_name), 'this is not a PNG');
+    rmSync(join(ds.root, 'images', second!.file_name));
+    await uploadDataset(s3.storage(), `ds-${jobId}`, ds.root, 'prefix');
+    const { result, done } = await runJob(jobId);
+    expect(result.stdout).toContain('Dataset layout written from the annotations while the images download');
+    expect(result.code).toBe(3);
+    expect(done?.error_message).toContain(first!.file_name);
+    expect(done?.error_message).toContain(second!.file_name);
+    expect(result.stdout).not.toMatch(/Starting Training/);
   });
 
   it('a split that leaves val empty says so instead of failing inside the framework', async () => {

@@ -4,7 +4,7 @@
  * on generated Platform Format datasets (one per task).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, lstatSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, lstatSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,12 +22,26 @@ import { contractClassIds, defaultClassNames, writeSyntheticDataset, type Synthe
 const s3 = useS3Server();
 const backend = useCallbackReceiver();
 
+async function putText(key: string, text: string): Promise<void> {
+  const file = join(mkdtempSync(join(tmpdir(), 'vt-put-')), 'object');
+  writeFileSync(file, text);
+  await s3.storage().uploadFile(file, key);
+}
+
 const env = (jobId: string, extra: Record<string, string>) => jobEnv(s3, backend, jobId, { CHECKPOINT_FREQUENCY: '1', ...extra });
 
 async function trainTask(
   task: SyntheticTask,
   model: string,
-  options: { epochs: number; upload: 'zip' | 'prefix'; imageSize?: string; env?: Record<string, string>; jobId?: string },
+  options: {
+    epochs: number;
+    upload: 'zip' | 'prefix';
+    imageSize?: string;
+    env?: Record<string, string>;
+    jobId?: string;
+    /** Stores datasets/{id}/snapshots/snap-1.json made from the dataset's annotations, and trains with SNAPSHOT_ID=snap-1. */
+    snapshot?: (annotations: Record<string, unknown>) => Record<string, unknown>;
+  },
 ) {
   const jobId = options.jobId ?? `cli-${task.replace(/_/g, '-')}`;
   const datasetId = `ds-${jobId}`;
@@ -42,6 +56,7 @@ async function trainTask(
     classIds: contractClassIds(defaultClassNames(task, undefined).length),
   });
   await uploadDataset(s3.storage(), datasetId, dir, options.upload);
+  if (options.snapshot) await putText(`datasets/${datasetId}/snapshots/snap-1.json`, JSON.stringify(options.snapshot(structuredClone(dataset.annotations))));
   const workDir = mkdtempSync(join(tmpdir(), 'vt-work-'));
   const result = await runCli(
     ['train'],
@@ -53,6 +68,7 @@ async function trainTask(
       WORK_DIR: workDir,
       KEEP_WORK_DIR: 'true',
       IMAGE_SIZE: options.imageSize ?? '32',
+      ...(options.snapshot ? { SNAPSHOT_ID: 'snap-1' } : {}),
       ...options.env,
     }),
     { timeoutMs: 240_000 },
@@ -191,9 +207,23 @@ describe('vision-trainer train (ultralytics, real training)', () => {
     }
   });
 
-  it('instance_segmentation from a dataset prefix', async () => {
-    const run = await trainTask('instance_segmentation', 'yolo11n-seg', { epochs: 1, upload: 'prefix' });
+  it('instance_segmentation from a dataset prefix with SNAPSHOT_ID: the layout is written from the snapshot while the images download', async () => {
+    // The snapshot leaves two images out: the run must train on the snapshot's 18, not the dataset's 20.
+    const snapshot = (a: Record<string, unknown>) => ({ ...a, images: (a.images as unknown[]).slice(2) });
+    const run = await trainTask('instance_segmentation', 'yolo11n-seg', { epochs: 1, upload: 'prefix', snapshot });
     await expectCompleteRun(run, 1, 'mAP50-95');
+    expect(run.result.stdout).toContain('Dataset layout written from the annotations while the images download');
+    const prepared = run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'dataset_prepared')!.body as Record<string, any>;
+    expect(prepared.data.images).toBe(18);
+    const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
+    const listed = ['train', 'val'].flatMap((split) =>
+      readFileSync(join(work!, 'data', `${split}.txt`), 'utf8')
+        .trim()
+        .split('\n'),
+    );
+    expect(listed).toHaveLength(18);
+    // Every link in the layout resolves to a downloaded image (they were made before the images arrived).
+    for (const link of listed) expect(existsSync(link), link).toBe(true);
     const seg = run.callbacks.find((c) => c.kind === 'validation')!.body as Record<string, any>;
     expect(seg.metrics).toHaveProperty('box_mAP50-95'); // mask metrics are primary, box metrics kept beside
   });

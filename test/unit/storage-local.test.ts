@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, DatasetError, StorageError } from '../../src/errors.js';
 import { createStorage, createZip, type Storage } from '../../src/storage/index.js';
+import type { StagedAnnotations } from '../../src/storage/types.js';
 
 let work: string;
 let root: string;
@@ -128,6 +129,69 @@ describe('downloadDataset (local storage)', () => {
     expect(result.snapshotKey).toBe('datasets/d3/snapshots/job-1.json');
     expect(await readFile(join(result.root, 'annotations.json'), 'utf8')).toBe('{"frozen":true}');
     expect(await readFile(join(result.root, 'annotations.original.json'), 'utf8')).toBe(annotations);
+  });
+
+  describe('onAnnotations: the annotations before the images', () => {
+    /** Records each call with what the staged file held and whether the images had all arrived by then. */
+    function recorder() {
+      const calls: Array<{ root: string; text: string; imagesThen: number }> = [];
+      const onAnnotations = async (staged: StagedAnnotations) => {
+        const images = join(staged.path, '..', 'images');
+        const imagesThen = existsSync(images) ? readdirSync(images).length : 0;
+        calls.push({ root: staged.root, text: await readFile(staged.path, 'utf8'), imagesThen });
+      };
+      return { calls, onAnnotations };
+    }
+
+    it('hands over annotations.json, readable where it is staged, and the root it will have; the result is unchanged', async () => {
+      await putObject('datasets/e1/annotations.json', annotations);
+      for (let i = 0; i < 40; i++) await putObject(`datasets/e1/images/${i}.jpg`, `jpeg-${i}`);
+      const dest = join(work, 'dataset');
+      const { calls, onAnnotations } = recorder();
+      const result = await storage.downloadDataset('e1', dest, { onAnnotations });
+      expect(calls).toEqual([{ root: dest, text: annotations, imagesThen: 0 }]);
+      expect(result).toEqual({ root: dest, source: 'prefix', files: 41, bytes: annotations.length + 40 * 6 + 30 });
+      expect(await readFile(join(dest, 'images', '39.jpg'), 'utf8')).toBe('jpeg-39');
+    });
+
+    it('with SNAPSHOT_ID hands over the snapshot; the own file lands as annotations.original.json, as without the hook', async () => {
+      await putObject('datasets/e2/annotations.json', annotations);
+      await putObject('datasets/e2/images/a.jpg', 'jpeg-bytes');
+      await putObject('datasets/e2/snapshots/job-1.json', '{"frozen":true}');
+      const { calls, onAnnotations } = recorder();
+      const result = await storage.downloadDataset('e2', join(work, 'dataset'), { snapshotId: 'job-1', onAnnotations });
+      expect(calls.map((c) => c.text)).toEqual(['{"frozen":true}']);
+      expect(result).toMatchObject({ files: 2, bytes: annotations.length + 10, snapshotKey: 'datasets/e2/snapshots/job-1.json' });
+      expect(await readFile(join(result.root, 'annotations.json'), 'utf8')).toBe('{"frozen":true}');
+      expect(await readFile(join(result.root, 'annotations.original.json'), 'utf8')).toBe(annotations);
+    });
+
+    it('is not called for a zip, a dataset wrapped in a folder, or an own annotations.original.json a snapshot would overwrite', async () => {
+      await mkdir(join(root, 'datasets'), { recursive: true });
+      await createZip([{ name: 'annotations.json', data: annotations }], join(root, 'datasets', 'z.zip'));
+      await putObject('datasets/wrapped/set/annotations.json', annotations);
+      await putObject('datasets/own/annotations.json', annotations);
+      await putObject('datasets/own/annotations.original.json', 'older');
+      await putObject('datasets/own/snapshots/s.json', '{"frozen":true}');
+      const { calls, onAnnotations } = recorder();
+      await storage.downloadDataset('z', join(work, 'z'), { onAnnotations });
+      const wrapped = await storage.downloadDataset('wrapped', join(work, 'w'), { onAnnotations });
+      expect(wrapped.root).toBe(join(work, 'w', 'set'));
+      await storage.downloadDataset('own', join(work, 'o'), { snapshotId: 's', onAnnotations });
+      expect(calls).toEqual([]);
+    });
+
+    it('a hook that throws or rejects does not touch the download', async () => {
+      await putObject('datasets/e3/annotations.json', annotations);
+      await putObject('datasets/e3/images/a.jpg', 'jpeg-bytes');
+      const thrown = await storage.downloadDataset('e3', join(work, 'd1'), {
+        onAnnotations: () => {
+          throw new Error('boom');
+        },
+      });
+      const rejected = await storage.downloadDataset('e3', join(work, 'd2'), { onAnnotations: () => Promise.reject(new Error('boom')) });
+      expect([thrown.files, rejected.files]).toEqual([2, 2]);
+    });
   });
 
   it('names both places it looked when the dataset is missing', async () => {

@@ -26,14 +26,9 @@ export class UniqueNames {
    * header when the name has none (frameworks skip files without one).
    */
   take(image: Pick<DatasetImage, 'id' | 'fileName' | 'format'>): string {
-    let name = PLAIN_PATH.test(image.fileName)
-      ? image.fileName.replaceAll('/', '__')
-      : image.fileName
-          .split(/[\\/]+/)
-          .filter((part) => part !== '' && part !== '.')
-          .join('__') || `image-${image.id}`;
+    let name = flatName(image);
     let ext = extname(name);
-    if (!IMAGE_EXTENSIONS.has(ext.slice(1).toLowerCase()) && image.format !== undefined) {
+    if (!hasImageExtension(ext) && image.format !== undefined) {
       name += `.${image.format}`;
       ext = `.${image.format}`;
     }
@@ -55,6 +50,25 @@ export class UniqueNames {
     this.taken.add(key);
     return `${stem}${ext}`;
   }
+}
+
+function flatName(image: Pick<DatasetImage, 'id' | 'fileName'>): string {
+  return PLAIN_PATH.test(image.fileName)
+    ? image.fileName.replaceAll('/', '__')
+    : image.fileName
+        .split(/[\\/]+/)
+        .filter((part) => part !== '' && part !== '.')
+        .join('__') || `image-${image.id}`;
+}
+
+const hasImageExtension = (ext: string): boolean => IMAGE_EXTENSIONS.has(ext.slice(1).toLowerCase());
+
+/**
+ * Whether an image's name in a prepared layout depends on its file's header (`format`, known
+ * only once the file is read): a file name without an image extension.
+ */
+export function nameNeedsFormat(image: Pick<DatasetImage, 'id' | 'fileName'>): boolean {
+  return !hasImageExtension(extname(flatName(image)));
 }
 
 /** Relative paths with single slashes and no `.` segments or backslashes flatten by replacing `/`. */

@@ -10,8 +10,6 @@
  */
 import { join } from 'node:path';
 import { primaryMetric } from '../../config/tasks.js';
-import { loadDataset } from '../../datasets/load.js';
-import { resolveSplits } from '../../datasets/splits.js';
 import type { PythonBridge } from '../../bridge/python.js';
 import { ExitCode, NodeLostError, OutOfMemoryError, PythonError, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { JsonValue, Metrics, RunEvent } from '../../events.js';
@@ -24,8 +22,9 @@ import type { JobContext, JobDefinition } from '../context.js';
 import type { StoredOutcome } from '../outcome.js';
 import { announceToNodeZero, checkIn, distributedPlan, reportsJob } from '../distributed.js';
 import { preflight } from '../preflight.js';
-import { fetchCheckpoint, fetchDataset } from '../stages.js';
+import { fetchCheckpoint } from '../stages.js';
 import { consoleReporter } from './console.js';
+import { prepareTrainingDataset } from './dataset.js';
 import { checkpointKey, plotsKey, TrainingProgress } from './progress.js';
 import { trainingCompletion, trainingReporter } from './reporter.js';
 import { findResumePoint, recoverBest, type ResumePoint } from './resume.js';
@@ -120,7 +119,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     await checkIn(bridge, distributedPlan(config), config.jobId);
     progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
     importFrameworkEarly(ctx, bridge, adapter);
-    const data = await prepareDataset(ctx, adapter);
+    const data = await prepareTrainingDataset(ctx, adapter);
     const resume = earlier ? await fetchEarlierAttempt(ctx, earlier, progress, adapter, bridge) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
@@ -198,35 +197,6 @@ async function earlierAttempt(ctx: TrainContext): Promise<ResumePoint | undefine
   const { config } = ctx;
   if (config.resume === 'never' || config.resumeCheckpointPath) return undefined;
   return findResumePoint(ctx.storage, config.jobId, config.epochs, (m) => ctx.logger.warn(m));
-}
-
-/** The dataset, downloaded, validated and written in the framework's layout. */
-async function prepareDataset(ctx: TrainContext, adapter: FrameworkAdapter): Promise<PreparedDataset> {
-  const { config, events, logger } = ctx;
-  void events.emit({ type: 'stage', stage: 'downloading_dataset', message: 'Downloading dataset' });
-  logger.stage('Downloading Dataset');
-  const d = await fetchDataset(config, ctx.storage, config.datasetId, ctx.work.sub('dataset'));
-  if (d.source === 'local') {
-    void events.emit({ type: 'milestone', name: 'dataset_downloaded', message: `Using local dataset ${d.root}`, data: { source: 'local' } });
-  } else {
-    const data = { source: d.source, files: d.files, bytes: d.bytes, ...(d.snapshotKey ? { snapshot: d.snapshotKey } : {}) };
-    void events.emit({ type: 'milestone', name: 'dataset_downloaded', message: 'Dataset downloaded successfully', data });
-  }
-  ctx.stop.throwIfRequested();
-
-  void events.emit({ type: 'stage', stage: 'preparing_dataset', message: 'Validating and converting dataset' });
-  logger.stage('Preparing Dataset');
-  const dataset = await loadDataset(d.root, { taskType: config.taskType });
-  const splits = resolveSplits(dataset, config.splitStrategy);
-  const prepared = await adapter.training.prepareDataset(dataset, splits, ctx.work.sub('data'));
-  void events.emit({
-    type: 'milestone',
-    name: 'dataset_prepared',
-    message: `Dataset ready: ${dataset.images.length} images, ${dataset.classes.length} classes (${splits.description})`,
-    data: { images: dataset.images.length, classes: prepared.classNames, splits: prepared.counts, split_source: splits.description },
-  });
-  ctx.stop.throwIfRequested();
-  return prepared;
 }
 
 /** PRETRAINED_WEIGHT_URL, downloaded; undefined without one. */

@@ -1,0 +1,137 @@
+/**
+ * The training dataset's layout written from the annotations while the images download
+ * (src/jobs/train/dataset.ts), with real files through local storage and the ultralytics
+ * adapter's own converter: when it is written early, when it is not, and that the dataset is
+ * still verified in full after the download either way.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ultralyticsAdapter } from '../../adapters/ultralytics/index.js';
+import { DatasetError } from '../../src/errors.js';
+import type { FrameworkAdapter } from '../../src/frameworks/index.js';
+import { prepareTrainingDataset } from '../../src/jobs/train/dataset.js';
+import { createStorage, createZip } from '../../src/storage/index.js';
+import { rewriteAnnotations, writeSyntheticDataset } from '../helpers/synthetic.js';
+
+let work: string;
+let bucket: string;
+
+beforeEach(() => {
+  work = mkdtempSync(join(tmpdir(), 'vt-early-'));
+  bucket = join(work, 'bucket');
+});
+afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+/** A detection dataset stored under datasets/{id}/ in the local bucket. */
+function storeDataset(id: string, edit?: (annotations: { images: Array<{ file_name: string }> }, root: string) => void) {
+  const dir = join(bucket, 'datasets', id);
+  mkdirSync(dir, { recursive: true });
+  const ds = writeSyntheticDataset(dir, { taskType: 'object_detection', count: 12, seed: 4 });
+  if (edit) {
+    edit(ds.annotations as { images: Array<{ file_name: string }> }, ds.root);
+    rewriteAnnotations(ds);
+  }
+  return ds;
+}
+
+/** The ultralytics adapter, noting for each layout written whether the downloaded dataset was complete then. */
+function watchedAdapter(datasetRoot: string) {
+  const calls: Array<{ afterDownload: boolean }> = [];
+  const adapter = {
+    ...ultralyticsAdapter,
+    training: {
+      ...ultralyticsAdapter.training,
+      prepareDataset: (...args: Parameters<FrameworkAdapter['training']['prepareDataset']>) => {
+        // The download renames its staging folder onto the dataset folder only once every file is in.
+        calls.push({ afterDownload: existsSync(datasetRoot) });
+        return ultralyticsAdapter.training.prepareDataset(...args);
+      },
+    },
+  } as FrameworkAdapter;
+  return { adapter, calls };
+}
+
+function jobContext(datasetId: string) {
+  const logged: string[] = [];
+  const ctx = {
+    config: { storage: { type: 'local', root: bucket }, datasetId, taskType: 'object_detection', splitStrategy: undefined, snapshotId: undefined },
+    events: { emit: async () => undefined },
+    logger: {
+      stage: () => undefined,
+      info: (m: string) => logged.push(m),
+      debug: (m: string) => logged.push(m),
+      warn: (m: string) => logged.push(m),
+    },
+    storage: createStorage({ type: 'local', root: bucket }, { scratchDir: join(work, 'scratch') }),
+    stop: { throwIfRequested: () => undefined },
+    work: {
+      sub: (name: string) => {
+        const path = join(work, 'job', name);
+        if (name !== 'dataset') mkdirSync(path, { recursive: true });
+        return path;
+      },
+    },
+  };
+  mkdirSync(join(work, 'scratch'), { recursive: true });
+  return { ctx: ctx as unknown as Parameters<typeof prepareTrainingDataset>[0], logged };
+}
+
+const imageLinks = (dataYaml: string) =>
+  ['train', 'val'].flatMap((split) =>
+    readFileSync(join(dataYaml, '..', `${split}.txt`), 'utf8')
+      .trim()
+      .split('\n'),
+  );
+
+describe('the training layout written while the images download', () => {
+  it('a dataset stored as files: written once, before the images were all there, and every link resolves afterwards', async () => {
+    storeDataset('files');
+    const { ctx, logged } = jobContext('files');
+    const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
+    const prepared = await prepareTrainingDataset(ctx, adapter);
+    expect(calls).toEqual([{ afterDownload: false }]);
+    expect(logged.join('\n')).toContain('Dataset layout written from the annotations while the images download');
+    const links = imageLinks(prepared.dataPath);
+    expect(links).toHaveLength(12);
+    for (const link of links) expect(existsSync(link), link).toBe(true);
+  });
+
+  it('an image named without an extension (its layout name needs the file header): written after the download instead', async () => {
+    storeDataset('no-ext', (annotations, root) => {
+      const image = annotations.images[0]!;
+      const bare = image.file_name.replace(/\.png$/, '');
+      renameSync(join(root, 'images', image.file_name), join(root, 'images', bare));
+      image.file_name = bare;
+    });
+    const { ctx } = jobContext('no-ext');
+    const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
+    const prepared = await prepareTrainingDataset(ctx, adapter);
+    expect(calls).toEqual([{ afterDownload: true }]);
+    // The header said PNG: the link carries the extension ultralytics needs.
+    expect(imageLinks(prepared.dataPath).filter((l) => l.endsWith('.png'))).toHaveLength(12);
+  });
+
+  it('a zip: written after the download, as before', async () => {
+    const ds = storeDataset('zipped');
+    await createZip(ds.root, join(bucket, 'datasets', 'zipped.zip'));
+    rmSync(ds.root, { recursive: true });
+    const { ctx } = jobContext('zipped');
+    const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
+    await prepareTrainingDataset(ctx, adapter);
+    expect(calls).toEqual([{ afterDownload: true }]);
+  });
+
+  it('the full check still runs after the download: a corrupt image fails the dataset although its layout was written', async () => {
+    storeDataset('corrupt', (annotations, root) => {
+      rmSync(join(root, 'images', annotations.images[3]!.file_name));
+    });
+    const { ctx } = jobContext('corrupt');
+    const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
+    const err = await prepareTrainingDataset(ctx, adapter).catch((e: unknown) => e);
+    expect(calls).toEqual([{ afterDownload: false }]);
+    expect(err).toBeInstanceOf(DatasetError);
+    expect((err as Error).message).toMatch(/1 problem/);
+  });
+});
