@@ -101,8 +101,8 @@ function untilFirstEpoch(
 /** The job's way to its first epoch in parts, from the stages and milestones it logged (seconds). */
 const PARTS: [label: string, from: string, to: string][] = [
   ['start and preflight (Node, Python, torch, model check)', '', 'Downloading Dataset'],
-  ['dataset download (framework imports meanwhile)', 'Downloading Dataset', 'dataset_downloaded'],
-  ['validation and conversion', 'dataset_downloaded', 'dataset_prepared'],
+  ['dataset download (framework imports and the layout meanwhile)', 'Downloading Dataset', 'dataset_downloaded'],
+  ['validation (and conversion, when not done meanwhile)', 'dataset_downloaded', 'dataset_prepared'],
   ['framework set-up (model, label scan, data loaders)', 'dataset_prepared', 'training_started'],
 ];
 
