@@ -17,8 +17,9 @@
  *                       defaults, as in the native loop; its ratio is the cost of the job itself
  *                       (bridge, checks, results, callbacks), the default job's ratio adds what
  *                       those settings buy;
- *   prefetch off        PREFETCH_NEXT_BATCH=false: the default job without decoding the next
- *                       batch during this one's forward pass;
+ *   prefetch flipped    PREFETCH_NEXT_BATCH set to the other choice than the default job's auto
+ *                       made (results.json says which and why): what decoding the next
+ *                       batch during this one's forward pass buys or costs;
  *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only): the exported graph.
  *
  * Each variant's results.json must say it ran as asked (decode threads, allocator settings,
@@ -129,7 +130,7 @@ interface Variant {
   batch?: number;
   threads?: number;
   backend?: string;
-  /** false: PREFETCH_NEXT_BATCH=false (the job prefetches by default). */
+  /** PREFETCH_NEXT_BATCH set to this (unset: the job's auto, which prefetches where the model leaves a CPU free). */
   prefetch?: boolean;
   /** The native loop's way: one decoding thread, glibc's allocator defaults. */
   plain?: boolean;
@@ -152,6 +153,8 @@ function visionTrainer(
   backend: string;
   decodeThreads: number | null;
   mallocTunables: string | null;
+  prefetch: boolean;
+  prefetchReason: string | null;
   stages: Stages;
 }> {
   const env = {
@@ -177,7 +180,7 @@ function visionTrainer(
     DEVICE,
     SAVE_VISUALIZATIONS: 'false',
     INFERENCE_BACKEND: variant.backend ?? 'pytorch',
-    ...(variant.prefetch === false || variant.plain ? { PREFETCH_NEXT_BATCH: 'false' } : {}),
+    ...(variant.plain ? { PREFETCH_NEXT_BATCH: 'false' } : variant.prefetch !== undefined ? { PREFETCH_NEXT_BATCH: String(variant.prefetch) } : {}),
     // libgomp's own default spin (the job sets 10000 unless told otherwise).
     ...(variant.plain ? { DECODE_THREADS: '1', RETAIN_FREED_MEMORY: 'false', GOMP_SPINCOUNT: '300000' } : {}),
     ...threadEnv(variant.threads),
@@ -208,6 +211,7 @@ function visionTrainer(
             cpu_threads: number | null;
             decode_threads?: number;
             prefetch?: boolean;
+            prefetch_reason?: string;
             malloc_tunables?: string | null;
             omp_spin_count?: string | null;
           };
@@ -216,7 +220,9 @@ function visionTrainer(
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
       const ran = doc.model.inference_backend;
       const plain = variant.plain === true;
-      const asked = { prefetch: variant.prefetch !== false && !plain, plainDecode: plain, plainMalloc: plain, plainSpin: plain };
+      // The default job's prefetch is auto's choice (read from results.json, not asked).
+      const askedPrefetch = plain ? false : variant.prefetch;
+      const asked = { prefetch: askedPrefetch ?? ran.prefetch === true, plainDecode: plain, plainMalloc: plain, plainSpin: plain };
       const got = {
         prefetch: ran.prefetch === true,
         plainDecode: ran.decode_threads === 1,
@@ -240,6 +246,8 @@ function visionTrainer(
         backend: ran.name,
         decodeThreads: ran.decode_threads ?? null,
         mallocTunables: ran.malloc_tunables ?? null,
+        prefetch: ran.prefetch === true,
+        prefetchReason: ran.prefetch_reason ?? null,
         stages: {
           forward: doc.timing.forward_seconds,
           preprocess: doc.timing.preprocess_seconds,
@@ -297,13 +305,18 @@ async function main(): Promise<void> {
       cpuRatio: number | null;
       native: number[];
       visionTrainer: number[];
-      prefetchOff: number[];
+      /** The job with the other PREFETCH_NEXT_BATCH than auto chose (prefetchDefault). */
+      prefetchFlipped: number[];
+      /** What auto chose, and why. */
+      prefetchDefault: boolean;
+      prefetchReason: string | null;
       /** The job the native loop's way (DECODE_THREADS=1, RETAIN_FREED_MEMORY=false). */
       plain: number[];
       backends: Record<string, number[]>;
       ratio: number;
       ratioPlain: number;
-      ratioPrefetchOff: number;
+      ratioPrefetchFlipped: number;
+      /** Images/s with the prefetch over without it (whichever side auto chose). */
       prefetchGain: number;
       speedups: Record<string, number>;
       cliWallSeconds: Record<string, number>;
@@ -311,7 +324,9 @@ async function main(): Promise<void> {
     };
     const rows: Row[] = [];
     for (const framework of FRAMEWORKS) {
-      const runs = { native: [] as number[], vt: [] as number[], plain: [] as number[], prefetchOff: [] as number[] };
+      const runs = { native: [] as number[], vt: [] as number[], plain: [] as number[], prefetchFlipped: [] as number[] };
+      let prefetchDefault = false;
+      let prefetchReason: string | null = null;
       const stages = { native: [] as Stages[], vt: [] as Stages[], plain: [] as Stages[] };
       const backends: Record<string, number[]> = Object.fromEntries(BACKENDS.map((b) => [b, []]));
       const walls: Record<string, number[]> = { pytorch: [], ...Object.fromEntries(BACKENDS.map((b) => [b, []])) };
@@ -329,12 +344,14 @@ async function main(): Promise<void> {
             `  ${framework} vision-trainer:  ${describeSettings(vt.settings)}; decoding on ${vt.decodeThreads} thread(s), GLIBC_TUNABLES ${vt.mallocTunables ?? '(glibc defaults)'}`,
           );
         runs.vt.push(vt.imagesPerSecond);
+        prefetchDefault = vt.prefetch;
+        prefetchReason = vt.prefetchReason;
         walls.pytorch!.push(vt.wallSeconds);
         avgMs.push(vt.avgMs);
         const plain = await bridged(framework, { plain: true });
         runs.plain.push(plain.imagesPerSecond);
         stages.plain.push(plain.stages);
-        runs.prefetchOff.push((await bridged(framework, { prefetch: false })).imagesPerSecond);
+        runs.prefetchFlipped.push((await bridged(framework, { prefetch: !vt.prefetch })).imagesPerSecond);
         for (const backend of BACKENDS) {
           const run = await bridged(framework, { backend });
           backends[backend]!.push(run.imagesPerSecond);
@@ -343,7 +360,8 @@ async function main(): Promise<void> {
       }
       const n = median(runs.native);
       const v = median(runs.vt);
-      const off = median(runs.prefetchOff);
+      const flipped = median(runs.prefetchFlipped);
+      const [withPrefetch, withoutPrefetch] = prefetchDefault ? [v, flipped] : [flipped, v];
       const p = median(runs.plain);
       const line = (label: string, xs: number[], extra = '') =>
         console.log(`  ${label.padEnd(34)} ${median(xs).toFixed(1)} images/s   runs: ${xs.map((x) => x.toFixed(1)).join(', ')}${extra}`);
@@ -351,7 +369,8 @@ async function main(): Promise<void> {
       line('native Python loop', runs.native);
       line('vision-trainer infer', runs.vt, `   (${median(avgMs).toFixed(1)} ms/image in predict)`);
       line("vision-trainer, the native loop's way", runs.plain, ' (1 decoding thread, glibc malloc and libgomp spin defaults)');
-      line('vision-trainer, prefetch off', runs.prefetchOff);
+      line(`vision-trainer, prefetch ${prefetchDefault ? 'off' : 'on'} (flipped)`, runs.prefetchFlipped);
+      console.log(`  PREFETCH_NEXT_BATCH=auto chose ${prefetchDefault ? 'on' : 'off'}: ${prefetchReason ?? '(no reason given)'}`);
       for (const backend of BACKENDS) line(`vision-trainer INFERENCE_BACKEND=${backend}`, backends[backend]!);
       console.log(
         `  vision-trainer whole CLI run ${Object.entries(walls)
@@ -377,7 +396,9 @@ async function main(): Promise<void> {
           `  ${what} ms per image: native ${pair[0]?.toFixed(2) ?? 'n/a'}, vision-trainer ${pair[1]?.toFixed(2) ?? 'n/a'}${r === null ? '' : ` (native / vision-trainer ${r.toFixed(2)})`}`,
         );
       }
-      console.log(`  throughput ratio, prefetch off: ${(off / n).toFixed(2)}; prefetch speedup ${(v / off).toFixed(2)}x`);
+      console.log(
+        `  throughput ratio, prefetch flipped: ${(flipped / n).toFixed(2)}; prefetch speedup ${(withPrefetch / withoutPrefetch).toFixed(2)}x (on over off; auto chose ${prefetchDefault ? 'on' : 'off'})`,
+      );
       const speedups = Object.fromEntries(BACKENDS.map((b) => [b, median(backends[b]!) / v]));
       for (const backend of BACKENDS) console.log(`  ${backend} speedup over pytorch: ${speedups[backend]!.toFixed(2)}x`);
       console.log('');
@@ -388,13 +409,15 @@ async function main(): Promise<void> {
         cpuRatio: stageRatio(stageMs.cpu),
         native: runs.native,
         visionTrainer: runs.vt,
-        prefetchOff: runs.prefetchOff,
+        prefetchFlipped: runs.prefetchFlipped,
+        prefetchDefault,
+        prefetchReason,
         plain: runs.plain,
         backends,
         ratio: v / n,
         ratioPlain: p / n,
-        ratioPrefetchOff: off / n,
-        prefetchGain: v / off,
+        ratioPrefetchFlipped: flipped / n,
+        prefetchGain: withPrefetch / withoutPrefetch,
         speedups,
         cliWallSeconds: Object.fromEntries(Object.entries(walls).map(([b, w]) => [b, median(w)])),
         loads,
@@ -442,8 +465,9 @@ async function main(): Promise<void> {
             'CPU ratio',
             "native loop's way",
             'ratio',
-            'prefetch off',
+            'prefetch flipped (auto chose)',
             'ratio',
+            'prefetch on / off',
             ...BACKENDS.flatMap((b) => [b, `${b} / pytorch`]),
             'load at each run',
           ],
@@ -458,8 +482,9 @@ async function main(): Promise<void> {
             r.cpuRatio?.toFixed(2) ?? 'n/a',
             fmt(r.plain),
             r.ratioPlain.toFixed(2),
-            fmt(r.prefetchOff),
-            r.ratioPrefetchOff.toFixed(2),
+            `${fmt(r.prefetchFlipped)} (${r.prefetchDefault ? 'on' : 'off'})`,
+            r.ratioPrefetchFlipped.toFixed(2),
+            `${r.prefetchGain.toFixed(2)}x`,
             ...BACKENDS.flatMap((b) => [fmt(r.backends[b]!), `${r.speedups[b]!.toFixed(2)}x`]),
             r.loads.join(', '),
           ]),

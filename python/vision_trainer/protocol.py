@@ -312,7 +312,7 @@ class SessionParams(TypedDict):
     image_count: NotRequired[int | None]
     graph_model: NotRequired[GraphModel | None]
     decode_threads: NotRequired[int | None]
-    prefetch: NotRequired[bool]
+    prefetch: NotRequired[bool | Literal["auto"]]
 
 
 class BatchItem(TypedDict):
@@ -346,6 +346,7 @@ class InferenceBackendInfo(TypedDict):
     model_path: NotRequired[str | None]
     decode_threads: NotRequired[int]
     prefetch: NotRequired[bool]
+    prefetch_reason: NotRequired[str]
     malloc_tunables: NotRequired[str | None]
     omp_spin_count: NotRequired[str | None]
     memory_format: NotRequired[Literal["contiguous", "channels_last"]]

@@ -34,6 +34,18 @@ export function bool() {
   );
 }
 
+/** `auto`, or a boolean in bool()'s spellings. */
+export function autoOrBool() {
+  return z.preprocess(
+    (v) => {
+      if (typeof v !== 'string') return v;
+      const w = v.trim().toLowerCase();
+      return w === 'auto' ? 'auto' : TRUE_WORDS.has(w) ? true : FALSE_WORDS.has(w) ? false : v;
+    },
+    z.union([z.literal('auto'), z.boolean()], { error: 'must be auto, true or false' }),
+  );
+}
+
 export function str(opts: { min?: number; pattern?: RegExp; patternMessage?: string } = {}) {
   let inner = z
     .string({ error: 'must be text' })

@@ -344,8 +344,8 @@ export interface InferConfig extends Common {
   inferenceModelPath?: string;
   /** DECODE_THREADS: threads that decode a batch's images (undefined: the CPU budget's). */
   decodeThreads?: number;
-  /** PREFETCH_NEXT_BATCH: decode the next batch during this one's forward pass. */
-  prefetchNextBatch: boolean;
+  /** PREFETCH_NEXT_BATCH: decode the next batch during this one's forward pass (auto: when the model's runtime leaves a CPU free). */
+  prefetchNextBatch: 'auto' | boolean;
   /** RETAIN_FREED_MEMORY: Python's allocator keeps freed memory for the next batch (GLIBC_TUNABLES). */
   retainFreedMemory: boolean;
   enableXai: boolean;

@@ -372,8 +372,8 @@ export const SessionParamsSchema = z.object({
   graph_model: GraphModelSchema.nullable().optional(),
   /** DECODE_THREADS: threads decoding each batch's images (null: the CPU budget's). */
   decode_threads: Int.nullable().optional(),
-  /** PREFETCH_NEXT_BATCH: decode the next batch while this one runs through the model. */
-  prefetch: z.boolean().optional(),
+  /** PREFETCH_NEXT_BATCH: decode the next batch while this one runs through the model (auto: Python decides from the CPU budget). */
+  prefetch: z.union([z.literal('auto'), z.boolean()]).optional(),
 });
 
 /**

@@ -268,6 +268,11 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
       xai_backend: null,
       cpu_threads: expect.any(Number),
     });
+    // PREFETCH_NEXT_BATCH=auto: the next batch decodes beside the model only where its runtime leaves
+    // a CPU of the budget (decode_threads) free: ultralytics' predictor computes on all but one.
+    const ran = torch.model.inference_backend;
+    expect(ran.prefetch).toBe(ran.cpu_threads! < ran.decode_threads!);
+    expect(ran.prefetch_reason).toMatch(/^auto: the model computes on /);
     const reported = torch.results.flatMap(boxesOf);
     expect(reported.length).toBeGreaterThan(0);
     for (const name of ['onnx', 'openvino']) {
@@ -281,6 +286,8 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
         runtime: expect.stringMatching(/^(onnxruntime|openvino) /),
       });
       expect(graph.model.inference_backend.export_seconds).toBeGreaterThan(0);
+      // The graph runtimes compute on the whole budget: auto decodes each batch in its turn.
+      expect(graph.model.inference_backend).toMatchObject({ prefetch: false, prefetch_reason: expect.stringMatching(/^auto: the model computes on all /) });
       for (const [key, value] of Object.entries(torch.metrics!.overall_metrics)) {
         if (value === null) expect(graph.metrics!.overall_metrics[key], key).toBeNull();
         else expect(Math.abs(graph.metrics!.overall_metrics[key]! - value), `${name} ${key}`).toBeLessThanOrEqual(0.002);

@@ -82,7 +82,9 @@ describe('ultralytics segmentation and pose', () => {
 describe('timm and transformers classifiers', () => {
   it('timm ResNet: test run with Grad-CAM on its last feature map; an inference job that reads the framework from the checkpoint', async () => {
     const model = await trainTinyModel(s3, backend, 'image_classification', 'resnet18', 'infer-timm', { FRAMEWORK: 'timm' }, ids('image_classification'));
-    const { done, doc } = await testRun(model, 'tr-timm', 'image_classification', { FRAMEWORK: 'timm', ENABLE_XAI: 'true' });
+    // The prefetch asked for explicitly (auto would leave it off: timm computes on every CPU of the
+    // budget), so that the plain run below checks it changes no prediction.
+    const { done, doc } = await testRun(model, 'tr-timm', 'image_classification', { FRAMEWORK: 'timm', ENABLE_XAI: 'true', PREFETCH_NEXT_BATCH: 'true' });
     expect(typeof done.overall_metrics.accuracy).toBe('number');
     expect(done.confusion_matrix).toHaveLength(3);
     expect(doc.model).toMatchObject({ framework: 'timm', model_name: 'resnet18', architecture: 'resnet18' });
@@ -96,6 +98,7 @@ describe('timm and transformers classifiers', () => {
     expect(ran.decode_threads).toBe(ran.cpu_threads);
     expect(ran).toMatchObject({
       prefetch: true,
+      prefetch_reason: 'PREFETCH_NEXT_BATCH',
       malloc_tunables: expect.stringMatching(/^glibc\.malloc\.mmap_threshold=268435456:/),
       memory_format: 'channels_last',
       omp_spin_count: '10000',
@@ -111,7 +114,12 @@ describe('timm and transformers classifiers', () => {
       PREFETCH_NEXT_BATCH: 'false',
       BATCH_SIZE: '2',
     });
-    expect(plain.doc.model.inference_backend).toMatchObject({ decode_threads: 1, prefetch: false, malloc_tunables: null });
+    expect(plain.doc.model.inference_backend).toMatchObject({
+      decode_threads: 1,
+      prefetch: false,
+      prefetch_reason: 'PREFETCH_NEXT_BATCH',
+      malloc_tunables: null,
+    });
     type Top5 = { top5: Array<{ class_id: number; confidence: number }> };
     plain.doc.results.forEach((r, i) => {
       const expected = (doc.results[i]!.predictions as Top5).top5;

@@ -174,10 +174,23 @@ describe('configFromEnv (infer, export)', () => {
     expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }))).toEqual([]);
   });
 
-  it('DECODE_THREADS, PREFETCH_NEXT_BATCH, RETAIN_FREED_MEMORY: the CPU budget, on, on unless set', () => {
+  it('DECODE_THREADS, PREFETCH_NEXT_BATCH, RETAIN_FREED_MEMORY: the CPU budget, auto, on unless set', () => {
     const defaults = configFromEnv('infer', infer);
     expect(defaults.decodeThreads).toBeUndefined();
-    expect(defaults).toMatchObject({ prefetchNextBatch: true, retainFreedMemory: true });
+    expect(defaults).toMatchObject({ prefetchNextBatch: 'auto', retainFreedMemory: true });
+    for (const [given, parsed] of [
+      ['auto', 'auto'],
+      [' AUTO ', 'auto'],
+      ['true', true],
+      ['on', true],
+      ['0', false],
+    ] as const) {
+      expect(configFromEnv('infer', { ...infer, PREFETCH_NEXT_BATCH: given }).prefetchNextBatch).toBe(parsed);
+    }
+    expect(configError(() => configFromEnv('infer', { ...infer, PREFETCH_NEXT_BATCH: 'sometimes' })).problems[0]).toMatchObject({
+      variable: 'PREFETCH_NEXT_BATCH',
+      message: expect.stringMatching(/auto, true or false/),
+    });
     expect(configFromEnv('infer', { ...infer, DECODE_THREADS: '1', PREFETCH_NEXT_BATCH: 'false', RETAIN_FREED_MEMORY: 'false' })).toMatchObject({
       decodeThreads: 1,
       prefetchNextBatch: false,

@@ -47,14 +47,29 @@ class FrameworkMismatchError(ValueError):
     """FRAMEWORK names another framework than the one that wrote the checkpoint."""
 
 
+def prefetch_choice(requested: bool | str | None, compute_threads: int | None, budget_threads: int) -> tuple[bool, str]:
+    """(prefetch, why) for PREFETCH_NEXT_BATCH. `auto` prefetches where the decoding has a CPU of its
+    own: the model runs on a GPU (`compute_threads` None), or its runtime computes on fewer threads
+    than the job's CPU budget. Where the runtime already uses every CPU of the budget, decoding beside
+    it takes CPU from the forward pass: on 2 CPUs (bench:infer, three quiet runs of 3-5 pairs) the
+    prefetch gained 1.02-1.12x for ultralytics, whose predictor computes on one thread, and 0.90-1.11x
+    (medians 0.95x and 0.98x) for timm and transformers computing on both."""
+    if requested is True or requested is False:
+        return requested, "PREFETCH_NEXT_BATCH"
+    if compute_threads is None:
+        return True, "auto: the model runs on a GPU; the next batch decodes on the CPU meanwhile"
+    if compute_threads < budget_threads:
+        return True, f"auto: the model computes on {compute_threads} of the {budget_threads} CPU(s) the job may use; the next batch decodes on the rest"
+    return False, f"auto: the model computes on all {budget_threads} CPU(s) the job may use; decoding beside it would take CPU from the forward pass"
+
+
 class Prefetcher:
     """Decodes and preprocesses the next batch's images (`backend.load`) in a background thread
     while the current batch runs through the model: JPEG decoding and resizing (PIL, OpenCV)
     release the GIL, as do the model's kernels, so the two overlap, and the next call finds its
     batch ready. TypeScript names the next batch with each call (`prefetch`). A batch that fails
     to load here is loaded again on the normal path, which reports which image is at fault.
-    On unless PREFETCH_NEXT_BATCH=false: bench:infer measured 1.11-1.12x on 2 CPUs for every
-    framework, the decoding filling the gaps the forward pass leaves."""
+    Whether it runs: `prefetch_choice`."""
 
     def __init__(self, load, enabled: bool):
         self.load = load
@@ -117,7 +132,9 @@ class Session:
         # Decoding a batch on the CPU budget's threads (DECODE_THREADS; decode_pool.py).
         self.decoder = DecodePool(params.get("decode_threads") or cpu_budget().threads)
         self.backend.decoder = self.decoder
-        self.prefetcher = Prefetcher(self.backend.load, bool(params.get("prefetch")))
+        compute_threads = self.backend.info()["inference_backend"]["cpu_threads"]
+        prefetch, self.prefetch_reason = prefetch_choice(params.get("prefetch", "auto"), compute_threads, cpu_budget().threads)
+        self.prefetcher = Prefetcher(self.backend.load, prefetch)
         self.explainer = None
         self.on_explained = None
         self.xai_layers: list[str] = []
@@ -149,6 +166,7 @@ class Session:
                 **info["inference_backend"],
                 "decode_threads": self.decoder.threads,
                 "prefetch": self.prefetcher.enabled,
+                "prefetch_reason": self.prefetch_reason,
                 # The allocator settings the process started with (the job sets them: RETAIN_FREED_MEMORY).
                 "malloc_tunables": os.environ.get("GLIBC_TUNABLES") or None,
                 "omp_spin_count": os.environ.get("GOMP_SPINCOUNT") or None,

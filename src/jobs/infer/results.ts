@@ -300,6 +300,8 @@ export const InferenceBackendInfoSchema = z.object({
   decode_threads: z.number().int().positive().optional(),
   /** Whether the next batch was decoded during this one's forward pass (PREFETCH_NEXT_BATCH). */
   prefetch: z.boolean().optional(),
+  /** Why: PREFETCH_NEXT_BATCH, or what auto decided from the device and the model's threads against the CPU budget. */
+  prefetch_reason: z.string().optional(),
   /** The allocator settings (GLIBC_TUNABLES) Python ran with; null: glibc's defaults (RETAIN_FREED_MEMORY=false). */
   malloc_tunables: z.string().nullable().optional(),
   /** GOMP_SPINCOUNT Python ran with (the job's 10000 unless the environment set it or OMP_WAIT_POLICY); null: libgomp's default. */
