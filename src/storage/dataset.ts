@@ -174,9 +174,9 @@ async function downloadAnnotationsFirst(
     // The caller's preparation is its own business: the download goes on regardless.
   }
   const rest = snapshot ? objects : objects.filter((o) => o.key !== first);
-  const rename = snapshot ? new Map([[`${keys.prefix}${ANNOTATIONS_FILE}`, ORIGINAL_ANNOTATIONS_FILE]]) : undefined;
+  const moved = snapshot ? new Map([[`${keys.prefix}${ANNOTATIONS_FILE}`, ORIGINAL_ANNOTATIONS_FILE]]) : undefined;
   try {
-    const counts = await downloadObjects(storage, rest, keys.prefix, staging, settings.concurrency, signal, rename);
+    const counts = await downloadObjects(storage, rest, keys.prefix, staging, settings.concurrency, signal, moved);
     // The snapshot is not one of the dataset's files (DatasetDownload.files).
     return snapshot ? counts : { files: counts.files + 1, bytes: counts.bytes + firstBytes };
   } finally {

@@ -51,9 +51,9 @@ def prefetch_choice(requested: bool | str | None, compute_threads: int | None, b
     """(prefetch, why) for PREFETCH_NEXT_BATCH. `auto` prefetches where the decoding has a CPU of its
     own: the model runs on a GPU (`compute_threads` None), or its runtime computes on fewer threads
     than the job's CPU budget. Where the runtime already uses every CPU of the budget, decoding beside
-    it takes CPU from the forward pass: on 2 CPUs (bench:infer, four quiet runs of 3-5 pairs) the
-    prefetch's median was 1.06x for ultralytics, whose predictor computes on one thread, 1.03x for
-    timm (0.90-1.16x, within the machine's drift) and 0.94x for transformers, both on two."""
+    it takes CPU from the forward pass: on 2 CPUs (bench:infer, four or five quiet runs of 3-5
+    pairs) the prefetch's median was 1.02x for ultralytics, whose predictor computes on one thread,
+    0.95x for timm (0.90-1.16x, within the machine's drift) and 0.94x for transformers, both on two."""
     if requested is True or requested is False:
         return requested, "PREFETCH_NEXT_BATCH"
     if compute_threads is None:
