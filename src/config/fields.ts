@@ -23,25 +23,20 @@ export function num(opts: { min?: number; max?: number; gt?: number } = {}) {
   return z.preprocess((v) => (typeof v === 'string' && v.trim() !== '' && !Number.isNaN(Number(v)) ? Number(v) : v), inner);
 }
 
+/** A boolean for one of bool()'s spellings (`true`, `1`, `yes`, `on` and their opposites), else the text unchanged. */
+function booleanWord(v: string): boolean | string {
+  const w = v.trim().toLowerCase();
+  return TRUE_WORDS.has(w) ? true : FALSE_WORDS.has(w) ? false : v;
+}
+
 export function bool() {
-  return z.preprocess(
-    (v) => {
-      if (typeof v !== 'string') return v;
-      const w = v.trim().toLowerCase();
-      return TRUE_WORDS.has(w) ? true : FALSE_WORDS.has(w) ? false : v;
-    },
-    z.boolean({ error: 'must be true or false' }),
-  );
+  return z.preprocess((v) => (typeof v === 'string' ? booleanWord(v) : v), z.boolean({ error: 'must be true or false' }));
 }
 
 /** `auto`, or a boolean in bool()'s spellings. */
 export function autoOrBool() {
   return z.preprocess(
-    (v) => {
-      if (typeof v !== 'string') return v;
-      const w = v.trim().toLowerCase();
-      return w === 'auto' ? 'auto' : TRUE_WORDS.has(w) ? true : FALSE_WORDS.has(w) ? false : v;
-    },
+    (v) => (typeof v !== 'string' ? v : v.trim().toLowerCase() === 'auto' ? 'auto' : booleanWord(v)),
     z.union([z.literal('auto'), z.boolean()], { error: 'must be auto, true or false' }),
   );
 }
