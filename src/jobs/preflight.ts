@@ -1,9 +1,11 @@
 /**
- * The stage every job runs first, before it downloads anything: is there a Python with our
- * requirements (PYTHON_BIN, else the venv `vision-trainer setup` builds), does torch import and
- * can it use DEVICE, and, for training, is MODEL_NAME a model the framework can build. A problem
- * found here costs seconds, not a dataset download and conversion, and is a configuration error
- * (exit 2) naming the variable to change. The bridge it opens is the job's: later stages reuse it.
+ * The stage every job runs first, before it uses anything it downloads: is there a Python with
+ * our requirements (PYTHON_BIN, else the venv `vision-trainer setup` builds), does torch import
+ * and can it use DEVICE, and, for training, is MODEL_NAME a model the framework can build. A
+ * problem found here costs seconds, not a dataset download and conversion, and is a configuration
+ * error (exit 2) naming the variable to change. Training begins its dataset download once Python
+ * is up (`whileChecking`), beside the seconds of imports, and abandons it when a check fails.
+ * The bridge it opens is the job's: later stages reuse it.
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { type PythonBridge, pythonEntry } from '../bridge/python.js';
@@ -62,13 +64,19 @@ export function describeTorch(report: EnvironmentReport): string {
 
 export async function preflight<M extends Mode, E extends JobEvent>(
   ctx: JobContext<M, E>,
-  options: { pythonEnv: Record<string, string>; checkModel?: (bridge: PythonBridge) => Promise<ModelCheck> },
+  options: {
+    pythonEnv: Record<string, string>;
+    checkModel?: (bridge: PythonBridge) => Promise<ModelCheck>;
+    /** Called once Python is up, before torch is imported: work that may run while the checks do. */
+    whileChecking?: () => void;
+  },
 ): Promise<PythonBridge> {
   const { config, logger } = ctx;
   logger.stage('Preflight');
   const missing = interpreterProblem(config.pythonBin);
   if (missing) throw new ConfigError([missing], ctx.mode);
   const bridge = await ctx.startPython(options.pythonEnv);
+  options.whileChecking?.();
   const pins = pinnedRequirements();
   const report = await bridge.call(ENVIRONMENT_REPORT, { packages: Object.keys(pins), imports: [], device: config.device });
   const problems: ConfigProblem[] = [];

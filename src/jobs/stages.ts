@@ -20,12 +20,13 @@ export async function fetchDataset(
   storage: Storage,
   datasetId: string,
   dest: string,
-  onAnnotations?: DatasetDownloadOptions['onAnnotations'],
+  options: Pick<DatasetDownloadOptions, 'onAnnotations' | 'signal'> = {},
 ): Promise<FetchedDataset> {
   if (config.storage.type === 'local' && config.storage.datasetPath) return { root: config.storage.datasetPath, source: 'local' };
   return storage.downloadDataset(datasetId, dest, {
     ...(config.snapshotId ? { snapshotId: config.snapshotId } : {}),
-    ...(onAnnotations ? { onAnnotations } : {}),
+    ...(options.onAnnotations ? { onAnnotations: options.onAnnotations } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
 }
 

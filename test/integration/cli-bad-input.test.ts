@@ -154,7 +154,7 @@ describe('dataset errors', () => {
     expect(done?.error_message).toContain(first.file_name);
   });
 
-  it('a dataset stored as files: the layout is written before the images arrive, yet an unreadable or missing image still fails the job, named', async () => {
+  it('a dataset stored as files: the layout is begun before the images arrive, yet an unreadable or missing image still fails the job, named', async () => {
     const jobId = 'ds-files-bad';
     const ds = dataset(jobId);
     const [first, second] = ds.annotations.images as Array<{ file_name: string }>;
@@ -162,7 +162,8 @@ describe('dataset errors', () => {
     rmSync(join(ds.root, 'images', second!.file_name));
     await uploadDataset(s3.storage(), `ds-${jobId}`, ds.root, 'prefix');
     const { result, done } = await runJob(jobId);
-    expect(result.stdout).toContain('Dataset layout written from the annotations while the images download');
+    // The early layout (in its worker thread) is stopped when the full check fails the dataset.
+    expect(result.stdout).toContain('Writing the dataset layout from the annotations while the images download (in a worker thread)');
     expect(result.code).toBe(3);
     expect(done?.error_message).toContain(first!.file_name);
     expect(done?.error_message).toContain(second!.file_name);

@@ -1,7 +1,7 @@
 /**
  * The command line as a user runs it on a workstation, through the real path (the compiled CLI
  * as a child process, the venv, SeaweedFS, the callback receiver): the preflight refuses a job
- * before any download, `--no-callbacks` with `--env-file` and `NAME=value` trains without a
+ * before its dataset is used (the download begun beside it is abandoned), `--no-callbacks` with `--env-file` and `NAME=value` trains without a
  * backend, and `vision-trainer doctor` reports the machine without printing a secret.
  */
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
@@ -34,7 +34,7 @@ function localEnv(extra: Record<string, string> = {}): Record<string, string> {
   };
 }
 
-describe('preflight: refused before anything is downloaded', () => {
+describe('preflight: refused before the dataset is used', () => {
   it('no Python to run: exit 2 naming PYTHON_BIN and the setup command', async () => {
     const r = await runCli(['train', '--no-callbacks'], localEnv({ PYTHON_BIN: '/nonexistent/bin/python' }), { timeoutMs: 60_000 });
     expect(r.code).toBe(2);
@@ -43,7 +43,7 @@ describe('preflight: refused before anything is downloaded', () => {
     expect(r.stdout + r.stderr).not.toMatch(/Downloading|not-uploaded\.zip/);
   });
 
-  it('a MODEL_NAME the framework does not know: exit 2 from the model check, not a dataset error', async () => {
+  it('a MODEL_NAME the framework does not know: exit 2 from the model check, not the error of the download begun beside it', async () => {
     const r = await runCli(['train', '--no-callbacks', 'MODEL_NAME=resnet_does_not_exist'], localEnv(), { timeoutMs: 180_000 });
     expect(r.code).toBe(2);
     expect(r.stdout + r.stderr).toMatch(/MODEL_NAME=\\?"resnet_does_not_exist\\?": is not a timm model/);

@@ -4,14 +4,14 @@
  * adapter's own converter: when it is written early, when it is not, and that the dataset is
  * still verified in full after the download either way.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ultralyticsAdapter } from '../../adapters/ultralytics/index.js';
 import { DatasetError } from '../../src/errors.js';
 import type { FrameworkAdapter } from '../../src/frameworks/index.js';
-import { prepareTrainingDataset } from '../../src/jobs/train/dataset.js';
+import { TrainingDatasetStart, prepareTrainingDataset } from '../../src/jobs/train/dataset.js';
 import { createStorage, createZip } from '../../src/storage/index.js';
 import { rewriteAnnotations, writeSyntheticDataset } from '../helpers/synthetic.js';
 
@@ -133,5 +133,68 @@ describe('the training layout written while the images download', () => {
     expect(calls).toEqual([{ afterDownload: false }]);
     expect(err).toBeInstanceOf(DatasetError);
     expect((err as Error).message).toMatch(/1 problem/);
+  });
+});
+
+/** Every path under dir, sorted (what is written there, and whether it changes). */
+function tree(dir: string): string[] {
+  return existsSync(dir) ? (readdirSync(dir, { recursive: true }) as string[]).sort() : [];
+}
+
+describe('the download begun beside the preflight (TrainingDatasetStart)', () => {
+  it('cancelled when the preflight fails: the download stops mid-way, nothing writes afterwards, the dataset is never complete', async () => {
+    storeDataset('cancelled');
+    const { ctx } = jobContext('cancelled');
+    // Cancel as soon as the annotations are handed over: the images are still on their way.
+    const storage = ctx.storage;
+    let cancelled: Promise<void> | undefined;
+    const start: TrainingDatasetStart = new TrainingDatasetStart(
+      {
+        ...ctx,
+        storage: Object.assign(Object.create(storage), {
+          downloadDataset: (id: string, dest: string, options: Parameters<typeof storage.downloadDataset>[2] = {}) =>
+            storage.downloadDataset(id, dest, {
+              ...options,
+              onAnnotations: (staged) => {
+                const read = options.onAnnotations?.(staged);
+                cancelled = start.cancel('the preflight failed');
+                return read;
+              },
+            }),
+        }),
+      },
+      ultralyticsAdapter,
+    );
+    start.start();
+    const err = await start.prepared().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(String((err as Error).message)).toMatch(/abort|the preflight failed/i);
+    await cancelled;
+    // The staging folder is never renamed onto the dataset folder, and nothing keeps writing.
+    expect(existsSync(join(work, 'job', 'dataset'))).toBe(false);
+    const after = tree(join(work, 'job'));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(tree(join(work, 'job'))).toEqual(after);
+  });
+
+  it('a dataset that fails while the preflight runs is reported when it is needed, not before', async () => {
+    const { ctx } = jobContext('never-uploaded');
+    const start = new TrainingDatasetStart(ctx, ultralyticsAdapter);
+    start.start();
+    // The preflight's seconds: the failed download waits, unobserved but handled, until it is asked for.
+    await new Promise((r) => setTimeout(r, 100));
+    const err = await start.prepared().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/never-uploaded/);
+  });
+
+  it('cancelled before the download started: it never starts', async () => {
+    storeDataset('late');
+    const { ctx } = jobContext('late');
+    const start = new TrainingDatasetStart(ctx, ultralyticsAdapter);
+    await start.cancel('the preflight failed');
+    const err = await start.prepared().catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/the preflight failed/);
+    expect(tree(join(work, 'job', 'dataset'))).toEqual([]);
   });
 });

@@ -4,7 +4,8 @@
  * The layout (label files, image links, lists) needs only the annotations, and writing it is
  * tens of thousands of small files: seconds of disk work on a large dataset. So for a dataset
  * stored as files it is written from the annotations while the images still download
- * (`onAnnotations`). Nothing is trusted on that account: once every file is there the dataset is
+ * (`onAnnotations`), in a worker thread so that its synchronous file calls do not hold up the
+ * download (./layout.ts). Nothing is trusted on that account: once every file is there the dataset is
  * loaded and every image verified exactly as before, and the early layout is kept only when it
  * came from the very same annotations text, with no image whose name in the layout depends on
  * its file's header. Otherwise (a zip, DATASET_PATH, a failed early attempt) the layout is
@@ -12,7 +13,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nameNeedsFormat } from '../../datasets/convert/files.js';
 import { loadDataset, readAnnotationsFile } from '../../datasets/load.js';
 import { resolveSplits } from '../../datasets/splits.js';
 import type { FrameworkAdapter, PreparedDataset } from '../../frameworks/index.js';
@@ -21,24 +21,64 @@ import type { StagedAnnotations } from '../../storage/types.js';
 import type { RunEvent } from '../../events.js';
 import type { JobContext } from '../context.js';
 import { fetchDataset } from '../stages.js';
+import { type LayoutRun, startLayout } from './layout.js';
 
 type Ctx = Pick<JobContext<'train', RunEvent>, 'config' | 'events' | 'logger' | 'storage' | 'stop' | 'work'>;
 
-export async function prepareTrainingDataset(ctx: Ctx, adapter: FrameworkAdapter): Promise<PreparedDataset> {
+export async function prepareTrainingDataset(ctx: Ctx, adapter: FrameworkAdapter, signal?: AbortSignal): Promise<PreparedDataset> {
   const early = new EarlyLayout(ctx, adapter, ctx.work.sub('data'));
   try {
-    return await downloadAndPrepare(ctx, adapter, early);
-  } finally {
+    return await downloadAndPrepare(ctx, adapter, early, signal);
+  } catch (err) {
     // Nothing may still be writing into the work folder when a failed job's close removes it.
-    await early.settled();
+    await early.stop();
+    throw err;
   }
 }
 
-async function downloadAndPrepare(ctx: Ctx, adapter: FrameworkAdapter, early: EarlyLayout): Promise<PreparedDataset> {
+/**
+ * The dataset's download begun while the preflight still imports torch and checks the model
+ * (seconds of a single CPU that the download's waits on storage can share). The preflight still
+ * decides first: when it fails, `cancel` abandons the download and waits until nothing writes
+ * into the work folder, so a bad MODEL_NAME or DEVICE costs the seconds of the preflight, not a
+ * download. A dataset that fails meanwhile is reported when `prepared` is awaited, after the
+ * preflight had its say.
+ */
+export class TrainingDatasetStart {
+  private readonly abort = new AbortController();
+  private running: Promise<PreparedDataset> | undefined;
+
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly adapter: FrameworkAdapter,
+  ) {}
+
+  /** Starts the download (once). */
+  start(): void {
+    if (this.running) return;
+    this.running = prepareTrainingDataset(this.ctx, this.adapter, this.abort.signal);
+    // Observed by `prepared` or `cancel`; a rejection must not go unhandled before then.
+    this.running.catch(() => {});
+  }
+
+  /** The downloaded and laid-out dataset (the download starts now if it had not). */
+  prepared(): Promise<PreparedDataset> {
+    this.start();
+    return this.running as Promise<PreparedDataset>;
+  }
+
+  /** Abandons the download for good (one that has not started never will) and resolves once nothing writes. */
+  async cancel(reason: string): Promise<void> {
+    this.abort.abort(new Error(reason));
+    await this.running?.catch(() => {});
+  }
+}
+
+async function downloadAndPrepare(ctx: Ctx, adapter: FrameworkAdapter, early: EarlyLayout, signal: AbortSignal | undefined): Promise<PreparedDataset> {
   const { config, events, logger } = ctx;
   void events.emit({ type: 'stage', stage: 'downloading_dataset', message: 'Downloading dataset' });
   logger.stage('Downloading Dataset');
-  const d = await fetchDataset(config, ctx.storage, config.datasetId, ctx.work.sub('dataset'), (staged) => early.start(staged));
+  const d = await fetchDataset(config, ctx.storage, config.datasetId, ctx.work.sub('dataset'), { onAnnotations: (staged) => early.start(staged), signal });
   if (d.source === 'local') {
     void events.emit({ type: 'milestone', name: 'dataset_downloaded', message: `Using local dataset ${d.root}`, data: { source: 'local' } });
   } else {
@@ -72,6 +112,7 @@ interface EarlyResult {
 /** The layout written from the staged annotations while the images download; undefined when it was not (or could not be). */
 class EarlyLayout {
   private started: Promise<EarlyResult | undefined> | undefined;
+  private run: LayoutRun | undefined;
 
   constructor(
     private readonly ctx: Ctx,
@@ -96,19 +137,23 @@ class EarlyLayout {
   private async write(text: string, root: string): Promise<EarlyResult | undefined> {
     const { config, logger } = this.ctx;
     const started = performance.now();
-    // Entries only: the images are still arriving. A problem here is reported by the full load after the download.
-    const dataset = await loadDataset(root, { taskType: config.taskType, annotationsText: text, verifyImages: false });
-    if (dataset.images.some(nameNeedsFormat)) return undefined;
-    const splits = resolveSplits(dataset, config.splitStrategy);
-    const prepared = await this.adapter.training.prepareDataset(dataset, splits, this.dataDir);
-    logger.info(`Dataset layout written from the annotations while the images download (${((performance.now() - started) / 1000).toFixed(1)} s)`, {
-      images: dataset.images.length,
+    this.run = startLayout(
+      { framework: this.adapter.framework, taskType: config.taskType, splitStrategy: config.splitStrategy, text, root, dataDir: this.dataDir },
+      this.adapter,
+    );
+    const where = this.run.thread === 'worker' ? 'in a worker thread' : "on the download's thread";
+    logger.info(`Writing the dataset layout from the annotations while the images download (${where})`);
+    const reply = await this.run.reply;
+    if (!reply.written) return undefined;
+    logger.info(`Dataset layout written from the annotations while the images download (${((performance.now() - started) / 1000).toFixed(1)} s, ${where})`, {
+      images: reply.images,
     });
-    return { text, root, prepared };
+    return { text, root, prepared: reply.prepared };
   }
 
-  /** Resolves once no early layout is being written. */
-  async settled(): Promise<void> {
+  /** Stops a layout still being written (the job failed): nothing may write into the work folder once it is closed. */
+  async stop(): Promise<void> {
+    await this.run?.stop();
     await this.started;
   }
 

@@ -24,7 +24,7 @@ import { announceToNodeZero, checkIn, distributedPlan, reportsJob } from '../dis
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint } from '../stages.js';
 import { consoleReporter } from './console.js';
-import { prepareTrainingDataset } from './dataset.js';
+import { TrainingDatasetStart } from './dataset.js';
 import { checkpointKey, plotsKey, TrainingProgress } from './progress.js';
 import { trainingCompletion, trainingReporter } from './reporter.js';
 import { findResumePoint, recoverBest, type ResumePoint } from './resume.js';
@@ -114,12 +114,24 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     if (earlier) progress.continueFrom(earlier);
     if (earlier?.finished) return await finishFromStorage(ctx, progress, earlier);
     const adapter = adapterFor(config.framework);
-    const bridge = await preflight(ctx, { pythonEnv: adapter.pythonEnv(ctx.work.path), checkModel: (b) => adapter.training.checkModel(b, config) });
-    // Before any download: node 0 hosts the rendezvous store, every node beats in it from now on.
-    await checkIn(bridge, distributedPlan(config), config.jobId);
-    progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
+    // The download starts once Python is up and runs beside the preflight's imports and checks.
+    const dataset = new TrainingDatasetStart(ctx, adapter);
+    let bridge: PythonBridge;
+    try {
+      bridge = await preflight(ctx, {
+        pythonEnv: adapter.pythonEnv(ctx.work.path),
+        checkModel: (b) => adapter.training.checkModel(b, config),
+        whileChecking: () => dataset.start(),
+      });
+      // Node 0 hosts the rendezvous store, every node beats in it from now on (the download may take long).
+      await checkIn(bridge, distributedPlan(config), config.jobId);
+      progress.trainerArgs = await resolveTrainerArgs(ctx, adapter);
+    } catch (err) {
+      await dataset.cancel('the job failed before it needed its dataset');
+      throw err;
+    }
     importFrameworkEarly(ctx, bridge, adapter);
-    const data = await prepareTrainingDataset(ctx, adapter);
+    const data = await dataset.prepared();
     const resume = earlier ? await fetchEarlierAttempt(ctx, earlier, progress, adapter, bridge) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
