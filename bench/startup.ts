@@ -20,9 +20,14 @@
  * as in bench:bridge. Interleaved BENCH_REPEATS times (default 2); results in
  * bench/results/startup.{json,md}, with the stages and milestones the job logged and when
  * (`jobPhases`: where its time went). BENCH_TRACE=1 prints the job's log lines as they come.
+ *
+ * BENCH_STARTUP_COMPARE=<another checkout, built> also runs that checkout's job in every
+ * repeat, back to back with this one's, the order alternating, and prints the pairs: on a VM
+ * whose disk speed swings by 2x within minutes, the difference within a pair is what a change
+ * can be judged by, not the ratio against a download alone measured minutes apart.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { convertToYolo } from '../src/datasets/convert/yolo.js';
@@ -121,6 +126,36 @@ function filesUnder(dir: string): string[] {
 const work = (s: Json | undefined): Json | undefined =>
   s && typeof s === 'object' && !Array.isArray(s) ? { args: s.args ?? null, runtime: s.runtime ?? null } : s;
 
+/** BENCH_STARTUP_COMPARE: another checkout (built) whose job runs beside this one's in every repeat. */
+interface OtherBuild {
+  dir: string;
+  commit: string | undefined;
+  cli: string;
+  runs: Watched[];
+}
+
+function otherBuild(): OtherBuild | undefined {
+  const dir = process.env.BENCH_STARTUP_COMPARE;
+  if (!dir) return undefined;
+  const cli = resolve(dir, 'dist/src/cli.js');
+  if (!existsSync(cli)) throw new BenchError(`BENCH_STARTUP_COMPARE=${dir}: ${cli} does not exist; run \`npm run build\` in that checkout first`);
+  const head = spawnSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  return { dir: resolve(dir), commit: head.status === 0 ? head.stdout.trim() : undefined, cli, runs: [] };
+}
+
+/** This build against the other, pair by pair: the figure that survives this VM's swings, which hit both jobs of a pair alike. */
+function compareSummary(other: OtherBuild, mine: Watched[]) {
+  const here = mine.map((w) => w.seconds);
+  const there = other.runs.map((w) => w.seconds);
+  const gains = here.map((s, i) => (there[i] as number) - s);
+  const sooner = gains.filter((g) => g > 0).length;
+  const name = `${other.dir}${other.commit ? ` (${other.commit})` : ''}`;
+  return {
+    line: `against ${name}: first epoch ${fmtSpread(spread(here))} s here, ${fmtSpread(spread(there))} s there; sooner here in ${sooner} of ${gains.length} pairs (by ${gains.map((g) => g.toFixed(2)).join(', ')} s)`,
+    json: { other: other.dir, commit: other.commit ?? null, here, there, soonerHere: sooner, pairs: gains.length },
+  };
+}
+
 async function main(): Promise<void> {
   const m = machine();
   process.stdout.write(`${describeMachine(m)}\n`);
@@ -166,6 +201,7 @@ async function main(): Promise<void> {
     const download: number[] = [];
     const native: Watched[] = [];
     const job: Watched[] = [];
+    const compare = otherBuild();
     for (let r = 0; r < REPEATS; r++) {
       const dest = join(scratch, `download-${r}`);
       const downloadAlone = async () => {
@@ -198,39 +234,52 @@ async function main(): Promise<void> {
         ),
       );
 
-      const jobEnv = {
-        ...env,
-        ...storageEnv,
-        LOG_FORMAT: 'json',
-        BACKEND_BASE_URL: receiver.url,
-        CALLBACK_TOKEN: 'bench-token',
-        JOB_ID: `bench-startup-${r}`,
-        TRACE_ID: `bench-startup-${r}`,
-        TASK_TYPE: 'object_detection',
-        MODEL_NAME: 'yolo11n',
-        // The native script draws no plots; the job draws them by default.
-        TRAINER_ARGS: '{"plots":false}',
-        DATASET_ID,
-        EPOCHS: '1',
-        BATCH_SIZE: String(BATCH),
-        IMAGE_SIZE: String(IMGSZ),
-        NUM_WORKERS: String(WORKERS),
-        DEVICE: 'cpu',
-        WORK_DIR: join(scratch, 'work'),
-        ...(TRACE ? { LOG_LEVEL: 'debug' } : {}),
-      };
-      job.push(
-        await untilFirstEpoch(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], jobEnv, 'SIGTERM', (e, t, w) => {
-          if (e.event === 'training_settings') w.settings = e.settings as Json;
-          const phase = e.event === 'stage' ? e.stage : e.event;
-          if (typeof phase === 'string') {
-            w.phases ??= [];
-            w.phases.push([phase, Number(t.toFixed(2))]);
-          }
-          if (TRACE) process.stdout.write(`  ${t.toFixed(2).padStart(7)} s  ${String(e.msg).slice(0, 110)}\n`);
-          return e.event === 'training_started';
-        }),
-      );
+      const runJob = (cli: string, jobId: string) =>
+        untilFirstEpoch(
+          process.execPath,
+          [cli, 'train'],
+          {
+            ...env,
+            ...storageEnv,
+            LOG_FORMAT: 'json',
+            BACKEND_BASE_URL: receiver.url,
+            CALLBACK_TOKEN: 'bench-token',
+            JOB_ID: jobId,
+            TRACE_ID: jobId,
+            TASK_TYPE: 'object_detection',
+            MODEL_NAME: 'yolo11n',
+            // The native script draws no plots; the job draws them by default.
+            TRAINER_ARGS: '{"plots":false}',
+            DATASET_ID,
+            EPOCHS: '1',
+            BATCH_SIZE: String(BATCH),
+            IMAGE_SIZE: String(IMGSZ),
+            NUM_WORKERS: String(WORKERS),
+            DEVICE: 'cpu',
+            WORK_DIR: join(scratch, 'work'),
+            ...(TRACE ? { LOG_LEVEL: 'debug' } : {}),
+          },
+          'SIGTERM',
+          (e, t, w) => {
+            if (e.event === 'training_settings') w.settings = e.settings as Json;
+            const phase = e.event === 'stage' ? e.stage : e.event;
+            if (typeof phase === 'string') {
+              w.phases ??= [];
+              w.phases.push([phase, Number(t.toFixed(2))]);
+            }
+            if (TRACE) process.stdout.write(`  ${t.toFixed(2).padStart(7)} s  ${String(e.msg).slice(0, 110)}\n`);
+            return e.event === 'training_started';
+          },
+        );
+      const runThis = async () => job.push(await runJob(join(PROJECT_ROOT, 'dist/src/cli.js'), `bench-startup-${r}`));
+      if (compare) {
+        // Back to back, the order alternating: neither build always pays for the other's files.
+        const runOther = async () => compare.runs.push(await runJob(compare.cli, `bench-startup-other-${r}`));
+        for (const run of r % 2 === 0 ? [runThis, runOther] : [runOther, runThis]) await run();
+        process.stdout.write(
+          `pair ${r + 1}/${REPEATS} (${r % 2 === 0 ? 'this build first' : 'the other first'}): first epoch ${job.at(-1)!.seconds.toFixed(2)} s here, ${compare.runs.at(-1)!.seconds.toFixed(2)} s in ${compare.dir}\n`,
+        );
+      } else await runThis();
       if (r % 2 === 1) await downloadAlone();
       const last = (xs: Watched[]) => xs.at(-1)!;
       process.stdout.write(
@@ -258,6 +307,8 @@ async function main(): Promise<void> {
         '',
       ].join('\n'),
     );
+    const versus = compare && compareSummary(compare, job);
+    if (versus) process.stdout.write(`${versus.line}\n\n`);
     writeResults(
       'startup',
       {
@@ -266,6 +317,7 @@ async function main(): Promise<void> {
         repeats: REPEATS,
         threads: BENCH_THREADS,
         row,
+        ...(versus ? { compare: versus.json } : {}),
         loads: { native: native.map((n) => n.load), visionTrainer: job.map((n) => n.load) },
         jobPhases: job.map((j) => j.phases ?? []),
       },
@@ -292,6 +344,7 @@ async function main(): Promise<void> {
           ['part', 'seconds'],
           jobParts.map((p) => [p.label, fmtSpread(p.seconds)]),
         ),
+        ...(versus ? ['', versus.line] : []),
       ],
     );
   } finally {
