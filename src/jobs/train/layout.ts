@@ -10,7 +10,6 @@
  * Run from the TypeScript sources (the unit tests), there is no compiled worker file and the
  * layout is written on the calling thread, with the adapter the caller passed.
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Framework, TaskType } from '../../config/tasks.js';
@@ -48,11 +47,9 @@ export async function writeLayout(request: LayoutRequest, adapter: FrameworkAdap
 /** Marks this module's own worker (workerData of other workers is not ours to read). */
 const WORKER_TAG = 'vision-trainer-layout';
 
+const thisFile = fileURLToPath(import.meta.url);
 /** This module compiled, which a worker thread can run; undefined when running from the TypeScript sources. */
-const compiledModule = ((): string | undefined => {
-  const path = fileURLToPath(import.meta.url);
-  return path.endsWith('.js') && existsSync(path) ? path : undefined;
-})();
+const compiledModule = thisFile.endsWith('.js') ? thisFile : undefined;
 
 /** The layout in progress: its reply, and a way to stop it (a failed job's close must not race its writes). */
 export interface LayoutRun {
