@@ -4,7 +4,7 @@
  * ratio lines as it printed them, its wall time, and the tables of the benches that write
  * bench/results/<name>.md (bridge, transfer).
  *
- *   BENCH_ALL=bridge,infer,onnx,threads,startup,transfer,convert   which benches, in this order (default: all)
+ *   BENCH_ALL=bridge,infer,onnx,threads,startup,startup-test-run,transfer,convert   which benches, in this order (default: all)
  *   BENCH_RESULTS_DIR   where the files go (default bench/results)
  *   BENCH_QUICK=1   small sizes and one repeat everywhere: checks that the whole chain runs (a
  *                   dry run for bench/gpu.sh too); its figures are not measurements
@@ -28,6 +28,10 @@ const SHORT = !QUICK && process.env.BENCH_SHORT === '1';
 
 interface Bench {
   name: string;
+  /** The bench's script under dist/bench when it is not `name` (a variant of another bench). */
+  script?: string;
+  /** Variables that make the variant. */
+  env?: Record<string, string>;
   args: string[];
   /** What BENCH_QUICK=1 changes. */
   quickEnv: Record<string, string>;
@@ -62,6 +66,15 @@ const BENCHES: Bench[] = [
     shortEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '4000' },
   },
   {
+    name: 'startup-test-run',
+    script: 'startup',
+    env: { BENCH_STARTUP_JOB: 'test_run' },
+    args: [],
+    quickEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '300' },
+    quickArgs: [],
+    shortEnv: { BENCH_REPEATS: '1', BENCH_STARTUP_IMAGES: '4000' },
+  },
+  {
     name: 'transfer',
     args: [],
     quickEnv: {},
@@ -78,7 +91,7 @@ const BENCHES: Bench[] = [
 ];
 
 /** The lines that carry a bench's verdict: its ratios, speed-ups and throughputs. */
-const VERDICT = /ratio|speedup|images\/s|x vision-trainer/i;
+const VERDICT = /ratio|speedup|images\/s|x vision-trainer|past the download/i;
 
 interface Outcome {
   name: string;
@@ -95,10 +108,14 @@ function run(bench: Bench): Promise<Outcome> {
   const loadAtStart = loadavg().map((l) => Number(l.toFixed(2)));
   const resultsMd = join(RESULTS_DIR, `${bench.name}.md`);
   const before = existsSync(resultsMd) ? statSync(resultsMd).mtimeMs : 0;
-  const args = [join(PROJECT_ROOT, 'dist', 'bench', `${bench.name}.js`), ...bench.args, ...(QUICK ? bench.quickArgs : SHORT ? (bench.shortArgs ?? []) : [])];
+  const args = [
+    join(PROJECT_ROOT, 'dist', 'bench', `${bench.script ?? bench.name}.js`),
+    ...bench.args,
+    ...(QUICK ? bench.quickArgs : SHORT ? (bench.shortArgs ?? []) : []),
+  ];
   process.stdout.write(`\n=== bench:${bench.name} (load average ${loadAtStart.join(' ')}) ===\n`);
   return new Promise((resolve) => {
-    const env = { ...process.env, ...(QUICK ? bench.quickEnv : SHORT ? (bench.shortEnv ?? {}) : {}) };
+    const env = { ...process.env, ...bench.env, ...(QUICK ? bench.quickEnv : SHORT ? (bench.shortEnv ?? {}) : {}) };
     const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';

@@ -21,6 +21,12 @@
  * bench/results/startup.{json,md}, with the stages and milestones the job logged and when
  * (`jobPhases`: where its time went). BENCH_TRACE=1 prints the job's log lines as they come.
  *
+ * BENCH_STARTUP_JOB=test_run measures a test run instead: `vision-trainer infer` (TEST_SPLIT=val,
+ * a YOLO11n checkpoint trained by the bench on a few images first, INFERENCE_BACKEND=auto) from
+ * starting to its first prediction batch, against the download alone; there is no native side
+ * (what the job does before predicting, opening the model and exporting its graph, is its own
+ * work), so its figure is the job's time past the download, and BENCH_STARTUP_COMPARE's pairs.
+ *
  * BENCH_STARTUP_COMPARE=<another checkout, built> also runs that checkout's job in every
  * repeat, back to back with this one's, the order alternating, and prints the pairs: on a VM
  * whose disk speed swings by 2x within minutes, the difference within a pair is what a change
@@ -46,6 +52,12 @@ const IMGSZ = 32;
 const BATCH = 32;
 const WORKERS = 0;
 const DATASET_ID = 'startup';
+/** train, or test_run (the time to a test run's first prediction). */
+const JOB = process.env.BENCH_STARTUP_JOB ?? 'train';
+if (JOB !== 'train' && JOB !== 'test_run') throw new Error(`BENCH_STARTUP_JOB=${JOB}: use train or test_run`);
+/** The test run's checkpoint: trained by the bench on a dataset this small, stored under this job id. */
+const MODEL_IMAGES = 64;
+const MODEL_JOB = 'bench-startup-model';
 /** BENCH_TRACE=1: every line the job logs, with its second from spawning. */
 const TRACE = process.env.BENCH_TRACE === '1';
 
@@ -111,10 +123,20 @@ const PARTS: [label: string, from: string, to: string][] = [
   ['framework set-up (model, label scan, data loaders)', 'dataset_prepared', 'training_started'],
 ];
 
-/** When the job logged `name` (seconds from spawning; '' is the spawn itself). */
-const phaseAt = (phases: [string, number][] | undefined, name: string) => (name === '' ? 0 : (phases?.find(([n]) => n === name)?.[1] ?? Number.NaN));
+/** A test run's way to its first prediction: the stages it logged (the model opens while the images download). */
+const TEST_RUN_PARTS: [label: string, from: string, to: string][] = [
+  ['start and preflight (Node, Python, torch)', '', 'Loading Test Dataset'],
+  ['checkpoint, annotations (images downloading)', 'Loading Test Dataset', 'Loading Model'],
+  ['model opened and exported, the rest of the download', 'Loading Model', 'Processing'],
+];
 
-const parts = (phases: [string, number][] | undefined): number[] => PARTS.map(([, from, to]) => phaseAt(phases, to) - phaseAt(phases, from));
+/** When the job logged `name` (seconds from spawning; '' is the spawn itself; a name matches a stage that starts with it). */
+const phaseAt = (phases: [string, number][] | undefined, name: string) =>
+  name === '' ? 0 : (phases?.find(([n]) => n === name || n.startsWith(`${name} `))?.[1] ?? Number.NaN);
+
+const JOB_PARTS = JOB === 'train' ? PARTS : TEST_RUN_PARTS;
+const REACHED = JOB === 'train' ? 'first epoch' : 'first prediction';
+const parts = (phases: [string, number][] | undefined): number[] => JOB_PARTS.map(([, from, to]) => phaseAt(phases, to) - phaseAt(phases, from));
 
 function filesUnder(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -151,9 +173,96 @@ function compareSummary(other: OtherBuild, mine: Watched[]) {
   const sooner = gains.filter((g) => g > 0).length;
   const name = `${other.dir}${other.commit ? ` (${other.commit})` : ''}`;
   return {
-    line: `against ${name}: first epoch ${fmtSpread(spread(here))} s here, ${fmtSpread(spread(there))} s there; sooner here in ${sooner} of ${gains.length} pairs (by ${gains.map((g) => g.toFixed(2)).join(', ')} s)`,
+    line: `against ${name}: ${REACHED} ${fmtSpread(spread(here))} s here, ${fmtSpread(spread(there))} s there; sooner here in ${sooner} of ${gains.length} pairs (by ${gains.map((g) => g.toFixed(2)).join(', ')} s)`,
     json: { other: other.dir, commit: other.commit ?? null, here, there, soonerHere: sooner, pairs: gains.length },
   };
+}
+
+/** vision_trainer.sample_data's detection images, made in `dir` and uploaded as datasets/{id}/ (files, not a zip). */
+async function storeSampleDataset(storage: ReturnType<typeof createStorage>, dir: string, id: string, images: number): Promise<void> {
+  const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', dir, '--images', String(images), '--size', String(IMGSZ)], {
+    cwd: PYTHON_DIR,
+    encoding: 'utf8',
+  });
+  if (made.status !== 0) throw new Error(made.stderr);
+  await mapWithConcurrency(filesUnder(dir), 32, (f) => storage.uploadFile(f, `datasets/${id}/${relative(dir, f)}`));
+}
+
+/** The test run's checkpoint: YOLO11n trained for one epoch on MODEL_IMAGES images by `vision-trainer train`. */
+async function trainModel(scratch: string, storage: ReturnType<typeof createStorage>, jobEnv: NodeJS.ProcessEnv): Promise<string> {
+  const dir = join(scratch, 'model-dataset');
+  process.stdout.write(`training the test run's checkpoint (YOLO11n, 1 epoch, ${MODEL_IMAGES} images) ...\n`);
+  await storeSampleDataset(storage, dir, MODEL_JOB, MODEL_IMAGES);
+  const env = {
+    ...jobEnv,
+    JOB_ID: MODEL_JOB,
+    TRACE_ID: MODEL_JOB,
+    DATASET_ID: MODEL_JOB,
+    MODEL_NAME: 'yolo11n',
+    EPOCHS: '1',
+    IMAGE_SIZE: String(IMGSZ),
+    TRAINER_ARGS: '{"plots":false}',
+  };
+  // Not spawnSync: the callback receiver the job reports to runs in this process's event loop.
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  for (const stream of [child.stdout!, child.stderr!]) stream.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-6000)));
+  const code = await new Promise<number | null>((done, fail) => child.on('error', fail).on('exit', done));
+  if (code !== 0) throw new BenchError(`training the test run's checkpoint failed (exit ${code}):\n${output}`);
+  return storage.uri(`checkpoints/job-${MODEL_JOB}/best.pt`);
+}
+
+/** A test run's time to its first prediction against the download alone, and the pairs against another build. */
+function testRunResults(m: ReturnType<typeof machine>, download: number[], job: Watched[], compare: OtherBuild | undefined): void {
+  const title = `test run, ultralytics YOLO11n, TEST_SPLIT=val of ${IMAGES} images at ${IMGSZ} px from S3`;
+  const dl = spread(download);
+  const vt = spread(job.map((j) => j.seconds));
+  const jobParts = JOB_PARTS.map(([label], i) => ({ label, seconds: spread(job.map((j) => parts(j.phases)[i] as number)) }));
+  const beyond = vt.median - dl.median;
+  const versus = compare && compareSummary(compare, job);
+  process.stdout.write(
+    [
+      '',
+      `download alone                    ${fmtSpread(dl)} s`,
+      `vision-trainer first prediction   ${fmtSpread(vt)} s (${beyond.toFixed(2)} s past the download alone, by the medians)`,
+      'the test run to its first prediction, in parts:',
+      ...jobParts.map((p) => `  ${p.label.padEnd(58)} ${fmtSpread(p.seconds)} s`),
+      ...(versus ? ['', versus.line] : []),
+      '',
+    ].join('\n'),
+  );
+  writeResults(
+    'startup-test-run',
+    {
+      machine: m,
+      images: IMAGES,
+      repeats: REPEATS,
+      threads: BENCH_THREADS,
+      title,
+      download: dl,
+      visionTrainer: vt,
+      pastDownload: beyond,
+      jobParts,
+      ...(versus ? { compare: versus.json } : {}),
+      jobPhases: job.map((j) => j.phases ?? []),
+    },
+    [
+      "## bench:startup (BENCH_STARTUP_JOB=test_run): time to a test run's first prediction, dataset in S3",
+      '',
+      `${describeMachine(m)}. ${REPEATS} interleaved runs; median [min-max].`,
+      '',
+      ...table(
+        ['dataset', 'download alone', 'vision-trainer to first prediction', 'past the download'],
+        [[title, `${fmtSpread(dl)} s`, `${fmtSpread(vt)} s`, `${beyond.toFixed(2)} s`]],
+      ),
+      '',
+      ...table(
+        ['part', 'seconds'],
+        jobParts.map((p) => [p.label, fmtSpread(p.seconds)]),
+      ),
+      ...(versus ? ['', versus.line] : []),
+    ],
+  );
 }
 
 async function main(): Promise<void> {
@@ -165,21 +274,11 @@ async function main(): Promise<void> {
   try {
     const datasetDir = join(scratch, 'dataset');
     process.stdout.write(`making ${IMAGES} images at ${IMGSZ} px and uploading them as datasets/${DATASET_ID}/ ...\n`);
-    const made = spawnSync(
-      defaultPythonBin(),
-      ['-m', 'vision_trainer.sample_data', 'detection', datasetDir, '--images', String(IMAGES), '--size', String(IMGSZ)],
-      {
-        cwd: PYTHON_DIR,
-        encoding: 'utf8',
-      },
-    );
-    if (made.status !== 0) throw new Error(made.stderr);
     const storage = createStorage(server.storageConfig());
-    const files = filesUnder(datasetDir);
-    await mapWithConcurrency(files, 32, (f) => storage.uploadFile(f, `datasets/${DATASET_ID}/${relative(datasetDir, f)}`));
+    await storeSampleDataset(storage, datasetDir, DATASET_ID, IMAGES);
     // The native side starts on the data as it is after download and conversion.
-    const dataset = await loadDataset(datasetDir, { taskType: 'object_detection' });
-    const yolo = await convertToYolo(dataset, resolveSplits(dataset), join(scratch, 'yolo'));
+    const dataset = JOB === 'train' ? await loadDataset(datasetDir, { taskType: 'object_detection' }) : undefined;
+    const yolo = dataset ? await convertToYolo(dataset, resolveSplits(dataset), join(scratch, 'yolo')) : undefined;
 
     const threads = BENCH_THREADS > 0 ? { OMP_NUM_THREADS: String(BENCH_THREADS), MKL_NUM_THREADS: String(BENCH_THREADS) } : {};
     const storageEnv = {
@@ -198,6 +297,18 @@ async function main(): Promise<void> {
       AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       ...threads,
     };
+    const jobEnv = {
+      ...env,
+      ...storageEnv,
+      LOG_FORMAT: 'json',
+      BACKEND_BASE_URL: receiver.url,
+      CALLBACK_TOKEN: 'bench-token',
+      TASK_TYPE: 'object_detection',
+      BATCH_SIZE: String(BATCH),
+      DEVICE: 'cpu',
+      WORK_DIR: join(scratch, 'work'),
+    };
+    const checkpoint = JOB === 'test_run' ? await trainModel(scratch, storage, jobEnv) : undefined;
     const download: number[] = [];
     const native: Watched[] = [];
     const job: Watched[] = [];
@@ -218,45 +329,43 @@ async function main(): Promise<void> {
       // ultralytics caches its label scan beside the labels (labels/train.cache): a later native
       // run would skip the scan the job makes on its freshly converted data every time.
       // Only the labels folder's top level: no walk over every label and image link.
-      const labels = join(yolo.outDir, 'labels');
-      for (const f of readdirSync(labels)) if (f.endsWith('.cache')) rmSync(join(labels, f));
-      native.push(
-        await untilFirstEpoch(
-          defaultPythonBin(),
-          ['native_ultralytics.py', yolo.dataYaml, join(scratch, `native-${r}`), '1', String(BATCH), String(IMGSZ), String(WORKERS)],
-          { ...env, YOLO_CONFIG_DIR: join(scratch, 'cfg-native') },
-          'SIGKILL',
-          (e, _t, w) => {
-            if (e.bench === 'settings') w.settings = e.settings as Json;
-            return e.bench === 'epoch_start';
-          },
-          join(PROJECT_ROOT, 'bench'),
-        ),
-      );
+      if (yolo) {
+        const labels = join(yolo.outDir, 'labels');
+        for (const f of readdirSync(labels)) if (f.endsWith('.cache')) rmSync(join(labels, f));
+        native.push(
+          await untilFirstEpoch(
+            defaultPythonBin(),
+            ['native_ultralytics.py', yolo.dataYaml, join(scratch, `native-${r}`), '1', String(BATCH), String(IMGSZ), String(WORKERS)],
+            { ...env, YOLO_CONFIG_DIR: join(scratch, 'cfg-native') },
+            'SIGKILL',
+            (e, _t, w) => {
+              if (e.bench === 'settings') w.settings = e.settings as Json;
+              return e.bench === 'epoch_start';
+            },
+            join(PROJECT_ROOT, 'bench'),
+          ),
+        );
+      }
 
       const runJob = (cli: string, jobId: string) =>
         untilFirstEpoch(
           process.execPath,
-          [cli, 'train'],
+          [cli, JOB === 'train' ? 'train' : 'infer'],
           {
-            ...env,
-            ...storageEnv,
-            LOG_FORMAT: 'json',
-            BACKEND_BASE_URL: receiver.url,
-            CALLBACK_TOKEN: 'bench-token',
+            ...jobEnv,
             JOB_ID: jobId,
             TRACE_ID: jobId,
-            TASK_TYPE: 'object_detection',
-            MODEL_NAME: 'yolo11n',
-            // The native script draws no plots; the job draws them by default.
-            TRAINER_ARGS: '{"plots":false}',
             DATASET_ID,
-            EPOCHS: '1',
-            BATCH_SIZE: String(BATCH),
-            IMAGE_SIZE: String(IMGSZ),
-            NUM_WORKERS: String(WORKERS),
-            DEVICE: 'cpu',
-            WORK_DIR: join(scratch, 'work'),
+            ...(JOB === 'train'
+              ? {
+                  MODEL_NAME: 'yolo11n',
+                  // The native script draws no plots; the job draws them by default.
+                  TRAINER_ARGS: '{"plots":false}',
+                  EPOCHS: '1',
+                  IMAGE_SIZE: String(IMGSZ),
+                  NUM_WORKERS: String(WORKERS),
+                }
+              : { INFERENCE_TYPE: 'test_run', TEST_SPLIT: 'val', CHECKPOINT_PATH: checkpoint!, SAVE_VISUALIZATIONS: 'false' }),
             ...(TRACE ? { LOG_LEVEL: 'debug' } : {}),
           },
           'SIGTERM',
@@ -268,7 +377,7 @@ async function main(): Promise<void> {
               w.phases.push([phase, Number(t.toFixed(2))]);
             }
             if (TRACE) process.stdout.write(`  ${t.toFixed(2).padStart(7)} s  ${String(e.msg).slice(0, 110)}\n`);
-            return e.event === 'training_started';
+            return JOB === 'train' ? e.event === 'training_started' : e.event === 'stage' && String(e.stage).startsWith('Processing');
           },
         );
       const runThis = async () => job.push(await runJob(join(PROJECT_ROOT, 'dist/src/cli.js'), `bench-startup-${r}`));
@@ -277,15 +386,18 @@ async function main(): Promise<void> {
         const runOther = async () => compare.runs.push(await runJob(compare.cli, `bench-startup-other-${r}`));
         for (const run of r % 2 === 0 ? [runThis, runOther] : [runOther, runThis]) await run();
         process.stdout.write(
-          `pair ${r + 1}/${REPEATS} (${r % 2 === 0 ? 'this build first' : 'the other first'}): first epoch ${job.at(-1)!.seconds.toFixed(2)} s here, ${compare.runs.at(-1)!.seconds.toFixed(2)} s in ${compare.dir}\n`,
+          `pair ${r + 1}/${REPEATS} (${r % 2 === 0 ? 'this build first' : 'the other first'}): ${REACHED} ${job.at(-1)!.seconds.toFixed(2)} s here, ${compare.runs.at(-1)!.seconds.toFixed(2)} s in ${compare.dir}\n`,
         );
       } else await runThis();
       if (r % 2 === 1) await downloadAlone();
       const last = (xs: Watched[]) => xs.at(-1)!;
       process.stdout.write(
-        `run ${r + 1}/${REPEATS}: download alone ${download.at(-1)!.toFixed(2)} s; native start-up ${last(native).seconds.toFixed(2)} s; vision-trainer to its first epoch ${last(job).seconds.toFixed(2)} s (dataset downloaded at ${phaseAt(last(job).phases, 'dataset_downloaded').toFixed(2)} s)\n`,
+        JOB === 'train'
+          ? `run ${r + 1}/${REPEATS}: download alone ${download.at(-1)!.toFixed(2)} s; native start-up ${last(native).seconds.toFixed(2)} s; vision-trainer to its first epoch ${last(job).seconds.toFixed(2)} s (dataset downloaded at ${phaseAt(last(job).phases, 'dataset_downloaded').toFixed(2)} s)\n`
+          : `run ${r + 1}/${REPEATS}: download alone ${download.at(-1)!.toFixed(2)} s; the test run to its first prediction ${last(job).seconds.toFixed(2)} s\n`,
       );
     }
+    if (JOB === 'test_run') return testRunResults(m, download, job, compare);
     const title = `ultralytics YOLO11n on ${IMAGES} images at ${IMGSZ} px from S3`;
     sameSettings(title, { native: native[0]!.settings, 'vision-trainer': job[0]!.settings }, work);
     const dl = spread(download);

@@ -42,7 +42,7 @@ export interface CheckpointSource {
 }
 
 /** Downloads a checkpoint named by a storage URI into `dir`. */
-export async function fetchCheckpoint(storage: Storage, source: CheckpointSource, dir: string): Promise<LocalFile> {
+export async function fetchCheckpoint(storage: Storage, source: CheckpointSource, dir: string, signal?: AbortSignal): Promise<LocalFile> {
   if (source.missingIsConfigError) {
     const problem = (message: string) => new ConfigError([{ variable: source.variable, value: source.uri, message }], source.mode);
     let key: string;
@@ -51,13 +51,13 @@ export async function fetchCheckpoint(storage: Storage, source: CheckpointSource
     } catch (err) {
       throw problem(asVisionTrainerError(err).message);
     }
-    if (!(await storage.exists(key))) {
+    if (!(await storage.exists(key, { signal }))) {
       throw problem(`does not exist in ${storage.describe()}; point it at a checkpoint this platform uploaded, e.g. checkpoints/job-{JOB_ID}/epoch-5.pt`);
     }
-    return download(storage, key, dir, source.fileName);
+    return download(storage, key, dir, source.fileName, signal);
   }
   try {
-    return await download(storage, storage.parseUri(source.uri), dir, source.fileName);
+    return await download(storage, storage.parseUri(source.uri), dir, source.fileName, signal);
   } catch (err) {
     throw new StorageError(`${source.variable} ${source.uri} could not be downloaded: ${asVisionTrainerError(err).message}`, {
       cause: err,
@@ -71,7 +71,7 @@ export interface LocalFile {
   bytes: number;
 }
 
-async function download(storage: Storage, key: string, dir: string, fileName: string | undefined): Promise<LocalFile> {
+async function download(storage: Storage, key: string, dir: string, fileName: string | undefined, signal: AbortSignal | undefined): Promise<LocalFile> {
   const path = join(dir, fileName ?? (basename(key) || 'checkpoint.pt'));
-  return { path, bytes: await storage.downloadFile(key, path) };
+  return { path, bytes: await storage.downloadFile(key, path, { signal }) };
 }

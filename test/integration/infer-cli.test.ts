@@ -15,6 +15,7 @@ import { resolveSplits } from '../../src/datasets/splits.js';
 import { StoredOutcomeSchema } from '../../src/jobs/outcome.js';
 import { PROJECT_ROOT, defaultPythonBin } from '../../src/paths.js';
 import { runCli, startCli } from '../helpers/cli.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { uploadDataset } from '../helpers/datasets.js';
 import { expectDatasetIds, expectLoopTiming, inferEnv, pngsUnder, readResults, trainTinyModel, type TrainedModel } from '../helpers/inference.js';
 import { GOOD_ANSWER, startOpenAiServer, type OpenAiServer } from '../helpers/openai-server.js';
@@ -313,6 +314,61 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
         }
       });
       expect(twins / boxes, `${name}: ${twins} of ${boxes} boxes have a twin`).toBeGreaterThanOrEqual(0.95);
+    }
+  });
+});
+
+describe('vision-trainer infer: the model opened while the images download', () => {
+  it("a test run on a dataset stored as files opens the model from its annotations while an image is still held back; its results equal the zip's", async () => {
+    const filesId = `${classifier.datasetId}-files`;
+    await uploadDataset(s3.storage(), filesId, classifier.dataset.root, 'prefix');
+    // One image's download is held until the job says it opens the model: the images are
+    // certainly not all in when it does, whatever this machine's speed.
+    const proxy = await startFaultProxy(Number(new URL(s3.server.endpoint).port));
+    let held = false;
+    proxy.rule = (r) => {
+      if (held || r.method !== 'GET' || !r.path.includes(`/datasets/${filesId}/images/`)) return 'pass';
+      held = true;
+      return 'hang';
+    };
+    const env = (jobId: string, datasetId: string, endpoint?: string) =>
+      inferEnv(s3, backend, jobId, {
+        INFERENCE_TYPE: 'test_run',
+        TASK_TYPE: 'image_classification',
+        FRAMEWORK: 'ultralytics',
+        CHECKPOINT_PATH: classifier.checkpointUri,
+        DATASET_ID: datasetId,
+        TEST_SPLIT: 'val',
+        SAVE_VISUALIZATIONS: 'false',
+        ...(endpoint ? { S3_ENDPOINT: endpoint } : {}),
+      });
+    try {
+      const run = startCli(['infer'], env('tr-early-files', filesId, proxy.endpoint), { timeoutMs: 240_000 });
+      let opened = false;
+      run.child.stdout!.on('data', (d: Buffer) => {
+        if (!opened && d.toString().includes('Opening the model while the images download')) {
+          opened = true;
+          proxy.rule = () => 'pass';
+          proxy.release(); // the held request's connection is dropped: the download asks again
+        }
+      });
+      const files = await run.done;
+      expect(files.code, files.stdout.slice(-4000) + files.stderr).toBe(0);
+      expect(held && opened).toBe(true);
+      const zipped = await runCli(['infer'], env('tr-early-zip', classifier.datasetId), { timeoutMs: 240_000 });
+      expect(zipped.code, zipped.stdout.slice(-4000) + zipped.stderr).toBe(0);
+      const { ids } = await splitIds(classifier, 'image_classification', 'val');
+      // The plan from the annotations is the verified images' plan: the model is opened once.
+      expect(files.stdout).toContain(`Opening the model while the images download (${ids.length} images to predict, from the annotations)`);
+      expect(files.stdout).not.toContain('the model is opened again');
+      // A zip's entries are known only once it is in: the model opens after the download, as before.
+      expect(zipped.stdout).not.toContain('Opening the model while the images download');
+      const [a, b] = await Promise.all(['tr-early-files', 'tr-early-zip'].map((id) => readResults(s3.storage(), `test_runs/${id}/results.json`)));
+      expect(a!.results.map((r) => r.image_id)).toEqual(ids);
+      expect(a!.results.map((r) => [r.image_id, r.predictions, r.metrics])).toEqual(b!.results.map((r) => [r.image_id, r.predictions, r.metrics]));
+      expect(bodyOf('tr-early-files', 'testRunDone')!.overall_metrics).toEqual(bodyOf('tr-early-zip', 'testRunDone')!.overall_metrics);
+    } finally {
+      await proxy.close();
     }
   });
 });

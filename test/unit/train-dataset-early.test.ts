@@ -11,8 +11,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ultralyticsAdapter } from '../../adapters/ultralytics/index.js';
 import { DatasetError } from '../../src/errors.js';
 import type { FrameworkAdapter } from '../../src/frameworks/index.js';
-import { TrainingDatasetStart, prepareTrainingDataset } from '../../src/jobs/train/dataset.js';
+import type { BesidePreflight } from '../../src/jobs/beside-preflight.js';
+import { prepareTrainingDataset, trainingDatasetBesidePreflight } from '../../src/jobs/train/dataset.js';
+import type { PreparedDataset } from '../../src/frameworks/index.js';
 import { createStorage, createZip } from '../../src/storage/index.js';
+import { jobParts } from '../helpers/job-parts.js';
 import { rewriteAnnotations, writeSyntheticDataset } from '../helpers/synthetic.js';
 
 let work: string;
@@ -54,27 +57,15 @@ function watchedAdapter(datasetRoot: string) {
 }
 
 function jobContext(datasetId: string) {
-  const logged: string[] = [];
+  const { logged, logger, work: workFolder } = jobParts(work);
   const ctx = {
     config: { storage: { type: 'local', root: bucket }, datasetId, taskType: 'object_detection', splitStrategy: undefined, snapshotId: undefined },
     events: { emit: async () => undefined },
-    logger: {
-      stage: () => undefined,
-      info: (m: string) => logged.push(m),
-      debug: (m: string) => logged.push(m),
-      warn: (m: string) => logged.push(m),
-    },
+    logger,
     storage: createStorage({ type: 'local', root: bucket }, { scratchDir: join(work, 'scratch') }),
     stop: { throwIfRequested: () => undefined },
-    work: {
-      sub: (name: string) => {
-        const path = join(work, 'job', name);
-        if (name !== 'dataset') mkdirSync(path, { recursive: true });
-        return path;
-      },
-    },
+    work: workFolder,
   };
-  mkdirSync(join(work, 'scratch'), { recursive: true });
   return { ctx: ctx as unknown as Parameters<typeof prepareTrainingDataset>[0], logged };
 }
 
@@ -141,14 +132,14 @@ function tree(dir: string): string[] {
   return existsSync(dir) ? (readdirSync(dir, { recursive: true }) as string[]).sort() : [];
 }
 
-describe('the download begun beside the preflight (TrainingDatasetStart)', () => {
+describe('the download begun beside the preflight (trainingDatasetBesidePreflight)', () => {
   it('cancelled when the preflight fails: the download stops mid-way, nothing writes afterwards, the dataset is never complete', async () => {
     storeDataset('cancelled');
     const { ctx } = jobContext('cancelled');
     // Cancel as soon as the annotations are handed over: the images are still on their way.
     const storage = ctx.storage;
     let cancelled: Promise<void> | undefined;
-    const start: TrainingDatasetStart = new TrainingDatasetStart(
+    const start: BesidePreflight<PreparedDataset> = trainingDatasetBesidePreflight(
       {
         ...ctx,
         storage: Object.assign(Object.create(storage), {
@@ -166,7 +157,7 @@ describe('the download begun beside the preflight (TrainingDatasetStart)', () =>
       ultralyticsAdapter,
     );
     start.start();
-    const err = await start.prepared().catch((e: unknown) => e);
+    const err = await start.result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect(String((err as Error).message)).toMatch(/abort|the preflight failed/i);
     await cancelled;
@@ -179,11 +170,11 @@ describe('the download begun beside the preflight (TrainingDatasetStart)', () =>
 
   it('a dataset that fails while the preflight runs is reported when it is needed, not before', async () => {
     const { ctx } = jobContext('never-uploaded');
-    const start = new TrainingDatasetStart(ctx, ultralyticsAdapter);
+    const start = trainingDatasetBesidePreflight(ctx, ultralyticsAdapter);
     start.start();
     // The preflight's seconds: the failed download waits, unobserved but handled, until it is asked for.
     await new Promise((r) => setTimeout(r, 100));
-    const err = await start.prepared().catch((e: unknown) => e);
+    const err = await start.result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).message).toMatch(/never-uploaded/);
   });
@@ -191,9 +182,9 @@ describe('the download begun beside the preflight (TrainingDatasetStart)', () =>
   it('cancelled before the download started: it never starts', async () => {
     storeDataset('late');
     const { ctx } = jobContext('late');
-    const start = new TrainingDatasetStart(ctx, ultralyticsAdapter);
+    const start = trainingDatasetBesidePreflight(ctx, ultralyticsAdapter);
     await start.cancel('the preflight failed');
-    const err = await start.prepared().catch((e: unknown) => e);
+    const err = await start.result().catch((e: unknown) => e);
     expect((err as Error).message).toMatch(/the preflight failed/);
     expect(tree(join(work, 'job', 'dataset'))).toEqual([]);
   });

@@ -32,14 +32,14 @@ export function graphModelProblems(config: InferConfig): string[] {
 }
 
 /** Downloads the model and its metadata.json into `dir` and reads what the session needs from it. */
-export async function fetchGraphModel(config: InferConfig, storage: Storage, dir: string): Promise<GraphModel> {
+export async function fetchGraphModel(config: InferConfig, storage: Storage, dir: string, signal?: AbortSignal): Promise<GraphModel> {
   const uri = config.inferenceModelPath!;
-  const model = await fetchCheckpoint(storage, { variable: VARIABLE, uri, mode: 'infer', fileName: 'model.onnx', missingIsConfigError: true }, dir);
+  const model = await fetchCheckpoint(storage, { variable: VARIABLE, uri, mode: 'infer', fileName: 'model.onnx', missingIsConfigError: true }, dir, signal);
   const metadataKey = posix.join(posix.dirname(storage.parseUri(uri)), 'metadata.json');
   const metadataUri = storage.uri(metadataKey);
-  if (!(await storage.exists(metadataKey)))
+  if (!(await storage.exists(metadataKey, { signal })))
     throw problem(uri, `has no metadata.json beside it (${metadataUri}): point it at the model.onnx of an export job's output, which uploads both`);
-  const local = await fetchCheckpoint(storage, { variable: VARIABLE, uri: metadataUri, mode: 'infer', fileName: 'metadata.json' }, dir);
+  const local = await fetchCheckpoint(storage, { variable: VARIABLE, uri: metadataUri, mode: 'infer', fileName: 'metadata.json' }, dir, signal);
   let metadata: ReturnType<typeof MetadataSchema.parse>;
   try {
     metadata = MetadataSchema.parse(JSON.parse(await readFile(local.path, 'utf8')));

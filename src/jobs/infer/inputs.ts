@@ -11,7 +11,7 @@
  * `error` and is reported as such in results.json. Storage failures (credentials, network after
  * the SDK's retries) fail the job.
  */
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { extname, join, sep } from 'node:path';
 import type { InferConfig } from '../../config/schema.js';
 import { loadDataset } from '../../datasets/load.js';
@@ -20,7 +20,7 @@ import { readImageHeader } from '../../datasets/image-files.js';
 import { resolveSplits, type SplitResult } from '../../datasets/splits.js';
 import { DatasetError, StorageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Storage } from '../../storage/types.js';
+import type { StagedAnnotations, Storage } from '../../storage/types.js';
 import { fetchDataset } from '../stages.js';
 import { Limiter } from './limiter.js';
 
@@ -186,30 +186,89 @@ export interface JobImages {
   splitDescription: string | null;
 }
 
+/**
+ * What an inference session is opened with: how many images the job predicts (INFERENCE_BACKEND=auto
+ * weighs an export against it) and, in a test run, the dataset's classes.
+ */
+export interface ImagePlan {
+  total: number;
+  classes?: { ids: number[]; names: string[] };
+}
+
+export function imagePlan(images: JobImages): ImagePlan {
+  return { total: images.source.total, ...(images.dataset ? { classes: classesOf(images.dataset) } : {}) };
+}
+
+function classesOf(dataset: Dataset): NonNullable<ImagePlan['classes']> {
+  return { ids: dataset.classes.map((c) => c.id), names: dataset.classes.map((c) => c.name) };
+}
+
+export function samePlan(a: ImagePlan, b: ImagePlan): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+export interface ImagesOptions {
+  signal?: AbortSignal | undefined;
+  /**
+   * A test run's plan, told as soon as the dataset's annotations arrive, while its images still
+   * download (a dataset stored as files; not told for a zip, nor when the annotations alone do not
+   * select a test split). The images are still verified in full once they are all there.
+   */
+  onPlan?: ((plan: ImagePlan) => void) | undefined;
+}
+
+/** TEST_SPLIT's images of a loaded dataset, split exactly as training split it. */
+function testSplit(config: InferConfig, dataset: Dataset): { selected: DatasetImage[]; splits: SplitResult } {
+  let splits: SplitResult;
+  try {
+    splits = resolveSplits(dataset, config.splitStrategy);
+  } catch (err) {
+    if (!(err instanceof DatasetError)) throw err;
+    throw new DatasetError(
+      `${err.message}\n(Test runs resolve splits exactly as training does, so a test set needs the same train/val split its model was trained with.)`,
+      err.problems,
+      err.hint,
+    );
+  }
+  const selected = dataset.images.filter((image) => splits.get(image.id) === config.testSplit);
+  if (selected.length === 0) {
+    throw new DatasetError(
+      `TEST_SPLIT=${config.testSplit} selects no images of dataset ${config.datasetId}: ${splits.description} gave train ${splits.counts.train}, val ${splits.counts.val}, test ${splits.counts.test}`,
+      [],
+      "Choose a TEST_SPLIT that holds images, or assign images to it in the dataset (split_config or the images' split fields) or in SPLIT_STRATEGY.",
+    );
+  }
+  return { selected, splits };
+}
+
+/** The plan the annotations alone give (their entries parsed, no image read); rejects where they select no test split. */
+async function planFromAnnotations(config: InferConfig, root: string, text: string): Promise<ImagePlan> {
+  const dataset = await loadDataset(root, { taskType: config.taskType, annotationsText: text, verifyImages: false });
+  return { total: testSplit(config, dataset).selected.length, classes: classesOf(dataset) };
+}
+
 /** The images of a job, as its configuration names them. `workDir` receives downloads. */
-export async function imagesForJob(config: InferConfig, storage: Storage, workDir: { sub(name: string): string }, logger: Logger): Promise<JobImages> {
+export async function imagesForJob(
+  config: InferConfig,
+  storage: Storage,
+  workDir: { sub(name: string): string },
+  logger: Logger,
+  options: ImagesOptions = {},
+): Promise<JobImages> {
+  const { signal, onPlan } = options;
   if (config.inferenceType === 'test_run') {
-    const { root } = await fetchDataset(config, storage, config.datasetId!, workDir.sub('dataset'));
+    const onAnnotations = onPlan
+      ? async (staged: StagedAnnotations) => {
+          const text = await readFile(staged.path, 'utf8');
+          // Planned after the staged file is read: the download goes on meanwhile.
+          planFromAnnotations(config, staged.root, text).then(onPlan, (err: unknown) =>
+            logger.debug('the annotations alone select no test split; the model is opened once the images are in', { error: String(err) }),
+          );
+        }
+      : undefined;
+    const { root } = await fetchDataset(config, storage, config.datasetId!, workDir.sub('dataset'), { signal, onAnnotations });
     const dataset = await loadDataset(root, { taskType: config.taskType });
-    let splits: SplitResult;
-    try {
-      splits = resolveSplits(dataset, config.splitStrategy);
-    } catch (err) {
-      if (!(err instanceof DatasetError)) throw err;
-      throw new DatasetError(
-        `${err.message}\n(Test runs resolve splits exactly as training does, so a test set needs the same train/val split its model was trained with.)`,
-        err.problems,
-        err.hint,
-      );
-    }
-    const selected = dataset.images.filter((image) => splits.get(image.id) === config.testSplit);
-    if (selected.length === 0) {
-      throw new DatasetError(
-        `TEST_SPLIT=${config.testSplit} selects no images of dataset ${config.datasetId}: ${splits.description} gave train ${splits.counts.train}, val ${splits.counts.val}, test ${splits.counts.test}`,
-        [],
-        "Choose a TEST_SPLIT that holds images, or assign images to it in the dataset (split_config or the images' split fields) or in SPLIT_STRATEGY.",
-      );
-    }
+    const { selected, splits } = testSplit(config, dataset);
     logger.info(`Test split "${config.testSplit}": ${selected.length} of ${dataset.images.length} images (${splits.description})`);
     return {
       source: localImages(datasetSplitImages(selected), `split ${config.testSplit} of dataset ${config.datasetId}`),
@@ -218,7 +277,7 @@ export async function imagesForJob(config: InferConfig, storage: Storage, workDi
     };
   }
   if (config.datasetId) {
-    const { root } = await fetchDataset(config, storage, config.datasetId, workDir.sub('dataset'));
+    const { root } = await fetchDataset(config, storage, config.datasetId, workDir.sub('dataset'), { signal });
     const images = await datasetFolderImages(root);
     if (images.length === 0)
       throw new DatasetError(

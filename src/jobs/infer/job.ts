@@ -2,7 +2,7 @@
  * One test run or inference job, from the configuration to results.json in storage:
  *
  *   1. check what the configuration alone shows (XAI layer paths, storage URIs)
- *   2. download the checkpoint while Python starts; gather the images (inputs.ts)
+ *   2. download the checkpoint and gather the images (inputs.ts) beside the preflight's imports
  *   3. choose the framework and open its session: it loads the checkpoint and checks the task
  *      and XAI layers
  *   4. predict batch by batch (predict-loop.ts)
@@ -19,12 +19,12 @@ import { checkUrl, jobUrlPolicy } from '../../net/url-guard.js';
 import type { Storage } from '../../storage/types.js';
 import type { JobContext, JobDefinition } from '../context.js';
 import { preflight } from '../preflight.js';
-import { fetchCheckpoint } from '../stages.js';
 import type { StoredOutcome } from '../outcome.js';
 import { ArtifactUploads, jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
-import { checkGraphModelFramework, fetchGraphModel, graphModelProblems } from './graph-model.js';
+import { InferenceDownloads, type ModelFiles } from './downloads.js';
+import { checkGraphModelFramework, graphModelProblems } from './graph-model.js';
 import { mapClasses } from './ground-truth.js';
-import { imagesForJob, type JobImages } from './inputs.js';
+import { type ImagePlan, type JobImages, imagePlan, samePlan } from './inputs.js';
 import { layerPathProblems } from './layers.js';
 import { Explainer } from './llm.js';
 import { type InferenceProgress, LoopStats, predictAll } from './predict-loop.js';
@@ -128,47 +128,38 @@ async function runInference(ctx: InferContext): Promise<InferenceOutcome> {
     const problems = upfrontProblems(config, ctx.storage);
     if (problems.length > 0) throw new ConfigError(problems, 'infer');
 
-    // 1. Python (its requirements, torch, DEVICE) before anything is downloaded, then the checkpoint.
-    await preflight(ctx, {
-      pythonEnv: {
-        ...pythonEnvFor(config.framework, ctx.work.path),
-        ...inferenceSpinEnv(process.env),
-        ...(config.retainFreedMemory ? retainFreedMemoryEnv(process.env) : {}),
-      },
-    });
-    logger.stage('Downloading Checkpoint');
-    const checkpoint = await fetchCheckpoint(
-      ctx.storage,
-      { variable: 'CHECKPOINT_PATH', uri: config.checkpointPath, mode: 'infer' },
-      ctx.work.sub('checkpoint'),
-    );
-    logger.info(`Checkpoint downloaded: ${config.checkpointPath} (${(checkpoint.bytes / 1024 / 1024).toFixed(1)} MB)`);
-    const prompt = config.promptCheckpointPath
-      ? await fetchCheckpoint(
-          ctx.storage,
-          { variable: 'PROMPT_CHECKPOINT_PATH', uri: config.promptCheckpointPath, mode: 'infer' },
-          ctx.work.sub('prompt-checkpoint'),
-        )
-      : undefined;
-    if (prompt) logger.info(`Prompt detector downloaded: ${config.promptCheckpointPath} (${(prompt.bytes / 1024 / 1024).toFixed(1)} MB)`);
-    const graphModel = config.inferenceModelPath ? await fetchGraphModel(config, ctx.storage, ctx.work.sub('exported-model')) : undefined;
-    if (graphModel)
-      logger.info(`Exported model downloaded: ${graphModel.uri} (its metadata.json: ${graphModel.framework}, ${graphModel.class_names.length} classes)`);
-    stop.throwIfRequested();
+    // 1. Python (its requirements, torch, DEVICE); the checkpoint and the images download beside its imports.
+    const downloads = new InferenceDownloads(ctx);
+    let images: JobImages;
+    try {
+      await preflight(ctx, {
+        pythonEnv: {
+          ...pythonEnvFor(config.framework, ctx.work.path),
+          ...inferenceSpinEnv(process.env),
+          ...(config.retainFreedMemory ? retainFreedMemoryEnv(process.env) : {}),
+        },
+        whileChecking: () => downloads.start(),
+      });
+      // 2. The checkpoint, and what the images are: known from the annotations while they still download.
+      const { model: files, plan, early } = await downloads.ready();
+      stop.throwIfRequested();
 
-    // 2. Images
-    logger.stage(config.inferenceType === 'test_run' ? 'Loading Test Dataset' : 'Preparing Images');
-    const images = await imagesForJob(config, ctx.storage, ctx.work, logger);
-    stop.throwIfRequested();
-
-    // 3. Model
-    logger.stage('Loading Model');
-    session = await openSession(ctx, checkpoint.path, {
-      imageCount: images.source.total,
-      ...(graphModel ? { graphModel } : {}),
-      ...(prompt ? { promptCheckpointPath: prompt.path } : {}),
-      ...(images.dataset ? { datasetClasses: { ids: images.dataset.classes.map((c) => c.id), names: images.dataset.classes.map((c) => c.name) } } : {}),
-    });
+      // 3. The model, opened while the images download where their plan came early.
+      logger.stage('Loading Model');
+      if (early) logger.info(`Opening the model while the images download (${plan.total} images to predict, from the annotations)`);
+      session = await openSession(ctx, files, plan);
+      images = await downloads.allImages();
+      if (!samePlan(plan, imagePlan(images))) {
+        // Only when a retried download brought other annotations than the first attempt's.
+        logger.warn('The downloaded dataset selects other images or classes than its annotations did at first: the model is opened again');
+        await session.close();
+        session = undefined;
+        session = await openSession(ctx, files, imagePlan(images));
+      }
+    } catch (err) {
+      await downloads.stop('the job failed before it predicted');
+      throw err;
+    }
     const model = session.info;
     const explainer = config.enableLlmExplanation
       ? new Explainer({ apiKey: config.openai.apiKey, baseUrl: config.openai.baseUrl, model: config.openai.model, logger, policy: jobUrlPolicy(config) })
@@ -243,12 +234,16 @@ function upfrontProblems(config: InferConfig, storage: Storage): ConfigProblem[]
  * prompted model (SAM 2) uses; ultralytics refuses a detector given to another checkpoint.
  * `imageCount`: how many images the job predicts, which INFERENCE_BACKEND=auto weighs.
  */
-async function openSession(
-  ctx: InferContext,
-  checkpointPath: string,
-  prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses' | 'imageCount' | 'graphModel'>,
-): Promise<InferenceSession> {
+/** The checkpoint's session, opened for `plan`'s images (INFERENCE_BACKEND=auto weighs an export against their number). */
+async function openSession(ctx: InferContext, files: ModelFiles, plan: ImagePlan): Promise<InferenceSession> {
   const { config } = ctx;
+  const checkpointPath = files.checkpoint.path;
+  const prompts: Pick<OpenSessionRequest, 'promptCheckpointPath' | 'datasetClasses' | 'imageCount' | 'graphModel'> = {
+    imageCount: plan.total,
+    ...(files.graphModel ? { graphModel: files.graphModel } : {}),
+    ...(files.prompt ? { promptCheckpointPath: files.prompt.path } : {}),
+    ...(plan.classes ? { datasetClasses: plan.classes } : {}),
+  };
   const bridge = await ctx.bridge;
   const framework = await chooseFramework(config, 'infer', bridge, checkpointPath);
   if (prompts.graphModel) checkGraphModelFramework(config, framework);

@@ -19,6 +19,7 @@ import type { FrameworkAdapter, PreparedDataset } from '../../frameworks/index.j
 import { ANNOTATIONS_FILE } from '../../storage/dataset.js';
 import type { StagedAnnotations } from '../../storage/types.js';
 import type { RunEvent } from '../../events.js';
+import { BesidePreflight } from '../beside-preflight.js';
 import type { JobContext } from '../context.js';
 import { fetchDataset } from '../stages.js';
 import { type LayoutRun, startLayout } from './layout.js';
@@ -37,41 +38,12 @@ export async function prepareTrainingDataset(ctx: Ctx, adapter: FrameworkAdapter
 }
 
 /**
- * The dataset's download begun while the preflight still imports torch and checks the model
- * (seconds of a single CPU that the download's waits on storage can share). The preflight still
- * decides first: when it fails, `cancel` abandons the download and waits until nothing writes
- * into the work folder, so a bad MODEL_NAME or DEVICE costs the seconds of the preflight, not a
- * download. A dataset that fails meanwhile is reported when `prepared` is awaited, after the
- * preflight had its say.
+ * The dataset's download and layout, begun while the preflight still imports torch and checks the
+ * model (../beside-preflight.ts): abandoned when a check fails, a failure meanwhile reported when
+ * its result is awaited.
  */
-export class TrainingDatasetStart {
-  private readonly abort = new AbortController();
-  private running: Promise<PreparedDataset> | undefined;
-
-  constructor(
-    private readonly ctx: Ctx,
-    private readonly adapter: FrameworkAdapter,
-  ) {}
-
-  /** Starts the download (once). */
-  start(): void {
-    if (this.running) return;
-    this.running = prepareTrainingDataset(this.ctx, this.adapter, this.abort.signal);
-    // Observed by `prepared` or `cancel`; a rejection must not go unhandled before then.
-    this.running.catch(() => {});
-  }
-
-  /** The downloaded and laid-out dataset (the download starts now if it had not). */
-  prepared(): Promise<PreparedDataset> {
-    this.start();
-    return this.running as Promise<PreparedDataset>;
-  }
-
-  /** Abandons the download for good (one that has not started never will) and resolves once nothing writes. */
-  async cancel(reason: string): Promise<void> {
-    this.abort.abort(new Error(reason));
-    await this.running?.catch(() => {});
-  }
+export function trainingDatasetBesidePreflight(ctx: Ctx, adapter: FrameworkAdapter): BesidePreflight<PreparedDataset> {
+  return new BesidePreflight((signal) => prepareTrainingDataset(ctx, adapter, signal));
 }
 
 async function downloadAndPrepare(ctx: Ctx, adapter: FrameworkAdapter, early: EarlyLayout, signal: AbortSignal | undefined): Promise<PreparedDataset> {

@@ -24,7 +24,7 @@ import { announceToNodeZero, checkIn, distributedPlan, reportsJob } from '../dis
 import { preflight } from '../preflight.js';
 import { fetchCheckpoint } from '../stages.js';
 import { consoleReporter } from './console.js';
-import { TrainingDatasetStart } from './dataset.js';
+import { trainingDatasetBesidePreflight } from './dataset.js';
 import { checkpointKey, plotsKey, TrainingProgress } from './progress.js';
 import { trainingCompletion, trainingReporter } from './reporter.js';
 import { findResumePoint, recoverBest, type ResumePoint } from './resume.js';
@@ -115,7 +115,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     if (earlier?.finished) return await finishFromStorage(ctx, progress, earlier);
     const adapter = adapterFor(config.framework);
     // The download starts once Python is up and runs beside the preflight's imports and checks.
-    const dataset = new TrainingDatasetStart(ctx, adapter);
+    const dataset = trainingDatasetBesidePreflight(ctx, adapter);
     let bridge: PythonBridge;
     try {
       bridge = await preflight(ctx, {
@@ -131,7 +131,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
       throw err;
     }
     importFrameworkEarly(ctx, bridge, adapter);
-    const data = await dataset.prepared();
+    const data = await dataset.result();
     const resume = earlier ? await fetchEarlierAttempt(ctx, earlier, progress, adapter, bridge) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
     const weightsPath = resume.resumeFrom ? undefined : await fetchWeights(ctx);
