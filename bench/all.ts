@@ -180,7 +180,7 @@ async function main(): Promise<void> {
     ]),
   ];
   writeFileSync(join(RESULTS_DIR, 'summary.md'), `${md.join('\n')}\n`);
-  process.stdout.write(`\nsummary: bench/results/summary.json, bench/results/summary.md\n`);
+  process.stdout.write(`\nsummary: ${join(RESULTS_DIR, 'summary.json')}, ${join(RESULTS_DIR, 'summary.md')}\n`);
   if (outcomes.some((o) => !o.ok)) process.exitCode = 1;
 }
 

@@ -5,12 +5,18 @@ framework's own Python predict loop on them (what a user writes without vision-t
                                   resized) and one checkpoint per framework:
                                   OUT_DIR/ultralytics.pt (YOLO11n), OUT_DIR/timm.pt (resnet18),
                                   OUT_DIR/huggingface.pt (a small ViT)
-  native FRAMEWORK CHECKPOINT IMAGES_DIR BATCH IMGSZ
+  native FRAMEWORK CHECKPOINT IMAGES_DIR BATCH IMGSZ [DEVICE [BACKEND]]
                                   predicts every image in batches; prints one JSON line
                                   {"images", "seconds", "images_per_second", "preprocess_seconds",
                                   "forward_seconds", "cpu_seconds", "settings"}
                                   (settings: torch's CPU threads, batch, the model's input
                                   size, device: what bench/infer.ts compares with the job's)
+
+BACKEND: pytorch (the default), or onnx / openvino: the model exported as the job exports it
+(ultralytics' exporter; torch.onnx.export for classifiers) and run by that runtime with the job's
+settings, in the same hand-written loop (ultralytics' predict; torchvision's transforms, a
+stacked batch, softmax and top-5): what the graph gains over PyTorch in a loop with nothing else
+in it, the ceiling for the job's INFERENCE_BACKEND speed-up.
 
 Weights are random (no hub here); throughput does not depend on them.
 """
@@ -100,7 +106,15 @@ def prepare(out: str, count: int, size: int) -> dict:
     return {"images": count}
 
 
-def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: int, device: str = "cpu") -> dict:
+def graph_runner(model, size: int, backend: str, folder: str):
+    """The model exported and loaded as the job does it (graph_runtime.export_classifier)."""
+    from vision_trainer.common.graph_runtime import export_classifier
+
+    runner, _ = export_classifier(model, size, folder, backend)
+    return runner
+
+
+def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: int, device: str = "cpu", backend: str = "pytorch") -> dict:
     paths = sorted(str(p) for p in Path(images_dir).glob("*.jpg"))
     batches = [paths[i : i + batch] for i in range(0, len(paths), batch)]
     preprocess = forward = 0.0
@@ -108,6 +122,15 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         from ultralytics import YOLO
 
         model = YOLO(checkpoint)
+        if backend != "pytorch":
+            import tempfile
+
+            from vision_trainer.common.graph_runtime import export_ultralytics, ultralytics_runtime_settings
+
+            exported, _ = export_ultralytics(checkpoint, imgsz, tempfile.mkdtemp(prefix="vt-native-graph-"), backend)
+            model = YOLO(str(exported), task="detect")
+            # The job's runtime settings (threads, no spinning, float32), its predictor built on a blank image.
+            ultralytics_runtime_settings(model, exported, imgsz, backend)
         started, cpu_started = time.perf_counter(), time.process_time()
         for b in batches:
             for r in model.predict(b, imgsz=imgsz, conf=0.25, iou=0.45, batch=len(b), device=device, verbose=False):
@@ -128,6 +151,11 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         model, meta = build_model_from_checkpoint(checkpoint)
         model = model.to(device)
         size = int(meta["image_size"])
+        if backend != "pytorch":
+            import tempfile
+
+            graph = graph_runner(model, size, backend, tempfile.mkdtemp(prefix="vt-native-graph-"))
+            model = lambda x: torch.from_numpy(graph(x.numpy()))  # noqa: E731
         if meta["resize_mode"] == "shorter_side_center_crop":
             resize = [T.Resize(math.floor(size / meta["crop_pct"])), T.CenterCrop(size)]
         else:
@@ -149,6 +177,10 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
 
     # What bench/infer.ts compares with the job's results.json: a ratio between different work measures nothing.
     settings = {"cpu_threads": torch.get_num_threads() if device == "cpu" else None, "batch": batch, "input_size": input_size, "device": device}
+    if backend != "pytorch":
+        from vision_trainer.common.graph_runtime import runtime_threads
+
+        settings["cpu_threads"] = runtime_threads(backend, device)
     return {
         "images": len(paths),
         "seconds": seconds,
@@ -167,5 +199,5 @@ if __name__ == "__main__":
     if command == "prepare":
         result = prepare(args[0], int(args[1]), int(args[2]))
     else:
-        result = native(args[0], args[1], args[2], int(args[3]), int(args[4]), *args[5:6])
+        result = native(args[0], args[1], args[2], int(args[3]), int(args[4]), *args[5:7])
     print(json.dumps(result), file=RESULT_OUT, flush=True)

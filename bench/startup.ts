@@ -125,9 +125,9 @@ const PARTS: [label: string, from: string, to: string][] = [
 
 /** A test run's way to its first prediction: the stages it logged (the model opens while the images download). */
 const TEST_RUN_PARTS: [label: string, from: string, to: string][] = [
-  ['start and preflight (Node, Python, torch)', '', 'Loading Test Dataset'],
-  ['checkpoint, annotations (images downloading)', 'Loading Test Dataset', 'Loading Model'],
-  ['model opened and exported, the rest of the download', 'Loading Model', 'Processing'],
+  ['start, Python up (the downloads begin)', '', 'Loading Test Dataset'],
+  ["the preflight's torch import and checks (downloads meanwhile)", 'Loading Test Dataset', 'Loading Model'],
+  ['model opened and exported, rest of the download, images verified', 'Loading Model', 'Processing'],
 ];
 
 /** When the job logged `name` (seconds from spawning; '' is the spawn itself; a name matches a stage that starts with it). */
