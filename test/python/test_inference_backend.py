@@ -184,3 +184,48 @@ def test_classifier_preprocessing_is_torchvisions_bit_for_bit():
         got, want = ours(image), reference(image)
         assert got.dtype == torch.float32 and got.shape == (3, 64, 64)
         assert torch.equal(got, want)
+
+
+def _loading_backend(device: str):
+    """A classifier backend with only what `load` uses: its device and its validation transform."""
+    import torch
+    import torchvision.transforms as T
+    from vision_trainer.common.classifier_infer import ClassifierBackend, NormalisedInput
+
+    backend = ClassifierBackend.__new__(ClassifierBackend)
+    backend.device = torch.device(device)
+    backend.transform = NormalisedInput(T.Compose([T.Resize(36), T.CenterCrop(32)]), [0.5] * 3, [0.25] * 3)
+    return backend
+
+
+def _images(tmp_path, sizes):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for i, (w, h) in enumerate(sizes):
+        path = tmp_path / f"img-{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_loaded_batch_is_stacked_with_each_images_size_and_pinned_only_for_a_gpu(tmp_path, monkeypatch):
+    """What the prefetch thread hands to predict: one stacked tensor, each image's (width, height),
+    the same values as each image prepared alone; in page-locked memory only when the model is on
+    a CUDA device (pinning needs one: here the call is recorded, not made)."""
+    import torch
+
+    paths = _images(tmp_path, [(40, 30), (50, 60), (33, 33)])
+    cpu = _loading_backend("cpu")
+    loaded = cpu.load(paths)
+    assert loaded.tensor.shape == (3, 3, 32, 32) and loaded.sizes == [(40, 30), (50, 60), (33, 33)]
+    assert torch.equal(loaded.tensor[1], cpu._load_one(paths[1])[0])
+    assert not loaded.tensor.is_pinned()
+
+    pinned = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *a, **k: pinned.append(tuple(self.shape)) or self)
+    assert _loading_backend("cpu").load(paths) is not None and pinned == []
+    _loading_backend("cuda").load(paths)
+    assert pinned == [(3, 3, 32, 32)]

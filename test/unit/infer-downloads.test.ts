@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DatasetError } from '../../src/errors.js';
 import { InferenceDownloads } from '../../src/jobs/infer/downloads.js';
-import { imagePlan } from '../../src/jobs/infer/inputs.js';
+import { imagePlan, samePlan } from '../../src/jobs/infer/inputs.js';
 import { createStorage, createZip } from '../../src/storage/index.js';
 import type { Storage } from '../../src/storage/types.js';
 import { jobParts } from '../helpers/job-parts.js';
@@ -147,5 +147,18 @@ describe("an inference job's downloads beside the preflight", () => {
     await downloads.stop('the preflight failed');
     downloads.start();
     expect(tree(join(work, 'job'))).toEqual([]);
+  });
+});
+
+describe('samePlan: whether the session opened early fits the verified images', () => {
+  const plan = { total: 4, classes: { ids: [3, 7], names: ['square', 'circle'] } };
+  it('the same count and classes in the same order fit', () => {
+    expect(samePlan(plan, { total: 4, classes: { ids: [3, 7], names: ['square', 'circle'] } })).toBe(true);
+  });
+  it('another image count, other classes, classes in another order, or classes where there were none do not', () => {
+    expect(samePlan(plan, { ...plan, total: 5 })).toBe(false);
+    expect(samePlan(plan, { total: 4, classes: { ids: [3, 8], names: ['square', 'circle'] } })).toBe(false);
+    expect(samePlan(plan, { total: 4, classes: { ids: [7, 3], names: ['circle', 'square'] } })).toBe(false);
+    expect(samePlan({ total: 4 }, plan)).toBe(false);
   });
 });

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,18 @@ class NormalisedInput:
         pixels -= self.mean
         pixels /= self.std
         return torch.from_numpy(pixels)
+
+
+@dataclass
+class LoadedBatch:
+    """A batch's images decoded, prepared as validation prepared them and stacked into one
+    [B, 3, S, S] tensor, with each image's (width, height). On a CUDA device the tensor lies in
+    page-locked (pinned) memory, whose copy to the GPU is asynchronous (`non_blocking`): built by
+    the prefetch thread during the previous batch's forward pass, it leaves `predict` nothing to
+    do but queue the copy before the model on the same stream."""
+
+    tensor: Any
+    sizes: list[tuple[int, int]]
 
 
 @dataclass
@@ -181,28 +194,35 @@ class ClassifierBackend:
         image = self._open(path)
         return self.transform(image), image.width, image.height
 
-    def load(self, paths: list[str]) -> list[tuple]:
-        """Each image decoded and prepared as validation prepared it: (tensor, width, height), on
-        the session's decoding threads (PIL and NumPy release the GIL)."""
-        return self.decoder.map(self._load_one, paths)
+    def load(self, paths: list[str]) -> LoadedBatch:
+        """The images decoded and prepared on the session's decoding threads (PIL and NumPy
+        release the GIL), stacked; pinned on a CUDA device."""
+        import torch
 
-    def predict(self, paths: list[str], conf: float, loaded: list[tuple] | None = None) -> list[ClassifierResult]:
+        items = self.decoder.map(self._load_one, paths)
+        tensor = torch.stack([t for t, _, _ in items])
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory()
+        return LoadedBatch(tensor, [(w, h) for _, w, h in items])
+
+    def predict(self, paths: list[str], conf: float, loaded: LoadedBatch | None = None) -> list[ClassifierResult]:
         import torch
 
         started = time.perf_counter()
         loaded = loaded if loaded is not None else self.load(paths)
-        batch = torch.stack([tensor for tensor, _, _ in loaded])
         self.preprocess_seconds = time.perf_counter() - started
         started = time.perf_counter()
         with torch.inference_mode():
             if self.graph:
-                logits = torch.from_numpy(self.graph(batch.numpy()))
+                logits = torch.from_numpy(self.graph(loaded.tensor.numpy()))
             else:
-                batch = batch.to(self.device)
+                # From pinned memory the copy is queued, not waited for; the softmax's .cpu() below
+                # waits for the stream, so the host tensor outlives it.
+                batch = loaded.tensor.to(self.device, non_blocking=True)
                 logits = self.model(batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch)
             probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()
         self.forward_seconds = time.perf_counter() - started
-        return [ClassifierResult(probabilities[i], w, h, p) for i, ((_, w, h), p) in enumerate(zip(loaded, paths, strict=True))]
+        return [ClassifierResult(probabilities[i], w, h, p) for i, ((w, h), p) in enumerate(zip(loaded.sizes, paths, strict=True))]
 
     @staticmethod
     def image_size(result: ClassifierResult) -> tuple[int, int]:

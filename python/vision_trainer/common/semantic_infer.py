@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .semantic_metrics import IGNORE_INDEX, MaskCodec, confusion, image_summary, metrics_from_confusion, read_mask
+
+if TYPE_CHECKING:
+    from .classifier_infer import LoadedBatch
 
 OVERLAY_ALPHA = 0.5
 
@@ -104,23 +107,23 @@ class SemanticBackend:
     def decoder(self, pool) -> None:
         self.base.decoder = pool
 
-    def load(self, paths: list[str]) -> list[tuple]:
+    def load(self, paths: list[str]) -> LoadedBatch:
         return self.base.load(paths)
 
-    def predict(self, paths: list[str], conf: float, loaded: list[tuple] | None = None) -> list[SemanticResult]:
+    def predict(self, paths: list[str], conf: float, loaded: LoadedBatch | None = None) -> list[SemanticResult]:
         import torch
         from torch.nn import functional as F
 
         started = time.perf_counter()
         loaded = loaded if loaded is not None else self.load(paths)
-        batch = torch.stack([tensor for tensor, _, _ in loaded]).to(self.device)
+        batch = loaded.tensor.to(self.device, non_blocking=True)
         self.preprocess_seconds = time.perf_counter() - started
         started = time.perf_counter()
         with torch.inference_mode():
             logits = self.model(batch).float()
         self.forward_seconds = time.perf_counter() - started
         out = []
-        for i, ((_, width, height), path) in enumerate(zip(loaded, paths, strict=True)):
+        for i, ((width, height), path) in enumerate(zip(loaded.sizes, paths, strict=True)):
             full = F.interpolate(logits[i : i + 1], size=(height, width), mode="bilinear", align_corners=False)
             out.append(SemanticResult(full[0].argmax(dim=0).to(torch.uint8).cpu().numpy(), width, height, path))
         return out
