@@ -27,6 +27,9 @@
  * (what the job does before predicting, opening the model and exporting its graph, is its own
  * work), so its figure is the job's time past the download, and BENCH_STARTUP_COMPARE's pairs.
  *
+ * BENCH_STARTUP_ZIP=1 stores the dataset as datasets/{id}.zip, the design's form, instead of
+ * files under datasets/{id}/.
+ *
  * BENCH_STARTUP_COMPARE=<another checkout, built> also runs that checkout's job in every
  * repeat, back to back with this one's, the order alternating, and prints the pairs: on a VM
  * whose disk speed swings by 2x within minutes, the difference within a pair is what a change
@@ -43,7 +46,7 @@ import { startCallbackReceiver } from '../src/dev/receiver.js';
 import { startS3Server } from '../src/dev/s3server.js';
 import { PROJECT_ROOT, PYTHON_DIR, defaultPythonBin } from '../src/paths.js';
 import { mapWithConcurrency } from '../src/storage/files.js';
-import { createStorage } from '../src/storage/index.js';
+import { createStorage, createZip } from '../src/storage/index.js';
 import { BENCH_THREADS, BenchError, describeMachine, fmtSpread, machine, measure, runBench, sameSettings, spread, table, writeResults } from './harness.js';
 
 const IMAGES = Number(process.env.BENCH_STARTUP_IMAGES ?? 20_000);
@@ -58,6 +61,8 @@ if (JOB !== 'train' && JOB !== 'test_run') throw new Error(`BENCH_STARTUP_JOB=${
 /** The test run's checkpoint: trained by the bench on a dataset this small, stored under this job id. */
 const MODEL_IMAGES = 64;
 const MODEL_JOB = 'bench-startup-model';
+/** BENCH_STARTUP_ZIP=1: the dataset stored as datasets/{id}.zip (the design's form) instead of files under datasets/{id}/. */
+const AS_ZIP = process.env.BENCH_STARTUP_ZIP === '1';
 /** BENCH_TRACE=1: every line the job logs, with its second from spawning. */
 const TRACE = process.env.BENCH_TRACE === '1';
 
@@ -178,13 +183,19 @@ function compareSummary(other: OtherBuild, mine: Watched[]) {
   };
 }
 
-/** vision_trainer.sample_data's detection images, made in `dir` and uploaded as datasets/{id}/ (files, not a zip). */
-async function storeSampleDataset(storage: ReturnType<typeof createStorage>, dir: string, id: string, images: number): Promise<void> {
+/** vision_trainer.sample_data's detection images, made in `dir` and uploaded as files under datasets/{id}/, or as datasets/{id}.zip. */
+async function storeSampleDataset(storage: ReturnType<typeof createStorage>, dir: string, id: string, images: number, asZip = false): Promise<void> {
   const made = spawnSync(defaultPythonBin(), ['-m', 'vision_trainer.sample_data', 'detection', dir, '--images', String(images), '--size', String(IMGSZ)], {
     cwd: PYTHON_DIR,
     encoding: 'utf8',
   });
   if (made.status !== 0) throw new Error(made.stderr);
+  if (asZip) {
+    const zip = `${dir}.zip`;
+    await createZip(dir, zip);
+    await storage.uploadFile(zip, `datasets/${id}.zip`);
+    return;
+  }
   await mapWithConcurrency(filesUnder(dir), 32, (f) => storage.uploadFile(f, `datasets/${id}/${relative(dir, f)}`));
 }
 
@@ -214,7 +225,7 @@ async function trainModel(scratch: string, storage: ReturnType<typeof createStor
 
 /** A test run's time to its first prediction against the download alone, and the pairs against another build. */
 function testRunResults(m: ReturnType<typeof machine>, download: number[], job: Watched[], compare: OtherBuild | undefined): void {
-  const title = `test run, ultralytics YOLO11n, TEST_SPLIT=val of ${IMAGES} images at ${IMGSZ} px from S3`;
+  const title = `test run, ultralytics YOLO11n, TEST_SPLIT=val of ${IMAGES} images at ${IMGSZ} px from S3${AS_ZIP ? ' (a zip)' : ''}`;
   const dl = spread(download);
   const vt = spread(job.map((j) => j.seconds));
   const jobParts = JOB_PARTS.map(([label], i) => ({ label, seconds: spread(job.map((j) => parts(j.phases)[i] as number)) }));
@@ -273,9 +284,9 @@ async function main(): Promise<void> {
   const receiver = await startCallbackReceiver({ token: 'bench-token', print: false });
   try {
     const datasetDir = join(scratch, 'dataset');
-    process.stdout.write(`making ${IMAGES} images at ${IMGSZ} px and uploading them as datasets/${DATASET_ID}/ ...\n`);
+    process.stdout.write(`making ${IMAGES} images at ${IMGSZ} px and uploading them as datasets/${DATASET_ID}${AS_ZIP ? '.zip' : '/'} ...\n`);
     const storage = createStorage(server.storageConfig());
-    await storeSampleDataset(storage, datasetDir, DATASET_ID, IMAGES);
+    await storeSampleDataset(storage, datasetDir, DATASET_ID, IMAGES, AS_ZIP);
     // The native side starts on the data as it is after download and conversion.
     const dataset = JOB === 'train' ? await loadDataset(datasetDir, { taskType: 'object_detection' }) : undefined;
     const yolo = dataset ? await convertToYolo(dataset, resolveSplits(dataset), join(scratch, 'yolo')) : undefined;
@@ -398,7 +409,7 @@ async function main(): Promise<void> {
       );
     }
     if (JOB === 'test_run') return testRunResults(m, download, job, compare);
-    const title = `ultralytics YOLO11n on ${IMAGES} images at ${IMGSZ} px from S3`;
+    const title = `ultralytics YOLO11n on ${IMAGES} images at ${IMGSZ} px from S3${AS_ZIP ? ' (a zip)' : ''}`;
     sameSettings(title, { native: native[0]!.settings, 'vision-trainer': job[0]!.settings }, work);
     const dl = spread(download);
     const nat = spread(native.map((n) => n.seconds));

@@ -101,7 +101,26 @@ export async function downloadDataset(storage: DatasetSource, datasetId: string,
     if (zipExists) {
       const zip = await storage.openObject(keys.zip, { signal });
       log().info(`Downloading dataset ${datasetId} from ${zip.name} (${formatBytes(zip.size)}), extracting as it arrives`);
-      counts = await extractZipFrom(zip, staging, { limits: settings.zipLimits, concurrency: Math.min(settings.concurrency, MAX_ZIP_STREAMS) });
+      // Without a snapshot (which replaces the annotations after the extraction) the zip's
+      // annotations.json is extracted first and handed to onAnnotations while the rest streams.
+      const early = keys.snapshot === undefined ? settings.onAnnotations : undefined;
+      let root = '';
+      counts = await extractZipFrom(zip, staging, {
+        limits: settings.zipLimits,
+        concurrency: Math.min(settings.concurrency, MAX_ZIP_STREAMS),
+        ...(early
+          ? {
+              first: {
+                pick: (names: readonly string[]) => {
+                  const found = zipAnnotations(names);
+                  if (found !== undefined) root = found.root;
+                  return found?.name;
+                },
+                written: (path: string) => early({ path, root: join(dest, root) }),
+              },
+            }
+          : {}),
+      });
     } else {
       log().info(`Downloading dataset ${datasetId} from ${storage.uri(keys.prefix)} (${objects.length} objects)`);
       const first = annotationsFirst(objects, keys, settings.onAnnotations !== undefined);
@@ -208,6 +227,20 @@ async function downloadObjects(
   for (const folder of new Set(planned.map(({ target }) => dirname(target)))) await mkdir(folder, { recursive: true });
   const sizes = await mapWithConcurrency(planned, concurrency, ({ key, target }) => storage.downloadFile(key, target, { inPlace: true, signal }));
   return { files: sizes.length, bytes: sizes.reduce((a, b) => a + b, 0) };
+}
+
+/**
+ * The annotations entry of a zip and the folder its dataset will be found in, from the names of
+ * its entries as `datasetRootName` will judge the extracted folder: annotations.json at the top
+ * (root ''), or inside the single folder that wraps everything; undefined otherwise.
+ */
+function zipAnnotations(names: readonly string[]): { name: string; root: string } | undefined {
+  if (names.includes(ANNOTATIONS_FILE)) return { name: ANNOTATIONS_FILE, root: '' };
+  const tops = new Set(names.map((n) => n.split('/')[0] as string).filter((n) => n !== '' && !ARCHIVER_LITTER.has(n)));
+  if (tops.size !== 1) return undefined;
+  const only = [...tops][0] as string;
+  const name = `${only}/${ANNOTATIONS_FILE}`;
+  return names.includes(name) ? { name, root: only } : undefined;
 }
 
 /**

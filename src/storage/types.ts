@@ -91,12 +91,14 @@ export interface DatasetDownloadOptions extends SignalOption {
   /** Names `datasets/{id}/snapshots/{snapshotId}.json`, which then replaces annotations.json. */
   snapshotId?: string;
   /**
-   * Called, for a dataset stored as files under its prefix with annotations.json at the top, as
-   * soon as the annotations it will use (the snapshot's, with SNAPSHOT_ID) are on disk, while the
-   * images still download: the caller may prepare what needs only the annotations. The staging
-   * folder is renamed only after the promise it returns settles, so it may read `staged.path`
-   * until then. A retried download calls it again. Not called for zips, nor for a dataset
-   * wrapped in a folder (its root is known only at the end).
+   * Called as soon as the annotations the dataset will use are on disk, while the images still
+   * download: the caller may prepare what needs only the annotations. For a dataset stored as
+   * files under its prefix with annotations.json at the top (the snapshot's, with SNAPSHOT_ID),
+   * and for a zip without SNAPSHOT_ID whose annotations.json is at its top or in the one folder
+   * that wraps everything (that entry is extracted first). The staging folder is renamed only
+   * after the promise it returns settles, so it may read `staged.path` until then. A retried
+   * download calls it again. Not called for a zip with SNAPSHOT_ID (the snapshot replaces the
+   * annotations after the extraction), nor for files under the prefix wrapped in a folder.
    */
   onAnnotations?: ((staged: StagedAnnotations) => Promise<void> | void) | undefined;
 }

@@ -48,6 +48,14 @@ export interface ExtractOptions {
   limits?: ZipLimits | undefined;
   /** Runs of entries streamed at once. Default 4. */
   concurrency?: number | undefined;
+  /**
+   * One entry extracted before all the others, and told about while they stream: `pick` gets
+   * the name of every entry (files and folders) once the archive has been judged safe, and
+   * returns a file entry's name or undefined; `written` gets that file's path as soon as it is
+   * written and checked. The extraction does not end before the promise it returns settles, and
+   * goes on whatever it throws (the caller's preparation is its own business).
+   */
+  first?: { pick: (names: readonly string[]) => string | undefined; written: (path: string) => Promise<void> | void } | undefined;
 }
 
 export interface ExtractZipResult {
@@ -121,6 +129,7 @@ export async function extractZipFrom(source: ObjectReader, destDir: string, opti
       : source.size;
   const files: PlannedFile[] = [];
   const folders: string[] = [];
+  const names: string[] = [];
   let declaredBytes = 0;
   try {
     if (zip.entryCount > maxEntries) throw refuse(`it has ${zip.entryCount} entries, more than the limit of ${maxEntries}`);
@@ -146,6 +155,7 @@ export async function extractZipFrom(source: ObjectReader, destDir: string, opti
       if (declaredBytes > maxTotalBytes) {
         throw refuse(`its entries declare more than ${formatBytes(maxTotalBytes)} uncompressed (limit reached at entry ${shown})`);
       }
+      names.push(name);
       if (isDirectory) folders.push(target);
       else files.push({ entry, name, target, offset: entry.relativeOffsetOfLocalHeader, limit: directoryOffset });
     }
@@ -171,8 +181,11 @@ export async function extractZipFrom(source: ObjectReader, destDir: string, opti
   );
   await mkdir(root, { recursive: true });
   const writer = new EntryWriter(await realpath(root), refuse);
+  const pickedName = options.first?.pick(names);
+  const picked = pickedName === undefined ? undefined : files.find((f) => f.name === pickedName);
+  const first = picked && options.first ? { file: picked, written: options.first.written } : undefined;
   try {
-    return await extractRuns(source, files, folders, writer, { root, declaredBytes, concurrency: options.concurrency ?? 4, refuse, corrupt });
+    return await extractRuns(source, files, folders, writer, { root, declaredBytes, concurrency: options.concurrency ?? 4, refuse, corrupt, first });
   } catch (err) {
     // Whatever a refused or failed archive wrote is not kept (a checked prefix of it could pass for a dataset).
     if (rootExisted) await Promise.all([...writer.written].map((path) => rm(path, { force: true })));
@@ -186,12 +199,51 @@ async function extractRuns(
   files: readonly PlannedFile[],
   folders: readonly string[],
   writer: EntryWriter,
-  context: { root: string; declaredBytes: number; concurrency: number; refuse: (reason: string) => DatasetError; corrupt: (reason: string) => DatasetError },
+  context: {
+    root: string;
+    declaredBytes: number;
+    concurrency: number;
+    refuse: (reason: string) => DatasetError;
+    corrupt: (reason: string) => DatasetError;
+    first: { file: PlannedFile; written: (path: string) => Promise<void> | void } | undefined;
+  },
 ): Promise<ExtractZipResult> {
-  const { refuse, corrupt } = context;
+  const { refuse, corrupt, first } = context;
   const archive = source.name;
   await assertDiskSpace(context.root, context.declaredBytes, archive);
   for (const folder of folders) await writer.folder(folder);
+  let firstBytes = 0;
+  let told: Promise<void> = Promise.resolve();
+  if (first) {
+    // Its own ranged read; the runs below skip over its bytes.
+    const bytes = new ByteReader(source.stream(first.file.offset, first.file.limit), first.file.offset, archive);
+    try {
+      firstBytes = await extractEntry(bytes, first.file, writer, refuse, corrupt);
+    } catch (err) {
+      throw extractionFailure(err, archive, first.file.name);
+    } finally {
+      await bytes.close().catch(() => undefined);
+    }
+    told = Promise.resolve()
+      .then(() => first.written(first.file.target))
+      .catch(() => undefined);
+  }
+  try {
+    const rest = await extractRest(source, first ? files.filter((f) => f !== first.file) : files, writer, context);
+    return { files: files.length, bytes: firstBytes + rest };
+  } finally {
+    await told;
+  }
+}
+
+async function extractRest(
+  source: ObjectReader,
+  files: readonly PlannedFile[],
+  writer: EntryWriter,
+  context: { concurrency: number; refuse: (reason: string) => DatasetError; corrupt: (reason: string) => DatasetError },
+): Promise<number> {
+  const { refuse, corrupt } = context;
+  const archive = source.name;
   const runs = planRuns(files, context.concurrency);
   // Once one run has failed the others stop at their next entry instead of finishing their range.
   let failed = false;
@@ -214,7 +266,7 @@ async function extractRuns(
     }
     return total;
   });
-  return { files: files.length, bytes: written.reduce((a, b) => a + b, 0) };
+  return written.reduce((a, b) => a + b, 0);
 }
 
 interface Run {

@@ -102,14 +102,16 @@ describe("an inference job's downloads beside the preflight", () => {
     expect(images.source.total).toBe(4);
   });
 
-  it("a zip: no plan before the download ends; the plan is the downloaded images'", async () => {
+  it('a zip: its annotations entry comes first, so the plan comes before the rest is extracted', async () => {
     const ds = storeDataset('zipped');
     await createZip(ds.root, join(bucket, 'datasets', 'zipped.zip'));
     rmSync(ds.root, { recursive: true });
-    const { ctx } = jobContext('zipped');
+    const { ctx, release } = jobContext('zipped', { hold: true });
     const downloads = new InferenceDownloads(ctx);
     const { plan, early } = await downloads.ready();
-    expect(early).toBe(false);
+    expect(early).toBe(true);
+    expect(existsSync(join(work, 'job', 'dataset'))).toBe(false);
+    release();
     expect(plan).toEqual(imagePlan(await downloads.allImages()));
   });
 

@@ -166,19 +166,42 @@ describe('downloadDataset (local storage)', () => {
       expect(await readFile(join(result.root, 'annotations.original.json'), 'utf8')).toBe(annotations);
     });
 
-    it('is not called for a zip, a dataset wrapped in a folder, or an own annotations.original.json a snapshot would overwrite', async () => {
-      await mkdir(join(root, 'datasets'), { recursive: true });
-      await createZip([{ name: 'annotations.json', data: annotations }], join(root, 'datasets', 'z.zip'));
+    it('is not called for files wrapped in a folder, or an own annotations.original.json a snapshot would overwrite', async () => {
       await putObject('datasets/wrapped/set/annotations.json', annotations);
       await putObject('datasets/own/annotations.json', annotations);
       await putObject('datasets/own/annotations.original.json', 'older');
       await putObject('datasets/own/snapshots/s.json', '{"frozen":true}');
       const { calls, onAnnotations } = recorder();
-      await storage.downloadDataset('z', join(work, 'z'), { onAnnotations });
       const wrapped = await storage.downloadDataset('wrapped', join(work, 'w'), { onAnnotations });
       expect(wrapped.root).toBe(join(work, 'w', 'set'));
       await storage.downloadDataset('own', join(work, 'o'), { snapshotId: 's', onAnnotations });
       expect(calls).toEqual([]);
+    });
+
+    it('a zip: annotations.json (at the top, or in the one folder that wraps everything) is extracted first and handed over; not with SNAPSHOT_ID', async () => {
+      await mkdir(join(root, 'datasets'), { recursive: true });
+      const images = Array.from({ length: 30 }, (_, i) => ({ name: `images/${i}.jpg`, data: `jpeg-${i}` }));
+      // The annotations last in the archive: extracted first all the same.
+      await createZip([...images, { name: 'annotations.json', data: annotations }], join(root, 'datasets', 'z.zip'));
+      await createZip(
+        [...images.map((e) => ({ ...e, name: `set/${e.name}` })), { name: 'set/annotations.json', data: annotations }, { name: '__MACOSX/._x', data: 'x' }],
+        join(root, 'datasets', 'zw.zip'),
+      );
+      await putObject('datasets/zs/snapshots/s.json', '{"frozen":true}');
+      await createZip([...images, { name: 'annotations.json', data: annotations }], join(root, 'datasets', 'zs.zip'));
+      const { calls, onAnnotations } = recorder();
+      const top = await storage.downloadDataset('z', join(work, 'z'), { onAnnotations });
+      const wrapped = await storage.downloadDataset('zw', join(work, 'zw'), { onAnnotations });
+      expect(calls).toEqual([
+        { root: join(work, 'z'), text: annotations, imagesThen: 0 },
+        { root: join(work, 'zw', 'set'), text: annotations, imagesThen: 0 },
+      ]);
+      // The result as without the hook: every entry extracted once, counted once.
+      expect([top.root, top.files, top.bytes]).toEqual([join(work, 'z'), 31, annotations.length + 10 * 6 + 20 * 7]);
+      expect(wrapped.root).toBe(join(work, 'zw', 'set'));
+      expect(await readFile(join(work, 'z', 'images', '29.jpg'), 'utf8')).toBe('jpeg-29');
+      await storage.downloadDataset('zs', join(work, 'zs'), { snapshotId: 's', onAnnotations });
+      expect(calls).toHaveLength(2);
     });
 
     it('a hook that throws or rejects does not touch the download', async () => {

@@ -4,7 +4,7 @@
  * adapter's own converter: when it is written early, when it is not, and that the dataset is
  * still verified in full after the download either way.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -104,11 +104,30 @@ describe('the training layout written while the images download', () => {
     expect(imageLinks(prepared.dataPath).filter((l) => l.endsWith('.png'))).toHaveLength(12);
   });
 
-  it('a zip: written after the download, as before', async () => {
+  it('a zip: its annotations entry is extracted first and the layout written from it, once; every link resolves', async () => {
     const ds = storeDataset('zipped');
     await createZip(ds.root, join(bucket, 'datasets', 'zipped.zip'));
     rmSync(ds.root, { recursive: true });
-    const { ctx } = jobContext('zipped');
+    const { ctx, logged } = jobContext('zipped');
+    const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
+    const prepared = await prepareTrainingDataset(ctx, adapter);
+    // Begun from the annotations during the extraction, kept: not written again after it.
+    expect(logged.join('\n')).toContain('Writing the dataset layout from the annotations while the images download');
+    expect(calls).toHaveLength(1);
+    const links = imageLinks(prepared.dataPath);
+    expect(links).toHaveLength(12);
+    for (const link of links) expect(existsSync(link), link).toBe(true);
+  });
+
+  it('a zip with SNAPSHOT_ID: written after the download (the snapshot replaces the annotations at the end)', async () => {
+    const ds = storeDataset('zipped-snap');
+    await createZip(ds.root, join(bucket, 'datasets', 'zipped-snap.zip'));
+    const annotations = readFileSync(ds.annotationsPath);
+    rmSync(ds.root, { recursive: true });
+    mkdirSync(join(bucket, 'datasets', 'zipped-snap', 'snapshots'), { recursive: true });
+    writeFileSync(join(bucket, 'datasets', 'zipped-snap', 'snapshots', 's1.json'), annotations);
+    const { ctx } = jobContext('zipped-snap');
+    (ctx.config as { snapshotId?: string }).snapshotId = 's1';
     const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
     await prepareTrainingDataset(ctx, adapter);
     expect(calls).toEqual([{ afterDownload: true }]);
