@@ -211,8 +211,9 @@ export interface ImagesOptions {
   signal?: AbortSignal | undefined;
   /**
    * A test run's plan, told as soon as the dataset's annotations arrive, while its images still
-   * download (a dataset stored as files; not told for a zip, nor when the annotations alone do not
-   * select a test split). The images are still verified in full once they are all there.
+   * download (when the download hands over the annotations early: `onAnnotations`; not told when
+   * the annotations alone select no test split). The images are still verified in full once they
+   * are all there.
    */
   onPlan?: ((plan: ImagePlan) => void) | undefined;
 }

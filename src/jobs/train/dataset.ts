@@ -3,12 +3,12 @@
  *
  * The layout (label files, image links, lists) needs only the annotations, and writing it is
  * tens of thousands of small files: seconds of disk work on a large dataset. So for a dataset
- * stored as files it is written from the annotations while the images still download
+ * stored as files, or as a zip without SNAPSHOT_ID, it is written from the annotations while the images still download
  * (`onAnnotations`), in a worker thread so that its synchronous file calls do not hold up the
  * download (./layout.ts). Nothing is trusted on that account: once every file is there the dataset is
  * loaded and every image verified exactly as before, and the early layout is kept only when it
  * came from the very same annotations text, with no image whose name in the layout depends on
- * its file's header. Otherwise (a zip, DATASET_PATH, a failed early attempt) the layout is
+ * its file's header. Otherwise (a zip with SNAPSHOT_ID, DATASET_PATH, a failed early attempt) the layout is
  * written after the download, as it always was.
  */
 import { readFile } from 'node:fs/promises';
