@@ -20,7 +20,9 @@
  *   prefetch flipped    PREFETCH_NEXT_BATCH set to the other choice than the default job's auto
  *                       made (results.json says which and why): what decoding the next
  *                       batch during this one's forward pass buys or costs;
- *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only): the exported graph,
+ *   INFERENCE_BACKEND   onnx and openvino (BENCH_INFER_BACKENDS; CPU only), and openvino-bf16
+ *                       (INFERENCE_PRECISION=bf16; by default where the CPU has native bfloat16):
+ *                       the exported graph,
  *                       each beside the native loop on the same runtime (the model exported as
  *                       the job exports it, the same session settings, the loop otherwise
  *                       unchanged): the graph's gain over PyTorch in a loop with nothing else in
@@ -61,8 +63,23 @@ const TASKS: Record<string, string> = { ultralytics: 'object_detection', timm: '
 const NATIVE = join(PROJECT_ROOT, 'bench', 'infer_native.py');
 const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
 const TOKEN = 'bench-token-123456';
-/** Graph backends to compare with PyTorch: they run on the CPU only. */
-const BACKENDS = (process.env.BENCH_INFER_BACKENDS ?? (DEVICE === 'cpu' ? 'onnx,openvino' : '')).split(',').filter(Boolean);
+/** Whether the CPU computes in bfloat16 natively (what OpenVINO needs to run INFERENCE_PRECISION=bf16). */
+const cpuHasBf16 = () => {
+  try {
+    return /\b(avx512_bf16|amx_bf16)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+};
+/** Graph backends to compare with PyTorch (they run on the CPU only); `-bf16` adds INFERENCE_PRECISION=bf16. */
+const BACKENDS = (process.env.BENCH_INFER_BACKENDS ?? (DEVICE === 'cpu' ? `onnx,openvino${cpuHasBf16() ? ',openvino-bf16' : ''}` : ''))
+  .split(',')
+  .filter(Boolean);
+/** `openvino-bf16` -> INFERENCE_BACKEND=openvino, INFERENCE_PRECISION=bf16 (bench/infer_native.py splits it the same way). */
+const splitBackend = (label: string) => {
+  const [name, precision = 'fp32'] = label.split('-');
+  return { name: name!, precision };
+};
 const SETTINGS = parseSettings(process.env.BENCH_INFER_SETTINGS ?? 'batch=1,16;threads=1,2');
 const SETTINGS_FRAMEWORKS = (process.env.BENCH_INFER_SETTINGS_FRAMEWORKS ?? 'timm').split(',').filter(Boolean);
 const SETTINGS_REPEATS = Number(process.env.BENCH_INFER_SETTINGS_REPEATS ?? 1);
@@ -87,6 +104,8 @@ interface Settings {
   batch: number;
   input_size: number;
   device: string;
+  /** What the forward pass computed in (fp32, bf16). */
+  precision: string;
 }
 
 /**
@@ -115,15 +134,20 @@ function python(
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as ReturnType<typeof python>;
 }
 
-const describeSettings = (s: Settings) => `${s.cpu_threads ?? 'GPU'} CPU thread(s), batch ${s.batch}, input ${s.input_size} px, device ${s.device}`;
+const describeSettings = (s: Settings) =>
+  `${s.cpu_threads ?? 'GPU'} CPU thread(s), batch ${s.batch}, input ${s.input_size} px, device ${s.device}, ${s.precision}`;
 
 /**
  * Fails the bench when the two sides did different work (the figures would compare nothing).
- * A graph backend's runtime sizes its own pool from the CPU budget: its threads are printed,
- * not required to match (ultralytics gives PyTorch one thread less than the budget).
+ * A graph backend's runtime sizes its own pool from the CPU budget and may compute in bfloat16:
+ * against the PyTorch loop its threads and precision are printed, not required to match
+ * (ultralytics gives PyTorch one thread less than the budget); against the native loop on the
+ * same runtime (`sameRuntime`) they must.
  */
-function sameSettings(framework: string, native: Settings, job: Settings, compareThreads: boolean): void {
-  const differing = (Object.keys(native) as Array<keyof Settings>).filter((k) => (compareThreads || k !== 'cpu_threads') && native[k] !== job[k]);
+function sameSettings(framework: string, native: Settings, job: Settings, sameRuntime: boolean): void {
+  const differing = (Object.keys(native) as Array<keyof Settings>).filter(
+    (k) => (sameRuntime || (k !== 'cpu_threads' && k !== 'precision')) && native[k] !== job[k],
+  );
   if (differing.length > 0)
     throw new Error(
       `${framework}: the two sides differ in ${differing.join(', ')}: native ${describeSettings(native)}; vision-trainer ${describeSettings(job)}`,
@@ -183,7 +207,8 @@ function visionTrainer(
     IMAGE_SIZE: String(IMGSZ),
     DEVICE,
     SAVE_VISUALIZATIONS: 'false',
-    INFERENCE_BACKEND: variant.backend ?? 'pytorch',
+    INFERENCE_BACKEND: splitBackend(variant.backend ?? 'pytorch').name,
+    INFERENCE_PRECISION: splitBackend(variant.backend ?? 'pytorch').precision,
     ...(variant.plain ? { PREFETCH_NEXT_BATCH: 'false' } : variant.prefetch !== undefined ? { PREFETCH_NEXT_BATCH: String(variant.prefetch) } : {}),
     // libgomp's own default spin (the job sets 10000 unless told otherwise).
     ...(variant.plain ? { DECODE_THREADS: '1', RETAIN_FREED_MEMORY: 'false', GOMP_SPINCOUNT: '300000' } : {}),
@@ -218,11 +243,20 @@ function visionTrainer(
             prefetch_reason?: string;
             malloc_tunables?: string | null;
             omp_spin_count?: string | null;
+            precision?: string;
+            precision_reason?: string;
           };
         };
       };
       if (doc.num_images !== IMAGES) return reject(new Error(`expected ${IMAGES} images, results.json has ${doc.num_images}`));
       const ran = doc.model.inference_backend;
+      const precision = splitBackend(variant.backend ?? 'pytorch').precision;
+      if ((ran.precision ?? 'fp32') !== precision)
+        return reject(
+          new Error(
+            `${framework}: asked for INFERENCE_PRECISION=${precision}, ${ran.precision} ran (${ran.precision_reason}): drop ${variant.backend} from BENCH_INFER_BACKENDS`,
+          ),
+        );
       const plain = variant.plain === true;
       // The default job's prefetch is auto's choice (read from results.json, not asked).
       const askedPrefetch = plain ? false : variant.prefetch;
@@ -246,7 +280,13 @@ function visionTrainer(
         imagesPerSecond: doc.timing.images_per_second,
         avgMs: doc.timing.avg_inference_time_ms,
         wallSeconds: (Date.now() - started) / 1000,
-        settings: { cpu_threads: ran.cpu_threads, batch: doc.settings.batch_size, input_size: inputSize, device: ran.device },
+        settings: {
+          cpu_threads: ran.cpu_threads,
+          batch: doc.settings.batch_size,
+          input_size: inputSize,
+          device: ran.device,
+          precision: ran.precision ?? 'fp32',
+        },
         backend: ran.name,
         decodeThreads: ran.decode_threads ?? null,
         mallocTunables: ran.malloc_tunables ?? null,
@@ -282,15 +322,16 @@ async function main(): Promise<void> {
   };
   const bridged = async (framework: string, v: Variant = {}) => {
     const run = await visionTrainer(framework, join(dir, `${framework}.pt`), dir, receiver.url, `bench-${framework}-${jobs++}`, v);
-    const expected = v.backend ?? 'pytorch';
+    const label = v.backend ?? 'pytorch';
+    const expected = splitBackend(label).name;
     if (run.backend !== expected) throw new Error(`${framework}: asked for INFERENCE_BACKEND=${expected}, results.json says ${run.backend} ran`);
     // Against the native loop on the same runtime where it ran (threads included), else the PyTorch one's.
     const same = nativeSettings.get(variantKey(framework, v));
     const theirs = same ?? nativeSettings.get(variantKey(framework, { ...v, backend: 'pytorch' }));
     if (theirs) sameSettings(framework, theirs, run.settings, same !== undefined || expected === 'pytorch');
-    if (expected !== 'pytorch' && !printedBackend.has(`${framework}/${expected}`)) {
-      printedBackend.add(`${framework}/${expected}`);
-      console.log(`  ${framework} INFERENCE_BACKEND=${expected}: ${describeSettings(run.settings)}`);
+    if (expected !== 'pytorch' && !printedBackend.has(`${framework}/${label}`)) {
+      printedBackend.add(`${framework}/${label}`);
+      console.log(`  ${framework} INFERENCE_BACKEND=${label}: ${describeSettings(run.settings)}`);
     }
     return run;
   };

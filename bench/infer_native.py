@@ -106,15 +106,23 @@ def prepare(out: str, count: int, size: int) -> dict:
     return {"images": count}
 
 
-def graph_runner(model, size: int, backend: str, folder: str):
+def graph_runner(model, size: int, backend: str, folder: str, precision: str):
     """The model exported and loaded as the job does it (graph_runtime.export_classifier)."""
     from vision_trainer.common.graph_runtime import export_classifier
 
-    runner, _ = export_classifier(model, size, folder, backend)
+    runner, _ = export_classifier(model, size, folder, backend, precision)
     return runner
 
 
+def split_backend(label: str) -> tuple[str, str]:
+    """`openvino-bf16` -> (openvino, bf16): bench/infer.ts's label for a backend at a precision."""
+    name, _, precision = label.partition("-")
+    return name, precision or "fp32"
+
+
 def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: int, device: str = "cpu", backend: str = "pytorch") -> dict:
+    backend, precision = split_backend(backend)
+    ran_precision = "fp32"
     paths = sorted(str(p) for p in Path(images_dir).glob("*.jpg"))
     batches = [paths[i : i + batch] for i in range(0, len(paths), batch)]
     preprocess = forward = 0.0
@@ -130,7 +138,7 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
             exported, _ = export_ultralytics(checkpoint, imgsz, tempfile.mkdtemp(prefix="vt-native-graph-"), backend)
             model = YOLO(str(exported), task="detect")
             # The job's runtime settings (threads, no spinning, float32), its predictor built on a blank image.
-            ultralytics_runtime_settings(model, exported, imgsz, backend)
+            ran_precision = ultralytics_runtime_settings(model, exported, imgsz, backend, precision)
         started, cpu_started = time.perf_counter(), time.process_time()
         for b in batches:
             for r in model.predict(b, imgsz=imgsz, conf=0.25, iou=0.45, batch=len(b), device=device, verbose=False):
@@ -154,7 +162,8 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
         if backend != "pytorch":
             import tempfile
 
-            graph = graph_runner(model, size, backend, tempfile.mkdtemp(prefix="vt-native-graph-"))
+            graph = graph_runner(model, size, backend, tempfile.mkdtemp(prefix="vt-native-graph-"), precision)
+            ran_precision = graph.precision
             model = lambda x: torch.from_numpy(graph(x.numpy()))  # noqa: E731
         if meta["resize_mode"] == "shorter_side_center_crop":
             resize = [T.Resize(math.floor(size / meta["crop_pct"])), T.CenterCrop(size)]
@@ -176,7 +185,13 @@ def native(framework: str, checkpoint: str, images_dir: str, batch: int, imgsz: 
     import torch
 
     # What bench/infer.ts compares with the job's results.json: a ratio between different work measures nothing.
-    settings = {"cpu_threads": torch.get_num_threads() if device == "cpu" else None, "batch": batch, "input_size": input_size, "device": device}
+    settings = {
+        "cpu_threads": torch.get_num_threads() if device == "cpu" else None,
+        "batch": batch,
+        "input_size": input_size,
+        "device": device,
+        "precision": ran_precision,
+    }
     if backend != "pytorch":
         from vision_trainer.common.graph_runtime import runtime_threads
 

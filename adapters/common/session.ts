@@ -61,6 +61,7 @@ function sessionParams(request: OpenSessionRequest): SessionParams {
     graph_model: request.graphModel ?? null,
     decode_threads: config.decodeThreads ?? null,
     prefetch: config.prefetchNextBatch,
+    inference_precision: config.inferencePrecision,
   };
 }
 

@@ -313,6 +313,7 @@ class SessionParams(TypedDict):
     graph_model: NotRequired[GraphModel | None]
     decode_threads: NotRequired[int | None]
     prefetch: NotRequired[bool | Literal["auto"]]
+    inference_precision: NotRequired[Literal["fp32", "bf16"]]
 
 
 class BatchItem(TypedDict):
@@ -350,6 +351,9 @@ class InferenceBackendInfo(TypedDict):
     malloc_tunables: NotRequired[str | None]
     omp_spin_count: NotRequired[str | None]
     memory_format: NotRequired[Literal["contiguous", "channels_last"]]
+    precision: NotRequired[Literal["fp32", "bf16"]]
+    precision_requested: NotRequired[Literal["fp32", "bf16"]]
+    precision_reason: NotRequired[str]
 
 
 class ModelInfo(TypedDict):

@@ -210,6 +210,13 @@ export const InferConfigSchema = z
     if (c.inferenceType === 'inference_job' && !c.datasetId && !c.imagePaths) {
       problem(ctx, ['imagePaths'], 'INFERENCE_TYPE=inference_job needs IMAGE_PATHS (JSON list of s3:// paths) or DATASET_ID');
     }
+    // Refused before any download: only OpenVINO computes in bfloat16 here.
+    if (c.inferencePrecision === 'bf16' && (c.inferenceBackend === 'pytorch' || c.inferenceBackend === 'onnx'))
+      problem(
+        ctx,
+        ['inferencePrecision'],
+        `bf16 runs on OpenVINO, not INFERENCE_BACKEND=${c.inferenceBackend} (${c.inferenceBackend === 'onnx' ? "ONNX Runtime's CPU provider" : 'the PyTorch path'} computes in float32): set INFERENCE_BACKEND=openvino or auto, or INFERENCE_PRECISION=fp32`,
+      );
     if (c.promptCheckpointPath && c.inferenceType === 'test_run')
       problem(ctx, ['promptCheckpointPath'], 'is for inference jobs: a test run prompts SAM 2 with the ground-truth boxes; unset it');
     if (c.promptCheckpointPath && c.taskType !== 'instance_segmentation')
@@ -340,6 +347,8 @@ export interface InferConfig extends Common {
   maxVisualizations: number;
   /** INFERENCE_BACKEND: what runs the model. */
   inferenceBackend: 'auto' | 'pytorch' | 'onnx' | 'openvino';
+  /** INFERENCE_PRECISION: float32, or bfloat16 on OpenVINO where the CPU has it. */
+  inferencePrecision: 'fp32' | 'bf16';
   /** INFERENCE_MODEL_PATH: an export job's ONNX model run instead of exporting the checkpoint. */
   inferenceModelPath?: string;
   /** DECODE_THREADS: threads that decode a batch's images (undefined: the CPU budget's). */

@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../config/tasks.js';
-import { INFERENCE_BACKEND_CHOICES } from '../config/variables.js';
+import { INFERENCE_BACKEND_CHOICES, INFERENCE_PRECISIONS } from '../config/variables.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
 import { GroundTruthSchema, ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
 
@@ -374,6 +374,8 @@ export const SessionParamsSchema = z.object({
   decode_threads: Int.nullable().optional(),
   /** PREFETCH_NEXT_BATCH: decode the next batch while this one runs through the model (auto: Python decides from the CPU budget). */
   prefetch: z.union([z.literal('auto'), z.boolean()]).optional(),
+  /** INFERENCE_PRECISION: bf16 asks OpenVINO for bfloat16 (auto's graph is then OpenVINO's). */
+  inference_precision: z.enum(INFERENCE_PRECISIONS).optional(),
 });
 
 /**

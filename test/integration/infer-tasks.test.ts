@@ -4,6 +4,7 @@
  * mAP), timm (ResNet) and transformers (ViT, CLIP zero-shot) classifiers trained a moment before
  * by `vision-trainer train`, with Grad-CAM on each architecture's default layer.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
@@ -147,6 +148,36 @@ describe('timm and transformers classifiers', () => {
       got.forEach((c, k) => expect(Math.abs(c.confidence - expected[k]!.confidence)).toBeLessThan(1e-4));
       expect(r.xai).toMatchObject({ error: null, method: 'gradcam' });
     });
+
+    // INFERENCE_PRECISION=bf16: OpenVINO in bfloat16 where the CPU has it natively (else float32,
+    // said so). 8 bits of mantissa move the probabilities (by ~3e-4 on this model); a top-1 may
+    // change only where PyTorch's own margin between its first two classes is within twice that.
+    const bf16 = await testRun(model, 'tr-timm-bf16', 'image_classification', {
+      FRAMEWORK: 'timm',
+      INFERENCE_BACKEND: 'openvino',
+      INFERENCE_PRECISION: 'bf16',
+    });
+    const nativeBf16 = /\b(avx512_bf16|amx_bf16)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    expect(bf16.doc.settings.inference_precision).toBe('bf16');
+    expect(bf16.doc.model.inference_backend).toMatchObject({
+      name: 'openvino',
+      precision_requested: 'bf16',
+      precision: nativeBf16 ? 'bf16' : 'fp32',
+      precision_reason: nativeBf16 ? 'INFERENCE_PRECISION' : expect.stringMatching(/^this CPU has no native bfloat16/),
+    });
+    expect(doc.model.inference_backend).toMatchObject({ precision: 'fp32', precision_requested: 'fp32', precision_reason: 'INFERENCE_PRECISION' });
+    const pairs = bf16.doc.results.map((r, i) => ({ got: (r.predictions as Top5).top5, expected: (doc.results[i]!.predictions as Top5).top5 }));
+    const drift = Math.max(
+      ...pairs.flatMap(({ got, expected }) => got.map((c) => Math.abs(c.confidence - (expected.find((e) => e.class_id === c.class_id)?.confidence ?? 0)))),
+    );
+    expect(drift).toBeLessThan(0.01);
+    let nearTies = 0;
+    for (const [i, { got, expected }] of pairs.entries()) {
+      const margin = expected[0]!.confidence - (expected[1]?.confidence ?? 0);
+      if (margin <= 2 * drift) nearTies += 1;
+      else expect(got[0]!.class_id, `image ${i}: top-1 at a margin of ${margin.toFixed(4)}`).toBe(expected[0]!.class_id);
+    }
+    expect(Math.abs(bf16.done.overall_metrics.accuracy - done.overall_metrics.accuracy)).toBeLessThanOrEqual(nearTies === 0 ? 0.002 : nearTies / pairs.length);
 
     // Kernel SHAP (captum) over superpixels, a bounded number of model evaluations per image.
     const shap = await testRun(model, 'tr-timm-shap', 'image_classification', {

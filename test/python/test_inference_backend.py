@@ -229,3 +229,51 @@ def test_a_loaded_batch_is_stacked_with_each_images_size_and_pinned_only_for_a_g
     assert _loading_backend("cpu").load(paths) is not None and pinned == []
     _loading_backend("cuda").load(paths)
     assert pinned == [(3, 3, 32, 32)]
+
+
+def test_bf16_under_auto_takes_openvino_and_an_explicit_backend_stands():
+    name, reason = resolve_backend("auto", "cpu", AUTO_GRAPH_MIN_IMAGES, precision="bf16")
+    assert name == "openvino" and reason.endswith("in bfloat16 (INFERENCE_PRECISION)")
+    assert resolve_backend("auto", "cpu", 12, precision="bf16")[0] == "pytorch"
+    assert resolve_backend("auto", "cpu", 1, given_graph=True, precision="bf16")[0] == "openvino"
+    assert resolve_backend("openvino", "cpu", 1, precision="bf16") == ("openvino", "INFERENCE_BACKEND")
+
+
+def test_precision_info_says_what_computed_and_why_it_is_not_what_was_asked():
+    assert graph_runtime.precision_info("fp32", "onnx", "fp32", "INFERENCE_BACKEND") == {
+        "precision": "fp32",
+        "precision_requested": "fp32",
+        "precision_reason": "INFERENCE_PRECISION",
+    }
+    assert graph_runtime.precision_info("bf16", "openvino", "bf16", "INFERENCE_BACKEND")["precision_reason"] == "INFERENCE_PRECISION"
+    kept = graph_runtime.precision_info("bf16", "pytorch", "fp32", "auto: 12 image(s), fewer than 1000 that pay for the export")
+    assert kept["precision"] == "fp32" and kept["precision_requested"] == "bf16"
+    assert kept["precision_reason"].startswith("pytorch computes in float32 here") and "fewer than 1000" in kept["precision_reason"]
+    no_bf16 = graph_runtime.precision_info("bf16", "openvino", "fp32", "INFERENCE_BACKEND")
+    assert no_bf16["precision_reason"].startswith("this CPU has no native bfloat16")
+    # backend_info carries it; without one, float32 as asked.
+    assert backend_info("onnx", "cpu", None, False)["precision"] == "fp32"
+    assert backend_info("openvino", "cpu", None, False, precision=kept)["precision_requested"] == "bf16"
+
+
+def test_openvino_computes_in_bfloat16_only_when_asked_and_the_cpu_has_it(tmp_path):
+    """What the compiled model reports, not what was asked: on a CPU without native bfloat16
+    OpenVINO computes in float32 whatever the hint. In bfloat16 the logits stay within what 8
+    bits of mantissa allow; in float32 they are PyTorch's to rounding."""
+    import numpy as np
+    import openvino as ov
+    import torch
+
+    net = _tiny_classifier(0)
+    graph = _exported(tmp_path, net)
+    has_bf16 = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    batch = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(batch)).numpy()
+    f32 = graph_runtime.OpenVinoRunner(graph["path"], "fp32")
+    assert f32.precision == "fp32"
+    assert np.abs(f32(batch) - expected).max() < 1e-4
+    bf16 = graph_runtime.OpenVinoRunner(graph["path"], "bf16")
+    assert bf16.precision == ("bf16" if has_bf16 else "fp32")
+    assert np.abs(bf16(batch) - expected).max() < 0.05
+    assert graph_runtime.OnnxRunner(graph["path"]).precision == "fp32"

@@ -174,6 +174,18 @@ describe('configFromEnv (infer, export)', () => {
     expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }))).toEqual([]);
   });
 
+  it('INFERENCE_PRECISION: fp32 unless set; bf16 only where OpenVINO may run, refused before any download otherwise', () => {
+    expect(configFromEnv('infer', infer).inferencePrecision).toBe('fp32');
+    for (const backend of ['auto', 'openvino'])
+      expect(configFromEnv('infer', { ...infer, INFERENCE_BACKEND: backend, INFERENCE_PRECISION: 'bf16' }).inferencePrecision).toBe('bf16');
+    for (const backend of ['onnx', 'pytorch'])
+      expect(configError(() => configFromEnv('infer', { ...infer, INFERENCE_BACKEND: backend, INFERENCE_PRECISION: 'bf16' })).problems[0]).toMatchObject({
+        variable: 'INFERENCE_PRECISION',
+        message: expect.stringMatching(new RegExp(`bf16 runs on OpenVINO, not INFERENCE_BACKEND=${backend}.*set INFERENCE_BACKEND=openvino or auto`)),
+      });
+    expect(configError(() => configFromEnv('infer', { ...infer, INFERENCE_PRECISION: 'fp16' })).problems[0]).toMatchObject({ variable: 'INFERENCE_PRECISION' });
+  });
+
   it('DECODE_THREADS, PREFETCH_NEXT_BATCH, RETAIN_FREED_MEMORY: the CPU budget, auto, on unless set', () => {
     const defaults = configFromEnv('infer', infer);
     expect(defaults.decodeThreads).toBeUndefined();

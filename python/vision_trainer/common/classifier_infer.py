@@ -29,6 +29,7 @@ from .graph_runtime import (
     export_classifier,
     export_or_fall_back,
     open_exported_classifier,
+    precision_info,
     resolve_backend,
     torch_for_preprocessing_only,
 )
@@ -99,6 +100,7 @@ class ClassifierBackend:
         self.model, self.meta = build_model_from_checkpoint(checkpoint, self.device)
         semantic = self.meta.get("task_type") == "semantic_segmentation"
         requested = params["inference_backend"]
+        precision = params.get("inference_precision") or "fp32"
         graph_model = params.get("graph_model")
         self.backend, reason = resolve_backend(
             requested,
@@ -106,6 +108,7 @@ class ClassifierBackend:
             params.get("image_count"),
             "the graph does not run semantic segmentation yet" if semantic else None,
             given_graph=graph_model is not None,
+            precision=precision,
         )
         check_device(self.backend, self.device.type)
         self.framework = str(self.meta["framework"])
@@ -123,10 +126,10 @@ class ClassifierBackend:
             if semantic:
                 raise InferenceBackendError(f"INFERENCE_BACKEND={self.backend} does not run semantic segmentation models yet: use pytorch")
             if graph_model is not None:
-                exported = open_exported_classifier(graph_model, self.backend, self.model, self.meta, self.size)
+                exported = open_exported_classifier(graph_model, self.backend, self.model, self.meta, self.size, precision)
             else:
                 self.backend, reason, exported = export_or_fall_back(
-                    requested, self.backend, reason, lambda: export_classifier(self.model, self.size, params["graph_dir"], self.backend)
+                    requested, self.backend, reason, lambda: export_classifier(self.model, self.size, params["graph_dir"], self.backend, precision)
                 )
             if exported is not None and graph_model is not None:
                 self.graph, _ = exported
@@ -152,6 +155,7 @@ class ClassifierBackend:
             requested,
             reason,
             graph_model["uri"] if graph_model is not None and self.graph is not None else None,
+            precision_info(precision, self.backend, self.graph.precision if self.graph is not None else "fp32", reason),
         )
 
     def _transform(self):

@@ -15,7 +15,12 @@ agree with PyTorch's to float rounding. Grad-CAM needs gradients, so heatmaps al
 the PyTorch model, which stays loaded when ENABLE_XAI is on.
 
 Both runtimes size their thread pools to the process's CPU budget (cpu_budget.py) and compute in
-float32 (OpenVINO would otherwise pick bf16 on CPUs that have it, and drift from PyTorch).
+float32 (OpenVINO would otherwise pick bf16 on CPUs that have it, and drift from PyTorch), unless
+INFERENCE_PRECISION=bf16 asks OpenVINO for bfloat16: on a CPU with native bfloat16 (AVX512-BF16,
+AMX) ResNet-18's forward pass took 2.6 ms per image against 5.2 ms in float32 and 6.1 ms with
+PyTorch (docs/performance.md), at the cost of probabilities that differ from PyTorch's in the
+third digit. What ran is read back from the compiled model (`precision_info`), since OpenVINO
+computes in float32 where the CPU has no bfloat16, whatever it was asked.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ AUTO_GRAPH_BACKEND = "onnx"
 # classifiers use (LayerNorm, GELU) and is read by both runtimes.
 OPSET = 17
 RUNTIME_PACKAGE = {"pytorch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
+PRECISIONS = ("fp32", "bf16")
+# The only runtime here that computes in bfloat16 on the CPU (ONNX Runtime's CPU provider and
+# the PyTorch path compute in float32): INFERENCE_PRECISION=bf16 under auto takes it.
+BF16_BACKEND = "openvino"
 
 
 class InferenceBackendError(ValueError):
@@ -58,6 +67,9 @@ class GraphModelMismatchError(ValueError):
 # other weights, classes or preprocessing than the checkpoint it is meant to replace.
 GRAPH_MATCH_TOLERANCE = 1e-3
 QUANTIZED_GRAPH_MATCH_TOLERANCE = 0.1
+# bfloat16 keeps 8 bits of mantissa: probabilities moved by up to ~1e-2 on the trained ResNet-18s
+# measured; other weights or another normalisation move them by far more.
+BF16_GRAPH_MATCH_TOLERANCE = 0.05
 
 
 def check_device(backend: str, device: str) -> None:
@@ -68,16 +80,24 @@ def check_device(backend: str, device: str) -> None:
         )
 
 
-def resolve_backend(requested: str, device_type: str, images: int | None, unsupported: str | None = None, given_graph: bool = False) -> tuple[str, str]:
+def resolve_backend(
+    requested: str, device_type: str, images: int | None, unsupported: str | None = None, given_graph: bool = False, precision: str = "fp32"
+) -> tuple[str, str]:
     """(backend, why) for INFERENCE_BACKEND; an explicit choice stands as it is (check_device and
     the backends refuse what cannot run). `auto` takes the graph only where it is known to be
     faster end to end: on the CPU, for a task the graph runs (`unsupported` says why not), for a
     job with enough images to pay for the export, with onnxruntime installed; and always when
-    INFERENCE_MODEL_PATH names an export job's graph (`given_graph`: there is no export to pay for)."""
+    INFERENCE_MODEL_PATH names an export job's graph (`given_graph`: there is no export to pay for).
+    The graph is ONNX Runtime's, or OpenVINO's when INFERENCE_PRECISION=bf16 (the one that computes
+    in bfloat16)."""
+    graph = BF16_BACKEND if precision == "bf16" else AUTO_GRAPH_BACKEND
     if requested != "auto":
         return requested, "INFERENCE_BACKEND"
     if given_graph:
-        return AUTO_GRAPH_BACKEND, "auto: INFERENCE_MODEL_PATH names an export job's ONNX model"
+        return (
+            graph,
+            f"auto: INFERENCE_MODEL_PATH names an export job's ONNX model{', run in bfloat16 (INFERENCE_PRECISION)' if graph != AUTO_GRAPH_BACKEND else ''}",
+        )
     if device_type != "cpu":
         return "pytorch", f"auto: the device is {device_type} (the graph runtimes here run on the CPU)"
     if unsupported:
@@ -89,9 +109,24 @@ def resolve_backend(requested: str, device_type: str, images: int | None, unsupp
         )
     import importlib.util
 
-    if importlib.util.find_spec(RUNTIME_PACKAGE[AUTO_GRAPH_BACKEND]) is None:
-        return "pytorch", f"auto: {RUNTIME_PACKAGE[AUTO_GRAPH_BACKEND]} is not installed"
-    return AUTO_GRAPH_BACKEND, f"auto: the CPU and {images} images (at least {AUTO_GRAPH_MIN_IMAGES})"
+    if importlib.util.find_spec(RUNTIME_PACKAGE[graph]) is None:
+        return "pytorch", f"auto: {RUNTIME_PACKAGE[graph]} is not installed"
+    return (
+        graph,
+        f"auto: the CPU and {images} images (at least {AUTO_GRAPH_MIN_IMAGES}){' in bfloat16 (INFERENCE_PRECISION)' if graph != AUTO_GRAPH_BACKEND else ''}",
+    )
+
+
+def precision_info(requested: str, backend: str, ran: str, backend_reason: str) -> dict:
+    """results.json's account of INFERENCE_PRECISION: what was asked, what computed, and why they
+    differ when they do (auto kept PyTorch, or the CPU has no bfloat16)."""
+    if requested == ran:
+        reason = "INFERENCE_PRECISION"
+    elif backend != BF16_BACKEND:
+        reason = f"{backend} computes in float32 here; bfloat16 runs on openvino, which INFERENCE_BACKEND did not choose ({backend_reason})"
+    else:
+        reason = "this CPU has no native bfloat16 (AVX512-BF16 or AMX), so OpenVINO computed in float32"
+    return {"precision": ran, "precision_requested": requested, "precision_reason": reason}
 
 
 def export_or_fall_back(requested: str, backend: str, reason: str, export):
@@ -116,9 +151,10 @@ def backend_info(
     requested: str | None = None,
     reason: str | None = None,
     model_path: str | None = None,
+    precision: dict | None = None,
 ) -> InferenceBackendInfo:
     package = RUNTIME_PACKAGE[backend]
-    return {
+    return {  # type: ignore[typeddict-item]
         "name": backend,  # type: ignore[typeddict-item]
         "runtime": f"{package} {version(package)}",
         "device": device,
@@ -128,6 +164,7 @@ def backend_info(
         "reason": reason or "INFERENCE_BACKEND",
         "cpu_threads": runtime_threads(backend, device),
         "model_path": model_path,
+        **(precision or precision_info("fp32", backend, "fp32", reason or "INFERENCE_BACKEND")),
     }
 
 
@@ -177,12 +214,19 @@ def onnx_session(path: Path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def openvino_config() -> dict:
-    return {"INFERENCE_NUM_THREADS": cpu_threads(), "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+def openvino_config(precision: str = "fp32") -> dict:
+    return {"INFERENCE_NUM_THREADS": cpu_threads(), "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32", "PERFORMANCE_HINT": "LATENCY"}
+
+
+def compiled_precision(compiled) -> str:
+    """What an OpenVINO compiled model computes in (fp32 or bf16), as the plugin settled it."""
+    return "bf16" if compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "bf16" else "fp32"
 
 
 class OnnxRunner:
     """float32 NCHW batch -> the graph's first output, with ONNX Runtime's CPU provider."""
+
+    precision = "fp32"
 
     def __init__(self, path: Path):
         self.session = onnx_session(path)
@@ -199,12 +243,13 @@ class OnnxRunner:
 class OpenVinoRunner:
     """float32 NCHW batch -> the model's first output, with OpenVINO's CPU plugin."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, precision: str = "fp32"):
         import openvino as ov
 
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", openvino_config())
+        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", openvino_config(precision))
         self.request = self.compiled.create_infer_request()
+        self.precision = compiled_precision(self.compiled)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.infer_raw(np.ascontiguousarray(batch, dtype=np.float32))
@@ -215,9 +260,9 @@ class OpenVinoRunner:
         return np.array(self.request.get_output_tensor(0).data, copy=True)
 
 
-def export_classifier(model, size: int, graph_dir: str, backend: str):
+def export_classifier(model, size: int, graph_dir: str, backend: str, precision: str = "fp32"):
     """(runner, seconds): a `normalised [B, 3, S, S] -> logits` model exported with a dynamic batch
-    and loaded by `backend`'s runtime."""
+    and loaded by `backend`'s runtime (OpenVINO's in `precision` where the CPU has it)."""
     import torch
 
     started = time.perf_counter()
@@ -244,7 +289,7 @@ def export_classifier(model, size: int, graph_dir: str, backend: str):
 
         xml = folder / "model.xml"
         ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
-        runner = OpenVinoRunner(xml)
+        runner = OpenVinoRunner(xml, precision)
     return runner, time.perf_counter() - started
 
 
@@ -256,8 +301,9 @@ class ExportedClassifier:
     probabilities come back as log-probabilities, whose softmax is those probabilities again; a
     graph of a fixed batch size is fed batches of that size, the last padded with copies."""
 
-    def __init__(self, graph_model: dict, backend: str, mean: list[float], std: list[float]):
-        self.runner = OnnxRunner(Path(graph_model["path"])) if backend == "onnx" else OpenVinoRunner(Path(graph_model["path"]))
+    def __init__(self, graph_model: dict, backend: str, mean: list[float], std: list[float], precision: str = "fp32"):
+        self.runner = OnnxRunner(Path(graph_model["path"])) if backend == "onnx" else OpenVinoRunner(Path(graph_model["path"]), precision)
+        self.precision = self.runner.precision
         self.embedded_preprocessing = bool(graph_model["embedded_preprocessing"])
         self.embedded_softmax = bool(graph_model["embedded_softmax"])
         self.batch = graph_model.get("batch")
@@ -288,7 +334,7 @@ class ExportedClassifier:
         return np.log(np.clip(out, 1e-30, None)) if self.embedded_softmax else out
 
 
-def open_exported_classifier(graph_model: dict, backend: str, model, meta: dict, size: int):
+def open_exported_classifier(graph_model: dict, backend: str, model, meta: dict, size: int, precision: str = "fp32"):
     """(runner, seconds): INFERENCE_MODEL_PATH's graph, once what its metadata.json says and what
     it computes are shown to be the checkpoint's (GraphModelMismatchError otherwise): the same
     framework, classes in the same order and input size, and the same class probabilities on two
@@ -306,14 +352,16 @@ def open_exported_classifier(graph_model: dict, backend: str, model, meta: dict,
         problems.append(f"it takes {graph_model['input_size'][0]}x{graph_model['input_size'][1]} images, the checkpoint {size}x{size}")
     if problems:
         raise GraphModelMismatchError(f"{graph_model['uri']} was not exported from CHECKPOINT_PATH: {'; '.join(problems)}")
-    runner = ExportedClassifier(graph_model, backend, meta["mean"], meta["std"])
+    runner = ExportedClassifier(graph_model, backend, meta["mean"], meta["std"], precision)
     pixels = np.random.default_rng(0).integers(0, 256, size=(2, 3, size, size)).astype(np.float32) / 255.0
     batch = (pixels - runner.mean) / runner.std
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(batch)).float(), dim=1).numpy()
         got = torch.softmax(torch.from_numpy(runner(batch)), dim=1).numpy()
     difference = float(np.abs(expected - got).max())
-    tolerance = QUANTIZED_GRAPH_MATCH_TOLERANCE if graph_model.get("quantized") else GRAPH_MATCH_TOLERANCE
+    tolerance = (
+        QUANTIZED_GRAPH_MATCH_TOLERANCE if graph_model.get("quantized") else BF16_GRAPH_MATCH_TOLERANCE if runner.precision == "bf16" else GRAPH_MATCH_TOLERANCE
+    )
     if not difference <= tolerance:
         raise GraphModelMismatchError(
             f"{graph_model['uri']} was not exported from CHECKPOINT_PATH: on the same input its class probabilities differ from the checkpoint's "
@@ -343,20 +391,22 @@ def export_ultralytics(checkpoint: str, imgsz: int, graph_dir: str, backend: str
     return path, time.perf_counter() - started
 
 
-def ultralytics_runtime_settings(yolo, graph: Path, imgsz: int, backend_name: str) -> None:
+def ultralytics_runtime_settings(yolo, graph: Path, imgsz: int, backend_name: str, precision: str = "fp32") -> str:
     """ultralytics opens the exported graph with its runtime's defaults: ONNX Runtime with one
     spinning thread per core, OpenVINO with the CPU plugin's default precision, bf16 on CPUs that
     have it (AMX, AVX512-BF16), where confidences drift ~1% from PyTorch's. Its predictor is built
     here on a blank image and its runtime reopened with this module's settings (the CPU budget's
-    threads, no spinning, float32)."""
+    threads, no spinning, float32 unless `precision` asks OpenVINO for bf16). Returns what the
+    runtime computes in."""
     from functools import partial
 
     yolo.predict(np.zeros((imgsz, imgsz, 3), dtype=np.uint8), imgsz=imgsz, device="cpu", verbose=False, save=False)
     backend = yolo.predictor.model.backend
     if backend_name == "onnx":
         backend.session = onnx_session(graph)
-        return
-    config = {**backend.compile_model.keywords.get("config", {}), **openvino_config()}
+        return "fp32"
+    config = {**backend.compile_model.keywords.get("config", {}), **openvino_config(precision)}
     backend.compile_model = partial(backend.compile_model, config=config)
     xml = graph if graph.suffix == ".xml" else next(graph.glob("*.xml"))
     backend.ov_compiled_model = backend.compile_model(str(xml))
+    return compiled_precision(backend.ov_compiled_model)

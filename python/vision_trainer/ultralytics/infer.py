@@ -21,6 +21,7 @@ from ..common.graph_runtime import (
     check_device,
     export_or_fall_back,
     export_ultralytics,
+    precision_info,
     resolve_backend,
     ultralytics_runtime_settings,
 )
@@ -134,8 +135,12 @@ class UltralyticsBackend:
         # INFERENCE_BACKEND=onnx|openvino: the exported graph predicts through ultralytics' own
         # predictor (same letterbox, NMS and result objects); self.yolo stays for Grad-CAM.
         requested = params["inference_backend"]
+        precision = params.get("inference_precision") or "fp32"
+        ran_precision = "fp32"
         export_device = resolve_export_device(params.get("device") or "auto")
-        self.backend, reason = resolve_backend(requested, "cuda" if export_device[0].isdigit() else export_device, params.get("image_count"))
+        self.backend, reason = resolve_backend(
+            requested, "cuda" if export_device[0].isdigit() else export_device, params.get("image_count"), precision=precision
+        )
         self.predictor_model = self.yolo
         export_seconds = None
         if self.backend in GRAPH_BACKENDS:
@@ -144,12 +149,11 @@ class UltralyticsBackend:
             def export():
                 graph, seconds = export_ultralytics(checkpoint, self.imgsz, params["graph_dir"], self.backend)
                 model = YOLO(str(graph), task=self.task)
-                ultralytics_runtime_settings(model, graph, self.imgsz, self.backend)
-                return model, seconds
+                return model, seconds, ultralytics_runtime_settings(model, graph, self.imgsz, self.backend, precision)
 
             self.backend, reason, exported = export_or_fall_back(requested, self.backend, reason, export)
             if exported is not None:
-                self.predictor_model, export_seconds = exported
+                self.predictor_model, export_seconds, ran_precision = exported
                 self.device = "cpu"
         if self.backend == "pytorch" and self._device_name() == "cpu":
             from ultralytics.utils.torch_utils import select_device
@@ -158,7 +162,15 @@ class UltralyticsBackend:
             # budget: NUM_THREADS, train.size_threads), at the first predict; done here, the
             # threads results.json reports are the ones predicting.
             select_device("cpu", verbose=False)
-        self.backend_info = backend_info(self.backend, self._device_name(), export_seconds, bool(params.get("xai")), requested, reason)
+        self.backend_info = backend_info(
+            self.backend,
+            self._device_name(),
+            export_seconds,
+            bool(params.get("xai")),
+            requested,
+            reason,
+            precision=precision_info(precision, self.backend, ran_precision, reason),
+        )
 
     def _device_name(self) -> str:
         if self.backend in GRAPH_BACKENDS:

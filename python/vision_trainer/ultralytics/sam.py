@@ -136,7 +136,7 @@ class Sam2Backend:
         import torch
         from ultralytics.models.sam.predict import SAM2Predictor
 
-        from ..common.graph_runtime import backend_info
+        from ..common.graph_runtime import backend_info, precision_info
         from ..common.torch_runtime import resolve_device
 
         requested = params["inference_backend"]
@@ -178,7 +178,15 @@ class Sam2Backend:
             self.names = dict(enumerate(classes["names"]))
             self.class_ids = ClassIds(classes["ids"], classes["names"])
         reason = "auto: SAM 2 runs on pytorch only" if requested == "auto" else "INFERENCE_BACKEND"
-        self.backend_info = backend_info("pytorch", str(device), None, False, requested, reason)
+        self.backend_info = backend_info(
+            "pytorch",
+            str(device),
+            None,
+            False,
+            requested,
+            reason,
+            precision=precision_info(params.get("inference_precision") or "fp32", "pytorch", "fp32", reason),
+        )
 
     def info(self) -> dict:
         return {

@@ -346,6 +346,7 @@ function summary(config: InferConfig, f: Finished, extra: { visualizationsUri: s
       iou_threshold: config.iouThreshold,
       device: config.device,
       inference_backend: config.inferenceBackend,
+      inference_precision: config.inferencePrecision,
       dataset_id: config.datasetId ?? null,
       test_split: config.inferenceType === 'test_run' ? config.testSplit : null,
       split_source: f.images.splitDescription,

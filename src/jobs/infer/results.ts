@@ -29,7 +29,7 @@ import {
   TimestampSchema,
 } from '../../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
-import { INFERENCE_BACKEND_CHOICES, INFERENCE_BACKENDS, XAI_METHODS } from '../../config/variables.js';
+import { INFERENCE_BACKEND_CHOICES, INFERENCE_BACKENDS, INFERENCE_PRECISIONS, XAI_METHODS } from '../../config/variables.js';
 
 /** 2: the design's names and nesting (image_path, metrics, xai.<method>, xai.explanation), dataset class ids. */
 export const RESULTS_SCHEMA_VERSION = 2;
@@ -308,6 +308,12 @@ export const InferenceBackendInfoSchema = z.object({
   omp_spin_count: z.string().nullable().optional(),
   /** How a PyTorch classifier's weights and batches were laid out in memory: channels_last on the CPU (faster convolutions), else contiguous. */
   memory_format: z.enum(['contiguous', 'channels_last']).optional(),
+  /** What the forward pass computed in: fp32, or bf16 (INFERENCE_PRECISION=bf16 on OpenVINO, on a CPU with native bfloat16). */
+  precision: z.enum(INFERENCE_PRECISIONS).optional(),
+  /** INFERENCE_PRECISION as configured. */
+  precision_requested: z.enum(INFERENCE_PRECISIONS).optional(),
+  /** Why `precision` ran: `INFERENCE_PRECISION`, or why bf16 was not possible (the backend that ran, the CPU). */
+  precision_reason: z.string().optional(),
 });
 
 export const ModelInfoSchema = z.object({
@@ -349,6 +355,8 @@ export const InferenceResultsSchema = z.object({
     device: z.string(),
     /** INFERENCE_BACKEND as configured (model.inference_backend: what ran). */
     inference_backend: z.enum(INFERENCE_BACKEND_CHOICES),
+    /** INFERENCE_PRECISION as configured (model.inference_backend.precision: what ran). */
+    inference_precision: z.enum(INFERENCE_PRECISIONS).optional(),
     dataset_id: z.string().nullable(),
     test_split: z.string().nullable(),
     split_source: z.string().nullable(),
