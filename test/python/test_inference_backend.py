@@ -277,3 +277,17 @@ def test_openvino_computes_in_bfloat16_only_when_asked_and_the_cpu_has_it(tmp_pa
     assert bf16.precision == ("bf16" if has_bf16 else "fp32")
     assert np.abs(bf16(batch) - expected).max() < 0.05
     assert graph_runtime.OnnxRunner(graph["path"]).precision == "fp32"
+
+
+def test_an_export_jobs_graph_opens_in_bfloat16_within_its_own_tolerance(tmp_path):
+    """INFERENCE_MODEL_PATH under INFERENCE_PRECISION=bf16: the checkpoint comparison allows what
+    bfloat16 moves (BF16_GRAPH_MATCH_TOLERANCE), and still refuses other weights."""
+    import openvino as ov
+    import pytest
+
+    net = _tiny_classifier(0)
+    graph = _exported(tmp_path, net)
+    runner, _ = graph_runtime.open_exported_classifier(graph, "openvino", net, META, 8, "bf16")
+    assert runner.precision == ("bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32")
+    with pytest.raises(graph_runtime.GraphModelMismatchError, match="class probabilities differ"):
+        graph_runtime.open_exported_classifier(graph, "openvino", _tiny_classifier(1), META, 8, "bf16")
