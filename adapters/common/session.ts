@@ -96,6 +96,7 @@ export async function openSession(
         images: batch.images,
         inferenceSeconds: batch.inference_seconds,
         stages: { preprocessSeconds: batch.preprocess_seconds, forwardSeconds: batch.forward_seconds, cpuSeconds: batch.cpu_seconds },
+        ...(batch.precision_check ? { precisionCheck: batch.precision_check } : {}),
       };
     },
     finish: () => bridge.call(FINISH),

@@ -335,6 +335,15 @@ class XaiProgress(TypedDict):
     seconds: float
 
 
+class PrecisionCheck(TypedDict):
+    against: str
+    images: int
+    compared: str
+    agreement: float | None
+    max_score_difference: float | None
+    error: NotRequired[str]
+
+
 class InferenceBackendInfo(TypedDict):
     name: Literal["pytorch", "onnx", "openvino"]
     runtime: str
@@ -378,6 +387,7 @@ class BatchAnswer(TypedDict):
     preprocess_seconds: float | None
     forward_seconds: float | None
     cpu_seconds: float
+    precision_check: NotRequired[PrecisionCheck]
 
 
 # ---------------------------------------------------------------------------------------------

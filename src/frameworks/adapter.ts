@@ -12,7 +12,7 @@ import type { SplitAssignment } from '../datasets/splits.js';
 import type { DistributedPlan } from '../jobs/distributed.js';
 import type { ExportFormat, QuantizationRule } from '../jobs/export/formats.js';
 import type { PostprocessingSpec, PreprocessingSpec } from '../jobs/export/metadata.js';
-import type { ModelInfo, TestRunMetrics } from '../jobs/infer/results.js';
+import type { ModelInfo, PrecisionCheck, TestRunMetrics } from '../jobs/infer/results.js';
 import type { JsonValue } from '../events.js';
 import type { BatchItem, GraphModel, ImageOutcome, ModelCheck, TrainerAnswer, TrainerEvent, XaiProgress } from './protocol.js';
 
@@ -166,6 +166,8 @@ export interface BatchOutcome {
   inferenceSeconds: number;
   /** Python's timing of the batch's stages (null where the backend has none) and its CPU time (BatchAnswerSchema). */
   stages?: { preprocessSeconds: number | null; forwardSeconds: number | null; cpuSeconds: number };
+  /** INFERENCE_PRECISION=bf16's first batch compared with float32 (once per job). */
+  precisionCheck?: PrecisionCheck;
 }
 
 export interface InferenceSession {

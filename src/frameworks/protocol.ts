@@ -14,7 +14,15 @@ import { PerClassMetricSchema, PrCurveSchema } from '../callbacks/schemas.js';
 import { FRAMEWORKS, TASK_TYPES } from '../config/tasks.js';
 import { INFERENCE_BACKEND_CHOICES, INFERENCE_PRECISIONS } from '../config/variables.js';
 import { TensorInfoSchema } from '../jobs/export/metadata.js';
-import { GroundTruthSchema, ImageMetricsSchema, ModelInfoSchema, PredictionsSchema, TestRunMetricsSchema, XaiOutcomeSchema } from '../jobs/infer/results.js';
+import {
+  GroundTruthSchema,
+  ImageMetricsSchema,
+  ModelInfoSchema,
+  PrecisionCheckSchema,
+  PredictionsSchema,
+  TestRunMetricsSchema,
+  XaiOutcomeSchema,
+} from '../jobs/infer/results.js';
 
 const Int = z.number().int();
 const Num = z.number().nullable();
@@ -444,6 +452,8 @@ export const BatchAnswerSchema = z.object({
   forward_seconds: z.number().nonnegative().nullable(),
   /** CPU time (user + system) of the whole Python process during the call: every thread, results and drawing included. */
   cpu_seconds: z.number().nonnegative(),
+  /** The first batch under INFERENCE_PRECISION=bf16: compared with float32 (not timed with the batch). */
+  precision_check: PrecisionCheckSchema.optional(),
 });
 export { ModelInfoSchema, TestRunMetricsSchema };
 

@@ -294,6 +294,14 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
           ? { precision_requested: 'bf16', precision: nativeBf16 ? 'bf16' : 'fp32' }
           : { precision: 'fp32', precision_requested: 'fp32' },
       );
+      // bf16 that ran: its first batch compared with float32's, box by box, in results.json.
+      const check = graph.model.inference_backend.precision_check;
+      if (extra.INFERENCE_PRECISION && nativeBf16) {
+        expect(check).toMatchObject({ against: 'pytorch float32', compared: expect.stringMatching(/^boxes above CONFIDENCE_THRESHOLD/) });
+        expect(check!.agreement).toBeGreaterThanOrEqual(0);
+        expect(check!.agreement).toBeLessThanOrEqual(1);
+        expect(check!.error).toBeUndefined();
+      } else expect(check).toBeUndefined();
       expect(graph.settings.inference_backend).toBe(name);
       expect(graph.model.inference_backend).toMatchObject({
         name,

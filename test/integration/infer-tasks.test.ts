@@ -171,6 +171,17 @@ describe('timm and transformers classifiers', () => {
       ...pairs.flatMap(({ got, expected }) => got.map((c) => Math.abs(c.confidence - (expected.find((e) => e.class_id === c.class_id)?.confidence ?? 0)))),
     );
     expect(drift).toBeLessThan(0.01);
+    // The job's own account of it: its first batch predicted again in float32 and compared.
+    const check = bf16.doc.model.inference_backend.precision_check;
+    expect(doc.model.inference_backend.precision_check).toBeUndefined();
+    if (!nativeBf16) expect(check).toBeUndefined();
+    else {
+      expect(check).toMatchObject({ against: 'pytorch float32', compared: 'top-1 class', images: expect.any(Number) });
+      const first = pairs.slice(0, check!.images);
+      expect(check!.agreement).toBe(first.filter(({ got, expected }) => got[0]!.class_id === expected[0]!.class_id).length / first.length);
+      expect(check!.max_score_difference).toBeGreaterThan(0);
+      expect(check!.max_score_difference).toBeLessThanOrEqual(drift + 1e-9);
+    }
     let nearTies = 0;
     for (const [i, { got, expected }] of pairs.entries()) {
       const margin = expected[0]!.confidence - (expected[1]?.confidence ?? 0);

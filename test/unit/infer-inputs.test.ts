@@ -8,10 +8,10 @@ import type { DatasetImage } from '../../src/datasets/model.js';
 import { DatasetError } from '../../src/errors.js';
 import { groundTruthOf, mapClasses } from '../../src/jobs/infer/ground-truth.js';
 import { datasetFolderImages, inBatches, prefetched } from '../../src/jobs/infer/inputs.js';
-import { type LoopParts, LoopStats, predictAll, withAhead } from '../../src/jobs/infer/predict-loop.js';
+import { describePrecisionCheck, type LoopParts, LoopStats, predictAll, withAhead } from '../../src/jobs/infer/predict-loop.js';
 import { StopController } from '../../src/jobs/stop.js';
 import { Logger } from '../../src/log.js';
-import { InferenceResultsSchema, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/jobs/infer/results.js';
+import { InferenceResultsSchema, type PrecisionCheck, RESULTS_SCHEMA_VERSION, type ImageResult } from '../../src/jobs/infer/results.js';
 import { ResultsWriter, type ResultsSummary } from '../../src/jobs/infer/results-writer.js';
 import { encodePng } from '../helpers/synthetic.js';
 
@@ -308,7 +308,7 @@ describe('results.json', () => {
 
 describe('the prediction loop', () => {
   type Stages = { preprocessSeconds: number | null; forwardSeconds: number | null; cpuSeconds: number };
-  type Answer = { images: Array<Record<string, unknown>>; inferenceSeconds: number; stages?: Stages };
+  type Answer = { images: Array<Record<string, unknown>>; inferenceSeconds: number; stages?: Stages; precisionCheck?: PrecisionCheck };
   /** A session whose batches finish when the test says; records what was asked and when. */
   function fakeSession() {
     const events: string[] = [];
@@ -320,8 +320,9 @@ describe('the prediction loop', () => {
       },
     };
     // Python's stage timings, per image: 1 ms preprocessing, 2 ms forward, 3 ms CPU (a backend without them: forward null).
-    const answer = (n: number, timed = true) =>
+    const answer = (n: number, timed = true, precisionCheck?: PrecisionCheck) =>
       answers.shift()!({
+        ...(precisionCheck ? { precisionCheck } : {}),
         images: Array.from({ length: n }, () => ({ width: 4, height: 4, predictions: { boxes: [] }, metrics: null, xai: null })),
         inferenceSeconds: 0.01,
         stages: { preprocessSeconds: 0.001 * n, forwardSeconds: timed ? 0.002 * n : null, cpuSeconds: 0.003 * n },
@@ -329,7 +330,15 @@ describe('the prediction loop', () => {
     return { events, session, answer };
   }
 
-  async function run(stopAfterFirst: boolean, lastTimed = true) {
+  const check = (agreement: number): PrecisionCheck => ({
+    against: 'pytorch float32',
+    images: 2,
+    compared: 'top-1 class',
+    agreement,
+    max_score_difference: 0.003,
+  });
+
+  async function run(stopAfterFirst: boolean, lastTimed = true, lines: string[] = []) {
     const dir = await mkdtemp(join(tmpdir(), 'vt-loop-'));
     const { events, session, answer } = fakeSession();
     const images = Array.from({ length: 5 }, (_, i) => ({ imageId: `${i}`, fileName: `${i}.jpg`, source: `${i}.jpg`, path: join(dir, `${i}.jpg`) }));
@@ -364,16 +373,16 @@ describe('the prediction loop', () => {
       explainer: undefined,
       scratchDir: dir,
       stop,
-      logger: Logger.create({ sink: () => {} }),
+      logger: Logger.create({ sink: (line: string) => lines.push(line) }),
     } as unknown as LoopParts;
     const stats = new LoopStats();
     const loop = predictAll(source, parts, stats);
     const settle = () => new Promise((r) => setTimeout(r, 20));
     await settle();
-    answer(2);
+    answer(2, true, check(0.5));
     await settle();
     if (!stopAfterFirst) {
-      answer(2);
+      answer(2, true, check(1));
       await settle();
       answer(1, lastTimed);
       await loop;
@@ -396,6 +405,18 @@ describe('the prediction loop', () => {
     expect(stats.pythonCpuSeconds).toBeCloseTo(0.015, 9);
     expect(stats.nodeCpuSeconds).toBeGreaterThan(0);
     expect(stats.loopSeconds).toBeGreaterThan(0);
+  });
+
+  it("INFERENCE_PRECISION=bf16: the first batch's comparison with float32 is kept for results.json and logged once", async () => {
+    const lines: string[] = [];
+    const { stats } = await run(false, true, lines);
+    expect(stats.precisionCheck).toEqual(check(0.5));
+    expect(lines.filter((l) => l.includes('INFERENCE_PRECISION=bf16'))).toEqual([
+      expect.stringContaining('against pytorch float32 on the first 2 image(s): top-1 class agree for 50.0%, largest confidence difference 0.0030'),
+    ]);
+    expect(describePrecisionCheck({ ...check(0), agreement: null, max_score_difference: null, error: 'RuntimeError: no' })).toMatch(
+      /comparison with float32 on the first batch failed \(RuntimeError: no\); the predictions stand/,
+    );
   });
 
   it('one batch without a stage timing makes the sum unknown (null), not a partial figure', async () => {

@@ -228,6 +228,16 @@ class ClassifierBackend:
         self.forward_seconds = time.perf_counter() - started
         return [ClassifierResult(probabilities[i], w, h, p) for i, ((w, h), p) in enumerate(zip(loaded.sizes, paths, strict=True))]
 
+    def reference_predict(self, paths: list[str], conf: float) -> list[ClassifierResult]:
+        """The batch through the PyTorch model in float32, what a reduced-precision graph is
+        compared with (precision_check.py)."""
+        import torch
+
+        loaded = self.load(paths)
+        with torch.inference_mode():
+            probabilities = torch.softmax(self.model(loaded.tensor.to(self.device)).float(), dim=1).cpu().numpy()
+        return [ClassifierResult(probabilities[i], w, h, p) for i, ((w, h), p) in enumerate(zip(loaded.sizes, paths, strict=True))]
+
     @staticmethod
     def image_size(result: ClassifierResult) -> tuple[int, int]:
         return result.width, result.height

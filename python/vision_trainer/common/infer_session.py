@@ -21,10 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ..cpu_budget import budget as cpu_budget
-from ..protocol import BatchAnswer, ModelInfo, PredictParams, SessionParams, XaiProgress
+from ..protocol import BatchAnswer, ModelInfo, PrecisionCheck, PredictParams, SessionParams, XaiProgress
 from ..support import entry, guarded_js_call, is_out_of_memory
 from .decode_pool import DecodePool
 from .infer_metrics import ClassificationEvaluator, DetectionEvaluator
+from .precision_check import compare as compare_precision
 from .semantic_infer import SemanticEvaluator
 from .xai import CamExplainer, UnknownLayerError, resolve_layers, save_overlay, summarize
 from .xai_perturbation import DEFAULT_SAMPLES, LAYERLESS_METHODS, PERTURBATION_METHODS, AttentionRollout, PerturbationExplainer
@@ -135,6 +136,8 @@ class Session:
         compute_threads = self.backend.info()["inference_backend"]["cpu_threads"]
         prefetch, self.prefetch_reason = prefetch_choice(params.get("prefetch", "auto"), compute_threads, cpu_budget().threads)
         self.prefetcher = Prefetcher(self.backend.load, prefetch)
+        # INFERENCE_PRECISION=bf16 that ran: the first batch is compared with float32 (precision_check.py).
+        self.precision_check_pending = self.backend.info()["inference_backend"].get("precision") == "bf16" and hasattr(self.backend, "reference_predict")
         self.explainer = None
         self.on_explained = None
         self.xai_layers: list[str] = []
@@ -203,7 +206,7 @@ class Session:
         seconds = time.perf_counter() - started
         images = [self._one(item, r) if not isinstance(r, Exception) else {"error": f"{type(r).__name__}: {r}"} for item, r in zip(items, results, strict=True)]
         stages = self.stages
-        return {
+        answer: BatchAnswer = {
             "images": images,
             "inference_seconds": seconds,
             "preprocess_seconds": stages["preprocess"] if stages else None,
@@ -211,6 +214,28 @@ class Session:
             # Every thread of this process (torch's pool, a prefetch), results and drawing included.
             "cpu_seconds": time.process_time() - cpu_started,
         }
+        if self.precision_check_pending and not any(isinstance(r, Exception) for r in results):
+            self.precision_check_pending = False
+            answer["precision_check"] = self._precision_check(paths, results)
+        return answer
+
+    def _precision_check(self, paths: list[str], results: list[Any]) -> PrecisionCheck:
+        """The batch predicted again in float32 by the PyTorch model, compared as reported. Not
+        timed with the batch: it is the check's cost, paid once."""
+        try:
+            reference = self.backend.reference_predict(paths, self.predict_conf)
+            reported = lambda batch: [self.backend.describe(r, self.conf_threshold, False)[0] for r in batch]  # noqa: E731
+            return compare_precision(reported(reference), reported(results))
+        except Exception as exc:  # noqa: BLE001 - the check failing must not fail the predictions it checks
+            LOG.warning("INFERENCE_PRECISION: comparing the first batch with float32 failed: %s", exc)
+            return {
+                "against": "pytorch float32",
+                "images": len(paths),
+                "compared": "",
+                "agreement": None,
+                "max_score_difference": None,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
 
     def _predict(self, items: list[dict], loaded=None) -> list[Any]:
         """A prompted backend (SAM 2) takes the items, whose ground truth may be its prompts.

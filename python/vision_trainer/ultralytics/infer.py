@@ -228,6 +228,21 @@ class UltralyticsBackend:
         self.forward_seconds = sum(r.speed.get("inference") or 0.0 for r in results) / 1000
         return results
 
+    def reference_predict(self, paths: list[str], conf: float) -> list:
+        """The batch through the PyTorch model in float32 on the CPU, with the job's settings: what
+        a reduced-precision graph is compared with (precision_check.py)."""
+        return self.yolo.predict(
+            self.load(paths) or paths,
+            imgsz=self.imgsz,
+            conf=conf,
+            iou=self.iou,
+            device="cpu",
+            batch=len(paths),
+            max_det=MAX_DETECTIONS,
+            verbose=False,
+            save=False,
+        )
+
     @staticmethod
     def image_size(result) -> tuple[int, int]:
         h, w = result.orig_shape[:2]

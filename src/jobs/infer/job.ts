@@ -338,7 +338,8 @@ function summary(config: InferConfig, f: Finished, extra: { visualizationsUri: s
     inference_type: config.inferenceType,
     task_type: config.taskType,
     checkpoint_path: config.checkpointPath,
-    model: f.model,
+    // What bf16 changed, measured on the first batch (known only once it ran).
+    model: f.stats.precisionCheck ? { ...f.model, inference_backend: { ...f.model.inference_backend, precision_check: f.stats.precisionCheck } } : f.model,
     settings: {
       batch_size: config.batchSize,
       image_size: config.imageSize,

@@ -16,7 +16,7 @@ import { type ArtifactUploads, artifactName, inSample, visualizationsPrefix, xai
 import { groundTruthOf, type ClassMapping, type ImageGroundTruth } from './ground-truth.js';
 import type { ImageSource, JobImage } from './inputs.js';
 import type { Explainer } from './llm.js';
-import { type Explanation, type ImageResult, NO_HEATMAP_METHOD, type XaiOutcome, type XaiResult } from './results.js';
+import { type Explanation, type ImageResult, NO_HEATMAP_METHOD, type PrecisionCheck, type XaiOutcome, type XaiResult } from './results.js';
 import type { ResultsWriter } from './results-writer.js';
 
 /** A progress callback goes out every this many images, and at the end. */
@@ -52,6 +52,8 @@ export class LoopStats {
   pythonCpuSeconds = 0;
   /** This process's CPU time (user + system) over the loop. */
   nodeCpuSeconds = 0;
+  /** INFERENCE_PRECISION=bf16: the first batch compared with float32 (results.json model.inference_backend.precision_check). */
+  precisionCheck: PrecisionCheck | null = null;
   stored = { visualizations: 0, heatmaps: 0 };
 
   get avgInferenceTimeMs(): number | null {
@@ -100,6 +102,10 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
       const predictedHere = outcome.images.filter((o) => !('error' in o)).length;
       stats.inferenceSeconds += outcome.inferenceSeconds;
       addStages(stats, outcome);
+      if (outcome.precisionCheck && !stats.precisionCheck) {
+        stats.precisionCheck = outcome.precisionCheck;
+        logger.info(describePrecisionCheck(outcome.precisionCheck));
+      }
       stats.predicted += predictedHere;
       const perImageMs = predictedHere > 0 ? (outcome.inferenceSeconds * 1000) / predictedHere : null;
 
@@ -132,6 +138,14 @@ export async function predictAll(source: ImageSource, parts: LoopParts, stats: L
   stats.loopSeconds = (Date.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStarted);
   stats.nodeCpuSeconds = (cpu.user + cpu.system) / 1e6;
+}
+
+export function describePrecisionCheck(check: PrecisionCheck): string {
+  if (check.error !== undefined)
+    return `INFERENCE_PRECISION=bf16: the comparison with float32 on the first batch failed (${check.error}); the predictions stand`;
+  const agreement = check.agreement === null ? 'n/a' : `${(check.agreement * 100).toFixed(1)}%`;
+  const difference = check.max_score_difference === null ? 'none compared' : check.max_score_difference.toFixed(4);
+  return `INFERENCE_PRECISION=bf16 against ${check.against} on the first ${check.images} image(s): ${check.compared} agree for ${agreement}, largest confidence difference ${difference}`;
 }
 
 function addStages(stats: LoopStats, outcome: BatchOutcome): void {

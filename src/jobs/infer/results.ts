@@ -277,6 +277,25 @@ export const TestRunMetricsSchema = z.object({
   images_evaluated: Count,
 });
 
+/**
+ * INFERENCE_PRECISION=bf16 measured on the job's own images: its first batch predicted again by
+ * the PyTorch model in float32 and compared as reported (python/vision_trainer/common/precision_check.py).
+ */
+export const PrecisionCheckSchema = z.object({
+  /** What the reduced-precision predictions were compared with: `pytorch float32`. */
+  against: z.string(),
+  images: z.number().int().nonnegative(),
+  /** What was compared: a classifier's top-1 class, a detector's boxes above CONFIDENCE_THRESHOLD. */
+  compared: z.string(),
+  /** The share of images (classifiers) or boxes (detectors) that came out the same; null when the check failed. */
+  agreement: z.number().min(0).max(1).nullable(),
+  /** The largest difference of a confidence both sides reported for the same class or box. */
+  max_score_difference: z.number().nonnegative().nullable(),
+  /** Why the check could not be made (the predictions themselves stand). */
+  error: z.string().optional(),
+});
+export type PrecisionCheck = z.infer<typeof PrecisionCheckSchema>;
+
 /** What ran the model (INFERENCE_BACKEND), and what the heatmaps came from. */
 export const InferenceBackendInfoSchema = z.object({
   name: z.enum(INFERENCE_BACKENDS),
@@ -314,6 +333,8 @@ export const InferenceBackendInfoSchema = z.object({
   precision_requested: z.enum(INFERENCE_PRECISIONS).optional(),
   /** Why `precision` ran: `INFERENCE_PRECISION`, or why bf16 was not possible (the backend that ran, the CPU). */
   precision_reason: z.string().optional(),
+  /** bf16 only: how its predictions compared with float32's on the job's first batch. */
+  precision_check: PrecisionCheckSchema.optional(),
 });
 
 export const ModelInfoSchema = z.object({
