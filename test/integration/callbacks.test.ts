@@ -169,14 +169,20 @@ describe('callbacks over HTTP', () => {
       baseUrl: `http://127.0.0.1:${port}`,
       retry: { progress: FAST_RETRY.progress, completion: { ...FAST_RETRY.completion, maxAttempts: 3 } },
     });
-    let slowest = 0;
+    // "At once": the calls return within one turn of the event loop, without waiting for the
+    // refused connections (a wall-clock bound per call flaked on a busy 2-CPU machine: 9 ms once).
+    let turned = false;
+    setImmediate(() => {
+      turned = true;
+    });
+    const loopStarted = performance.now();
     for (let epoch = 1; epoch <= 20; epoch++) {
-      const started = performance.now();
       client.heartbeat({ epoch, progress: epoch * 5, metrics: { loss: 1 / epoch } });
       client.event({ event_type: 'epoch_end', message: `epoch ${epoch}` });
-      slowest = Math.max(slowest, performance.now() - started);
     }
-    expect(slowest).toBeLessThan(5);
+    expect(turned).toBe(false);
+    // Nor do they block synchronously (a retry that slept would take seconds).
+    expect(performance.now() - loopStarted).toBeLessThan(1_000);
 
     const started = performance.now();
     const error = await client.trainingDone(EXAMPLE_INPUTS.trainingDone).catch((e: unknown) => e);
