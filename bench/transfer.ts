@@ -21,7 +21,7 @@
  * Reported per side: median wall time with the spread [min-max] of the repeats, median CPU,
  * peak RSS, and the load average when each run started (the machine may be shared). Ratios
  * are other side / vision-trainer (above 1: vision-trainer faster). Results also go to
- * bench/results/transfer.{json,md}.
+ * bench/results/transfer.{json,md} (BENCH_RESULTS_DIR elsewhere).
  *
  * The fixture (objects and zip) is made once and kept in SeaweedFS's data folder under the
  * cache (~/.cache/vision-trainer/bench-transfer, about 2.3 GB with the default sizes).
@@ -40,6 +40,7 @@ import { DEFAULT_DOWNLOAD_CONCURRENCY } from '../src/storage/base.js';
 import { MAX_ZIP_STREAMS } from '../src/storage/dataset.js';
 import { mapWithConcurrency } from '../src/storage/files.js';
 import { createStorage } from '../src/storage/index.js';
+import { writeResults } from './harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -150,7 +151,7 @@ async function main(): Promise<void> {
     await server.stop();
     rmSync(base, { recursive: true, force: true });
   }
-  writeResults(report);
+  writeTransferResults(report);
 }
 
 function smallSides(server: S3Server, small: DatasetFixture): Side[] {
@@ -333,10 +334,8 @@ function summarize(title: string, sides: Side[], results: Map<string, Measuremen
   return { title, rows };
 }
 
-function writeResults(report: Record<string, unknown>): void {
-  const dir = join(PROJECT_ROOT, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'transfer.json'), `${JSON.stringify({ measuredAt: new Date().toISOString(), ...report }, null, 2)}\n`);
+/** Into BENCH_RESULTS_DIR like every bench (bench:all:short once overwrote the full run's files here). */
+function writeTransferResults(report: Record<string, unknown>): void {
   const lines = [
     `# bench:transfer`,
     '',
@@ -358,8 +357,7 @@ function writeResults(report: Record<string, unknown>): void {
     lines.push('');
   }
   lines.push("Ratios: the side's median / vision-trainer's median (above 1: vision-trainer is faster or uses less CPU).", '');
-  writeFileSync(join(dir, 'transfer.md'), lines.join('\n'));
-  console.log(`\nresults: bench/results/transfer.json, bench/results/transfer.md`);
+  writeResults('transfer', report, lines);
 }
 
 function readFixture(): Fixture {
