@@ -45,6 +45,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cpuHasNativeBf16 } from '../src/dev/cpu.js';
 import { startCallbackReceiver } from '../src/dev/receiver.js';
 import { PROJECT_ROOT, defaultPythonBin } from '../src/paths.js';
 import { BENCH_THREADS, describeMachine, machine, table, writeResults } from './harness.js';
@@ -63,16 +64,8 @@ const TASKS: Record<string, string> = { ultralytics: 'object_detection', timm: '
 const NATIVE = join(PROJECT_ROOT, 'bench', 'infer_native.py');
 const CLI = join(PROJECT_ROOT, 'dist', 'src', 'cli.js');
 const TOKEN = 'bench-token-123456';
-/** Whether the CPU computes in bfloat16 natively (what OpenVINO needs to run INFERENCE_PRECISION=bf16). */
-const cpuHasBf16 = () => {
-  try {
-    return /\b(avx512_bf16|amx_bf16)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return false;
-  }
-};
 /** Graph backends to compare with PyTorch (they run on the CPU only); `-bf16` adds INFERENCE_PRECISION=bf16. */
-const BACKENDS = (process.env.BENCH_INFER_BACKENDS ?? (DEVICE === 'cpu' ? `onnx,openvino${cpuHasBf16() ? ',openvino-bf16' : ''}` : ''))
+const BACKENDS = (process.env.BENCH_INFER_BACKENDS ?? (DEVICE === 'cpu' ? `onnx,openvino${cpuHasNativeBf16() ? ',openvino-bf16' : ''}` : ''))
   .split(',')
   .filter(Boolean);
 /** `openvino-bf16` -> INFERENCE_BACKEND=openvino, INFERENCE_PRECISION=bf16 (bench/infer_native.py splits it the same way). */

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuHasNativeBf16 } from '../../src/dev/cpu.js';
 import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
 import { StoredOutcomeSchema } from '../../src/jobs/outcome.js';
@@ -281,7 +282,7 @@ describe('vision-trainer infer: INFERENCE_BACKEND', () => {
     // digit (bfloat16's 8 bits of mantissa). This 1-epoch detector scores every class alike (to
     // the fourth digit), so bfloat16 may name another class for the same box: its twins are
     // matched by place and score only. On another CPU it computes in float32, as PyTorch does.
-    const nativeBf16 = /\b(avx512_bf16|amx_bf16)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const nativeBf16 = cpuHasNativeBf16();
     const variants: Array<{ name: string; extra: Record<string, string>; scoreTolerance: number; anyClass: boolean }> = [
       { name: 'onnx', extra: {}, scoreTolerance: 1e-3, anyClass: false },
       { name: 'openvino', extra: {}, scoreTolerance: 1e-3, anyClass: false },

@@ -4,8 +4,8 @@
  * mAP), timm (ResNet) and transformers (ViT, CLIP zero-shot) classifiers trained a moment before
  * by `vision-trainer train`, with Grad-CAM on each architecture's default layer.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { cpuHasNativeBf16 } from '../../src/dev/cpu.js';
 import { loadDataset } from '../../src/datasets/load.js';
 import { resolveSplits } from '../../src/datasets/splits.js';
 import type { TaskType } from '../../src/config/tasks.js';
@@ -157,7 +157,7 @@ describe('timm and transformers classifiers', () => {
       INFERENCE_BACKEND: 'openvino',
       INFERENCE_PRECISION: 'bf16',
     });
-    const nativeBf16 = /\b(avx512_bf16|amx_bf16)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    const nativeBf16 = cpuHasNativeBf16();
     expect(bf16.doc.settings.inference_precision).toBe('bf16');
     expect(bf16.doc.model.inference_backend).toMatchObject({
       name: 'openvino',

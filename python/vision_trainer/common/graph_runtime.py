@@ -48,7 +48,6 @@ AUTO_GRAPH_BACKEND = "onnx"
 # classifiers use (LayerNorm, GELU) and is read by both runtimes.
 OPSET = 17
 RUNTIME_PACKAGE = {"pytorch": "torch", "onnx": "onnxruntime", "openvino": "openvino"}
-PRECISIONS = ("fp32", "bf16")
 # The only runtime here that computes in bfloat16 on the CPU (ONNX Runtime's CPU provider and
 # the PyTorch path compute in float32): INFERENCE_PRECISION=bf16 under auto takes it.
 BF16_BACKEND = "openvino"
@@ -67,8 +66,8 @@ class GraphModelMismatchError(ValueError):
 # other weights, classes or preprocessing than the checkpoint it is meant to replace.
 GRAPH_MATCH_TOLERANCE = 1e-3
 QUANTIZED_GRAPH_MATCH_TOLERANCE = 0.1
-# bfloat16 keeps 8 bits of mantissa: probabilities moved by up to ~1e-2 on the trained ResNet-18s
-# measured; other weights or another normalisation move them by far more.
+# bfloat16 keeps 8 bits of mantissa: probabilities moved by at most 6e-4 on the models measured
+# (docs/performance.md); other weights or another normalisation move them by far more.
 BF16_GRAPH_MATCH_TOLERANCE = 0.05
 
 

@@ -133,11 +133,11 @@ class Session:
         # Decoding a batch on the CPU budget's threads (DECODE_THREADS; decode_pool.py).
         self.decoder = DecodePool(params.get("decode_threads") or cpu_budget().threads)
         self.backend.decoder = self.decoder
-        compute_threads = self.backend.info()["inference_backend"]["cpu_threads"]
-        prefetch, self.prefetch_reason = prefetch_choice(params.get("prefetch", "auto"), compute_threads, cpu_budget().threads)
+        ran = self.backend.info()["inference_backend"]
+        prefetch, self.prefetch_reason = prefetch_choice(params.get("prefetch", "auto"), ran["cpu_threads"], cpu_budget().threads)
         self.prefetcher = Prefetcher(self.backend.load, prefetch)
         # INFERENCE_PRECISION=bf16 that ran: the first batch is compared with float32 (precision_check.py).
-        self.precision_check_pending = self.backend.info()["inference_backend"].get("precision") == "bf16" and hasattr(self.backend, "reference_predict")
+        self.precision_check_pending = ran.get("precision") == "bf16" and hasattr(self.backend, "reference_predict")
         self.explainer = None
         self.on_explained = None
         self.xai_layers: list[str] = []
