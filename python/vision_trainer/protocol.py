@@ -283,15 +283,25 @@ class DatasetClasses(TypedDict):
     names: list[str]
 
 
+class GraphNms(TypedDict):
+    iou_threshold: float
+    min_confidence: float
+    max_detections: int
+    class_aware: bool
+
+
 class GraphModel(TypedDict):
     path: str
     uri: str
     framework: str
     task_type: str
     class_names: list[str]
+    class_ids: list[int]
     input_size: list[int]
     embedded_preprocessing: bool
     embedded_softmax: bool
+    nms: GraphNms | None
+    box_units: str
     batch: int | None
     quantized: bool
 

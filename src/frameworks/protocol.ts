@@ -340,11 +340,24 @@ export const GraphModelSchema = z.object({
   framework: z.enum(FRAMEWORKS),
   task_type: z.enum(TASK_TYPES),
   class_names: z.array(z.string()),
+  /** The dataset class id of each output index (metadata.json model.class_ids): what an embedded NMS writes. */
+  class_ids: z.array(Int),
   input_size: z.tuple([Int, Int]),
   /** The graph normalises itself and takes the resized image's uint8 NHWC pixels. */
   embedded_preprocessing: z.boolean(),
   /** The graph ends in a softmax: its output is probabilities, not logits. */
   embedded_softmax: z.boolean(),
+  /** Detectors: the NMS built into the graph (rows of x1, y1, x2, y2, score, dataset class id), or null. */
+  nms: z
+    .object({
+      iou_threshold: z.number(),
+      min_confidence: z.number(),
+      max_detections: Int,
+      class_aware: z.boolean(),
+    })
+    .nullable(),
+  /** Box coordinates in input pixels, or as fractions of the input size. */
+  box_units: z.enum(['pixels', 'normalized']),
   /** The graph's fixed batch size, or null for a dynamic batch. */
   batch: Int.nullable(),
   quantized: z.boolean(),

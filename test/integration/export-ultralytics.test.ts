@@ -30,6 +30,7 @@ import {
   validationOptions,
   type ExportPackage,
 } from '../helpers/export-packages.js';
+import { readResults } from '../helpers/inference.js';
 import { jobEnv } from '../helpers/job-env.js';
 import { expectDesignCallbacksAfterEach } from '../helpers/design-contract.js';
 import { useCallbackReceiver } from '../helpers/receiver.js';
@@ -117,6 +118,27 @@ function expectExported(run: Run, jobId: string, task: Task, format: string) {
   expect(v.latency_ms.exported.p50).toBeGreaterThan(0);
   expect(v.latency_ms.original.p50).toBeGreaterThan(0);
   return { info, validation: v };
+}
+
+/** A test run of the detection fixture's checkpoint on its own dataset: exit code, testRunDone (or the failure's callback) and results.json. */
+async function detectionTestRun(jobId: string, vars: Record<string, string>) {
+  const env = jobEnv(s3, backend, jobId, {
+    INFERENCE_TYPE: 'test_run',
+    TASK_TYPE: 'object_detection',
+    CHECKPOINT_PATH: checkpointUri('object_detection'),
+    DATASET_ID: datasetId('object_detection'),
+    SAVE_VISUALIZATIONS: 'false',
+    // The fixture's training and export size.
+    IMAGE_SIZE: '64',
+    CONFIDENCE_THRESHOLD: '0.001',
+    ...vars,
+  });
+  const result = await runCli(['infer'], env, { timeoutMs: 200_000 });
+  const callbacks = backend.receiver.received.filter((c) => c.jobId === jobId);
+  const done = callbacks.find((c) => c.kind === 'testRunDone')?.body as Record<string, any> | undefined;
+  const failed = callbacks.find((c) => (c.body as { status?: string }).status === 'failed')?.body as Record<string, any> | undefined;
+  const doc = result.code === 0 ? await readResults(s3.storage(), `test_runs/${jobId}/results.json`) : undefined;
+  return { result, done, failed, doc };
 }
 
 let cppBinary: string | undefined;
@@ -256,6 +278,62 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(pkg.metadata.runtime.absent_wrappers).toEqual([{ wrapper: 'cpp', reason: expect.stringContaining('ONNX NonMaxSuppression') }]);
     expect(readFileSync(join(pkg.dir, 'README.md'), 'utf8')).toContain("- **cpp**: the detector's NMS is built into the graph");
     expectWrappersAgree(pkg, { cpp: false });
+  });
+
+  it("an inference job runs the export jobs' ONNX models (INFERENCE_MODEL_PATH): built-in NMS and uint8 input, on ONNX Runtime and OpenVINO, with PyTorch's metrics; another NMS refused", async () => {
+    // exp-det-onnx and exp-det-int8 (the tests above): NMS (IoU 0.45, floor 0, dataset class ids) and the
+    // normalisation in the graph, a fixed batch of 1 and 64x64 input.
+    const modelPath = (jobId: string) => `s3://${s3.config.bucket}/export-jobs/${jobId}/model.onnx`;
+    const pytorch = await detectionTestRun('tr-det-pytorch', { INFERENCE_BACKEND: 'pytorch' });
+    expect(pytorch.result.code, pytorch.result.stderr.slice(-2000)).toBe(0);
+    const mAP = (run: typeof pytorch) => run.done!.overall_metrics['mAP50-95'] as number;
+    const reported = (run: typeof pytorch) => run.doc!.results.flatMap((r: any) => r.predictions.boxes).length;
+    // The fixture's boxes score low (its mAP50-95 on these 8 images is below 0.01): CONFIDENCE_THRESHOLD=0.001 reports them to compare.
+    expect(reported(pytorch), JSON.stringify(pytorch.done!.overall_metrics)).toBeGreaterThan(0);
+    for (const [jobId, backendName, vars] of [
+      ['tr-det-reused-onnx', 'onnx', { INFERENCE_BACKEND: 'auto', INFERENCE_MODEL_PATH: modelPath('exp-det-onnx') }],
+      ['tr-det-reused-openvino', 'openvino', { INFERENCE_BACKEND: 'openvino', INFERENCE_MODEL_PATH: modelPath('exp-det-onnx') }],
+    ] as const) {
+      const reused = await detectionTestRun(jobId, vars);
+      expect(reused.result.code, reused.result.stdout.slice(-2000) + reused.result.stderr.slice(-2000)).toBe(0);
+      expect(reused.doc!.model.inference_backend).toMatchObject({
+        name: backendName,
+        export_seconds: null,
+        model_path: modelPath('exp-det-onnx'),
+        precision: 'fp32',
+        ...(backendName === 'onnx' ? { requested: 'auto', reason: expect.stringContaining('INFERENCE_MODEL_PATH') } : { requested: 'openvino' }),
+      });
+      expect(Math.abs(mAP(reused) - mAP(pytorch)), backendName).toBeLessThanOrEqual(0.002);
+      // The graph's rows name dataset class ids; the job maps them back, so each image's best boxes name PyTorch's classes, at its confidences and places.
+      const best = (doc: any) => doc.results.map((r: any) => [...r.predictions.boxes].sort((a: any, b: any) => b.confidence - a.confidence).slice(0, 5));
+      const expected = best(pytorch.doc);
+      best(reused.doc).forEach((boxes: any[], i: number) => {
+        expect(
+          boxes.map((b) => [b.class_id, b.class_name]),
+          `${backendName}, image ${i}`,
+        ).toEqual(expected[i].map((b: any) => [b.class_id, b.class_name]));
+        boxes.forEach((b, j) => {
+          expect(Math.abs(b.confidence - expected[i][j].confidence)).toBeLessThan(1e-3);
+          b.bbox.forEach((v: number, k: number) => expect(Math.abs(v - expected[i][j].bbox[k])).toBeLessThan(0.5));
+        });
+      });
+      // A box scoring at the 0.001 floor may fall on either side of it in float32: one in the 8 images at most.
+      expect(Math.abs(reported(reused) - reported(pytorch))).toBeLessThanOrEqual(1);
+    }
+    // int8 weights: the same model within what quantization costs, so it is run, and its mAP is its own.
+    const int8 = await detectionTestRun('tr-det-reused-int8', { INFERENCE_BACKEND: 'onnx', INFERENCE_MODEL_PATH: modelPath('exp-det-int8') });
+    expect(int8.result.code, int8.result.stderr.slice(-2000)).toBe(0);
+    expect(int8.doc!.model.inference_backend).toMatchObject({ name: 'onnx', model_path: modelPath('exp-det-int8') });
+    // The NMS built into the graph is not the job's: refused before any image is predicted (exit 2, naming the variable).
+    const otherIou = await detectionTestRun('tr-det-reused-iou', {
+      INFERENCE_BACKEND: 'onnx',
+      INFERENCE_MODEL_PATH: modelPath('exp-det-onnx'),
+      IOU_THRESHOLD: '0.6',
+    });
+    expect(otherIou.result.code).toBe(2);
+    expect(otherIou.result.stderr).toContain("its NMS is built in at IoU 0.45, this job's IOU_THRESHOLD is 0.6: set IOU_THRESHOLD=0.45");
+    expect(otherIou.failed?.error_message).toContain('INCLUDE_POSTPROCESSING=false');
+    // A graph of other weights with the same classes is refused by its scores: test/python/test_ultralytics_graph_model.py.
   });
 
   it('object_detection to TorchScript with static int8 (backbone and neck, calibrated) and to OpenVINO: smaller, the mAP drop in metadata, the Python wrapper runs both', async () => {

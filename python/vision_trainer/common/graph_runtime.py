@@ -390,16 +390,17 @@ def export_ultralytics(checkpoint: str, imgsz: int, graph_dir: str, backend: str
     return path, time.perf_counter() - started
 
 
-def ultralytics_runtime_settings(yolo, graph: Path, imgsz: int, backend_name: str, precision: str = "fp32") -> str:
+def ultralytics_runtime_settings(yolo, graph: Path, imgsz: int, backend_name: str, precision: str = "fp32", predictor=None) -> str:
     """ultralytics opens the exported graph with its runtime's defaults: ONNX Runtime with one
     spinning thread per core, OpenVINO with the CPU plugin's default precision, bf16 on CPUs that
     have it (AMX, AVX512-BF16), where confidences drift ~1% from PyTorch's. Its predictor is built
     here on a blank image and its runtime reopened with this module's settings (the CPU budget's
     threads, no spinning, float32 unless `precision` asks OpenVINO for bf16). Returns what the
-    runtime computes in."""
+    runtime computes in. `predictor`: the predictor class to build (an export job's graph is read
+    through its own, ultralytics/graph_model.py)."""
     from functools import partial
 
-    yolo.predict(np.zeros((imgsz, imgsz, 3), dtype=np.uint8), imgsz=imgsz, device="cpu", verbose=False, save=False)
+    yolo.predict(np.zeros((imgsz, imgsz, 3), dtype=np.uint8), imgsz=imgsz, device="cpu", verbose=False, save=False, predictor=predictor)
     backend = yolo.predictor.model.backend
     if backend_name == "onnx":
         backend.session = onnx_session(graph)

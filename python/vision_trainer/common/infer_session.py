@@ -97,6 +97,13 @@ class Prefetcher:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def lowest_confidence(params: SessionParams) -> float:
+    """The confidence a job predicts down to: a test run keeps every prediction down to the
+    evaluation confidence (and reports those passing CONFIDENCE_THRESHOLD), others the threshold."""
+    threshold = float(params["conf_threshold"])
+    return min(EVALUATION_CONFIDENCE, threshold) if params.get("evaluate") else threshold
+
+
 class Session:
     def __init__(self, backend, params: SessionParams):
         self.params = params
@@ -128,8 +135,7 @@ class Session:
                 self.evaluator = SemanticEvaluator([self.backend.names[i] for i in sorted(self.backend.names)])
             else:
                 self.evaluator = DetectionEvaluator(self.backend.task, self.backend.names, self.conf_threshold, self.backend.kpt_shape)
-        # A test run predicts down to the evaluation confidence and reports what passes the threshold.
-        self.predict_conf = min(EVALUATION_CONFIDENCE, self.conf_threshold) if self.evaluator else self.conf_threshold
+        self.predict_conf = lowest_confidence(params)
         # Decoding a batch on the CPU budget's threads (DECODE_THREADS; decode_pool.py).
         self.decoder = DecodePool(params.get("decode_threads") or cpu_budget().threads)
         self.backend.decoder = self.decoder

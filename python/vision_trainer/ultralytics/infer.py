@@ -25,11 +25,12 @@ from ..common.graph_runtime import (
     resolve_backend,
     ultralytics_runtime_settings,
 )
-from ..common.infer_session import FrameworkMismatchError, open_with
+from ..common.infer_session import FrameworkMismatchError, lowest_confidence, open_with
 from ..common.xai import CamInput
 from ..protocol import CheckpointParams, ModelInfo, SessionParams
 from ..support import entry
 from .export import resolve_export_device
+from .graph_model import open_exported
 from .train import configure_offline
 
 # At most this many detections per image, as ultralytics' own default.
@@ -137,13 +138,38 @@ class UltralyticsBackend:
         requested = params["inference_backend"]
         precision = params.get("inference_precision") or "fp32"
         ran_precision = "fp32"
+        graph_model = params.get("graph_model")
         export_device = resolve_export_device(params.get("device") or "auto")
         self.backend, reason = resolve_backend(
-            requested, "cuda" if export_device[0].isdigit() else export_device, params.get("image_count"), precision=precision
+            requested,
+            "cuda" if export_device[0].isdigit() else export_device,
+            params.get("image_count"),
+            given_graph=graph_model is not None,
+            precision=precision,
         )
         self.predictor_model = self.yolo
+        # The predictor class an export job's graph predicts through (graph_model.py); None: ultralytics' own.
+        self.predictor_class = None
         export_seconds = None
-        if self.backend in GRAPH_BACKENDS:
+        if self.backend in GRAPH_BACKENDS and graph_model is not None:
+            check_device(self.backend, export_device)
+            self.predictor_model, self.predictor_class, ran_precision, _ = open_exported(
+                graph_model,
+                self.backend,
+                self.yolo,
+                {
+                    "names": self.names,
+                    "task": self.task,
+                    "stride": int(max(net.stride)) if hasattr(net, "stride") else 32,
+                    "kpt_shape": self.kpt_shape,
+                    "class_ids": self.class_ids.ids,
+                },
+                {"imgsz": self.imgsz, "iou": self.iou, "conf": lowest_confidence(params), "max_det": MAX_DETECTIONS},
+                params["graph_dir"],
+                precision,
+            )
+            self.device = "cpu"
+        elif self.backend in GRAPH_BACKENDS:
             check_device(self.backend, export_device)
 
             def export():
@@ -169,6 +195,7 @@ class UltralyticsBackend:
             bool(params.get("xai")),
             requested,
             reason,
+            model_path=graph_model["uri"] if graph_model is not None and self.backend in GRAPH_BACKENDS else None,
             precision=precision_info(precision, self.backend, ran_precision, reason),
         )
 
@@ -221,6 +248,7 @@ class UltralyticsBackend:
             max_det=MAX_DETECTIONS,
             verbose=False,
             save=False,
+            predictor=self.predictor_class,
         )
         # ultralytics times its stages per image (the batch's average, in ms): preprocess
         # (letterbox, normalising; decoding is not in it), the forward pass, NMS.

@@ -144,6 +144,10 @@ class Sam2Backend:
             from ..common.graph_runtime import InferenceBackendError
 
             raise InferenceBackendError(f"SAM 2 runs on pytorch only, not INFERENCE_BACKEND={params['inference_backend']}")
+        if params.get("graph_model"):
+            from ..common.graph_runtime import InferenceBackendError
+
+            raise InferenceBackendError("SAM 2 runs on pytorch only, and INFERENCE_MODEL_PATH names an export job's graph: unset INFERENCE_MODEL_PATH")
         prompt = params.get("prompt_checkpoint")
         classes = params.get("dataset_classes")
         if not prompt and not (params.get("evaluate") and classes is not None):
@@ -169,7 +173,7 @@ class Sam2Backend:
         if prompt:
             from .infer import UltralyticsBackend
 
-            self.detector = UltralyticsBackend(prompt, {**params, "inference_backend": "pytorch", "xai": None})
+            self.detector = UltralyticsBackend(prompt, {**params, "inference_backend": "pytorch", "xai": None, "graph_model": None})
             if self.detector.task not in ("detect", "segment"):
                 raise PromptError(f"holds a {self.detector.task} model; SAM 2 is prompted by a detection model's boxes")
             self.names = dict(self.detector.names)

@@ -2,15 +2,15 @@
  * INFERENCE_MODEL_PATH: an export job's ONNX model run in place of a fresh export of the
  * checkpoint. The design's export job uploads `export-jobs/{JOB_ID}/model.onnx` with its
  * `metadata.json` beside it; both are downloaded, metadata.json is parsed with the export's own
- * schema, and what it says (task, framework, classes, input size, what the graph embeds) goes to
- * the Python session, which compares it with the checkpoint and the graph's outputs with the
- * checkpoint's before predicting (GraphModelMismatchError, exit code 2). Only an `.onnx` file is
+ * schema, and what it says (task, framework, classes and their dataset ids, input size, what the
+ * graph embeds: normalisation, softmax, NMS) goes to the Python session, which compares it with
+ * the checkpoint and the graph's scores with the checkpoint's before predicting
+ * (GraphModelMismatchError, exit code 2). Only an `.onnx` file is
  * read: ONNX Runtime and OpenVINO parse it as a protobuf graph, nothing in it is executed as code.
  */
 import { posix } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { InferConfig } from '../../config/schema.js';
-import type { Framework } from '../../config/tasks.js';
 import { ConfigError, asVisionTrainerError } from '../../errors.js';
 import type { GraphModel } from '../../frameworks/protocol.js';
 import type { Storage } from '../../storage/types.js';
@@ -51,29 +51,28 @@ export async function fetchGraphModel(config: InferConfig, storage: Storage, dir
   if (metadata.task_type !== config.taskType)
     throw problem(uri, `was exported for TASK_TYPE=${metadata.task_type}, but this job's TASK_TYPE is ${config.taskType}`);
   const batch = metadata.model.inputs[0]!.shape[0];
+  const post = metadata.postprocessing;
   return {
     path: model.path,
     uri,
     framework: metadata.model.framework,
     task_type: metadata.task_type,
     class_names: metadata.model.class_names,
+    class_ids: metadata.model.class_ids,
     input_size: metadata.model.input_size,
     embedded_preprocessing: metadata.preprocessing.embedded,
-    embedded_softmax: metadata.postprocessing.embedded,
+    embedded_softmax: post.embedded && post.nms === undefined,
+    nms:
+      post.embedded && post.nms
+        ? {
+            iou_threshold: post.nms.iou_threshold,
+            min_confidence: post.nms.min_confidence ?? 0,
+            max_detections: post.nms.max_detections,
+            class_aware: post.nms.class_aware,
+          }
+        : null,
+    box_units: post.box_units ?? 'pixels',
     batch: typeof batch === 'number' && batch > 0 ? batch : null,
     quantized: metadata.optimization.quantization !== null,
   };
-}
-
-/**
- * The graph session reads export jobs' classifiers (timm, transformers); an ultralytics model
- * from an export job (its own output layout, NMS that may be embedded) is not read yet: such a
- * job leaves INFERENCE_MODEL_PATH unset and exports the checkpoint itself.
- */
-export function checkGraphModelFramework(config: InferConfig, framework: Framework): void {
-  if (framework === 'ultralytics')
-    throw problem(
-      config.inferenceModelPath!,
-      "runs timm and transformers classifiers from export jobs; an ultralytics checkpoint's inference job exports it itself: leave INFERENCE_MODEL_PATH unset (INFERENCE_BACKEND=onnx still runs the graph)",
-    );
 }

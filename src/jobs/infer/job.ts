@@ -22,7 +22,7 @@ import { preflight } from '../preflight.js';
 import type { StoredOutcome } from '../outcome.js';
 import { ArtifactUploads, jobPrefix, resultsKey, visualizationsPrefix, xaiPrefix } from './artifacts.js';
 import { InferenceDownloads, type ModelFiles } from './downloads.js';
-import { checkGraphModelFramework, graphModelProblems } from './graph-model.js';
+import { graphModelProblems } from './graph-model.js';
 import { mapClasses } from './ground-truth.js';
 import { type ImagePlan, type JobImages, imagePlan, samePlan } from './inputs.js';
 import { layerPathProblems } from './layers.js';
@@ -246,7 +246,6 @@ async function openSession(ctx: InferContext, files: ModelFiles, plan: ImagePlan
   };
   const bridge = await ctx.bridge;
   const framework = await chooseFramework(config, 'infer', bridge, checkpointPath);
-  if (prompts.graphModel) checkGraphModelFramework(config, framework);
   const session = await adapterFor(framework).inference.open(bridge, {
     checkpointPath,
     config,
