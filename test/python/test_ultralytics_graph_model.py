@@ -140,7 +140,10 @@ def test_metadata_or_an_nms_that_is_not_the_jobs_is_refused_before_anything_runs
     assert metadata_problems(graph_model, names, CLASS_IDS, SIZE) == []
     assert "not the checkpoint's" in metadata_problems({**graph_model, "class_names": ["a", "b", "c"]}, names, CLASS_IDS, SIZE)[0]
     assert "dataset class ids (7, 3, 11) are not the checkpoint's (0, 1, 2)" in metadata_problems(graph_model, names, [0, 1, 2], SIZE)[0]
-    assert "takes 32x32 images, this job predicts at 64x64 (IMAGE_SIZE): set IMAGE_SIZE=32" in metadata_problems({**graph_model, "input_size": [32, 32]}, names, CLASS_IDS, SIZE)[0]
+    assert (
+        "takes 32x32 images, this job predicts at 64x64 (IMAGE_SIZE): set IMAGE_SIZE=32"
+        in metadata_problems({**graph_model, "input_size": [32, 32]}, names, CLASS_IDS, SIZE)[0]
+    )
     assert "exported from a timm model" in metadata_problems({**graph_model, "framework": "timm"}, names, CLASS_IDS, SIZE)[0]
     assert nms_problems(None, 0.7, 0.5, 300) == []
     assert nms_problems(NMS, 0.45, 0.001, 300) == []
@@ -151,3 +154,37 @@ def test_metadata_or_an_nms_that_is_not_the_jobs_is_refused_before_anything_runs
     yolo = YOLO(str(checkpoint))
     with pytest.raises(GraphModelMismatchError, match=r"IOU_THRESHOLD is 0.6.*INCLUDE_POSTPROCESSING=false"):
         open_exported(graph_model, "onnx", yolo, _meta(yolo), {**SETTINGS, "iou": 0.6}, str(tmp_path), "fp32")
+
+
+def test_the_nms_rows_dataset_ids_map_back_to_the_models_outputs():
+    """A dynamically quantized graph carries its rows through uint8 (3.02 for 3): the ids are
+    rounded; an id metadata.json does not list means the graph is not what it says."""
+    from types import SimpleNamespace
+
+    from vision_trainer.common.graph_runtime import GraphModelMismatchError
+    from vision_trainer.ultralytics.graph_model import _adapt
+
+    rows = np.zeros((1, 300, 6), dtype=np.float32)
+    rows[0, 0] = [1, 2, 10, 12, 0.9, 3.0196]
+    rows[0, 1] = [5, 5, 20, 20, 0.5, 6.988]
+    rows[0, 2] = [5, 5, 20, 20, 0.2, 11.0]
+    fed = {}
+
+    def run(names, feed):
+        fed.update(feed)
+        return [rows]
+
+    session = SimpleNamespace(get_inputs=lambda: [SimpleNamespace(name="images")], run=run)
+    auto = SimpleNamespace(backend=SimpleNamespace(session=session, output_names=["output0"]))
+    graph_model = {"uri": "s3://b/m.onnx", "input_size": [SIZE, SIZE], "batch": 1, "nms": NMS, "class_ids": CLASS_IDS, "embedded_preprocessing": True}
+    meta = {"names": {0: "circle", 1: "square", 2: "triangle"}, "task": "detect", "stride": 32, "kpt_shape": None}
+    _adapt(auto, graph_model, meta, "onnx")
+    assert auto.backend.end2end is True and auto.backend.batch == 1 and auto.backend.names[1] == "square"
+    image = torch.full((1, 3, SIZE, SIZE), 114 / 255.0)
+    got = auto.backend.forward(image)[0]
+    # The graph was fed the letterboxed pixels themselves: uint8, NHWC.
+    assert fed["images"].dtype == np.uint8 and fed["images"].shape == (1, SIZE, SIZE, 3) and int(fed["images"].max()) == 114
+    assert got[0, :3, 5].tolist() == [1.0, 0.0, 2.0]  # dataset ids 3, 7, 11 -> outputs 1, 0, 2
+    rows[0, 2, 5] = 5.0
+    with pytest.raises(GraphModelMismatchError, match=r"names class ids \[5.0\], which are not metadata.json's"):
+        auto.backend.forward(image)

@@ -130,7 +130,15 @@ def _adapt(auto_backend, graph_model: dict, checkpoint_meta: dict, backend_name:
         outputs = run(feed)
         if nms and index_of:
             rows = np.array(outputs[0], copy=True)
-            rows[..., 5] = np.vectorize(lambda c: index_of.get(float(c), -1.0), otypes=[np.float32])(rows[..., 5])
+            # Rounded: a dynamically quantized graph carries its rows through uint8 (3.02 for 3).
+            rows[..., 5] = np.rint(rows[..., 5])
+            kept = rows[..., 4] > 0  # the rows NMS filled; the rest are zeros
+            unknown = sorted({float(c) for c in rows[..., 5][kept]} - set(index_of))
+            if unknown:
+                raise GraphModelMismatchError(
+                    f"{graph_model['uri']}: its NMS names class ids {unknown[:8]}, which are not metadata.json's class ids ({sorted(index_of)[:8]})"
+                )
+            rows[..., 5] = np.vectorize(lambda c: index_of.get(float(c), 0.0), otypes=[np.float32])(rows[..., 5])
             outputs = [rows, *outputs[1:]]
         return outputs
 
