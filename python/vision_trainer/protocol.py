@@ -292,6 +292,7 @@ class GraphNms(TypedDict):
 
 class GraphModel(TypedDict):
     path: str
+    format: Literal["onnx", "openvino"]
     uri: str
     framework: str
     task_type: str

@@ -333,8 +333,10 @@ export const CheckpointParamsSchema = z.object({ checkpoint: z.string() });
 
 /** What the session checks an export job's ONNX model against the checkpoint with, and how it feeds it (metadata.json). */
 export const GraphModelSchema = z.object({
-  /** The downloaded model.onnx. */
+  /** The downloaded model.onnx, or the .xml of the extracted model.openvino. */
   path: z.string(),
+  /** The export's format: ONNX, or OpenVINO IR (which only OpenVINO runs). */
+  format: z.enum(['onnx', 'openvino']),
   /** INFERENCE_MODEL_PATH, as results.json names it. */
   uri: z.string(),
   framework: z.enum(FRAMEWORKS),

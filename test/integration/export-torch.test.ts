@@ -381,6 +381,27 @@ describe('vision-trainer export (timm, transformers)', () => {
     expect(ov.pkg.metadata.preprocessing).toMatchObject({ embedded: true, data_type: 'uint8', layout: 'NHWC' });
     expect(ov.pkg.metadata.model.inputs).toEqual([{ name: 'images', shape: [1, 32, 32, 3], dtype: 'uint8' }]);
     expectSamePredictions(runPythonWrapper(ov.pkg), recorded(ov.pkg), SAME_RUNTIME, 'python openvino');
+
+    // INFERENCE_MODEL_PATH at the OpenVINO export (model.openvino, the IR folder zipped): auto runs it on
+    // OpenVINO, the uint8 input and the softmax read as the metadata says, with PyTorch's predictions.
+    const irPath = `s3://${s3.config.bucket}/export-jobs/exp-vit-openvino/model.openvino`;
+    const pytorch = await graphTestRun('tr-vit-pytorch', 'vit', { INFERENCE_BACKEND: 'pytorch' });
+    const reused = await graphTestRun('tr-vit-reused-ir', 'vit', { INFERENCE_BACKEND: 'auto', INFERENCE_MODEL_PATH: irPath });
+    expect(reused.doc.model.inference_backend).toMatchObject({
+      name: 'openvino',
+      requested: 'auto',
+      export_seconds: null,
+      model_path: irPath,
+      reason: "auto: INFERENCE_MODEL_PATH names an export job's OpenVINO model",
+    });
+    expect(Math.abs(reused.done.overall_metrics.accuracy - pytorch.done.overall_metrics.accuracy)).toBeLessThanOrEqual(0.002);
+    expect(reused.doc.results.map((r: any) => r.predictions.class_id)).toEqual(pytorch.doc.results.map((r: any) => r.predictions.class_id));
+    // ONNX Runtime does not read IR: refused before anything downloads (exit 2, naming the variable).
+    const refused = await runCli(['infer'], graphTestEnv('tr-vit-ir-onnx', 'vit', { INFERENCE_BACKEND: 'onnx', INFERENCE_MODEL_PATH: irPath }), {
+      timeoutMs: 60_000,
+    });
+    expect(refused.code).toBe(2);
+    expect(refused.stdout + refused.stderr).toContain('names an OpenVINO IR model, which ONNX Runtime does not read');
   });
 
   it('transformers ViT to TorchScript with dynamic int8 (every nn.Linear): smaller, the accuracy drop in metadata, the Python wrapper runs it', async () => {

@@ -120,6 +120,16 @@ function expectExported(run: Run, jobId: string, task: Task, format: string) {
   return { info, validation: v };
 }
 
+let pytorchDetection: ReturnType<typeof detectionTestRun> | undefined;
+/** The detection fixture's test run on PyTorch, run once: what the runs of its exports are compared with. */
+async function pytorchDetectionRun() {
+  pytorchDetection ??= detectionTestRun('tr-det-pytorch', { INFERENCE_BACKEND: 'pytorch' });
+  const run = await pytorchDetection;
+  expect(run.result.code, run.result.stderr.slice(-2000)).toBe(0);
+  return run;
+}
+const mAP = (run: Awaited<ReturnType<typeof detectionTestRun>>) => run.done!.overall_metrics['mAP50-95'] as number;
+
 /** A test run of the detection fixture's checkpoint on its own dataset: exit code, testRunDone (or the failure's callback) and results.json. */
 async function detectionTestRun(jobId: string, vars: Record<string, string>) {
   const env = jobEnv(s3, backend, jobId, {
@@ -284,9 +294,7 @@ describe('vision-trainer export (ultralytics)', () => {
     // exp-det-onnx and exp-det-int8 (the tests above): NMS (IoU 0.45, floor 0, dataset class ids) and the
     // normalisation in the graph, a fixed batch of 1 and 64x64 input.
     const modelPath = (jobId: string) => `s3://${s3.config.bucket}/export-jobs/${jobId}/model.onnx`;
-    const pytorch = await detectionTestRun('tr-det-pytorch', { INFERENCE_BACKEND: 'pytorch' });
-    expect(pytorch.result.code, pytorch.result.stderr.slice(-2000)).toBe(0);
-    const mAP = (run: typeof pytorch) => run.done!.overall_metrics['mAP50-95'] as number;
+    const pytorch = await pytorchDetectionRun();
     const reported = (run: typeof pytorch) => run.doc!.results.flatMap((r: any) => r.predictions.boxes).length;
     // The fixture's boxes score low (its mAP50-95 on these 8 images is below 0.01): CONFIDENCE_THRESHOLD=0.001 reports them to compare.
     expect(reported(pytorch), JSON.stringify(pytorch.done!.overall_metrics)).toBeGreaterThan(0);
@@ -358,6 +366,12 @@ describe('vision-trainer export (ultralytics)', () => {
       const scored = pkg.expected!.images.map((i) => ({ predictions: i.validation_predictions }));
       expectSamePredictions(runPythonWrapper(pkg, validationOptions(pkg)), scored, SAME_RUNTIME, `python ${format}`);
     }
+    // INFERENCE_MODEL_PATH at the OpenVINO export (float16 weights, raw outputs, NMS left to the job): auto runs it on OpenVINO.
+    const irPath = `s3://${s3.config.bucket}/export-jobs/exp-det-openvino/model.openvino`;
+    const reused = await detectionTestRun('tr-det-reused-ir', { INFERENCE_BACKEND: 'auto', INFERENCE_MODEL_PATH: irPath });
+    expect(reused.result.code, reused.result.stdout.slice(-3000)).toBe(0);
+    expect(reused.doc!.model.inference_backend).toMatchObject({ name: 'openvino', requested: 'auto', export_seconds: null, model_path: irPath });
+    expect(Math.abs(mAP(reused) - mAP(await pytorchDetectionRun()))).toBeLessThanOrEqual(0.002);
     const ts = await downloadPackage(s3.storage(), 'exp-det-torchscript');
     const details = ts.metadata.optimization.quantization_details;
     expect(ts.metadata.optimization.quantization).toBe('static');

@@ -235,7 +235,7 @@ def test_bf16_under_auto_takes_openvino_and_an_explicit_backend_stands():
     name, reason = resolve_backend("auto", "cpu", AUTO_GRAPH_MIN_IMAGES, precision="bf16")
     assert name == "openvino" and reason.endswith("in bfloat16 (INFERENCE_PRECISION)")
     assert resolve_backend("auto", "cpu", 12, precision="bf16")[0] == "pytorch"
-    assert resolve_backend("auto", "cpu", 1, given_graph=True, precision="bf16")[0] == "openvino"
+    assert resolve_backend("auto", "cpu", 1, given_graph="onnx", precision="bf16")[0] == "openvino"
     assert resolve_backend("openvino", "cpu", 1, precision="bf16") == ("openvino", "INFERENCE_BACKEND")
 
 
@@ -291,3 +291,10 @@ def test_an_export_jobs_graph_opens_in_bfloat16_within_its_own_tolerance(tmp_pat
     assert runner.precision == ("bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32")
     with pytest.raises(graph_runtime.GraphModelMismatchError, match="class probabilities differ"):
         graph_runtime.open_exported_classifier(graph, "openvino", _tiny_classifier(1), META, 8, "bf16")
+
+
+def test_auto_runs_an_export_jobs_model_on_the_runtime_that_reads_it():
+    assert resolve_backend("auto", "cpu", 1, given_graph="onnx") == ("onnx", "auto: INFERENCE_MODEL_PATH names an export job's ONNX model")
+    assert resolve_backend("auto", "cpu", 1, given_graph="openvino") == ("openvino", "auto: INFERENCE_MODEL_PATH names an export job's OpenVINO model")
+    assert resolve_backend("auto", "cpu", 1, given_graph="openvino", precision="bf16")[0] == "openvino"
+    assert resolve_backend("openvino", "cpu", 1, given_graph="openvino") == ("openvino", "INFERENCE_BACKEND")

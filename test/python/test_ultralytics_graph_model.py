@@ -55,6 +55,7 @@ def exported(tmp_path_factory):
     assert "ok" in answer, answer
     graph_model = {
         "path": answer["ok"]["path"],
+        "format": "onnx",
         "uri": "s3://bucket/export-jobs/exp-1/model.onnx",
         "framework": "ultralytics",
         "task_type": "object_detection",
@@ -89,12 +90,20 @@ def _images(count: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8) for _ in range(count)]
 
 
-@pytest.mark.parametrize("backend", ["onnx", "openvino"])
-def test_the_export_predicts_as_the_checkpoint_does(exported, tmp_path, backend):
+@pytest.mark.parametrize(("backend", "export_format"), [("onnx", "onnx"), ("openvino", "onnx"), ("openvino", "openvino")])
+def test_the_export_predicts_as_the_checkpoint_does(exported, tmp_path, backend, export_format):
     from ultralytics import YOLO
     from vision_trainer.ultralytics.graph_model import open_exported
 
     checkpoint, graph_model = exported
+    if export_format == "openvino":
+        import openvino as ov
+
+        # An export job's model.openvino, as the job extracts it: an IR folder of any name.
+        xml = tmp_path / "exported" / "model.openvino" / "best.xml"
+        xml.parent.mkdir(parents=True)
+        ov.save_model(ov.Core().read_model(graph_model["path"]), str(xml), compress_to_fp16=False)
+        graph_model = {**graph_model, "format": "openvino", "path": str(xml)}
     yolo = YOLO(str(checkpoint))
     model, predictor, ran, seconds = open_exported(graph_model, backend, yolo, _meta(yolo), SETTINGS, str(tmp_path), "fp32")
     assert ran == "fp32" and seconds > 0
@@ -188,3 +197,18 @@ def test_the_nms_rows_dataset_ids_map_back_to_the_models_outputs():
     rows[0, 2, 5] = 5.0
     with pytest.raises(GraphModelMismatchError, match=r"names class ids \[5.0\], which are not metadata.json's"):
         auto.backend.forward(image)
+
+
+def test_in_bfloat16_on_openvino_the_export_is_still_recognised_as_the_checkpoint(exported, tmp_path):
+    """INFERENCE_PRECISION=bf16: what ran is read back (bf16 where the CPU has it), and the
+    comparison with the checkpoint allows what bfloat16 costs, not other weights."""
+    import openvino as ov
+    from ultralytics import YOLO
+    from vision_trainer.ultralytics.graph_model import open_exported
+
+    checkpoint, graph_model = exported
+    yolo = YOLO(str(checkpoint))
+    model, predictor, ran, _ = open_exported(graph_model, "openvino", yolo, _meta(yolo), SETTINGS, str(tmp_path), "bf16")
+    assert ran == ("bf16" if "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES") else "fp32")
+    got = model.predict(_images(2), device="cpu", batch=2, verbose=False, save=False, predictor=predictor, **SETTINGS)
+    assert all(len(r.boxes) > 0 for r in got)

@@ -107,7 +107,7 @@ class ClassifierBackend:
             self.device.type,
             params.get("image_count"),
             "the graph does not run semantic segmentation yet" if semantic else None,
-            given_graph=graph_model is not None,
+            given_graph=graph_model["format"] if graph_model is not None else None,
             precision=precision,
         )
         check_device(self.backend, self.device.type)

@@ -80,18 +80,20 @@ def check_device(backend: str, device: str) -> None:
 
 
 def resolve_backend(
-    requested: str, device_type: str, images: int | None, unsupported: str | None = None, given_graph: bool = False, precision: str = "fp32"
+    requested: str, device_type: str, images: int | None, unsupported: str | None = None, given_graph: str | None = None, precision: str = "fp32"
 ) -> tuple[str, str]:
     """(backend, why) for INFERENCE_BACKEND; an explicit choice stands as it is (check_device and
     the backends refuse what cannot run). `auto` takes the graph only where it is known to be
     faster end to end: on the CPU, for a task the graph runs (`unsupported` says why not), for a
     job with enough images to pay for the export, with onnxruntime installed; and always when
-    INFERENCE_MODEL_PATH names an export job's graph (`given_graph`: there is no export to pay for).
-    The graph is ONNX Runtime's, or OpenVINO's when INFERENCE_PRECISION=bf16 (the one that computes
-    in bfloat16)."""
+    INFERENCE_MODEL_PATH names an export job's graph (`given_graph`, its format: there is no
+    export to pay for). The graph is ONNX Runtime's, or OpenVINO's when INFERENCE_PRECISION=bf16
+    (the one that computes in bfloat16) or for an OpenVINO IR model (the one that reads it)."""
     graph = BF16_BACKEND if precision == "bf16" else AUTO_GRAPH_BACKEND
     if requested != "auto":
         return requested, "INFERENCE_BACKEND"
+    if given_graph == "openvino":
+        return "openvino", "auto: INFERENCE_MODEL_PATH names an export job's OpenVINO model"
     if given_graph:
         return (
             graph,

@@ -1,5 +1,5 @@
-"""INFERENCE_MODEL_PATH for ultralytics checkpoints: an export job's model.onnx predicting through
-ultralytics' own predictor, in place of a fresh export of the checkpoint.
+"""INFERENCE_MODEL_PATH for ultralytics checkpoints: an export job's model.onnx (or model.openvino)
+predicting through ultralytics' own predictor, in place of a fresh export of the checkpoint.
 
 An export job's ONNX differs from the graph an inference job exports for itself in four ways,
 each undone here so the predictor (letterbox, NMS, result objects) runs exactly as on the .pt:
@@ -84,14 +84,23 @@ def nms_problems(nms: dict | None, iou: float, lowest_confidence: float, max_det
     return problems
 
 
-def _openvino_folder(onnx_path: Path, graph_dir: str) -> Path:
-    """OpenVINO IR converted from the export's ONNX (ultralytics' OpenVINO backend reads IR only)."""
+def _openvino_folder(graph_model: dict, graph_dir: str) -> Path:
+    """The IR folder ultralytics' OpenVINO backend reads (it knows one by its `_openvino_model`
+    name): the export's own .xml and .bin (an export job's model.openvino), or IR converted from
+    its ONNX. Its metadata.yaml is left behind: what the predictor needs comes from `_adapt`."""
+    import shutil
+
     import openvino as ov
 
     folder = Path(graph_dir) / "model_openvino_model"
     folder.mkdir(parents=True, exist_ok=True)
-    # compress_to_fp16=False: the weights stay float32, as in the export job's graph.
-    ov.save_model(ov.Core().read_model(str(onnx_path)), str(folder / "model.xml"), compress_to_fp16=False)
+    source = Path(graph_model["path"])
+    if graph_model["format"] == "openvino":
+        for part in (source, source.with_suffix(".bin")):
+            shutil.copyfile(part, folder / f"model{part.suffix}")
+    else:
+        # compress_to_fp16=False: the weights stay float32, as in the export job's graph.
+        ov.save_model(ov.Core().read_model(str(source)), str(folder / "model.xml"), compress_to_fp16=False)
     return folder
 
 
@@ -209,8 +218,7 @@ def open_exported(
     )
     if problems:
         raise _mismatch(graph_model["uri"], problems)
-    onnx_path = Path(graph_model["path"])
-    source = onnx_path if backend_name == "onnx" else _openvino_folder(onnx_path, graph_dir)
+    source = Path(graph_model["path"]) if backend_name == "onnx" else _openvino_folder(graph_model, graph_dir)
     model = YOLO(str(source), task=checkpoint_meta["task"])
     predictor = predictor_for(model, lambda auto_backend: _adapt(auto_backend, graph_model, checkpoint_meta, backend_name))
     ran = ultralytics_runtime_settings(model, source, imgsz, backend_name, precision, predictor=predictor)

@@ -144,7 +144,7 @@ class UltralyticsBackend:
             requested,
             "cuda" if export_device[0].isdigit() else export_device,
             params.get("image_count"),
-            given_graph=graph_model is not None,
+            given_graph=graph_model["format"] if graph_model is not None else None,
             precision=precision,
         )
         self.predictor_model = self.yolo

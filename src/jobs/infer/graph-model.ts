@@ -8,12 +8,13 @@
  * (GraphModelMismatchError, exit code 2). Only an `.onnx` file is
  * read: ONNX Runtime and OpenVINO parse it as a protobuf graph, nothing in it is executed as code.
  */
-import { posix } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
+import { join, posix } from 'node:path';
 import type { InferConfig } from '../../config/schema.js';
 import { ConfigError, asVisionTrainerError } from '../../errors.js';
 import type { GraphModel } from '../../frameworks/protocol.js';
 import type { Storage } from '../../storage/types.js';
+import { extractZip } from '../../storage/zip.js';
 import { MetadataSchema } from '../export/metadata.js';
 import { fetchCheckpoint } from '../stages.js';
 
@@ -23,18 +24,48 @@ function problem(uri: string, message: string): ConfigError {
   return new ConfigError([{ variable: VARIABLE, value: uri, message }], 'infer');
 }
 
+/** The export job's format INFERENCE_MODEL_PATH names: its model.onnx, or its model.openvino (the IR folder, zipped). */
+export function graphModelFormat(uri: string): 'onnx' | 'openvino' {
+  return uri.endsWith('.openvino') ? 'openvino' : 'onnx';
+}
+
 /** INFERENCE_MODEL_PATH's problems the configuration alone shows. */
 export function graphModelProblems(config: InferConfig): string[] {
   if (!config.inferenceModelPath) return [];
   if (config.inferenceBackend === 'pytorch')
     return ['names an exported graph, but INFERENCE_BACKEND=pytorch runs the checkpoint itself: set INFERENCE_BACKEND=onnx, openvino or auto'];
+  if (graphModelFormat(config.inferenceModelPath) === 'openvino' && config.inferenceBackend === 'onnx')
+    return ["names an OpenVINO IR model, which ONNX Runtime does not read: set INFERENCE_BACKEND=openvino or auto, or point it at the export's model.onnx"];
   return [];
+}
+
+/**
+ * The IR folder of an export job's model.openvino, extracted with the dataset zips' checks (no
+ * path outside the folder, bounded size): the path of its one .xml file, its .bin beside it.
+ */
+async function extractOpenVino(uri: string, zipPath: string, dir: string): Promise<string> {
+  // ultralytics recognises an OpenVINO folder by this suffix.
+  const folder = join(dir, 'model_openvino_model');
+  try {
+    await extractZip(zipPath, folder);
+  } catch (err) {
+    throw problem(uri, `is not a readable zip of an OpenVINO IR folder: ${asVisionTrainerError(err).message.slice(0, 300)}`);
+  }
+  const xml = (await readdir(folder, { recursive: true })).filter((name) => name.endsWith('.xml'));
+  if (xml.length !== 1) throw problem(uri, `holds ${xml.length} OpenVINO .xml files; an export job's model.openvino holds exactly one`);
+  return join(folder, xml[0]!);
 }
 
 /** Downloads the model and its metadata.json into `dir` and reads what the session needs from it. */
 export async function fetchGraphModel(config: InferConfig, storage: Storage, dir: string, signal?: AbortSignal): Promise<GraphModel> {
   const uri = config.inferenceModelPath!;
-  const model = await fetchCheckpoint(storage, { variable: VARIABLE, uri, mode: 'infer', fileName: 'model.onnx', missingIsConfigError: true }, dir, signal);
+  const format = graphModelFormat(uri);
+  const model = await fetchCheckpoint(
+    storage,
+    { variable: VARIABLE, uri, mode: 'infer', fileName: `model.${format}`, missingIsConfigError: true },
+    dir,
+    signal,
+  );
   const metadataKey = posix.join(posix.dirname(storage.parseUri(uri)), 'metadata.json');
   const metadataUri = storage.uri(metadataKey);
   if (!(await storage.exists(metadataKey, { signal })))
@@ -46,14 +77,18 @@ export async function fetchGraphModel(config: InferConfig, storage: Storage, dir
   } catch (err) {
     throw problem(uri, `its metadata.json (${metadataUri}) is not an export job's metadata: ${asVisionTrainerError(err).message.slice(0, 300)}`);
   }
-  if (metadata.export_format !== 'onnx')
-    throw problem(uri, `its metadata.json describes an EXPORT_FORMAT=${metadata.export_format} model; only ONNX models (EXPORT_FORMAT=onnx) are run here`);
+  if (metadata.export_format !== format)
+    throw problem(
+      uri,
+      `its metadata.json describes an EXPORT_FORMAT=${metadata.export_format} model, not the ${format} file it names; ONNX (EXPORT_FORMAT=onnx: model.onnx) and OpenVINO (EXPORT_FORMAT=openvino: model.openvino) models are run here`,
+    );
   if (metadata.task_type !== config.taskType)
     throw problem(uri, `was exported for TASK_TYPE=${metadata.task_type}, but this job's TASK_TYPE is ${config.taskType}`);
   const batch = metadata.model.inputs[0]!.shape[0];
   const post = metadata.postprocessing;
   return {
-    path: model.path,
+    path: format === 'openvino' ? await extractOpenVino(uri, model.path, dir) : model.path,
+    format,
     uri,
     framework: metadata.model.framework,
     task_type: metadata.task_type,
