@@ -3,7 +3,7 @@ import { configFromEnv, parseConfig } from '../../src/config/env.js';
 import { helpText } from '../../src/config/help.js';
 import { VARIABLES } from '../../src/config/variables.js';
 import { ConfigError } from '../../src/errors.js';
-import { graphModelProblems } from '../../src/jobs/infer/graph-model.js';
+import { graphModelFormat, graphModelProblems } from '../../src/jobs/infer/graph-model.js';
 
 const base = {
   JOB_ID: 'job-1',
@@ -161,10 +161,19 @@ describe('configFromEnv (train)', () => {
 
 describe('configFromEnv (infer, export)', () => {
   const infer = { ...base, INFERENCE_TYPE: 'test_run', CHECKPOINT_PATH: 's3://vision-platform/checkpoints/job-1/best.pt' };
-  it("INFERENCE_MODEL_PATH: an export job's .onnx only, and not with INFERENCE_BACKEND=pytorch", () => {
+  it("INFERENCE_MODEL_PATH: an export job's .onnx or .openvino only, not with INFERENCE_BACKEND=pytorch, IR not with onnx", () => {
     const path = 's3://b/export-jobs/exp-1/model.onnx';
+    const ir = 's3://b/export-jobs/exp-1/model.openvino';
     expect(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: path }).inferenceModelPath).toBe(path);
-    for (const other of ['s3://b/export-jobs/exp-1/model.pt', 's3://b/export-jobs/exp-1/model.openvino', 'https://x/model.onnx'])
+    expect(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: ir }).inferenceModelPath).toBe(ir);
+    expect(graphModelFormat(ir)).toBe('openvino');
+    expect(graphModelFormat(path)).toBe('onnx');
+    expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: ir, INFERENCE_BACKEND: 'onnx' }))).toEqual([
+      expect.stringMatching(/^names an OpenVINO IR model, which ONNX Runtime does not read: set INFERENCE_BACKEND=openvino or auto/),
+    ]);
+    for (const backend of ['openvino', 'auto'])
+      expect(graphModelProblems(configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: ir, INFERENCE_BACKEND: backend }))).toEqual([]);
+    for (const other of ['s3://b/export-jobs/exp-1/model.pt', 's3://b/export-jobs/exp-1/model.xml', 'https://x/model.onnx'])
       expect(configError(() => configFromEnv('infer', { ...infer, INFERENCE_MODEL_PATH: other })).problems[0]).toMatchObject({
         variable: 'INFERENCE_MODEL_PATH',
       });
