@@ -129,14 +129,39 @@ async function pytorchDetectionRun() {
   return run;
 }
 const mAP = (run: Awaited<ReturnType<typeof detectionTestRun>>) => run.done!.overall_metrics['mAP50-95'] as number;
+const detectionTestRun = (jobId: string, vars: Record<string, string>) => fixtureTestRun('object_detection', jobId, vars);
 
-/** A test run of the detection fixture's checkpoint on its own dataset: exit code, testRunDone (or the failure's callback) and results.json. */
-async function detectionTestRun(jobId: string, vars: Record<string, string>) {
+/**
+ * INFERENCE_MODEL_PATH at an export job's model.onnx: the fixture's test run on it and on PyTorch
+ * give the same overall metrics (to 0.002, or `tolerance` for a model of lower precision).
+ */
+async function expectReusedExportAgrees(task: Task, exportJobId: string, tolerance = 0.002) {
+  const tag = task.replace(/_/g, '-');
+  const modelPath = `s3://${s3.config.bucket}/export-jobs/${exportJobId}/model.onnx`;
+  const pytorch = await fixtureTestRun(task, `tr-${tag}-pytorch`, { INFERENCE_BACKEND: 'pytorch' });
+  const reused = await fixtureTestRun(task, `tr-${tag}-reused`, { INFERENCE_BACKEND: 'auto', INFERENCE_MODEL_PATH: modelPath });
+  for (const run of [pytorch, reused]) expect(run.result.code, run.result.stdout.slice(-3000)).toBe(0);
+  expect(reused.doc!.model.inference_backend).toMatchObject({ name: 'onnx', export_seconds: null, model_path: modelPath });
+  const metrics = pytorch.done!.overall_metrics as Record<string, number | null>;
+  expect(Object.keys(reused.done!.overall_metrics).sort()).toEqual(Object.keys(metrics).sort());
+  for (const [name, value] of Object.entries(reused.done!.overall_metrics as Record<string, number | null>))
+    expect(Math.abs((value ?? 0) - (metrics[name] ?? 0)), `${task} ${name}`).toBeLessThanOrEqual(tolerance);
+  if (task !== 'image_classification') {
+    // Something to agree on: the boxes reported down to 0.001 (one may fall either side of it in float32).
+    const boxes = (run: typeof pytorch) => run.doc!.results.flatMap((r: any) => r.predictions.boxes).length;
+    expect(boxes(pytorch)).toBeGreaterThan(0);
+    expect(Math.abs(boxes(reused) - boxes(pytorch))).toBeLessThanOrEqual(1);
+  }
+  return { pytorch, reused };
+}
+
+/** A test run of a fixture's checkpoint on its own dataset: exit code, testRunDone (or the failure's callback) and results.json. */
+async function fixtureTestRun(task: Task, jobId: string, vars: Record<string, string>) {
   const env = jobEnv(s3, backend, jobId, {
     INFERENCE_TYPE: 'test_run',
-    TASK_TYPE: 'object_detection',
-    CHECKPOINT_PATH: checkpointUri('object_detection'),
-    DATASET_ID: datasetId('object_detection'),
+    TASK_TYPE: task,
+    CHECKPOINT_PATH: checkpointUri(task),
+    DATASET_ID: datasetId(task),
     SAVE_VISUALIZATIONS: 'false',
     // The fixture's training and export size.
     IMAGE_SIZE: '64',
@@ -446,6 +471,8 @@ describe('vision-trainer export (ultralytics)', () => {
     const pkg = await downloadPackage(s3.storage(), 'exp-seg');
     expect(pkg.expected!.images.flatMap((i) => i.validation_predictions).some((p) => p.mask!.counts.length > 1)).toBe(true);
     expectWrappersAgree(pkg, { cpp: false });
+    // INFERENCE_MODEL_PATH: the NMS rows' 32 mask coefficients and the prototypes read by ultralytics' predictor.
+    await expectReusedExportAgrees('instance_segmentation', 'exp-seg');
   });
 
   it('pose_estimation to ONNX with NMS in the graph: keypoints agree across the Python and Node wrappers', async () => {
@@ -457,6 +484,8 @@ describe('vision-trainer export (ultralytics)', () => {
     expect(pkg.metadata.model).toMatchObject({ class_names: ['person'], class_ids: [5] });
     expect(pkg.expected!.images[0]!.validation_predictions[0]!.keypoints).toHaveLength(17);
     expectWrappersAgree(pkg, { cpp: false });
+    // INFERENCE_MODEL_PATH: the NMS rows' keypoints read by ultralytics' predictor.
+    await expectReusedExportAgrees('pose_estimation', 'exp-pose');
   });
 
   it('image_classification to ONNX as float16: top-k agrees across the wrappers', async () => {
@@ -475,6 +504,9 @@ describe('vision-trainer export (ultralytics)', () => {
     ]);
     expect(pkg.metadata.runtime.wrappers).toEqual(['python', 'node']); // float16 graphs: ONNX Runtime wrappers only
     expectWrappersAgree(pkg, { cpp: false });
+    // INFERENCE_MODEL_PATH: the uint8 input and float16 weights; the same top-1 on every image.
+    const { pytorch, reused } = await expectReusedExportAgrees('image_classification', 'exp-cls-fp16');
+    expect(reused.doc!.results.map((r: any) => r.predictions.class_id)).toEqual(pytorch.doc!.results.map((r: any) => r.predictions.class_id));
   });
 
   it('image_classification to TorchScript with static int8: int8 up to the softmax, a third of the size, the accuracy drop in metadata', async () => {
