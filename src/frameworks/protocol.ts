@@ -391,7 +391,7 @@ export const SessionParamsSchema = z.object({
     .optional(),
   /** How many images the job predicts: INFERENCE_BACKEND=auto exports only when enough images pay for it. */
   image_count: Int.nullable().optional(),
-  /** INFERENCE_MODEL_PATH: an export job's ONNX model (downloaded) and what its metadata.json says, instead of exporting the checkpoint. */
+  /** INFERENCE_MODEL_PATH: an export job's ONNX or OpenVINO model (downloaded) and what its metadata.json says, instead of exporting the checkpoint. */
   graph_model: GraphModelSchema.nullable().optional(),
   /** DECODE_THREADS: threads decoding each batch's images (null: the CPU budget's). */
   decode_threads: Int.nullable().optional(),

@@ -137,7 +137,7 @@ def _adapt(auto_backend, graph_model: dict, checkpoint_meta: dict, backend_name:
         if embedded_preprocessing:
             feed = (im.float() * 255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
         outputs = run(feed)
-        if nms and index_of:
+        if nms:
             rows = np.array(outputs[0], copy=True)
             # Rounded: a dynamically quantized graph carries its rows through uint8 (3.02 for 3).
             rows[..., 5] = np.rint(rows[..., 5])

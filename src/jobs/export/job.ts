@@ -20,7 +20,6 @@ import type { Dataset, DatasetImage } from '../../datasets/model.js';
 import { resolveSplits } from '../../datasets/splits.js';
 import { ConfigError, ExitCode, VisionTrainerError, asVisionTrainerError } from '../../errors.js';
 import type { ExportEvent, ExportModelInfo } from '../../events.js';
-import type { EmbeddedNms } from '../../frameworks/adapter.js';
 import { adapterFor, chooseFramework, configuredFramework, type ExportAdapter, type ModelDescription, pythonEnvFor } from '../../frameworks/index.js';
 import { CoremlInspectionSchema, InspectCoremlParamsSchema, type ModelIo, ModelIoSchema, PathParamsSchema } from '../../frameworks/protocol.js';
 import { PROJECT_ROOT } from '../../paths.js';
@@ -34,9 +33,9 @@ import { summarize } from './latency.js';
 import {
   buildMetadata,
   checkpointPreprocessing,
+  embeddedNms,
   MetadataSchema,
   type PackageMetadata,
-  type PostprocessingSpec,
   type TensorInfo,
   type ValidationReport,
 } from './metadata.js';
@@ -291,12 +290,6 @@ async function convert(ctx: ExportContext, inputs: Awaited<ReturnType<typeof fet
     operators = last.operators;
   }
   return { ...inputs, description, inputSize, modelPath, passes, unquantizedSizeBytes, float32Modules: artifact.float32Modules, operators };
-}
-
-/** The NMS a detector's export builds in, from its post-processing spec; null for none. */
-function embeddedNms(post: PostprocessingSpec): EmbeddedNms | null {
-  const nms = post.nms;
-  return post.embedded && nms ? { ...nms, min_confidence: nms.min_confidence ?? 0 } : null;
 }
 
 const processingOptions = (config: ExportConfig, inputSize: [number, number]) => ({

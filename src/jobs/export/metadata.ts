@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { WrapperMetadata } from '../../../runtime/node/model_wrapper.js';
 import { FRAMEWORKS, TASK_TYPES } from '../../config/tasks.js';
 import { EXPORT_FORMATS } from '../../config/variables.js';
+import type { EmbeddedNms } from '../../frameworks/adapter.js';
 import { type AbsentWrapper, FORMATS, type ExportFormat, type RuntimeLanguage } from './formats.js';
 
 export const METADATA_FORMAT_VERSION = '1.0';
@@ -89,6 +90,12 @@ export const PostprocessingSchema = z.strictObject({
   included: z.boolean(),
 });
 export type PostprocessingSpec = z.infer<typeof PostprocessingSchema>;
+
+/** The NMS a detector's export builds in, from its post-processing spec; null for none. */
+export function embeddedNms(post: PostprocessingSpec): EmbeddedNms | null {
+  const nms = post.nms;
+  return post.embedded && nms ? { ...nms, min_confidence: nms.min_confidence ?? 0 } : null;
+}
 
 const Milliseconds = z.number().nonnegative();
 

@@ -1,12 +1,12 @@
 /**
- * INFERENCE_MODEL_PATH: an export job's ONNX model run in place of a fresh export of the
- * checkpoint. The design's export job uploads `export-jobs/{JOB_ID}/model.onnx` with its
- * `metadata.json` beside it; both are downloaded, metadata.json is parsed with the export's own
+ * INFERENCE_MODEL_PATH: an export job's ONNX or OpenVINO model run in place of a fresh export of
+ * the checkpoint. The design's export job uploads `export-jobs/{JOB_ID}/model.onnx` (or
+ * `model.openvino`, the IR folder zipped) with its `metadata.json` beside it; both are downloaded, metadata.json is parsed with the export's own
  * schema, and what it says (task, framework, classes and their dataset ids, input size, what the
  * graph embeds: normalisation, softmax, NMS) goes to the Python session, which compares it with
  * the checkpoint and the graph's scores with the checkpoint's before predicting
- * (GraphModelMismatchError, exit code 2). Only an `.onnx` file is
- * read: ONNX Runtime and OpenVINO parse it as a protobuf graph, nothing in it is executed as code.
+ * (GraphModelMismatchError, exit code 2). Only an `.onnx` file or an IR folder's `.xml` and `.bin`
+ * are read: ONNX Runtime and OpenVINO parse them as graphs, nothing in them is executed as code.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -15,7 +15,7 @@ import { ConfigError, asVisionTrainerError } from '../../errors.js';
 import type { GraphModel } from '../../frameworks/protocol.js';
 import type { Storage } from '../../storage/types.js';
 import { extractZip } from '../../storage/zip.js';
-import { MetadataSchema } from '../export/metadata.js';
+import { embeddedNms, MetadataSchema } from '../export/metadata.js';
 import { fetchCheckpoint } from '../stages.js';
 
 const VARIABLE = 'INFERENCE_MODEL_PATH';
@@ -97,15 +97,8 @@ export async function fetchGraphModel(config: InferConfig, storage: Storage, dir
     input_size: metadata.model.input_size,
     embedded_preprocessing: metadata.preprocessing.embedded,
     embedded_softmax: post.embedded && post.nms === undefined,
-    nms:
-      post.embedded && post.nms
-        ? {
-            iou_threshold: post.nms.iou_threshold,
-            min_confidence: post.nms.min_confidence ?? 0,
-            max_detections: post.nms.max_detections,
-            class_aware: post.nms.class_aware,
-          }
-        : null,
+    // The session's schema keeps the fields Python reads (IoU, floor, row count, class-aware).
+    nms: embeddedNms(post),
     box_units: post.box_units ?? 'pixels',
     batch: typeof batch === 'number' && batch > 0 ? batch : null,
     quantized: metadata.optimization.quantization !== null,
