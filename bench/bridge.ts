@@ -182,8 +182,10 @@ function bridgedRun(measured: Measured): Run {
 }
 
 function timed(measured: Measured, start: number | undefined, ends: number[], settings: Json | undefined): Run {
-  if (start === undefined || ends.length < 2)
-    throw new BenchError(`a run reported ${ends.length} epochs:\n${measured.stdout.slice(-2000)}\n${measured.stderr.slice(-2000)}`);
+  // Exactly BENCH_EPOCHS ends on each side: an extra one (ultralytics' final validation fires
+  // its epoch-end callback again) would enter the epoch times as a short "epoch".
+  if (start === undefined || ends.length !== EPOCHS || ends.length < 2)
+    throw new BenchError(`a run reported ${ends.length} epoch ends for ${EPOCHS} epochs:\n${measured.stdout.slice(-2000)}\n${measured.stderr.slice(-2000)}`);
   return { measured, startup: start - measured.startedAt, epochs: ends.slice(1).map((t, k) => t - ends[k]!), settings };
 }
 
