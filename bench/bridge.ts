@@ -25,9 +25,11 @@
  *
  *   BENCH_FRAMEWORKS=ultralytics,timm,huggingface BENCH_REPEATS=3 BENCH_EPOCHS=4 BENCH_BATCH=16
  *   BENCH_DEVICE=cpu|cuda:0 BENCH_DETECT_IMGSZ=128 BENCH_CLASSIFY_IMGSZ=64 (bench/gpu.sh sets these)
+ *   BENCH_LOGS=<folder>: each run's stdout and stderr kept there ({framework}-{side}-{run}.log),
+ *   to see where an epoch's time went
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { convertToImageFolder, writeHuggingFaceManifest } from '../src/datasets/convert/classification.js';
@@ -151,6 +153,16 @@ async function setup(framework: string, scratch: string): Promise<Setup> {
   throw new BenchError(`BENCH_FRAMEWORKS: unknown framework ${framework} (ultralytics, timm, huggingface)`);
 }
 
+const LOGS = process.env.BENCH_LOGS;
+
+function keepLog(name: string, measured: Measured): Measured {
+  if (LOGS) {
+    mkdirSync(LOGS, { recursive: true });
+    writeFileSync(join(LOGS, `${name}.log`), `${measured.stdout}\n--- stderr\n${measured.stderr}`);
+  }
+  return measured;
+}
+
 const lines = (text: string) => text.split('\n').filter((l) => l.startsWith('{'));
 
 /** The native script's lines: {"bench": "settings" | "epoch_start" | "epoch_end", "t": ...}. */
@@ -220,7 +232,9 @@ async function compare(framework: string, receiverUrl: string) {
     process.stdout.write(`\n== ${s.title}, ${REPEATS} interleaved runs each, ${BENCH_THREADS} threads\n`);
     for (let r = 0; r < REPEATS; r++) {
       const n = s.native(r);
-      native.push(nativeRun(await measure(defaultPythonBin(), n.args, { ...env, ...n.env }, { cwd: join(PROJECT_ROOT, 'bench') })));
+      native.push(
+        nativeRun(keepLog(`${framework}-native-${r}`, await measure(defaultPythonBin(), n.args, { ...env, ...n.env }, { cwd: join(PROJECT_ROOT, 'bench') }))),
+      );
       const job = {
         ...env,
         LOG_FORMAT: 'json',
@@ -235,7 +249,9 @@ async function compare(framework: string, receiverUrl: string) {
         WORK_DIR: join(scratch, 'work'),
         ...s.bridged(r),
       };
-      bridged.push(bridgedRun(await measure(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], job)));
+      bridged.push(
+        bridgedRun(keepLog(`${framework}-vision-trainer-${r}`, await measure(process.execPath, [join(PROJECT_ROOT, 'dist/src/cli.js'), 'train'], job))),
+      );
       const show = (run: Run) =>
         `${spread(run.epochs).median.toFixed(2)} s/epoch, ${run.measured.wall.toFixed(1)} s wall, ${run.measured.cpu.toFixed(1)} s CPU (load ${run.measured.load.toFixed(2)})`;
       process.stdout.write(`run ${r + 1}/${REPEATS}: native ${show(native[r]!)}; vision-trainer ${show(bridged[r]!)}\n`);

@@ -37,6 +37,9 @@ import { type EventServer, serveEvents } from './event-relay.js';
 
 export type TrainEntry = PythonEntry<TrainParams, TrainAnswer>;
 
+/** What a classifier's validation metrics import (scikit-learn, python/vision_trainer/common/classification_metrics.py): 1.2 s of CPU on first use. */
+export const CLASSIFIER_METRICS_MODULE = 'sklearn.metrics';
+
 /** The TRAINER_ARGS preflight of a framework whose key list lives in the framework (python/vision_trainer/<framework>/trainer_args.py). */
 export function trainerArgsEntry(framework: string) {
   return pythonEntry(`vision_trainer.${framework}.trainer_args`, 'check', TrainerArgsParamsSchema, TrainerArgsAnswerSchema);

@@ -12,6 +12,7 @@ import { writeHuggingFaceManifest } from '../../src/datasets/convert/index.js';
 import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import {
+  CLASSIFIER_METRICS_MODULE,
   checkTrainerArgsInPython,
   extractSavePretrained,
   markBest,
@@ -30,8 +31,9 @@ export const huggingfaceTraining: TrainingAdapter = {
   recordedBest: recordedBest('vision_trainer.common.checkpoints'),
   resolveTrainerArgs: (args, taskType, python) => checkTrainerArgsInPython('huggingface', args, taskType, python),
 
-  // transformers loads its Trainer lazily, inside train().
-  pythonModules: ['transformers.trainer'],
+  // transformers loads its Trainer lazily, inside train(); a classifier's first validation then
+  // imports scikit-learn for its metrics (semantic segmentation's metrics do without it).
+  pythonModules: (taskType) => ['transformers.trainer', ...(taskType === 'semantic_segmentation' ? [] : [CLASSIFIER_METRICS_MODULE])],
 
   async prepareDataset(dataset, splits, outDir) {
     const r = await writeHuggingFaceManifest(dataset, splits, outDir);

@@ -9,7 +9,7 @@ import type { TrainingAdapter } from '../../src/frameworks/adapter.js';
 import { TrainAnswerSchema, TrainParamsSchema } from '../../src/frameworks/protocol.js';
 import { resolveTimmArgs } from '../../src/config/trainer-args.js';
 import type { JsonValue } from '../../src/events.js';
-import { markBest, modelCheck, recordedBest, trainerEvents, trainInPython, trainParams } from '../common/training.js';
+import { CLASSIFIER_METRICS_MODULE, markBest, modelCheck, recordedBest, trainerEvents, trainInPython, trainParams } from '../common/training.js';
 
 const TRAIN = pythonEntry('vision_trainer.timm.train', 'train', TrainParamsSchema, TrainAnswerSchema, { long: true });
 
@@ -21,7 +21,8 @@ export const timmTraining: TrainingAdapter = {
   resolveTrainerArgs: async (args) => resolveTimmArgs(args) as Record<string, JsonValue>,
 
   // The trainer module imports torch and timm at its top: the preflight's model check loaded them.
-  pythonModules: [],
+  // The first validation's metrics import scikit-learn: 1.2 s after the first epoch, otherwise.
+  pythonModules: () => [CLASSIFIER_METRICS_MODULE],
 
   async prepareDataset(dataset, splits, outDir) {
     // The tree carries classes.txt, which pins timm's class numbering to classNames' order.

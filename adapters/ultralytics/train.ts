@@ -21,7 +21,7 @@ export const ultralyticsTraining: TrainingAdapter = {
   // torch.use_deterministic_algorithms call imports torch's compiler (torch._inductor,
   // torch._dynamo): 1.5-3 s of CPU here, more than the rest of a small run's set-up. (timm and
   // transformers import it with their own modules, in the preflight or below.)
-  pythonModules: ['ultralytics.models.yolo', 'torch._inductor.config'],
+  pythonModules: () => ['ultralytics.models.yolo', 'torch._inductor.config'],
 
   async prepareDataset(dataset, splits, outDir) {
     if (dataset.taskType === 'image_classification') {

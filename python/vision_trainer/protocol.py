@@ -252,6 +252,7 @@ class CheckpointEvent(TypedDict):
     best_path: str | None
     is_best: bool
     stopping: NotRequired[bool]
+    last_replaced: NotRequired[bool]
 
 
 class EndEvent(TypedDict):

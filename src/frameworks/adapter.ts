@@ -96,10 +96,11 @@ export interface TrainingAdapter {
    */
   checkModel(bridge: PythonBridge, config: TrainConfig): Promise<ModelCheck>;
   /**
-   * Python modules training imports later than the preflight's model check does (a framework's
-   * lazily loaded trainer): the training job imports them while the dataset downloads.
+   * Python modules training of `taskType` imports later than the preflight's model check does (a
+   * framework's lazily loaded trainer, the first validation's metrics): the training job imports
+   * them while the dataset downloads.
    */
-  readonly pythonModules: readonly string[];
+  pythonModules(taskType: TaskType): readonly string[];
   /**
    * TRAINER_ARGS checked against what the framework knows and resolved to the values it will
    * use; unknown keys and bad values throw a ConfigError. Runs before any download: `python`

@@ -312,6 +312,13 @@ export const TrainerEventSchema = z.discriminatedUnion('kind', [
      * epoch cut short, which a resume trains again. Absent from trainers of earlier versions.
      */
     stopping: z.boolean().optional(),
+    /**
+     * The trainer never writes into last_path: each save is a new file renamed over it, so the
+     * file this event names never changes and the job hard-links it instead of copying it (a
+     * ViT-Base checkpoint with its optimizer is about 1 GB, copied while Python waits). Absent
+     * or false (ultralytics rewrites last.pt in place): copied.
+     */
+    last_replaced: z.boolean().optional(),
   }),
   z.object({
     kind: z.literal('end'),

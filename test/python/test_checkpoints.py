@@ -95,6 +95,18 @@ def test_best_is_the_last_checkpoint_of_the_best_epoch(tmp_path):
     assert read_metadata(run.last_path)["epoch"] == 2
 
 
+def test_last_is_replaced_never_written_into(tmp_path):
+    """What the trainers' `last_replaced=True` checkpoint events promise the job, which then
+    hard-links last.pt instead of copying it: a link taken after one save keeps that save."""
+    run = RunCheckpoints(tmp_path / "weights")
+    run.save({**META, "epoch": 1}, {"w": torch.zeros(1)}, is_best=False)
+    snapshot = tmp_path / "snapshot.pt"
+    snapshot.hardlink_to(run.last)
+    run.save({**META, "epoch": 2}, {"w": torch.ones(1)}, is_best=True)
+    assert read_metadata(snapshot)["epoch"] == 1
+    assert read_metadata(run.last_path)["epoch"] == 2
+
+
 def test_resume_refuses_another_setup_and_inference_only_files(tmp_path):
     path = save_checkpoint(tmp_path / "last.pt", META, {"w": torch.ones(1)}, training_state={"optimizer": {"state": {}, "param_groups": []}})
     setup = {

@@ -27,12 +27,21 @@ def test_an_epoch_in_the_order_ultralytics_uses():
     details = {"metrics": {"accuracy": 0.75, "loss": 0.4}, "per_class_metrics": rows, "confusion_matrix": [[2, 1], [0, 1]]}
     assert events.improves(0.75)
     events.record_best(1, 0.75)
-    events.checkpoint(epoch=1, last_path="/tmp/last.pt", best_path="/tmp/best.pt", is_best=True)
+    events.checkpoint(epoch=1, last_path="/tmp/last.pt", best_path="/tmp/best.pt", is_best=True, last_replaced=True)
     validation = events.validation(details, num_images=4, seconds=0.5, image_results_file="/tmp/images.json", model_size_mb=1.5)
     events.epoch(epoch=1, losses={"loss": 0.5}, learning_rate=0.001, validation=validation, is_best=True, epoch_time_seconds=2.0)
     events.end(best_path="/tmp/best.pt", last_path="/tmp/last.pt")
     assert [e["kind"] for e in sent] == ["start", "batch", "checkpoint", "epoch", "end"]
     assert sent[0] == {"kind": "start", "epochs": 2, "start_epoch": 0, "batches_per_epoch": 3, "device": "cpu", "save_dir": "/tmp/run", "best": None}
+    assert sent[2] == {
+        "kind": "checkpoint",
+        "epoch": 1,
+        "last_path": "/tmp/last.pt",
+        "best_path": "/tmp/best.pt",
+        "is_best": True,
+        "stopping": False,
+        "last_replaced": True,
+    }
     epoch = sent[3]
     assert epoch["metrics"] == {"accuracy": 0.75, "loss": 0.4, "model_size_mb": 1.5}
     # The dataset's ids, tables in ascending id order: blue (3) first, then red (7).

@@ -1,5 +1,5 @@
 /** Which epoch becomes best.pt (src/jobs/train/best.ts): the backend's is_best answers, else the score. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -12,8 +12,12 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A trainer that rewrites one `last.pt` every epoch, as the frameworks do. */
-function setup() {
+/**
+ * A trainer that rewrites one `last.pt` every epoch, as the frameworks do: in place
+ * (ultralytics), or with `replaced` as a new file renamed over it (the timm and transformers
+ * trainers' save_atomically).
+ */
+function setup({ replaced = false } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'vt-best-'));
   dirs.push(dir);
   const lines: string[] = [];
@@ -22,12 +26,15 @@ function setup() {
   const best = new BestCheckpoint(join(dir, 'best'), logger, (state, decision) => chosen.push({ state, decision }));
   const last = join(dir, 'last.pt');
   const epoch = (n: number, score: number, answer: Promise<boolean | undefined>) => {
-    writeFileSync(last, `weights of epoch ${n}`);
-    const decided = best.consider({ epoch: n, value: score, score, metrics: { accuracy: score }, checkpointPath: last }, answer);
+    if (replaced) {
+      writeFileSync(`${last}.tmp`, `weights of epoch ${n}`);
+      renameSync(`${last}.tmp`, last);
+    } else writeFileSync(last, `weights of epoch ${n}`);
+    const decided = best.consider({ epoch: n, value: score, score, metrics: { accuracy: score }, checkpointPath: last, replaced }, answer);
     return decided;
   };
   const weights = () => readFileSync(best.path!, 'utf8');
-  return { best, epoch, weights, chosen, lines, last };
+  return { best, epoch, weights, chosen, lines, last, dir };
 }
 
 /** An answer the test gives later, as a backend answers while the next epoch trains. */
@@ -40,6 +47,25 @@ function later<T>() {
 }
 
 describe('BestCheckpoint', () => {
+  it("links the candidate of a trainer that only replaces its file (no copy while Python waits), copies one that writes in place; either keeps its epoch's weights", async () => {
+    for (const replaced of [true, false]) {
+      const { best, epoch, weights, last, dir } = setup({ replaced });
+      const answer1 = later<boolean | undefined>();
+      const decided1 = epoch(1, 0.8, answer1.promise);
+      const [candidate] = readdirSync(join(dir, 'best'));
+      const linked = statSync(join(dir, 'best', candidate!)).ino === statSync(last).ino;
+      expect(linked).toBe(replaced);
+      // Epoch 2 saves before epoch 1's answer arrives; epoch 1 stays the best.
+      const decided2 = epoch(2, 0.5, Promise.resolve(false));
+      answer1.give(true);
+      expect(await decided1).toMatchObject({ epoch: 1, isBest: true });
+      expect(await decided2).toMatchObject({ epoch: 2, isBest: false });
+      await best.settle(1_000);
+      expect(weights()).toBe('weights of epoch 1');
+      expect(readFileSync(last, 'utf8')).toBe('weights of epoch 2');
+    }
+  });
+
   it('makes a lower-scoring epoch the best when the backend says is_best, after the next epoch overwrote the trainer file', async () => {
     const { best, epoch, weights, chosen, lines } = setup();
     await epoch(1, 0.8, Promise.resolve(true));

@@ -62,14 +62,16 @@ def runtime(device: Any, *, amp: Any, train_workers: int, val_workers: int | Non
 
 
 def blas_threads() -> list[str] | None:
-    """The thread count of every BLAS/OpenMP pool loaded in the process ("openblas: 2"), which
+    """The thread counts of the BLAS/OpenMP pools loaded in the process ("openblas: 2"), which
     an import order can change (numpy imported before or after OMP_NUM_THREADS is set);
-    None when threadpoolctl is not installed."""
+    None when threadpoolctl is not installed. Each distinct budget once: how many copies of a
+    library are loaded (scipy and scikit-learn bring their own OpenBLAS and OpenMP, idle while
+    torch trains) is not work, a pool with another thread count is."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return None
-    return sorted(f"{pool['internal_api']}: {pool['num_threads']}" for pool in threadpool_info())
+    return sorted({f"{pool['internal_api']}: {pool['num_threads']}" for pool in threadpool_info()})
 
 
 def cpu_budget() -> dict[str, Any] | None:

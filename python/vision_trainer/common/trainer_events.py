@@ -102,13 +102,23 @@ class TrainerEvents:
         if value is not None:
             self.best_metric = float(value)
 
-    def checkpoint(self, *, epoch: int, last_path: str, best_path: str | None, is_best: bool) -> None:
+    def checkpoint(self, *, epoch: int, last_path: str, best_path: str | None, is_best: bool, last_replaced: bool = False) -> None:
+        """`last_replaced`: last_path is only ever replaced (a new file renamed over it, as
+        checkpoints.save_atomically does), never written into, so the job may link it rather
+        than copy it."""
         self.saved_epoch = int(epoch)
         # `stopping`: what a stop vote decided on every rank, so node 0 knows when another node's
         # stop cut this epoch short (its own stops it knows anyway).
         self._send(
             "checkpoint",
-            {"epoch": int(epoch), "last_path": str(last_path), "best_path": best_path, "is_best": bool(is_best), "stopping": self.stop_requested},
+            {
+                "epoch": int(epoch),
+                "last_path": str(last_path),
+                "best_path": best_path,
+                "is_best": bool(is_best),
+                "stopping": self.stop_requested,
+                "last_replaced": bool(last_replaced),
+            },
         )
 
     def epoch(

@@ -706,7 +706,9 @@ class _EventForwarder(TrainerCallback):
                 # epoch again (as timm_train and ultralytics do).
                 self.stopped_mid_epoch = True
                 self.run.save(epoch=self.epoch - 1, epoch_complete=False, metrics={}, is_best=False, optimizer=optimizer)
-                self.events.checkpoint(epoch=self.epoch, last_path=str(self.run.checkpoints.last), best_path=self.run.checkpoints.best_path, is_best=False)
+                self.events.checkpoint(
+                    epoch=self.epoch, last_path=str(self.run.checkpoints.last), best_path=self.run.checkpoints.best_path, is_best=False, last_replaced=True
+                )
         return control
 
     def on_epoch_end(self, args, state, control, **kwargs):
@@ -732,7 +734,7 @@ class _EventForwarder(TrainerCallback):
             events.record_best(self.epoch, value)
             run.best_metric, run.best_epoch = events.best_metric, events.best_epoch
         run.save(epoch=self.epoch, epoch_complete=True, metrics=details["metrics"], is_best=is_best, optimizer=optimizer)
-        events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best)
+        events.checkpoint(epoch=self.epoch, last_path=str(run.checkpoints.last), best_path=run.checkpoints.best_path, is_best=is_best, last_replaced=True)
         events.epoch(
             epoch=self.epoch,
             losses={"loss": epoch_loss},

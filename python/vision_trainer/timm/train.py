@@ -510,7 +510,9 @@ class _TimmRun:
                 # Stopped mid-epoch: keep the progress, but call only the finished epochs done, so
                 # a resume runs this epoch again (ultralytics' resume does the same).
                 self.save(epoch=epoch, epoch_complete=False, metrics={}, is_best=False)
-                events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=False)
+                events.checkpoint(
+                    epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=False, last_replaced=True
+                )
                 break
             learning_rate = float(self.optimizer.param_groups[0]["lr"])
             details, num_images, val_seconds, images_json = self.validate(epoch + 1)
@@ -521,7 +523,7 @@ class _TimmRun:
                 events.record_best(epoch + 1, accuracy)
                 self.best_metric, self.best_epoch = events.best_metric, events.best_epoch
             self.save(epoch=epoch + 1, epoch_complete=True, metrics=details["metrics"], is_best=is_best)
-            events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best)
+            events.checkpoint(epoch=epoch + 1, last_path=str(self.checkpoints.last), best_path=self.checkpoints.best_path, is_best=is_best, last_replaced=True)
             events.epoch(
                 epoch=epoch + 1,
                 losses={"loss": train_loss},

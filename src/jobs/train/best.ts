@@ -11,7 +11,8 @@
  *
  * Progress callbacks never block training, so an answer usually arrives while the next epoch
  * trains and the trainer has overwritten its checkpoint. So every validated epoch's checkpoint
- * is copied here the moment it is reported (Python waits for that) and kept as a candidate
+ * is snapshotted here the moment it is reported (Python waits for that: a hard link when the
+ * trainer only ever replaces its file, as ours do, else a copy) and kept as a candidate
  * until its decision: it then replaces the best copy or is deleted. Decisions are made in epoch
  * order (the callbacks are delivered in order too), so at most the best and the candidates
  * whose answers are in flight are on disk. When training ends the job waits up to
@@ -26,6 +27,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Metrics } from '../../events.js';
 import type { Logger } from '../../log.js';
+import { snapshotSync } from './uploads.js';
 
 /** How long the end of training waits for validation answers still out. */
 export const ANSWER_WAIT_MS = 30_000;
@@ -48,8 +50,10 @@ export interface Candidate {
   value: number | null;
   score: number | null;
   metrics: Metrics;
-  /** The trainer's checkpoint of this epoch, copied at once. */
+  /** The trainer's checkpoint of this epoch, snapshotted at once. */
   checkpointPath: string;
+  /** The trainer only ever replaces that file (never writes into it): linked, not copied. */
+  replaced?: boolean;
 }
 
 export interface Decision {
@@ -87,15 +91,14 @@ export class BestCheckpoint {
   }
 
   /**
-   * Copies the candidate's checkpoint now, synchronously (the trainer may overwrite it as soon
-   * as this returns), and decides once `answer` settles: true/false from the backend, or
-   * undefined for no answer. Resolves with the decision.
+   * Snapshots the candidate's checkpoint now, synchronously (the trainer may overwrite it as
+   * soon as this returns; a link where it only replaces the file), and decides once `answer`
+   * settles: true/false from the backend, or undefined for no answer. Resolves with the decision.
    */
   consider(candidate: Candidate, answer: Promise<boolean | undefined>): Promise<Decision> {
     mkdirSync(this.dir, { recursive: true });
     const copy = join(this.dir, `candidate-${++this.counter}-epoch-${candidate.epoch}.pt`);
-    // A reflink where the file system has them (instant), else a plain copy.
-    copyFileSync(candidate.checkpointPath, copy, constants.COPYFILE_FICLONE);
+    snapshotSync(candidate.checkpointPath, copy, candidate.replaced === true);
     // An answer that arrived before the wait ran out counts, even when its turn comes after.
     let arrived: { isBest: boolean | undefined } | undefined;
     const settled = answer.then(

@@ -184,7 +184,7 @@ async function tellNodeZero(ctx: TrainContext, err: unknown): Promise<void> {
  */
 function importFrameworkEarly(ctx: TrainContext, bridge: PythonBridge, adapter: FrameworkAdapter): void {
   bridge
-    .preload(adapter.training.pythonModules)
+    .preload(adapter.training.pythonModules(ctx.config.taskType))
     .catch((err: unknown) => ctx.logger.debug('an early framework import failed; the train stage reports it', { error: String(err) }));
 }
 

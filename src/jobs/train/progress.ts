@@ -33,8 +33,8 @@ export class TrainingProgress {
   readonly started = Date.now();
   /** The best epoch and its weights (best.ts): the backend's is_best answers, else the score. */
   readonly bestCheckpoint: BestCheckpoint;
-  /** The newest checkpoint the trainer wrote. */
-  lastSaved: { epoch: number; path: string } | undefined;
+  /** The newest checkpoint the trainer wrote; `replaced`: the trainer never writes into that file, it replaces it. */
+  lastSaved: { epoch: number; path: string; replaced: boolean } | undefined;
   /** The newest checkpoint storage confirmed (this attempt's or an earlier one's). */
   stored: { epoch: number; uri: string } | undefined;
   /** The URI of best.pt once it is stored. */
@@ -188,7 +188,7 @@ export class TrainingProgress {
       });
     },
     checkpoint: async (e) => {
-      this.lastSaved = { epoch: e.epoch, path: e.last_path };
+      this.lastSaved = { epoch: e.epoch, path: e.last_path, replaced: e.last_replaced === true };
       const stopping = this.ctx.stop.requested || e.stopping === true;
       if (e.epoch % this.config.checkpointFrequency === 0 || stopping) await this.saveCheckpoint(stopping ? 'stop' : 'periodic');
     },
@@ -216,6 +216,7 @@ export class TrainingProgress {
           score: e.fitness ?? v.primary_metric_value,
           metrics: { ...v.metrics },
           checkpointPath: saved.path,
+          replaced: saved.replaced,
         };
         void this.bestCheckpoint.consider(candidate, answer);
       }
@@ -288,13 +289,14 @@ export class TrainingProgress {
     const last = this.lastSaved;
     if (!last || this.sent.has(last.epoch)) return;
     // Both are queued before the first await, so a drain that follows waits for both.
-    const queued = [this.upload(last.path, last.epoch, reason, reason === 'periodic')];
+    const queued = [this.upload(last.path, last.epoch, reason, { complete: reason === 'periodic', replaced: last.replaced })];
     const bestPath = this.bestCheckpoint.path;
     const bestEpoch = this.best.epoch;
     if (bestPath && bestEpoch !== null && bestEpoch !== last.epoch && !this.sent.has(bestEpoch)) {
       // best.ts replaces its copy when a later epoch wins: a copy gone before the snapshot only costs this extra upload.
       queued.push(
-        this.upload(bestPath, bestEpoch, 'best', true).catch((err: unknown) => {
+        // best.ts's own file, which only mark_best rewrites, by replacing it: linked.
+        this.upload(bestPath, bestEpoch, 'best', { complete: true, replaced: true }).catch((err: unknown) => {
           this.sent.delete(bestEpoch);
           this.ctx.logger.warn(`The best epoch's weights (epoch ${bestEpoch}) were not snapshotted for upload: ${asVisionTrainerError(err).message}`);
         }),
@@ -303,43 +305,48 @@ export class TrainingProgress {
     await Promise.all(queued);
   }
 
-  private upload(path: string, epoch: number, reason: Reason, complete: boolean): Promise<void> {
+  private upload(path: string, epoch: number, reason: Reason, { complete, replaced }: { complete: boolean; replaced: boolean }): Promise<void> {
     this.sent.add(epoch);
     const key = epochCheckpointKey(this.config.jobId, epoch);
-    return this.uploads.enqueue(path, key, {
-      uploaded: (uri) => {
-        if (this.stored === undefined || epoch >= this.stored.epoch) this.stored = { epoch, uri };
-        this.state.stored(epoch, complete);
-        if (epoch === this.best.epoch) this.recordStoredBest(epoch);
-        else void this.state.write();
-        // Whether this epoch is the best is known once its validation is answered (best.ts).
-        const report = (isBest: boolean) =>
+    return this.uploads.enqueue(
+      path,
+      key,
+      {
+        uploaded: (uri) => {
+          if (this.stored === undefined || epoch >= this.stored.epoch) this.stored = { epoch, uri };
+          this.state.stored(epoch, complete);
+          if (epoch === this.best.epoch) this.recordStoredBest(epoch);
+          else void this.state.write();
+          // Whether this epoch is the best is known once its validation is answered (best.ts).
+          const report = (isBest: boolean) =>
+            this.emit({
+              type: 'checkpoint',
+              epoch,
+              uri,
+              isBest,
+              reason: reason === 'best' ? 'periodic' : reason,
+              metrics: { ...this.best.metrics },
+              bestEpoch: this.best.epoch,
+            });
+          const decision = this.bestCheckpoint.decisionFor(epoch);
+          if (!decision) return report(this.best.epoch === epoch);
+          void decision.then((d) => report(d.isBest));
+        },
+        failed: (error, localPath) => {
+          this.sent.delete(epoch);
+          this.unsent.set(epoch, localPath);
+          this.ctx.keepWorkDir(`the checkpoint of epoch ${epoch} is not in storage: ${localPath}`);
+          this.ctx.logger.error(`Checkpoint of epoch ${epoch} could not be uploaded to ${this.storage.uri(key)}; it is kept at ${localPath}: ${error.message}`);
           this.emit({
-            type: 'checkpoint',
-            epoch,
-            uri,
-            isBest,
-            reason: reason === 'best' ? 'periodic' : reason,
-            metrics: { ...this.best.metrics },
-            bestEpoch: this.best.epoch,
+            type: 'milestone',
+            name: 'checkpoint_upload_failed',
+            message: `The checkpoint of epoch ${epoch} could not be uploaded; training goes on and the file is kept`,
+            data: { epoch, checkpoint_path: this.storage.uri(key), local_path: localPath, error: error.message },
           });
-        const decision = this.bestCheckpoint.decisionFor(epoch);
-        if (!decision) return report(this.best.epoch === epoch);
-        void decision.then((d) => report(d.isBest));
+        },
       },
-      failed: (error, localPath) => {
-        this.sent.delete(epoch);
-        this.unsent.set(epoch, localPath);
-        this.ctx.keepWorkDir(`the checkpoint of epoch ${epoch} is not in storage: ${localPath}`);
-        this.ctx.logger.error(`Checkpoint of epoch ${epoch} could not be uploaded to ${this.storage.uri(key)}; it is kept at ${localPath}: ${error.message}`);
-        this.emit({
-          type: 'milestone',
-          name: 'checkpoint_upload_failed',
-          message: `The checkpoint of epoch ${epoch} could not be uploaded; training goes on and the file is kept`,
-          data: { epoch, checkpoint_path: this.storage.uri(key), local_path: localPath, error: error.message },
-        });
-      },
-    });
+      replaced,
+    );
   }
 
   private recordStoredBest(epoch: number): void {

@@ -8,10 +8,43 @@
  * (the retry budget ran out, or a forced stop abandoned it) stays where it is: the caller keeps
  * the work folder and says where the file is.
  */
-import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { constants, copyFileSync, linkSync } from 'node:fs';
+import { copyFile, link, mkdir, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { asVisionTrainerError, type VisionTrainerError } from '../../errors.js';
 import type { Storage } from '../../storage/types.js';
+
+/**
+ * A copy of a checkpoint the trainer goes on writing, taken now. `replaced`: the trainer only
+ * replaces the file (writes a new one and renames it over), so its current contents stay as
+ * they are under another name: a hard link, instant whatever the size (a 135 MB ResNet-18
+ * checkpoint took 40-80 ms to copy here, a ViT-Base with its optimizer state is about 1 GB).
+ * Otherwise, or where a link cannot be made (another file system), a reflink or a full copy.
+ */
+export function snapshotSync(from: string, to: string, replaced: boolean): void {
+  if (replaced) {
+    try {
+      linkSync(from, to);
+      return;
+    } catch {
+      // EXDEV, EPERM, a file system without hard links: copied below
+    }
+  }
+  copyFileSync(from, to, constants.COPYFILE_FICLONE);
+}
+
+/** snapshotSync without holding the event loop for the copy. */
+export async function snapshot(from: string, to: string, replaced: boolean): Promise<void> {
+  if (replaced) {
+    try {
+      await link(from, to);
+      return;
+    } catch {
+      // copied below
+    }
+  }
+  await copyFile(from, to, constants.COPYFILE_FICLONE);
+}
 
 export interface UploadCallbacks {
   /** Storage confirmed the object: its URI. */
@@ -31,13 +64,13 @@ export class BackgroundUploads {
   ) {}
 
   /**
-   * Copies `localPath` now and uploads the copy in the background; resolves once the copy is
-   * taken (a local copy, milliseconds for a YOLO checkpoint). The upload counts as pending from
-   * this call on, before the copy is made, so a `drain()` that follows waits for it even when
-   * the caller did not wait for the copy.
+   * Snapshots `localPath` now (see `snapshot`; `replaced`: the trainer only ever replaces that
+   * file) and uploads the snapshot in the background; resolves once the snapshot is taken. The
+   * upload counts as pending from this call on, before the snapshot is made, so a `drain()` that
+   * follows waits for it even when the caller did not wait for the snapshot.
    */
-  enqueue(localPath: string, key: string, on: UploadCallbacks): Promise<void> {
-    const snapshot = join(this.snapshotDir, `${++this.counter}-${basename(localPath)}`);
+  enqueue(localPath: string, key: string, on: UploadCallbacks, replaced = false): Promise<void> {
+    const snapshotPath = join(this.snapshotDir, `${++this.counter}-${basename(localPath)}`);
     let copied: (error?: unknown) => void = () => {};
     const taken = new Promise<void>((resolve, reject) => {
       copied = (error) => (error === undefined ? resolve() : reject(error));
@@ -45,19 +78,19 @@ export class BackgroundUploads {
     const task = (async () => {
       try {
         await mkdir(this.snapshotDir, { recursive: true });
-        await copyFile(localPath, snapshot);
+        await snapshot(localPath, snapshotPath, replaced);
       } catch (err) {
         copied(err);
         return;
       }
       copied();
       try {
-        const uri = await this.storage.uploadFile(snapshot, key);
-        await rm(snapshot, { force: true });
+        const uri = await this.storage.uploadFile(snapshotPath, key);
+        await rm(snapshotPath, { force: true });
         on.uploaded(uri);
       } catch (err) {
         this.failures++;
-        on.failed(asVisionTrainerError(err), snapshot);
+        on.failed(asVisionTrainerError(err), snapshotPath);
       }
     })();
     this.pending.add(task);
