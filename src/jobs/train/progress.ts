@@ -308,45 +308,40 @@ export class TrainingProgress {
   private upload(path: string, epoch: number, reason: Reason, { complete, replaced }: { complete: boolean; replaced: boolean }): Promise<void> {
     this.sent.add(epoch);
     const key = epochCheckpointKey(this.config.jobId, epoch);
-    return this.uploads.enqueue(
-      path,
-      key,
-      {
-        uploaded: (uri) => {
-          if (this.stored === undefined || epoch >= this.stored.epoch) this.stored = { epoch, uri };
-          this.state.stored(epoch, complete);
-          if (epoch === this.best.epoch) this.recordStoredBest(epoch);
-          else void this.state.write();
-          // Whether this epoch is the best is known once its validation is answered (best.ts).
-          const report = (isBest: boolean) =>
-            this.emit({
-              type: 'checkpoint',
-              epoch,
-              uri,
-              isBest,
-              reason: reason === 'best' ? 'periodic' : reason,
-              metrics: { ...this.best.metrics },
-              bestEpoch: this.best.epoch,
-            });
-          const decision = this.bestCheckpoint.decisionFor(epoch);
-          if (!decision) return report(this.best.epoch === epoch);
-          void decision.then((d) => report(d.isBest));
-        },
-        failed: (error, localPath) => {
-          this.sent.delete(epoch);
-          this.unsent.set(epoch, localPath);
-          this.ctx.keepWorkDir(`the checkpoint of epoch ${epoch} is not in storage: ${localPath}`);
-          this.ctx.logger.error(`Checkpoint of epoch ${epoch} could not be uploaded to ${this.storage.uri(key)}; it is kept at ${localPath}: ${error.message}`);
+    return this.uploads.enqueue({ path, replaced }, key, {
+      uploaded: (uri) => {
+        if (this.stored === undefined || epoch >= this.stored.epoch) this.stored = { epoch, uri };
+        this.state.stored(epoch, complete);
+        if (epoch === this.best.epoch) this.recordStoredBest(epoch);
+        else void this.state.write();
+        // Whether this epoch is the best is known once its validation is answered (best.ts).
+        const report = (isBest: boolean) =>
           this.emit({
-            type: 'milestone',
-            name: 'checkpoint_upload_failed',
-            message: `The checkpoint of epoch ${epoch} could not be uploaded; training goes on and the file is kept`,
-            data: { epoch, checkpoint_path: this.storage.uri(key), local_path: localPath, error: error.message },
+            type: 'checkpoint',
+            epoch,
+            uri,
+            isBest,
+            reason: reason === 'best' ? 'periodic' : reason,
+            metrics: { ...this.best.metrics },
+            bestEpoch: this.best.epoch,
           });
-        },
+        const decision = this.bestCheckpoint.decisionFor(epoch);
+        if (!decision) return report(this.best.epoch === epoch);
+        void decision.then((d) => report(d.isBest));
       },
-      replaced,
-    );
+      failed: (error, localPath) => {
+        this.sent.delete(epoch);
+        this.unsent.set(epoch, localPath);
+        this.ctx.keepWorkDir(`the checkpoint of epoch ${epoch} is not in storage: ${localPath}`);
+        this.ctx.logger.error(`Checkpoint of epoch ${epoch} could not be uploaded to ${this.storage.uri(key)}; it is kept at ${localPath}: ${error.message}`);
+        this.emit({
+          type: 'milestone',
+          name: 'checkpoint_upload_failed',
+          message: `The checkpoint of epoch ${epoch} could not be uploaded; training goes on and the file is kept`,
+          data: { epoch, checkpoint_path: this.storage.uri(key), local_path: localPath, error: error.message },
+        });
+      },
+    });
   }
 
   private recordStoredBest(epoch: number): void {

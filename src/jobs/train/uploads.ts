@@ -64,13 +64,13 @@ export class BackgroundUploads {
   ) {}
 
   /**
-   * Snapshots `localPath` now (see `snapshot`; `replaced`: the trainer only ever replaces that
-   * file) and uploads the snapshot in the background; resolves once the snapshot is taken. The
+   * Snapshots `file.path` now (see `snapshot`; `file.replaced`: the trainer only ever replaces
+   * that file) and uploads the snapshot in the background; resolves once the snapshot is taken. The
    * upload counts as pending from this call on, before the snapshot is made, so a `drain()` that
    * follows waits for it even when the caller did not wait for the snapshot.
    */
-  enqueue(localPath: string, key: string, on: UploadCallbacks, replaced = false): Promise<void> {
-    const snapshotPath = join(this.snapshotDir, `${++this.counter}-${basename(localPath)}`);
+  enqueue(file: { path: string; replaced: boolean }, key: string, on: UploadCallbacks): Promise<void> {
+    const snapshotPath = join(this.snapshotDir, `${++this.counter}-${basename(file.path)}`);
     let copied: (error?: unknown) => void = () => {};
     const taken = new Promise<void>((resolve, reject) => {
       copied = (error) => (error === undefined ? resolve() : reject(error));
@@ -78,7 +78,7 @@ export class BackgroundUploads {
     const task = (async () => {
       try {
         await mkdir(this.snapshotDir, { recursive: true });
-        await snapshot(localPath, snapshotPath, replaced);
+        await snapshot(file.path, snapshotPath, file.replaced);
       } catch (err) {
         copied(err);
         return;
