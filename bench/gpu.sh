@@ -23,18 +23,32 @@
 #   bash bench/gpu.sh --dry-run   the same chain on the CPU with tiny sizes and one repeat: checks
 #                                 the script, the arguments and the result files without a GPU
 #                                 (its figures are not measurements; results in bench/results/gpu-dry-run)
+#   bash bench/gpu.sh --smoke     the dry run's tiny chain on cuda:0 (about a minute): checks that every
+#                                 bench runs on this GPU and its Python before the full run spends minutes
+#
+#   BENCH_SKIP_BUILD=1   use the dist/ already there (a machine with no npm: bench/gpu-offline.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DRY_RUN=0
+DRY_RUN=0 SMOKE=0
 [[ "${1:-}" == "--dry-run" ]] && DRY_RUN=1
+[[ "${1:-}" == "--smoke" ]] && SMOKE=1
 
-npm run build >/dev/null
+[[ -n "${BENCH_SKIP_BUILD:-}" ]] || npm run build >/dev/null
 PY="$(bash scripts/py.sh -c 'import sys; print(sys.executable)')"
+# What the figures were measured with: a GPU machine's image may hold other versions than the pins.
+"$PY" -c '
+import importlib.metadata as metadata, importlib.util, platform, torch
+names = ("torch", "torchvision", "ultralytics", "timm", "transformers", "onnxruntime")
+found = ", ".join(f"{name} {metadata.version(name)}" for name in names if importlib.util.find_spec(name))
+cuda = f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}" if torch.cuda.is_available() else "no CUDA"
+print(f"Python {platform.python_version()}: {found}; {cuda}")
+'
 
-if [[ $DRY_RUN == 1 ]]; then
-  export BENCH_DEVICE=cpu BENCH_QUICK=1 BENCH_RESULTS_DIR=bench/results/gpu-dry-run
-  export BENCH_DETECT_IMGSZ=64 BENCH_CLASSIFY_IMGSZ=32 BENCH_BATCH=8
+if [[ $DRY_RUN == 1 || $SMOKE == 1 ]]; then
+  export BENCH_QUICK=1 BENCH_DETECT_IMGSZ=64 BENCH_CLASSIFY_IMGSZ=32 BENCH_BATCH=8
+  if [[ $DRY_RUN == 1 ]]; then export BENCH_DEVICE=cpu BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-bench/results/gpu-dry-run}
+  else export BENCH_DEVICE=cuda:0 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-bench/results/gpu-smoke} BENCH_INFER_SETTINGS_REPEATS=0; fi
 else
   # GPU memory in GiB, from torch (which the benches use): fails here when CUDA is not usable.
   MEM_GIB="$("$PY" -c 'import torch; assert torch.cuda.is_available(), "torch sees no CUDA device"; print(torch.cuda.get_device_properties(0).total_memory // 2**30)')"
@@ -44,7 +58,7 @@ else
   if (( MEM_GIB >= 40 )); then TRAIN_BATCH=64; INFER_BATCH=64
   elif (( MEM_GIB >= 16 )); then TRAIN_BATCH=32; INFER_BATCH=32
   else TRAIN_BATCH=16; INFER_BATCH=16; fi
-  export BENCH_DEVICE=cuda:0 BENCH_RESULTS_DIR=bench/results/gpu
+  export BENCH_DEVICE=cuda:0 BENCH_RESULTS_DIR=${BENCH_RESULTS_DIR:-bench/results/gpu}
   # bench:infer's thread-count table is about CPUs; the ONNX/OpenVINO backends run on the CPU only.
   export BENCH_INFER_SETTINGS_REPEATS=0
   export BENCH_BATCH=$TRAIN_BATCH BENCH_INFER_BATCH=$INFER_BATCH BENCH_DETECT_IMGSZ=640 BENCH_CLASSIFY_IMGSZ=224 BENCH_IMGSZ=640
