@@ -158,6 +158,18 @@ class TrainerArgsParams(TypedDict):
     task_type: str
 
 
+class LabelCheckParams(TypedDict):
+    data: str
+    task_type: str
+    trainer_args: dict[str, Any]
+
+
+class LabelCheckAnswer(TypedDict):
+    started: bool
+    reason: str | None
+    images: int
+
+
 class TrainerArgProblem(TypedDict):
     key: str
     message: str

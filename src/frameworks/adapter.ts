@@ -28,6 +28,13 @@ export interface FrameworkAdapter {
 // ---------------------------------------------------------------------------------------------
 // Training
 
+/** What whileImagesArrive began: nothing (with the reason) or checks over `images` images. */
+export interface WhileImagesArrive {
+  started: boolean;
+  reason: string | null;
+  images: number;
+}
+
 export interface PreparedDataset {
   /** What the framework is pointed at: a data.yaml, an ImageFolder root or a manifest folder. */
   dataPath: string;
@@ -109,6 +116,13 @@ export interface TrainingAdapter {
   resolveTrainerArgs(args: Record<string, JsonValue>, taskType: TaskType, python: () => Promise<PythonBridge>): Promise<Record<string, JsonValue>>;
   /** Writes the dataset in the layout the framework reads (symlinks, not copies). */
   prepareDataset(dataset: Dataset, splits: SplitAssignment, outDir: string): Promise<PreparedDataset>;
+  /**
+   * Work the framework can do on the layout written from the annotations while its images still
+   * download (the layout's links lead to files that arrive one by one): ultralytics checks each
+   * image for its label cache as it arrives. Optional; the framework must stay correct whatever
+   * arrives or changes after this call (training starts only once the download is complete).
+   */
+  whileImagesArrive?(bridge: PythonBridge, layout: PreparedDataset, taskType: TaskType, trainerArgs: Record<string, JsonValue>): Promise<WhileImagesArrive>;
   /**
    * Trains through the bridge. `onEvent` is called from Python's main thread for each trainer
    * event; answering "stop" ends training after the current batch (a checkpoint is still saved).

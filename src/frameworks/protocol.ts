@@ -217,6 +217,26 @@ export const TrainerArgsAnswerSchema = z.object({
 });
 
 /**
+ * ultralytics' per-image checks for its label cache, begun on the dataset's layout while the
+ * images still download (vision_trainer.ultralytics.label_cache.start; the cache itself is
+ * written when training starts).
+ */
+export const LabelCheckParamsSchema = z.object({
+  /** data.yaml of the layout written from the annotations. */
+  data: z.string(),
+  task_type: z.enum(TASK_TYPES),
+  /** Resolved TRAINER_ARGS: single_cls and fraction change what ultralytics checks. */
+  trainer_args: z.record(z.string(), z.unknown()),
+});
+export const LabelCheckAnswerSchema = z.object({
+  started: z.boolean(),
+  /** Why no checks started (null when they did). */
+  reason: z.string().nullable(),
+  /** Images the checks cover (train and val lists); 0 when none started. */
+  images: Int,
+});
+
+/**
  * best.pt stamped with the epoch the job chose (src/jobs/train/best.ts), so the file's own record
  * of its best epoch is what `done` reports: the trainer wrote the chosen epoch's checkpoint
  * before the backend's is_best answer, with its score-based view of the best
@@ -703,6 +723,8 @@ export const BRIDGE_SCHEMAS = {
   TrainAnswer: { schema: TrainAnswerSchema, io: 'input' },
   TrainerArgsParams: { schema: TrainerArgsParamsSchema, io: 'output' },
   TrainerArgsAnswer: { schema: TrainerArgsAnswerSchema, io: 'input' },
+  LabelCheckParams: { schema: LabelCheckParamsSchema, io: 'output' },
+  LabelCheckAnswer: { schema: LabelCheckAnswerSchema, io: 'input' },
   MarkBestParams: { schema: MarkBestParamsSchema, io: 'output' },
   MarkBestAnswer: { schema: MarkBestAnswerSchema, io: 'input' },
   RecordedBest: { schema: RecordedBestSchema, io: 'input' },

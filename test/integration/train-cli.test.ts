@@ -213,9 +213,19 @@ describe('vision-trainer train (ultralytics, real training)', () => {
     const run = await trainTask('instance_segmentation', 'yolo11n-seg', { epochs: 1, upload: 'prefix', snapshot });
     await expectCompleteRun(run, 1, 'mAP50-95');
     expect(run.result.stdout).toMatch(/Dataset layout written from the annotations while the images download \([\d.]+ s, in a worker thread\)/);
+    // ultralytics' image checks ran on that layout as the images arrived; its label caches were
+    // written from them when training started, and ultralytics read them instead of scanning.
+    expect(run.result.stdout).toContain('ultralytics checks the 18 images for its label cache as they arrive');
+    const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
+    const trainingLog = readFileSync(join(work!, 'training.log'), 'utf8');
+    expect(trainingLog).toMatch(
+      /label caches written from the image checks made while the images downloaded: 18 images checked then, train 0, val 0 checked again now/,
+    );
+    // ultralytics' own line for a cache it loaded (a scan of its own says "New cache created").
+    expect(run.result.stderr).toMatch(/train: .*Scanning .*labels\/train\.cache\.\.\. 14 images/);
+    expect(run.result.stderr).toMatch(/val: .*Scanning .*labels\/val\.cache\.\.\. 4 images/);
     const prepared = run.callbacks.find((c) => c.kind === 'event' && (c.body as any).event_type === 'dataset_prepared')!.body as Record<string, any>;
     expect(prepared.data.images).toBe(18);
-    const [work] = readdirSync(run.workDir).map((d) => join(run.workDir, d));
     const listed = ['train', 'val'].flatMap((split) =>
       readFileSync(join(work!, 'data', `${split}.txt`), 'utf8')
         .trim()
@@ -231,6 +241,8 @@ describe('vision-trainer train (ultralytics, real training)', () => {
   it('pose_estimation', async () => {
     const run = await trainTask('pose_estimation', 'yolo11n-pose', { epochs: 1, upload: 'zip' });
     await expectCompleteRun(run, 1, 'mAP50-95');
+    // The label cache checked during the download carries the keypoints' shape in its hash too.
+    expect(run.result.stderr).toMatch(/train: .*Scanning .*labels\/train\.cache\.\.\. \d+ images/);
   });
 
   it('image_classification: accuracy and a confusion matrix; ImageFolder layout', async () => {

@@ -81,9 +81,12 @@ describe('the training layout written while the images download', () => {
     storeDataset('files');
     const { ctx, logged } = jobContext('files');
     const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
-    const prepared = await prepareTrainingDataset(ctx, adapter);
+    const early: string[] = [];
+    const prepared = await prepareTrainingDataset(ctx, adapter, undefined, (layout) => early.push(layout.dataPath));
     expect(calls).toEqual([{ afterDownload: false }]);
     expect(logged.join('\n')).toContain('Dataset layout written from the annotations while the images download');
+    // The framework is told of the early layout once, while it can still work beside the download.
+    expect(early).toEqual([prepared.dataPath]);
     const links = imageLinks(prepared.dataPath);
     expect(links).toHaveLength(12);
     for (const link of links) expect(existsSync(link), link).toBe(true);
@@ -98,8 +101,10 @@ describe('the training layout written while the images download', () => {
     });
     const { ctx } = jobContext('no-ext');
     const { adapter, calls } = watchedAdapter(join(work, 'job', 'dataset'));
-    const prepared = await prepareTrainingDataset(ctx, adapter);
+    const early: string[] = [];
+    const prepared = await prepareTrainingDataset(ctx, adapter, undefined, (layout) => early.push(layout.dataPath));
     expect(calls).toEqual([{ afterDownload: true }]);
+    expect(early).toEqual([]); // no early layout: nothing for the framework to begin on
     // The header said PNG: the link carries the extension ultralytics needs.
     expect(imageLinks(prepared.dataPath).filter((l) => l.endsWith('.png'))).toHaveLength(12);
   });

@@ -38,7 +38,7 @@ from ..cpu_budget import data_loader_workers
 from ..protocol import MarkBestAnswer, MarkBestParams, ModelCheck, ModelCheckParams, TrainAnswer, TrainParams
 from ..safe_load import UnsafeArtifactError
 from ..support import entry, failpoint, shield_from_terminal_interrupt
-from . import world
+from . import label_cache, world
 
 # ultralytics' own loggers, each switched on by its settings file when its package is importable
 # (MLflow is, by default). The job tracks every framework the same way from TypeScript instead.
@@ -422,6 +422,11 @@ def _resume_args(args: dict[str, Any], resume_from: str) -> dict[str, Any]:
     return {**kept, "resume": resume_from, "save_dir": str(Path(args["project"]) / args["name"])}
 
 
+# Called from this module, which the preflight's model check has loaded: a call to a module not
+# loaded yet waits for its import, and training (whose module is loaded) would overtake it.
+check_labels_while_downloading = label_cache.start
+
+
 @entry
 def mark_best(params: MarkBestParams) -> MarkBestAnswer:
     """Stamps the checkpoint that becomes best.pt with the epoch the job chose (the backend's
@@ -618,6 +623,8 @@ def train(params: TrainParams, emit: Callable) -> TrainAnswer:
     shield_from_terminal_interrupt()
     configure_offline()
     _attach_log_file(params["log_file"])
+    # Before any process builds the datasets: they find the label caches written.
+    label_cache.finish(params["data"])
     if params["distributed"]:
         return distributed.launch("vision_trainer.ultralytics.train:train_worker", params)
     return _train(params, emit, None)

@@ -26,8 +26,16 @@ import { type LayoutRun, startLayout } from './layout.js';
 
 type Ctx = Pick<JobContext<'train', RunEvent>, 'config' | 'events' | 'logger' | 'storage' | 'stop' | 'work'>;
 
-export async function prepareTrainingDataset(ctx: Ctx, adapter: FrameworkAdapter, signal?: AbortSignal): Promise<PreparedDataset> {
-  const early = new EarlyLayout(ctx, adapter, ctx.work.sub('data'));
+/** Called once the layout is written from the annotations, while the images still download. */
+export type OnEarlyLayout = (layout: PreparedDataset) => void;
+
+export async function prepareTrainingDataset(
+  ctx: Ctx,
+  adapter: FrameworkAdapter,
+  signal?: AbortSignal,
+  onEarlyLayout?: OnEarlyLayout,
+): Promise<PreparedDataset> {
+  const early = new EarlyLayout(ctx, adapter, ctx.work.sub('data'), onEarlyLayout);
   try {
     return await downloadAndPrepare(ctx, adapter, early, signal);
   } catch (err) {
@@ -42,8 +50,8 @@ export async function prepareTrainingDataset(ctx: Ctx, adapter: FrameworkAdapter
  * model (../beside-preflight.ts): abandoned when a check fails, a failure meanwhile reported when
  * its result is awaited.
  */
-export function trainingDatasetBesidePreflight(ctx: Ctx, adapter: FrameworkAdapter): BesidePreflight<PreparedDataset> {
-  return new BesidePreflight((signal) => prepareTrainingDataset(ctx, adapter, signal));
+export function trainingDatasetBesidePreflight(ctx: Ctx, adapter: FrameworkAdapter, onEarlyLayout?: OnEarlyLayout): BesidePreflight<PreparedDataset> {
+  return new BesidePreflight((signal) => prepareTrainingDataset(ctx, adapter, signal, onEarlyLayout));
 }
 
 async function downloadAndPrepare(ctx: Ctx, adapter: FrameworkAdapter, early: EarlyLayout, signal: AbortSignal | undefined): Promise<PreparedDataset> {
@@ -90,6 +98,7 @@ class EarlyLayout {
     private readonly ctx: Ctx,
     private readonly adapter: FrameworkAdapter,
     readonly dataDir: string,
+    private readonly onWritten?: OnEarlyLayout,
   ) {}
 
   /** The download's onAnnotations: resolves once the staged file is read (the download may then move it). */
@@ -120,6 +129,7 @@ class EarlyLayout {
     logger.info(`Dataset layout written from the annotations while the images download (${((performance.now() - started) / 1000).toFixed(1)} s, ${where})`, {
       images: reply.images,
     });
+    this.onWritten?.(reply.prepared);
     return { text, root, prepared: reply.prepared };
   }
 

@@ -115,7 +115,11 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
     if (earlier?.finished) return await finishFromStorage(ctx, progress, earlier);
     const adapter = adapterFor(config.framework);
     // The download starts once Python is up and runs beside the preflight's imports and checks.
-    const dataset = trainingDatasetBesidePreflight(ctx, adapter);
+    let layoutWritten: (layout: PreparedDataset) => void = () => {};
+    const earlyLayout = new Promise<PreparedDataset>((resolve) => {
+      layoutWritten = resolve;
+    });
+    const dataset = trainingDatasetBesidePreflight(ctx, adapter, (layout) => layoutWritten(layout));
     let bridge: PythonBridge;
     try {
       bridge = await preflight(ctx, {
@@ -131,6 +135,7 @@ async function runTraining(ctx: TrainContext): Promise<TrainResult> {
       throw err;
     }
     importFrameworkEarly(ctx, bridge, adapter);
+    workWhileImagesArrive(ctx, bridge, adapter, earlyLayout, progress.trainerArgs);
     const data = await dataset.result();
     const resume = earlier ? await fetchEarlierAttempt(ctx, earlier, progress, adapter, bridge) : await fetchResumeCheckpoint(ctx);
     // A resumed run's weights come from its checkpoint (and a retried pod's presigned URL may have expired).
@@ -186,6 +191,31 @@ function importFrameworkEarly(ctx: TrainContext, bridge: PythonBridge, adapter: 
   bridge
     .preload(adapter.training.pythonModules(ctx.config.taskType))
     .catch((err: unknown) => ctx.logger.debug('an early framework import failed; the train stage reports it', { error: String(err) }));
+}
+
+/**
+ * The framework's work on the layout written from the annotations while its images download
+ * (whileImagesArrive: ultralytics' image checks for its label cache), once the interpreter is
+ * up too. A layout written only after the download never resolves `layout`: nothing starts. A
+ * failure is not the job's: the framework does the same work itself when training starts.
+ */
+function workWhileImagesArrive(
+  ctx: TrainContext,
+  bridge: PythonBridge,
+  adapter: FrameworkAdapter,
+  layout: Promise<PreparedDataset>,
+  trainerArgs: Record<string, JsonValue>,
+): void {
+  if (!adapter.training.whileImagesArrive) return;
+  void layout
+    .then((written) => adapter.training.whileImagesArrive?.(bridge, written, ctx.config.taskType, trainerArgs))
+    .then((began) => {
+      if (began?.started) ctx.logger.info(`${adapter.framework} checks the ${began.images} images for its label cache as they arrive`);
+      else if (began) ctx.logger.debug(`no image checks during the download: ${began.reason}`);
+    })
+    .catch((err: unknown) =>
+      ctx.logger.debug('the image checks during the download did not start; the framework makes them when training starts', { error: String(err) }),
+    );
 }
 
 /**
