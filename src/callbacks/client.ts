@@ -79,6 +79,8 @@ export interface CallbackClientStats {
 
 interface QueuedCallback {
   kind: CallbackKind;
+  /** Waiting callbacks with the same key replace each other (undefined: never replaced). */
+  coalesce: string | undefined;
   /** A validation or a checkpoint event: dropped only when nothing less important waits. */
   vital: boolean;
   request: TransportRequest;
@@ -87,6 +89,17 @@ interface QueuedCallback {
 
 /** Progress kinds whose newest waiting callback replaces the older one. */
 const COALESCING: ReadonlySet<CallbackKind> = new Set(['heartbeat', 'inferenceProgress', 'exportProgress']);
+
+/**
+ * What a waiting progress callback may be replaced by: the newest of its kind, and for an
+ * export's progress the newest of the same stage. A stage says something a later one does not
+ * (that validation ran): a short stage must reach the backend although the next one followed it
+ * before the backend answered.
+ */
+function coalescingKey(kind: CallbackKind, body: unknown): string | undefined {
+  if (!COALESCING.has(kind)) return undefined;
+  return kind === 'exportProgress' ? `${kind}:${(body as { stage: string }).stage}` : kind;
+}
 /** Events that say something was saved or lost: kept before plain milestones and heartbeats. */
 const VITAL_EVENTS: ReadonlySet<string> = new Set(['checkpoint_saved', 'checkpoint_upload_failed', 'training_resumed']);
 
@@ -183,7 +196,7 @@ export class CallbackClient {
     this.drops = new DropTally(options.dropSummaryIntervalMs ?? DEFAULT_DROP_SUMMARY_MS, (line) => this.logger.warn(line));
     this.queue = new ProgressQueue<QueuedCallback>({
       limit: options.queueLimit ?? DEFAULT_QUEUE_LIMIT,
-      coalesceKey: (item) => (COALESCING.has(item.kind) ? item.kind : undefined),
+      coalesceKey: (item) => item.coalesce,
       // Heartbeats and progress first, then milestones, then validations and checkpoint events.
       priority: (item) => (item.vital ? 2 : COALESCING.has(item.kind) ? 0 : 1),
       deliver: (item, signal) => this.deliverProgress(item, signal),
@@ -285,7 +298,8 @@ export class CallbackClient {
       }
       const body = this.buildBody(kind, input);
       const vital = kind === 'validation' || (kind === 'event' && VITAL_EVENTS.has((input as CallbackInput<'event'>).event_type));
-      return new Promise((settle) => this.queue.push({ kind, vital, request: this.request(kind, body, progressKey()), settle }));
+      const coalesce = coalescingKey(kind, body);
+      return new Promise((settle) => this.queue.push({ kind, coalesce, vital, request: this.request(kind, body, progressKey()), settle }));
     } catch (err) {
       // A progress callback must not stop the work, not even when the code building it is wrong.
       const message = err instanceof VisionTrainerError ? err.describe() : String(err);

@@ -170,6 +170,28 @@ describe('CallbackClient', () => {
     expect(client.stats()).toMatchObject({ delivered: 3, dropped: 6 });
   });
 
+  it("an export's progress is replaced only by a newer update of the same stage: every stage reaches the backend", async () => {
+    const { fetch, sent } = fakeBackend();
+    const { client } = makeClient({ fetch });
+    const steps: Array<[string, number]> = [
+      ['downloading', 2],
+      ['converting', 10],
+      ['converting', 20],
+      ['converting', 30],
+      ['validating', 60],
+      ['packaging', 80],
+      ['packaging', 90],
+    ];
+    for (const [stage, percent] of steps) client.exportProgress({ stage: stage as 'converting', progress_percent: percent, message: `${stage} ${percent}` });
+    await client.close(1_000);
+    expect(sent.map((s) => [s.body.stage, s.body.progress_percent])).toEqual([
+      ['downloading', 2],
+      ['converting', 30],
+      ['validating', 60],
+      ['packaging', 90],
+    ]);
+  });
+
   it('sums up progress that could not be delivered in one line per interval, not one per drop', async () => {
     const fetch: FetchLike = async () => ({ status: 503, statusText: '', headers: { get: () => null }, text: async () => 'down' });
     const { client, lines } = makeClient({
