@@ -18,6 +18,9 @@ if [[ ! -d "$site" ]]; then
   mkdir -p "$site"
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" "$bundle"/wheels/*.whl
   "$python" -c 'import polars' 2>/dev/null || cp -r "$bundle/shim/polars" "$site/"
+  # Jobs run Python with PYTHONDONTWRITEBYTECODE: without .pyc files here every process compiled
+  # ultralytics and our package again.
+  "$python" -m compileall -q -j 0 "$site" python >/dev/null
 fi
 export PATH="$PWD/$bundle/bin:$PATH" PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PYTHON_BIN="$python" BENCH_SKIP_BUILD=1
 exec bash bench/gpu.sh "$@"

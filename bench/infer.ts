@@ -181,6 +181,9 @@ function visionTrainer(
   const env = {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
+    // The interpreter and packages the native side runs with (bench/gpu-offline.sh sets both).
+    ...(process.env.PYTHON_BIN ? { PYTHON_BIN: process.env.PYTHON_BIN } : {}),
+    ...(process.env.PYTHONPATH ? { PYTHONPATH: process.env.PYTHONPATH } : {}),
     LOG_FORMAT: 'json',
     LOG_LEVEL: 'warn',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
@@ -209,11 +212,14 @@ function visionTrainer(
   };
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'infer'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    // The job's log lines (stdout) say why it failed; its stderr is Python's output.
+    const child = spawn(process.execPath, [CLI, 'infer'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
+    let out = '';
     child.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
     child.on('exit', (code) => {
-      if (code !== 0) return reject(new Error(`vision-trainer infer (${framework}) exited ${code}: ${err}`));
+      if (code !== 0) return reject(new Error(`vision-trainer infer (${framework}) exited ${code}: ${out}\n${err}`));
       const doc = JSON.parse(readFileSync(join(dir, 'inference_jobs', jobId, 'results.json'), 'utf8')) as {
         num_images: number;
         timing: {

@@ -16,7 +16,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { PROJECT_ROOT, PYTHON_DIR, defaultPythonBin } from '../src/paths.js';
 
@@ -42,7 +42,7 @@ function median(xs: number[]): number {
 function python(args: string[]): string {
   const r = spawnSync(defaultPythonBin(), [SCRIPT, ...args], {
     encoding: 'utf8',
-    env: { ...process.env, PYTHONPATH: PYTHON_DIR, YOLO_CONFIG_DIR: join(tmpdir(), 'vt-bench-yolo') },
+    env: { ...process.env, PYTHONPATH: [PYTHON_DIR, process.env.PYTHONPATH].filter(Boolean).join(delimiter), YOLO_CONFIG_DIR: join(tmpdir(), 'vt-bench-yolo') },
     maxBuffer: 64 * 1024 ** 2,
   });
   if (r.status !== 0) throw new Error(`python ${args.join(' ')} failed: ${r.stderr.slice(-3000)}`);
