@@ -69,7 +69,7 @@ else
 fi
 
 started=$(date +%s)
-BENCH_ALL=bridge,infer,onnx node dist/bench/all.js || status=$?
+BENCH_ALL=${BENCH_ALL:-bridge,infer,onnx} node dist/bench/all.js || status=$?
 
 # Multi-GPU DDP: ultralytics detection on every GPU (the dry run: 2 CPU processes, gloo).
 if [[ $DRY_RUN == 1 ]]; then GPUS=2; DDP_DEVICE=cpu; DDP_PX=64; DDP_IMAGES=24; DDP_EPOCHS=1; else

@@ -64,7 +64,9 @@ def make_detection(out_dir: str, images: int = 60, size: int = 96, seed: int = 0
     ann_id = 0
     for i in range(images):
         bg = backgrounds[i % len(backgrounds)]
-        crop = int(rng.integers(size, min(bg.shape[0], bg.shape[1])))
+        side = min(bg.shape[0], bg.shape[1])
+        # A crop of at least `size` where the photograph allows; larger outputs (640 px) upscale it whole.
+        crop = int(rng.integers(size, side)) if size < side else side
         y0 = int(rng.integers(0, bg.shape[0] - crop + 1))
         x0 = int(rng.integers(0, bg.shape[1] - crop + 1))
         canvas = Image.fromarray(bg[y0 : y0 + crop, x0 : x0 + crop]).resize((size, size), Image.Resampling.BILINEAR).convert("RGB")
