@@ -91,7 +91,6 @@ class _Checks:
         self.download_done = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vision-trainer-label-checks", daemon=True)
         self.error: BaseException | None = None
-        self.started = time.perf_counter()
 
     def _run(self) -> None:
         try:
@@ -102,7 +101,7 @@ class _Checks:
                         # After the download an image still missing is left to the final scan.
                         if self.download_done.wait(_POLL_SECONDS):
                             break
-                    if not os.path.exists(im_file):
+                    if not os.path.exists(im_file):  # it may have arrived just before the download's end
                         continue
                     image, label = _stat(im_file), _stat(lb_file)
                     split.results[im_file] = (split.func(args), image, label)
